@@ -1,0 +1,84 @@
+//! Command line: `mgmt run ...`. Errors become `anyhow` here, at the edge.
+
+pub mod run;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "mgmt", version, about = "Real-time, closed-loop configuration management")]
+pub struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, global = true, env = "MGMT_LOG", default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run an agent on a graph, repairing drift as it happens.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// This host's name (default: the system hostname).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Directory for the agent's state (default: /var/lib/mgmt as root, ~/.cache/mgmt otherwise).
+    #[arg(long, conflicts_with = "tmp_prefix")]
+    pub prefix: Option<PathBuf>,
+    /// Use a fresh temporary directory as prefix, removed on exit.
+    #[arg(long)]
+    pub tmp_prefix: bool,
+    /// Change nothing; report what would change, per resource.
+    #[arg(long)]
+    pub noop: bool,
+    /// Exit once every resource has been idle for this many seconds (0 if all are in their
+    /// desired state, 1 if any failed).
+    #[arg(long, value_name = "SECONDS")]
+    pub converged_timeout: Option<u64>,
+    /// Check and apply every resource once, watch nothing, then exit.
+    #[arg(long)]
+    pub no_watch: bool,
+    #[command(subcommand)]
+    pub frontend: Frontend,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Frontend {
+    /// A YAML graph file; edits to it are swapped in live.
+    Yaml {
+        /// The graph file.
+        file: PathBuf,
+    },
+}
+
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr).init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mgmt: cannot start runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = rt.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+        }
+    });
+    // Detached blocking work (a file write already under way) must not delay exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(50));
+    match code {
+        Ok(c) => std::process::ExitCode::from(c),
+        Err(e) => {
+            eprintln!("mgmt: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

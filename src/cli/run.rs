@@ -1,0 +1,179 @@
+//! `mgmt run`: load the graph, run it, follow edits to the graph file and the world, and stop
+//! on a signal, on convergence (`--converged-timeout`) or after one pass (`--no-watch`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+use tracing::{error, info, warn};
+
+use super::{Frontend, RunArgs};
+use crate::engine::assemble::assemble;
+use crate::engine::{Engine, EngineOptions, Status};
+use crate::frontend::{GraphSpec, yaml};
+use crate::resources::fswatch::Scope;
+use crate::world::World;
+use crate::world::local::LocalWorld;
+
+fn default_prefix() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        PathBuf::from("/var/lib/mgmt")
+    } else {
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mgmt")).unwrap_or_else(|| PathBuf::from("/tmp/mgmt-state"))
+    }
+}
+
+fn load_yaml(path: &Path) -> Result<(String, GraphSpec)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading graph file {}", path.display()))?;
+    let spec = yaml::parse(&text, &path.display().to_string())?;
+    Ok((text, spec))
+}
+
+pub async fn run(args: RunArgs) -> Result<u8> {
+    let hostname = match &args.hostname {
+        Some(h) if h.trim().is_empty() => bail!("--hostname must not be empty"),
+        Some(h) => h.clone(),
+        None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+    };
+    let Frontend::Yaml { file } = &args.frontend;
+    let (mut text, mut spec) = load_yaml(file)?;
+
+    // The prefix holds agent state; a temporary one is removed on exit.
+    let _tmp_prefix;
+    let prefix = if args.tmp_prefix {
+        let t = tempfile::Builder::new().prefix("mgmt-").tempdir().context("creating a temporary prefix")?;
+        let p = t.path().to_path_buf();
+        _tmp_prefix = Some(t);
+        p
+    } else {
+        _tmp_prefix = None;
+        args.prefix.clone().unwrap_or_else(default_prefix)
+    };
+    std::fs::create_dir_all(&prefix).with_context(|| format!("creating prefix {}", prefix.display()))?;
+
+    let world = LocalWorld::new(hostname.clone());
+    let mut collected = world.collected();
+    let now_collected = collected.borrow_and_update().clone();
+    let assembled = assemble(&spec, &hostname, &now_collected).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    for w in &assembled.warnings {
+        warn!("{w}");
+    }
+    let mut engine = Engine::new(EngineOptions { noop: args.noop, no_watch: args.no_watch }).context("starting the file watcher")?;
+    info!(
+        "running graph `{}` from {} on host {hostname} ({} resources, prefix {}){}",
+        spec.name,
+        file.display(),
+        assembled.graph.vertices.len(),
+        prefix.display(),
+        if args.noop { ", noop" } else { "" }
+    );
+    world.export(assembled.exports).await?;
+    engine.swap(assembled.graph);
+
+    // Follow edits to the graph file.
+    let graph_changed = Arc::new(Notify::new());
+    let _graph_sub = if args.no_watch {
+        None
+    } else {
+        let abs = std::path::absolute(file)?;
+        let n = graph_changed.clone();
+        Some(engine.fs().subscribe(Scope::File(abs), Arc::new(move || n.notify_one())).await)
+    };
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let convergence = engine.convergence();
+    let mut conv_rx = convergence.subscribe();
+    let mut idle_since: Option<Instant> = convergence.summary().idle().then(Instant::now);
+
+    // The text of the last graph file that failed to load, so one bad save is reported once.
+    let mut last_bad: Option<String> = None;
+    let code = loop {
+        let deadline = match (args.converged_timeout, idle_since) {
+            (Some(n), Some(t)) => Some(t + Duration::from_secs(n)),
+            _ => None,
+        };
+        tokio::select! {
+            _ = sigint.recv() => { info!("interrupted; stopping"); break 0; }
+            _ = sigterm.recv() => { info!("terminated; stopping"); break 0; }
+            _ = graph_changed.notified() => {
+                // Editors write in steps; let the burst settle before reading.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let now = std::fs::read_to_string(file).ok();
+                if now.is_some() && now == last_bad {
+                    continue;
+                }
+                match load_yaml(file) {
+                    Ok((t, _)) if t == text => {}
+                    Ok((t, s)) => match { let c = collected.borrow().clone(); assemble(&s, &hostname, &c) } {
+                        Ok(a) => {
+                            for w in &a.warnings { warn!("{w}"); }
+                            world.export(a.exports).await?;
+                            let plan = engine.swap(a.graph);
+                            info!("graph swapped: {} kept, {} started, {} stopped", plan.keep.len(), plan.start.len(), plan.stop.len());
+                            text = t;
+                            spec = s;
+                        }
+                        Err(e) => {
+                            error!("{}: {e}; keeping the running graph", file.display());
+                            last_bad = now;
+                        }
+                    },
+                    Err(e) => {
+                        error!("{e:#}; keeping the running graph");
+                        last_bad = now;
+                    }
+                }
+            }
+            Ok(()) = collected.changed() => {
+                let c = collected.borrow_and_update().clone();
+                match assemble(&spec, &hostname, &c) {
+                    Ok(a) => {
+                        for w in &a.warnings { warn!("{w}"); }
+                        engine.swap(a.graph);
+                    }
+                    Err(e) => error!("collected resources: {e}; keeping the running graph"),
+                }
+            }
+            Ok(()) = conv_rx.changed() => {
+                let s = *conv_rx.borrow_and_update();
+                if s.idle() {
+                    idle_since.get_or_insert_with(Instant::now);
+                    if args.no_watch {
+                        break finish(&engine, "applied once");
+                    }
+                } else {
+                    idle_since = None;
+                }
+            }
+            _ = async { tokio::time::sleep_until(deadline.unwrap().into()).await }, if deadline.is_some() => {
+                break finish(&engine, "converged");
+            }
+        }
+    };
+    engine.shutdown().await;
+    Ok(code)
+}
+
+/// Summarise failures and pick the exit code for a run that ended on its own.
+fn finish(engine: &Engine, how: &str) -> u8 {
+    let report = engine.report();
+    let bad: Vec<_> = report.iter().filter(|r| r.status != Status::Ok).collect();
+    if bad.is_empty() {
+        info!("{how}: all {} resources are in their desired state", report.len());
+        0
+    } else {
+        for r in &bad {
+            let why = match (&r.status, &r.error) {
+                (Status::Blocked, _) => "blocked by a failed dependency".to_string(),
+                (_, Some(e)) => e.clone(),
+                (s, None) => format!("{s:?}"),
+            };
+            error!("{how}: {} is not in its desired state: {why}", r.id);
+        }
+        1
+    }
+}

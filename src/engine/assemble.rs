@@ -1,0 +1,140 @@
+//! From a frontend's graph spec plus what the world holds to a runnable [`Graph`]: exports
+//! are split off, collected resources merged in, purge lists filled. Pure.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::graph::{Graph, GraphError};
+use crate::frontend::GraphSpec;
+use crate::frontend::yaml::split_export;
+use crate::resources::{self, ResId, Resource};
+use crate::world::Exported;
+
+pub struct Assembled {
+    pub graph: Graph,
+    /// What this host exports (names without `@@`).
+    pub exports: Vec<Exported>,
+    /// Collected resources that were skipped, and why.
+    pub warnings: Vec<String>,
+}
+
+pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<Assembled, GraphError> {
+    let mut list: Vec<Box<dyn Resource>> = Vec::with_capacity(spec.resources.len());
+    let mut exports = Vec::new();
+    let mut warnings = Vec::new();
+    for r in &spec.resources {
+        let mut r = r.boxed_clone();
+        let (plain, exported) = split_export(r.name());
+        if exported {
+            let plain = plain.to_string();
+            r.set_name(plain.clone());
+            exports.push(Exported { host: host.to_string(), kind: r.kind().to_string(), name: plain, params: r.to_json() });
+        }
+        list.push(r);
+    }
+
+    let mut by_id: HashMap<ResId, usize> = list.iter().enumerate().map(|(i, r)| (r.id(), i)).collect();
+    let mut sorted: Vec<&Exported> = collected.iter().collect();
+    sorted.sort_by(|a, b| (&a.host, &a.kind, &a.name).cmp(&(&b.host, &b.kind, &b.name)));
+    for c in &spec.collect {
+        for e in sorted.iter().filter(|e| e.kind == c.kind) {
+            let mut r = match resources::from_json(&e.kind, e.params.clone()) {
+                Ok(r) => r,
+                Err(err) => {
+                    warnings.push(format!("collected {}[{}] from {}: {err}", e.kind, e.name, e.host));
+                    continue;
+                }
+            };
+            r.set_name(e.name.clone());
+            if let Some(p) = &c.pattern
+                && let Err(err) = r.collect_pattern(p)
+            {
+                warnings.push(format!("collect {} pattern: {err}", c.kind));
+                continue;
+            }
+            if let Err(err) = r.meta().validate().and_then(|_| r.validate()) {
+                warnings.push(format!("collected {}[{}] from {}: {err}", e.kind, e.name, e.host));
+                continue;
+            }
+            match by_id.get(&r.id()) {
+                Some(&i) if list[i].cmp(r.as_ref()) => {}
+                Some(_) => warnings.push(format!(
+                    "collected {}[{}] from {} conflicts with a resource of the same name here; keeping the local one",
+                    e.kind, e.name, e.host
+                )),
+                None => {
+                    by_id.insert(r.id(), list.len());
+                    list.push(r);
+                }
+            }
+        }
+    }
+
+    fill_purge_keep(&mut list);
+    let vertices: Vec<Arc<dyn Resource>> = list.into_iter().map(Arc::from).collect();
+    let graph = Graph::build(vertices, &spec.edges)?;
+    Ok(Assembled { graph, exports, warnings })
+}
+
+/// A purging directory must keep what other file resources manage inside it.
+fn fill_purge_keep(list: &mut [Box<dyn Resource>]) {
+    use crate::resources::file::File;
+    let purging: Vec<usize> = list
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.as_any().downcast_ref::<File>().is_some_and(|f| f.purge))
+        .map(|(i, _)| i)
+        .collect();
+    if purging.is_empty() {
+        return;
+    }
+    let targets: Vec<std::path::PathBuf> =
+        list.iter().filter_map(|r| r.as_any().downcast_ref::<File>()).map(|f| f.target()).collect();
+    for i in purging {
+        let f = list[i].as_any().downcast_ref::<File>().expect("file").clone();
+        let dir = f.target();
+        let mut f = f;
+        f.keep = targets.iter().filter(|t| **t != dir && t.starts_with(&dir)).cloned().collect();
+        list[i] = Box::new(f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontend::yaml;
+
+    #[test]
+    fn exports_are_split_and_collected_files_land_in_pattern_dir() {
+        let text = r#"
+graph: g
+resources:
+  file:
+  - name: "@@filea"
+    path: /tmp/mgmtA/fA
+    content: "i am fA\n"
+collect:
+- kind: file
+  pattern: /tmp/mgmtA/
+"#;
+        let spec = yaml::parse(text, "g.yaml").unwrap();
+        let a = assemble(&spec, "A", &[]).unwrap();
+        assert_eq!(a.exports.len(), 1);
+        assert_eq!(a.exports[0].name, "filea");
+        assert_eq!(a.graph.vertices[0].name(), "filea");
+
+        // Host A's own export collected back is the same resource: merged, not duplicated.
+        let mut collected = a.exports.clone();
+        let mut b = a.exports[0].clone();
+        b.host = "B".into();
+        b.name = "fileb".into();
+        b.params["name"] = "fileb".into();
+        b.params["path"] = "/tmp/mgmtB/fB".into();
+        collected.push(b);
+        let a2 = assemble(&spec, "A", &collected).unwrap();
+        assert!(a2.warnings.is_empty(), "{:?}", a2.warnings);
+        assert_eq!(a2.graph.vertices.len(), 2);
+        let fb = a2.graph.vertices[1].as_any().downcast_ref::<crate::resources::file::File>().unwrap();
+        assert_eq!(fb.path.as_deref(), Some("/tmp/mgmtA/fB"));
+    }
+}

@@ -1,0 +1,153 @@
+//! The engine: runs a resource graph, one task per vertex, and swaps in new graphs by diff.
+//!
+//! Graph building, swap planning and convergence bookkeeping are plain functions on data
+//! (`graph`, `converged`); the I/O lives in the resources the vertex tasks drive.
+
+pub mod converged;
+pub mod graph;
+pub mod meta;
+pub mod vertex;
+pub mod assemble;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::resources::{FsWatcher, ResId};
+pub use converged::{Convergence, Summary};
+pub use graph::{Graph, GraphError, SwapPlan, plan_swap};
+use vertex::{Links, VertexShared};
+pub use vertex::Status;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineOptions {
+    /// Check and report only.
+    pub noop: bool,
+    /// Check each vertex once; watch nothing.
+    pub no_watch: bool,
+}
+
+/// What every vertex task shares.
+pub struct EngineEnv {
+    pub noop: bool,
+    pub no_watch: bool,
+    pub fs: Arc<FsWatcher>,
+    pub convergence: Arc<Convergence>,
+}
+
+struct Running {
+    shared: Arc<VertexShared>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+pub struct Engine {
+    env: Arc<EngineEnv>,
+    graph: Graph,
+    running: Vec<Running>,
+}
+
+/// Per-vertex status for reports.
+#[derive(Debug, Clone)]
+pub struct VertexReport {
+    pub id: ResId,
+    pub status: Status,
+    pub error: Option<String>,
+}
+
+impl Engine {
+    pub fn new(opts: EngineOptions) -> std::io::Result<Engine> {
+        let env = EngineEnv { noop: opts.noop, no_watch: opts.no_watch, fs: FsWatcher::new()?, convergence: Convergence::new() };
+        Ok(Engine { env: Arc::new(env), graph: Graph::default(), running: Vec::new() })
+    }
+
+    pub fn fs(&self) -> Arc<FsWatcher> {
+        self.env.fs.clone()
+    }
+
+    pub fn convergence(&self) -> Arc<Convergence> {
+        self.env.convergence.clone()
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Replace the running graph: unchanged vertices keep running untouched, removed and
+    /// changed ones stop, new ones start. Returns what was done.
+    pub fn swap(&mut self, new: Graph) -> SwapPlan {
+        let plan = plan_swap(&self.graph, &new);
+        let mut old: Vec<Option<Running>> = std::mem::take(&mut self.running).into_iter().map(Some).collect();
+        let mut next: Vec<Option<Running>> = (0..new.vertices.len()).map(|_| None).collect();
+        for &(oi, ni) in &plan.keep {
+            next[ni] = old[oi].take();
+        }
+        for &oi in &plan.stop {
+            if let Some(r) = old[oi].take() {
+                r.cancel.cancel();
+            }
+        }
+        let shared: Vec<Arc<VertexShared>> = next
+            .iter()
+            .zip(&new.vertices)
+            .map(|(r, v)| r.as_ref().map(|r| r.shared.clone()).unwrap_or_else(|| VertexShared::new(v.id())))
+            .collect();
+        let mut links: Vec<Links> = (0..new.vertices.len()).map(|_| Links::default()).collect();
+        for e in &new.edges {
+            links[e.to].upstream.push(shared[e.from].clone());
+            links[e.from].downstream.push((shared[e.to].clone(), e.notify));
+            if let Some((send, recv)) = &e.send_recv {
+                links[e.to].recv.push((shared[e.from].clone(), send.clone(), recv.clone()));
+            }
+        }
+        for (s, l) in shared.iter().zip(links) {
+            s.set_links(l);
+        }
+        for &ni in &plan.start {
+            let cancel = CancellationToken::new();
+            let cond = self.env.convergence.register();
+            let fut = vertex::run(shared[ni].clone(), new.vertices[ni].clone(), self.env.clone(), cond);
+            let token = cancel.clone();
+            let task = tokio::spawn(async move {
+                tokio::select! {
+                    _ = token.cancelled() => {}
+                    _ = fut => {}
+                }
+            });
+            next[ni] = Some(Running { shared: shared[ni].clone(), cancel, task });
+        }
+        self.running = next.into_iter().map(|r| r.expect("every vertex is kept or started")).collect();
+        self.graph = new;
+        plan
+    }
+
+    pub fn report(&self) -> Vec<VertexReport> {
+        self.running
+            .iter()
+            .map(|r| VertexReport {
+                id: r.shared.id.clone(),
+                status: r.shared.status(),
+                error: r.shared.last_error.lock().unwrap().clone(),
+            })
+            .collect()
+    }
+
+    /// Stop every vertex and wait (bounded) for their tasks to end.
+    pub async fn shutdown(&mut self) {
+        for r in &self.running {
+            r.cancel.cancel();
+        }
+        let tasks: Vec<_> = self.running.drain(..).map(|r| r.task).collect();
+        let _ = tokio::time::timeout(Duration::from_secs(2), futures_join_all(tasks)).await;
+        self.graph = Graph::default();
+    }
+}
+
+async fn futures_join_all(tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+

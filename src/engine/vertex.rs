@@ -1,0 +1,260 @@
+//! One task per vertex: run the resource's watch, and check/apply whenever the resource
+//! moved, an upstream vertex changed something, or a refresh arrived.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tracing::{error, info, warn};
+
+use super::EngineEnv;
+use super::converged::{Cond, CondHandle};
+use super::meta::RateLimiter;
+use crate::resources::{ApplyCtx, ResId, Resource, Sends, Trigger, WatchCtx};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    /// Not checked yet, or waiting for upstream vertices.
+    Pending = 0,
+    /// In its desired state.
+    Ok = 1,
+    /// Its last check/apply failed and retries are used up.
+    Failed = 2,
+    /// An upstream vertex failed, so this one cannot run.
+    Blocked = 3,
+}
+
+impl Status {
+    fn from_u8(v: u8) -> Status {
+        match v {
+            1 => Status::Ok,
+            2 => Status::Failed,
+            3 => Status::Blocked,
+            _ => Status::Pending,
+        }
+    }
+}
+
+/// Links of a vertex to its neighbours; replaced wholesale on graph swap.
+#[derive(Default)]
+pub struct Links {
+    pub upstream: Vec<Arc<VertexShared>>,
+    /// (vertex, the edge notifies)
+    pub downstream: Vec<(Arc<VertexShared>, bool)>,
+    /// (upstream vertex, its send field, our recv field)
+    pub recv: Vec<(Arc<VertexShared>, String, String)>,
+}
+
+/// State of a vertex that other vertices and the engine can see.
+pub struct VertexShared {
+    pub id: ResId,
+    wake: Notify,
+    event: AtomicBool,
+    poke: AtomicBool,
+    refresh: AtomicBool,
+    status: AtomicU8,
+    links: RwLock<Arc<Links>>,
+    sends: Mutex<Option<Sends>>,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl VertexShared {
+    pub fn new(id: ResId) -> Arc<Self> {
+        Arc::new(VertexShared {
+            id,
+            wake: Notify::new(),
+            event: AtomicBool::new(false),
+            poke: AtomicBool::new(false),
+            refresh: AtomicBool::new(false),
+            status: AtomicU8::new(Status::Pending as u8),
+            links: RwLock::new(Arc::default()),
+            sends: Mutex::new(None),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    pub fn status(&self) -> Status {
+        Status::from_u8(self.status.load(Ordering::SeqCst))
+    }
+
+    fn set_status(&self, s: Status) -> Status {
+        Status::from_u8(self.status.swap(s as u8, Ordering::SeqCst))
+    }
+
+    pub fn set_links(&self, links: Links) {
+        *self.links.write().unwrap() = Arc::new(links);
+    }
+
+    fn links(&self) -> Arc<Links> {
+        self.links.read().unwrap().clone()
+    }
+
+    /// The resource's own state may have changed.
+    pub fn signal_event(&self) {
+        self.event.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// An upstream vertex changed (and, on a notify edge, asks for a refresh).
+    fn signal_poke(&self, refresh: bool) {
+        if refresh {
+            self.refresh.store(true, Ordering::SeqCst);
+        }
+        self.poke.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    fn poke_downstream(&self, changed: bool) {
+        for (d, notify) in &self.links().downstream {
+            d.signal_poke(*notify && changed);
+        }
+    }
+
+    /// Set the status; neighbours downstream are poked when it changed.
+    fn transition(&self, s: Status) {
+        if self.set_status(s) != s {
+            self.poke_downstream(false);
+        }
+    }
+}
+
+fn delay_of(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// The vertex task. Returns when cancelled (the future is dropped) or never.
+pub async fn run(shared: Arc<VertexShared>, res: Arc<dyn Resource>, env: Arc<EngineEnv>, mut cond: CondHandle) {
+    let meta = res.meta().clone();
+    let apply = !(env.noop || meta.noop);
+    let id = shared.id.clone();
+
+    let watcher = async {
+        let waker_shared = shared.clone();
+        let waker: Arc<dyn Fn() + Send + Sync> = Arc::new(move || waker_shared.signal_event());
+        if env.no_watch {
+            waker();
+            std::future::pending::<()>().await;
+        }
+        if meta.poll > 0 || !res.can_watch() {
+            let period = Duration::from_secs(meta.poll.max(1));
+            let mut ticker = tokio::time::interval(period);
+            loop {
+                ticker.tick().await;
+                waker();
+            }
+        }
+        let ctx = WatchCtx::new(waker.clone(), env.fs.clone());
+        let mut retries = meta.retry;
+        loop {
+            let Err(e) = res.watch(ctx.clone()).await else {
+                std::future::pending::<()>().await;
+                unreachable!()
+            };
+            if retries == 0 {
+                error!("{id}: watch failed: {e}; no longer watching");
+                *shared.last_error.lock().unwrap() = Some(format!("watch: {e}"));
+                std::future::pending::<()>().await;
+            }
+            retries = retries.saturating_sub(1).max(-1);
+            let delay = delay_of(meta.delay.max(100));
+            warn!("{id}: watch failed: {e}; restarting in {delay:?}");
+            tokio::time::sleep(delay).await;
+        }
+    };
+
+    let checker = async {
+        let mut first = true;
+        let mut ready = false;
+        let mut limiter = meta.limit.map(|l| RateLimiter::new(l, meta.burst));
+        loop {
+            shared.wake.notified().await;
+            if !ready {
+                if !shared.event.load(Ordering::SeqCst) {
+                    continue;
+                }
+                ready = true;
+            }
+            let links = shared.links();
+            let statuses: Vec<Status> = links.upstream.iter().map(|u| u.status()).collect();
+            if statuses.iter().any(|s| matches!(s, Status::Failed | Status::Blocked)) {
+                shared.transition(Status::Blocked);
+                cond.set(Cond::Bad);
+                continue;
+            }
+            if statuses.contains(&Status::Pending) {
+                shared.transition(Status::Pending);
+                cond.set(Cond::Busy);
+                continue;
+            }
+            let event = shared.event.swap(false, Ordering::SeqCst);
+            let refresh = shared.refresh.swap(false, Ordering::SeqCst);
+            let poke = shared.poke.swap(false, Ordering::SeqCst);
+            if !(first || event || refresh || poke || shared.status() != Status::Ok) {
+                continue;
+            }
+            cond.set(Cond::Busy);
+            if let Some(l) = limiter.as_mut() {
+                let wait = l.reserve(Instant::now());
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            let mut recv = Sends::new();
+            for (up, send, field) in &links.recv {
+                if let Some(v) = up.sends.lock().unwrap().as_ref().and_then(|s| s.get(send)) {
+                    recv.insert(field.clone(), v.clone());
+                }
+            }
+            let trigger = Trigger { first, event, refresh };
+            let mut retries = meta.retry;
+            let result = loop {
+                let ctx = ApplyCtx::new(trigger, recv.clone());
+                let r = res.check_apply(&ctx, apply).await;
+                if let Some(s) = ctx.take_sends() {
+                    *shared.sends.lock().unwrap() = Some(s);
+                }
+                match r {
+                    Ok(changes) => break Ok(changes),
+                    Err(e) if retries != 0 => {
+                        retries = retries.saturating_sub(1).max(-1);
+                        let left = if retries < 0 { "forever".to_string() } else { format!("{retries} left") };
+                        warn!("{id}: {e}; retrying in {}ms ({left})", meta.delay);
+                        tokio::time::sleep(delay_of(meta.delay)).await;
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
+            match result {
+                Ok(changes) => {
+                    first = false;
+                    for c in &changes {
+                        if apply {
+                            info!("{id}: {c}");
+                        } else {
+                            info!("{id}: noop: would {c}");
+                        }
+                    }
+                    *shared.last_error.lock().unwrap() = None;
+                    let was = shared.set_status(Status::Ok);
+                    if !changes.is_empty() || was != Status::Ok {
+                        shared.poke_downstream(!changes.is_empty());
+                    }
+                    cond.set(Cond::Ok);
+                }
+                Err(e) => {
+                    error!("{id}: {e}");
+                    *shared.last_error.lock().unwrap() = Some(e.to_string());
+                    shared.transition(Status::Failed);
+                    cond.set(Cond::Bad);
+                }
+            }
+        }
+    };
+
+    tokio::select! {
+        _ = watcher => {}
+        _ = checker => {}
+    }
+}

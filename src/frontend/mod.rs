@@ -1,0 +1,64 @@
+//! Frontends turn user code into a [`GraphSpec`]: resources, edges and collect requests.
+//! Parsing and validation are pure functions of the text; no I/O happens here.
+
+pub mod yaml;
+
+use std::fmt;
+
+use crate::resources::{ResId, Resource};
+
+/// A graph as written by the user, before exports and collected resources are merged in.
+#[derive(Debug, Default)]
+pub struct GraphSpec {
+    pub name: String,
+    pub resources: Vec<Box<dyn Resource>>,
+    pub edges: Vec<EdgeSpec>,
+    pub collect: Vec<CollectSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeSpec {
+    pub name: String,
+    pub from: ResId,
+    pub to: ResId,
+    /// Send a refresh to `to` when `from` changed something.
+    pub notify: bool,
+    /// Send/recv: `from`'s output field `send` becomes `to`'s param `recv`.
+    pub send_recv: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectSpec {
+    pub kind: String,
+    /// Kind-specific filter/target (file: the directory collected files are written into).
+    pub pattern: Option<String>,
+}
+
+/// An error in user code, located as precisely as the frontend can.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct FrontendError {
+    pub file: String,
+    /// 1-based; 0 when unknown.
+    pub line: u64,
+    pub column: u64,
+    pub resource: Option<ResId>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for FrontendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        write!(f, ": ")?;
+        if let Some(r) = &self.resource {
+            write!(f, "{r}: ")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "field `{field}`: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}

@@ -1,0 +1,344 @@
+//! The YAML graph frontend (upstream's format: `graph`, `resources`, `edges`, `collect`).
+//!
+//! Parsing is strict: unknown keys, unknown kinds and wrong types are errors with
+//! file:line:column. Semantic checks (each kind's `validate`, duplicate names, edges to
+//! missing resources) are located by a second, lazy pass that only runs when there is an
+//! error to report, so a valid graph is parsed once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+use super::{CollectSpec, EdgeSpec, FrontendError, GraphSpec};
+use crate::resources::{self, ResId, Resource};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YamlGraph {
+    graph: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    comment: Option<String>,
+    #[serde(default)]
+    resources: Option<YamlResources>,
+    #[serde(default)]
+    edges: Option<Vec<Spanned<YamlEdge>>>,
+    #[serde(default)]
+    collect: Option<Vec<Spanned<YamlCollect>>>,
+}
+
+/// One list per kind; adding a kind is one line here and one in `resources::from_json`.
+macro_rules! yaml_kinds {
+    ($($kind:ident => $ty:ty),* $(,)?) => {
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        struct YamlResources {
+            $(#[serde(default)] $kind: Option<Vec<Spanned<$ty>>>,)*
+        }
+
+        impl YamlResources {
+            /// (kind, index within kind, location, resource) in document order per kind.
+            fn into_list(self) -> Vec<(&'static str, usize, (u64, u64), Box<dyn Resource>)> {
+                let mut out = Vec::new();
+                $(
+                    for (i, r) in self.$kind.unwrap_or_default().into_iter().enumerate() {
+                        let loc = (r.referenced.line(), r.referenced.column());
+                        out.push((stringify!($kind), i, loc, Box::new(r.value) as Box<dyn Resource>));
+                    }
+                )*
+                out
+            }
+        }
+    };
+}
+
+yaml_kinds! {
+    exec => resources::exec::Exec,
+    file => resources::file::File,
+    noop => resources::noop::Noop,
+    print => resources::print::Print,
+    timer => resources::timer::Timer,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YamlEdge {
+    #[serde(default)]
+    name: String,
+    from: YamlRef,
+    to: YamlRef,
+    #[serde(default)]
+    notify: bool,
+    #[serde(default)]
+    send: Option<String>,
+    #[serde(default)]
+    recv: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YamlRef {
+    kind: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YamlCollect {
+    kind: String,
+    #[serde(default)]
+    pattern: Option<String>,
+}
+
+/// Strip the export marker: `@@name` is exported and also applied locally as `name`.
+pub fn split_export(name: &str) -> (&str, bool) {
+    match name.strip_prefix("@@") {
+        Some(n) => (n, true),
+        None => (name, false),
+    }
+}
+
+/// Parse and validate a YAML graph. `file` is only used in error messages.
+pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
+    let err_at = |line: u64, column: u64, message: String| FrontendError {
+        file: file.to_string(),
+        line,
+        column,
+        resource: None,
+        field: None,
+        message,
+    };
+    let doc: YamlGraph = match serde_saphyr::from_str(text) {
+        Ok(d) => d,
+        Err(e) => {
+            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+            let mut fe = err_at(line, column, plain_message(&e));
+            fe.resource = locate_resource_at(text, line, column);
+            return Err(fe);
+        }
+    };
+    if doc.graph.trim().is_empty() {
+        return Err(err_at(1, 1, "`graph` must name the graph".into()));
+    }
+
+    let mut spec = GraphSpec { name: doc.graph, ..GraphSpec::default() };
+    let mut seen = HashSet::new();
+    for (kind, index, (line, column), res) in doc.resources.unwrap_or_default().into_list() {
+        let located = |field: Option<&str>, message: String| {
+            let (l, c) = field
+                .and_then(|f| field_location(text, kind, index, f))
+                .unwrap_or((line, column));
+            FrontendError {
+                file: file.to_string(),
+                line: l,
+                column: c,
+                resource: Some(ResId::new(kind, res.name())),
+                field: field.map(str::to_string),
+                message,
+            }
+        };
+        if res.name().is_empty() || res.name() == "@@" {
+            return Err(located(Some("name"), "must not be empty".into()));
+        }
+        let (plain, _) = split_export(res.name());
+        if !seen.insert(ResId::new(kind, plain)) {
+            return Err(located(Some("name"), format!("duplicate resource {kind}[{plain}]")));
+        }
+        if let Err(e) = res.meta().validate().and_then(|_| res.validate()) {
+            return Err(located(Some(e.field), e.message));
+        }
+        spec.resources.push(res);
+    }
+
+    for e in doc.edges.unwrap_or_default() {
+        let (line, column) = (e.referenced.line(), e.referenced.column());
+        let edge = e.value;
+        let resolve = |r: &YamlRef, end: &str| -> Result<ResId, FrontendError> {
+            let id = ResId::new(r.kind.as_str(), split_export(&r.name).0);
+            if seen.contains(&id) {
+                Ok(id)
+            } else {
+                Err(err_at(line, column, format!("edge `{}`: `{end}` names {id}, which is not in the graph", edge.name)))
+            }
+        };
+        let from = resolve(&edge.from, "from")?;
+        let to = resolve(&edge.to, "to")?;
+        let send_recv = match (edge.send, edge.recv) {
+            (None, None) => None,
+            (Some(s), Some(r)) => {
+                let find = |id: &ResId| spec.resources.iter().find(|x| x.kind() == id.kind && split_export(x.name()).0 == id.name);
+                let (src, dst) = (find(&from).expect("checked"), find(&to).expect("checked"));
+                if !src.send_fields().contains(&s.as_str()) {
+                    return Err(err_at(line, column, format!("edge `{}`: {from} does not send `{s}` (it sends: {})", edge.name, list(src.send_fields()))));
+                }
+                if !dst.recv_fields().contains(&r.as_str()) {
+                    return Err(err_at(line, column, format!("edge `{}`: {to} cannot receive `{r}` (it receives: {})", edge.name, list(dst.recv_fields()))));
+                }
+                Some((s, r))
+            }
+            _ => return Err(err_at(line, column, format!("edge `{}`: `send` and `recv` go together", edge.name))),
+        };
+        spec.edges.push(EdgeSpec { name: edge.name, from, to, notify: edge.notify, send_recv });
+    }
+
+    for c in doc.collect.unwrap_or_default() {
+        let (line, column) = (c.referenced.line(), c.referenced.column());
+        if !resources::KINDS.contains(&c.value.kind.as_str()) {
+            return Err(err_at(line, column, format!("collect: unknown resource kind `{}`", c.value.kind)));
+        }
+        spec.collect.push(CollectSpec { kind: c.value.kind, pattern: c.value.pattern });
+    }
+    Ok(spec)
+}
+
+fn list(items: &[&str]) -> String {
+    if items.is_empty() { "nothing".into() } else { items.join(", ") }
+}
+
+/// serde-saphyr's message without its own location suffix and snippet.
+fn plain_message(e: &serde_saphyr::Error) -> String {
+    let mut opts = serde_saphyr::RenderOptions::default();
+    opts.snippets = serde_saphyr::SnippetMode::Off;
+    let s = e.render_with_options(opts);
+    let first = s.lines().next().unwrap_or("").trim();
+    // Drop a trailing " at line X column Y": we print the location in front.
+    match first.rfind(" at line ") {
+        Some(i) => first[..i].to_string(),
+        None => first.to_string(),
+    }
+}
+
+/// Location tree of a document, parsed only when an error must be located.
+#[derive(Default)]
+struct LocMap(BTreeMap<String, Spanned<LocNode>>);
+
+enum LocNode {
+    Map(LocMap),
+    Seq(Vec<Spanned<LocNode>>),
+    Leaf,
+}
+
+impl<'de> Deserialize<'de> for LocNode {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LocNode;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML node")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<LocNode, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(k) = m.next_key::<KeyString>()? {
+                    let v = m.next_value::<Spanned<LocNode>>()?;
+                    out.insert(k.0, v);
+                }
+                Ok(LocNode::Map(LocMap(out)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<LocNode, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = s.next_element::<Spanned<LocNode>>()? {
+                    out.push(v);
+                }
+                Ok(LocNode::Seq(out))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<LocNode, E> { Ok(LocNode::Leaf) }
+            fn visit_i64<E>(self, _: i64) -> Result<LocNode, E> { Ok(LocNode::Leaf) }
+            fn visit_u64<E>(self, _: u64) -> Result<LocNode, E> { Ok(LocNode::Leaf) }
+            fn visit_f64<E>(self, _: f64) -> Result<LocNode, E> { Ok(LocNode::Leaf) }
+            fn visit_str<E>(self, _: &str) -> Result<LocNode, E> { Ok(LocNode::Leaf) }
+            fn visit_unit<E>(self) -> Result<LocNode, E> { Ok(LocNode::Leaf) }
+            fn visit_none<E>(self) -> Result<LocNode, E> { Ok(LocNode::Leaf) }
+            fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<LocNode, D::Error> { LocNode::deserialize(d) }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Map keys of any scalar type, as text.
+struct KeyString(String);
+impl<'de> Deserialize<'de> for KeyString {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = KeyString;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a scalar key")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<KeyString, E> { Ok(KeyString(v.into())) }
+            fn visit_i64<E>(self, v: i64) -> Result<KeyString, E> { Ok(KeyString(v.to_string())) }
+            fn visit_u64<E>(self, v: u64) -> Result<KeyString, E> { Ok(KeyString(v.to_string())) }
+            fn visit_bool<E>(self, v: bool) -> Result<KeyString, E> { Ok(KeyString(v.to_string())) }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for LocMap {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match LocNode::deserialize(d)? {
+            LocNode::Map(m) => Ok(m),
+            _ => Ok(LocMap::default()),
+        }
+    }
+}
+
+fn loc_of(n: &Spanned<LocNode>) -> (u64, u64) {
+    (n.referenced.line(), n.referenced.column())
+}
+
+/// Where `resources.<kind>[index].<field>` (field may be dotted: `meta.limit`) is.
+fn field_location(text: &str, kind: &str, index: usize, field: &str) -> Option<(u64, u64)> {
+    let root: LocMap = serde_saphyr::from_str(text).ok()?;
+    let LocNode::Map(kinds) = &root.0.get("resources")?.value else { return None };
+    let LocNode::Seq(entries) = &kinds.0.get(kind)?.value else { return None };
+    let mut node = entries.get(index)?;
+    for part in field.split('.') {
+        match &node.value {
+            LocNode::Map(m) => match m.0.get(part) {
+                Some(n) => node = n,
+                None => return Some(loc_of(node)),
+            },
+            _ => return Some(loc_of(node)),
+        }
+    }
+    Some(loc_of(node))
+}
+
+/// Which resource entry a parse error at (line, column) falls in, if any.
+fn locate_resource_at(text: &str, line: u64, column: u64) -> Option<ResId> {
+    if line == 0 {
+        return None;
+    }
+    let root: LocMap = serde_saphyr::from_str(text).ok()?;
+    let LocNode::Map(kinds) = &root.0.get("resources")?.value else { return None };
+    let mut best: Option<((u64, u64), ResId)> = None;
+    for (kind, node) in &kinds.0 {
+        let LocNode::Seq(entries) = &node.value else { continue };
+        for entry in entries {
+            let at = loc_of(entry);
+            if at <= (line, column) && column >= at.1 && best.as_ref().is_none_or(|(b, _)| at > *b) {
+                let name = match &entry.value {
+                    LocNode::Map(m) if m.0.contains_key("name") => entry_name(text, m.0.get("name")?),
+                    _ => None,
+                };
+                best = Some((at, ResId::new(kind.as_str(), name.unwrap_or_else(|| "?".into()))));
+            }
+        }
+    }
+    // The error must also be inside the resources section (after its start).
+    let start = loc_of(root.0.get("resources")?);
+    best.filter(|(at, _)| *at >= start).map(|(_, id)| id)
+}
+
+/// The scalar text at a location (for naming a resource in a parse error).
+fn entry_name(text: &str, node: &Spanned<LocNode>) -> Option<String> {
+    let (line, column) = loc_of(node);
+    let l = text.lines().nth(line.checked_sub(1)? as usize)?;
+    let rest: String = l.chars().skip(column.checked_sub(1)? as usize).collect();
+    let v = rest.trim().trim_matches(|c| c == '"' || c == '\'');
+    Some(split_export(v).0.to_string())
+}
+

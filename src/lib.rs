@@ -1,0 +1,10 @@
+//! mgmt: a real-time, closed-loop configuration management agent.
+//!
+//! Data flows one way: `frontend` (user code) -> `engine::graph` -> `engine` (vertex tasks)
+//! -> `resources` (I/O), with the `world` beside them. See ARCHITECTURE.md.
+
+pub mod cli;
+pub mod engine;
+pub mod frontend;
+pub mod resources;
+pub mod world;

@@ -1,0 +1,242 @@
+//! Resource kinds. Every kind implements [`Resource`] the same way: its params are a plain
+//! serde struct (so frontends and the world can decode it), `validate` is a pure function of
+//! those params, and all I/O happens in `watch` and `check_apply`.
+
+pub mod exec;
+pub mod file;
+pub mod fswatch;
+pub mod noop;
+pub mod print;
+pub mod timer;
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::meta::Meta;
+pub use fswatch::FsWatcher;
+
+/// Identity of a resource in a graph: kind plus name. Graph swap keys vertices by this.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ResId {
+    pub kind: String,
+    pub name: String,
+}
+
+impl ResId {
+    pub fn new(kind: impl Into<String>, name: impl Into<String>) -> Self {
+        ResId { kind: kind.into(), name: name.into() }
+    }
+}
+
+impl fmt::Display for ResId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.kind, self.name)
+    }
+}
+
+/// A rejected param: which field and why. The frontend adds file, line and column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {message}")]
+pub struct ValidationError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        ValidationError { field, message: message.into() }
+    }
+}
+
+/// What `check_apply` found or did: one human-readable line per change. Empty means the
+/// real state already matched the desired state.
+pub type Changes = Vec<String>;
+
+/// Values a resource sends after applying (exec's stdout, ...), for send/recv edges.
+pub type Sends = BTreeMap<String, String>;
+
+/// Why a vertex is being checked; lets resources without state of their own decide whether
+/// to act (exec re-runs on refresh, a timer reports a tick as a change).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Trigger {
+    /// First check since this vertex started.
+    pub first: bool,
+    /// The resource's own watch reported a change since the last check.
+    pub event: bool,
+    /// An upstream vertex on a `notify` edge changed something.
+    pub refresh: bool,
+}
+
+/// Context handed to `check_apply`.
+pub struct ApplyCtx {
+    pub trigger: Trigger,
+    /// Values received over send/recv edges, by receiving field name.
+    pub recv: Sends,
+    pub(crate) sends: std::sync::Mutex<Option<Sends>>,
+}
+
+impl ApplyCtx {
+    pub fn new(trigger: Trigger, recv: Sends) -> Self {
+        ApplyCtx { trigger, recv, sends: Default::default() }
+    }
+    /// Publish values for downstream send/recv edges.
+    pub fn send(&self, values: Sends) {
+        *self.sends.lock().unwrap() = Some(values);
+    }
+    pub fn take_sends(&self) -> Option<Sends> {
+        self.sends.lock().unwrap().take()
+    }
+}
+
+/// Context handed to `watch`: how to report a change, and shared OS watchers.
+#[derive(Clone)]
+pub struct WatchCtx {
+    pub(crate) waker: Arc<dyn Fn() + Send + Sync>,
+    pub fs: Arc<FsWatcher>,
+}
+
+impl WatchCtx {
+    pub fn new(waker: Arc<dyn Fn() + Send + Sync>, fs: Arc<FsWatcher>) -> Self {
+        WatchCtx { waker, fs }
+    }
+    /// Report that the real state may have changed: the engine re-checks this vertex.
+    pub fn event(&self) {
+        (self.waker)()
+    }
+}
+
+/// Paths a resource manages or needs; the graph builder derives autoedges from them.
+#[derive(Debug, Default, Clone)]
+pub struct AutoEdgeInfo {
+    /// Paths this resource manages (a directory ends with `/`).
+    pub provides: Vec<PathBuf>,
+    /// Paths whose managing resource must be applied before this one (nearest wins).
+    pub requires: Vec<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("{0}")]
+    Msg(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ResourceError {
+    pub fn msg(m: impl Into<String>) -> Self {
+        ResourceError::Msg(m.into())
+    }
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        ResourceError::Io { context: context.into(), source }
+    }
+}
+
+pub type ResResult<T> = Result<T, ResourceError>;
+
+/// The contract every resource kind implements alike.
+#[async_trait]
+pub trait Resource: Send + Sync + fmt::Debug + 'static {
+    fn kind(&self) -> &'static str;
+    fn name(&self) -> &str;
+    fn meta(&self) -> &Meta;
+    fn meta_mut(&mut self) -> &mut Meta;
+    fn id(&self) -> ResId {
+        ResId::new(self.kind(), self.name())
+    }
+    /// Reject bad params. Pure: no I/O.
+    fn validate(&self) -> Result<(), ValidationError>;
+    /// Long-running: watch the real state and call `ctx.event()` on every change. Returns
+    /// only on error (or never); the engine cancels it on shutdown or removal.
+    async fn watch(&self, ctx: WatchCtx) -> ResResult<()>;
+    /// Whether `watch` can observe anything; kinds that cannot are checked once (or polled).
+    fn can_watch(&self) -> bool {
+        true
+    }
+    /// Compare real and desired state; with `apply`, make them match. Returns the changes
+    /// made (or, without `apply`, the ones that would be made).
+    async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes>;
+    /// Same kind, same params (meta included)? Graph swap keeps a vertex running when true.
+    fn cmp(&self, other: &dyn Resource) -> bool;
+    fn autoedges(&self) -> AutoEdgeInfo {
+        AutoEdgeInfo::default()
+    }
+    /// Fields this kind accepts over send/recv edges.
+    fn recv_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Fields this kind sends after applying.
+    fn send_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Params as JSON, for export to the world.
+    fn to_json(&self) -> serde_json::Value;
+    /// Rewrite params when collected from the world with a `pattern` (file: target dir).
+    fn collect_pattern(&mut self, _pattern: &str) -> Result<(), ValidationError> {
+        Ok(())
+    }
+    fn set_name(&mut self, name: String);
+    fn boxed_clone(&self) -> Box<dyn Resource>;
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Implements the boilerplate trait methods for a kind struct with `name` and `meta` fields.
+#[macro_export]
+macro_rules! resource_common {
+    ($kind:literal) => {
+        fn kind(&self) -> &'static str {
+            $kind
+        }
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn meta(&self) -> &$crate::engine::meta::Meta {
+            &self.meta
+        }
+        fn meta_mut(&mut self) -> &mut $crate::engine::meta::Meta {
+            &mut self.meta
+        }
+        fn cmp(&self, other: &dyn $crate::resources::Resource) -> bool {
+            other.as_any().downcast_ref::<Self>().is_some_and(|o| o == self)
+        }
+        fn to_json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+        fn set_name(&mut self, name: String) {
+            self.name = name;
+        }
+        fn boxed_clone(&self) -> Box<dyn $crate::resources::Resource> {
+            Box::new(self.clone())
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    };
+}
+
+/// Every kind this build knows, for error messages and docs.
+pub const KINDS: &[&str] = &["exec", "file", "noop", "print", "timer"];
+
+/// Decode a kind's params from JSON (world exports). Frontends decode their own syntax.
+pub fn from_json(kind: &str, value: serde_json::Value) -> Result<Box<dyn Resource>, String> {
+    fn de<T: Resource + for<'a> Deserialize<'a>>(v: serde_json::Value) -> Result<Box<dyn Resource>, String> {
+        serde_json::from_value::<T>(v).map(|r| Box::new(r) as Box<dyn Resource>).map_err(|e| e.to_string())
+    }
+    match kind {
+        "exec" => de::<exec::Exec>(value),
+        "file" => de::<file::File>(value),
+        "noop" => de::<noop::Noop>(value),
+        "print" => de::<print::Print>(value),
+        "timer" => de::<timer::Timer>(value),
+        other => Err(format!("unknown resource kind `{other}` (known: {})", KINDS.join(", "))),
+    }
+}

@@ -1,0 +1,50 @@
+//! `timer`: ticks every `interval` seconds; a tick counts as a change, so `notify` edges
+//! from a timer refresh what is downstream periodically.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::{ApplyCtx, Changes, ResResult, Resource, ValidationError, WatchCtx};
+use crate::engine::meta::Meta;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timer {
+    pub name: String,
+    #[serde(default)]
+    pub meta: Meta,
+    /// Seconds between ticks.
+    pub interval: u64,
+}
+
+#[async_trait]
+impl Resource for Timer {
+    crate::resource_common!("timer");
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.interval == 0 {
+            return Err(ValidationError::new("interval", "must be at least 1 second"));
+        }
+        Ok(())
+    }
+
+    async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
+        let period = Duration::from_secs(self.interval);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ctx.event();
+        loop {
+            ticker.tick().await;
+            ctx.event();
+        }
+    }
+
+    async fn check_apply(&self, ctx: &ApplyCtx, _apply: bool) -> ResResult<Changes> {
+        if ctx.trigger.event && !ctx.trigger.first {
+            return Ok(vec!["tick".into()]);
+        }
+        Ok(vec![])
+    }
+}
