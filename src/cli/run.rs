@@ -162,8 +162,14 @@ pub async fn run(args: RunArgs) -> Result<u8> {
 fn finish(engine: &Engine, how: &str) -> u8 {
     let report = engine.report();
     let bad: Vec<_> = report.iter().filter(|r| r.status != Status::Ok).collect();
+    let would: Vec<_> = report.iter().filter(|r| r.would_change).map(|r| r.id.to_string()).collect();
+    if !would.is_empty() {
+        info!("{how} (noop): {} of {} resources would change: {}", would.len(), report.len(), would.join(", "));
+    }
     if bad.is_empty() {
-        info!("{how}: all {} resources are in their desired state", report.len());
+        if would.is_empty() {
+            info!("{how}: all {} resources are in their desired state", report.len());
+        }
         0
     } else {
         for r in &bad {

@@ -55,6 +55,8 @@ pub struct VertexReport {
     pub id: ResId,
     pub status: Status,
     pub error: Option<String>,
+    /// Noop only: its last check found changes it did not make.
+    pub would_change: bool,
 }
 
 impl Engine {
@@ -130,6 +132,7 @@ impl Engine {
                 id: r.shared.id.clone(),
                 status: r.shared.status(),
                 error: r.shared.last_error.lock().unwrap().clone(),
+                would_change: r.shared.would_change.load(std::sync::atomic::Ordering::SeqCst),
             })
             .collect()
     }

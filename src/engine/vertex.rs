@@ -58,6 +58,8 @@ pub struct VertexShared {
     links: RwLock<Arc<Links>>,
     sends: Mutex<Option<Sends>>,
     pub last_error: Mutex<Option<String>>,
+    /// In noop mode: the last check found changes it did not make.
+    pub would_change: AtomicBool,
 }
 
 impl VertexShared {
@@ -72,6 +74,7 @@ impl VertexShared {
             links: RwLock::new(Arc::default()),
             sends: Mutex::new(None),
             last_error: Mutex::new(None),
+            would_change: AtomicBool::new(false),
         })
     }
 
@@ -237,6 +240,9 @@ pub async fn run(shared: Arc<VertexShared>, res: Arc<dyn Resource>, env: Arc<Eng
                         }
                     }
                     *shared.last_error.lock().unwrap() = None;
+                    if !apply {
+                        shared.would_change.store(!changes.is_empty(), Ordering::SeqCst);
+                    }
                     let was = shared.set_status(Status::Ok);
                     if !changes.is_empty() || was != Status::Ok {
                         shared.poke_downstream(!changes.is_empty());

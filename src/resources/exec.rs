@@ -55,6 +55,15 @@ struct Output {
 }
 
 impl Exec {
+    fn display(&self) -> String {
+        if self.args.is_empty() {
+            self.cmd.clone()
+        } else {
+            let args: Vec<String> = self.args.iter().map(|a| shlex::try_quote(a).map(|q| q.into_owned()).unwrap_or_else(|_| a.clone())).collect();
+            format!("{} {}", self.cmd, args.join(" "))
+        }
+    }
+
     fn shell(&self) -> &str {
         self.shell.as_deref().unwrap_or("/bin/sh")
     }
@@ -194,9 +203,15 @@ impl Resource for Exec {
         {
             return Ok(vec![]);
         }
-        let why = if t.refresh { "refresh" } else if t.event { "event" } else { "start" };
+        let why = if t.refresh {
+            "refresh"
+        } else if t.first {
+            "start"
+        } else {
+            "event"
+        };
         if !apply {
-            return Ok(vec![format!("run `{}` ({why})", self.cmd)]);
+            return Ok(vec![format!("run `{}` ({why})", self.display())]);
         }
         let cmd = self.main_command().map_err(ResourceError::msg)?;
         let out = self.run(cmd, "cmd", self.timeout).await?;
@@ -219,7 +234,7 @@ impl Resource for Exec {
                 return Err(ResourceError::msg(format!("donecmd exited with code {}: {}", d.code, tail(&d.stderr))));
             }
         }
-        Ok(vec![format!("ran `{}` ({why}, exit 0)", self.cmd)])
+        Ok(vec![format!("ran `{}` ({why}, exit 0)", self.display())])
     }
 
     fn autoedges(&self) -> AutoEdgeInfo {
