@@ -22,12 +22,15 @@ fn default_prefix() -> PathBuf {
     if nix::unistd::geteuid().is_root() {
         PathBuf::from("/var/lib/mgmt")
     } else {
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mgmt")).unwrap_or_else(|| PathBuf::from("/tmp/mgmt-state"))
+        std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".cache/mgmt"))
+            .unwrap_or_else(|| PathBuf::from("/tmp/mgmt-state"))
     }
 }
 
 fn load_yaml(path: &Path) -> Result<(String, GraphSpec)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading graph file {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading graph file {}", path.display()))?;
     let spec = yaml::parse(&text, &path.display().to_string())?;
     Ok((text, spec))
 }
@@ -57,11 +60,13 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let world = LocalWorld::new(hostname.clone());
     let mut collected = world.collected();
     let now_collected = collected.borrow_and_update().clone();
-    let assembled = assemble(&spec, &hostname, &now_collected).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let assembled =
+        assemble(&spec, &hostname, &now_collected).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     for w in &assembled.warnings {
         warn!("{w}");
     }
-    let mut engine = Engine::new(EngineOptions { noop: args.noop, no_watch: args.no_watch }).context("starting the file watcher")?;
+    let mut engine = Engine::new(EngineOptions { noop: args.noop, no_watch: args.no_watch })
+        .context("starting the file watcher")?;
     info!(
         "running graph `{}` from {} on host {hostname} ({} resources, prefix {}){}",
         spec.name,
@@ -92,6 +97,10 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     // The text of the last graph file that failed to load, so one bad save is reported once.
     let mut last_bad: Option<String> = None;
     let code = loop {
+        // A graph can be idle before the first change is ever published.
+        if args.no_watch && convergence.summary().idle() {
+            break finish(&engine, "applied once");
+        }
         let deadline = match (args.converged_timeout, idle_since) {
             (Some(n), Some(t)) => Some(t + Duration::from_secs(n)),
             _ => None,
@@ -107,8 +116,10 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                     continue;
                 }
                 match load_yaml(file) {
-                    Ok((t, _)) if t == text => {}
-                    Ok((t, s)) => match { let c = collected.borrow().clone(); assemble(&s, &hostname, &c) } {
+                    Ok((t, _)) if t == text => last_bad = None,
+                    Ok((t, s)) => {
+                        let c = collected.borrow().clone();
+                        match assemble(&s, &hostname, &c) {
                         Ok(a) => {
                             for w in &a.warnings { warn!("{w}"); }
                             world.export(a.exports).await?;
@@ -116,12 +127,13 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                             info!("graph swapped: {} kept, {} started, {} stopped", plan.keep.len(), plan.start.len(), plan.stop.len());
                             text = t;
                             spec = s;
+                            last_bad = None;
                         }
                         Err(e) => {
                             error!("{}: {e}; keeping the running graph", file.display());
                             last_bad = now;
                         }
-                    },
+                    }},
                     Err(e) => {
                         error!("{e:#}; keeping the running graph");
                         last_bad = now;
@@ -164,7 +176,12 @@ fn finish(engine: &Engine, how: &str) -> u8 {
     let bad: Vec<_> = report.iter().filter(|r| r.status != Status::Ok).collect();
     let would: Vec<_> = report.iter().filter(|r| r.would_change).map(|r| r.id.to_string()).collect();
     if !would.is_empty() {
-        info!("{how} (noop): {} of {} resources would change: {}", would.len(), report.len(), would.join(", "));
+        info!(
+            "{how} (noop): {} of {} resources would change: {}",
+            would.len(),
+            report.len(),
+            would.join(", ")
+        );
     }
     if bad.is_empty() {
         if would.is_empty() {

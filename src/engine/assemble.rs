@@ -28,7 +28,12 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
         if exported {
             let plain = plain.to_string();
             r.set_name(plain.clone());
-            exports.push(Exported { host: host.to_string(), kind: r.kind().to_string(), name: plain, params: r.to_json() });
+            exports.push(Exported {
+                host: host.to_string(),
+                kind: r.kind().to_string(),
+                name: plain,
+                params: r.to_json(),
+            });
         }
         list.push(r);
     }

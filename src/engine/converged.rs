@@ -45,7 +45,12 @@ pub struct Convergence {
 impl Convergence {
     pub fn new() -> Arc<Self> {
         let (tx, _) = watch::channel(Summary::default());
-        Arc::new(Convergence { vertices: AtomicUsize::new(0), busy: AtomicUsize::new(0), bad: AtomicUsize::new(0), tx })
+        Arc::new(Convergence {
+            vertices: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+            bad: AtomicUsize::new(0),
+            tx,
+        })
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Summary> {

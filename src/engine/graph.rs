@@ -50,7 +50,10 @@ impl Graph {
         }
         for e in edges {
             let find = |id: &ResId| {
-                g.index.get(id).copied().ok_or_else(|| GraphError::MissingVertex { edge: e.name.clone(), missing: id.clone() })
+                g.index
+                    .get(id)
+                    .copied()
+                    .ok_or_else(|| GraphError::MissingVertex { edge: e.name.clone(), missing: id.clone() })
             };
             let (from, to) = (find(&e.from)?, find(&e.to)?);
             g.edges.push(Edge { from, to, notify: e.notify, send_recv: e.send_recv.clone(), auto: false });
@@ -73,7 +76,8 @@ impl Graph {
         if providers.is_empty() {
             return;
         }
-        let mut existing: std::collections::HashSet<(usize, usize)> = self.edges.iter().map(|e| (e.from, e.to)).collect();
+        let mut existing: std::collections::HashSet<(usize, usize)> =
+            self.edges.iter().map(|e| (e.from, e.to)).collect();
         for (i, v) in self.vertices.iter().enumerate() {
             for req in v.autoedges().requires {
                 let Some(from) = nearest_provider(&providers, &req) else { continue };
@@ -219,12 +223,19 @@ mod tests {
         })
     }
     fn edge(from: &str, to: &str) -> EdgeSpec {
-        EdgeSpec { name: format!("{from}-{to}"), from: ResId::new("noop", from), to: ResId::new("noop", to), notify: false, send_recv: None }
+        EdgeSpec {
+            name: format!("{from}-{to}"),
+            from: ResId::new("noop", from),
+            to: ResId::new("noop", to),
+            notify: false,
+            send_recv: None,
+        }
     }
 
     #[test]
     fn toposort_puts_every_edge_forward() {
-        let g = Graph::build(vec![noop("c"), noop("b"), noop("a")], &[edge("a", "b"), edge("b", "c")]).unwrap();
+        let g =
+            Graph::build(vec![noop("c"), noop("b"), noop("a")], &[edge("a", "b"), edge("b", "c")]).unwrap();
         let order = g.topological_order();
         let pos = |name: &str| order.iter().position(|i| g.vertices[*i].name() == name).unwrap();
         assert!(pos("a") < pos("b") && pos("b") < pos("c"));
@@ -232,7 +243,11 @@ mod tests {
 
     #[test]
     fn cycle_is_named_in_order() {
-        let err = Graph::build(vec![noop("a"), noop("b"), noop("c")], &[edge("a", "b"), edge("b", "c"), edge("c", "a")]).unwrap_err();
+        let err = Graph::build(
+            vec![noop("a"), noop("b"), noop("c")],
+            &[edge("a", "b"), edge("b", "c"), edge("c", "a")],
+        )
+        .unwrap_err();
         let GraphError::Cycle(c) = &err else { panic!("{err}") };
         assert_eq!(c.first(), c.last());
         assert_eq!(c.len(), 4);
@@ -256,8 +271,14 @@ mod tests {
 
     #[test]
     fn duplicates_and_dangling_edges_are_errors() {
-        assert_eq!(Graph::build(vec![noop("a"), noop("a")], &[]).unwrap_err(), GraphError::Duplicate(ResId::new("noop", "a")));
-        assert!(matches!(Graph::build(vec![noop("a")], &[edge("a", "zz")]).unwrap_err(), GraphError::MissingVertex { .. }));
+        assert_eq!(
+            Graph::build(vec![noop("a"), noop("a")], &[]).unwrap_err(),
+            GraphError::Duplicate(ResId::new("noop", "a"))
+        );
+        assert!(matches!(
+            Graph::build(vec![noop("a")], &[edge("a", "zz")]).unwrap_err(),
+            GraphError::MissingVertex { .. }
+        ));
     }
 
     #[test]
@@ -274,8 +295,10 @@ mod tests {
 
     #[test]
     fn swap_plan_keeps_unchanged_and_replaces_changed() {
-        let old = Graph::build(vec![file("a", "/t/a", "1"), file("b", "/t/b", "1"), noop("gone")], &[]).unwrap();
-        let new = Graph::build(vec![file("b", "/t/b", "2"), file("a", "/t/a", "1"), noop("new")], &[]).unwrap();
+        let old =
+            Graph::build(vec![file("a", "/t/a", "1"), file("b", "/t/b", "1"), noop("gone")], &[]).unwrap();
+        let new =
+            Graph::build(vec![file("b", "/t/b", "2"), file("a", "/t/a", "1"), noop("new")], &[]).unwrap();
         let plan = plan_swap(&old, &new);
         assert_eq!(plan.keep, vec![(0, 1)]);
         assert_eq!(plan.start, vec![0, 2]);

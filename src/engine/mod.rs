@@ -3,11 +3,11 @@
 //! Graph building, swap planning and convergence bookkeeping are plain functions on data
 //! (`graph`, `converged`); the I/O lives in the resources the vertex tasks drive.
 
+pub mod assemble;
 pub mod converged;
 pub mod graph;
 pub mod meta;
 pub mod vertex;
-pub mod assemble;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use crate::resources::{FsWatcher, ResId};
 pub use converged::{Convergence, Summary};
 pub use graph::{Graph, GraphError, SwapPlan, plan_swap};
-use vertex::{Links, VertexShared};
 pub use vertex::Status;
+use vertex::{Links, VertexShared};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EngineOptions {
@@ -61,7 +61,12 @@ pub struct VertexReport {
 
 impl Engine {
     pub fn new(opts: EngineOptions) -> std::io::Result<Engine> {
-        let env = EngineEnv { noop: opts.noop, no_watch: opts.no_watch, fs: FsWatcher::new()?, convergence: Convergence::new() };
+        let env = EngineEnv {
+            noop: opts.noop,
+            no_watch: opts.no_watch,
+            fs: FsWatcher::new()?,
+            convergence: Convergence::new(),
+        };
         Ok(Engine { env: Arc::new(env), graph: Graph::default(), running: Vec::new() })
     }
 
@@ -153,4 +158,3 @@ async fn futures_join_all(tasks: Vec<JoinHandle<()>>) {
         let _ = t.await;
     }
 }
-

@@ -128,7 +128,12 @@ fn delay_of(ms: u64) -> Duration {
 }
 
 /// The vertex task. Returns when cancelled (the future is dropped) or never.
-pub async fn run(shared: Arc<VertexShared>, res: Arc<dyn Resource>, env: Arc<EngineEnv>, mut cond: CondHandle) {
+pub async fn run(
+    shared: Arc<VertexShared>,
+    res: Arc<dyn Resource>,
+    env: Arc<EngineEnv>,
+    mut cond: CondHandle,
+) {
     let meta = res.meta().clone();
     let apply = !(env.noop || meta.noop);
     let id = shared.id.clone();
@@ -222,7 +227,8 @@ pub async fn run(shared: Arc<VertexShared>, res: Arc<dyn Resource>, env: Arc<Eng
                     Ok(changes) => break Ok(changes),
                     Err(e) if retries != 0 => {
                         retries = retries.saturating_sub(1).max(-1);
-                        let left = if retries < 0 { "forever".to_string() } else { format!("{retries} left") };
+                        let left =
+                            if retries < 0 { "forever".to_string() } else { format!("{retries} left") };
                         warn!("{id}: {e}; retrying in {}ms ({left})", meta.delay);
                         tokio::time::sleep(delay_of(meta.delay)).await;
                     }

@@ -4,6 +4,7 @@
 //! file:line:column. Semantic checks (each kind's `validate`, duplicate names, edges to
 //! missing resources) are located by a second, lazy pass that only runs when there is an
 //! error to report, so a valid graph is parsed once.
+#![allow(clippy::result_large_err)] // errors are the cold path; flat ones keep the code plain
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -128,9 +129,7 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
     let mut seen = HashSet::new();
     for (kind, index, (line, column), res) in doc.resources.unwrap_or_default().into_list() {
         let located = |field: Option<&str>, message: String| {
-            let (l, c) = field
-                .and_then(|f| field_location(text, kind, index, f))
-                .unwrap_or((line, column));
+            let (l, c) = field.and_then(|f| field_location(text, kind, index, f)).unwrap_or((line, column));
             FrontendError {
                 file: file.to_string(),
                 line: l,
@@ -161,7 +160,11 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
             if seen.contains(&id) {
                 Ok(id)
             } else {
-                Err(err_at(line, column, format!("edge `{}`: `{end}` names {id}, which is not in the graph", edge.name)))
+                Err(err_at(
+                    line,
+                    column,
+                    format!("edge `{}`: `{end}` names {id}, which is not in the graph", edge.name),
+                ))
             }
         };
         let from = resolve(&edge.from, "from")?;
@@ -169,17 +172,41 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
         let send_recv = match (edge.send, edge.recv) {
             (None, None) => None,
             (Some(s), Some(r)) => {
-                let find = |id: &ResId| spec.resources.iter().find(|x| x.kind() == id.kind && split_export(x.name()).0 == id.name);
+                let find = |id: &ResId| {
+                    spec.resources.iter().find(|x| x.kind() == id.kind && split_export(x.name()).0 == id.name)
+                };
                 let (src, dst) = (find(&from).expect("checked"), find(&to).expect("checked"));
                 if !src.send_fields().contains(&s.as_str()) {
-                    return Err(err_at(line, column, format!("edge `{}`: {from} does not send `{s}` (it sends: {})", edge.name, list(src.send_fields()))));
+                    return Err(err_at(
+                        line,
+                        column,
+                        format!(
+                            "edge `{}`: {from} does not send `{s}` (it sends: {})",
+                            edge.name,
+                            list(src.send_fields())
+                        ),
+                    ));
                 }
                 if !dst.recv_fields().contains(&r.as_str()) {
-                    return Err(err_at(line, column, format!("edge `{}`: {to} cannot receive `{r}` (it receives: {})", edge.name, list(dst.recv_fields()))));
+                    return Err(err_at(
+                        line,
+                        column,
+                        format!(
+                            "edge `{}`: {to} cannot receive `{r}` (it receives: {})",
+                            edge.name,
+                            list(dst.recv_fields())
+                        ),
+                    ));
                 }
                 Some((s, r))
             }
-            _ => return Err(err_at(line, column, format!("edge `{}`: `send` and `recv` go together", edge.name))),
+            _ => {
+                return Err(err_at(
+                    line,
+                    column,
+                    format!("edge `{}`: `send` and `recv` go together", edge.name),
+                ));
+            }
         };
         spec.edges.push(EdgeSpec { name: edge.name, from, to, notify: edge.notify, send_recv });
     }
@@ -244,14 +271,30 @@ impl<'de> Deserialize<'de> for LocNode {
                 }
                 Ok(LocNode::Seq(out))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<LocNode, E> { Ok(LocNode::Leaf) }
-            fn visit_i64<E>(self, _: i64) -> Result<LocNode, E> { Ok(LocNode::Leaf) }
-            fn visit_u64<E>(self, _: u64) -> Result<LocNode, E> { Ok(LocNode::Leaf) }
-            fn visit_f64<E>(self, _: f64) -> Result<LocNode, E> { Ok(LocNode::Leaf) }
-            fn visit_str<E>(self, _: &str) -> Result<LocNode, E> { Ok(LocNode::Leaf) }
-            fn visit_unit<E>(self) -> Result<LocNode, E> { Ok(LocNode::Leaf) }
-            fn visit_none<E>(self) -> Result<LocNode, E> { Ok(LocNode::Leaf) }
-            fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<LocNode, D::Error> { LocNode::deserialize(d) }
+            fn visit_bool<E>(self, _: bool) -> Result<LocNode, E> {
+                Ok(LocNode::Leaf)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<LocNode, E> {
+                Ok(LocNode::Leaf)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<LocNode, E> {
+                Ok(LocNode::Leaf)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<LocNode, E> {
+                Ok(LocNode::Leaf)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<LocNode, E> {
+                Ok(LocNode::Leaf)
+            }
+            fn visit_unit<E>(self) -> Result<LocNode, E> {
+                Ok(LocNode::Leaf)
+            }
+            fn visit_none<E>(self) -> Result<LocNode, E> {
+                Ok(LocNode::Leaf)
+            }
+            fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<LocNode, D::Error> {
+                LocNode::deserialize(d)
+            }
         }
         d.deserialize_any(V)
     }
@@ -267,10 +310,18 @@ impl<'de> Deserialize<'de> for KeyString {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a scalar key")
             }
-            fn visit_str<E>(self, v: &str) -> Result<KeyString, E> { Ok(KeyString(v.into())) }
-            fn visit_i64<E>(self, v: i64) -> Result<KeyString, E> { Ok(KeyString(v.to_string())) }
-            fn visit_u64<E>(self, v: u64) -> Result<KeyString, E> { Ok(KeyString(v.to_string())) }
-            fn visit_bool<E>(self, v: bool) -> Result<KeyString, E> { Ok(KeyString(v.to_string())) }
+            fn visit_str<E>(self, v: &str) -> Result<KeyString, E> {
+                Ok(KeyString(v.into()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<KeyString, E> {
+                Ok(KeyString(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<KeyString, E> {
+                Ok(KeyString(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<KeyString, E> {
+                Ok(KeyString(v.to_string()))
+            }
         }
         d.deserialize_any(V)
     }
@@ -341,4 +392,3 @@ fn entry_name(text: &str, node: &Spanned<LocNode>) -> Option<String> {
     let v = rest.trim().trim_matches(|c| c == '"' || c == '\'');
     Some(split_export(v).0.to_string())
 }
-

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use super::{ApplyCtx, AutoEdgeInfo, Changes, ResResult, Resource, ResourceError, Sends, ValidationError, WatchCtx};
+use super::{
+    ApplyCtx, AutoEdgeInfo, Changes, ResResult, Resource, ResourceError, Sends, ValidationError, WatchCtx,
+};
 use crate::engine::meta::Meta;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,7 +61,11 @@ impl Exec {
         if self.args.is_empty() {
             self.cmd.clone()
         } else {
-            let args: Vec<String> = self.args.iter().map(|a| shlex::try_quote(a).map(|q| q.into_owned()).unwrap_or_else(|_| a.clone())).collect();
+            let args: Vec<String> = self
+                .args
+                .iter()
+                .map(|a| shlex::try_quote(a).map(|q| q.into_owned()).unwrap_or_else(|_| a.clone()))
+                .collect();
             format!("{} {}", self.cmd, args.join(" "))
         }
     }
@@ -78,7 +84,8 @@ impl Exec {
             c.args(&self.args);
             c
         } else {
-            let words = shlex::split(&self.cmd).ok_or_else(|| format!("cannot split `{}` into words", self.cmd))?;
+            let words =
+                shlex::split(&self.cmd).ok_or_else(|| format!("cannot split `{}` into words", self.cmd))?;
             let (prog, rest) = words.split_first().ok_or("empty command")?;
             let mut c = Command::new(prog);
             c.args(rest);
@@ -180,7 +187,9 @@ impl Resource for Exec {
         let stdout = child.stdout.take().expect("piped");
         ctx.event();
         let mut lines = BufReader::new(stdout).lines();
-        while let Some(_line) = lines.next_line().await.map_err(|e| ResourceError::io("reading watchcmd", e))? {
+        while let Some(_line) =
+            lines.next_line().await.map_err(|e| ResourceError::io("reading watchcmd", e))?
+        {
             ctx.event();
         }
         let status = child.wait().await.map_err(|e| ResourceError::io("waiting for watchcmd", e))?;
@@ -231,7 +240,11 @@ impl Resource for Exec {
         if let Some(done) = &self.donecmd {
             let d = self.run(self.shell_command(done), "donecmd", self.timeout).await?;
             if d.code != 0 {
-                return Err(ResourceError::msg(format!("donecmd exited with code {}: {}", d.code, tail(&d.stderr))));
+                return Err(ResourceError::msg(format!(
+                    "donecmd exited with code {}: {}",
+                    d.code,
+                    tail(&d.stderr)
+                )));
             }
         }
         Ok(vec![format!("ran `{}` ({why}, exit 0)", self.display())])

@@ -150,6 +150,9 @@ impl File {
 
         let (uid, gid) = self.ids()?;
         let mode = self.mode_bits();
+        if let Some(parent) = path.parent() {
+            clean_stale_temps_once(parent);
+        }
         if let Some(parent) = path.parent()
             && !parent.exists()
         {
@@ -216,7 +219,8 @@ impl File {
                     changes.push("remove directory to make room for a file".into());
                     let data = desired.unwrap_or_default();
                     if apply {
-                        write_atomic(&path, &data, mode.unwrap_or(0o644), uid, gid).map_err(|e| io("writing", e))?;
+                        write_atomic(&path, &data, mode.unwrap_or(0o644), uid, gid)
+                            .map_err(|e| io("writing", e))?;
                     }
                     changes.push(format!("create file ({} bytes)", data.len()));
                     return Ok(changes);
@@ -230,7 +234,8 @@ impl File {
                 None => {
                     let data = desired.unwrap_or_default();
                     if apply {
-                        write_atomic(&path, &data, mode.unwrap_or(0o644), uid, gid).map_err(|e| io("writing", e))?;
+                        write_atomic(&path, &data, mode.unwrap_or(0o644), uid, gid)
+                            .map_err(|e| io("writing", e))?;
                     }
                     changes.push(format!("create file ({} bytes)", data.len()));
                     return Ok(changes);
@@ -247,7 +252,11 @@ impl File {
                                 let u = uid.or(Some(md.uid()));
                                 let g = gid.or(Some(md.gid()));
                                 write_atomic(&path, &data, m, u, g).map_err(|e| io("writing", e))?;
-                                return Ok(vec![format!("replace content ({} -> {} bytes)", md.len(), data.len())]);
+                                return Ok(vec![format!(
+                                    "replace content ({} -> {} bytes)",
+                                    md.len(),
+                                    data.len()
+                                )]);
                             }
                             changes.push(format!("replace content ({} -> {} bytes)", md.len(), data.len()));
                         }
@@ -288,13 +297,17 @@ impl File {
 /// Write `data` to `path` atomically: temp file in the same directory, mode and owner set,
 /// fsync, rename over the target, then fsync the directory. A reader (or a crash) sees the
 /// old content or the new, never a mix.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+pub fn write_atomic(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{base}."))
-        .suffix(".mgmt-tmp")
-        .tempfile_in(dir)?;
+    let mut tmp =
+        tempfile::Builder::new().prefix(&format!(".{base}.")).suffix(TEMP_SUFFIX).tempfile_in(dir)?;
     tmp.write_all(data)?;
     let f = tmp.as_file();
     f.set_permissions(fs::Permissions::from_mode(mode))?;
@@ -306,6 +319,27 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32, uid: Option<u32>, gid: 
     sync_dir(Some(dir));
     Ok(())
 }
+
+/// Remove temp files a killed agent left behind (`.<name>.<random>.mgmt-tmp`), once per
+/// directory per process. Holding the lock while cleaning means no vertex of this process
+/// can have a temp file of its own in flight in that directory yet.
+fn clean_stale_temps_once(dir: &Path) {
+    static CLEANED: std::sync::Mutex<Option<HashSet<PathBuf>>> = std::sync::Mutex::new(None);
+    let mut cleaned = CLEANED.lock().unwrap_or_else(|e| e.into_inner());
+    if !cleaned.get_or_insert_with(HashSet::new).insert(dir.to_path_buf()) {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+const TEMP_SUFFIX: &str = ".mgmt-tmp";
 
 /// Make a rename or unlink durable. Best effort: some filesystems refuse fsync on dirs.
 fn sync_dir(dir: Option<&Path>) {
@@ -324,28 +358,35 @@ fn copy_tree(
     wanted: &mut HashSet<PathBuf>,
     changes: &mut Changes,
 ) -> ResResult<()> {
-    let entries = fs::read_dir(src).map_err(|e| ResourceError::io(format!("listing source {}", src.display()), e))?;
+    let entries =
+        fs::read_dir(src).map_err(|e| ResourceError::io(format!("listing source {}", src.display()), e))?;
     for entry in entries {
         let entry = entry.map_err(|e| ResourceError::io(format!("listing source {}", src.display()), e))?;
         let from = entry.path();
         let to = dst.join(entry.file_name());
         wanted.insert(to.clone());
-        let smd = fs::symlink_metadata(&from).map_err(|e| ResourceError::io(format!("reading {}", from.display()), e))?;
+        let smd = fs::symlink_metadata(&from)
+            .map_err(|e| ResourceError::io(format!("reading {}", from.display()), e))?;
         let dmd = fs::symlink_metadata(&to).ok();
         if smd.is_dir() {
             if let Some(d) = &dmd
                 && !d.is_dir()
             {
                 if !force {
-                    return Err(ResourceError::msg(format!("{} is not a directory; set `force: true`", to.display())));
+                    return Err(ResourceError::msg(format!(
+                        "{} is not a directory; set `force: true`",
+                        to.display()
+                    )));
                 }
                 if apply {
-                    fs::remove_file(&to).map_err(|e| ResourceError::io(format!("removing {}", to.display()), e))?;
+                    fs::remove_file(&to)
+                        .map_err(|e| ResourceError::io(format!("removing {}", to.display()), e))?;
                 }
             }
             if dmd.as_ref().is_none_or(|d| !d.is_dir()) {
                 if apply {
-                    fs::create_dir(&to).map_err(|e| ResourceError::io(format!("creating {}", to.display()), e))?;
+                    fs::create_dir(&to)
+                        .map_err(|e| ResourceError::io(format!("creating {}", to.display()), e))?;
                     fs::set_permissions(&to, fs::Permissions::from_mode(smd.mode() & 0o7777))
                         .map_err(|e| ResourceError::io(format!("chmod {}", to.display()), e))?;
                 }
@@ -355,17 +396,22 @@ fn copy_tree(
                 copy_tree(&from, &to, force, apply, wanted, changes)?;
             }
         } else if smd.is_file() {
-            let data = fs::read(&from).map_err(|e| ResourceError::io(format!("reading {}", from.display()), e))?;
+            let data =
+                fs::read(&from).map_err(|e| ResourceError::io(format!("reading {}", from.display()), e))?;
             let same = match &dmd {
                 Some(d) if d.is_file() => {
                     d.len() == data.len() as u64 && fs::read(&to).ok().as_deref() == Some(&data[..])
                 }
                 Some(d) if d.is_dir() => {
                     if !force {
-                        return Err(ResourceError::msg(format!("{} is a directory; set `force: true`", to.display())));
+                        return Err(ResourceError::msg(format!(
+                            "{} is a directory; set `force: true`",
+                            to.display()
+                        )));
                     }
                     if apply {
-                        fs::remove_dir_all(&to).map_err(|e| ResourceError::io(format!("removing {}", to.display()), e))?;
+                        fs::remove_dir_all(&to)
+                            .map_err(|e| ResourceError::io(format!("removing {}", to.display()), e))?;
                     }
                     false
                 }
@@ -391,7 +437,13 @@ fn copy_tree(
     Ok(())
 }
 
-fn purge(dir: &Path, wanted: &HashSet<PathBuf>, keep: &[PathBuf], apply: bool, changes: &mut Changes) -> ResResult<()> {
+fn purge(
+    dir: &Path,
+    wanted: &HashSet<PathBuf>,
+    keep: &[PathBuf],
+    apply: bool,
+    changes: &mut Changes,
+) -> ResResult<()> {
     let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
     for entry in entries.flatten() {
         let p = entry.path();
@@ -422,7 +474,10 @@ impl Resource for File {
         let field = if self.path.is_some() { "path" } else { "name" };
         let p = self.path_str();
         if !is_clean_absolute(p) {
-            return Err(ValidationError::new(field, format!("`{p}` must be an absolute path without `.` or `..`")));
+            return Err(ValidationError::new(
+                field,
+                format!("`{p}` must be an absolute path without `.` or `..`"),
+            ));
         }
         if p == "/" {
             return Err(ValidationError::new(field, "refusing to manage `/`"));
@@ -433,7 +488,10 @@ impl Resource for File {
         if let Some(s) = &self.source
             && !is_clean_absolute(s)
         {
-            return Err(ValidationError::new("source", format!("`{s}` must be an absolute path without `.` or `..`")));
+            return Err(ValidationError::new(
+                "source",
+                format!("`{s}` must be an absolute path without `.` or `..`"),
+            ));
         }
         if let Some(m) = &self.mode {
             parse_mode(m).map_err(|e| ValidationError::new("mode", e))?;
@@ -445,14 +503,23 @@ impl Resource for File {
         }
         if self.is_dir() {
             if self.content.is_some() {
-                return Err(ValidationError::new("content", "a directory (path ending in `/`) has no content"));
+                return Err(ValidationError::new(
+                    "content",
+                    "a directory (path ending in `/`) has no content",
+                ));
             }
             if self.source.is_some() && !self.recurse {
-                return Err(ValidationError::new("recurse", "copying a directory `source` needs `recurse: true`"));
+                return Err(ValidationError::new(
+                    "recurse",
+                    "copying a directory `source` needs `recurse: true`",
+                ));
             }
         } else {
             if self.recurse {
-                return Err(ValidationError::new("recurse", "only directories (path ending in `/`) can recurse"));
+                return Err(ValidationError::new(
+                    "recurse",
+                    "only directories (path ending in `/`) can recurse",
+                ));
             }
             if self.purge {
                 return Err(ValidationError::new("purge", "only directories (path ending in `/`) can purge"));
@@ -512,7 +579,10 @@ impl Resource for File {
 
     fn collect_pattern(&mut self, pattern: &str) -> Result<(), ValidationError> {
         if !is_clean_absolute(pattern) {
-            return Err(ValidationError::new("pattern", format!("`{pattern}` must be an absolute directory")));
+            return Err(ValidationError::new(
+                "pattern",
+                format!("`{pattern}` must be an absolute directory"),
+            ));
         }
         let base = self.target().file_name().map(|s| s.to_os_string()).unwrap_or_default();
         let mut p = PathBuf::from(pattern).join(base);

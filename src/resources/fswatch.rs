@@ -230,7 +230,11 @@ fn nearest_existing(dir: &Path) -> PathBuf {
     }
 }
 
-fn arm_loop(state: Arc<Mutex<HubState>>, mut watcher: notify::RecommendedWatcher, rx: std_mpsc::Receiver<ArmRequest>) {
+fn arm_loop(
+    state: Arc<Mutex<HubState>>,
+    mut watcher: notify::RecommendedWatcher,
+    rx: std_mpsc::Receiver<ArmRequest>,
+) {
     while let Ok(req) = rx.recv() {
         let (id, done) = match req {
             ArmRequest::Arm(id, done) => (id, done),

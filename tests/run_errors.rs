@@ -1,0 +1,308 @@
+//! Bad input. At start: a non-zero exit, an error naming the graph file with line:column (and
+//! the resource and field where there is one), and nothing applied. On live reload: the error
+//! is logged, the running graph keeps running, and a later valid edit is applied.
+
+mod common;
+
+use std::fs;
+
+use common::{TestDir, read};
+
+/// A valid first resource (lines 1-6) that must never be applied when the graph is invalid.
+fn head(t: &TestDir) -> String {
+    format!(
+        "graph: bad\nresources:\n  file:\n  - name: ok\n    path: {}\n    content: \"must not be written\\n\"\n",
+        t.p("out/ok")
+    )
+}
+
+/// Run `tail` (appended after `head`), expect failure and an error line
+/// `<graph file>:<expected>`, and that nothing was applied.
+#[track_caller]
+fn rejects(tail: &str, expected: &str) {
+    let t = TestDir::new();
+    let text = format!("{}{}", head(&t), tail.replace("@DIR@", &t.p("out")));
+    let yaml = t.write_yaml("g.yaml", &text);
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    assert_eq!(out.status.code(), Some(1), "graph was accepted:\n{text}\n--- stderr:\n{}", out.stderr);
+    let want = format!("mgmt: error: {}:{expected}", yaml.display());
+    assert!(out.stderr.contains(&want), "expected {want:?}\n--- stderr:\n{}\n--- graph:\n{text}", out.stderr);
+    assert!(!t.path("out").exists(), "something was applied from an invalid graph");
+    assert!(!out.stderr.contains("running graph"), "the agent started:\n{}", out.stderr);
+}
+
+#[test]
+fn unknown_key_in_a_resource() {
+    rejects(
+        "  - name: f1\n    path: @DIR@/f1\n    contnet: hi\n",
+        "9:5: file[f1]: unknown field `contnet`, expected one of name, meta, path, content, source, state, mode, owner, group, recurse, purge, force",
+    );
+}
+
+#[test]
+fn unknown_key_in_meta() {
+    rejects(
+        "  - name: f1\n    path: @DIR@/f1\n    meta: {retyr: 3}\n",
+        "9:12: file[f1]: unknown field `retyr`, expected one of retry, delay, poll, limit, burst, noop",
+    );
+}
+
+#[test]
+fn unknown_kind() {
+    rejects(
+        "  fiel:\n  - name: f1\n",
+        "7:3: unknown field `fiel`, expected one of exec, file, noop, print, timer",
+    );
+}
+
+#[test]
+fn bad_mode() {
+    rejects(
+        "  - name: f1\n    path: @DIR@/f1\n    mode: \"rw-r--r--\"\n",
+        "9:11: file[f1]: field `mode`: `rw-r--r--` is not an octal mode like \"0644\"",
+    );
+    rejects(
+        "  - name: f1\n    path: @DIR@/f1\n    mode: \"0800\"\n",
+        "9:11: file[f1]: field `mode`: `0800` is not an octal mode",
+    );
+}
+
+#[test]
+fn relative_path() {
+    rejects(
+        "  - name: f1\n    path: out/f1\n",
+        "8:11: file[f1]: field `path`: `out/f1` must be an absolute path without `.` or `..`",
+    );
+    rejects("  - name: f1\n    path: @DIR@/../escape\n", "8:11: file[f1]: field `path`: ");
+    // Without `path`, the name is the path.
+    rejects(
+        "  - name: relative/f\n",
+        "7:11: file[relative/f]: field `name`: `relative/f` must be an absolute path",
+    );
+}
+
+#[test]
+fn content_and_source_together() {
+    rejects(
+        "  - name: f1\n    path: @DIR@/f1\n    content: hi\n    source: /etc/hostname\n",
+        "10:13: file[f1]: field `source`: `content` and `source` cannot both be set",
+    );
+}
+
+#[test]
+fn bad_meta_values() {
+    rejects(
+        "  - name: f1\n    path: @DIR@/f1\n    meta:\n      limit: -3\n",
+        "10:14: file[f1]: field `meta.limit`: must be a positive number of events per second",
+    );
+    rejects(
+        "  - name: f1\n    path: @DIR@/f1\n    meta: {retry: -5}\n",
+        "9:19: file[f1]: field `meta.retry`: must be -1 (forever) or at least 0",
+    );
+    rejects(
+        "  - name: f1\n    path: @DIR@/f1\n    meta: {burst: 0}\n",
+        "9:19: file[f1]: field `meta.burst`: must be at least 1",
+    );
+}
+
+/// A value of the wrong type is located, but the message does not say which field.
+#[test]
+#[ignore = "bug: type errors (e.g. `retry: lots`) do not name the field, only `invalid i32`"]
+fn bad_meta_type_names_the_field() {
+    rejects(
+        "  - name: f1\n    path: @DIR@/f1\n    meta: {retry: lots}\n",
+        "9:19: file[f1]: field `meta.retry`: ",
+    );
+}
+
+#[test]
+fn bad_meta_type_is_located() {
+    rejects("  - name: f1\n    path: @DIR@/f1\n    meta: {retry: lots}\n", "9:19: file[f1]: invalid i32");
+}
+
+#[test]
+fn duplicate_names() {
+    rejects(
+        "  - name: ok\n    path: @DIR@/again\n",
+        "7:11: file[ok]: field `name`: duplicate resource file[ok]",
+    );
+    // `@@` exports do not make a second name.
+    rejects(
+        "  - name: \"@@ok\"\n    path: @DIR@/again\n",
+        "7:11: file[@@ok]: field `name`: duplicate resource file[ok]",
+    );
+}
+
+#[test]
+fn edge_to_a_missing_resource() {
+    rejects(
+        "edges:\n- name: e1\n  from: {kind: file, name: ok}\n  to: {kind: exec, name: nope}\n",
+        "8:3: edge `e1`: `to` names exec[nope], which is not in the graph",
+    );
+    rejects(
+        "edges:\n- name: e2\n  from: {kind: file, name: missing}\n  to: {kind: file, name: ok}\n",
+        "8:3: edge `e2`: `from` names file[missing], which is not in the graph",
+    );
+}
+
+#[test]
+fn bad_send_recv_fields() {
+    rejects(
+        "  exec:\n  - name: e\n    cmd: \"true\"\nedges:\n- name: e1\n  from: {kind: exec, name: e}\n  to: {kind: file, name: ok}\n  send: stdot\n  recv: content\n",
+        "11:3: edge `e1`: exec[e] does not send `stdot` (it sends: stdout, stderr, exitcode)",
+    );
+}
+
+#[test]
+fn yaml_syntax_errors() {
+    rejects("  - name: f1\n    path: @DIR@/f1\n    content: \"unclosed\n", "9:14: unclosed quote");
+    rejects(
+        "  - name: f1\n    path: @DIR@/f1\n     content: hi\n",
+        "9:13: mapping values are not allowed in this context",
+    );
+}
+
+#[test]
+fn exec_and_timer_params_are_validated() {
+    rejects(
+        "  exec:\n  - name: e\n    cmd: echo\n    shell: /bin/sh\n    args: [a]\n",
+        "11:11: exec[e]: field `args`: cannot be combined with `shell`",
+    );
+    rejects("  exec:\n  - name: e\n    cmd: \"   \"\n", "9:10: exec[e]: field `cmd`: must not be empty");
+    rejects(
+        "  exec:\n  - name: e\n    cmd: \"true\"\n    cwd: rel\n",
+        "10:10: exec[e]: field `cwd`: `rel` must be an absolute path",
+    );
+    rejects(
+        "  exec:\n  - name: e\n    cmd: \"true\"\n    timeout: 0\n",
+        "10:14: exec[e]: field `timeout`: must be at least 1 second",
+    );
+    rejects(
+        "  timer:\n  - name: t\n    interval: 0\n",
+        "9:15: timer[t]: field `interval`: must be at least 1 second",
+    );
+    rejects("  exec:\n  - name: e\n", "8:5: exec[e]: missing field `cmd`");
+}
+
+#[test]
+fn missing_graph_file() {
+    let t = TestDir::new();
+    let out = t.run_to_end(&["--converged-timeout", "1"], &t.path("nope.yaml"));
+    out.assert_code(1).assert_stderr_has(&format!(
+        "mgmt: error: reading graph file {}: No such file or directory",
+        t.p("nope.yaml")
+    ));
+}
+
+fn live_graph(t: &TestDir, content: &str) -> String {
+    format!(
+        "graph: live\nresources:\n  file:\n  - name: f1\n    path: {}\n    content: \"{content}\"\n  - name: f2\n    path: {}\n    content: \"f2\\n\"\n",
+        t.p("out/f1"),
+        t.p("out/f2")
+    )
+}
+
+#[test]
+fn invalid_live_edit_keeps_the_running_graph() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &live_graph(&t, "v1\\n"));
+    let a = t.agent(&[], &yaml);
+    let (f1, f2) = (t.path("out/f1"), t.path("out/f2"));
+    a.wait_content(&f1, "v1\n");
+    a.wait_content(&f2, "f2\n");
+    let g = yaml.display().to_string();
+
+    // 1. An unknown key.
+    t.write_yaml("g.yaml", &live_graph(&t, "v2\\n").replace("content: \"f2", "contnet: \"f2"));
+    a.wait_log(&format!("ERROR {g}:9:5: file[f2]: unknown field `contnet`"));
+    assert!(a.stderr().contains("; keeping the running graph"), "{}", a.stderr());
+    // Still running the old graph: drift repaired with the old content.
+    fs::write(&f1, "drift\n").unwrap();
+    a.wait_content(&f1, "v1\n");
+    fs::remove_file(&f2).unwrap();
+    a.wait_content(&f2, "f2\n");
+
+    // 2. A validation error (saved like an editor: temp file and rename).
+    t.replace_yaml("g.yaml", &live_graph(&t, "v3\\n").replace(&t.p("out/f1"), "relative/f1"));
+    a.wait_log(&format!("ERROR {g}:5:11: file[f1]: field `path`: `relative/f1` must be an absolute path"));
+    // 3. A graph error (a cycle).
+    let cyclic = format!(
+        "{}  noop:\n  - name: a\n  - name: b\nedges:\n- name: ab\n  from: {{kind: noop, name: a}}\n  to: {{kind: noop, name: b}}\n- name: ba\n  from: {{kind: noop, name: b}}\n  to: {{kind: noop, name: a}}\n",
+        live_graph(&t, "v4\\n")
+    );
+    t.write_yaml("g.yaml", &cyclic);
+    a.wait_log(&format!("ERROR {g}: the graph has a cycle: "));
+    fs::write(&f1, "drift again\n").unwrap();
+    a.wait_content(&f1, "v1\n");
+    assert!(!a.stderr().contains("graph swapped"), "an invalid graph was swapped in:\n{}", a.stderr());
+
+    // 4. A later valid edit is applied.
+    t.write_yaml("g.yaml", &live_graph(&t, "v5\\n"));
+    a.wait_content(&f1, "v5\n");
+    a.wait_log("graph swapped: 1 kept, 1 started, 1 stopped");
+    fs::write(&f1, "drift\n").unwrap();
+    a.wait_content(&f1, "v5\n");
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+#[test]
+fn removed_graph_file_keeps_the_running_graph() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &live_graph(&t, "v1\\n"));
+    let a = t.agent(&[], &yaml);
+    let f1 = t.path("out/f1");
+    a.wait_content(&f1, "v1\n");
+    fs::remove_file(&yaml).unwrap();
+    a.wait_log("keeping the running graph");
+    fs::write(&f1, "drift\n").unwrap();
+    a.wait_content(&f1, "v1\n");
+    t.write_yaml("g.yaml", &live_graph(&t, "v2\\n"));
+    a.wait_content(&f1, "v2\n");
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+/// The same mistake saved again after a good save must be reported again.
+#[test]
+#[ignore = "bug: a bad graph identical to an earlier bad one is not reported after a successful reload"]
+fn repeated_bad_save_is_reported_each_time() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &live_graph(&t, "v1\\n"));
+    let a = t.agent(&[], &yaml);
+    let f1 = t.path("out/f1");
+    a.wait_content(&f1, "v1\n");
+    let bad = live_graph(&t, "v1\\n").replace("content: \"f2", "contnet: \"f2");
+    t.write_yaml("g.yaml", &bad);
+    a.wait_log_count("unknown field `contnet`", 1);
+    t.write_yaml("g.yaml", &live_graph(&t, "v2\\n"));
+    a.wait_content(&f1, "v2\n");
+    t.write_yaml("g.yaml", &bad);
+    a.wait_log_count("unknown field `contnet`", 2);
+    assert_eq!(read(&f1).as_deref(), Some("v2\n"));
+}
+
+/// Two file resources managing one path can never both be satisfied (the agent would
+/// rewrite the file back and forth forever), so such a graph should be rejected at start.
+#[test]
+#[ignore = "bug: two file resources for the same path are accepted and fight forever"]
+fn two_resources_for_one_path_are_rejected() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml(
+        "g.yaml",
+        &format!(
+            "graph: fight\nresources:\n  file:\n  - name: a\n    path: {p}\n    content: \"A\\n\"\n  - name: b\n    path: {p}\n    content: \"B\\n\"\n",
+            p = t.p("out/x")
+        ),
+    );
+    let a = t.agent(&[], &yaml);
+    let exited = common::poll_until(|| a.try_exit().is_some(), common::TIMEOUT);
+    let log = a.stderr();
+    a.kill9();
+    assert!(
+        exited,
+        "accepted; {} rewrites logged before it was killed",
+        log.lines().filter(|l| l.contains("replace content")).count()
+    );
+    assert_eq!(a.try_exit().and_then(|s| s.code()), Some(1), "{log}");
+    assert!(log.contains("file[a]") && log.contains("file[b]"), "{log}");
+    assert!(!t.path("out").exists());
+}

@@ -1,0 +1,446 @@
+//! The `file` resource on a real filesystem: mode, owner and group, directories, `source`
+//! (a file, or a tree with `recurse` and `purge`), `force`, and `state: absent`.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, chown};
+
+use common::{TestDir, identity, mode, read};
+
+fn owner(path: &std::path::Path) -> (u32, u32) {
+    let md = fs::symlink_metadata(path).unwrap();
+    (md.uid(), md.gid())
+}
+
+#[test]
+fn mode_is_set_on_create_and_restored() {
+    let t = TestDir::new();
+    // An existing file with the right content and the wrong mode only gets a chmod.
+    fs::create_dir_all(t.path("out")).unwrap();
+    fs::write(t.path("out/existing"), "same\n").unwrap();
+    fs::set_permissions(t.path("out/existing"), fs::Permissions::from_mode(0o644)).unwrap();
+    let before = identity(t.path("out/existing"));
+    let yaml = format!(
+        r##"graph: modes
+resources:
+  file:
+  - name: secret
+    path: {secret}
+    content: "s3cret\n"
+    mode: "0600"
+  - name: existing
+    path: {existing}
+    content: "same\n"
+    mode: "0640"
+  - name: script
+    path: {script}
+    content: "#!/bin/sh\n"
+    mode: "0o755"
+"##,
+        secret = t.p("out/secret"),
+        existing = t.p("out/existing"),
+        script = t.p("out/script"),
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let a = t.agent(&[], &yaml);
+    let secret = t.path("out/secret");
+    a.wait_content(&secret, "s3cret\n");
+    a.wait_for("mode 0600", || mode(&secret) == 0o600);
+    a.wait_for("mode 0755", || t.path("out/script").exists() && mode(t.path("out/script")) == 0o755);
+    a.wait_log("file[existing]: set mode 0640 (was 0644)");
+    assert_eq!(mode(t.path("out/existing")), 0o640);
+    assert_eq!(identity(t.path("out/existing")).0, before.0, "a chmod must not replace the file");
+
+    // chmod from outside: restored.
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o666)).unwrap();
+    a.wait_for("mode 0600 restored", || mode(&secret) == 0o600);
+    a.wait_log("file[secret]: set mode 0600 (was 0666)");
+    // Content drift keeps the mode.
+    fs::write(&secret, "leaked\n").unwrap();
+    a.wait_content(&secret, "s3cret\n");
+    assert_eq!(mode(&secret), 0o600);
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+#[test]
+fn owner_and_group_by_name_and_number() {
+    let t = TestDir::new();
+    let yaml = format!(
+        r#"graph: owners
+resources:
+  file:
+  - name: named
+    path: {named}
+    content: "x\n"
+    owner: nobody
+    group: nogroup
+  - name: numeric
+    path: {numeric}
+    content: "y\n"
+    owner: "65534"
+    group: "65534"
+  - name: groupdir
+    path: {dir}/
+    group: nogroup
+"#,
+        named = t.p("out/named"),
+        numeric = t.p("out/numeric"),
+        dir = t.p("out/dir"),
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let a = t.agent(&[], &yaml);
+    let (named, numeric, dir) = (t.path("out/named"), t.path("out/numeric"), t.path("out/dir"));
+    a.wait_content(&named, "x\n");
+    a.wait_content(&numeric, "y\n");
+    a.wait_for("dir", || dir.is_dir());
+    a.wait_for("owners", || {
+        owner(&named) == (65534, 65534) && owner(&numeric) == (65534, 65534) && owner(&dir) == (0, 65534)
+    });
+
+    // chown from outside: restored.
+    chown(&named, Some(0), Some(0)).unwrap();
+    a.wait_for("owner restored", || owner(&named) == (65534, 65534));
+    a.wait_log("file[named]: set owner 65534:65534 (was 0:0)");
+    // A content repair keeps the owner.
+    fs::write(&numeric, "drift\n").unwrap();
+    a.wait_content(&numeric, "y\n");
+    assert_eq!(owner(&numeric), (65534, 65534));
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+#[test]
+fn unknown_owner_is_an_error_and_other_files_still_apply() {
+    let t = TestDir::new();
+    let yaml = format!(
+        r#"graph: owners
+resources:
+  file:
+  - name: bad
+    path: {bad}
+    content: "x\n"
+    owner: no-such-user-mgmt-test
+  - name: good
+    path: {good}
+    content: "y\n"
+"#,
+        bad = t.p("out/bad"),
+        good = t.p("out/good"),
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_code(1).assert_stderr_has("file[bad]: no such user `no-such-user-mgmt-test`");
+    assert!(!t.path("out/bad").exists());
+    assert_eq!(read(t.path("out/good")).as_deref(), Some("y\n"));
+}
+
+#[test]
+fn directories_are_created_with_their_mode_and_restored() {
+    let t = TestDir::new();
+    let yaml = format!(
+        "graph: dirs\nresources:\n  file:\n  - name: d\n    path: {}/\n    mode: \"0750\"\n",
+        t.p("a/b/c")
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let a = t.agent(&[], &yaml);
+    let d = t.path("a/b/c");
+    a.wait_for("directory", || d.is_dir() && mode(&d) == 0o750);
+    a.wait_log("file[d]: create directory");
+    // Removed from outside: recreated.
+    fs::remove_dir(&d).unwrap();
+    a.wait_for("directory recreated", || d.is_dir() && mode(&d) == 0o750);
+    // A directory without purge leaves what is inside alone.
+    fs::write(d.join("user-file"), "mine\n").unwrap();
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).unwrap();
+    a.wait_for("mode restored", || mode(&d) == 0o750);
+    assert_eq!(read(d.join("user-file")).as_deref(), Some("mine\n"));
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+#[test]
+fn source_file_is_copied_and_followed() {
+    let t = TestDir::new();
+    fs::write(t.path("src.txt"), "from source v1\n").unwrap();
+    let yaml = format!(
+        "graph: copy\nresources:\n  file:\n  - name: copy\n    path: {}\n    source: {}\n",
+        t.p("out/copy.txt"),
+        t.p("src.txt")
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let a = t.agent(&[], &yaml);
+    let copy = t.path("out/copy.txt");
+    a.wait_content(&copy, "from source v1\n");
+    // Drift on the copy: restored from the source.
+    fs::write(&copy, "drift\n").unwrap();
+    a.wait_content(&copy, "from source v1\n");
+    // The source changes: the copy follows.
+    fs::write(t.path("src.txt"), "from source v2, longer\n").unwrap();
+    a.wait_content(&copy, "from source v2, longer\n");
+    assert_eq!(
+        read(t.path("src.txt")).as_deref(),
+        Some("from source v2, longer\n"),
+        "the source was modified"
+    );
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+#[test]
+fn source_tree_is_copied_recursively_and_extras_are_purged() {
+    let t = TestDir::new();
+    let src = t.path("src");
+    fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    fs::write(src.join("a.conf"), "a\n").unwrap();
+    fs::write(src.join("sub/b.conf"), "b\n").unwrap();
+    fs::write(src.join("sub/deeper/c.conf"), "c\n").unwrap();
+    fs::set_permissions(src.join("sub/b.conf"), fs::Permissions::from_mode(0o600)).unwrap();
+    // The target already holds extras (a file, a nested file, a directory) and a file that
+    // another resource manages.
+    let dst = t.path("dst");
+    fs::create_dir_all(dst.join("sub")).unwrap();
+    fs::create_dir_all(dst.join("junk/inner")).unwrap();
+    fs::write(dst.join("extra"), "x\n").unwrap();
+    fs::write(dst.join("sub/extra2"), "x\n").unwrap();
+    fs::write(dst.join("junk/inner/f"), "x\n").unwrap();
+    let yaml = format!(
+        r#"graph: tree
+resources:
+  file:
+  - name: tree
+    path: {dst}/
+    source: {src}/
+    recurse: true
+    purge: true
+  - name: managed
+    path: {dst}/managed
+    content: "managed elsewhere\n"
+"#,
+        dst = dst.display(),
+        src = src.display(),
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let a = t.agent(&[], &yaml);
+    a.wait_content(&dst.join("a.conf"), "a\n");
+    a.wait_content(&dst.join("sub/b.conf"), "b\n");
+    a.wait_content(&dst.join("sub/deeper/c.conf"), "c\n");
+    a.wait_content(&dst.join("managed"), "managed elsewhere\n");
+    a.wait_absent(&dst.join("extra"));
+    a.wait_absent(&dst.join("sub/extra2"));
+    a.wait_absent(&dst.join("junk"));
+    assert_eq!(mode(dst.join("sub/b.conf")), 0o600, "source mode is copied");
+    a.wait_log(&format!("file[tree]: purge {}", dst.join("extra").display()));
+
+    // While running: a new extra is purged, a changed copy restored, a new source file copied,
+    // and the managed file survives it all.
+    fs::write(dst.join("late-extra"), "x\n").unwrap();
+    a.wait_absent(&dst.join("late-extra"));
+    fs::write(dst.join("sub/b.conf"), "drift\n").unwrap();
+    a.wait_content(&dst.join("sub/b.conf"), "b\n");
+    fs::write(src.join("sub/deeper/new.conf"), "new\n").unwrap();
+    a.wait_content(&dst.join("sub/deeper/new.conf"), "new\n");
+    assert_eq!(read(dst.join("managed")).as_deref(), Some("managed elsewhere\n"));
+    // The source tree itself is never touched.
+    let mut src_files: Vec<String> = walk(&src);
+    src_files.sort();
+    assert_eq!(
+        src_files,
+        ["a.conf", "sub", "sub/b.conf", "sub/deeper", "sub/deeper/c.conf", "sub/deeper/new.conf"]
+    );
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+fn walk(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn force_replaces_a_file_by_a_directory_and_back() {
+    let t = TestDir::new();
+    fs::write(t.path("was-file"), "i am a file\n").unwrap();
+    fs::create_dir_all(t.path("was-dir/inner")).unwrap();
+    fs::write(t.path("was-dir/inner/x"), "x\n").unwrap();
+    let yaml = format!(
+        r#"graph: force
+resources:
+  file:
+  - name: to-dir
+    path: {to_dir}/
+    force: true
+  - name: to-file
+    path: {to_file}
+    content: "now a file\n"
+    force: true
+"#,
+        to_dir = t.p("was-file"),
+        to_file = t.p("was-dir"),
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_code(0)
+        .assert_stderr_has("file[to-dir]: remove file to make room for a directory")
+        .assert_stderr_has("file[to-file]: remove directory to make room for a file");
+    assert!(t.path("was-file").is_dir());
+    assert_eq!(read(t.path("was-dir")).as_deref(), Some("now a file\n"));
+}
+
+#[test]
+fn without_force_a_file_is_not_replaced_by_a_directory() {
+    let t = TestDir::new();
+    fs::write(t.path("was-file"), "i am a file\n").unwrap();
+    fs::create_dir_all(t.path("was-dir")).unwrap();
+    let yaml = format!(
+        r#"graph: noforce
+resources:
+  file:
+  - name: to-dir
+    path: {to_dir}/
+  - name: to-file
+    path: {to_file}
+    content: "now a file\n"
+"#,
+        to_dir = t.p("was-file"),
+        to_file = t.p("was-dir"),
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_code(1)
+        .assert_stderr_has(&format!(
+            "file[to-dir]: {} exists and is not a directory; set `force: true` to replace it",
+            t.p("was-file")
+        ))
+        .assert_stderr_has(&format!(
+            "file[to-file]: {} is a directory; set `force: true` to replace it with a file",
+            t.p("was-dir")
+        ));
+    assert_eq!(read(t.path("was-file")).as_deref(), Some("i am a file\n"));
+    assert!(t.path("was-dir").is_dir());
+}
+
+#[test]
+fn absent_removes_files_and_empty_directories_but_not_full_ones_without_force() {
+    let t = TestDir::new();
+    fs::write(t.path("file"), "bye\n").unwrap();
+    fs::create_dir_all(t.path("empty")).unwrap();
+    fs::create_dir_all(t.path("full/inner")).unwrap();
+    fs::write(t.path("full/inner/keep"), "keep\n").unwrap();
+    fs::create_dir_all(t.path("forced/inner")).unwrap();
+    fs::write(t.path("forced/inner/x"), "x\n").unwrap();
+    let yaml = format!(
+        r#"graph: absent
+resources:
+  file:
+  - name: file
+    path: {file}
+    state: absent
+  - name: empty
+    path: {empty}
+    state: absent
+  - name: full
+    path: {full}
+    state: absent
+  - name: forced
+    path: {forced}
+    state: absent
+    force: true
+  - name: never-there
+    path: {never}
+    state: absent
+"#,
+        file = t.p("file"),
+        empty = t.p("empty"),
+        full = t.p("full"),
+        forced = t.p("forced"),
+        never = t.p("never-there"),
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let a = t.agent(&[], &yaml);
+    a.wait_absent(&t.path("file"));
+    a.wait_absent(&t.path("empty"));
+    a.wait_absent(&t.path("forced"));
+    a.wait_log(&format!(
+        "file[full]: {} is a non-empty directory; set `force: true` to remove it recursively",
+        t.p("full")
+    ));
+    assert_eq!(read(t.path("full/inner/keep")).as_deref(), Some("keep\n"));
+    assert!(!t.path("never-there").exists());
+    // Recreated from outside: removed again.
+    fs::write(t.path("file"), "back\n").unwrap();
+    a.wait_absent(&t.path("file"));
+    a.wait_log_count("file[file]: remove file", 2);
+    assert_eq!(a.count("file[never-there]:"), 0, "{}", a.stderr());
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+#[test]
+fn a_file_without_content_is_created_empty_and_its_content_left_alone() {
+    let t = TestDir::new();
+    let yaml = format!("graph: touch\nresources:\n  file:\n  - name: {}\n", t.p("out/touched"));
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let p = t.path("out/touched");
+    t.run_to_end(&["--converged-timeout", "1"], &yaml)
+        .assert_code(0)
+        .assert_stderr_has("create file (0 bytes)");
+    assert_eq!(read(&p).as_deref(), Some(""));
+    // Its content is not managed: a second run leaves what the user wrote.
+    fs::write(&p, "user data\n").unwrap();
+    let before = identity(&p);
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_code(0);
+    assert_eq!(read(&p).as_deref(), Some("user data\n"));
+    assert_eq!(identity(&p), before);
+    assert!(!out.stderr.contains(&format!("file[{}]:", t.p("out/touched"))), "{}", out.stderr);
+}
+
+/// A managed path that is a symlink is never written through: without `force` it is an
+/// error, with `force` the link itself is replaced; `state: absent` removes only the link.
+#[test]
+fn symlinks_are_not_followed() {
+    let t = TestDir::new();
+    fs::create_dir_all(t.path("out")).unwrap();
+    fs::write(t.path("precious"), "precious\n").unwrap();
+    for link in ["out/keep-link", "out/force-link", "out/absent-link"] {
+        std::os::unix::fs::symlink(t.path("precious"), t.path(link)).unwrap();
+    }
+    let yaml = format!(
+        r#"graph: links
+resources:
+  file:
+  - name: keep-link
+    path: {keep}
+    content: "through the link?\n"
+  - name: force-link
+    path: {force}
+    content: "replaced the link\n"
+    force: true
+  - name: absent-link
+    path: {absent}
+    state: absent
+"#,
+        keep = t.p("out/keep-link"),
+        force = t.p("out/force-link"),
+        absent = t.p("out/absent-link"),
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_code(1).assert_stderr_has(&format!(
+        "file[keep-link]: {} is a symlink; set `force: true` to replace it with a file",
+        t.p("out/keep-link")
+    ));
+    assert_eq!(read(t.path("precious")).as_deref(), Some("precious\n"), "written through a symlink");
+    assert!(fs::symlink_metadata(t.path("out/keep-link")).unwrap().file_type().is_symlink());
+    let forced = fs::symlink_metadata(t.path("out/force-link")).unwrap();
+    assert!(forced.file_type().is_file(), "force did not replace the link");
+    assert_eq!(read(t.path("out/force-link")).as_deref(), Some("replaced the link\n"));
+    assert!(fs::symlink_metadata(t.path("out/absent-link")).is_err(), "the link was not removed");
+    assert!(t.path("precious").exists(), "state: absent followed the link");
+}

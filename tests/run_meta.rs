@@ -1,0 +1,162 @@
+//! Meta params: `retry` and `delay`, failures that do not stop the rest of the graph, `poll`,
+//! and `limit`/`burst`.
+
+mod common;
+
+use std::fs;
+
+use common::{TestDir, read};
+
+/// A shell command that counts its runs in `counter` and fails until run number `ok_on`.
+fn flaky(counter: &str, ok_on: u32) -> String {
+    format!(
+        "n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; echo attempt $n >&2; [ $n -ge {ok_on} ]"
+    )
+}
+
+#[test]
+fn retry_with_delay_succeeds_on_the_third_attempt() {
+    let t = TestDir::new();
+    let counter = t.p("counter");
+    let yaml = format!(
+        r#"graph: retry
+resources:
+  exec:
+  - name: flaky
+    shell: /bin/sh
+    cmd: "{cmd}"
+    meta: {{retry: 3, delay: 50}}
+  - name: after
+    cmd: touch {after}
+edges:
+- name: flaky-after
+  from: {{kind: exec, name: flaky}}
+  to: {{kind: exec, name: after}}
+"#,
+        cmd = flaky(&counter, 3),
+        after = t.p("after"),
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_code(0)
+        .assert_stderr_has("exec[flaky]: `")
+        .assert_stderr_has("exited with code 1: attempt 1; retrying in 50ms (2 left)")
+        .assert_stderr_has("exited with code 1: attempt 2; retrying in 50ms (1 left)")
+        .assert_stderr_has("(start, exit 0)")
+        .assert_stderr_has("converged: all 2 resources are in their desired state");
+    assert_eq!(read(&counter).as_deref(), Some("3\n"), "exactly three attempts");
+    assert!(t.path("after").exists(), "the dependent ran after the retries succeeded");
+    assert!(
+        !out.stderr.contains("ERROR"),
+        "a retried-then-successful resource logged an error:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn exhausted_retries_fail_only_that_resource() {
+    let t = TestDir::new();
+    let counter = t.p("counter");
+    let yaml = format!(
+        r#"graph: exhausted
+resources:
+  exec:
+  - name: broken
+    shell: /bin/sh
+    cmd: "{cmd}"
+    meta: {{retry: 2, delay: 10}}
+  file:
+  - name: fine
+    path: {fine}
+    content: "fine\n"
+"#,
+        cmd = flaky(&counter, 100),
+        fine = t.p("out/fine"),
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let a = t.agent(&[], &yaml);
+    let fine = t.path("out/fine");
+    a.wait_content(&fine, "fine\n");
+    a.wait_log("ERROR exec[broken]: `");
+    assert_eq!(read(&counter).as_deref(), Some("3\n"), "one attempt plus two retries");
+    assert!(a.stderr().contains("exited with code 1: attempt 3"), "{}", a.stderr());
+    // The agent and the other resources carry on: drift is still repaired.
+    fs::write(&fine, "drift\n").unwrap();
+    a.wait_content(&fine, "fine\n");
+    fs::remove_file(&fine).unwrap();
+    a.wait_content(&fine, "fine\n");
+    assert!(a.try_exit().is_none(), "the agent stopped");
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+#[test]
+fn retry_forever_is_reported_as_such() {
+    let t = TestDir::new();
+    let counter = t.p("counter");
+    let yaml = format!(
+        "graph: forever\nresources:\n  exec:\n  - name: flaky\n    shell: /bin/sh\n    cmd: \"{}\"\n    meta: {{retry: -1, delay: 10}}\n",
+        flaky(&counter, 4)
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_code(0).assert_stderr_has("; retrying in 10ms (forever)");
+    assert_eq!(read(&counter).as_deref(), Some("4\n"));
+}
+
+/// `poll` replaces watching with periodic checks; drift is still repaired.
+#[test]
+fn poll_repairs_drift() {
+    let t = TestDir::new();
+    let yaml = format!(
+        "graph: poll\nresources:\n  file:\n  - name: polled\n    path: {}\n    content: \"polled\\n\"\n    meta: {{poll: 1}}\n",
+        t.p("out/polled")
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let a = t.agent(&[], &yaml);
+    let p = t.path("out/polled");
+    a.wait_content(&p, "polled\n");
+    fs::write(&p, "drift\n").unwrap();
+    a.wait_content(&p, "polled\n");
+    fs::remove_file(&p).unwrap();
+    a.wait_content(&p, "polled\n");
+    a.wait_log_count("file[polled]: create file", 2);
+    assert_eq!(a.count("file[polled]: replace content ("), 1, "{}", a.stderr());
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+#[test]
+fn limit_and_burst_are_accepted_and_still_converge() {
+    let t = TestDir::new();
+    let yaml = format!(
+        r#"graph: limited
+resources:
+  file:
+  - name: limited
+    path: {p}
+    content: "limited\n"
+    meta: {{limit: 5, burst: 2}}
+  - name: slow
+    path: {q}
+    content: "slow\n"
+    meta: {{limit: 0.5}}
+"#,
+        p = t.p("out/limited"),
+        q = t.p("out/slow"),
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let a = t.agent(&["--converged-timeout", "1"], &yaml);
+    let (p, q) = (t.path("out/limited"), t.path("out/slow"));
+    a.wait_content(&p, "limited\n");
+    a.wait_content(&q, "slow\n");
+    // A burst of drift is rate limited, not lost: the final state is repaired.
+    for i in 0..5 {
+        fs::write(&p, format!("drift {i}\n")).unwrap();
+    }
+    fs::write(&q, "drift\n").unwrap();
+    a.wait_content(&p, "limited\n");
+    a.wait_content(&q, "slow\n");
+    let status = a.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", a.stderr());
+    assert!(a.stderr().contains("converged: all 2 resources are in their desired state"), "{}", a.stderr());
+    assert_eq!(read(&p).as_deref(), Some("limited\n"));
+}

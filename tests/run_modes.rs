@@ -1,0 +1,291 @@
+//! How `mgmt run` runs: `--converged-timeout`, `--no-watch`, `--noop` (global and as a meta
+//! param on one resource), `--prefix`, `--tmp-prefix`, `--hostname`.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::{Agent, TestDir, entries_containing, identity, mode, poll_until, read};
+
+fn two_files(t: &TestDir) -> String {
+    format!(
+        r#"graph: two
+resources:
+  file:
+  - name: one
+    path: {one}
+    content: "one\n"
+  - name: two
+    path: {two}
+    content: "two\n"
+"#,
+        one = t.p("out/one"),
+        two = t.p("out/two"),
+    )
+}
+
+#[test]
+fn converged_timeout_exits_zero_once_in_the_desired_state() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &two_files(&t));
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_code(0).assert_stderr_has("converged: all 2 resources are in their desired state");
+    assert_eq!(read(t.path("out/one")).as_deref(), Some("one\n"));
+    assert_eq!(read(t.path("out/two")).as_deref(), Some("two\n"));
+    // The temporary prefix is removed on exit.
+    assert_eq!(
+        entries_containing(t.path("tmp"), "mgmt-"),
+        Vec::<String>::new(),
+        "--tmp-prefix left its directory behind"
+    );
+}
+
+#[test]
+fn converged_timeout_exits_one_when_a_resource_failed() {
+    let t = TestDir::new();
+    let yaml = format!("{}  exec:\n  - name: fails\n    cmd: \"false\"\n", two_files(&t));
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_code(1)
+        .assert_stderr_has("converged: exec[fails] is not in its desired state: `false` exited with code 1");
+    assert_eq!(read(t.path("out/one")).as_deref(), Some("one\n"));
+}
+
+/// `--no-watch` checks and applies every resource once and exits; nothing is watched, so
+/// drift after the run stays. (The exec keeps the graph busy a little, see the next test.)
+#[test]
+fn no_watch_applies_once_and_exits() {
+    let t = TestDir::new();
+    let yaml = format!(
+        "{}  exec:\n  - name: slow\n    shell: /bin/sh\n    cmd: \"sleep 0.2; echo ran >> {log}\"\n",
+        two_files(&t),
+        log = t.p("exec.log")
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let out = t.run_to_end(&["--no-watch"], &yaml);
+    out.assert_code(0).assert_stderr_has("applied once: all 3 resources are in their desired state");
+    assert_eq!(read(t.path("out/one")).as_deref(), Some("one\n"));
+    assert_eq!(read(t.path("exec.log")).as_deref(), Some("ran\n"));
+
+    // A second one-shot run repairs drift and runs the command once more.
+    fs::write(t.path("out/one"), "drift\n").unwrap();
+    let two = identity(t.path("out/two"));
+    let out = t.run_to_end(&["--no-watch"], &yaml);
+    out.assert_code(0).assert_stderr_has("file[one]: replace content (6 -> 4 bytes)");
+    assert_eq!(read(t.path("out/one")).as_deref(), Some("one\n"));
+    assert_eq!(identity(t.path("out/two")), two, "an unchanged file was rewritten");
+    assert_eq!(read(t.path("exec.log")).as_deref(), Some("ran\nran\n"));
+}
+
+#[test]
+fn no_watch_exits_one_when_a_resource_failed() {
+    let t = TestDir::new();
+    let yaml = format!(
+        "{}  exec:\n  - name: fails\n    shell: /bin/sh\n    cmd: \"sleep 0.2; exit 4\"\n",
+        two_files(&t)
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let out = t.run_to_end(&["--no-watch"], &yaml);
+    out.assert_code(1).assert_stderr_has(
+        "applied once: exec[fails] is not in its desired state: `sleep 0.2; exit 4` exited with code 4",
+    );
+    assert_eq!(read(t.path("out/two")).as_deref(), Some("two\n"));
+}
+
+/// A graph whose vertices finish at once must still end a `--no-watch` run. Run it many
+/// times: the run must exit every time.
+#[test]
+#[ignore = "bug: --no-watch never exits when every vertex settled before run() subscribed to convergence"]
+fn no_watch_always_exits_on_a_fast_graph() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml(
+        "g.yaml",
+        "graph: fast\nresources:\n  noop:\n  - name: a\n  print:\n  - name: b\n    msg: hi\n",
+    );
+    for i in 0..40 {
+        let a = t.agent(&["--no-watch"], &yaml);
+        let exited = poll_until(|| a.try_exit().is_some(), std::time::Duration::from_secs(5));
+        assert!(exited, "run {i}: `mgmt run --no-watch` still running after 5s:\n{}", a.stderr());
+        assert_eq!(a.try_exit().and_then(|s| s.code()), Some(0), "run {i}:\n{}", a.stderr());
+    }
+}
+
+/// A world with drift in every direction: wrong content and mode, a missing file in a
+/// missing directory, a file that must go, a directory to create, a command and a print.
+fn drifted(t: &TestDir) -> String {
+    fs::create_dir_all(t.path("d")).unwrap();
+    fs::write(t.path("d/f1"), "old\n").unwrap();
+    fs::set_permissions(t.path("d/f1"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(t.path("d/f3"), "remove me\n").unwrap();
+    format!(
+        r#"graph: drifted
+resources:
+  file:
+  - name: f1
+    path: {f1}
+    content: "i am f1\n"
+    mode: "0644"
+  - name: f2
+    path: {f2}
+    content: "i am f2\n"
+  - name: f3
+    path: {f3}
+    state: absent
+  - name: dir
+    path: {dir}/
+  exec:
+  - name: e
+    cmd: touch {marker}
+  print:
+  - name: p
+    msg: hello from print
+"#,
+        f1 = t.p("d/f1"),
+        f2 = t.p("d/new/f2"),
+        f3 = t.p("d/f3"),
+        dir = t.p("d/sub"),
+        marker = t.p("d/marker"),
+    )
+}
+
+#[test]
+fn noop_changes_nothing_and_reports_each_change() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &drifted(&t));
+    let f1 = identity(t.path("d/f1"));
+    let out = t.run_to_end(&["--noop", "--converged-timeout", "1"], &yaml);
+    out.assert_code(0);
+    for line in [
+        "file[f1]: noop: would replace content (4 -> 8 bytes)",
+        "file[f1]: noop: would set mode 0644 (was 0600)",
+        &format!("file[f2]: noop: would create parent directory {}", t.p("d/new")),
+        "file[f2]: noop: would create file (8 bytes)",
+        "file[f3]: noop: would remove file",
+        "file[dir]: noop: would create directory",
+        &format!("exec[e]: noop: would run `touch {}` (start)", t.p("d/marker")),
+        "print[p]: noop: would print \"hello from print\"",
+        "converged (noop): 6 of 6 resources would change: ",
+    ] {
+        out.assert_stderr_has(line);
+    }
+    // Untouched: content, mode, inode; nothing created, nothing removed, nothing printed.
+    assert_eq!(read(t.path("d/f1")).as_deref(), Some("old\n"));
+    assert_eq!(mode(t.path("d/f1")), 0o600);
+    assert_eq!(identity(t.path("d/f1")), f1);
+    assert!(!t.path("d/new").exists());
+    assert_eq!(read(t.path("d/f3")).as_deref(), Some("remove me\n"));
+    assert!(!t.path("d/sub").exists());
+    assert!(!t.path("d/marker").exists());
+    assert_eq!(out.stdout, "", "noop printed");
+    assert!(!out.stderr.contains("] create") && !out.stderr.contains(": replace"), "{}", out.stderr);
+}
+
+/// `--noop` while running: drift is reported, not repaired.
+#[test]
+fn noop_agent_reports_drift_without_repairing_it() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &two_files(&t));
+    fs::create_dir_all(t.path("out")).unwrap();
+    fs::write(t.path("out/one"), "one\n").unwrap();
+    let a = t.agent(&["--noop"], &yaml);
+    a.wait_log("file[two]: noop: would create file (4 bytes)");
+    fs::write(t.path("out/one"), "edited\n").unwrap();
+    a.wait_log("file[one]: noop: would replace content (7 -> 4 bytes)");
+    assert_eq!(read(t.path("out/one")).as_deref(), Some("edited\n"));
+    assert!(!t.path("out/two").exists());
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+#[test]
+fn meta_noop_applies_to_its_resource_only() {
+    let t = TestDir::new();
+    fs::create_dir_all(t.path("out")).unwrap();
+    fs::write(t.path("out/one"), "old\n").unwrap();
+    let yaml = format!(
+        r#"graph: partly
+resources:
+  file:
+  - name: one
+    path: {one}
+    content: "one\n"
+    meta: {{noop: true}}
+  - name: two
+    path: {two}
+    content: "two\n"
+"#,
+        one = t.p("out/one"),
+        two = t.p("out/two"),
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let a = t.agent(&["--converged-timeout", "1"], &yaml);
+    a.wait_content(&t.path("out/two"), "two\n");
+    a.wait_log("file[one]: noop: would replace content (4 -> 4 bytes)");
+    // The normal one is enforced while running.
+    fs::write(t.path("out/two"), "drift\n").unwrap();
+    a.wait_content(&t.path("out/two"), "two\n");
+    let status = a.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", a.stderr());
+    assert!(
+        a.stderr().contains("converged (noop): 1 of 2 resources would change: file[one]"),
+        "{}",
+        a.stderr()
+    );
+    assert_eq!(read(t.path("out/one")).as_deref(), Some("old\n"), "a meta-noop resource changed its file");
+    assert!(a.stderr().contains("file[two]: create file (4 bytes)"));
+}
+
+#[test]
+fn prefix_is_created() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &two_files(&t));
+    let prefix = t.path("state/deep/prefix");
+    let prefix_s = prefix.to_str().unwrap();
+    // `--prefix` replaces `--tmp-prefix` here (the two conflict).
+    let a = Agent::spawn(
+        &t,
+        &["run", "--prefix", prefix_s, "--converged-timeout", "1", "yaml", yaml.to_str().unwrap()],
+    );
+    assert_eq!(a.wait_exit().code(), Some(0), "{}", a.stderr());
+    assert!(prefix.is_dir(), "--prefix was not created");
+    assert!(a.stderr().contains(&format!("prefix {prefix_s})")), "{}", a.stderr());
+    assert_eq!(read(t.path("out/one")).as_deref(), Some("one\n"));
+}
+
+#[test]
+fn prefix_and_tmp_prefix_conflict() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &two_files(&t));
+    let out = t.run_to_end(&["--prefix", t.p("p").as_str(), "--converged-timeout", "1"], &yaml);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    out.assert_stderr_has("--prefix");
+    assert!(!t.path("out").exists() && !t.path("p").exists());
+}
+
+#[test]
+fn hostname_is_used_and_must_not_be_empty() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &two_files(&t));
+    let out = t.run_to_end(&["--hostname", "test-host-42", "--converged-timeout", "1"], &yaml);
+    out.assert_code(0).assert_stderr_has("on host test-host-42 (2 resources");
+    assert_eq!(read(t.path("out/one")).as_deref(), Some("one\n"));
+
+    fs::remove_dir_all(t.path("out")).unwrap();
+    let out = t.run_to_end(&["--hostname", " ", "--converged-timeout", "1"], &yaml);
+    out.assert_code(1).assert_stderr_has("mgmt: error: --hostname must not be empty");
+    assert!(!t.path("out").exists());
+}
+
+#[test]
+fn log_level_error_hides_info_lines() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &two_files(&t));
+    let y = yaml.to_str().unwrap();
+    let a = Agent::spawn(
+        &t,
+        &["--log-level", "error", "run", "--tmp-prefix", "--converged-timeout", "1", "yaml", y],
+    );
+    assert_eq!(a.wait_exit().code(), Some(0), "{}", a.stderr());
+    assert_eq!(read(t.path("out/two")).as_deref(), Some("two\n"));
+    assert_eq!(a.stderr(), "", "info lines logged at --log-level error");
+}
