@@ -130,7 +130,6 @@ fn sigkill_never_leaves_a_partial_file_and_stale_temps_are_cleaned() {
 /// Stale temp files of other paths in the same directory are not the file resource's to
 /// remove (they may be another agent's write in flight).
 #[test]
-#[ignore = "bug: the first check removes every `.*.mgmt-tmp` in the directory, not only its own path's"]
 fn first_check_removes_only_its_own_stale_temps() {
     let t = TestDir::new();
     let out = t.path("out");
@@ -152,7 +151,6 @@ fn first_check_removes_only_its_own_stale_temps() {
 
 /// `--noop` changes nothing on disk, stale temp files included.
 #[test]
-#[ignore = "bug: --noop removes stale temp files"]
 fn noop_leaves_stale_temps_alone() {
     let t = TestDir::new();
     let out = t.path("out");

@@ -368,7 +368,6 @@ fn fixing_a_failed_dependency_live_unblocks_the_dependent() {
 /// The failing upstream and its edge are removed by a live edit: the dependent, kept by the
 /// swap, has nothing to wait for any more and must be applied.
 #[test]
-#[ignore = "bug: a kept vertex blocked by a removed upstream is never re-checked after the swap"]
 fn removing_a_failed_dependency_live_unblocks_the_dependent() {
     let t = TestDir::new();
     let yaml = t.write_yaml("g.yaml", &failing_dependency(&t, Some("exit 1")));
@@ -384,7 +383,6 @@ fn removing_a_failed_dependency_live_unblocks_the_dependent() {
 /// A resource with `meta: {noop: true}` changes nothing, so it has nothing to notify: the
 /// real command downstream must not be refreshed by its "would change" checks.
 #[test]
-#[ignore = "bug: a meta-noop resource's would-be changes send refreshes to non-noop resources downstream"]
 fn a_meta_noop_upstream_does_not_refresh_downstream() {
     let t = TestDir::new();
     fs::create_dir_all(t.path("out")).unwrap();

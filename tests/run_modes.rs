@@ -96,7 +96,6 @@ fn no_watch_exits_one_when_a_resource_failed() {
 /// A graph whose vertices finish at once must still end a `--no-watch` run. Run it many
 /// times: the run must exit every time.
 #[test]
-#[ignore = "bug: --no-watch never exits when every vertex settled before run() subscribed to convergence"]
 fn no_watch_always_exits_on_a_fast_graph() {
     let t = TestDir::new();
     let yaml = t.write_yaml(

@@ -2,12 +2,13 @@
 //! are split off, collected resources merged in, purge lists filled. Pure.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::graph::{Graph, GraphError};
 use crate::frontend::GraphSpec;
 use crate::frontend::yaml::split_export;
-use crate::resources::{self, ResId, Resource};
+use crate::resources::{self, ResId, Resource, managed_key};
 use crate::world::Exported;
 
 pub struct Assembled {
@@ -39,6 +40,10 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
     }
 
     let mut by_id: HashMap<ResId, usize> = list.iter().enumerate().map(|(i, r)| (r.id(), i)).collect();
+    let mut managed: HashMap<PathBuf, ResId> = list
+        .iter()
+        .flat_map(|r| r.autoedges().provides.into_iter().map(move |p| (managed_key(&p), r.id())))
+        .collect();
     let mut sorted: Vec<&Exported> = collected.iter().collect();
     sorted.sort_by(|a, b| (&a.host, &a.kind, &a.name).cmp(&(&b.host, &b.kind, &b.name)));
     for c in &spec.collect {
@@ -68,6 +73,18 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
                     e.kind, e.name, e.host
                 )),
                 None => {
+                    let paths: Vec<PathBuf> = r.autoedges().provides.iter().map(|p| managed_key(p)).collect();
+                    if let Some((p, other)) = paths.iter().find_map(|p| managed.get(p).map(|o| (p, o))) {
+                        warnings.push(format!(
+                            "collected {}[{}] from {}: {} is already managed by {other}; skipped",
+                            e.kind,
+                            e.name,
+                            e.host,
+                            p.display()
+                        ));
+                        continue;
+                    }
+                    managed.extend(paths.into_iter().map(|p| (p, r.id())));
                     by_id.insert(r.id(), list.len());
                     list.push(r);
                 }

@@ -99,7 +99,11 @@ impl Engine {
         let shared: Vec<Arc<VertexShared>> = next
             .iter()
             .zip(&new.vertices)
-            .map(|(r, v)| r.as_ref().map(|r| r.shared.clone()).unwrap_or_else(|| VertexShared::new(v.id())))
+            .map(|(r, v)| {
+                r.as_ref()
+                    .map(|r| r.shared.clone())
+                    .unwrap_or_else(|| VertexShared::new(v.id(), !(self.env.noop || v.meta().noop)))
+            })
             .collect();
         let mut links: Vec<Links> = (0..new.vertices.len()).map(|_| Links::default()).collect();
         for e in &new.edges {
@@ -110,7 +114,11 @@ impl Engine {
             }
         }
         for (s, l) in shared.iter().zip(links) {
-            s.set_links(l);
+            // A kept vertex may have been waiting on (or blocked by) an upstream vertex that
+            // is gone now: let it look again.
+            if s.set_links(l) {
+                s.poke();
+            }
         }
         for &ni in &plan.start {
             let cancel = CancellationToken::new();

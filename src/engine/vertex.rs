@@ -60,10 +60,13 @@ pub struct VertexShared {
     pub last_error: Mutex<Option<String>>,
     /// In noop mode: the last check found changes it did not make.
     pub would_change: AtomicBool,
+    /// Whether this vertex really applies (is not in noop mode). A vertex that only reports
+    /// what it would change sends refreshes only to vertices that also only report.
+    applies: AtomicBool,
 }
 
 impl VertexShared {
-    pub fn new(id: ResId) -> Arc<Self> {
+    pub fn new(id: ResId, applies: bool) -> Arc<Self> {
         Arc::new(VertexShared {
             id,
             wake: Notify::new(),
@@ -75,6 +78,7 @@ impl VertexShared {
             sends: Mutex::new(None),
             last_error: Mutex::new(None),
             would_change: AtomicBool::new(false),
+            applies: AtomicBool::new(applies),
         })
     }
 
@@ -86,8 +90,18 @@ impl VertexShared {
         Status::from_u8(self.status.swap(s as u8, Ordering::SeqCst))
     }
 
-    pub fn set_links(&self, links: Links) {
-        *self.links.write().unwrap() = Arc::new(links);
+    /// Replace the links; returns whether the set of upstream vertices changed.
+    pub fn set_links(&self, links: Links) -> bool {
+        let mut slot = self.links.write().unwrap();
+        let same = slot.upstream.len() == links.upstream.len()
+            && slot.upstream.iter().zip(&links.upstream).all(|(a, b)| Arc::ptr_eq(a, b));
+        *slot = Arc::new(links);
+        !same
+    }
+
+    /// Ask for a re-check without a refresh (e.g. its upstream vertices changed on a swap).
+    pub fn poke(&self) {
+        self.signal_poke(false);
     }
 
     fn links(&self) -> Arc<Links> {
@@ -109,9 +123,12 @@ impl VertexShared {
         self.wake.notify_one();
     }
 
+    /// Wake the vertices downstream; `changed` asks notify edges for a refresh.
     fn poke_downstream(&self, changed: bool) {
+        let applied = self.applies.load(Ordering::SeqCst);
         for (d, notify) in &self.links().downstream {
-            d.signal_poke(*notify && changed);
+            let refresh = *notify && changed && (applied || !d.applies.load(Ordering::SeqCst));
+            d.signal_poke(refresh);
         }
     }
 

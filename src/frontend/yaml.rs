@@ -6,15 +6,16 @@
 //! error to report, so a valid graph is parsed once.
 #![allow(clippy::result_large_err)] // errors are the cold path; flat ones keep the code plain
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use super::{CollectSpec, EdgeSpec, FrontendError, GraphSpec};
-use crate::resources::{self, ResId, Resource};
+use crate::resources::{self, ResId, Resource, managed_key};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,7 +118,10 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
         Err(e) => {
             let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
             let mut fe = err_at(line, column, plain_message(&e));
-            fe.resource = locate_resource_at(text, line, column);
+            if let Some((id, field)) = locate_resource_at(text, line, column) {
+                fe.resource = Some(id);
+                fe.field = field;
+            }
             return Err(fe);
         }
     };
@@ -127,6 +131,7 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
 
     let mut spec = GraphSpec { name: doc.graph, ..GraphSpec::default() };
     let mut seen = HashSet::new();
+    let mut managed: HashMap<PathBuf, ResId> = HashMap::new();
     for (kind, index, (line, column), res) in doc.resources.unwrap_or_default().into_list() {
         let located = |field: Option<&str>, message: String| {
             let (l, c) = field.and_then(|f| field_location(text, kind, index, f)).unwrap_or((line, column));
@@ -148,6 +153,12 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
         }
         if let Err(e) = res.meta().validate().and_then(|_| res.validate()) {
             return Err(located(Some(e.field), e.message));
+        }
+        // Two resources managing one path could never both be satisfied.
+        for p in res.autoedges().provides {
+            if let Some(other) = managed.insert(managed_key(&p), ResId::new(kind, plain)) {
+                return Err(located(Some("path"), format!("{} is already managed by {other}", p.display())));
+            }
         }
         spec.resources.push(res);
     }
@@ -358,30 +369,47 @@ fn field_location(text: &str, kind: &str, index: usize, field: &str) -> Option<(
     Some(loc_of(node))
 }
 
-/// Which resource entry a parse error at (line, column) falls in, if any.
-fn locate_resource_at(text: &str, line: u64, column: u64) -> Option<ResId> {
+/// Which resource entry, and which field of it if one starts exactly there, a parse error at
+/// (line, column) falls in.
+fn locate_resource_at(text: &str, line: u64, column: u64) -> Option<(ResId, Option<String>)> {
     if line == 0 {
         return None;
     }
     let root: LocMap = serde_saphyr::from_str(text).ok()?;
     let LocNode::Map(kinds) = &root.0.get("resources")?.value else { return None };
-    let mut best: Option<((u64, u64), ResId)> = None;
+    let mut best: Option<((u64, u64), ResId, Option<String>)> = None;
     for (kind, node) in &kinds.0 {
         let LocNode::Seq(entries) = &node.value else { continue };
         for entry in entries {
             let at = loc_of(entry);
-            if at <= (line, column) && column >= at.1 && best.as_ref().is_none_or(|(b, _)| at > *b) {
+            if at <= (line, column) && column >= at.1 && best.as_ref().is_none_or(|(b, _, _)| at > *b) {
                 let name = match &entry.value {
                     LocNode::Map(m) if m.0.contains_key("name") => entry_name(text, m.0.get("name")?),
                     _ => None,
                 };
-                best = Some((at, ResId::new(kind.as_str(), name.unwrap_or_else(|| "?".into()))));
+                let field = field_at(entry, (line, column)).map(|f| f.trim_start_matches('.').to_string());
+                best = Some((at, ResId::new(kind.as_str(), name.unwrap_or_else(|| "?".into())), field));
             }
         }
     }
     // The error must also be inside the resources section (after its start).
     let start = loc_of(root.0.get("resources")?);
-    best.filter(|(at, _)| *at >= start).map(|(_, id)| id)
+    best.filter(|(at, _, _)| *at >= start).map(|(_, id, field)| (id, field))
+}
+
+/// The dotted path (`meta.retry`, `args[1]`) of the deepest value that starts at `at` under
+/// `node`.
+fn field_at(node: &Spanned<LocNode>, at: (u64, u64)) -> Option<String> {
+    let children: Vec<(String, &Spanned<LocNode>)> = match &node.value {
+        LocNode::Map(m) => m.0.iter().map(|(k, v)| (format!(".{k}"), v)).collect(),
+        LocNode::Seq(items) => items.iter().enumerate().map(|(i, v)| (format!("[{i}]"), v)).collect(),
+        LocNode::Leaf => return None,
+    };
+    children.into_iter().find_map(|(step, v)| match field_at(v, at) {
+        Some(sub) => Some(format!("{step}{sub}")),
+        None if loc_of(v) == at => Some(step),
+        None => None,
+    })
 }
 
 /// The scalar text at a location (for naming a resource in a parse error).

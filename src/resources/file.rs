@@ -150,8 +150,8 @@ impl File {
 
         let (uid, gid) = self.ids()?;
         let mode = self.mode_bits();
-        if let Some(parent) = path.parent() {
-            clean_stale_temps_once(parent);
+        if apply {
+            clean_stale_temps_once(&path);
         }
         if let Some(parent) = path.parent()
             && !parent.exists()
@@ -306,39 +306,57 @@ pub fn write_atomic(
 ) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut tmp =
-        tempfile::Builder::new().prefix(&format!(".{base}.")).suffix(TEMP_SUFFIX).tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{base}."))
+        .rand_bytes(TEMP_RANDOM_LEN)
+        .suffix(TEMP_SUFFIX)
+        .tempfile_in(dir)?;
     tmp.write_all(data)?;
     let f = tmp.as_file();
-    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    // chown before chmod: chown clears the setuid and setgid bits.
     if uid.is_some() || gid.is_some() {
         std::os::unix::fs::fchown(f, uid, gid)?;
     }
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
     f.sync_data()?;
     tmp.persist(path).map_err(|e| e.error)?;
     sync_dir(Some(dir));
     Ok(())
 }
 
-/// Remove temp files a killed agent left behind (`.<name>.<random>.mgmt-tmp`), once per
-/// directory per process. Holding the lock while cleaning means no vertex of this process
-/// can have a temp file of its own in flight in that directory yet.
-fn clean_stale_temps_once(dir: &Path) {
+/// Remove the temp files a killed agent left behind for `path`
+/// (`.<name>.<random letters and digits>.mgmt-tmp` beside it), once per path per process, before the first
+/// write. Only this path's: other temp files in the directory belong to other resources,
+/// which may be writing right now.
+fn clean_stale_temps_once(path: &Path) {
     static CLEANED: std::sync::Mutex<Option<HashSet<PathBuf>>> = std::sync::Mutex::new(None);
-    let mut cleaned = CLEANED.lock().unwrap_or_else(|e| e.into_inner());
-    if !cleaned.get_or_insert_with(HashSet::new).insert(dir.to_path_buf()) {
-        return;
+    let (Some(dir), Some(base)) = (path.parent(), path.file_name()) else { return };
+    {
+        let mut cleaned = CLEANED.lock().unwrap_or_else(|e| e.into_inner());
+        if !cleaned.get_or_insert_with(HashSet::new).insert(path.to_path_buf()) {
+            return;
+        }
     }
     let Ok(entries) = fs::read_dir(dir) else { return };
     for e in entries.flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) && e.file_type().is_ok_and(|t| t.is_file()) {
+        if is_temp_of(&e.file_name().to_string_lossy(), &base.to_string_lossy())
+            && e.file_type().is_ok_and(|t| t.is_file())
+        {
             let _ = fs::remove_file(e.path());
         }
     }
 }
 
+/// Whether `name` is one of `write_atomic`'s temp files for a file called `base`.
+fn is_temp_of(name: &str, base: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_prefix(base))
+        .and_then(|n| n.strip_prefix('.'))
+        .and_then(|n| n.strip_suffix(TEMP_SUFFIX))
+        .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+const TEMP_RANDOM_LEN: usize = 6;
 const TEMP_SUFFIX: &str = ".mgmt-tmp";
 
 /// Make a rename or unlink durable. Best effort: some filesystems refuse fsync on dirs.
@@ -648,6 +666,15 @@ mod tests {
         let mut f = file("/tmp/mgmtA/fA");
         f.collect_pattern("/tmp/mgmtB/").unwrap();
         assert_eq!(f.path.as_deref(), Some("/tmp/mgmtB/fA"));
+    }
+
+    #[test]
+    fn temp_names_match_only_their_own_file() {
+        assert!(is_temp_of(".a.Xy12Z9.mgmt-tmp", "a"));
+        assert!(!is_temp_of(".a.b.Xy12Z9.mgmt-tmp", "a"));
+        assert!(!is_temp_of(".a..mgmt-tmp", "a"));
+        assert!(!is_temp_of(".ab.Xy12Z9.mgmt-tmp", "a"));
+        assert!(is_temp_of(".a.b.Xy12Z9.mgmt-tmp", "a.b"));
     }
 
     #[test]

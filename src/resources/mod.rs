@@ -12,7 +12,7 @@ pub mod timer;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -118,6 +118,13 @@ pub struct AutoEdgeInfo {
     pub provides: Vec<PathBuf>,
     /// Paths whose managing resource must be applied before this one (nearest wins).
     pub requires: Vec<PathBuf>,
+}
+
+/// A managed path without its trailing `/`, so that a file and a directory at one path are
+/// seen to conflict.
+pub fn managed_key(p: &Path) -> PathBuf {
+    let s = p.to_string_lossy();
+    PathBuf::from(if s.len() > 1 { s.trim_end_matches('/') } else { &s })
 }
 
 #[derive(Debug, thiserror::Error)]
