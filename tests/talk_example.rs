@@ -117,7 +117,6 @@ fn example_restores_a_removed_directory() {
 /// removed (so `rm` itself may have to be repeated). Afterwards every file must be back and
 /// every file still watched.
 #[test]
-#[ignore = "bug: after `rm -rf` races the agent's repairs, a file can stay missing or stop being watched"]
 fn example_survives_rm_rf_racing_its_repairs() {
     let t = TestDir::new();
     let (a, f) = start(&t);
@@ -141,7 +140,6 @@ fn example_survives_rm_rf_racing_its_repairs() {
 /// Removing the directory twice in a row (the second time just after the agent recreated it)
 /// must not lose the watches on it.
 #[test]
-#[ignore = "bug: the directory's watch is lost when it is removed again while being re-armed"]
 fn example_survives_the_directory_removed_twice_in_a_row() {
     let t = TestDir::new();
     let (a, f) = start(&t);

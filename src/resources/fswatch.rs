@@ -1,28 +1,34 @@
-//! One inotify watcher (through `notify`) shared by every resource in the process.
+//! One inotify instance shared by every resource in the process.
 //!
 //! Thousands of file resources cannot each own an inotify instance (the kernel allows 128 per
-//! user by default), so resources subscribe here. The hub watches directories (refcounted),
-//! dispatches each event to the subscribers of exactly that path with hash lookups, and
-//! re-arms a subscription on the nearest existing ancestor when its directory is missing or
-//! removed, so `rm -rf` of a managed tree is noticed and repaired.
+//! user by default), so resources subscribe here. The hub owns its watch descriptors: it
+//! watches directories (shared by every subscriber that needs them), dispatches each event to
+//! the subscribers of exactly that path with hash lookups, and re-arms a subscriber on the
+//! nearest existing ancestor when its directory is missing, removed or moved away, so
+//! `rm -rf` of a managed tree is noticed and repaired.
 //!
-//! `notify`'s `watch()` waits on its event thread, so it is only ever called from the arm
-//! thread, never while holding the state lock or from inside the event handler.
+//! Invariants:
+//! - A watch is identified by its descriptor, never by path alone: a directory removed and
+//!   recreated is a new inode with a new descriptor, and events of the old one are dropped.
+//! - Every (re-)arm wakes its subscriber, because events may have been missed while no
+//!   watch was in place; subscribers re-check the real state, so a spurious wake is harmless.
+//! - Reads are not subscribed to (no OPEN/ACCESS/CLOSE_NOWRITE), so checking a file does not
+//!   trigger the next check.
 
 use std::collections::{HashMap, HashSet};
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
-use notify::{RecursiveMode, Watcher};
-use tokio::sync::oneshot;
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
 /// What a subscriber cares about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Scope {
-    /// One file (or any non-directory): the path itself and its parent directory.
+    /// One file (or any non-directory): the path itself, seen through its parent directory.
     File(PathBuf),
     /// A directory and its direct children.
     Dir(PathBuf),
@@ -43,63 +49,129 @@ impl Scope {
             Scope::Dir(p) | Scope::Tree(p) => p.clone(),
         }
     }
-    fn recursive(&self) -> bool {
-        matches!(self, Scope::Tree(_))
-    }
 }
+
+const MASK: WatchMask = WatchMask::ATTRIB
+    .union(WatchMask::CREATE)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::CLOSE_WRITE)
+    .union(WatchMask::MODIFY)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF)
+    .union(WatchMask::ONLYDIR);
+
+/// The watched directory is no longer at its path (or no longer watched at all).
+const GONE: EventMask =
+    EventMask::DELETE_SELF.union(EventMask::MOVE_SELF).union(EventMask::IGNORED).union(EventMask::UNMOUNT);
 
 struct Sub {
     scope: Scope,
     wake: Waker,
-    /// Directory currently watched for this subscriber (the wanted one or an ancestor).
-    armed: Option<(PathBuf, bool)>,
+    /// Directories this subscriber holds a watch on: the wanted one (plus, for a tree,
+    /// every directory below it) or the nearest existing ancestor.
+    held: Vec<PathBuf>,
 }
 
-#[derive(Default)]
-struct HubState {
+/// A watched directory, shared by its holders.
+struct Watch {
+    /// Kernel watch descriptor id; `None` once the directory went away.
+    wd: Option<i32>,
+    /// (device, inode) the watch is on, to notice a directory replaced behind our back.
+    inode: (u64, u64),
+    holders: HashSet<u64>,
+}
+
+struct Hub {
+    watches: Watches,
     next_id: u64,
     subs: HashMap<u64, Sub>,
     /// File scopes by their path.
     files: HashMap<PathBuf, Vec<u64>>,
-    /// File scopes by their parent directory (to see the directory itself go or come).
-    parents: HashMap<PathBuf, Vec<u64>>,
     /// Dir scopes by their path.
     dirs: HashMap<PathBuf, Vec<u64>>,
     /// Tree scopes (few; matched by prefix).
     trees: Vec<u64>,
     /// Subscribers armed on an ancestor because their directory is missing.
     pending: HashSet<u64>,
-    /// Refcounts of watched directories, by (path, recursive).
-    watched: HashMap<(PathBuf, bool), usize>,
-}
-
-enum ArmRequest {
-    Arm(u64, Option<oneshot::Sender<()>>),
-    Disarm(u64),
+    by_path: HashMap<PathBuf, Watch>,
+    /// Descriptor id -> (descriptor, the paths it was added for; usually one).
+    by_wd: HashMap<i32, (WatchDescriptor, Vec<PathBuf>)>,
 }
 
 pub struct FsWatcher {
-    state: Arc<Mutex<HubState>>,
-    arm_tx: Mutex<std_mpsc::Sender<ArmRequest>>,
+    hub: Arc<Mutex<Hub>>,
 }
 
 /// Dropping it unsubscribes.
 pub struct Subscription {
     id: u64,
-    hub: Arc<FsWatcher>,
+    hub: Arc<Mutex<Hub>>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.hub.send(ArmRequest::Disarm(self.id));
+        self.hub.lock().unwrap_or_else(|e| e.into_inner()).unsubscribe(self.id);
     }
 }
 
-fn push(map: &mut HashMap<PathBuf, Vec<u64>>, key: PathBuf, id: u64) {
-    map.entry(key).or_default().push(id);
+impl FsWatcher {
+    pub fn new() -> io::Result<Arc<Self>> {
+        let mut inotify = Inotify::init()?;
+        let hub = Arc::new(Mutex::new(Hub {
+            watches: inotify.watches(),
+            next_id: 0,
+            subs: HashMap::new(),
+            files: HashMap::new(),
+            dirs: HashMap::new(),
+            trees: Vec::new(),
+            pending: HashSet::new(),
+            by_path: HashMap::new(),
+            by_wd: HashMap::new(),
+        }));
+        let weak: Weak<Mutex<Hub>> = Arc::downgrade(&hub);
+        std::thread::Builder::new().name("fswatch".into()).spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let events = match inotify.read_events_blocking(&mut buf) {
+                    Ok(ev) => ev,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return,
+                };
+                let Some(hub) = weak.upgrade() else { return };
+                let mut hub = hub.lock().unwrap_or_else(|e| e.into_inner());
+                for ev in events {
+                    hub.dispatch(ev.wd.get_watch_descriptor_id(), ev.mask, ev.name.map(Path::new));
+                }
+            }
+        })?;
+        Ok(Arc::new(FsWatcher { hub }))
+    }
+
+    /// Subscribe to changes in `scope`; the watch is in place when this returns. `wake` is
+    /// called from the watcher's thread on every relevant event and must be cheap.
+    pub async fn subscribe(self: &Arc<Self>, scope: Scope, wake: Waker) -> Subscription {
+        let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
+        hub.next_id += 1;
+        let id = hub.next_id;
+        match &scope {
+            Scope::File(p) => hub.files.entry(p.clone()).or_default().push(id),
+            Scope::Dir(p) => hub.dirs.entry(p.clone()).or_default().push(id),
+            Scope::Tree(_) => hub.trees.push(id),
+        }
+        hub.subs.insert(id, Sub { scope, wake, held: Vec::new() });
+        hub.arm(id);
+        Subscription { id, hub: self.hub.clone() }
+    }
+
+    /// How many directories are watched (for tests and benchmarks).
+    pub fn watched_dirs(&self) -> usize {
+        self.hub.lock().unwrap_or_else(|e| e.into_inner()).by_path.values().filter(|w| w.wd.is_some()).count()
+    }
 }
 
-fn remove(map: &mut HashMap<PathBuf, Vec<u64>>, key: &Path, id: u64) {
+fn remove_id(map: &mut HashMap<PathBuf, Vec<u64>>, key: &Path, id: u64) {
     if let Some(v) = map.get_mut(key) {
         v.retain(|x| *x != id);
         if v.is_empty() {
@@ -108,228 +180,297 @@ fn remove(map: &mut HashMap<PathBuf, Vec<u64>>, key: &Path, id: u64) {
     }
 }
 
-impl FsWatcher {
-    pub fn new() -> std::io::Result<Arc<Self>> {
-        let state: Arc<Mutex<HubState>> = Arc::default();
-        let (arm_tx, arm_rx) = std_mpsc::channel::<ArmRequest>();
-        let handler_state = state.clone();
-        let handler_tx = arm_tx.clone();
-        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(ev) = res
-                && changes_state(&ev.kind)
-            {
-                dispatch(&handler_state, &handler_tx, &ev.paths);
-            }
-        })
-        .map_err(std::io::Error::other)?;
-        let arm_state = state.clone();
-        std::thread::Builder::new()
-            .name("fswatch-arm".into())
-            .spawn(move || arm_loop(arm_state, watcher, arm_rx))?;
-        Ok(Arc::new(FsWatcher { state, arm_tx: Mutex::new(arm_tx) }))
+fn inode_of(dir: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(dir).ok().filter(|m| m.is_dir()).map(|m| (m.dev(), m.ino()))
+}
+
+impl Hub {
+    fn unsubscribe(&mut self, id: u64) {
+        let Some(sub) = self.subs.remove(&id) else { return };
+        match &sub.scope {
+            Scope::File(p) => remove_id(&mut self.files, p, id),
+            Scope::Dir(p) => remove_id(&mut self.dirs, p, id),
+            Scope::Tree(_) => self.trees.retain(|x| *x != id),
+        }
+        self.pending.remove(&id);
+        for d in sub.held {
+            self.release(id, &d);
+        }
     }
 
-    fn send(&self, req: ArmRequest) {
-        let _ = self.arm_tx.lock().unwrap().send(req);
-    }
-
-    /// Subscribe to changes in `scope`; resolves once the watch is in place. `wake` is called
-    /// from the watcher's thread on every relevant event and must be cheap.
-    pub async fn subscribe(self: &Arc<Self>, scope: Scope, wake: Waker) -> Subscription {
-        let id = {
-            let mut st = self.state.lock().unwrap();
-            st.next_id += 1;
-            let id = st.next_id;
-            match &scope {
-                Scope::File(p) => {
-                    push(&mut st.files, p.clone(), id);
-                    push(&mut st.parents, scope.wanted_dir(), id);
-                }
-                Scope::Dir(p) => push(&mut st.dirs, p.clone(), id),
-                Scope::Tree(_) => st.trees.push(id),
-            }
-            st.subs.insert(id, Sub { scope, wake, armed: None });
-            id
+    /// Take a hold on a watch of `dir` for subscriber `id`, adding (or renewing, if the
+    /// directory was replaced) the kernel watch as needed.
+    fn hold(&mut self, id: u64, dir: &Path) -> io::Result<()> {
+        if let Some(w) = self.by_path.get_mut(dir)
+            && w.wd.is_some()
+            && inode_of(dir) == Some(w.inode)
+        {
+            w.holders.insert(id);
+            return Ok(());
+        }
+        let wd = self.watches.add(dir, MASK)?;
+        // Stat after adding: the watch is on whatever was there at that moment, and if the
+        // directory is replaced after this, its events tell us.
+        let Some(inode) = inode_of(dir) else {
+            let _ = self.watches.remove(wd);
+            return Err(io::Error::from(io::ErrorKind::NotFound));
         };
-        let (tx, rx) = oneshot::channel();
-        self.send(ArmRequest::Arm(id, Some(tx)));
-        let _ = rx.await;
-        Subscription { id, hub: self.clone() }
+        let key = wd.get_watch_descriptor_id();
+        let old = match self.by_path.get_mut(dir) {
+            Some(w) => {
+                w.holders.insert(id);
+                w.inode = inode;
+                w.wd.replace(key).filter(|o| *o != key)
+            }
+            None => {
+                self.by_path.insert(dir.to_path_buf(), Watch { wd: Some(key), inode, holders: [id].into() });
+                None
+            }
+        };
+        if let Some(o) = old {
+            self.detach(o, dir);
+        }
+        let entry = self.by_wd.entry(key).or_insert_with(|| (wd, Vec::new()));
+        if !entry.1.iter().any(|p| p == dir) {
+            entry.1.push(dir.to_path_buf());
+        }
+        Ok(())
     }
-}
 
-/// Reads (open, access, close without writing) change nothing; reacting to them would make
-/// every check trigger the next one.
-fn changes_state(kind: &notify::EventKind) -> bool {
-    use notify::EventKind::Access;
-    use notify::event::{AccessKind, AccessMode};
-    match kind {
-        Access(AccessKind::Close(AccessMode::Write)) => true,
-        Access(_) => false,
-        _ => true,
+    fn release(&mut self, id: u64, dir: &Path) {
+        let Some(w) = self.by_path.get_mut(dir) else { return };
+        w.holders.remove(&id);
+        if w.holders.is_empty() {
+            let wd = w.wd;
+            self.by_path.remove(dir);
+            if let Some(k) = wd {
+                self.detach(k, dir);
+            }
+        }
     }
-}
 
-/// Runs on notify's event thread: wake subscribers, queue re-arms. Never calls the watcher.
-fn dispatch(state: &Mutex<HubState>, arm_tx: &std_mpsc::Sender<ArmRequest>, paths: &[PathBuf]) {
-    let st = state.lock().unwrap();
-    for ev in paths {
-        let parent = ev.parent();
-        if let Some(ids) = st.files.get(ev) {
-            for id in ids {
-                (st.subs[id].wake)();
+    /// `dir` no longer uses descriptor `key`; remove the kernel watch when nothing does.
+    fn detach(&mut self, key: i32, dir: &Path) {
+        if let Some((_, paths)) = self.by_wd.get_mut(&key) {
+            paths.retain(|p| p != dir);
+            if paths.is_empty()
+                && let Some((wd, _)) = self.by_wd.remove(&key)
+            {
+                // Fails harmlessly when the kernel already dropped it (directory deleted).
+                let _ = self.watches.remove(wd);
             }
         }
-        if let Some(ids) = st.dirs.get(ev.as_path()) {
-            for id in ids {
-                (st.subs[id].wake)();
-                let _ = arm_tx.send(ArmRequest::Arm(*id, None));
-            }
-        }
-        if let Some(ids) = parent.and_then(|p| st.dirs.get(p)) {
-            for id in ids {
-                (st.subs[id].wake)();
-            }
-        }
-        if let Some(ids) = st.parents.get(ev.as_path()) {
-            // The directory holding watched files itself changed (removed, moved, created).
-            for id in ids {
-                (st.subs[id].wake)();
-                let _ = arm_tx.send(ArmRequest::Arm(*id, None));
-            }
-        }
-        for id in &st.trees {
-            let sub = &st.subs[id];
-            if ev.starts_with(sub.scope.path()) {
-                (sub.wake)();
-                if ev == sub.scope.path() {
-                    let _ = arm_tx.send(ArmRequest::Arm(*id, None));
+    }
+
+    /// (Re-)arm a subscriber on its directory, or on the nearest existing ancestor while it
+    /// is missing, then wake it.
+    fn arm(&mut self, id: u64) {
+        let Some(sub) = self.subs.get(&id) else { return };
+        let wanted = sub.scope.wanted_dir();
+        let tree = matches!(sub.scope, Scope::Tree(_));
+        let old = std::mem::take(&mut self.subs.get_mut(&id).expect("present").held);
+        let mut held = Vec::new();
+        // A directory on the way down may appear between our failed attempt on it and the
+        // watch on its parent; then nothing would report it, so look again.
+        for _ in 0..100 {
+            let mut dir = wanted.clone();
+            let target = loop {
+                if self.hold(id, &dir).is_ok() {
+                    break Some(dir);
                 }
-            }
-        }
-        for id in &st.pending {
-            let sub = &st.subs[id];
-            if sub.scope.wanted_dir().starts_with(ev) {
-                (sub.wake)();
-                let _ = arm_tx.send(ArmRequest::Arm(*id, None));
-            }
-        }
-    }
-}
-
-fn nearest_existing(dir: &Path) -> PathBuf {
-    let mut d = dir;
-    loop {
-        if d.is_dir() {
-            return d.to_path_buf();
-        }
-        match d.parent() {
-            Some(p) => d = p,
-            None => return PathBuf::from("/"),
-        }
-    }
-}
-
-fn arm_loop(
-    state: Arc<Mutex<HubState>>,
-    mut watcher: notify::RecommendedWatcher,
-    rx: std_mpsc::Receiver<ArmRequest>,
-) {
-    while let Ok(req) = rx.recv() {
-        let (id, done) = match req {
-            ArmRequest::Arm(id, done) => (id, done),
-            ArmRequest::Disarm(id) => {
-                let unwatch = {
-                    let mut st = state.lock().unwrap();
-                    let Some(sub) = st.subs.remove(&id) else { continue };
-                    match &sub.scope {
-                        Scope::File(p) => {
-                            remove(&mut st.files, p, id);
-                            remove(&mut st.parents, &sub.scope.wanted_dir(), id);
-                        }
-                        Scope::Dir(p) => remove(&mut st.dirs, p, id),
-                        Scope::Tree(_) => st.trees.retain(|x| *x != id),
-                    }
-                    st.pending.remove(&id);
-                    sub.armed.and_then(|key| release(&mut st, key))
-                };
-                if let Some(dir) = unwatch {
-                    let _ = watcher.unwatch(&dir);
+                match dir.parent() {
+                    Some(p) => dir = p.to_path_buf(),
+                    None => break None,
                 }
+            };
+            let Some(target) = target else { break };
+            if target == wanted {
+                held.push(target);
+                break;
+            }
+            let next = wanted.ancestors().find(|a| a.parent() == Some(target.as_path()));
+            if next.is_some_and(|n| n.is_dir()) {
+                self.release(id, &target);
                 continue;
             }
-        };
-        // Decide where this subscriber should be armed, then do the watcher calls unlocked.
-        let plan = {
-            let st = state.lock().unwrap();
-            st.subs.get(&id).map(|sub| {
-                let wanted = sub.scope.wanted_dir();
-                let target = nearest_existing(&wanted);
-                let recursive = target == wanted && sub.scope.recursive();
-                (wanted, target, recursive, sub.armed.clone())
-            })
-        };
-        let Some((wanted, target, recursive, old)) = plan else {
-            continue;
-        };
-        let key = (target.clone(), recursive);
-        let need_watch = {
-            let st = state.lock().unwrap();
-            // Re-arming the same directory (it may have been deleted and recreated) needs a
-            // fresh kernel watch.
-            old.as_ref() == Some(&key) || !st.watched.contains_key(&key)
-        };
-        let mut ok = true;
-        if need_watch {
-            let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
-            if old.as_ref() == Some(&key) {
-                let _ = watcher.unwatch(&target);
-            }
-            ok = watcher.watch(&target, mode).is_ok();
+            held.push(target);
+            break;
         }
-        let (unwatch, wake) = {
-            let mut st = state.lock().unwrap();
-            let mut unwatch = None;
-            if old.as_ref() != Some(&key) {
-                if ok {
-                    *st.watched.entry(key.clone()).or_insert(0) += 1;
-                }
-                if let Some(old) = old {
-                    unwatch = release(&mut st, old);
+        let armed_on_wanted = held.first() == Some(&wanted);
+        if armed_on_wanted && tree {
+            for e in walkdir::WalkDir::new(&wanted).min_depth(1).into_iter().flatten() {
+                if e.file_type().is_dir() && self.hold(id, e.path()).is_ok() {
+                    held.push(e.into_path());
                 }
             }
-            let wake = st.subs.get_mut(&id).map(|sub| {
-                sub.armed = ok.then(|| key.clone());
-                sub.wake.clone()
-            });
-            if target == wanted && ok {
-                st.pending.remove(&id);
-            } else if wake.is_some() {
-                st.pending.insert(id);
-            }
-            (unwatch, wake)
-        };
-        if let Some(dir) = unwatch {
-            let _ = watcher.unwatch(&dir);
         }
-        if let Some(done) = done {
-            let _ = done.send(());
-        } else if let Some(wake) = wake {
-            // Something may have changed while unwatched: let the resource look.
-            wake();
+        let keep: HashSet<&PathBuf> = held.iter().collect();
+        let drop: Vec<PathBuf> = old.into_iter().filter(|d| !keep.contains(d)).collect();
+        for d in &drop {
+            self.release(id, d);
+        }
+        if armed_on_wanted {
+            self.pending.remove(&id);
+        } else {
+            self.pending.insert(id);
+        }
+        let sub = self.subs.get_mut(&id).expect("present");
+        sub.held = held;
+        (sub.wake)();
+    }
+
+    fn wake(&self, ids: Option<&Vec<u64>>) {
+        for id in ids.into_iter().flatten() {
+            (self.subs[id].wake)();
+        }
+    }
+
+    /// Runs on the watcher thread for every event.
+    fn dispatch(&mut self, key: i32, mask: EventMask, name: Option<&Path>) {
+        if mask.contains(EventMask::Q_OVERFLOW) {
+            // Events were lost: everyone looks again.
+            let ids: Vec<u64> = self.subs.keys().copied().collect();
+            for id in ids {
+                self.arm(id);
+            }
+            return;
+        }
+        let Some((_, paths)) = self.by_wd.get(&key) else { return };
+        let mut rearm = Vec::new();
+        for dir in paths.clone() {
+            match name {
+                Some(n) => {
+                    let child = dir.join(n);
+                    self.wake(self.files.get(&child));
+                    self.wake(self.dirs.get(&dir));
+                    let new_dir = mask.contains(EventMask::ISDIR)
+                        && mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
+                    for id in &self.trees {
+                        let sub = &self.subs[id];
+                        if child.starts_with(sub.scope.path()) {
+                            (sub.wake)();
+                            if new_dir && !self.pending.contains(id) {
+                                rearm.push(*id);
+                            }
+                        }
+                    }
+                    for id in &self.pending {
+                        if self.subs[id].scope.wanted_dir().starts_with(&child) {
+                            rearm.push(*id);
+                        }
+                    }
+                }
+                None => {
+                    // The directory itself: its attributes, or it went away.
+                    self.wake(self.dirs.get(&dir));
+                    for id in &self.trees {
+                        if self.subs[id].scope.path() == dir {
+                            (self.subs[id].wake)();
+                        }
+                    }
+                    if mask.intersects(GONE)
+                        && let Some(w) = self.by_path.get_mut(&dir)
+                        && w.wd == Some(key)
+                    {
+                        w.wd = None;
+                        rearm.extend(w.holders.iter().copied());
+                        self.detach(key, &dir);
+                    }
+                }
+            }
+        }
+        rearm.sort_unstable();
+        rearm.dedup();
+        for id in rearm {
+            self.arm(id);
         }
     }
 }
 
-/// Drop one reference to a watched directory; returns it if nothing watches it any more.
-fn release(st: &mut HubState, key: (PathBuf, bool)) -> Option<PathBuf> {
-    let count = st.watched.get_mut(&key)?;
-    *count -= 1;
-    if *count == 0 {
-        st.watched.remove(&key);
-        if !st.watched.contains_key(&(key.0.clone(), !key.1)) {
-            return Some(key.0);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    fn counter() -> (Arc<AtomicUsize>, Waker) {
+        let n = Arc::new(AtomicUsize::new(0));
+        let m = n.clone();
+        (
+            n,
+            Arc::new(move || {
+                m.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+    }
+
+    fn wait_above(n: &AtomicUsize, v: usize) -> bool {
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if n.load(Ordering::SeqCst) > v {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_recreated_directory_is_watched_again() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("d");
+        std::fs::create_dir(&dir).unwrap();
+        let w = FsWatcher::new().unwrap();
+        let (n, wake) = counter();
+        let _s = w.subscribe(Scope::File(dir.join("f")), wake).await;
+        for _ in 0..20 {
+            std::fs::remove_dir_all(&dir).unwrap();
+            std::fs::create_dir(&dir).unwrap();
+            // Wait until the hub has re-armed on the new directory, then write into it.
+            let end = Instant::now() + Duration::from_secs(10);
+            while {
+                let hub = w.hub.lock().unwrap();
+                hub.pending.contains(&1) || hub.by_path.get(&dir).map(|w| w.inode) != inode_of(&dir)
+            } {
+                assert!(Instant::now() < end, "never re-armed on the new directory");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let before = n.load(Ordering::SeqCst);
+            std::fs::write(dir.join("f"), "x").unwrap();
+            assert!(wait_above(&n, before), "a write in the recreated directory was not seen");
         }
     }
-    None
+
+    #[tokio::test]
+    async fn shared_watches_are_refcounted() {
+        let t = tempfile::tempdir().unwrap();
+        let w = FsWatcher::new().unwrap();
+        let (_, wake) = counter();
+        let a = w.subscribe(Scope::File(t.path().join("a")), wake.clone()).await;
+        let b = w.subscribe(Scope::File(t.path().join("b")), wake.clone()).await;
+        assert_eq!(w.watched_dirs(), 1);
+        drop(a);
+        assert_eq!(w.watched_dirs(), 1);
+        drop(b);
+        assert_eq!(w.watched_dirs(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_missing_directory_is_armed_on_an_ancestor_until_it_appears() {
+        let t = tempfile::tempdir().unwrap();
+        let w = FsWatcher::new().unwrap();
+        let (n, wake) = counter();
+        let deep = t.path().join("x/y/z");
+        let _s = w.subscribe(Scope::File(deep.join("f")), wake).await;
+        assert!(w.hub.lock().unwrap().pending.contains(&1));
+        std::fs::create_dir_all(&deep).unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        while w.hub.lock().unwrap().pending.contains(&1) {
+            assert!(Instant::now() < end, "never armed on the created directory");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let before = n.load(Ordering::SeqCst);
+        std::fs::write(deep.join("f"), "x").unwrap();
+        assert!(wait_above(&n, before));
+    }
 }
