@@ -66,7 +66,10 @@ pub fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // File checks run on the blocking pool. Its default of 512 threads makes a thousand
+    // concurrent checks slower (thread creation, contention on one directory's lock, slow
+    // exit), not faster: the disk is the limit. See BENCHMARKS.md.
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(32).build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mgmt: cannot start runtime: {e}");

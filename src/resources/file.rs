@@ -1,10 +1,11 @@
 //! `file`: a file or directory (path ending in `/`), its content or source, mode and owner.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -153,7 +154,9 @@ impl File {
         if apply {
             clean_stale_temps_once(&path);
         }
-        if let Some(parent) = path.parent()
+        // Only a missing path can have a missing parent.
+        if existing.is_none()
+            && let Some(parent) = path.parent()
             && !parent.exists()
         {
             if apply {
@@ -266,7 +269,12 @@ impl File {
         }
 
         // Attributes of something that already existed (new files get them at creation).
-        if let Ok(md) = fs::symlink_metadata(&path) {
+        // Reuse the first stat when nothing was touched since.
+        let now = match existing {
+            Some(md) if changes.is_empty() => Ok(md),
+            _ => fs::symlink_metadata(&path),
+        };
+        if let Ok(md) = now {
             if let Some(m) = mode
                 && md.mode() & 0o7777 != m
             {
@@ -325,25 +333,43 @@ pub fn write_atomic(
 }
 
 /// Remove the temp files a killed agent left behind for `path`
-/// (`.<name>.<random letters and digits>.mgmt-tmp` beside it), once per path per process, before the first
-/// write. Only this path's: other temp files in the directory belong to other resources,
-/// which may be writing right now.
+/// (`.<name>.<random letters and digits>.mgmt-tmp` beside it), once per path per process,
+/// before the first write. Only this path's: other temp files in the directory belong to
+/// other resources, which may be writing right now. Each directory is listed once (before
+/// this process writes anything there), not once per file in it.
 fn clean_stale_temps_once(path: &Path) {
-    static CLEANED: std::sync::Mutex<Option<HashSet<PathBuf>>> = std::sync::Mutex::new(None);
+    #[derive(Default)]
+    struct Stale {
+        /// Directory -> temp files found when it was first listed, not yet removed.
+        by_dir: HashMap<PathBuf, Vec<String>>,
+        cleaned: HashSet<PathBuf>,
+    }
+    static STALE: std::sync::Mutex<Option<Stale>> = std::sync::Mutex::new(None);
     let (Some(dir), Some(base)) = (path.parent(), path.file_name()) else { return };
-    {
-        let mut cleaned = CLEANED.lock().unwrap_or_else(|e| e.into_inner());
-        if !cleaned.get_or_insert_with(HashSet::new).insert(path.to_path_buf()) {
+    let base = base.to_string_lossy();
+    let mine: Vec<String> = {
+        let mut guard = STALE.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = guard.get_or_insert_with(Stale::default);
+        if !stale.cleaned.insert(path.to_path_buf()) {
             return;
         }
-    }
-    let Ok(entries) = fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        if is_temp_of(&e.file_name().to_string_lossy(), &base.to_string_lossy())
-            && e.file_type().is_ok_and(|t| t.is_file())
-        {
-            let _ = fs::remove_file(e.path());
-        }
+        let found = stale.by_dir.entry(dir.to_path_buf()).or_insert_with(|| {
+            fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with('.') && n.ends_with(TEMP_SUFFIX))
+                .collect()
+        });
+        let (mine, rest): (Vec<String>, Vec<String>) =
+            std::mem::take(found).into_iter().partition(|n| is_temp_of(n, &base));
+        *found = rest;
+        mine
+    };
+    for name in mine {
+        let _ = fs::remove_file(dir.join(name));
     }
 }
 
@@ -359,12 +385,61 @@ fn is_temp_of(name: &str, base: &str) -> bool {
 const TEMP_RANDOM_LEN: usize = 6;
 const TEMP_SUFFIX: &str = ".mgmt-tmp";
 
-/// Make a rename or unlink durable. Best effort: some filesystems refuse fsync on dirs.
+/// Make a rename or unlink in `dir` durable. Best effort: some filesystems refuse fsync on
+/// directories.
+///
+/// Group commit: concurrent writers in one directory share an fsync, as long as it started
+/// after their own change (an fsync already under way may have missed it). A thousand files
+/// in one directory then cost a handful of directory fsyncs instead of a thousand.
 fn sync_dir(dir: Option<&Path>) {
-    if let Some(d) = dir
-        && let Ok(f) = fs::File::open(d)
-    {
-        let _ = f.sync_all();
+    let Some(dir) = dir else { return };
+    let group = {
+        static GROUPS: std::sync::Mutex<Option<HashMap<PathBuf, Arc<DirSync>>>> = std::sync::Mutex::new(None);
+        let mut groups = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
+        groups.get_or_insert_with(HashMap::new).entry(dir.to_path_buf()).or_default().clone()
+    };
+    group.sync(dir);
+}
+
+#[derive(Default)]
+struct DirSync {
+    state: std::sync::Mutex<DirSyncState>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct DirSyncState {
+    /// Number of fsyncs started / finished.
+    started: u64,
+    finished: u64,
+    running: bool,
+}
+
+impl DirSync {
+    fn sync(&self, dir: &Path) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // The first fsync to start from now on covers our change.
+        let needed = st.started + 1;
+        loop {
+            if st.finished >= needed {
+                return;
+            }
+            if st.running {
+                st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            st.running = true;
+            st.started += 1;
+            let this = st.started;
+            drop(st);
+            if let Ok(f) = fs::File::open(dir) {
+                let _ = f.sync_all();
+            }
+            st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.finished = this;
+            st.running = false;
+            self.done.notify_all();
+        }
     }
 }
 

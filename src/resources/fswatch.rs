@@ -131,6 +131,7 @@ impl FsWatcher {
             by_wd: HashMap::new(),
         }));
         let weak: Weak<Mutex<Hub>> = Arc::downgrade(&hub);
+        let rescan = rescan_thread(Arc::downgrade(&hub))?;
         std::thread::Builder::new().name("fswatch".into()).spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
@@ -142,6 +143,10 @@ impl FsWatcher {
                 let Some(hub) = weak.upgrade() else { return };
                 let mut hub = hub.lock().unwrap_or_else(|e| e.into_inner());
                 for ev in events {
+                    if ev.mask.contains(EventMask::Q_OVERFLOW) {
+                        let _ = rescan.send(());
+                        continue;
+                    }
                     hub.dispatch(ev.wd.get_watch_descriptor_id(), ev.mask, ev.name.map(Path::new));
                 }
             }
@@ -169,6 +174,33 @@ impl FsWatcher {
     pub fn watched_dirs(&self) -> usize {
         self.hub.lock().unwrap_or_else(|e| e.into_inner()).by_path.values().filter(|w| w.wd.is_some()).count()
     }
+}
+
+/// After the kernel's event queue overflowed (a burst of more than
+/// `fs.inotify.max_queued_events` events, e.g. while thousands of files are written), every
+/// subscriber must look again. Once the burst is over, not at each overflow: a rescan makes
+/// every resource re-check, and doing that per overflow in a long burst is quadratic.
+fn rescan_thread(hub: Weak<Mutex<Hub>>) -> io::Result<std::sync::mpsc::Sender<()>> {
+    use std::sync::mpsc::RecvTimeoutError;
+    use std::time::{Duration, Instant};
+    const QUIET: Duration = Duration::from_millis(100);
+    const AT_MOST: Duration = Duration::from_secs(1);
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new().name("fswatch-rescan".into()).spawn(move || {
+        while rx.recv().is_ok() {
+            let first = Instant::now();
+            loop {
+                match rx.recv_timeout(QUIET) {
+                    Ok(()) if first.elapsed() < AT_MOST => continue,
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            let Some(hub) = hub.upgrade() else { return };
+            hub.lock().unwrap_or_else(|e| e.into_inner()).overflowed();
+        }
+    })?;
+    Ok(tx)
 }
 
 fn remove_id(map: &mut HashMap<PathBuf, Vec<u64>>, key: &Path, id: u64) {
@@ -319,6 +351,25 @@ impl Hub {
         (sub.wake)();
     }
 
+    /// Events were lost: every subscriber looks again, and those whose directory was replaced
+    /// or appeared meanwhile (and trees, which may have new subdirectories) are re-armed.
+    fn overflowed(&mut self) {
+        let mut rearm: Vec<u64> = self.pending.iter().chain(&self.trees).copied().collect();
+        for (dir, w) in &self.by_path {
+            if w.wd.is_none() || inode_of(dir) != Some(w.inode) {
+                rearm.extend(w.holders.iter().copied());
+            }
+        }
+        for sub in self.subs.values() {
+            (sub.wake)();
+        }
+        rearm.sort_unstable();
+        rearm.dedup();
+        for id in rearm {
+            self.arm(id);
+        }
+    }
+
     fn wake(&self, ids: Option<&Vec<u64>>) {
         for id in ids.into_iter().flatten() {
             (self.subs[id].wake)();
@@ -327,14 +378,6 @@ impl Hub {
 
     /// Runs on the watcher thread for every event.
     fn dispatch(&mut self, key: i32, mask: EventMask, name: Option<&Path>) {
-        if mask.contains(EventMask::Q_OVERFLOW) {
-            // Events were lost: everyone looks again.
-            let ids: Vec<u64> = self.subs.keys().copied().collect();
-            for id in ids {
-                self.arm(id);
-            }
-            return;
-        }
         let Some((_, paths)) = self.by_wd.get(&key) else { return };
         let mut rearm = Vec::new();
         for dir in paths.clone() {
@@ -439,6 +482,32 @@ mod tests {
             std::fs::write(dir.join("f"), "x").unwrap();
             assert!(wait_above(&n, before), "a write in the recreated directory was not seen");
         }
+    }
+
+    /// A change whose event the kernel dropped (queue overflow) is still seen: everyone is
+    /// woken once the burst is over.
+    #[tokio::test]
+    async fn events_lost_to_a_queue_overflow_still_wake_subscribers() {
+        let t = tempfile::tempdir().unwrap();
+        let w = FsWatcher::new().unwrap();
+        let (n, wake) = counter();
+        let _s = w.subscribe(Scope::File(t.path().join("watched")), wake).await;
+        let before = {
+            // Hold the hub so the watcher thread stops reading and the kernel queue fills.
+            let _held = w.hub.lock().unwrap();
+            let max: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(16384);
+            let noise = t.path().join("noise");
+            for _ in 0..max {
+                std::fs::write(&noise, "x").unwrap();
+            }
+            let before = n.load(Ordering::SeqCst);
+            std::fs::write(t.path().join("watched"), "x").unwrap();
+            before
+        };
+        assert!(wait_above(&n, before), "the overflow did not lead to a rescan");
     }
 
     #[tokio::test]
