@@ -71,7 +71,7 @@ fn bad_mode() {
 fn relative_path() {
     rejects(
         "  - name: f1\n    path: out/f1\n",
-        "8:11: file[f1]: field `path`: `out/f1` must be an absolute path without `.` or `..`",
+        "8:11: file[f1]: field `path`: `out/f1` must be an absolute path without `..`",
     );
     rejects("  - name: f1\n    path: @DIR@/../escape\n", "8:11: file[f1]: field `path`: ");
     // Without `path`, the name is the path.
@@ -137,6 +137,20 @@ fn edge_to_a_missing_resource() {
         "edges:\n- name: e2\n  from: {kind: file, name: missing}\n  to: {kind: file, name: ok}\n",
         "8:3: edge `e2`: `from` names file[missing], which is not in the graph",
     );
+}
+
+#[test]
+fn an_unnamed_edge_is_named_by_its_position() {
+    rejects(
+        "edges:\n- from: {kind: file, name: ok}\n  to: {kind: file, name: nope}\n",
+        "8:3: edge #1: `to` names file[nope], which is not in the graph",
+    );
+}
+
+#[test]
+fn duplicate_keys_and_extra_documents() {
+    rejects("    path: @DIR@/other\n", "7:5: file[ok]: duplicate key `path`");
+    rejects("---\ngraph: second\n", "8:1: a graph file holds one YAML document; this one has more (`---`)");
 }
 
 #[test]

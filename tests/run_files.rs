@@ -408,7 +408,8 @@ fn symlinks_are_not_followed() {
     let t = TestDir::new();
     fs::create_dir_all(t.path("out")).unwrap();
     fs::write(t.path("precious"), "precious\n").unwrap();
-    for link in ["out/keep-link", "out/force-link", "out/absent-link"] {
+    fs::set_permissions(t.path("precious"), fs::Permissions::from_mode(0o600)).unwrap();
+    for link in ["out/keep-link", "out/force-link", "out/absent-link", "out/mode-link"] {
         std::os::unix::fs::symlink(t.path("precious"), t.path(link)).unwrap();
     }
     let yaml = format!(
@@ -425,7 +426,12 @@ resources:
   - name: absent-link
     path: {absent}
     state: absent
+  - name: mode-link
+    path: {mode_link}
+    mode: "0640"
+    force: true
 "#,
+        mode_link = t.p("out/mode-link"),
         keep = t.p("out/keep-link"),
         force = t.p("out/force-link"),
         absent = t.p("out/absent-link"),
@@ -441,6 +447,12 @@ resources:
     let forced = fs::symlink_metadata(t.path("out/force-link")).unwrap();
     assert!(forced.file_type().is_file(), "force did not replace the link");
     assert_eq!(read(t.path("out/force-link")).as_deref(), Some("replaced the link\n"));
+    assert_eq!(mode(t.path("out/force-link")), 0o644, "the new file took the link's mode");
+    // With only `mode`, the link becomes an empty file with that mode; the target keeps its.
+    let moded = fs::symlink_metadata(t.path("out/mode-link")).unwrap();
+    assert!(moded.file_type().is_file(), "force did not replace the link");
+    assert_eq!(mode(t.path("out/mode-link")), 0o640);
+    assert_eq!(mode(t.path("precious")), 0o600, "the mode was set through the link");
     assert!(fs::symlink_metadata(t.path("out/absent-link")).is_err(), "the link was not removed");
     assert!(t.path("precious").exists(), "state: absent followed the link");
 }

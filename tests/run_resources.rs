@@ -416,3 +416,50 @@ fn sigint_stops_a_running_command() {
     assert_eq!(a.interrupt().code(), Some(0));
     a.wait_for("the command to be killed", || gone(pid));
 }
+
+/// A command that ran once and later failed is not "done": the next time anything wakes it
+/// (here an upstream file repaired, on an edge without `notify`), it runs again.
+#[test]
+fn a_failed_exec_runs_again_when_woken_without_refresh() {
+    let t = TestDir::new();
+    let (trigger, bad, log) = (t.path("trigger"), t.path("bad"), t.path("runs.log"));
+    fs::write(&trigger, "").unwrap();
+    let yaml = graph(
+        &t,
+        &format!(
+            r#"resources:
+  file:
+  - name: up
+    path: {up}
+    content: "up\n"
+  exec:
+  - name: job
+    shell: /bin/sh
+    cmd: "echo run >> {log}; test ! -e {bad}"
+    watchcmd: "exec tail -n +1 -F --pid=$PPID {trigger}"
+edges:
+- name: e
+  from: {{kind: file, name: up}}
+  to: {{kind: exec, name: job}}
+"#,
+            up = t.p("up"),
+            log = log.display(),
+            bad = bad.display(),
+            trigger = trigger.display(),
+        ),
+    );
+    let a = t.agent(&[], &yaml);
+    a.wait_for("first run", || line_count(&log) == 1);
+    // Make it fail on an event from its watchcmd.
+    fs::write(&bad, "").unwrap();
+    fs::write(&trigger, "go\n").unwrap();
+    a.wait_log("ERROR exec[job]: `echo run >> ");
+    let runs = line_count(&log);
+    // Fix the cause, then wake it through its upstream file only.
+    fs::remove_file(&bad).unwrap();
+    fs::write(t.path("up"), "drift\n").unwrap();
+    a.wait_content(&t.path("up"), "up\n");
+    a.wait_log("(retry after failure, exit 0)");
+    assert!(line_count(&log) > runs);
+    assert_eq!(a.interrupt().code(), Some(0));
+}

@@ -232,7 +232,8 @@ pub async fn run(
                     recv.insert(field.clone(), v.clone());
                 }
             }
-            let trigger = Trigger { first, event, refresh };
+            let failed = shared.status() == Status::Failed;
+            let trigger = Trigger { first, event, refresh, failed };
             let mut retries = meta.retry;
             let result = loop {
                 let ctx = ApplyCtx::new(trigger, recv.clone());

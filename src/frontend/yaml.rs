@@ -163,19 +163,17 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
         spec.resources.push(res);
     }
 
-    for e in doc.edges.unwrap_or_default() {
+    for (i, e) in doc.edges.unwrap_or_default().into_iter().enumerate() {
         let (line, column) = (e.referenced.line(), e.referenced.column());
         let edge = e.value;
+        let label =
+            if edge.name.is_empty() { format!("edge #{}", i + 1) } else { format!("edge `{}`", edge.name) };
         let resolve = |r: &YamlRef, end: &str| -> Result<ResId, FrontendError> {
             let id = ResId::new(r.kind.as_str(), split_export(&r.name).0);
             if seen.contains(&id) {
                 Ok(id)
             } else {
-                Err(err_at(
-                    line,
-                    column,
-                    format!("edge `{}`: `{end}` names {id}, which is not in the graph", edge.name),
-                ))
+                Err(err_at(line, column, format!("{label}: `{end}` names {id}, which is not in the graph")))
             }
         };
         let from = resolve(&edge.from, "from")?;
@@ -192,8 +190,7 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
                         line,
                         column,
                         format!(
-                            "edge `{}`: {from} does not send `{s}` (it sends: {})",
-                            edge.name,
+                            "{label}: {from} does not send `{s}` (it sends: {})",
                             list(src.send_fields())
                         ),
                     ));
@@ -203,8 +200,7 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
                         line,
                         column,
                         format!(
-                            "edge `{}`: {to} cannot receive `{r}` (it receives: {})",
-                            edge.name,
+                            "{label}: {to} cannot receive `{r}` (it receives: {})",
                             list(dst.recv_fields())
                         ),
                     ));
@@ -212,11 +208,7 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
                 Some((s, r))
             }
             _ => {
-                return Err(err_at(
-                    line,
-                    column,
-                    format!("edge `{}`: `send` and `recv` go together", edge.name),
-                ));
+                return Err(err_at(line, column, format!("{label}: `send` and `recv` go together")));
             }
         };
         spec.edges.push(EdgeSpec { name: edge.name, from, to, notify: edge.notify, send_recv });
@@ -243,10 +235,19 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
     let s = e.render_with_options(opts);
     let first = s.lines().next().unwrap_or("").trim();
     // Drop a trailing " at line X column Y": we print the location in front.
-    match first.rfind(" at line ") {
-        Some(i) => first[..i].to_string(),
-        None => first.to_string(),
+    let first = match first.rfind(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    // The library's advice to its own callers means nothing to someone editing a graph.
+    if let Some(key) = first.strip_prefix("duplicate mapping key: ") {
+        let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
+        return format!("duplicate key `{key}`");
     }
+    if first.starts_with("multiple YAML documents detected") {
+        return "a graph file holds one YAML document; this one has more (`---`)".into();
+    }
+    first.to_string()
 }
 
 /// Location tree of a document, parsed only when an error must be located.
@@ -351,9 +352,18 @@ fn loc_of(n: &Spanned<LocNode>) -> (u64, u64) {
     (n.referenced.line(), n.referenced.column())
 }
 
+/// The location tree of a document. Duplicate keys are allowed here: this pass only locates
+/// an error the strict pass found (which may be that very duplicate).
+fn loc_tree(text: &str) -> Option<LocMap> {
+    let options = serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::LastWins,
+    };
+    serde_saphyr::from_str_with_options(text, options).ok()
+}
+
 /// Where `resources.<kind>[index].<field>` (field may be dotted: `meta.limit`) is.
 fn field_location(text: &str, kind: &str, index: usize, field: &str) -> Option<(u64, u64)> {
-    let root: LocMap = serde_saphyr::from_str(text).ok()?;
+    let root = loc_tree(text)?;
     let LocNode::Map(kinds) = &root.0.get("resources")?.value else { return None };
     let LocNode::Seq(entries) = &kinds.0.get(kind)?.value else { return None };
     let mut node = entries.get(index)?;
@@ -375,7 +385,7 @@ fn locate_resource_at(text: &str, line: u64, column: u64) -> Option<(ResId, Opti
     if line == 0 {
         return None;
     }
-    let root: LocMap = serde_saphyr::from_str(text).ok()?;
+    let root = loc_tree(text)?;
     let LocNode::Map(kinds) = &root.0.get("resources")?.value else { return None };
     let mut best: Option<((u64, u64), ResId, Option<String>)> = None;
     for (kind, node) in &kinds.0 {

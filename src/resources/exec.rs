@@ -198,7 +198,8 @@ impl Resource for Exec {
 
     async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {
         let t = ctx.trigger;
-        if !(t.first || t.event || t.refresh) {
+        // Nothing asks for a run: a command that succeeded stays done.
+        if !(t.first || t.event || t.refresh || t.failed) {
             return Ok(vec![]);
         }
         if let Some(ifcmd) = &self.ifcmd {
@@ -216,8 +217,10 @@ impl Resource for Exec {
             "refresh"
         } else if t.first {
             "start"
-        } else {
+        } else if t.event {
             "event"
+        } else {
+            "retry after failure"
         };
         if !apply {
             return Ok(vec![format!("run `{}` ({why})", self.display())]);

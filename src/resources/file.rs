@@ -74,8 +74,9 @@ fn is_clean_absolute(p: &str) -> bool {
 }
 
 impl File {
+    /// `path`, or else the name (without the `@@` that marks an exported resource).
     pub fn path_str(&self) -> &str {
-        self.path.as_deref().unwrap_or(&self.name)
+        self.path.as_deref().unwrap_or_else(|| self.name.strip_prefix("@@").unwrap_or(&self.name))
     }
     pub fn is_dir(&self) -> bool {
         self.path_str().ends_with('/')
@@ -233,6 +234,17 @@ impl File {
                         "{} is a symlink; set `force: true` to replace it with a file",
                         path.display()
                     )));
+                }
+                Some(md) if md.file_type().is_symlink() => {
+                    // The rename replaces the link itself, never its target; the new file gets
+                    // a file's default mode, not the link's 0777.
+                    let data = desired.unwrap_or_default();
+                    if apply {
+                        write_atomic(&path, &data, mode.unwrap_or(0o644), uid, gid)
+                            .map_err(|e| io("writing", e))?;
+                    }
+                    changes.push(format!("replace symlink with a file ({} bytes)", data.len()));
+                    return Ok(changes);
                 }
                 None => {
                     let data = desired.unwrap_or_default();
@@ -567,10 +579,7 @@ impl Resource for File {
         let field = if self.path.is_some() { "path" } else { "name" };
         let p = self.path_str();
         if !is_clean_absolute(p) {
-            return Err(ValidationError::new(
-                field,
-                format!("`{p}` must be an absolute path without `.` or `..`"),
-            ));
+            return Err(ValidationError::new(field, format!("`{p}` must be an absolute path without `..`")));
         }
         if p == "/" {
             return Err(ValidationError::new(field, "refusing to manage `/`"));
@@ -583,7 +592,7 @@ impl Resource for File {
         {
             return Err(ValidationError::new(
                 "source",
-                format!("`{s}` must be an absolute path without `.` or `..`"),
+                format!("`{s}` must be an absolute path without `..`"),
             ));
         }
         if let Some(m) = &self.mode {
@@ -741,6 +750,13 @@ mod tests {
         let mut f = file("/tmp/mgmtA/fA");
         f.collect_pattern("/tmp/mgmtB/").unwrap();
         assert_eq!(f.path.as_deref(), Some("/tmp/mgmtB/fA"));
+    }
+
+    #[test]
+    fn an_exported_name_is_a_path_without_its_marker() {
+        let f = File { name: "@@/tmp/a".into(), path: None, ..file("/unused") };
+        assert_eq!(f.target(), PathBuf::from("/tmp/a"));
+        assert!(f.validate().is_ok());
     }
 
     #[test]

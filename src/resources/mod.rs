@@ -71,6 +71,8 @@ pub struct Trigger {
     pub event: bool,
     /// An upstream vertex on a `notify` edge changed something.
     pub refresh: bool,
+    /// The last check of this vertex failed (retries used up): whatever woke it, try again.
+    pub failed: bool,
 }
 
 /// Context handed to `check_apply`.
