@@ -1,10 +1,24 @@
-//! Command line: `mgmt run ...`. Errors become `anyhow` here, at the edge.
+//! Command line: `mgmt run`, `mgmt etcd`, `mgmt status`. Errors become `anyhow` here, at
+//! the edge.
 
+pub mod etcd;
 pub mod run;
+pub mod status;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+/// The default state directory: `/var/lib/mgmt` as root, `~/.cache/mgmt` otherwise.
+pub fn default_prefix() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        PathBuf::from("/var/lib/mgmt")
+    } else {
+        std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".cache/mgmt"))
+            .unwrap_or_else(|| PathBuf::from("/tmp/mgmt-state"))
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(name = "mgmt", version, about = "Real-time, closed-loop configuration management")]
@@ -20,6 +34,42 @@ pub struct Cli {
 pub enum Command {
     /// Run an agent on a graph, repairing drift as it happens.
     Run(RunArgs),
+    /// Start an etcd server member (runs the `etcd` binary; flags pass through).
+    Etcd(EtcdArgs),
+    /// Show the hosts of a cluster: alive, converged or not, last error.
+    Status(StatusArgs),
+}
+
+/// Where the cluster is: shared by every command that talks to etcd.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// etcd client URLs, comma-separated (e.g. http://127.0.0.1:2379). Without them an agent
+    /// runs standalone.
+    #[arg(long, env = "MGMT_SEEDS", value_delimiter = ',', value_name = "URLS")]
+    pub seeds: Vec<String>,
+    /// Key prefix of everything mgmt stores in etcd.
+    #[arg(long, default_value = "/_mgmt", value_name = "PREFIX")]
+    pub etcd_namespace: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EtcdArgs {
+    /// Directory for state; etcd's data dir is `<prefix>/etcd` unless `--data-dir` is given
+    /// (default: /var/lib/mgmt as root, ~/.cache/mgmt otherwise).
+    #[arg(long, value_name = "DIR")]
+    pub prefix: Option<PathBuf>,
+    /// Flags for etcd, passed through as given (e.g. --listen-client-urls=...).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ETCD FLAGS")]
+    pub etcd_flags: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Print JSON (one object per host, in an array) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -43,6 +93,11 @@ pub struct RunArgs {
     /// Check and apply every resource once, watch nothing, then exit.
     #[arg(long)]
     pub no_watch: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Seconds a dead agent stays registered in the cluster (its etcd lease).
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(2..))]
+    pub lease_ttl: u64,
     #[command(subcommand)]
     pub frontend: Frontend,
 }
@@ -79,6 +134,8 @@ pub fn main() -> std::process::ExitCode {
     let code = rt.block_on(async {
         match cli.command {
             Command::Run(args) => run::run(args).await,
+            Command::Etcd(args) => etcd::run(args),
+            Command::Status(args) => status::run(args).await,
         }
     });
     // Detached blocking work (a file write already under way) must not delay exit.

@@ -1,7 +1,7 @@
 //! `mgmt run`: load the graph, run it, follow edits to the graph file and the world, and stop
 //! on a signal, on convergence (`--converged-timeout`) or after one pass (`--no-watch`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,16 +17,6 @@ use crate::frontend::{GraphSpec, yaml};
 use crate::resources::fswatch::Scope;
 use crate::world::World;
 use crate::world::local::LocalWorld;
-
-fn default_prefix() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
-        PathBuf::from("/var/lib/mgmt")
-    } else {
-        std::env::var_os("HOME")
-            .map(|h| PathBuf::from(h).join(".cache/mgmt"))
-            .unwrap_or_else(|| PathBuf::from("/tmp/mgmt-state"))
-    }
-}
 
 fn load_yaml(path: &Path) -> Result<(String, GraphSpec)> {
     let text =
@@ -53,7 +43,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         p
     } else {
         _tmp_prefix = None;
-        args.prefix.clone().unwrap_or_else(default_prefix)
+        args.prefix.clone().unwrap_or_else(super::default_prefix)
     };
     std::fs::create_dir_all(&prefix).with_context(|| format!("creating prefix {}", prefix.display()))?;
 
