@@ -15,8 +15,9 @@ use crate::engine::assemble::assemble;
 use crate::engine::{Engine, EngineOptions, Status};
 use crate::frontend::{GraphSpec, yaml};
 use crate::resources::fswatch::Scope;
-use crate::world::World;
+use crate::world::etcd::{EtcdConfig, EtcdWorld};
 use crate::world::local::LocalWorld;
+use crate::world::{HostStatus, World};
 
 fn load_yaml(path: &Path) -> Result<(String, GraphSpec)> {
     let text =
@@ -47,7 +48,20 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     };
     std::fs::create_dir_all(&prefix).with_context(|| format!("creating prefix {}", prefix.display()))?;
 
-    let world = LocalWorld::new(hostname.clone());
+    let started = unix_now();
+    let (world, cluster): (Arc<dyn World>, Option<Arc<EtcdWorld>>) = if args.cluster.seeds.is_empty() {
+        (Arc::new(LocalWorld::new(hostname.clone())), None)
+    } else {
+        let cfg = EtcdConfig {
+            seeds: args.cluster.seeds.clone(),
+            namespace: args.cluster.etcd_namespace.clone(),
+            hostname: hostname.clone(),
+            lease_ttl: args.lease_ttl,
+            lease_file: (!args.tmp_prefix).then(|| prefix.join("etcd-lease")),
+        };
+        let w = EtcdWorld::start(cfg, Duration::from_secs(5)).await?;
+        (w.clone(), Some(w))
+    };
     let mut collected = world.collected();
     let now_collected = collected.borrow_and_update().clone();
     let assembled =
@@ -55,8 +69,14 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     for w in &assembled.warnings {
         warn!("{w}");
     }
-    let mut engine = Engine::new(EngineOptions { noop: args.noop, no_watch: args.no_watch })
-        .context("starting the file watcher")?;
+    let mut engine =
+        Engine::with_world(EngineOptions { noop: args.noop, no_watch: args.no_watch }, world.clone())
+            .context("starting the file watcher")?;
+    // Exporting changes the cluster, which noop mode must not do.
+    let export = |exports| {
+        let world = world.clone();
+        async move { if args.noop { Ok(()) } else { world.export(exports).await } }
+    };
     info!(
         "running graph `{}` from {} on host {hostname} ({} resources, prefix {}){}",
         spec.name,
@@ -65,8 +85,15 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         prefix.display(),
         if args.noop { ", noop" } else { "" }
     );
-    world.export(assembled.exports).await?;
+    export(assembled.exports).await?;
     engine.swap(assembled.graph);
+    // Standalone, nobody reads the status; in a cluster it is built only when it can differ.
+    let report = |engine: &Engine, spec: &GraphSpec| {
+        if cluster.is_some() {
+            world.report(host_status(engine, spec, file, &hostname, started))
+        }
+    };
+    report(&engine, &spec);
 
     // Follow edits to the graph file.
     let graph_changed = Arc::new(Notify::new());
@@ -86,6 +113,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
 
     // The text of the last graph file that failed to load, so one bad save is reported once.
     let mut last_bad: Option<String> = None;
+    let mut last_reported = (false, usize::MAX);
     let code = loop {
         // A graph can be idle before the first change is ever published.
         if args.no_watch && convergence.summary().idle() {
@@ -112,12 +140,13 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                         match assemble(&s, &hostname, &c) {
                         Ok(a) => {
                             for w in &a.warnings { warn!("{w}"); }
-                            world.export(a.exports).await?;
+                            export(a.exports).await?;
                             let plan = engine.swap(a.graph);
                             info!("graph swapped: {} kept, {} started, {} stopped", plan.keep.len(), plan.start.len(), plan.stop.len());
                             text = t;
                             spec = s;
                             last_bad = None;
+                            report(&engine, &spec);
                         }
                         Err(e) => {
                             error!("{}: {e}; keeping the running graph", file.display());
@@ -136,12 +165,19 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                     Ok(a) => {
                         for w in &a.warnings { warn!("{w}"); }
                         engine.swap(a.graph);
+                        report(&engine, &spec);
                     }
                     Err(e) => error!("collected resources: {e}; keeping the running graph"),
                 }
             }
             Ok(()) = conv_rx.changed() => {
                 let s = *conv_rx.borrow_and_update();
+                // Only idle/busy flips and failure counts change the status; per-vertex
+                // busy counts during a big apply do not.
+                if (s.idle(), s.bad) != last_reported {
+                    last_reported = (s.idle(), s.bad);
+                    report(&engine, &spec);
+                }
                 if s.idle() {
                     idle_since.get_or_insert_with(Instant::now);
                     if args.no_watch {
@@ -157,7 +193,40 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         }
     };
     engine.shutdown().await;
+    if let Some(c) = cluster {
+        c.shutdown().await;
+    }
     Ok(code)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// What this agent tells the cluster about itself.
+fn host_status(engine: &Engine, spec: &GraphSpec, file: &Path, hostname: &str, started: u64) -> HostStatus {
+    let report = engine.report();
+    let summary = engine.convergence().summary();
+    let failed: Vec<String> = report
+        .iter()
+        .filter(|r| matches!(r.status, Status::Failed | Status::Blocked))
+        .map(|r| r.id.to_string())
+        .collect();
+    let last_error = report.iter().find_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.id)));
+    HostStatus {
+        hostname: hostname.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        graph: spec.name.clone(),
+        source: file.display().to_string(),
+        deploy: None,
+        converged: summary.converged() && failed.is_empty(),
+        resources: report.len(),
+        failed,
+        last_error,
+        started,
+        updated: unix_now(),
+    }
 }
 
 /// Summarise failures and pick the exit code for a run that ended on its own.

@@ -47,7 +47,9 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
     let mut sorted: Vec<&Exported> = collected.iter().collect();
     sorted.sort_by(|a, b| (&a.host, &a.kind, &a.name).cmp(&(&b.host, &b.kind, &b.name)));
     for c in &spec.collect {
-        for e in sorted.iter().filter(|e| e.kind == c.kind) {
+        // This host's own exports are in its graph already (and newer than the world's copy
+        // while a change is on its way).
+        for e in sorted.iter().filter(|e| e.kind == c.kind && e.host != host) {
             let mut r = match resources::from_json(&e.kind, e.params.clone()) {
                 Ok(r) => r,
                 Err(err) => {
@@ -158,5 +160,11 @@ collect:
         assert_eq!(a2.graph.vertices.len(), 2);
         let fb = a2.graph.vertices[1].as_any().downcast_ref::<crate::resources::file::File>().unwrap();
         assert_eq!(fb.path.as_deref(), Some("/tmp/mgmtA/fB"));
+
+        // An older copy of its own export (a change on its way to the world) is not a conflict.
+        collected[0].params["content"] = "old\n".into();
+        let a3 = assemble(&spec, "A", &collected).unwrap();
+        assert!(a3.warnings.is_empty(), "{:?}", a3.warnings);
+        assert_eq!(a3.graph.vertices.len(), 2);
     }
 }

@@ -16,6 +16,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::resources::{FsWatcher, ResId};
+use crate::world::World;
+use crate::world::local::LocalWorld;
 pub use converged::{Convergence, Summary};
 pub use graph::{Graph, GraphError, SwapPlan, plan_swap};
 pub use vertex::Status;
@@ -35,6 +37,7 @@ pub struct EngineEnv {
     pub no_watch: bool,
     pub fs: Arc<FsWatcher>,
     pub convergence: Arc<Convergence>,
+    pub world: Arc<dyn World>,
 }
 
 struct Running {
@@ -60,12 +63,18 @@ pub struct VertexReport {
 }
 
 impl Engine {
+    /// An engine in a standalone world.
     pub fn new(opts: EngineOptions) -> std::io::Result<Engine> {
+        Engine::with_world(opts, Arc::new(LocalWorld::new("localhost")))
+    }
+
+    pub fn with_world(opts: EngineOptions, world: Arc<dyn World>) -> std::io::Result<Engine> {
         let env = EngineEnv {
             noop: opts.noop,
             no_watch: opts.no_watch,
             fs: FsWatcher::new()?,
             convergence: Convergence::new(),
+            world,
         };
         Ok(Engine { env: Arc::new(env), graph: Graph::default(), running: Vec::new() })
     }

@@ -170,7 +170,7 @@ pub async fn run(
                 waker();
             }
         }
-        let ctx = WatchCtx::new(waker.clone(), env.fs.clone());
+        let ctx = WatchCtx::new(waker.clone(), env.fs.clone(), env.world.clone());
         let mut retries = meta.retry;
         loop {
             let Err(e) = res.watch(ctx.clone()).await else {
@@ -236,7 +236,7 @@ pub async fn run(
             let trigger = Trigger { first, event, refresh, failed };
             let mut retries = meta.retry;
             let result = loop {
-                let ctx = ApplyCtx::new(trigger, recv.clone());
+                let ctx = ApplyCtx::new(trigger, recv.clone(), env.world.clone());
                 let r = res.check_apply(&ctx, apply).await;
                 if let Some(s) = ctx.take_sends() {
                     *shared.sends.lock().unwrap() = Some(s);

@@ -60,6 +60,7 @@ macro_rules! yaml_kinds {
 yaml_kinds! {
     exec => resources::exec::Exec,
     file => resources::file::File,
+    kv => resources::kv::Kv,
     noop => resources::noop::Noop,
     print => resources::print::Print,
     timer => resources::timer::Timer,

@@ -5,6 +5,7 @@
 pub mod exec;
 pub mod file;
 pub mod fswatch;
+pub mod kv;
 pub mod noop;
 pub mod print;
 pub mod timer;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::meta::Meta;
+use crate::world::World;
 pub use fswatch::FsWatcher;
 
 /// Identity of a resource in a graph: kind plus name. Graph swap keys vertices by this.
@@ -81,11 +83,13 @@ pub struct ApplyCtx {
     /// Values received over send/recv edges, by receiving field name.
     pub recv: Sends,
     pub(crate) sends: std::sync::Mutex<Option<Sends>>,
+    /// What agents share (for kinds that live in the cluster, like `kv`).
+    pub world: Arc<dyn World>,
 }
 
 impl ApplyCtx {
-    pub fn new(trigger: Trigger, recv: Sends) -> Self {
-        ApplyCtx { trigger, recv, sends: Default::default() }
+    pub fn new(trigger: Trigger, recv: Sends, world: Arc<dyn World>) -> Self {
+        ApplyCtx { trigger, recv, sends: Default::default(), world }
     }
     /// Publish values for downstream send/recv edges.
     pub fn send(&self, values: Sends) {
@@ -101,11 +105,12 @@ impl ApplyCtx {
 pub struct WatchCtx {
     pub(crate) waker: Arc<dyn Fn() + Send + Sync>,
     pub fs: Arc<FsWatcher>,
+    pub world: Arc<dyn World>,
 }
 
 impl WatchCtx {
-    pub fn new(waker: Arc<dyn Fn() + Send + Sync>, fs: Arc<FsWatcher>) -> Self {
-        WatchCtx { waker, fs }
+    pub fn new(waker: Arc<dyn Fn() + Send + Sync>, fs: Arc<FsWatcher>, world: Arc<dyn World>) -> Self {
+        WatchCtx { waker, fs, world }
     }
     /// Report that the real state may have changed: the engine re-checks this vertex.
     pub fn event(&self) {
@@ -233,7 +238,7 @@ macro_rules! resource_common {
 }
 
 /// Every kind this build knows, for error messages and docs.
-pub const KINDS: &[&str] = &["exec", "file", "noop", "print", "timer"];
+pub const KINDS: &[&str] = &["exec", "file", "kv", "noop", "print", "timer"];
 
 /// Decode a kind's params from JSON (world exports). Frontends decode their own syntax.
 pub fn from_json(kind: &str, value: serde_json::Value) -> Result<Box<dyn Resource>, String> {
@@ -243,6 +248,7 @@ pub fn from_json(kind: &str, value: serde_json::Value) -> Result<Box<dyn Resourc
     match kind {
         "exec" => de::<exec::Exec>(value),
         "file" => de::<file::File>(value),
+        "kv" => de::<kv::Kv>(value),
         "noop" => de::<noop::Noop>(value),
         "print" => de::<print::Print>(value),
         "timer" => de::<timer::Timer>(value),
