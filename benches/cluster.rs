@@ -1,0 +1,2 @@
+//! Cluster benchmarks (see BENCHMARKS.md).
+fn main() {}
