@@ -104,6 +104,9 @@ struct Health {
 
 impl Health {
     fn failed(&self, what: &str, e: &dyn std::fmt::Display) {
+        // gRPC errors carry their whole source chain; the first part says it all.
+        let e = e.to_string();
+        let e = e.split(", source:").next().unwrap_or(&e);
         if !self.down.swap(true, Ordering::SeqCst) {
             warn!(
                 "etcd at {} unreachable ({what}: {e}); still enforcing the running graph, retrying in the background",
@@ -143,7 +146,9 @@ pub struct EtcdWorld {
     keys: Keys,
     client: watch::Receiver<Option<Client>>,
     health: Arc<Health>,
-    desired_exports: watch::Sender<Vec<Exported>>,
+    /// The exports wanted, with a generation number, and the last generation published.
+    desired_exports: watch::Sender<(u64, Vec<Exported>)>,
+    published_exports: watch::Sender<u64>,
     collected: watch::Sender<Vec<Exported>>,
     status: watch::Sender<Option<HostStatus>>,
     kv_changes: broadcast::Sender<String>,
@@ -174,7 +179,8 @@ impl EtcdWorld {
             keys,
             client: client_rx,
             health,
-            desired_exports: watch::channel(Vec::new()).0,
+            desired_exports: watch::channel((0, Vec::new())).0,
+            published_exports: watch::channel(0).0,
             collected: watch::channel(Vec::new()).0,
             status: watch::channel(None).0,
             kv_changes: broadcast::channel(1024).0,
@@ -234,8 +240,15 @@ impl EtcdWorld {
         Ok(world)
     }
 
-    /// Stop the tasks and revoke the lease, so the host disappears from the cluster at once.
+    /// Publish what is pending (a run that ends on its own may have changed its exports a
+    /// moment ago), stop the tasks and revoke the lease, so the host disappears from the
+    /// cluster at once.
     pub async fn shutdown(&self) {
+        let wanted = self.desired_exports.borrow().0;
+        if !self.health.down.load(Ordering::SeqCst) && self.client.borrow().is_some() {
+            let mut published = self.published_exports.subscribe();
+            let _ = tokio::time::timeout(Duration::from_secs(2), published.wait_for(|p| *p >= wanted)).await;
+        }
         self.cancel.cancel();
         let lease = *self.lease.lock().unwrap();
         let client = self.client.borrow().clone();
@@ -412,10 +425,11 @@ impl EtcdWorld {
         let mut desired_rx = self.desired_exports.subscribe();
         let mut backoff = Backoff::new();
         loop {
-            let desired = desired_rx.borrow_and_update().clone();
+            let (generation, desired) = desired_rx.borrow_and_update().clone();
             match self.reconcile_exports(&mut c.clone(), &desired).await {
                 Ok(()) => {
                     backoff.reset();
+                    self.published_exports.send_replace(generation);
                     tokio::select! {
                         _ = desired_rx.changed() => {}
                         _ = nudge.notified() => {}
@@ -599,9 +613,12 @@ impl World for EtcdWorld {
     }
 
     async fn export(&self, resources: Vec<Exported>) -> Result<()> {
-        self.desired_exports.send_if_modified(|cur| {
+        self.desired_exports.send_if_modified(|(generation, cur)| {
             let changed = *cur != resources;
-            *cur = resources;
+            if changed {
+                *generation += 1;
+                *cur = resources;
+            }
             changed
         });
         Ok(())
