@@ -350,8 +350,11 @@ impl EtcdWorld {
                         id
                     }
                     Err(e @ RegisterError::Duplicate { .. }) => {
-                        if let Some(f) = first.take() {
-                            let _ = f.send(Err(anyhow::anyhow!("{e}")));
+                        // At start-up this is fatal; later (or once start-up gave up waiting)
+                        // the agent keeps running and keeps trying.
+                        if let Some(f) = first.take()
+                            && f.send(Err(anyhow::anyhow!("{e}"))).is_ok()
+                        {
                             return;
                         }
                         if !duplicate_logged {
