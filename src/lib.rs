@@ -4,6 +4,7 @@
 //! -> `resources` (I/O), with the `world` beside them. See ARCHITECTURE.md.
 
 pub mod cli;
+pub mod deploy;
 pub mod engine;
 pub mod frontend;
 pub mod resources;

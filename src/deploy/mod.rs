@@ -1,0 +1,4 @@
+//! Deploys: a git commit's tree (or a directory) published as a content-addressed bundle.
+//! `bundle` is the pure core: manifests, bundle IDs, path rules.
+
+pub mod bundle;
