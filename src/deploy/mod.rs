@@ -2,3 +2,4 @@
 //! `bundle` is the pure core: manifests, bundle IDs, path rules.
 
 pub mod bundle;
+pub mod source;

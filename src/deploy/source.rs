@@ -1,0 +1,202 @@
+//! Where a bundle's files come from: a git commit's tree (git objects, so nothing of the work
+//! tree can leak in), or a directory as it is (`--no-git`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use git2::{ObjectType, Repository, Status, StatusOptions, TreeWalkMode, TreeWalkResult};
+
+use super::bundle::{
+    FileEntry, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK, Manifest, sha256_hex, symlink_stays_inside,
+};
+
+/// The commit a bundle was built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommitInfo {
+    pub id: String,
+    pub author: String,
+    /// Unix seconds.
+    pub time: i64,
+    /// The commit message's first line.
+    pub subject: String,
+}
+
+/// A bundle ready to publish: its manifest and every file's content.
+#[derive(Debug)]
+pub struct Built {
+    pub manifest: Manifest,
+    pub contents: Vec<Vec<u8>>,
+    pub commit: Option<CommitInfo>,
+}
+
+/// Files that make a work tree dirty, as `git status --short` would show them.
+pub fn dirty_paths(repo: &Repository) -> Result<Vec<String>> {
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true).recurse_untracked_dirs(true).include_ignored(false);
+    let statuses = repo.statuses(Some(&mut opts)).context("reading the work tree's status")?;
+    let mut out = Vec::new();
+    for s in statuses.iter() {
+        let st = s.status();
+        if st == Status::CURRENT || st.contains(Status::IGNORED) {
+            continue;
+        }
+        let what = if st.intersects(Status::WT_NEW) {
+            "untracked"
+        } else if st.intersects(
+            Status::INDEX_NEW | Status::INDEX_MODIFIED | Status::INDEX_DELETED | Status::INDEX_RENAMED,
+        ) {
+            "staged"
+        } else if st.intersects(Status::WT_DELETED) {
+            "deleted"
+        } else {
+            "modified"
+        };
+        out.push(format!("{what}: {}", s.path().unwrap_or("?")));
+    }
+    Ok(out)
+}
+
+/// Build from git: the repository is found from `start` (a work tree or a bare repository);
+/// `entry` is the graph's path relative to the repository root; `rev` defaults to `HEAD`,
+/// whose work tree must be clean.
+pub fn from_git(start: &Path, frontend: &str, entry: &str, rev: Option<&str>) -> Result<Built> {
+    let repo = Repository::discover(start).with_context(|| {
+        format!("{} is not in a git repository (use --no-git to deploy a directory)", start.display())
+    })?;
+    if rev.is_none() && !repo.is_bare() {
+        let dirty = dirty_paths(&repo)?;
+        if !dirty.is_empty() {
+            bail!(
+                "the work tree is not clean; commit or stash first, or deploy the directory as it is with --no-git:\n  {}",
+                dirty.join("\n  ")
+            );
+        }
+    }
+    let spec = rev.unwrap_or("HEAD");
+    let commit = repo
+        .revparse_single(spec)
+        .and_then(|o| o.peel_to_commit())
+        .with_context(|| format!("no commit `{spec}` in {}", repo.path().display()))?;
+    let tree = commit.tree()?;
+    let mut files = Vec::new();
+    let mut contents = Vec::new();
+    let mut problem: Option<String> = None;
+    tree.walk(TreeWalkMode::PreOrder, |dir, e| {
+        let path = format!("{dir}{}", e.name().unwrap_or("\u{fffd}"));
+        let mode = e.filemode() as u32;
+        match e.kind() {
+            Some(ObjectType::Tree) => return TreeWalkResult::Ok,
+            Some(ObjectType::Blob) if [MODE_FILE, MODE_EXECUTABLE, MODE_SYMLINK].contains(&mode) => {}
+            // 100664 is an old git mode for plain files.
+            Some(ObjectType::Blob) if mode == 0o100664 => {}
+            _ => {
+                problem = Some(format!(
+                    "`{path}` is neither a file nor a symlink (a submodule?); bundles hold files"
+                ));
+                return TreeWalkResult::Abort;
+            }
+        }
+        let blob = match repo.find_blob(e.id()) {
+            Ok(b) => b,
+            Err(err) => {
+                problem = Some(format!("reading `{path}`: {err}"));
+                return TreeWalkResult::Abort;
+            }
+        };
+        let data = blob.content().to_vec();
+        let mode = if mode == 0o100664 { MODE_FILE } else { mode };
+        files.push(FileEntry { path, mode, size: data.len() as u64, sha256: sha256_hex(&data) });
+        contents.push(data);
+        TreeWalkResult::Ok
+    })?;
+    if let Some(p) = problem {
+        bail!("{p}");
+    }
+    check_symlinks(&files, &contents)?;
+    let manifest = build_manifest(frontend, entry, files, &mut contents)?;
+    let author = commit.author();
+    let info = CommitInfo {
+        id: commit.id().to_string(),
+        author: format!("{} <{}>", author.name().unwrap_or("?"), author.email().unwrap_or("?")),
+        time: commit.time().seconds(),
+        subject: commit.summary().unwrap_or("").to_string(),
+    };
+    Ok(Built { manifest, contents, commit: Some(info) })
+}
+
+/// Where `file` is relative to the root of the repository's work tree.
+pub fn path_in_repo(file: &Path) -> Result<(PathBuf, String)> {
+    let abs = std::path::absolute(file)?;
+    let repo = Repository::discover(abs.parent().unwrap_or(Path::new("/"))).with_context(|| {
+        format!("{} is not in a git repository (use --no-git to deploy a directory)", file.display())
+    })?;
+    let Some(workdir) = repo.workdir() else {
+        // A bare repository: paths are already relative to its root.
+        return Ok((std::env::current_dir()?, file.to_string_lossy().trim_start_matches("./").to_string()));
+    };
+    let workdir = workdir.canonicalize()?;
+    let canon = abs
+        .parent()
+        .map(|p| p.canonicalize())
+        .transpose()?
+        .unwrap_or_default()
+        .join(abs.file_name().unwrap_or_default());
+    let rel = canon
+        .strip_prefix(&workdir)
+        .with_context(|| format!("{} is outside the work tree {}", file.display(), workdir.display()))?;
+    Ok((workdir.clone(), rel.to_string_lossy().into_owned()))
+}
+
+/// Build from a directory as it is. Symlinks are kept as links (and must stay inside);
+/// anything but files, directories and symlinks is refused; `.git` is skipped.
+pub fn from_dir(root: &Path, frontend: &str, entry: &str) -> Result<Built> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = Vec::new();
+    let mut contents = Vec::new();
+    let walker = walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name().into_iter();
+    for e in walker.filter_entry(|e| e.file_name() != ".git") {
+        let e = e.with_context(|| format!("reading {}", root.display()))?;
+        let rel = e.path().strip_prefix(root).expect("below root").to_string_lossy().into_owned();
+        let ft = e.file_type();
+        let (mode, data) = if ft.is_dir() {
+            continue;
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(e.path())?;
+            (MODE_SYMLINK, target.to_string_lossy().into_owned().into_bytes())
+        } else if ft.is_file() {
+            let md = e.metadata()?;
+            let mode = if md.permissions().mode() & 0o111 != 0 { MODE_EXECUTABLE } else { MODE_FILE };
+            (mode, std::fs::read(e.path()).with_context(|| format!("reading {}", e.path().display()))?)
+        } else {
+            bail!("{} is neither a file, a directory nor a symlink", e.path().display());
+        };
+        files.push(FileEntry { path: rel, mode, size: data.len() as u64, sha256: sha256_hex(&data) });
+        contents.push(data);
+    }
+    check_symlinks(&files, &contents)?;
+    let manifest = build_manifest(frontend, entry, files, &mut contents)?;
+    Ok(Built { manifest, contents, commit: None })
+}
+
+fn check_symlinks(files: &[FileEntry], contents: &[Vec<u8>]) -> Result<()> {
+    for (f, c) in files.iter().zip(contents) {
+        if f.mode == MODE_SYMLINK && !symlink_stays_inside(&f.path, &String::from_utf8_lossy(c)) {
+            bail!("symlink `{}` points to `{}`, outside the bundle", f.path, String::from_utf8_lossy(c));
+        }
+    }
+    Ok(())
+}
+
+/// Sort files and contents together, then check the manifest.
+fn build_manifest(
+    frontend: &str,
+    entry: &str,
+    files: Vec<FileEntry>,
+    contents: &mut Vec<Vec<u8>>,
+) -> Result<Manifest> {
+    let mut pairs: Vec<(FileEntry, Vec<u8>)> = files.into_iter().zip(std::mem::take(contents)).collect();
+    pairs.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    let (files, data): (Vec<FileEntry>, Vec<Vec<u8>>) = pairs.into_iter().unzip();
+    *contents = data;
+    Ok(Manifest::new(frontend, entry, files)?)
+}
