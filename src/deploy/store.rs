@@ -1,0 +1,243 @@
+//! Deploys in etcd: blobs under `storage/sha256/<hex>/<chunk>`, records under
+//! `deploy/<id>`, the newest id under `deploy/latest`.
+//!
+//! Blobs are content-addressed, so they are written once and never change: a blob's chunk 0
+//! is written last, and its presence means the blob is complete. Deploy IDs are assigned by a
+//! transaction on `deploy/latest`, so concurrent deploys get consecutive IDs and each record
+//! names the hash of the one before it (a chain).
+
+use anyhow::{Context, Result, bail};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use serde::{Deserialize, Serialize};
+
+use super::bundle::{CHUNK_SIZE, Manifest, chunks, sha256_hex};
+use super::source::Built;
+
+/// A deploy record, `deploy/<id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    pub id: u64,
+    /// The git commit, or `null` for `--no-git`.
+    pub commit: Option<String>,
+    /// The bundle ID (sha256 of the manifest).
+    pub bundle: String,
+    pub frontend: String,
+    pub entry: String,
+    /// sha256 of the previous record's JSON, `null` for the first deploy.
+    pub parent: Option<String>,
+    pub author: Option<String>,
+    /// Unix seconds.
+    pub time: u64,
+    pub message: Option<String>,
+    /// For a rollback: the deploy whose bundle this one runs again.
+    pub rollback_of: Option<u64>,
+}
+
+impl DeployRecord {
+    pub fn hash(&self) -> String {
+        sha256_hex(&serde_json::to_vec(self).expect("records serialize"))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeployKeys {
+    ns: String,
+}
+
+impl DeployKeys {
+    pub fn new(namespace: &str) -> DeployKeys {
+        DeployKeys { ns: namespace.trim_end_matches('/').to_string() }
+    }
+    pub fn latest(&self) -> String {
+        format!("{}/deploy/latest", self.ns)
+    }
+    pub fn record(&self, id: u64) -> String {
+        format!("{}/deploy/{id}", self.ns)
+    }
+    pub fn records(&self) -> String {
+        format!("{}/deploy/", self.ns)
+    }
+    pub fn chunk(&self, sha: &str, n: usize) -> String {
+        format!("{}/storage/sha256/{sha}/{n}", self.ns)
+    }
+    pub fn blob(&self, sha: &str) -> String {
+        format!("{}/storage/sha256/{sha}/", self.ns)
+    }
+    pub fn storage(&self) -> String {
+        format!("{}/storage/sha256/", self.ns)
+    }
+}
+
+/// Store a blob unless it is there already. Returns whether it was written.
+pub async fn put_blob(c: &mut Client, keys: &DeployKeys, data: &[u8]) -> Result<bool> {
+    let sha = sha256_hex(data);
+    let first = keys.chunk(&sha, 0);
+    if !c.get(first.clone(), Some(GetOptions::new().with_keys_only())).await?.kvs().is_empty() {
+        return Ok(false);
+    }
+    let parts = chunks(data);
+    // Chunk 0 last: once it exists, the blob is whole.
+    for (n, part) in parts.iter().enumerate().skip(1) {
+        c.put(keys.chunk(&sha, n), part.to_vec(), None).await?;
+    }
+    c.put(first, parts[0].to_vec(), None).await?;
+    Ok(true)
+}
+
+/// Read a blob of known size; the caller verifies its hash.
+pub async fn get_blob(c: &mut Client, keys: &DeployKeys, sha: &str, size: u64) -> Result<Vec<u8>> {
+    let n = (size as usize).div_ceil(CHUNK_SIZE).max(1);
+    let mut out = Vec::with_capacity(size as usize);
+    for i in 0..n {
+        let r = c.get(keys.chunk(sha, i), None).await?;
+        let Some(kv) = r.kvs().first() else { bail!("blob {sha} is missing (chunk {i})") };
+        out.extend_from_slice(kv.value());
+    }
+    Ok(out)
+}
+
+/// The newest deploy, if any.
+pub async fn latest(c: &mut Client, keys: &DeployKeys) -> Result<Option<(DeployRecord, i64)>> {
+    let r = c.get(keys.latest(), None).await?;
+    let Some(kv) = r.kvs().first() else { return Ok(None) };
+    let id: u64 = std::str::from_utf8(kv.value())
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .with_context(|| format!("{} is not a deploy id", keys.latest()))?;
+    let rec = record(c, keys, id).await?;
+    Ok(Some((rec, kv.mod_revision())))
+}
+
+pub async fn record(c: &mut Client, keys: &DeployKeys, id: u64) -> Result<DeployRecord> {
+    let r = c.get(keys.record(id), None).await?;
+    let Some(kv) = r.kvs().first() else { bail!("deploy {id} does not exist") };
+    serde_json::from_slice(kv.value()).with_context(|| format!("{} is not a deploy record", keys.record(id)))
+}
+
+/// Every record, oldest first.
+pub async fn history(c: &mut Client, keys: &DeployKeys) -> Result<Vec<DeployRecord>> {
+    let r = c.get(keys.records(), Some(GetOptions::new().with_prefix())).await?;
+    let mut out: Vec<DeployRecord> = r
+        .kvs()
+        .iter()
+        .filter(|kv| !kv.key().ends_with(b"/latest"))
+        .filter_map(|kv| serde_json::from_slice(kv.value()).ok())
+        .collect();
+    out.sort_by_key(|r| r.id);
+    Ok(out)
+}
+
+pub enum Published {
+    New(DeployRecord),
+    /// The live deploy already runs this bundle (and commit).
+    NothingNew(DeployRecord),
+}
+
+/// What a new record says besides its id and chain.
+pub struct NewDeploy {
+    pub bundle: String,
+    pub frontend: String,
+    pub entry: String,
+    pub commit: Option<String>,
+    pub author: Option<String>,
+    pub message: Option<String>,
+    pub rollback_of: Option<u64>,
+}
+
+/// Append a record: id = latest + 1, parent = hash of latest, by a transaction on
+/// `deploy/latest`; a lost race is retried.
+pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bool) -> Result<Published> {
+    for attempt in 0..50u32 {
+        let prev = latest(c, keys).await?;
+        if let Some((p, _)) = &prev
+            && !force
+            && p.bundle == new.bundle
+            && p.commit == new.commit
+        {
+            return Ok(Published::NothingNew(p.clone()));
+        }
+        let rec = DeployRecord {
+            id: prev.as_ref().map(|(p, _)| p.id + 1).unwrap_or(1),
+            commit: new.commit.clone(),
+            bundle: new.bundle.clone(),
+            frontend: new.frontend.clone(),
+            entry: new.entry.clone(),
+            parent: prev.as_ref().map(|(p, _)| p.hash()),
+            author: new.author.clone(),
+            time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            message: new.message.clone(),
+            rollback_of: new.rollback_of,
+        };
+        let guard = match &prev {
+            Some((_, rev)) => Compare::mod_revision(keys.latest(), CompareOp::Equal, *rev),
+            None => Compare::create_revision(keys.latest(), CompareOp::Equal, 0),
+        };
+        let txn = Txn::new().when([guard]).and_then([
+            TxnOp::put(keys.record(rec.id), serde_json::to_vec(&rec)?, None),
+            TxnOp::put(keys.latest(), rec.id.to_string(), None),
+        ]);
+        if c.txn(txn).await?.succeeded() {
+            return Ok(Published::New(rec));
+        }
+        // Another deploy won; take the next id after a short, spread-out pause.
+        let pause = 1 + (std::process::id() as u64 + attempt as u64 * 7) % 10;
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+    }
+    bail!("gave up after 50 deploys raced this one; try again")
+}
+
+/// Store a built bundle's blobs and manifest. Returns (blobs written, blobs already there).
+pub async fn store_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<(usize, usize)> {
+    let (mut written, mut present) = (0, 0);
+    let mut seen = std::collections::HashSet::new();
+    for (f, data) in built.manifest.files.iter().zip(&built.contents) {
+        if !seen.insert(f.sha256.clone()) {
+            continue;
+        }
+        if put_blob(c, keys, data).await? {
+            written += 1;
+        } else {
+            present += 1;
+        }
+    }
+    put_blob(c, keys, &built.manifest.canonical_json()).await?;
+    Ok((written, present))
+}
+
+/// Fetch and verify a deploy's bundle: the manifest must hash to the bundle ID and every
+/// file to its entry.
+pub async fn fetch_bundle(
+    c: &mut Client,
+    keys: &DeployKeys,
+    bundle: &str,
+) -> Result<(Manifest, Vec<Vec<u8>>)> {
+    let first = c.get(keys.chunk(bundle, 0), None).await?;
+    if first.kvs().is_empty() {
+        bail!("the manifest of bundle {bundle} is missing");
+    }
+    // The manifest's size is not known up front: read every chunk of it.
+    let r = c.get(keys.blob(bundle), Some(GetOptions::new().with_prefix())).await?;
+    let mut parts: Vec<(usize, Vec<u8>)> = r
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let k = String::from_utf8_lossy(kv.key());
+            k.rsplit('/').next()?.parse().ok().map(|n| (n, kv.value().to_vec()))
+        })
+        .collect();
+    parts.sort_by_key(|p| p.0);
+    let raw: Vec<u8> = parts.into_iter().flat_map(|p| p.1).collect();
+    let manifest: Manifest = serde_json::from_slice(&raw).context("the bundle's manifest is not valid")?;
+    manifest.verify_id(bundle)?;
+    manifest.check()?;
+    let mut contents = Vec::with_capacity(manifest.files.len());
+    for f in &manifest.files {
+        let data = get_blob(c, keys, &f.sha256, f.size).await?;
+        manifest.verify_file(f, &data)?;
+        contents.push(data);
+    }
+    Ok((manifest, contents))
+}
