@@ -1,6 +1,7 @@
 //! Command line: `mgmt run`, `mgmt etcd`, `mgmt status`. Errors become `anyhow` here, at
 //! the edge.
 
+pub mod deploy;
 pub mod etcd;
 pub mod run;
 pub mod status;
@@ -38,6 +39,47 @@ pub enum Command {
     Etcd(EtcdArgs),
     /// Show the hosts of a cluster: alive, converged or not, last error.
     Status(StatusArgs),
+    /// Publish a graph from git (or a directory) as a verified bundle; list, show, roll back.
+    Deploy(DeployArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(subcommand)]
+    pub command: DeployCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum DeployCommand {
+    /// Deploy a YAML graph: the file's commit (HEAD, or --commit) in its git repository.
+    Yaml {
+        /// Bundle the graph's directory as it is instead of a git commit.
+        #[arg(long, conflicts_with = "commit")]
+        no_git: bool,
+        /// Deploy this revision instead of HEAD (no clean-tree check; works in a bare
+        /// repository, with FILE relative to the repository root).
+        #[arg(long, value_name = "REV")]
+        commit: Option<String>,
+        /// Deploy even if the live deploy already runs this commit and bundle.
+        #[arg(long)]
+        force: bool,
+        /// The graph file (its path in the repository).
+        file: PathBuf,
+    },
+    /// Every deploy, oldest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One deploy: its record and manifest.
+    Show { id: u64 },
+    /// Deploy an earlier deploy's bundle again, as a new deploy (by ID or commit).
+    Rollback {
+        /// A deploy ID, or a commit (or a unique prefix of one).
+        target: String,
+    },
 }
 
 /// Where the cluster is: shared by every command that talks to etcd.
@@ -113,6 +155,14 @@ pub enum Frontend {
 
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Commands that print for a pipe end quietly when it closes (`mgmt deploy list | head`),
+    // like other Unix tools. Not the agent: a closed pipe must not kill it.
+    if matches!(cli.command, Command::Deploy(_) | Command::Status(_)) {
+        // SAFETY: restoring the default disposition of a signal before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -136,6 +186,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Etcd(args) => etcd::run(args),
             Command::Status(args) => status::run(args).await,
+            Command::Deploy(args) => deploy::run(args).await,
         }
     });
     // Detached blocking work (a file write already under way) must not delay exit.
