@@ -151,6 +151,8 @@ pub enum Frontend {
         /// The graph file.
         file: PathBuf,
     },
+    /// Run the cluster's newest deploy and each later one (needs --seeds).
+    Empty,
 }
 
 pub fn main() -> std::process::ExitCode {

@@ -1,7 +1,7 @@
 //! `mgmt run`: load the graph, run it, follow edits to the graph file and the world, and stop
 //! on a signal, on convergence (`--converged-timeout`) or after one pass (`--no-watch`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
 use super::{Frontend, RunArgs};
+use crate::deploy::follow::DeployEvent;
 use crate::engine::assemble::assemble;
 use crate::engine::{Engine, EngineOptions, Status};
 use crate::frontend::{GraphSpec, yaml};
@@ -32,8 +33,24 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         Some(h) => h.clone(),
         None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
     };
-    let Frontend::Yaml { file } = &args.frontend;
-    let (mut text, mut spec) = load_yaml(file)?;
+    let file: Option<&PathBuf> = match &args.frontend {
+        Frontend::Yaml { file } => Some(file),
+        Frontend::Empty => None,
+    };
+    if file.is_none() && args.cluster.seeds.is_empty() {
+        bail!("`empty` runs the cluster's deploys: it needs --seeds");
+    }
+    let (mut text, mut spec) = match file {
+        Some(f) => load_yaml(f)?,
+        None => (String::new(), GraphSpec { name: "empty".into(), ..GraphSpec::default() }),
+    };
+    // Where the running graph came from, for messages and the host status.
+    let mut source = match file {
+        Some(f) => f.display().to_string(),
+        None => "no deploy yet".to_string(),
+    };
+    let mut deploy: Option<u64> = None;
+    let mut deploy_error: Option<String> = None;
 
     // The prefix holds agent state; a temporary one is removed on exit.
     let _tmp_prefix;
@@ -65,7 +82,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let mut collected = world.collected();
     let now_collected = collected.borrow_and_update().clone();
     let assembled =
-        assemble(&spec, &hostname, &now_collected).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        assemble(&spec, &hostname, &now_collected).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
     for w in &assembled.warnings {
         warn!("{w}");
     }
@@ -78,9 +95,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         async move { if args.noop { Ok(()) } else { world.export(exports).await } }
     };
     info!(
-        "running graph `{}` from {} on host {hostname} ({} resources, prefix {}){}",
+        "running graph `{}` from {source} on host {hostname} ({} resources, prefix {}){}",
         spec.name,
-        file.display(),
         assembled.graph.vertices.len(),
         prefix.display(),
         if args.noop { ", noop" } else { "" }
@@ -88,21 +104,41 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     export(assembled.exports).await?;
     engine.swap(assembled.graph);
     // Standalone, nobody reads the status; in a cluster it is built only when it can differ.
-    let report = |engine: &Engine, spec: &GraphSpec| {
+    let report = |engine: &Engine,
+                  spec: &GraphSpec,
+                  source: &str,
+                  deploy: Option<u64>,
+                  deploy_error: &Option<String>| {
         if cluster.is_some() {
-            world.report(host_status(engine, spec, file, &hostname, started))
+            let mut s = host_status(engine, spec, source, &hostname, started);
+            s.deploy = deploy;
+            s.deploy_error = deploy_error.clone();
+            world.report(s)
         }
     };
-    report(&engine, &spec);
+    report(&engine, &spec, &source, deploy, &deploy_error);
+
+    // Follow the cluster's deploys.
+    let (deploy_tx, mut deploy_rx) = tokio::sync::mpsc::channel(4);
+    let follow_cancel = tokio_util::sync::CancellationToken::new();
+    if file.is_none() {
+        crate::deploy::follow::spawn(
+            args.cluster.seeds.clone(),
+            args.cluster.etcd_namespace.clone(),
+            prefix.clone(),
+            deploy_tx,
+            follow_cancel.clone(),
+        );
+    }
 
     // Follow edits to the graph file.
     let graph_changed = Arc::new(Notify::new());
-    let _graph_sub = if args.no_watch {
-        None
-    } else {
+    let _graph_sub = if let (false, Some(file)) = (args.no_watch, file) {
         let abs = std::path::absolute(file)?;
         let n = graph_changed.clone();
         Some(engine.fs().subscribe(Scope::File(abs), Arc::new(move || n.notify_one())).await)
+    } else {
+        None
     };
 
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -126,7 +162,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         tokio::select! {
             _ = sigint.recv() => { info!("interrupted; stopping"); break 0; }
             _ = sigterm.recv() => { info!("terminated; stopping"); break 0; }
-            _ = graph_changed.notified() => {
+            _ = graph_changed.notified(), if file.is_some() => {
+                let file = file.expect("a yaml graph");
                 // Editors write in steps; let the burst settle before reading.
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 let now = std::fs::read_to_string(file).ok();
@@ -146,7 +183,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                             text = t;
                             spec = s;
                             last_bad = None;
-                            report(&engine, &spec);
+                            report(&engine, &spec, &source, deploy, &deploy_error);
                         }
                         Err(e) => {
                             error!("{}: {e}; keeping the running graph", file.display());
@@ -159,13 +196,48 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                     }
                 }
             }
+            Some(ev) = deploy_rx.recv() => {
+                match ev {
+                    DeployEvent::Ready { record, spec: s, dir } => {
+                        let c = collected.borrow().clone();
+                        match assemble(&s, &hostname, &c) {
+                            Ok(a) => {
+                                for w in &a.warnings { warn!("{w}"); }
+                                export(a.exports).await?;
+                                let plan = engine.swap(a.graph);
+                                info!(
+                                    "running deploy {} (commit {}, bundle {}, from {}): {} kept, {} started, {} stopped",
+                                    record.id,
+                                    record.commit.as_deref().unwrap_or("none"),
+                                    record.bundle,
+                                    dir.display(),
+                                    plan.keep.len(), plan.start.len(), plan.stop.len()
+                                );
+                                spec = *s;
+                                deploy = Some(record.id);
+                                deploy_error = None;
+                                source = format!("deploy {}", record.id);
+                            }
+                            Err(e) => {
+                                error!("deploy {} refused: {e}; keeping the running graph", record.id);
+                                deploy_error = Some(format!("deploy {}: {e}", record.id));
+                            }
+                        }
+                    }
+                    DeployEvent::Refused { id, error: e } => {
+                        error!("deploy {id} refused: {e}; keeping the running graph");
+                        deploy_error = Some(format!("deploy {id}: {e}"));
+                    }
+                }
+                report(&engine, &spec, &source, deploy, &deploy_error);
+            }
             Ok(()) = collected.changed() => {
                 let c = collected.borrow_and_update().clone();
                 match assemble(&spec, &hostname, &c) {
                     Ok(a) => {
                         for w in &a.warnings { warn!("{w}"); }
                         engine.swap(a.graph);
-                        report(&engine, &spec);
+                        report(&engine, &spec, &source, deploy, &deploy_error);
                     }
                     Err(e) => error!("collected resources: {e}; keeping the running graph"),
                 }
@@ -176,7 +248,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                 // busy counts during a big apply do not.
                 if (s.idle(), s.bad) != last_reported {
                     last_reported = (s.idle(), s.bad);
-                    report(&engine, &spec);
+                    report(&engine, &spec, &source, deploy, &deploy_error);
                 }
                 if s.idle() {
                     idle_since.get_or_insert_with(Instant::now);
@@ -192,6 +264,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
             }
         }
     };
+    follow_cancel.cancel();
     engine.shutdown().await;
     if let Some(c) = cluster {
         c.shutdown().await;
@@ -204,7 +277,7 @@ fn unix_now() -> u64 {
 }
 
 /// What this agent tells the cluster about itself.
-fn host_status(engine: &Engine, spec: &GraphSpec, file: &Path, hostname: &str, started: u64) -> HostStatus {
+fn host_status(engine: &Engine, spec: &GraphSpec, source: &str, hostname: &str, started: u64) -> HostStatus {
     let report = engine.report();
     let summary = engine.convergence().summary();
     let failed: Vec<String> = report
@@ -218,8 +291,9 @@ fn host_status(engine: &Engine, spec: &GraphSpec, file: &Path, hostname: &str, s
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
         graph: spec.name.clone(),
-        source: file.display().to_string(),
+        source: source.to_string(),
         deploy: None,
+        deploy_error: None,
         converged: summary.converged() && failed.is_empty(),
         resources: report.len(),
         failed,

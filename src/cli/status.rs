@@ -68,10 +68,19 @@ pub fn table(hosts: &[HostStatus], now: u64) -> String {
             h.resources.to_string(),
             h.failed.len().to_string(),
             h.graph.clone(),
-            h.deploy.clone().unwrap_or_else(|| "-".into()),
+            match (h.deploy, &h.deploy_error) {
+                (Some(d), None) => d.to_string(),
+                (Some(d), Some(_)) => format!("{d} (latest refused)"),
+                (None, Some(_)) => "refused".into(),
+                (None, None) => "-".into(),
+            },
             h.version.clone(),
             age(now, h.started),
-            h.last_error.clone().unwrap_or_else(|| "-".into()).replace('\n', " "),
+            h.last_error
+                .clone()
+                .or_else(|| h.deploy_error.clone())
+                .unwrap_or_else(|| "-".into())
+                .replace('\n', " "),
         ]);
     }
     let widths: Vec<usize> =

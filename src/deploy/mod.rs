@@ -2,5 +2,6 @@
 //! `bundle` is the pure core: manifests, bundle IDs, path rules.
 
 pub mod bundle;
+pub mod follow;
 pub mod source;
 pub mod store;

@@ -34,8 +34,11 @@ pub struct HostStatus {
     /// The graph it runs (its `graph:` name) and where it came from.
     pub graph: String,
     pub source: String,
-    /// The deploy it runs, once deploys exist; `null` for a graph given on the command line.
-    pub deploy: Option<String>,
+    /// The deploy it runs; `null` for a graph given on the command line.
+    pub deploy: Option<u64>,
+    /// Why the newest deploy was refused (it keeps running the one before).
+    #[serde(default)]
+    pub deploy_error: Option<String>,
     /// Every resource is idle in its desired state.
     pub converged: bool,
     pub resources: usize,
