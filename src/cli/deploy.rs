@@ -29,8 +29,8 @@ async fn client(args: &DeployArgs) -> Result<Client> {
 pub async fn run(args: DeployArgs) -> Result<u8> {
     let keys = DeployKeys::new(&args.cluster.etcd_namespace);
     match &args.command {
-        DeployCommand::Yaml { no_git, commit, force, file } => {
-            let built = build(file, *no_git, commit.as_deref())?;
+        DeployCommand::Yaml { file } => {
+            let built = build(file, args.no_git, args.commit.as_deref())?;
             let mut c = client(&args).await?;
             let (written, present) = store::store_bundle(&mut c, &keys, &built).await?;
             let info = built.commit.clone();
@@ -43,8 +43,15 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
                 message: info.as_ref().map(|i| i.subject.clone()),
                 rollback_of: None,
             };
-            match store::append(&mut c, &keys, new, *force).await? {
+            match store::append(&mut c, &keys, new, args.force).await? {
                 Published::New(r) => {
+                    // A garbage collection by a concurrent deploy may have raced the upload.
+                    let restored = store::ensure_bundle(&mut c, &keys, &built).await?;
+                    if restored > 0 {
+                        eprintln!(
+                            "mgmt: {restored} blobs were collected while uploading and are stored again"
+                        );
+                    }
                     println!("deploy {}", r.id);
                     println!("commit {}", r.commit.as_deref().unwrap_or("none (--no-git)"));
                     println!("bundle {}", r.bundle);
@@ -53,6 +60,7 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
                         built.manifest.files.len(),
                         r.id
                     );
+                    prune(&mut c, &keys, args.keep).await;
                 }
                 Published::NothingNew(r) => {
                     println!(
@@ -129,8 +137,23 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
                     println!("rollback to deploy {} (bundle {})", to.id, r.bundle);
                 }
             }
+            prune(&mut c, &keys, args.keep).await;
             Ok(0)
         }
+    }
+}
+
+/// Retention after a deploy; a failure here does not undo the deploy, so it is a warning.
+async fn prune(c: &mut Client, keys: &DeployKeys, keep: u64) {
+    match store::prune(c, keys, keep as usize).await {
+        Ok(p) if p.records > 0 || p.blobs > 0 => {
+            eprintln!(
+                "mgmt: pruned {} old deploy records and {} unused blobs (--keep {keep})",
+                p.records, p.blobs
+            )
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("mgmt: warning: pruning old deploys: {e:#}"),
     }
 }
 

@@ -47,6 +47,20 @@ pub enum Command {
 pub struct DeployArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    /// After a new deploy, keep this many deploy records (the newest) and delete the blobs
+    /// only older ones used.
+    #[arg(long, global = true, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep: u64,
+    /// Bundle the graph's directory as it is instead of a git commit.
+    #[arg(long, global = true, conflicts_with = "commit")]
+    pub no_git: bool,
+    /// Deploy this revision instead of HEAD (no clean-tree check; works in a bare
+    /// repository, with FILE relative to the repository root).
+    #[arg(long, global = true, value_name = "REV")]
+    pub commit: Option<String>,
+    /// Deploy even if the live deploy already runs this commit and bundle.
+    #[arg(long, global = true)]
+    pub force: bool,
     #[command(subcommand)]
     pub command: DeployCommand,
 }
@@ -55,16 +69,6 @@ pub struct DeployArgs {
 pub enum DeployCommand {
     /// Deploy a YAML graph: the file's commit (HEAD, or --commit) in its git repository.
     Yaml {
-        /// Bundle the graph's directory as it is instead of a git commit.
-        #[arg(long, conflicts_with = "commit")]
-        no_git: bool,
-        /// Deploy this revision instead of HEAD (no clean-tree check; works in a bare
-        /// repository, with FILE relative to the repository root).
-        #[arg(long, value_name = "REV")]
-        commit: Option<String>,
-        /// Deploy even if the live deploy already runs this commit and bundle.
-        #[arg(long)]
-        force: bool,
         /// The graph file (its path in the repository).
         file: PathBuf,
     },

@@ -175,12 +175,24 @@ pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bo
             Some((_, rev)) => Compare::mod_revision(keys.latest(), CompareOp::Equal, *rev),
             None => Compare::create_revision(keys.latest(), CompareOp::Equal, 0),
         };
-        let txn = Txn::new().when([guard]).and_then([
+        // Never overwrite a record: history is append-only.
+        let fresh = Compare::create_revision(keys.record(rec.id), CompareOp::Equal, 0);
+        let txn = Txn::new().when([guard, fresh]).and_then([
             TxnOp::put(keys.record(rec.id), serde_json::to_vec(&rec)?, None),
             TxnOp::put(keys.latest(), rec.id.to_string(), None),
         ]);
         if c.txn(txn).await?.succeeded() {
             return Ok(Published::New(rec));
+        }
+        if latest(c, keys).await?.map(|(p, _)| p.id) == prev.as_ref().map(|(p, _)| p.id)
+            && !c.get(keys.record(rec.id), Some(GetOptions::new().with_keys_only())).await?.kvs().is_empty()
+        {
+            bail!(
+                "{} says {} but {} exists already; the deploy history was changed by hand",
+                keys.latest(),
+                prev.map(|(p, _)| p.id.to_string()).unwrap_or_else(|| "nothing".into()),
+                keys.record(rec.id)
+            );
         }
         // Another deploy won; take the next id after a short, spread-out pause.
         let pause = 1 + (std::process::id() as u64 + attempt as u64 * 7) % 10;
@@ -214,11 +226,97 @@ pub async fn fetch_bundle(
     keys: &DeployKeys,
     bundle: &str,
 ) -> Result<(Manifest, Vec<Vec<u8>>)> {
-    let first = c.get(keys.chunk(bundle, 0), None).await?;
-    if first.kvs().is_empty() {
-        bail!("the manifest of bundle {bundle} is missing");
+    let manifest = fetch_manifest(c, keys, bundle).await?;
+    let mut contents = Vec::with_capacity(manifest.files.len());
+    for f in &manifest.files {
+        let data = get_blob(c, keys, &f.sha256, f.size).await?;
+        manifest.verify_file(f, &data)?;
+        contents.push(data);
     }
-    // The manifest's size is not known up front: read every chunk of it.
+    Ok((manifest, contents))
+}
+
+/// Make sure every blob of a published bundle is there (a garbage collection racing this
+/// deploy's upload may have removed some); put back what is missing.
+pub async fn ensure_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<usize> {
+    let mut restored = 0;
+    for data in &built.contents {
+        if put_blob(c, keys, data).await? {
+            restored += 1;
+        }
+    }
+    if put_blob(c, keys, &built.manifest.canonical_json()).await? {
+        restored += 1;
+    }
+    Ok(restored)
+}
+
+/// Outcome of [`prune`].
+#[derive(Debug, Default, PartialEq)]
+pub struct Pruned {
+    pub records: usize,
+    pub blobs: usize,
+}
+
+/// Keep the newest `keep` records (at least 1) and delete the older ones, then delete the
+/// blobs no kept record needs. A blob written after the oldest kept record is never
+/// deleted: it may belong to a deploy still uploading (which also checks its blobs again
+/// after publishing, see [`ensure_bundle`]).
+pub async fn prune(c: &mut Client, keys: &DeployKeys, keep: usize) -> Result<Pruned> {
+    let keep = keep.max(1);
+    let r = c.get(keys.records(), Some(GetOptions::new().with_prefix())).await?;
+    let mut recs: Vec<(DeployRecord, i64)> = r
+        .kvs()
+        .iter()
+        .filter(|kv| !kv.key().ends_with(b"/latest"))
+        .filter_map(|kv| serde_json::from_slice(kv.value()).ok().map(|rec| (rec, kv.create_revision())))
+        .collect();
+    recs.sort_by_key(|(r, _)| r.id);
+    // The live deploy is kept whatever its place.
+    let live = latest(c, keys).await?.map(|(r, _)| r.id);
+    if let Some(pos) = recs.iter().position(|(r, _)| Some(r.id) == live) {
+        let rec = recs.remove(pos);
+        recs.push(rec);
+    }
+    if recs.len() <= keep {
+        return Ok(Pruned::default());
+    }
+    let (old, kept) = recs.split_at(recs.len() - keep);
+    let oldest_kept_rev = kept.iter().map(|(_, rev)| *rev).min().unwrap_or(i64::MAX);
+    let mut pruned = Pruned::default();
+    for (rec, _) in old {
+        c.delete(keys.record(rec.id), None).await?;
+        pruned.records += 1;
+    }
+    // What the kept deploys need: their manifests and every file in them.
+    let mut needed = std::collections::HashSet::new();
+    for (rec, _) in kept {
+        needed.insert(rec.bundle.clone());
+        let (manifest, _) = match fetch_manifest(c, keys, &rec.bundle).await {
+            Ok(m) => (m, ()),
+            // A kept deploy with a broken bundle: keep everything rather than guess.
+            Err(_) => return Ok(pruned),
+        };
+        needed.extend(manifest.files.into_iter().map(|f| f.sha256));
+    }
+    let all = c.get(keys.storage(), Some(GetOptions::new().with_prefix().with_keys_only())).await?;
+    let prefix = keys.storage();
+    let mut doomed = std::collections::BTreeSet::new();
+    for kv in all.kvs() {
+        let k = String::from_utf8_lossy(kv.key());
+        let Some(sha) = k.strip_prefix(&prefix).and_then(|rest| rest.split('/').next()) else { continue };
+        if !needed.contains(sha) && kv.create_revision() < oldest_kept_rev {
+            doomed.insert(sha.to_string());
+        }
+    }
+    for sha in &doomed {
+        c.delete(keys.blob(sha), Some(etcd_client::DeleteOptions::new().with_prefix())).await?;
+    }
+    pruned.blobs = doomed.len();
+    Ok(pruned)
+}
+
+async fn fetch_manifest(c: &mut Client, keys: &DeployKeys, bundle: &str) -> Result<Manifest> {
     let r = c.get(keys.blob(bundle), Some(GetOptions::new().with_prefix())).await?;
     let mut parts: Vec<(usize, Vec<u8>)> = r
         .kvs()
@@ -228,16 +326,13 @@ pub async fn fetch_bundle(
             k.rsplit('/').next()?.parse().ok().map(|n| (n, kv.value().to_vec()))
         })
         .collect();
+    if parts.is_empty() {
+        bail!("the manifest of bundle {bundle} is missing");
+    }
     parts.sort_by_key(|p| p.0);
     let raw: Vec<u8> = parts.into_iter().flat_map(|p| p.1).collect();
     let manifest: Manifest = serde_json::from_slice(&raw).context("the bundle's manifest is not valid")?;
     manifest.verify_id(bundle)?;
     manifest.check()?;
-    let mut contents = Vec::with_capacity(manifest.files.len());
-    for f in &manifest.files {
-        let data = get_blob(c, keys, &f.sha256, f.size).await?;
-        manifest.verify_file(f, &data)?;
-        contents.push(data);
-    }
-    Ok((manifest, contents))
+    Ok(manifest)
 }
