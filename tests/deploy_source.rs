@@ -64,7 +64,8 @@ fn a_clean_tree_gives_its_commit_with_modes_and_links() {
 
 #[test]
 fn every_kind_of_dirtiness_is_refused_and_listed() {
-    let cases: [(&str, fn(&Path)); 4] = [
+    type MakeDirty = fn(&Path);
+    let cases: [(&str, MakeDirty); 4] = [
         ("modified: app/graph.yaml", |d| fs::write(d.join("app/graph.yaml"), "graph: changed\n").unwrap()),
         ("staged: new.yaml", |d| {
             fs::write(d.join("new.yaml"), "x\n").unwrap();
