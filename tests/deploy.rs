@@ -1,0 +1,379 @@
+//! Deploys end to end: a real etcd, real git repositories (and a real `git push` through the
+//! post-receive hook), several `mgmt run ... empty` agents. Asserted through files on disk,
+//! `mgmt deploy list --json` and `etcdctl`.
+
+mod common;
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use common::{Agent, TIMEOUT, TestDir, poll_until, read};
+use mgmt::deploy::store::DeployRecord;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real etcd on loopback with its own data dir; killed on drop.
+struct Etcd {
+    child: Child,
+    url: String,
+}
+
+impl Etcd {
+    fn start(t: &TestDir) -> Etcd {
+        let (client, peer) = (free_port(), free_port());
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .args(["--name", "t", "--data-dir"])
+            .arg(t.path("etcd-data"))
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("t={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(t.path("tmp/etcd.log")).unwrap())
+            .spawn()
+            .expect("starting etcd (Debian package etcd-server)");
+        let e = Etcd { child, url };
+        assert!(
+            poll_until(|| e.ctl(&["endpoint", "health"]).status.success(), TIMEOUT * 2),
+            "etcd did not start"
+        );
+        e
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(&self.url)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Ada")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Ada")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .output()
+        .expect("running git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A graph that writes `content` into `<out>/app.conf`.
+fn graph(out: &Path, content: &str) -> String {
+    format!(
+        "graph: app\nresources:\n  file:\n  - name: conf\n    path: {}/app.conf\n    content: \"{content}\\n\"\n",
+        out.display()
+    )
+}
+
+/// A work tree whose `graph.yaml` is committed with `content`.
+fn commit(repo: &Path, out: &Path, content: &str) -> String {
+    fs::write(repo.join("graph.yaml"), graph(out, content)).unwrap();
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", &format!("set {content}")]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+fn new_repo(t: &TestDir) -> PathBuf {
+    let repo = t.path("repo");
+    fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    repo
+}
+
+fn mgmt(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mgmt"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("MGMT_LOG")
+        .output()
+        .unwrap()
+}
+
+#[track_caller]
+fn deploy(e: &Etcd, dir: &Path, extra: &[&str]) -> u64 {
+    let mut args = vec!["deploy", "--seeds", &e.url];
+    args.extend_from_slice(extra);
+    let out = mgmt(dir, &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "mgmt {args:?} failed:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("deploy "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no deploy id in {stdout}"))
+}
+
+fn history(e: &Etcd) -> Vec<DeployRecord> {
+    let out = mgmt(Path::new("/"), &["deploy", "--seeds", &e.url, "list", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn agent(t: &TestDir, e: &Etcd, host: &str) -> Agent {
+    Agent::spawn(t, &["run", "--seeds", &e.url, "--hostname", host, "--tmp-prefix", "empty"])
+}
+
+#[test]
+fn agents_run_each_new_deploy_and_roll_back() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    // The three agents run one graph, so they manage one file: each agent's log shows it
+    // switched, and the file shows the content.
+    let out = t.path("out");
+    let agents: Vec<Agent> = ["a", "b", "c"].iter().map(|h| agent(&t, &e, h)).collect();
+    for a in &agents {
+        a.wait_log("running graph `empty`");
+    }
+
+    let c1 = commit(&repo, &out, "one");
+    let d1 = deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    assert_eq!(d1, 1);
+    for a in &agents {
+        a.wait_log("running deploy 1 (commit ");
+    }
+    agents[0].wait_content(&out.join("app.conf"), "one\n");
+
+    commit(&repo, &out, "two");
+    let d2 = deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    assert_eq!(d2, 2);
+    for a in &agents {
+        a.wait_log("running deploy 2 (commit ");
+    }
+    agents[0].wait_content(&out.join("app.conf"), "two\n");
+
+    // Deploying what is live is nothing new, unless forced.
+    let out2 = mgmt(&repo, &["deploy", "--seeds", &e.url, "yaml", "graph.yaml"]);
+    assert!(String::from_utf8_lossy(&out2.stdout).contains("nothing new: deploy 2"), "{out2:?}");
+
+    // Rollback by ID, then by commit: new records, every agent follows.
+    assert_eq!(deploy(&e, &repo, &["rollback", "1"]), 3);
+    for a in &agents {
+        a.wait_log("running deploy 3 (commit ");
+    }
+    agents[0].wait_content(&out.join("app.conf"), "one\n");
+    assert_eq!(deploy(&e, &repo, &["rollback", &c1[..10]]), 4);
+    let h = history(&e);
+    assert_eq!(h.iter().map(|r| r.id).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(h[2].rollback_of, Some(1));
+    assert_eq!(h[2].bundle, h[0].bundle);
+    assert_eq!(h[3].commit.as_deref(), Some(c1.as_str()));
+    // The chain: each record names the hash of the one before.
+    for w in h.windows(2) {
+        assert_eq!(w[1].parent.as_deref(), Some(w[0].hash().as_str()));
+    }
+    for a in &agents {
+        a.wait_log("running deploy 4 (commit ");
+        assert!(a.try_exit().is_none());
+    }
+
+    // mgmt status shows the deploy each host runs.
+    agents[0].wait_for("status to show deploy 4 on every host", || {
+        let s = mgmt(Path::new("/"), &["status", "--seeds", &e.url, "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap_or_default();
+        v.as_array()
+            .is_some_and(|a| a.len() == 3 && a.iter().all(|h| h["deploy"] == 4 && h["converged"] == true))
+    });
+}
+
+#[test]
+fn an_agent_started_after_five_deploys_runs_the_fifth() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    for n in 1..=5 {
+        commit(&repo, &out, &format!("v{n}"));
+        assert_eq!(deploy(&e, &repo, &["yaml", "graph.yaml"]), n);
+    }
+    let a = agent(&t, &e, "late");
+    a.wait_content(&out.join("app.conf"), "v5\n");
+    assert_eq!(a.count("running deploy"), 1, "{}", a.stderr());
+    a.wait_log("running deploy 5 (commit ");
+}
+
+#[test]
+fn ten_concurrent_deploys_get_consecutive_ids_and_a_clean_chain() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    commit(&repo, &t.path("out"), "same");
+    let children: Vec<Child> = (0..10)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_mgmt"))
+                .args(["deploy", "--seeds", &e.url, "--force", "yaml", "graph.yaml"])
+                .current_dir(&repo)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut ids: Vec<u64> = children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("deploy ")?.parse().ok())
+                .unwrap()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (1..=10).collect::<Vec<u64>>());
+    let h = history(&e);
+    assert_eq!(h.len(), 10);
+    for w in h.windows(2) {
+        assert_eq!(w[1].parent.as_deref(), Some(w[0].hash().as_str()), "broken chain at {}", w[1].id);
+    }
+    let latest = e.ctl(&["get", "/_mgmt/deploy/latest", "--print-value-only"]);
+    assert_eq!(String::from_utf8_lossy(&latest.stdout).trim(), "10");
+}
+
+#[test]
+fn a_tampered_blob_is_refused_and_the_previous_deploy_keeps_running() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "good");
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    let a = agent(&t, &e, "h1");
+    a.wait_content(&out.join("app.conf"), "good\n");
+
+    // Deploy 2's graph blob is tampered with before the deploy: `mgmt deploy` stores only
+    // missing blobs, so the record points at the tampered one, as if etcd had been
+    // changed behind everyone's back.
+    commit(&repo, &out, "evil-free");
+    let text = fs::read(repo.join("graph.yaml")).unwrap();
+    let sha = mgmt::deploy::bundle::sha256_hex(&text);
+    let key = format!("/_mgmt/storage/sha256/{sha}/0");
+    let put = e.ctl(&["put", &key, "graph: tampered\n"]);
+    assert!(put.status.success());
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    a.wait_log("ERROR deploy 2 refused: `graph.yaml`: ");
+    assert_eq!(read(out.join("app.conf")).as_deref(), Some("good\n"));
+    // The agent still runs deploy 1 and repairs drift.
+    fs::write(out.join("app.conf"), "drift\n").unwrap();
+    a.wait_content(&out.join("app.conf"), "good\n");
+    a.wait_for("the refusal in the host status", || {
+        let s = mgmt(Path::new("/"), &["status", "--seeds", &e.url, "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap_or_default();
+        v[0]["deploy"] == 1 && v[0]["deploy_error"].as_str().is_some_and(|m| m.starts_with("deploy 2: "))
+    });
+    let table = mgmt(Path::new("/"), &["status", "--seeds", &e.url]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("1 (latest refused)"));
+}
+
+#[test]
+fn no_git_deploys_the_directory_as_it_is() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let dir = t.path("plain");
+    fs::create_dir(&dir).unwrap();
+    let out = t.path("out");
+    fs::write(dir.join("graph.yaml"), graph(&out, "plain")).unwrap();
+    // Not a repository: plain deploy refuses, --no-git works.
+    let refused = mgmt(&dir, &["deploy", "--seeds", &e.url, "yaml", "graph.yaml"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--no-git"));
+    deploy(&e, &dir, &["--no-git", "yaml", "graph.yaml"]);
+    let h = history(&e);
+    assert_eq!(h[0].commit, None);
+    let a = agent(&t, &e, "h1");
+    a.wait_content(&out.join("app.conf"), "plain\n");
+}
+
+#[test]
+fn retention_keeps_n_deploys_fetchable_and_collects_the_rest() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    for n in 1..=6 {
+        commit(&repo, &out, &format!("v{n}"));
+        deploy(&e, &repo, &["--keep", "3", "yaml", "graph.yaml"]);
+    }
+    let ids: Vec<u64> = history(&e).iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![4, 5, 6]);
+    for id in [4, 5, 6] {
+        let s = mgmt(Path::new("/"), &["deploy", "--seeds", &e.url, "show", &id.to_string()]);
+        assert!(s.status.success(), "deploy {id} not fetchable: {}", String::from_utf8_lossy(&s.stderr));
+    }
+    // Blobs: 3 graphs + 3 manifests are all that is left.
+    let keys = e.ctl(&["get", "--prefix", "/_mgmt/storage/", "--keys-only"]);
+    let n = String::from_utf8_lossy(&keys.stdout).lines().filter(|l| !l.is_empty()).count();
+    assert_eq!(n, 6, "{}", String::from_utf8_lossy(&keys.stdout));
+    // A rollback to a pruned deploy is refused with the reason.
+    let r = mgmt(&repo, &["deploy", "--seeds", &e.url, "rollback", "2"]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("no deploy 2"));
+}
+
+#[test]
+fn a_push_deploys_through_the_hook_and_other_branches_do_nothing() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let bare = t.path("app.git");
+    fs::create_dir(&bare).unwrap();
+    git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    let hook = bare.join("hooks/post-receive");
+    fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/post-receive"), &hook).unwrap();
+    git(&bare, &["config", "mgmt.seeds", &e.url]);
+    git(&bare, &["config", "mgmt.binary", env!("CARGO_BIN_EXE_mgmt")]);
+    git(&bare, &["config", "mgmt.graph", "graph.yaml"]);
+    let agents: Vec<Agent> = ["a", "b", "c"].iter().map(|h| agent(&t, &e, h)).collect();
+
+    let work = t.path("work");
+    git(t.root(), &["clone", "-q", bare.to_str().unwrap(), "work"]);
+    let out = t.path("out");
+    let c = commit(&work, &out, "pushed");
+    let push = Command::new("git").args(["push", "origin", "HEAD:main"]).current_dir(&work).output().unwrap();
+    let said = String::from_utf8_lossy(&push.stderr);
+    assert!(push.status.success(), "{said}");
+    assert!(said.contains("remote: mgmt: deploy 1"), "the pusher did not get the deploy id:\n{said}");
+    assert!(said.contains(&format!("remote: mgmt: commit {c}")), "{said}");
+    for a in &agents {
+        a.wait_log("running deploy 1 (commit ");
+    }
+    agents[0].wait_content(&out.join("app.conf"), "pushed\n");
+
+    // Another branch: nothing deployed.
+    commit(&work, &out, "side");
+    let push = Command::new("git").args(["push", "origin", "HEAD:side"]).current_dir(&work).output().unwrap();
+    assert!(push.status.success());
+    assert!(!String::from_utf8_lossy(&push.stderr).contains("mgmt: deploy"));
+    assert_eq!(history(&e).len(), 1);
+
+    // A failing deploy says why, and the push still goes through.
+    fs::write(work.join("graph.yaml"), "graph: [unclosed\n").unwrap();
+    git(&work, &["commit", "-qam", "broken"]);
+    git(&bare, &["config", "mgmt.graph", "missing.yaml"]);
+    let push = Command::new("git").args(["push", "origin", "HEAD:main"]).current_dir(&work).output().unwrap();
+    let said = String::from_utf8_lossy(&push.stderr);
+    assert!(push.status.success(), "{said}");
+    assert!(said.contains("the deploy failed; the push itself went through"), "{said}");
+    assert!(said.contains("entry `missing.yaml`"), "{said}");
+    assert_eq!(history(&e).len(), 1);
+}
