@@ -149,6 +149,8 @@ pub struct EtcdWorld {
     /// The exports wanted, with a generation number, and the last generation published.
     desired_exports: watch::Sender<(u64, Vec<Exported>)>,
     published_exports: watch::Sender<u64>,
+    /// What `exported/<hostname>/` held after the last publication.
+    published_keys: std::sync::Mutex<Option<BTreeMap<String, Vec<u8>>>>,
     collected: watch::Sender<Vec<Exported>>,
     status: watch::Sender<Option<HostStatus>>,
     kv_changes: broadcast::Sender<String>,
@@ -181,6 +183,7 @@ impl EtcdWorld {
             health,
             desired_exports: watch::channel((0, Vec::new())).0,
             published_exports: watch::channel(0).0,
+            published_keys: std::sync::Mutex::new(None),
             collected: watch::channel(Vec::new()).0,
             status: watch::channel(None).0,
             kv_changes: broadcast::channel(1024).0,
@@ -213,9 +216,9 @@ impl EtcdWorld {
         let (first_tx, first_rx) = oneshot::channel();
         let exports_nudge = Arc::new(Notify::new());
         tokio::spawn(world.clone().register_task(first_tx, exports_nudge.clone()));
-        tokio::spawn(world.clone().export_task(exports_nudge));
+        tokio::spawn(world.clone().export_task(exports_nudge.clone()));
         let (exported_rx, mut exported_loaded) = world.clone().spawn_mirror(world.keys.exported());
-        tokio::spawn(world.clone().collect_task(exported_rx));
+        tokio::spawn(world.clone().collect_task(exported_rx, exports_nudge));
         let (kv_rx, _) = world.clone().spawn_mirror(world.keys.kv_prefix());
         tokio::spawn(world.clone().kv_task(kv_rx));
 
@@ -422,20 +425,25 @@ impl EtcdWorld {
         }
     }
 
-    /// Make `exported/<hostname>/` hold exactly what this host exports.
+    /// Make `exported/<hostname>/` hold exactly what this host exports. What it published
+    /// last is remembered, so a change costs one transaction; after an error or a reconnect
+    /// the keys are read again first.
     async fn export_task(self: Arc<Self>, nudge: Arc<Notify>) {
         let Some(c) = self.client().await else { return };
         let mut desired_rx = self.desired_exports.subscribe();
         let mut backoff = Backoff::new();
+        let mut known: Option<BTreeMap<String, Vec<u8>>> = None;
         loop {
             let (generation, desired) = desired_rx.borrow_and_update().clone();
-            match self.reconcile_exports(&mut c.clone(), &desired).await {
-                Ok(()) => {
+            match self.reconcile_exports(&mut c.clone(), &desired, known.take()).await {
+                Ok(now) => {
+                    *self.published_keys.lock().unwrap() = Some(now.clone());
+                    known = Some(now);
                     backoff.reset();
                     self.published_exports.send_replace(generation);
                     tokio::select! {
                         _ = desired_rx.changed() => {}
-                        _ = nudge.notified() => {}
+                        _ = nudge.notified() => known = None,
                         _ = self.cancel.cancelled() => return,
                     }
                 }
@@ -450,32 +458,40 @@ impl EtcdWorld {
         }
     }
 
+    /// Returns what `exported/<hostname>/` holds afterwards.
     async fn reconcile_exports(
         &self,
         c: &mut Client,
         desired: &[Exported],
-    ) -> Result<(), etcd_client::Error> {
-        let prefix = self.keys.exported_by(&self.cfg.hostname);
-        let have = c.get(prefix.clone(), Some(GetOptions::new().with_prefix())).await?;
-        let mut existing: BTreeMap<String, Vec<u8>> = have
-            .kvs()
-            .iter()
-            .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec()))
-            .collect();
+        known: Option<BTreeMap<String, Vec<u8>>>,
+    ) -> Result<BTreeMap<String, Vec<u8>>, etcd_client::Error> {
+        let mut existing = match known {
+            Some(k) => k,
+            None => {
+                let prefix = self.keys.exported_by(&self.cfg.hostname);
+                let have = c.get(prefix, Some(GetOptions::new().with_prefix())).await?;
+                have.kvs()
+                    .iter()
+                    .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec()))
+                    .collect()
+            }
+        };
+        let mut after = BTreeMap::new();
         let mut ops = Vec::new();
         for e in desired {
             let key = self.keys.export(e);
             let value = serde_json::to_vec(e).expect("exports serialize");
             if existing.remove(&key).as_deref() != Some(value.as_slice()) {
-                ops.push(TxnOp::put(key, value, None));
+                ops.push(TxnOp::put(key.clone(), value.clone(), None));
             }
+            after.insert(key, value);
         }
         ops.extend(existing.into_keys().map(|k| TxnOp::delete(k, None)));
         // etcd limits the operations of one transaction (128 by default).
         for chunk in ops.chunks(100) {
             c.txn(Txn::new().and_then(chunk.to_vec())).await?;
         }
-        Ok(())
+        Ok(after)
     }
 
     /// Mirror every key under `prefix`: read it, then watch from the revision read; on
@@ -551,12 +567,34 @@ impl EtcdWorld {
     }
 
     /// Turn the mirror of `exported/` into the collected resources.
-    async fn collect_task(self: Arc<Self>, mut rx: watch::Receiver<BTreeMap<String, Vec<u8>>>) {
+    /// Also notices this host's exports changed behind its back (deleted with etcdctl, say)
+    /// and has them published again.
+    async fn collect_task(
+        self: Arc<Self>,
+        mut rx: watch::Receiver<BTreeMap<String, Vec<u8>>>,
+        nudge: Arc<Notify>,
+    ) {
+        let own = self.keys.exported_by(&self.cfg.hostname);
         loop {
+            {
+                let map = rx.borrow();
+                let mine: BTreeMap<String, Vec<u8>> = map
+                    .range(own.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&own))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let published = self.published_keys.lock().unwrap();
+                if published.as_ref().is_some_and(|p| *p != mine) {
+                    nudge.notify_one();
+                }
+            }
             let list: Vec<Exported> = rx
                 .borrow_and_update()
                 .iter()
                 .filter_map(|(k, v)| match serde_json::from_slice::<Exported>(v) {
+                    // Its own exports are in its graph already; seeing them come back
+                    // would only cost a useless re-assembly per change.
+                    Ok(e) if e.host == self.cfg.hostname => None,
                     Ok(e) => Some(e),
                     Err(err) => {
                         warn!("ignoring {k}: not an exported resource ({err})");

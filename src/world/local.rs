@@ -1,5 +1,5 @@
-//! The in-process world of a standalone agent: this host's exports are all there is, and
-//! `kv` values live in memory for the life of the process.
+//! The in-process world of a standalone agent: there are no other hosts, so nothing is
+//! collected; `kv` values live in memory for the life of the process.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,7 +11,8 @@ use super::{Exported, HostStatus, KvValue, World, WorldError};
 
 pub struct LocalWorld {
     hostname: String,
-    exports: watch::Sender<Vec<Exported>>,
+    /// Always empty: no other host exports anything here.
+    collected: watch::Sender<Vec<Exported>>,
     kv: Mutex<HashMap<String, KvValue>>,
     kv_changes: broadcast::Sender<String>,
 }
@@ -20,7 +21,7 @@ impl LocalWorld {
     pub fn new(hostname: impl Into<String>) -> Self {
         LocalWorld {
             hostname: hostname.into(),
-            exports: watch::channel(Vec::new()).0,
+            collected: watch::channel(Vec::new()).0,
             kv: Mutex::default(),
             kv_changes: broadcast::channel(1024).0,
         }
@@ -33,17 +34,12 @@ impl World for LocalWorld {
         &self.hostname
     }
 
-    async fn export(&self, resources: Vec<Exported>) -> anyhow::Result<()> {
-        self.exports.send_if_modified(|cur| {
-            let changed = *cur != resources;
-            *cur = resources;
-            changed
-        });
+    async fn export(&self, _resources: Vec<Exported>) -> anyhow::Result<()> {
         Ok(())
     }
 
     fn collected(&self) -> watch::Receiver<Vec<Exported>> {
-        self.exports.subscribe()
+        self.collected.subscribe()
     }
 
     fn report(&self, _status: HostStatus) {}

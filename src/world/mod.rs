@@ -71,7 +71,7 @@ pub trait World: Send + Sync {
     fn hostname(&self) -> &str;
     /// Replace everything this host exports. Never waits for the network.
     async fn export(&self, resources: Vec<Exported>) -> anyhow::Result<()>;
-    /// Every exported resource of every host, updated live.
+    /// Every resource exported by the other hosts, updated live.
     fn collected(&self) -> watch::Receiver<Vec<Exported>>;
     /// Publish this host's status. Never waits for the network.
     fn report(&self, status: HostStatus);
