@@ -5,63 +5,12 @@
 mod common;
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use common::{Agent, TIMEOUT, TestDir, poll_until, read};
+use common::etcd::Etcd;
+use common::{Agent, TestDir, read};
 use mgmt::deploy::store::DeployRecord;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A real etcd on loopback with its own data dir; killed on drop.
-struct Etcd {
-    child: Child,
-    url: String,
-}
-
-impl Etcd {
-    fn start(t: &TestDir) -> Etcd {
-        let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
-            .args(["--name", "t", "--data-dir"])
-            .arg(t.path("etcd-data"))
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("t={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(t.path("tmp/etcd.log")).unwrap())
-            .spawn()
-            .expect("starting etcd (Debian package etcd-server)");
-        let e = Etcd { child, url };
-        assert!(
-            poll_until(|| e.ctl(&["endpoint", "health"]).status.success(), TIMEOUT * 2),
-            "etcd did not start"
-        );
-        e
-    }
-
-    fn ctl(&self, args: &[&str]) -> Output {
-        Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg("--endpoints")
-            .arg(&self.url)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")

@@ -236,7 +236,13 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                 match assemble(&spec, &hostname, &c) {
                     Ok(a) => {
                         for w in &a.warnings { warn!("{w}"); }
-                        engine.swap(a.graph);
+                        let plan = engine.swap(a.graph);
+                        if !(plan.start.is_empty() && plan.stop.is_empty()) {
+                            info!(
+                                "collected resources changed: {} kept, {} started, {} stopped",
+                                plan.keep.len(), plan.start.len(), plan.stop.len()
+                            );
+                        }
                         report(&engine, &spec, &source, deploy, &deploy_error);
                     }
                     Err(e) => error!("collected resources: {e}; keeping the running graph"),

@@ -338,3 +338,4 @@ impl Drop for Agent {
         self.kill9();
     }
 }
+pub mod etcd;
