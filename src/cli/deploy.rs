@@ -85,7 +85,7 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
                     println!(
                         "{:<6} {:<20} {:<12} {:<30} {:<12} {}",
                         r.id,
-                        r.time,
+                        utc(r.time),
                         r.commit.as_deref().map(|c| &c[..12.min(c.len())]).unwrap_or("-"),
                         r.author.as_deref().unwrap_or("-"),
                         &r.bundle[..12.min(r.bundle.len())],
@@ -143,6 +143,21 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
     }
 }
 
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC), by the civil-from-days algorithm.
+pub fn utc(t: u64) -> String {
+    let (days, secs) = ((t / 86400) as i64, t % 86400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
 /// Retention after a deploy; a failure here does not undo the deploy, so it is a warning.
 async fn prune(c: &mut Client, keys: &DeployKeys, keep: u64) {
     match store::prune(c, keys, keep as usize).await {
@@ -175,4 +190,14 @@ fn build(file: &std::path::Path, no_git: bool, commit: Option<&str>) -> Result<B
         _ => source::path_in_repo(file)?,
     };
     source::from_git(&start, "yaml", &entry, commit)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(super::utc(1_795_388_462), "2026-11-22 23:01:02");
+    }
 }
