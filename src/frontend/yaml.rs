@@ -63,6 +63,7 @@ yaml_kinds! {
     kv => resources::kv::Kv,
     noop => resources::noop::Noop,
     print => resources::print::Print,
+    svc => resources::svc::Svc,
     timer => resources::timer::Timer,
 }
 

@@ -8,6 +8,7 @@ pub mod fswatch;
 pub mod kv;
 pub mod noop;
 pub mod print;
+pub mod svc;
 pub mod timer;
 
 use std::any::Any;
@@ -238,7 +239,7 @@ macro_rules! resource_common {
 }
 
 /// Every kind this build knows, for error messages and docs.
-pub const KINDS: &[&str] = &["exec", "file", "kv", "noop", "print", "timer"];
+pub const KINDS: &[&str] = &["exec", "file", "kv", "noop", "print", "svc", "timer"];
 
 /// Decode a kind's params from JSON (world exports). Frontends decode their own syntax.
 pub fn from_json(kind: &str, value: serde_json::Value) -> Result<Box<dyn Resource>, String> {
@@ -251,6 +252,7 @@ pub fn from_json(kind: &str, value: serde_json::Value) -> Result<Box<dyn Resourc
         "kv" => de::<kv::Kv>(value),
         "noop" => de::<noop::Noop>(value),
         "print" => de::<print::Print>(value),
+        "svc" => de::<svc::Svc>(value),
         "timer" => de::<timer::Timer>(value),
         other => Err(format!("unknown resource kind `{other}` (known: {})", KINDS.join(", "))),
     }
