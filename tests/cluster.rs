@@ -1,22 +1,71 @@
-//! Several agents on one real etcd: the talk's three-host demo, live export changes and
-//! removals, registration on a lease, duplicate hostnames, `mgmt status`, the `kv` resource,
-//! an etcd outage and compaction. Asserted through files on disk and `etcdctl`.
+//! Several agents on one real etcd (`tests/common/etcd.rs`): the talk's three-host demo with
+//! live export changes and removals, registration on a lease, duplicate hostnames,
+//! `mgmt status`, the `kv` resource and `--etcd-namespace`, compaction. Asserted through
+//! files on disk, the binary's output and `etcdctl`. The etcd outage is in
+//! `tests/cluster_outage.rs`.
 
 mod common;
 
 use std::fs;
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::path::Path;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
 
-use common::etcd::Etcd;
-use common::{Agent, TestDir, read};
+use common::etcd::{Etcd, base64_decode};
+use common::{Agent, Finished, TestDir, read};
+use serde_json::{Value, json};
 
-/// The talk's graph for host `h` (A, B or C), with /tmp moved into the test directory.
+/// How long any cluster condition may take (several agents and an etcd per test, tests in
+/// parallel on a small machine).
+const LONG: Duration = Duration::from_secs(30);
+
+/// Poll `cond` every 50 ms (conditions may run `etcdctl`) until it holds or [`LONG`] passes;
+/// whether it held.
+fn poll(mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() >= LONG {
+            return false;
+        }
+        sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// Panic with `what` and every agent's log.
+#[track_caller]
+fn fail(what: &str, agents: &[&Agent]) -> ! {
+    let logs: String = agents
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("--- agent #{i} (exit: {:?}) stderr:\n{}", a.try_exit(), a.stderr()))
+        .collect();
+    panic!("timed out after {LONG:?} waiting for: {what} (at {})\n{logs}", std::panic::Location::caller());
+}
+
+/// Wait until `cond` holds; on timeout panic with `what` and every agent's log.
+#[track_caller]
+fn wait(what: &str, agents: &[&Agent], cond: impl FnMut() -> bool) {
+    if !poll(cond) {
+        fail(what, agents);
+    }
+}
+
+/// Wait until `path` holds exactly `content`.
+#[track_caller]
+fn wait_content(agents: &[&Agent], path: &Path, content: &str) {
+    if !poll(|| read(path).as_deref() == Some(content)) {
+        fail(&format!("{} to contain {content:?}; it has {:?}", path.display(), read(path)), agents);
+    }
+}
+
+/// The talk's graph for host `h` (A, B or C), with /tmp moved into the test directory:
+/// exports `@@file<h>` (`mgmt<H>/f<H>` holding `content` and a newline), collects files
+/// into `mgmt<H>/`.
 fn host_yaml(t: &TestDir, h: char, content: &str) -> String {
     let l = h.to_ascii_lowercase();
     format!(
-        r#"---
-graph: mygraph
+        r#"graph: mygraph
 resources:
   file:
   - name: "@@file{l}"
@@ -33,35 +82,119 @@ edges: []
     )
 }
 
-fn talk_content(h: char) -> String {
+/// The content the talk's host `h` exports (without the newline YAML's `|` adds).
+fn talk(h: char) -> String {
     format!("i am f{h}, exported from host {h}")
 }
 
+/// Start the talk's host `h` (graph file `<h>.yaml`) with `--hostname <h>`.
 fn start_host(t: &TestDir, e: &Etcd, h: char, extra: &[&str]) -> Agent {
-    let yaml = t.write_yaml(&format!("{h}.yaml"), &host_yaml(t, h, &talk_content(h)));
+    let yaml = t.write_yaml(&format!("{h}.yaml"), &host_yaml(t, h, &talk(h)));
     let host = h.to_string();
-    let mut args = vec!["--seeds", e.url.as_str(), "--hostname", host.as_str()];
+    let mut args = vec!["--seeds", e.url(), "--hostname", host.as_str()];
     args.extend_from_slice(extra);
     t.agent(&args, &yaml)
 }
 
-fn mgmt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mgmt")).args(args).env_remove("MGMT_LOG").output().unwrap()
-}
-
-fn status_json(e: &Etcd) -> serde_json::Value {
-    let out = mgmt(&["status", "--seeds", &e.url, "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Wait until every host has the three files with their exporters' content.
-fn all_files_everywhere(t: &TestDir, a: &Agent, hosts: &[char]) {
+/// Wait until every host in `hosts` has every host's file with its exporter's content.
+#[track_caller]
+fn all_files_everywhere(t: &TestDir, agents: &[&Agent], hosts: &[char]) {
     for h in hosts {
         for x in hosts {
-            a.wait_content(&t.path(&format!("mgmt{h}/f{x}")), &format!("{}\n", talk_content(*x)));
+            wait_content(agents, &t.path(&format!("mgmt{h}/f{x}")), &format!("{}\n", talk(*x)));
         }
     }
+}
+
+/// Run `mgmt <args>` to its end (bounded), output captured.
+fn mgmt(t: &TestDir, args: &[&str]) -> Finished {
+    let a = Agent::spawn(t, args);
+    let status = a.wait_exit();
+    Finished { status, stdout: a.stdout(), stderr: a.stderr() }
+}
+
+/// `mgmt status --json`: the array of host status objects.
+#[track_caller]
+fn status_json(t: &TestDir, e: &Etcd) -> Vec<Value> {
+    let out = mgmt(t, &["status", "--seeds", e.url(), "--json"]);
+    out.assert_code(0);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|err| panic!("{err}: {}", out.stdout));
+    v.as_array().unwrap_or_else(|| panic!("not a JSON array: {v}")).clone()
+}
+
+/// The status object of `host` in a `mgmt status --json` array.
+fn host_in<'a>(v: &'a [Value], host: &str) -> Option<&'a Value> {
+    v.iter().find(|s| s["hostname"] == host)
+}
+
+/// The shape of a `hosts/<hostname>` value.
+#[track_caller]
+fn assert_host_status(v: &Value, host: &str) {
+    assert_eq!(v["hostname"], host, "{v}");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{v}");
+    assert!(v["converged"].is_boolean(), "{v}");
+    assert!(v["resources"].is_u64(), "{v}");
+    assert!(v["failed"].is_array(), "{v}");
+    assert!(v["last_error"].is_null() || v["last_error"].is_string(), "{v}");
+    assert!(v.get("deploy").is_some_and(Value::is_null), "{v}");
+}
+
+/// Write `drift` into `path` until a write survives `quiet` untouched (an agent may still be
+/// managing the file right after the change that makes it stop); panic after [`LONG`].
+#[track_caller]
+fn wait_unmanaged(agents: &[&Agent], path: &Path, drift: &str, quiet: Duration) {
+    wait(&format!("{} to be left alone", path.display()), agents, || {
+        fs::write(path, drift).unwrap();
+        sleep(quiet);
+        read(path).as_deref() == Some(drift)
+    });
+}
+
+#[test]
+fn the_etcd_harness_works() {
+    assert_eq!(base64_decode("L19tZ210L2hvc3RzL0E="), b"/_mgmt/hosts/A");
+    assert_eq!(base64_decode("YQpi"), b"a\nb");
+    assert_eq!(base64_decode("YWI"), b"ab");
+    assert_eq!(base64_decode(""), b"");
+
+    let t = TestDir::new();
+    let mut e = Etcd::start(&t);
+    let other = Etcd::start(&t);
+    assert_ne!(e.url(), other.url());
+    assert_ne!(e.name(), other.name());
+    assert_ne!(e.data_dir(), other.data_dir());
+    assert!(e.data_dir().starts_with(t.root()), "{}", e.data_dir().display());
+    assert!(e.url().starts_with("http://127.0.0.1:"), "{}", e.url());
+
+    e.etcdctl(&["put", "/h/a", r#"{"x":1}"#]);
+    e.etcdctl(&["put", "/h/b", "two\nlines"]);
+    e.etcdctl(&["put", "/hz", "outside"]);
+    assert_eq!(e.etcdctl(&["get", "/h/a", "--print-value-only"]).trim_end(), r#"{"x":1}"#);
+    assert_eq!(
+        e.get_prefix("/h/"),
+        [("/h/a".to_string(), r#"{"x":1}"#.to_string()), ("/h/b".to_string(), "two\nlines".to_string())]
+    );
+    assert_eq!(e.get_prefix_json("/h/a"), [("/h/a".to_string(), json!({"x": 1}))]);
+    assert_eq!(e.get_json("/h/a"), Some(json!({"x": 1})));
+    assert_eq!(e.get_json("/h/nothing"), None);
+    assert_eq!(e.keys("/h"), ["/h/a", "/h/b", "/hz"]);
+    assert!(other.get_prefix("/").is_empty(), "two etcds share data");
+    assert_eq!(e.lease_ttl_of("/h/a"), None);
+    let lease = e.etcdctl(&["lease", "grant", "7"]);
+    let id = lease.split_whitespace().nth(1).expect("lease id");
+    e.etcdctl(&["put", "--lease", id, "/h/leased", "v"]);
+    assert_eq!(e.lease_ttl_of("/h/leased"), Some(7));
+
+    // Killed: nothing answers. Started again: same URL, same data.
+    let url = e.url().to_string();
+    e.kill();
+    assert!(!e.running());
+    assert!(!e.healthy());
+    e.restart();
+    assert!(e.running());
+    assert_eq!(e.url(), url);
+    assert_eq!(e.get_json("/h/a"), Some(json!({"x": 1})));
+    assert!(other.healthy());
 }
 
 #[test]
@@ -70,57 +203,83 @@ fn the_talks_three_host_demo() {
     let e = Etcd::start(&t);
     // Started one after another, as in the talk.
     let a = start_host(&t, &e, 'A', &[]);
-    a.wait_content(&t.path("mgmtA/fA"), &format!("{}\n", talk_content('A')));
+    wait_content(&[&a], &t.path("mgmtA/fA"), &format!("{}\n", talk('A')));
     let b = start_host(&t, &e, 'B', &[]);
-    all_files_everywhere(&t, &a, &['A', 'B']);
+    all_files_everywhere(&t, &[&a, &b], &['A', 'B']);
     let c = start_host(&t, &e, 'C', &[]);
-    all_files_everywhere(&t, &a, &['A', 'B', 'C']);
+    let all = [&a, &b, &c];
+    all_files_everywhere(&t, &all, &['A', 'B', 'C']);
+    for h in ['A', 'B', 'C'] {
+        let mut names = common::entries_containing(t.path(&format!("mgmt{h}")), "");
+        names.retain(|n| !n.ends_with(".mgmt-tmp"));
+        assert_eq!(names, ["fA", "fB", "fC"], "mgmt{h}");
+    }
 
     // What the cluster holds, read with etcdctl: readable JSON.
-    let exported = e.get_prefix("/_mgmt/exported/");
+    let exported = e.get_prefix_json("/_mgmt/exported/");
     let keys: Vec<&str> = exported.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         keys,
         ["/_mgmt/exported/A/file/filea", "/_mgmt/exported/B/file/fileb", "/_mgmt/exported/C/file/filec"]
     );
-    let fa: serde_json::Value = serde_json::from_str(&exported[0].1).unwrap();
-    assert_eq!(fa["host"], "A");
-    assert_eq!(fa["params"]["content"], format!("{}\n", talk_content('A')));
-    a.wait_for("three converged hosts", || {
-        ['A', 'B', 'C']
-            .iter()
-            .all(|h| e.get_json(&format!("/_mgmt/hosts/{h}")).is_some_and(|s| s["converged"] == true))
+    for ((_, v), h) in exported.iter().zip(['A', 'B', 'C']) {
+        let l = h.to_ascii_lowercase();
+        assert_eq!(v["host"], h.to_string(), "{v}");
+        assert_eq!(v["kind"], "file", "{v}");
+        assert_eq!(v["name"], format!("file{l}"), "{v}");
+        assert_eq!(v["params"]["path"], t.p(&format!("mgmt{h}/f{h}")), "{v}");
+        assert_eq!(v["params"]["content"], format!("{}\n", talk(h)), "{v}");
+    }
+    wait("three registered, converged hosts running three resources each", &all, || {
+        let hosts = e.get_prefix_json("/_mgmt/hosts/");
+        hosts.len() == 3 && hosts.iter().all(|(_, v)| v["converged"] == true && v["resources"] == 3)
     });
-    let ha = e.get_json("/_mgmt/hosts/A").unwrap();
-    assert_eq!(ha["hostname"], "A");
-    assert_eq!(ha["resources"], 3);
-    assert_eq!(ha["version"], env!("CARGO_PKG_VERSION"));
+    let hosts = e.get_prefix_json("/_mgmt/hosts/");
+    let keys: Vec<&str> = hosts.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["/_mgmt/hosts/A", "/_mgmt/hosts/B", "/_mgmt/hosts/C"]);
+    for ((_, v), h) in hosts.iter().zip(["A", "B", "C"]) {
+        assert_host_status(v, h);
+        assert_eq!(v["failed"], json!([]), "{v}");
+        assert_eq!(v["last_error"], Value::Null, "{v}");
+    }
 
     // A collected file is enforced like a local one.
     fs::write(t.path("mgmtB/fA"), "drift\n").unwrap();
-    b.wait_content(&t.path("mgmtB/fA"), &format!("{}\n", talk_content('A')));
+    wait_content(&all, &t.path("mgmtB/fA"), &format!("{}\n", talk('A')));
 
-    // A changed export reaches every collector live.
-    t.replace_yaml("A.yaml", &host_yaml(&t, 'A', "i am fA, version 2"));
+    // A changed export (the graph file rewritten in place) reaches every collector live.
+    t.write_yaml("A.yaml", &host_yaml(&t, 'A', "i am fA, version 2"));
     for h in ['A', 'B', 'C'] {
-        c.wait_content(&t.path(&format!("mgmt{h}/fA")), "i am fA, version 2\n");
+        wait_content(&all, &t.path(&format!("mgmt{h}/fA")), "i am fA, version 2\n");
     }
+    wait("the new content in etcd", &all, || {
+        e.get_json("/_mgmt/exported/A/file/filea")
+            .is_some_and(|v| v["params"]["content"] == "i am fA, version 2\n")
+    });
 
-    // Removed from A's graph: the key goes, collectors stop managing the file (it stays).
-    let without =
-        host_yaml(&t, 'A', "x").replace("  file:\n  - name: \"@@filea\"", "  file:\n  - name: \"locala\"");
-    t.replace_yaml("A.yaml", &without);
-    a.wait_for("A's export removed", || e.get_prefix("/_mgmt/exported/A/").is_empty());
-    b.wait_log("collected resources changed: 2 kept, 0 started, 1 stopped");
-    fs::write(t.path("mgmtB/fA"), "mine now\n").unwrap();
-    // B's own file is still enforced (proof that B is alive and watching) ...
+    // Removed from A's graph (A keeps the file, not exported): the key goes, the others stay.
+    let local = host_yaml(&t, 'A', "i am fA, version 2").replace("\"@@filea\"", "filea");
+    t.replace_yaml("A.yaml", &local);
+    wait("A's export to be removed from etcd", &all, || e.get_prefix("/_mgmt/exported/A/").is_empty());
+    assert_eq!(e.keys("/_mgmt/exported/"), ["/_mgmt/exported/B/file/fileb", "/_mgmt/exported/C/file/filec"]);
+    // Collectors leave the file in place and stop managing it: a drift stays.
+    for h in ['B', 'C'] {
+        assert_eq!(read(t.path(&format!("mgmt{h}/fA"))).as_deref(), Some("i am fA, version 2\n"));
+    }
+    wait_unmanaged(&all, &t.path("mgmtB/fA"), "mine now\n", Duration::from_millis(1500));
+    wait_unmanaged(&all, &t.path("mgmtC/fA"), "mine too\n", Duration::from_millis(1500));
+    // B's own file and its other collected file are still enforced ...
     fs::write(t.path("mgmtB/fB"), "drift\n").unwrap();
-    b.wait_content(&t.path("mgmtB/fB"), &format!("{}\n", talk_content('B')));
-    // ... and by then, a drift of the dropped file would have been repaired too.
-    std::thread::sleep(Duration::from_millis(300));
+    wait_content(&all, &t.path("mgmtB/fB"), &format!("{}\n", talk('B')));
+    fs::remove_file(t.path("mgmtB/fC")).unwrap();
+    wait_content(&all, &t.path("mgmtB/fC"), &format!("{}\n", talk('C')));
+    // ... and so is A's file on A, now a local resource.
+    fs::write(t.path("mgmtA/fA"), "drift\n").unwrap();
+    wait_content(&all, &t.path("mgmtA/fA"), "i am fA, version 2\n");
     assert_eq!(read(t.path("mgmtB/fA")).as_deref(), Some("mine now\n"));
-    for ag in [&a, &b, &c] {
-        assert!(ag.try_exit().is_none(), "{}", ag.stderr());
+    assert_eq!(read(t.path("mgmtC/fA")).as_deref(), Some("mine too\n"));
+    for (ag, h) in all.iter().zip(['A', 'B', 'C']) {
+        assert!(ag.try_exit().is_none(), "{h} exited:\n{}", ag.stderr());
     }
 }
 
@@ -129,34 +288,78 @@ fn hosts_register_on_a_lease() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
     let a = start_host(&t, &e, 'A', &["--lease-ttl", "2"]);
-    let b = start_host(&t, &e, 'B', &[]);
-    a.wait_for("both registered and exporting", || {
-        e.get_prefix("/_mgmt/hosts/").len() == 2 && e.get_prefix("/_mgmt/exported/").len() == 2
+    let b = start_host(&t, &e, 'B', &["--lease-ttl", "30"]);
+    wait("both registered and exporting", &[&a, &b], || {
+        e.keys("/_mgmt/hosts/").len() == 2 && e.keys("/_mgmt/exported/").len() == 2
     });
-    // Killed: gone when the lease expires.
+    assert_eq!(e.lease_ttl_of("/_mgmt/hosts/A"), Some(2));
+    assert_eq!(e.lease_ttl_of("/_mgmt/hosts/B"), Some(30));
+
+    // Killed: gone once the lease expires.
     a.kill9();
-    b.wait_for("A's lease to expire", || e.get_json("/_mgmt/hosts/A").is_none());
+    wait("A's key to vanish with its lease", &[&a, &b], || e.get_json("/_mgmt/hosts/A").is_none());
     assert!(e.get_json("/_mgmt/hosts/B").is_some());
-    // Stopped: gone at once (the lease is revoked), with exit code 0.
-    assert_eq!(b.interrupt().code(), Some(0));
-    assert!(e.get_json("/_mgmt/hosts/B").is_none(), "B still registered after a clean stop");
-    // Exports outlive their agents.
-    assert_eq!(e.get_prefix("/_mgmt/exported/").len(), 2);
+
+    // Stopped: gone at once (the lease is revoked, not left to expire in 30 s), exit code 0.
+    assert_eq!(b.interrupt().code(), Some(0), "{}", b.stderr());
+    assert!(
+        common::poll_until(|| e.get_json("/_mgmt/hosts/B").is_none(), Duration::from_secs(5)),
+        "B still registered 5 s after a clean stop (lease not revoked?): {:?}",
+        e.get_json("/_mgmt/hosts/B")
+    );
+    // Exports are not on the lease.
+    assert_eq!(e.keys("/_mgmt/exported/").len(), 2);
+
+    // A TTL under 2 s is refused.
+    let yaml = t.write_yaml("short.yaml", "graph: short\nresources:\n  noop:\n  - name: n\n");
+    let short = t.run_to_end(&["--seeds", e.url(), "--hostname", "short", "--lease-ttl", "1"], &yaml);
+    assert_ne!(short.status.code(), Some(0), "{}", short.stderr);
+    assert!(short.stderr.contains("lease-ttl"), "{}", short.stderr);
+    assert!(e.get_json("/_mgmt/hosts/short").is_none());
 }
 
 #[test]
 fn a_second_agent_with_the_same_hostname_is_refused() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
-    let first = start_host(&t, &e, 'A', &[]);
-    first.wait_for("A registered", || e.get_json("/_mgmt/hosts/A").is_some());
-    let before = e.get_json("/_mgmt/hosts/A").unwrap();
-    let yaml = t.write_yaml("other.yaml", "graph: other\nresources:\n  noop:\n  - name: n\n");
-    let second = t.run_to_end(&["--seeds", &e.url, "--hostname", "A"], &yaml);
-    second.assert_code(1).assert_stderr_has("another agent is already registered as `A` in this cluster");
-    assert!(!second.stderr.contains("running graph"), "{}", second.stderr);
-    assert!(first.try_exit().is_none());
-    assert_eq!(e.get_json("/_mgmt/hosts/A").unwrap()["pid"], before["pid"]);
+    let file_yaml = |name: &str| {
+        format!(
+            "graph: {name}\nresources:\n  file:\n  - name: {name}\n    path: {}\n    content: \"{name}\\n\"\n",
+            t.p(name)
+        )
+    };
+    let first_yaml = t.write_yaml("first.yaml", &file_yaml("first"));
+    let first = t.agent(&["--seeds", e.url(), "--hostname", "dup-host"], &first_yaml);
+    wait("the first registered", &[&first], || e.get_json("/_mgmt/hosts/dup-host").is_some());
+    wait_content(&[&first], &t.path("first"), "first\n");
+    let before = e.get_json("/_mgmt/hosts/dup-host").unwrap();
+    assert_eq!(before["pid"], first.pid().as_raw(), "{before}");
+
+    let second_yaml = t.write_yaml("second.yaml", &file_yaml("second"));
+    let second = t.run_to_end(&["--seeds", e.url(), "--hostname", "dup-host"], &second_yaml);
+    second.assert_code(1);
+    assert!(
+        second.stderr.lines().any(|l| l.contains("already") && l.contains("dup-host")),
+        "no error naming the hostname:\n{}",
+        second.stderr
+    );
+    assert!(!t.path("second").exists(), "the refused agent applied its graph");
+
+    // The first keeps running, registered as before, and keeps enforcing.
+    assert!(first.try_exit().is_none(), "{}", first.stderr());
+    let after = e.get_json("/_mgmt/hosts/dup-host").expect("the first's key");
+    assert_eq!(after["pid"], before["pid"], "{after}");
+    assert_eq!(after["started"], before["started"], "{after}");
+    fs::write(t.path("first"), "drift\n").unwrap();
+    wait_content(&[&first], &t.path("first"), "first\n");
+
+    // Once the first has stopped, the name is free again.
+    assert_eq!(first.interrupt().code(), Some(0));
+    let third = t.agent(&["--seeds", e.url(), "--hostname", "dup-host"], &second_yaml);
+    wait_content(&[&third], &t.path("second"), "second\n");
+    wait("the third registered", &[&third], || {
+        e.get_json("/_mgmt/hosts/dup-host").is_some_and(|v| v["pid"] == third.pid().as_raw())
+    });
 }
 
 #[test]
@@ -168,92 +371,127 @@ fn status_shows_every_host() {
         "bad.yaml",
         "graph: failing\nresources:\n  exec:\n  - name: broken\n    shell: /bin/sh\n    cmd: \"echo boom >&2; exit 3\"\n",
     );
-    let bad = t.agent(&["--seeds", &e.url, "--hostname", "B"], &bad_yaml);
-    bad.wait_log("ERROR exec[broken]");
-    good.wait_for("both statuses settled", || {
-        let v = status_json(&e);
-        v.as_array().is_some_and(|a| a.len() == 2)
-            && v[0]["converged"] == true
-            && v[1]["failed"].as_array().is_some_and(|f| f.len() == 1)
+    let bad = t.agent(&["--seeds", e.url(), "--hostname", "B"], &bad_yaml);
+    let both = [&good, &bad];
+    wait("A converged and B's failure, in mgmt status --json", &both, || {
+        let v = status_json(&t, &e);
+        v.len() == 2
+            && host_in(&v, "A").is_some_and(|a| a["converged"] == true)
+            && host_in(&v, "B").is_some_and(|b| b["failed"].as_array().is_some_and(|f| !f.is_empty()))
     });
-    let v = status_json(&e);
-    assert_eq!(v[0]["hostname"], "A");
-    assert_eq!(v[1]["hostname"], "B");
-    assert_eq!(v[1]["converged"], false);
-    assert_eq!(v[1]["failed"][0], "exec[broken]");
-    assert!(v[1]["last_error"].as_str().unwrap().contains("exited with code 3: boom"), "{v}");
+    let v = status_json(&t, &e);
+    let a = host_in(&v, "A").unwrap();
+    let b = host_in(&v, "B").unwrap();
+    assert_host_status(a, "A");
+    assert_host_status(b, "B");
+    assert_eq!(a["resources"], 1, "{a}");
+    assert_eq!(a["failed"], json!([]), "{a}");
+    assert_eq!(a["last_error"], Value::Null, "{a}");
+    assert_eq!(b["converged"], false, "{b}");
+    assert_eq!(b["resources"], 1, "{b}");
+    assert_eq!(b["failed"], json!(["exec[broken]"]), "{b}");
+    assert!(b["last_error"].as_str().is_some_and(|s| !s.is_empty()), "{b}");
+    // The same objects as in etcd.
+    assert_eq!(Some(a), e.get_json("/_mgmt/hosts/A").as_ref());
 
-    let table = mgmt(&["status", "--seeds", &e.url]);
-    assert!(table.status.success());
-    let text = String::from_utf8_lossy(&table.stdout);
-    let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("HOST") && lines[0].contains("CONVERGED"), "{text}");
-    assert!(lines[1].starts_with("A ") && lines[1].contains(" yes "), "{text}");
-    assert!(lines[2].starts_with("B ") && lines[2].contains(" no ") && lines[2].contains("boom"), "{text}");
+    // The table: a header, one line per host.
+    let table = mgmt(&t, &["status", "--seeds", e.url()]);
+    table.assert_code(0);
+    let lines: Vec<&str> = table.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 3, "{}", table.stdout);
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header.first(), Some(&"HOST"), "{}", table.stdout);
+    let col = header.iter().position(|c| *c == "CONVERGED").unwrap_or_else(|| panic!("{}", table.stdout));
+    let row = |h: &str| {
+        let line = lines[1..].iter().find(|l| l.split_whitespace().next() == Some(h));
+        line.unwrap_or_else(|| panic!("no line for {h}:\n{}", table.stdout))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("A")[col], "yes", "{}", table.stdout);
+    assert_eq!(row("B")[col], "no", "{}", table.stdout);
 
-    // Nobody there: an error, exit 1.
+    // Nobody there: an error, exit 1 (table or JSON).
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let none = mgmt(&["status", "--seeds", &format!("http://127.0.0.1:{port}")]);
-    assert_eq!(none.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&none.stderr).starts_with("mgmt: error: "));
+    let nobody = format!("http://127.0.0.1:{port}");
+    for json in [false, true] {
+        let mut args = vec!["status", "--seeds", nobody.as_str()];
+        if json {
+            args.push("--json");
+        }
+        let out = mgmt(&t, &args);
+        out.assert_code(1).assert_stderr_has("error");
+    }
 }
 
 #[test]
-fn kv_values_are_written_and_restored_under_the_namespace() {
+fn kv_values_are_written_and_restored() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
-    let yaml =
-        t.write_yaml("kv.yaml", "graph: kv\nresources:\n  kv:\n  - name: greeting\n    value: hello\n");
-    let a = t.agent(&["--seeds", &e.url, "--hostname", "h1", "--etcd-namespace", "/other"], &yaml);
-    let value = || e.get_json("/other/kv/greeting");
-    a.wait_for("the value", || value().is_some_and(|v| v["value"] == "hello" && v["host"] == "h1"));
-    assert!(e.get_prefix("/_mgmt/").is_empty(), "something was written outside the namespace");
-    assert!(e.get_json("/other/hosts/h1").is_some());
-    e.ctl(&["put", "/other/kv/greeting", "{\"value\":\"changed\",\"host\":\"x\"}"]);
-    a.wait_log("kv[greeting]: set greeting to \"hello\" (was \"changed\")");
-    a.wait_for("restored", || value().is_some_and(|v| v["value"] == "hello"));
-    e.ctl(&["del", "/other/kv/greeting"]);
-    a.wait_for("restored after a delete", || value().is_some_and(|v| v["value"] == "hello"));
+    let yaml = t.write_yaml(
+        "kv.yaml",
+        "graph: kv\nresources:\n  kv:\n  - name: greeting\n    value: hello\n  - name: port\n    key: app/port\n    value: \"8080\"\n",
+    );
+    let a = t.agent(&["--seeds", e.url(), "--hostname", "kvhost"], &yaml);
+    let is = |key: &str, value: &str| {
+        e.get_json(&format!("/_mgmt/kv/{key}")).is_some_and(|v| v["value"] == value && v["host"] == "kvhost")
+    };
+    wait("both values written", &[&a], || is("greeting", "hello") && is("app/port", "8080"));
+    assert_eq!(e.keys("/_mgmt/kv/"), ["/_mgmt/kv/app/port", "/_mgmt/kv/greeting"]);
+
+    // Changed behind its back: written back.
+    e.etcdctl(&["put", "/_mgmt/kv/greeting", r#"{"value":"changed","host":"intruder"}"#]);
+    wait("restored after a put", &[&a], || is("greeting", "hello"));
+    // Deleted: written back.
+    e.etcdctl(&["del", "/_mgmt/kv/greeting"]);
+    wait("restored after a delete", &[&a], || is("greeting", "hello"));
+    // Garbage: written back.
+    e.etcdctl(&["put", "/_mgmt/kv/app/port", "not json"]);
+    wait("restored after garbage", &[&a], || is("app/port", "8080"));
+    assert!(a.try_exit().is_none(), "{}", a.stderr());
 }
 
 #[test]
-fn an_etcd_outage_is_survived() {
+fn a_namespace_keeps_a_cluster_apart() {
     let t = TestDir::new();
-    let mut e = Etcd::start(&t);
-    let agents: Vec<Agent> = ['A', 'B', 'C'].iter().map(|h| start_host(&t, &e, *h, &[])).collect();
-    all_files_everywhere(&t, &agents[0], &['A', 'B', 'C']);
+    let e = Etcd::start(&t);
+    let yaml = |l: char| {
+        format!(
+            "graph: ns{l}\nresources:\n  file:\n  - name: \"@@file{l}\"\n    path: {dir}/f{l}\n    content: \"f{l}\\n\"\n  kv:\n  - name: k{l}\n    value: v{l}\ncollect:\n- kind: file\n  pattern: {dir}/\n",
+            dir = t.p(&format!("ns{l}"))
+        )
+    };
+    let x_yaml = t.write_yaml("x.yaml", &yaml('x'));
+    let x = t.agent(&["--seeds", e.url(), "--hostname", "same", "--etcd-namespace", "/other"], &x_yaml);
+    wait("everything of x under /other", &[&x], || {
+        e.get_json("/other/hosts/same").is_some_and(|v| v["converged"] == true)
+            && e.get_json("/other/exported/same/file/filex").is_some_and(|v| v["params"]["content"] == "fx\n")
+            && e.get_json("/other/kv/kx").is_some_and(|v| v["value"] == "vx" && v["host"] == "same")
+    });
+    assert!(e.get_prefix("/_mgmt").is_empty(), "written outside the namespace: {:?}", e.keys("/_mgmt"));
+    assert_eq!(e.keys("/other/"), ["/other/exported/same/file/filex", "/other/hosts/same", "/other/kv/kx"]);
 
-    e.kill();
-    for a in &agents {
-        a.wait_log("unreachable");
-    }
-    // Still enforcing, collected files included.
-    fs::remove_file(t.path("mgmtB/fA")).unwrap();
-    agents[1].wait_content(&t.path("mgmtB/fA"), &format!("{}\n", talk_content('A')));
-    fs::write(t.path("mgmtC/fC"), "drift\n").unwrap();
-    agents[2].wait_content(&t.path("mgmtC/fC"), &format!("{}\n", talk_content('C')));
-    // An edit made during the outage is applied locally at once ...
-    t.replace_yaml("A.yaml", &host_yaml(&t, 'A', "i am fA, edited during the outage"));
-    agents[0].wait_content(&t.path("mgmtA/fA"), "i am fA, edited during the outage\n");
-    // ... and the outage is logged once per agent, not once per retry.
-    std::thread::sleep(Duration::from_secs(2));
-    for a in &agents {
-        let n = a.count("WARN etcd at");
-        assert_eq!(n, 1, "outage logged {n} times:\n{}", a.stderr());
-    }
+    // Another cluster on the same etcd, default namespace: the same hostname is no clash,
+    // and nothing crosses over.
+    let y_yaml = t.write_yaml("y.yaml", &yaml('y'));
+    let y = t.agent(&["--seeds", e.url(), "--hostname", "same"], &y_yaml);
+    wait("y registered and converged under /_mgmt", &[&x, &y], || {
+        e.get_json("/_mgmt/hosts/same").is_some_and(|v| v["converged"] == true)
+            && e.get_json("/_mgmt/kv/ky").is_some()
+    });
+    assert_eq!(e.keys("/_mgmt/"), ["/_mgmt/exported/same/file/filey", "/_mgmt/hosts/same", "/_mgmt/kv/ky"]);
+    assert_eq!(e.keys("/other/").len(), 3);
+    wait_content(&[&y], &t.path("nsy/fy"), "fy\n");
+    assert!(!t.path("nsy/fx").exists(), "y collected x's export from another namespace");
+    assert!(!t.path("nsx/fy").exists(), "x collected y's export from another namespace");
+    assert!(x.try_exit().is_none() && y.try_exit().is_none());
 
-    e.restart();
-    for a in &agents {
-        a.wait_log("reachable again");
-    }
-    for h in ['A', 'B', 'C'] {
-        agents[1].wait_content(&t.path(&format!("mgmt{h}/fA")), "i am fA, edited during the outage\n");
-    }
-    agents[0].wait_for("three hosts registered", || e.get_prefix("/_mgmt/hosts/").len() == 3);
-    assert_eq!(e.get_prefix("/_mgmt/exported/").len(), 3, "exports duplicated or lost");
-    // Watching again: a change after the outage still propagates.
-    t.replace_yaml("C.yaml", &host_yaml(&t, 'C', "i am fC, after the outage"));
-    agents[0].wait_content(&t.path("mgmtA/fC"), "i am fC, after the outage\n");
+    // `mgmt status` reads one namespace.
+    let out = mgmt(&t, &["status", "--seeds", e.url(), "--etcd-namespace", "/other", "--json"]);
+    out.assert_code(0);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v[0]["graph"], "nsx", "{v}");
 }
 
 #[test]
@@ -262,21 +500,19 @@ fn compaction_loses_nothing() {
     let e = Etcd::start(&t);
     let a = start_host(&t, &e, 'A', &[]);
     let b = start_host(&t, &e, 'B', &[]);
-    all_files_everywhere(&t, &a, &['A', 'B']);
+    let both = [&a, &b];
+    all_files_everywhere(&t, &both, &['A', 'B']);
     for n in 0..5 {
         t.replace_yaml("A.yaml", &host_yaml(&t, 'A', &format!("version {n}")));
-        b.wait_content(&t.path("mgmtB/fA"), &format!("version {n}\n"));
+        wait_content(&both, &t.path("mgmtB/fA"), &format!("version {n}\n"));
     }
     // Compact everything up to now, as `--auto-compaction-*` would, then keep changing.
-    let rev = e.get_json("/_mgmt/hosts/A").map(|_| ()).and_then(|_| {
-        let out = e.ctl(&["endpoint", "status", "-w", "json"]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        v[0]["Status"]["header"]["revision"].as_i64()
-    });
-    let rev = rev.expect("etcd's revision");
-    let out = e.ctl(&["compact", &rev.to_string(), "--physical"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: Value = serde_json::from_str(&e.etcdctl(&["endpoint", "status", "-w", "json"])).unwrap();
+    let rev = status[0]["Status"]["header"]["revision"].as_i64().expect("etcd's revision");
+    e.etcdctl(&["compact", &rev.to_string(), "--physical"]);
     t.replace_yaml("A.yaml", &host_yaml(&t, 'A', "after compaction"));
-    b.wait_content(&t.path("mgmtB/fA"), "after compaction\n");
+    wait_content(&both, &t.path("mgmtB/fA"), "after compaction\n");
+    t.replace_yaml("B.yaml", &host_yaml(&t, 'B', "b after compaction"));
+    wait_content(&both, &t.path("mgmtA/fB"), "b after compaction\n");
     assert!(a.try_exit().is_none() && b.try_exit().is_none());
 }

@@ -1,0 +1,239 @@
+//! Agents losing etcd (`tests/common/etcd.rs`, SIGKILLed and started again on the same ports
+//! and data): they say so once, keep enforcing their graphs, and catch up when it is back
+//! (registration, exports, collected changes made during the outage).
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::etcd::Etcd;
+use common::{Agent, TestDir, read};
+
+/// How long any cluster condition may take (several agents and an etcd per test, tests in
+/// parallel on a small machine).
+const LONG: Duration = Duration::from_secs(30);
+
+/// Poll `cond` every 50 ms (conditions may run `etcdctl`) until it holds or [`LONG`] passes;
+/// whether it held.
+fn poll(mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() >= LONG {
+            return false;
+        }
+        sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// Panic with `what` and every agent's log.
+#[track_caller]
+fn fail(what: &str, agents: &[&Agent]) -> ! {
+    let logs: String = agents
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("--- agent #{i} (exit: {:?}) stderr:\n{}", a.try_exit(), a.stderr()))
+        .collect();
+    panic!("timed out after {LONG:?} waiting for: {what} (at {})\n{logs}", std::panic::Location::caller());
+}
+
+/// Wait until `cond` holds; on timeout panic with `what` and every agent's log.
+#[track_caller]
+fn wait(what: &str, agents: &[&Agent], cond: impl FnMut() -> bool) {
+    if !poll(cond) {
+        fail(what, agents);
+    }
+}
+
+/// Wait until `path` holds exactly `content`.
+#[track_caller]
+fn wait_content(agents: &[&Agent], path: &Path, content: &str) {
+    if !poll(|| read(path).as_deref() == Some(content)) {
+        fail(&format!("{} to contain {content:?}; it has {:?}", path.display(), read(path)), agents);
+    }
+}
+
+/// The talk's graph for host `h` with /tmp moved into the test directory: exports
+/// `@@file<h>` (`mgmt<H>/f<H>` holding `content` and a newline), collects files into
+/// `mgmt<H>/`.
+fn host_yaml(t: &TestDir, h: char, content: &str) -> String {
+    let l = h.to_ascii_lowercase();
+    format!(
+        r#"graph: mygraph
+resources:
+  file:
+  - name: "@@file{l}"
+    path: "{dir}/f{h}"
+    content: |
+      {content}
+    state: exists
+collect:
+- kind: file
+  pattern: "{dir}/"
+edges: []
+"#,
+        dir = t.p(&format!("mgmt{h}"))
+    )
+}
+
+fn talk(h: char) -> String {
+    format!("i am f{h}, exported from host {h}")
+}
+
+fn start_host(t: &TestDir, e: &Etcd, h: char) -> Agent {
+    let yaml = t.write_yaml(&format!("{h}.yaml"), &host_yaml(t, h, &talk(h)));
+    let host = h.to_string();
+    t.agent(&["--seeds", e.url(), "--hostname", host.as_str()], &yaml)
+}
+
+/// Wait until every host in `hosts` has every host's file with its exporter's content.
+#[track_caller]
+fn all_files_everywhere(t: &TestDir, agents: &[&Agent], hosts: &[char]) {
+    for h in hosts {
+        for x in hosts {
+            wait_content(agents, &t.path(&format!("mgmt{h}/f{x}")), &format!("{}\n", talk(*x)));
+        }
+    }
+}
+
+/// Log lines at WARN or ERROR that mention etcd.
+fn etcd_trouble(a: &Agent) -> usize {
+    a.stderr()
+        .lines()
+        .filter(|l| (l.contains("WARN") || l.contains("ERROR")) && l.to_lowercase().contains("etcd"))
+        .count()
+}
+
+/// The files (temp files of atomic writes aside) in `dir`.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v = common::entries_containing(dir, "");
+    v.retain(|n| !n.ends_with(".mgmt-tmp"));
+    v
+}
+
+#[test]
+fn an_etcd_outage_is_survived() {
+    let t = TestDir::new();
+    let mut e = Etcd::start(&t);
+    let (a, b, c) = (start_host(&t, &e, 'A'), start_host(&t, &e, 'B'), start_host(&t, &e, 'C'));
+    let all = [&a, &b, &c];
+    all_files_everywhere(&t, &all, &['A', 'B', 'C']);
+    wait("three hosts registered and converged", &all, || {
+        let hosts = e.get_prefix_json("/_mgmt/hosts/");
+        hosts.len() == 3 && hosts.iter().all(|(_, v)| v["converged"] == true)
+    });
+    let before: Vec<usize> = all.iter().map(|a| etcd_trouble(a)).collect();
+
+    e.kill();
+    wait("every agent to log the outage", &all, || {
+        all.iter().zip(&before).all(|(a, n)| etcd_trouble(a) > *n)
+    });
+    let noticed = Instant::now();
+
+    // `mgmt status` cannot read anything: an error.
+    let status = Agent::spawn(&t, &["status", "--seeds", e.url()]);
+    assert_eq!(status.wait_exit().code(), Some(1), "{}", status.stderr());
+    assert!(status.stderr().contains("error"), "{}", status.stderr());
+
+    // Still enforcing, collected files included: a deleted file is restored at once.
+    fs::remove_file(t.path("mgmtB/fA")).unwrap();
+    wait_content(&all, &t.path("mgmtB/fA"), &format!("{}\n", talk('A')));
+    fs::remove_file(t.path("mgmtC/fC")).unwrap();
+    wait_content(&all, &t.path("mgmtC/fC"), &format!("{}\n", talk('C')));
+    fs::write(t.path("mgmtA/fB"), "drift\n").unwrap();
+    wait_content(&all, &t.path("mgmtA/fB"), &format!("{}\n", talk('B')));
+    // An edit of A's export during the outage is applied on A at once.
+    t.replace_yaml("A.yaml", &host_yaml(&t, 'A', "i am fA, edited during the outage"));
+    wait_content(&all, &t.path("mgmtA/fA"), "i am fA, edited during the outage\n");
+
+    // The outage is logged once (or a few times), not once per retry.
+    if let Some(rest) = Duration::from_secs(3).checked_sub(noticed.elapsed()) {
+        sleep(rest);
+    }
+    for (ag, (h, n)) in all.iter().zip(['A', 'B', 'C'].iter().zip(&before)) {
+        let lines = etcd_trouble(ag) - n;
+        assert!(lines <= 3, "{h} logged the outage {lines} times in 3 s:\n{}", ag.stderr());
+        assert!(ag.try_exit().is_none(), "{h} exited during the outage:\n{}", ag.stderr());
+    }
+
+    // etcd is back: same data, same ports.
+    e.restart();
+    wait("three hosts registered again", &all, || {
+        let hosts = e.get_prefix_json("/_mgmt/hosts/");
+        hosts.iter().map(|(k, _)| k.as_str()).eq(["/_mgmt/hosts/A", "/_mgmt/hosts/B", "/_mgmt/hosts/C"])
+    });
+    // The edit made during the outage reached the collectors ...
+    for h in ['B', 'C'] {
+        wait_content(&all, &t.path(&format!("mgmt{h}/fA")), "i am fA, edited during the outage\n");
+    }
+    wait("the edit published", &all, || {
+        e.get_json("/_mgmt/exported/A/file/filea")
+            .is_some_and(|v| v["params"]["content"] == "i am fA, edited during the outage\n")
+    });
+    // ... and nothing is duplicated.
+    assert_eq!(
+        e.keys("/_mgmt/exported/"),
+        ["/_mgmt/exported/A/file/filea", "/_mgmt/exported/B/file/fileb", "/_mgmt/exported/C/file/filec"]
+    );
+    for h in ['A', 'B', 'C'] {
+        assert_eq!(files_in(&t.path(&format!("mgmt{h}"))), ["fA", "fB", "fC"], "mgmt{h}");
+    }
+    wait("three converged hosts", &all, || {
+        let hosts = e.get_prefix_json("/_mgmt/hosts/");
+        hosts.len() == 3 && hosts.iter().all(|(_, v)| v["converged"] == true)
+    });
+
+    // Watching again: a change made after the outage still propagates.
+    t.replace_yaml("C.yaml", &host_yaml(&t, 'C', "i am fC, after the outage"));
+    for h in ['A', 'B'] {
+        wait_content(&all, &t.path(&format!("mgmt{h}/fC")), "i am fC, after the outage\n");
+    }
+    for (ag, h) in all.iter().zip(['A', 'B', 'C']) {
+        assert!(ag.try_exit().is_none(), "{h} exited:\n{}", ag.stderr());
+    }
+}
+
+#[test]
+fn an_agent_started_during_an_outage_joins_when_etcd_is_back() {
+    let t = TestDir::new();
+    let mut e = Etcd::start(&t);
+    let a = start_host(&t, &e, 'A');
+    wait("A registered and exporting", &[&a], || {
+        e.get_json("/_mgmt/hosts/A").is_some() && e.get_json("/_mgmt/exported/A/file/filea").is_some()
+    });
+
+    e.kill();
+    // B cannot reach etcd: it still applies its own graph, and says why it is alone.
+    let b = start_host(&t, &e, 'B');
+    let both = [&a, &b];
+    wait_content(&both, &t.path("mgmtB/fB"), &format!("{}\n", talk('B')));
+    wait("B to log that etcd is unreachable", &both, || etcd_trouble(&b) > 0);
+    assert!(b.try_exit().is_none(), "{}", b.stderr());
+
+    e.restart();
+    wait("B registered", &both, || e.get_json("/_mgmt/hosts/B").is_some());
+    all_files_everywhere(&t, &both, &['A', 'B']);
+    assert_eq!(e.keys("/_mgmt/exported/"), ["/_mgmt/exported/A/file/filea", "/_mgmt/exported/B/file/fileb"]);
+}
+
+#[test]
+fn a_lost_lease_is_registered_again() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let a = start_host(&t, &e, 'A');
+    wait("A registered", &[&a], || e.get_json("/_mgmt/hosts/A").is_some());
+    let (_, _, lease) = e.get_prefix_raw("/_mgmt/hosts/A").into_iter().next().expect("hosts/A");
+    assert_ne!(lease, 0, "hosts/A is not on a lease");
+
+    // The lease disappears behind the agent's back (as after an outage longer than its TTL).
+    e.etcdctl(&["lease", "revoke", &format!("{lease:x}")]);
+    assert!(e.get_json("/_mgmt/hosts/A").is_none());
+    wait("A registered again on a new lease", &[&a], || {
+        e.get_prefix_raw("/_mgmt/hosts/A").first().is_some_and(|(_, _, l)| *l != 0 && *l != lease)
+    });
+    assert_eq!(e.get_json("/_mgmt/hosts/A").unwrap()["hostname"], "A");
+    assert!(a.try_exit().is_none(), "{}", a.stderr());
+}
