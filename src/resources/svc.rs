@@ -70,6 +70,16 @@ impl Svc {
         if self.name.contains('.') { self.name.clone() } else { format!("{}.service", self.name) }
     }
 
+    /// Where systemd looks for the unit file.
+    fn unit_file_paths(&self) -> Vec<PathBuf> {
+        let dirs: &[&str] = if self.session {
+            &["/etc/systemd/user", "/usr/lib/systemd/user", "/lib/systemd/user"]
+        } else {
+            &["/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"]
+        };
+        dirs.iter().map(|d| PathBuf::from(d).join(self.unit())).collect()
+    }
+
     async fn manager(&self) -> ResResult<ManagerProxy<'static>> {
         let conn = bus(self.session).await?;
         let m = ManagerProxy::new(&conn).await.map_err(dbus("systemd manager"))?;
@@ -192,6 +202,12 @@ impl Resource for Svc {
             .await
             .map_err(dbus("properties proxy"))?;
         let mut changes = props.receive_properties_changed().await.map_err(dbus("watching the unit"))?;
+        // Unit files appearing, changing or going away (systemd itself only notices on a
+        // reload).
+        let mut _unit_files = Vec::new();
+        for p in self.unit_file_paths() {
+            _unit_files.push(ctx.fs.subscribe(super::fswatch::Scope::File(p), ctx.waker.clone()).await);
+        }
         ctx.event();
         // Only the state this resource manages; a job coming and going (its own failed
         // start attempts, say) must not wake it again. (Nor does `UnitNew`: every check loads
@@ -230,8 +246,9 @@ impl Resource for Svc {
 
         let load = u.load_state().await.map_err(dbus("reading LoadState"))?;
         let mut need_reload = u.need_daemon_reload().await.unwrap_or(false);
-        if load == "not-found" && self.state == Some(SvcState::Running) {
-            // A unit file written a moment ago is not known before a reload.
+        if load == "not-found" && self.unit_file_paths().iter().any(|p| p.exists()) {
+            // A unit file written a moment ago is not known before a reload. (Without a file
+            // a reload would find nothing, and each reload would wake this resource again.)
             need_reload = true;
         }
         if need_reload {
