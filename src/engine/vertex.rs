@@ -177,6 +177,9 @@ pub async fn run(
                 std::future::pending::<()>().await;
                 unreachable!()
             };
+            // A watch that failed before its first event must not leave the vertex unchecked:
+            // the check runs (and reports what is wrong, if anything).
+            waker();
             if retries == 0 {
                 error!("{id}: watch failed: {e}; no longer watching");
                 *shared.last_error.lock().unwrap() = Some(format!("watch: {e}"));

@@ -190,7 +190,13 @@ impl Resource for Svc {
 
     async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
         let m = self.manager().await?;
-        m.subscribe().await.map_err(dbus("subscribing to systemd"))?;
+        // One subscription per connection, and the connection is shared by every svc.
+        match m.subscribe().await {
+            Ok(()) => {}
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
+            Err(e) => return Err(dbus("subscribing to systemd")(e)),
+        }
         let mut files = m.receive_unit_files_changed().await.map_err(dbus("watching unit files"))?;
         let mut reloading = m.receive_reloading().await.map_err(dbus("watching reloads"))?;
         // Every property change of the unit (ActiveState, SubState, NeedDaemonReload, ...).

@@ -339,3 +339,4 @@ impl Drop for Agent {
     }
 }
 pub mod etcd;
+pub mod systemd;
