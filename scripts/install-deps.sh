@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Install what building and testing mgmt needs on Debian: protoc (etcd client build), etcd
-# (cluster tests), git. Does nothing when everything is already there.
+# (cluster tests), git (deploy tests), systemd + dbus + util-linux (svc tests boot systemd in
+# a sandbox; the host's own init is never touched). Does nothing when everything is there.
 set -euo pipefail
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v git >/dev/null 2>&1 || need+=(git)
+[ -x /lib/systemd/systemd ] || need+=(systemd)
+command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
