@@ -59,7 +59,8 @@ pub fn skip(reason: &str) {
     if std::env::var_os("MGMT_TEST_REQUIRE_SANDBOX").is_some_and(|v| !v.is_empty() && v != "0") {
         panic!("{msg} (and MGMT_TEST_REQUIRE_SANDBOX is set)");
     }
-    eprintln!("\n!!!!!!!!!! {msg}\n");
+    // Straight to fd 2: libtest captures eprintln! of passing tests, and a skip must show.
+    let _ = writeln!(std::io::stderr(), "\n!!!!!!!!!! {msg}\n");
 }
 
 /// Stop the sandboxes of test processes that died without stopping theirs (killed by a
