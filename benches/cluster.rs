@@ -46,32 +46,49 @@ const FALLBACK: Duration = Duration::from_millis(1);
 /// How long one round may take before the bench gives up.
 const ROUND_LIMIT: Duration = Duration::from_secs(10);
 
+type Bench = fn(&Path) -> Result<Vec<Row>>;
+/// Every benchmark, in the order `cargo bench --bench cluster` runs them.
+const BENCHES: &[(&str, Bench)] =
+    &[("propagation", propagation), ("deploy", deploy3), ("deploy50", deploy50), ("bigtree", bigtree)];
+
 fn main() {
-    // `cargo bench` passes `--bench`; there is one benchmark, so other words are errors.
-    let extra: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    if extra.iter().any(|a| a != "propagation") {
-        eprintln!("unknown benchmark `{}` (known: propagation)", extra.join(" "));
-        std::process::exit(2);
+    // `cargo bench` passes `--bench`; every other non-flag argument names a benchmark.
+    let names: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    for n in &names {
+        if !BENCHES.iter().any(|(b, _)| b == n) {
+            let known: Vec<&str> = BENCHES.iter().map(|(b, _)| *b).collect();
+            eprintln!("unknown benchmark `{n}` (known: {})", known.join(", "));
+            std::process::exit(2);
+        }
     }
     let dir =
         tempfile::Builder::new().prefix("mgmt-cluster-bench-").tempdir().expect("creating the bench dir");
     print_machine(dir.path());
-    println!("\n== propagation ==");
-    let t = Instant::now();
-    let result = propagation(dir.path());
-    println!("(propagation took {:.1} s)", t.elapsed().as_secs_f64());
-    let failed = match result {
-        Ok(rows) => {
-            print_table(&rows);
-            false
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for (name, f) in BENCHES {
+        if !names.is_empty() && !names.iter().any(|n| n == name) {
+            continue;
         }
-        Err(e) => {
-            println!("propagation: FAILED: {e:#}");
-            true
+        // propagation works in the run directory itself (as it always did), the others in a
+        // directory of their own inside it.
+        let t = if *name == "propagation" { dir.path().to_path_buf() } else { dir.path().join(name) };
+        println!("\n== {name} ==");
+        let t0 = Instant::now();
+        let result = fs::create_dir_all(&t).map_err(anyhow::Error::from).and_then(|()| f(&t));
+        println!("({name} took {:.1} s)", t0.elapsed().as_secs_f64());
+        match result {
+            Ok(r) => rows.extend(r),
+            Err(e) => {
+                println!("{name}: FAILED: {e:#}");
+                failed.push(*name);
+            }
         }
-    };
+    }
+    print_table(&rows);
     drop(dir);
-    if failed {
+    if !failed.is_empty() {
+        println!("\nfailed: {}", failed.join(", "));
         std::process::exit(1);
     }
 }
@@ -94,6 +111,17 @@ fn row(metric: impl Into<String>, value: impl Into<String>, target: &'static str
 
 fn info_row(metric: impl Into<String>, value: impl Into<String>) -> Row {
     row(metric, value, "", None)
+}
+
+/// A row of another benchmark than `propagation` (whose rows say `cluster`).
+fn bench_row(
+    bench: &'static str,
+    metric: impl Into<String>,
+    value: impl Into<String>,
+    target: &'static str,
+    pass: Option<bool>,
+) -> Row {
+    Row { bench, metric: metric.into(), value: value.into(), target, pass }
 }
 
 fn print_table(rows: &[Row]) {
@@ -179,6 +207,9 @@ impl Stats {
     }
     fn p50_p90_p99_max(&self) -> String {
         format!("{} / {} / {} / {}", ms(self.p50), ms(self.p90), ms(self.p99), ms(self.max))
+    }
+    fn p50_p90_max(&self) -> String {
+        format!("{} / {} / {}", ms(self.p50), ms(self.p90), ms(self.max))
     }
 }
 
@@ -1100,6 +1131,960 @@ fn propagation(t: &Path) -> Result<Vec<Row>> {
     rows.push(info_row(
         "VmRSS after the run, MB (VmHWM)",
         format!("{}; etcd {:.1}", rss_s.join(", "), mb(etcd_rss)),
+    ));
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deploys: `mgmt deploy` -> every agent runs the new deploy
+
+/// The agents' etcd namespace (the default).
+const NS: &str = "/_mgmt";
+/// Pause after each commit (and so before each timed deploy), so the previous round's tail
+/// (status writes, etcd's background commit, git's own writes) is over.
+const DEPLOY_PAUSE: Duration = Duration::from_millis(300);
+/// The 3-agent deploy's latency (p50, p90), for `deploy50` to compare with when both run.
+static DEPLOY3: std::sync::Mutex<Option<(Duration, Duration)>> = std::sync::Mutex::new(None);
+
+fn git(repo: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("git")
+        .args(["-c", "user.name=Bench", "-c", "user.email=bench@example.com", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(repo)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .stdin(Stdio::null())
+        .output()
+        .context("running git")?;
+    ensure!(out.status.success(), "git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The deployed graph: one file whose content is the version. Every agent runs this same
+/// graph, as the hosts of a cluster do; here they share one file system, so the path is
+/// `/proc/self/cwd/app.conf`, which each agent resolves in its own working directory
+/// (`<T>/hosts/<h>/`): every agent writes a file of its own, as on separate hosts.
+fn app_yaml(version: usize) -> String {
+    format!(
+        "graph: app\nresources:\n  file:\n  - name: conf\n    path: /proc/self/cwd/app.conf\n    \
+         content: \"version {version}\\n\"\n"
+    )
+}
+
+fn app_content(version: usize) -> Vec<u8> {
+    format!("version {version}\n").into_bytes()
+}
+
+/// A git repository with the graph at version 0, committed on `main`.
+fn init_repo(repo: &Path) -> Result<()> {
+    fs::create_dir_all(repo)?;
+    git(repo, &["init", "-q", "-b", "main"])?;
+    fs::write(repo.join("graph.yaml"), app_yaml(0))?;
+    git(repo, &["add", "-A"])?;
+    git(repo, &["commit", "-q", "-m", "version 0"])?;
+    Ok(())
+}
+
+/// `n` agents `h1`..`hn` following the cluster's deploys (`mgmt run ... empty`), each in its
+/// own working directory `<t>/hosts/<h>/`.
+fn spawn_deploy_agents(t: &Path, url: &str, names: &[String]) -> Result<Vec<Proc>> {
+    let prefix = t.join("prefix");
+    fs::create_dir_all(&prefix)?;
+    let log_level = std::env::var("MGMT_BENCH_LOG").ok();
+    names
+        .iter()
+        .map(|h| {
+            let cwd = t.join("hosts").join(h);
+            fs::create_dir_all(&cwd)?;
+            let mut cmd = Command::new(BIN);
+            if let Some(l) = &log_level {
+                cmd.args(["--log-level", l]);
+            }
+            cmd.args(["run", "--seeds", url, "--hostname", h, "--tmp-prefix", "empty"])
+                .current_dir(&cwd)
+                .env("TMPDIR", &prefix)
+                .env_remove("MGMT_LOG")
+                .env_remove("MGMT_SEEDS");
+            Proc::spawn(cmd, t.join(format!("agent-{h}.log")), format!("mgmt --hostname {h}"))
+        })
+        .collect()
+}
+
+fn host_file(t: &Path, h: &str) -> PathBuf {
+    t.join("hosts").join(h).join("app.conf")
+}
+
+/// What the bench last saw of a host's `hosts/<h>` key.
+#[derive(Clone, Copy, Default, Debug)]
+struct HostSeen {
+    deploy: Option<u64>,
+    converged: bool,
+}
+
+/// The bench's own view of the cluster: one etcd client (in a current-thread runtime) that
+/// watches `hosts/` (every agent's status JSON: `"deploy": N`, `"converged": true`) and
+/// `deploy/latest`. Watch events are pushed by etcd: nothing polls.
+struct ClusterWatch {
+    rt: tokio::runtime::Runtime,
+    _client: etcd_client::Client,
+    stream: etcd_client::WatchStream,
+    hosts: std::collections::HashMap<String, HostSeen>,
+    latest: Option<u64>,
+}
+
+impl ClusterWatch {
+    fn new(url: &str) -> Result<ClusterWatch> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (client, stream) = rt.block_on(async {
+            let mut c = etcd_client::Client::connect([url], None).await?;
+            let opts = etcd_client::WatchOptions::new().with_prefix();
+            let mut s = c.watch(format!("{NS}/hosts/"), Some(opts)).await?;
+            s.watch(format!("{NS}/deploy/latest"), None).await?;
+            // Both watches exist before anything is started.
+            let mut created = 0;
+            while created < 2 {
+                let m = tokio::time::timeout(Duration::from_secs(5), s.message())
+                    .await
+                    .context("no watch created within 5 s")??
+                    .context("the watch stream ended")?;
+                created += usize::from(m.created());
+            }
+            anyhow::Ok((c, s))
+        })?;
+        Ok(ClusterWatch { rt, _client: client, stream, hosts: Default::default(), latest: None })
+    }
+
+    /// Follow the watch until `done` holds.
+    fn wait(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&std::collections::HashMap<String, HostSeen>) -> bool,
+    ) -> Result<()> {
+        let ClusterWatch { rt, stream, hosts, latest, .. } = self;
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + limit;
+            while !done(hosts) {
+                let m = tokio::time::timeout_at(deadline, stream.message())
+                    .await
+                    .map_err(|_| anyhow::anyhow!("{what}: not within {limit:?}"))??
+                    .context("the watch stream ended")?;
+                apply_events(&m, hosts, latest);
+            }
+            Ok(())
+        })
+    }
+}
+
+fn apply_events(
+    resp: &etcd_client::WatchResponse,
+    hosts: &mut std::collections::HashMap<String, HostSeen>,
+    latest: &mut Option<u64>,
+) {
+    let host_prefix = format!("{NS}/hosts/");
+    let latest_key = format!("{NS}/deploy/latest");
+    for e in resp.events() {
+        let Some(kv) = e.kv() else { continue };
+        let key = String::from_utf8_lossy(kv.key());
+        let put = e.event_type() == etcd_client::EventType::Put;
+        if key == latest_key {
+            if put {
+                *latest = String::from_utf8_lossy(kv.value()).trim().parse().ok();
+            }
+        } else if let Some(h) = key.strip_prefix(&host_prefix) {
+            if !put {
+                hosts.remove(h);
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_slice(kv.value()).unwrap_or_default();
+            let seen =
+                HostSeen { deploy: v["deploy"].as_u64(), converged: v["converged"].as_bool() == Some(true) };
+            hosts.insert(h.to_string(), seen);
+        }
+    }
+}
+
+/// One timed deploy.
+struct DeployRound {
+    /// Wall clock just before the spawn of `mgmt deploy` (to match the agents' log lines).
+    wall: SystemTime,
+    /// Spawn of `mgmt deploy` -> its exit.
+    command: Duration,
+    stdout: String,
+    stderr: String,
+    /// Spawn -> the bench's watch sees `deploy/latest` = the new ID.
+    published: Duration,
+    /// Per host: spawn -> the first status naming the new deploy (converged or not).
+    named: Vec<Duration>,
+    /// Per host: spawn -> a status naming the new deploy with `"converged": true`; `None` for
+    /// a host that got stuck (see `STUCK_GRACE`).
+    converged: Vec<Option<Duration>>,
+    /// Hosts whose file did not have the new content yet when their status said converged.
+    early: usize,
+    /// Hosts (indices) whose status named the new deploy, and whose file had the new content,
+    /// but whose status still said `"converged": false` `STUCK_GRACE` after the command exited.
+    stuck: Vec<usize>,
+}
+
+/// How long a host may stay at "deploy N, not converged" while its file is right and nothing
+/// else is pending, before the round counts it as stuck (a status that never became true)
+/// instead of waiting for it.
+const STUCK_GRACE: Duration = Duration::from_secs(3);
+
+impl DeployRound {
+    /// Spawn -> the last host converged; `None` if a host got stuck.
+    fn all(&self) -> Option<Duration> {
+        self.converged.iter().copied().collect::<Option<Vec<_>>>()?.into_iter().max()
+    }
+    fn first(&self) -> Duration {
+        self.converged.iter().flatten().min().copied().unwrap_or_default()
+    }
+}
+
+/// Run `mgmt deploy --seeds URL yaml graph.yaml` in `repo` and follow the cluster until every
+/// host in `names` reports deploy `id` converged, and the command has exited.
+#[allow(clippy::too_many_arguments)]
+fn deploy_round(
+    w: &mut ClusterWatch,
+    url: &str,
+    repo: &Path,
+    names: &[String],
+    files: &[PathBuf],
+    want: &[u8],
+    id: u64,
+    limit: Duration,
+) -> Result<DeployRound> {
+    let ClusterWatch { rt, stream, hosts, latest, .. } = w;
+    let r = rt.block_on(async {
+        let wall = SystemTime::now();
+        let t0 = Instant::now();
+        let child = tokio::process::Command::new(BIN)
+            .args(["deploy", "--seeds", url, "yaml", "graph.yaml"])
+            .current_dir(repo)
+            .env_remove("MGMT_LOG")
+            .env_remove("MGMT_SEEDS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting mgmt deploy")?;
+        let mut cmd = std::pin::pin!(async move {
+            let out = child.wait_with_output().await;
+            (out, t0.elapsed())
+        });
+        let mut done: Option<(std::process::Output, Duration)> = None;
+        let mut published = None;
+        let mut named: Vec<Option<Duration>> = vec![None; names.len()];
+        let mut converged: Vec<Option<Duration>> = vec![None; names.len()];
+        let mut early = 0;
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut stuck_since: Option<tokio::time::Instant> = None;
+        let mut stuck = Vec::new();
+        while done.is_none() || converged.iter().any(Option::is_none) {
+            // Everything that is still missing is a status flag whose file is right already?
+            let quiet = done.is_some()
+                && names.iter().enumerate().filter(|(k, _)| converged[*k].is_none()).all(|(k, _)| {
+                    named[k].is_some() && fs::read(&files[k]).ok().as_deref() == Some(want)
+                });
+            if !quiet {
+                stuck_since = None;
+            } else if stuck_since.is_none() {
+                stuck_since = Some(tokio::time::Instant::now());
+            }
+            let stuck_at = stuck_since.map(|s| s + STUCK_GRACE);
+            tokio::select! {
+                r = &mut cmd, if done.is_none() => {
+                    let (out, took) = r;
+                    let out = out.context("waiting for mgmt deploy")?;
+                    ensure!(
+                        out.status.success(),
+                        "mgmt deploy failed ({}): {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                    done = Some((out, took));
+                }
+                m = stream.message() => {
+                    let now = t0.elapsed();
+                    let m = m?.context("the watch stream ended")?;
+                    apply_events(&m, hosts, latest);
+                    if published.is_none() && *latest == Some(id) {
+                        published = Some(now);
+                    }
+                    for (k, h) in names.iter().enumerate() {
+                        let s = hosts.get(h).copied().unwrap_or_default();
+                        if s.deploy != Some(id) {
+                            continue;
+                        }
+                        named[k].get_or_insert(now);
+                        if s.converged && converged[k].is_none() {
+                            converged[k] = Some(now);
+                            if fs::read(&files[k]).ok().as_deref() != Some(want) {
+                                early += 1;
+                            }
+                        }
+                    }
+                }
+                _ = async { tokio::time::sleep_until(stuck_at.unwrap_or(deadline)).await }, if stuck_at.is_some() => {
+                    stuck = (0..names.len()).filter(|k| converged[*k].is_none()).collect();
+                    break;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    let missing: Vec<String> = names
+                        .iter()
+                        .zip(&converged)
+                        .filter(|(_, c)| c.is_none())
+                        .map(|(h, _)| format!("{h} ({:?})", hosts.get(h)))
+                        .collect();
+                    bail!(
+                        "deploy {id}: within {limit:?}, mgmt deploy {}; not converged on it: {}",
+                        if done.is_some() { "exited" } else { "did not exit" },
+                        missing.join(", ")
+                    );
+                }
+            }
+        }
+        let (out, command) = done.context("no exit")?;
+        Ok(DeployRound {
+            wall,
+            command,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            published: published.context("deploy/latest was not seen")?,
+            named: named.into_iter().map(Option::unwrap_or_default).collect(),
+            converged,
+            early,
+            stuck,
+        })
+    })?;
+    let said = r.stdout.lines().next().unwrap_or("");
+    ensure!(said == format!("deploy {id}"), "expected deploy {id}, mgmt deploy said `{said}`");
+    Ok(r)
+}
+
+fn ms_or_stuck(d: Option<Duration>) -> String {
+    d.map(ms).unwrap_or_else(|| "never (a host stuck)".into())
+}
+
+/// Say which hosts got stuck, with their log lines about this deploy.
+fn report_stuck(r: &DeployRound, id: u64, agents: &[Proc], names: &[String]) {
+    for &k in r.stuck.iter().take(3) {
+        let log = fs::read_to_string(&agents[k].log).unwrap_or_default();
+        let from = log.find(&format!("deploy {id}: fetching")).unwrap_or(log.len());
+        let lines: Vec<&str> = log[from..].lines().take(6).collect();
+        println!(
+            "WARNING: {} ran deploy {id} and its file is right, but its status still says \
+             `converged: false` {STUCK_GRACE:?} later; its log from the deploy on:\n  {}",
+            names[k],
+            lines.join("\n  ")
+        );
+    }
+}
+
+/// `mgmt: deployed N files (X new blobs, Y already stored) as deploy I` -> (N, X, Y).
+fn deployed_counts(stderr: &str) -> Option<(u64, u64, u64)> {
+    let l = stderr.lines().find_map(|l| l.strip_prefix("mgmt: deployed "))?;
+    let nums: Vec<u64> = l
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    (nums.len() >= 3).then(|| (nums[0], nums[1], nums[2]))
+}
+
+/// Milestones of each agent in each round, from its log (info level): the lines
+/// `deploy N: fetching bundle` (after the watch event and the record read),
+/// `running deploy N (` (bundle fetched, verified, unpacked, parsed, swapped in) and
+/// `file[conf]: ...` (the file written), as offsets from the round's start.
+#[derive(Default)]
+struct Milestones {
+    fetching: Vec<Duration>,
+    running: Vec<Duration>,
+    file: Vec<Duration>,
+    /// Step durations, per agent and round.
+    published_to_fetching: Vec<Duration>,
+    fetching_to_running: Vec<Duration>,
+    running_to_file: Vec<Duration>,
+    file_to_status: Vec<Duration>,
+}
+
+fn milestones(rounds: &[(u64, DeployRound)], logs: &[Log]) -> Milestones {
+    let mut m = Milestones::default();
+    let us = |d: i64| Duration::from_micros(d.max(0) as u64);
+    for (k, (id, r)) in rounds.iter().enumerate() {
+        let s = unix_us(r.wall);
+        let e = rounds.get(k + 1).map(|(_, n)| unix_us(n.wall)).unwrap_or(i64::MAX);
+        for (h, log) in logs.iter().enumerate() {
+            let Some((i1, t1)) = log.find(log.at(s), e, &[&format!("deploy {id}: fetching bundle")]) else {
+                continue;
+            };
+            let Some((_, t2)) = log.find(i1, e, &[&format!("running deploy {id} (")]) else { continue };
+            let file = log.find(i1, e, &["file[conf]: "]).map(|(_, t)| t);
+            m.fetching.push(us(t1 - s));
+            m.running.push(us(t2 - s));
+            m.published_to_fetching.push(us(t1 - s - r.published.as_micros() as i64));
+            m.fetching_to_running.push(us(t2 - t1));
+            if let Some(t3) = file {
+                m.file.push(us(t3 - s));
+                m.running_to_file.push(us(t3 - t2));
+                if let Some(c) = r.converged[h] {
+                    m.file_to_status.push(us(s + c.as_micros() as i64 - t3));
+                }
+            }
+        }
+    }
+    m
+}
+
+/// Wall time of `mgmt ARGS` in `cwd`, `n` times (50 ms apart); `check` judges each run.
+fn time_mgmt(
+    cwd: &Path,
+    args: &[&str],
+    n: usize,
+    check: impl Fn(&std::process::Output) -> Result<()>,
+) -> Result<Vec<Duration>> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        std::thread::sleep(Duration::from_millis(50));
+        let t0 = Instant::now();
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("MGMT_LOG")
+            .env_remove("MGMT_SEEDS")
+            .stdin(Stdio::null())
+            .output()?;
+        v.push(t0.elapsed());
+        check(&out).with_context(|| format!("mgmt {}", args.join(" ")))?;
+    }
+    Ok(v)
+}
+
+/// Sum of the CPU time of processes, in ns.
+fn cpu_all(ps: &[Proc]) -> u64 {
+    ps.iter().map(|p| cpu_ns(p.pid())).sum()
+}
+
+/// Stop the agents (SIGINT, as a user would); keep their logs if asked.
+fn stop_agents(agents: &mut [Proc], etcd: &Etcd, bench: &str) -> Result<()> {
+    for a in agents.iter_mut() {
+        let s = a.stop(libc::SIGINT);
+        if !s.is_some_and(|s| s.success()) {
+            println!("WARNING: {} did not stop cleanly ({s:?}); log:\n{}", a.what, a.log_tail());
+        }
+    }
+    if let Ok(keep) = std::env::var("MGMT_BENCH_KEEP_LOGS") {
+        let keep = PathBuf::from(keep).join(bench);
+        fs::create_dir_all(&keep)?;
+        for p in agents.iter().map(|a| &a.log).chain([&etcd.process.log]) {
+            fs::copy(p, keep.join(p.file_name().context("no name")?))?;
+        }
+        println!("logs kept in {}", keep.display());
+    }
+    Ok(())
+}
+
+/// A round failed: say why as well as possible (a dead agent, or the logs of the agents that
+/// did not converge) and keep the logs if asked.
+fn round_failed(
+    e: anyhow::Error,
+    agents: &mut [Proc],
+    names: &[String],
+    etcd: &Etcd,
+    bench: &str,
+) -> anyhow::Error {
+    for a in agents.iter_mut() {
+        if let Err(dead) = a.ensure_alive() {
+            return dead.context(e);
+        }
+    }
+    let msg = format!("{e:#}");
+    for (a, h) in agents.iter().zip(names).filter(|(_, h)| msg.contains(&format!(" {h} ("))).take(3) {
+        println!("log of {h} (last lines):\n{}", a.log_tail());
+    }
+    if let Ok(keep) = std::env::var("MGMT_BENCH_KEEP_LOGS") {
+        let keep = PathBuf::from(keep).join(bench);
+        let _ = fs::create_dir_all(&keep);
+        for p in agents.iter().map(|a| &a.log).chain([&etcd.process.log]) {
+            if let Some(name) = p.file_name() {
+                let _ = fs::copy(p, keep.join(name));
+            }
+        }
+        println!("logs kept in {}", keep.display());
+    }
+    e
+}
+
+fn deploy3(t: &Path) -> Result<Vec<Row>> {
+    deploy_cluster(t, "deploy", 3, 5, 30)
+}
+
+fn deploy50(t: &Path) -> Result<Vec<Row>> {
+    deploy_cluster(t, "deploy50", 50, 3, 10)
+}
+
+/// `n` agents follow the deploys of a one-file graph; each round commits a new version and
+/// times `mgmt deploy` until every agent reports it converged.
+fn deploy_cluster(t: &Path, bench: &'static str, n: usize, warmup: usize, iters: usize) -> Result<Vec<Row>> {
+    let names: Vec<String> = (1..=n).map(|i| format!("h{i}")).collect();
+    let files: Vec<PathBuf> = names.iter().map(|h| host_file(t, h)).collect();
+    let repo = t.join("repo");
+    init_repo(&repo)?;
+    let etcd = Etcd::start(t)?;
+    let mut w = ClusterWatch::new(&etcd.url)?;
+    let limit = Duration::from_secs(if n > 10 { 60 } else { 30 });
+
+    let t0 = Instant::now();
+    let mut agents = spawn_deploy_agents(t, &etcd.url, &names)?;
+    let registered =
+        w.wait("agents registered", Duration::from_secs(60), |s| names.iter().all(|h| s.contains_key(h)));
+    if let Err(e) = registered {
+        for a in &mut agents {
+            a.ensure_alive()?;
+        }
+        return Err(e);
+    }
+    println!("{n} agents started, all registered in etcd after {}", ms(t0.elapsed()));
+    let first = deploy_round(&mut w, &etcd.url, &repo, &names, &files, &app_content(0), 1, limit)
+        .map_err(|e| round_failed(e, &mut agents, &names, &etcd, bench))?;
+    println!(
+        "deploy 1 (version 0, every agent's first): mgmt deploy {}, all {n} converged on it after {}",
+        ms(first.command),
+        ms_or_stuck(first.all())
+    );
+    std::thread::sleep(Duration::from_secs(1));
+
+    let mut rounds: Vec<(u64, DeployRound)> = Vec::new();
+    let (mut cpu0, mut cpu_etcd0, mut m0) = (0, 0, None);
+    for i in 1..=warmup + iters {
+        let record = i > warmup;
+        fs::write(repo.join("graph.yaml"), app_yaml(i))?;
+        git(&repo, &["commit", "-q", "-a", "-m", &format!("version {i}")])?;
+        std::thread::sleep(DEPLOY_PAUSE);
+        if i == warmup + 1 {
+            cpu0 = cpu_all(&agents);
+            cpu_etcd0 = cpu_ns(etcd.process.pid());
+            m0 = Some(etcd.metrics());
+        }
+        let id = i as u64 + 1;
+        let r = deploy_round(&mut w, &etcd.url, &repo, &names, &files, &app_content(i), id, limit)
+            .map_err(|e| round_failed(e, &mut agents, &names, &etcd, bench))?;
+        println!(
+            "{} deploy {id}: mgmt deploy {}, published {}, first host converged {}, all {n} {}",
+            if record { "round" } else { "warm-up" },
+            ms(r.command),
+            ms(r.published),
+            ms(r.first()),
+            ms_or_stuck(r.all()),
+        );
+        if !r.stuck.is_empty() {
+            report_stuck(&r, id, &agents, &names);
+        }
+        if record {
+            rounds.push((id, r));
+        }
+    }
+    let cpu1 = cpu_all(&agents);
+    let cpu_etcd1 = cpu_ns(etcd.process.pid());
+    let m1 = etcd.metrics();
+    let m0 = m0.context("no metrics")?;
+    let rss: Vec<(u64, u64)> = agents
+        .iter()
+        .map(|a| (status_kb(a.pid(), "VmRSS:").unwrap_or(0), status_kb(a.pid(), "VmHWM:").unwrap_or(0)))
+        .collect();
+    let threads: Vec<u64> = agents.iter().map(|a| status_kb(a.pid(), "Threads:").unwrap_or(0)).collect();
+    let etcd_rss = status_kb(etcd.process.pid(), "VmRSS:").unwrap_or(0);
+    let deploys_dirs = fs::read_dir(t.join("prefix"))
+        .map(|rd| {
+            rd.flatten().filter_map(|e| fs::read_dir(e.path().join("deploys")).ok()).map(|d| d.count()).max()
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+
+    // Baselines of the command alone (3 agents only): the process, and the process with
+    // etcd round trips but nothing written.
+    let mut base: Vec<(String, Stats)> = Vec::new();
+    if n <= 3 {
+        for (what, args) in [
+            ("`mgmt --version` (process start and exit)", vec!["--version"]),
+            (
+                "`mgmt deploy list` (+ connect, status, one range read)",
+                vec!["deploy", "--seeds", &etcd.url, "list"],
+            ),
+            (
+                "`mgmt deploy yaml graph.yaml`, nothing new (+ git, blob checks, no write)",
+                vec!["deploy", "--seeds", &etcd.url, "yaml", "graph.yaml"],
+            ),
+        ] {
+            let s = stats(&time_mgmt(&repo, &args, 10, |out| {
+                ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                Ok(())
+            })?);
+            println!("{what}: {}", s.line());
+            base.push((what.to_string(), s));
+        }
+    }
+
+    // Nothing went wrong on the way?
+    for a in &mut agents {
+        a.ensure_alive()?;
+    }
+    for (f, h) in files.iter().zip(&names) {
+        ensure!(fs::read(f)? == app_content(warmup + iters), "{h}'s file does not have the last version");
+    }
+    stop_agents(&mut agents, &etcd, bench)?;
+    let logs: Vec<Log> = agents.iter().map(|a| Log::read(&a.log)).collect();
+    drop(etcd);
+
+    // Report.
+    let all: Vec<Duration> = rounds.iter().filter_map(|(_, r)| r.all()).collect();
+    ensure!(!all.is_empty(), "a host got stuck in every round");
+    let s_all = stats(&all);
+    let stuck_rounds = rounds.iter().filter(|(_, r)| !r.stuck.is_empty()).count();
+    let names_ref = &names;
+    let stuck_hosts: Vec<String> = rounds
+        .iter()
+        .flat_map(|(id, r)| r.stuck.iter().map(move |k| format!("{} in deploy {id}", names_ref[*k])))
+        .collect();
+    let s_cmd = stats(&rounds.iter().map(|(_, r)| r.command).collect::<Vec<_>>());
+    let s_pub = stats(&rounds.iter().map(|(_, r)| r.published).collect::<Vec<_>>());
+    let s_first = stats(&rounds.iter().map(|(_, r)| r.first()).collect::<Vec<_>>());
+    let per_host: Vec<Duration> =
+        rounds.iter().flat_map(|(_, r)| r.converged.iter().flatten().copied()).collect();
+    let s_host = stats(&per_host);
+    let early: usize = rounds.iter().map(|(_, r)| r.early).sum();
+    let two_writes: usize = rounds
+        .iter()
+        .map(|(_, r)| r.named.iter().zip(&r.converged).filter(|(a, b)| b.is_some_and(|b| **a < b)).count())
+        .sum();
+    println!("mgmt deploy start -> all {n} hosts converged on it: {}", s_all.line());
+    println!("mgmt deploy start -> its exit: {}", s_cmd.line());
+    let mut rows = Vec::new();
+    let target = Duration::from_millis(250);
+    rows.push(bench_row(
+        bench,
+        format!("`mgmt deploy` start -> all {n} hosts report it converged: p50/p90/max (n={})", all.len()),
+        s_all.p50_p90_max(),
+        "< 0.25 s",
+        Some(s_all.max < target),
+    ));
+    rows.push(bench_row(
+        bench,
+        format!("rounds with a host stuck at `converged: false` (file right, {STUCK_GRACE:?} after)"),
+        if stuck_hosts.is_empty() {
+            format!("0 of {iters}")
+        } else {
+            format!("{stuck_rounds} of {iters} ({})", stuck_hosts.join(", "))
+        },
+        "0",
+        Some(stuck_rounds == 0),
+    ));
+    if n > 3
+        && let Some((p50, p90)) = *DEPLOY3.lock().unwrap_or_else(|e| e.into_inner())
+    {
+        rows.push(bench_row(
+            bench,
+            "the same with 3 agents (this run): p50 / p90; growth of the p50",
+            format!("{} / {}; x{:.1}", ms(p50), ms(p90), s_all.p50.as_secs_f64() / p50.as_secs_f64()),
+            "",
+            None,
+        ));
+    }
+    if n <= 3 {
+        *DEPLOY3.lock().unwrap_or_else(|e| e.into_inner()) = Some((s_all.p50, s_all.p90));
+    }
+    rows.push(bench_row(bench, "`mgmt deploy` start -> its exit (wall time)", s_cmd.p50_p90_max(), "", None));
+    rows.push(bench_row(
+        bench,
+        "`mgmt deploy` start -> bench's watch sees deploy/latest",
+        s_pub.p50_p90_max(),
+        "",
+        None,
+    ));
+    rows.push(bench_row(bench, "start -> first host converged", s_first.p50_p90_max(), "", None));
+    rows.push(bench_row(
+        bench,
+        format!("start -> a host converged (each of {n} hosts, n={})", per_host.len()),
+        s_host.p50_p90_max(),
+        "",
+        None,
+    ));
+    // Where the time goes, from the agents' logs.
+    let m = milestones(&rounds, &logs);
+    let mut add = |what: &str, v: &[Duration]| {
+        if !v.is_empty() {
+            let s = stats(v);
+            println!("{what}: {}", s.line());
+            rows.push(bench_row(bench, format!("{what} (n={})", s.n), s.p50_p90_max(), "", None));
+        }
+    };
+    add("log: start -> agent logs `deploy N: fetching bundle`", &m.fetching);
+    add("log: start -> agent logs `running deploy N`", &m.running);
+    add("log: start -> agent logs its file written", &m.file);
+    add(
+        "step: deploy/latest published -> `fetching bundle` (watch event, record read)",
+        &m.published_to_fetching,
+    );
+    add(
+        "step: `fetching bundle` -> `running deploy` (fetch, verify, unpack, parse, swap)",
+        &m.fetching_to_running,
+    );
+    add("step: `running deploy` -> file written", &m.running_to_file);
+    add("step: file written -> its converged status seen by the bench", &m.file_to_status);
+    for (what, s) in &base {
+        rows.push(bench_row(bench, format!("baseline: {what}"), s.p50_p90_max(), "", None));
+    }
+    rows.push(bench_row(
+        bench,
+        "statuses naming the new deploy before its converged one; converged before the file was right",
+        format!("{two_writes} of {}; {early}", per_host.len()),
+        "",
+        None,
+    ));
+    let proposals =
+        m1.get("etcd_server_proposals_committed_total") - m0.get("etcd_server_proposals_committed_total");
+    let (_, fsync_ms) = m1.hist_since(&m0, "etcd_disk_wal_fsync_duration_seconds");
+    rows.push(bench_row(
+        bench,
+        "etcd: writes per deploy, WAL fsync mean",
+        format!("{:.1}, {fsync_ms:.2} ms", proposals / iters as f64),
+        "",
+        None,
+    ));
+    let cpu_agents = cpu1.saturating_sub(cpu0) as f64 / 1e6 / iters as f64;
+    let cpu_etcd = cpu_etcd1.saturating_sub(cpu_etcd0) as f64 / 1e6 / iters as f64;
+    rows.push(bench_row(
+        bench,
+        "CPU per deploy, ms (all agents together; etcd)",
+        format!("{cpu_agents:.1} ({:.2} per agent); etcd {cpu_etcd:.1}", cpu_agents / n as f64),
+        "",
+        None,
+    ));
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    let mut r_sorted: Vec<u64> = rss.iter().map(|r| r.0).collect();
+    r_sorted.sort();
+    let hwm_max = rss.iter().map(|r| r.1).max().unwrap_or(0);
+    rows.push(bench_row(
+        bench,
+        "VmRSS after the run, MB: h1 (VmHWM); median, max of all agents; etcd",
+        format!(
+            "{:.1} ({:.1}); {:.1}, {:.1} (VmHWM max {:.1}); etcd {:.1}",
+            mb(rss[0].0),
+            mb(rss[0].1),
+            mb(r_sorted[r_sorted.len() / 2]),
+            mb(*r_sorted.last().unwrap_or(&0)),
+            mb(hwm_max),
+            mb(etcd_rss)
+        ),
+        "",
+        None,
+    ));
+    println!(
+        "threads per agent: {:?}; unpacked bundles kept in one agent's prefix: {deploys_dirs}",
+        threads.iter().take(5).collect::<Vec<_>>()
+    );
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------------------------------
+// bigtree: a deploy of 1,000 files, cold and deduplicated
+
+const BIG_DIRS: usize = 10;
+const BIG_FILES_PER_DIR: usize = 100;
+const BIG_COLD: usize = 3;
+const BIG_DEDUP: usize = 5;
+
+fn big_file(d: usize, f: usize, tree: usize, edit: usize) -> String {
+    let mut s = format!("# d{d}/f{f:03}.txt, tree {tree}, edit {edit}\n");
+    for k in 0..5 {
+        s.push_str(&format!("setting_{k} = some value of a typical configuration line {k}\n"));
+    }
+    s
+}
+
+/// Write every file of the big tree (`tree` makes every content new) and the graph.
+fn write_big_tree(repo: &Path, tree: usize) -> Result<()> {
+    for d in 0..BIG_DIRS {
+        let dir = repo.join(format!("d{d}"));
+        fs::create_dir_all(&dir)?;
+        for f in 0..BIG_FILES_PER_DIR {
+            fs::write(dir.join(format!("f{f:03}.txt")), big_file(d, f, tree, 0))?;
+        }
+    }
+    fs::write(repo.join("graph.yaml"), app_yaml(tree))?;
+    Ok(())
+}
+
+fn bigtree(t: &Path) -> Result<Vec<Row>> {
+    let bench = "bigtree";
+    let repo = t.join("repo");
+    fs::create_dir_all(&repo)?;
+    git(&repo, &["init", "-q", "-b", "main"])?;
+    let names = vec!["h1".to_string()];
+    let files = vec![host_file(t, "h1")];
+    let etcd = Etcd::start(t)?;
+    let mut w = ClusterWatch::new(&etcd.url)?;
+    let mut agents = spawn_deploy_agents(t, &etcd.url, &names)?;
+    let registered = w.wait("agent registered", Duration::from_secs(30), |s| s.contains_key("h1"));
+    if let Err(e) = registered {
+        agents[0].ensure_alive()?;
+        return Err(e);
+    }
+    let limit = Duration::from_secs(300);
+    let n_files = BIG_DIRS * BIG_FILES_PER_DIR;
+    let mut cold: Vec<(u64, DeployRound)> = Vec::new();
+    let mut dedup: Vec<(u64, DeployRound)> = Vec::new();
+    let mut counts: Vec<(u64, u64, u64)> = Vec::new();
+    for r in 0..BIG_COLD + BIG_DEDUP {
+        let id = r as u64 + 1;
+        let is_cold = r < BIG_COLD;
+        let version = if is_cold { r } else { BIG_COLD - 1 };
+        if is_cold {
+            write_big_tree(&repo, r)?;
+            git(&repo, &["add", "-A"])?;
+            git(&repo, &["commit", "-q", "-m", &format!("tree {r}")])?;
+        } else {
+            let p = repo.join("d3/f042.txt");
+            fs::write(&p, big_file(3, 42, BIG_COLD - 1, r))?;
+            git(&repo, &["commit", "-q", "-a", "-m", &format!("edit {r}")])?;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let round = deploy_round(&mut w, &etcd.url, &repo, &names, &files, &app_content(version), id, limit)
+            .map_err(|e| round_failed(e, &mut agents, &names, &etcd, bench))?;
+        let c = deployed_counts(&round.stderr).with_context(|| format!("no summary in: {}", round.stderr))?;
+        println!(
+            "{} deploy {id}: mgmt deploy {} ({} files, {} new blobs, {} already stored), published {}, agent converged {}",
+            if is_cold { "cold" } else { "1 file changed:" },
+            ms(round.command),
+            c.0,
+            c.1,
+            c.2,
+            ms(round.published),
+            ms_or_stuck(round.all())
+        );
+        if !round.stuck.is_empty() {
+            report_stuck(&round, id, &agents, &names);
+        }
+        counts.push(c);
+        if is_cold {
+            cold.push((id, round));
+        } else {
+            dedup.push((id, round));
+        }
+    }
+    // The same commit again: git, every blob checked, nothing written.
+    let again = time_mgmt(&repo, &["deploy", "--seeds", &etcd.url, "yaml", "graph.yaml"], 3, |out| {
+        let said = String::from_utf8_lossy(&out.stdout);
+        ensure!(out.status.success() && said.starts_with("nothing new"), "{said}");
+        Ok(())
+    })?;
+    // The bundle built from git alone: the command stops at the first etcd request, on a port
+    // nothing listens on (connection refused at once).
+    let dead = format!("http://127.0.0.1:{}", free_ports(1)?[0]);
+    let build = time_mgmt(&repo, &["deploy", "--seeds", &dead, "yaml", "graph.yaml"], 3, |out| {
+        let said = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success() && said.contains("refused"), "{said}");
+        Ok(())
+    })?;
+    let rss = status_kb(agents[0].pid(), "VmRSS:").unwrap_or(0);
+    let hwm = status_kb(agents[0].pid(), "VmHWM:").unwrap_or(0);
+    stop_agents(&mut agents, &etcd, bench)?;
+    let logs: Vec<Log> = agents.iter().map(|a| Log::read(&a.log)).collect();
+    drop(etcd);
+
+    let mut rows = Vec::new();
+    let range = |v: &[Duration]| {
+        let s = stats(v);
+        format!("{} ({}..{})", ms(s.p50), ms(s.min), ms(s.max))
+    };
+    let blobs = |c: &[(u64, u64, u64)]| {
+        let mut v: Vec<String> = c.iter().map(|(_, n, _)| n.to_string()).collect();
+        v.dedup();
+        let stored: Vec<String> = c.iter().map(|(_, _, s)| s.to_string()).collect::<Vec<_>>();
+        format!("{} new, {} already stored", v.join("/"), stored.first().cloned().unwrap_or_default())
+    };
+    for (what, set, c) in [
+        (format!("cold: {} files, every blob new", n_files + 1), &cold, &counts[..BIG_COLD]),
+        ("1 file changed: the rest deduplicated".to_string(), &dedup, &counts[BIG_COLD..]),
+    ] {
+        let cmd: Vec<Duration> = set.iter().map(|(_, r)| r.command).collect();
+        let pubd: Vec<Duration> = set.iter().map(|(_, r)| r.published).collect();
+        let conv: Vec<Duration> = set.iter().filter_map(|(_, r)| r.all()).collect();
+        let stuck = set.iter().filter(|(_, r)| !r.stuck.is_empty()).count();
+        if stuck > 0 {
+            rows.push(bench_row(
+                bench,
+                format!("{what}: rounds where the agent's status stuck at `converged: false`"),
+                format!("{stuck} of {}", set.len()),
+                "0",
+                Some(false),
+            ));
+        }
+        let m = milestones(set, &logs);
+        rows.push(bench_row(
+            bench,
+            format!("{what}: `mgmt deploy` wall time, median (min..max of {})", set.len()),
+            range(&cmd),
+            "",
+            None,
+        ));
+        rows.push(bench_row(bench, format!("{what}: blobs the command reported"), blobs(c), "", None));
+        let after: Vec<Duration> = set.iter().map(|(_, r)| r.command.saturating_sub(r.published)).collect();
+        rows.push(bench_row(
+            bench,
+            format!("{what}: start -> deploy/latest published"),
+            range(&pubd),
+            "",
+            None,
+        ));
+        rows.push(bench_row(
+            bench,
+            format!("{what}: published -> command exit (every blob checked again, prune)"),
+            range(&after),
+            "",
+            None,
+        ));
+        rows.push(bench_row(
+            bench,
+            format!("{what}: start -> 1 agent converged on it"),
+            range(&conv),
+            "",
+            None,
+        ));
+        if !m.fetching_to_running.is_empty() {
+            rows.push(bench_row(
+                bench,
+                format!("{what}: agent `fetching bundle` -> `running deploy` (fetch, verify, unpack)"),
+                range(&m.fetching_to_running),
+                "",
+                None,
+            ));
+        }
+    }
+    rows.push(bench_row(
+        bench,
+        "baseline: the same commit again (`nothing new`: git, 1,002 blob checks, no write)",
+        range(&again),
+        "",
+        None,
+    ));
+    rows.push(bench_row(
+        bench,
+        "baseline: process + bundle built from git (etcd refuses the connection)",
+        range(&build),
+        "",
+        None,
+    ));
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    rows.push(bench_row(
+        bench,
+        "agent VmRSS after the run, MB (VmHWM)",
+        format!("{:.1} ({:.1})", mb(rss), mb(hwm)),
+        "",
+        None,
     ));
     Ok(rows)
 }
