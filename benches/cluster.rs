@@ -1,9 +1,12 @@
-//! Cluster benchmark of the `mgmt` agent: export -> collect propagation through a real etcd.
+//! Cluster benchmarks of the `mgmt` agent, with a real etcd and real agents: export -> collect
+//! propagation, and deploys.
 //!
 //! ```text
-//! cargo bench --bench cluster
+//! cargo bench --bench cluster                 # all of them
+//! cargo bench --bench cluster -- propagation  # one (or several) of: propagation deploy deploy50 bigtree
 //! ```
 //!
+//! `propagation`:
 //! Starts an etcd member (`/usr/bin/etcd`, or `$MGMT_ETCD_BINARY`) on free loopback ports with
 //! its data dir in the run's temporary directory, and three agents (the release binary,
 //! `mgmt run --seeds URL --hostname A|B|C --tmp-prefix yaml X.yaml`). Each agent exports one
@@ -19,7 +22,16 @@
 //! `MGMT_BENCH_KEEP_LOGS=DIR` copies the agents' and etcd's logs (and the round start times)
 //! into DIR at the end. etcd and the agents are stopped and the temp dir removed when the
 //! bench ends or fails; a killed bench takes its children with it (`PR_SET_PDEATHSIG`).
-//! Methodology and results: BENCHMARKS.md, section "Cluster: export -> collect propagation".
+//!
+//! `deploy` and `deploy50`: 3 (50) agents `mgmt run --seeds URL --hostname hN --tmp-prefix
+//! empty` follow the deploys of a git repository whose graph manages one file; each round
+//! commits a new version and times `mgmt deploy --seeds URL yaml graph.yaml` from its spawn
+//! until every agent's status (`hosts/<h>` in etcd, followed by a watch in the bench) says it
+//! runs the new deploy and is converged. `bigtree`: `mgmt deploy` of a tree of 1,000 files,
+//! cold (every blob new) and after a change of one file (the rest deduplicated), with one agent.
+//!
+//! Methodology and results: BENCHMARKS.md, sections "Cluster: export -> collect propagation"
+//! and "Deploys".
 
 use std::ffi::OsString;
 use std::fs;

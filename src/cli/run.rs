@@ -252,7 +252,10 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                 let s = *conv_rx.borrow_and_update();
                 // Only idle/busy flips and failure counts change the status; per-vertex
                 // busy counts during a big apply do not.
-                if (s.idle(), s.bad) != last_reported {
+                // Every settle is reported too: a swap reports `busy` right away, and the
+                // settle after it may look like no change from here. (Identical statuses are
+                // not written again.)
+                if s.idle() || (s.idle(), s.bad) != last_reported {
                     last_reported = (s.idle(), s.bad);
                     report(&engine, &spec, &source, deploy, &deploy_error);
                 }
