@@ -125,6 +125,8 @@ fn unpack(prefix: &Path, bundle: &str, m: &Manifest, contents: &[Vec<u8>]) -> Re
     let base = prefix.join("deploys");
     let dir = base.join(bundle);
     if dir.is_dir() {
+        // Newest again, for pruning.
+        let _ = std::fs::File::open(&dir).and_then(|f| f.set_modified(std::time::SystemTime::now()));
         return Ok(dir);
     }
     std::fs::create_dir_all(&base)?;
@@ -150,5 +152,23 @@ fn unpack(prefix: &Path, bundle: &str, m: &Manifest, contents: &[Vec<u8>]) -> Re
             return Err(e.into());
         }
     }
+    prune_unpacked(&base, KEEP_UNPACKED);
     Ok(dir)
+}
+
+/// Unpacked bundles kept in `<prefix>/deploys/` (the newest; older ones are fetched again if a
+/// rollback needs them).
+const KEEP_UNPACKED: usize = 3;
+
+fn prune_unpacked(base: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
+    for (_, d) in dirs.into_iter().skip(keep) {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
