@@ -28,8 +28,14 @@ struct Sandbox {
 
 impl Sandbox {
     fn start() -> Result<Sandbox, String> {
-        let dir =
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("svc-bench-{}", std::process::id()));
+        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        // The script refuses scratch dirs in system directories (a checkout under /tmp, say).
+        let base = if ["/tmp", "/run", "/var", "/etc", "/usr"].iter().any(|r| target.starts_with(r)) {
+            PathBuf::from("/srv/mgmt-test-sandboxes")
+        } else {
+            target
+        };
+        let dir = base.join(format!("svc-bench-{}", std::process::id()));
         let out =
             Command::new(sandbox_script()).arg("start").arg(&dir).output().map_err(|e| e.to_string())?;
         if !out.status.success() {

@@ -32,10 +32,16 @@ pub fn script() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/systemd-sandbox"))
 }
 
-/// The parent of every sandbox's scratch dir: below cargo's target dir, never below `/tmp`
+/// The parent of every sandbox's scratch dir: below cargo's target dir, or `/srv` when that is in a system directory; never below `/tmp`
 /// (the script refuses that: systemd would be booted over it).
 pub fn scratch_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("systemd-sandbox")
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    // The script refuses scratch dirs in system directories (a checkout under /tmp, say).
+    let refused = ["/tmp", "/run", "/var", "/etc", "/usr", "/proc", "/sys", "/dev", "/boot"];
+    if refused.iter().any(|r| target.starts_with(r)) {
+        return PathBuf::from("/srv/mgmt-test-sandboxes");
+    }
+    target.join("systemd-sandbox")
 }
 
 /// `bash tests/support/systemd-sandbox` (so a checkout without the executable bit works).
