@@ -113,6 +113,15 @@ impl Sandbox {
             skip("not running as root");
             return None;
         }
+        // Inside, /tmp and /run are the sandbox's own: a build below them cannot be run there.
+        let bin = Path::new(env!("CARGO_BIN_EXE_mgmt"));
+        if bin.starts_with("/tmp") || bin.starts_with("/run") {
+            skip(&format!(
+                "{} is below /tmp or /run, which the sandbox replaces; build elsewhere",
+                bin.display()
+            ));
+            return None;
+        }
         let root = scratch_root();
         if let Err(e) = fs::create_dir_all(&root) {
             skip(&format!("cannot create {}: {e}", root.display()));
