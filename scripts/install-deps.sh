@@ -11,10 +11,17 @@ command -v git >/dev/null 2>&1 || need+=(git)
 [ -x /lib/systemd/systemd ] || need+=(systemd)
 command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+command -v cc >/dev/null 2>&1 || need+=(build-essential)   # git2 builds its bundled libgit2
+command -v ps >/dev/null 2>&1 || need+=(procps)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing: ${need[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# cargo fmt and clippy are toolchain components a minimal install may lack.
+if command -v rustup >/dev/null 2>&1; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi

@@ -2,26 +2,14 @@
 //! directories: the clean-tree rule for every kind of dirtiness, `--commit` in a bare
 //! repository, modes and symlinks. No etcd needed: the tree is checked before connecting.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
+use common::git;
 use mgmt::deploy::bundle::{MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK};
 use mgmt::deploy::source::{from_dir, from_git};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .output()
-        .expect("running git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A repository with a committed graph, an executable, a symlink and an ignored file.
 fn repo() -> tempfile::TempDir {

@@ -105,6 +105,21 @@ pub fn gate_exec(name: &str, go: &Path) -> String {
     )
 }
 
+/// Run `git` in `dir` as a fixed author; panics with git's stderr on failure. Returns stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Ada")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Ada")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .output()
+        .expect("running git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// A test's own directory. Everything a test manages lives below it; agents get
 /// `TMPDIR=<root>/tmp` so even their `--tmp-prefix` state stays inside.
 pub struct TestDir {
