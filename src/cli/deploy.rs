@@ -1,4 +1,8 @@
 //! `mgmt deploy`: publish, list, show and roll back deploys.
+//!
+//! Exit status: 0 when done (or nothing new), 1 when nothing was published, and
+//! [`EXIT_PUBLISHED_BUT`] when the deploy is published (its ID printed) but a step after
+//! publishing failed.
 
 use std::time::Duration;
 
@@ -7,8 +11,15 @@ use etcd_client::Client;
 
 use super::{DeployArgs, DeployCommand};
 use crate::deploy::source::{self, Built};
-use crate::deploy::store::{self, DeployKeys, NewDeploy, Published};
+use crate::deploy::store::{self, Appended, DeployKeys, DeployRecord, NewDeploy, Published};
 use crate::world::etcd::connect;
+
+/// Exit status of a deploy or rollback that is published (agents will run it) although a
+/// step after publishing failed: checking its blobs again, retention or compaction.
+pub const EXIT_PUBLISHED_BUT: u8 = 3;
+
+/// What etcd says when its database has reached its quota.
+const NOSPACE: &str = "database space exceeded";
 
 async fn client(args: &DeployArgs) -> Result<Client> {
     if args.cluster.seeds.is_empty() {
@@ -28,76 +39,9 @@ async fn client(args: &DeployArgs) -> Result<Client> {
 
 pub async fn run(args: DeployArgs) -> Result<u8> {
     let keys = DeployKeys::new(&args.cluster.etcd_namespace);
-    match &args.command {
-        DeployCommand::Yaml { file } => {
-            let built = build(file, args.no_git, args.commit.as_deref())?;
-            let mut c = client(&args).await?;
-            let (written, present) = store::store_bundle(&mut c, &keys, &built).await?;
-            let info = built.commit.clone();
-            let new = NewDeploy {
-                bundle: built.manifest.id(),
-                frontend: built.manifest.frontend.clone(),
-                entry: built.manifest.entry.clone(),
-                commit: info.as_ref().map(|i| i.id.clone()),
-                author: info.as_ref().map(|i| i.author.clone()),
-                message: info.as_ref().map(|i| i.subject.clone()),
-                rollback_of: None,
-            };
-            match store::append(&mut c, &keys, new, args.force).await? {
-                Published::New(r) => {
-                    // A garbage collection by a concurrent deploy may have raced the upload.
-                    let restored = store::ensure_bundle(&mut c, &keys, &built).await?;
-                    if restored > 0 {
-                        eprintln!(
-                            "mgmt: {restored} blobs were collected while uploading and are stored again"
-                        );
-                    }
-                    println!("deploy {}", r.id);
-                    println!("commit {}", r.commit.as_deref().unwrap_or("none (--no-git)"));
-                    println!("bundle {}", r.bundle);
-                    eprintln!(
-                        "mgmt: deployed {} files ({written} new blobs, {present} already stored) as deploy {}",
-                        built.manifest.files.len(),
-                        r.id
-                    );
-                    prune(&mut c, &keys, args.keep).await;
-                }
-                Published::NothingNew(r) => {
-                    println!(
-                        "nothing new: deploy {} already runs bundle {} (use --force to deploy it again)",
-                        r.id, r.bundle
-                    );
-                }
-            }
-            Ok(0)
-        }
-        DeployCommand::List { json } => {
-            let mut c = client(&args).await?;
-            let records = store::history(&mut c, &keys).await?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&records)?);
-            } else {
-                println!(
-                    "{:<6} {:<20} {:<12} {:<30} {:<12} MESSAGE",
-                    "ID", "TIME", "COMMIT", "AUTHOR", "BUNDLE"
-                );
-                for r in &records {
-                    println!(
-                        "{:<6} {:<20} {:<12} {:<30} {:<12} {}",
-                        r.id,
-                        utc(r.time),
-                        r.commit.as_deref().map(|c| &c[..12.min(c.len())]).unwrap_or("-"),
-                        r.author.as_deref().unwrap_or("-"),
-                        &r.bundle[..12.min(r.bundle.len())],
-                        match r.rollback_of {
-                            Some(x) => format!("rollback to deploy {x}"),
-                            None => r.message.clone().unwrap_or_default(),
-                        }
-                    );
-                }
-            }
-            Ok(0)
-        }
+    let r = match &args.command {
+        DeployCommand::Yaml { file } => yaml(&args, &keys, file).await,
+        DeployCommand::List { json } => list(&args, &keys, *json).await,
         DeployCommand::Show { id } => {
             let mut c = client(&args).await?;
             let r = store::record(&mut c, &keys, *id).await?;
@@ -106,41 +50,194 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(0)
         }
-        DeployCommand::Rollback { target } => {
-            let mut c = client(&args).await?;
-            let history = store::history(&mut c, &keys).await?;
-            let to = match target.parse::<u64>() {
-                Ok(id) => history.iter().find(|r| r.id == id),
-                Err(_) => history
-                    .iter()
-                    .rev()
-                    .find(|r| r.commit.as_deref().is_some_and(|c| c.starts_with(target.as_str()))),
+        DeployCommand::Rollback { target } => rollback(&args, &keys, target).await,
+    };
+    r.map_err(explain)
+}
+
+async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> Result<u8> {
+    let built = build(file, args.no_git, args.commit.as_deref())?;
+    let mut c = client(args).await?;
+    let up = store::store_bundle(&mut c, keys, &built).await?;
+    if up.repaired > 0 {
+        eprintln!(
+            "mgmt: {} stored blobs did not match their sha256 and were stored again",
+            up.repaired
+        );
+    }
+    let info = built.commit.clone();
+    let new = NewDeploy {
+        bundle: built.manifest.id(),
+        frontend: built.manifest.frontend.clone(),
+        entry: built.manifest.entry.clone(),
+        commit: info.as_ref().map(|i| i.id.clone()),
+        author: info.as_ref().map(|i| i.author.clone()),
+        message: info.as_ref().map(|i| i.subject.clone()),
+        rollback_of: None,
+    };
+    let appended = store::append(&mut c, keys, new, args.force).await?;
+    let r = match published(keys, appended) {
+        Published::New(r) => r,
+        Published::NothingNew(r) => {
+            println!(
+                "nothing new: deploy {} already runs bundle {} (use --force to deploy it again)",
+                r.id, r.bundle
+            );
+            return Ok(0);
+        }
+    };
+    // From here on the deploy is live: its ID is printed before anything else can fail.
+    println!("deploy {}", r.id);
+    println!("commit {}", r.commit.as_deref().unwrap_or("none (--no-git)"));
+    println!("bundle {}", r.bundle);
+    eprintln!(
+        "mgmt: deployed {} files ({} new blobs, {} already stored) as deploy {}",
+        built.manifest.files.len(),
+        up.written,
+        up.present + up.repaired,
+        r.id
+    );
+    Ok(after_publish(&mut c, keys, args.keep, r.id, Some(&built)).await)
+}
+
+/// Report a repaired `deploy/latest` and hand back what was published.
+fn published(keys: &DeployKeys, a: Appended) -> Published {
+    if let Some((from, why)) = a.repaired {
+        let from = from.map(|id| format!("deploy {id}, the newest intact record")).unwrap_or("no record".into());
+        let now = match &a.published {
+            Published::New(r) => format!("; it now names deploy {}", r.id),
+            Published::NothingNew(_) => String::new(),
+        };
+        eprintln!("mgmt: warning: {} {why}; continuing from {from}{now}", keys.latest());
+    }
+    a.published
+}
+
+/// The steps after a record is published. A failure does not undo the deploy, so it is a
+/// warning and the exit status is [`EXIT_PUBLISHED_BUT`].
+async fn after_publish(c: &mut Client, keys: &DeployKeys, keep: u64, id: u64, built: Option<&Built>) -> u8 {
+    let mut step = "checking its blobs again";
+    let r: Result<()> = async {
+        if let Some(built) = built {
+            // A garbage collection by a concurrent deploy may have raced the upload.
+            let restored = store::ensure_bundle(c, keys, built).await?;
+            if restored > 0 {
+                eprintln!("mgmt: {restored} blobs were collected while uploading and are stored again");
             }
-            .with_context(|| format!("no deploy {target} (by id or commit) in the history"))?
-            .clone();
-            // The bundle must still be whole before anyone is asked to run it.
-            store::fetch_bundle(&mut c, &keys, &to.bundle)
-                .await
-                .with_context(|| format!("deploy {}'s bundle", to.id))?;
-            let new = NewDeploy {
-                bundle: to.bundle.clone(),
-                frontend: to.frontend.clone(),
-                entry: to.entry.clone(),
-                commit: to.commit.clone(),
-                author: to.author.clone(),
-                message: to.message.clone(),
-                rollback_of: Some(to.id),
-            };
-            match store::append(&mut c, &keys, new, true).await? {
-                Published::New(r) | Published::NothingNew(r) => {
-                    println!("deploy {}", r.id);
-                    println!("rollback to deploy {} (bundle {})", to.id, r.bundle);
-                }
-            }
-            prune(&mut c, &keys, args.keep).await;
-            Ok(0)
+        }
+        step = "pruning old deploys (--keep)";
+        let p = store::prune(c, keys, keep as usize).await?;
+        if p.records > 0 || p.blobs > 0 {
+            eprintln!("mgmt: pruned {} old deploy records and {} unused blobs (--keep {keep})", p.records, p.blobs);
+            step = "compacting etcd to free the pruned space";
+            store::compact(c, p.revision).await?;
+        }
+        Ok(())
+    }
+    .await;
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            let e = explain(e);
+            eprintln!("mgmt: warning: deploy {id} is published, but {step} failed: {e:#}");
+            EXIT_PUBLISHED_BUT
         }
     }
+}
+
+async fn list(args: &DeployArgs, keys: &DeployKeys, json: bool) -> Result<u8> {
+    let mut c = client(args).await?;
+    let records = store::history(&mut c, keys).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+        return Ok(0);
+    }
+    println!("{:<6} {:<20} {:<12} {:<30} {:<12} MESSAGE", "ID", "TIME", "COMMIT", "AUTHOR", "BUNDLE");
+    for r in &records {
+        println!(
+            "{:<6} {:<20} {:<12} {:<30} {:<12} {}",
+            r.id,
+            utc(r.time),
+            r.commit.as_deref().map(|c| clip(c, 12)).unwrap_or("-"),
+            r.author.as_deref().unwrap_or("-"),
+            clip(&r.bundle, 12),
+            match r.rollback_of {
+                Some(x) => format!("rollback to deploy {x}"),
+                None => r.message.clone().unwrap_or_default(),
+            }
+        );
+    }
+    Ok(0)
+}
+
+async fn rollback(args: &DeployArgs, keys: &DeployKeys, target: &str) -> Result<u8> {
+    let mut c = client(args).await?;
+    let history = store::history(&mut c, keys).await?;
+    let to = pick(&history, target)?.clone();
+    // The bundle must still be whole before anyone is asked to run it.
+    store::fetch_bundle(&mut c, keys, &to.bundle).await.with_context(|| format!("deploy {}'s bundle", to.id))?;
+    let new = NewDeploy {
+        bundle: to.bundle.clone(),
+        frontend: to.frontend.clone(),
+        entry: to.entry.clone(),
+        commit: to.commit.clone(),
+        author: to.author.clone(),
+        message: to.message.clone(),
+        rollback_of: Some(to.id),
+    };
+    let (Published::New(r) | Published::NothingNew(r)) = published(keys, store::append(&mut c, keys, new, true).await?);
+    println!("deploy {}", r.id);
+    println!("rollback to deploy {} (bundle {})", to.id, r.bundle);
+    Ok(after_publish(&mut c, keys, args.keep, r.id, None).await)
+}
+
+/// The deploy a rollback target names: a deploy ID, or else a commit or a prefix of one that
+/// only one commit has (the newest deploy of that commit). Pure.
+pub fn pick<'a>(history: &'a [DeployRecord], target: &str) -> Result<&'a DeployRecord> {
+    let target = target.trim();
+    if target.is_empty() {
+        bail!("rollback needs a deploy ID or a commit (or a unique prefix of one)");
+    }
+    if let Ok(id) = target.parse::<u64>()
+        && let Some(r) = history.iter().find(|r| r.id == id)
+    {
+        return Ok(r);
+    }
+    let prefix = target.to_ascii_lowercase();
+    let matching: Vec<&DeployRecord> =
+        history.iter().filter(|r| r.commit.as_deref().is_some_and(|c| c.starts_with(&prefix))).collect();
+    let mut commits: Vec<&str> = matching.iter().filter_map(|r| r.commit.as_deref()).collect();
+    commits.sort_unstable();
+    commits.dedup();
+    if commits.len() > 1 {
+        let listed: Vec<String> = commits
+            .iter()
+            .map(|c| {
+                let ids: Vec<String> =
+                    matching.iter().filter(|r| r.commit.as_deref() == Some(c)).map(|r| r.id.to_string()).collect();
+                format!("{c} (deploy {})", ids.join(", "))
+            })
+            .collect();
+        bail!("`{target}` matches {} commits; give more of one:\n  {}", commits.len(), listed.join("\n  "));
+    }
+    matching.last().copied().with_context(|| format!("no deploy {target} (by id or commit) in the history"))
+}
+
+/// Add what to do when etcd's database is full: its NOSPACE error alone does not say.
+fn explain(e: anyhow::Error) -> anyhow::Error {
+    if !e.chain().any(|c| c.to_string().contains(NOSPACE)) {
+        return e;
+    }
+    anyhow::anyhow!(
+        "etcd is out of space (its --quota-backend-bytes is reached): {e:#}\n\
+         hint: free it with `etcdctl compact <current revision>`, `etcdctl defrag` and \
+         `etcdctl alarm disarm`, and keep fewer deploys (--keep); see docs/etcd.md"
+    )
+}
+
+/// At most `n` characters of `s`, cut on a character boundary.
+pub fn clip(s: &str, n: usize) -> &str {
+    s.char_indices().nth(n).map(|(i, _)| &s[..i]).unwrap_or(s)
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC), by the civil-from-days algorithm.
@@ -158,25 +255,14 @@ pub fn utc(t: u64) -> String {
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
-/// Retention after a deploy; a failure here does not undo the deploy, so it is a warning.
-async fn prune(c: &mut Client, keys: &DeployKeys, keep: u64) {
-    match store::prune(c, keys, keep as usize).await {
-        Ok(p) if p.records > 0 || p.blobs > 0 => {
-            eprintln!(
-                "mgmt: pruned {} old deploy records and {} unused blobs (--keep {keep})",
-                p.records, p.blobs
-            )
-        }
-        Ok(_) => {}
-        Err(e) => eprintln!("mgmt: warning: pruning old deploys: {e:#}"),
-    }
-}
-
 fn build(file: &std::path::Path, no_git: bool, commit: Option<&str>) -> Result<Built> {
     if no_git {
         let abs = std::path::absolute(file)?;
         let root = abs.parent().context("the graph file has no directory")?;
         let entry = abs.file_name().context("the graph file has no name")?.to_string_lossy().into_owned();
+        if abs.is_dir() {
+            bail!("{} is a directory, not a graph file", file.display());
+        }
         if !abs.is_file() {
             bail!("{} is not a file", file.display());
         }
@@ -194,6 +280,58 @@ fn build(file: &std::path::Path, no_git: bool, commit: Option<&str>) -> Result<B
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn rec(id: u64, commit: Option<&str>) -> DeployRecord {
+        DeployRecord {
+            id,
+            commit: commit.map(String::from),
+            bundle: format!("b{id}"),
+            frontend: "yaml".into(),
+            entry: "g.yaml".into(),
+            parent: None,
+            author: None,
+            time: 0,
+            message: None,
+            rollback_of: None,
+        }
+    }
+
+    #[test]
+    fn clip_cuts_on_character_boundaries() {
+        assert_eq!(clip("abcdef", 3), "abc");
+        assert_eq!(clip("ab", 12), "ab");
+        assert_eq!(clip("aéééééééééééé", 12), "aééééééééééé");
+        assert_eq!(clip("日本語", 2), "日本");
+        assert_eq!(clip("", 12), "");
+    }
+
+    #[test]
+    fn rollback_targets_are_ids_or_commits_of_one_commit_only() {
+        let h = [rec(1, Some("abc111")), rec(2, Some("abd222")), rec(3, Some("abc111")), rec(4, None)];
+        assert_eq!(pick(&h, "2").unwrap().id, 2);
+        // The newest deploy of a commit; case does not matter.
+        assert_eq!(pick(&h, "abc").unwrap().id, 3);
+        assert_eq!(pick(&h, "ABD2").unwrap().id, 2);
+        for empty in ["", "  "] {
+            assert!(pick(&h, empty).unwrap_err().to_string().contains("needs a deploy ID"), "{empty:?}");
+        }
+        let e = pick(&h, "ab").unwrap_err().to_string();
+        assert!(e.contains("`ab` matches 2 commits"), "{e}");
+        assert!(e.contains("abc111 (deploy 1, 3)") && e.contains("abd222 (deploy 2)"), "{e}");
+        assert!(pick(&h, "9").unwrap_err().to_string().contains("no deploy 9"));
+        assert!(pick(&h, "ff").is_err());
+    }
+
+    #[test]
+    fn only_nospace_gets_the_hint() {
+        let full = anyhow::anyhow!("etcdserver: mvcc: database space exceeded").context("storing a blob");
+        let e = format!("{:#}", explain(full));
+        assert!(e.starts_with("etcd is out of space") && e.contains("alarm disarm"), "{e}");
+        let other = format!("{:#}", explain(anyhow::anyhow!("connection refused")));
+        assert_eq!(other, "connection refused");
+    }
+
     #[test]
     fn utc_dates() {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");

@@ -40,8 +40,16 @@ pub enum Command {
     /// Show the hosts of a cluster: alive, converged or not, last error.
     Status(StatusArgs),
     /// Publish a graph from git (or a directory) as a verified bundle; list, show, roll back.
+    #[command(after_help = DEPLOY_EXIT_STATUS)]
     Deploy(DeployArgs),
 }
+
+const DEPLOY_EXIT_STATUS: &str = "Exit status:\n  \
+    0  done (or nothing new to deploy)\n  \
+    1  failed; nothing was published\n  \
+    2  invalid command line\n  \
+    3  published (the deploy ID is printed and agents run it), but a later step failed: \
+    checking its blobs again, pruning (--keep) or compacting etcd; see the warning";
 
 #[derive(Args, Debug, Clone)]
 pub struct DeployArgs {

@@ -81,8 +81,12 @@ pub fn from_git(start: &Path, frontend: &str, entry: &str, rev: Option<&str>) ->
     let mut files = Vec::new();
     let mut contents = Vec::new();
     let mut problem: Option<String> = None;
-    tree.walk(TreeWalkMode::PreOrder, |dir, e| {
-        let path = format!("{dir}{}", e.name().unwrap_or("\u{fffd}"));
+    let walked = tree.walk(TreeWalkMode::PreOrder, |dir, e| {
+        let Ok(name) = std::str::from_utf8(e.name_bytes()) else {
+            problem = Some(not_utf8(&format!("{dir}{}", escape_name(e.name_bytes()))));
+            return TreeWalkResult::Abort;
+        };
+        let path = format!("{dir}{name}");
         let mode = e.filemode() as u32;
         match e.kind() {
             Some(ObjectType::Tree) => return TreeWalkResult::Ok,
@@ -108,10 +112,12 @@ pub fn from_git(start: &Path, frontend: &str, entry: &str, rev: Option<&str>) ->
         files.push(FileEntry { path, mode, size: data.len() as u64, sha256: sha256_hex(&data) });
         contents.push(data);
         TreeWalkResult::Ok
-    })?;
+    });
+    // An aborted walk is an error from git2 that says only that the callback stopped it.
     if let Some(p) = problem {
         bail!("{p}");
     }
+    walked.with_context(|| format!("reading the tree of commit {}", commit.id()))?;
     check_symlinks(&files, &contents)?;
     let manifest = build_manifest(frontend, entry, files, &mut contents)?;
     let author = commit.author();
@@ -155,8 +161,12 @@ pub fn from_dir(root: &Path, frontend: &str, entry: &str) -> Result<Built> {
     let mut contents = Vec::new();
     let walker = walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name().into_iter();
     for e in walker.filter_entry(|e| e.file_name() != ".git") {
+        use std::os::unix::ffi::OsStrExt;
         let e = e.with_context(|| format!("reading {}", root.display()))?;
-        let rel = e.path().strip_prefix(root).expect("below root").to_string_lossy().into_owned();
+        let rel = e.path().strip_prefix(root).expect("below root").as_os_str();
+        let Some(rel) = rel.to_str().map(str::to_string) else {
+            bail!("{}", not_utf8(&escape_name(rel.as_bytes())));
+        };
         let ft = e.file_type();
         let (mode, data) = if ft.is_dir() {
             continue;
@@ -178,6 +188,22 @@ pub fn from_dir(root: &Path, frontend: &str, entry: &str) -> Result<Built> {
     Ok(Built { manifest, contents, commit: None })
 }
 
+/// A file name as text: valid UTF-8 as it is, other bytes as `\xNN`.
+pub fn escape_name(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+fn not_utf8(escaped: &str) -> String {
+    format!("`{escaped}` is not a UTF-8 file name; bundles hold UTF-8 paths only (rename it)")
+}
+
 fn check_symlinks(files: &[FileEntry], contents: &[Vec<u8>]) -> Result<()> {
     for (f, c) in files.iter().zip(contents) {
         if f.mode == MODE_SYMLINK && !symlink_stays_inside(&f.path, &String::from_utf8_lossy(c)) {
@@ -187,16 +213,34 @@ fn check_symlinks(files: &[FileEntry], contents: &[Vec<u8>]) -> Result<()> {
     Ok(())
 }
 
-/// Sort files and contents together, then check the manifest.
+/// Sort files and contents together, then check the manifest. A YAML entry must be a file:
+/// a directory is refused here rather than by every agent.
 fn build_manifest(
     frontend: &str,
     entry: &str,
     files: Vec<FileEntry>,
     contents: &mut Vec<Vec<u8>>,
 ) -> Result<Manifest> {
+    if frontend == "yaml" {
+        let dir = entry.trim_end_matches('/');
+        let below = format!("{dir}/");
+        if dir.is_empty() || dir == "." || (!files.iter().any(|f| f.path == entry) && files.iter().any(|f| f.path.starts_with(&below))) {
+            bail!("`{}` is a directory, not a graph file", if dir.is_empty() { "." } else { dir });
+        }
+    }
     let mut pairs: Vec<(FileEntry, Vec<u8>)> = files.into_iter().zip(std::mem::take(contents)).collect();
     pairs.sort_by(|a, b| a.0.path.cmp(&b.0.path));
     let (files, data): (Vec<FileEntry>, Vec<Vec<u8>>) = pairs.into_iter().unzip();
     *contents = data;
     Ok(Manifest::new(frontend, entry, files)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_keep_their_valid_text_and_escape_the_rest() {
+        assert_eq!(super::escape_name(b"caf\xe9"), "caf\\xe9");
+        assert_eq!(super::escape_name("dé/x".as_bytes()), "dé/x");
+        assert_eq!(super::escape_name(b"\xff\xfe"), "\\xff\\xfe");
+    }
 }

@@ -1,14 +1,19 @@
 //! Deploys in etcd: blobs under `storage/sha256/<hex>/<chunk>`, records under
 //! `deploy/<id>`, the newest id under `deploy/latest`.
 //!
-//! Blobs are content-addressed, so they are written once and never change: a blob's chunk 0
-//! is written last, and its presence means the blob is complete. Deploy IDs are assigned by a
-//! transaction on `deploy/latest`, so concurrent deploys get consecutive IDs and each record
-//! names the hash of the one before it (a chain).
+//! Blobs are content-addressed: a blob's chunk 0 is written last, and its presence means the
+//! blob is complete. A deploy checks the blobs it needs that are already stored and stores
+//! again any whose bytes no longer match. Deploy IDs are assigned by a transaction on
+//! `deploy/latest`, so concurrent deploys get consecutive IDs and each record names the hash
+//! of the one before it (a chain). A broken `deploy/latest` is repaired by the next record,
+//! which follows the newest intact one.
+
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, CompactionOptions, GetOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::bundle::{CHUNK_SIZE, Manifest, chunks, sha256_hex};
 use super::source::Built;
@@ -68,20 +73,101 @@ impl DeployKeys {
     }
 }
 
-/// Store a blob unless it is there already. Returns whether it was written.
-pub async fn put_blob(c: &mut Client, keys: &DeployKeys, data: &[u8]) -> Result<bool> {
+/// What [`put_blob`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The blob was not there and is now.
+    Written,
+    /// It was there, whole and matching its sha256.
+    Present,
+    /// It was there but damaged (bytes, chunk count or chunk keys wrong) and is stored again.
+    Repaired,
+}
+
+/// What a stored blob looks like against what it must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlobState {
+    Absent,
+    Intact,
+    Damaged,
+}
+
+/// Store a blob unless an intact copy is there already. A stored copy is checked (exactly
+/// the chunks `0..n`, whose bytes hash to the blob's sha256) and stored again when it does
+/// not match, so a damaged blob is healed by the next deploy that needs it.
+pub async fn put_blob(c: &mut Client, keys: &DeployKeys, data: &[u8]) -> Result<Stored> {
     let sha = sha256_hex(data);
-    let first = keys.chunk(&sha, 0);
-    if !c.get(first.clone(), Some(GetOptions::new().with_keys_only())).await?.kvs().is_empty() {
-        return Ok(false);
-    }
     let parts = chunks(data);
-    // Chunk 0 last: once it exists, the blob is whole.
-    for (n, part) in parts.iter().enumerate().skip(1) {
-        c.put(keys.chunk(&sha, n), part.to_vec(), None).await?;
+    let state = blob_state(c, keys, &sha, parts.len(), true).await?;
+    if state == BlobState::Intact {
+        return Ok(Stored::Present);
     }
-    c.put(first, parts[0].to_vec(), None).await?;
-    Ok(true)
+    write_blob(c, keys, &sha, &parts, state == BlobState::Damaged).await?;
+    Ok(if state == BlobState::Absent { Stored::Written } else { Stored::Repaired })
+}
+
+/// Write every chunk, chunk 0 last: once it exists, the blob is whole. Over a damaged copy,
+/// chunk keys that do not belong to the blob are deleted before chunk 0 is written.
+async fn write_blob(c: &mut Client, keys: &DeployKeys, sha: &str, parts: &[&[u8]], damaged: bool) -> Result<()> {
+    for (n, part) in parts.iter().enumerate().skip(1) {
+        c.put(keys.chunk(sha, n), part.to_vec(), None).await?;
+    }
+    if damaged {
+        let r = c.get(keys.blob(sha), Some(GetOptions::new().with_prefix().with_keys_only())).await?;
+        let prefix = keys.blob(sha);
+        for kv in r.kvs() {
+            let index = kv.key().strip_prefix(prefix.as_bytes()).and_then(chunk_index);
+            if !index.is_some_and(|i| i < parts.len()) {
+                c.delete(kv.key().to_vec(), None).await?;
+            }
+        }
+    }
+    c.put(keys.chunk(sha, 0), parts[0].to_vec(), None).await?;
+    Ok(())
+}
+
+/// A chunk key's index: canonical decimal digits only (`01` is not chunk 1).
+fn chunk_index(suffix: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(suffix).ok()?;
+    let n: usize = text.parse().ok()?;
+    (n.to_string() == text).then_some(n)
+}
+
+/// Whether the blob `sha` is stored as exactly `n` chunks `0..n` and, with `check_bytes`,
+/// whether their bytes hash to `sha`. At most `n + 1` chunks are read: enough to see that
+/// there are extra ones.
+async fn blob_state(c: &mut Client, keys: &DeployKeys, sha: &str, n: usize, check_bytes: bool) -> Result<BlobState> {
+    let mut opts = GetOptions::new().with_prefix().with_limit(n as i64 + 1);
+    if !check_bytes {
+        opts = opts.with_keys_only();
+    }
+    let r = c.get(keys.blob(sha), Some(opts)).await?;
+    if r.count() == 0 {
+        return Ok(BlobState::Absent);
+    }
+    let prefix = keys.blob(sha);
+    let mut parts: Vec<(usize, &[u8])> = Vec::with_capacity(n);
+    for kv in r.kvs() {
+        match kv.key().strip_prefix(prefix.as_bytes()).and_then(chunk_index) {
+            Some(i) => parts.push((i, kv.value())),
+            None => return Ok(BlobState::Damaged),
+        }
+    }
+    parts.sort_by_key(|p| p.0);
+    let complete = r.count() == n as i64 && parts.iter().enumerate().all(|(want, (i, _))| *i == want);
+    if !complete {
+        return Ok(BlobState::Damaged);
+    }
+    if check_bytes {
+        let mut h = Sha256::new();
+        for (_, part) in &parts {
+            h.update(part);
+        }
+        if hex::encode(h.finalize()) != sha {
+            return Ok(BlobState::Damaged);
+        }
+    }
+    Ok(BlobState::Intact)
 }
 
 /// Read a blob of known size; the caller verifies its hash.
@@ -114,23 +200,114 @@ pub async fn record(c: &mut Client, keys: &DeployKeys, id: u64) -> Result<Deploy
     serde_json::from_slice(kv.value()).with_context(|| format!("{} is not a deploy record", keys.record(id)))
 }
 
-/// Every record, oldest first.
-pub async fn history(c: &mut Client, keys: &DeployKeys) -> Result<Vec<DeployRecord>> {
-    let r = c.get(keys.records(), Some(GetOptions::new().with_prefix())).await?;
-    let mut out: Vec<DeployRecord> = r
-        .kvs()
-        .iter()
-        .filter(|kv| !kv.key().ends_with(b"/latest"))
-        .filter_map(|kv| serde_json::from_slice(kv.value()).ok())
-        .collect();
-    out.sort_by_key(|r| r.id);
+/// One consistent read of everything under `deploy/`.
+struct Scan {
+    /// `deploy/latest`'s value and mod revision, if the key exists.
+    latest: Option<(Vec<u8>, i64)>,
+    /// Intact records (the value parses and its id equals its key's) and their create revision.
+    intact: BTreeMap<u64, (DeployRecord, i64)>,
+    /// The highest id of any `deploy/<id>` key, intact or not (0: none).
+    max_key: u64,
+}
+
+async fn scan(c: &mut Client, keys: &DeployKeys) -> Result<Scan> {
+    let prefix = keys.records();
+    let r = c.get(prefix.clone(), Some(GetOptions::new().with_prefix())).await?;
+    let mut out = Scan { latest: None, intact: BTreeMap::new(), max_key: 0 };
+    for kv in r.kvs() {
+        let Some(rest) = kv.key().strip_prefix(prefix.as_bytes()) else { continue };
+        if rest == b"latest" {
+            out.latest = Some((kv.value().to_vec(), kv.mod_revision()));
+            continue;
+        }
+        // Keys that are not `deploy/<id>` are not ours to judge.
+        let Some(id) = chunk_index(rest).map(|i| i as u64) else { continue };
+        out.max_key = out.max_key.max(id);
+        if let Ok(rec) = serde_json::from_slice::<DeployRecord>(kv.value())
+            && rec.id == id
+        {
+            out.intact.insert(id, (rec, kv.create_revision()));
+        }
+    }
     Ok(out)
+}
+
+/// Why `deploy/latest` cannot be taken as it is, or the id it names. Pure.
+///
+/// It is sound when it names an intact record and no record key above that one exists.
+pub fn judge_latest(
+    latest: Option<&[u8]>,
+    intact: impl Fn(u64) -> bool,
+    max_key: u64,
+) -> std::result::Result<Option<u64>, String> {
+    let Some(raw) = latest else {
+        return match max_key {
+            0 => Ok(None),
+            n => Err(format!("is missing although deploy/{n} exists")),
+        };
+    };
+    let text = String::from_utf8_lossy(raw);
+    let Some(id) = chunk_index(text.trim().as_bytes()).map(|i| i as u64) else {
+        let shown: String = text.chars().take(40).collect();
+        return Err(format!("holds {shown:?}, not a deploy id"));
+    };
+    if !intact(id) {
+        return Err(if id > max_key || id == 0 {
+            format!("names deploy {id}, which does not exist")
+        } else {
+            format!("names deploy {id}, which is not a valid record")
+        });
+    }
+    if max_key > id {
+        return Err(format!("names deploy {id} but deploy/{max_key} exists"));
+    }
+    Ok(Some(id))
+}
+
+/// The head of the history: the record a new deploy follows.
+pub struct Head {
+    /// The newest deploy: what `deploy/latest` names, or when that is broken the newest
+    /// intact record.
+    pub record: Option<DeployRecord>,
+    /// The id the next record gets: above every `deploy/<id>` key, so none is overwritten.
+    pub next: u64,
+    /// What was wrong with `deploy/latest`, when it was not used as it is.
+    pub broken: Option<String>,
+    /// `deploy/latest`'s mod revision (0: absent), the guard of the append transaction.
+    latest_rev: i64,
+}
+
+/// Read the head of the history. A broken `deploy/latest` (missing, not an id, naming a
+/// missing or invalid record, or behind an existing record) does not stop anything: the
+/// newest intact record stands in for it, and [`Head::broken`] says why.
+pub async fn head(c: &mut Client, keys: &DeployKeys) -> Result<Head> {
+    let s = scan(c, keys).await?;
+    let verdict = judge_latest(s.latest.as_ref().map(|l| l.0.as_slice()), |id| s.intact.contains_key(&id), s.max_key);
+    let (record, broken) = match verdict {
+        Ok(id) => (id.and_then(|id| s.intact.get(&id)).map(|r| r.0.clone()), None),
+        Err(why) => (s.intact.values().next_back().map(|r| r.0.clone()), Some(why)),
+    };
+    let next = s.max_key.checked_add(1).context("deploy ids are exhausted")?;
+    Ok(Head { record, next, broken, latest_rev: s.latest.map(|l| l.1).unwrap_or(0) })
+}
+
+/// Every intact record (its id equals its key's), oldest first.
+pub async fn history(c: &mut Client, keys: &DeployKeys) -> Result<Vec<DeployRecord>> {
+    Ok(scan(c, keys).await?.intact.into_values().map(|r| r.0).collect())
 }
 
 pub enum Published {
     New(DeployRecord),
     /// The live deploy already runs this bundle (and commit).
     NothingNew(DeployRecord),
+}
+
+/// What [`append`] did, and what it found wrong with `deploy/latest` (and repaired, for a
+/// new record) on the way.
+pub struct Appended {
+    pub published: Published,
+    /// The record that stood in for a broken `deploy/latest`, and what was wrong with it.
+    pub repaired: Option<(Option<u64>, String)>,
 }
 
 /// What a new record says besides its id and chain.
@@ -144,25 +321,28 @@ pub struct NewDeploy {
     pub rollback_of: Option<u64>,
 }
 
-/// Append a record: id = latest + 1, parent = hash of latest, by a transaction on
-/// `deploy/latest`; a lost race is retried.
-pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bool) -> Result<Published> {
+/// Append a record after the head of the history (see [`head`]): parent = hash of the
+/// head's record, by a transaction on `deploy/latest` that also checks the new key is
+/// absent; a lost race is retried. A broken `deploy/latest` is repaired by the new record.
+pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bool) -> Result<Appended> {
     for attempt in 0..50u32 {
-        let prev = latest(c, keys).await?;
-        if let Some((p, _)) = &prev
+        let h = head(c, keys).await?;
+        let repaired = h.broken.clone().map(|why| (h.record.as_ref().map(|r| r.id), why));
+        if let Some(p) = &h.record
             && !force
+            && repaired.is_none()
             && p.bundle == new.bundle
             && p.commit == new.commit
         {
-            return Ok(Published::NothingNew(p.clone()));
+            return Ok(Appended { published: Published::NothingNew(p.clone()), repaired });
         }
         let rec = DeployRecord {
-            id: prev.as_ref().map(|(p, _)| p.id + 1).unwrap_or(1),
+            id: h.next,
             commit: new.commit.clone(),
             bundle: new.bundle.clone(),
             frontend: new.frontend.clone(),
             entry: new.entry.clone(),
-            parent: prev.as_ref().map(|(p, _)| p.hash()),
+            parent: h.record.as_ref().map(|p| p.hash()),
             author: new.author.clone(),
             time: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -171,9 +351,9 @@ pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bo
             message: new.message.clone(),
             rollback_of: new.rollback_of,
         };
-        let guard = match &prev {
-            Some((_, rev)) => Compare::mod_revision(keys.latest(), CompareOp::Equal, *rev),
-            None => Compare::create_revision(keys.latest(), CompareOp::Equal, 0),
+        let guard = match h.latest_rev {
+            0 => Compare::create_revision(keys.latest(), CompareOp::Equal, 0),
+            rev => Compare::mod_revision(keys.latest(), CompareOp::Equal, rev),
         };
         // Never overwrite a record: history is append-only.
         let fresh = Compare::create_revision(keys.record(rec.id), CompareOp::Equal, 0);
@@ -182,17 +362,7 @@ pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bo
             TxnOp::put(keys.latest(), rec.id.to_string(), None),
         ]);
         if c.txn(txn).await?.succeeded() {
-            return Ok(Published::New(rec));
-        }
-        if latest(c, keys).await?.map(|(p, _)| p.id) == prev.as_ref().map(|(p, _)| p.id)
-            && !c.get(keys.record(rec.id), Some(GetOptions::new().with_keys_only())).await?.kvs().is_empty()
-        {
-            bail!(
-                "{} says {} but {} exists already; the deploy history was changed by hand",
-                keys.latest(),
-                prev.map(|(p, _)| p.id.to_string()).unwrap_or_else(|| "nothing".into()),
-                keys.record(rec.id)
-            );
+            return Ok(Appended { published: Published::New(rec), repaired });
         }
         // Another deploy won; take the next id after a short, spread-out pause.
         let pause = 1 + (std::process::id() as u64 + attempt as u64 * 7) % 10;
@@ -201,22 +371,33 @@ pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bo
     bail!("gave up after 50 deploys raced this one; try again")
 }
 
-/// Store a built bundle's blobs and manifest. Returns (blobs written, blobs already there).
-pub async fn store_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<(usize, usize)> {
-    let (mut written, mut present) = (0, 0);
+/// What [`store_bundle`] did with a bundle's distinct blobs (the manifest not counted).
+#[derive(Debug, Default, PartialEq)]
+pub struct Uploaded {
+    pub written: usize,
+    pub present: usize,
+    /// Stored copies that did not match their sha256 and were stored again.
+    pub repaired: usize,
+}
+
+/// Store a built bundle's blobs and manifest, checking the ones already there.
+pub async fn store_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<Uploaded> {
+    let mut up = Uploaded::default();
     let mut seen = std::collections::HashSet::new();
     for (f, data) in built.manifest.files.iter().zip(&built.contents) {
         if !seen.insert(f.sha256.clone()) {
             continue;
         }
-        if put_blob(c, keys, data).await? {
-            written += 1;
-        } else {
-            present += 1;
+        match put_blob(c, keys, data).await? {
+            Stored::Written => up.written += 1,
+            Stored::Present => up.present += 1,
+            Stored::Repaired => up.repaired += 1,
         }
     }
-    put_blob(c, keys, &built.manifest.canonical_json()).await?;
-    Ok((written, present))
+    if put_blob(c, keys, &built.manifest.canonical_json()).await? == Stored::Repaired {
+        up.repaired += 1;
+    }
+    Ok(up)
 }
 
 /// Fetch and verify a deploy's bundle: the manifest must hash to the bundle ID and every
@@ -237,16 +418,19 @@ pub async fn fetch_bundle(
 }
 
 /// Make sure every blob of a published bundle is there (a garbage collection racing this
-/// deploy's upload may have removed some); put back what is missing.
+/// deploy's upload may have removed some); put back what is missing. Only the chunk keys
+/// are read: the bytes were checked by [`store_bundle`] just before.
 pub async fn ensure_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<usize> {
+    let manifest = built.manifest.canonical_json();
     let mut restored = 0;
-    for data in &built.contents {
-        if put_blob(c, keys, data).await? {
+    for data in built.contents.iter().map(Vec::as_slice).chain([manifest.as_slice()]) {
+        let sha = sha256_hex(data);
+        let parts = chunks(data);
+        let state = blob_state(c, keys, &sha, parts.len(), false).await?;
+        if state != BlobState::Intact {
+            write_blob(c, keys, &sha, &parts, state == BlobState::Damaged).await?;
             restored += 1;
         }
-    }
-    if put_blob(c, keys, &built.manifest.canonical_json()).await? {
-        restored += 1;
     }
     Ok(restored)
 }
@@ -256,24 +440,23 @@ pub async fn ensure_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> 
 pub struct Pruned {
     pub records: usize,
     pub blobs: usize,
+    /// The etcd revision after the last delete (0: nothing deleted): where to compact.
+    pub revision: i64,
 }
 
-/// Keep the newest `keep` records (at least 1) and delete the older ones, then delete the
-/// blobs no kept record needs. A blob written after the oldest kept record is never
-/// deleted: it may belong to a deploy still uploading (which also checks its blobs again
-/// after publishing, see [`ensure_bundle`]).
+/// Keep the newest `keep` intact records (at least 1) and delete the older ones, then
+/// delete the blobs no kept record needs. A blob written after the oldest kept record is
+/// never deleted: it may belong to a deploy still uploading (which also checks its blobs
+/// again after publishing, see [`ensure_bundle`]). Keys that are not intact records are
+/// left alone.
 pub async fn prune(c: &mut Client, keys: &DeployKeys, keep: usize) -> Result<Pruned> {
     let keep = keep.max(1);
-    let r = c.get(keys.records(), Some(GetOptions::new().with_prefix())).await?;
-    let mut recs: Vec<(DeployRecord, i64)> = r
-        .kvs()
-        .iter()
-        .filter(|kv| !kv.key().ends_with(b"/latest"))
-        .filter_map(|kv| serde_json::from_slice(kv.value()).ok().map(|rec| (rec, kv.create_revision())))
-        .collect();
-    recs.sort_by_key(|(r, _)| r.id);
+    let s = scan(c, keys).await?;
+    let live = judge_latest(s.latest.as_ref().map(|l| l.0.as_slice()), |id| s.intact.contains_key(&id), s.max_key)
+        .ok()
+        .flatten();
+    let mut recs: Vec<(DeployRecord, i64)> = s.intact.into_values().collect();
     // The live deploy is kept whatever its place.
-    let live = latest(c, keys).await?.map(|(r, _)| r.id);
     if let Some(pos) = recs.iter().position(|(r, _)| Some(r.id) == live) {
         let rec = recs.remove(pos);
         recs.push(rec);
@@ -285,19 +468,19 @@ pub async fn prune(c: &mut Client, keys: &DeployKeys, keep: usize) -> Result<Pru
     let oldest_kept_rev = kept.iter().map(|(_, rev)| *rev).min().unwrap_or(i64::MAX);
     let mut pruned = Pruned::default();
     for (rec, _) in old {
-        c.delete(keys.record(rec.id), None).await?;
+        let r = c.delete(keys.record(rec.id), None).await?;
+        pruned.revision = r.header().map(|h| h.revision()).unwrap_or(pruned.revision);
         pruned.records += 1;
     }
     // What the kept deploys need: their manifests and every file in them.
     let mut needed = std::collections::HashSet::new();
     for (rec, _) in kept {
         needed.insert(rec.bundle.clone());
-        let (manifest, _) = match fetch_manifest(c, keys, &rec.bundle).await {
-            Ok(m) => (m, ()),
+        match fetch_manifest(c, keys, &rec.bundle).await {
+            Ok(m) => needed.extend(m.files.into_iter().map(|f| f.sha256)),
             // A kept deploy with a broken bundle: keep everything rather than guess.
             Err(_) => return Ok(pruned),
-        };
-        needed.extend(manifest.files.into_iter().map(|f| f.sha256));
+        }
     }
     let all = c.get(keys.storage(), Some(GetOptions::new().with_prefix().with_keys_only())).await?;
     let prefix = keys.storage();
@@ -310,10 +493,21 @@ pub async fn prune(c: &mut Client, keys: &DeployKeys, keep: usize) -> Result<Pru
         }
     }
     for sha in &doomed {
-        c.delete(keys.blob(sha), Some(etcd_client::DeleteOptions::new().with_prefix())).await?;
+        let r = c.delete(keys.blob(sha), Some(etcd_client::DeleteOptions::new().with_prefix())).await?;
+        pruned.revision = r.header().map(|h| h.revision()).unwrap_or(pruned.revision);
     }
     pruned.blobs = doomed.len();
     Ok(pruned)
+}
+
+/// Compact etcd's history up to `revision`, so the space of deleted keys (pruned deploys)
+/// can be used again; waits until the compaction is applied. A compaction already past
+/// `revision` (another deploy, etcd's auto-compaction) is fine.
+pub async fn compact(c: &mut Client, revision: i64) -> Result<()> {
+    match c.compact(revision, Some(CompactionOptions::new().with_physical())).await {
+        Err(e) if e.to_string().contains("required revision has been compacted") => Ok(()),
+        r => r.map(|_| ()).context("compacting etcd"),
+    }
 }
 
 async fn fetch_manifest(c: &mut Client, keys: &DeployKeys, bundle: &str) -> Result<Manifest> {
@@ -335,4 +529,35 @@ async fn fetch_manifest(c: &mut Client, keys: &DeployKeys, bundle: &str) -> Resu
     manifest.verify_id(bundle)?;
     manifest.check()?;
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_and_record_keys_are_canonical_decimals() {
+        assert_eq!(chunk_index(b"0"), Some(0));
+        assert_eq!(chunk_index(b"12"), Some(12));
+        for bad in [&b"01"[..], b"-1", b"+1", b"1e3", b"", b" 1", b"latest", b"\xff"] {
+            assert_eq!(chunk_index(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn latest_is_sound_only_naming_the_newest_intact_record() {
+        let intact = |id: u64| (1..=5).contains(&id) && id != 4;
+        assert_eq!(judge_latest(None, intact, 0), Ok(None));
+        assert_eq!(judge_latest(Some(b"5"), intact, 5), Ok(Some(5)));
+        assert_eq!(judge_latest(Some(b" 5\n"), intact, 5), Ok(Some(5)));
+        let broken = |latest: Option<&[u8]>, max: u64| judge_latest(latest, intact, max).unwrap_err();
+        assert_eq!(broken(None, 5), "is missing although deploy/5 exists");
+        for garbage in [&b"garbage"[..], b"-5", b"1e3", b"", b"\xff\xfe"] {
+            assert!(broken(Some(garbage), 5).ends_with("not a deploy id"), "{garbage:?}");
+        }
+        assert_eq!(broken(Some(b"99999"), 5), "names deploy 99999, which does not exist");
+        assert_eq!(broken(Some(b"0"), 5), "names deploy 0, which does not exist");
+        assert_eq!(broken(Some(b"4"), 5), "names deploy 4, which is not a valid record");
+        assert_eq!(broken(Some(b"3"), 5), "names deploy 3 but deploy/5 exists");
+    }
 }
