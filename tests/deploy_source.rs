@@ -128,3 +128,67 @@ fn a_directory_is_bundled_as_it_is_without_dot_git() {
     // Untracked and ignored files are part of a directory bundle.
     assert!(b.manifest.files.iter().any(|f| f.path == "debug.log"));
 }
+
+#[test]
+fn a_directory_as_the_entry_is_refused_before_publishing() {
+    let t = repo();
+    fs::create_dir(t.path().join("gone")).unwrap();
+    fs::write(t.path().join("gone/g.yaml"), "graph: g\n").unwrap();
+    git(t.path(), &["add", "."]);
+    git(t.path(), &["commit", "-q", "-m", "gone"]);
+    fs::remove_dir_all(t.path().join("gone")).unwrap();
+    let err = format!("{:#}", from_git(t.path(), "yaml", "app", Some("HEAD")).unwrap_err());
+    assert!(err.contains("`app` is a directory, not a graph file"), "{err}");
+    let err = format!("{:#}", from_dir(t.path(), "yaml", "app").unwrap_err());
+    assert!(err.contains("`app` is a directory, not a graph file"), "{err}");
+    // Through the command: refused before etcd is even reached (nothing listens there).
+    for (args, want) in [
+        (&["yaml", "app"][..], "`app` is a directory, not a graph file"),
+        (&["yaml", "app/"], "`app/` is a directory, not a graph file"),
+        (&["yaml", "."], "`.` is a directory, not a graph file"),
+        (&["--no-git", "yaml", "app"], "`app` is a directory, not a graph file"),
+        // A revision's tree is checked too, whatever the work tree holds.
+        (&["--commit", "HEAD", "yaml", "gone"], "`gone` is a directory, not a graph file"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mgmt"))
+            .args(["deploy", "--seeds", "http://127.0.0.1:9"])
+            .args(args)
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn non_utf8_file_names_are_refused_and_named() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    for (name, shown) in [
+        (&b"caf\xe9"[..], "`caf\\xe9` is not a UTF-8 file name"),
+        (b"d\xff/x", "`d\\xff` is not a UTF-8 file name"),
+    ] {
+        let t = repo();
+        let p = t.path().join(OsStr::from_bytes(name));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, "x\n").unwrap();
+        let err = format!("{:#}", from_dir(t.path(), "yaml", "app/graph.yaml").unwrap_err());
+        assert!(err.contains(shown), "from_dir: {err}");
+        git(t.path(), &["add", "."]);
+        git(t.path(), &["commit", "-q", "-m", "odd name"]);
+        let err = format!("{:#}", from_git(t.path(), "yaml", "app/graph.yaml", None).unwrap_err());
+        assert!(err.contains(shown), "from_git: {err}");
+    }
+}
+
+#[test]
+fn a_submodule_is_refused_with_its_name() {
+    let t = repo();
+    let head = git(t.path(), &["rev-parse", "HEAD"]);
+    git(t.path(), &["update-index", "--add", "--cacheinfo", &format!("160000,{head},vendor/lib")]);
+    git(t.path(), &["commit", "-q", "-m", "submodule"]);
+    let err = format!("{:#}", from_git(t.path(), "yaml", "app/graph.yaml", Some("HEAD")).unwrap_err());
+    assert!(err.contains("`vendor/lib` is neither a file nor a symlink (a submodule?)"), "{err}");
+}

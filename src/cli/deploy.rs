@@ -256,13 +256,13 @@ pub fn utc(t: u64) -> String {
 }
 
 fn build(file: &std::path::Path, no_git: bool, commit: Option<&str>) -> Result<Built> {
+    if file.is_dir() {
+        bail!("`{}` is a directory, not a graph file", file.display());
+    }
     if no_git {
         let abs = std::path::absolute(file)?;
         let root = abs.parent().context("the graph file has no directory")?;
         let entry = abs.file_name().context("the graph file has no name")?.to_string_lossy().into_owned();
-        if abs.is_dir() {
-            bail!("{} is a directory, not a graph file", file.display());
-        }
         if !abs.is_file() {
             bail!("{} is not a file", file.display());
         }

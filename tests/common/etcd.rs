@@ -44,8 +44,17 @@ impl Etcd {
         Etcd::start_in(t.root())
     }
 
+    /// Start an etcd with extra flags (e.g. `--quota-backend-bytes=...`) after the usual ones.
+    pub fn start_with(t: &TestDir, extra: &[&str]) -> Etcd {
+        Etcd::start_in_with(t.root(), extra)
+    }
+
     /// Start an etcd with its data dir (and its log) inside `dir`, and wait until it answers.
     pub fn start_in(dir: &Path) -> Etcd {
+        Etcd::start_in_with(dir, &[])
+    }
+
+    fn start_in_with(dir: &Path, extra: &[&str]) -> Etcd {
         let name = format!("mgmt-it-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
         let data_dir = dir.join(format!("{name}.etcd"));
         let log = dir.join(format!("{name}.log"));
@@ -77,6 +86,7 @@ impl Etcd {
                 &name,
             ]
             .iter()
+            .chain(extra)
             .map(|s| s.to_string())
             .collect();
             let mut e = Etcd {
