@@ -197,16 +197,17 @@ fn a_tampered_blob_is_refused_and_the_previous_deploy_keeps_running() {
     let a = agent(&t, &e, "h1");
     a.wait_content(&out.join("app.conf"), "good\n");
 
-    // Deploy 2's graph blob is tampered with before the deploy: `mgmt deploy` stores only
-    // missing blobs, so the record points at the tampered one, as if etcd had been
-    // changed behind everyone's back.
+    // Deploy 2's graph blob is tampered with after the deploy and before the agent reads it
+    // (it is stopped meanwhile), as if etcd had been changed behind everyone's back.
     commit(&repo, &out, "evil-free");
     let text = fs::read(repo.join("graph.yaml")).unwrap();
     let sha = mgmt::deploy::bundle::sha256_hex(&text);
     let key = format!("/_mgmt/storage/sha256/{sha}/0");
-    let put = e.ctl(&["put", &key, "graph: tampered\n"]);
-    assert!(put.status.success());
+    a.signal(nix::sys::signal::Signal::SIGSTOP);
     deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    let put = e.ctl(&["put", &key, "graph: tampered\n"]);
+    a.signal(nix::sys::signal::Signal::SIGCONT);
+    assert!(put.status.success());
     a.wait_log("ERROR deploy 2 refused: `graph.yaml`: ");
     assert_eq!(read(out.join("app.conf")).as_deref(), Some("good\n"));
     // The agent still runs deploy 1 and repairs drift.

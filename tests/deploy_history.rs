@@ -1,0 +1,377 @@
+//! The deploy history and storage against a real etcd: damaged blobs are stored again,
+//! retention frees etcd's space, a full etcd is reported as such, a deploy that is published
+//! says so whatever fails after, a broken `deploy/latest` is repaired, and `list` and
+//! `rollback` take any text in the history.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::etcd::Etcd;
+use common::{Agent, TestDir, git};
+use mgmt::deploy::bundle::sha256_hex;
+use mgmt::deploy::store::DeployRecord;
+
+fn new_repo(t: &TestDir) -> PathBuf {
+    let repo = t.path("repo");
+    fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    repo
+}
+
+/// A graph that writes `content` into `<out>/app.conf`.
+fn graph(out: &Path, content: &str) -> String {
+    format!(
+        "graph: app\nresources:\n  file:\n  - name: conf\n    path: {}/app.conf\n    content: \"{content}\\n\"\n",
+        out.display()
+    )
+}
+
+/// Commit `graph.yaml` with `content`; returns the commit.
+fn commit(repo: &Path, out: &Path, content: &str) -> String {
+    fs::write(repo.join("graph.yaml"), graph(out, content)).unwrap();
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", &format!("set {content}")]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+fn mgmt(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mgmt")).args(args).current_dir(dir).env_remove("MGMT_LOG").output().unwrap()
+}
+
+/// `mgmt deploy --seeds URL <args>`.
+fn run_deploy(e: &Etcd, dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["deploy", "--seeds", e.url()];
+    all.extend_from_slice(args);
+    mgmt(dir, &all)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The deploy ID a successful `mgmt deploy` printed.
+#[track_caller]
+fn deployed(out: &Output) -> u64 {
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "mgmt deploy failed ({}):\n{stdout}{}", out.status, text(&out.stderr));
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("deploy ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no deploy id in {stdout}"))
+}
+
+fn record(e: &Etcd, ns: &str, id: u64) -> DeployRecord {
+    let v = e.get_json(&format!("{ns}/deploy/{id}")).unwrap_or_else(|| panic!("no record {id} in {ns}"));
+    serde_json::from_value(v).unwrap()
+}
+
+fn latest(e: &Etcd, ns: &str) -> String {
+    e.etcdctl(&["get", &format!("{ns}/deploy/latest"), "--print-value-only"]).trim().to_string()
+}
+
+#[test]
+fn a_damaged_blob_is_stored_again_by_the_next_deploy() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "one");
+    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    let good = fs::read_to_string(repo.join("graph.yaml")).unwrap();
+    let blob = format!("/_mgmt/storage/sha256/{}/", sha256_hex(good.as_bytes()));
+    let bundle = record(&e, "/_mgmt", 1).bundle;
+    let same_size = "x".repeat(good.len());
+    let damages: [(&str, &[&[&str]]); 4] = [
+        ("other bytes of the same size", &[&["put", &format!("{blob}0"), &same_size]]),
+        ("a chunk too many", &[&["put", &format!("{blob}1"), "junk"]]),
+        ("a chunk key that is no chunk", &[&["put", &format!("{blob}01"), "junk"]]),
+        ("a damaged manifest", &[&["put", &format!("/_mgmt/storage/sha256/{bundle}/0"), "{}"]]),
+    ];
+    for (what, cmds) in damages {
+        for cmd in cmds {
+            e.etcdctl(cmd);
+        }
+        let o = run_deploy(&e, &repo, &["--force", "yaml", "graph.yaml"]);
+        let id = deployed(&o);
+        assert!(text(&o.stderr).contains("1 stored blobs did not match their sha256 and were stored again"), "{what}: {}", text(&o.stderr));
+        assert_eq!(e.get_prefix(&blob), vec![(format!("{blob}0"), good.clone())], "{what}");
+        // The bundle verifies again: `show` checks every blob against the manifest.
+        let show = run_deploy(&e, &repo, &["show", &id.to_string()]);
+        assert!(show.status.success(), "{what}: {}", text(&show.stderr));
+    }
+    // An intact blob is not counted as stored again, and an agent runs the healed deploy.
+    let o = run_deploy(&e, &repo, &["--force", "yaml", "graph.yaml"]);
+    deployed(&o);
+    assert!(!text(&o.stderr).contains("stored again"), "{}", text(&o.stderr));
+    let a = Agent::spawn(&t, &["run", "--seeds", e.url(), "--hostname", "h1", "--tmp-prefix", "empty"]);
+    a.wait_content(&out.join("app.conf"), "one\n");
+}
+
+/// A file of `mib` MiB that differs for each `seed` (so each deploy stores a new blob).
+fn big(seed: u64, mib: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..mib << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn commit_big(repo: &Path, out: &Path, n: u64) {
+    fs::write(repo.join("data.bin"), big(n, 3)).unwrap();
+    commit(repo, out, &format!("v{n}"));
+}
+
+#[test]
+fn retention_compacts_etcd_so_deploys_fit_in_its_quota() {
+    let t = TestDir::new();
+    // 16 MiB holds five deploys of 3 MiB; without compaction the space of pruned ones is
+    // never used again.
+    let e = Etcd::start_with(&t, &["--quota-backend-bytes=16777216"]);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    for n in 1..=12 {
+        commit_big(&repo, &out, n);
+        let o = run_deploy(&e, &repo, &["--keep", "2", "yaml", "graph.yaml"]);
+        assert_eq!(deployed(&o), n, "{}", text(&o.stderr));
+    }
+    // The history before the last prune is compacted away.
+    let old = e.ctl(&["get", "--rev", "2", "/_mgmt/deploy/1"]);
+    assert!(!old.status.success() && text(&old.stderr).contains("compacted"), "{old:?}");
+    let ids: Vec<u64> = e.keys("/_mgmt/deploy/").iter().filter_map(|k| k.rsplit('/').next()?.parse().ok()).collect();
+    assert_eq!(ids, vec![11, 12]);
+}
+
+#[test]
+fn a_full_etcd_is_reported_as_full_with_what_to_do() {
+    let t = TestDir::new();
+    let e = Etcd::start_with(&t, &["--quota-backend-bytes=8388608"]);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    for n in 1..=6 {
+        commit_big(&repo, &out, n);
+        let o = run_deploy(&e, &repo, &["yaml", "graph.yaml"]);
+        if o.status.success() {
+            continue;
+        }
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("etcd is out of space"), "{err}");
+        assert!(err.contains("database space exceeded"), "{err}");
+        assert!(err.contains("etcdctl defrag") && err.contains("etcdctl alarm disarm"), "{err}");
+        assert!(!text(&o.stdout).contains("deploy "), "nothing is published: {}", text(&o.stdout));
+        return;
+    }
+    panic!("six deploys of 3 MiB fit in 8 MiB");
+}
+
+/// A pipe whose buffer is full: whoever writes to it blocks until the read end is read.
+fn full_pipe() -> (std::io::PipeReader, std::io::PipeWriter) {
+    let (r, mut w) = std::io::pipe().unwrap();
+    // SAFETY: F_GETPIPE_SZ only reads the pipe's capacity.
+    let cap = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    assert!(cap > 0, "F_GETPIPE_SZ");
+    w.write_all(&vec![b'.'; cap as usize]).unwrap();
+    (r, w)
+}
+
+#[test]
+fn a_published_deploy_prints_its_id_and_later_failures_are_warnings_with_exit_3() {
+    let t = TestDir::new();
+    let mut e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    commit(&repo, &t.path("out"), "one");
+    // The command's stderr is a full pipe: its first line there (the summary, written after
+    // the ID) waits until etcd is gone, so every step after publishing meets a dead etcd.
+    let (mut err_r, err_w) = full_pipe();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mgmt"))
+        .args(["deploy", "--seeds", e.url(), "yaml", "graph.yaml"])
+        .current_dir(&repo)
+        .env_remove("MGMT_LOG")
+        .stdout(Stdio::piped())
+        .stderr(err_w)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut said = Vec::new();
+    while !said.iter().any(|l: &String| l == "deploy 1") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        said.push(rx.recv_timeout(left).unwrap_or_else(|_| panic!("no `deploy 1` line; stdout so far: {said:?}")));
+    }
+    e.kill();
+    let drain = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        err_r.read_to_end(&mut all).unwrap();
+        text(&all).trim_start_matches('.').to_string()
+    });
+    let status = child.wait().unwrap();
+    let stderr = drain.join().unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("as deploy 1"), "{stderr}");
+    assert!(stderr.contains("mgmt: warning: deploy 1 is published, but checking its blobs again failed"), "{stderr}");
+    assert!(!stderr.contains("mgmt: error"), "{stderr}");
+    // It is published indeed.
+    e.restart();
+    assert_eq!(latest(&e, "/_mgmt"), "1");
+}
+
+#[test]
+fn a_broken_latest_is_repaired_by_the_next_deploy_or_rollback() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "one");
+    commit(&repo, &out, "two");
+    // (how latest is broken, what the warning says, the record the next one follows)
+    let cases: [(&str, &str, u64); 8] = [
+        ("deleted", "is missing although deploy/2 exists", 2),
+        ("garbage", "holds \"garbage\", not a deploy id", 2),
+        ("-5", "holds \"-5\", not a deploy id", 2),
+        ("1e3", "holds \"1e3\", not a deploy id", 2),
+        ("99999", "names deploy 99999, which does not exist", 2),
+        ("1", "names deploy 1 but deploy/2 exists", 2),
+        ("record 2 is garbage", "names deploy 2, which is not a valid record", 1),
+        ("record 2 says it is 7", "names deploy 2, which is not a valid record", 1),
+    ];
+    for (n, (how, warning, follows)) in cases.iter().enumerate() {
+        for repair in ["deploy", "rollback"] {
+            let ns = format!("/case{n}{repair}");
+            let with_ns = |args: &[&str]| {
+                let mut all = vec!["--etcd-namespace", ns.as_str()];
+                all.extend_from_slice(args);
+                run_deploy(&e, &repo, &all)
+            };
+            assert_eq!(deployed(&with_ns(&["--commit", "HEAD~1", "yaml", "graph.yaml"])), 1);
+            assert_eq!(deployed(&with_ns(&["yaml", "graph.yaml"])), 2);
+            let latest_key = format!("{ns}/deploy/latest");
+            match *how {
+                "deleted" => drop(e.etcdctl(&["del", &latest_key])),
+                "record 2 is garbage" => drop(e.etcdctl(&["put", &format!("{ns}/deploy/2"), "garbage"])),
+                "record 2 says it is 7" => {
+                    let mut r = record(&e, &ns, 2);
+                    r.id = 7;
+                    e.etcdctl(&["put", &format!("{ns}/deploy/2"), &serde_json::to_string(&r).unwrap()]);
+                }
+                value => drop(e.etcdctl(&["put", "--", &latest_key, value])),
+            }
+            // The live commit again: not "nothing new", since latest needs repairing.
+            let o = if repair == "deploy" { with_ns(&["yaml", "graph.yaml"]) } else { with_ns(&["rollback", "1"]) };
+            assert_eq!(deployed(&o), 3, "{how} / {repair}: {}", text(&o.stderr));
+            let said = text(&o.stderr);
+            let want = format!(
+                "mgmt: warning: {latest_key} {warning}; continuing from deploy {follows}, the newest intact record; it now names deploy 3"
+            );
+            assert!(said.contains(&want), "{how} / {repair}: want {want}\n{said}");
+            assert_eq!(latest(&e, &ns), "3", "{how} / {repair}");
+            let r3 = record(&e, &ns, 3);
+            assert_eq!(r3.parent, Some(record(&e, &ns, *follows).hash()), "{how} / {repair}");
+            // Repaired: the next deploy is an ordinary one.
+            let o = with_ns(&["yaml", "graph.yaml"]);
+            assert!(!text(&o.stderr).contains("warning"), "{how} / {repair}: {}", text(&o.stderr));
+        }
+    }
+}
+
+#[test]
+fn list_cuts_non_ascii_text_on_character_boundaries() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let long = format!("a{}", "é".repeat(30));
+    let rec = DeployRecord {
+        id: 1,
+        commit: Some(long.clone()),
+        bundle: "é".repeat(64),
+        frontend: "yaml".into(),
+        entry: "g.yaml".into(),
+        parent: None,
+        author: Some("Zoë".into()),
+        time: 0,
+        message: Some("ünïcödé".into()),
+        rollback_of: None,
+    };
+    e.etcdctl(&["put", "/_mgmt/deploy/1", &serde_json::to_string(&rec).unwrap()]);
+    e.etcdctl(&["put", "/_mgmt/deploy/latest", "1"]);
+    let o = run_deploy(&e, Path::new("/"), &["list"]);
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let line = stdout.lines().nth(1).unwrap();
+    let want_commit: String = long.chars().take(12).collect();
+    assert!(line.contains(&format!(" {want_commit} ")), "{line}");
+    assert!(line.contains(&format!(" {} ", "é".repeat(12))), "{line}");
+    assert!(line.ends_with("ünïcödé"), "{line}");
+}
+
+#[test]
+fn rollback_refuses_an_empty_target_and_a_prefix_of_several_commits() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    let first = commit(&repo, &out, "one");
+    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    // A second commit whose hash starts like the first one's.
+    let mut second = commit(&repo, &out, "two");
+    while second[..1] != first[..1] {
+        git(&repo, &["commit", "-q", "--allow-empty", "-m", "again"]);
+        second = git(&repo, &["rev-parse", "HEAD"]);
+    }
+    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    for empty in ["", " "] {
+        let o = run_deploy(&e, &repo, &["rollback", empty]);
+        assert_eq!(o.status.code(), Some(1), "{empty:?}: {}", text(&o.stdout));
+        assert!(text(&o.stderr).contains("rollback needs a deploy ID or a commit"), "{}", text(&o.stderr));
+    }
+    let o = run_deploy(&e, &repo, &["rollback", &first[..1]]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("`{}` matches 2 commits", &first[..1])), "{err}");
+    assert!(err.contains(&format!("{first} (deploy 1)")) && err.contains(&format!("{second} (deploy 2)")), "{err}");
+    assert_eq!(latest(&e, "/_mgmt"), "2", "nothing was rolled back");
+    // A prefix of one commit still works.
+    assert_eq!(deployed(&run_deploy(&e, &repo, &["rollback", &first[..12]])), 3);
+}
+
+#[test]
+fn the_push_hook_tells_a_published_deploy_with_failed_later_steps_from_a_failure() {
+    let t = TestDir::new();
+    let bare = t.path("app.git");
+    fs::create_dir(&bare).unwrap();
+    git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/post-receive"), bare.join("hooks/post-receive")).unwrap();
+    // A stand-in for mgmt that publishes and then fails to prune.
+    let fake = t.path("fake-mgmt");
+    fs::write(
+        &fake,
+        "#!/bin/sh\necho 'deploy 7'\necho 'mgmt: warning: deploy 7 is published, but pruning old deploys (--keep) failed: gone' >&2\nexit 3\n",
+    )
+    .unwrap();
+    fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    git(&bare, &["config", "mgmt.seeds", "http://127.0.0.1:9"]);
+    git(&bare, &["config", "mgmt.binary", fake.to_str().unwrap()]);
+    git(t.root(), &["clone", "-q", bare.to_str().unwrap(), "work"]);
+    let work = t.path("work");
+    commit(&work, &t.path("out"), "pushed");
+    let push = Command::new("git").args(["push", "origin", "HEAD:main"]).current_dir(&work).output().unwrap();
+    let said = text(&push.stderr);
+    assert!(push.status.success(), "{said}");
+    assert!(said.contains("remote: mgmt: deploy 7"), "{said}");
+    assert!(said.contains("remote: mgmt: deployed, but a step after publishing failed"), "{said}");
+    assert!(!said.contains("the deploy failed"), "{said}");
+}
