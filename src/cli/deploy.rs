@@ -18,6 +18,9 @@ use crate::world::etcd::connect;
 /// step after publishing failed: checking its blobs again, retention or compaction.
 pub const EXIT_PUBLISHED_BUT: u8 = 3;
 
+/// How long the steps after publishing may take together.
+const AFTER_PUBLISH_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// What etcd says when its database has reached its quota.
 const NOSPACE: &str = "database space exceeded";
 
@@ -117,7 +120,8 @@ fn published(keys: &DeployKeys, a: Appended) -> Published {
 /// warning and the exit status is [`EXIT_PUBLISHED_BUT`].
 async fn after_publish(c: &mut Client, keys: &DeployKeys, keep: u64, id: u64, built: Option<&Built>) -> u8 {
     let mut step = "checking its blobs again";
-    let r: Result<()> = async {
+    // Bounded, so that an etcd gone away cannot hold a push hook for ever.
+    let r = tokio::time::timeout(AFTER_PUBLISH_TIMEOUT, async {
         if let Some(built) = built {
             // A garbage collection by a concurrent deploy may have raced the upload.
             let restored = store::ensure_bundle(c, keys, built).await?;
@@ -132,9 +136,10 @@ async fn after_publish(c: &mut Client, keys: &DeployKeys, keep: u64, id: u64, bu
             step = "compacting etcd to free the pruned space";
             store::compact(c, p.revision).await?;
         }
-        Ok(())
-    }
-    .await;
+        anyhow::Ok(())
+    })
+    .await
+    .unwrap_or_else(|_| Err(anyhow::anyhow!("etcd did not answer within {} s", AFTER_PUBLISH_TIMEOUT.as_secs())));
     match r {
         Ok(()) => 0,
         Err(e) => {
