@@ -41,7 +41,12 @@ fn commit(repo: &Path, out: &Path, content: &str) -> String {
 }
 
 fn mgmt(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mgmt")).args(args).current_dir(dir).env_remove("MGMT_LOG").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_mgmt"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("MGMT_LOG")
+        .output()
+        .unwrap()
 }
 
 /// `mgmt deploy --seeds URL <args>`.
@@ -99,7 +104,11 @@ fn a_damaged_blob_is_stored_again_by_the_next_deploy() {
         }
         let o = run_deploy(&e, &repo, &["--force", "yaml", "graph.yaml"]);
         let id = deployed(&o);
-        assert!(text(&o.stderr).contains("1 stored blobs did not match their sha256 and were stored again"), "{what}: {}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains("1 stored blobs did not match their sha256 and were stored again"),
+            "{what}: {}",
+            text(&o.stderr)
+        );
         assert_eq!(e.get_prefix(&blob), vec![(format!("{blob}0"), good.clone())], "{what}");
         // The bundle verifies again: `show` checks every blob against the manifest.
         let show = run_deploy(&e, &repo, &["show", &id.to_string()]);
@@ -147,7 +156,8 @@ fn retention_compacts_etcd_so_deploys_fit_in_its_quota() {
     // The history before the last prune is compacted away.
     let old = e.ctl(&["get", "--rev", "2", "/_mgmt/deploy/1"]);
     assert!(!old.status.success() && text(&old.stderr).contains("compacted"), "{old:?}");
-    let ids: Vec<u64> = e.keys("/_mgmt/deploy/").iter().filter_map(|k| k.rsplit('/').next()?.parse().ok()).collect();
+    let ids: Vec<u64> =
+        e.keys("/_mgmt/deploy/").iter().filter_map(|k| k.rsplit('/').next()?.parse().ok()).collect();
     assert_eq!(ids, vec![11, 12]);
 }
 
@@ -212,7 +222,9 @@ fn a_published_deploy_prints_its_id_and_later_failures_are_warnings_with_exit_3(
     let mut said = Vec::new();
     while !said.iter().any(|l: &String| l == "deploy 1") {
         let left = deadline.saturating_duration_since(Instant::now());
-        said.push(rx.recv_timeout(left).unwrap_or_else(|_| panic!("no `deploy 1` line; stdout so far: {said:?}")));
+        said.push(
+            rx.recv_timeout(left).unwrap_or_else(|_| panic!("no `deploy 1` line; stdout so far: {said:?}")),
+        );
     }
     e.kill();
     let drain = std::thread::spawn(move || {
@@ -224,7 +236,10 @@ fn a_published_deploy_prints_its_id_and_later_failures_are_warnings_with_exit_3(
     let stderr = drain.join().unwrap();
     assert_eq!(status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("as deploy 1"), "{stderr}");
-    assert!(stderr.contains("mgmt: warning: deploy 1 is published, but checking its blobs again failed"), "{stderr}");
+    assert!(
+        stderr.contains("mgmt: warning: deploy 1 is published, but checking its blobs again failed"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("mgmt: error"), "{stderr}");
     // It is published indeed.
     e.restart();
@@ -272,7 +287,11 @@ fn a_broken_latest_is_repaired_by_the_next_deploy_or_rollback() {
                 value => drop(e.etcdctl(&["put", "--", &latest_key, value])),
             }
             // The live commit again: not "nothing new", since latest needs repairing.
-            let o = if repair == "deploy" { with_ns(&["yaml", "graph.yaml"]) } else { with_ns(&["rollback", "1"]) };
+            let o = if repair == "deploy" {
+                with_ns(&["yaml", "graph.yaml"])
+            } else {
+                with_ns(&["rollback", "1"])
+            };
             assert_eq!(deployed(&o), 3, "{how} / {repair}: {}", text(&o.stderr));
             let said = text(&o.stderr);
             let want = format!(
@@ -342,7 +361,10 @@ fn rollback_refuses_an_empty_target_and_a_prefix_of_several_commits() {
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains(&format!("`{}` matches 2 commits", &first[..1])), "{err}");
-    assert!(err.contains(&format!("{first} (deploy 1)")) && err.contains(&format!("{second} (deploy 2)")), "{err}");
+    assert!(
+        err.contains(&format!("{first} (deploy 1)")) && err.contains(&format!("{second} (deploy 2)")),
+        "{err}"
+    );
     assert_eq!(latest(&e, "/_mgmt"), "2", "nothing was rolled back");
     // A prefix of one commit still works.
     assert_eq!(deployed(&run_deploy(&e, &repo, &["rollback", &first[..12]])), 3);
@@ -354,7 +376,8 @@ fn the_push_hook_tells_a_published_deploy_with_failed_later_steps_from_a_failure
     let bare = t.path("app.git");
     fs::create_dir(&bare).unwrap();
     git(&bare, &["init", "-q", "--bare", "-b", "main"]);
-    fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/post-receive"), bare.join("hooks/post-receive")).unwrap();
+    fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/post-receive"), bare.join("hooks/post-receive"))
+        .unwrap();
     // A stand-in for mgmt that publishes and then fails to prune.
     let fake = t.path("fake-mgmt");
     fs::write(

@@ -63,10 +63,7 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> R
     let mut c = client(args).await?;
     let up = store::store_bundle(&mut c, keys, &built).await?;
     if up.repaired > 0 {
-        eprintln!(
-            "mgmt: {} stored blobs did not match their sha256 and were stored again",
-            up.repaired
-        );
+        eprintln!("mgmt: {} stored blobs did not match their sha256 and were stored again", up.repaired);
     }
     let info = built.commit.clone();
     let new = NewDeploy {
@@ -106,7 +103,8 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> R
 /// Report a repaired `deploy/latest` and hand back what was published.
 fn published(keys: &DeployKeys, a: Appended) -> Published {
     if let Some((from, why)) = a.repaired {
-        let from = from.map(|id| format!("deploy {id}, the newest intact record")).unwrap_or("no record".into());
+        let from =
+            from.map(|id| format!("deploy {id}, the newest intact record")).unwrap_or("no record".into());
         let now = match &a.published {
             Published::New(r) => format!("; it now names deploy {}", r.id),
             Published::NothingNew(_) => String::new(),
@@ -132,14 +130,19 @@ async fn after_publish(c: &mut Client, keys: &DeployKeys, keep: u64, id: u64, bu
         step = "pruning old deploys (--keep)";
         let p = store::prune(c, keys, keep as usize).await?;
         if p.records > 0 || p.blobs > 0 {
-            eprintln!("mgmt: pruned {} old deploy records and {} unused blobs (--keep {keep})", p.records, p.blobs);
+            eprintln!(
+                "mgmt: pruned {} old deploy records and {} unused blobs (--keep {keep})",
+                p.records, p.blobs
+            );
             step = "compacting etcd to free the pruned space";
             store::compact(c, p.revision).await?;
         }
         anyhow::Ok(())
     })
     .await
-    .unwrap_or_else(|_| Err(anyhow::anyhow!("etcd did not answer within {} s", AFTER_PUBLISH_TIMEOUT.as_secs())));
+    .unwrap_or_else(|_| {
+        Err(anyhow::anyhow!("etcd did not answer within {} s", AFTER_PUBLISH_TIMEOUT.as_secs()))
+    });
     match r {
         Ok(()) => 0,
         Err(e) => {
@@ -180,7 +183,9 @@ async fn rollback(args: &DeployArgs, keys: &DeployKeys, target: &str) -> Result<
     let history = store::history(&mut c, keys).await?;
     let to = pick(&history, target)?.clone();
     // The bundle must still be whole before anyone is asked to run it.
-    store::fetch_bundle(&mut c, keys, &to.bundle).await.with_context(|| format!("deploy {}'s bundle", to.id))?;
+    store::fetch_bundle(&mut c, keys, &to.bundle)
+        .await
+        .with_context(|| format!("deploy {}'s bundle", to.id))?;
     let new = NewDeploy {
         bundle: to.bundle.clone(),
         frontend: to.frontend.clone(),
@@ -190,7 +195,8 @@ async fn rollback(args: &DeployArgs, keys: &DeployKeys, target: &str) -> Result<
         message: to.message.clone(),
         rollback_of: Some(to.id),
     };
-    let (Published::New(r) | Published::NothingNew(r)) = published(keys, store::append(&mut c, keys, new, true).await?);
+    let (Published::New(r) | Published::NothingNew(r)) =
+        published(keys, store::append(&mut c, keys, new, true).await?);
     println!("deploy {}", r.id);
     println!("rollback to deploy {} (bundle {})", to.id, r.bundle);
     Ok(after_publish(&mut c, keys, args.keep, r.id, None).await)
@@ -218,8 +224,11 @@ pub fn pick<'a>(history: &'a [DeployRecord], target: &str) -> Result<&'a DeployR
         let listed: Vec<String> = commits
             .iter()
             .map(|c| {
-                let ids: Vec<String> =
-                    matching.iter().filter(|r| r.commit.as_deref() == Some(c)).map(|r| r.id.to_string()).collect();
+                let ids: Vec<String> = matching
+                    .iter()
+                    .filter(|r| r.commit.as_deref() == Some(c))
+                    .map(|r| r.id.to_string())
+                    .collect();
                 format!("{c} (deploy {})", ids.join(", "))
             })
             .collect();

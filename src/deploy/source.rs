@@ -224,7 +224,10 @@ fn build_manifest(
     if frontend == "yaml" {
         let dir = entry.trim_end_matches('/');
         let below = format!("{dir}/");
-        if dir.is_empty() || dir == "." || (!files.iter().any(|f| f.path == entry) && files.iter().any(|f| f.path.starts_with(&below))) {
+        if dir.is_empty()
+            || dir == "."
+            || (!files.iter().any(|f| f.path == entry) && files.iter().any(|f| f.path.starts_with(&below)))
+        {
             bail!("`{}` is a directory, not a graph file", if dir.is_empty() { "." } else { dir });
         }
     }

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
-use etcd_client::{Client, Compare, CompareOp, CompactionOptions, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, CompactionOptions, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -108,7 +108,13 @@ pub async fn put_blob(c: &mut Client, keys: &DeployKeys, data: &[u8]) -> Result<
 
 /// Write every chunk, chunk 0 last: once it exists, the blob is whole. Over a damaged copy,
 /// chunk keys that do not belong to the blob are deleted before chunk 0 is written.
-async fn write_blob(c: &mut Client, keys: &DeployKeys, sha: &str, parts: &[&[u8]], damaged: bool) -> Result<()> {
+async fn write_blob(
+    c: &mut Client,
+    keys: &DeployKeys,
+    sha: &str,
+    parts: &[&[u8]],
+    damaged: bool,
+) -> Result<()> {
     for (n, part) in parts.iter().enumerate().skip(1) {
         c.put(keys.chunk(sha, n), part.to_vec(), None).await?;
     }
@@ -117,7 +123,7 @@ async fn write_blob(c: &mut Client, keys: &DeployKeys, sha: &str, parts: &[&[u8]
         let prefix = keys.blob(sha);
         for kv in r.kvs() {
             let index = kv.key().strip_prefix(prefix.as_bytes()).and_then(chunk_index);
-            if !index.is_some_and(|i| i < parts.len()) {
+            if index.is_none_or(|i| i >= parts.len()) {
                 c.delete(kv.key().to_vec(), None).await?;
             }
         }
@@ -136,7 +142,13 @@ fn chunk_index(suffix: &[u8]) -> Option<usize> {
 /// Whether the blob `sha` is stored as exactly `n` chunks `0..n` and, with `check_bytes`,
 /// whether their bytes hash to `sha`. At most `n + 1` chunks are read: enough to see that
 /// there are extra ones.
-async fn blob_state(c: &mut Client, keys: &DeployKeys, sha: &str, n: usize, check_bytes: bool) -> Result<BlobState> {
+async fn blob_state(
+    c: &mut Client,
+    keys: &DeployKeys,
+    sha: &str,
+    n: usize,
+    check_bytes: bool,
+) -> Result<BlobState> {
     let mut opts = GetOptions::new().with_prefix().with_limit(n as i64 + 1);
     if !check_bytes {
         opts = opts.with_keys_only();
@@ -282,7 +294,8 @@ pub struct Head {
 /// newest intact record stands in for it, and [`Head::broken`] says why.
 pub async fn head(c: &mut Client, keys: &DeployKeys) -> Result<Head> {
     let s = scan(c, keys).await?;
-    let verdict = judge_latest(s.latest.as_ref().map(|l| l.0.as_slice()), |id| s.intact.contains_key(&id), s.max_key);
+    let verdict =
+        judge_latest(s.latest.as_ref().map(|l| l.0.as_slice()), |id| s.intact.contains_key(&id), s.max_key);
     let (record, broken) = match verdict {
         Ok(id) => (id.and_then(|id| s.intact.get(&id)).map(|r| r.0.clone()), None),
         Err(why) => (s.intact.values().next_back().map(|r| r.0.clone()), Some(why)),
@@ -452,9 +465,10 @@ pub struct Pruned {
 pub async fn prune(c: &mut Client, keys: &DeployKeys, keep: usize) -> Result<Pruned> {
     let keep = keep.max(1);
     let s = scan(c, keys).await?;
-    let live = judge_latest(s.latest.as_ref().map(|l| l.0.as_slice()), |id| s.intact.contains_key(&id), s.max_key)
-        .ok()
-        .flatten();
+    let live =
+        judge_latest(s.latest.as_ref().map(|l| l.0.as_slice()), |id| s.intact.contains_key(&id), s.max_key)
+            .ok()
+            .flatten();
     let mut recs: Vec<(DeployRecord, i64)> = s.intact.into_values().collect();
     // The live deploy is kept whatever its place.
     if let Some(pos) = recs.iter().position(|(r, _)| Some(r.id) == live) {
