@@ -176,7 +176,12 @@ fn retrying_forever_without_delay_does_not_flood_the_log() {
     let attempts = || read(&counter).and_then(|s| s.trim().parse::<u32>().ok()).unwrap_or(0);
     a.wait_for("twelve attempts", || attempts() >= 12);
     let warnings = a.count("retrying in");
-    assert!((1..=6).contains(&warnings), "{warnings} retry warnings for {} attempts:\n{}", attempts(), a.stderr());
+    assert!(
+        (1..=6).contains(&warnings),
+        "{warnings} retry warnings for {} attempts:\n{}",
+        attempts(),
+        a.stderr()
+    );
     assert!(a.stderr().contains("exec[flaky]: `"), "{}", a.stderr());
     assert!(a.stderr().contains("; retrying in 100ms (forever)"), "{}", a.stderr());
     assert_eq!(a.interrupt().code(), Some(0));

@@ -487,7 +487,10 @@ impl Drop for Sleeps {
     fn drop(&mut self) {
         for arg in &self.0 {
             for pid in sleeping(arg) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
     }
@@ -523,7 +526,9 @@ fn a_timeout_kills_every_process_the_command_started() {
     let a = t.agent(&[], &yaml);
     a.wait_log("exec[seq]: cmd timed out after 1s and was killed");
     a.wait_log("exec[pipe]: cmd timed out after 1s and was killed");
-    a.wait_for("no `sleep` of a timed-out command left", || sleeping(&a1).is_empty() && sleeping(&a2).is_empty());
+    a.wait_for("no `sleep` of a timed-out command left", || {
+        sleeping(&a1).is_empty() && sleeping(&a2).is_empty()
+    });
     assert_eq!(a.interrupt().code(), Some(0));
 }
 
@@ -551,7 +556,9 @@ fn agent_stop_kills_every_process_of_running_commands_and_watchcmds() {
     a.wait_for("both commands running", || !sleeping(&a1).is_empty() && !sleeping(&a2).is_empty());
     a.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(a.wait_exit().code(), Some(0), "{}", a.stderr());
-    a.wait_for("no `sleep` left after the agent stopped", || sleeping(&a1).is_empty() && sleeping(&a2).is_empty());
+    a.wait_for("no `sleep` left after the agent stopped", || {
+        sleeping(&a1).is_empty() && sleeping(&a2).is_empty()
+    });
 }
 
 #[test]
@@ -562,7 +569,9 @@ fn removing_an_exec_kills_every_process_its_command_started() {
     let keep = format!("  file:\n  - name: kept\n    path: {}\n    content: \"kept\\n\"\n", t.p("kept"));
     let yaml = graph(
         &t,
-        &format!("resources:\n  exec:\n  - name: long\n    shell: /bin/sh\n    cmd: \"sleep {arg}; true\"\n{keep}"),
+        &format!(
+            "resources:\n  exec:\n  - name: long\n    shell: /bin/sh\n    cmd: \"sleep {arg}; true\"\n{keep}"
+        ),
     );
     let a = t.agent(&[], &yaml);
     a.wait_for("the command running", || !sleeping(&arg).is_empty());
@@ -627,8 +636,9 @@ edges:
         ),
     );
     let out = t.run_to_end(&["--no-watch"], &yaml);
-    out.assert_code(0)
-        .assert_stderr_has("exec[loud]: cmd printed more than 65536 bytes on stdout; only the last 65536 are kept");
+    out.assert_code(0).assert_stderr_has(
+        "exec[loud]: cmd printed more than 65536 bytes on stdout; only the last 65536 are kept",
+    );
     let got = fs::read(t.path("out")).unwrap();
     assert_eq!(got.len(), 65536);
     assert!(got.ends_with(b"aaa\nlast-line\n"));
@@ -676,7 +686,8 @@ fn a_nul_byte_in_an_exec_param_is_a_validation_error_naming_the_field() {
     ] {
         let yaml = graph(&t, &format!("resources:\n  exec:\n  - name: nul\n    {line}\n"));
         let out = t.run_to_end(&["--no-watch"], &yaml);
-        out.assert_code(1).assert_stderr_has(&format!("exec[nul]: field `{field}`: must not contain a NUL byte"));
+        out.assert_code(1)
+            .assert_stderr_has(&format!("exec[nul]: field `{field}`: must not contain a NUL byte"));
     }
 }
 
@@ -720,7 +731,11 @@ fn ctrl_c_to_the_agents_group_reaches_only_the_agent_and_logs_no_errors() {
         .unwrap();
     let agent = child.id() as i32;
     let started = common::poll_until(
-        || read(&pidfile).is_some_and(|s| s.ends_with('\n')) && !sleeping(&a1).is_empty() && !sleeping(&a2).is_empty(),
+        || {
+            read(&pidfile).is_some_and(|s| s.ends_with('\n'))
+                && !sleeping(&a1).is_empty()
+                && !sleeping(&a2).is_empty()
+        },
         common::TIMEOUT,
     );
     let stderr = || read(&log).unwrap_or_default();
@@ -733,7 +748,13 @@ fn ctrl_c_to_the_agents_group_reaches_only_the_agent_and_logs_no_errors() {
     assert_ne!(pgid(cmd), agent);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(-agent), nix::sys::signal::Signal::SIGINT).unwrap();
     let mut status = None;
-    let exited = common::poll_until(|| { status = child.try_wait().unwrap(); status.is_some() }, common::TIMEOUT);
+    let exited = common::poll_until(
+        || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        },
+        common::TIMEOUT,
+    );
     if !exited {
         let _ = child.kill();
         panic!("the agent did not stop\n{}", stderr());
@@ -775,7 +796,10 @@ fn error_texts_are_bounded_in_the_log() {
     let t = TestDir::new();
     let yaml = graph(
         &t,
-        &format!("resources:\n  exec:\n  - name: wordy\n    shell: /bin/sh\n    cmd: \": {}; exit 1\"\n", "w".repeat(50_000)),
+        &format!(
+            "resources:\n  exec:\n  - name: wordy\n    shell: /bin/sh\n    cmd: \": {}; exit 1\"\n",
+            "w".repeat(50_000)
+        ),
     );
     let out = t.run_to_end(&["--no-watch"], &yaml);
     out.assert_code(1).assert_stderr_has("ERROR exec[wordy]: `: www").assert_stderr_has(" more bytes]");
@@ -794,9 +818,8 @@ fn a_huge_failure_output_is_published_as_a_bounded_tail() {
         "resources:\n  exec:\n  - name: huge\n    shell: /bin/sh\n    cmd: \"head -c 3000000 /dev/zero | tr '\\\\0' y >&2; exit 3\"\n",
     );
     let a = t.agent(&["--seeds", e.url(), "--hostname", "h1"], &yaml);
-    let last_error = || {
-        e.get_json("/_mgmt/hosts/h1").and_then(|v| v["last_error"].as_str().map(str::to_string))
-    };
+    let last_error =
+        || e.get_json("/_mgmt/hosts/h1").and_then(|v| v["last_error"].as_str().map(str::to_string));
     a.wait_for("the failure in hosts/h1", || last_error().is_some());
     let err = last_error().unwrap();
     assert!(err.starts_with("exec[huge]: `head -c 3000000"), "{err}");

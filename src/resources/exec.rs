@@ -154,7 +154,11 @@ async fn read_into(r: Option<impl AsyncRead + Unpin>, into: &mut TailBuf) {
 /// Wait for `child` while reading its output. It is done when it exits: its output is read
 /// until its pipes close, or for [`READ_AFTER_EXIT`] more if a process it left in the
 /// background holds them open.
-async fn wait_reading(child: &mut Child, out: &mut TailBuf, err: &mut TailBuf) -> std::io::Result<ExitStatus> {
+async fn wait_reading(
+    child: &mut Child,
+    out: &mut TailBuf,
+    err: &mut TailBuf,
+) -> std::io::Result<ExitStatus> {
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let reading = async {
         tokio::join!(read_into(stdout, out), read_into(stderr, err));
