@@ -215,3 +215,13 @@ fn numeric_params_out_of_bounds_are_validation_errors_naming_the_field() {
     );
     t.run_to_end(&["--no-watch"], &yaml).assert_code(0);
 }
+
+/// The same bound holds for the one interval given on the command line.
+#[test]
+fn a_converged_timeout_beyond_ten_years_is_refused() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", "graph: g\nresources:\n  noop:\n  - name: n\n");
+    let out = t.run_to_end(&["--converged-timeout", "18446744073709551615"], &yaml);
+    out.assert_code(2).assert_stderr_has("--converged-timeout");
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}

@@ -46,7 +46,7 @@ impl Meta {
             return Err(ValidationError::new(
                 "meta.limit",
                 format!(
-                    "must be a number of checks per second, at least one check per ten years (1/{MAX_INTERVAL_SECS})"
+                    "must be a positive number of events per second, at least one per ten years (1/{MAX_INTERVAL_SECS})"
                 ),
             ));
         }
