@@ -181,9 +181,8 @@ fn last_lines(s: &str) -> String {
     tail(&lines[start..].join(" | "), OUTPUT_TAIL_MAX).into_owned()
 }
 
-/// A command failed: `message`, with the tail of its output kept apart.
-fn failed(message: String, output: &str) -> ResourceError {
-    let output = last_lines(output);
+/// A command failed: `message`, with `output` (from [`last_lines`]) kept apart.
+fn failed(message: String, output: String) -> ResourceError {
     if output.is_empty() { ResourceError::msg(message) } else { ResourceError::Output { message, output } }
 }
 
@@ -436,12 +435,12 @@ impl Resource for Exec {
         sends.insert("exitcode".into(), code.to_string());
         ctx.send(sends);
         if let Some(output) = failure {
-            return Err(failed(format!("`{}` exited with code {code}", self.cmd), &output));
+            return Err(failed(format!("`{}` exited with code {code}", self.cmd), output));
         }
         if let Some(done) = &self.donecmd {
             let d = self.run(self.shell_command(done), "donecmd").await?;
             if d.code != 0 {
-                return Err(failed(format!("donecmd exited with code {}", d.code), &d.stderr));
+                return Err(failed(format!("donecmd exited with code {}", d.code), last_lines(&d.stderr)));
             }
         }
         Ok(vec![format!("ran `{}` ({why}, exit 0)", self.display())])
@@ -539,11 +538,11 @@ mod tests {
     #[test]
     fn failure_output_is_the_bounded_tail_of_the_last_lines() {
         let out = format!("{}\nline2\nline3\nline4\nline5\n{}\n", "x".repeat(10), "y".repeat(3_000_000));
-        let e = failed("`x` exited with code 1".into(), &out);
+        let e = failed("`x` exited with code 1".into(), last_lines(&out));
         let tail = e.output().unwrap();
         assert!(tail.len() <= OUTPUT_TAIL_MAX, "{}", tail.len());
         assert!(tail.ends_with("yyy"));
         assert_eq!(e.summary(), "`x` exited with code 1");
-        assert_eq!(failed("m".into(), " \n").output(), None);
+        assert_eq!(failed("m".into(), last_lines(" \n")).output(), None);
     }
 }
