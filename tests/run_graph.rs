@@ -173,7 +173,7 @@ edges:
     let yaml = t.write_yaml("g.yaml", &yaml);
     let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
     out.assert_code(1)
-        .assert_stderr_has("exec[broken]: `echo oops >&2; exit 3` exited with code 3: oops")
+        .assert_stderr_has("exec[broken]: `echo oops >&2; exit 3` exited with code 3")
         .assert_stderr_has("exec[after] is not in its desired state: blocked by a failed dependency");
     assert!(!t.path("after").exists(), "a blocked exec ran");
     assert_eq!(read(t.path("unrelated")).as_deref(), Some("fine\n"));

@@ -1,5 +1,5 @@
-//! `exec` (args, shell, cwd, env, ifcmd, creates, watchcmd, timeout, send/recv), `timer` and
-//! `print`, run for real.
+//! `exec` (args, shell, cwd, env, ifcmd, creates, watchcmd, timeout, send/recv, process
+//! groups, bounded output), `timer`, `print` and `kv`, run for real.
 
 mod common;
 
@@ -354,7 +354,7 @@ fn exec_donecmd_runs_after_success_and_its_failure_is_an_error() {
     );
     let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
     out.assert_code(1)
-        .assert_stderr_has("exec[done-fails]: donecmd exited with code 2: cleanup broke")
+        .assert_stderr_has("exec[done-fails]: donecmd exited with code 2")
         .assert_stderr_has("exec[main-fails]: `exit 1` exited with code 1");
     assert_eq!(read(t.path("log")).as_deref(), Some("main\ndone\n"));
     assert!(!t.path("never").exists(), "donecmd ran after a failed cmd");
@@ -461,5 +461,371 @@ edges:
     a.wait_content(&t.path("up"), "up\n");
     a.wait_log("(retry after failure, exit 0)");
     assert!(line_count(&log) > runs);
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+/// A unique argument for `sleep` in this test process: `<secs>.<pid>` (a valid duration).
+fn sleep_arg(secs: u32) -> String {
+    format!("{secs}.{}", std::process::id())
+}
+
+/// Pids of live processes whose command line is exactly `sleep <arg>` (zombies have none).
+fn sleeping(arg: &str) -> Vec<i32> {
+    let want = format!("sleep\0{arg}\0");
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want.as_bytes()))
+        .collect()
+}
+
+/// Kills, when dropped, whatever `sleep <arg>` is left, so a failing test leaves nothing behind.
+struct Sleeps(Vec<String>);
+
+impl Drop for Sleeps {
+    fn drop(&mut self) {
+        for arg in &self.0 {
+            for pid in sleeping(arg) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// The process group of a process, from /proc.
+fn pgid(pid: i32) -> i32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit(')').next().unwrap().split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_timeout_kills_every_process_the_command_started() {
+    let t = TestDir::new();
+    let (a1, a2) = (sleep_arg(1001), sleep_arg(1011));
+    let _cleanup = Sleeps(vec![a1.clone(), a2.clone()]);
+    let yaml = graph(
+        &t,
+        &format!(
+            r#"resources:
+  exec:
+  - name: seq
+    shell: /bin/sh
+    cmd: "sleep {a1}; true"
+    timeout: 1
+  - name: pipe
+    shell: /bin/sh
+    cmd: "sleep {a2} | cat"
+    timeout: 1
+"#
+        ),
+    );
+    let a = t.agent(&[], &yaml);
+    a.wait_log("exec[seq]: cmd timed out after 1s and was killed");
+    a.wait_log("exec[pipe]: cmd timed out after 1s and was killed");
+    a.wait_for("no `sleep` of a timed-out command left", || {
+        sleeping(&a1).is_empty() && sleeping(&a2).is_empty()
+    });
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+#[test]
+fn agent_stop_kills_every_process_of_running_commands_and_watchcmds() {
+    let t = TestDir::new();
+    let (a1, a2) = (sleep_arg(1002), sleep_arg(1012));
+    let _cleanup = Sleeps(vec![a1.clone(), a2.clone()]);
+    let yaml = graph(
+        &t,
+        &format!(
+            r#"resources:
+  exec:
+  - name: long
+    shell: /bin/sh
+    cmd: "sleep {a1}; true"
+  - name: watched
+    shell: /bin/sh
+    cmd: "true"
+    watchcmd: "sleep {a2} | cat"
+"#
+        ),
+    );
+    let a = t.agent(&[], &yaml);
+    a.wait_for("both commands running", || !sleeping(&a1).is_empty() && !sleeping(&a2).is_empty());
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(a.wait_exit().code(), Some(0), "{}", a.stderr());
+    a.wait_for("no `sleep` left after the agent stopped", || {
+        sleeping(&a1).is_empty() && sleeping(&a2).is_empty()
+    });
+}
+
+#[test]
+fn removing_an_exec_kills_every_process_its_command_started() {
+    let t = TestDir::new();
+    let arg = sleep_arg(1004);
+    let _cleanup = Sleeps(vec![arg.clone()]);
+    let keep = format!("  file:\n  - name: kept\n    path: {}\n    content: \"kept\\n\"\n", t.p("kept"));
+    let yaml = graph(
+        &t,
+        &format!(
+            "resources:\n  exec:\n  - name: long\n    shell: /bin/sh\n    cmd: \"sleep {arg}; true\"\n{keep}"
+        ),
+    );
+    let a = t.agent(&[], &yaml);
+    a.wait_for("the command running", || !sleeping(&arg).is_empty());
+    t.replace_yaml("g.yaml", &format!("graph: resources\nresources:\n{keep}"));
+    a.wait_log("graph swapped: 1 kept, 0 started, 1 stopped");
+    a.wait_for("no `sleep` of the removed exec left", || sleeping(&arg).is_empty());
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+/// A background process that keeps stdout open does not keep the exec (or the graph) waiting;
+/// it is left running: it is not part of the command's own run.
+#[test]
+fn an_exec_is_done_when_its_process_exits_even_if_a_background_child_holds_stdout() {
+    let t = TestDir::new();
+    let arg = sleep_arg(1003);
+    let _cleanup = Sleeps(vec![arg.clone()]);
+    let yaml = graph(
+        &t,
+        &format!(
+            r#"resources:
+  exec:
+  - name: bg
+    shell: /bin/sh
+    cmd: "sleep {arg} & echo started"
+  print:
+  - name: after
+    msg: done
+edges:
+- name: bg-after
+  from: {{kind: exec, name: bg}}
+  to: {{kind: print, name: after}}
+"#
+        ),
+    );
+    let out = t.run_to_end(&["--no-watch"], &yaml);
+    out.assert_code(0).assert_stderr_has("exec[bg]: ran `sleep ");
+    assert_eq!(out.stdout, "done\n");
+}
+
+#[test]
+fn captured_output_keeps_only_the_last_64_kib() {
+    let t = TestDir::new();
+    let yaml = graph(
+        &t,
+        &format!(
+            r#"resources:
+  exec:
+  - name: loud
+    shell: /bin/sh
+    cmd: "head -c 10000000 /dev/zero | tr '\\0' a; echo; echo last-line"
+  file:
+  - name: out
+    path: {out}
+edges:
+- name: loud-out
+  from: {{kind: exec, name: loud}}
+  to: {{kind: file, name: out}}
+  send: stdout
+  recv: content
+"#,
+            out = t.p("out"),
+        ),
+    );
+    let out = t.run_to_end(&["--no-watch"], &yaml);
+    out.assert_code(0).assert_stderr_has(
+        "exec[loud]: cmd printed more than 65536 bytes on stdout; only the last 65536 are kept",
+    );
+    let got = fs::read(t.path("out")).unwrap();
+    assert_eq!(got.len(), 65536);
+    assert!(got.ends_with(b"aaa\nlast-line\n"));
+}
+
+#[test]
+fn a_missing_program_cwd_or_shell_is_named() {
+    let t = TestDir::new();
+    let yaml = graph(
+        &t,
+        &format!(
+            r#"resources:
+  exec:
+  - name: prog
+    cmd: no-such-program-xyz --flag
+  - name: cwd
+    cmd: "true"
+    cwd: {nodir}
+  - name: shell
+    shell: /bin/no-such-shell
+    cmd: "true"
+"#,
+            nodir = t.p("no-such-dir"),
+        ),
+    );
+    t.run_to_end(&["--no-watch"], &yaml)
+        .assert_code(1)
+        .assert_stderr_has("exec[prog]: starting cmd: program `no-such-program-xyz` not found in PATH")
+        .assert_stderr_has(&format!(
+            "exec[cwd]: starting cmd: cwd `{}` is not an existing directory",
+            t.p("no-such-dir")
+        ))
+        .assert_stderr_has("exec[shell]: starting cmd: shell `/bin/no-such-shell` not found");
+}
+
+#[test]
+fn a_nul_byte_in_an_exec_param_is_a_validation_error_naming_the_field() {
+    let t = TestDir::new();
+    for (field, line) in [
+        ("cmd", r#"cmd: "a\0b""#),
+        ("args", "cmd: echo\n    args: [\"x\\0y\"]"),
+        ("env", "cmd: env\n    env: {A: \"x\\0y\"}"),
+        ("cwd", "cmd: \"true\"\n    cwd: \"/tmp/a\\0b\""),
+        ("shell", "cmd: \"true\"\n    shell: \"/bin/s\\0h\""),
+    ] {
+        let yaml = graph(&t, &format!("resources:\n  exec:\n  - name: nul\n    {line}\n"));
+        let out = t.run_to_end(&["--no-watch"], &yaml);
+        out.assert_code(1)
+            .assert_stderr_has(&format!("exec[nul]: field `{field}`: must not contain a NUL byte"));
+    }
+}
+
+/// The agent runs in a process group of its own, as in a terminal; Ctrl-C signals the whole
+/// group. The commands are not in it: the agent stops them, and logs no errors for them.
+#[test]
+fn ctrl_c_to_the_agents_group_reaches_only_the_agent_and_logs_no_errors() {
+    use std::os::unix::process::CommandExt;
+
+    let t = TestDir::new();
+    let (a1, a2) = (sleep_arg(1005), sleep_arg(1015));
+    let _cleanup = Sleeps(vec![a1.clone(), a2.clone()]);
+    let pidfile = t.path("pid");
+    let yaml = graph(
+        &t,
+        &format!(
+            r#"resources:
+  exec:
+  - name: long
+    shell: /bin/sh
+    cmd: "echo $$ > {pid}; sleep {a1}; true"
+  - name: watched
+    shell: /bin/sh
+    cmd: "true"
+    watchcmd: "sleep {a2}; true"
+"#,
+            pid = pidfile.display(),
+        ),
+    );
+    let log = t.path("tmp/agent.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mgmt"))
+        .args(["run", "--tmp-prefix", "yaml", yaml.to_str().unwrap()])
+        .current_dir(t.root())
+        .env("TMPDIR", t.path("tmp"))
+        .env_remove("MGMT_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let agent = child.id() as i32;
+    let started = common::poll_until(
+        || {
+            read(&pidfile).is_some_and(|s| s.ends_with('\n'))
+                && !sleeping(&a1).is_empty()
+                && !sleeping(&a2).is_empty()
+        },
+        common::TIMEOUT,
+    );
+    let stderr = || read(&log).unwrap_or_default();
+    if !started {
+        let _ = child.kill();
+        panic!("the commands did not start\n{}", stderr());
+    }
+    let cmd: i32 = read(&pidfile).unwrap().trim().parse().unwrap();
+    assert_eq!(pgid(cmd), cmd, "the command leads a process group of its own");
+    assert_ne!(pgid(cmd), agent);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(-agent), nix::sys::signal::Signal::SIGINT).unwrap();
+    let mut status = None;
+    let exited = common::poll_until(
+        || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        },
+        common::TIMEOUT,
+    );
+    if !exited {
+        let _ = child.kill();
+        panic!("the agent did not stop\n{}", stderr());
+    }
+    assert_eq!(status.unwrap().code(), Some(0), "{}", stderr());
+    assert!(!stderr().contains("ERROR"), "errors logged for commands stopped with the agent:\n{}", stderr());
+    common::wait_until(|| sleeping(&a1).is_empty() && sleeping(&a2).is_empty(), common::TIMEOUT);
+}
+
+#[test]
+fn command_output_and_kv_values_are_logged_only_at_debug_level() {
+    let t = TestDir::new();
+    let yaml = graph(
+        &t,
+        r#"resources:
+  exec:
+  - name: fails
+    shell: /bin/sh
+    cmd: "printf 'out-%s\n' SECRET1; printf 'err-%s\n' SECRET2 >&2; exit 3"
+  kv:
+  - name: token
+    value: kv-SECRET3
+"#,
+    );
+    let out = t.run_to_end(&["--no-watch"], &yaml);
+    out.assert_code(1)
+        .assert_stderr_has("ERROR exec[fails]: `printf")
+        .assert_stderr_has("exited with code 3")
+        .assert_stderr_has("kv[token]: set token (it was unset)");
+    for secret in ["out-SECRET1", "err-SECRET2", "kv-SECRET3"] {
+        assert!(!out.stderr.contains(secret), "{secret} logged:\n{}", out.stderr);
+    }
+    let out = t.run_to_end(&["--no-watch", "--log-level", "debug"], &yaml);
+    out.assert_code(1).assert_stderr_has("err-SECRET2").assert_stderr_has("kv-SECRET3");
+}
+
+#[test]
+fn error_texts_are_bounded_in_the_log() {
+    let t = TestDir::new();
+    let yaml = graph(
+        &t,
+        &format!(
+            "resources:\n  exec:\n  - name: wordy\n    shell: /bin/sh\n    cmd: \": {}; exit 1\"\n",
+            "w".repeat(50_000)
+        ),
+    );
+    let out = t.run_to_end(&["--no-watch"], &yaml);
+    out.assert_code(1).assert_stderr_has("ERROR exec[wordy]: `: www").assert_stderr_has(" more bytes]");
+    let longest = out.stderr.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 4096 + 200, "a log line of {longest} bytes");
+}
+
+/// A failure with a 3 MB line of output: its host status still reaches etcd, with the error
+/// and a bounded tail of the output.
+#[test]
+fn a_huge_failure_output_is_published_as_a_bounded_tail() {
+    let t = TestDir::new();
+    let e = common::etcd::Etcd::start(&t);
+    let yaml = graph(
+        &t,
+        "resources:\n  exec:\n  - name: huge\n    shell: /bin/sh\n    cmd: \"head -c 3000000 /dev/zero | tr '\\\\0' y >&2; exit 3\"\n",
+    );
+    let a = t.agent(&["--seeds", e.url(), "--hostname", "h1"], &yaml);
+    let last_error =
+        || e.get_json("/_mgmt/hosts/h1").and_then(|v| v["last_error"].as_str().map(str::to_string));
+    a.wait_for("the failure in hosts/h1", || last_error().is_some());
+    let err = last_error().unwrap();
+    assert!(err.starts_with("exec[huge]: `head -c 3000000"), "{err}");
+    assert!(err.contains("exited with code 3: ["), "{err}");
+    assert!(err.ends_with("yyyy"), "{err}");
+    assert!(err.len() <= 2 * 4096, "{}", err.len());
+    assert!(!a.stderr().contains("yyyy"), "the output was logged");
     assert_eq!(a.interrupt().code(), Some(0));
 }

@@ -294,7 +294,7 @@ fn host_status(engine: &Engine, spec: &GraphSpec, source: &str, hostname: &str, 
         .filter(|r| matches!(r.status, Status::Failed | Status::Blocked))
         .map(|r| r.id.to_string())
         .collect();
-    let last_error = report.iter().find_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.id)));
+    let last_error = report.iter().find_map(|r| r.status_error());
     HostStatus {
         hostname: hostname.to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),

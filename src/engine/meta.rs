@@ -4,7 +4,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::MAX_INTERVAL_SECS;
 use crate::resources::ValidationError;
+
+/// The shortest wait between retries when they go on forever (`retry: -1`), so that a
+/// resource that keeps failing does not spin.
+pub const MIN_FOREVER_DELAY_MS: u64 = 100;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -34,10 +39,22 @@ impl Meta {
         if self.retry < -1 {
             return Err(ValidationError::new("meta.retry", "must be -1 (forever) or at least 0"));
         }
+        // One check per `1/limit` seconds must be a wait the clock can hold.
         if let Some(limit) = self.limit
-            && !(limit.is_finite() && limit > 0.0)
+            && !(limit.is_finite() && limit * MAX_INTERVAL_SECS as f64 >= 1.0)
         {
-            return Err(ValidationError::new("meta.limit", "must be a positive number of events per second"));
+            return Err(ValidationError::new(
+                "meta.limit",
+                format!(
+                    "must be a positive number of events per second, at least one per ten years (1/{MAX_INTERVAL_SECS})"
+                ),
+            ));
+        }
+        if self.poll > MAX_INTERVAL_SECS {
+            return Err(ValidationError::new(
+                "meta.poll",
+                format!("is in seconds and must be at most ten years ({MAX_INTERVAL_SECS})"),
+            ));
         }
         if self.burst == 0 {
             return Err(ValidationError::new("meta.burst", "must be at least 1"));
@@ -46,6 +63,13 @@ impl Meta {
             return Err(ValidationError::new("meta.delay", "is in milliseconds and must be at most one day"));
         }
         Ok(())
+    }
+
+    /// The wait between retries of a failed check: `delay`, but at least
+    /// [`MIN_FOREVER_DELAY_MS`] when retries go on forever.
+    pub fn retry_delay(&self) -> Duration {
+        let ms = if self.retry < 0 { self.delay.max(MIN_FOREVER_DELAY_MS) } else { self.delay };
+        Duration::from_millis(ms)
     }
 }
 
@@ -76,6 +100,19 @@ impl RateLimiter {
             Duration::from_secs_f64(-self.tokens / self.per_second)
         }
     }
+
+    /// Take a token if one is there; never waits (and never goes into debt).
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 #[cfg(test)]
@@ -104,5 +141,67 @@ mod tests {
         let m = Meta { retry: -2, ..Meta::default() };
         assert_eq!(m.validate().unwrap_err().field, "meta.retry");
         assert!(Meta::default().validate().is_ok());
+    }
+
+    #[test]
+    fn limit_must_allow_one_check_within_ten_years() {
+        for bad in [1e-300, 1e-9, 0.0, -0.0, f64::INFINITY, f64::NAN, f64::MIN_POSITIVE] {
+            let m = Meta { limit: Some(bad), ..Meta::default() };
+            assert_eq!(m.validate().unwrap_err().field, "meta.limit", "{bad}");
+        }
+        for good in [1.0 / MAX_INTERVAL_SECS as f64, 0.001, 5.0, 1e300, f64::MAX] {
+            let m = Meta { limit: Some(good), ..Meta::default() };
+            assert!(m.validate().is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn every_valid_limit_and_burst_gives_a_wait_without_panicking() {
+        let t0 = Instant::now();
+        for limit in [1.0 / MAX_INTERVAL_SECS as f64, 1e-3, 1.0, 1e300, f64::MAX] {
+            for burst in [1, 2, u32::MAX] {
+                let m = Meta { limit: Some(limit), burst, ..Meta::default() };
+                assert!(m.validate().is_ok());
+                let mut l = RateLimiter::new(limit, burst);
+                let mut now = t0;
+                for _ in 0..4 {
+                    // Like the vertex: take a token, sleep the wait, then check.
+                    let wait = l.reserve(now);
+                    assert!(wait <= Duration::from_secs(MAX_INTERVAL_SECS + 1), "{limit} {burst}: {wait:?}");
+                    assert!(tokio::time::Instant::now().checked_add(wait).is_some());
+                    now += wait;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn poll_is_at_most_ten_years() {
+        let m = Meta { poll: MAX_INTERVAL_SECS + 1, ..Meta::default() };
+        assert_eq!(m.validate().unwrap_err().field, "meta.poll");
+        let m = Meta { poll: MAX_INTERVAL_SECS, ..Meta::default() };
+        assert!(m.validate().is_ok());
+        assert!(std::time::Instant::now().checked_add(Duration::from_secs(m.poll)).is_some());
+    }
+
+    #[test]
+    fn forever_retries_wait_at_least_the_minimum() {
+        let m = Meta { retry: -1, delay: 0, ..Meta::default() };
+        assert_eq!(m.retry_delay(), Duration::from_millis(MIN_FOREVER_DELAY_MS));
+        let m = Meta { retry: -1, delay: 5000, ..Meta::default() };
+        assert_eq!(m.retry_delay(), Duration::from_millis(5000));
+        let m = Meta { retry: 3, delay: 0, ..Meta::default() };
+        assert_eq!(m.retry_delay(), Duration::ZERO);
+    }
+
+    #[test]
+    fn try_take_allows_a_burst_then_one_per_period() {
+        let t0 = Instant::now();
+        let mut l = RateLimiter::new(0.1, 3);
+        assert!(l.try_take(t0) && l.try_take(t0) && l.try_take(t0));
+        assert!(!l.try_take(t0));
+        assert!(!l.try_take(t0 + Duration::from_secs(5)));
+        assert!(l.try_take(t0 + Duration::from_secs(10)));
+        assert!(!l.try_take(t0 + Duration::from_secs(11)));
     }
 }

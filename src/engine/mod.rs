@@ -6,6 +6,7 @@
 pub mod assemble;
 pub mod converged;
 pub mod graph;
+pub mod limits;
 pub mod meta;
 pub mod vertex;
 
@@ -58,8 +59,23 @@ pub struct VertexReport {
     pub id: ResId,
     pub status: Status,
     pub error: Option<String>,
+    /// The tail of the output of the command behind `error`, if any (logged only at debug
+    /// level; published with the error).
+    pub output: Option<String>,
     /// Noop only: its last check found changes it did not make.
     pub would_change: bool,
+}
+
+impl VertexReport {
+    /// The error as published in status: `KIND[NAME]: error: output tail`, bounded.
+    pub fn status_error(&self) -> Option<String> {
+        let e = self.error.as_ref()?;
+        let full = match &self.output {
+            Some(o) => format!("{}: {e}: {o}", self.id),
+            None => format!("{}: {e}", self.id),
+        };
+        Some(limits::head(&full, 2 * limits::ERROR_TEXT_MAX).into_owned())
+    }
 }
 
 impl Engine {
@@ -154,6 +170,7 @@ impl Engine {
                 id: r.shared.id.clone(),
                 status: r.shared.status(),
                 error: r.shared.last_error.lock().unwrap().clone(),
+                output: r.shared.last_output.lock().unwrap().clone(),
                 would_change: r.shared.would_change.load(std::sync::atomic::Ordering::SeqCst),
             })
             .collect()

@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::EngineEnv;
 use super::converged::{Cond, CondHandle};
+use super::limits::{ERROR_TEXT_MAX, head};
 use super::meta::RateLimiter;
-use crate::resources::{ApplyCtx, ResId, Resource, Sends, Trigger, WatchCtx};
+use crate::resources::{ApplyCtx, ResId, Resource, ResourceError, Sends, Trigger, WatchCtx};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -58,6 +59,9 @@ pub struct VertexShared {
     links: RwLock<Arc<Links>>,
     sends: Mutex<Option<Sends>>,
     pub last_error: Mutex<Option<String>>,
+    /// The tail of the output of the command behind the last error, if any: published with
+    /// the error, logged only at debug level.
+    pub last_output: Mutex<Option<String>>,
     /// In noop mode: the last check found changes it did not make.
     pub would_change: AtomicBool,
     /// Whether this vertex really applies (is not in noop mode). A vertex that only reports
@@ -77,6 +81,7 @@ impl VertexShared {
             links: RwLock::new(Arc::default()),
             sends: Mutex::new(None),
             last_error: Mutex::new(None),
+            last_output: Mutex::new(None),
             would_change: AtomicBool::new(false),
             applies: AtomicBool::new(applies),
         })
@@ -144,6 +149,48 @@ fn delay_of(ms: u64) -> Duration {
     Duration::from_millis(ms)
 }
 
+/// Retry warnings a vertex logs at once, then one every [`RETRY_LOG_PERIOD_SECS`]: a
+/// resource that fails forever without a delay does not flood the log.
+const RETRY_LOG_BURST: u32 = 5;
+const RETRY_LOG_PERIOD_SECS: f64 = 10.0;
+
+/// Rate limit for one vertex's retry warnings; counts what it held back.
+struct RetryLog {
+    bucket: RateLimiter,
+    held_back: u64,
+}
+
+impl RetryLog {
+    fn new() -> Self {
+        RetryLog { bucket: RateLimiter::new(1.0 / RETRY_LOG_PERIOD_SECS, RETRY_LOG_BURST), held_back: 0 }
+    }
+
+    /// Log `line` at WARN if the bucket allows, else only count it (and log it at debug).
+    fn warn(&mut self, id: &ResId, line: &str) {
+        if self.bucket.try_take(Instant::now()) {
+            match std::mem::take(&mut self.held_back) {
+                0 => warn!("{id}: {line}"),
+                n => warn!("{id}: {line} ({n} similar warnings not logged)"),
+            }
+        } else {
+            self.held_back += 1;
+            debug!("{id}: {line}");
+        }
+    }
+}
+
+/// Log a failure (its command output only at debug level) and record it, bounded.
+fn record_error(shared: &VertexShared, e: &ResourceError) {
+    let id = &shared.id;
+    let text = head(&e.summary(), ERROR_TEXT_MAX).into_owned();
+    error!("{id}: {text}");
+    if let Some(out) = e.output() {
+        debug!("{id}: output: {out}");
+    }
+    *shared.last_error.lock().unwrap() = Some(text);
+    *shared.last_output.lock().unwrap() = e.output().map(str::to_string);
+}
+
 /// The vertex task. Returns when cancelled (the future is dropped) or never.
 pub async fn run(
     shared: Arc<VertexShared>,
@@ -172,6 +219,7 @@ pub async fn run(
         }
         let ctx = WatchCtx::new(waker.clone(), env.fs.clone(), env.world.clone());
         let mut retries = meta.retry;
+        let mut watch_log = RetryLog::new();
         loop {
             let Err(e) = res.watch(ctx.clone()).await else {
                 std::future::pending::<()>().await;
@@ -180,14 +228,15 @@ pub async fn run(
             // A watch that failed before its first event must not leave the vertex unchecked:
             // the check runs (and reports what is wrong, if anything).
             waker();
+            let text = head(&e.summary(), ERROR_TEXT_MAX).into_owned();
             if retries == 0 {
-                error!("{id}: watch failed: {e}; no longer watching");
-                *shared.last_error.lock().unwrap() = Some(format!("watch: {e}"));
+                error!("{id}: watch failed: {text}; no longer watching");
+                *shared.last_error.lock().unwrap() = Some(format!("watch: {text}"));
                 std::future::pending::<()>().await;
             }
             retries = retries.saturating_sub(1).max(-1);
             let delay = delay_of(meta.delay.max(100));
-            warn!("{id}: watch failed: {e}; restarting in {delay:?}");
+            watch_log.warn(&id, &format!("watch failed: {text}; restarting in {delay:?}"));
             tokio::time::sleep(delay).await;
         }
     };
@@ -196,6 +245,7 @@ pub async fn run(
         let mut first = true;
         let mut ready = false;
         let mut limiter = meta.limit.map(|l| RateLimiter::new(l, meta.burst));
+        let mut retry_log = RetryLog::new();
         loop {
             shared.wake.notified().await;
             if !ready {
@@ -250,8 +300,13 @@ pub async fn run(
                         retries = retries.saturating_sub(1).max(-1);
                         let left =
                             if retries < 0 { "forever".to_string() } else { format!("{retries} left") };
-                        warn!("{id}: {e}; retrying in {}ms ({left})", meta.delay);
-                        tokio::time::sleep(delay_of(meta.delay)).await;
+                        let delay = meta.retry_delay();
+                        let text = head(&e.summary(), ERROR_TEXT_MAX).into_owned();
+                        retry_log.warn(&id, &format!("{text}; retrying in {}ms ({left})", delay.as_millis()));
+                        if let Some(out) = e.output() {
+                            debug!("{id}: output: {out}");
+                        }
+                        tokio::time::sleep(delay).await;
                     }
                     Err(e) => break Err(e),
                 }
@@ -260,6 +315,7 @@ pub async fn run(
                 Ok(changes) => {
                     first = false;
                     for c in &changes {
+                        let c = head(c, ERROR_TEXT_MAX);
                         if apply {
                             info!("{id}: {c}");
                         } else {
@@ -267,6 +323,7 @@ pub async fn run(
                         }
                     }
                     *shared.last_error.lock().unwrap() = None;
+                    *shared.last_output.lock().unwrap() = None;
                     if !apply {
                         shared.would_change.store(!changes.is_empty(), Ordering::SeqCst);
                     }
@@ -277,8 +334,7 @@ pub async fn run(
                     cond.set(Cond::Ok);
                 }
                 Err(e) => {
-                    error!("{id}: {e}");
-                    *shared.last_error.lock().unwrap() = Some(e.to_string());
+                    record_error(&shared, &e);
                     shared.transition(Status::Failed);
                     cond.set(Cond::Bad);
                 }

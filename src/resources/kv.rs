@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
+use tracing::debug;
 
 use super::{ApplyCtx, Changes, ResResult, Resource, ResourceError, ValidationError, WatchCtx};
 use crate::engine::meta::Meta;
@@ -62,10 +63,17 @@ impl Resource for Kv {
     async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {
         let want = ctx.recv.get("value").unwrap_or(&self.value);
         let have = ctx.world.kv_get(self.key()).await.map_err(|e| ResourceError::msg(e.to_string()))?;
+        // Values may be secrets: the change logged names the key only, values go to debug.
         let change = match have {
             Some(v) if v.value == *want => return Ok(vec![]),
-            Some(v) => format!("set {} to {want:?} (was {:?})", self.key(), v.value),
-            None => format!("set {} to {want:?}", self.key()),
+            Some(v) => {
+                debug!("kv[{}]: {}: {want:?} (was {:?})", self.name, self.key(), v.value);
+                format!("set {} (it had another value)", self.key())
+            }
+            None => {
+                debug!("kv[{}]: {}: {want:?} (was unset)", self.name, self.key());
+                format!("set {} (it was unset)", self.key())
+            }
         };
         if apply {
             ctx.world.kv_put(self.key(), want).await.map_err(|e| ResourceError::msg(e.to_string()))?;

@@ -145,6 +145,11 @@ pub enum ResourceError {
         #[source]
         source: std::io::Error,
     },
+    /// A command failed; `output` is the (bounded) tail of what it printed. The engine logs
+    /// `message` and keeps `output` apart: it is published with the error, but logged only
+    /// at debug level.
+    #[error("{message}: {output}")]
+    Output { message: String, output: String },
 }
 
 impl ResourceError {
@@ -153,6 +158,20 @@ impl ResourceError {
     }
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         ResourceError::Io { context: context.into(), source }
+    }
+    /// The error without any command output (what is logged).
+    pub fn summary(&self) -> String {
+        match self {
+            ResourceError::Output { message, .. } => message.clone(),
+            e => e.to_string(),
+        }
+    }
+    /// The tail of the output of the command that failed, if any.
+    pub fn output(&self) -> Option<&str> {
+        match self {
+            ResourceError::Output { output, .. } => Some(output),
+            _ => None,
+        }
     }
 }
 

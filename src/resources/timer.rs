@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{ApplyCtx, Changes, ResResult, Resource, ValidationError, WatchCtx};
+use crate::engine::limits::MAX_INTERVAL_SECS;
 use crate::engine::meta::Meta;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,6 +28,12 @@ impl Resource for Timer {
         if self.interval == 0 {
             return Err(ValidationError::new("interval", "must be at least 1 second"));
         }
+        if self.interval > MAX_INTERVAL_SECS {
+            return Err(ValidationError::new(
+                "interval",
+                format!("is in seconds and must be at most ten years ({MAX_INTERVAL_SECS})"),
+            ));
+        }
         Ok(())
     }
 
@@ -46,5 +53,26 @@ impl Resource for Timer {
             return Ok(vec!["tick".into()]);
         }
         Ok(vec![])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timer(interval: u64) -> Timer {
+        Timer { name: "t".into(), meta: Meta::default(), interval }
+    }
+
+    #[test]
+    fn interval_is_between_one_second_and_ten_years() {
+        for bad in [0, MAX_INTERVAL_SECS + 1, i64::MAX as u64, u64::MAX] {
+            assert_eq!(timer(bad).validate().unwrap_err().field, "interval", "{bad}");
+        }
+        for good in [1, 60, MAX_INTERVAL_SECS] {
+            assert!(timer(good).validate().is_ok(), "{good}");
+            // What `watch` does with it must not overflow the clock.
+            assert!(tokio::time::Instant::now().checked_add(Duration::from_secs(2 * good)).is_some());
+        }
     }
 }
