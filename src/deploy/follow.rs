@@ -402,7 +402,10 @@ impl Follower {
             .map_err(io("creating a temporary directory"))?;
         let root = open_dir(tmp.path()).map_err(io(tmp.path().display()))?;
         for f in &m.files {
-            let data = store::get_blob(c, &self.keys, &f.sha256, f.size).await?;
+            let data = match store::get_blob(c, &self.keys, &f.sha256, f.size).await {
+                Err(e) if !e.is_transient() => return Err(LoadError::Invalid(format!("`{}`: {e}", f.path))),
+                r => r?,
+            };
             m.verify_file(f, &data)?;
             write_entry(&root, f, &data).map_err(io(format!("unpacking `{}`", f.path)))?;
         }

@@ -465,3 +465,47 @@ pub async fn fetch_manifest(c: &mut Client, keys: &DeployKeys, bundle: &str) -> 
     manifest.check()?;
     Ok(manifest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: u64, parent: Option<&str>) -> DeployRecord {
+        DeployRecord {
+            id,
+            commit: None,
+            bundle: sha256_hex(b"manifest"),
+            frontend: "yaml".into(),
+            entry: "g.yaml".into(),
+            parent: parent.map(str::to_string),
+            author: None,
+            time: 0,
+            message: None,
+            rollback_of: None,
+        }
+    }
+
+    #[test]
+    fn a_record_must_be_the_one_its_key_names() {
+        let p = sha256_hex(b"previous");
+        assert!(check_record(1, &rec(1, None)).is_ok());
+        assert!(check_record(2, &rec(2, Some(&p))).is_ok());
+        assert_eq!(check_record(30, &rec(19, Some(&p))), Err(RecordError::WrongId { key: 30, id: 19 }));
+        assert!(matches!(check_record(1, &rec(1, Some(&p))), Err(RecordError::BadField { field: "parent", .. })));
+        assert!(matches!(check_record(2, &rec(2, None)), Err(RecordError::BadField { field: "parent", .. })));
+        assert!(matches!(check_record(2, &rec(2, Some("0"))), Err(RecordError::BadField { field: "parent", .. })));
+        let bad = DeployRecord { bundle: "../../etc".into(), ..rec(1, None) };
+        assert!(matches!(check_record(1, &bad), Err(RecordError::BadBundle { .. })));
+        let bad = DeployRecord { entry: "../g.yaml".into(), ..rec(1, None) };
+        assert!(matches!(check_record(1, &bad), Err(RecordError::BadField { field: "entry", .. })));
+    }
+
+    #[test]
+    fn the_parent_must_be_the_previous_records_hash_when_it_is_known() {
+        let p = sha256_hex(b"previous");
+        assert!(check_parent(&rec(2, Some(&p)), Some(&p)).is_ok());
+        assert!(check_parent(&rec(2, Some(&p)), None).is_ok());
+        let other = sha256_hex(b"other");
+        assert!(matches!(check_parent(&rec(2, Some(&p)), Some(&other)), Err(RecordError::WrongParent { .. })));
+    }
+}
