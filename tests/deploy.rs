@@ -620,3 +620,93 @@ fn a_damaged_latest_is_reported_until_it_is_repaired() {
     });
     assert_eq!(read(out.join("app.conf")).as_deref(), Some("one\n"));
 }
+
+/// A TCP proxy in front of etcd. Once armed, it cuts every connection as soon as one has
+/// carried more than 1 MiB of responses since, and refuses connections for a few seconds:
+/// etcd failing in the middle of a bundle fetch.
+struct FlakyProxy {
+    url: String,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FlakyProxy {
+    fn start(etcd_url: &str) -> FlakyProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        use std::time::{Duration, Instant};
+        let upstream = etcd_url.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let armed = Arc::new(AtomicBool::new(false));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let down_until: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let (a, c) = (armed.clone(), cuts.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if down_until.lock().unwrap().is_some_and(|t| Instant::now() < t) {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                open.lock().unwrap().push(client.try_clone().unwrap());
+                open.lock().unwrap().push(server.try_clone().unwrap());
+                let pump = |mut from: TcpStream, mut to: TcpStream, watch: bool| {
+                    let (armed, cuts, open, down) = (a.clone(), c.clone(), open.clone(), down_until.clone());
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 64 << 10];
+                        let mut since_armed = 0usize;
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            if watch && armed.load(Ordering::SeqCst) {
+                                since_armed += n;
+                                if since_armed > 1 << 20 && armed.swap(false, Ordering::SeqCst) {
+                                    *down.lock().unwrap() = Some(Instant::now() + Duration::from_secs(3));
+                                    for s in open.lock().unwrap().drain(..) {
+                                        let _ = s.shutdown(Shutdown::Both);
+                                    }
+                                    cuts.fetch_add(1, Ordering::SeqCst);
+                                }
+                            } else {
+                                since_armed = 0;
+                            }
+                        }
+                        let _ = to.shutdown(Shutdown::Both);
+                        let _ = from.shutdown(Shutdown::Both);
+                    });
+                };
+                pump(client.try_clone().unwrap(), server.try_clone().unwrap(), false);
+                pump(server, client, true);
+            }
+        });
+        FlakyProxy { url, armed, cuts }
+    }
+}
+
+#[test]
+fn a_bundle_fetch_cut_by_an_etcd_failure_is_retried_until_it_runs() {
+    use std::sync::atomic::Ordering;
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let proxy = FlakyProxy::start(&e.url);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "one");
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    let a = agent_in(&t, &proxy.url, "h1", &t.path("prefix"));
+    a.wait_content(&out.join("app.conf"), "one\n");
+
+    // A bundle big enough that fetching it takes several responses of 1 MiB.
+    fs::write(repo.join("data.bin"), vec![b'x'; 3 << 20]).unwrap();
+    commit(&repo, &out, "two");
+    proxy.armed.store(true, Ordering::SeqCst);
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    a.wait_content(&out.join("app.conf"), "two\n");
+    assert_eq!(proxy.cuts.load(Ordering::SeqCst), 1, "the fetch was never cut");
+    assert_eq!(a.count("refused"), 0, "{}", a.stderr());
+    a.wait_log("deploy 2: etcd did not answer while fetching it");
+}

@@ -260,6 +260,11 @@ impl Follower {
                 tokio::select! {
                     r = self.settle(&mut c, w.clone()) => r?,
                     m = stream.message() => {
+                        let m = m.inspect_err(|e| {
+                            if let Latest::Id(id) = w {
+                                self.retrying(id, e);
+                            }
+                        });
                         match m? {
                             Some(resp) if !resp.canceled() => want = newest(&resp).or(Some(w)),
                             _ => return Ok(()),
@@ -312,9 +317,8 @@ impl Follower {
             s.loading = None;
             match r {
                 Err(LoadError::Fetch(e)) if e.is_transient() => {
-                    if s.retrying.replace(id) != Some(id) {
-                        warn!("deploy {id}: etcd did not answer while fetching it ({e}); trying again");
-                    }
+                    drop(s);
+                    self.retrying(id, &e);
                     return Err(e);
                 }
                 Ok(l) => {
@@ -331,6 +335,13 @@ impl Follower {
         }
         self.send(event).await;
         Ok(())
+    }
+
+    /// etcd failed while deploy `id` was being fetched: logged once per deploy.
+    fn retrying(&self, id: u64, e: &dyn std::fmt::Display) {
+        if self.state().retrying.replace(id) != Some(id) {
+            warn!("deploy {id}: etcd did not answer while fetching it ({e}); trying again");
+        }
     }
 
     async fn unreadable(&self, error: String) {
