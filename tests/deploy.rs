@@ -372,7 +372,10 @@ fn status(e: &Etcd) -> serde_json::Value {
 }
 
 fn agent_in(t: &TestDir, seeds: &str, host: &str, prefix: &Path) -> Agent {
-    Agent::spawn(t, &["run", "--seeds", seeds, "--hostname", host, "--prefix", prefix.to_str().unwrap(), "empty"])
+    Agent::spawn(
+        t,
+        &["run", "--seeds", seeds, "--hostname", host, "--prefix", prefix.to_str().unwrap(), "empty"],
+    )
 }
 
 #[test]
@@ -388,11 +391,16 @@ fn sizes_beyond_the_bounds_or_the_stored_chunks_are_refused_and_the_agent_keeps_
 
     let evil = graph(&out, "evil");
     put_blob(&e, &evil);
-    let sizes = [(2, 1u64 << 40, "above the limit"), (3, u64::MAX, "above the limit"), (4, 5 << 20, "needs 5")];
+    let sizes =
+        [(2, 1u64 << 40, "above the limit"), (3, u64::MAX, "above the limit"), (4, 5 << 20, "needs 5")];
     for (id, size, why) in sizes {
         craft(&e, id, vec![FileEntry { size, ..file_entry("graph.yaml", MODE_FILE, &evil) }]);
         a.wait_log(&format!("ERROR deploy {id} refused: "));
-        assert!(a.stderr().lines().any(|l| l.contains(&format!("deploy {id} refused")) && l.contains(why)), "{}", a.stderr());
+        assert!(
+            a.stderr().lines().any(|l| l.contains(&format!("deploy {id} refused")) && l.contains(why)),
+            "{}",
+            a.stderr()
+        );
     }
     // `deploy show` says why instead of aborting.
     let show = mgmt(Path::new("/"), &["deploy", "--seeds", &e.url, "show", "2"]);
@@ -458,8 +466,10 @@ fn chained_symlinks_in_a_bundle_write_nothing_anywhere() {
     assert!(!t.path("PWNED").exists());
     assert_eq!(symlinks_below(&prefix), Vec::<PathBuf>::new());
     // Nothing but the bundle that runs (and the note of it) in `deploys/`.
-    let mut left: Vec<String> =
-        fs::read_dir(prefix.join("deploys")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut left: Vec<String> = fs::read_dir(prefix.join("deploys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     left.sort();
     assert_eq!(left, vec![history(&e)[0].bundle.clone(), "last-run.json".to_string()]);
     assert_eq!(read(out.join("app.conf")).as_deref(), Some("one\n"));

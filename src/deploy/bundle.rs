@@ -390,13 +390,16 @@ mod tests {
             assert!(matches!(m.check(), Err(BundleError::TooBig { .. })), "size {size} accepted");
         }
         // Many files each within the bound still add up past the bundle's.
-        let files: Vec<FileEntry> = (0..5)
-            .map(|i| FileEntry { size: MAX_FILE_SIZE, ..entry(&format!("f{i}"), b"x") })
-            .collect();
+        let files: Vec<FileEntry> =
+            (0..5).map(|i| FileEntry { size: MAX_FILE_SIZE, ..entry(&format!("f{i}"), b"x") }).collect();
         let m = Manifest { frontend: "yaml".into(), entry: "f0".into(), files };
         assert!(matches!(m.check(), Err(BundleError::TooBig { .. })));
         let long_link = FileEntry { mode: MODE_SYMLINK, size: MAX_LINK_TARGET + 1, ..entry("l", b"x") };
-        let m = Manifest { frontend: "yaml".into(), entry: "g.yaml".into(), files: vec![entry("g.yaml", b""), long_link] };
+        let m = Manifest {
+            frontend: "yaml".into(),
+            entry: "g.yaml".into(),
+            files: vec![entry("g.yaml", b""), long_link],
+        };
         assert!(matches!(m.check(), Err(BundleError::TooBig { .. })));
         let bad_hash = FileEntry { sha256: "../../deploy".into(), ..entry("g.yaml", b"x") };
         let m = Manifest { frontend: "yaml".into(), entry: "g.yaml".into(), files: vec![bad_hash] };
@@ -424,7 +427,10 @@ mod tests {
         assert_eq!(e.unwrap_err(), BundleError::BelowNonDirectory { path: "x/y/f".into(), link: "x".into() });
         let e = Manifest::new("yaml", "g.yaml", vec![entry("g.yaml", b"g"), entry("g.yaml/f", b"f")]);
         assert!(matches!(e, Err(BundleError::BelowNonDirectory { .. })));
-        assert!(Manifest::new("yaml", "g.yaml", vec![entry("g.yaml", b"g"), link("xy"), entry("x/f", b"f")]).is_ok());
+        assert!(
+            Manifest::new("yaml", "g.yaml", vec![entry("g.yaml", b"g"), link("xy"), entry("x/f", b"f")])
+                .is_ok()
+        );
     }
 
     #[test]

@@ -33,10 +33,20 @@ use crate::world::etcd::connect;
 pub enum DeployEvent {
     /// A verified, unpacked and parsed deploy. Once the agent runs it, it hands `ran` to
     /// [`remember`].
-    Ready { record: Box<DeployRecord>, spec: Box<GraphSpec>, dir: PathBuf, ran: Box<LastRun> },
-    Refused { id: u64, error: String },
+    Ready {
+        record: Box<DeployRecord>,
+        spec: Box<GraphSpec>,
+        dir: PathBuf,
+        ran: Box<LastRun>,
+    },
+    Refused {
+        id: u64,
+        error: String,
+    },
     /// `deploy/latest` cannot be read (missing while records exist, or not a deploy ID).
-    Unreadable { error: String },
+    Unreadable {
+        error: String,
+    },
 }
 
 /// What an agent remembers of the last deploy it ran, to run it again when it starts while
@@ -132,13 +142,22 @@ pub fn spawn(
         state: Mutex::default(),
     });
     let on_panic = f.clone();
-    tokio::spawn(supervise("the deploy follower", cancel, move || f.clone().run(), move |why| on_panic.panicked(why)));
+    tokio::spawn(supervise(
+        "the deploy follower",
+        cancel,
+        move || f.clone().run(),
+        move |why| on_panic.panicked(why),
+    ));
 }
 
 /// Run the task `make` builds until it returns; when it panics, log it, call `on_panic`
 /// with the panic's message, and start a new one after a pause.
-pub async fn supervise<F, Fut>(what: &str, cancel: CancellationToken, mut make: F, mut on_panic: impl FnMut(String))
-where
+pub async fn supervise<F, Fut>(
+    what: &str,
+    cancel: CancellationToken,
+    mut make: F,
+    mut on_panic: impl FnMut(String),
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -352,7 +371,12 @@ impl Follower {
 
     /// Fetch, verify, unpack and parse deploy `id`. `verified` is the last record this agent
     /// verified, to check the chain against when the record before `id` has been pruned.
-    async fn load(&self, c: &mut Client, id: u64, verified: Option<(u64, String)>) -> Result<Loaded, LoadError> {
+    async fn load(
+        &self,
+        c: &mut Client,
+        id: u64,
+        verified: Option<(u64, String)>,
+    ) -> Result<Loaded, LoadError> {
         let (record, record_sha256) = store::record_bytes(c, &self.keys, id).await?;
         if id > 1 {
             let prev = match store::record_hash(c, &self.keys, id - 1).await? {
@@ -369,7 +393,10 @@ impl Follower {
             ));
         }
         if manifest.frontend != "yaml" {
-            return Err(LoadError::Invalid(format!("this agent runs `yaml` deploys, not `{}`", manifest.frontend)));
+            return Err(LoadError::Invalid(format!(
+                "this agent runs `yaml` deploys, not `{}`",
+                manifest.frontend
+            )));
         }
         let dir = match self.cached(&record.bundle, &manifest).await {
             Some(dir) => dir,
@@ -391,7 +418,10 @@ impl Follower {
                 Some(dir)
             }
             Ok(Err(why)) => {
-                warn!("the unpacked bundle {} does not match its manifest ({why}); unpacking it again", dir.display());
+                warn!(
+                    "the unpacked bundle {} does not match its manifest ({why}); unpacking it again",
+                    dir.display()
+                );
                 None
             }
             Err(e) => {
@@ -423,7 +453,8 @@ impl Follower {
         let dir = base.join(bundle);
         if std::fs::symlink_metadata(&dir).is_ok() {
             // A damaged copy: out of the way first (a rename does not replace a directory).
-            let stale = tempfile::Builder::new().prefix(".stale-").tempdir_in(&base).map_err(io("moving aside"))?;
+            let stale =
+                tempfile::Builder::new().prefix(".stale-").tempdir_in(&base).map_err(io("moving aside"))?;
             let aside = stale.path().join("old");
             std::fs::rename(&dir, &aside).map_err(io(format!("moving {} aside", dir.display())))?;
         }
@@ -450,7 +481,10 @@ impl Follower {
         match tokio::task::spawn_blocking(move || load_cached(&prefix)).await {
             Ok(Ok(Some(l))) => {
                 let id = l.ran.record.id;
-                info!("etcd is unreachable: running deploy {id} again, the last deploy this host ran, from {}", l.dir.display());
+                info!(
+                    "etcd is unreachable: running deploy {id} again, the last deploy this host ran, from {}",
+                    l.dir.display()
+                );
                 {
                     let mut s = self.state();
                     if s.handled.is_some() {
@@ -462,7 +496,9 @@ impl Follower {
                 self.send(ready(l)).await;
             }
             Ok(Ok(None)) => {}
-            Ok(Err(e)) => warn!("etcd is unreachable, and the last deploy this host ran cannot be run again: {e}"),
+            Ok(Err(e)) => {
+                warn!("etcd is unreachable, and the last deploy this host ran cannot be run again: {e}")
+            }
             Err(e) => warn!("loading the last deploy this host ran: {e}"),
         }
     }
@@ -548,7 +584,11 @@ fn deploys_dir(prefix: &Path) -> std::io::Result<PathBuf> {
 
 /// Open a directory, refusing a symlink.
 fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
-    Ok(open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?)
+    Ok(open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// Write one verified entry below `root` without following any link: each parent directory
@@ -564,8 +604,12 @@ fn write_entry(root: &OwnedFd, f: &FileEntry, data: &[u8]) -> std::io::Result<()
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(e.into()),
         }
-        let next =
-            openat(at, *p, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
+        let next = openat(
+            at,
+            *p,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
         dir = Some(next);
     }
     let at = dir.as_ref().unwrap_or(root);
@@ -588,12 +632,10 @@ fn file_mode(f: &FileEntry) -> u32 {
 /// Whether `dir` holds exactly the bundle: each file with its content and mode, each link
 /// with its target, private real directories, and nothing else. Nothing is followed.
 fn verify_unpacked(dir: &Path, m: &Manifest) -> Result<(), String> {
-    let files: std::collections::HashMap<&str, &FileEntry> = m.files.iter().map(|f| (f.path.as_str(), f)).collect();
-    let dirs: std::collections::HashSet<&str> = m
-        .files
-        .iter()
-        .flat_map(|f| f.path.match_indices('/').map(|(i, _)| &f.path[..i]))
-        .collect();
+    let files: std::collections::HashMap<&str, &FileEntry> =
+        m.files.iter().map(|f| (f.path.as_str(), f)).collect();
+    let dirs: std::collections::HashSet<&str> =
+        m.files.iter().flat_map(|f| f.path.match_indices('/').map(|(i, _)| &f.path[..i])).collect();
     let meta = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
     if !meta.is_dir() || meta.mode() & 0o7777 != PRIVATE_DIR {
         return Err("not a private directory".into());

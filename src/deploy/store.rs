@@ -134,8 +134,11 @@ pub fn check_record(key: u64, rec: &DeployRecord) -> Result<(), RecordError> {
     if !is_sha256_hex(&rec.bundle) {
         return Err(RecordError::BadBundle { id: rec.id, bundle: rec.bundle.clone() });
     }
-    validate_path(&rec.entry)
-        .map_err(|e| RecordError::BadField { id: rec.id, field: "entry", why: e.to_string() })?;
+    validate_path(&rec.entry).map_err(|e| RecordError::BadField {
+        id: rec.id,
+        field: "entry",
+        why: e.to_string(),
+    })?;
     let bad_parent = |why: &str| RecordError::BadField { id: rec.id, field: "parent", why: why.into() };
     match (&rec.parent, rec.id) {
         (Some(_), 0 | 1) => Err(bad_parent("the first deploy has no parent")),
@@ -158,12 +161,18 @@ pub fn check_parent(rec: &DeployRecord, prev_hash: Option<&str>) -> Result<(), R
 
 /// Read a blob of known size and check that etcd holds exactly the chunks that size needs,
 /// each of the right length, before allocating anything for it. The caller verifies its hash.
-pub async fn get_blob(c: &mut Client, keys: &DeployKeys, sha: &str, size: u64) -> Result<Vec<u8>, FetchError> {
+pub async fn get_blob(
+    c: &mut Client,
+    keys: &DeployKeys,
+    sha: &str,
+    size: u64,
+) -> Result<Vec<u8>, FetchError> {
     if size > MAX_FILE_SIZE {
         return Err(FetchError::Invalid(format!("blob {sha}: size {size} is above the limit")));
     }
     let n = chunk_count(size);
-    let present = c.get(keys.blob(sha), Some(GetOptions::new().with_prefix().with_count_only())).await?.count();
+    let present =
+        c.get(keys.blob(sha), Some(GetOptions::new().with_prefix().with_count_only())).await?.count();
     if present == 0 {
         return Err(FetchError::Invalid(format!("blob {sha} is missing")));
     }
@@ -209,7 +218,11 @@ pub async fn record(c: &mut Client, keys: &DeployKeys, id: u64) -> Result<Deploy
 
 /// A checked deploy record and the sha256 of its bytes (what the next record names as its
 /// parent).
-pub async fn record_bytes(c: &mut Client, keys: &DeployKeys, id: u64) -> Result<(DeployRecord, String), FetchError> {
+pub async fn record_bytes(
+    c: &mut Client,
+    keys: &DeployKeys,
+    id: u64,
+) -> Result<(DeployRecord, String), FetchError> {
     let r = c.get(keys.record(id), None).await?;
     let Some(kv) = r.kvs().first() else { return Err(RecordError::Missing(id).into()) };
     let rec: DeployRecord = serde_json::from_slice(kv.value())
@@ -226,7 +239,8 @@ pub async fn record_hash(c: &mut Client, keys: &DeployKeys, id: u64) -> Result<O
 
 /// Whether any deploy record is stored (`deploy/latest` aside).
 pub async fn any_record(c: &mut Client, keys: &DeployKeys) -> Result<bool, FetchError> {
-    let r = c.get(keys.records(), Some(GetOptions::new().with_prefix().with_keys_only().with_limit(2))).await?;
+    let r =
+        c.get(keys.records(), Some(GetOptions::new().with_prefix().with_keys_only().with_limit(2))).await?;
     Ok(r.kvs().iter().any(|kv| !kv.key().ends_with(b"/latest")))
 }
 
@@ -438,7 +452,8 @@ pub async fn fetch_manifest(c: &mut Client, keys: &DeployKeys, bundle: &str) -> 
     if !is_sha256_hex(bundle) {
         return Err(FetchError::Invalid(format!("bundle `{bundle}` is not a sha256")));
     }
-    let count = c.get(keys.blob(bundle), Some(GetOptions::new().with_prefix().with_count_only())).await?.count();
+    let count =
+        c.get(keys.blob(bundle), Some(GetOptions::new().with_prefix().with_count_only())).await?.count();
     if count == 0 {
         return Err(FetchError::Invalid(format!("the manifest of bundle {bundle} is missing")));
     }
@@ -455,7 +470,9 @@ pub async fn fetch_manifest(c: &mut Client, keys: &DeployKeys, bundle: &str) -> 
         };
         let last = i + 1 == count as usize;
         if kv.value().len() > CHUNK_SIZE || (!last && kv.value().len() != CHUNK_SIZE) {
-            return Err(FetchError::Invalid(format!("the manifest of bundle {bundle}: chunk {i} has a wrong length")));
+            return Err(FetchError::Invalid(format!(
+                "the manifest of bundle {bundle}: chunk {i} has a wrong length"
+            )));
         }
         raw.extend_from_slice(kv.value());
     }
@@ -491,9 +508,15 @@ mod tests {
         assert!(check_record(1, &rec(1, None)).is_ok());
         assert!(check_record(2, &rec(2, Some(&p))).is_ok());
         assert_eq!(check_record(30, &rec(19, Some(&p))), Err(RecordError::WrongId { key: 30, id: 19 }));
-        assert!(matches!(check_record(1, &rec(1, Some(&p))), Err(RecordError::BadField { field: "parent", .. })));
+        assert!(matches!(
+            check_record(1, &rec(1, Some(&p))),
+            Err(RecordError::BadField { field: "parent", .. })
+        ));
         assert!(matches!(check_record(2, &rec(2, None)), Err(RecordError::BadField { field: "parent", .. })));
-        assert!(matches!(check_record(2, &rec(2, Some("0"))), Err(RecordError::BadField { field: "parent", .. })));
+        assert!(matches!(
+            check_record(2, &rec(2, Some("0"))),
+            Err(RecordError::BadField { field: "parent", .. })
+        ));
         let bad = DeployRecord { bundle: "../../etc".into(), ..rec(1, None) };
         assert!(matches!(check_record(1, &bad), Err(RecordError::BadBundle { .. })));
         let bad = DeployRecord { entry: "../g.yaml".into(), ..rec(1, None) };
@@ -506,6 +529,9 @@ mod tests {
         assert!(check_parent(&rec(2, Some(&p)), Some(&p)).is_ok());
         assert!(check_parent(&rec(2, Some(&p)), None).is_ok());
         let other = sha256_hex(b"other");
-        assert!(matches!(check_parent(&rec(2, Some(&p)), Some(&other)), Err(RecordError::WrongParent { .. })));
+        assert!(matches!(
+            check_parent(&rec(2, Some(&p)), Some(&other)),
+            Err(RecordError::WrongParent { .. })
+        ));
     }
 }
