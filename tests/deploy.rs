@@ -507,7 +507,7 @@ fn a_replayed_record_or_a_broken_chain_is_refused() {
 }
 
 #[test]
-fn deploys_still_run_when_retention_removed_the_record_before_them() {
+fn with_the_record_before_it_pruned_a_deploy_is_checked_against_the_last_one_verified() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
     let repo = new_repo(&t);
@@ -523,6 +523,14 @@ fn deploys_still_run_when_retention_removed_the_record_before_them() {
     // A late agent sees only the newest record; it runs it.
     let b = agent(&t, &e, "h2");
     b.wait_log("running deploy 4 (commit ");
+
+    // With deploy 4 gone from etcd too, an agent checks deploy 5's parent against the
+    // record it verified itself.
+    let bundle = history(&e)[0].bundle.clone();
+    e.etcdctl(&["del", "/_mgmt/deploy/4"]);
+    let rec = DeployRecord { parent: Some("0".repeat(64)), ..record_for(&e, 5, &bundle) };
+    publish(&e, 5, &serde_json::to_string(&rec).unwrap());
+    a.wait_log("ERROR deploy 5 refused: deploy 5's parent is 0000");
 }
 
 #[test]
