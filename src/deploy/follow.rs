@@ -279,6 +279,7 @@ impl Follower {
                 tokio::select! {
                     r = self.settle(&mut c, w.clone()) => r?,
                     m = stream.message() => {
+                        self.state().loading = None;
                         let m = m.inspect_err(|e| {
                             if let Latest::Id(id) = w {
                                 self.retrying(id, e);
