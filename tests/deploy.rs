@@ -313,3 +313,419 @@ fn a_push_deploys_through_the_hook_and_other_branches_do_nothing() {
     assert!(said.contains("entry `missing.yaml`"), "{said}");
     assert_eq!(history(&e).len(), 1);
 }
+
+// ---- Deploys crafted by hand in etcd (any etcd client can write these), and what an agent
+// ---- does with them.
+
+use mgmt::deploy::bundle::{FileEntry, MODE_FILE, MODE_SYMLINK, Manifest, sha256_hex};
+
+/// The raw bytes of `/_mgmt/deploy/<id>`, if present.
+fn record_bytes(e: &Etcd, id: u64) -> Option<String> {
+    let key = format!("/_mgmt/deploy/{id}");
+    e.get_prefix_raw(&key).into_iter().find(|(k, _, _)| *k == key).map(|(_, v, _)| v)
+}
+
+/// Store `data` as a one-chunk blob; its sha256.
+fn put_blob(e: &Etcd, data: &str) -> String {
+    let sha = sha256_hex(data.as_bytes());
+    e.etcdctl(&["put", &format!("/_mgmt/storage/sha256/{sha}/0"), data]);
+    sha
+}
+
+fn file_entry(path: &str, mode: u32, content: &str) -> FileEntry {
+    FileEntry { path: path.into(), mode, size: content.len() as u64, sha256: sha256_hex(content.as_bytes()) }
+}
+
+/// A record as `mgmt deploy` writes it, for bundle `bundle`, chained to what `deploy/<id-1>`
+/// holds.
+fn record_for(e: &Etcd, id: u64, bundle: &str) -> DeployRecord {
+    DeployRecord {
+        id,
+        commit: None,
+        bundle: bundle.into(),
+        frontend: "yaml".into(),
+        entry: "graph.yaml".into(),
+        parent: record_bytes(e, id - 1).map(|b| sha256_hex(b.as_bytes())),
+        author: None,
+        time: 0,
+        message: None,
+        rollback_of: None,
+    }
+}
+
+/// Publish `record` as `deploy/<key>` and point `deploy/latest` at it.
+fn publish(e: &Etcd, key: u64, record: &str) {
+    e.etcdctl(&["put", &format!("/_mgmt/deploy/{key}"), record]);
+    e.etcdctl(&["put", "/_mgmt/deploy/latest", &key.to_string()]);
+}
+
+/// Store a manifest (its blobs must be stored already) and publish deploy `id` of it.
+fn craft(e: &Etcd, id: u64, files: Vec<FileEntry>) {
+    let m = Manifest { frontend: "yaml".into(), entry: "graph.yaml".into(), files };
+    let bundle = put_blob(e, &String::from_utf8(m.canonical_json()).unwrap());
+    let rec = record_for(e, id, &bundle);
+    publish(e, id, &String::from_utf8(serde_json::to_vec(&rec).unwrap()).unwrap());
+}
+
+fn status(e: &Etcd) -> serde_json::Value {
+    let s = mgmt(Path::new("/"), &["status", "--seeds", &e.url, "--json"]);
+    serde_json::from_slice(&s.stdout).unwrap_or_default()
+}
+
+fn agent_in(t: &TestDir, seeds: &str, host: &str, prefix: &Path) -> Agent {
+    Agent::spawn(
+        t,
+        &["run", "--seeds", seeds, "--hostname", host, "--prefix", prefix.to_str().unwrap(), "empty"],
+    )
+}
+
+#[test]
+fn sizes_beyond_the_bounds_or_the_stored_chunks_are_refused_and_the_agent_keeps_following() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "one");
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    let a = agent(&t, &e, "h1");
+    a.wait_content(&out.join("app.conf"), "one\n");
+
+    let evil = graph(&out, "evil");
+    put_blob(&e, &evil);
+    let sizes =
+        [(2, 1u64 << 40, "above the limit"), (3, u64::MAX, "above the limit"), (4, 5 << 20, "needs 5")];
+    for (id, size, why) in sizes {
+        craft(&e, id, vec![FileEntry { size, ..file_entry("graph.yaml", MODE_FILE, &evil) }]);
+        a.wait_log(&format!("ERROR deploy {id} refused: "));
+        assert!(
+            a.stderr().lines().any(|l| l.contains(&format!("deploy {id} refused")) && l.contains(why)),
+            "{}",
+            a.stderr()
+        );
+    }
+    // `deploy show` says why instead of aborting.
+    let show = mgmt(Path::new("/"), &["deploy", "--seeds", &e.url, "show", "2"]);
+    assert_eq!(show.status.code(), Some(1), "{show:?}");
+    assert!(String::from_utf8_lossy(&show.stderr).contains("above the limit"), "{show:?}");
+
+    commit(&repo, &out, "two");
+    assert_eq!(deploy(&e, &repo, &["yaml", "graph.yaml"]), 5);
+    a.wait_content(&out.join("app.conf"), "two\n");
+    assert!(a.try_exit().is_none());
+    a.wait_for("deploy 5 in the host status, without an error", || {
+        let v = status(&e);
+        v[0]["deploy"] == 5 && v[0]["deploy_error"].is_null()
+    });
+}
+
+/// Every symlink below `dir`, without following any.
+fn symlinks_below(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_symlink() {
+                found.push(e.path());
+            } else if ft.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn chained_symlinks_in_a_bundle_write_nothing_anywhere() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    let prefix = t.path("prefix");
+    commit(&repo, &out, "one");
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    let a = agent_in(&t, &e.url, "h1", &prefix);
+    a.wait_content(&out.join("app.conf"), "one\n");
+
+    // Each link stays inside the bundle on its own; through one another they climb out of
+    // the unpack directory, `deploys/`, and the prefix.
+    let g = graph(&out, "two");
+    put_blob(&e, &g);
+    for blob in [".", "..", "pwned\n"] {
+        put_blob(&e, blob);
+    }
+    let files = vec![
+        file_entry("graph.yaml", MODE_FILE, &g),
+        file_entry("x", MODE_SYMLINK, "."),
+        file_entry("x/y", MODE_SYMLINK, ".."),
+        file_entry("x/y/w", MODE_SYMLINK, ".."),
+        file_entry("x/y/w/v", MODE_SYMLINK, ".."),
+        file_entry("x/y/w/v/PWNED", MODE_FILE, "pwned\n"),
+    ];
+    craft(&e, 2, files);
+    a.wait_log("ERROR deploy 2 refused: `x/y` is below `x`");
+    assert!(!t.path("PWNED").exists());
+    assert_eq!(symlinks_below(&prefix), Vec::<PathBuf>::new());
+    // Nothing but the bundle that runs (and the note of it) in `deploys/`.
+    let mut left: Vec<String> = fs::read_dir(prefix.join("deploys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec![history(&e)[0].bundle.clone(), "last-run.json".to_string()]);
+    assert_eq!(read(out.join("app.conf")).as_deref(), Some("one\n"));
+}
+
+#[test]
+fn a_replayed_record_or_a_broken_chain_is_refused() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "one");
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    let a = agent(&t, &e, "h1");
+    a.wait_content(&out.join("app.conf"), "one\n");
+
+    // Deploy 1's record again, under key 2.
+    publish(&e, 2, &record_bytes(&e, 1).unwrap());
+    a.wait_log("ERROR deploy 2 refused: deploy/2 holds the record of deploy 1");
+
+    // A record whose parent is not the record before it.
+    let three = graph(&out, "three");
+    put_blob(&e, &three);
+    let m = Manifest::new("yaml", "graph.yaml", vec![file_entry("graph.yaml", MODE_FILE, &three)]).unwrap();
+    let bundle = put_blob(&e, &String::from_utf8(m.canonical_json()).unwrap());
+    let rec = DeployRecord { parent: Some("0".repeat(64)), ..record_for(&e, 3, &bundle) };
+    publish(&e, 3, &serde_json::to_string(&rec).unwrap());
+    a.wait_log("ERROR deploy 3 refused: deploy 3's parent is 0000");
+    assert_eq!(read(out.join("app.conf")).as_deref(), Some("one\n"));
+
+    // A record chained as it should be runs.
+    let rec = record_for(&e, 4, &bundle);
+    publish(&e, 4, &serde_json::to_string(&rec).unwrap());
+    a.wait_content(&out.join("app.conf"), "three\n");
+}
+
+#[test]
+fn with_the_record_before_it_pruned_a_deploy_is_checked_against_the_last_one_verified() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    let a = agent(&t, &e, "h1");
+    a.wait_log("running graph `empty`");
+    for n in 1..=4 {
+        commit(&repo, &out, &format!("v{n}"));
+        deploy(&e, &repo, &["--keep", "1", "yaml", "graph.yaml"]);
+        a.wait_content(&out.join("app.conf"), &format!("v{n}\n"));
+    }
+    assert_eq!(a.count("refused"), 0, "{}", a.stderr());
+    // A late agent sees only the newest record; it runs it.
+    let b = agent(&t, &e, "h2");
+    b.wait_log("running deploy 4 (commit ");
+
+    // With deploy 4 gone from etcd too, an agent checks deploy 5's parent against the
+    // record it verified itself.
+    let bundle = history(&e)[0].bundle.clone();
+    e.etcdctl(&["del", "/_mgmt/deploy/4"]);
+    let rec = DeployRecord { parent: Some("0".repeat(64)), ..record_for(&e, 5, &bundle) };
+    publish(&e, 5, &serde_json::to_string(&rec).unwrap());
+    a.wait_log("ERROR deploy 5 refused: deploy 5's parent is 0000");
+}
+
+#[test]
+fn a_tampered_unpacked_bundle_is_unpacked_again_before_it_runs() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    let prefix = t.path("prefix");
+    let a = agent_in(&t, &e.url, "h1", &prefix);
+    commit(&repo, &out, "one");
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    a.wait_content(&out.join("app.conf"), "one\n");
+    commit(&repo, &out, "two");
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    a.wait_content(&out.join("app.conf"), "two\n");
+
+    let cached = prefix.join("deploys").join(&history(&e)[0].bundle);
+    fs::write(cached.join("graph.yaml"), graph(&out, "evil")).unwrap();
+    fs::write(cached.join("extra"), "left here\n").unwrap();
+    deploy(&e, &repo, &["rollback", "1"]);
+    a.wait_log("running deploy 3 (commit ");
+    a.wait_content(&out.join("app.conf"), "one\n");
+    assert!(a.stderr().contains("does not match its manifest"), "{}", a.stderr());
+    assert!(!cached.join("extra").exists());
+}
+
+#[test]
+fn unpacked_bundles_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    let prefix = t.path("prefix");
+    // Left wide open by an older agent.
+    fs::create_dir_all(prefix.join("deploys")).unwrap();
+    fs::set_permissions(prefix.join("deploys"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir(repo.join("bin")).unwrap();
+    fs::write(repo.join("bin/tool"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(repo.join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+    commit(&repo, &out, "one");
+    let a = agent_in(&t, &e.url, "h1", &prefix);
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    a.wait_content(&out.join("app.conf"), "one\n");
+    let bundle = prefix.join("deploys").join(&history(&e)[0].bundle);
+    assert_eq!(common::mode(prefix.join("deploys")) & 0o7777, 0o700);
+    assert_eq!(common::mode(&bundle) & 0o7777, 0o700);
+    assert_eq!(common::mode(bundle.join("bin")) & 0o7777, 0o700);
+    assert_eq!(common::mode(bundle.join("graph.yaml")) & 0o7777, 0o600);
+    assert_eq!(common::mode(bundle.join("bin/tool")) & 0o7777, 0o700);
+}
+
+#[test]
+fn an_agent_started_while_etcd_is_down_runs_the_last_deploy_it_ran() {
+    let t = TestDir::new();
+    let mut e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    let prefix = t.path("prefix");
+    commit(&repo, &out, "one");
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    let a = agent_in(&t, &e.url, "h1", &prefix);
+    a.wait_content(&out.join("app.conf"), "one\n");
+    a.interrupt();
+
+    e.kill();
+    fs::remove_file(out.join("app.conf")).unwrap();
+    let b = agent_in(&t, &e.url, "h1", &prefix);
+    b.wait_content(&out.join("app.conf"), "one\n");
+    b.wait_log("etcd is unreachable: running deploy 1 again");
+
+    // Once etcd answers, the agent follows the cluster again.
+    e.restart();
+    commit(&repo, &out, "two");
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    b.wait_content(&out.join("app.conf"), "two\n");
+}
+
+#[test]
+fn a_damaged_latest_is_reported_until_it_is_repaired() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "one");
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    let a = agent(&t, &e, "h1");
+    a.wait_content(&out.join("app.conf"), "one\n");
+
+    for (garbage, n) in [("garbage", 1), ("-5", 1), ("1e3", 1)] {
+        e.etcdctl(&["put", "--", "/_mgmt/deploy/latest", garbage]);
+        a.wait_log_count(&format!("holds `{garbage}`, which is not a deploy ID"), n);
+    }
+    a.wait_for("the damage in the host status", || {
+        status(&e)[0]["deploy_error"].as_str().is_some_and(|m| m.contains("not a deploy ID"))
+    });
+    e.etcdctl(&["del", "/_mgmt/deploy/latest"]);
+    a.wait_log("/_mgmt/deploy/latest is missing, but deploy records exist");
+    // Repaired: the report goes away, and the agent runs what `latest` names.
+    e.etcdctl(&["put", "/_mgmt/deploy/latest", "1"]);
+    a.wait_for("a clean host status", || {
+        let v = status(&e);
+        v[0]["deploy"] == 1 && v[0]["deploy_error"].is_null()
+    });
+    assert_eq!(read(out.join("app.conf")).as_deref(), Some("one\n"));
+}
+
+/// A TCP proxy in front of etcd. Once armed, it cuts every connection as soon as one has
+/// carried more than 1 MiB of responses since, and refuses connections for a few seconds:
+/// etcd failing in the middle of a bundle fetch.
+struct FlakyProxy {
+    url: String,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FlakyProxy {
+    fn start(etcd_url: &str) -> FlakyProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        use std::time::{Duration, Instant};
+        let upstream = etcd_url.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let armed = Arc::new(AtomicBool::new(false));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let down_until: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let (a, c) = (armed.clone(), cuts.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if down_until.lock().unwrap().is_some_and(|t| Instant::now() < t) {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                open.lock().unwrap().push(client.try_clone().unwrap());
+                open.lock().unwrap().push(server.try_clone().unwrap());
+                let pump = |mut from: TcpStream, mut to: TcpStream, watch: bool| {
+                    let (armed, cuts, open, down) = (a.clone(), c.clone(), open.clone(), down_until.clone());
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 64 << 10];
+                        let mut since_armed = 0usize;
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            if watch && armed.load(Ordering::SeqCst) {
+                                since_armed += n;
+                                if since_armed > 1 << 20 && armed.swap(false, Ordering::SeqCst) {
+                                    *down.lock().unwrap() = Some(Instant::now() + Duration::from_secs(3));
+                                    for s in open.lock().unwrap().drain(..) {
+                                        let _ = s.shutdown(Shutdown::Both);
+                                    }
+                                    cuts.fetch_add(1, Ordering::SeqCst);
+                                }
+                            } else {
+                                since_armed = 0;
+                            }
+                        }
+                        let _ = to.shutdown(Shutdown::Both);
+                        let _ = from.shutdown(Shutdown::Both);
+                    });
+                };
+                pump(client.try_clone().unwrap(), server.try_clone().unwrap(), false);
+                pump(server, client, true);
+            }
+        });
+        FlakyProxy { url, armed, cuts }
+    }
+}
+
+#[test]
+fn a_bundle_fetch_cut_by_an_etcd_failure_is_retried_until_it_runs() {
+    use std::sync::atomic::Ordering;
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let proxy = FlakyProxy::start(&e.url);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "one");
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    let a = agent_in(&t, &proxy.url, "h1", &t.path("prefix"));
+    a.wait_content(&out.join("app.conf"), "one\n");
+
+    // A bundle big enough that fetching it takes several responses of 1 MiB.
+    fs::write(repo.join("data.bin"), vec![b'x'; 3 << 20]).unwrap();
+    commit(&repo, &out, "two");
+    proxy.armed.store(true, Ordering::SeqCst);
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    a.wait_content(&out.join("app.conf"), "two\n");
+    assert_eq!(proxy.cuts.load(Ordering::SeqCst), 1, "the fetch was never cut");
+    assert_eq!(a.count("refused"), 0, "{}", a.stderr());
+    a.wait_log("deploy 2: etcd did not answer while fetching it");
+}

@@ -198,7 +198,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
             }
             Some(ev) = deploy_rx.recv() => {
                 match ev {
-                    DeployEvent::Ready { record, spec: s, dir } => {
+                    DeployEvent::Ready { record, spec: s, dir, ran } => {
                         let c = collected.borrow().clone();
                         match assemble(&s, &hostname, &c) {
                             Ok(a) => {
@@ -213,6 +213,9 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                                     dir.display(),
                                     plan.keep.len(), plan.start.len(), plan.stop.len()
                                 );
+                                if let Err(e) = crate::deploy::follow::remember(&prefix, &ran) {
+                                    warn!("remembering deploy {} for a start without etcd: {e}", record.id);
+                                }
                                 spec = *s;
                                 deploy = Some(record.id);
                                 deploy_error = None;
@@ -227,6 +230,10 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                     DeployEvent::Refused { id, error: e } => {
                         error!("deploy {id} refused: {e}; keeping the running graph");
                         deploy_error = Some(format!("deploy {id}: {e}"));
+                    }
+                    DeployEvent::Unreadable { error: e } => {
+                        error!("{e}; keeping the running graph");
+                        deploy_error = Some(e);
                     }
                 }
                 report(&engine, &spec, &source, deploy, &deploy_error);

@@ -15,6 +15,18 @@ use sha2::{Digest, Sha256};
 /// Largest blob chunk stored under one key.
 pub const CHUNK_SIZE: usize = 1 << 20;
 
+/// Largest file a bundle may hold. What etcd hands an agent is checked against these bounds
+/// before anything is allocated for it.
+pub const MAX_FILE_SIZE: u64 = 256 << 20;
+/// Largest sum of the file sizes of a bundle.
+pub const MAX_BUNDLE_SIZE: u64 = 1 << 30;
+/// Most files a bundle may hold.
+pub const MAX_FILES: usize = 100_000;
+/// Largest manifest, in chunks of [`CHUNK_SIZE`].
+pub const MAX_MANIFEST_CHUNKS: usize = 32;
+/// Longest symlink target (`PATH_MAX` less its NUL).
+pub const MAX_LINK_TARGET: u64 = 4095;
+
 /// Git's file modes, which are the only ones a bundle carries.
 pub const MODE_FILE: u32 = 0o100644;
 pub const MODE_EXECUTABLE: u32 = 0o100755;
@@ -57,6 +69,33 @@ pub enum BundleError {
     WrongSize { path: String, want: u64, got: u64 },
     #[error("the manifest's sha256 is {got}, not the bundle ID {want}")]
     WrongId { want: String, got: String },
+    #[error("`{path}`: {why}")]
+    TooBig { path: String, why: String },
+    #[error("`{path}`: its sha256 `{sha256}` is not 64 lowercase hex digits")]
+    BadHash { path: String, sha256: String },
+    #[error("`{path}` is below `{link}`, which is a symlink or a file of the bundle")]
+    BelowNonDirectory { path: String, link: String },
+    #[error("symlink `{path}` points through `{via}`, another symlink of the bundle")]
+    ThroughSymlink { path: String, via: String },
+    #[error("the bundle has {0} files; at most {MAX_FILES} are allowed")]
+    TooManyFiles(usize),
+}
+
+/// Whether `s` is a sha256 as this crate writes them: 64 lowercase hex digits (it names
+/// etcd keys and directories, so nothing else is accepted).
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// How many chunks a blob of `size` bytes is stored in.
+pub fn chunk_count(size: u64) -> usize {
+    (size.div_ceil(CHUNK_SIZE as u64) as usize).max(1)
+}
+
+/// The length chunk `n` of a blob of `size` bytes must have.
+pub fn chunk_len(size: u64, n: usize) -> usize {
+    let start = n as u64 * CHUNK_SIZE as u64;
+    size.saturating_sub(start).min(CHUNK_SIZE as u64) as usize
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -118,10 +157,16 @@ impl Manifest {
         Ok(m)
     }
 
-    /// The rules of [`Manifest::new`], for a manifest read back from the cluster.
+    /// The rules of [`Manifest::new`], for a manifest read back from the cluster: also that
+    /// sizes stay within the bounds above and that no path is below another entry (a file or
+    /// a symlink), so unpacking never goes through a link.
     pub fn check(&self) -> Result<(), BundleError> {
         validate_path(&self.entry)?;
+        if self.files.len() > MAX_FILES {
+            return Err(BundleError::TooManyFiles(self.files.len()));
+        }
         let mut seen = HashSet::new();
+        let mut total: u64 = 0;
         for f in &self.files {
             validate_path(&f.path)?;
             if !seen.insert(f.path.as_str()) {
@@ -129,6 +174,29 @@ impl Manifest {
             }
             if ![MODE_FILE, MODE_EXECUTABLE, MODE_SYMLINK].contains(&f.mode) {
                 return Err(BundleError::BadMode { path: f.path.clone(), mode: f.mode });
+            }
+            if !is_sha256_hex(&f.sha256) {
+                return Err(BundleError::BadHash { path: f.path.clone(), sha256: f.sha256.clone() });
+            }
+            check_size(f)?;
+            total = total.saturating_add(f.size);
+            if total > MAX_BUNDLE_SIZE {
+                return Err(BundleError::TooBig {
+                    path: f.path.clone(),
+                    why: format!("the bundle's files add up to more than {MAX_BUNDLE_SIZE} bytes"),
+                });
+            }
+        }
+        for f in &self.files {
+            let mut at = f.path.as_str();
+            while let Some((parent, _)) = at.rsplit_once('/') {
+                if seen.contains(parent) {
+                    return Err(BundleError::BelowNonDirectory {
+                        path: f.path.clone(),
+                        link: parent.to_string(),
+                    });
+                }
+                at = parent;
             }
         }
         if self.files.windows(2).any(|w| w[0].path >= w[1].path) {
@@ -177,8 +245,35 @@ impl Manifest {
                     target: target.into_owned(),
                 });
             }
+            if let Some(via) = self.symlink_through(&f.path, &target) {
+                return Err(BundleError::ThroughSymlink { path: f.path.clone(), via });
+            }
         }
         Ok(())
+    }
+
+    /// The symlink entry a link's target goes through before its last component, if any:
+    /// each link is checked to stay inside on its own, so a chain (`a -> b/..` with
+    /// `b -> ..`) could otherwise lead out of the bundle.
+    fn symlink_through(&self, link: &str, target: &str) -> Option<String> {
+        let mut at: Vec<&str> = link.split('/').collect();
+        at.pop();
+        let parts: Vec<Component> = Path::new(target).components().collect();
+        for (i, c) in parts.iter().enumerate() {
+            match c {
+                Component::Normal(p) => at.push(p.to_str().unwrap_or("\0")),
+                Component::ParentDir => {
+                    at.pop();
+                }
+                _ => {}
+            }
+            let later = parts[i + 1..].iter().any(|c| !matches!(c, Component::CurDir));
+            let here = at.join("/");
+            if later && self.files.iter().any(|e| e.mode == MODE_SYMLINK && e.path == here) {
+                return Some(here);
+            }
+        }
+        None
     }
 
     /// Verify a manifest read back against the bundle ID it was published under.
@@ -194,6 +289,18 @@ impl Manifest {
     pub fn local_path(root: &Path, f: &FileEntry) -> PathBuf {
         f.path.split('/').fold(root.to_path_buf(), |p, part| p.join(part))
     }
+}
+
+/// A file's size within the bounds: [`MAX_FILE_SIZE`], and [`MAX_LINK_TARGET`] for a link.
+fn check_size(f: &FileEntry) -> Result<(), BundleError> {
+    let max = if f.mode == MODE_SYMLINK { MAX_LINK_TARGET } else { MAX_FILE_SIZE };
+    if f.size > max {
+        return Err(BundleError::TooBig {
+            path: f.path.clone(),
+            why: format!("size {} is above the limit of {max} bytes", f.size),
+        });
+    }
+    Ok(())
 }
 
 /// Split a blob into the chunks stored under separate keys.
@@ -273,6 +380,74 @@ mod tests {
         assert!(t.verify_id(&m.id()).is_err());
         let link = FileEntry { mode: MODE_SYMLINK, ..entry("l", b"/etc/shadow") };
         assert!(matches!(m.verify_file(&link, b"/etc/shadow"), Err(BundleError::EscapingSymlink { .. })));
+    }
+
+    #[test]
+    fn sizes_and_hashes_are_bounded_before_anything_is_fetched() {
+        let huge = |size| FileEntry { size, ..entry("g.yaml", b"x") };
+        for size in [MAX_FILE_SIZE + 1, 1 << 40, u64::MAX] {
+            let m = Manifest { frontend: "yaml".into(), entry: "g.yaml".into(), files: vec![huge(size)] };
+            assert!(matches!(m.check(), Err(BundleError::TooBig { .. })), "size {size} accepted");
+        }
+        // Many files each within the bound still add up past the bundle's.
+        let files: Vec<FileEntry> =
+            (0..5).map(|i| FileEntry { size: MAX_FILE_SIZE, ..entry(&format!("f{i}"), b"x") }).collect();
+        let m = Manifest { frontend: "yaml".into(), entry: "f0".into(), files };
+        assert!(matches!(m.check(), Err(BundleError::TooBig { .. })));
+        let long_link = FileEntry { mode: MODE_SYMLINK, size: MAX_LINK_TARGET + 1, ..entry("l", b"x") };
+        let m = Manifest {
+            frontend: "yaml".into(),
+            entry: "g.yaml".into(),
+            files: vec![entry("g.yaml", b""), long_link],
+        };
+        assert!(matches!(m.check(), Err(BundleError::TooBig { .. })));
+        let bad_hash = FileEntry { sha256: "../../deploy".into(), ..entry("g.yaml", b"x") };
+        let m = Manifest { frontend: "yaml".into(), entry: "g.yaml".into(), files: vec![bad_hash] };
+        assert!(matches!(m.check(), Err(BundleError::BadHash { .. })));
+        assert!(is_sha256_hex(&sha256_hex(b"")));
+        assert!(!is_sha256_hex(&sha256_hex(b"").to_uppercase()));
+    }
+
+    #[test]
+    fn chunk_counts_and_lengths_follow_the_size() {
+        assert_eq!(chunk_count(0), 1);
+        assert_eq!(chunk_count(1), 1);
+        assert_eq!(chunk_count(CHUNK_SIZE as u64), 1);
+        assert_eq!(chunk_count(CHUNK_SIZE as u64 + 1), 2);
+        assert_eq!(chunk_len(0, 0), 0);
+        assert_eq!(chunk_len(CHUNK_SIZE as u64 + 1, 0), CHUNK_SIZE);
+        assert_eq!(chunk_len(CHUNK_SIZE as u64 + 1, 1), 1);
+        assert_eq!(chunk_count(MAX_FILE_SIZE), 256);
+    }
+
+    #[test]
+    fn nothing_may_be_below_a_symlink_or_a_file() {
+        let link = |p: &str| FileEntry { mode: MODE_SYMLINK, ..entry(p, b".") };
+        let e = Manifest::new("yaml", "g.yaml", vec![entry("g.yaml", b"g"), link("x"), entry("x/y/f", b"f")]);
+        assert_eq!(e.unwrap_err(), BundleError::BelowNonDirectory { path: "x/y/f".into(), link: "x".into() });
+        let e = Manifest::new("yaml", "g.yaml", vec![entry("g.yaml", b"g"), entry("g.yaml/f", b"f")]);
+        assert!(matches!(e, Err(BundleError::BelowNonDirectory { .. })));
+        assert!(
+            Manifest::new("yaml", "g.yaml", vec![entry("g.yaml", b"g"), link("xy"), entry("x/f", b"f")])
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_symlink_may_not_point_through_another() {
+        let link = |p: &str, t: &[u8]| FileEntry { mode: MODE_SYMLINK, ..entry(p, t) };
+        let files = vec![entry("g.yaml", b"g"), link("d/x", b".."), link("l", b"d/x/..")];
+        let m = Manifest::new("yaml", "g.yaml", files).unwrap();
+        let l = m.files.iter().find(|f| f.path == "l").unwrap();
+        assert_eq!(
+            m.verify_file(l, b"d/x/.."),
+            Err(BundleError::ThroughSymlink { path: "l".into(), via: "d/x".into() })
+        );
+        // Pointing at a link (as the last component) is fine: that link is checked itself.
+        let files = vec![entry("g.yaml", b"g"), link("d/x", b".."), link("l", b"d/x")];
+        let m = Manifest::new("yaml", "g.yaml", files).unwrap();
+        let l = m.files.iter().find(|f| f.path == "l").unwrap();
+        assert!(m.verify_file(l, b"d/x").is_ok());
     }
 
     #[test]

@@ -1,27 +1,131 @@
 //! The agent's side of deploys (`mgmt run ... empty`): follow `deploy/latest`, fetch and
-//! verify each new deploy's bundle, unpack it under `<prefix>/deploys/<bundle>/`, parse its
-//! entry, and hand the graph to the agent's loop. A deploy that fails any of this is refused
-//! (and reported); the agent keeps running what it ran.
+//! verify each new deploy's record and bundle, unpack it under `<prefix>/deploys/<bundle>/`,
+//! parse its entry, and hand the graph to the agent's loop.
+//!
+//! What etcd holds is untrusted until verified: a deploy that fails any check is refused
+//! (and reported), and the agent keeps running what it ran. etcd failing to answer is not a
+//! refusal: the fetch is tried again, with jittered backoff, until etcd answers. The follower
+//! itself cannot die: it runs under [`supervise`], which restarts it after a panic.
 
+use std::future::Future;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use etcd_client::{EventType, WatchOptions};
+use etcd_client::{Client, EventType, WatchOptions, WatchResponse};
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, open, openat};
+use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-use super::bundle::{MODE_EXECUTABLE, MODE_SYMLINK, Manifest};
-use super::store::{self, DeployKeys, DeployRecord};
+use super::bundle::{FileEntry, MAX_FILE_SIZE, MODE_EXECUTABLE, MODE_SYMLINK, Manifest};
+use super::store::{self, DeployKeys, DeployRecord, FetchError, RecordError};
 use crate::frontend::{GraphSpec, yaml};
 use crate::world::etcd::connect;
 
 pub enum DeployEvent {
-    Ready { record: Box<DeployRecord>, spec: Box<GraphSpec>, dir: PathBuf },
-    Refused { id: u64, error: String },
+    /// A verified, unpacked and parsed deploy. Once the agent runs it, it hands `ran` to
+    /// [`remember`].
+    Ready {
+        record: Box<DeployRecord>,
+        spec: Box<GraphSpec>,
+        dir: PathBuf,
+        ran: Box<LastRun>,
+    },
+    Refused {
+        id: u64,
+        error: String,
+    },
+    /// `deploy/latest` cannot be read (missing while records exist, or not a deploy ID).
+    Unreadable {
+        error: String,
+    },
 }
 
+/// What an agent remembers of the last deploy it ran, to run it again when it starts while
+/// etcd is unreachable: `<prefix>/deploys/last-run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastRun {
+    pub record: DeployRecord,
+    /// sha256 of the record's bytes in etcd (the next record's parent).
+    pub record_sha256: String,
+    pub manifest: Manifest,
+}
+
+/// Mode of `<prefix>/deploys/`, of each unpacked bundle and of the directories in it.
+const PRIVATE_DIR: u32 = 0o700;
+/// Modes of unpacked files: the agent's alone.
+const PRIVATE_FILE: u32 = 0o600;
+const PRIVATE_EXECUTABLE: u32 = 0o700;
+const LAST_RUN: &str = "last-run.json";
+/// Unpacked bundles kept in `<prefix>/deploys/` (the newest, and the one last run; older
+/// ones are fetched again if a rollback needs them).
+const KEEP_UNPACKED: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<RecordError> for LoadError {
+    fn from(e: RecordError) -> LoadError {
+        LoadError::Fetch(e.into())
+    }
+}
+
+impl From<super::bundle::BundleError> for LoadError {
+    fn from(e: super::bundle::BundleError) -> LoadError {
+        LoadError::Fetch(e.into())
+    }
+}
+
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> LoadError {
+    move |source| LoadError::Io { what: what.to_string(), source }
+}
+
+/// A deploy ready to run.
+struct Loaded {
+    spec: GraphSpec,
+    dir: PathBuf,
+    ran: LastRun,
+}
+
+/// What the follower knows across restarts of its task.
+#[derive(Default)]
+struct State {
+    /// The last deploy run or refused.
+    handled: Option<u64>,
+    /// The deploy being loaded (refused if loading it panics).
+    loading: Option<u64>,
+    /// The last deploy verified and handed over: its ID and the sha256 of its record.
+    verified: Option<(u64, String)>,
+    /// The deploy whose fetch is being retried (logged once).
+    retrying: Option<u64>,
+    tried_cache: bool,
+}
+
+struct Follower {
+    seeds: Vec<String>,
+    keys: DeployKeys,
+    prefix: PathBuf,
+    tx: mpsc::Sender<DeployEvent>,
+    cancel: CancellationToken,
+    state: Mutex<State>,
+}
+
+/// Follow the cluster's deploys until `cancel`, sending each outcome to `tx`.
 pub fn spawn(
     seeds: Vec<String>,
     namespace: String,
@@ -29,146 +133,625 @@ pub fn spawn(
     tx: mpsc::Sender<DeployEvent>,
     cancel: CancellationToken,
 ) {
-    tokio::spawn(async move {
-        let keys = DeployKeys::new(&namespace);
-        let mut handled: Option<u64> = None;
-        let mut backoff = Duration::from_millis(100);
-        while !cancel.is_cancelled() {
-            let r = async {
-                let mut c = connect(&seeds).await?;
-                let resp = c.get(keys.latest(), None).await?;
-                let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-                if let Some(kv) = resp.kvs().first()
-                    && let Ok(id) = String::from_utf8_lossy(kv.value()).trim().parse::<u64>()
-                    && handled != Some(id)
-                {
-                    handled = Some(id);
-                    let _ = tx.send(handle(&mut c, &keys, &prefix, id).await).await;
-                }
-                let mut stream =
-                    c.watch(keys.latest(), Some(WatchOptions::new().with_start_revision(rev + 1))).await?;
-                backoff = Duration::from_millis(100);
-                loop {
-                    let msg = tokio::select! {
-                        m = stream.message() => m?,
-                        _ = cancel.cancelled() => return anyhow::Ok(()),
-                    };
-                    let Some(resp) = msg else { return Ok(()) };
-                    if resp.canceled() {
-                        return Ok(());
-                    }
-                    let newest = resp
-                        .events()
-                        .iter()
-                        .filter(|e| e.event_type() == EventType::Put)
-                        .filter_map(|e| e.kv())
-                        .filter_map(|kv| String::from_utf8_lossy(kv.value()).trim().parse::<u64>().ok())
-                        .next_back();
-                    if let Some(id) = newest
-                        && handled != Some(id)
-                    {
-                        handled = Some(id);
-                        let _ = tx.send(handle(&mut c, &keys, &prefix, id).await).await;
-                    }
-                }
-            }
-            .await;
-            if let Err(e) = r {
-                debug!("following deploys: {e:#}");
+    let f = Arc::new(Follower {
+        seeds,
+        keys: DeployKeys::new(&namespace),
+        prefix,
+        tx,
+        cancel: cancel.clone(),
+        state: Mutex::default(),
+    });
+    let on_panic = f.clone();
+    tokio::spawn(supervise(
+        "the deploy follower",
+        cancel,
+        move || f.clone().run(),
+        move |why| on_panic.panicked(why),
+    ));
+}
+
+/// Run the task `make` builds until it returns; when it panics, log it, call `on_panic`
+/// with the panic's message, and start a new one after a pause.
+pub async fn supervise<F, Fut>(
+    what: &str,
+    cancel: CancellationToken,
+    mut make: F,
+    mut on_panic: impl FnMut(String),
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match tokio::spawn(make()).await {
+            Err(e) if e.is_panic() => {
+                let p = e.into_panic();
+                let why = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_string());
+                error!("{what} failed ({why}); restarting it");
+                on_panic(why);
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = cancel.cancelled() => return,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Exponential backoff with jitter, so agents do not retry in step.
+struct Backoff(Duration);
+
+impl Backoff {
+    const MIN: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(2);
+
+    async fn wait(&mut self, cancel: &CancellationToken) {
+        let d = self.0.mul_f64(0.5 + fastrand::f64());
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = cancel.cancelled() => {}
+        }
+        self.0 = (self.0 * 2).min(Self::MAX);
+    }
+}
+
+/// What `deploy/latest` holds.
+#[derive(Debug, Clone, PartialEq)]
+enum Latest {
+    Id(u64),
+    Missing,
+    Garbage(String),
+}
+
+fn parse_latest(v: &[u8]) -> Latest {
+    let s = String::from_utf8_lossy(v);
+    let t = s.trim();
+    match t.parse::<u64>() {
+        Ok(id) if id > 0 && t.bytes().all(|b| b.is_ascii_digit()) => Latest::Id(id),
+        _ => Latest::Garbage(t.chars().take(40).collect()),
+    }
+}
+
+/// The newest value of `deploy/latest` in a watch message, if it says anything.
+fn newest(resp: &WatchResponse) -> Option<Latest> {
+    resp.events().last().map(|e| match (e.event_type(), e.kv()) {
+        (EventType::Put, Some(kv)) => parse_latest(kv.value()),
+        _ => Latest::Missing,
+    })
+}
+
+impl Follower {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn send(&self, ev: DeployEvent) {
+        let _ = self.tx.send(ev).await;
+    }
+
+    /// The follower's task panicked: refuse what it was loading, so the new task does not
+    /// load it (and panic) again.
+    fn panicked(&self, why: String) {
+        let id = {
+            let mut s = self.state();
+            let id = s.loading.take();
+            if id.is_some() {
+                s.handled = id;
+            }
+            id
+        };
+        if let Some(id) = id {
+            let _ = self.tx.try_send(DeployEvent::Refused { id, error: format!("loading it failed: {why}") });
+        }
+    }
+
+    async fn run(self: Arc<Self>) {
+        clean_leftovers(&self.prefix);
+        let mut backoff = Backoff(Backoff::MIN);
+        while !self.cancel.is_cancelled() {
+            if let Err(e) = self.session(&mut backoff).await {
+                debug!("following deploys: {e:#}");
+                self.run_cached_once().await;
+            }
+            backoff.wait(&self.cancel).await;
+        }
+    }
+
+    /// One connection to etcd: settle what `deploy/latest` says, then each change to it. An
+    /// error is etcd not answering; the caller connects again.
+    async fn session(&self, backoff: &mut Backoff) -> anyhow::Result<()> {
+        let mut c = connect(&self.seeds).await?;
+        let resp = c.get(self.keys.latest(), None).await?;
+        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let mut want = Some(resp.kvs().first().map_or(Latest::Missing, |kv| parse_latest(kv.value())));
+        let mut stream =
+            c.watch(self.keys.latest(), Some(WatchOptions::new().with_start_revision(rev + 1))).await?;
+        *backoff = Backoff(Backoff::MIN);
+        loop {
+            if let Some(w) = want.take() {
+                // A newer deploy published while this one loads takes its place.
+                tokio::select! {
+                    r = self.settle(&mut c, w.clone()) => r?,
+                    m = stream.message() => {
+                        self.state().loading = None;
+                        let m = m.inspect_err(|e| {
+                            if let Latest::Id(id) = w {
+                                self.retrying(id, e);
+                            }
+                        });
+                        match m? {
+                            Some(resp) if !resp.canceled() => want = newest(&resp).or(Some(w)),
+                            _ => return Ok(()),
+                        }
+                        continue;
+                    }
+                    _ = self.cancel.cancelled() => return Ok(()),
+                }
+            }
+            let msg = tokio::select! {
+                m = stream.message() => m?,
+                _ = self.cancel.cancelled() => return Ok(()),
+            };
+            match msg {
+                Some(resp) if !resp.canceled() => want = newest(&resp),
+                _ => return Ok(()),
             }
         }
-    });
-}
+    }
 
-async fn handle(c: &mut etcd_client::Client, keys: &DeployKeys, prefix: &Path, id: u64) -> DeployEvent {
-    match load(c, keys, prefix, id).await {
-        Ok((record, spec, dir)) => DeployEvent::Ready { record: Box::new(record), spec: Box::new(spec), dir },
-        Err(e) => DeployEvent::Refused { id, error: format!("{e:#}") },
+    /// Act on a value of `deploy/latest`. Errors are etcd not answering; anything else has
+    /// been reported.
+    async fn settle(&self, c: &mut Client, want: Latest) -> Result<(), FetchError> {
+        let id = match want {
+            Latest::Id(id) => id,
+            Latest::Missing => {
+                if store::any_record(c, &self.keys).await? {
+                    let e = format!("{} is missing, but deploy records exist", self.keys.latest());
+                    self.unreadable(e).await;
+                }
+                return Ok(());
+            }
+            Latest::Garbage(v) => {
+                let e = format!("{} holds `{v}`, which is not a deploy ID", self.keys.latest());
+                self.unreadable(e).await;
+                return Ok(());
+            }
+        };
+        let verified = {
+            let mut s = self.state();
+            if s.handled == Some(id) {
+                return Ok(());
+            }
+            s.loading = Some(id);
+            s.verified.clone()
+        };
+        let r = self.load(c, id, verified).await;
+        let event = {
+            let mut s = self.state();
+            s.loading = None;
+            match r {
+                Err(LoadError::Fetch(e)) if e.is_transient() => {
+                    drop(s);
+                    self.retrying(id, &e);
+                    return Err(e);
+                }
+                Ok(l) => {
+                    s.verified = Some((id, l.ran.record_sha256.clone()));
+                    ready(l)
+                }
+                Err(e) => DeployEvent::Refused { id, error: e.to_string() },
+            }
+        };
+        {
+            let mut s = self.state();
+            s.handled = Some(id);
+            s.retrying = None;
+        }
+        self.send(event).await;
+        Ok(())
+    }
+
+    /// etcd failed while deploy `id` was being fetched: logged once per deploy.
+    fn retrying(&self, id: u64, e: &dyn std::fmt::Display) {
+        if self.state().retrying.replace(id) != Some(id) {
+            warn!("deploy {id}: etcd did not answer while fetching it ({e}); trying again");
+        }
+    }
+
+    async fn unreadable(&self, error: String) {
+        // Whatever `latest` says once repaired is run (again), which clears the report.
+        self.state().handled = None;
+        self.send(DeployEvent::Unreadable { error }).await;
+    }
+
+    /// Fetch, verify, unpack and parse deploy `id`. `verified` is the last record this agent
+    /// verified, to check the chain against when the record before `id` has been pruned.
+    async fn load(
+        &self,
+        c: &mut Client,
+        id: u64,
+        verified: Option<(u64, String)>,
+    ) -> Result<Loaded, LoadError> {
+        let (record, record_sha256) = store::record_bytes(c, &self.keys, id).await?;
+        if id > 1 {
+            let prev = match store::record_hash(c, &self.keys, id - 1).await? {
+                Some(h) => Some(h),
+                None => verified.filter(|(v, _)| *v == id - 1).map(|(_, h)| h),
+            };
+            store::check_parent(&record, prev.as_deref())?;
+        }
+        info!("deploy {id}: fetching bundle {}", record.bundle);
+        let manifest = store::fetch_manifest(c, &self.keys, &record.bundle).await?;
+        if manifest.entry != record.entry || manifest.frontend != record.frontend {
+            return Err(LoadError::Invalid(
+                "the record's entry or frontend does not match its bundle's manifest".into(),
+            ));
+        }
+        if manifest.frontend != "yaml" {
+            return Err(LoadError::Invalid(format!(
+                "this agent runs `yaml` deploys, not `{}`",
+                manifest.frontend
+            )));
+        }
+        let dir = match self.cached(&record.bundle, &manifest).await {
+            Some(dir) => dir,
+            None => self.unpack(c, &record.bundle, &manifest).await?,
+        };
+        let spec = parse_entry(&dir, &manifest, id)?;
+        Ok(Loaded { spec, dir, ran: LastRun { record, record_sha256, manifest } })
+    }
+
+    /// The bundle's unpacked directory, if it is there and exactly what the manifest says.
+    async fn cached(&self, bundle: &str, m: &Manifest) -> Option<PathBuf> {
+        let dir = self.prefix.join("deploys").join(bundle);
+        std::fs::symlink_metadata(&dir).ok()?;
+        let (d, m2) = (dir.clone(), m.clone());
+        match tokio::task::spawn_blocking(move || verify_unpacked(&d, &m2)).await {
+            Ok(Ok(())) => {
+                // Newest again, for pruning.
+                let _ = std::fs::File::open(&dir).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                Some(dir)
+            }
+            Ok(Err(why)) => {
+                warn!(
+                    "the unpacked bundle {} does not match its manifest ({why}); unpacking it again",
+                    dir.display()
+                );
+                None
+            }
+            Err(e) => {
+                warn!("checking the unpacked bundle {}: {e}", dir.display());
+                None
+            }
+        }
+    }
+
+    /// Fetch and write each file into a fresh private temporary directory, verifying each
+    /// blob before it is written, then rename it into place: a bundle directory only ever
+    /// appears complete and verified, and a refused bundle leaves nothing behind.
+    async fn unpack(&self, c: &mut Client, bundle: &str, m: &Manifest) -> Result<PathBuf, LoadError> {
+        let base = deploys_dir(&self.prefix).map_err(io("creating the deploys directory"))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".unpack-")
+            .permissions(std::fs::Permissions::from_mode(PRIVATE_DIR))
+            .tempdir_in(&base)
+            .map_err(io("creating a temporary directory"))?;
+        let root = open_dir(tmp.path()).map_err(io(tmp.path().display()))?;
+        for f in &m.files {
+            let data = match store::get_blob(c, &self.keys, &f.sha256, f.size).await {
+                Err(e) if !e.is_transient() => return Err(LoadError::Invalid(format!("`{}`: {e}", f.path))),
+                r => r?,
+            };
+            m.verify_file(f, &data)?;
+            write_entry(&root, f, &data).map_err(io(format!("unpacking `{}`", f.path)))?;
+        }
+        let dir = base.join(bundle);
+        if std::fs::symlink_metadata(&dir).is_ok() {
+            // A damaged copy: out of the way first (a rename does not replace a directory).
+            let stale =
+                tempfile::Builder::new().prefix(".stale-").tempdir_in(&base).map_err(io("moving aside"))?;
+            let aside = stale.path().join("old");
+            std::fs::rename(&dir, &aside).map_err(io(format!("moving {} aside", dir.display())))?;
+        }
+        let tmp = tmp.keep();
+        if let Err(e) = std::fs::rename(&tmp, &dir) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(io(format!("renaming into {}", dir.display()))(e));
+        }
+        prune_unpacked(&base, KEEP_UNPACKED, remembered_bundle(&self.prefix).as_deref());
+        Ok(dir)
+    }
+
+    /// When etcd does not answer and nothing has run yet, run the last deploy this host ran
+    /// (once, and only if its unpacked bundle still verifies).
+    async fn run_cached_once(&self) {
+        {
+            let mut s = self.state();
+            if s.handled.is_some() || s.tried_cache {
+                return;
+            }
+            s.tried_cache = true;
+        }
+        let prefix = self.prefix.clone();
+        match tokio::task::spawn_blocking(move || load_cached(&prefix)).await {
+            Ok(Ok(Some(l))) => {
+                let id = l.ran.record.id;
+                info!(
+                    "etcd is unreachable: running deploy {id} again, the last deploy this host ran, from {}",
+                    l.dir.display()
+                );
+                {
+                    let mut s = self.state();
+                    if s.handled.is_some() {
+                        return;
+                    }
+                    s.handled = Some(id);
+                    s.verified = Some((id, l.ran.record_sha256.clone()));
+                }
+                self.send(ready(l)).await;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                warn!("etcd is unreachable, and the last deploy this host ran cannot be run again: {e}")
+            }
+            Err(e) => warn!("loading the last deploy this host ran: {e}"),
+        }
     }
 }
 
-async fn load(
-    c: &mut etcd_client::Client,
-    keys: &DeployKeys,
-    prefix: &Path,
-    id: u64,
-) -> Result<(DeployRecord, GraphSpec, PathBuf)> {
-    let record = store::record(c, keys, id).await?;
-    info!("deploy {id}: fetching bundle {}", record.bundle);
-    let (manifest, contents) = store::fetch_bundle(c, keys, &record.bundle).await?;
-    if manifest.entry != record.entry || manifest.frontend != record.frontend {
-        anyhow::bail!("the record's entry or frontend does not match its bundle's manifest");
+fn ready(l: Loaded) -> DeployEvent {
+    DeployEvent::Ready {
+        record: Box::new(l.ran.record.clone()),
+        spec: Box::new(l.spec),
+        dir: l.dir,
+        ran: Box::new(l.ran),
     }
-    if manifest.frontend != "yaml" {
-        anyhow::bail!("this agent runs `yaml` deploys, not `{}`", manifest.frontend);
-    }
-    let dir = unpack(prefix, &record.bundle, &manifest, &contents)?;
-    let entry = Manifest::local_path(
-        &dir,
-        manifest.files.iter().find(|f| f.path == manifest.entry).context("entry")?,
-    );
-    let text = std::fs::read_to_string(&entry).with_context(|| format!("reading {}", entry.display()))?;
-    let spec = yaml::parse(&text, &format!("deploy {id}: {}", manifest.entry))?;
-    Ok((record, spec, dir))
 }
 
-/// Write a verified bundle to `<prefix>/deploys/<bundle>/`, whole or not at all (a temp
-/// directory renamed into place). An existing directory of that bundle is reused: its name
-/// is its content's hash and it is only ever created complete.
-fn unpack(prefix: &Path, bundle: &str, m: &Manifest, contents: &[Vec<u8>]) -> Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
+/// Parse the bundle's entry (a yaml graph).
+fn parse_entry(dir: &Path, m: &Manifest, id: u64) -> Result<GraphSpec, LoadError> {
+    let f = m
+        .files
+        .iter()
+        .find(|f| f.path == m.entry)
+        .ok_or_else(|| LoadError::Invalid(format!("the entry `{}` is not a file", m.entry)))?;
+    let path = Manifest::local_path(dir, f);
+    let text = std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
+    yaml::parse(&text, &format!("deploy {id}: {}", m.entry)).map_err(|e| LoadError::Invalid(e.to_string()))
+}
+
+/// Remember the deploy the agent now runs, for [`spawn`] to run again when the agent starts
+/// while etcd is unreachable. Written whole or not at all (a temporary file renamed into
+/// place), readable by the agent alone.
+pub fn remember(prefix: &Path, ran: &LastRun) -> std::io::Result<()> {
+    let base = deploys_dir(prefix)?;
+    let mut tmp = tempfile::Builder::new().prefix(".last-run-").tempfile_in(&base)?;
+    tmp.write_all(&serde_json::to_vec(ran).map_err(std::io::Error::other)?)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(base.join(LAST_RUN)).map_err(|e| e.error)?;
+    Ok(())
+}
+
+fn read_last_run(prefix: &Path) -> Result<Option<LastRun>, String> {
+    let path = prefix.join("deploys").join(LAST_RUN);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("reading {}: {e}", path.display())),
+    };
+    serde_json::from_slice(&text).map(Some).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn remembered_bundle(prefix: &Path) -> Option<String> {
+    read_last_run(prefix).ok().flatten().map(|r| r.record.bundle)
+}
+
+/// The last deploy this host ran, verified again: its record and manifest agree, and its
+/// unpacked bundle is exactly what the manifest says.
+fn load_cached(prefix: &Path) -> Result<Option<Loaded>, String> {
+    let Some(ran) = read_last_run(prefix)? else { return Ok(None) };
+    let id = ran.record.id;
+    store::check_record(id, &ran.record).map_err(|e| e.to_string())?;
+    ran.manifest.verify_id(&ran.record.bundle).map_err(|e| e.to_string())?;
+    ran.manifest.check().map_err(|e| e.to_string())?;
+    let dir = prefix.join("deploys").join(&ran.record.bundle);
+    verify_unpacked(&dir, &ran.manifest).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let spec = parse_entry(&dir, &ran.manifest, id).map_err(|e| e.to_string())?;
+    Ok(Some(Loaded { spec, dir, ran }))
+}
+
+/// `<prefix>/deploys/`, created private; one left wide open by an older agent is made
+/// private through a descriptor that does not follow a link.
+fn deploys_dir(prefix: &Path) -> std::io::Result<PathBuf> {
     let base = prefix.join("deploys");
-    let dir = base.join(bundle);
-    if dir.is_dir() {
-        // Newest again, for pruning.
-        let _ = std::fs::File::open(&dir).and_then(|f| f.set_modified(std::time::SystemTime::now()));
-        return Ok(dir);
-    }
-    std::fs::create_dir_all(&base)?;
-    let tmp = tempfile::Builder::new().prefix(".unpack-").tempdir_in(&base)?;
-    for (f, data) in m.files.iter().zip(contents) {
-        let p = Manifest::local_path(tmp.path(), f);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)?;
+    match std::fs::DirBuilder::new().mode(PRIVATE_DIR).create(&base) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let fd = open_dir(&base)?;
+            if fstat(&fd)?.st_mode & 0o7777 != PRIVATE_DIR {
+                fchmod(&fd, Mode::from_bits_truncate(PRIVATE_DIR))?;
+            }
         }
-        if f.mode == MODE_SYMLINK {
-            std::os::unix::fs::symlink(String::from_utf8_lossy(data).as_ref(), &p)?;
-        } else {
-            std::fs::write(&p, data)?;
-            let mode = if f.mode == MODE_EXECUTABLE { 0o755 } else { 0o644 };
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
-        }
+        Err(e) => return Err(e),
     }
-    let tmp = tmp.keep();
-    if let Err(e) = std::fs::rename(&tmp, &dir) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        if !dir.is_dir() {
-            warn!("unpacking bundle {bundle}: {e}");
-            return Err(e.into());
-        }
-    }
-    prune_unpacked(&base, KEEP_UNPACKED);
-    Ok(dir)
+    Ok(base)
 }
 
-/// Unpacked bundles kept in `<prefix>/deploys/` (the newest; older ones are fetched again if a
-/// rollback needs them).
-const KEEP_UNPACKED: usize = 3;
+/// Open a directory, refusing a symlink.
+fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
+    Ok(open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
+}
 
-fn prune_unpacked(base: &Path, keep: usize) {
+/// Write one verified entry below `root` without following any link: each parent directory
+/// is created and opened relative to the one before it (`O_NOFOLLOW`), and the entry itself
+/// is created new (`O_EXCL`, or `symlinkat`, which never follow).
+fn write_entry(root: &OwnedFd, f: &FileEntry, data: &[u8]) -> std::io::Result<()> {
+    let parts: Vec<&str> = f.path.split('/').collect();
+    let (name, parents) = parts.split_last().expect("validated paths are not empty");
+    let mut dir: Option<OwnedFd> = None;
+    for p in parents {
+        let at = dir.as_ref().unwrap_or(root);
+        match mkdirat(at, *p, Mode::from_bits_truncate(PRIVATE_DIR)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let next = openat(
+            at,
+            *p,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        dir = Some(next);
+    }
+    let at = dir.as_ref().unwrap_or(root);
+    if f.mode == MODE_SYMLINK {
+        nix::unistd::symlinkat(std::ffi::OsStr::from_bytes(data), at, *name)?;
+        return Ok(());
+    }
+    let mode = Mode::from_bits_truncate(file_mode(f));
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(at, *name, flags, mode)?;
+    // Exactly this mode, whatever the umask.
+    fchmod(&fd, mode)?;
+    std::fs::File::from(fd).write_all(data)
+}
+
+fn file_mode(f: &FileEntry) -> u32 {
+    if f.mode == MODE_EXECUTABLE { PRIVATE_EXECUTABLE } else { PRIVATE_FILE }
+}
+
+/// Whether `dir` holds exactly the bundle: each file with its content and mode, each link
+/// with its target, private real directories, and nothing else. Nothing is followed.
+fn verify_unpacked(dir: &Path, m: &Manifest) -> Result<(), String> {
+    let files: std::collections::HashMap<&str, &FileEntry> =
+        m.files.iter().map(|f| (f.path.as_str(), f)).collect();
+    let dirs: std::collections::HashSet<&str> =
+        m.files.iter().flat_map(|f| f.path.match_indices('/').map(|(i, _)| &f.path[..i])).collect();
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
+    if !meta.is_dir() || meta.mode() & 0o7777 != PRIVATE_DIR {
+        return Err("not a private directory".into());
+    }
+    let mut seen = 0;
+    let mut stack = vec![(dir.to_path_buf(), String::new())];
+    while let Some((abs, rel)) = stack.pop() {
+        for e in std::fs::read_dir(&abs).map_err(|e| format!("{}: {e}", abs.display()))? {
+            let e = e.map_err(|e| e.to_string())?;
+            let name = e.file_name();
+            let name = name.to_str().ok_or("a name that is not UTF-8")?;
+            let path = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
+            let meta = std::fs::symlink_metadata(e.path()).map_err(|e| e.to_string())?;
+            if meta.is_dir() {
+                if !dirs.contains(path.as_str()) || meta.mode() & 0o7777 != PRIVATE_DIR {
+                    return Err(format!("`{path}`: an unexpected directory"));
+                }
+                stack.push((e.path(), path));
+                continue;
+            }
+            let f = files.get(path.as_str()).ok_or_else(|| format!("`{path}` is not in the bundle"))?;
+            let content = if meta.file_type().is_symlink() && f.mode == MODE_SYMLINK {
+                std::fs::read_link(e.path()).map_err(|e| e.to_string())?.into_os_string().into_vec()
+            } else if meta.is_file() && f.mode != MODE_SYMLINK && meta.mode() & 0o7777 == file_mode(f) {
+                if meta.len() != f.size || f.size > MAX_FILE_SIZE {
+                    return Err(format!("`{path}` has the wrong size"));
+                }
+                std::fs::read(e.path()).map_err(|e| e.to_string())?
+            } else {
+                return Err(format!("`{path}` has the wrong type or mode"));
+            };
+            m.verify_file(f, &content).map_err(|e| e.to_string())?;
+            seen += 1;
+        }
+    }
+    if seen != m.files.len() {
+        return Err(format!("{} of {} files are there", seen, m.files.len()));
+    }
+    Ok(())
+}
+
+/// Remove what an agent stopped in the middle of an unpack left behind.
+fn clean_leftovers(prefix: &Path) {
+    let Ok(entries) = std::fs::read_dir(prefix.join("deploys")) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".unpack-") || name.starts_with(".stale-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        } else if name.starts_with(".last-run-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Keep the `keep` most recently used unpacked bundles, and `also` (the one last run).
+fn prune_unpacked(base: &Path, keep: usize, also: Option<&str>) {
     let Ok(entries) = std::fs::read_dir(base) else { return };
     let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = entries
         .flatten()
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            !n.starts_with('.') && Some(n.as_ref()) != also
+        })
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
     for (_, d) in dirs.into_iter().skip(keep) {
         let _ = std::fs::remove_dir_all(d);
+    }
+    // The moved-aside damaged copies.
+    if let Ok(entries) = std::fs::read_dir(base) {
+        for e in entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".stale-")) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn latest_must_be_a_plain_positive_id() {
+        assert_eq!(parse_latest(b"7"), Latest::Id(7));
+        assert_eq!(parse_latest(b" 7\n"), Latest::Id(7));
+        for bad in [&b"garbage"[..], b"-5", b"1e3", b"+5", b"0", b"", b"\xff"] {
+            assert!(matches!(parse_latest(bad), Latest::Garbage(_)), "{bad:?} accepted");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_task_is_restarted_and_reported() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut panics = Vec::new();
+        let r = runs.clone();
+        supervise(
+            "the test task",
+            CancellationToken::new(),
+            move || {
+                let r = r.clone();
+                async move {
+                    if r.fetch_add(1, Ordering::SeqCst) < 2 {
+                        panic!("boom");
+                    }
+                }
+            },
+            |why| panics.push(why),
+        )
+        .await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        assert_eq!(panics, vec!["boom".to_string(), "boom".to_string()]);
     }
 }

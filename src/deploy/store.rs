@@ -15,7 +15,10 @@ use etcd_client::{Client, CompactionOptions, Compare, CompareOp, GetOptions, Txn
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::bundle::{CHUNK_SIZE, Manifest, chunks, sha256_hex};
+use super::bundle::{
+    BundleError, CHUNK_SIZE, MAX_FILE_SIZE, MAX_MANIFEST_CHUNKS, Manifest, chunk_count, chunk_len, chunks,
+    is_sha256_hex, sha256_hex, validate_path,
+};
 use super::source::Built;
 
 /// A deploy record, `deploy/<id>`.
@@ -182,13 +185,113 @@ async fn blob_state(
     Ok(BlobState::Intact)
 }
 
-/// Read a blob of known size; the caller verifies its hash.
-pub async fn get_blob(c: &mut Client, keys: &DeployKeys, sha: &str, size: u64) -> Result<Vec<u8>> {
-    let n = (size as usize).div_ceil(CHUNK_SIZE).max(1);
+/// Why reading a deploy failed: etcd did not answer (try again), or what it holds is not a
+/// valid deploy (refuse it).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl FetchError {
+    /// Whether trying again later may succeed: only etcd failing to answer.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, FetchError::Etcd(_))
+    }
+}
+
+/// A record that does not belong where it is.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RecordError {
+    #[error("deploy {0} does not exist")]
+    Missing(u64),
+    #[error("deploy/{key} is not a deploy record: {why}")]
+    Malformed { key: u64, why: String },
+    #[error("deploy/{key} holds the record of deploy {id}")]
+    WrongId { key: u64, id: u64 },
+    #[error("deploy {id} names bundle `{bundle}`, which is not a sha256")]
+    BadBundle { id: u64, bundle: String },
+    #[error("deploy {id}: `{field}`: {why}")]
+    BadField { id: u64, field: &'static str, why: String },
+    #[error("deploy {id}'s parent is {got}, but deploy {}'s sha256 is {want}", id - 1)]
+    WrongParent { id: u64, want: String, got: String },
+}
+
+/// The checks a record passes on its own (pure): its key's id, a sha256 bundle ID, a valid
+/// entry, and a parent exactly when it is not the first deploy.
+pub fn check_record(key: u64, rec: &DeployRecord) -> Result<(), RecordError> {
+    if rec.id != key {
+        return Err(RecordError::WrongId { key, id: rec.id });
+    }
+    if !is_sha256_hex(&rec.bundle) {
+        return Err(RecordError::BadBundle { id: rec.id, bundle: rec.bundle.clone() });
+    }
+    validate_path(&rec.entry).map_err(|e| RecordError::BadField {
+        id: rec.id,
+        field: "entry",
+        why: e.to_string(),
+    })?;
+    let bad_parent = |why: &str| RecordError::BadField { id: rec.id, field: "parent", why: why.into() };
+    match (&rec.parent, rec.id) {
+        (Some(_), 0 | 1) => Err(bad_parent("the first deploy has no parent")),
+        (None, 2..) => Err(bad_parent("missing; only the first deploy has none")),
+        (Some(p), _) if !is_sha256_hex(p) => Err(bad_parent("not a sha256")),
+        _ => Ok(()),
+    }
+}
+
+/// Check a record's parent against the sha256 of the bytes of the record before it, when
+/// those are known (pure).
+pub fn check_parent(rec: &DeployRecord, prev_hash: Option<&str>) -> Result<(), RecordError> {
+    match (prev_hash, &rec.parent) {
+        (Some(want), Some(got)) if want != got => {
+            Err(RecordError::WrongParent { id: rec.id, want: want.to_string(), got: got.clone() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Read a blob of known size and check that etcd holds exactly the chunks that size needs,
+/// each of the right length, before allocating anything for it. The caller verifies its hash.
+pub async fn get_blob(
+    c: &mut Client,
+    keys: &DeployKeys,
+    sha: &str,
+    size: u64,
+) -> Result<Vec<u8>, FetchError> {
+    if size > MAX_FILE_SIZE {
+        return Err(FetchError::Invalid(format!("blob {sha}: size {size} is above the limit")));
+    }
+    let n = chunk_count(size);
+    let present =
+        c.get(keys.blob(sha), Some(GetOptions::new().with_prefix().with_count_only())).await?.count();
+    if present == 0 {
+        return Err(FetchError::Invalid(format!("blob {sha} is missing")));
+    }
+    if present != n as i64 {
+        return Err(FetchError::Invalid(format!(
+            "blob {sha} is stored in {present} chunks, but its size {size} needs {n}"
+        )));
+    }
     let mut out = Vec::with_capacity(size as usize);
     for i in 0..n {
         let r = c.get(keys.chunk(sha, i), None).await?;
-        let Some(kv) = r.kvs().first() else { bail!("blob {sha} is missing (chunk {i})") };
+        let Some(kv) = r.kvs().first() else {
+            return Err(FetchError::Invalid(format!("blob {sha} is missing chunk {i}")));
+        };
+        let want = chunk_len(size, i);
+        if kv.value().len() != want {
+            return Err(FetchError::Invalid(format!(
+                "blob {sha}: chunk {i} holds {} bytes, not {want}",
+                kv.value().len()
+            )));
+        }
         out.extend_from_slice(kv.value());
     }
     Ok(out)
@@ -206,10 +309,37 @@ pub async fn latest(c: &mut Client, keys: &DeployKeys) -> Result<Option<(DeployR
     Ok(Some((rec, kv.mod_revision())))
 }
 
-pub async fn record(c: &mut Client, keys: &DeployKeys, id: u64) -> Result<DeployRecord> {
+/// A deploy record, checked to be the one its key names (see [`check_record`]).
+pub async fn record(c: &mut Client, keys: &DeployKeys, id: u64) -> Result<DeployRecord, FetchError> {
+    Ok(record_bytes(c, keys, id).await?.0)
+}
+
+/// A checked deploy record and the sha256 of its bytes (what the next record names as its
+/// parent).
+pub async fn record_bytes(
+    c: &mut Client,
+    keys: &DeployKeys,
+    id: u64,
+) -> Result<(DeployRecord, String), FetchError> {
     let r = c.get(keys.record(id), None).await?;
-    let Some(kv) = r.kvs().first() else { bail!("deploy {id} does not exist") };
-    serde_json::from_slice(kv.value()).with_context(|| format!("{} is not a deploy record", keys.record(id)))
+    let Some(kv) = r.kvs().first() else { return Err(RecordError::Missing(id).into()) };
+    let rec: DeployRecord = serde_json::from_slice(kv.value())
+        .map_err(|e| RecordError::Malformed { key: id, why: e.to_string() })?;
+    check_record(id, &rec)?;
+    Ok((rec, sha256_hex(kv.value())))
+}
+
+/// The sha256 of the bytes of `deploy/<id>`, if that record is still stored.
+pub async fn record_hash(c: &mut Client, keys: &DeployKeys, id: u64) -> Result<Option<String>, FetchError> {
+    let r = c.get(keys.record(id), None).await?;
+    Ok(r.kvs().first().map(|kv| sha256_hex(kv.value())))
+}
+
+/// Whether any deploy record is stored (`deploy/latest` aside).
+pub async fn any_record(c: &mut Client, keys: &DeployKeys) -> Result<bool, FetchError> {
+    let r =
+        c.get(keys.records(), Some(GetOptions::new().with_prefix().with_keys_only().with_limit(2))).await?;
+    Ok(r.kvs().iter().any(|kv| !kv.key().ends_with(b"/latest")))
 }
 
 /// One consistent read of everything under `deploy/`.
@@ -419,7 +549,7 @@ pub async fn fetch_bundle(
     c: &mut Client,
     keys: &DeployKeys,
     bundle: &str,
-) -> Result<(Manifest, Vec<Vec<u8>>)> {
+) -> Result<(Manifest, Vec<Vec<u8>>), FetchError> {
     let manifest = fetch_manifest(c, keys, bundle).await?;
     let mut contents = Vec::with_capacity(manifest.files.len());
     for f in &manifest.files {
@@ -524,22 +654,38 @@ pub async fn compact(c: &mut Client, revision: i64) -> Result<()> {
     }
 }
 
-async fn fetch_manifest(c: &mut Client, keys: &DeployKeys, bundle: &str) -> Result<Manifest> {
-    let r = c.get(keys.blob(bundle), Some(GetOptions::new().with_prefix())).await?;
-    let mut parts: Vec<(usize, Vec<u8>)> = r
-        .kvs()
-        .iter()
-        .filter_map(|kv| {
-            let k = String::from_utf8_lossy(kv.key());
-            k.rsplit('/').next()?.parse().ok().map(|n| (n, kv.value().to_vec()))
-        })
-        .collect();
-    if parts.is_empty() {
-        bail!("the manifest of bundle {bundle} is missing");
+/// Fetch a bundle's manifest and verify it against the bundle ID, within
+/// [`MAX_MANIFEST_CHUNKS`] chunks, each checked before it is kept.
+pub async fn fetch_manifest(c: &mut Client, keys: &DeployKeys, bundle: &str) -> Result<Manifest, FetchError> {
+    if !is_sha256_hex(bundle) {
+        return Err(FetchError::Invalid(format!("bundle `{bundle}` is not a sha256")));
     }
-    parts.sort_by_key(|p| p.0);
-    let raw: Vec<u8> = parts.into_iter().flat_map(|p| p.1).collect();
-    let manifest: Manifest = serde_json::from_slice(&raw).context("the bundle's manifest is not valid")?;
+    let count =
+        c.get(keys.blob(bundle), Some(GetOptions::new().with_prefix().with_count_only())).await?.count();
+    if count == 0 {
+        return Err(FetchError::Invalid(format!("the manifest of bundle {bundle} is missing")));
+    }
+    if count > MAX_MANIFEST_CHUNKS as i64 {
+        return Err(FetchError::Invalid(format!(
+            "the manifest of bundle {bundle} has {count} chunks; at most {MAX_MANIFEST_CHUNKS} are allowed"
+        )));
+    }
+    let mut raw = Vec::new();
+    for i in 0..count as usize {
+        let r = c.get(keys.chunk(bundle, i), None).await?;
+        let Some(kv) = r.kvs().first() else {
+            return Err(FetchError::Invalid(format!("the manifest of bundle {bundle} is missing chunk {i}")));
+        };
+        let last = i + 1 == count as usize;
+        if kv.value().len() > CHUNK_SIZE || (!last && kv.value().len() != CHUNK_SIZE) {
+            return Err(FetchError::Invalid(format!(
+                "the manifest of bundle {bundle}: chunk {i} has a wrong length"
+            )));
+        }
+        raw.extend_from_slice(kv.value());
+    }
+    let manifest: Manifest = serde_json::from_slice(&raw)
+        .map_err(|e| FetchError::Invalid(format!("the manifest of bundle {bundle} is not valid: {e}")))?;
     manifest.verify_id(bundle)?;
     manifest.check()?;
     Ok(manifest)
@@ -558,6 +704,21 @@ mod tests {
         }
     }
 
+    fn rec(id: u64, parent: Option<&str>) -> DeployRecord {
+        DeployRecord {
+            id,
+            commit: None,
+            bundle: sha256_hex(b"manifest"),
+            frontend: "yaml".into(),
+            entry: "g.yaml".into(),
+            parent: parent.map(str::to_string),
+            author: None,
+            time: 0,
+            message: None,
+            rollback_of: None,
+        }
+    }
+
     #[test]
     fn latest_is_sound_only_naming_the_newest_intact_record() {
         let intact = |id: u64| (1..=5).contains(&id) && id != 4;
@@ -573,5 +734,38 @@ mod tests {
         assert_eq!(broken(Some(b"0"), 5), "names deploy 0, which does not exist");
         assert_eq!(broken(Some(b"4"), 5), "names deploy 4, which is not a valid record");
         assert_eq!(broken(Some(b"3"), 5), "names deploy 3 but deploy/5 exists");
+    }
+
+    #[test]
+    fn a_record_must_be_the_one_its_key_names() {
+        let p = sha256_hex(b"previous");
+        assert!(check_record(1, &rec(1, None)).is_ok());
+        assert!(check_record(2, &rec(2, Some(&p))).is_ok());
+        assert_eq!(check_record(30, &rec(19, Some(&p))), Err(RecordError::WrongId { key: 30, id: 19 }));
+        assert!(matches!(
+            check_record(1, &rec(1, Some(&p))),
+            Err(RecordError::BadField { field: "parent", .. })
+        ));
+        assert!(matches!(check_record(2, &rec(2, None)), Err(RecordError::BadField { field: "parent", .. })));
+        assert!(matches!(
+            check_record(2, &rec(2, Some("0"))),
+            Err(RecordError::BadField { field: "parent", .. })
+        ));
+        let bad = DeployRecord { bundle: "../../etc".into(), ..rec(1, None) };
+        assert!(matches!(check_record(1, &bad), Err(RecordError::BadBundle { .. })));
+        let bad = DeployRecord { entry: "../g.yaml".into(), ..rec(1, None) };
+        assert!(matches!(check_record(1, &bad), Err(RecordError::BadField { field: "entry", .. })));
+    }
+
+    #[test]
+    fn the_parent_must_be_the_previous_records_hash_when_it_is_known() {
+        let p = sha256_hex(b"previous");
+        assert!(check_parent(&rec(2, Some(&p)), Some(&p)).is_ok());
+        assert!(check_parent(&rec(2, Some(&p)), None).is_ok());
+        let other = sha256_hex(b"other");
+        assert!(matches!(
+            check_parent(&rec(2, Some(&p)), Some(&other)),
+            Err(RecordError::WrongParent { .. })
+        ));
     }
 }
