@@ -202,6 +202,9 @@ async fn rollback(args: &DeployArgs, keys: &DeployKeys, target: &str) -> Result<
     Ok(after_publish(&mut c, keys, args.keep, r.id, None).await)
 }
 
+/// The shortest commit prefix a rollback accepts, as git.
+const MIN_COMMIT_PREFIX: usize = 4;
+
 /// The deploy a rollback target names: a deploy ID, or else a commit or a prefix of one that
 /// only one commit has (the newest deploy of that commit). Pure.
 pub fn pick<'a>(history: &'a [DeployRecord], target: &str) -> Result<&'a DeployRecord> {
@@ -213,6 +216,11 @@ pub fn pick<'a>(history: &'a [DeployRecord], target: &str) -> Result<&'a DeployR
         && let Some(r) = history.iter().find(|r| r.id == id)
     {
         return Ok(r);
+    }
+    // Like git, a commit is named by at least 4 hex digits, so a pruned deploy's ID is not
+    // taken for the prefix of some commit that happens to start with it.
+    if target.len() < MIN_COMMIT_PREFIX {
+        bail!("no deploy {target} in the history (a commit prefix needs {MIN_COMMIT_PREFIX} or more characters)");
     }
     let prefix = target.to_ascii_lowercase();
     let matching: Vec<&DeployRecord> =
@@ -322,18 +330,26 @@ mod tests {
 
     #[test]
     fn rollback_targets_are_ids_or_commits_of_one_commit_only() {
-        let h = [rec(1, Some("abc111")), rec(2, Some("abd222")), rec(3, Some("abc111")), rec(4, None)];
+        let h = [
+            rec(1, Some("abcd1111")),
+            rec(2, Some("abcd2222")),
+            rec(3, Some("abcd1111")),
+            rec(4, None),
+            rec(5, Some("9fff0000")),
+        ];
         assert_eq!(pick(&h, "2").unwrap().id, 2);
         // The newest deploy of a commit; case does not matter.
-        assert_eq!(pick(&h, "abc").unwrap().id, 3);
-        assert_eq!(pick(&h, "ABD2").unwrap().id, 2);
+        assert_eq!(pick(&h, "abcd1").unwrap().id, 3);
+        assert_eq!(pick(&h, "ABCD2").unwrap().id, 2);
         for empty in ["", "  "] {
             assert!(pick(&h, empty).unwrap_err().to_string().contains("needs a deploy ID"), "{empty:?}");
         }
-        let e = pick(&h, "ab").unwrap_err().to_string();
-        assert!(e.contains("`ab` matches 2 commits"), "{e}");
-        assert!(e.contains("abc111 (deploy 1, 3)") && e.contains("abd222 (deploy 2)"), "{e}");
+        let e = pick(&h, "abcd").unwrap_err().to_string();
+        assert!(e.contains("`abcd` matches 2 commits"), "{e}");
+        assert!(e.contains("abcd1111 (deploy 1, 3)") && e.contains("abcd2222 (deploy 2)"), "{e}");
+        // A pruned deploy's ID is not a prefix of the commit that starts with it.
         assert!(pick(&h, "9").unwrap_err().to_string().contains("no deploy 9"));
+        assert!(pick(&h, "abc").is_err());
         assert!(pick(&h, "ff").is_err());
     }
 
