@@ -66,7 +66,7 @@ pub fn table(hosts: &[HostStatus], now: u64) -> String {
             h.hostname.clone(),
             if h.converged { "yes".into() } else { "no".into() },
             h.resources.to_string(),
-            h.failed.len().to_string(),
+            h.failed_total().to_string(),
             h.graph.clone(),
             match (h.deploy, &h.deploy_error) {
                 (Some(d), None) => d.to_string(),
