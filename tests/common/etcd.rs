@@ -44,8 +44,18 @@ impl Etcd {
         Etcd::start_in(t.root())
     }
 
+    /// Start an etcd with its data dir inside the test directory and `extra` flags (e.g.
+    /// `--quota-backend-bytes=...`).
+    pub fn start_with(t: &TestDir, extra: &[&str]) -> Etcd {
+        Etcd::start_in_with(t.root(), extra)
+    }
+
     /// Start an etcd with its data dir (and its log) inside `dir`, and wait until it answers.
     pub fn start_in(dir: &Path) -> Etcd {
+        Etcd::start_in_with(dir, &[])
+    }
+
+    fn start_in_with(dir: &Path, extra: &[&str]) -> Etcd {
         let name = format!("mgmt-it-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
         let data_dir = dir.join(format!("{name}.etcd"));
         let log = dir.join(format!("{name}.log"));
@@ -77,6 +87,7 @@ impl Etcd {
                 &name,
             ]
             .iter()
+            .chain(extra)
             .map(|s| s.to_string())
             .collect();
             let mut e = Etcd {
@@ -165,6 +176,22 @@ impl Etcd {
             self.kill();
             panic!("etcd did not start again on {}; its log:\n{}", self.url, self.log());
         }
+    }
+
+    /// SIGSTOP: etcd stops answering but keeps its connections (a hung or paused server).
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Etcd::pause`].
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let c = self.child.as_ref().expect("etcd is running");
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        nix::sys::signal::kill(pid, sig).expect("signalling etcd");
     }
 
     /// SIGKILL, as a crash would, and reap. A no-op if it is not running.
