@@ -370,7 +370,7 @@ fn seed_urls_are_checked_before_anything_runs() {
         ("http://127.0.0.1:0", "invalid port `0`"),
         ("http://127.0.0.1", "no port"),
         ("http://root:secret@127.0.0.1:2379", "user names and passwords in seed URLs are not supported"),
-        ("http://127.0.0.1:2379/v3/kv", "no path"),
+        ("http://127.0.0.1:2379/v3/kv", "a path, query or fragment is not supported"),
         ("ftp://127.0.0.1:2379", "unsupported scheme `ftp`"),
     ] {
         // One bad URL among good ones is enough.

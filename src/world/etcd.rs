@@ -99,7 +99,7 @@ pub enum SeedError {
     Scheme(String),
     #[error("user names and passwords in seed URLs are not supported (etcd authentication is not implemented)")]
     Credentials,
-    #[error("a seed URL has no path, query or fragment; use http://HOST:PORT")]
+    #[error("a path, query or fragment is not supported in a seed URL (it would be ignored); use http://HOST:PORT")]
     Path,
     #[error("no host: use http://HOST:PORT")]
     NoHost,
