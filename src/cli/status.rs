@@ -132,4 +132,17 @@ mod tests {
         assert!(lines[2].ends_with("exec[x]: boom"));
         assert!(lines[1].contains("10s"));
     }
+
+    #[test]
+    fn failed_counts_the_resources_a_bounded_status_leaves_out() {
+        let h = HostStatus {
+            hostname: "h".into(),
+            failed: (0..250).map(|i| format!("file[{i}]")).collect(),
+            ..Default::default()
+        }
+        .bounded();
+        let t = table(&[h], 0);
+        let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(row[3], "250", "{t}");
+    }
 }
