@@ -267,7 +267,9 @@ fn an_etcd_paused_longer_than_the_lease_ttl_gets_the_agent_registered_again() {
     sleep(Duration::from_secs(5));
     e.resume();
 
-    wait("A registered again on a new lease", &[&a], || lease_of(&e, "A").is_some_and(|l| l != 0 && l != lease));
+    wait("A registered again on a new lease", &[&a], || {
+        lease_of(&e, "A").is_some_and(|l| l != 0 && l != lease)
+    });
     wait("A to log why it registered again", &[&a], || {
         a.stderr().lines().any(|l| l.contains("lease of `A`") && l.contains("registering again"))
     });

@@ -406,7 +406,8 @@ fn a_lease_ttl_above_etcds_maximum_is_refused() {
     let t = TestDir::new();
     let yaml = t.write_yaml("g.yaml", &two_files(&t));
     for ttl in ["9000000001", "99999999999999999"] {
-        let out = t.run_to_end(&["--seeds", "http://127.0.0.1:2379", "--lease-ttl", ttl, "--no-watch"], &yaml);
+        let out =
+            t.run_to_end(&["--seeds", "http://127.0.0.1:2379", "--lease-ttl", ttl, "--no-watch"], &yaml);
         assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
         out.assert_stderr_has(&format!("invalid value '{ttl}' for '--lease-ttl <SECONDS>'"));
         out.assert_stderr_has("2..=9000000000");

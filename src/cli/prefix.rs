@@ -47,7 +47,11 @@ pub struct PrefixLock {
 /// readable by others, not even for a moment. An existing prefix that others can read is
 /// made 0700 as well: it holds agent state.
 pub fn create(prefix: &Path) -> Result<(), PrefixError> {
-    DirBuilder::new().recursive(true).mode(PREFIX_MODE).create(prefix).map_err(io("creating prefix", prefix))?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(PREFIX_MODE)
+        .create(prefix)
+        .map_err(io("creating prefix", prefix))?;
     // Through a descriptor of the directory itself: what is checked is what is changed.
     let dir = File::open(prefix).map_err(io("opening prefix", prefix))?;
     let mode = dir.metadata().map_err(io("reading prefix", prefix))?.mode() & 0o7777;

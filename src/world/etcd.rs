@@ -97,9 +97,13 @@ pub enum SeedError {
     Https,
     #[error("unsupported scheme `{0}`: use http://HOST:PORT")]
     Scheme(String),
-    #[error("user names and passwords in seed URLs are not supported (etcd authentication is not implemented)")]
+    #[error(
+        "user names and passwords in seed URLs are not supported (etcd authentication is not implemented)"
+    )]
     Credentials,
-    #[error("a path, query or fragment is not supported in a seed URL (it would be ignored); use http://HOST:PORT")]
+    #[error(
+        "a path, query or fragment is not supported in a seed URL (it would be ignored); use http://HOST:PORT"
+    )]
     Path,
     #[error("no host: use http://HOST:PORT")]
     NoHost,
@@ -202,7 +206,7 @@ async fn probe(seed: &str) -> Result<Client, String> {
     }
 }
 
-/// A client of the first endpoint in `seeds` that answers (all are asked at once).
+/// A client of the endpoint in `seeds` that answers first (all are asked at once).
 ///
 /// A client of several endpoints would spread requests over them, and those sent to a dead
 /// one would fail; this one talks to a single live endpoint. Long-running users connect
@@ -664,6 +668,8 @@ impl EtcdWorld {
                         first_part(&e.to_string())
                     );
                     lease = None;
+                    // Never a tight loop, should etcd keep losing leases.
+                    backoff.wait(&self.cancel).await;
                 }
                 Err(e) => {
                     self.health.failed("keeping the lease alive", &e);
@@ -900,7 +906,9 @@ impl EtcdWorld {
         let text = first_part(&text);
         let seeds = self.cfg.seeds.join(",");
         match classify(text) {
-            Trouble::NoSpace => WorldError::Other(format!("etcd at {seeds} is out of space (NOSPACE): {text}")),
+            Trouble::NoSpace => {
+                WorldError::Other(format!("etcd at {seeds} is out of space (NOSPACE): {text}"))
+            }
             Trouble::Refused => WorldError::Other(format!("etcd at {seeds} refused the request: {text}")),
             Trouble::Unreachable | Trouble::LeaseLost => self.unreachable(text),
         }
@@ -1034,13 +1042,31 @@ mod tests {
 
     #[test]
     fn etcd_errors_are_told_apart() {
-        assert_eq!(classify("grpc request error: status: ResourceExhausted, message: \"etcdserver: mvcc: database space exceeded\""), Trouble::NoSpace);
-        assert_eq!(classify("grpc request error: status: InvalidArgument, message: \"etcdserver: user name is empty\""), Trouble::Refused);
+        assert_eq!(
+            classify(
+                "grpc request error: status: ResourceExhausted, message: \"etcdserver: mvcc: database space exceeded\""
+            ),
+            Trouble::NoSpace
+        );
+        assert_eq!(
+            classify(
+                "grpc request error: status: InvalidArgument, message: \"etcdserver: user name is empty\""
+            ),
+            Trouble::Refused
+        );
         assert_eq!(classify("etcdserver: permission denied"), Trouble::Refused);
         assert_eq!(classify("lease keep alive error: lease not found"), Trouble::LeaseLost);
-        assert_eq!(classify("grpc request error: status: NotFound, message: \"etcdserver: requested lease not found\""), Trouble::LeaseLost);
+        assert_eq!(
+            classify(
+                "grpc request error: status: NotFound, message: \"etcdserver: requested lease not found\""
+            ),
+            Trouble::LeaseLost
+        );
         assert_eq!(classify("transport error"), Trouble::Unreachable);
-        assert_eq!(classify("grpc request error: status: Unavailable, message: \"error trying to connect\""), Trouble::Unreachable);
+        assert_eq!(
+            classify("grpc request error: status: Unavailable, message: \"error trying to connect\""),
+            Trouble::Unreachable
+        );
     }
 
     #[test]

@@ -101,9 +101,10 @@ impl HostStatus {
 
     /// How many resources failed, counting those a bounded `failed` list leaves out.
     pub fn failed_total(&self) -> usize {
-        let more = self.failed.last().and_then(|l| {
-            l.strip_prefix(FAILED_MORE.0)?.strip_suffix(FAILED_MORE.1)?.parse::<usize>().ok()
-        });
+        let more = self
+            .failed
+            .last()
+            .and_then(|l| l.strip_prefix(FAILED_MORE.0)?.strip_suffix(FAILED_MORE.1)?.parse::<usize>().ok());
         match more {
             Some(n) if self.failed.len() == STATUS_FAILED_MAX + 1 => STATUS_FAILED_MAX + n,
             _ => self.failed.len(),
