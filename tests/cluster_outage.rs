@@ -360,3 +360,26 @@ fn an_etcd_that_requires_authentication_is_reported_as_refusing() {
     assert!(log.contains("authentication is not supported yet"), "{log}");
     assert!(!log.contains("unreachable"), "{log}");
 }
+
+#[test]
+fn an_agent_leaves_an_endpoint_that_dies_for_one_that_answers() {
+    // Two single-member etcds stand in for two members of one cluster: what matters here is
+    // only which one answers.
+    let t = TestDir::new();
+    let mut e1 = Etcd::start(&t);
+    let mut e2 = Etcd::start(&t);
+    let seeds = format!("{},{}", e1.url(), e2.url());
+    let yaml = t.write_yaml("A.yaml", &host_yaml(&t, 'A', &talk('A')));
+    let a = t.agent(&["--seeds", &seeds, "--hostname", "A"], &yaml);
+    wait("A registered in one of them", &[&a], || {
+        e1.get_json("/_mgmt/hosts/A").is_some() || e2.get_json("/_mgmt/hosts/A").is_some()
+    });
+    let (dead, live) = if e1.get_json("/_mgmt/hosts/A").is_some() { (&mut e1, &e2) } else { (&mut e2, &e1) };
+    assert!(live.get_json("/_mgmt/hosts/A").is_none(), "A talks to both endpoints");
+
+    dead.kill();
+    wait("A registered and exporting through the endpoint that answers", &[&a], || {
+        live.get_json("/_mgmt/hosts/A").is_some() && live.get_json("/_mgmt/exported/A/file/filea").is_some()
+    });
+    assert!(a.try_exit().is_none(), "{}", a.stderr());
+}
