@@ -1,5 +1,6 @@
 //! How `mgmt run` runs: `--converged-timeout`, `--no-watch`, `--noop` (global and as a meta
-//! param on one resource), `--prefix`, `--tmp-prefix`, `--hostname`.
+//! param on one resource), `--prefix` (its mode and its lock), `--tmp-prefix`, `--hostname`,
+//! and the checks of `--seeds` and `--lease-ttl`.
 
 mod common;
 
@@ -390,13 +391,11 @@ fn seed_urls_are_checked_before_anything_runs() {
 
 #[test]
 fn seeds_from_the_environment_are_checked_too() {
-    let t = TestDir::new();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mgmt"))
         .args(["status"])
         .env("MGMT_SEEDS", "https://127.0.0.1:2379")
         .output()
         .unwrap();
-    drop(t);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("https is not supported yet"));
 }
