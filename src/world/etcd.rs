@@ -157,7 +157,9 @@ pub fn parse_seed(text: &str) -> Result<String, SeedError> {
     }
     let host_ok = host.starts_with('[')
         || host.split('.').all(|l| {
-            !l.is_empty() && !l.starts_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            !l.is_empty()
+                && !l.starts_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         });
     if !host_ok {
         return Err(SeedError::Host(host));
@@ -1006,6 +1008,7 @@ mod tests {
             ("127.0.0.1:2379", "http://127.0.0.1:2379"),
             (" http://h:1 ", "http://h:1"),
             ("http://[::1]:2379", "http://[::1]:2379"),
+            ("http://etcd_1:2379", "http://etcd_1:2379"),
             ("http://h:65535", "http://h:65535"),
         ] {
             assert_eq!(parse_seed(given).as_deref(), Ok(normal), "{given}");
