@@ -1,5 +1,6 @@
 //! How `mgmt run` runs: `--converged-timeout`, `--no-watch`, `--noop` (global and as a meta
-//! param on one resource), `--prefix`, `--tmp-prefix`, `--hostname`.
+//! param on one resource), `--prefix` (its mode and its lock), `--tmp-prefix`, `--hostname`,
+//! and the checks of `--seeds` and `--lease-ttl`.
 
 mod common;
 
@@ -287,4 +288,128 @@ fn log_level_error_hides_info_lines() {
     assert_eq!(a.wait_exit().code(), Some(0), "{}", a.stderr());
     assert_eq!(read(t.path("out/two")).as_deref(), Some("two\n"));
     assert_eq!(a.stderr(), "", "info lines logged at --log-level error");
+}
+
+/// `mgmt run --prefix <prefix> <args...> yaml <yaml>`.
+fn agent_on_prefix(t: &TestDir, prefix: &std::path::Path, args: &[&str], yaml: &std::path::Path) -> Agent {
+    let mut argv = vec!["run", "--prefix", prefix.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["yaml", yaml.to_str().unwrap()]);
+    Agent::spawn(t, &argv)
+}
+
+#[test]
+fn the_prefix_is_private_to_the_agent() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &two_files(&t));
+    // Created, parents included, with mode 0700.
+    let prefix = t.path("state/deep/prefix");
+    let a = agent_on_prefix(&t, &prefix, &["--no-watch"], &yaml);
+    assert_eq!(a.wait_exit().code(), Some(0), "{}", a.stderr());
+    for p in [t.path("state"), t.path("state/deep"), prefix.clone()] {
+        assert_eq!(mode(&p), 0o700, "{}", p.display());
+    }
+    // An existing prefix that others can read is made private.
+    let open = t.path("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+    let a = agent_on_prefix(&t, &open, &["--no-watch"], &yaml);
+    assert_eq!(a.wait_exit().code(), Some(0), "{}", a.stderr());
+    assert_eq!(mode(&open), 0o700);
+    assert!(a.stderr().contains("was mode 0755; made it 0700"), "{}", a.stderr());
+}
+
+#[test]
+fn a_second_agent_on_a_prefix_in_use_refuses_to_start() {
+    let t = TestDir::new();
+    let prefix = t.path("p");
+    let first_yaml = t.write_yaml("g.yaml", &two_files(&t));
+    let first = agent_on_prefix(&t, &prefix, &[], &first_yaml);
+    first.wait_content(&t.path("out/one"), "one\n");
+
+    // Whatever it runs, one-shot or not: exit 1, nothing applied, the first one untouched.
+    let other = t.write_yaml(
+        "other.yaml",
+        &format!("graph: other\nresources:\n  file:\n  - name: x\n    path: {}\n    content: x\n", t.p("x")),
+    );
+    for extra in [&["--no-watch"][..], &[]] {
+        let second = agent_on_prefix(&t, &prefix, extra, &other);
+        let status = second.wait_exit();
+        assert_eq!(status.code(), Some(1), "{}", second.stderr());
+        let want = format!(
+            "mgmt: error: another mgmt agent (pid {}) is running with prefix {}",
+            first.pid(),
+            prefix.display()
+        );
+        assert!(second.stderr().contains(&want), "{}", second.stderr());
+        assert!(!t.path("x").exists(), "the refused agent applied its graph");
+    }
+    assert!(first.try_exit().is_none(), "{}", first.stderr());
+    fs::write(t.path("out/one"), "drift\n").unwrap();
+    first.wait_content(&t.path("out/one"), "one\n");
+
+    // Once the first has stopped (even killed), the prefix is free.
+    first.kill9();
+    let next = agent_on_prefix(&t, &prefix, &["--no-watch"], &other);
+    assert_eq!(next.wait_exit().code(), Some(0), "{}", next.stderr());
+    assert_eq!(read(t.path("x")).as_deref(), Some("x"));
+
+    // Temporary prefixes never collide.
+    let a = t.agent(&[], &first_yaml);
+    let b = t.run_to_end(&["--no-watch"], &other);
+    b.assert_code(0);
+    assert!(a.try_exit().is_none(), "{}", a.stderr());
+}
+
+#[test]
+fn seed_urls_are_checked_before_anything_runs() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &two_files(&t));
+    for (seed, why) in [
+        ("https://127.0.0.1:2379", "https is not supported yet"),
+        ("http://127.0.0.1:99999", "invalid port `99999`"),
+        ("http://127.0.0.1:0", "invalid port `0`"),
+        ("http://127.0.0.1", "no port"),
+        ("http://root:secret@127.0.0.1:2379", "user names and passwords in seed URLs are not supported"),
+        ("http://127.0.0.1:2379/v3/kv", "a path, query or fragment is not supported"),
+        ("ftp://127.0.0.1:2379", "unsupported scheme `ftp`"),
+    ] {
+        // One bad URL among good ones is enough.
+        let seeds = format!("http://127.0.0.1:2379,{seed}");
+        let out = t.run_to_end(&["--seeds", &seeds, "--no-watch"], &yaml);
+        assert_eq!(out.status.code(), Some(2), "{seed}: {}", out.stderr);
+        out.assert_stderr_has(&format!("invalid value '{seed}' for '--seeds <URLS>': {why}"));
+        assert!(!t.path("out").exists(), "{seed}: the graph was applied");
+        // The same check for every command that talks to etcd, and for MGMT_SEEDS.
+        for argv in [vec!["status", "--seeds", &seeds], vec!["deploy", "--seeds", &seeds, "list"]] {
+            let a = Agent::spawn(&t, &argv);
+            assert_eq!(a.wait_exit().code(), Some(2), "{argv:?}: {}", a.stderr());
+            assert!(a.stderr().contains(why), "{argv:?}: {}", a.stderr());
+        }
+    }
+}
+
+#[test]
+fn seeds_from_the_environment_are_checked_too() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mgmt"))
+        .args(["status"])
+        .env("MGMT_SEEDS", "https://127.0.0.1:2379")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("https is not supported yet"));
+}
+
+#[test]
+fn a_lease_ttl_above_etcds_maximum_is_refused() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &two_files(&t));
+    for ttl in ["9000000001", "99999999999999999"] {
+        let out =
+            t.run_to_end(&["--seeds", "http://127.0.0.1:2379", "--lease-ttl", ttl, "--no-watch"], &yaml);
+        assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+        out.assert_stderr_has(&format!("invalid value '{ttl}' for '--lease-ttl <SECONDS>'"));
+        out.assert_stderr_has("2..=9000000000");
+        assert!(!t.path("out").exists());
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod deploy;
 pub mod etcd;
+pub mod prefix;
 pub mod run;
 pub mod status;
 
@@ -98,8 +99,9 @@ pub enum DeployCommand {
 #[derive(Args, Debug, Clone)]
 pub struct ClusterArgs {
     /// etcd client URLs, comma-separated (e.g. http://127.0.0.1:2379). Without them an agent
-    /// runs standalone.
-    #[arg(long, env = "MGMT_SEEDS", value_delimiter = ',', value_name = "URLS")]
+    /// runs standalone. The first that answers is used; another one if it stops answering.
+    #[arg(long, env = "MGMT_SEEDS", value_delimiter = ',', value_name = "URLS",
+          value_parser = crate::world::etcd::parse_seed)]
     pub seeds: Vec<String>,
     /// Key prefix of everything mgmt stores in etcd.
     #[arg(long, default_value = "/_mgmt", value_name = "PREFIX")]
@@ -150,7 +152,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Seconds a dead agent stays registered in the cluster (its etcd lease).
-    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(2..))]
+    /// At most etcd's own maximum, 9,000,000,000 seconds.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(2..=crate::world::etcd::MAX_LEASE_TTL))]
     pub lease_ttl: u64,
     #[command(subcommand)]
     pub frontend: Frontend,

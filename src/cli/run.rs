@@ -63,7 +63,9 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         _tmp_prefix = None;
         args.prefix.clone().unwrap_or_else(super::default_prefix)
     };
-    std::fs::create_dir_all(&prefix).with_context(|| format!("creating prefix {}", prefix.display()))?;
+    super::prefix::create(&prefix)?;
+    // Held until the agent ends: a second agent on this prefix refuses to start.
+    let _prefix_lock = super::prefix::lock(&prefix)?;
 
     let started = unix_now();
     let (world, cluster): (Arc<dyn World>, Option<Arc<EtcdWorld>>) = if args.cluster.seeds.is_empty() {

@@ -66,7 +66,7 @@ pub fn table(hosts: &[HostStatus], now: u64) -> String {
             h.hostname.clone(),
             if h.converged { "yes".into() } else { "no".into() },
             h.resources.to_string(),
-            h.failed.len().to_string(),
+            h.failed_total().to_string(),
             h.graph.clone(),
             match (h.deploy, &h.deploy_error) {
                 (Some(d), None) => d.to_string(),
@@ -131,5 +131,18 @@ mod tests {
         assert!(lines[2].starts_with("host-two  no"));
         assert!(lines[2].ends_with("exec[x]: boom"));
         assert!(lines[1].contains("10s"));
+    }
+
+    #[test]
+    fn failed_counts_the_resources_a_bounded_status_leaves_out() {
+        let h = HostStatus {
+            hostname: "h".into(),
+            failed: (0..250).map(|i| format!("file[{i}]")).collect(),
+            ..Default::default()
+        }
+        .bounded();
+        let t = table(&[h], 0);
+        let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(row[3], "250", "{t}");
     }
 }

@@ -9,17 +9,20 @@
 //!
 //! Background tasks keep etcd in line with what the agent wants (registration and status,
 //! exports) and mirror what it reads (exports of every host, kv). Each recovers on its own
-//! from an outage: it retries with backoff, and a mirror re-reads its prefix and watches
-//! again from the revision it read (which also covers compaction). An outage is logged once,
-//! when it starts, and once when it ends.
+//! from an outage: it retries with jittered backoff, and a mirror re-reads its prefix and
+//! watches again from the revision it read (which also covers compaction). An outage is
+//! logged once, when it starts, and once when it ends.
+//!
+//! The agent talks to one endpoint of `--seeds` at a time: the first that answers. After a
+//! failed request the endpoint is checked and, if it no longer answers, another is chosen,
+//! so one dead member never fails requests while another answers.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use async_trait::async_trait;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
@@ -85,66 +88,289 @@ pub fn validate_hostname(h: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn connect(seeds: &[String]) -> Result<Client> {
-    let opts = ConnectOptions::new()
+/// Why a seed URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeedError {
+    #[error("empty URL (expected http://HOST:PORT)")]
+    Empty,
+    #[error("https is not supported yet: TLS to etcd is not implemented; use http://HOST:PORT")]
+    Https,
+    #[error("unsupported scheme `{0}`: use http://HOST:PORT")]
+    Scheme(String),
+    #[error(
+        "user names and passwords in seed URLs are not supported (etcd authentication is not implemented)"
+    )]
+    Credentials,
+    #[error(
+        "a path, query or fragment is not supported in a seed URL (it would be ignored); use http://HOST:PORT"
+    )]
+    Path,
+    #[error("no host: use http://HOST:PORT")]
+    NoHost,
+    #[error("invalid host `{0}`: use a name, an IPv4 address or an IPv6 address in brackets")]
+    Host(String),
+    #[error("no port: use http://HOST:PORT (etcd's client port is 2379 by default)")]
+    NoPort,
+    #[error("invalid port `{0}`: a port is a number from 1 to 65535")]
+    Port(String),
+}
+
+/// Check a seed (an etcd client URL) and give it in its normal form, `http://HOST:PORT`. A
+/// URL without a scheme is taken as http. Everything the client would silently ignore or
+/// change (credentials, a path, an out-of-range port) is refused. Pure, for `--seeds`.
+pub fn parse_seed(text: &str) -> Result<String, SeedError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(SeedError::Empty);
+    }
+    let rest = match text.split_once("://") {
+        None => text,
+        Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
+            "http" => rest,
+            "https" => return Err(SeedError::Https),
+            _ => return Err(SeedError::Scheme(scheme.to_string())),
+        },
+    };
+    // A lone trailing `/` is the empty path; anything more is a path the client would drop.
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains('@') {
+        return Err(SeedError::Credentials);
+    }
+    if authority.contains(['/', '?', '#']) {
+        return Err(SeedError::Path);
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').ok_or_else(|| SeedError::Host(authority.to_string()))?;
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(SeedError::Host(format!("[{addr}]")));
+        }
+        (format!("[{addr}]"), after.strip_prefix(':').ok_or(SeedError::NoPort)?)
+    } else {
+        let (host, port) = authority.rsplit_once(':').ok_or(SeedError::NoPort)?;
+        if host.contains(':') {
+            return Err(SeedError::Host(host.to_string()));
+        }
+        (host.to_string(), port)
+    };
+    if host.is_empty() {
+        return Err(SeedError::NoHost);
+    }
+    let host_ok = host.starts_with('[')
+        || host.split('.').all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if !host_ok {
+        return Err(SeedError::Host(host));
+    }
+    if port.is_empty() {
+        return Err(SeedError::NoPort);
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && port.chars().all(|c| c.is_ascii_digit()) => Ok(format!("http://{host}:{p}")),
+        _ => Err(SeedError::Port(port.to_string())),
+    }
+}
+
+/// No endpoint of the cluster answered.
+#[derive(Debug, thiserror::Error)]
+#[error("no etcd endpoint answered: {0}")]
+pub struct ConnectError(String);
+
+/// etcd's longest lease TTL in seconds (`MaxLeaseTTL` in etcd's lease package).
+pub const MAX_LEASE_TTL: u64 = 9_000_000_000;
+
+/// How long one endpoint may take to answer the probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn connect_options() -> ConnectOptions {
+    ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout(Duration::from_secs(5))
         .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-        .with_keep_alive_while_idle(true);
-    Client::connect(seeds, Some(opts))
-        .await
-        .with_context(|| format!("connecting to etcd at {}", seeds.join(",")))
+        .with_keep_alive_while_idle(true)
 }
 
-/// Logs an outage once when it starts and once when it ends, however many tasks notice.
+/// A client of one endpoint, if it answers a status request and has a leader (a member cut
+/// off from the others answers, but cannot serve requests).
+async fn probe(seed: &str) -> Result<Client, String> {
+    let ask = async {
+        let mut c = Client::connect([seed], Some(connect_options())).await?;
+        let status = c.status().await?;
+        Ok::<_, etcd_client::Error>((c, status.leader()))
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, ask).await {
+        Err(_) => Err(format!("{seed}: no answer within {PROBE_TIMEOUT:?}")),
+        Ok(Err(e)) => Err(format!("{seed}: {}", first_part(&e.to_string()))),
+        Ok(Ok((_, 0))) => Err(format!("{seed}: this member has no leader")),
+        Ok(Ok((c, _))) => Ok(c),
+    }
+}
+
+/// A client of the endpoint in `seeds` that answers first (all are asked at once).
+///
+/// A client of several endpoints would spread requests over them, and those sent to a dead
+/// one would fail; this one talks to a single live endpoint. Long-running users connect
+/// again after an error, which chooses again.
+pub async fn connect(seeds: &[String]) -> Result<Client, ConnectError> {
+    let mut probes = tokio::task::JoinSet::new();
+    for (i, seed) in seeds.iter().enumerate() {
+        let seed = seed.clone();
+        probes.spawn(async move { (i, probe(&seed).await) });
+    }
+    let mut errors: Vec<Option<String>> = vec![None; seeds.len()];
+    while let Some(done) = probes.join_next().await {
+        match done {
+            Ok((_, Ok(c))) => return Ok(c),
+            Ok((i, Err(e))) => errors[i] = Some(e),
+            Err(e) => debug!("an etcd probe ended abnormally: {e}"),
+        }
+    }
+    if seeds.is_empty() {
+        return Err(ConnectError("no endpoints given".into()));
+    }
+    Err(ConnectError(errors.into_iter().flatten().collect::<Vec<_>>().join("; ")))
+}
+
+/// gRPC errors carry their whole source chain; the first part says it all.
+fn first_part(e: &str) -> &str {
+    e.split(", source:").next().unwrap_or(e)
+}
+
+/// What kind of trouble an etcd error is (from its text: the server's messages are stable,
+/// and transport errors come in many types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trouble {
+    /// No answer, or a broken connection: an outage.
+    Unreachable,
+    /// The NOSPACE alarm: etcd answers but refuses writes until space is freed.
+    NoSpace,
+    /// etcd answers but refuses this client (authentication or permissions).
+    Refused,
+    /// The lease is gone: etcd expired it (paused longer than its TTL), or lost it (restarted
+    /// without its data), or someone revoked it.
+    LeaseLost,
+}
+
+pub fn classify(error: &str) -> Trouble {
+    let e = error.to_ascii_lowercase();
+    if e.contains("lease not found") {
+        Trouble::LeaseLost
+    } else if e.contains("database space exceeded") || e.contains("nospace") {
+        Trouble::NoSpace
+    } else if [
+        "user name is empty",
+        "permission denied",
+        "authentication failed",
+        "invalid auth token",
+        "invalid auth management",
+        "unauthenticated",
+        "user name not found",
+    ]
+    .iter()
+    .any(|m| e.contains(m))
+    {
+        Trouble::Refused
+    } else {
+        Trouble::Unreachable
+    }
+}
+
+/// Logs trouble with etcd once when it starts (or changes kind) and once when it ends,
+/// however many tasks notice.
 struct Health {
-    down: AtomicBool,
+    state: std::sync::Mutex<Option<Trouble>>,
     seeds: String,
 }
 
 impl Health {
     fn failed(&self, what: &str, e: &dyn std::fmt::Display) {
-        // gRPC errors carry their whole source chain; the first part says it all.
         let e = e.to_string();
-        let e = e.split(", source:").next().unwrap_or(&e);
-        if !self.down.swap(true, Ordering::SeqCst) {
-            warn!(
-                "etcd at {} unreachable ({what}: {e}); still enforcing the running graph, retrying in the background",
-                self.seeds
-            );
-        } else {
-            debug!("etcd still unreachable ({what}: {e})");
+        let e = first_part(&e);
+        let kind = classify(e);
+        let before = self.state.lock().unwrap().replace(kind);
+        if before == Some(kind) {
+            debug!("etcd trouble goes on ({what}: {e})");
+            return;
+        }
+        let seeds = &self.seeds;
+        let go_on = "still enforcing the running graph, retrying in the background";
+        match kind {
+            Trouble::NoSpace => warn!(
+                "etcd at {seeds} is out of space and refuses writes (NOSPACE alarm; {what}: {e}); free space (compact, defragment, then `etcdctl alarm disarm`: see docs/etcd.md); {go_on}"
+            ),
+            Trouble::Refused => warn!(
+                "etcd at {seeds} refused this agent's requests ({what}: {e}); etcd authentication is not supported yet; {go_on}"
+            ),
+            Trouble::Unreachable | Trouble::LeaseLost => {
+                warn!("etcd at {seeds} unreachable ({what}: {e}); {go_on}")
+            }
         }
     }
     fn ok(&self) {
-        if self.down.swap(false, Ordering::SeqCst) {
-            info!("etcd at {} reachable again", self.seeds);
+        let before = self.state.lock().unwrap().take();
+        let seeds = &self.seeds;
+        match before {
+            None => {}
+            Some(Trouble::NoSpace) => info!("etcd at {seeds} accepts writes again"),
+            Some(Trouble::Refused) => info!("etcd at {seeds} accepts this agent's requests again"),
+            Some(_) => info!("etcd at {seeds} reachable again"),
         }
+    }
+    fn is_down(&self) -> bool {
+        self.state.lock().unwrap().is_some()
     }
 }
 
-/// Exponential backoff between retries: 100 ms doubling to 2 s.
-struct Backoff(Duration);
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff(Duration::from_millis(100))
+/// Exponential backoff between retries: from 100 ms doubling to 2 s, each wait drawn at
+/// random from its upper half, so that agents which lost etcd together do not all come back
+/// at the same instant.
+pub struct Backoff(Duration);
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new()
     }
-    async fn wait(&mut self, cancel: &CancellationToken) {
+}
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(2);
+    pub fn new() -> Backoff {
+        Backoff(Self::FIRST)
+    }
+    /// The next wait: somewhere in [d/2, d] for the current step d.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(Self::MAX);
+        d / 2 + d.mul_f64(random_unit() / 2.0)
+    }
+    pub async fn wait(&mut self, cancel: &CancellationToken) {
+        let d = self.next_delay();
         tokio::select! {
-            _ = tokio::time::sleep(self.0) => {}
+            _ = tokio::time::sleep(d) => {}
             _ = cancel.cancelled() => {}
         }
-        self.0 = (self.0 * 2).min(Duration::from_secs(2));
     }
-    fn reset(&mut self) {
-        self.0 = Duration::from_millis(100);
+    pub fn reset(&mut self) {
+        self.0 = Self::FIRST;
     }
+}
+
+/// A random number in [0, 1). std's `RandomState` is seeded randomly per thread and gives
+/// each instance new keys, which is random enough for jitter, without a dependency.
+fn random_unit() -> f64 {
+    use std::hash::BuildHasher;
+    let bits = std::hash::RandomState::new().hash_one(0u8) >> 11;
+    bits as f64 / (1u64 << 53) as f64
 }
 
 pub struct EtcdWorld {
     cfg: EtcdConfig,
     keys: Keys,
-    client: watch::Receiver<Option<Client>>,
+    /// A client of one live endpoint, once one answered; replaced when it stops answering.
+    client: watch::Sender<Option<Client>>,
+    /// Poked by a task whose request failed: check the endpoint, choose another if it is dead.
+    endpoint_trouble: Notify,
     health: Arc<Health>,
     /// The exports wanted, with a generation number, and the last generation published.
     desired_exports: watch::Sender<(u64, Vec<Exported>)>,
@@ -175,11 +401,11 @@ impl EtcdWorld {
     pub async fn start(cfg: EtcdConfig, startup_wait: Duration) -> Result<Arc<EtcdWorld>> {
         validate_hostname(&cfg.hostname)?;
         let keys = Keys::new(&cfg.namespace);
-        let (client_tx, client_rx) = watch::channel(None);
-        let health = Arc::new(Health { down: AtomicBool::new(false), seeds: cfg.seeds.join(",") });
+        let health = Arc::new(Health { state: std::sync::Mutex::new(None), seeds: cfg.seeds.join(",") });
         let world = Arc::new(EtcdWorld {
             keys,
-            client: client_rx,
+            client: watch::channel(None).0,
+            endpoint_trouble: Notify::new(),
             health,
             desired_exports: watch::channel((0, Vec::new())).0,
             published_exports: watch::channel(0).0,
@@ -192,26 +418,7 @@ impl EtcdWorld {
             cfg,
         });
 
-        // Connect (retrying), then hand the client to every task.
-        {
-            let w = world.clone();
-            tokio::spawn(async move {
-                let mut backoff = Backoff::new();
-                loop {
-                    match connect(&w.cfg.seeds).await {
-                        Ok(c) => {
-                            let _ = client_tx.send(Some(c));
-                            return;
-                        }
-                        Err(e) => w.health.failed("connect", &format!("{e:#}")),
-                    }
-                    backoff.wait(&w.cancel).await;
-                    if w.cancel.is_cancelled() {
-                        return;
-                    }
-                }
-            });
-        }
+        tokio::spawn(world.clone().connect_task());
 
         let (first_tx, first_rx) = oneshot::channel();
         let exports_nudge = Arc::new(Notify::new());
@@ -248,7 +455,7 @@ impl EtcdWorld {
     /// cluster at once.
     pub async fn shutdown(&self) {
         let wanted = self.desired_exports.borrow().0;
-        if !self.health.down.load(Ordering::SeqCst) && self.client.borrow().is_some() {
+        if !self.health.is_down() && self.client.borrow().is_some() {
             let mut published = self.published_exports.subscribe();
             let _ = tokio::time::timeout(Duration::from_secs(2), published.wait_for(|p| *p >= wanted)).await;
         }
@@ -263,8 +470,44 @@ impl EtcdWorld {
         }
     }
 
+    /// Connect to the first endpoint that answers, hand the client to every task, and choose
+    /// again when a task reports trouble and the endpoint no longer answers.
+    async fn connect_task(self: Arc<Self>) {
+        let mut backoff = Backoff::new();
+        loop {
+            match connect(&self.cfg.seeds).await {
+                Ok(c) => {
+                    backoff.reset();
+                    self.client.send_replace(Some(c.clone()));
+                    loop {
+                        tokio::select! {
+                            _ = self.endpoint_trouble.notified() => {}
+                            _ = self.cancel.cancelled() => return,
+                        }
+                        let mut current = c.clone();
+                        let alive = tokio::time::timeout(PROBE_TIMEOUT, current.status()).await;
+                        if !matches!(alive, Ok(Ok(ref s)) if s.leader() != 0) {
+                            debug!("the etcd endpoint in use does not answer; choosing again");
+                            break;
+                        }
+                    }
+                }
+                Err(e) => self.health.failed("connecting", &e),
+            }
+            backoff.wait(&self.cancel).await;
+            if self.cancel.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    /// A request failed: have the endpoint checked (and another chosen if it is dead).
+    fn trouble(&self) {
+        self.endpoint_trouble.notify_one();
+    }
+
     async fn client(&self) -> Option<Client> {
-        let mut rx = self.client.clone();
+        let mut rx = self.client.subscribe();
         tokio::select! {
             r = rx.wait_for(|c| c.is_some()) => r.ok().and_then(|c| c.clone()),
             _ = self.cancel.cancelled() => None,
@@ -278,7 +521,7 @@ impl EtcdWorld {
             pid: std::process::id(),
             ..HostStatus::default()
         });
-        serde_json::to_string(&s).expect("status serializes")
+        serde_json::to_string(&s.bounded()).expect("status serializes")
     }
 
     fn current_lease(&self) -> Option<i64> {
@@ -332,13 +575,14 @@ impl EtcdWorld {
     /// Register, keep the lease alive, publish status changes; re-register after outages.
     async fn register_task(self: Arc<Self>, first: oneshot::Sender<Result<()>>, exports_nudge: Arc<Notify>) {
         let mut first = Some(first);
-        let Some(mut c) = self.client().await else { return };
         let mut backoff = Backoff::new();
         let mut lease: Option<i64> = None;
         let mut duplicate_logged = false;
         let key = self.keys.host(&self.cfg.hostname);
         let mut status_rx = self.status.subscribe();
         'outer: while !self.cancel.is_cancelled() {
+            // The client of the moment: after an error, another endpoint may have been chosen.
+            let Some(mut c) = self.client().await else { return };
             let id = match lease {
                 Some(id) => id,
                 None => match self.claim(&mut c, self.current_lease()).await {
@@ -369,6 +613,7 @@ impl EtcdWorld {
                     }
                     Err(RegisterError::Etcd(e)) => {
                         self.health.failed("registering", &e);
+                        self.trouble();
                         backoff.wait(&self.cancel).await;
                         continue;
                     }
@@ -388,7 +633,7 @@ impl EtcdWorld {
                 self.health.ok();
                 backoff.reset();
                 exports_nudge.notify_one();
-                let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.lease_ttl * 1000 / 3));
+                let mut tick = tokio::time::interval(Duration::from_secs(self.cfg.lease_ttl) / 3);
                 tick.tick().await;
                 loop {
                     tokio::select! {
@@ -417,8 +662,20 @@ impl EtcdWorld {
                     info!("the etcd lease of `{}` expired; registering again", self.cfg.hostname);
                     lease = None;
                 }
+                // Gone for good, whatever the reason: a new lease, at once.
+                Err(e) if classify(&e.to_string()) == Trouble::LeaseLost => {
+                    info!(
+                        "the etcd lease of `{}` was lost ({}): etcd was paused or down longer than --lease-ttl, restarted without its data, or the lease was revoked; registering again",
+                        self.cfg.hostname,
+                        first_part(&e.to_string())
+                    );
+                    lease = None;
+                    // Never a tight loop, should etcd keep losing leases.
+                    backoff.wait(&self.cancel).await;
+                }
                 Err(e) => {
                     self.health.failed("keeping the lease alive", &e);
+                    self.trouble();
                     backoff.wait(&self.cancel).await;
                 }
             }
@@ -429,13 +686,13 @@ impl EtcdWorld {
     /// last is remembered, so a change costs one transaction; after an error or a reconnect
     /// the keys are read again first.
     async fn export_task(self: Arc<Self>, nudge: Arc<Notify>) {
-        let Some(c) = self.client().await else { return };
         let mut desired_rx = self.desired_exports.subscribe();
         let mut backoff = Backoff::new();
         let mut known: Option<BTreeMap<String, Vec<u8>>> = None;
         loop {
+            let Some(mut c) = self.client().await else { return };
             let (generation, desired) = desired_rx.borrow_and_update().clone();
-            match self.reconcile_exports(&mut c.clone(), &desired, known.take()).await {
+            match self.reconcile_exports(&mut c, &desired, known.take()).await {
                 Ok(now) => {
                     *self.published_keys.lock().unwrap() = Some(now.clone());
                     known = Some(now);
@@ -449,6 +706,7 @@ impl EtcdWorld {
                 }
                 Err(e) => {
                     self.health.failed("publishing exports", &e);
+                    self.trouble();
                     backoff.wait(&self.cancel).await;
                     if self.cancel.is_cancelled() {
                         return;
@@ -505,11 +763,10 @@ impl EtcdWorld {
         let (tx, rx) = watch::channel(BTreeMap::new());
         let (loaded_tx, loaded_rx) = watch::channel(false);
         tokio::spawn(async move {
-            let Some(c) = self.client().await else { return };
             let mut backoff = Backoff::new();
             while !self.cancel.is_cancelled() {
+                let Some(mut c) = self.client().await else { return };
                 let r = async {
-                    let mut c = c.clone();
                     let resp = c.get(prefix.clone(), Some(GetOptions::new().with_prefix())).await?;
                     let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
                     let map: BTreeMap<String, Vec<u8>> = resp
@@ -559,6 +816,7 @@ impl EtcdWorld {
                 .await;
                 if let Err(e) = r {
                     self.health.failed(&format!("watching {prefix}"), &e);
+                    self.trouble();
                     backoff.wait(&self.cancel).await;
                 }
             }
@@ -642,6 +900,22 @@ impl EtcdWorld {
         WorldError::Unreachable(format!("etcd at {}: {e}", self.cfg.seeds.join(",")))
     }
 
+    /// A failed request: an outage is "unreachable"; a refusal (out of space, not allowed)
+    /// says so.
+    fn request_failed(&self, e: etcd_client::Error) -> WorldError {
+        self.trouble();
+        let text = e.to_string();
+        let text = first_part(&text);
+        let seeds = self.cfg.seeds.join(",");
+        match classify(text) {
+            Trouble::NoSpace => {
+                WorldError::Other(format!("etcd at {seeds} is out of space (NOSPACE): {text}"))
+            }
+            Trouble::Refused => WorldError::Other(format!("etcd at {seeds} refused the request: {text}")),
+            Trouble::Unreachable | Trouble::LeaseLost => self.unreachable(text),
+        }
+    }
+
     fn current_client(&self) -> Result<Client, WorldError> {
         self.client.borrow().clone().ok_or_else(|| self.unreachable("not connected yet"))
     }
@@ -683,7 +957,7 @@ impl World for EtcdWorld {
 
     async fn kv_get(&self, key: &str) -> Result<Option<KvValue>, WorldError> {
         let mut c = self.current_client()?;
-        let resp = c.get(self.keys.kv(key), None).await.map_err(|e| self.unreachable(e))?;
+        let resp = c.get(self.keys.kv(key), None).await.map_err(|e| self.request_failed(e))?;
         match resp.kvs().first() {
             None => Ok(None),
             Some(kv) => Ok(Some(serde_json::from_slice(kv.value()).unwrap_or(KvValue {
@@ -698,7 +972,7 @@ impl World for EtcdWorld {
         let mut c = self.current_client()?;
         let v = KvValue { value: value.to_string(), host: self.cfg.hostname.clone() };
         let json = serde_json::to_string(&v).map_err(|e| WorldError::Other(e.to_string()))?;
-        c.put(self.keys.kv(key), json, None).await.map_err(|e| self.unreachable(e))?;
+        c.put(self.keys.kv(key), json, None).await.map_err(|e| self.request_failed(e))?;
         Ok(())
     }
 
@@ -724,6 +998,97 @@ mod tests {
         assert_eq!(k.export(&e), "/_mgmt/exported/h1/file//a/b");
         assert_eq!(k.exported_by("h1"), "/_mgmt/exported/h1/");
         assert_eq!(k.kv("x"), "/_mgmt/kv/x");
+    }
+
+    #[test]
+    fn seeds_are_given_in_their_normal_form() {
+        for (given, normal) in [
+            ("http://127.0.0.1:2379", "http://127.0.0.1:2379"),
+            ("HTTP://etcd-1.example.com:2379/", "http://etcd-1.example.com:2379"),
+            ("127.0.0.1:2379", "http://127.0.0.1:2379"),
+            (" http://h:1 ", "http://h:1"),
+            ("http://[::1]:2379", "http://[::1]:2379"),
+            ("http://etcd_1:2379", "http://etcd_1:2379"),
+            ("http://h:65535", "http://h:65535"),
+        ] {
+            assert_eq!(parse_seed(given).as_deref(), Ok(normal), "{given}");
+        }
+    }
+
+    #[test]
+    fn seeds_the_client_would_misread_are_refused() {
+        use SeedError::*;
+        for (given, why) in [
+            ("", Empty),
+            ("https://h:2379", Https),
+            ("unix:///run/etcd.sock", Scheme("unix".into())),
+            ("http://user:pw@h:2379", Credentials),
+            ("http://h:2379/v3", Path),
+            ("http://h:2379?x=1", Path),
+            ("http://:2379", NoHost),
+            ("http://h", NoPort),
+            ("http://h:", NoPort),
+            ("http://h:99999", Port("99999".into())),
+            ("http://h:0", Port("0".into())),
+            ("http://h:+80", Port("+80".into())),
+            ("http://h:80x", Port("80x".into())),
+            ("http://::1:2379", Host("::1".into())),
+            ("http://[::g]:2379", Host("[::g]".into())),
+            ("http://[::1]", NoPort),
+            ("http://a b:1", Host("a b".into())),
+            ("http://a..b:1", Host("a..b".into())),
+        ] {
+            assert_eq!(parse_seed(given), Err(why), "{given}");
+        }
+        assert!(SeedError::Https.to_string().contains("not supported yet"));
+    }
+
+    #[test]
+    fn etcd_errors_are_told_apart() {
+        assert_eq!(
+            classify(
+                "grpc request error: status: ResourceExhausted, message: \"etcdserver: mvcc: database space exceeded\""
+            ),
+            Trouble::NoSpace
+        );
+        assert_eq!(
+            classify(
+                "grpc request error: status: InvalidArgument, message: \"etcdserver: user name is empty\""
+            ),
+            Trouble::Refused
+        );
+        assert_eq!(classify("etcdserver: permission denied"), Trouble::Refused);
+        assert_eq!(classify("lease keep alive error: lease not found"), Trouble::LeaseLost);
+        assert_eq!(
+            classify(
+                "grpc request error: status: NotFound, message: \"etcdserver: requested lease not found\""
+            ),
+            Trouble::LeaseLost
+        );
+        assert_eq!(classify("transport error"), Trouble::Unreachable);
+        assert_eq!(
+            classify("grpc request error: status: Unavailable, message: \"error trying to connect\""),
+            Trouble::Unreachable
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_jitter_in_the_upper_half() {
+        let mut b = Backoff::new();
+        let mut steps = Vec::new();
+        for _ in 0..8 {
+            steps.push(b.next_delay());
+        }
+        let caps = [100, 200, 400, 800, 1600, 2000, 2000, 2000].map(Duration::from_millis);
+        for (d, cap) in steps.iter().zip(caps) {
+            assert!(*d >= cap / 2 && *d <= cap, "{d:?} not in [{:?}, {cap:?}]", cap / 2);
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+        // Jitter: many draws at one step are not all equal.
+        let draws: std::collections::BTreeSet<Duration> =
+            (0..20).map(|_| Backoff::new().next_delay()).collect();
+        assert!(draws.len() > 1, "{draws:?}");
     }
 
     #[test]

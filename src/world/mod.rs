@@ -50,6 +50,68 @@ pub struct HostStatus {
     pub updated: u64,
 }
 
+/// The most bytes of a text field (an error, a graph name, a source) a published status
+/// carries: far below etcd's request limit (1.5 MiB by default), whatever the agent runs.
+pub const STATUS_TEXT_MAX: usize = 4096;
+/// The most resource ids the `failed` list of a published status carries, each at most
+/// [`STATUS_ID_MAX`] bytes; a longer list ends with a "… and N more" entry.
+pub const STATUS_FAILED_MAX: usize = 100;
+pub const STATUS_ID_MAX: usize = 256;
+
+/// Cut `text` to at most `max` bytes (when `max` leaves room for the marker), on a char
+/// boundary, ending with a marker that says how many bytes were left out. Text that fits is
+/// returned as it is.
+pub fn truncate_text(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    // The marker's length depends on the count it shows; this count is an upper bound.
+    let marker = |n: usize| format!("… [{n} more bytes]");
+    let mut cut = max.saturating_sub(marker(text.len()).len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{}", &text[..cut], marker(text.len() - cut))
+}
+
+const FAILED_MORE: (&str, &str) = ("… and ", " more");
+
+impl HostStatus {
+    /// The status as it is published: every field that grows with what the agent runs is
+    /// bounded (see [`STATUS_TEXT_MAX`], [`STATUS_FAILED_MAX`]), with a visible marker where
+    /// something was cut.
+    pub fn bounded(mut self) -> HostStatus {
+        let cut = |s: &mut String| *s = truncate_text(s, STATUS_TEXT_MAX);
+        cut(&mut self.graph);
+        cut(&mut self.source);
+        cut(&mut self.hostname);
+        self.last_error.as_mut().map(cut);
+        self.deploy_error.as_mut().map(cut);
+        let total = self.failed.len();
+        if total > STATUS_FAILED_MAX {
+            self.failed.truncate(STATUS_FAILED_MAX);
+            self.failed.push(format!("{}{}{}", FAILED_MORE.0, total - STATUS_FAILED_MAX, FAILED_MORE.1));
+        }
+        let ids = self.failed.len().min(STATUS_FAILED_MAX);
+        for id in &mut self.failed[..ids] {
+            *id = truncate_text(id, STATUS_ID_MAX);
+        }
+        self
+    }
+
+    /// How many resources failed, counting those a bounded `failed` list leaves out.
+    pub fn failed_total(&self) -> usize {
+        let more = self
+            .failed
+            .last()
+            .and_then(|l| l.strip_prefix(FAILED_MORE.0)?.strip_suffix(FAILED_MORE.1)?.parse::<usize>().ok());
+        match more {
+            Some(n) if self.failed.len() == STATUS_FAILED_MAX + 1 => STATUS_FAILED_MAX + n,
+            _ => self.failed.len(),
+        }
+    }
+}
+
 /// A value under `kv/` (what the `kv` resource writes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KvValue {
@@ -79,4 +141,78 @@ pub trait World: Send + Sync {
     async fn kv_put(&self, key: &str, value: &str) -> Result<(), WorldError>;
     /// Keys under `kv/` that changed (or may have: after a reconnect every key is sent).
     fn kv_changes(&self) -> broadcast::Receiver<String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_is_kept_as_it_is() {
+        assert_eq!(truncate_text("boom", 10), "boom");
+        assert_eq!(truncate_text("", 0), "");
+        assert_eq!(truncate_text("exactly10!", 10), "exactly10!");
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_char_boundary_with_a_marker() {
+        let text = "é".repeat(10_000); // 20,000 bytes of 2-byte chars
+        for max in [100, 101, 4096] {
+            let t = truncate_text(&text, max);
+            assert!(t.len() <= max, "{max}: {} bytes", t.len());
+            assert!(t.ends_with(" more bytes]"), "{t}");
+            let kept = t.split("…").next().unwrap();
+            assert!(kept.chars().all(|c| c == 'é'));
+            let left: usize = t.rsplit('[').next().unwrap().split(' ').next().unwrap().parse().unwrap();
+            assert_eq!(kept.len() + left, text.len());
+        }
+    }
+
+    #[test]
+    fn a_limit_smaller_than_the_marker_still_gives_valid_text() {
+        let t = truncate_text(&"x".repeat(100), 3);
+        assert!(t.starts_with('…'), "{t}");
+    }
+
+    fn big_status() -> HostStatus {
+        HostStatus {
+            hostname: "h".into(),
+            graph: "g".repeat(10_000),
+            source: "s".repeat(10_000),
+            last_error: Some(format!("exec[x]: {}", "ü".repeat(3_000_000))),
+            deploy_error: Some("d".repeat(1_000_000)),
+            failed: (0..5000).map(|i| format!("file[{i}{}]", "p".repeat(1000))).collect(),
+            ..HostStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_bounded_status_stays_far_below_the_etcd_request_limit() {
+        let b = big_status().bounded();
+        let json = serde_json::to_string(&b).unwrap();
+        assert!(json.len() < 100_000, "{} bytes", json.len());
+        assert!(b.last_error.as_ref().unwrap().starts_with("exec[x]: üü"));
+        assert!(b.last_error.as_ref().unwrap().ends_with(" more bytes]"));
+        assert!(b.deploy_error.as_ref().unwrap().ends_with(" more bytes]"));
+        assert!(b.graph.len() <= STATUS_TEXT_MAX && b.source.len() <= STATUS_TEXT_MAX);
+        assert_eq!(b.failed.len(), STATUS_FAILED_MAX + 1);
+        assert_eq!(b.failed.last().unwrap(), "… and 4900 more");
+        assert!(b.failed[0].starts_with("file[0pp") && b.failed[0].len() <= STATUS_ID_MAX);
+        assert_eq!(b.failed_total(), 5000);
+    }
+
+    #[test]
+    fn a_small_status_is_published_unchanged() {
+        let s = HostStatus {
+            hostname: "h".into(),
+            failed: vec!["exec[a]".into(), "file[b]".into()],
+            last_error: Some("exec[a]: boom".into()),
+            ..HostStatus::default()
+        };
+        assert_eq!(s.clone().bounded(), s);
+        assert_eq!(s.failed_total(), 2);
+        let exactly = HostStatus { failed: vec!["x".into(); STATUS_FAILED_MAX], ..HostStatus::default() };
+        assert_eq!(exactly.clone().bounded(), exactly);
+        assert_eq!(exactly.failed_total(), STATUS_FAILED_MAX);
+    }
 }

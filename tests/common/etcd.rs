@@ -177,6 +177,22 @@ impl Etcd {
         }
     }
 
+    /// SIGSTOP: etcd stops answering but keeps its connections (a hung or paused server).
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Etcd::pause`].
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let c = self.child.as_ref().expect("etcd is running");
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        nix::sys::signal::kill(pid, sig).expect("signalling etcd");
+    }
+
     /// SIGKILL, as a crash would, and reap. A no-op if it is not running.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
