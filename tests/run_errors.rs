@@ -312,3 +312,42 @@ fn two_resources_for_one_path_are_rejected() {
     assert!(log.contains("file[a]") && log.contains("file[b]"), "{log}");
     assert!(!t.path("out").exists());
 }
+
+/// A graph file that is not a regular file is refused at start, and on a live edit it is
+/// reported without blocking the agent, which still stops on SIGTERM.
+#[test]
+fn a_graph_file_that_is_not_a_regular_file_is_refused() {
+    use nix::sys::stat::Mode;
+    let t = TestDir::new();
+    let out = t.run_to_end(&["--converged-timeout", "1"], t.root());
+    out.assert_code(1)
+        .assert_stderr_has(&format!("mgmt: error: graph file {} is a directory, not a regular file", t.root().display()));
+    let fifo = t.path("fifo.yaml");
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+    let out = t.run_to_end(&["--converged-timeout", "1"], &fifo);
+    out.assert_code(1)
+        .assert_stderr_has(&format!("mgmt: error: graph file {} is a FIFO, not a regular file", fifo.display()));
+
+    let yaml = t.write_yaml("g.yaml", &live_graph(&t, "v1\\n"));
+    let a = t.agent(&[], &yaml);
+    let f1 = t.path("out/f1");
+    a.wait_content(&f1, "v1\n");
+    fs::rename(&fifo, &yaml).unwrap();
+    a.wait_log(&format!("graph file {} is a FIFO, not a regular file; keeping the running graph", yaml.display()));
+    // Still running: drift is repaired, and a signal stops it.
+    fs::write(&f1, "drift\n").unwrap();
+    a.wait_content(&f1, "v1\n");
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(a.wait_exit().code(), Some(0), "{}", a.stderr());
+}
+
+/// Bytes that are not UTF-8 are located.
+#[test]
+fn invalid_utf8_is_located() {
+    let t = TestDir::new();
+    let yaml = t.path("g.yaml");
+    fs::write(&yaml, b"graph: x\nresources:\n  noop:\n  - name: ab\xff\n").unwrap();
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_code(1)
+        .assert_stderr_has(&format!("mgmt: error: {}:4:13: invalid UTF-8 (byte 0xff)", yaml.display()));
+}

@@ -3,6 +3,7 @@
 
 pub mod deploy;
 pub mod etcd;
+pub mod graph_file;
 pub mod run;
 pub mod status;
 

@@ -9,13 +9,14 @@ pub mod graph;
 pub mod meta;
 pub mod vertex;
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::resources::{FsWatcher, ResId};
+use crate::resources::{FsWatcher, ResId, Resource};
 use crate::world::World;
 use crate::world::local::LocalWorld;
 pub use converged::{Convergence, Summary};
@@ -50,7 +51,14 @@ pub struct Engine {
     env: Arc<EngineEnv>,
     graph: Graph,
     running: Vec<Running>,
+    /// Vertices a swap stopped while they were `Ok`, for `RESUME_WINDOW`.
+    stopped: HashMap<ResId, (Instant, Arc<dyn Resource>)>,
 }
+
+/// A vertex stopped by a swap and started again by another within this window, with the
+/// same params, is resumed rather than new: a one-shot `exec` does not run again because a
+/// graph flipped (a file saved in two steps, a collected resource that blinked).
+pub const RESUME_WINDOW: Duration = Duration::from_secs(10);
 
 /// Per-vertex status for reports.
 #[derive(Debug, Clone)]
@@ -76,7 +84,7 @@ impl Engine {
             convergence: Convergence::new(),
             world,
         };
-        Ok(Engine { env: Arc::new(env), graph: Graph::default(), running: Vec::new() })
+        Ok(Engine { env: Arc::new(env), graph: Graph::default(), running: Vec::new(), stopped: HashMap::new() })
     }
 
     pub fn fs(&self) -> Arc<FsWatcher> {
@@ -100,9 +108,14 @@ impl Engine {
         for &(oi, ni) in &plan.keep {
             next[ni] = old[oi].take();
         }
+        let now = Instant::now();
+        self.stopped.retain(|_, (at, _)| now.duration_since(*at) < RESUME_WINDOW);
         for &oi in &plan.stop {
             if let Some(r) = old[oi].take() {
                 r.cancel.cancel();
+                if r.shared.status() == Status::Ok {
+                    self.stopped.insert(r.shared.id.clone(), (now, self.graph.vertices[oi].clone()));
+                }
             }
         }
         let shared: Vec<Arc<VertexShared>> = next
@@ -130,6 +143,12 @@ impl Engine {
             }
         }
         for &ni in &plan.start {
+            let v = &new.vertices[ni];
+            if let Some((_, was)) = self.stopped.remove(&v.id())
+                && was.cmp(v.as_ref())
+            {
+                shared[ni].resume();
+            }
             let cancel = CancellationToken::new();
             let cond = self.env.convergence.register();
             let fut = vertex::run(shared[ni].clone(), new.vertices[ni].clone(), self.env.clone(), cond);

@@ -105,6 +105,24 @@ pub fn split_export(name: &str) -> (&str, bool) {
     }
 }
 
+/// The text of a graph file, or an error locating its first byte that is not UTF-8.
+pub fn text_of<'a>(bytes: &'a [u8], file: &str) -> Result<&'a str, FrontendError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = &bytes[..e.valid_up_to()];
+        let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        // The prefix is valid UTF-8, so its characters can be counted.
+        let column = String::from_utf8_lossy(&good[line_start..]).chars().count() as u64 + 1;
+        FrontendError {
+            file: file.to_string(),
+            line: good.iter().filter(|b| **b == b'\n').count() as u64 + 1,
+            column,
+            resource: None,
+            field: None,
+            message: format!("invalid UTF-8 (byte 0x{:02x}); a graph file is UTF-8 text", bytes[e.valid_up_to()]),
+        }
+    })
+}
+
 /// Parse and validate a YAML graph. `file` is only used in error messages.
 pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
     let err_at = |line: u64, column: u64, message: String| FrontendError {
