@@ -396,3 +396,22 @@ fn a_symlinked_graph_file_follows_its_target() {
     t.write_yaml("ver2/g.yaml", &word_graph(&t, "three"));
     a.wait_content(&w, "three\n");
 }
+
+/// An unknown `--log-level` (or `MGMT_LOG`) is a usage error naming the valid levels, not a
+/// filter that silently hides every line; `warning` means `warn`.
+#[test]
+fn an_unknown_log_level_is_a_usage_error() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &two_files(&t));
+    let y = yaml.to_str().unwrap();
+    let a = Agent::spawn(&t, &["--log-level", "loud", "run", "--tmp-prefix", "--converged-timeout", "1", "yaml", y]);
+    assert_eq!(a.wait_exit().code(), Some(2), "{}", a.stderr());
+    assert!(a.stderr().contains("invalid value 'loud' for '--log-level"), "{}", a.stderr());
+    assert!(a.stderr().contains("error, warn (or warning), info, debug, trace"), "{}", a.stderr());
+    assert!(!t.path("out").exists(), "an agent ran with an invalid log level");
+
+    let a = Agent::spawn(&t, &["--log-level", "warning", "run", "--tmp-prefix", "--converged-timeout", "1", "yaml", y]);
+    assert_eq!(a.wait_exit().code(), Some(0), "{}", a.stderr());
+    assert_eq!(read(t.path("out/two")).as_deref(), Some("two\n"));
+    assert!(!a.stderr().contains("INFO"), "info lines logged at --log-level warning:\n{}", a.stderr());
+}

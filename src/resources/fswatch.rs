@@ -580,4 +580,37 @@ mod tests {
         std::fs::write(deep.join("f"), "x").unwrap();
         assert!(wait_above(&n, before));
     }
+
+    /// A settled subscriber is not woken while a file is being written, only when its writer
+    /// closes it or it is renamed into place.
+    #[tokio::test]
+    async fn settled_subscribers_see_finished_writes_only() {
+        use std::io::Write;
+        let t = tempfile::tempdir().unwrap();
+        let w = FsWatcher::new().unwrap();
+        let (n, wake) = counter();
+        let (marks, mark_wake) = counter();
+        let path = t.path().join("g.yaml");
+        std::fs::write(&path, "old").unwrap();
+        let _s = w.subscribe_settled(path.clone(), wake).await;
+        let _m = w.subscribe(Scope::File(t.path().join("mark")), mark_wake).await;
+        // Events are dispatched in order: once the mark's write is seen, so were the earlier ones.
+        let settle = |before: usize| {
+            std::fs::write(t.path().join("mark"), "x").unwrap();
+            assert!(wait_above(&marks, before));
+        };
+        settle(marks.load(Ordering::SeqCst));
+        let base = n.load(Ordering::SeqCst);
+        let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+        f.write_all(b"half").unwrap();
+        f.flush().unwrap();
+        settle(marks.load(Ordering::SeqCst));
+        assert_eq!(n.load(Ordering::SeqCst), base, "woken while the file was still open for writing");
+        drop(f);
+        assert!(wait_above(&n, base), "not woken when the writer closed the file");
+        let base = n.load(Ordering::SeqCst);
+        std::fs::write(t.path().join("tmp"), "new").unwrap();
+        std::fs::rename(t.path().join("tmp"), &path).unwrap();
+        assert!(wait_above(&n, base), "not woken by a rename into place");
+    }
 }
