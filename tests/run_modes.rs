@@ -327,30 +327,39 @@ fn a_graph_file_is_read_only_once_its_writer_closes_it() {
 }
 
 /// A one-shot exec that a swap stops and the next swap brings back unchanged does not run
-/// again.
+/// again, and what it sent before still reaches its receivers.
 #[test]
 fn a_one_shot_exec_is_not_run_again_by_a_stop_start_flip() {
     let t = TestDir::new();
     let runs = t.p("runs");
-    let exec = |name: &str, cmd: &str| format!("  - name: {name}\n    cmd: {cmd}\n    shell: /bin/sh\n");
+    let exec = |name: &str, cmd: &str| format!("  - name: {name}\n    cmd: \"{cmd}\"\n    shell: /bin/sh\n");
     let with_a = |marker: bool| {
-        let mut g = format!("graph: flip\nresources:\n  noop:\n  - name: n\n  exec:\n{}", exec("a", &format!("echo a >> {runs}")));
+        let mut g = format!(
+            "graph: flip\nresources:\n  noop:\n  - name: n\n  file:\n  - name: f\n    path: {}\n    content: \"static\\n\"\n  exec:\n{}",
+            t.p("out/f"),
+            exec("a", &format!("echo a >> {runs}; echo sent"))
+        );
         if marker {
             g += &exec("done", &format!("touch {}", t.p("done")));
-            g += "edges:\n- from: {kind: exec, name: a}\n  to: {kind: exec, name: done}\n";
+        }
+        g += "edges:\n- from: {kind: exec, name: a}\n  to: {kind: file, name: f}\n  send: stdout\n  recv: content\n";
+        if marker {
+            g += "- from: {kind: file, name: f}\n  to: {kind: exec, name: done}\n";
         }
         g
     };
     let yaml = t.write_yaml("g.yaml", &with_a(false));
     let a = t.agent(&[], &yaml);
     a.wait_content(&t.path("runs"), "a\n");
+    a.wait_content(&t.path("out/f"), "sent\n");
     t.replace_yaml("g.yaml", "graph: flip\nresources:\n  noop:\n  - name: n\n");
-    a.wait_log("graph swapped: 1 kept, 0 started, 1 stopped");
+    a.wait_log("graph swapped: 1 kept, 0 started, 2 stopped");
     t.replace_yaml("g.yaml", &with_a(true));
-    a.wait_log("graph swapped: 1 kept, 2 started, 0 stopped");
-    // `done` runs only once `a` is checked and in its desired state.
+    a.wait_log("graph swapped: 1 kept, 3 started, 0 stopped");
+    // `done` runs only once `f` (after `a`) is checked and in its desired state.
     a.wait_for("exec[done] ran", || t.path("done").exists());
     assert_eq!(read(t.path("runs")).as_deref(), Some("a\n"), "{}", a.stderr());
+    assert_eq!(read(t.path("out/f")).as_deref(), Some("sent\n"), "{}", a.stderr());
 }
 
 /// A symlinked graph file follows its target: edits in place, a swapped link, and the

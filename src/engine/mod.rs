@@ -52,7 +52,14 @@ pub struct Engine {
     graph: Graph,
     running: Vec<Running>,
     /// Vertices a swap stopped while they were `Ok`, for `RESUME_WINDOW`.
-    stopped: HashMap<ResId, (Instant, Arc<dyn Resource>)>,
+    stopped: HashMap<ResId, Stopped>,
+}
+
+/// A vertex a swap stopped while it was `Ok`.
+struct Stopped {
+    at: Instant,
+    res: Arc<dyn Resource>,
+    shared: Arc<VertexShared>,
 }
 
 /// A vertex stopped by a swap and started again by another within this window, with the
@@ -109,12 +116,13 @@ impl Engine {
             next[ni] = old[oi].take();
         }
         let now = Instant::now();
-        self.stopped.retain(|_, (at, _)| now.duration_since(*at) < RESUME_WINDOW);
+        self.stopped.retain(|_, s| now.duration_since(s.at) < RESUME_WINDOW);
         for &oi in &plan.stop {
             if let Some(r) = old[oi].take() {
                 r.cancel.cancel();
                 if r.shared.status() == Status::Ok {
-                    self.stopped.insert(r.shared.id.clone(), (now, self.graph.vertices[oi].clone()));
+                    let res = self.graph.vertices[oi].clone();
+                    self.stopped.insert(r.shared.id.clone(), Stopped { at: now, res, shared: r.shared.clone() });
                 }
             }
         }
@@ -144,10 +152,10 @@ impl Engine {
         }
         for &ni in &plan.start {
             let v = &new.vertices[ni];
-            if let Some((_, was)) = self.stopped.remove(&v.id())
-                && was.cmp(v.as_ref())
+            if let Some(was) = self.stopped.remove(&v.id())
+                && was.res.cmp(v.as_ref())
             {
-                shared[ni].resume();
+                shared[ni].resume(&was.shared);
             }
             let cancel = CancellationToken::new();
             let cond = self.env.convergence.register();

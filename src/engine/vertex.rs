@@ -113,8 +113,10 @@ impl VertexShared {
     }
 
     /// The resource's own state may have changed.
-    /// Mark a vertex that is not new (before its task starts).
-    pub fn resume(&self) {
+    /// Mark a vertex that is not new (before its task starts): it takes over what `was`, its
+    /// stopped predecessor, last sent, since its first check will not produce it again.
+    pub fn resume(&self, was: &VertexShared) {
+        *self.sends.lock().unwrap() = was.sends.lock().unwrap().clone();
         self.resumed.store(true, Ordering::SeqCst);
     }
 
