@@ -320,20 +320,27 @@ fn a_graph_file_that_is_not_a_regular_file_is_refused() {
     use nix::sys::stat::Mode;
     let t = TestDir::new();
     let out = t.run_to_end(&["--converged-timeout", "1"], t.root());
-    out.assert_code(1)
-        .assert_stderr_has(&format!("mgmt: error: graph file {} is a directory, not a regular file", t.root().display()));
+    out.assert_code(1).assert_stderr_has(&format!(
+        "mgmt: error: graph file {} is a directory, not a regular file",
+        t.root().display()
+    ));
     let fifo = t.path("fifo.yaml");
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
     let out = t.run_to_end(&["--converged-timeout", "1"], &fifo);
-    out.assert_code(1)
-        .assert_stderr_has(&format!("mgmt: error: graph file {} is a FIFO, not a regular file", fifo.display()));
+    out.assert_code(1).assert_stderr_has(&format!(
+        "mgmt: error: graph file {} is a FIFO, not a regular file",
+        fifo.display()
+    ));
 
     let yaml = t.write_yaml("g.yaml", &live_graph(&t, "v1\\n"));
     let a = t.agent(&[], &yaml);
     let f1 = t.path("out/f1");
     a.wait_content(&f1, "v1\n");
     fs::rename(&fifo, &yaml).unwrap();
-    a.wait_log(&format!("graph file {} is a FIFO, not a regular file; keeping the running graph", yaml.display()));
+    a.wait_log(&format!(
+        "graph file {} is a FIFO, not a regular file; keeping the running graph",
+        yaml.display()
+    ));
     // Still running: drift is repaired, and a signal stops it.
     fs::write(&f1, "drift\n").unwrap();
     a.wait_content(&f1, "v1\n");
@@ -405,10 +412,16 @@ fn unknown_yaml_tags_are_refused() {
 #[test]
 fn two_edges_into_one_recv_field_are_rejected() {
     let e = |n: &str, send: &str| {
-        format!("- name: {n}\n  from: {{kind: exec, name: e}}\n  to: {{kind: file, name: ok}}\n  send: {send}\n  recv: content\n")
+        format!(
+            "- name: {n}\n  from: {{kind: exec, name: e}}\n  to: {{kind: file, name: ok}}\n  send: {send}\n  recv: content\n"
+        )
     };
     rejects(
-        &format!("  exec:\n  - name: e\n    cmd: \"true\"\nedges:\n{}{}", e("out", "stdout"), e("err", "stderr")),
+        &format!(
+            "  exec:\n  - name: e\n    cmd: \"true\"\nedges:\n{}{}",
+            e("out", "stdout"),
+            e("err", "stderr")
+        ),
         "16:3: edge `err`: file[ok] already receives `content` from edge `out`; a field takes one value",
     );
 }
@@ -440,7 +453,9 @@ fn a_graph_over_the_node_budget_names_the_limit() {
 /// limits) still names its resource.
 #[test]
 fn an_alias_bomb_names_its_resource() {
-    let mut bomb = String::from("  exec:\n  - name: bomb\n    cmd: echo\n    env:\n      a0: &a0 [x,x,x,x,x,x,x,x,x,x]\n");
+    let mut bomb = String::from(
+        "  exec:\n  - name: bomb\n    cmd: echo\n    env:\n      a0: &a0 [x,x,x,x,x,x,x,x,x,x]\n",
+    );
     for i in 1..9 {
         bomb += &format!("      a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(","));
     }

@@ -307,11 +307,8 @@ fn a_graph_file_is_read_only_once_its_writer_closes_it() {
     let a = t.agent(&[], &yaml);
     a.wait_content(&t.path("out/w"), "v1\n");
     // The first half is a valid graph on its own (without the second file).
-    let full = format!(
-        "{}  - name: x\n    path: {}\n    content: \"x\\n\"\n",
-        word_graph(&t, "v2"),
-        t.p("out/x")
-    );
+    let full =
+        format!("{}  - name: x\n    path: {}\n    content: \"x\\n\"\n", word_graph(&t, "v2"), t.p("out/x"));
     let cut = full.find("  - name: x").unwrap();
     let mut f = fs::OpenOptions::new().write(true).truncate(true).open(&yaml).unwrap();
     f.write_all(&full.as_bytes()[..cut]).unwrap();
@@ -413,13 +410,19 @@ fn an_unknown_log_level_is_a_usage_error() {
     let t = TestDir::new();
     let yaml = t.write_yaml("g.yaml", &two_files(&t));
     let y = yaml.to_str().unwrap();
-    let a = Agent::spawn(&t, &["--log-level", "loud", "run", "--tmp-prefix", "--converged-timeout", "1", "yaml", y]);
+    let a = Agent::spawn(
+        &t,
+        &["--log-level", "loud", "run", "--tmp-prefix", "--converged-timeout", "1", "yaml", y],
+    );
     assert_eq!(a.wait_exit().code(), Some(2), "{}", a.stderr());
     assert!(a.stderr().contains("invalid value 'loud' for '--log-level"), "{}", a.stderr());
     assert!(a.stderr().contains("error, warn (or warning), info, debug, trace"), "{}", a.stderr());
     assert!(!t.path("out").exists(), "an agent ran with an invalid log level");
 
-    let a = Agent::spawn(&t, &["--log-level", "warning", "run", "--tmp-prefix", "--converged-timeout", "1", "yaml", y]);
+    let a = Agent::spawn(
+        &t,
+        &["--log-level", "warning", "run", "--tmp-prefix", "--converged-timeout", "1", "yaml", y],
+    );
     assert_eq!(a.wait_exit().code(), Some(0), "{}", a.stderr());
     assert_eq!(read(t.path("out/two")).as_deref(), Some("two\n"));
     assert!(!a.stderr().contains("INFO"), "info lines logged at --log-level warning:\n{}", a.stderr());

@@ -206,7 +206,10 @@ mod tests {
         );
         // An absolute link with `..` in it.
         symlink(root.join("v1/../v1/g.yaml"), root.join("abs.yaml")).unwrap();
-        assert_eq!(watched_paths(&root.join("abs.yaml")), vec![root.join("abs.yaml"), root.join("v1/g.yaml")]);
+        assert_eq!(
+            watched_paths(&root.join("abs.yaml")),
+            vec![root.join("abs.yaml"), root.join("v1/g.yaml")]
+        );
     }
 
     #[test]

@@ -239,8 +239,18 @@ mod tests {
 
     #[test]
     fn log_levels_and_directives_are_accepted() {
-        for ok in ["error", "warn", "warning", "WARNING", "info", "debug", "trace", "off", "mgmt=debug", "info,mgmt=trace"]
-        {
+        for ok in [
+            "error",
+            "warn",
+            "warning",
+            "WARNING",
+            "info",
+            "debug",
+            "trace",
+            "off",
+            "mgmt=debug",
+            "info,mgmt=trace",
+        ] {
             assert!(log_filter(ok).is_ok(), "{ok}");
         }
     }

@@ -91,7 +91,12 @@ impl Engine {
             convergence: Convergence::new(),
             world,
         };
-        Ok(Engine { env: Arc::new(env), graph: Graph::default(), running: Vec::new(), stopped: HashMap::new() })
+        Ok(Engine {
+            env: Arc::new(env),
+            graph: Graph::default(),
+            running: Vec::new(),
+            stopped: HashMap::new(),
+        })
     }
 
     pub fn fs(&self) -> Arc<FsWatcher> {
@@ -122,7 +127,8 @@ impl Engine {
                 r.cancel.cancel();
                 if r.shared.status() == Status::Ok {
                     let res = self.graph.vertices[oi].clone();
-                    self.stopped.insert(r.shared.id.clone(), Stopped { at: now, res, shared: r.shared.clone() });
+                    self.stopped
+                        .insert(r.shared.id.clone(), Stopped { at: now, res, shared: r.shared.clone() });
                 }
             }
         }

@@ -118,7 +118,10 @@ pub fn text_of<'a>(bytes: &'a [u8], file: &str) -> Result<&'a str, FrontendError
             column,
             resource: None,
             field: None,
-            message: format!("invalid UTF-8 (byte 0x{:02x}); a graph file is UTF-8 text", bytes[e.valid_up_to()]),
+            message: format!(
+                "invalid UTF-8 (byte 0x{:02x}); a graph file is UTF-8 text",
+                bytes[e.valid_up_to()]
+            ),
         }
     })
 }
@@ -283,7 +286,8 @@ fn is_blank(text: &str) -> bool {
 
 /// The error itself, without the wrappers that carry snippets and alias locations.
 fn innermost(mut e: &serde_saphyr::Error) -> &serde_saphyr::Error {
-    while let serde_saphyr::Error::AliasError { error, .. } | serde_saphyr::Error::WithSnippet { error, .. } = e
+    while let serde_saphyr::Error::AliasError { error, .. } | serde_saphyr::Error::WithSnippet { error, .. } =
+        e
     {
         e = error;
     }
@@ -306,7 +310,10 @@ fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
             b.max_nodes
         ),
         B::Events { .. } => {
-            format!("the graph is too big: more than {} YAML parser events; split it into smaller graphs", b.max_events)
+            format!(
+                "the graph is too big: more than {} YAML parser events; split it into smaller graphs",
+                b.max_events
+            )
         }
         B::Depth { .. } => format!("nested more than {} levels deep", b.max_depth),
         B::ScalarBytes { .. } => {
@@ -345,7 +352,8 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
     if first.starts_with("multiple YAML documents detected") {
         return "a graph file holds one YAML document; this one has more (`---`)".into();
     }
-    if first.starts_with("cannot deserialize null into string") || first.starts_with("invalid char: cannot deserialize null")
+    if first.starts_with("cannot deserialize null into string")
+        || first.starts_with("invalid char: cannot deserialize null")
     {
         return "expected a text value, found null (`~` or nothing); quote it (`\"~\"`) if it is meant as text".into();
     }
@@ -379,7 +387,10 @@ fn plain_types(message: &str) -> String {
         ("f32", "a number"),
         ("f64", "a number"),
     ] {
-        for (from, to) in [(format!("expected {rust}"), format!("expected {words}")), (format!("into {rust}"), format!("into {words}"))] {
+        for (from, to) in [
+            (format!("expected {rust}"), format!("expected {words}")),
+            (format!("into {rust}"), format!("into {words}")),
+        ] {
             if let Some(i) = out.find(&from)
                 && !out[i + from.len()..].starts_with(|c: char| c.is_alphanumeric())
             {
