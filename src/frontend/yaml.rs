@@ -630,3 +630,56 @@ fn entry_name(text: &str, node: &Spanned<LocNode>) -> Option<String> {
     let v = rest.trim().trim_matches(|c| c == '"' || c == '\'');
     Some(split_export(v).0.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_utf8_is_located_by_line_and_character() {
+        let e = text_of(b"graph: x\nname: \xc3\xa9\xff\n", "g.yaml").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 8), "{e}");
+        assert!(e.message.starts_with("invalid UTF-8 (byte 0xff)"), "{e}");
+        assert_eq!(text_of(b"graph: x\n", "g.yaml").unwrap(), "graph: x\n");
+    }
+
+    #[test]
+    fn blank_files_are_empty() {
+        assert!(is_blank(""));
+        assert!(is_blank("\n# comment\n---\n"));
+        assert!(!is_blank("graph: x\n"));
+    }
+
+    #[test]
+    fn rust_types_are_named_in_words() {
+        assert_eq!(plain_types("invalid u64"), "expected a whole number of 0 or more");
+        assert_eq!(
+            plain_types("invalid type: string \"x\", expected u32"),
+            "invalid type: string \"x\", expected a whole number from 0 to 4294967295"
+        );
+        assert_eq!(plain_types("expected u8s"), "expected u8s");
+        assert_eq!(plain_types("expected string scalar"), "expected a text value");
+    }
+
+    #[test]
+    fn the_enclosing_resource_is_found_from_indentation() {
+        let text = "graph: g\nresources:\n  noop:\n  - name: a\n  exec:\n  - name: \"@@e\"\n    cmd: echo\n    env:\n      A: [\n  fiel:\nedges: []\n";
+        assert_eq!(resource_by_text(text, 9), Some(ResId::new("exec", "e")));
+        assert_eq!(resource_by_text(text, 7), Some(ResId::new("exec", "e")));
+        assert_eq!(resource_by_text(text, 6), Some(ResId::new("exec", "e")));
+        assert_eq!(resource_by_text(text, 4), Some(ResId::new("noop", "a")));
+        // A kind key, a top-level key: in no resource.
+        assert_eq!(resource_by_text(text, 10), None);
+        assert_eq!(resource_by_text(text, 11), None);
+        assert_eq!(resource_by_text(text, 3), None);
+    }
+
+    #[test]
+    fn parser_limits_name_their_value() {
+        use serde_saphyr::budget::BudgetBreach;
+        let m = budget_message(&BudgetBreach::Nodes { nodes: 250_001 });
+        assert!(m.contains("more than 250000 YAML nodes"), "{m}");
+        let m = budget_message(&BudgetBreach::Depth { depth: 65 });
+        assert_eq!(m, "nested more than 64 levels deep");
+    }
+}
