@@ -110,7 +110,7 @@ fn bad_meta_values() {
 fn bad_meta_type_names_the_field() {
     rejects(
         "  - name: f1\n    path: @DIR@/f1\n    meta: {retry: lots}\n",
-        "9:19: file[f1]: field `meta.retry`: invalid i32",
+        "9:19: file[f1]: field `meta.retry`: expected a whole number",
     );
 }
 
@@ -163,10 +163,10 @@ fn bad_send_recv_fields() {
 
 #[test]
 fn yaml_syntax_errors() {
-    rejects("  - name: f1\n    path: @DIR@/f1\n    content: \"unclosed\n", "9:14: unclosed quote");
+    rejects("  - name: f1\n    path: @DIR@/f1\n    content: \"unclosed\n", "9:14: file[f1]: unclosed quote");
     rejects(
         "  - name: f1\n    path: @DIR@/f1\n     content: hi\n",
-        "9:13: mapping values are not allowed in this context",
+        "9:13: file[f1]: mapping values are not allowed in this context",
     );
 }
 
@@ -311,4 +311,153 @@ fn two_resources_for_one_path_are_rejected() {
     assert_eq!(a.try_exit().and_then(|s| s.code()), Some(1), "{log}");
     assert!(log.contains("file[a]") && log.contains("file[b]"), "{log}");
     assert!(!t.path("out").exists());
+}
+
+/// A graph file that is not a regular file is refused at start, and on a live edit it is
+/// reported without blocking the agent, which still stops on SIGTERM.
+#[test]
+fn a_graph_file_that_is_not_a_regular_file_is_refused() {
+    use nix::sys::stat::Mode;
+    let t = TestDir::new();
+    let out = t.run_to_end(&["--converged-timeout", "1"], t.root());
+    out.assert_code(1).assert_stderr_has(&format!(
+        "mgmt: error: graph file {} is a directory, not a regular file",
+        t.root().display()
+    ));
+    let fifo = t.path("fifo.yaml");
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+    let out = t.run_to_end(&["--converged-timeout", "1"], &fifo);
+    out.assert_code(1).assert_stderr_has(&format!(
+        "mgmt: error: graph file {} is a FIFO, not a regular file",
+        fifo.display()
+    ));
+
+    let yaml = t.write_yaml("g.yaml", &live_graph(&t, "v1\\n"));
+    let a = t.agent(&[], &yaml);
+    let f1 = t.path("out/f1");
+    a.wait_content(&f1, "v1\n");
+    fs::rename(&fifo, &yaml).unwrap();
+    a.wait_log(&format!(
+        "graph file {} is a FIFO, not a regular file; keeping the running graph",
+        yaml.display()
+    ));
+    // Still running: drift is repaired, and a signal stops it.
+    fs::write(&f1, "drift\n").unwrap();
+    a.wait_content(&f1, "v1\n");
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(a.wait_exit().code(), Some(0), "{}", a.stderr());
+}
+
+/// Bytes that are not UTF-8 are located.
+#[test]
+fn invalid_utf8_is_located() {
+    let t = TestDir::new();
+    let yaml = t.path("g.yaml");
+    fs::write(&yaml, b"graph: x\nresources:\n  noop:\n  - name: ab\xff\n").unwrap();
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_code(1)
+        .assert_stderr_has(&format!("mgmt: error: {}:4:13: invalid UTF-8 (byte 0xff)", yaml.display()));
+}
+
+/// Messages speak of the graph, not of the parser's Rust types.
+#[test]
+fn type_errors_are_in_plain_words() {
+    rejects(
+        "  exec:\n  - name: e\n    cmd: echo\n    args: [a, ~]\n",
+        "10:15: exec[e]: field `args[1]`: expected a text value, found null",
+    );
+    rejects(
+        "  exec:\n  - name: e\n    cmd: echo\n    timeout: soon\n",
+        "10:14: exec[e]: field `timeout`: expected a whole number of 0 or more",
+    );
+}
+
+/// A non-finite number is located at its field, not at its resource.
+#[test]
+fn a_nan_is_located_at_its_field() {
+    rejects(
+        "  - name: f1\n    path: @DIR@/f1\n    meta:\n      limit: .nan\n",
+        "10:14: file[f1]: field `meta.limit`: must be a positive number of events per second",
+    );
+}
+
+#[test]
+fn an_empty_graph_file_says_so() {
+    let t = TestDir::new();
+    for text in ["", "\n# nothing yet\n"] {
+        let yaml = t.write_yaml("g.yaml", text);
+        let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+        out.assert_code(1).assert_stderr_has(&format!(
+            "mgmt: error: {}: the graph file is empty; a graph needs at least `graph: NAME`",
+            yaml.display()
+        ));
+    }
+}
+
+/// Unknown YAML tags are refused, naming their position, wherever they are.
+#[test]
+fn unknown_yaml_tags_are_refused() {
+    rejects(
+        "  - name: !custom f1\n    path: @DIR@/f1\n",
+        "7:19: file[f1]: field `name`: unknown YAML tag `!custom`; tags are not used in graph files",
+    );
+    rejects("comment: !secret x\n", "7:18: unknown YAML tag `!secret`; tags are not used in graph files");
+    rejects(
+        "  - name: f1\n    !x path: @DIR@/f1\n",
+        "8:8: file[f1]: unknown YAML tag `!x`; tags are not used in graph files",
+    );
+}
+
+/// One receiving field takes one value: two edges into it are an error, not "last wins".
+#[test]
+fn two_edges_into_one_recv_field_are_rejected() {
+    let e = |n: &str, send: &str| {
+        format!(
+            "- name: {n}\n  from: {{kind: exec, name: e}}\n  to: {{kind: file, name: ok}}\n  send: {send}\n  recv: content\n"
+        )
+    };
+    rejects(
+        &format!(
+            "  exec:\n  - name: e\n    cmd: \"true\"\nedges:\n{}{}",
+            e("out", "stdout"),
+            e("err", "stderr")
+        ),
+        "16:3: edge `err`: file[ok] already receives `content` from edge `out`; a field takes one value",
+    );
+}
+
+/// The node budget is named in plain words, with the limit.
+#[test]
+fn a_graph_over_the_node_budget_names_the_limit() {
+    let t = TestDir::new();
+    let mut text = String::from("graph: big\nresources:\n  noop:\n");
+    for i in 0..90_000 {
+        text += &format!("  - name: n{i}\n");
+    }
+    let yaml = t.write_yaml("g.yaml", &text);
+    let a = t.agent(&["--converged-timeout", "1"], &yaml);
+    // Parsing a quarter of a million nodes takes a while in a debug build on a busy machine.
+    assert!(common::poll_until(|| a.try_exit().is_some(), std::time::Duration::from_secs(120)));
+    assert_eq!(a.try_exit().and_then(|s| s.code()), Some(1), "{}", a.stderr());
+    assert!(
+        a.stderr().contains(&format!(
+            "{}:83335:5: the graph is too big: it has more than 250000 YAML nodes (every key, value, list and mapping counts)",
+            yaml.display()
+        )),
+        "{}",
+        a.stderr()
+    );
+}
+
+/// An error the location tree cannot be built for (aliases that expand past the parser's
+/// limits) still names its resource.
+#[test]
+fn an_alias_bomb_names_its_resource() {
+    let mut bomb = String::from(
+        "  exec:\n  - name: bomb\n    cmd: echo\n    env:\n      a0: &a0 [x,x,x,x,x,x,x,x,x,x]\n",
+    );
+    for i in 1..9 {
+        bomb += &format!("      a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(","));
+    }
+    rejects(&bomb, "11:15: exec[bomb]: expected a text value");
 }

@@ -413,3 +413,142 @@ fn a_lease_ttl_above_etcds_maximum_is_refused() {
         assert!(!t.path("out").exists());
     }
 }
+
+/// A graph with one file resource whose content is `word`, plus `extra` resources.
+fn word_graph(t: &TestDir, word: &str) -> String {
+    format!(
+        "graph: words\nresources:\n  file:\n  - name: w\n    path: {}\n    content: \"{word}\\n\"\n",
+        t.p("out/w")
+    )
+}
+
+/// A writer that pauses in the middle of a file (scp, `cat >`, a slow disk) is read once it
+/// closes the file, never half-written.
+#[test]
+fn a_graph_file_is_read_only_once_its_writer_closes_it() {
+    use std::io::Write;
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &word_graph(&t, "v1"));
+    let a = t.agent(&[], &yaml);
+    a.wait_content(&t.path("out/w"), "v1\n");
+    // The first half is a valid graph on its own (without the second file).
+    let full =
+        format!("{}  - name: x\n    path: {}\n    content: \"x\\n\"\n", word_graph(&t, "v2"), t.p("out/x"));
+    let cut = full.find("  - name: x").unwrap();
+    let mut f = fs::OpenOptions::new().write(true).truncate(true).open(&yaml).unwrap();
+    f.write_all(&full.as_bytes()[..cut]).unwrap();
+    f.flush().unwrap();
+    // The writer pauses with the file open.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    f.write_all(&full.as_bytes()[cut..]).unwrap();
+    drop(f);
+    a.wait_content(&t.path("out/x"), "x\n");
+    a.wait_content(&t.path("out/w"), "v2\n");
+    assert_eq!(a.count("graph swapped"), 1, "a half-written graph was swapped in:\n{}", a.stderr());
+    a.wait_log("graph swapped: 0 kept, 2 started, 1 stopped");
+}
+
+/// A one-shot exec that a swap stops and the next swap brings back unchanged does not run
+/// again, and what it sent before still reaches its receivers.
+#[test]
+fn a_one_shot_exec_is_not_run_again_by_a_stop_start_flip() {
+    let t = TestDir::new();
+    let runs = t.p("runs");
+    let exec = |name: &str, cmd: &str| format!("  - name: {name}\n    cmd: \"{cmd}\"\n    shell: /bin/sh\n");
+    let with_a = |marker: bool| {
+        let mut g = format!(
+            "graph: flip\nresources:\n  noop:\n  - name: n\n  file:\n  - name: f\n    path: {}\n    content: \"static\\n\"\n  exec:\n{}",
+            t.p("out/f"),
+            exec("a", &format!("echo a >> {runs}; echo sent"))
+        );
+        if marker {
+            g += &exec("done", &format!("touch {}", t.p("done")));
+        }
+        g += "edges:\n- from: {kind: exec, name: a}\n  to: {kind: file, name: f}\n  send: stdout\n  recv: content\n";
+        if marker {
+            g += "- from: {kind: file, name: f}\n  to: {kind: exec, name: done}\n";
+        }
+        g
+    };
+    let yaml = t.write_yaml("g.yaml", &with_a(false));
+    let a = t.agent(&[], &yaml);
+    a.wait_content(&t.path("runs"), "a\n");
+    a.wait_content(&t.path("out/f"), "sent\n");
+    t.replace_yaml("g.yaml", "graph: flip\nresources:\n  noop:\n  - name: n\n");
+    a.wait_log("graph swapped: 1 kept, 0 started, 2 stopped");
+    t.replace_yaml("g.yaml", &with_a(true));
+    a.wait_log("graph swapped: 1 kept, 3 started, 0 stopped");
+    // `done` runs only once `f` (after `a`) is checked and in its desired state.
+    a.wait_for("exec[done] ran", || t.path("done").exists());
+    assert_eq!(read(t.path("runs")).as_deref(), Some("a\n"), "{}", a.stderr());
+    assert_eq!(read(t.path("out/f")).as_deref(), Some("sent\n"), "{}", a.stderr());
+}
+
+/// A symlinked graph file follows its target: edits in place, a swapped link, and the
+/// ConfigMap layout (`g.yaml -> ..data/g.yaml`, `..data` renamed over to switch versions).
+#[test]
+fn a_symlinked_graph_file_follows_its_target() {
+    use std::os::unix::fs::symlink;
+    let t = TestDir::new();
+    let w = t.path("out/w");
+    t.write_yaml("real.yaml", &word_graph(&t, "v1"));
+    symlink("real.yaml", t.path("g.yaml")).unwrap();
+    let a = t.agent(&[], &t.path("g.yaml"));
+    a.wait_content(&w, "v1\n");
+    // The target edited in place.
+    t.write_yaml("real.yaml", &word_graph(&t, "v2"));
+    a.wait_content(&w, "v2\n");
+    // The link swapped, then the new target edited in place.
+    t.write_yaml("other.yaml", &word_graph(&t, "v3"));
+    symlink("other.yaml", t.path("g.yaml.new")).unwrap();
+    fs::rename(t.path("g.yaml.new"), t.path("g.yaml")).unwrap();
+    a.wait_content(&w, "v3\n");
+    t.write_yaml("other.yaml", &word_graph(&t, "v4"));
+    a.wait_content(&w, "v4\n");
+    // The old target no longer counts.
+    t.write_yaml("real.yaml", &word_graph(&t, "stale"));
+    t.write_yaml("other.yaml", &word_graph(&t, "v5"));
+    a.wait_content(&w, "v5\n");
+
+    // Through a symlinked directory that is switched by renaming a new link over it.
+    let t = TestDir::new();
+    let w = t.path("out/w");
+    fs::create_dir(t.path("ver1")).unwrap();
+    fs::create_dir(t.path("ver2")).unwrap();
+    t.write_yaml("ver1/g.yaml", &word_graph(&t, "one"));
+    t.write_yaml("ver2/g.yaml", &word_graph(&t, "two"));
+    symlink("ver1", t.path("..data")).unwrap();
+    symlink("..data/g.yaml", t.path("g.yaml")).unwrap();
+    let a = t.agent(&[], &t.path("g.yaml"));
+    a.wait_content(&w, "one\n");
+    symlink("ver2", t.path("..data_tmp")).unwrap();
+    fs::rename(t.path("..data_tmp"), t.path("..data")).unwrap();
+    a.wait_content(&w, "two\n");
+    t.write_yaml("ver2/g.yaml", &word_graph(&t, "three"));
+    a.wait_content(&w, "three\n");
+}
+
+/// An unknown `--log-level` (or `MGMT_LOG`) is a usage error naming the valid levels, not a
+/// filter that silently hides every line; `warning` means `warn`.
+#[test]
+fn an_unknown_log_level_is_a_usage_error() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &two_files(&t));
+    let y = yaml.to_str().unwrap();
+    let a = Agent::spawn(
+        &t,
+        &["--log-level", "loud", "run", "--tmp-prefix", "--converged-timeout", "1", "yaml", y],
+    );
+    assert_eq!(a.wait_exit().code(), Some(2), "{}", a.stderr());
+    assert!(a.stderr().contains("invalid value 'loud' for '--log-level"), "{}", a.stderr());
+    assert!(a.stderr().contains("error, warn (or warning), info, debug, trace"), "{}", a.stderr());
+    assert!(!t.path("out").exists(), "an agent ran with an invalid log level");
+
+    let a = Agent::spawn(
+        &t,
+        &["--log-level", "warning", "run", "--tmp-prefix", "--converged-timeout", "1", "yaml", y],
+    );
+    assert_eq!(a.wait_exit().code(), Some(0), "{}", a.stderr());
+    assert_eq!(read(t.path("out/two")).as_deref(), Some("two\n"));
+    assert!(!a.stderr().contains("INFO"), "info lines logged at --log-level warning:\n{}", a.stderr());
+}

@@ -3,6 +3,7 @@
 
 pub mod deploy;
 pub mod etcd;
+pub mod graph_file;
 pub mod prefix;
 pub mod run;
 pub mod status;
@@ -171,6 +172,27 @@ pub enum Frontend {
     Empty,
 }
 
+/// The log filter for `--log-level`: a level (`warning` is `warn`), or a tracing directive
+/// (`mgmt=debug,info`, anything with `=`). Any other word is an error, not a target filter
+/// that silently hides everything.
+pub fn log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let word = level.trim().to_ascii_lowercase();
+    let word = if word == "warning" { "warn".to_string() } else { word };
+    let invalid = |why: &str| {
+        format!(
+            "invalid value '{level}' for '--log-level <LOG_LEVEL>'{why}\n  [possible values: error, warn (or warning), info, debug, trace, off, or a directive such as `mgmt=debug`]"
+        )
+    };
+    if LEVELS.contains(&word.as_str()) {
+        return Ok(tracing_subscriber::EnvFilter::new(word));
+    }
+    if !word.contains('=') {
+        return Err(invalid(""));
+    }
+    tracing_subscriber::EnvFilter::try_new(level).map_err(|e| invalid(&format!(": {e}")))
+}
+
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Commands that print for a pipe end quietly when it closes (`mgmt deploy list | head`),
@@ -181,8 +203,13 @@ pub fn main() -> std::process::ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = match log_filter(&cli.log_level) {
+        Ok(f) => f,
+        Err(msg) => {
+            use clap::CommandFactory;
+            Cli::command().error(clap::error::ErrorKind::InvalidValue, msg).exit()
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -214,6 +241,37 @@ pub fn main() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("mgmt: error: {e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn log_levels_and_directives_are_accepted() {
+        for ok in [
+            "error",
+            "warn",
+            "warning",
+            "WARNING",
+            "info",
+            "debug",
+            "trace",
+            "off",
+            "mgmt=debug",
+            "info,mgmt=trace",
+        ] {
+            assert!(log_filter(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn unknown_levels_are_refused_with_the_valid_ones() {
+        for bad in ["verbose", "warnings", "", "mgmt=loud"] {
+            let e = log_filter(bad).unwrap_err();
+            assert!(e.contains("possible values: error, warn (or warning), info, debug, trace"), "{e}");
         }
     }
 }

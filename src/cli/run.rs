@@ -10,20 +10,24 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
+use super::graph_file::{self, GraphFile};
 use super::{Frontend, RunArgs};
 use crate::deploy::follow::DeployEvent;
 use crate::engine::assemble::assemble;
 use crate::engine::{Engine, EngineOptions, Status};
 use crate::frontend::{GraphSpec, yaml};
-use crate::resources::fswatch::Scope;
 use crate::world::etcd::{EtcdConfig, EtcdWorld};
 use crate::world::local::LocalWorld;
 use crate::world::{HostStatus, World};
 
 fn load_yaml(path: &Path) -> Result<(String, GraphSpec)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading graph file {}", path.display()))?;
-    let spec = yaml::parse(&text, &path.display().to_string())?;
+    parse_yaml(&graph_file::read(path)?, path)
+}
+
+fn parse_yaml(bytes: &[u8], path: &Path) -> Result<(String, GraphSpec)> {
+    let name = path.display().to_string();
+    let text = yaml::text_of(bytes, &name)?.to_string();
+    let spec = yaml::parse(&text, &name)?;
     Ok((text, spec))
 }
 
@@ -135,13 +139,12 @@ pub async fn run(args: RunArgs) -> Result<u8> {
 
     // Follow edits to the graph file.
     let graph_changed = Arc::new(Notify::new());
-    let _graph_sub = if let (false, Some(file)) = (args.no_watch, file) {
-        let abs = std::path::absolute(file)?;
-        let n = graph_changed.clone();
-        Some(engine.fs().subscribe(Scope::File(abs), Arc::new(move || n.notify_one())).await)
-    } else {
-        None
+    let mut followed = match (args.no_watch, file) {
+        (false, Some(f)) => Some(GraphFile::watch(engine.fs(), f, graph_changed.clone()).await?),
+        _ => None,
     };
+    // A read of the graph file under way on the blocking pool.
+    let mut reading: Option<tokio::task::JoinHandle<graph_file::Loaded>> = None;
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -150,7 +153,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let mut idle_since: Option<Instant> = convergence.summary().idle().then(Instant::now);
 
     // The text of the last graph file that failed to load, so one bad save is reported once.
-    let mut last_bad: Option<String> = None;
+    let mut last_bad: Option<Vec<u8>> = None;
     let mut last_reported = (false, usize::MAX);
     let code = loop {
         // A graph can be idle before the first change is ever published.
@@ -164,15 +167,18 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         tokio::select! {
             _ = sigint.recv() => { info!("interrupted; stopping"); break 0; }
             _ = sigterm.recv() => { info!("terminated; stopping"); break 0; }
-            _ = graph_changed.notified(), if file.is_some() => {
-                let file = file.expect("a yaml graph");
-                // Editors write in steps; let the burst settle before reading.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                let now = std::fs::read_to_string(file).ok();
+            _ = graph_changed.notified(), if followed.is_some() && reading.is_none() => {
+                reading = followed.as_ref().map(GraphFile::load);
+            }
+            loaded = async { reading.as_mut().expect("reading").await }, if reading.is_some() => {
+                reading = None;
+                let (Ok(loaded), Some(gf), Some(file)) = (loaded, followed.as_mut(), file) else { continue };
+                gf.follow(loaded.watched).await;
+                let now = loaded.bytes.as_ref().ok().cloned();
                 if now.is_some() && now == last_bad {
                     continue;
                 }
-                match load_yaml(file) {
+                match loaded.bytes.map_err(anyhow::Error::from).and_then(|b| parse_yaml(&b, file)) {
                     Ok((t, _)) if t == text => last_bad = None,
                     Ok((t, s)) => {
                         let c = collected.borrow().clone();

@@ -33,8 +33,25 @@ pub enum GraphError {
     Duplicate(ResId),
     #[error("edge `{edge}` refers to {missing}, which is not in the graph")]
     MissingVertex { edge: String, missing: ResId },
-    #[error("the graph has a cycle: {}", .0.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(" -> "))]
+    /// The cycle's vertices in order, the first repeated at the end.
+    #[error("the graph has a cycle: {}", cycle_text(.0))]
     Cycle(Vec<ResId>),
+}
+
+/// How many vertices of a long cycle are named at each end.
+const CYCLE_ENDS: usize = 4;
+
+/// A cycle as `a -> b -> c -> a`; a long one names its first and last few vertices and
+/// says how many it has, so the message stays short.
+fn cycle_text(cycle: &[ResId]) -> String {
+    let join = |ids: &[ResId]| ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(" -> ");
+    let len = cycle.len().saturating_sub(1).max(1);
+    if cycle.len() <= 2 * CYCLE_ENDS + 1 {
+        return join(cycle);
+    }
+    let (head, tail) = (&cycle[..CYCLE_ENDS], &cycle[cycle.len() - CYCLE_ENDS..]);
+    let left_out = cycle.len() - 2 * CYCLE_ENDS;
+    format!("{} -> ({left_out} more) -> {} ({len} resources)", join(head), join(tail))
 }
 
 impl Graph {
@@ -261,6 +278,19 @@ mod tests {
     }
     fn g_name(id: &ResId) -> &str {
         &id.name
+    }
+
+    #[test]
+    fn a_long_cycle_is_named_by_its_ends_and_length() {
+        let n = 15_000;
+        let vs = (0..n).map(|i| noop(&format!("n{i}"))).collect();
+        let names: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
+        let es: Vec<_> = (0..n).map(|i| edge(&names[i], &names[(i + 1) % n])).collect();
+        let msg = Graph::build(vs, &es).unwrap_err().to_string();
+        assert!(msg.len() < 300, "{msg}");
+        assert!(msg.ends_with("(15000 resources)"), "{msg}");
+        assert!(msg.contains("(14993 more)"), "{msg}");
+        assert_eq!(msg.matches("noop[").count(), 8, "{msg}");
     }
 
     #[test]

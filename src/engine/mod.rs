@@ -10,13 +10,14 @@ pub mod limits;
 pub mod meta;
 pub mod vertex;
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::resources::{FsWatcher, ResId};
+use crate::resources::{FsWatcher, ResId, Resource};
 use crate::world::World;
 use crate::world::local::LocalWorld;
 pub use converged::{Convergence, Summary};
@@ -51,7 +52,21 @@ pub struct Engine {
     env: Arc<EngineEnv>,
     graph: Graph,
     running: Vec<Running>,
+    /// Vertices a swap stopped while they were `Ok`, for `RESUME_WINDOW`.
+    stopped: HashMap<ResId, Stopped>,
 }
+
+/// A vertex a swap stopped while it was `Ok`.
+struct Stopped {
+    at: Instant,
+    res: Arc<dyn Resource>,
+    shared: Arc<VertexShared>,
+}
+
+/// A vertex stopped by a swap and started again by another within this window, with the
+/// same params, is resumed rather than new: a one-shot `exec` does not run again because a
+/// graph flipped (a file saved in two steps, a collected resource that blinked).
+pub const RESUME_WINDOW: Duration = Duration::from_secs(10);
 
 /// Per-vertex status for reports.
 #[derive(Debug, Clone)]
@@ -92,7 +107,12 @@ impl Engine {
             convergence: Convergence::new(),
             world,
         };
-        Ok(Engine { env: Arc::new(env), graph: Graph::default(), running: Vec::new() })
+        Ok(Engine {
+            env: Arc::new(env),
+            graph: Graph::default(),
+            running: Vec::new(),
+            stopped: HashMap::new(),
+        })
     }
 
     pub fn fs(&self) -> Arc<FsWatcher> {
@@ -116,9 +136,16 @@ impl Engine {
         for &(oi, ni) in &plan.keep {
             next[ni] = old[oi].take();
         }
+        let now = Instant::now();
+        self.stopped.retain(|_, s| now.duration_since(s.at) < RESUME_WINDOW);
         for &oi in &plan.stop {
             if let Some(r) = old[oi].take() {
                 r.cancel.cancel();
+                if r.shared.status() == Status::Ok {
+                    let res = self.graph.vertices[oi].clone();
+                    self.stopped
+                        .insert(r.shared.id.clone(), Stopped { at: now, res, shared: r.shared.clone() });
+                }
             }
         }
         let shared: Vec<Arc<VertexShared>> = next
@@ -146,6 +173,12 @@ impl Engine {
             }
         }
         for &ni in &plan.start {
+            let v = &new.vertices[ni];
+            if let Some(was) = self.stopped.remove(&v.id())
+                && was.res.cmp(v.as_ref())
+            {
+                shared[ni].resume(&was.shared);
+            }
             let cancel = CancellationToken::new();
             let cond = self.env.convergence.register();
             let fut = vertex::run(shared[ni].clone(), new.vertices[ni].clone(), self.env.clone(), cond);

@@ -67,6 +67,9 @@ pub struct VertexShared {
     /// Whether this vertex really applies (is not in noop mode). A vertex that only reports
     /// what it would change sends refreshes only to vertices that also only report.
     applies: AtomicBool,
+    /// Started again with the params it was stopped with moments ago (see `Engine::swap`):
+    /// its first check looks at the state but is not a first run.
+    resumed: AtomicBool,
 }
 
 impl VertexShared {
@@ -83,6 +86,7 @@ impl VertexShared {
             last_error: Mutex::new(None),
             last_output: Mutex::new(None),
             would_change: AtomicBool::new(false),
+            resumed: AtomicBool::new(false),
             applies: AtomicBool::new(applies),
         })
     }
@@ -114,6 +118,13 @@ impl VertexShared {
     }
 
     /// The resource's own state may have changed.
+    /// Mark a vertex that is not new (before its task starts): it takes over what `was`, its
+    /// stopped predecessor, last sent, since its first check will not produce it again.
+    pub fn resume(&self, was: &VertexShared) {
+        *self.sends.lock().unwrap() = was.sends.lock().unwrap().clone();
+        self.resumed.store(true, Ordering::SeqCst);
+    }
+
     pub fn signal_event(&self) {
         self.event.store(true, Ordering::SeqCst);
         self.wake.notify_one();
@@ -242,7 +253,10 @@ pub async fn run(
     };
 
     let checker = async {
-        let mut first = true;
+        // A resumed vertex's first check is neither a first run nor an event (the event is
+        // its watch starting), so one-shot resources do not act again.
+        let mut resumed = shared.resumed.load(Ordering::SeqCst);
+        let mut first = !resumed;
         let mut ready = false;
         let mut limiter = meta.limit.map(|l| RateLimiter::new(l, meta.burst));
         let mut retry_log = RetryLog::new();
@@ -266,7 +280,7 @@ pub async fn run(
                 cond.set(Cond::Busy);
                 continue;
             }
-            let event = shared.event.swap(false, Ordering::SeqCst);
+            let event = shared.event.swap(false, Ordering::SeqCst) && !std::mem::take(&mut resumed);
             let refresh = shared.refresh.swap(false, Ordering::SeqCst);
             let poke = shared.poke.swap(false, Ordering::SeqCst);
             if !(first || event || refresh || poke || shared.status() != Status::Ok) {

@@ -105,6 +105,27 @@ pub fn split_export(name: &str) -> (&str, bool) {
     }
 }
 
+/// The text of a graph file, or an error locating its first byte that is not UTF-8.
+pub fn text_of<'a>(bytes: &'a [u8], file: &str) -> Result<&'a str, FrontendError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = &bytes[..e.valid_up_to()];
+        let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        // The prefix is valid UTF-8, so its characters can be counted.
+        let column = String::from_utf8_lossy(&good[line_start..]).chars().count() as u64 + 1;
+        FrontendError {
+            file: file.to_string(),
+            line: good.iter().filter(|b| **b == b'\n').count() as u64 + 1,
+            column,
+            resource: None,
+            field: None,
+            message: format!(
+                "invalid UTF-8 (byte 0x{:02x}); a graph file is UTF-8 text",
+                bytes[e.valid_up_to()]
+            ),
+        }
+    })
+}
+
 /// Parse and validate a YAML graph. `file` is only used in error messages.
 pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
     let err_at = |line: u64, column: u64, message: String| FrontendError {
@@ -115,12 +136,31 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
         field: None,
         message,
     };
-    let doc: YamlGraph = match serde_saphyr::from_str(text) {
+    if is_blank(text) {
+        return Err(err_at(0, 0, "the graph file is empty; a graph needs at least `graph: NAME`".into()));
+    }
+    let strict = serde_saphyr::options! {
+        reject_unsupported_tags: true,
+        reject_tagged_field_names: true,
+    };
+    let doc: YamlGraph = match serde_saphyr::from_str_with_options(text, strict) {
         Ok(d) => d,
         Err(e) => {
             let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
             let mut fe = err_at(line, column, plain_message(&e));
-            if let Some((id, field)) = locate_resource_at(text, line, column) {
+            // Past a parser limit the location tree would reach the same limit: name the
+            // resource from the text, where a resource is what went wrong.
+            let located = match innermost(&e) {
+                serde_saphyr::Error::Budget { breach, .. } if !is_about_size(breach) => {
+                    resource_by_text(text, line).map(|id| (id, None))
+                }
+                serde_saphyr::Error::Budget { .. } => None,
+                _ => match loc_tree(text) {
+                    Some(root) => locate_resource_at(&root, text, line, column),
+                    None => resource_by_text(text, line).map(|id| (id, None)),
+                },
+            };
+            if let Some((id, field)) = located {
                 fe.resource = Some(id);
                 fe.field = field;
             }
@@ -165,6 +205,8 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
         spec.resources.push(res);
     }
 
+    // (receiver, field) -> the edge that fills it: a field takes one value.
+    let mut filled: HashMap<(ResId, String), String> = HashMap::new();
     for (i, e) in doc.edges.unwrap_or_default().into_iter().enumerate() {
         let (line, column) = (e.referenced.line(), e.referenced.column());
         let edge = e.value;
@@ -207,6 +249,13 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
                         ),
                     ));
                 }
+                if let Some(other) = filled.insert((to.clone(), r.clone()), label.clone()) {
+                    return Err(err_at(
+                        line,
+                        column,
+                        format!("{label}: {to} already receives `{r}` from {other}; a field takes one value"),
+                    ));
+                }
                 Some((s, r))
             }
             _ => {
@@ -230,8 +279,62 @@ fn list(items: &[&str]) -> String {
     if items.is_empty() { "nothing".into() } else { items.join(", ") }
 }
 
-/// serde-saphyr's message without its own location suffix and snippet.
+/// No YAML content at all: only blank lines, comments and document markers.
+fn is_blank(text: &str) -> bool {
+    text.lines().map(str::trim).all(|l| l.is_empty() || l.starts_with('#') || l == "---" || l == "...")
+}
+
+/// The error itself, without the wrappers that carry snippets and alias locations.
+fn innermost(mut e: &serde_saphyr::Error) -> &serde_saphyr::Error {
+    while let serde_saphyr::Error::AliasError { error, .. } | serde_saphyr::Error::WithSnippet { error, .. } =
+        e
+    {
+        e = error;
+    }
+    e
+}
+
+/// Whether a limit is about the whole graph's size (no one resource is to blame).
+fn is_about_size(breach: &serde_saphyr::budget::BudgetBreach) -> bool {
+    use serde_saphyr::budget::BudgetBreach as B;
+    matches!(breach, B::Nodes { .. } | B::Events { .. } | B::ScalarBytes { .. } | B::Documents { .. })
+}
+
+/// A parser limit that was reached, in plain words with the limit.
+fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let b = serde_saphyr::Budget::default();
+    match breach {
+        B::Nodes { .. } => format!(
+            "the graph is too big: it has more than {} YAML nodes (every key, value, list and mapping counts); split it into smaller graphs",
+            b.max_nodes
+        ),
+        B::Events { .. } => {
+            format!(
+                "the graph is too big: more than {} YAML parser events; split it into smaller graphs",
+                b.max_events
+            )
+        }
+        B::Depth { .. } => format!("nested more than {} levels deep", b.max_depth),
+        B::ScalarBytes { .. } => {
+            format!("the graph is too big: more than {} MiB of text values", b.max_total_scalar_bytes >> 20)
+        }
+        B::Documents { .. } => format!("more than {} YAML documents", b.max_documents),
+        B::Aliases { .. } => format!("more than {} aliases (`*name`)", b.max_aliases),
+        B::Anchors { .. } => format!("more than {} anchors (`&name`)", b.max_anchors),
+        B::AliasAnchorRatio { .. } | B::RecordedAnchorEvents { .. } | B::RecordedAnchorBytes { .. } => {
+            "aliases (`*name`) expand to too much: the document grows far beyond its text".into()
+        }
+        _ => "the graph exceeds a YAML parser limit".into(),
+    }
+}
+
+/// serde-saphyr's message without its own location suffix and snippet, and without words
+/// meant for Rust programmers.
 fn plain_message(e: &serde_saphyr::Error) -> String {
+    if let serde_saphyr::Error::Budget { breach, .. } = innermost(e) {
+        return budget_message(breach);
+    }
     let mut opts = serde_saphyr::RenderOptions::default();
     opts.snippets = serde_saphyr::SnippetMode::Off;
     let s = e.render_with_options(opts);
@@ -249,7 +352,96 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
     if first.starts_with("multiple YAML documents detected") {
         return "a graph file holds one YAML document; this one has more (`---`)".into();
     }
-    first.to_string()
+    if first.starts_with("cannot deserialize null into string")
+        || first.starts_with("invalid char: cannot deserialize null")
+    {
+        return "expected a text value, found null (`~` or nothing); quote it (`\"~\"`) if it is meant as text".into();
+    }
+    if let Some(tag) = first.strip_prefix("unsupported tag ") {
+        return format!("unknown YAML tag {tag}; tags are not used in graph files");
+    }
+    if let Some(rest) = first.strip_prefix("tag ")
+        && let Some(tag) = rest.strip_suffix(" on a struct field name is not allowed by configured policy")
+    {
+        return format!("unknown YAML tag {tag} on a key; tags are not used in graph files");
+    }
+    if first == "cannot deserialize tagged scalar into string" {
+        return "a tagged value (`!!int`, `!name`, ...) where text is expected; tags are not used in graph files"
+            .into();
+    }
+    plain_types(first)
+}
+
+/// `expected u64` and the like, in words.
+fn plain_types(message: &str) -> String {
+    let mut out = message.replace("expected string scalar", "expected a text value");
+    for (rust, words) in [
+        ("u8", "a whole number from 0 to 255"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u32", "a whole number from 0 to 4294967295"),
+        ("u64", "a whole number of 0 or more"),
+        ("usize", "a whole number of 0 or more"),
+        ("i32", "a whole number"),
+        ("i16", "a whole number"),
+        ("i64", "a whole number"),
+        ("f32", "a number"),
+        ("f64", "a number"),
+    ] {
+        for (from, to) in [
+            (format!("expected {rust}"), format!("expected {words}")),
+            (format!("into {rust}"), format!("into {words}")),
+        ] {
+            if let Some(i) = out.find(&from)
+                && !out[i + from.len()..].starts_with(|c: char| c.is_alphanumeric())
+            {
+                out.replace_range(i..i + from.len(), &to);
+            }
+        }
+        if out == format!("invalid {rust}") {
+            out = format!("expected {words}");
+        }
+    }
+    out
+}
+
+/// Which resource an error at `line` is in, from the text alone: the last `- name: X`
+/// entry at or above it under a kind's key in `resources`. For errors the location tree
+/// cannot be built for (a parser limit, deep nesting).
+fn resource_by_text(text: &str, line: u64) -> Option<ResId> {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let lines: Vec<&str> = text.lines().take(line as usize).collect();
+    // The smallest indentation between the candidate entry and the error: the entry
+    // encloses the error only if everything after its `- ` is indented deeper.
+    let mut inner = usize::MAX;
+    let mut name: Option<(String, usize)> = None;
+    for l in lines.iter().rev() {
+        let t = l.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        match &name {
+            None => {
+                if let Some(n) = t.strip_prefix("- name:")
+                    && indent(l) < inner
+                {
+                    let n = n.trim().trim_matches(|c| c == '"' || c == '\'');
+                    name = Some((split_export(n).0.to_string(), indent(l)));
+                    continue;
+                }
+                inner = inner.min(indent(l));
+            }
+            Some((n, dash)) => {
+                if indent(l) < *dash || (indent(l) == *dash && !t.starts_with('-')) {
+                    let kind = t.strip_suffix(':')?;
+                    return resources::KINDS.contains(&kind).then(|| ResId::new(kind, n.as_str()));
+                }
+            }
+        }
+        if indent(l) == 0 {
+            return None;
+        }
+    }
+    None
 }
 
 /// Location tree of a document, parsed only when an error must be located.
@@ -357,8 +549,10 @@ fn loc_of(n: &Spanned<LocNode>) -> (u64, u64) {
 /// The location tree of a document. Duplicate keys are allowed here: this pass only locates
 /// an error the strict pass found (which may be that very duplicate).
 fn loc_tree(text: &str) -> Option<LocMap> {
+    // Non-finite floats (`.nan`) are kept so that a param holding one can be located.
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::LastWins,
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
     };
     serde_saphyr::from_str_with_options(text, options).ok()
 }
@@ -383,11 +577,15 @@ fn field_location(text: &str, kind: &str, index: usize, field: &str) -> Option<(
 
 /// Which resource entry, and which field of it if one starts exactly there, a parse error at
 /// (line, column) falls in.
-fn locate_resource_at(text: &str, line: u64, column: u64) -> Option<(ResId, Option<String>)> {
+fn locate_resource_at(root: &LocMap, text: &str, line: u64, column: u64) -> Option<(ResId, Option<String>)> {
     if line == 0 {
         return None;
     }
-    let root = loc_tree(text)?;
+    // Only inside `resources`: the top-level value that starts last before the error.
+    let section = root.0.iter().filter(|(_, v)| loc_of(v) <= (line, column)).max_by_key(|(_, v)| loc_of(v));
+    if section.is_none_or(|(k, _)| k != "resources") {
+        return None;
+    }
     let LocNode::Map(kinds) = &root.0.get("resources")?.value else { return None };
     let mut best: Option<((u64, u64), ResId, Option<String>)> = None;
     for (kind, node) in &kinds.0 {
@@ -431,4 +629,57 @@ fn entry_name(text: &str, node: &Spanned<LocNode>) -> Option<String> {
     let rest: String = l.chars().skip(column.checked_sub(1)? as usize).collect();
     let v = rest.trim().trim_matches(|c| c == '"' || c == '\'');
     Some(split_export(v).0.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_utf8_is_located_by_line_and_character() {
+        let e = text_of(b"graph: x\nname: \xc3\xa9\xff\n", "g.yaml").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 8), "{e}");
+        assert!(e.message.starts_with("invalid UTF-8 (byte 0xff)"), "{e}");
+        assert_eq!(text_of(b"graph: x\n", "g.yaml").unwrap(), "graph: x\n");
+    }
+
+    #[test]
+    fn blank_files_are_empty() {
+        assert!(is_blank(""));
+        assert!(is_blank("\n# comment\n---\n"));
+        assert!(!is_blank("graph: x\n"));
+    }
+
+    #[test]
+    fn rust_types_are_named_in_words() {
+        assert_eq!(plain_types("invalid u64"), "expected a whole number of 0 or more");
+        assert_eq!(
+            plain_types("invalid type: string \"x\", expected u32"),
+            "invalid type: string \"x\", expected a whole number from 0 to 4294967295"
+        );
+        assert_eq!(plain_types("expected u8s"), "expected u8s");
+        assert_eq!(plain_types("expected string scalar"), "expected a text value");
+    }
+
+    #[test]
+    fn the_enclosing_resource_is_found_from_indentation() {
+        let text = "graph: g\nresources:\n  noop:\n  - name: a\n  exec:\n  - name: \"@@e\"\n    cmd: echo\n    env:\n      A: [\n  fiel:\nedges: []\n";
+        assert_eq!(resource_by_text(text, 9), Some(ResId::new("exec", "e")));
+        assert_eq!(resource_by_text(text, 7), Some(ResId::new("exec", "e")));
+        assert_eq!(resource_by_text(text, 6), Some(ResId::new("exec", "e")));
+        assert_eq!(resource_by_text(text, 4), Some(ResId::new("noop", "a")));
+        // A kind key, a top-level key: in no resource.
+        assert_eq!(resource_by_text(text, 10), None);
+        assert_eq!(resource_by_text(text, 11), None);
+        assert_eq!(resource_by_text(text, 3), None);
+    }
+
+    #[test]
+    fn parser_limits_name_their_value() {
+        use serde_saphyr::budget::BudgetBreach;
+        let m = budget_message(&BudgetBreach::Nodes { nodes: 250_001 });
+        assert!(m.contains("more than 250000 YAML nodes"), "{m}");
+        let m = budget_message(&BudgetBreach::Depth { depth: 65 });
+        assert_eq!(m, "nested more than 64 levels deep");
+    }
 }

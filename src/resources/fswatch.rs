@@ -69,6 +69,8 @@ const GONE: EventMask =
 struct Sub {
     scope: Scope,
     wake: Waker,
+    /// Woken only by finished changes (see `FsWatcher::subscribe_settled`).
+    settled: bool,
     /// Directories this subscriber holds a watch on: the wanted one (plus, for a tree,
     /// every directory below it) or the nearest existing ancestor.
     held: Vec<PathBuf>,
@@ -157,6 +159,10 @@ impl FsWatcher {
     /// Subscribe to changes in `scope`; the watch is in place when this returns. `wake` is
     /// called from the watcher's thread on every relevant event and must be cheap.
     pub async fn subscribe(self: &Arc<Self>, scope: Scope, wake: Waker) -> Subscription {
+        self.subscribe_with(scope, wake, false).await
+    }
+
+    async fn subscribe_with(self: &Arc<Self>, scope: Scope, wake: Waker, settled: bool) -> Subscription {
         let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
         hub.next_id += 1;
         let id = hub.next_id;
@@ -165,9 +171,18 @@ impl FsWatcher {
             Scope::Dir(p) => hub.dirs.entry(p.clone()).or_default().push(id),
             Scope::Tree(_) => hub.trees.push(id),
         }
-        hub.subs.insert(id, Sub { scope, wake, held: Vec::new() });
+        hub.subs.insert(id, Sub { scope, wake, settled, held: Vec::new() });
         hub.arm(id);
         Subscription { id, hub: self.hub.clone() }
+    }
+
+    /// Like `subscribe` for a `Scope::File`, but woken only when a change to the file is
+    /// finished: a writer closed it, it was renamed into place or removed, or something
+    /// other than a regular file (a symlink, a FIFO) was created there. A file being
+    /// written is reported once, when its writer closes it, never half-written. Re-arms
+    /// still wake, as for every subscriber.
+    pub async fn subscribe_settled(self: &Arc<Self>, path: PathBuf, wake: Waker) -> Subscription {
+        self.subscribe_with(Scope::File(path), wake, true).await
     }
 
     /// How many directories are watched (for tests and benchmarks).
@@ -210,6 +225,16 @@ fn remove_id(map: &mut HashMap<PathBuf, Vec<u64>>, key: &Path, id: u64) {
             map.remove(key);
         }
     }
+}
+
+/// Whether an event on `path` ends a change: a close after writing, a rename into place, a
+/// removal, or the creation of something that is not written afterwards (a symlink, a FIFO;
+/// a new regular file is reported when its writer closes it).
+fn is_finished(path: &Path, mask: EventMask) -> bool {
+    if mask.intersects(EventMask::CLOSE_WRITE | EventMask::MOVED_TO | EventMask::DELETE) {
+        return true;
+    }
+    mask.contains(EventMask::CREATE) && std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file())
 }
 
 fn inode_of(dir: &Path) -> Option<(u64, u64)> {
@@ -376,6 +401,19 @@ impl Hub {
         }
     }
 
+    /// Wake the file subscribers of `child`; settled ones only for a finished change.
+    fn wake_files(&self, child: &Path, mask: EventMask) {
+        let Some(ids) = self.files.get(child) else { return };
+        let mut finished = None;
+        for id in ids {
+            let sub = &self.subs[id];
+            if sub.settled && !*finished.get_or_insert_with(|| is_finished(child, mask)) {
+                continue;
+            }
+            (sub.wake)();
+        }
+    }
+
     /// Runs on the watcher thread for every event.
     fn dispatch(&mut self, key: i32, mask: EventMask, name: Option<&Path>) {
         let Some((_, paths)) = self.by_wd.get(&key) else { return };
@@ -384,7 +422,7 @@ impl Hub {
             match name {
                 Some(n) => {
                     let child = dir.join(n);
-                    self.wake(self.files.get(&child));
+                    self.wake_files(&child, mask);
                     self.wake(self.dirs.get(&dir));
                     let new_dir = mask.contains(EventMask::ISDIR)
                         && mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
@@ -541,5 +579,38 @@ mod tests {
         let before = n.load(Ordering::SeqCst);
         std::fs::write(deep.join("f"), "x").unwrap();
         assert!(wait_above(&n, before));
+    }
+
+    /// A settled subscriber is not woken while a file is being written, only when its writer
+    /// closes it or it is renamed into place.
+    #[tokio::test]
+    async fn settled_subscribers_see_finished_writes_only() {
+        use std::io::Write;
+        let t = tempfile::tempdir().unwrap();
+        let w = FsWatcher::new().unwrap();
+        let (n, wake) = counter();
+        let (marks, mark_wake) = counter();
+        let path = t.path().join("g.yaml");
+        std::fs::write(&path, "old").unwrap();
+        let _s = w.subscribe_settled(path.clone(), wake).await;
+        let _m = w.subscribe(Scope::File(t.path().join("mark")), mark_wake).await;
+        // Events are dispatched in order: once the mark's write is seen, so were the earlier ones.
+        let settle = |before: usize| {
+            std::fs::write(t.path().join("mark"), "x").unwrap();
+            assert!(wait_above(&marks, before));
+        };
+        settle(marks.load(Ordering::SeqCst));
+        let base = n.load(Ordering::SeqCst);
+        let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+        f.write_all(b"half").unwrap();
+        f.flush().unwrap();
+        settle(marks.load(Ordering::SeqCst));
+        assert_eq!(n.load(Ordering::SeqCst), base, "woken while the file was still open for writing");
+        drop(f);
+        assert!(wait_above(&n, base), "not woken when the writer closed the file");
+        let base = n.load(Ordering::SeqCst);
+        std::fs::write(t.path().join("tmp"), "new").unwrap();
+        std::fs::rename(t.path().join("tmp"), &path).unwrap();
+        assert!(wait_above(&n, base), "not woken by a rename into place");
     }
 }
