@@ -11,6 +11,10 @@ use crate::frontend::yaml::split_export;
 use crate::resources::{self, ResId, Resource, managed_key};
 use crate::world::Exported;
 
+/// The largest export (its JSON form, as stored in etcd). etcd refuses requests over 1.5 MiB
+/// by default; this leaves room for the key and the transaction around it.
+pub const MAX_EXPORT_BYTES: usize = 1024 * 1024;
+
 pub struct Assembled {
     pub graph: Graph,
     /// What this host exports (names without `@@`).
@@ -29,12 +33,12 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
         if exported {
             let plain = plain.to_string();
             r.set_name(plain.clone());
-            exports.push(Exported {
-                host: host.to_string(),
-                kind: r.kind().to_string(),
-                name: plain,
-                params: r.to_json(),
-            });
+            let e = Exported { host: host.to_string(), kind: r.kind().to_string(), name: plain, params: r.to_json() };
+            let bytes = serde_json::to_vec(&e).map(|v| v.len()).unwrap_or(usize::MAX);
+            if bytes > MAX_EXPORT_BYTES {
+                return Err(GraphError::ExportTooLarge { id: r.id(), bytes, limit: MAX_EXPORT_BYTES });
+            }
+            exports.push(e);
         }
         list.push(r);
     }
@@ -58,10 +62,10 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
                 }
             };
             r.set_name(e.name.clone());
-            if let Some(p) = &c.pattern
-                && let Err(err) = r.collect_pattern(p)
-            {
-                warnings.push(format!("collect {} pattern: {err}", c.kind));
+            // Restricted before anything else looks at it: what a peer exported is checked
+            // as exported, then only what a collector takes from a peer is kept.
+            if let Err(err) = r.collected(c.pattern.as_deref()) {
+                warnings.push(format!("collected {}[{}] from {}: refused: {err}", e.kind, e.name, e.host));
                 continue;
             }
             if let Err(err) = r.meta().validate().and_then(|_| r.validate()) {

@@ -35,6 +35,8 @@ pub enum GraphError {
     MissingVertex { edge: String, missing: ResId },
     #[error("the graph has a cycle: {}", .0.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(" -> "))]
     Cycle(Vec<ResId>),
+    #[error("{id} is exported, but its params take {bytes} bytes; the limit for an export is {limit} bytes")]
+    ExportTooLarge { id: ResId, bytes: usize, limit: usize },
 }
 
 impl Graph {
