@@ -171,4 +171,41 @@ collect:
         assert!(a3.warnings.is_empty(), "{:?}", a3.warnings);
         assert_eq!(a3.graph.vertices.len(), 2);
     }
+
+    #[test]
+    fn an_export_over_the_limit_is_refused_naming_it() {
+        let text = format!(
+            "graph: g\nresources:\n  file:\n  - name: \"@@big\"\n    path: /tmp/big\n    content: \"{}\"\n",
+            "x".repeat(MAX_EXPORT_BYTES)
+        );
+        let spec = yaml::parse(&text, "g.yaml").unwrap();
+        let err = assemble(&spec, "A", &[]).err().expect("refused");
+        assert!(matches!(&err, GraphError::ExportTooLarge { id, .. } if id.to_string() == "file[big]"), "{err}");
+        // The same content, not exported, is fine.
+        let spec = yaml::parse(&text.replace("@@big", "big"), "g.yaml").unwrap();
+        assert!(assemble(&spec, "A", &[]).is_ok());
+    }
+
+    #[test]
+    fn a_crafted_export_is_refused_with_a_warning_and_the_rest_is_collected() {
+        let text = "graph: g\nresources: {}\ncollect:\n- kind: file\n  pattern: /in/\n";
+        let spec = yaml::parse(text, "g.yaml").unwrap();
+        let export = |name: &str, params: serde_json::Value| Exported {
+            host: "EVIL".into(),
+            kind: "file".into(),
+            name: name.into(),
+            params,
+        };
+        let collected = vec![
+            export("pwn", serde_json::json!({"name": "pwn", "path": "/a/..", "purge": true, "force": true})),
+            export("dot", serde_json::json!({"name": "dot", "path": "/a/./"})),
+            export("ok", serde_json::json!({"name": "ok", "path": "/x/ok", "source": "/etc/shadow", "mode": "4755"})),
+        ];
+        let a = assemble(&spec, "B", &collected).unwrap();
+        assert_eq!(a.warnings.len(), 2, "{:?}", a.warnings);
+        assert!(a.warnings.iter().any(|w| w.contains("file[pwn] from EVIL") && w.contains("field `path`")));
+        assert_eq!(a.graph.vertices.len(), 1);
+        let f = a.graph.vertices[0].as_any().downcast_ref::<crate::resources::file::File>().unwrap();
+        assert_eq!((f.path.as_deref(), f.source.as_deref(), f.mode.as_deref()), (Some("/in/ok"), None, Some("0755")));
+    }
 }

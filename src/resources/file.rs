@@ -1097,10 +1097,50 @@ mod tests {
     }
 
     #[test]
-    fn collect_pattern_moves_into_directory() {
+    fn a_collected_file_moves_into_the_pattern_directory() {
         let mut f = file("/tmp/mgmtA/fA");
-        f.collect_pattern("/tmp/mgmtB/").unwrap();
+        f.collected(Some("/tmp/mgmtB/")).unwrap();
         assert_eq!(f.path.as_deref(), Some("/tmp/mgmtB/fA"));
+        let mut d = file("/tmp/mgmtA/d/");
+        d.collected(Some("/tmp//mgmtB/./")).unwrap();
+        assert_eq!(d.path.as_deref(), Some("/tmp/mgmtB/d/"));
+        assert!(file("/x/f").collected(None).is_err_and(|e| e.field == "pattern"));
+        assert!(file("/x/f").collected(Some("rel/")).is_err_and(|e| e.field == "pattern"));
+    }
+
+    #[test]
+    fn a_collected_file_keeps_only_content_and_plain_mode() {
+        let mut f = File {
+            content: Some("x".into()),
+            source: Some("/etc/shadow".into()),
+            mode: Some("6755".into()),
+            owner: Some("root".into()),
+            group: Some("0".into()),
+            force: true,
+            state: FileState::Absent,
+            meta: Meta { noop: true, ..Meta::default() },
+            ..file("/a/shell")
+        };
+        f.collected(Some("/in/")).unwrap();
+        let want = File {
+            name: "f".into(),
+            path: Some("/in/shell".into()),
+            content: Some("x".into()),
+            mode: Some("0755".into()),
+            ..File::default()
+        };
+        assert_eq!(f, want);
+        let mut d = File { purge: true, recurse: true, source: Some("/".into()), ..file("/a/d/") };
+        d.collected(Some("/in")).unwrap();
+        assert_eq!(d, File { name: "f".into(), path: Some("/in/d/".into()), ..File::default() });
+    }
+
+    #[test]
+    fn an_exported_path_without_a_file_name_is_not_collected() {
+        for p in ["/a/..", "/a/.", "/", "//", "/a//", "", "a/b", "/a/\0b", "/.."] {
+            let err = file(&p).collected(Some("/in/")).expect_err(&p);
+            assert_eq!(err.field, "path", "{p}");
+        }
     }
 
     #[test]
@@ -1112,11 +1152,94 @@ mod tests {
 
     #[test]
     fn temp_names_match_only_their_own_file() {
-        assert!(is_temp_of(".a.Xy12Z9.mgmt-tmp", "a"));
-        assert!(!is_temp_of(".a.b.Xy12Z9.mgmt-tmp", "a"));
-        assert!(!is_temp_of(".a..mgmt-tmp", "a"));
-        assert!(!is_temp_of(".ab.Xy12Z9.mgmt-tmp", "a"));
-        assert!(is_temp_of(".a.b.Xy12Z9.mgmt-tmp", "a.b"));
+        let t = |n: &str, b: &str| is_temp_of(OsStr::new(n), OsStr::new(b));
+        assert!(t(".a.Xy12Z9.mgmt-tmp", "a"));
+        assert!(!t(".a.b.Xy12Z9.mgmt-tmp", "a"));
+        assert!(!t(".a..mgmt-tmp", "a"));
+        assert!(!t(".ab.Xy12Z9.mgmt-tmp", "a"));
+        assert!(t(".a.b.Xy12Z9.mgmt-tmp", "a.b"));
+    }
+
+    #[test]
+    fn temp_names_of_the_longest_file_names_fit_and_stay_apart() {
+        let long = "b".repeat(NAME_MAX);
+        let other = format!("{}c", "b".repeat(NAME_MAX - 1));
+        for base in [long.as_str(), other.as_str(), &"x".repeat(238), &"x".repeat(239)] {
+            let mut name = temp_prefix(OsStr::new(base));
+            name.push("Ab12Z9");
+            name.push(TEMP_SUFFIX);
+            assert!(name.len() <= NAME_MAX, "{} bytes for a {}-byte name", name.len(), base.len());
+            assert!(is_temp_of(&name, OsStr::new(base)));
+        }
+        let mut name = temp_prefix(OsStr::new(&long));
+        name.push("Ab12Z9.mgmt-tmp");
+        assert!(!is_temp_of(&name, OsStr::new(&other)));
+    }
+
+    #[test]
+    fn paths_normalise_lexically() {
+        let n = |p: &str| normalize_path(p);
+        assert_eq!(n("/"), Ok("/".into()));
+        assert_eq!(n("/."), Ok("/".into()));
+        assert_eq!(n("/./"), Ok("/".into()));
+        assert_eq!(n("//"), Ok("/".into()));
+        assert_eq!(n("/a//b/./c"), Ok("/a/b/c".into()));
+        assert_eq!(n("/a/b/"), Ok("/a/b/".into()));
+        assert_eq!(n("/a/b/."), Ok("/a/b/".into()));
+        assert_eq!(n("/a/b//"), Ok("/a/b/".into()));
+        assert_eq!(n("/a/.b"), Ok("/a/.b".into()));
+        assert_eq!(n("/a/..b/"), Ok("/a/..b/".into()));
+        assert_eq!(n(""), Err(PathError::NotAbsolute));
+        assert_eq!(n("a/b"), Err(PathError::NotAbsolute));
+        assert_eq!(n("~/a"), Err(PathError::NotAbsolute));
+        assert_eq!(n("/a/../b"), Err(PathError::DotDot));
+        assert_eq!(n("/a/.."), Err(PathError::DotDot));
+        assert_eq!(n("/a\0b"), Err(PathError::Nul));
+        assert_eq!(n(&format!("/{}", "x".repeat(NAME_MAX))), Ok(format!("/{}", "x".repeat(NAME_MAX))));
+        assert_eq!(n(&format!("/{}", "x".repeat(NAME_MAX + 1))), Err(PathError::NameTooLong));
+        assert_eq!(n(&"/x".repeat(PATH_MAX)), Err(PathError::TooLong));
+    }
+
+    #[test]
+    fn anything_that_is_root_is_refused() {
+        for p in ["/", "/.", "/./", "//", "///././/"] {
+            for f in [
+                File { state: FileState::Absent, force: true, ..file(p) },
+                File { purge: true, ..file(p) },
+                File { recurse: true, source: Some("/src/".into()), ..file(p) },
+                file(p),
+            ] {
+                let err = f.validate().expect_err(p);
+                assert_eq!(err.field, "path");
+                assert!(err.message.contains("refusing to manage `/`"), "{}", err.message);
+            }
+        }
+        let f = File { path: None, name: "@@/.".into(), ..file("") };
+        assert_eq!(f.validate().unwrap_err().field, "name");
+        let f = File { source: Some("//".into()), recurse: true, ..file("/d/") };
+        assert_eq!(f.validate().unwrap_err().field, "source");
+    }
+
+    #[test]
+    fn bad_paths_and_ids_are_refused_naming_the_field() {
+        assert_eq!(file("/tmp/a\0b").validate().unwrap_err().field, "path");
+        assert_eq!(file(&format!("/tmp/{}", "n".repeat(256))).validate().unwrap_err().field, "path");
+        assert!(file(&format!("/tmp/{}", "n".repeat(255))).validate().is_ok());
+        let f = File { source: Some("/s\0".into()), ..file("/tmp/a") };
+        assert_eq!(f.validate().unwrap_err().field, "source");
+        let f = File { owner: Some("4294967295".into()), ..file("/tmp/a") };
+        assert_eq!(f.validate().unwrap_err().field, "owner");
+        let f = File { group: Some("4294967295".into()), ..file("/tmp/a") };
+        assert_eq!(f.validate().unwrap_err().field, "group");
+        assert!(File { owner: Some("4294967294".into()), ..file("/tmp/a") }.validate().is_ok());
+    }
+
+    #[test]
+    fn a_normalised_path_is_the_one_managed() {
+        let f = file("/tmp//a/./b/.");
+        assert!(f.is_dir());
+        assert_eq!(f.target(), PathBuf::from("/tmp/a/b"));
+        assert_eq!(f.autoedges().provides, vec![PathBuf::from("/tmp/a/b/")]);
     }
 
     #[test]
