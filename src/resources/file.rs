@@ -688,7 +688,7 @@ fn is_temp_of(name: &OsStr, base: &OsStr) -> bool {
     name.as_bytes()
         .strip_prefix(prefix.as_bytes())
         .and_then(|n| n.strip_suffix(TEMP_SUFFIX.as_bytes()))
-        .is_some_and(|r| r.len() == TEMP_RANDOM_LEN && r.iter().all(|b| b.is_ascii_alphanumeric()))
+        .is_some_and(|r| !r.is_empty() && r.iter().all(|b| b.is_ascii_alphanumeric()))
 }
 
 const TEMP_RANDOM_LEN: usize = 6;
