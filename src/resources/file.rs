@@ -79,11 +79,11 @@ pub const PATH_MAX: usize = 4095;
 /// Why a path param is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
-    #[error("must be an absolute path")]
+    #[error("must be an absolute path without `..`")]
     NotAbsolute,
     #[error("must not contain a NUL byte")]
     Nul,
-    #[error("must not contain `..`")]
+    #[error("must be an absolute path without `..`")]
     DotDot,
     #[error("has a component longer than {NAME_MAX} bytes")]
     NameTooLong,
@@ -434,7 +434,8 @@ fn same_content(path: &Path, len: u64, want: &mut Content) -> io::Result<bool> {
         return Ok(false);
     }
     let mut have = match Node::open(path) {
-        Ok(n) if n.metadata()?.is_file() && !n.by_path => n.file,
+        Ok(n) if n.by_path => return Err(io::Error::from_raw_os_error(libc::EACCES)),
+        Ok(n) if n.metadata()?.is_file() => n.file,
         Ok(_) => return Ok(false),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(false),
         Err(e) => return Err(e),
