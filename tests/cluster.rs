@@ -575,7 +575,8 @@ fn a_crafted_export_without_a_file_name_is_refused_and_the_rest_applies() {
     fs::create_dir(t.path("in")).unwrap();
     fs::set_permissions(t.path("in"), fs::Permissions::from_mode(0o750)).unwrap();
     fs::write(t.path("in/precious.txt"), "keep me\n").unwrap();
-    for (name, path) in [("up", "/a/.."), ("dot", "/a/."), ("root", "/"), ("empty", ""), ("slashes", "/a//")] {
+    for (name, path) in [("up", "/a/.."), ("dot", "/a/."), ("root", "/"), ("empty", ""), ("slashes", "/a//")]
+    {
         let params = json!({"name": name, "path": path, "purge": true, "force": true, "mode": "0777"});
         let export = json!({"host": "EVIL", "kind": "file", "name": name, "params": params});
         e.etcdctl(&["put", &format!("/_mgmt/exported/EVIL/file/{name}"), &export.to_string()]);
@@ -620,7 +621,10 @@ fn collecting_files_needs_a_pattern() {
 fn an_export_too_big_for_etcd_is_refused_at_load() {
     let t = TestDir::new();
     let big = "x".repeat(2 * 1024 * 1024);
-    let yaml = format!("graph: g\nresources:\n  file:\n  - name: \"@@big\"\n    path: {}\n    content: \"{big}\"\n", t.p("big"));
+    let yaml = format!(
+        "graph: g\nresources:\n  file:\n  - name: \"@@big\"\n    path: {}\n    content: \"{big}\"\n",
+        t.p("big")
+    );
     let yaml = t.write_yaml("g.yaml", &yaml);
     let out = t.run_to_end(&["--no-watch"], &yaml);
     out.assert_code(1).assert_stderr_has("file[big] is exported, but its params take");

@@ -179,7 +179,10 @@ fn a_clean_stop_during_a_large_apply_leaves_no_temp_files() {
         let body = "y".repeat(20_000);
         let mut yaml = String::from("graph: many\nresources:\n  file:\n");
         for i in 0..3000 {
-            yaml.push_str(&format!("  - name: f{i}\n    path: {}/f{i}\n    content: \"{body}\\n\"\n", t.p("out")));
+            yaml.push_str(&format!(
+                "  - name: f{i}\n    path: {}/f{i}\n    content: \"{body}\\n\"\n",
+                t.p("out")
+            ));
         }
         let yaml = t.write_yaml("g.yaml", &yaml);
         let a = t.agent(&[], &yaml);

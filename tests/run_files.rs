@@ -491,11 +491,18 @@ fn nul_bytes_and_overlong_names_are_refused_at_load() {
         (format!("path: \"{}/a\\0b\"", t.p("out")), "field `path`: "),
         (format!("path: {}/{long}", t.p("out")), "field `path`: "),
         (format!("path: {}/x\n    source: \"/s\\0\"", t.p("out")), "field `source`: "),
-        (format!("path: {}/x\n    owner: \"4294967295\"", t.p("out")), "field `owner`: 4294967295 is not a valid id"),
-        (format!("path: {}/x\n    group: \"4294967295\"", t.p("out")), "field `group`: 4294967295 is not a valid id"),
+        (
+            format!("path: {}/x\n    owner: \"4294967295\"", t.p("out")),
+            "field `owner`: 4294967295 is not a valid id",
+        ),
+        (
+            format!("path: {}/x\n    group: \"4294967295\"", t.p("out")),
+            "field `group`: 4294967295 is not a valid id",
+        ),
     ];
     for (params, want) in cases {
-        let yaml = t.write_yaml("g.yaml", &format!("graph: g\nresources:\n  file:\n  - name: r\n    {params}\n"));
+        let yaml =
+            t.write_yaml("g.yaml", &format!("graph: g\nresources:\n  file:\n  - name: r\n    {params}\n"));
         let out = t.run_to_end(&["--no-watch"], &yaml);
         out.assert_code(1).assert_stderr_has(want);
     }
@@ -510,7 +517,12 @@ fn the_longest_file_names_are_managed() {
     let names = ["a".repeat(255), "b".repeat(239), "c".repeat(238)];
     let mut yaml = String::from("graph: g\nresources:\n  file:\n");
     for n in &names {
-        yaml.push_str(&format!("  - name: {}\n    path: {}/{n}\n    content: \"{}\\n\"\n", &n[..1], t.p("out"), &n[..1]));
+        yaml.push_str(&format!(
+            "  - name: {}\n    path: {}/{n}\n    content: \"{}\\n\"\n",
+            &n[..1],
+            t.p("out"),
+            &n[..1]
+        ));
     }
     let yaml = t.write_yaml("g.yaml", &yaml);
     let a = t.agent(&[], &yaml);
@@ -617,7 +629,10 @@ fn a_symlink_swapped_in_during_mode_enforcement_is_not_followed() {
     let f = t.path("race/f");
     fs::write(&f, "x\n").unwrap();
     fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
-    let yaml = format!("graph: g\nresources:\n  file:\n  - name: f\n    path: {}\n    mode: \"0644\"\n", f.display());
+    let yaml = format!(
+        "graph: g\nresources:\n  file:\n  - name: f\n    path: {}\n    mode: \"0644\"\n",
+        f.display()
+    );
     let yaml = t.write_yaml("g.yaml", &yaml);
     let a = t.agent(&[], &yaml);
     a.wait_log("file[f]: set mode 0644 (was 0600)");
@@ -628,7 +643,7 @@ fn a_symlink_swapped_in_during_mode_enforcement_is_not_followed() {
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) && n < 20_000 {
                 let tmp = dir.join("tmp");
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     let _ = fs::write(&tmp, "x\n");
                     let _ = fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600));
                 } else {

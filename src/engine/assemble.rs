@@ -33,7 +33,12 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
         if exported {
             let plain = plain.to_string();
             r.set_name(plain.clone());
-            let e = Exported { host: host.to_string(), kind: r.kind().to_string(), name: plain, params: r.to_json() };
+            let e = Exported {
+                host: host.to_string(),
+                kind: r.kind().to_string(),
+                name: plain,
+                params: r.to_json(),
+            };
             let bytes = serde_json::to_vec(&e).map(|v| v.len()).unwrap_or(usize::MAX);
             if bytes > MAX_EXPORT_BYTES {
                 return Err(GraphError::ExportTooLarge { id: r.id(), bytes, limit: MAX_EXPORT_BYTES });
@@ -180,7 +185,10 @@ collect:
         );
         let spec = yaml::parse(&text, "g.yaml").unwrap();
         let err = assemble(&spec, "A", &[]).err().expect("refused");
-        assert!(matches!(&err, GraphError::ExportTooLarge { id, .. } if id.to_string() == "file[big]"), "{err}");
+        assert!(
+            matches!(&err, GraphError::ExportTooLarge { id, .. } if id.to_string() == "file[big]"),
+            "{err}"
+        );
         // The same content, not exported, is fine.
         let spec = yaml::parse(&text.replace("@@big", "big"), "g.yaml").unwrap();
         assert!(assemble(&spec, "A", &[]).is_ok());
@@ -199,13 +207,19 @@ collect:
         let collected = vec![
             export("pwn", serde_json::json!({"name": "pwn", "path": "/a/..", "purge": true, "force": true})),
             export("dot", serde_json::json!({"name": "dot", "path": "/a/./"})),
-            export("ok", serde_json::json!({"name": "ok", "path": "/x/ok", "source": "/etc/shadow", "mode": "4755"})),
+            export(
+                "ok",
+                serde_json::json!({"name": "ok", "path": "/x/ok", "source": "/etc/shadow", "mode": "4755"}),
+            ),
         ];
         let a = assemble(&spec, "B", &collected).unwrap();
         assert_eq!(a.warnings.len(), 2, "{:?}", a.warnings);
         assert!(a.warnings.iter().any(|w| w.contains("file[pwn] from EVIL") && w.contains("field `path`")));
         assert_eq!(a.graph.vertices.len(), 1);
         let f = a.graph.vertices[0].as_any().downcast_ref::<crate::resources::file::File>().unwrap();
-        assert_eq!((f.path.as_deref(), f.source.as_deref(), f.mode.as_deref()), (Some("/in/ok"), None, Some("0755")));
+        assert_eq!(
+            (f.path.as_deref(), f.source.as_deref(), f.mode.as_deref()),
+            (Some("/in/ok"), None, Some("0755"))
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! `file`: a file or directory (path ending in `/`), its content or source, mode and owner.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
 use std::ffi::{OsStr, OsString};
+use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -281,15 +281,22 @@ impl File {
                 (Some(c), _, _) => Some(Content::Bytes(c.as_bytes())),
                 (None, Some(c), _) => Some(Content::Bytes(c.as_bytes())),
                 (None, None, Some(src)) => Some(Content::Source(
-                    open_source(&src).map_err(|e| ResourceError::io(format!("reading source {}", src.display()), e))?,
+                    open_source(&src)
+                        .map_err(|e| ResourceError::io(format!("reading source {}", src.display()), e))?,
                 )),
                 (None, None, None) => None,
             };
             let create = |what: &str, desired: Option<Content>| -> ResResult<String> {
                 let mut data = desired.unwrap_or(Content::Bytes(b""));
                 if apply {
-                    write_atomic_from(&path, &mut data.reader().map_err(|e| io("reading source for", e))?, mode.unwrap_or(0o644), uid, gid)
-                        .map_err(|e| io("writing", e))?;
+                    write_atomic_from(
+                        &path,
+                        &mut data.reader().map_err(|e| io("reading source for", e))?,
+                        mode.unwrap_or(0o644),
+                        uid,
+                        gid,
+                    )
+                    .map_err(|e| io("writing", e))?;
                 }
                 Ok(format!("{what} ({} bytes)", data.len()))
             };
@@ -326,7 +333,8 @@ impl File {
                 }
                 Some(md) => {
                     if let Some(data) = desired.as_mut()
-                        && !(md.is_file() && same_content(&path, md.len(), data).map_err(|e| io("reading", e))?)
+                        && !(md.is_file()
+                            && same_content(&path, md.len(), data).map_err(|e| io("reading", e))?)
                     {
                         let line = format!("replace content ({} -> {} bytes)", md.len(), data.len());
                         if !apply {
@@ -372,7 +380,11 @@ impl File {
             ));
         }
         // After chown, which clears the setuid and setgid bits.
-        let now = if apply && !changes.is_empty() { node.metadata().map_err(|e| io("reading", e))? } else { md.clone() };
+        let now = if apply && !changes.is_empty() {
+            node.metadata().map_err(|e| io("reading", e))?
+        } else {
+            md.clone()
+        };
         if let Some(m) = mode
             && now.mode() & 0o7777 != m
         {
@@ -417,10 +429,7 @@ impl Content<'_> {
 /// or a device (`/dev/zero`) would block the check or never end; `O_NONBLOCK` makes the
 /// open itself return at once so the type can be checked.
 fn open_source(src: &Path) -> io::Result<fs::File> {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(src)?;
+    let f = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(src)?;
     if !f.metadata()?.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
     }
@@ -506,7 +515,11 @@ impl Node {
     }
     fn chmod(&self, mode: u32) -> io::Result<()> {
         let perms = fs::Permissions::from_mode(mode);
-        if self.by_path { fs::set_permissions(self.proc_path(), perms) } else { self.file.set_permissions(perms) }
+        if self.by_path {
+            fs::set_permissions(self.proc_path(), perms)
+        } else {
+            self.file.set_permissions(perms)
+        }
     }
     fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
         if self.by_path {
@@ -534,7 +547,13 @@ fn create_dir_with_mode(path: &Path, mode: u32, uid: Option<u32>, gid: Option<u3
 /// Write `data` to `path` atomically: temp file in the same directory, mode and owner set,
 /// fsync, rename over the target, then fsync the directory. A reader (or a crash) sees the
 /// old content or the new, never a mix.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+pub fn write_atomic(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> io::Result<()> {
     write_atomic_from(path, &mut &data[..], mode, uid, gid)
 }
 
@@ -761,7 +780,8 @@ fn copy_tree(
     wanted: &mut HashSet<PathBuf>,
     changes: &mut Changes,
 ) -> ResResult<()> {
-    let md = fs::metadata(src).map_err(|e| ResourceError::io(format!("reading source {}", src.display()), e))?;
+    let md =
+        fs::metadata(src).map_err(|e| ResourceError::io(format!("reading source {}", src.display()), e))?;
     if !md.is_dir() {
         return Err(ResourceError::msg(format!("source {} is not a directory", src.display())));
     }
@@ -789,7 +809,8 @@ fn copy_dir(
         let smd = fs::symlink_metadata(&from)
             .map_err(|e| ResourceError::io(format!("reading {}", from.display()), e))?;
         let dmd = fs::symlink_metadata(&to).ok();
-        let err = |what: &str, p: &Path, e: io::Error| ResourceError::io(format!("{what} {}", p.display()), e);
+        let err =
+            |what: &str, p: &Path, e: io::Error| ResourceError::io(format!("{what} {}", p.display()), e);
         if smd.is_dir() {
             if let Some(d) = &dmd
                 && !d.is_dir()
@@ -891,7 +912,8 @@ impl Resource for File {
     fn validate(&self) -> Result<(), ValidationError> {
         let field = if self.path.is_some() { "path" } else { "name" };
         let p = self.path_str();
-        let normal = normalize_path(p).map_err(|e| ValidationError::new(field, format!("`{}` {e}", shown(p))))?;
+        let normal =
+            normalize_path(p).map_err(|e| ValidationError::new(field, format!("`{}` {e}", shown(p))))?;
         if normal == "/" {
             return Err(ValidationError::new(field, format!("refusing to manage `/` (`{}`)", shown(p))));
         }
@@ -899,7 +921,8 @@ impl Resource for File {
             return Err(ValidationError::new("source", "`content` and `source` cannot both be set"));
         }
         if let Some(s) = &self.source {
-            let normal = normalize_path(s).map_err(|e| ValidationError::new("source", format!("`{}` {e}", shown(s))))?;
+            let normal = normalize_path(s)
+                .map_err(|e| ValidationError::new("source", format!("`{}` {e}", shown(s))))?;
             if normal == "/" {
                 return Err(ValidationError::new("source", format!("refusing to copy `/` (`{}`)", shown(s))));
             }
@@ -1018,7 +1041,9 @@ impl Resource for File {
             path.push('/');
         }
         let mode = match self.mode.as_deref() {
-            Some(m) => Some(format!("{:04o}", parse_mode(m).map_err(|e| ValidationError::new("mode", e))? & 0o777)),
+            Some(m) => {
+                Some(format!("{:04o}", parse_mode(m).map_err(|e| ValidationError::new("mode", e))? & 0o777))
+            }
             None => None,
         };
         *self = File {
@@ -1139,7 +1164,7 @@ mod tests {
     #[test]
     fn an_exported_path_without_a_file_name_is_not_collected() {
         for p in ["/a/..", "/a/.", "/", "//", "/a//", "", "a/b", "/a/\0b", "/.."] {
-            let err = file(&p).collected(Some("/in/")).expect_err(&p);
+            let err = file(p).collected(Some("/in/")).expect_err(p);
             assert_eq!(err.field, "path", "{p}");
         }
     }
