@@ -1277,4 +1277,22 @@ mod tests {
         let d = file("/tmp/a/");
         assert_eq!(d.autoedges().provides, vec![PathBuf::from("/tmp/a/")]);
     }
+
+    proptest::proptest! {
+        /// Any input: no panic; a normal form is absolute, has no `.`, `..` or empty
+        /// component, is its own normal form, and names the same directory-ness.
+        #[test]
+        fn the_normal_form_is_stable(p in "(/|\\.|\\.\\.|a|b\\x00|~)*", raw in proptest::prelude::any::<String>()) {
+            for input in [p.as_str(), raw.as_str()] {
+                let Ok(n) = normalize_path(input) else { continue };
+                proptest::prop_assert!(n.starts_with('/'));
+                proptest::prop_assert!(!n.contains("//") && !n.contains('\0'));
+                proptest::prop_assert!(n.split('/').all(|c| c != "." && c != ".."));
+                proptest::prop_assert_eq!(normalize_path(&n), Ok(n.clone()));
+                if input.ends_with('/') {
+                    proptest::prop_assert!(n.ends_with('/'));
+                }
+            }
+        }
+    }
 }
