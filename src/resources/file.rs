@@ -362,6 +362,12 @@ impl File {
         let node = match Node::open(&path) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::NotFound && !apply => return Ok(changes),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(ResourceError::msg(format!(
+                    "{} became a symlink; it is not followed",
+                    path.display()
+                )));
+            }
             Err(e) => return Err(io("opening", e)),
         };
         let md = node.metadata().map_err(|e| io("reading", e))?;
@@ -493,7 +499,8 @@ impl Node {
         let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
         match fs::OpenOptions::new().read(true).custom_flags(flags).open(path) {
             Ok(file) => Ok(Node { file, by_path: false }),
-            Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+            // Not readable by the agent, or a socket: a path-only descriptor still names it.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::ENXIO)) => {
                 let file = fs::OpenOptions::new()
                     .read(true)
                     .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
