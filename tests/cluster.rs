@@ -516,3 +516,117 @@ fn compaction_loses_nothing() {
     wait_content(&both, &t.path("mgmtA/fB"), "b after compaction\n");
     assert!(a.try_exit().is_none() && b.try_exit().is_none());
 }
+
+/// A peer's exported files reach a collector with only their content and a mode without
+/// setuid, setgid and sticky bits: never the peer's `source` (the collector's own files),
+/// owner, group, `purge` or `force`.
+#[test]
+fn a_collector_takes_only_content_and_a_plain_mode_from_a_peer() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    fs::write(t.path("secret"), "s3cret\n").unwrap();
+    fs::set_permissions(t.path("secret"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::create_dir_all(t.path("in/d")).unwrap();
+    fs::write(t.path("in/d/precious"), "mine\n").unwrap();
+    let evil = format!(
+        r#"graph: evil
+resources:
+  file:
+  - {{name: "@@loot", path: "{x}/loot", source: "{secret}", mode: "0644"}}
+  - {{name: "@@shell", path: "{x}/shell", content: "shell\n", mode: "6755", owner: nobody, group: "65534"}}
+  - {{name: "@@d", path: "{x}/d/", purge: true, force: true, mode: "1777"}}
+"#,
+        x = t.p("evil"),
+        secret = t.p("secret"),
+    );
+    let collector = format!(
+        "graph: c\nresources:\n  noop:\n  - name: n\ncollect:\n- kind: file\n  pattern: \"{}/\"\n",
+        t.p("in")
+    );
+    let evil = t.write_yaml("evil.yaml", &evil);
+    let collector = t.write_yaml("c.yaml", &collector);
+    let ea = t.agent(&["--seeds", e.url(), "--hostname", "evil"], &evil);
+    let ca = t.agent(&["--seeds", e.url(), "--hostname", "c"], &collector);
+    let agents = [&ea, &ca];
+    wait_content(&agents, &t.path("in/shell"), "shell\n");
+    wait("the collected loot and directory", &agents, || {
+        t.path("in/loot").exists() && fs::metadata(t.path("in/d")).is_ok_and(|m| m.mode() & 0o777 == 0o777)
+    });
+    let md = |p: &str| fs::metadata(t.path(p)).unwrap();
+    assert_eq!(read(t.path("in/loot")).as_deref(), Some(""), "the collector copied its own file for a peer");
+    assert_eq!(md("in/loot").mode() & 0o7777, 0o644);
+    assert_eq!(md("in/shell").mode() & 0o7777, 0o755, "setuid or setgid taken from a peer");
+    assert_eq!((md("in/shell").uid(), md("in/shell").gid()), (0, 0), "owner taken from a peer");
+    assert_eq!(md("in/d").mode() & 0o7777, 0o777, "sticky bit taken from a peer");
+    assert_eq!(read(t.path("in/d/precious")).as_deref(), Some("mine\n"), "purge taken from a peer");
+    // The exporter itself applies its own params.
+    assert_eq!(read(t.path("evil/loot")).as_deref(), Some("s3cret\n"));
+}
+
+/// A crafted export whose path has no file name at its end (`/a/..`, `/a/.`, `/`, empty)
+/// is refused with a warning naming it; the collect directory is left alone and the other
+/// collected files still apply.
+#[test]
+fn a_crafted_export_without_a_file_name_is_refused_and_the_rest_applies() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    fs::create_dir(t.path("in")).unwrap();
+    fs::set_permissions(t.path("in"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::write(t.path("in/precious.txt"), "keep me\n").unwrap();
+    for (name, path) in [("up", "/a/.."), ("dot", "/a/."), ("root", "/"), ("empty", ""), ("slashes", "/a//")]
+    {
+        let params = json!({"name": name, "path": path, "purge": true, "force": true, "mode": "0777"});
+        let export = json!({"host": "EVIL", "kind": "file", "name": name, "params": params});
+        e.etcdctl(&["put", &format!("/_mgmt/exported/EVIL/file/{name}"), &export.to_string()]);
+    }
+    let ok = json!({"host": "EVIL", "kind": "file", "name": "ok",
+        "params": {"name": "ok", "path": "/z/ok", "content": "fine\n"}});
+    e.etcdctl(&["put", "/_mgmt/exported/EVIL/file/ok", &ok.to_string()]);
+    let collector = format!(
+        "graph: c\nresources:\n  noop:\n  - name: n\ncollect:\n- kind: file\n  pattern: \"{}/\"\n",
+        t.p("in")
+    );
+    let collector = t.write_yaml("c.yaml", &collector);
+    let ca = t.agent(&["--seeds", e.url(), "--hostname", "c"], &collector);
+    wait_content(&[&ca], &t.path("in/ok"), "fine\n");
+    for name in ["up", "dot", "root", "empty", "slashes"] {
+        ca.wait_log(&format!("collected file[{name}] from EVIL: refused: field `path`"));
+    }
+    assert_eq!(read(t.path("in/precious.txt")).as_deref(), Some("keep me\n"));
+    assert_eq!(fs::metadata(t.path("in")).unwrap().mode() & 0o7777, 0o750);
+    assert!(!ca.stderr().contains("purge"), "{}", ca.stderr());
+}
+
+/// A file collected without a `pattern` would land wherever the peer chose: refused with
+/// a warning.
+#[test]
+fn collecting_files_needs_a_pattern() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let export = json!({"host": "EVIL", "kind": "file", "name": "f",
+        "params": {"name": "f", "path": t.p("anywhere"), "content": "x\n"}});
+    e.etcdctl(&["put", "/_mgmt/exported/EVIL/file/f", &export.to_string()]);
+    let collector = "graph: c\nresources:\n  noop:\n  - name: n\ncollect:\n- kind: file\n";
+    let collector = t.write_yaml("c.yaml", collector);
+    let ca = t.agent(&["--seeds", e.url(), "--hostname", "c"], &collector);
+    ca.wait_log("collected file[f] from EVIL: refused: field `pattern`");
+    assert!(!t.path("anywhere").exists());
+}
+
+/// An export too big for etcd's request limit is refused when the graph is loaded, naming
+/// the resource, instead of failing to publish forever.
+#[test]
+fn an_export_too_big_for_etcd_is_refused_at_load() {
+    let t = TestDir::new();
+    let big = "x".repeat(2 * 1024 * 1024);
+    let yaml = format!(
+        "graph: g\nresources:\n  file:\n  - name: \"@@big\"\n    path: {}\n    content: \"{big}\"\n",
+        t.p("big")
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let out = t.run_to_end(&["--no-watch"], &yaml);
+    out.assert_code(1).assert_stderr_has("file[big] is exported, but its params take");
+    assert!(!t.path("big").exists());
+}

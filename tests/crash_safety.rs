@@ -168,3 +168,36 @@ fn noop_leaves_stale_temps_alone() {
     assert!(!out.join("f").exists());
     assert!(own.exists(), "--noop deleted {}", own.display());
 }
+
+/// SIGTERM or SIGINT in the middle of a large cold apply (many big files being written at
+/// once): the agent stops cleanly and leaves no temp file behind, and no target file is
+/// partial.
+#[test]
+fn a_clean_stop_during_a_large_apply_leaves_no_temp_files() {
+    use nix::sys::signal::Signal;
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        let t = TestDir::new();
+        let body: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+        fs::write(t.path("src"), &body).unwrap();
+        let mut yaml = String::from("graph: many\nresources:\n  file:\n");
+        for i in 0..200 {
+            yaml.push_str(&format!(
+                "  - name: f{i}\n    path: {}/f{i}\n    source: {}\n",
+                t.p("out"),
+                t.p("src")
+            ));
+        }
+        let yaml = t.write_yaml("g.yaml", &yaml);
+        let a = t.agent(&[], &yaml);
+        let out = t.path("out");
+        a.wait_for("the apply to be under way", || {
+            fs::read_dir(&out).map(|d| d.count() >= 20).unwrap_or(false)
+        });
+        a.signal(sig);
+        a.wait_exit();
+        assert_eq!(temps(&out), Vec::<String>::new(), "after {sig:?}");
+        for e in fs::read_dir(&out).unwrap().flatten() {
+            assert_eq!(fs::read(e.path()).unwrap(), body, "partial file {:?}", e.path());
+        }
+    }
+}

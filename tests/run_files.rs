@@ -456,3 +456,224 @@ resources:
     assert!(fs::symlink_metadata(t.path("out/absent-link")).is_err(), "the link was not removed");
     assert!(t.path("precious").exists(), "state: absent followed the link");
 }
+
+/// Any spelling of `/` (`/.`, `/./`, `//`) is refused at load for every use, naming the
+/// field; nothing runs.
+#[test]
+fn every_spelling_of_root_is_refused_at_load() {
+    let t = TestDir::new();
+    let variants = [
+        "state: absent\n    force: true",
+        "purge: true",
+        "recurse: true\n    source: /nowhere/",
+        "content: \"x\"",
+    ];
+    for (i, params) in variants.iter().enumerate() {
+        for root in ["/.", "/./", "//", "/.//./"] {
+            let yaml = format!(
+                "graph: g\nresources:\n  file:\n  - name: r\n    path: \"{root}\"\n    {params}\n    meta: {{noop: true}}\n"
+            );
+            let yaml = t.write_yaml(&format!("g{i}.yaml"), &yaml);
+            let out = t.run_to_end(&["--noop", "--no-watch"], &yaml);
+            out.assert_code(1).assert_stderr_has("field `path`: refusing to manage `/`");
+            assert!(!out.stderr.contains("would"), "{root} {params}: {}", out.stderr);
+        }
+    }
+}
+
+/// A NUL byte in a path, or a component longer than the kernel allows, is a load error
+/// naming the field.
+#[test]
+fn nul_bytes_and_overlong_names_are_refused_at_load() {
+    let t = TestDir::new();
+    let long = "n".repeat(256);
+    let cases = [
+        (format!("path: \"{}/a\\0b\"", t.p("out")), "field `path`: "),
+        (format!("path: {}/{long}", t.p("out")), "field `path`: "),
+        (format!("path: {}/x\n    source: \"/s\\0\"", t.p("out")), "field `source`: "),
+        (
+            format!("path: {}/x\n    owner: \"4294967295\"", t.p("out")),
+            "field `owner`: 4294967295 is not a valid id",
+        ),
+        (
+            format!("path: {}/x\n    group: \"4294967295\"", t.p("out")),
+            "field `group`: 4294967295 is not a valid id",
+        ),
+    ];
+    for (params, want) in cases {
+        let yaml =
+            t.write_yaml("g.yaml", &format!("graph: g\nresources:\n  file:\n  - name: r\n    {params}\n"));
+        let out = t.run_to_end(&["--no-watch"], &yaml);
+        out.assert_code(1).assert_stderr_has(want);
+    }
+    assert!(!t.path("out").exists());
+}
+
+/// A file name of the longest length the kernel allows (255 bytes) can be written, and
+/// rewritten.
+#[test]
+fn the_longest_file_names_are_managed() {
+    let t = TestDir::new();
+    let names = ["a".repeat(255), "b".repeat(239), "c".repeat(238)];
+    let mut yaml = String::from("graph: g\nresources:\n  file:\n");
+    for n in &names {
+        yaml.push_str(&format!(
+            "  - name: {}\n    path: {}/{n}\n    content: \"{}\\n\"\n",
+            &n[..1],
+            t.p("out"),
+            &n[..1]
+        ));
+    }
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let a = t.agent(&[], &yaml);
+    for n in &names {
+        a.wait_content(&t.path(&format!("out/{n}")), &format!("{}\n", &n[..1]));
+    }
+    fs::write(t.path(&format!("out/{}", names[0])), "drift\n").unwrap();
+    a.wait_content(&t.path(&format!("out/{}", names[0])), "a\n");
+    assert_eq!(a.interrupt().code(), Some(0));
+    assert!(common::entries_containing(t.path("out"), ".mgmt-tmp").is_empty());
+}
+
+/// A `source` that is not a regular file (a FIFO, `/dev/zero`) is an error of that
+/// resource: it never blocks the check or fills memory, and the rest of the graph applies.
+#[test]
+fn a_source_that_is_not_a_regular_file_is_refused() {
+    let t = TestDir::new();
+    nix::unistd::mkfifo(&t.path("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let yaml = format!(
+        r#"graph: g
+resources:
+  file:
+  - name: fifo
+    path: {out}/fifo
+    source: {fifo}
+  - name: zero
+    path: {out}/zero
+    source: /dev/zero
+  - name: ok
+    path: {out}/ok
+    content: "ok\n"
+"#,
+        out = t.p("out"),
+        fifo = t.p("fifo"),
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let out = t.run_to_end(&["--no-watch"], &yaml);
+    out.assert_code(1)
+        .assert_stderr_has(&format!("file[fifo]: reading source {}: not a regular file", t.p("fifo")))
+        .assert_stderr_has("file[zero]: reading source /dev/zero: not a regular file");
+    assert_eq!(read(t.path("out/ok")).as_deref(), Some("ok\n"));
+    assert!(!t.path("out/zero").exists() && !t.path("out/fifo").exists());
+}
+
+/// A big source is copied exactly, and a copy that differs only near its end is noticed
+/// (content is compared in chunks, not read whole).
+#[test]
+fn a_big_source_is_copied_and_a_late_difference_is_repaired() {
+    let t = TestDir::new();
+    let mut data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(t.path("big"), &data).unwrap();
+    let yaml = format!(
+        "graph: g\nresources:\n  file:\n  - name: big\n    path: {}\n    source: {}\n",
+        t.p("out/big"),
+        t.p("big")
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let a = t.agent(&[], &yaml);
+    a.wait_for("the copy", || fs::read(t.path("out/big")).ok().as_deref() == Some(&data[..]));
+    let last = data.len() - 1;
+    data[last] ^= 0xff;
+    fs::write(t.path("out/big"), &data).unwrap();
+    data[last] ^= 0xff;
+    a.wait_for("the repair", || fs::read(t.path("out/big")).ok().as_deref() == Some(&data[..]));
+    assert!(a.count("file[big]: replace content") >= 1, "{}", a.stderr());
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+/// A directory is created with its final mode: it is never chmod-ed after `mkdir` (no
+/// moment where it is wider than asked).
+#[test]
+fn a_directory_is_created_with_its_final_mode() {
+    use inotify::{Inotify, WatchMask};
+    let t = TestDir::new();
+    fs::create_dir(t.path("out")).unwrap();
+    let mut ino = Inotify::init().unwrap();
+    ino.watches().add(t.path("out"), WatchMask::ATTRIB | WatchMask::CREATE).unwrap();
+    let yaml = format!(
+        "graph: g\nresources:\n  file:\n  - name: d\n    path: {}/\n    mode: \"0700\"\n",
+        t.p("out/private")
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    t.run_to_end(&["--no-watch"], &yaml).assert_code(0);
+    assert_eq!(mode(t.path("out/private")), 0o700);
+    let mut buf = [0u8; 4096];
+    let events: Vec<String> = ino
+        .read_events(&mut buf)
+        .map(|evs| evs.map(|e| format!("{:?} {:?}", e.mask, e.name)).collect())
+        .unwrap_or_default();
+    assert!(events.iter().any(|e| e.contains("CREATE")), "{events:?}");
+    assert!(!events.iter().any(|e| e.contains("ATTRIB")), "changed after creation: {events:?}");
+}
+
+/// Mode and owner changes never follow a symlink swapped in at the managed path, however
+/// the swap is timed: the link's target keeps its mode.
+#[test]
+fn a_symlink_swapped_in_during_mode_enforcement_is_not_followed() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let t = TestDir::new();
+    fs::create_dir(t.path("race")).unwrap();
+    fs::write(t.path("victim"), "victim\n").unwrap();
+    fs::set_permissions(t.path("victim"), fs::Permissions::from_mode(0o600)).unwrap();
+    let f = t.path("race/f");
+    fs::write(&f, "x\n").unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+    let yaml = format!(
+        "graph: g\nresources:\n  file:\n  - name: f\n    path: {}\n    mode: \"0644\"\n",
+        f.display()
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let a = t.agent(&[], &yaml);
+    a.wait_log("file[f]: set mode 0644 (was 0600)");
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, dir, victim) = (stop.clone(), t.path("race"), t.path("victim"));
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) && n < 20_000 {
+                let tmp = dir.join("tmp");
+                if n.is_multiple_of(2) {
+                    let _ = fs::write(&tmp, "x\n");
+                    let _ = fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600));
+                } else {
+                    let _ = std::os::unix::fs::symlink(&victim, &tmp);
+                }
+                let _ = fs::rename(&tmp, dir.join("f"));
+                n += 1;
+            }
+        })
+    };
+    // Every regular file swapped in is 0600, so the agent keeps setting the mode.
+    a.wait_for("many mode repairs", || a.count("file[f]: set mode 0644") >= 300 || swapper.is_finished());
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    assert_eq!(mode(t.path("victim")), 0o600, "the mode was set through a symlink");
+}
+
+/// Parent directories reached through a symlink are followed (as `/var/run -> /run` must
+/// be); only the final component never is.
+#[test]
+fn a_symlinked_parent_directory_is_followed() {
+    let t = TestDir::new();
+    fs::create_dir(t.path("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(t.path("elsewhere"), t.path("linkdir")).unwrap();
+    let yaml = format!(
+        "graph: g\nresources:\n  file:\n  - name: f\n    path: {}\n    content: \"hi\\n\"\n    mode: \"0640\"\n",
+        t.p("linkdir/target")
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    t.run_to_end(&["--no-watch"], &yaml).assert_code(0);
+    assert_eq!(read(t.path("elsewhere/target")).as_deref(), Some("hi\n"));
+    assert_eq!(mode(t.path("elsewhere/target")), 0o640);
+}

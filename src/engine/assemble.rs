@@ -11,6 +11,10 @@ use crate::frontend::yaml::split_export;
 use crate::resources::{self, ResId, Resource, managed_key};
 use crate::world::Exported;
 
+/// The largest export (its JSON form, as stored in etcd). etcd refuses requests over 1.5 MiB
+/// by default; this leaves room for the key and the transaction around it.
+pub const MAX_EXPORT_BYTES: usize = 1024 * 1024;
+
 pub struct Assembled {
     pub graph: Graph,
     /// What this host exports (names without `@@`).
@@ -29,12 +33,17 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
         if exported {
             let plain = plain.to_string();
             r.set_name(plain.clone());
-            exports.push(Exported {
+            let e = Exported {
                 host: host.to_string(),
                 kind: r.kind().to_string(),
                 name: plain,
                 params: r.to_json(),
-            });
+            };
+            let bytes = serde_json::to_vec(&e).map(|v| v.len()).unwrap_or(usize::MAX);
+            if bytes > MAX_EXPORT_BYTES {
+                return Err(GraphError::ExportTooLarge { id: r.id(), bytes, limit: MAX_EXPORT_BYTES });
+            }
+            exports.push(e);
         }
         list.push(r);
     }
@@ -58,10 +67,10 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
                 }
             };
             r.set_name(e.name.clone());
-            if let Some(p) = &c.pattern
-                && let Err(err) = r.collect_pattern(p)
-            {
-                warnings.push(format!("collect {} pattern: {err}", c.kind));
+            // Restricted before anything else looks at it: what a peer exported is checked
+            // as exported, then only what a collector takes from a peer is kept.
+            if let Err(err) = r.collected(c.pattern.as_deref()) {
+                warnings.push(format!("collected {}[{}] from {}: refused: {err}", e.kind, e.name, e.host));
                 continue;
             }
             if let Err(err) = r.meta().validate().and_then(|_| r.validate()) {
@@ -166,5 +175,51 @@ collect:
         let a3 = assemble(&spec, "A", &collected).unwrap();
         assert!(a3.warnings.is_empty(), "{:?}", a3.warnings);
         assert_eq!(a3.graph.vertices.len(), 2);
+    }
+
+    #[test]
+    fn an_export_over_the_limit_is_refused_naming_it() {
+        let text = format!(
+            "graph: g\nresources:\n  file:\n  - name: \"@@big\"\n    path: /tmp/big\n    content: \"{}\"\n",
+            "x".repeat(MAX_EXPORT_BYTES)
+        );
+        let spec = yaml::parse(&text, "g.yaml").unwrap();
+        let err = assemble(&spec, "A", &[]).err().expect("refused");
+        assert!(
+            matches!(&err, GraphError::ExportTooLarge { id, .. } if id.to_string() == "file[big]"),
+            "{err}"
+        );
+        // The same content, not exported, is fine.
+        let spec = yaml::parse(&text.replace("@@big", "big"), "g.yaml").unwrap();
+        assert!(assemble(&spec, "A", &[]).is_ok());
+    }
+
+    #[test]
+    fn a_crafted_export_is_refused_with_a_warning_and_the_rest_is_collected() {
+        let text = "graph: g\nresources: {}\ncollect:\n- kind: file\n  pattern: /in/\n";
+        let spec = yaml::parse(text, "g.yaml").unwrap();
+        let export = |name: &str, params: serde_json::Value| Exported {
+            host: "EVIL".into(),
+            kind: "file".into(),
+            name: name.into(),
+            params,
+        };
+        let collected = vec![
+            export("pwn", serde_json::json!({"name": "pwn", "path": "/a/..", "purge": true, "force": true})),
+            export("dot", serde_json::json!({"name": "dot", "path": "/a/./"})),
+            export(
+                "ok",
+                serde_json::json!({"name": "ok", "path": "/x/ok", "source": "/etc/shadow", "mode": "4755"}),
+            ),
+        ];
+        let a = assemble(&spec, "B", &collected).unwrap();
+        assert_eq!(a.warnings.len(), 2, "{:?}", a.warnings);
+        assert!(a.warnings.iter().any(|w| w.contains("file[pwn] from EVIL") && w.contains("field `path`")));
+        assert_eq!(a.graph.vertices.len(), 1);
+        let f = a.graph.vertices[0].as_any().downcast_ref::<crate::resources::file::File>().unwrap();
+        assert_eq!(
+            (f.path.as_deref(), f.source.as_deref(), f.mode.as_deref()),
+            (Some("/in/ok"), None, Some("0755"))
+        );
     }
 }

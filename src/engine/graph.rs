@@ -36,6 +36,8 @@ pub enum GraphError {
     /// The cycle's vertices in order, the first repeated at the end.
     #[error("the graph has a cycle: {}", cycle_text(.0))]
     Cycle(Vec<ResId>),
+    #[error("{id} is exported, but its params take {bytes} bytes; the limit for an export is {limit} bytes")]
+    ExportTooLarge { id: ResId, bytes: usize, limit: usize },
 }
 
 /// How many vertices of a long cycle are named at each end.

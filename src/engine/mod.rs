@@ -214,8 +214,12 @@ impl Engine {
         for r in &self.running {
             r.cancel.cancel();
         }
+        // File checks still queued start no write from now on.
+        crate::resources::file::refuse_writes();
         let tasks: Vec<_> = self.running.drain(..).map(|r| r.task).collect();
         let _ = tokio::time::timeout(Duration::from_secs(2), futures_join_all(tasks)).await;
+        // File writes cut short by the stop leave no temp file behind.
+        crate::resources::file::stop_writes();
         self.graph = Graph::default();
     }
 }

@@ -1,10 +1,13 @@
 //! `file`: a file or directory (path ending in `/`), its content or source, mode and owner.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -22,7 +25,7 @@ pub enum FileState {
     Absent,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct File {
     pub name: String,
@@ -68,23 +71,91 @@ pub fn parse_mode(s: &str) -> Result<u32, String> {
     u32::from_str_radix(digits, 8).map_err(|e| e.to_string())
 }
 
-fn is_clean_absolute(p: &str) -> bool {
-    let path = Path::new(p);
-    path.is_absolute() && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+/// Longest file name the kernel accepts (`NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+/// Longest path the kernel accepts (`PATH_MAX`, without its NUL).
+pub const PATH_MAX: usize = 4095;
+
+/// Why a path param is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("must be an absolute path without `..`")]
+    NotAbsolute,
+    #[error("must not contain a NUL byte")]
+    Nul,
+    #[error("must be an absolute path without `..`")]
+    DotDot,
+    #[error("has a component longer than {NAME_MAX} bytes")]
+    NameTooLong,
+    #[error("is longer than {PATH_MAX} bytes")]
+    TooLong,
+}
+
+/// Lexical normal form of an absolute path: `.` and empty components (`//`) dropped, a
+/// trailing `/` kept as the mark of a directory (`/a/.` is the directory `/a/`). Pure: no
+/// symlink is resolved, which is why `..` is refused rather than folded.
+pub fn normalize_path(p: &str) -> Result<String, PathError> {
+    let Some(rest) = p.strip_prefix('/') else { return Err(PathError::NotAbsolute) };
+    if p.contains('\0') {
+        return Err(PathError::Nul);
+    }
+    if p.len() > PATH_MAX {
+        return Err(PathError::TooLong);
+    }
+    let mut out = String::with_capacity(p.len());
+    let mut dir = false;
+    for part in rest.split('/') {
+        dir = matches!(part, "" | ".");
+        match part {
+            "" | "." => {}
+            ".." => return Err(PathError::DotDot),
+            name if name.len() > NAME_MAX => return Err(PathError::NameTooLong),
+            name => {
+                out.push('/');
+                out.push_str(name);
+            }
+        }
+    }
+    if out.is_empty() || dir {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+/// A path as quoted in error messages: bounded, NUL shown as `\0`.
+fn shown(p: &str) -> String {
+    let mut s: String = p.chars().take(120).collect::<String>().replace('\0', "\\0");
+    if p.chars().nth(120).is_some() {
+        s.push('…');
+    }
+    s
 }
 
 impl File {
-    /// `path`, or else the name (without the `@@` that marks an exported resource).
+    /// `path`, or else the name (without the `@@` that marks an exported resource), as
+    /// written.
     pub fn path_str(&self) -> &str {
         self.path.as_deref().unwrap_or_else(|| self.name.strip_prefix("@@").unwrap_or(&self.name))
     }
-    pub fn is_dir(&self) -> bool {
-        self.path_str().ends_with('/')
-    }
-    /// The path without its trailing slash.
-    pub fn target(&self) -> PathBuf {
+    /// The path in normal form (see [`normalize_path`]); as written if it has none, which
+    /// validation refuses.
+    fn normal_path(&self) -> String {
         let p = self.path_str();
-        PathBuf::from(if p.len() > 1 { p.trim_end_matches('/') } else { p })
+        normalize_path(p).unwrap_or_else(|_| p.to_string())
+    }
+    pub fn is_dir(&self) -> bool {
+        self.normal_path().ends_with('/')
+    }
+    /// The normalised path without its trailing slash.
+    pub fn target(&self) -> PathBuf {
+        let p = self.normal_path();
+        PathBuf::from(if p.len() > 1 { p.trim_end_matches('/') } else { &p })
+    }
+    /// The normalised `source`.
+    fn source_path(&self) -> Option<PathBuf> {
+        let s = self.source.as_deref()?;
+        let n = normalize_path(s).unwrap_or_else(|_| s.to_string());
+        Some(PathBuf::from(if n.len() > 1 { n.trim_end_matches('/') } else { &n }))
     }
     fn mode_bits(&self) -> Option<u32> {
         self.mode.as_deref().and_then(|m| parse_mode(m).ok())
@@ -117,6 +188,9 @@ impl File {
     }
 
     fn sync_check_apply(&self, recv_content: Option<&str>, apply: bool) -> ResResult<Changes> {
+        if stopping() {
+            return Err(ResourceError::msg("the agent is stopping"));
+        }
         let path = self.target();
         let mut changes = Vec::new();
         let io = |what: &str, e: io::Error| ResourceError::io(format!("{what} {}", path.display()), e);
@@ -182,32 +256,49 @@ impl File {
             }
             if !is_dir {
                 if apply {
-                    fs::create_dir(&path).map_err(|e| io("creating directory", e))?;
-                    fs::set_permissions(&path, fs::Permissions::from_mode(mode.unwrap_or(0o755)))
-                        .map_err(|e| io("chmod", e))?;
+                    create_dir_with_mode(&path, mode.unwrap_or(0o755), uid, gid)
+                        .map_err(|e| io("creating directory", e))?;
                     sync_dir(path.parent());
                 }
                 changes.push("create directory".into());
             }
             let mut wanted = HashSet::new();
-            if let Some(src) = &self.source {
+            if let Some(src) = self.source_path() {
                 if !apply && !is_dir {
-                    changes.push(format!("copy tree from {src}"));
+                    changes.push(format!("copy tree from {}", src.display()));
                 } else {
-                    copy_tree(Path::new(src), &path, self.force, apply, &mut wanted, &mut changes)?;
+                    copy_tree(&src, &path, self.force, apply, &mut wanted, &mut changes)?;
                 }
             }
             if self.purge && (apply || is_dir) {
                 purge(&path, &wanted, &self.keep, apply, &mut changes)?;
             }
+            if !apply && !is_dir {
+                return Ok(changes);
+            }
         } else {
-            let desired: Option<Vec<u8>> = match (recv_content, &self.content, &self.source) {
-                (Some(c), _, _) => Some(c.as_bytes().to_vec()),
-                (None, Some(c), _) => Some(c.as_bytes().to_vec()),
-                (None, None, Some(src)) => {
-                    Some(fs::read(src).map_err(|e| ResourceError::io(format!("reading source {src}"), e))?)
-                }
+            let mut desired = match (recv_content, &self.content, self.source_path()) {
+                (Some(c), _, _) => Some(Content::Bytes(c.as_bytes())),
+                (None, Some(c), _) => Some(Content::Bytes(c.as_bytes())),
+                (None, None, Some(src)) => Some(Content::Source(
+                    open_source(&src)
+                        .map_err(|e| ResourceError::io(format!("reading source {}", src.display()), e))?,
+                )),
                 (None, None, None) => None,
+            };
+            let create = |what: &str, desired: Option<Content>| -> ResResult<String> {
+                let mut data = desired.unwrap_or(Content::Bytes(b""));
+                if apply {
+                    write_atomic_from(
+                        &path,
+                        &mut data.reader().map_err(|e| io("reading source for", e))?,
+                        mode.unwrap_or(0o644),
+                        uid,
+                        gid,
+                    )
+                    .map_err(|e| io("writing", e))?;
+                }
+                Ok(format!("{what} ({} bytes)", data.len()))
             };
             match &existing {
                 Some(md) if md.is_dir() => {
@@ -221,12 +312,7 @@ impl File {
                         fs::remove_dir_all(&path).map_err(|e| io("removing", e))?;
                     }
                     changes.push("remove directory to make room for a file".into());
-                    let data = desired.unwrap_or_default();
-                    if apply {
-                        write_atomic(&path, &data, mode.unwrap_or(0o644), uid, gid)
-                            .map_err(|e| io("writing", e))?;
-                    }
-                    changes.push(format!("create file ({} bytes)", data.len()));
+                    changes.push(create("create file", desired)?);
                     return Ok(changes);
                 }
                 Some(md) if md.file_type().is_symlink() && !self.force => {
@@ -235,83 +321,234 @@ impl File {
                         path.display()
                     )));
                 }
+                // The rename replaces the link itself, never its target; the new file gets a
+                // file's default mode, not the link's 0777.
                 Some(md) if md.file_type().is_symlink() => {
-                    // The rename replaces the link itself, never its target; the new file gets
-                    // a file's default mode, not the link's 0777.
-                    let data = desired.unwrap_or_default();
-                    if apply {
-                        write_atomic(&path, &data, mode.unwrap_or(0o644), uid, gid)
-                            .map_err(|e| io("writing", e))?;
-                    }
-                    changes.push(format!("replace symlink with a file ({} bytes)", data.len()));
+                    changes.push(create("replace symlink with a file", desired)?);
                     return Ok(changes);
                 }
                 None => {
-                    let data = desired.unwrap_or_default();
-                    if apply {
-                        write_atomic(&path, &data, mode.unwrap_or(0o644), uid, gid)
-                            .map_err(|e| io("writing", e))?;
-                    }
-                    changes.push(format!("create file ({} bytes)", data.len()));
+                    changes.push(create("create file", desired)?);
                     return Ok(changes);
                 }
                 Some(md) => {
-                    if let Some(data) = desired {
-                        let same = md.is_file()
-                            && md.len() == data.len() as u64
-                            && fs::read(&path).map_err(|e| io("reading", e))? == data;
-                        if !same {
-                            if apply {
-                                // Keep the existing mode and owner unless params set them.
-                                let m = mode.unwrap_or(md.mode() & 0o7777);
-                                let u = uid.or(Some(md.uid()));
-                                let g = gid.or(Some(md.gid()));
-                                write_atomic(&path, &data, m, u, g).map_err(|e| io("writing", e))?;
-                                return Ok(vec![format!(
-                                    "replace content ({} -> {} bytes)",
-                                    md.len(),
-                                    data.len()
-                                )]);
-                            }
-                            changes.push(format!("replace content ({} -> {} bytes)", md.len(), data.len()));
+                    if let Some(data) = desired.as_mut()
+                        && !(md.is_file()
+                            && same_content(&path, md.len(), data).map_err(|e| io("reading", e))?)
+                    {
+                        let line = format!("replace content ({} -> {} bytes)", md.len(), data.len());
+                        if !apply {
+                            changes.push(line);
+                        } else {
+                            // Keep the existing mode and owner unless params set them.
+                            let m = mode.unwrap_or(md.mode() & 0o7777);
+                            let u = uid.or(Some(md.uid()));
+                            let g = gid.or(Some(md.gid()));
+                            let mut r = data.reader().map_err(|e| io("reading source for", e))?;
+                            write_atomic_from(&path, &mut r, m, u, g).map_err(|e| io("writing", e))?;
+                            return Ok(vec![line]);
                         }
                     }
                 }
             }
         }
 
-        // Attributes of something that already existed (new files get them at creation).
-        // Reuse the first stat when nothing was touched since.
-        let now = match existing {
-            Some(md) if changes.is_empty() => Ok(md),
-            _ => fs::symlink_metadata(&path),
-        };
-        if let Ok(md) = now {
-            if let Some(m) = mode
-                && md.mode() & 0o7777 != m
-            {
-                if apply {
-                    fs::set_permissions(&path, fs::Permissions::from_mode(m)).map_err(|e| io("chmod", e))?;
-                }
-                changes.push(format!("set mode {:04o} (was {:04o})", m, md.mode() & 0o7777));
+        // Attributes of something that already existed (new files get them at creation),
+        // changed through a descriptor of the final component: a symlink swapped in after
+        // the first look is refused, never followed.
+        if mode.is_none() && uid.is_none() && gid.is_none() {
+            return Ok(changes);
+        }
+        let node = match Node::open(&path) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !apply => return Ok(changes),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(ResourceError::msg(format!(
+                    "{} became a symlink; it is not followed",
+                    path.display()
+                )));
             }
-            let uid_change = uid.filter(|u| *u != md.uid());
-            let gid_change = gid.filter(|g| *g != md.gid());
-            if uid_change.is_some() || gid_change.is_some() {
-                if apply {
-                    std::os::unix::fs::lchown(&path, uid_change, gid_change).map_err(|e| io("chown", e))?;
-                }
-                changes.push(format!(
-                    "set owner {}:{} (was {}:{})",
-                    uid.unwrap_or(md.uid()),
-                    gid.unwrap_or(md.gid()),
-                    md.uid(),
-                    md.gid()
-                ));
+            Err(e) => return Err(io("opening", e)),
+        };
+        let md = node.metadata().map_err(|e| io("reading", e))?;
+        let uid_change = uid.filter(|u| *u != md.uid());
+        let gid_change = gid.filter(|g| *g != md.gid());
+        if uid_change.is_some() || gid_change.is_some() {
+            if apply {
+                node.chown(uid_change, gid_change).map_err(|e| io("chown", e))?;
+            }
+            changes.push(format!(
+                "set owner {}:{} (was {}:{})",
+                uid.unwrap_or(md.uid()),
+                gid.unwrap_or(md.gid()),
+                md.uid(),
+                md.gid()
+            ));
+        }
+        // After chown, which clears the setuid and setgid bits.
+        let now = if apply && !changes.is_empty() {
+            node.metadata().map_err(|e| io("reading", e))?
+        } else {
+            md.clone()
+        };
+        if let Some(m) = mode
+            && now.mode() & 0o7777 != m
+        {
+            if apply {
+                node.chmod(m).map_err(|e| io("chmod", e))?;
+            }
+            if md.mode() & 0o7777 != m {
+                changes.push(format!("set mode {:04o} (was {:04o})", m, md.mode() & 0o7777));
             }
         }
         Ok(changes)
     }
+}
+
+/// What a file's content should be.
+enum Content<'a> {
+    Bytes(&'a [u8]),
+    /// An open regular file, streamed (never read whole into memory).
+    Source(fs::File),
+}
+
+impl Content<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Content::Bytes(b) => b.len() as u64,
+            Content::Source(f) => f.metadata().map(|m| m.len()).unwrap_or(0),
+        }
+    }
+    /// A reader from the start (a source may have been read by a comparison already).
+    fn reader(&mut self) -> io::Result<Box<dyn Read + '_>> {
+        Ok(match self {
+            Content::Bytes(b) => Box::new(*b),
+            Content::Source(f) => {
+                f.seek(SeekFrom::Start(0))?;
+                Box::new(&*f)
+            }
+        })
+    }
+}
+
+/// Open a `source`: it may be reached through symlinks, but must be a regular file. A FIFO
+/// or a device (`/dev/zero`) would block the check or never end; `O_NONBLOCK` makes the
+/// open itself return at once so the type can be checked.
+fn open_source(src: &Path) -> io::Result<fs::File> {
+    let f = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(src)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    Ok(f)
+}
+
+/// Whether the regular file at `path` (never followed if it is a symlink) holds exactly
+/// `want`, compared in bounded chunks.
+fn same_content(path: &Path, len: u64, want: &mut Content) -> io::Result<bool> {
+    if len != want.len() {
+        return Ok(false);
+    }
+    let mut have = match Node::open(path) {
+        Ok(n) if n.by_path => return Err(io::Error::from_raw_os_error(libc::EACCES)),
+        Ok(n) if n.metadata()?.is_file() => n.file,
+        Ok(_) => return Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut want = want.reader()?;
+    let (mut a, mut b) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = read_full(&mut have, &mut a)?;
+        let m = read_full(&mut want, &mut b)?;
+        if a[..n] != b[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// Fill `buf` as far as the reader goes; returns how much was read (less only at the end).
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A descriptor on the final component of a path, opened with `O_NOFOLLOW`: mode and owner
+/// changes go through it (`fchmod`, `fchown`), so a symlink put there after the first look is
+/// refused instead of followed. Parent directories are resolved as usual (a symlinked parent
+/// such as `/var/run -> /run` is followed).
+struct Node {
+    file: fs::File,
+    /// Opened with `O_PATH` (the agent may not read it): changes go through
+    /// `/proc/self/fd`, which names exactly this inode.
+    by_path: bool,
+}
+
+impl Node {
+    fn open(path: &Path) -> io::Result<Node> {
+        let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
+        match fs::OpenOptions::new().read(true).custom_flags(flags).open(path) {
+            Ok(file) => Ok(Node { file, by_path: false }),
+            // Not readable by the agent, or a socket: a path-only descriptor still names it.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::ENXIO)) => {
+                let file = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+                    .open(path)?;
+                // O_PATH with O_NOFOLLOW opens a symlink itself instead of failing.
+                if file.metadata()?.file_type().is_symlink() {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                Ok(Node { file, by_path: true })
+            }
+            Err(e) => Err(e),
+        }
+    }
+    fn metadata(&self) -> io::Result<fs::Metadata> {
+        self.file.metadata()
+    }
+    fn proc_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+    }
+    fn chmod(&self, mode: u32) -> io::Result<()> {
+        let perms = fs::Permissions::from_mode(mode);
+        if self.by_path {
+            fs::set_permissions(self.proc_path(), perms)
+        } else {
+            self.file.set_permissions(perms)
+        }
+    }
+    fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        if self.by_path {
+            std::os::unix::fs::chown(self.proc_path(), uid, gid)
+        } else {
+            std::os::unix::fs::fchown(&self.file, uid, gid)
+        }
+    }
+}
+
+/// Create the directory `path` with `mode` from the start (never wider for a moment), then
+/// owner and the bits the umask took, through an `O_NOFOLLOW` descriptor.
+fn create_dir_with_mode(path: &Path, mode: u32, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    fs::DirBuilder::new().mode(mode & 0o777).create(path)?;
+    let node = Node::open(path)?;
+    if uid.is_some() || gid.is_some() {
+        node.chown(uid, gid)?;
+    }
+    if node.metadata()?.mode() & 0o7777 != mode {
+        node.chmod(mode)?;
+    }
+    Ok(())
 }
 
 /// Write `data` to `path` atomically: temp file in the same directory, mode and owner set,
@@ -324,14 +561,26 @@ pub fn write_atomic(
     uid: Option<u32>,
     gid: Option<u32>,
 ) -> io::Result<()> {
+    write_atomic_from(path, &mut &data[..], mode, uid, gid)
+}
+
+/// [`write_atomic`] with the content streamed from a reader.
+pub fn write_atomic_from(
+    path: &Path,
+    data: &mut dyn Read,
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
-    let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let base = path.file_name().unwrap_or_default();
     let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{base}."))
+        .prefix(&temp_prefix(base))
         .rand_bytes(TEMP_RANDOM_LEN)
         .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)?;
-    tmp.write_all(data)?;
+    let _in_flight = InFlight::register(tmp.path())?;
+    io::copy(data, &mut tmp)?;
     let f = tmp.as_file();
     // chown before chmod: chown clears the setuid and setgid bits.
     if uid.is_some() || gid.is_some() {
@@ -344,8 +593,65 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// Temp files being written right now, removed when the agent stops cleanly (a write cut
+/// short by the stop would otherwise leave one behind until that file is managed again).
+#[derive(Default)]
+struct Temps {
+    live: HashSet<PathBuf>,
+    stopping: bool,
+}
+
+static TEMPS: std::sync::Mutex<Option<Temps>> = std::sync::Mutex::new(None);
+
+fn with_temps<T>(f: impl FnOnce(&mut Temps) -> T) -> T {
+    let mut guard = TEMPS.lock().unwrap_or_else(|e| e.into_inner());
+    f(guard.get_or_insert_with(Temps::default))
+}
+
+/// Registered for the time of one write.
+struct InFlight(PathBuf);
+
+impl InFlight {
+    fn register(tmp: &Path) -> io::Result<InFlight> {
+        with_temps(|t| {
+            if t.stopping {
+                return Err(io::Error::other("the agent is stopping"));
+            }
+            t.live.insert(tmp.to_path_buf());
+            Ok(InFlight(tmp.to_path_buf()))
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        with_temps(|t| t.live.remove(&self.0));
+    }
+}
+
+fn stopping() -> bool {
+    with_temps(|t| t.stopping)
+}
+
+/// For a clean stop, first step: refuse any further write (checks still queued do nothing).
+pub fn refuse_writes() {
+    with_temps(|t| t.stopping = true);
+}
+
+/// For a clean stop, last step: refuse any further write and remove the temp files of the
+/// writes still under way (their targets keep their old content).
+pub fn stop_writes() {
+    let live = with_temps(|t| {
+        t.stopping = true;
+        std::mem::take(&mut t.live)
+    });
+    for p in live {
+        let _ = fs::remove_file(p);
+    }
+}
+
 /// Remove the temp files a killed agent left behind for `path`
-/// (`.<name>.<random letters and digits>.mgmt-tmp` beside it), once per path per process,
+/// (see [`temp_prefix`]), once per path per process,
 /// before the first write. Only this path's: other temp files in the directory belong to
 /// other resources, which may be writing right now. Each directory is listed once (before
 /// this process writes anything there), not once per file in it.
@@ -353,13 +659,12 @@ fn clean_stale_temps_once(path: &Path) {
     #[derive(Default)]
     struct Stale {
         /// Directory -> temp files found when it was first listed, not yet removed.
-        by_dir: HashMap<PathBuf, Vec<String>>,
+        by_dir: HashMap<PathBuf, Vec<OsString>>,
         cleaned: HashSet<PathBuf>,
     }
     static STALE: std::sync::Mutex<Option<Stale>> = std::sync::Mutex::new(None);
     let (Some(dir), Some(base)) = (path.parent(), path.file_name()) else { return };
-    let base = base.to_string_lossy();
-    let mine: Vec<String> = {
+    let mine: Vec<OsString> = {
         let mut guard = STALE.lock().unwrap_or_else(|e| e.into_inner());
         let stale = guard.get_or_insert_with(Stale::default);
         if !stale.cleaned.insert(path.to_path_buf()) {
@@ -371,12 +676,12 @@ fn clean_stale_temps_once(path: &Path) {
                 .flatten()
                 .flatten()
                 .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with('.') && n.ends_with(TEMP_SUFFIX))
+                .map(|e| e.file_name())
+                .filter(|n| n.as_bytes().starts_with(b".") && n.as_bytes().ends_with(TEMP_SUFFIX.as_bytes()))
                 .collect()
         });
-        let (mine, rest): (Vec<String>, Vec<String>) =
-            std::mem::take(found).into_iter().partition(|n| is_temp_of(n, &base));
+        let (mine, rest): (Vec<OsString>, Vec<OsString>) =
+            std::mem::take(found).into_iter().partition(|n| is_temp_of(n, base));
         *found = rest;
         mine
     };
@@ -385,13 +690,32 @@ fn clean_stale_temps_once(path: &Path) {
     }
 }
 
+/// The start of `write_atomic`'s temp names for a file called `base`: `.<base>.`, or for a
+/// name too long to fit beside the random part and the suffix in `NAME_MAX` bytes, its first
+/// bytes and a hash of the whole name: `.<first 160 bytes>~<16 hex digits>.`.
+fn temp_prefix(base: &OsStr) -> OsString {
+    let b = base.as_bytes();
+    let room = NAME_MAX - 2 - TEMP_RANDOM_LEN - TEMP_SUFFIX.len();
+    let mut out = vec![b'.'];
+    if b.len() <= room {
+        out.extend_from_slice(b);
+    } else {
+        use sha2::{Digest, Sha256};
+        out.extend_from_slice(&b[..160]);
+        out.push(b'~');
+        out.extend_from_slice(hex::encode(&Sha256::digest(b)[..8]).as_bytes());
+    }
+    out.push(b'.');
+    OsString::from_vec(out)
+}
+
 /// Whether `name` is one of `write_atomic`'s temp files for a file called `base`.
-fn is_temp_of(name: &str, base: &str) -> bool {
-    name.strip_prefix('.')
-        .and_then(|n| n.strip_prefix(base))
-        .and_then(|n| n.strip_prefix('.'))
-        .and_then(|n| n.strip_suffix(TEMP_SUFFIX))
-        .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+fn is_temp_of(name: &OsStr, base: &OsStr) -> bool {
+    let prefix = temp_prefix(base);
+    name.as_bytes()
+        .strip_prefix(prefix.as_bytes())
+        .and_then(|n| n.strip_suffix(TEMP_SUFFIX.as_bytes()))
+        .is_some_and(|r| !r.is_empty() && r.iter().all(|b| b.is_ascii_alphanumeric()))
 }
 
 const TEMP_RANDOM_LEN: usize = 6;
@@ -463,9 +787,28 @@ fn copy_tree(
     wanted: &mut HashSet<PathBuf>,
     changes: &mut Changes,
 ) -> ResResult<()> {
+    let md =
+        fs::metadata(src).map_err(|e| ResourceError::io(format!("reading source {}", src.display()), e))?;
+    if !md.is_dir() {
+        return Err(ResourceError::msg(format!("source {} is not a directory", src.display())));
+    }
+    copy_dir(src, dst, force, apply, wanted, changes)
+}
+
+fn copy_dir(
+    src: &Path,
+    dst: &Path,
+    force: bool,
+    apply: bool,
+    wanted: &mut HashSet<PathBuf>,
+    changes: &mut Changes,
+) -> ResResult<()> {
     let entries =
         fs::read_dir(src).map_err(|e| ResourceError::io(format!("listing source {}", src.display()), e))?;
     for entry in entries {
+        if stopping() {
+            return Err(ResourceError::msg("the agent is stopping"));
+        }
         let entry = entry.map_err(|e| ResourceError::io(format!("listing source {}", src.display()), e))?;
         let from = entry.path();
         let to = dst.join(entry.file_name());
@@ -473,6 +816,8 @@ fn copy_tree(
         let smd = fs::symlink_metadata(&from)
             .map_err(|e| ResourceError::io(format!("reading {}", from.display()), e))?;
         let dmd = fs::symlink_metadata(&to).ok();
+        let err =
+            |what: &str, p: &Path, e: io::Error| ResourceError::io(format!("{what} {}", p.display()), e);
         if smd.is_dir() {
             if let Some(d) = &dmd
                 && !d.is_dir()
@@ -484,29 +829,24 @@ fn copy_tree(
                     )));
                 }
                 if apply {
-                    fs::remove_file(&to)
-                        .map_err(|e| ResourceError::io(format!("removing {}", to.display()), e))?;
+                    fs::remove_file(&to).map_err(|e| err("removing", &to, e))?;
                 }
             }
             if dmd.as_ref().is_none_or(|d| !d.is_dir()) {
                 if apply {
-                    fs::create_dir(&to)
-                        .map_err(|e| ResourceError::io(format!("creating {}", to.display()), e))?;
-                    fs::set_permissions(&to, fs::Permissions::from_mode(smd.mode() & 0o7777))
-                        .map_err(|e| ResourceError::io(format!("chmod {}", to.display()), e))?;
+                    create_dir_with_mode(&to, smd.mode() & 0o7777, None, None)
+                        .map_err(|e| err("creating", &to, e))?;
                 }
                 changes.push(format!("create directory {}", to.display()));
             }
             if apply || dmd.as_ref().is_some_and(|d| d.is_dir()) {
-                copy_tree(&from, &to, force, apply, wanted, changes)?;
+                copy_dir(&from, &to, force, apply, wanted, changes)?;
             }
         } else if smd.is_file() {
-            let data =
-                fs::read(&from).map_err(|e| ResourceError::io(format!("reading {}", from.display()), e))?;
+            // Swapped for a FIFO or a device since the listing: refused, not read.
+            let mut data = Content::Source(open_source(&from).map_err(|e| err("reading", &from, e))?);
             let same = match &dmd {
-                Some(d) if d.is_file() => {
-                    d.len() == data.len() as u64 && fs::read(&to).ok().as_deref() == Some(&data[..])
-                }
+                Some(d) if d.is_file() => same_content(&to, d.len(), &mut data).unwrap_or(false),
                 Some(d) if d.is_dir() => {
                     if !force {
                         return Err(ResourceError::msg(format!(
@@ -515,8 +855,7 @@ fn copy_tree(
                         )));
                     }
                     if apply {
-                        fs::remove_dir_all(&to)
-                            .map_err(|e| ResourceError::io(format!("removing {}", to.display()), e))?;
+                        fs::remove_dir_all(&to).map_err(|e| err("removing", &to, e))?;
                     }
                     false
                 }
@@ -524,16 +863,18 @@ fn copy_tree(
             };
             if !same {
                 if apply {
-                    write_atomic(&to, &data, smd.mode() & 0o7777, None, None)
-                        .map_err(|e| ResourceError::io(format!("writing {}", to.display()), e))?;
+                    let mut r = data.reader().map_err(|e| err("reading", &from, e))?;
+                    write_atomic_from(&to, &mut r, smd.mode() & 0o7777, None, None)
+                        .map_err(|e| err("writing", &to, e))?;
                 }
                 changes.push(format!("copy {} ({} bytes)", to.display(), data.len()));
             } else if let Some(d) = &dmd
                 && d.mode() & 0o7777 != smd.mode() & 0o7777
             {
                 if apply {
-                    fs::set_permissions(&to, fs::Permissions::from_mode(smd.mode() & 0o7777))
-                        .map_err(|e| ResourceError::io(format!("chmod {}", to.display()), e))?;
+                    Node::open(&to)
+                        .and_then(|n| n.chmod(smd.mode() & 0o7777))
+                        .map_err(|e| err("chmod", &to, e))?;
                 }
                 changes.push(format!("set mode {:04o} on {}", smd.mode() & 0o7777, to.display()));
             }
@@ -578,29 +919,35 @@ impl Resource for File {
     fn validate(&self) -> Result<(), ValidationError> {
         let field = if self.path.is_some() { "path" } else { "name" };
         let p = self.path_str();
-        if !is_clean_absolute(p) {
-            return Err(ValidationError::new(field, format!("`{p}` must be an absolute path without `..`")));
-        }
-        if p == "/" {
-            return Err(ValidationError::new(field, "refusing to manage `/`"));
+        let normal =
+            normalize_path(p).map_err(|e| ValidationError::new(field, format!("`{}` {e}", shown(p))))?;
+        if normal == "/" {
+            return Err(ValidationError::new(field, format!("refusing to manage `/` (`{}`)", shown(p))));
         }
         if self.content.is_some() && self.source.is_some() {
             return Err(ValidationError::new("source", "`content` and `source` cannot both be set"));
         }
-        if let Some(s) = &self.source
-            && !is_clean_absolute(s)
-        {
-            return Err(ValidationError::new(
-                "source",
-                format!("`{s}` must be an absolute path without `..`"),
-            ));
+        if let Some(s) = &self.source {
+            let normal = normalize_path(s)
+                .map_err(|e| ValidationError::new("source", format!("`{}` {e}", shown(s))))?;
+            if normal == "/" {
+                return Err(ValidationError::new("source", format!("refusing to copy `/` (`{}`)", shown(s))));
+            }
         }
         if let Some(m) = &self.mode {
             parse_mode(m).map_err(|e| ValidationError::new("mode", e))?;
         }
         for (field, v) in [("owner", &self.owner), ("group", &self.group)] {
-            if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            let Some(v) = v.as_deref() else { continue };
+            if v.trim().is_empty() {
                 return Err(ValidationError::new(field, "must not be empty"));
+            }
+            if v.contains('\0') {
+                return Err(ValidationError::new(field, "must not contain a NUL byte"));
+            }
+            // (uid_t)-1 and (gid_t)-1 mean "leave unchanged" to chown: never an id.
+            if v.parse::<u32>() == Ok(u32::MAX) {
+                return Err(ValidationError::new(field, format!("{} is not a valid id", u32::MAX)));
             }
         }
         if self.is_dir() {
@@ -639,9 +986,9 @@ impl Resource for File {
         };
         let waker = ctx.waker.clone();
         let _sub = ctx.fs.subscribe(scope, waker.clone()).await;
-        let _src = match &self.source {
-            Some(s) if self.recurse => Some(ctx.fs.subscribe(Scope::Tree(PathBuf::from(s)), waker).await),
-            Some(s) => Some(ctx.fs.subscribe(Scope::File(PathBuf::from(s)), waker).await),
+        let _src = match self.source_path() {
+            Some(s) if self.recurse => Some(ctx.fs.subscribe(Scope::Tree(s), waker).await),
+            Some(s) => Some(ctx.fs.subscribe(Scope::File(s), waker).await),
             None => None,
         };
         ctx.event();
@@ -670,7 +1017,7 @@ impl Resource for File {
             requires.push(p);
         }
         if let Some(s) = &self.source {
-            requires.push(PathBuf::from(s));
+            requires.push(PathBuf::from(normalize_path(s).unwrap_or_else(|_| s.clone())));
         }
         AutoEdgeInfo { provides: vec![provides], requires }
     }
@@ -679,21 +1026,58 @@ impl Resource for File {
         &["content"]
     }
 
-    fn collect_pattern(&mut self, pattern: &str) -> Result<(), ValidationError> {
-        if !is_clean_absolute(pattern) {
+    /// A peer's file lands in the collector's `pattern` directory, under the last component
+    /// of the path the peer exported (checked before anything is rewritten), and keeps only
+    /// its content and its mode without setuid, setgid and sticky bits. Nothing else a peer
+    /// chose is taken: no `source` (it would copy the collector's own files), no owner or
+    /// group, no `purge`, `recurse` or `force`, no `state: absent`, no meta params.
+    fn collected(&mut self, pattern: Option<&str>) -> Result<(), ValidationError> {
+        let Some(pattern) = pattern else {
             return Err(ValidationError::new(
                 "pattern",
-                format!("`{pattern}` must be an absolute directory"),
+                "collecting files needs a `pattern`, the directory to put them in",
             ));
+        };
+        let dir = normalize_path(pattern)
+            .map_err(|e| ValidationError::new("pattern", format!("`{}` {e}", shown(pattern))))?;
+        let (name, is_dir) = exported_name(self.path_str())?;
+        let mut path = dir.trim_end_matches('/').to_string();
+        path.push('/');
+        path.push_str(name);
+        if is_dir {
+            path.push('/');
         }
-        let base = self.target().file_name().map(|s| s.to_os_string()).unwrap_or_default();
-        let mut p = PathBuf::from(pattern).join(base);
-        if self.is_dir() {
-            p.push("");
-        }
-        self.path = Some(p.to_string_lossy().into_owned());
+        let mode = match self.mode.as_deref() {
+            Some(m) => {
+                Some(format!("{:04o}", parse_mode(m).map_err(|e| ValidationError::new("mode", e))? & 0o777))
+            }
+            None => None,
+        };
+        *self = File {
+            name: std::mem::take(&mut self.name),
+            path: Some(path),
+            content: self.content.take(),
+            mode,
+            ..File::default()
+        };
         Ok(())
     }
+}
+
+/// The last component of a path a peer exported, and whether it names a directory. The
+/// whole path must be valid, and its last component a plain name: never `.`, `..` or empty.
+fn exported_name(p: &str) -> Result<(&str, bool), ValidationError> {
+    let bad = |why: String| ValidationError::new("path", format!("exported path `{}` {why}", shown(p)));
+    normalize_path(p).map_err(|e| bad(e.to_string()))?;
+    let (body, is_dir) = match p.strip_suffix('/') {
+        Some(b) => (b, true),
+        None => (p, false),
+    };
+    let name = body.rsplit('/').next().unwrap_or("");
+    if matches!(name, "" | "." | "..") {
+        return Err(bad("does not end in a file name".into()));
+    }
+    Ok((name, is_dir))
 }
 
 #[cfg(test)]
@@ -746,10 +1130,50 @@ mod tests {
     }
 
     #[test]
-    fn collect_pattern_moves_into_directory() {
+    fn a_collected_file_moves_into_the_pattern_directory() {
         let mut f = file("/tmp/mgmtA/fA");
-        f.collect_pattern("/tmp/mgmtB/").unwrap();
+        f.collected(Some("/tmp/mgmtB/")).unwrap();
         assert_eq!(f.path.as_deref(), Some("/tmp/mgmtB/fA"));
+        let mut d = file("/tmp/mgmtA/d/");
+        d.collected(Some("/tmp//mgmtB/./")).unwrap();
+        assert_eq!(d.path.as_deref(), Some("/tmp/mgmtB/d/"));
+        assert!(file("/x/f").collected(None).is_err_and(|e| e.field == "pattern"));
+        assert!(file("/x/f").collected(Some("rel/")).is_err_and(|e| e.field == "pattern"));
+    }
+
+    #[test]
+    fn a_collected_file_keeps_only_content_and_plain_mode() {
+        let mut f = File {
+            content: Some("x".into()),
+            source: Some("/etc/shadow".into()),
+            mode: Some("6755".into()),
+            owner: Some("root".into()),
+            group: Some("0".into()),
+            force: true,
+            state: FileState::Absent,
+            meta: Meta { noop: true, ..Meta::default() },
+            ..file("/a/shell")
+        };
+        f.collected(Some("/in/")).unwrap();
+        let want = File {
+            name: "f".into(),
+            path: Some("/in/shell".into()),
+            content: Some("x".into()),
+            mode: Some("0755".into()),
+            ..File::default()
+        };
+        assert_eq!(f, want);
+        let mut d = File { purge: true, recurse: true, source: Some("/".into()), ..file("/a/d/") };
+        d.collected(Some("/in")).unwrap();
+        assert_eq!(d, File { name: "f".into(), path: Some("/in/d/".into()), ..File::default() });
+    }
+
+    #[test]
+    fn an_exported_path_without_a_file_name_is_not_collected() {
+        for p in ["/a/..", "/a/.", "/", "//", "/a//", "", "a/b", "/a/\0b", "/.."] {
+            let err = file(p).collected(Some("/in/")).expect_err(p);
+            assert_eq!(err.field, "path", "{p}");
+        }
     }
 
     #[test]
@@ -761,11 +1185,94 @@ mod tests {
 
     #[test]
     fn temp_names_match_only_their_own_file() {
-        assert!(is_temp_of(".a.Xy12Z9.mgmt-tmp", "a"));
-        assert!(!is_temp_of(".a.b.Xy12Z9.mgmt-tmp", "a"));
-        assert!(!is_temp_of(".a..mgmt-tmp", "a"));
-        assert!(!is_temp_of(".ab.Xy12Z9.mgmt-tmp", "a"));
-        assert!(is_temp_of(".a.b.Xy12Z9.mgmt-tmp", "a.b"));
+        let t = |n: &str, b: &str| is_temp_of(OsStr::new(n), OsStr::new(b));
+        assert!(t(".a.Xy12Z9.mgmt-tmp", "a"));
+        assert!(!t(".a.b.Xy12Z9.mgmt-tmp", "a"));
+        assert!(!t(".a..mgmt-tmp", "a"));
+        assert!(!t(".ab.Xy12Z9.mgmt-tmp", "a"));
+        assert!(t(".a.b.Xy12Z9.mgmt-tmp", "a.b"));
+    }
+
+    #[test]
+    fn temp_names_of_the_longest_file_names_fit_and_stay_apart() {
+        let long = "b".repeat(NAME_MAX);
+        let other = format!("{}c", "b".repeat(NAME_MAX - 1));
+        for base in [long.as_str(), other.as_str(), &"x".repeat(238), &"x".repeat(239)] {
+            let mut name = temp_prefix(OsStr::new(base));
+            name.push("Ab12Z9");
+            name.push(TEMP_SUFFIX);
+            assert!(name.len() <= NAME_MAX, "{} bytes for a {}-byte name", name.len(), base.len());
+            assert!(is_temp_of(&name, OsStr::new(base)));
+        }
+        let mut name = temp_prefix(OsStr::new(&long));
+        name.push("Ab12Z9.mgmt-tmp");
+        assert!(!is_temp_of(&name, OsStr::new(&other)));
+    }
+
+    #[test]
+    fn paths_normalise_lexically() {
+        let n = |p: &str| normalize_path(p);
+        assert_eq!(n("/"), Ok("/".into()));
+        assert_eq!(n("/."), Ok("/".into()));
+        assert_eq!(n("/./"), Ok("/".into()));
+        assert_eq!(n("//"), Ok("/".into()));
+        assert_eq!(n("/a//b/./c"), Ok("/a/b/c".into()));
+        assert_eq!(n("/a/b/"), Ok("/a/b/".into()));
+        assert_eq!(n("/a/b/."), Ok("/a/b/".into()));
+        assert_eq!(n("/a/b//"), Ok("/a/b/".into()));
+        assert_eq!(n("/a/.b"), Ok("/a/.b".into()));
+        assert_eq!(n("/a/..b/"), Ok("/a/..b/".into()));
+        assert_eq!(n(""), Err(PathError::NotAbsolute));
+        assert_eq!(n("a/b"), Err(PathError::NotAbsolute));
+        assert_eq!(n("~/a"), Err(PathError::NotAbsolute));
+        assert_eq!(n("/a/../b"), Err(PathError::DotDot));
+        assert_eq!(n("/a/.."), Err(PathError::DotDot));
+        assert_eq!(n("/a\0b"), Err(PathError::Nul));
+        assert_eq!(n(&format!("/{}", "x".repeat(NAME_MAX))), Ok(format!("/{}", "x".repeat(NAME_MAX))));
+        assert_eq!(n(&format!("/{}", "x".repeat(NAME_MAX + 1))), Err(PathError::NameTooLong));
+        assert_eq!(n(&"/x".repeat(PATH_MAX)), Err(PathError::TooLong));
+    }
+
+    #[test]
+    fn anything_that_is_root_is_refused() {
+        for p in ["/", "/.", "/./", "//", "///././/"] {
+            for f in [
+                File { state: FileState::Absent, force: true, ..file(p) },
+                File { purge: true, ..file(p) },
+                File { recurse: true, source: Some("/src/".into()), ..file(p) },
+                file(p),
+            ] {
+                let err = f.validate().expect_err(p);
+                assert_eq!(err.field, "path");
+                assert!(err.message.contains("refusing to manage `/`"), "{}", err.message);
+            }
+        }
+        let f = File { path: None, name: "@@/.".into(), ..file("") };
+        assert_eq!(f.validate().unwrap_err().field, "name");
+        let f = File { source: Some("//".into()), recurse: true, ..file("/d/") };
+        assert_eq!(f.validate().unwrap_err().field, "source");
+    }
+
+    #[test]
+    fn bad_paths_and_ids_are_refused_naming_the_field() {
+        assert_eq!(file("/tmp/a\0b").validate().unwrap_err().field, "path");
+        assert_eq!(file(&format!("/tmp/{}", "n".repeat(256))).validate().unwrap_err().field, "path");
+        assert!(file(&format!("/tmp/{}", "n".repeat(255))).validate().is_ok());
+        let f = File { source: Some("/s\0".into()), ..file("/tmp/a") };
+        assert_eq!(f.validate().unwrap_err().field, "source");
+        let f = File { owner: Some("4294967295".into()), ..file("/tmp/a") };
+        assert_eq!(f.validate().unwrap_err().field, "owner");
+        let f = File { group: Some("4294967295".into()), ..file("/tmp/a") };
+        assert_eq!(f.validate().unwrap_err().field, "group");
+        assert!(File { owner: Some("4294967294".into()), ..file("/tmp/a") }.validate().is_ok());
+    }
+
+    #[test]
+    fn a_normalised_path_is_the_one_managed() {
+        let f = file("/tmp//a/./b/.");
+        assert!(f.is_dir());
+        assert_eq!(f.target(), PathBuf::from("/tmp/a/b"));
+        assert_eq!(f.autoedges().provides, vec![PathBuf::from("/tmp/a/b/")]);
     }
 
     #[test]
@@ -776,5 +1283,23 @@ mod tests {
         assert_eq!(info.requires, vec![PathBuf::from("/tmp/a/")]);
         let d = file("/tmp/a/");
         assert_eq!(d.autoedges().provides, vec![PathBuf::from("/tmp/a/")]);
+    }
+
+    proptest::proptest! {
+        /// Any input: no panic; a normal form is absolute, has no `.`, `..` or empty
+        /// component, is its own normal form, and names the same directory-ness.
+        #[test]
+        fn the_normal_form_is_stable(p in "(/|\\.|\\.\\.|a|b\\x00|~)*", raw in proptest::prelude::any::<String>()) {
+            for input in [p.as_str(), raw.as_str()] {
+                let Ok(n) = normalize_path(input) else { continue };
+                proptest::prop_assert!(n.starts_with('/'));
+                proptest::prop_assert!(!n.contains("//") && !n.contains('\0'));
+                proptest::prop_assert!(n.split('/').all(|c| c != "." && c != ".."));
+                proptest::prop_assert_eq!(normalize_path(&n), Ok(n.clone()));
+                if input.ends_with('/') {
+                    proptest::prop_assert!(n.ends_with('/'));
+                }
+            }
+        }
     }
 }

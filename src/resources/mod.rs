@@ -214,8 +214,10 @@ pub trait Resource: Send + Sync + fmt::Debug + 'static {
     }
     /// Params as JSON, for export to the world.
     fn to_json(&self) -> serde_json::Value;
-    /// Rewrite params when collected from the world with a `pattern` (file: target dir).
-    fn collect_pattern(&mut self, _pattern: &str) -> Result<(), ValidationError> {
+    /// Called on every resource collected from a peer, before it is validated: keep only
+    /// the params a collector takes from another host, and apply the collect entry's
+    /// `pattern` (file: the directory to put it in). An error skips this resource.
+    fn collected(&mut self, _pattern: Option<&str>) -> Result<(), ValidationError> {
         Ok(())
     }
     fn set_name(&mut self, name: String);
