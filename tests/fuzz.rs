@@ -1358,7 +1358,8 @@ fn crafted_deploys_fetch_within_bounds() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let client = rt.block_on(etcd_client::Client::connect([etcd.url()], None)).unwrap();
     let keys = DeployKeys::new("/_mgmt");
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { failure_persistence: None, ..config(16) });
+    let mut runner =
+        proptest::test_runner::TestRunner::new(ProptestConfig { failure_persistence: None, ..config(16) });
     runner
         .run(&(valid_manifest(), 1usize..4), |(m, chunks)| {
             let mut c = client.clone();
@@ -1366,6 +1367,132 @@ fn crafted_deploys_fetch_within_bounds() {
             bounded("fetch", || {
                 let _ = rt.block_on(store::fetch_bundle(&mut c, &keys, &id));
             })?;
+            Ok(())
+        })
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// `mgmt deploy list|show` and `mgmt status` over whatever etcd holds.
+
+fn record() -> BoxedStrategy<String> {
+    let text = || prop::option::of(weird_string());
+    let structured = (
+        (prop_oneof![select(BIG_U64S), any::<u64>()], text(), weird_string(), weird_string(), weird_path()),
+        (text(), text(), prop_oneof![select(BIG_U64S), any::<u64>()], text(), prop::option::of(any::<u64>())),
+    )
+        .prop_map(
+            |((id, commit, bundle, frontend, entry), (parent, author, time, message, rollback_of))| {
+                let r = DeployRecord {
+                    id,
+                    commit,
+                    bundle,
+                    frontend,
+                    entry,
+                    parent,
+                    author,
+                    time,
+                    message,
+                    rollback_of,
+                };
+                serde_json::to_string(&r).unwrap()
+            },
+        );
+    prop_oneof![3 => structured, 1 => record_json()].boxed()
+}
+
+fn status() -> BoxedStrategy<String> {
+    let structured = (
+        (weird_string(), weird_string(), weird_string(), weird_path(), prop::option::of(any::<u64>())),
+        (
+            prop::option::of(weird_string()),
+            prop::collection::vec(weird_string(), 0..3),
+            prop::option::of(weird_string()),
+        ),
+        (any::<u32>(), any::<bool>(), any::<usize>(), prop_oneof![select(BIG_U64S), any::<u64>()]),
+    )
+        .prop_map(
+            |(
+                (hostname, version, graph, source, deploy),
+                (deploy_error, failed, last_error),
+                (pid, converged, resources, started),
+            )| {
+                let h = HostStatus {
+                    hostname,
+                    version,
+                    pid,
+                    graph,
+                    source,
+                    deploy,
+                    deploy_error,
+                    converged,
+                    resources,
+                    failed,
+                    last_error,
+                    started,
+                    updated: started,
+                };
+                serde_json::to_string(&h).unwrap()
+            },
+        );
+    prop_oneof![3 => structured, 1 => status_json()].boxed()
+}
+
+/// Run `mgmt ARGS`; it must exit with one of `codes` (a panic exits with 101).
+fn mgmt_exits_with(codes: &[i32], args: &[&str]) -> Result<(), TestCaseError> {
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_mgmt")).args(args).output().expect("running mgmt");
+    if !out.status.code().is_some_and(|c| codes.contains(&c)) {
+        return Err(TestCaseError::fail(format!(
+            "mgmt {} exited with {:?}: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(())
+}
+
+#[test]
+fn crafted_records_and_statuses_are_shown_without_panic() {
+    let dir = common::TestDir::new();
+    let etcd = common::etcd::Etcd::start(&dir);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = rt.block_on(etcd_client::Client::connect([etcd.url()], None)).unwrap();
+    let case = std::cell::Cell::new(0u64);
+    let latest = prop_oneof![select(BIG_U64S).prop_map(|n| n.to_string()), weird_string()];
+    let strategy = (prop::collection::vec(record(), 0..4), prop::collection::vec(status(), 0..4), latest);
+    let mut runner =
+        proptest::test_runner::TestRunner::new(ProptestConfig { failure_persistence: None, ..config(4) });
+    runner
+        .run(&strategy, |(records, statuses, latest)| {
+            case.set(case.get() + 1);
+            let ns = format!("/fuzz{}", case.get());
+            let mut c = client.clone();
+            rt.block_on(async {
+                for (i, r) in records.iter().enumerate() {
+                    c.put(format!("{ns}/deploy/{}", i + 1), r.as_bytes(), None).await.unwrap();
+                }
+                c.put(format!("{ns}/deploy/latest"), latest.as_bytes(), None).await.unwrap();
+                for (i, s) in statuses.iter().enumerate() {
+                    c.put(format!("{ns}/hosts/h{i}"), s.as_bytes(), None).await.unwrap();
+                }
+            });
+            let cluster = ["--seeds", etcd.url(), "--etcd-namespace", &ns];
+            // Listing skips what it cannot read; showing one deploy may refuse it.
+            let commands: [(&[i32], &[&str]); 5] = [
+                (&[0], &["deploy", "list"]),
+                (&[0], &["deploy", "list", "--json"]),
+                (&[0, 1], &["deploy", "show", "1"]),
+                (&[0], &["status"]),
+                (&[0], &["status", "--json"]),
+            ];
+            for (codes, cmd) in commands {
+                let mut args = vec![cmd[0]];
+                args.extend_from_slice(&cluster);
+                args.extend_from_slice(&cmd[1..]);
+                mgmt_exits_with(codes, &args)?;
+            }
             Ok(())
         })
         .unwrap();
