@@ -635,25 +635,15 @@ const PATTERNS: &[&str] =
     &["/tmp/collect/", "/tmp/collect", "/", "//", "/tmp/../", "relative/", "/tmp/c\0/", ""];
 
 fn meta_json() -> BoxedStrategy<String> {
+    // Mostly values that validate, so that what validation lets through is reached.
+    let usual =
+        |usual: &'static [&'static str]| field(prop_oneof![3 => ystr(usual), 1 => number_token()].boxed());
     object(vec![
-        (
-            "retry",
-            field(
-                prop_oneof![select(&["-1", "-2", "0", "3"][..]).prop_map(str::to_string), number_token()]
-                    .boxed(),
-            ),
-        ),
-        ("delay", field(number_token())),
-        ("poll", field(number_token())),
-        (
-            "limit",
-            field(opt(prop_oneof![
-                select(&["1e-300", "5e-324", "1e300", "0.001", "10", "0", "-1"][..]).prop_map(str::to_string),
-                number_token()
-            ]
-            .boxed())),
-        ),
-        ("burst", field(number_token())),
+        ("retry", usual(&["-1", "-2", "0", "3", "2147483647"])),
+        ("delay", usual(&["0", "10", "86400000", "86400001"])),
+        ("poll", usual(&["0", "1", "60"])),
+        ("limit", field(opt(usual(&["1e-300", "5e-324", "1e-10", "1e300", "0.001", "10", "0", "-1"])))),
+        ("burst", usual(&["1", "2", "4294967295", "0"])),
         ("noop", field(boolean())),
     ])
 }
@@ -1466,10 +1456,8 @@ fn crafted_records_and_statuses_are_shown_without_panic() {
     let case = std::cell::Cell::new(0u64);
     let latest = prop_oneof![select(BIG_U64S).prop_map(|n| n.to_string()), weird_string()];
     let strategy = (prop::collection::vec(record(), 0..4), prop::collection::vec(status(), 0..4), latest);
-    let mut runner =
-        proptest::test_runner::TestRunner::new(ProptestConfig { failure_persistence: None, ..config(4) });
-    runner
-        .run(&strategy, |(records, statuses, latest)| {
+    let check =
+        |(records, statuses, latest): (Vec<String>, Vec<String>, String)| -> Result<(), TestCaseError> {
             case.set(case.get() + 1);
             let ns = format!("/fuzz{}", case.get());
             let mut c = client.clone();
@@ -1498,6 +1486,31 @@ fn crafted_records_and_statuses_are_shown_without_panic() {
                 mgmt_exits_with(codes, &args)?;
             }
             Ok(())
-        })
-        .unwrap();
+        };
+    // Text that must be cut on a character boundary, whatever the random cases hold.
+    let wide = format!("a{}", "é".repeat(20));
+    let record = DeployRecord {
+        id: 1,
+        commit: Some(wide.clone()),
+        bundle: wide.clone(),
+        frontend: wide.clone(),
+        entry: wide.clone(),
+        parent: Some(wide.clone()),
+        author: Some(wide.clone()),
+        time: u64::MAX,
+        message: Some(wide.clone()),
+        rollback_of: None,
+    };
+    let host = HostStatus { hostname: wide.clone(), last_error: Some(wide.clone()), ..HostStatus::default() };
+    let seed = (
+        vec![serde_json::to_string(&record).unwrap()],
+        vec![serde_json::to_string(&host).unwrap()],
+        "1".to_string(),
+    );
+    if let Err(e) = check(seed.clone()) {
+        panic!("{e}\ninput: {seed:?}");
+    }
+    let mut runner =
+        proptest::test_runner::TestRunner::new(ProptestConfig { failure_persistence: None, ..config(4) });
+    runner.run(&strategy, check).unwrap();
 }
