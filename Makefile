@@ -1,7 +1,8 @@
 # `make test` runs every check CI runs; `make demo` shows drift repair on the talk's example.
 # `make fuzz` runs the property tests of tests/fuzz.rs far longer than `cargo test` does:
 # PROPTEST_CASES cases of each property (slow ones proportionally fewer), in a debug build so
-# that arithmetic overflow panics too. FUZZ_CASES=N overrides the default of 100000.
+# that arithmetic overflow panics too (roughly half an hour on two cores). FUZZ_CASES=N
+# overrides the default of 100000.
 .PHONY: deps build test lint unit demo bench fuzz
 
 deps:
