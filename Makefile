@@ -1,5 +1,9 @@
 # `make test` runs every check CI runs; `make demo` shows drift repair on the talk's example.
-.PHONY: deps build test lint unit demo bench
+# `make fuzz` runs the property tests of tests/fuzz.rs far longer than `cargo test` does:
+# PROPTEST_CASES cases of each property (slow ones proportionally fewer), in a debug build so
+# that arithmetic overflow panics too (roughly half an hour on two cores). FUZZ_CASES=N
+# overrides the default of 100000.
+.PHONY: deps build test lint unit demo bench fuzz
 
 deps:
 	./scripts/install-deps.sh
@@ -18,6 +22,11 @@ test: deps lint unit
 
 demo: deps build
 	./examples/demo.sh
+
+FUZZ_CASES ?= 100000
+
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --test fuzz -- --test-threads=2
 
 bench: build
 	cargo bench --bench engine
