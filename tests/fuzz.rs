@@ -772,7 +772,7 @@ fn collect(exports: &[Exported]) {
     for e in exports {
         if let Ok(mut r) = resources::from_json(&e.kind, e.params.clone()) {
             r.set_name(e.name.clone());
-            let _ = r.collect_pattern("/tmp/collect/");
+            let _ = r.collected(Some("/tmp/collect/"));
             let _ = r.meta().validate().and_then(|_| r.validate());
         }
     }
