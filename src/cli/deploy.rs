@@ -202,8 +202,9 @@ async fn rollback(args: &DeployArgs, keys: &DeployKeys, target: &str) -> Result<
     Ok(after_publish(&mut c, keys, args.keep, r.id, None).await)
 }
 
-/// The shortest commit prefix a rollback accepts, as git.
-const MIN_COMMIT_PREFIX: usize = 4;
+/// The shortest all-digit target that is also tried as a commit prefix (git's shortest
+/// abbreviation).
+const MIN_DIGITS_COMMIT_PREFIX: usize = 4;
 
 /// The deploy a rollback target names: a deploy ID, or else a commit or a prefix of one that
 /// only one commit has (the newest deploy of that commit). Pure.
@@ -217,10 +218,10 @@ pub fn pick<'a>(history: &'a [DeployRecord], target: &str) -> Result<&'a DeployR
     {
         return Ok(r);
     }
-    // Like git, a commit is named by at least 4 hex digits, so a pruned deploy's ID is not
-    // taken for the prefix of some commit that happens to start with it.
-    if target.len() < MIN_COMMIT_PREFIX {
-        bail!("no deploy {target} in the history (a commit prefix needs {MIN_COMMIT_PREFIX} or more characters)");
+    // Digits name a deploy. Only a long run of them may also be a commit prefix, so a pruned
+    // deploy's ID is never taken for a commit that happens to start with it.
+    if target.bytes().all(|b| b.is_ascii_digit()) && target.len() < MIN_DIGITS_COMMIT_PREFIX {
+        bail!("no deploy {target} in the history");
     }
     let prefix = target.to_ascii_lowercase();
     let matching: Vec<&DeployRecord> =
@@ -349,6 +350,7 @@ mod tests {
         assert!(e.contains("abcd1111 (deploy 1, 3)") && e.contains("abcd2222 (deploy 2)"), "{e}");
         // A pruned deploy's ID is not a prefix of the commit that starts with it.
         assert!(pick(&h, "9").unwrap_err().to_string().contains("no deploy 9"));
+        assert!(pick(&h, "9fff").is_ok_and(|r| r.id == 5));
         assert!(pick(&h, "abc").is_err());
         assert!(pick(&h, "ff").is_err());
     }
