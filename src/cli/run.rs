@@ -92,6 +92,10 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     for w in &assembled.warnings {
         warn!("{w}");
     }
+    // From here on: a signal during the first apply is a clean stop too, not
+    // the default disposition's instant death (which would leave temp files behind).
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let mut engine =
         Engine::with_world(EngineOptions { noop: args.noop, no_watch: args.no_watch }, world.clone())
             .context("starting the file watcher")?;
@@ -146,8 +150,6 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     // A read of the graph file under way on the blocking pool.
     let mut reading: Option<tokio::task::JoinHandle<graph_file::Loaded>> = None;
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let convergence = engine.convergence();
     let mut conv_rx = convergence.subscribe();
     let mut idle_since: Option<Instant> = convergence.summary().idle().then(Instant::now);

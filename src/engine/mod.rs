@@ -219,7 +219,7 @@ impl Engine {
         let tasks: Vec<_> = self.running.drain(..).map(|r| r.task).collect();
         let _ = tokio::time::timeout(Duration::from_secs(2), futures_join_all(tasks)).await;
         // File writes cut short by the stop leave no temp file behind.
-        crate::resources::file::stop_writes();
+        crate::resources::file::stop_writes(Duration::from_secs(1)).await;
         self.graph = Graph::default();
     }
 }

@@ -574,13 +574,20 @@ pub fn write_atomic_from(
 ) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let base = path.file_name().unwrap_or_default();
+    // Counted from before the temp file exists, so a clean stop can wait for it.
+    let mut writing = Writing::start()?;
     let mut tmp = tempfile::Builder::new()
         .prefix(&temp_prefix(base))
         .rand_bytes(TEMP_RANDOM_LEN)
         .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)?;
-    let _in_flight = InFlight::register(tmp.path())?;
+    writing.track(tmp.path())?;
     io::copy(data, &mut tmp)?;
+    // A stop while the content was copied: give up before the slow part (the temp file is
+    // removed when `tmp` is dropped).
+    if stopping() {
+        return Err(stopping_error());
+    }
     let f = tmp.as_file();
     // chown before chmod: chown clears the setuid and setgid bits.
     if uid.is_some() || gid.is_some() {
@@ -593,11 +600,12 @@ pub fn write_atomic_from(
     Ok(())
 }
 
-/// Temp files being written right now, removed when the agent stops cleanly (a write cut
-/// short by the stop would otherwise leave one behind until that file is managed again).
+/// Writes under way and their temp files, so that a clean stop leaves no temp file behind
+/// (a write cut short would otherwise leave one until that file is managed again).
 #[derive(Default)]
 struct Temps {
     live: HashSet<PathBuf>,
+    writers: usize,
     stopping: bool,
 }
 
@@ -608,24 +616,54 @@ fn with_temps<T>(f: impl FnOnce(&mut Temps) -> T) -> T {
     f(guard.get_or_insert_with(Temps::default))
 }
 
-/// Registered for the time of one write.
-struct InFlight(PathBuf);
+/// Woken when the last write under way ends.
+fn writers_done() -> &'static tokio::sync::Notify {
+    static DONE: std::sync::OnceLock<tokio::sync::Notify> = std::sync::OnceLock::new();
+    DONE.get_or_init(tokio::sync::Notify::new)
+}
 
-impl InFlight {
-    fn register(tmp: &Path) -> io::Result<InFlight> {
+fn stopping_error() -> io::Error {
+    io::Error::other("the agent is stopping")
+}
+
+/// One write, from before its temp file is created until it is renamed or removed.
+struct Writing(Option<PathBuf>);
+
+impl Writing {
+    fn start() -> io::Result<Writing> {
         with_temps(|t| {
             if t.stopping {
-                return Err(io::Error::other("the agent is stopping"));
+                return Err(stopping_error());
             }
-            t.live.insert(tmp.to_path_buf());
-            Ok(InFlight(tmp.to_path_buf()))
+            t.writers += 1;
+            Ok(Writing(None))
         })
+    }
+
+    fn track(&mut self, tmp: &Path) -> io::Result<()> {
+        self.0 = Some(tmp.to_path_buf());
+        if with_temps(|t| {
+            t.live.insert(tmp.to_path_buf());
+            t.stopping
+        }) {
+            return Err(stopping_error());
+        }
+        Ok(())
     }
 }
 
-impl Drop for InFlight {
+impl Drop for Writing {
     fn drop(&mut self) {
-        with_temps(|t| t.live.remove(&self.0));
+        let last = with_temps(|t| {
+            if let Some(p) = &self.0 {
+                t.live.remove(p);
+            }
+            t.writers -= 1;
+            t.writers == 0
+        });
+        if last {
+            writers_done().notify_waiters();
+        }
     }
 }
 
@@ -633,18 +671,32 @@ fn stopping() -> bool {
     with_temps(|t| t.stopping)
 }
 
-/// For a clean stop, first step: refuse any further write (checks still queued do nothing).
+/// For a clean stop, first step: refuse any further write (checks still queued do nothing,
+/// writes under way give up at their next step).
 pub fn refuse_writes() {
     with_temps(|t| t.stopping = true);
 }
 
-/// For a clean stop, last step: refuse any further write and remove the temp files of the
-/// writes still under way (their targets keep their old content).
-pub fn stop_writes() {
-    let live = with_temps(|t| {
-        t.stopping = true;
-        std::mem::take(&mut t.live)
-    });
+/// For a clean stop, last step: refuse any further write, wait up to `grace` for the writes
+/// under way to end (they give up early), then remove the temp files of any still running
+/// (their targets keep their old content).
+pub async fn stop_writes(grace: std::time::Duration) {
+    let all_done = async {
+        loop {
+            let done = writers_done().notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if with_temps(|t| {
+                t.stopping = true;
+                t.writers == 0
+            }) {
+                return;
+            }
+            done.await;
+        }
+    };
+    let _ = tokio::time::timeout(grace, all_done).await;
+    let live = with_temps(|t| std::mem::take(&mut t.live));
     for p in live {
         let _ = fs::remove_file(p);
     }
