@@ -630,3 +630,34 @@ fn an_export_too_big_for_etcd_is_refused_at_load() {
     out.assert_code(1).assert_stderr_has("file[big] is exported, but its params take");
     assert!(!t.path("big").exists());
 }
+
+/// Several exports, each under the size limit but together over etcd's request limit, are
+/// all published and collected.
+#[test]
+fn exports_too_big_for_one_request_together_are_all_collected() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let content = |i: usize| format!("{i}{}\n", "x".repeat(700_000));
+    let files: String = (0..4)
+        .map(|i| {
+            format!(
+                "  - {{name: \"@@big{i}\", path: \"{}/big{i}\", content: \"{}\"}}\n",
+                t.p("out"),
+                content(i).trim_end()
+            )
+        })
+        .collect();
+    let exporter = t.write_yaml("x.yaml", &format!("graph: x\nresources:\n  file:\n{files}"));
+    let collector = format!(
+        "graph: c\nresources:\n  noop:\n  - name: n\ncollect:\n- kind: file\n  pattern: \"{}/\"\n",
+        t.p("in")
+    );
+    let collector = t.write_yaml("c.yaml", &collector);
+    let xa = t.agent(&["--seeds", e.url(), "--hostname", "x"], &exporter);
+    let ca = t.agent(&["--seeds", e.url(), "--hostname", "c"], &collector);
+    for i in 0..4 {
+        wait("a collected big file", &[&xa, &ca], || {
+            read(t.path(&format!("in/big{i}"))).as_deref() == Some(content(i).trim_end())
+        });
+    }
+}

@@ -220,7 +220,9 @@ pub fn pick<'a>(history: &'a [DeployRecord], target: &str) -> Result<&'a DeployR
     // Like git, a commit is named by at least 4 hex digits, so a pruned deploy's ID is not
     // taken for the prefix of some commit that happens to start with it.
     if target.len() < MIN_COMMIT_PREFIX {
-        bail!("no deploy {target} in the history (a commit prefix needs {MIN_COMMIT_PREFIX} or more characters)");
+        bail!(
+            "no deploy {target} in the history (a commit prefix needs {MIN_COMMIT_PREFIX} or more characters)"
+        );
     }
     let prefix = target.to_ascii_lowercase();
     let matching: Vec<&DeployRecord> =
