@@ -398,3 +398,22 @@ fn the_push_hook_tells_a_published_deploy_with_failed_later_steps_from_a_failure
     assert!(said.contains("remote: mgmt: deployed, but a step after publishing failed"), "{said}");
     assert!(!said.contains("the deploy failed"), "{said}");
 }
+
+/// When etcd fails during the append transaction itself, `mgmt deploy` reads the record
+/// back before it says anything: here etcd refuses the transaction, the record is not
+/// stored, and it says that nothing was published.
+#[test]
+fn a_failed_append_is_read_back_before_saying_nothing_was_published() {
+    let t = TestDir::new();
+    // The append is the only transaction of more than one operation.
+    let e = Etcd::start_with(&t, &["--max-txn-ops=1"]);
+    let repo = new_repo(&t);
+    commit(&repo, &t.path("out"), "one");
+    let o = run_deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("nothing was published: etcd failed while appending deploy 1: "), "{err}");
+    assert!(err.contains("too many operations in txn request"), "{err}");
+    assert!(!text(&o.stdout).contains("deploy "), "{}", text(&o.stdout));
+    assert!(e.keys("/_mgmt/deploy/").is_empty(), "{:?}", e.keys("/_mgmt/deploy/"));
+}

@@ -1,8 +1,9 @@
 //! `mgmt deploy`: publish, list, show and roll back deploys.
 //!
-//! Exit status: 0 when done (or nothing new), 1 when nothing was published, and
+//! Exit status: 0 when done (or nothing new), 1 when nothing was published,
 //! [`EXIT_PUBLISHED_BUT`] when the deploy is published (its ID printed) but a step after
-//! publishing failed.
+//! publishing failed, and [`EXIT_UNKNOWN`] when etcd failed during the append and never said
+//! afterwards whether the record landed.
 
 use std::time::Duration;
 
@@ -12,11 +13,18 @@ use etcd_client::Client;
 use super::{DeployArgs, DeployCommand};
 use crate::deploy::source::{self, Built};
 use crate::deploy::store::{self, Appended, DeployKeys, DeployRecord, NewDeploy, Published};
-use crate::world::etcd::connect;
+use crate::world::etcd::{Backoff, connect};
 
 /// Exit status of a deploy or rollback that is published (agents will run it) although a
 /// step after publishing failed: checking its blobs again, retention or compaction.
 pub const EXIT_PUBLISHED_BUT: u8 = 3;
+
+/// Exit status when etcd failed during the append transaction and could not be asked
+/// afterwards whether the record was stored: the deploy may or may not be published.
+pub const EXIT_UNKNOWN: u8 = 4;
+
+/// How long to keep asking etcd whether a record whose append failed in transit is stored.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the steps after publishing may take together.
 const AFTER_PUBLISH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -75,7 +83,7 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> R
         message: info.as_ref().map(|i| i.subject.clone()),
         rollback_of: None,
     };
-    let appended = store::append(&mut c, keys, new, args.force).await?;
+    let Some(appended) = append(&mut c, keys, new, args.force).await? else { return Ok(EXIT_UNKNOWN) };
     let r = match published(keys, appended) {
         Published::New(r) => r,
         Published::NothingNew(r) => {
@@ -98,6 +106,53 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> R
         r.id
     );
     Ok(after_publish(&mut c, keys, args.keep, r.id, Some(&built)).await)
+}
+
+/// [`store::append`], and when etcd fails during the append transaction itself, find out
+/// whether the record landed by reading it back: published (go on as usual), not published
+/// (an error), or unknown when etcd does not answer within [`SETTLE_TIMEOUT`] (said so on
+/// stderr; `None`).
+async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bool) -> Result<Option<Appended>> {
+    let u = match store::append(c, keys, new, force).await {
+        Ok(a) => return Ok(Some(a)),
+        Err(e) => e.downcast::<store::AppendUnsettled>()?,
+    };
+    let id = u.rec.id;
+    match stored_after_failure(c, keys, id).await {
+        Some(stored) if store::settle(stored.as_deref(), &u.bytes) => {
+            eprintln!(
+                "mgmt: etcd failed while appending deploy {id} ({}), but its record is stored",
+                u.source
+            );
+            Ok(Some(Appended { published: Published::New(u.rec), repaired: u.repaired }))
+        }
+        Some(_) => Err(anyhow::Error::from(u).context("nothing was published")),
+        None => {
+            eprintln!(
+                "mgmt: error: cannot tell whether deploy {id} was published: etcd failed while appending                  it ({}) and did not answer within {} s after; `mgmt deploy list` shows whether deploy                  {id} exists",
+                u.source,
+                SETTLE_TIMEOUT.as_secs()
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// What `deploy/<id>` holds, asked again while etcd does not answer, for up to
+/// [`SETTLE_TIMEOUT`]; `None` when it never answered.
+async fn stored_after_failure(c: &mut Client, keys: &DeployKeys, id: u64) -> Option<Option<Vec<u8>>> {
+    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    let mut backoff = Backoff::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, store::record_raw(c, keys, id)).await {
+            Ok(Ok(stored)) => return Some(stored),
+            Ok(Err(_)) if left > Duration::ZERO => {
+                tokio::time::sleep(backoff.next_delay().min(left)).await;
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// Report a repaired `deploy/latest` and hand back what was published.
@@ -195,8 +250,8 @@ async fn rollback(args: &DeployArgs, keys: &DeployKeys, target: &str) -> Result<
         message: to.message.clone(),
         rollback_of: Some(to.id),
     };
-    let (Published::New(r) | Published::NothingNew(r)) =
-        published(keys, store::append(&mut c, keys, new, true).await?);
+    let Some(appended) = append(&mut c, keys, new, true).await? else { return Ok(EXIT_UNKNOWN) };
+    let (Published::New(r) | Published::NothingNew(r)) = published(keys, appended);
     println!("deploy {}", r.id);
     println!("rollback to deploy {} (bundle {})", to.id, r.bundle);
     Ok(after_publish(&mut c, keys, args.keep, r.id, None).await)

@@ -335,6 +335,16 @@ pub async fn record_hash(c: &mut Client, keys: &DeployKeys, id: u64) -> Result<O
     Ok(r.kvs().first().map(|kv| sha256_hex(kv.value())))
 }
 
+/// The bytes of `deploy/<id>` as stored, unchecked, if the key exists.
+pub async fn record_raw(
+    c: &mut Client,
+    keys: &DeployKeys,
+    id: u64,
+) -> Result<Option<Vec<u8>>, etcd_client::Error> {
+    let r = c.get(keys.record(id), None).await?;
+    Ok(r.kvs().first().map(|kv| kv.value().to_vec()))
+}
+
 /// Whether any deploy record is stored (`deploy/latest` aside).
 pub async fn any_record(c: &mut Client, keys: &DeployKeys) -> Result<bool, FetchError> {
     let r =
@@ -464,6 +474,27 @@ pub struct NewDeploy {
     pub rollback_of: Option<u64>,
 }
 
+/// The append transaction failed, so whether its record was stored is not known: read
+/// `deploy/<id>` again and [`settle`] it.
+#[derive(Debug, thiserror::Error)]
+#[error("etcd failed while appending deploy {}: {source}", rec.id)]
+pub struct AppendUnsettled {
+    /// The record the transaction carried.
+    pub rec: DeployRecord,
+    /// Its bytes, exactly as sent.
+    pub bytes: Vec<u8>,
+    pub repaired: Option<(Option<u64>, String)>,
+    #[source]
+    pub source: etcd_client::Error,
+}
+
+/// Whether a record whose append failed in transit was published, from what `deploy/<id>`
+/// holds afterwards (pure): only the very bytes sent mean it was (the transaction puts
+/// them and `deploy/latest` together); nothing, or another deploy's record, means it was not.
+pub fn settle(stored: Option<&[u8]>, sent: &[u8]) -> bool {
+    stored == Some(sent)
+}
+
 /// Append a record after the head of the history (see [`head`]): parent = hash of the
 /// head's record, by a transaction on `deploy/latest` that also checks the new key is
 /// absent; a lost race is retried. A broken `deploy/latest` is repaired by the new record.
@@ -500,12 +531,16 @@ pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bo
         };
         // Never overwrite a record: history is append-only.
         let fresh = Compare::create_revision(keys.record(rec.id), CompareOp::Equal, 0);
+        let bytes = serde_json::to_vec(&rec)?;
         let txn = Txn::new().when([guard, fresh]).and_then([
-            TxnOp::put(keys.record(rec.id), serde_json::to_vec(&rec)?, None),
+            TxnOp::put(keys.record(rec.id), bytes.clone(), None),
             TxnOp::put(keys.latest(), rec.id.to_string(), None),
         ]);
-        if c.txn(txn).await?.succeeded() {
-            return Ok(Appended { published: Published::New(rec), repaired });
+        match c.txn(txn).await {
+            Ok(r) if r.succeeded() => return Ok(Appended { published: Published::New(rec), repaired }),
+            Ok(_) => {}
+            // The request may have been applied before the answer was lost.
+            Err(source) => return Err(AppendUnsettled { rec, bytes, repaired, source }.into()),
         }
         // Another deploy won; take the next id after a short, spread-out pause.
         let pause = 1 + (std::process::id() as u64 + attempt as u64 * 7) % 10;
@@ -694,6 +729,15 @@ pub async fn fetch_manifest(c: &mut Client, keys: &DeployKeys, bundle: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_append_lost_in_transit_is_published_only_if_its_very_bytes_are_stored() {
+        let sent = br#"{"id":7}"#;
+        assert!(settle(Some(sent), sent));
+        assert!(!settle(None, sent), "nothing stored");
+        assert!(!settle(Some(br#"{"id":7,"x":1}"#), sent), "another deploy took the id");
+        assert!(!settle(Some(b""), sent));
+    }
 
     #[test]
     fn chunk_and_record_keys_are_canonical_decimals() {
