@@ -210,13 +210,17 @@ async fn after_publish(c: &mut Client, keys: &DeployKeys, keep: u64, id: u64, bu
 
 async fn list(args: &DeployArgs, keys: &DeployKeys, json: bool) -> Result<u8> {
     let mut c = client(args).await?;
-    let records = store::history(&mut c, keys).await?;
+    let listed = store::listing(&mut c, keys).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        println!("{}", serde_json::to_string_pretty(&listed)?);
         return Ok(0);
     }
     println!("{:<6} {:<20} {:<12} {:<30} {:<12} MESSAGE", "ID", "TIME", "COMMIT", "AUTHOR", "BUNDLE");
-    for r in &records {
+    for l in &listed {
+        let Some(r) = &l.record else {
+            println!("deploy/{}: {}", l.key, l.problem.as_deref().unwrap_or("not a valid record"));
+            continue;
+        };
         println!(
             "{:<6} {:<20} {:<12} {:<30} {:<12} {}",
             r.id,
@@ -229,6 +233,9 @@ async fn list(args: &DeployArgs, keys: &DeployKeys, json: bool) -> Result<u8> {
                 None => r.message.clone().unwrap_or_default(),
             }
         );
+        if let Some(problem) = &l.problem {
+            println!("  ! {problem}");
+        }
     }
     Ok(0)
 }
