@@ -357,11 +357,32 @@ fn build(file: &std::path::Path, no_git: bool, commit: Option<&str>) -> Result<B
     let (start, entry) = match commit {
         // With --commit the file need not exist in the work tree (or there may be none).
         Some(_) if !file.exists() => {
-            (std::env::current_dir()?, file.to_string_lossy().trim_start_matches("./").to_string())
+            let cwd = std::env::current_dir()?;
+            let entry = entry_at_commit(&cwd, file)?;
+            (cwd, entry)
         }
         _ => source::path_in_repo(file)?,
     };
     source::from_git(&start, "yaml", &entry, commit)
+}
+
+/// The graph's path inside the commit's tree, for a FILE that is not in the work tree (or
+/// with no work tree at all: a bare repository). An absolute FILE inside the work tree of
+/// the repository at `cwd` is taken relative to it; any other absolute FILE cannot name a
+/// path in a tree, and the error says what to give instead.
+fn entry_at_commit(cwd: &std::path::Path, file: &std::path::Path) -> Result<String> {
+    if !file.is_absolute() {
+        return Ok(file.to_string_lossy().trim_start_matches("./").to_string());
+    }
+    let workdir = git2::Repository::discover(cwd).ok().and_then(|r| r.workdir().map(|w| w.to_path_buf()));
+    if let Some(rel) = workdir.as_deref().and_then(|w| file.strip_prefix(w).ok()) {
+        return Ok(rel.to_string_lossy().into_owned());
+    }
+    bail!(
+        "`{}` is an absolute path; with --commit, FILE is the graph's path inside the repository, \
+         relative to its root (for example `graph.yaml` or `deploy/graph.yaml`)",
+        file.display()
+    )
 }
 
 #[cfg(test)]
