@@ -630,3 +630,69 @@ fn an_export_too_big_for_etcd_is_refused_at_load() {
     out.assert_code(1).assert_stderr_has("file[big] is exported, but its params take");
     assert!(!t.path("big").exists());
 }
+
+/// Several exports, each under the size limit but together over etcd's request limit, are
+/// all published and collected.
+#[test]
+fn exports_too_big_for_one_request_together_are_all_collected() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let content = |i: usize| format!("{i}{}\n", "x".repeat(700_000));
+    let files: String = (0..4)
+        .map(|i| {
+            format!(
+                "  - {{name: \"@@big{i}\", path: \"{}/big{i}\", content: \"{}\"}}\n",
+                t.p("out"),
+                content(i).trim_end()
+            )
+        })
+        .collect();
+    let exporter = t.write_yaml("x.yaml", &format!("graph: x\nresources:\n  file:\n{files}"));
+    let collector = format!(
+        "graph: c\nresources:\n  noop:\n  - name: n\ncollect:\n- kind: file\n  pattern: \"{}/\"\n",
+        t.p("in")
+    );
+    let collector = t.write_yaml("c.yaml", &collector);
+    let xa = t.agent(&["--seeds", e.url(), "--hostname", "x"], &exporter);
+    let ca = t.agent(&["--seeds", e.url(), "--hostname", "c"], &collector);
+    for i in 0..4 {
+        wait("a collected big file", &[&xa, &ca], || {
+            read(t.path(&format!("in/big{i}"))).as_deref() == Some(content(i).trim_end())
+        });
+    }
+}
+
+/// `mgmt status` shows what another host published on one bounded line per host: a
+/// hostile host's newlines, terminal escapes and huge texts do not reach the terminal as
+/// they are.
+#[test]
+fn status_shows_a_hostile_hosts_fields_on_one_bounded_line() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let evil = json!({
+        "hostname": "evil\nfake      yes",
+        "version": format!("1\x1b[2J{}", "v".repeat(20_000)),
+        "pid": 1,
+        "graph": "g\r\nforged line",
+        "source": "s\n",
+        "deploy": null,
+        "converged": false,
+        "resources": 0,
+        "failed": [],
+        "last_error": format!("boom\n{}", "e".repeat(80_000)),
+        "started": 0,
+        "updated": 0,
+    });
+    e.etcdctl(&["put", "/_mgmt/hosts/evil", &evil.to_string()]);
+    let out = mgmt(&t, &["status", "--seeds", e.url()]);
+    out.assert_code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert!(lines[1].starts_with("evil\\nfake      yes  no"), "{}", out.stdout);
+    assert!(lines[1].contains("g\\r\\nforged line"), "{}", out.stdout);
+    assert!(!out.stdout.contains('\x1b'), "{}", out.stdout);
+    assert!(lines[1].len() < 1000, "a line of {} bytes", lines[1].len());
+    let json = status_json(&t, &e);
+    let shown = json[0]["last_error"].as_str().unwrap();
+    assert!(shown.len() <= 4096 && shown.ends_with(" more bytes]"), "{} bytes", shown.len());
+}

@@ -335,6 +335,10 @@ fn list_cuts_non_ascii_text_on_character_boundaries() {
     assert!(line.contains(&format!(" {want_commit} ")), "{line}");
     assert!(line.contains(&format!(" {} ", "é".repeat(12))), "{line}");
     assert!(line.ends_with("ünïcödé"), "{line}");
+    assert_eq!(
+        stdout.lines().nth(2),
+        Some(&*format!("  ! deploy 1 names bundle `{}`, which is not a sha256", "é".repeat(64)))
+    );
 }
 
 #[test]
@@ -402,4 +406,70 @@ fn the_push_hook_tells_a_published_deploy_with_failed_later_steps_from_a_failure
     assert!(said.contains("remote: mgmt: deploy 7"), "{said}");
     assert!(said.contains("remote: mgmt: deployed, but a step after publishing failed"), "{said}");
     assert!(!said.contains("the deploy failed"), "{said}");
+}
+
+/// When etcd fails during the append transaction itself, `mgmt deploy` reads the record
+/// back before it says anything: here etcd refuses the transaction, the record is not
+/// stored, and it says that nothing was published.
+#[test]
+fn a_failed_append_is_read_back_before_saying_nothing_was_published() {
+    let t = TestDir::new();
+    // The append is the only transaction of more than one operation.
+    let e = Etcd::start_with(&t, &["--max-txn-ops=1"]);
+    let repo = new_repo(&t);
+    commit(&repo, &t.path("out"), "one");
+    let o = run_deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("nothing was published: etcd failed while appending deploy 1: "), "{err}");
+    assert!(err.contains("too many operations in txn request"), "{err}");
+    assert!(!text(&o.stdout).contains("deploy "), "{}", text(&o.stdout));
+    assert!(e.keys("/_mgmt/deploy/").is_empty(), "{:?}", e.keys("/_mgmt/deploy/"));
+}
+
+/// `list` shows every `deploy/<id>` key: a value that is not a valid record is a line of
+/// its own saying so, and a record whose parent is not the previous record's hash is
+/// marked; `--json` gives each entry's `key` and `problem`.
+#[test]
+fn list_reports_invalid_records_and_a_broken_chain() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "one");
+    assert_eq!(deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"])), 1);
+    commit(&repo, &out, "two");
+    assert_eq!(deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"])), 2);
+    e.etcdctl(&["put", "/_mgmt/deploy/3", "{not json"]);
+    let mut forged = record(&e, "/_mgmt", 2);
+    forged.id = 4;
+    forged.parent = Some("f".repeat(64));
+    e.etcdctl(&["put", "/_mgmt/deploy/4", &serde_json::to_string(&forged).unwrap()]);
+    e.etcdctl(&["put", "/_mgmt/deploy/latest", "4"]);
+
+    let o = run_deploy(&e, &repo, &["list"]);
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{stdout}");
+    assert!(lines[1].starts_with("1 ") && lines[2].starts_with("2 "), "{stdout}");
+    assert!(lines[3].starts_with("deploy/3: not a valid record ("), "{stdout}");
+    assert!(lines[4].starts_with("4 "), "{stdout}");
+    assert!(
+        lines[5].starts_with(&format!("  ! deploy 4's parent is {}, but deploy 3's", "f".repeat(64))),
+        "{stdout}"
+    );
+
+    let o = run_deploy(&e, &repo, &["list", "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let problems: Vec<(u64, bool)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["key"].as_u64().unwrap(), l["problem"].is_string()))
+        .collect();
+    assert_eq!(problems, vec![(1, false), (2, false), (3, true), (4, true)], "{v}");
+    assert_eq!(v[1]["bundle"], record(&e, "/_mgmt", 2).bundle, "{v}");
+    assert!(v[2].get("bundle").is_none(), "{v}");
 }

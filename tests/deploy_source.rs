@@ -192,3 +192,38 @@ fn a_submodule_is_refused_with_its_name() {
     let err = format!("{:#}", from_git(t.path(), "yaml", "app/graph.yaml", Some("HEAD")).unwrap_err());
     assert!(err.contains("`vendor/lib` is neither a file nor a symlink (a submodule?)"), "{err}");
 }
+
+/// In a bare repository `--commit REV yaml FILE` takes FILE as the graph's path inside the
+/// repository: an absolute path is refused with what to give instead, before etcd is reached.
+#[test]
+fn commit_in_a_bare_repository_explains_an_absolute_file() {
+    let t = repo();
+    let bare = tempfile::tempdir().unwrap();
+    git(bare.path(), &["clone", "-q", "--bare", t.path().to_str().unwrap(), "."]);
+    let abs = bare.path().join("app/graph.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mgmt"))
+        .args(["deploy", "--seeds", "http://127.0.0.1:9", "--commit", "HEAD", "yaml"])
+        .arg(&abs)
+        .current_dir(bare.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let want = format!(
+        "`{}` is an absolute path; with --commit, FILE is the graph's path inside the repository, relative to its root (for example `graph.yaml` or `deploy/graph.yaml`)",
+        abs.display()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+    // With a work tree, an absolute path inside it names the same path in the commit (here
+    // the bundle is built, and only then is etcd found missing).
+    fs::remove_file(t.path().join("app/graph.yaml")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mgmt"))
+        .args(["deploy", "--seeds", "http://127.0.0.1:9", "--commit", "HEAD", "yaml"])
+        .arg(t.path().canonicalize().unwrap().join("app/graph.yaml"))
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no etcd endpoint answered"), "{stderr}");
+}

@@ -461,3 +461,26 @@ fn an_alias_bomb_names_its_resource() {
     }
     rejects(&bomb, "11:15: exec[bomb]: expected a text value");
 }
+
+/// A collect `pattern` is the directory collected files land in: checked when the graph is
+/// loaded, not first when a peer's export arrives.
+#[test]
+fn a_collect_pattern_must_be_an_absolute_directory_other_than_root() {
+    let cases = [
+        ("rel/", "`rel/` must be an absolute path without `..`"),
+        ("/a/../b/", "`/a/../b/` must be an absolute path without `..`"),
+        ("\"/a\\0b/\"", "`/a\\0b/` must not contain a NUL byte"),
+        ("/", "`/` is the root directory; collect into a directory of its own"),
+        ("//./", "`//./` is the root directory; collect into a directory of its own"),
+    ];
+    for (pattern, why) in cases {
+        rejects(
+            &format!("collect:\n- kind: file\n  pattern: {pattern}\n"),
+            &format!("9:12: collect: field `pattern`: {why}"),
+        );
+    }
+    rejects(
+        "collect:\n- kind: noop\n  pattern: \"\"\n",
+        "9:12: collect: field `pattern`: `` must be an absolute path",
+    );
+}

@@ -1,8 +1,9 @@
 //! `mgmt deploy`: publish, list, show and roll back deploys.
 //!
-//! Exit status: 0 when done (or nothing new), 1 when nothing was published, and
+//! Exit status: 0 when done (or nothing new), 1 when nothing was published,
 //! [`EXIT_PUBLISHED_BUT`] when the deploy is published (its ID printed) but a step after
-//! publishing failed.
+//! publishing failed, and [`EXIT_UNKNOWN`] when etcd failed during the append and never said
+//! afterwards whether the record landed.
 
 use std::time::Duration;
 
@@ -12,11 +13,18 @@ use etcd_client::Client;
 use super::{DeployArgs, DeployCommand};
 use crate::deploy::source::{self, Built};
 use crate::deploy::store::{self, Appended, DeployKeys, DeployRecord, NewDeploy, Published};
-use crate::world::etcd::connect;
+use crate::world::etcd::{Backoff, connect};
 
 /// Exit status of a deploy or rollback that is published (agents will run it) although a
 /// step after publishing failed: checking its blobs again, retention or compaction.
 pub const EXIT_PUBLISHED_BUT: u8 = 3;
+
+/// Exit status when etcd failed during the append transaction and could not be asked
+/// afterwards whether the record was stored: the deploy may or may not be published.
+pub const EXIT_UNKNOWN: u8 = 4;
+
+/// How long to keep asking etcd whether a record whose append failed in transit is stored.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the steps after publishing may take together.
 const AFTER_PUBLISH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -75,7 +83,7 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> R
         message: info.as_ref().map(|i| i.subject.clone()),
         rollback_of: None,
     };
-    let appended = store::append(&mut c, keys, new, args.force).await?;
+    let Some(appended) = append(&mut c, keys, new, args.force).await? else { return Ok(EXIT_UNKNOWN) };
     let r = match published(keys, appended) {
         Published::New(r) => r,
         Published::NothingNew(r) => {
@@ -98,6 +106,53 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> R
         r.id
     );
     Ok(after_publish(&mut c, keys, args.keep, r.id, Some(&built)).await)
+}
+
+/// [`store::append`], and when etcd fails during the append transaction itself, find out
+/// whether the record landed by reading it back: published (go on as usual), not published
+/// (an error), or unknown when etcd does not answer within [`SETTLE_TIMEOUT`] (said so on
+/// stderr; `None`).
+async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bool) -> Result<Option<Appended>> {
+    let u = match store::append(c, keys, new, force).await {
+        Ok(a) => return Ok(Some(a)),
+        Err(e) => e.downcast::<store::AppendUnsettled>()?,
+    };
+    let id = u.rec.id;
+    match stored_after_failure(c, keys, id).await {
+        Some(stored) if store::settle(stored.as_deref(), &u.bytes) => {
+            eprintln!(
+                "mgmt: etcd failed while appending deploy {id} ({}), but its record is stored",
+                u.source
+            );
+            Ok(Some(Appended { published: Published::New(u.rec), repaired: u.repaired }))
+        }
+        Some(_) => Err(anyhow::Error::from(u).context("nothing was published")),
+        None => {
+            eprintln!(
+                "mgmt: error: cannot tell whether deploy {id} was published: etcd failed while appending                  it ({}) and did not answer within {} s after; `mgmt deploy list` shows whether deploy                  {id} exists",
+                u.source,
+                SETTLE_TIMEOUT.as_secs()
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// What `deploy/<id>` holds, asked again while etcd does not answer, for up to
+/// [`SETTLE_TIMEOUT`]; `None` when it never answered.
+async fn stored_after_failure(c: &mut Client, keys: &DeployKeys, id: u64) -> Option<Option<Vec<u8>>> {
+    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    let mut backoff = Backoff::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, store::record_raw(c, keys, id)).await {
+            Ok(Ok(stored)) => return Some(stored),
+            Ok(Err(_)) if left > Duration::ZERO => {
+                tokio::time::sleep(backoff.next_delay().min(left)).await;
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// Report a repaired `deploy/latest` and hand back what was published.
@@ -155,13 +210,17 @@ async fn after_publish(c: &mut Client, keys: &DeployKeys, keep: u64, id: u64, bu
 
 async fn list(args: &DeployArgs, keys: &DeployKeys, json: bool) -> Result<u8> {
     let mut c = client(args).await?;
-    let records = store::history(&mut c, keys).await?;
+    let listed = store::listing(&mut c, keys).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        println!("{}", serde_json::to_string_pretty(&listed)?);
         return Ok(0);
     }
     println!("{:<6} {:<20} {:<12} {:<30} {:<12} MESSAGE", "ID", "TIME", "COMMIT", "AUTHOR", "BUNDLE");
-    for r in &records {
+    for l in &listed {
+        let Some(r) = &l.record else {
+            println!("deploy/{}: {}", l.key, l.problem.as_deref().unwrap_or("not a valid record"));
+            continue;
+        };
         println!(
             "{:<6} {:<20} {:<12} {:<30} {:<12} {}",
             r.id,
@@ -174,6 +233,9 @@ async fn list(args: &DeployArgs, keys: &DeployKeys, json: bool) -> Result<u8> {
                 None => r.message.clone().unwrap_or_default(),
             }
         );
+        if let Some(problem) = &l.problem {
+            println!("  ! {problem}");
+        }
     }
     Ok(0)
 }
@@ -195,8 +257,8 @@ async fn rollback(args: &DeployArgs, keys: &DeployKeys, target: &str) -> Result<
         message: to.message.clone(),
         rollback_of: Some(to.id),
     };
-    let (Published::New(r) | Published::NothingNew(r)) =
-        published(keys, store::append(&mut c, keys, new, true).await?);
+    let Some(appended) = append(&mut c, keys, new, true).await? else { return Ok(EXIT_UNKNOWN) };
+    let (Published::New(r) | Published::NothingNew(r)) = published(keys, appended);
     println!("deploy {}", r.id);
     println!("rollback to deploy {} (bundle {})", to.id, r.bundle);
     Ok(after_publish(&mut c, keys, args.keep, r.id, None).await)
@@ -294,11 +356,32 @@ fn build(file: &std::path::Path, no_git: bool, commit: Option<&str>) -> Result<B
     let (start, entry) = match commit {
         // With --commit the file need not exist in the work tree (or there may be none).
         Some(_) if !file.exists() => {
-            (std::env::current_dir()?, file.to_string_lossy().trim_start_matches("./").to_string())
+            let cwd = std::env::current_dir()?;
+            let entry = entry_at_commit(&cwd, file)?;
+            (cwd, entry)
         }
         _ => source::path_in_repo(file)?,
     };
     source::from_git(&start, "yaml", &entry, commit)
+}
+
+/// The graph's path inside the commit's tree, for a FILE that is not in the work tree (or
+/// with no work tree at all: a bare repository). An absolute FILE inside the work tree of
+/// the repository at `cwd` is taken relative to it; any other absolute FILE cannot name a
+/// path in a tree, and the error says what to give instead.
+fn entry_at_commit(cwd: &std::path::Path, file: &std::path::Path) -> Result<String> {
+    if !file.is_absolute() {
+        return Ok(file.to_string_lossy().trim_start_matches("./").to_string());
+    }
+    let workdir = git2::Repository::discover(cwd).ok().and_then(|r| r.workdir().map(|w| w.to_path_buf()));
+    if let Some(rel) = workdir.as_deref().and_then(|w| file.strip_prefix(w).ok()) {
+        return Ok(rel.to_string_lossy().into_owned());
+    }
+    bail!(
+        "`{}` is an absolute path; with --commit, FILE is the graph's path inside the repository, \
+         relative to its root (for example `graph.yaml` or `deploy/graph.yaml`)",
+        file.display()
+    )
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use etcd_client::GetOptions;
 
 use super::StatusArgs;
-use crate::world::HostStatus;
 use crate::world::etcd::{Keys, connect};
+use crate::world::{HostStatus, truncate_text};
 
 pub async fn run(args: StatusArgs) -> Result<u8> {
     if args.cluster.seeds.is_empty() {
@@ -24,13 +24,16 @@ pub async fn run(args: StatusArgs) -> Result<u8> {
         .await
         .map_err(|_| anyhow::anyhow!("etcd at {seeds} did not answer within 5 s"))?
         .with_context(|| format!("reading hosts from etcd at {seeds}"))?;
+    // Another host wrote these: what is shown of them is bounded (and escaped, in the table).
     let mut hosts: Vec<HostStatus> = Vec::new();
     for kv in resp.kvs() {
         match serde_json::from_slice::<HostStatus>(kv.value()) {
-            Ok(h) => hosts.push(h),
-            Err(e) => {
-                eprintln!("mgmt: warning: {} is not a host status: {e}", String::from_utf8_lossy(kv.key()))
-            }
+            Ok(h) => hosts.push(h.bounded()),
+            Err(e) => eprintln!(
+                "mgmt: warning: {} is not a host status: {}",
+                shown(&String::from_utf8_lossy(kv.key()), LONG_CELL),
+                shown(&e.to_string(), LONG_CELL)
+            ),
         }
     }
     hosts.sort_by(|a, b| a.hostname.cmp(&b.hostname));
@@ -56,6 +59,32 @@ fn age(now: u64, then: u64) -> String {
     }
 }
 
+/// The most bytes of a short cell of the table (host, graph, deploy, version).
+const SHORT_CELL: usize = 64;
+/// The most bytes of the last error shown in the table.
+const LONG_CELL: usize = 200;
+
+/// Whether `c` could break a line or fool a terminal: control characters (newlines,
+/// escapes) and the invisible marks that reorder or hide text.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+}
+
+/// Text another host published, as one bounded line: every unsafe character escaped
+/// (`\n`, `\u{1b}`), then cut to `max` bytes with a marker.
+pub fn shown(text: &str, max: usize) -> String {
+    let mut line = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_unsafe(c) {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    truncate_text(&line, max)
+}
+
 /// The table `mgmt status` prints; pure, for tests.
 pub fn table(hosts: &[HostStatus], now: u64) -> String {
     let header =
@@ -63,24 +92,28 @@ pub fn table(hosts: &[HostStatus], now: u64) -> String {
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for h in hosts {
         rows.push(vec![
-            h.hostname.clone(),
+            shown(&h.hostname, SHORT_CELL),
             if h.converged { "yes".into() } else { "no".into() },
             h.resources.to_string(),
             h.failed_total().to_string(),
-            h.graph.clone(),
+            shown(&h.graph, SHORT_CELL),
             match (h.deploy, &h.deploy_error) {
                 (Some(d), None) => d.to_string(),
                 (Some(d), Some(_)) => format!("{d} (latest refused)"),
                 (None, Some(_)) => "refused".into(),
                 (None, None) => "-".into(),
             },
-            h.version.clone(),
+            shown(&h.version, SHORT_CELL),
             age(now, h.started),
-            h.last_error
-                .clone()
-                .or_else(|| h.deploy_error.clone())
-                .unwrap_or_else(|| "-".into())
-                .replace('\n', " "),
+            // A multi-line error reads best on one line with its breaks as spaces.
+            shown(
+                &h.last_error
+                    .as_deref()
+                    .or(h.deploy_error.as_deref())
+                    .unwrap_or("-")
+                    .replace(['\n', '\r'], " "),
+                LONG_CELL,
+            ),
         ]);
     }
     let widths: Vec<usize> =
@@ -131,6 +164,34 @@ mod tests {
         assert!(lines[2].starts_with("host-two  no"));
         assert!(lines[2].ends_with("exec[x]: boom"));
         assert!(lines[1].contains("10s"));
+    }
+
+    #[test]
+    fn what_a_host_published_is_shown_on_one_bounded_line() {
+        let evil = HostStatus {
+            hostname: "evil\nfake      yes".into(),
+            graph: "g\r\x1b[2J".into(),
+            version: "v".repeat(10_000),
+            last_error: Some(format!("line one\nline two\u{202e}{}", "e".repeat(1_000_000))),
+            ..Default::default()
+        };
+        let t = table(&[evil], 0);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2, "{t}");
+        assert!(lines[1].starts_with("evil\\nfake      yes  no"), "{t}");
+        assert!(lines[1].contains("g\\r\\u{1b}[2J"), "{t}");
+        assert!(lines[1].contains("line one line two\\u{202e}eee"), "{t}");
+        assert!(!t.contains(['\x1b', '\r', '\u{202e}']), "{t}");
+        assert!(lines[1].len() < 3 * SHORT_CELL + LONG_CELL + 100, "{} bytes", lines[1].len());
+        assert!(lines[1].ends_with(" more bytes]"), "{t}");
+    }
+
+    #[test]
+    fn shown_text_keeps_plain_text_and_bounds_the_rest() {
+        assert_eq!(shown("web-1 é", 64), "web-1 é");
+        assert_eq!(shown("a\tb\0", 64), "a\\tb\\u{0}");
+        let long = shown(&"x".repeat(1000), 64);
+        assert!(long.len() <= 64 && long.ends_with(" more bytes]"), "{long}");
     }
 
     #[test]

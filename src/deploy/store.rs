@@ -335,6 +335,16 @@ pub async fn record_hash(c: &mut Client, keys: &DeployKeys, id: u64) -> Result<O
     Ok(r.kvs().first().map(|kv| sha256_hex(kv.value())))
 }
 
+/// The bytes of `deploy/<id>` as stored, unchecked, if the key exists.
+pub async fn record_raw(
+    c: &mut Client,
+    keys: &DeployKeys,
+    id: u64,
+) -> Result<Option<Vec<u8>>, etcd_client::Error> {
+    let r = c.get(keys.record(id), None).await?;
+    Ok(r.kvs().first().map(|kv| kv.value().to_vec()))
+}
+
 /// Whether any deploy record is stored (`deploy/latest` aside).
 pub async fn any_record(c: &mut Client, keys: &DeployKeys) -> Result<bool, FetchError> {
     let r =
@@ -439,6 +449,61 @@ pub async fn history(c: &mut Client, keys: &DeployKeys) -> Result<Vec<DeployReco
     Ok(scan(c, keys).await?.intact.into_values().map(|r| r.0).collect())
 }
 
+/// One `deploy/<id>` key as `mgmt deploy list` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Listed {
+    /// The id in the key.
+    pub key: u64,
+    /// The record, when the value is one and its id is the key's.
+    #[serde(flatten)]
+    pub record: Option<DeployRecord>,
+    /// What is wrong: the value is not a valid record, or its parent is not the hash of
+    /// the record before it ([`check_parent`]). `None` for a sound record.
+    pub problem: Option<String>,
+}
+
+/// Judge every `deploy/<id>` key and value, oldest first (pure): each must be a record of
+/// the id in its key (else it is not listed as one), pass [`check_record`], and its parent
+/// be the sha256 of the stored bytes of `deploy/<id - 1>` when that
+/// key is still there (retention removes old ones).
+pub fn judge_history(stored: &BTreeMap<u64, Vec<u8>>) -> Vec<Listed> {
+    stored
+        .iter()
+        .map(|(&key, bytes)| {
+            let invalid = |why: String| Listed {
+                key,
+                record: None,
+                problem: Some(format!("not a valid record ({why})")),
+            };
+            let rec = match serde_json::from_slice::<DeployRecord>(bytes) {
+                Ok(rec) if rec.id != key => {
+                    return invalid(RecordError::WrongId { key, id: rec.id }.to_string());
+                }
+                Ok(rec) => rec,
+                Err(e) => return invalid(e.to_string()),
+            };
+            let prev = key.checked_sub(1).and_then(|k| stored.get(&k)).map(|b| sha256_hex(b));
+            let problem = check_record(key, &rec).and_then(|()| check_parent(&rec, prev.as_deref()));
+            Listed { key, record: Some(rec), problem: problem.err().map(|e| e.to_string()) }
+        })
+        .collect()
+}
+
+/// Every `deploy/<id>` key, judged by [`judge_history`], oldest first.
+pub async fn listing(c: &mut Client, keys: &DeployKeys) -> Result<Vec<Listed>> {
+    let prefix = keys.records();
+    let r = c.get(prefix.clone(), Some(GetOptions::new().with_prefix())).await?;
+    let stored: BTreeMap<u64, Vec<u8>> = r
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let id = chunk_index(kv.key().strip_prefix(prefix.as_bytes())?)? as u64;
+            Some((id, kv.value().to_vec()))
+        })
+        .collect();
+    Ok(judge_history(&stored))
+}
+
 pub enum Published {
     New(DeployRecord),
     /// The live deploy already runs this bundle (and commit).
@@ -462,6 +527,27 @@ pub struct NewDeploy {
     pub author: Option<String>,
     pub message: Option<String>,
     pub rollback_of: Option<u64>,
+}
+
+/// The append transaction failed, so whether its record was stored is not known: read
+/// `deploy/<id>` again and [`settle`] it.
+#[derive(Debug, thiserror::Error)]
+#[error("etcd failed while appending deploy {}: {source}", rec.id)]
+pub struct AppendUnsettled {
+    /// The record the transaction carried.
+    pub rec: DeployRecord,
+    /// Its bytes, exactly as sent.
+    pub bytes: Vec<u8>,
+    pub repaired: Option<(Option<u64>, String)>,
+    #[source]
+    pub source: etcd_client::Error,
+}
+
+/// Whether a record whose append failed in transit was published, from what `deploy/<id>`
+/// holds afterwards (pure): only the very bytes sent mean it was (the transaction puts
+/// them and `deploy/latest` together); nothing, or another deploy's record, means it was not.
+pub fn settle(stored: Option<&[u8]>, sent: &[u8]) -> bool {
+    stored == Some(sent)
 }
 
 /// Append a record after the head of the history (see [`head`]): parent = hash of the
@@ -500,12 +586,16 @@ pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bo
         };
         // Never overwrite a record: history is append-only.
         let fresh = Compare::create_revision(keys.record(rec.id), CompareOp::Equal, 0);
+        let bytes = serde_json::to_vec(&rec)?;
         let txn = Txn::new().when([guard, fresh]).and_then([
-            TxnOp::put(keys.record(rec.id), serde_json::to_vec(&rec)?, None),
+            TxnOp::put(keys.record(rec.id), bytes.clone(), None),
             TxnOp::put(keys.latest(), rec.id.to_string(), None),
         ]);
-        if c.txn(txn).await?.succeeded() {
-            return Ok(Appended { published: Published::New(rec), repaired });
+        match c.txn(txn).await {
+            Ok(r) if r.succeeded() => return Ok(Appended { published: Published::New(rec), repaired }),
+            Ok(_) => {}
+            // The request may have been applied before the answer was lost.
+            Err(source) => return Err(AppendUnsettled { rec, bytes, repaired, source }.into()),
         }
         // Another deploy won; take the next id after a short, spread-out pause.
         let pause = 1 + (std::process::id() as u64 + attempt as u64 * 7) % 10;
@@ -694,6 +784,52 @@ pub async fn fetch_manifest(c: &mut Client, keys: &DeployKeys, bundle: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_append_lost_in_transit_is_published_only_if_its_very_bytes_are_stored() {
+        let sent = br#"{"id":7}"#;
+        assert!(settle(Some(sent), sent));
+        assert!(!settle(None, sent), "nothing stored");
+        assert!(!settle(Some(br#"{"id":7,"x":1}"#), sent), "another deploy took the id");
+        assert!(!settle(Some(b""), sent));
+    }
+
+    #[test]
+    fn the_history_listing_marks_broken_links_and_invalid_records() {
+        let one = serde_json::to_vec(&rec(1, None)).unwrap();
+        let two = serde_json::to_vec(&rec(2, Some(&sha256_hex(&one)))).unwrap();
+        let three = serde_json::to_vec(&rec(3, Some(&"b".repeat(64)))).unwrap();
+        let five = serde_json::to_vec(&rec(5, Some(&"c".repeat(64)))).unwrap();
+        let stored = BTreeMap::from([
+            (1, one),
+            (2, two),
+            (3, three),
+            (4, b"garbage".to_vec()),
+            (
+                7,
+                serde_json::to_vec(&DeployRecord { bundle: "x".into(), ..rec(7, Some(&"d".repeat(64))) })
+                    .unwrap(),
+            ),
+            (5, five),
+            (6, serde_json::to_vec(&rec(9, Some(&"d".repeat(64)))).unwrap()),
+        ]);
+        let listed = judge_history(&stored);
+        let problems: Vec<(u64, Option<&str>)> =
+            listed.iter().map(|l| (l.key, l.problem.as_deref())).collect();
+        assert_eq!(problems[0], (1, None));
+        assert_eq!(problems[1], (2, None));
+        assert!(problems[2].1.is_some_and(|p| p.starts_with("deploy 3's parent is bbbb")), "{problems:?}");
+        assert!(problems[3].1.is_some_and(|p| p.starts_with("not a valid record (expected")), "{problems:?}");
+        assert!(listed[3].record.is_none());
+        // The parent is checked against the bytes stored, valid record or not.
+        assert!(problems[4].1.is_some_and(|p| p.starts_with("deploy 5's parent is cccc")), "{problems:?}");
+        assert_eq!(problems[5].1, Some("not a valid record (deploy/6 holds the record of deploy 9)"));
+        assert_eq!(problems[6], (7, Some("deploy 7 names bundle `x`, which is not a sha256")));
+        assert!(listed[6].record.is_some());
+        // A pruned predecessor cannot be checked.
+        let alone = BTreeMap::from([(7, serde_json::to_vec(&rec(7, Some(&"e".repeat(64)))).unwrap())]);
+        assert_eq!(judge_history(&alone)[0].problem, None);
+    }
 
     #[test]
     fn chunk_and_record_keys_are_canonical_decimals() {

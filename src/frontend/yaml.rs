@@ -94,7 +94,7 @@ struct YamlRef {
 struct YamlCollect {
     kind: String,
     #[serde(default)]
-    pattern: Option<String>,
+    pattern: Option<Spanned<String>>,
 }
 
 /// Strip the export marker: `@@name` is exported and also applied locally as `name`.
@@ -270,9 +270,31 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
         if !resources::KINDS.contains(&c.value.kind.as_str()) {
             return Err(err_at(line, column, format!("collect: unknown resource kind `{}`", c.value.kind)));
         }
-        spec.collect.push(CollectSpec { kind: c.value.kind, pattern: c.value.pattern });
+        let pattern = match c.value.pattern {
+            Some(p) => {
+                let (line, column) = (p.referenced.line(), p.referenced.column());
+                check_pattern(&p.value)
+                    .map_err(|why| err_at(line, column, format!("collect: field `pattern`: {why}")))?;
+                Some(p.value)
+            }
+            None => None,
+        };
+        spec.collect.push(CollectSpec { kind: c.value.kind, pattern });
     }
     Ok(spec)
+}
+
+/// A collect `pattern` is the directory collected files land in: an absolute path in
+/// normal form (see `resources::file::normalize_path`) other than `/` itself.
+fn check_pattern(p: &str) -> Result<(), String> {
+    let shown = crate::world::truncate_text(&p.replace('\0', "\\0"), 120);
+    match resources::file::normalize_path(p) {
+        Err(e) => Err(format!("`{shown}` {e}")),
+        Ok(n) if n == "/" => {
+            Err(format!("`{shown}` is the root directory; collect into a directory of its own"))
+        }
+        Ok(_) => Ok(()),
+    }
 }
 
 fn list(items: &[&str]) -> String {

@@ -323,6 +323,39 @@ impl Health {
     }
 }
 
+/// The most operations put in one transaction: etcd refuses more than 128 by default.
+pub const TXN_MAX_OPS: usize = 100;
+
+/// The most key and value bytes put in one transaction: etcd refuses requests over 1.5 MiB
+/// by default. One export may take up to [`crate::engine::assemble::MAX_EXPORT_BYTES`]
+/// (1 MiB), so two never share a transaction when they would not fit together.
+pub const TXN_MAX_BYTES: usize = 1024 * 1024 + 64 * 1024;
+
+/// What etcd's request encoding adds to each operation's key and value, rounded up.
+const TXN_OP_OVERHEAD: usize = 64;
+
+/// How to split operations of the given sizes (key plus value bytes), in order, into
+/// transactions: the number of operations in each. A transaction holds at most
+/// [`TXN_MAX_OPS`] operations and [`TXN_MAX_BYTES`] bytes; an operation bigger than that on
+/// its own goes alone (etcd is the judge of it then).
+pub fn txn_batches(sizes: &[usize]) -> Vec<usize> {
+    let mut batches = Vec::new();
+    let (mut count, mut bytes) = (0usize, 0usize);
+    for size in sizes {
+        let size = size.saturating_add(TXN_OP_OVERHEAD);
+        if count > 0 && (count == TXN_MAX_OPS || bytes.saturating_add(size) > TXN_MAX_BYTES) {
+            batches.push(count);
+            (count, bytes) = (0, 0);
+        }
+        count += 1;
+        bytes = bytes.saturating_add(size);
+    }
+    if count > 0 {
+        batches.push(count);
+    }
+    batches
+}
+
 /// Exponential backoff between retries: from 100 ms doubling to 2 s, each wait drawn at
 /// random from its upper half, so that agents which lost etcd together do not all come back
 /// at the same instant.
@@ -740,14 +773,19 @@ impl EtcdWorld {
             let key = self.keys.export(e);
             let value = serde_json::to_vec(e).expect("exports serialize");
             if existing.remove(&key).as_deref() != Some(value.as_slice()) {
-                ops.push(TxnOp::put(key.clone(), value.clone(), None));
+                let size = key.len() + value.len();
+                ops.push((TxnOp::put(key.clone(), value.clone(), None), size));
             }
             after.insert(key, value);
         }
-        ops.extend(existing.into_keys().map(|k| TxnOp::delete(k, None)));
-        // etcd limits the operations of one transaction (128 by default).
-        for chunk in ops.chunks(100) {
-            c.txn(Txn::new().and_then(chunk.to_vec())).await?;
+        ops.extend(existing.into_keys().map(|k| {
+            let size = k.len();
+            (TxnOp::delete(k, None), size)
+        }));
+        let sizes: Vec<usize> = ops.iter().map(|(_, size)| *size).collect();
+        let mut ops = ops.into_iter().map(|(op, _)| op);
+        for n in txn_batches(&sizes) {
+            c.txn(Txn::new().and_then(ops.by_ref().take(n).collect::<Vec<_>>())).await?;
         }
         Ok(after)
     }
@@ -1089,6 +1127,32 @@ mod tests {
         let draws: std::collections::BTreeSet<Duration> =
             (0..20).map(|_| Backoff::new().next_delay()).collect();
         assert!(draws.len() > 1, "{draws:?}");
+    }
+
+    #[test]
+    fn transactions_stay_under_etcds_request_and_operation_limits() {
+        assert!(txn_batches(&[]).is_empty());
+        // Four 700 KB exports: never two in one request.
+        assert_eq!(txn_batches(&[700_000; 4]), vec![1, 1, 1, 1]);
+        // Small ones share a transaction up to the operation limit.
+        assert_eq!(txn_batches(&[10; 250]), vec![100, 100, 50]);
+        // Small ones go along with a big one while they fit.
+        assert_eq!(txn_batches(&[10, 10, 1_048_576, 10]), vec![4]);
+        assert_eq!(txn_batches(&[600_000, 600_000, 10]), vec![1, 2]);
+        // Too big on its own: alone, never an empty transaction.
+        assert_eq!(txn_batches(&[5_000_000, 5_000_000]), vec![1, 1]);
+        for sizes in [vec![400_000; 9], vec![1_000_000, 100, 500_000, 600_000, 3], vec![usize::MAX; 3]] {
+            let batches = txn_batches(&sizes);
+            assert_eq!(batches.iter().sum::<usize>(), sizes.len());
+            let mut rest = sizes.as_slice();
+            for n in batches {
+                let (this, next) = rest.split_at(n);
+                let bytes: usize =
+                    this.iter().map(|s| s.saturating_add(TXN_OP_OVERHEAD)).fold(0, usize::saturating_add);
+                assert!(n == 1 || (n <= TXN_MAX_OPS && bytes <= TXN_MAX_BYTES), "{sizes:?}");
+                rest = next;
+            }
+        }
     }
 
     #[test]
