@@ -140,12 +140,30 @@ fn commit_big(repo: &Path, out: &Path, n: u64) {
     commit(repo, out, &format!("v{n}"));
 }
 
+/// A blob bigger than the client's 4 MiB reply limit, already stored, is checked chunk by
+/// chunk when the next deploy uses it again.
+#[test]
+fn a_stored_blob_over_four_mib_is_checked_and_reused_by_the_next_deploy() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    fs::write(repo.join("data.bin"), big(7, 5)).unwrap();
+    commit(&repo, &out, "one");
+    assert_eq!(deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"])), 1);
+    commit(&repo, &out, "two");
+    let o = run_deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    assert_eq!(deployed(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("1 already stored"), "{}", text(&o.stderr));
+}
+
 #[test]
 fn retention_compacts_etcd_so_deploys_fit_in_its_quota() {
     let t = TestDir::new();
-    // 16 MiB holds five deploys of 3 MiB; without compaction the space of pruned ones is
-    // never used again.
-    let e = Etcd::start_with(&t, &["--quota-backend-bytes=16777216"]);
+    // 24 MiB holds seven deploys of 3 MiB, with room for etcd's own timing in reusing
+    // freed pages; without compaction the space of pruned ones is never used again, and
+    // twelve deploys do not fit.
+    let e = Etcd::start_with(&t, &["--quota-backend-bytes=25165824"]);
     let repo = new_repo(&t);
     let out = t.path("out");
     for n in 1..=12 {

@@ -143,8 +143,9 @@ fn chunk_index(suffix: &[u8]) -> Option<usize> {
 }
 
 /// Whether the blob `sha` is stored as exactly `n` chunks `0..n` and, with `check_bytes`,
-/// whether their bytes hash to `sha`. At most `n + 1` chunks are read: enough to see that
-/// there are extra ones.
+/// whether their bytes hash to `sha`. The keys are listed first (at most `n + 1`: enough to
+/// see that there are extra ones); the chunks are then read one at a time, so no reply is
+/// bigger than a chunk (the client refuses replies over 4 MiB).
 async fn blob_state(
     c: &mut Client,
     keys: &DeployKeys,
@@ -152,31 +153,37 @@ async fn blob_state(
     n: usize,
     check_bytes: bool,
 ) -> Result<BlobState> {
-    let mut opts = GetOptions::new().with_prefix().with_limit(n as i64 + 1);
-    if !check_bytes {
-        opts = opts.with_keys_only();
-    }
+    let opts = GetOptions::new().with_prefix().with_limit(n as i64 + 1).with_keys_only();
     let r = c.get(keys.blob(sha), Some(opts)).await?;
     if r.count() == 0 {
         return Ok(BlobState::Absent);
     }
     let prefix = keys.blob(sha);
-    let mut parts: Vec<(usize, &[u8])> = Vec::with_capacity(n);
+    let mut found: Vec<usize> = Vec::with_capacity(n);
     for kv in r.kvs() {
         match kv.key().strip_prefix(prefix.as_bytes()).and_then(chunk_index) {
-            Some(i) => parts.push((i, kv.value())),
+            Some(i) => found.push(i),
             None => return Ok(BlobState::Damaged),
         }
     }
-    parts.sort_by_key(|p| p.0);
-    let complete = r.count() == n as i64 && parts.iter().enumerate().all(|(want, (i, _))| *i == want);
+    found.sort_unstable();
+    let complete = r.count() == n as i64 && found.iter().enumerate().all(|(want, i)| *i == want);
     if !complete {
         return Ok(BlobState::Damaged);
     }
     if check_bytes {
         let mut h = Sha256::new();
-        for (_, part) in &parts {
-            h.update(part);
+        for i in 0..n {
+            let r = match c.get(keys.chunk(sha, i), None).await {
+                Ok(r) => r,
+                // A chunk too big to be read back is not one this code stored.
+                Err(e) if e.to_string().contains("message length too large") => return Ok(BlobState::Damaged),
+                Err(e) => return Err(e.into()),
+            };
+            match r.kvs().first() {
+                Some(kv) if kv.value().len() <= CHUNK_SIZE => h.update(kv.value()),
+                _ => return Ok(BlobState::Damaged),
+            }
         }
         if hex::encode(h.finalize()) != sha {
             return Ok(BlobState::Damaged);
