@@ -622,22 +622,30 @@ fn a_damaged_latest_is_reported_until_it_is_repaired() {
     let a = agent(&t, &e, "h1");
     a.wait_content(&out.join("app.conf"), "one\n");
 
-    for (garbage, n) in [("garbage", 1), ("-5", 1), ("1e3", 1)] {
+    for (garbage, n) in [("garbage", 1), ("-5", 1), ("1e3", 1), ("01", 1), ("+1", 1)] {
         e.etcdctl(&["put", "--", "/_mgmt/deploy/latest", garbage]);
         a.wait_log_count(&format!("holds `{garbage}`, which is not a deploy ID"), n);
     }
+    // A `latest` behind the newest record is not run either.
+    commit(&repo, &out, "two");
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    a.wait_content(&out.join("app.conf"), "two\n");
+    e.etcdctl(&["put", "/_mgmt/deploy/latest", "1"]);
+    a.wait_log("/_mgmt/deploy/latest names deploy 1, but deploy/2 exists");
+    assert_eq!(read(out.join("app.conf")).as_deref(), Some("two\n"));
+    e.etcdctl(&["put", "/_mgmt/deploy/latest", "garbage"]);
     a.wait_for("the damage in the host status", || {
         status(&e)[0]["deploy_error"].as_str().is_some_and(|m| m.contains("not a deploy ID"))
     });
     e.etcdctl(&["del", "/_mgmt/deploy/latest"]);
     a.wait_log("/_mgmt/deploy/latest is missing, but deploy records exist");
     // Repaired: the report goes away, and the agent runs what `latest` names.
-    e.etcdctl(&["put", "/_mgmt/deploy/latest", "1"]);
+    e.etcdctl(&["put", "/_mgmt/deploy/latest", "2"]);
     a.wait_for("a clean host status", || {
         let v = status(&e);
-        v[0]["deploy"] == 1 && v[0]["deploy_error"].is_null()
+        v[0]["deploy"] == 2 && v[0]["deploy_error"].is_null()
     });
-    assert_eq!(read(out.join("app.conf")).as_deref(), Some("one\n"));
+    assert_eq!(read(out.join("app.conf")).as_deref(), Some("two\n"));
 }
 
 /// A TCP proxy in front of etcd. Once armed, it cuts every connection as soon as one has

@@ -210,11 +210,9 @@ enum Latest {
 }
 
 fn parse_latest(v: &[u8]) -> Latest {
-    let s = String::from_utf8_lossy(v);
-    let t = s.trim();
-    match t.parse::<u64>() {
-        Ok(id) if id > 0 && t.bytes().all(|b| b.is_ascii_digit()) => Latest::Id(id),
-        _ => Latest::Garbage(t.chars().take(40).collect()),
+    match store::parse_deploy_id(v) {
+        Some(id) => Latest::Id(id),
+        None => Latest::Garbage(String::from_utf8_lossy(v).chars().take(40).collect()),
     }
 }
 
@@ -309,7 +307,16 @@ impl Follower {
     /// been reported.
     async fn settle(&self, c: &mut Client, want: Latest) -> Result<(), FetchError> {
         let id = match want {
-            Latest::Id(id) => id,
+            Latest::Id(id) => {
+                // A `latest` behind the newest record runs old code while newer deploys exist.
+                let newest = store::newest_record_key(c, &self.keys).await?;
+                if newest > id {
+                    let e = format!("{} names deploy {id}, but deploy/{newest} exists", self.keys.latest());
+                    self.unreadable(e).await;
+                    return Ok(());
+                }
+                id
+            }
             Latest::Missing => {
                 if store::any_record(c, &self.keys).await? {
                     let e = format!("{} is missing, but deploy records exist", self.keys.latest());
@@ -726,7 +733,8 @@ mod tests {
     #[test]
     fn latest_must_be_a_plain_positive_id() {
         assert_eq!(parse_latest(b"7"), Latest::Id(7));
-        assert_eq!(parse_latest(b" 7\n"), Latest::Id(7));
+        assert!(matches!(parse_latest(b" 7\n"), Latest::Garbage(_)));
+        assert!(matches!(parse_latest(b"007"), Latest::Garbage(_)));
         for bad in [&b"garbage"[..], b"-5", b"1e3", b"+5", b"0", b"", b"\xff"] {
             assert!(matches!(parse_latest(bad), Latest::Garbage(_)), "{bad:?} accepted");
         }

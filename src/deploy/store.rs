@@ -177,7 +177,9 @@ async fn blob_state(
             let r = match c.get(keys.chunk(sha, i), None).await {
                 Ok(r) => r,
                 // A chunk too big to be read back is not one this code stored.
-                Err(e) if e.to_string().contains("message length too large") => return Ok(BlobState::Damaged),
+                Err(e) if e.to_string().contains("message length too large") => {
+                    return Ok(BlobState::Damaged);
+                }
                 Err(e) => return Err(e.into()),
             };
             match r.kvs().first() {
@@ -308,10 +310,7 @@ pub async fn get_blob(
 pub async fn latest(c: &mut Client, keys: &DeployKeys) -> Result<Option<(DeployRecord, i64)>> {
     let r = c.get(keys.latest(), None).await?;
     let Some(kv) = r.kvs().first() else { return Ok(None) };
-    let id: u64 = std::str::from_utf8(kv.value())
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .with_context(|| format!("{} is not a deploy id", keys.latest()))?;
+    let id = parse_deploy_id(kv.value()).with_context(|| format!("{} is not a deploy id", keys.latest()))?;
     let rec = record(c, keys, id).await?;
     Ok(Some((rec, kv.mod_revision())))
 }
@@ -357,6 +356,23 @@ pub async fn any_record(c: &mut Client, keys: &DeployKeys) -> Result<bool, Fetch
     let r =
         c.get(keys.records(), Some(GetOptions::new().with_prefix().with_keys_only().with_limit(2))).await?;
     Ok(r.kvs().iter().any(|kv| !kv.key().ends_with(b"/latest")))
+}
+
+/// The highest id of any `deploy/<id>` key (0: none), from the keys alone.
+pub async fn newest_record_key(c: &mut Client, keys: &DeployKeys) -> Result<u64, FetchError> {
+    let prefix = keys.records();
+    let r = c.get(prefix.clone(), Some(GetOptions::new().with_prefix().with_keys_only())).await?;
+    Ok(r.kvs()
+        .iter()
+        .filter_map(|kv| parse_deploy_id(kv.key().strip_prefix(prefix.as_bytes())?))
+        .max()
+        .unwrap_or(0))
+}
+
+/// A deploy ID as mgmt writes it (in `deploy/latest` and in record keys): canonical decimal
+/// digits, no sign, no spaces, no leading zero, not 0. Anything else is not an ID.
+pub fn parse_deploy_id(raw: &[u8]) -> Option<u64> {
+    chunk_index(raw).map(|i| i as u64).filter(|&id| id > 0)
 }
 
 /// One consistent read of everything under `deploy/`.
@@ -406,7 +422,7 @@ pub fn judge_latest(
         };
     };
     let text = String::from_utf8_lossy(raw);
-    let Some(id) = chunk_index(text.trim().as_bytes()).map(|i| i as u64) else {
+    let Some(id) = parse_deploy_id(raw) else {
         let shown: String = text.chars().take(40).collect();
         return Err(format!("holds {shown:?}, not a deploy id"));
     };
@@ -867,14 +883,12 @@ mod tests {
         let intact = |id: u64| (1..=5).contains(&id) && id != 4;
         assert_eq!(judge_latest(None, intact, 0), Ok(None));
         assert_eq!(judge_latest(Some(b"5"), intact, 5), Ok(Some(5)));
-        assert_eq!(judge_latest(Some(b" 5\n"), intact, 5), Ok(Some(5)));
         let broken = |latest: Option<&[u8]>, max: u64| judge_latest(latest, intact, max).unwrap_err();
         assert_eq!(broken(None, 5), "is missing although deploy/5 exists");
-        for garbage in [&b"garbage"[..], b"-5", b"1e3", b"", b"\xff\xfe"] {
+        for garbage in [&b"garbage"[..], b"-5", b"1e3", b"", b"\xff\xfe", b" 5\n", b"05", b"+5", b"0"] {
             assert!(broken(Some(garbage), 5).ends_with("not a deploy id"), "{garbage:?}");
         }
         assert_eq!(broken(Some(b"99999"), 5), "names deploy 99999, which does not exist");
-        assert_eq!(broken(Some(b"0"), 5), "names deploy 0, which does not exist");
         assert_eq!(broken(Some(b"4"), 5), "names deploy 4, which is not a valid record");
         assert_eq!(broken(Some(b"3"), 5), "names deploy 3 but deploy/5 exists");
     }
