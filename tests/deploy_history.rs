@@ -338,9 +338,9 @@ fn list_cuts_non_ascii_text_on_character_boundaries() {
         frontend: "yaml".into(),
         entry: "g.yaml".into(),
         parent: None,
-        author: Some("Zoë".into()),
+        author: Some("Zoë\u{1b}[2J".into()),
         time: 0,
-        message: Some("ünïcödé".into()),
+        message: Some("line\nbreak \u{1b}[31mred ünïcödé".into()),
         rollback_of: None,
     };
     e.etcdctl(&["put", "/_mgmt/deploy/1", &serde_json::to_string(&rec).unwrap()]);
@@ -352,7 +352,10 @@ fn list_cuts_non_ascii_text_on_character_boundaries() {
     let want_commit: String = long.chars().take(12).collect();
     assert!(line.contains(&format!(" {want_commit} ")), "{line}");
     assert!(line.contains(&format!(" {} ", "é".repeat(12))), "{line}");
-    assert!(line.ends_with("ünïcödé"), "{line}");
+    assert!(line.ends_with("line\\nbreak \\u{1b}[31mred ünïcödé"), "{line}");
+    // What a writer of etcd chose reaches no terminal as control characters.
+    assert!(line.contains("Zoë\\u{1b}[2J"), "{line}");
+    assert!(!stdout.contains('\u{1b}'), "{stdout}");
     assert_eq!(
         stdout.lines().nth(2),
         Some(&*format!("  ! deploy 1 names bundle `{}`, which is not a sha256", "é".repeat(64)))

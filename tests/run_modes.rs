@@ -317,6 +317,10 @@ fn the_prefix_is_private_to_the_agent() {
     assert_eq!(a.wait_exit().code(), Some(0), "{}", a.stderr());
     assert_eq!(mode(&open), 0o700);
     assert!(a.stderr().contains("was mode 0755; made it 0700"), "{}", a.stderr());
+    // A temporary prefix is created private, not narrowed afterwards.
+    let a = Agent::spawn(&t, &["run", "--tmp-prefix", "--no-watch", "yaml", yaml.to_str().unwrap()]);
+    assert_eq!(a.wait_exit().code(), Some(0), "{}", a.stderr());
+    assert!(!a.stderr().contains("made it 0700"), "{}", a.stderr());
 }
 
 #[test]

@@ -208,7 +208,10 @@ async fn after_publish(c: &mut Client, keys: &DeployKeys, keep: u64, id: u64, bu
     }
 }
 
+/// What anyone who can write etcd put in a record is shown escaped (no terminal control
+/// sequences, one line per record) and bounded.
 async fn list(args: &DeployArgs, keys: &DeployKeys, json: bool) -> Result<u8> {
+    use super::status::shown;
     let mut c = client(args).await?;
     let listed = store::listing(&mut c, keys).await?;
     if json {
@@ -218,23 +221,27 @@ async fn list(args: &DeployArgs, keys: &DeployKeys, json: bool) -> Result<u8> {
     println!("{:<6} {:<20} {:<12} {:<30} {:<12} MESSAGE", "ID", "TIME", "COMMIT", "AUTHOR", "BUNDLE");
     for l in &listed {
         let Some(r) = &l.record else {
-            println!("deploy/{}: {}", l.key, l.problem.as_deref().unwrap_or("not a valid record"));
+            println!(
+                "deploy/{}: {}",
+                l.key,
+                shown(l.problem.as_deref().unwrap_or("not a valid record"), 400)
+            );
             continue;
         };
         println!(
             "{:<6} {:<20} {:<12} {:<30} {:<12} {}",
             r.id,
             utc(r.time),
-            r.commit.as_deref().map(|c| clip(c, 12)).unwrap_or("-"),
-            r.author.as_deref().unwrap_or("-"),
-            clip(&r.bundle, 12),
+            shown(r.commit.as_deref().map(|c| clip(c, 12)).unwrap_or("-"), 64),
+            shown(r.author.as_deref().unwrap_or("-"), 64),
+            shown(clip(&r.bundle, 12), 64),
             match r.rollback_of {
                 Some(x) => format!("rollback to deploy {x}"),
-                None => r.message.clone().unwrap_or_default(),
+                None => shown(r.message.as_deref().unwrap_or_default(), 200),
             }
         );
         if let Some(problem) = &l.problem {
-            println!("  ! {problem}");
+            println!("  ! {}", shown(problem, 400));
         }
     }
     Ok(0)

@@ -59,7 +59,11 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     // The prefix holds agent state; a temporary one is removed on exit.
     let _tmp_prefix;
     let prefix = if args.tmp_prefix {
-        let t = tempfile::Builder::new().prefix("mgmt-").tempdir().context("creating a temporary prefix")?;
+        let t = tempfile::Builder::new()
+            .prefix("mgmt-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(super::prefix::PREFIX_MODE))
+            .tempdir()
+            .context("creating a temporary prefix")?;
         let p = t.path().to_path_buf();
         _tmp_prefix = Some(t);
         p
