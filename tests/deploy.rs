@@ -6,43 +6,12 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use common::etcd::Etcd;
+use common::repo::{commit, graph, mgmt, new_repo};
 use common::{Agent, TestDir, git, read};
 use mgmt::deploy::store::DeployRecord;
-
-/// A graph that writes `content` into `<out>/app.conf`.
-fn graph(out: &Path, content: &str) -> String {
-    format!(
-        "graph: app\nresources:\n  file:\n  - name: conf\n    path: {}/app.conf\n    content: \"{content}\\n\"\n",
-        out.display()
-    )
-}
-
-/// A work tree whose `graph.yaml` is committed with `content`.
-fn commit(repo: &Path, out: &Path, content: &str) -> String {
-    fs::write(repo.join("graph.yaml"), graph(out, content)).unwrap();
-    git(repo, &["add", "."]);
-    git(repo, &["commit", "-q", "-m", &format!("set {content}")]);
-    git(repo, &["rev-parse", "HEAD"])
-}
-
-fn new_repo(t: &TestDir) -> PathBuf {
-    let repo = t.path("repo");
-    fs::create_dir(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    repo
-}
-
-fn mgmt(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mgmt"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("MGMT_LOG")
-        .output()
-        .unwrap()
-}
 
 #[track_caller]
 fn deploy(e: &Etcd, dir: &Path, extra: &[&str]) -> u64 {

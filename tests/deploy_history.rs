@@ -8,46 +8,15 @@ mod common;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
+use common::repo::{commit, mgmt, new_repo};
 use common::{Agent, TestDir, git};
 use mgmt::deploy::bundle::sha256_hex;
 use mgmt::deploy::store::DeployRecord;
-
-fn new_repo(t: &TestDir) -> PathBuf {
-    let repo = t.path("repo");
-    fs::create_dir(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    repo
-}
-
-/// A graph that writes `content` into `<out>/app.conf`.
-fn graph(out: &Path, content: &str) -> String {
-    format!(
-        "graph: app\nresources:\n  file:\n  - name: conf\n    path: {}/app.conf\n    content: \"{content}\\n\"\n",
-        out.display()
-    )
-}
-
-/// Commit `graph.yaml` with `content`; returns the commit.
-fn commit(repo: &Path, out: &Path, content: &str) -> String {
-    fs::write(repo.join("graph.yaml"), graph(out, content)).unwrap();
-    git(repo, &["add", "."]);
-    git(repo, &["commit", "-q", "-m", &format!("set {content}")]);
-    git(repo, &["rev-parse", "HEAD"])
-}
-
-fn mgmt(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mgmt"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("MGMT_LOG")
-        .output()
-        .unwrap()
-}
 
 /// `mgmt deploy --seeds URL <args>`.
 fn run_deploy(e: &Etcd, dir: &Path, args: &[&str]) -> Output {

@@ -354,4 +354,5 @@ impl Drop for Agent {
     }
 }
 pub mod etcd;
+pub mod repo;
 pub mod systemd;
