@@ -8,4 +8,5 @@ pub mod deploy;
 pub mod engine;
 pub mod frontend;
 pub mod resources;
+pub mod text;
 pub mod world;

@@ -6,8 +6,9 @@ use anyhow::{Context, Result, bail};
 use etcd_client::GetOptions;
 
 use super::StatusArgs;
+use crate::text::head;
+use crate::world::HostStatus;
 use crate::world::etcd::{Keys, connect};
-use crate::world::{HostStatus, truncate_text};
 
 pub async fn run(args: StatusArgs) -> Result<u8> {
     if args.cluster.seeds.is_empty() {
@@ -82,7 +83,7 @@ pub fn shown(text: &str, max: usize) -> String {
             line.push(c);
         }
     }
-    truncate_text(&line, max)
+    head(&line, max).into_owned()
 }
 
 /// The table `mgmt status` prints; pure, for tests.

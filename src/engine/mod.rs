@@ -89,7 +89,7 @@ impl VertexReport {
             Some(o) => format!("{}: {e}: {o}", self.id),
             None => format!("{}: {e}", self.id),
         };
-        Some(limits::head(&full, 2 * limits::ERROR_TEXT_MAX).into_owned())
+        Some(crate::text::head(&full, 2 * limits::ERROR_TEXT_MAX).into_owned())
     }
 }
 

@@ -10,9 +10,10 @@ use tracing::{debug, error, info, warn};
 
 use super::EngineEnv;
 use super::converged::{Cond, CondHandle};
-use super::limits::{ERROR_TEXT_MAX, head};
+use super::limits::ERROR_TEXT_MAX;
 use super::meta::RateLimiter;
 use crate::resources::{ApplyCtx, ResId, Resource, ResourceError, Sends, Trigger, WatchCtx};
+use crate::text::head;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

@@ -287,7 +287,7 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
 /// A collect `pattern` is the directory collected files land in: an absolute path in
 /// normal form (see `resources::file::normalize_path`) other than `/` itself.
 fn check_pattern(p: &str) -> Result<(), String> {
-    let shown = crate::world::truncate_text(&p.replace('\0', "\\0"), 120);
+    let shown = crate::text::head(&p.replace('\0', "\\0"), 120).into_owned();
     match resources::file::normalize_path(p) {
         Err(e) => Err(format!("`{shown}` {e}")),
         Ok(n) if n == "/" => {

@@ -17,8 +17,9 @@ use tracing::warn;
 use super::{
     ApplyCtx, AutoEdgeInfo, Changes, ResResult, Resource, ResourceError, Sends, ValidationError, WatchCtx,
 };
-use crate::engine::limits::{CAPTURE_MAX, MAX_INTERVAL_SECS, OUTPUT_TAIL_MAX, tail};
+use crate::engine::limits::{CAPTURE_MAX, MAX_INTERVAL_SECS, OUTPUT_TAIL_MAX};
 use crate::engine::meta::Meta;
+use crate::text::tail;
 
 /// How long output is still read after a command exited, when something it left in the
 /// background keeps its stdout or stderr open.

@@ -58,22 +58,6 @@ pub const STATUS_TEXT_MAX: usize = 4096;
 pub const STATUS_FAILED_MAX: usize = 100;
 pub const STATUS_ID_MAX: usize = 256;
 
-/// Cut `text` to at most `max` bytes (when `max` leaves room for the marker), on a char
-/// boundary, ending with a marker that says how many bytes were left out. Text that fits is
-/// returned as it is.
-pub fn truncate_text(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    // The marker's length depends on the count it shows; this count is an upper bound.
-    let marker = |n: usize| format!("… [{n} more bytes]");
-    let mut cut = max.saturating_sub(marker(text.len()).len());
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}{}", &text[..cut], marker(text.len() - cut))
-}
-
 const FAILED_MORE: (&str, &str) = ("… and ", " more");
 
 impl HostStatus {
@@ -81,7 +65,7 @@ impl HostStatus {
     /// bounded (see [`STATUS_TEXT_MAX`], [`STATUS_FAILED_MAX`]), with a visible marker where
     /// something was cut.
     pub fn bounded(mut self) -> HostStatus {
-        let cut = |s: &mut String| *s = truncate_text(s, STATUS_TEXT_MAX);
+        let cut = |s: &mut String| *s = crate::text::head(s, STATUS_TEXT_MAX).into_owned();
         cut(&mut self.graph);
         cut(&mut self.source);
         cut(&mut self.hostname);
@@ -94,7 +78,7 @@ impl HostStatus {
         }
         let ids = self.failed.len().min(STATUS_FAILED_MAX);
         for id in &mut self.failed[..ids] {
-            *id = truncate_text(id, STATUS_ID_MAX);
+            *id = crate::text::head(id, STATUS_ID_MAX).into_owned();
         }
         self
     }
@@ -146,33 +130,6 @@ pub trait World: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn short_text_is_kept_as_it_is() {
-        assert_eq!(truncate_text("boom", 10), "boom");
-        assert_eq!(truncate_text("", 0), "");
-        assert_eq!(truncate_text("exactly10!", 10), "exactly10!");
-    }
-
-    #[test]
-    fn long_text_is_cut_on_a_char_boundary_with_a_marker() {
-        let text = "é".repeat(10_000); // 20,000 bytes of 2-byte chars
-        for max in [100, 101, 4096] {
-            let t = truncate_text(&text, max);
-            assert!(t.len() <= max, "{max}: {} bytes", t.len());
-            assert!(t.ends_with(" more bytes]"), "{t}");
-            let kept = t.split("…").next().unwrap();
-            assert!(kept.chars().all(|c| c == 'é'));
-            let left: usize = t.rsplit('[').next().unwrap().split(' ').next().unwrap().parse().unwrap();
-            assert_eq!(kept.len() + left, text.len());
-        }
-    }
-
-    #[test]
-    fn a_limit_smaller_than_the_marker_still_gives_valid_text() {
-        let t = truncate_text(&"x".repeat(100), 3);
-        assert!(t.starts_with('…'), "{t}");
-    }
 
     fn big_status() -> HostStatus {
         HostStatus {
