@@ -1515,3 +1515,34 @@ fn crafted_records_and_statuses_are_shown_without_panic() {
         proptest::test_runner::TestRunner::new(ProptestConfig { failure_persistence: None, ..config(4) });
     runner.run(&strategy, check).unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Paths: whatever a file resource is given, once it validates it never means `/` for
+// anything that removes, purges, copies into or forces, and its normal form is stable.
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn no_valid_file_resource_destroys_root(
+        path in weird_path(),
+        state in select(&["exists", "absent"][..]),
+        (purge, recurse, force) in (any::<bool>(), any::<bool>(), any::<bool>()),
+    ) {
+        let params = serde_json::json!({
+            "name": "f", "path": path, "state": state, "purge": purge, "recurse": recurse, "force": force,
+        });
+        let checked = bounded("validate", || {
+            let r = resources::from_json("file", params).ok()?;
+            r.validate().ok()?;
+            Some(resources::file::normalize_path(&path))
+        })?;
+        if let Some(normal) = checked {
+            let normal = normal.expect("a valid path has a normal form");
+            prop_assert_eq!(resources::file::normalize_path(&normal), Ok(normal.clone()));
+            if state == "absent" || purge || recurse || force {
+                prop_assert_ne!(normal.trim_end_matches('/'), "", "{} passed as {}", path, state);
+            }
+        }
+    }
+}
