@@ -251,6 +251,9 @@ pub enum Trouble {
     /// The lease is gone: etcd expired it (paused longer than its TTL), or lost it (restarted
     /// without its data), or someone revoked it.
     LeaseLost,
+    /// etcd answers but refuses one request as too large (`--max-request-bytes`, or the gRPC
+    /// message limit): retrying the same request cannot help.
+    TooLarge,
 }
 
 pub fn classify(error: &str) -> Trouble {
@@ -259,6 +262,8 @@ pub fn classify(error: &str) -> Trouble {
         Trouble::LeaseLost
     } else if e.contains("database space exceeded") || e.contains("nospace") {
         Trouble::NoSpace
+    } else if e.contains("request is too large") || e.contains("message larger than max") {
+        Trouble::TooLarge
     } else if [
         "user name is empty",
         "permission denied",
@@ -303,6 +308,9 @@ impl Health {
             Trouble::Refused => warn!(
                 "etcd at {seeds} refused this agent's requests ({what}: {e}); etcd authentication is not supported yet; {go_on}"
             ),
+            Trouble::TooLarge => {
+                warn!("etcd refused a request as too large: {e} ({what}, etcd at {seeds}); {go_on}")
+            }
             Trouble::Unreachable | Trouble::LeaseLost => {
                 warn!("etcd at {seeds} unreachable ({what}: {e}); {go_on}")
             }
@@ -314,7 +322,9 @@ impl Health {
         match before {
             None => {}
             Some(Trouble::NoSpace) => info!("etcd at {seeds} accepts writes again"),
-            Some(Trouble::Refused) => info!("etcd at {seeds} accepts this agent's requests again"),
+            Some(Trouble::Refused | Trouble::TooLarge) => {
+                info!("etcd at {seeds} accepts this agent's requests again")
+            }
             Some(_) => info!("etcd at {seeds} reachable again"),
         }
     }
@@ -950,6 +960,7 @@ impl EtcdWorld {
                 WorldError::Other(format!("etcd at {seeds} is out of space (NOSPACE): {text}"))
             }
             Trouble::Refused => WorldError::Other(format!("etcd at {seeds} refused the request: {text}")),
+            Trouble::TooLarge => WorldError::Other(format!("etcd refused a request as too large: {text}")),
             Trouble::Unreachable | Trouble::LeaseLost => self.unreachable(text),
         }
     }
@@ -1102,6 +1113,16 @@ mod tests {
                 "grpc request error: status: NotFound, message: \"etcdserver: requested lease not found\""
             ),
             Trouble::LeaseLost
+        );
+        assert_eq!(
+            classify("grpc request error: status: InvalidArgument, message: \"etcdserver: request is too large\""),
+            Trouble::TooLarge
+        );
+        assert_eq!(
+            classify(
+                "grpc request error: status: ResourceExhausted, message: \"grpc: received message larger than max (2097167 vs. 2097152)\""
+            ),
+            Trouble::TooLarge
         );
         assert_eq!(classify("transport error"), Trouble::Unreachable);
         assert_eq!(
