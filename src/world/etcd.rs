@@ -425,6 +425,9 @@ pub struct EtcdWorld {
     kv_changes: broadcast::Sender<String>,
     lease: Arc<std::sync::Mutex<Option<i64>>>,
     cancel: CancellationToken,
+    /// The registration task: a shutdown waits for it, so that no lease it is granting or
+    /// keeping alive outlives the revocation.
+    register: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -458,6 +461,7 @@ impl EtcdWorld {
             kv_changes: broadcast::channel(1024).0,
             lease: Arc::default(),
             cancel: CancellationToken::new(),
+            register: std::sync::Mutex::new(None),
             cfg,
         });
 
@@ -465,7 +469,8 @@ impl EtcdWorld {
 
         let (first_tx, first_rx) = oneshot::channel();
         let exports_nudge = Arc::new(Notify::new());
-        tokio::spawn(world.clone().register_task(first_tx, exports_nudge.clone()));
+        let register = tokio::spawn(world.clone().register_task(first_tx, exports_nudge.clone()));
+        *world.register.lock().unwrap() = Some(register);
         tokio::spawn(world.clone().export_task(exports_nudge.clone()));
         let (exported_rx, mut exported_loaded) = world.clone().spawn_mirror(world.keys.exported());
         tokio::spawn(world.clone().collect_task(exported_rx, exports_nudge));
@@ -503,6 +508,12 @@ impl EtcdWorld {
             let _ = tokio::time::timeout(Duration::from_secs(2), published.wait_for(|p| *p >= wanted)).await;
         }
         self.cancel.cancel();
+        // Once the registration task has stopped, the lease read below is the last one it
+        // took, and nothing sees the revocation as a lost lease to replace.
+        let register = self.register.lock().unwrap().take();
+        if let Some(task) = register {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
         let lease = *self.lease.lock().unwrap();
         let client = self.client.borrow().clone();
         if let (Some(id), Some(mut c)) = (lease, client) {
@@ -698,7 +709,14 @@ impl EtcdWorld {
                     }
                 }
             };
-            match session.await {
+            // A stop ends the session wherever it is waiting: what etcd answers after the
+            // shutdown began (the revoked lease) is not trouble.
+            let ended = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => Ok(true),
+                r = session => r,
+            };
+            match ended {
                 Ok(true) => break 'outer,
                 // The lease expired (a long outage): register again.
                 Ok(false) => {
