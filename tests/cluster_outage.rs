@@ -391,7 +391,11 @@ fn agents_that_stop_on_their_own_leave_without_losing_or_renewing_their_lease() 
     let t = TestDir::new();
     let e = Etcd::start(&t);
     // Applying a few files changes the status as the run ends, while the lease is revoked.
-    let files: String = (0..4).map(|i| format!("  - {{name: f{i}, path: \"{}\", content: x, state: exists}}\n", t.p(&format!("f{i}")))).collect();
+    let files: String = (0..4)
+        .map(|i| {
+            format!("  - {{name: f{i}, path: \"{}\", content: x, state: exists}}\n", t.p(&format!("f{i}")))
+        })
+        .collect();
     let yaml = t.write_yaml("g.yaml", &format!("graph: short\nresources:\n  file:\n{files}"));
     let hosts: Vec<String> = (0..10).map(|i| format!("h{i}")).collect();
     for round in 0..2 {

@@ -1133,7 +1133,9 @@ mod tests {
             Trouble::LeaseLost
         );
         assert_eq!(
-            classify("grpc request error: status: InvalidArgument, message: \"etcdserver: request is too large\""),
+            classify(
+                "grpc request error: status: InvalidArgument, message: \"etcdserver: request is too large\""
+            ),
             Trouble::TooLarge
         );
         assert_eq!(
