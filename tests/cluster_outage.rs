@@ -398,12 +398,24 @@ fn agents_that_stop_on_their_own_leave_without_losing_or_renewing_their_lease() 
         .collect();
     let yaml = t.write_yaml("g.yaml", &format!("graph: short\nresources:\n  file:\n{files}"));
     let hosts: Vec<String> = (0..10).map(|i| format!("h{i}")).collect();
-    for round in 0..2 {
+    // Two rounds that end on their own, then one stopped by SIGTERM as soon as it runs.
+    for round in 0..3 {
+        let sigterm = round == 2;
         let agents: Vec<Agent> = hosts
             .iter()
-            .map(|h| t.agent(&["--seeds", e.url(), "--hostname", h, "--no-watch"], &yaml))
+            .map(|h| {
+                let mut args = vec!["--seeds", e.url(), "--hostname", h.as_str()];
+                if !sigterm {
+                    args.push("--no-watch");
+                }
+                t.agent(&args, &yaml)
+            })
             .collect();
         for a in &agents {
+            if sigterm {
+                a.wait_log("running graph");
+                a.signal(nix::sys::signal::Signal::SIGTERM);
+            }
             a.wait_exit();
             let log = a.stderr();
             assert!(log.contains("joined the cluster"), "round {round}: did not join:\n{log}");
