@@ -385,3 +385,43 @@ fn an_agent_leaves_an_endpoint_that_dies_for_one_that_answers() {
     });
     assert!(a.try_exit().is_none(), "{}", a.stderr());
 }
+
+#[test]
+fn agents_that_stop_on_their_own_leave_without_losing_or_renewing_their_lease() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    // Applying a few files changes the status as the run ends, while the lease is revoked.
+    let files: String = (0..4)
+        .map(|i| {
+            format!("  - {{name: f{i}, path: \"{}\", content: x, state: exists}}\n", t.p(&format!("f{i}")))
+        })
+        .collect();
+    let yaml = t.write_yaml("g.yaml", &format!("graph: short\nresources:\n  file:\n{files}"));
+    let hosts: Vec<String> = (0..10).map(|i| format!("h{i}")).collect();
+    // Two rounds that end on their own, then one stopped by SIGTERM as soon as it runs.
+    for round in 0..3 {
+        let sigterm = round == 2;
+        let agents: Vec<Agent> = hosts
+            .iter()
+            .map(|h| {
+                let mut args = vec!["--seeds", e.url(), "--hostname", h.as_str()];
+                if !sigterm {
+                    args.push("--no-watch");
+                }
+                t.agent(&args, &yaml)
+            })
+            .collect();
+        for a in &agents {
+            if sigterm {
+                a.wait_log("running graph");
+                a.signal(nix::sys::signal::Signal::SIGTERM);
+            }
+            a.wait_exit();
+            let log = a.stderr();
+            assert!(log.contains("joined the cluster"), "round {round}: did not join:\n{log}");
+            assert!(!log.contains("was lost") && !log.contains("registering again"), "round {round}:\n{log}");
+        }
+        let left = e.keys("/_mgmt/hosts/");
+        assert!(left.is_empty(), "round {round}: hosts still registered: {left:?}");
+    }
+}

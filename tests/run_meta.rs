@@ -187,6 +187,28 @@ fn retrying_forever_without_delay_does_not_flood_the_log() {
     assert_eq!(a.interrupt().code(), Some(0));
 }
 
+/// A watch that ends at once is restarted ever later (doubling from 100 ms), and each
+/// restart runs the command once: no flood of runs.
+#[test]
+fn a_watch_that_keeps_ending_is_restarted_with_backoff_and_one_run_each() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml(
+        "g.yaml",
+        "graph: g\nresources:\n  exec:\n  - {name: w, shell: /bin/sh, cmd: \"true\", watchcmd: \"true\", meta: {retry: -1}}\n",
+    );
+    let a = t.agent(&[], &yaml);
+    // The fifth failure: the waits so far add up to 1.5 s, at 100 ms each they would be 0.5 s.
+    a.wait_log("watch failed: watchcmd exited (exit status: 0); restarting in 1.6s");
+    let log = a.stderr();
+    let waits: Vec<&str> = log.lines().filter_map(|l| l.split("; restarting in ").nth(1)).collect();
+    assert_eq!(waits, ["100ms", "200ms", "400ms", "800ms", "1.6s"], "{log}");
+    // The start, then one run per restart: four so far (the fifth may have begun).
+    a.wait_log_count("exec[w]: ran `true`", 5);
+    let runs = a.count("exec[w]: ran `true`");
+    assert!(runs <= 6, "{runs} runs:\n{}", a.stderr());
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
 /// Numbers the engine cannot honour are refused when the graph is read, naming the field;
 /// nothing panics later.
 #[test]

@@ -792,6 +792,19 @@ fn command_output_and_kv_values_are_logged_only_at_debug_level() {
 }
 
 #[test]
+fn a_kv_value_too_large_for_etcd_is_a_validation_error_naming_value() {
+    let t = TestDir::new();
+    let big = "v".repeat(2_000_000);
+    let yaml = graph(&t, &format!("resources:\n  kv:\n  - name: big\n    value: {big}\n"));
+    let out = t.run_to_end(&["--no-watch"], &yaml);
+    out.assert_code(1).assert_stderr_has(
+        "kv[big]: field `value`: is 2000002 bytes as stored (JSON); at most 1048576 bytes",
+    );
+    assert!(!out.stderr.contains("running graph"), "the agent started:\n{}", out.stderr);
+    assert!(!out.stderr.contains(&big[..1000]), "the value was logged");
+}
+
+#[test]
 fn error_texts_are_bounded_in_the_log() {
     let t = TestDir::new();
     let yaml = graph(

@@ -23,7 +23,9 @@ pub enum PrefixError {
         prefix.display()
     )]
     InUse { prefix: PathBuf, pid: Option<u32> },
-    #[error("{what} {}: {source}", path.display())]
+    // The cause is the source only: `{:#}` prints the chain, so naming it here too would
+    // print it twice.
+    #[error("{what} {}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -111,5 +113,12 @@ mod tests {
         }
         drop(first);
         lock(&p).unwrap();
+    }
+
+    #[test]
+    fn an_io_error_names_its_cause_once_in_the_chain() {
+        let e = io("opening prefix", Path::new("/p"))(std::io::Error::from_raw_os_error(libc::EACCES));
+        let shown = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(shown, "opening prefix /p: Permission denied (os error 13)");
     }
 }

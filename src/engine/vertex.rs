@@ -1,7 +1,7 @@
 //! One task per vertex: run the resource's watch, and check/apply whenever the resource
 //! moved, an upstream vertex changed something, or a refresh arrived.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use tracing::{debug, error, info, warn};
 use super::EngineEnv;
 use super::converged::{Cond, CondHandle};
 use super::limits::ERROR_TEXT_MAX;
-use super::meta::RateLimiter;
+use super::meta::{MIN_FOREVER_DELAY_MS, RateLimiter};
 use crate::resources::{ApplyCtx, ResId, Resource, ResourceError, Sends, Trigger, WatchCtx};
 use crate::text::head;
 
@@ -157,8 +157,34 @@ impl VertexShared {
     }
 }
 
-fn delay_of(ms: u64) -> Duration {
-    Duration::from_millis(ms)
+/// The longest wait before restarting a watch that keeps failing (unless `delay` is longer),
+/// and how long a watch must have run for its failure not to count as failing quickly.
+pub const WATCH_BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+/// Waits between restarts of a failing watch: `delay` (at least [`MIN_FOREVER_DELAY_MS`]),
+/// doubled after each watch that failed quickly, up to [`WATCH_BACKOFF_CAP`]. Each restart
+/// wakes a check, so a watch that ends at once must not be restarted at a fixed pace.
+struct WatchBackoff {
+    base: Duration,
+    next: Duration,
+}
+
+impl WatchBackoff {
+    fn new(delay_ms: u64) -> Self {
+        let base = Duration::from_millis(delay_ms.max(MIN_FOREVER_DELAY_MS));
+        WatchBackoff { base, next: base }
+    }
+
+    /// The wait after a watch that ran for `ran` and failed.
+    fn after(&mut self, ran: Duration) -> Duration {
+        // A watch that worked for a while starts over from the shortest wait.
+        if ran > WATCH_BACKOFF_CAP {
+            self.next = self.base;
+        }
+        let wait = self.next;
+        self.next = (wait * 2).min(WATCH_BACKOFF_CAP.max(self.base));
+        wait
+    }
 }
 
 /// Retry warnings a vertex logs at once, then one every [`RETRY_LOG_PERIOD_SECS`]: a
@@ -216,7 +242,13 @@ pub async fn run(
 
     let watcher = async {
         let waker_shared = shared.clone();
-        let waker: Arc<dyn Fn() + Send + Sync> = Arc::new(move || waker_shared.signal_event());
+        // Counts the watch's events, to tell a watch that failed before its first one.
+        let events = Arc::new(AtomicU64::new(0));
+        let counted = events.clone();
+        let waker: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            waker_shared.signal_event()
+        });
         if env.no_watch {
             waker();
             std::future::pending::<()>().await;
@@ -232,14 +264,20 @@ pub async fn run(
         let ctx = WatchCtx::new(waker.clone(), env.fs.clone(), env.world.clone());
         let mut retries = meta.retry;
         let mut watch_log = RetryLog::new();
+        let mut backoff = WatchBackoff::new(meta.delay);
         loop {
+            let started = Instant::now();
+            let before = events.load(Ordering::SeqCst);
             let Err(e) = res.watch(ctx.clone()).await else {
                 std::future::pending::<()>().await;
                 unreachable!()
             };
             // A watch that failed before its first event must not leave the vertex unchecked:
-            // the check runs (and reports what is wrong, if anything).
-            waker();
+            // the check runs (and reports what is wrong, if anything). One that had an event
+            // woke a check already: one check per restart is enough.
+            if events.load(Ordering::SeqCst) == before {
+                waker();
+            }
             let text = head(&e.summary(), ERROR_TEXT_MAX).into_owned();
             if retries == 0 {
                 error!("{id}: watch failed: {text}; no longer watching");
@@ -247,7 +285,7 @@ pub async fn run(
                 std::future::pending::<()>().await;
             }
             retries = retries.saturating_sub(1).max(-1);
-            let delay = delay_of(meta.delay.max(100));
+            let delay = backoff.after(started.elapsed());
             watch_log.warn(&id, &format!("watch failed: {text}; restarting in {delay:?}"));
             tokio::time::sleep(delay).await;
         }
@@ -360,5 +398,27 @@ pub async fn run(
     tokio::select! {
         _ = watcher => {}
         _ = checker => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watch_failing_quickly_waits_twice_as_long_each_time_up_to_the_cap() {
+        let mut b = WatchBackoff::new(0);
+        let waits: Vec<u64> = (0..9).map(|_| b.after(Duration::ZERO).as_millis() as u64).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]);
+        // A watch that ran longer than the cap starts over.
+        assert_eq!(b.after(WATCH_BACKOFF_CAP + Duration::from_secs(1)), Duration::from_millis(100));
+        assert_eq!(b.after(Duration::ZERO), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_delay_longer_than_the_cap_is_kept() {
+        let mut b = WatchBackoff::new(30_000);
+        assert_eq!(b.after(Duration::ZERO), Duration::from_secs(30));
+        assert_eq!(b.after(Duration::ZERO), Duration::from_secs(30));
     }
 }

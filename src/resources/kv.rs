@@ -9,6 +9,19 @@ use tracing::debug;
 use super::{ApplyCtx, Changes, ResResult, Resource, ResourceError, ValidationError, WatchCtx};
 use crate::engine::meta::Meta;
 
+/// The largest value, in bytes as stored (JSON-escaped): etcd refuses requests over 1.5 MiB
+/// by default, and the stored record adds the key and the writer's hostname.
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+
+/// Why a value cannot be stored: too large once escaped as JSON. Pure.
+fn value_too_large(value: &str) -> Option<String> {
+    // Control characters grow sixfold as JSON, so the stored size is what is bounded.
+    let stored = serde_json::to_string(value).map_or(usize::MAX, |j| j.len());
+    (stored > MAX_VALUE_BYTES).then(|| {
+        format!("is {stored} bytes as stored (JSON); at most {MAX_VALUE_BYTES} bytes (1 MiB) fit in etcd")
+    })
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Kv {
@@ -43,6 +56,9 @@ impl Resource for Kv {
                 format!("`{}` contains control characters", k.escape_debug()),
             ));
         }
+        if let Some(why) = value_too_large(&self.value) {
+            return Err(ValidationError::new("value", why));
+        }
         Ok(())
     }
 
@@ -62,6 +78,10 @@ impl Resource for Kv {
 
     async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {
         let want = ctx.recv.get("value").unwrap_or(&self.value);
+        // A received value is not validated with the graph.
+        if let Some(why) = value_too_large(want) {
+            return Err(ResourceError::msg(format!("the received value {why}")));
+        }
         let have = ctx.world.kv_get(self.key()).await.map_err(|e| ResourceError::msg(e.to_string()))?;
         // Values may be secrets: the change logged names the key only, values go to debug.
         let change = match have {
@@ -83,5 +103,18 @@ impl Resource for Kv {
 
     fn recv_fields(&self) -> &'static [&'static str] {
         &["value"]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_is_bounded_by_its_stored_size() {
+        assert!(value_too_large(&"a".repeat(MAX_VALUE_BYTES - 2)).is_none());
+        assert!(value_too_large(&"a".repeat(MAX_VALUE_BYTES - 1)).is_some());
+        // Sixfold once escaped.
+        assert!(value_too_large(&"\u{1}".repeat(MAX_VALUE_BYTES / 5)).is_some());
     }
 }

@@ -251,6 +251,9 @@ pub enum Trouble {
     /// The lease is gone: etcd expired it (paused longer than its TTL), or lost it (restarted
     /// without its data), or someone revoked it.
     LeaseLost,
+    /// etcd answers but refuses one request as too large (`--max-request-bytes`, or the gRPC
+    /// message limit): retrying the same request cannot help.
+    TooLarge,
 }
 
 pub fn classify(error: &str) -> Trouble {
@@ -259,6 +262,8 @@ pub fn classify(error: &str) -> Trouble {
         Trouble::LeaseLost
     } else if e.contains("database space exceeded") || e.contains("nospace") {
         Trouble::NoSpace
+    } else if e.contains("request is too large") || e.contains("message larger than max") {
+        Trouble::TooLarge
     } else if [
         "user name is empty",
         "permission denied",
@@ -303,6 +308,9 @@ impl Health {
             Trouble::Refused => warn!(
                 "etcd at {seeds} refused this agent's requests ({what}: {e}); etcd authentication is not supported yet; {go_on}"
             ),
+            Trouble::TooLarge => {
+                warn!("etcd refused a request as too large: {e} ({what}, etcd at {seeds}); {go_on}")
+            }
             Trouble::Unreachable | Trouble::LeaseLost => {
                 warn!("etcd at {seeds} unreachable ({what}: {e}); {go_on}")
             }
@@ -314,7 +322,9 @@ impl Health {
         match before {
             None => {}
             Some(Trouble::NoSpace) => info!("etcd at {seeds} accepts writes again"),
-            Some(Trouble::Refused) => info!("etcd at {seeds} accepts this agent's requests again"),
+            Some(Trouble::Refused | Trouble::TooLarge) => {
+                info!("etcd at {seeds} accepts this agent's requests again")
+            }
             Some(_) => info!("etcd at {seeds} reachable again"),
         }
     }
@@ -415,6 +425,9 @@ pub struct EtcdWorld {
     kv_changes: broadcast::Sender<String>,
     lease: Arc<std::sync::Mutex<Option<i64>>>,
     cancel: CancellationToken,
+    /// The registration task: a shutdown waits for it, so that no lease it is granting or
+    /// keeping alive outlives the revocation.
+    register: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -448,6 +461,7 @@ impl EtcdWorld {
             kv_changes: broadcast::channel(1024).0,
             lease: Arc::default(),
             cancel: CancellationToken::new(),
+            register: std::sync::Mutex::new(None),
             cfg,
         });
 
@@ -455,7 +469,8 @@ impl EtcdWorld {
 
         let (first_tx, first_rx) = oneshot::channel();
         let exports_nudge = Arc::new(Notify::new());
-        tokio::spawn(world.clone().register_task(first_tx, exports_nudge.clone()));
+        let register = tokio::spawn(world.clone().register_task(first_tx, exports_nudge.clone()));
+        *world.register.lock().unwrap() = Some(register);
         tokio::spawn(world.clone().export_task(exports_nudge.clone()));
         let (exported_rx, mut exported_loaded) = world.clone().spawn_mirror(world.keys.exported());
         tokio::spawn(world.clone().collect_task(exported_rx, exports_nudge));
@@ -493,6 +508,12 @@ impl EtcdWorld {
             let _ = tokio::time::timeout(Duration::from_secs(2), published.wait_for(|p| *p >= wanted)).await;
         }
         self.cancel.cancel();
+        // Once the registration task has stopped, the lease read below is the last one it
+        // took, and nothing sees the revocation as a lost lease to replace.
+        let register = self.register.lock().unwrap().take();
+        if let Some(task) = register {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
         let lease = *self.lease.lock().unwrap();
         let client = self.client.borrow().clone();
         if let (Some(id), Some(mut c)) = (lease, client) {
@@ -688,7 +709,14 @@ impl EtcdWorld {
                     }
                 }
             };
-            match session.await {
+            // A stop ends the session wherever it is waiting: what etcd answers after the
+            // shutdown began (the revoked lease) is not trouble.
+            let ended = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => Ok(true),
+                r = session => r,
+            };
+            match ended {
                 Ok(true) => break 'outer,
                 // The lease expired (a long outage): register again.
                 Ok(false) => {
@@ -950,6 +978,7 @@ impl EtcdWorld {
                 WorldError::Other(format!("etcd at {seeds} is out of space (NOSPACE): {text}"))
             }
             Trouble::Refused => WorldError::Other(format!("etcd at {seeds} refused the request: {text}")),
+            Trouble::TooLarge => WorldError::Other(format!("etcd refused a request as too large: {text}")),
             Trouble::Unreachable | Trouble::LeaseLost => self.unreachable(text),
         }
     }
@@ -1102,6 +1131,18 @@ mod tests {
                 "grpc request error: status: NotFound, message: \"etcdserver: requested lease not found\""
             ),
             Trouble::LeaseLost
+        );
+        assert_eq!(
+            classify(
+                "grpc request error: status: InvalidArgument, message: \"etcdserver: request is too large\""
+            ),
+            Trouble::TooLarge
+        );
+        assert_eq!(
+            classify(
+                "grpc request error: status: ResourceExhausted, message: \"grpc: received message larger than max (2097167 vs. 2097152)\""
+            ),
+            Trouble::TooLarge
         );
         assert_eq!(classify("transport error"), Trouble::Unreachable);
         assert_eq!(
