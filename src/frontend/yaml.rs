@@ -15,6 +15,8 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use super::{CollectSpec, EdgeSpec, FrontendError, GraphSpec};
+use crate::engine::limits::MAX_INTERVAL_SECS;
+use crate::engine::meta::Meta;
 use crate::resources::{self, ResId, Resource, managed_key};
 
 #[derive(Deserialize)]
@@ -161,6 +163,9 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
                 },
             };
             if let Some((id, field)) = located {
+                if let Some(f) = &field {
+                    fe.message = with_accepted_values(&fe.message, &id.kind, f);
+                }
                 fe.resource = Some(id);
                 fe.field = field;
             }
@@ -394,21 +399,24 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
     plain_types(first)
 }
 
+/// Rust's number types in words; a narrower range goes before a wider one it starts with.
+const TYPE_WORDS: [(&str, &str); 10] = [
+    ("u8", "a whole number from 0 to 255"),
+    ("u16", "a whole number from 0 to 65535"),
+    ("u32", "a whole number from 0 to 4294967295"),
+    ("u64", "a whole number of 0 or more"),
+    ("usize", "a whole number of 0 or more"),
+    ("i32", "a whole number"),
+    ("i16", "a whole number"),
+    ("i64", "a whole number"),
+    ("f32", "a number"),
+    ("f64", "a number"),
+];
+
 /// `expected u64` and the like, in words.
 fn plain_types(message: &str) -> String {
     let mut out = message.replace("expected string scalar", "expected a text value");
-    for (rust, words) in [
-        ("u8", "a whole number from 0 to 255"),
-        ("u16", "a whole number from 0 to 65535"),
-        ("u32", "a whole number from 0 to 4294967295"),
-        ("u64", "a whole number of 0 or more"),
-        ("usize", "a whole number of 0 or more"),
-        ("i32", "a whole number"),
-        ("i16", "a whole number"),
-        ("i64", "a whole number"),
-        ("f32", "a number"),
-        ("f64", "a number"),
-    ] {
+    for (rust, words) in TYPE_WORDS {
         for (from, to) in [
             (format!("expected {rust}"), format!("expected {words}")),
             (format!("into {rust}"), format!("into {words}")),
@@ -424,6 +432,31 @@ fn plain_types(message: &str) -> String {
         }
     }
     out
+}
+
+/// What a numeric field of `kind` accepts, in words, where that is narrower than its type.
+fn accepted_values(kind: &str, field: &str) -> Option<String> {
+    match (kind, field) {
+        ("timer", "interval") | ("exec", "timeout") => {
+            Some(format!("a whole number of seconds from 1 to {MAX_INTERVAL_SECS} (ten years)"))
+        }
+        _ => Meta::accepted_values(field),
+    }
+}
+
+/// A type error about `field` with the values the field accepts instead of the range of the
+/// type that holds it (`meta.burst` is a u32 but must be at least 1).
+fn with_accepted_values(message: &str, kind: &str, field: &str) -> String {
+    let Some(accepted) = accepted_values(kind, field) else { return message.to_string() };
+    for (_, words) in TYPE_WORDS {
+        let from = format!("expected {words}");
+        if let Some(i) = message.find(&from) {
+            let mut out = message.to_string();
+            out.replace_range(i..i + from.len(), &format!("expected {accepted}"));
+            return out;
+        }
+    }
+    message.to_string()
 }
 
 /// Which resource an error at `line` is in, from the text alone: the last `- name: X`
@@ -473,7 +506,8 @@ struct LocMap(BTreeMap<String, Spanned<LocNode>>);
 enum LocNode {
     Map(LocMap),
     Seq(Vec<Spanned<LocNode>>),
-    Leaf,
+    /// A scalar; its value when it is a string (others are read from the text).
+    Leaf(Option<String>),
 }
 
 impl<'de> Deserialize<'de> for LocNode {
@@ -500,25 +534,25 @@ impl<'de> Deserialize<'de> for LocNode {
                 Ok(LocNode::Seq(out))
             }
             fn visit_bool<E>(self, _: bool) -> Result<LocNode, E> {
-                Ok(LocNode::Leaf)
+                Ok(LocNode::Leaf(None))
             }
             fn visit_i64<E>(self, _: i64) -> Result<LocNode, E> {
-                Ok(LocNode::Leaf)
+                Ok(LocNode::Leaf(None))
             }
             fn visit_u64<E>(self, _: u64) -> Result<LocNode, E> {
-                Ok(LocNode::Leaf)
+                Ok(LocNode::Leaf(None))
             }
             fn visit_f64<E>(self, _: f64) -> Result<LocNode, E> {
-                Ok(LocNode::Leaf)
+                Ok(LocNode::Leaf(None))
             }
-            fn visit_str<E>(self, _: &str) -> Result<LocNode, E> {
-                Ok(LocNode::Leaf)
+            fn visit_str<E>(self, v: &str) -> Result<LocNode, E> {
+                Ok(LocNode::Leaf(Some(v.to_string())))
             }
             fn visit_unit<E>(self) -> Result<LocNode, E> {
-                Ok(LocNode::Leaf)
+                Ok(LocNode::Leaf(None))
             }
             fn visit_none<E>(self) -> Result<LocNode, E> {
-                Ok(LocNode::Leaf)
+                Ok(LocNode::Leaf(None))
             }
             fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<LocNode, D::Error> {
                 LocNode::deserialize(d)
@@ -635,7 +669,7 @@ fn field_at(node: &Spanned<LocNode>, at: (u64, u64)) -> Option<String> {
     let children: Vec<(String, &Spanned<LocNode>)> = match &node.value {
         LocNode::Map(m) => m.0.iter().map(|(k, v)| (format!(".{k}"), v)).collect(),
         LocNode::Seq(items) => items.iter().enumerate().map(|(i, v)| (format!("[{i}]"), v)).collect(),
-        LocNode::Leaf => return None,
+        LocNode::Leaf(_) => return None,
     };
     children.into_iter().find_map(|(step, v)| match field_at(v, at) {
         Some(sub) => Some(format!("{step}{sub}")),
@@ -644,13 +678,21 @@ fn field_at(node: &Spanned<LocNode>, at: (u64, u64)) -> Option<String> {
     })
 }
 
-/// The scalar text at a location (for naming a resource in a parse error).
+/// The value of a resource's `name` as the parser read it (for naming the resource in a
+/// parse error): a string's value, or a number's or boolean's text as written, which is
+/// what the name becomes (`name: 0x10` is `0x10`).
 fn entry_name(text: &str, node: &Spanned<LocNode>) -> Option<String> {
-    let (line, column) = loc_of(node);
-    let l = text.lines().nth(line.checked_sub(1)? as usize)?;
-    let rest: String = l.chars().skip(column.checked_sub(1)? as usize).collect();
-    let v = rest.trim().trim_matches(|c| c == '"' || c == '\'');
-    Some(split_export(v).0.to_string())
+    let name = match &node.value {
+        LocNode::Leaf(Some(s)) => s.as_str(),
+        LocNode::Leaf(None) => {
+            let span = node.defined.span();
+            let start = usize::try_from(span.byte_offset()?).ok()?;
+            let len = usize::try_from(span.byte_len()?).ok()?;
+            text.get(start..start.checked_add(len)?)?
+        }
+        _ => return None,
+    };
+    Some(split_export(name).0.to_string())
 }
 
 #[cfg(test)]
