@@ -134,6 +134,17 @@ fn out_of_range_numbers_give_the_range_the_param_accepts() {
         "  timer:\n  - name: t\n    interval: -1\n",
         "9:15: timer[t]: field `interval`: expected a whole number of seconds from 1 to 315360000 (ten years)",
     );
+    rejects(
+        "  noop:\n  - {name: n, meta: {retry: [1]}}\n",
+        "8:29: noop[n]: field `meta.retry`: expected -1 (forever) or a whole number from 0 to 2147483647",
+    );
+}
+
+/// A resource is named even where the parser stops at a limit, in flow style too.
+#[test]
+fn a_too_deep_flow_style_resource_is_named() {
+    let deep = format!("{}{}", "[".repeat(70), "]".repeat(70));
+    rejects(&format!("  noop:\n  - {{name: \"d e\", meta: {{retry: {deep}}}}}\n"), "8:33: noop[d e]: ");
 }
 
 /// In flow style (`- {name: a, ...}`) the resource is named by its `name` value alone.
