@@ -934,6 +934,14 @@ mod tests {
     }
 
     #[test]
+    fn the_format_docs_list_every_kind() {
+        let doc = include_str!("../../docs/yaml.md");
+        let listed = doc.split("keys are kinds: ").nth(1).and_then(|r| r.split(';').next()).unwrap();
+        let listed: Vec<&str> = listed.split(", ").map(|k| k.trim_matches('`')).collect();
+        assert_eq!(listed, resources::KINDS);
+    }
+
+    #[test]
     fn parser_limits_name_their_value() {
         use serde_saphyr::budget::BudgetBreach;
         let m = budget_message(&BudgetBreach::Nodes { nodes: 250_001 });
