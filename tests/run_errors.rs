@@ -154,9 +154,15 @@ fn flow_style_resources_are_named_by_their_name() {
         "  exec:\n  - {name: a, cmd: echo, args: [a, b, c, ~]}\n",
         "8:42: exec[a]: field `args[3]`: expected a text value, found null",
     );
-    rejects("  noop:\n  - {name: a, meta: {retry: x}}\n", "8:29: noop[a]: field `meta.retry`: expected -1 (forever)");
+    rejects(
+        "  noop:\n  - {name: a, meta: {retry: x}}\n",
+        "8:29: noop[a]: field `meta.retry`: expected -1 (forever)",
+    );
     rejects("  noop:\n  - !baz {name: x}\n", "8:10: noop[x]: unknown YAML tag `!baz`");
-    rejects("  noop:\n  - {name: \"a b\", meta: {burst: 0}}\n", "8:33: noop[a b]: field `meta.burst`: must be at least 1");
+    rejects(
+        "  noop:\n  - {name: \"a b\", meta: {burst: 0}}\n",
+        "8:33: noop[a b]: field `meta.burst`: must be at least 1",
+    );
     rejects("  noop:\n  - {name: 'x,y', meta: {poll: z}}\n", "8:32: noop[x,y]: field `meta.poll`");
     rejects("  noop:\n  - {name: \"@@e\", meta: {retry: z}}\n", "8:33: noop[e]: field `meta.retry`");
     rejects("  noop:\n  - {meta: {retry: z}, name: n}\n", "8:20: noop[n]: field `meta.retry`");

@@ -501,7 +501,8 @@ fn indent(l: &str) -> usize {
 fn list_key<'a>(above: &[&'a str], dash: usize) -> Option<&'a str> {
     let parent = above.iter().rev().find(|l| {
         let t = l.trim();
-        !(t.is_empty() || t.starts_with('#')) && (indent(l) < dash || (indent(l) == dash && !t.starts_with('-')))
+        !(t.is_empty() || t.starts_with('#'))
+            && (indent(l) < dash || (indent(l) == dash && !t.starts_with('-')))
     })?;
     without_comment(parent).trim().strip_suffix(':')
 }
@@ -622,9 +623,9 @@ fn quoted_end(s: &str) -> Option<usize> {
     let q = *b.first()?;
     let mut i = 1;
     while i < b.len() {
-        if q == b'"' && b[i] == b'\\' {
-            i += 2;
-        } else if b[i] == q && q == b'\'' && b.get(i + 1) == Some(&b'\'') {
+        // An escape in double quotes (`\"`), a doubled quote in single ones (`''`).
+        let escaped = if q == b'"' { b[i] == b'\\' } else { b[i] == q && b.get(i + 1) == Some(&q) };
+        if escaped {
             i += 2;
         } else if b[i] == q {
             return Some(i + 1);
