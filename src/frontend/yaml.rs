@@ -904,6 +904,17 @@ mod tests {
     }
 
     #[test]
+    fn cut_or_broken_flow_entries_never_panic() {
+        let text = "graph: g\nresources:\n  exec:\n  - &n {cmd: \"it's, {\\\"\", args: ['a,}', [1, {b: c}]], # é\n     name: \"@@q \\\" r\" }\n  - {]: x, ,: y, name: 'é''s'}\n  -\n  - {'name\n";
+        for (cut, _) in text.char_indices() {
+            for line in 0..12 {
+                let _ = resource_by_text(&text[..cut], line);
+            }
+        }
+        assert_eq!(resource_by_text(text, 6), Some(ResId::new("exec", "é's")));
+    }
+
+    #[test]
     fn block_entries_are_named_by_their_name_key_anywhere() {
         let text = "graph: g\nresources:\n  exec:\n  - cmd: echo\n    args:\n    - a\n    - b\n    name: 'it''s' # c\n  -   name: \"e\"\n      cmd: x\n";
         assert_eq!(resource_by_text(text, 6), Some(ResId::new("exec", "it's")));
