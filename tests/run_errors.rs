@@ -110,8 +110,62 @@ fn bad_meta_values() {
 fn bad_meta_type_names_the_field() {
     rejects(
         "  - name: f1\n    path: @DIR@/f1\n    meta: {retry: lots}\n",
-        "9:19: file[f1]: field `meta.retry`: expected a whole number",
+        "9:19: file[f1]: field `meta.retry`: expected -1 (forever) or a whole number from 0 to 2147483647",
     );
+}
+
+/// A number outside a param's range is reported with the values the param accepts, not the
+/// range of the type that holds it.
+#[test]
+fn out_of_range_numbers_give_the_range_the_param_accepts() {
+    rejects(
+        "  - name: f1\n    path: @DIR@/f1\n    meta: {burst: 18446744073709551615}\n",
+        "9:19: file[f1]: field `meta.burst`: expected a whole number from 1 to 4294967295",
+    );
+    rejects(
+        "  - name: f1\n    path: @DIR@/f1\n    meta: {poll: -1}\n",
+        "9:18: file[f1]: field `meta.poll`: expected a whole number of seconds from 0 to 315360000 (ten years)",
+    );
+    rejects(
+        "  - name: f1\n    path: @DIR@/f1\n    meta: {delay: -1}\n",
+        "9:19: file[f1]: field `meta.delay`: expected a whole number of milliseconds from 0 to 86400000 (one day)",
+    );
+    rejects(
+        "  timer:\n  - name: t\n    interval: -1\n",
+        "9:15: timer[t]: field `interval`: expected a whole number of seconds from 1 to 315360000 (ten years)",
+    );
+    rejects(
+        "  noop:\n  - {name: n, meta: {retry: [1]}}\n",
+        "8:29: noop[n]: field `meta.retry`: expected -1 (forever) or a whole number from 0 to 2147483647",
+    );
+}
+
+/// A resource is named even where the parser stops at a limit, in flow style too.
+#[test]
+fn a_too_deep_flow_style_resource_is_named() {
+    let deep = format!("{}{}", "[".repeat(70), "]".repeat(70));
+    rejects(&format!("  noop:\n  - {{name: \"d e\", meta: {{retry: {deep}}}}}\n"), "8:33: noop[d e]: ");
+}
+
+/// In flow style (`- {name: a, ...}`) the resource is named by its `name` value alone.
+#[test]
+fn flow_style_resources_are_named_by_their_name() {
+    rejects(
+        "  exec:\n  - {name: a, cmd: echo, args: [a, b, c, ~]}\n",
+        "8:42: exec[a]: field `args[3]`: expected a text value, found null",
+    );
+    rejects(
+        "  noop:\n  - {name: a, meta: {retry: x}}\n",
+        "8:29: noop[a]: field `meta.retry`: expected -1 (forever)",
+    );
+    rejects("  noop:\n  - !baz {name: x}\n", "8:10: noop[x]: unknown YAML tag `!baz`");
+    rejects(
+        "  noop:\n  - {name: \"a b\", meta: {burst: 0}}\n",
+        "8:33: noop[a b]: field `meta.burst`: must be at least 1",
+    );
+    rejects("  noop:\n  - {name: 'x,y', meta: {poll: z}}\n", "8:32: noop[x,y]: field `meta.poll`");
+    rejects("  noop:\n  - {name: \"@@e\", meta: {retry: z}}\n", "8:33: noop[e]: field `meta.retry`");
+    rejects("  noop:\n  - {meta: {retry: z}, name: n}\n", "8:20: noop[n]: field `meta.retry`");
 }
 
 #[test]
@@ -368,7 +422,7 @@ fn type_errors_are_in_plain_words() {
     );
     rejects(
         "  exec:\n  - name: e\n    cmd: echo\n    timeout: soon\n",
-        "10:14: exec[e]: field `timeout`: expected a whole number of 0 or more",
+        "10:14: exec[e]: field `timeout`: expected a whole number of seconds from 1 to 315360000 (ten years)",
     );
 }
 

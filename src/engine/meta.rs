@@ -11,6 +11,9 @@ use crate::resources::ValidationError;
 /// resource that keeps failing does not spin.
 pub const MIN_FOREVER_DELAY_MS: u64 = 100;
 
+/// The longest wait between retries: one day, in milliseconds.
+pub const MAX_DELAY_MS: u64 = 24 * 3600 * 1000;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Meta {
@@ -59,10 +62,24 @@ impl Meta {
         if self.burst == 0 {
             return Err(ValidationError::new("meta.burst", "must be at least 1"));
         }
-        if self.delay > 24 * 3600 * 1000 {
+        if self.delay > MAX_DELAY_MS {
             return Err(ValidationError::new("meta.delay", "is in milliseconds and must be at most one day"));
         }
         Ok(())
+    }
+
+    /// What a numeric meta param (`meta.burst`) accepts, in words: a value of the wrong type
+    /// or out of the type's range is reported with the range [`Meta::validate`] allows, not
+    /// the range of the Rust type that holds it.
+    pub fn accepted_values(field: &str) -> Option<String> {
+        Some(match field {
+            "meta.retry" => format!("-1 (forever) or a whole number from 0 to {}", i32::MAX),
+            "meta.delay" => format!("a whole number of milliseconds from 0 to {MAX_DELAY_MS} (one day)"),
+            "meta.poll" => format!("a whole number of seconds from 0 to {MAX_INTERVAL_SECS} (ten years)"),
+            "meta.burst" => format!("a whole number from 1 to {}", u32::MAX),
+            "meta.limit" => "a positive number of events per second".into(),
+            _ => return None,
+        })
     }
 
     /// The wait between retries of a failed check: `delay`, but at least
@@ -173,6 +190,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn accepted_values_match_validation() {
+        let burst = Meta::accepted_values("meta.burst").unwrap();
+        assert_eq!(burst, "a whole number from 1 to 4294967295");
+        assert!(Meta { burst: 0, ..Meta::default() }.validate().is_err());
+        assert!(Meta { burst: u32::MAX, ..Meta::default() }.validate().is_ok());
+        let delay = Meta::accepted_values("meta.delay").unwrap();
+        assert!(delay.contains(&format!("to {MAX_DELAY_MS} ")), "{delay}");
+        assert!(Meta { delay: MAX_DELAY_MS + 1, ..Meta::default() }.validate().is_err());
+        assert!(Meta { delay: MAX_DELAY_MS, ..Meta::default() }.validate().is_ok());
+        assert!(Meta::accepted_values("meta.retry").unwrap().starts_with("-1 (forever)"));
+        assert!(Meta::accepted_values("meta.noop").is_none());
     }
 
     #[test]

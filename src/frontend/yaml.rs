@@ -15,6 +15,8 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use super::{CollectSpec, EdgeSpec, FrontendError, GraphSpec};
+use crate::engine::limits::MAX_INTERVAL_SECS;
+use crate::engine::meta::Meta;
 use crate::resources::{self, ResId, Resource, managed_key};
 
 #[derive(Deserialize)]
@@ -161,6 +163,9 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
                 },
             };
             if let Some((id, field)) = located {
+                if let Some(f) = &field {
+                    fe.message = with_accepted_values(&fe.message, &id.kind, f);
+                }
                 fe.resource = Some(id);
                 fe.field = field;
             }
@@ -394,21 +399,24 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
     plain_types(first)
 }
 
+/// Rust's number types in words; a narrower range goes before a wider one it starts with.
+const TYPE_WORDS: [(&str, &str); 10] = [
+    ("u8", "a whole number from 0 to 255"),
+    ("u16", "a whole number from 0 to 65535"),
+    ("u32", "a whole number from 0 to 4294967295"),
+    ("u64", "a whole number of 0 or more"),
+    ("usize", "a whole number of 0 or more"),
+    ("i32", "a whole number"),
+    ("i16", "a whole number"),
+    ("i64", "a whole number"),
+    ("f32", "a number"),
+    ("f64", "a number"),
+];
+
 /// `expected u64` and the like, in words.
 fn plain_types(message: &str) -> String {
     let mut out = message.replace("expected string scalar", "expected a text value");
-    for (rust, words) in [
-        ("u8", "a whole number from 0 to 255"),
-        ("u16", "a whole number from 0 to 65535"),
-        ("u32", "a whole number from 0 to 4294967295"),
-        ("u64", "a whole number of 0 or more"),
-        ("usize", "a whole number of 0 or more"),
-        ("i32", "a whole number"),
-        ("i16", "a whole number"),
-        ("i64", "a whole number"),
-        ("f32", "a number"),
-        ("f64", "a number"),
-    ] {
+    for (rust, words) in TYPE_WORDS {
         for (from, to) in [
             (format!("expected {rust}"), format!("expected {words}")),
             (format!("into {rust}"), format!("into {words}")),
@@ -426,44 +434,223 @@ fn plain_types(message: &str) -> String {
     out
 }
 
-/// Which resource an error at `line` is in, from the text alone: the last `- name: X`
-/// entry at or above it under a kind's key in `resources`. For errors the location tree
-/// cannot be built for (a parser limit, deep nesting).
+/// What a numeric field of `kind` accepts, in words, where that is narrower than its type.
+fn accepted_values(kind: &str, field: &str) -> Option<String> {
+    match (kind, field) {
+        ("timer", "interval") | ("exec", "timeout") => {
+            Some(format!("a whole number of seconds from 1 to {MAX_INTERVAL_SECS} (ten years)"))
+        }
+        _ => Meta::accepted_values(field),
+    }
+}
+
+/// A type error about `field` with the values the field accepts instead of the range of the
+/// type that holds it (`meta.burst` is a u32 but must be at least 1), or of a string where a
+/// number is wanted (for a list or mapping in its place).
+fn with_accepted_values(message: &str, kind: &str, field: &str) -> String {
+    let Some(accepted) = accepted_values(kind, field) else { return message.to_string() };
+    // The parser says "string" for any scalar it wanted where it found a list or mapping.
+    let types = TYPE_WORDS.iter().map(|(_, w)| *w).chain(["a text value"]);
+    for words in types {
+        let from = format!("expected {words}");
+        if let Some(i) = message.find(&from) {
+            let mut out = message.to_string();
+            out.replace_range(i..i + from.len(), &format!("expected {accepted}"));
+            return out;
+        }
+    }
+    message.to_string()
+}
+
+/// Which resource an error at `line` is in, from the text alone: the innermost list entry
+/// (`- ...`) enclosing it whose list is a kind's in `resources`, named by its `name` in
+/// block style (`- name: x`) or flow style (`- {name: x, ...}`). For errors the location
+/// tree cannot be built for (a parser limit, deep nesting).
 fn resource_by_text(text: &str, line: u64) -> Option<ResId> {
-    let indent = |l: &str| l.len() - l.trim_start().len();
     let lines: Vec<&str> = text.lines().take(line as usize).collect();
-    // The smallest indentation between the candidate entry and the error: the entry
-    // encloses the error only if everything after its `- ` is indented deeper.
+    // The smallest indentation between a candidate entry and the error: the entry encloses
+    // the error only if everything after its `- ` is indented deeper.
     let mut inner = usize::MAX;
-    let mut name: Option<(String, usize)> = None;
-    for l in lines.iter().rev() {
+    for (i, l) in lines.iter().enumerate().rev() {
         let t = l.trim();
         if t.is_empty() || t.starts_with('#') {
             continue;
         }
-        match &name {
-            None => {
-                if let Some(n) = t.strip_prefix("- name:")
-                    && indent(l) < inner
-                {
-                    let n = n.trim().trim_matches(|c| c == '"' || c == '\'');
-                    name = Some((split_export(n).0.to_string(), indent(l)));
-                    continue;
-                }
-                inner = inner.min(indent(l));
-            }
-            Some((n, dash)) => {
-                if indent(l) < *dash || (indent(l) == *dash && !t.starts_with('-')) {
-                    let kind = t.strip_suffix(':')?;
-                    return resources::KINDS.contains(&kind).then(|| ResId::new(kind, n.as_str()));
-                }
+        let dash = indent(l);
+        if dash < inner && (t.starts_with("- ") || t == "-") {
+            // An entry of some other list (`args`) is inside the resource: keep looking.
+            if let Some(kind) = list_key(&lines[..i], dash).filter(|k| resources::KINDS.contains(k)) {
+                let start = text.split_inclusive('\n').take(i).map(str::len).sum::<usize>() + dash + 1;
+                let name = entry_name_by_text(text.get(start..)?, dash)?;
+                return Some(ResId::new(kind, split_export(&name).0));
             }
         }
-        if indent(l) == 0 {
+        inner = inner.min(dash);
+        if dash == 0 {
             return None;
         }
     }
     None
+}
+
+fn indent(l: &str) -> usize {
+    l.len() - l.trim_start().len()
+}
+
+/// The key (`exec`) of the list whose entry is a `- ` at indentation `dash` below `above`.
+fn list_key<'a>(above: &[&'a str], dash: usize) -> Option<&'a str> {
+    let parent = above.iter().rev().find(|l| {
+        let t = l.trim();
+        !(t.is_empty() || t.starts_with('#'))
+            && (indent(l) < dash || (indent(l) == dash && !t.starts_with('-')))
+    })?;
+    without_comment(parent).trim().strip_suffix(':')
+}
+
+/// A line without its trailing comment (`# ...` after a blank).
+fn without_comment(l: &str) -> &str {
+    match l.match_indices('#').find(|(i, _)| *i > 0 && l[..*i].ends_with([' ', '\t'])) {
+        Some((i, _)) => &l[..i],
+        None => l,
+    }
+}
+
+/// The `name` of the list entry whose text (after the `-`) starts `entry`, the `-` being at
+/// indentation `dash`: a key of a flow mapping, or a block key at the entry's key column.
+fn entry_name_by_text(entry: &str, dash: usize) -> Option<String> {
+    let first = entry.lines().next()?;
+    // Tags and anchors (`!t`, `&a`) before the mapping.
+    let mut rest = first.trim_start();
+    while rest.starts_with(['!', '&']) {
+        rest = rest.split_once([' ', '\t']).map_or("", |(_, r)| r).trim_start();
+    }
+    if rest.starts_with('{') {
+        return flow_name(&entry[first.len() - rest.len()..]);
+    }
+    let column = dash + 1 + (first.len() - rest.len());
+    let keys = std::iter::once(rest).chain(
+        entry
+            .lines()
+            .skip(1)
+            .take_while(|l| l.trim().is_empty() || l.trim().starts_with('#') || indent(l) > dash)
+            .filter(|l| indent(l) == column)
+            .map(str::trim_start),
+    );
+    keys.filter_map(|k| k.strip_prefix("name:")).find_map(|v| scalar_text(v, false))
+}
+
+/// The `name` value of the flow mapping at the start of `s` (`{cmd: echo, name: a}`), which
+/// may span lines.
+fn flow_name(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut i = 1;
+    loop {
+        i += skip_blanks(&s[i..]);
+        let rest = &s[i..];
+        let (key, len) = match *b.get(i)? {
+            b'}' => return None,
+            b'"' | b'\'' => {
+                let end = quoted_end(rest)?;
+                (scalar_text(&rest[..end], true)?, end)
+            }
+            _ => {
+                let end = rest.find([':', ',', '}'])?;
+                (rest[..end].trim().to_string(), end)
+            }
+        };
+        i += len;
+        i += skip_blanks(&s[i..]);
+        if b.get(i) == Some(&b':') {
+            i += 1;
+            if key == "name" {
+                return scalar_text(&s[i..], true);
+            }
+        }
+        i += value_len(&s[i..])?;
+    }
+}
+
+/// How far the value of a flow mapping entry reaches: past its `,`, or up to the `}` that
+/// closes the mapping. Quotes, nested collections and comments are skipped whole.
+fn value_len(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let (mut i, mut depth, mut prev) = (0, 0usize, b':');
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            // A quote starts a quoted scalar only where a token starts (`it's` is plain).
+            b'"' | b'\'' if matches!(prev, b':' | b',' | b'[' | b'{') => {
+                i += quoted_end(&s[i..])?;
+                prev = c;
+                continue;
+            }
+            b'#' if i > 0 && b[i - 1].is_ascii_whitespace() => {
+                i += s[i..].find('\n').unwrap_or(s.len() - i);
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' if depth == 0 => return Some(i),
+            b'}' | b']' => depth -= 1,
+            b',' if depth == 0 => return Some(i + 1),
+            _ => {}
+        }
+        if !c.is_ascii_whitespace() {
+            prev = c;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Whitespace, line breaks and comments at the start of `s`.
+fn skip_blanks(s: &str) -> usize {
+    let mut i = 0;
+    while let Some(c) = s[i..].chars().next() {
+        if c == '#' {
+            i += s[i..].find('\n').unwrap_or(s.len() - i);
+        } else if c.is_whitespace() {
+            i += c.len_utf8();
+        } else {
+            break;
+        }
+    }
+    i
+}
+
+/// The length of the quoted scalar that starts `s` (with `"` or `'`), quotes included.
+fn quoted_end(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let q = *b.first()?;
+    let mut i = 1;
+    while i < b.len() {
+        // An escape in double quotes (`\"`), a doubled quote in single ones (`''`).
+        let escaped = if q == b'"' { b[i] == b'\\' } else { b[i] == q && b.get(i + 1) == Some(&q) };
+        if escaped {
+            i += 2;
+        } else if b[i] == q {
+            return Some(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// The scalar at the start of `s` (after blanks): a quoted one, decoded, or a plain one up
+/// to a comment or the end of the line and, in flow style, a `,`, `}` or `]`.
+fn scalar_text(s: &str, flow: bool) -> Option<String> {
+    let s = s.trim_start_matches([' ', '\t']);
+    let value = match s.as_bytes().first()? {
+        b'"' => serde_saphyr::from_str::<String>(&s[..quoted_end(s)?]).ok()?,
+        b'\'' => s[1..quoted_end(s)? - 1].replace("''", "'"),
+        b'#' => return None,
+        _ => {
+            let line = without_comment(s.lines().next()?);
+            let end = if flow { line.find([',', '}', ']']).unwrap_or(line.len()) } else { line.len() };
+            line[..end].trim_end().to_string()
+        }
+    };
+    (!value.is_empty()).then_some(value)
 }
 
 /// Location tree of a document, parsed only when an error must be located.
@@ -473,7 +660,8 @@ struct LocMap(BTreeMap<String, Spanned<LocNode>>);
 enum LocNode {
     Map(LocMap),
     Seq(Vec<Spanned<LocNode>>),
-    Leaf,
+    /// A scalar; its value when it is a string (others are read from the text).
+    Leaf(Option<String>),
 }
 
 impl<'de> Deserialize<'de> for LocNode {
@@ -500,25 +688,25 @@ impl<'de> Deserialize<'de> for LocNode {
                 Ok(LocNode::Seq(out))
             }
             fn visit_bool<E>(self, _: bool) -> Result<LocNode, E> {
-                Ok(LocNode::Leaf)
+                Ok(LocNode::Leaf(None))
             }
             fn visit_i64<E>(self, _: i64) -> Result<LocNode, E> {
-                Ok(LocNode::Leaf)
+                Ok(LocNode::Leaf(None))
             }
             fn visit_u64<E>(self, _: u64) -> Result<LocNode, E> {
-                Ok(LocNode::Leaf)
+                Ok(LocNode::Leaf(None))
             }
             fn visit_f64<E>(self, _: f64) -> Result<LocNode, E> {
-                Ok(LocNode::Leaf)
+                Ok(LocNode::Leaf(None))
             }
-            fn visit_str<E>(self, _: &str) -> Result<LocNode, E> {
-                Ok(LocNode::Leaf)
+            fn visit_str<E>(self, v: &str) -> Result<LocNode, E> {
+                Ok(LocNode::Leaf(Some(v.to_string())))
             }
             fn visit_unit<E>(self) -> Result<LocNode, E> {
-                Ok(LocNode::Leaf)
+                Ok(LocNode::Leaf(None))
             }
             fn visit_none<E>(self) -> Result<LocNode, E> {
-                Ok(LocNode::Leaf)
+                Ok(LocNode::Leaf(None))
             }
             fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<LocNode, D::Error> {
                 LocNode::deserialize(d)
@@ -635,7 +823,7 @@ fn field_at(node: &Spanned<LocNode>, at: (u64, u64)) -> Option<String> {
     let children: Vec<(String, &Spanned<LocNode>)> = match &node.value {
         LocNode::Map(m) => m.0.iter().map(|(k, v)| (format!(".{k}"), v)).collect(),
         LocNode::Seq(items) => items.iter().enumerate().map(|(i, v)| (format!("[{i}]"), v)).collect(),
-        LocNode::Leaf => return None,
+        LocNode::Leaf(_) => return None,
     };
     children.into_iter().find_map(|(step, v)| match field_at(v, at) {
         Some(sub) => Some(format!("{step}{sub}")),
@@ -644,13 +832,21 @@ fn field_at(node: &Spanned<LocNode>, at: (u64, u64)) -> Option<String> {
     })
 }
 
-/// The scalar text at a location (for naming a resource in a parse error).
+/// The value of a resource's `name` as the parser read it (for naming the resource in a
+/// parse error): a string's value, or a number's or boolean's text as written, which is
+/// what the name becomes (`name: 0x10` is `0x10`).
 fn entry_name(text: &str, node: &Spanned<LocNode>) -> Option<String> {
-    let (line, column) = loc_of(node);
-    let l = text.lines().nth(line.checked_sub(1)? as usize)?;
-    let rest: String = l.chars().skip(column.checked_sub(1)? as usize).collect();
-    let v = rest.trim().trim_matches(|c| c == '"' || c == '\'');
-    Some(split_export(v).0.to_string())
+    let name = match &node.value {
+        LocNode::Leaf(Some(s)) => s.as_str(),
+        LocNode::Leaf(None) => {
+            let span = node.defined.span();
+            let start = usize::try_from(span.byte_offset()?).ok()?;
+            let len = usize::try_from(span.byte_len()?).ok()?;
+            text.get(start..start.checked_add(len)?)?
+        }
+        _ => return None,
+    };
+    Some(split_export(name).0.to_string())
 }
 
 #[cfg(test)]
@@ -694,6 +890,67 @@ mod tests {
         assert_eq!(resource_by_text(text, 10), None);
         assert_eq!(resource_by_text(text, 11), None);
         assert_eq!(resource_by_text(text, 3), None);
+    }
+
+    #[test]
+    fn flow_style_entries_are_named_by_their_name_value() {
+        let text = "graph: g\nresources:\n  exec:\n  - {name: a, cmd: echo, args: [a, b, c, ~]}\n  - !baz {name: x}\n  - &n {cmd: \"it's, {\", args: ['a,}', [1, {b: c}]], # name: no\n     name: \"@@q \\\" r\" }\n  - {'name': 'x,y', cmd: it's}\n  - {cmd: e, name: p q # c\n    }\n  - {cmd: e}\n";
+        assert_eq!(resource_by_text(text, 4), Some(ResId::new("exec", "a")));
+        assert_eq!(resource_by_text(text, 5), Some(ResId::new("exec", "x")));
+        assert_eq!(resource_by_text(text, 7), Some(ResId::new("exec", "q \" r")));
+        assert_eq!(resource_by_text(text, 8), Some(ResId::new("exec", "x,y")));
+        assert_eq!(resource_by_text(text, 10), Some(ResId::new("exec", "p q")));
+        assert_eq!(resource_by_text(text, 11), None);
+    }
+
+    #[test]
+    fn cut_or_broken_flow_entries_never_panic() {
+        let text = "graph: g\nresources:\n  exec:\n  - &n {cmd: \"it's, {\\\"\", args: ['a,}', [1, {b: c}]], # é\n     name: \"@@q \\\" r\" }\n  - {]: x, ,: y, name: 'é''s'}\n  -\n  - {'name\n";
+        for (cut, _) in text.char_indices() {
+            for line in 0..12 {
+                let _ = resource_by_text(&text[..cut], line);
+            }
+        }
+        assert_eq!(resource_by_text(text, 6), Some(ResId::new("exec", "é's")));
+    }
+
+    #[test]
+    fn block_entries_are_named_by_their_name_key_anywhere() {
+        let text = "graph: g\nresources:\n  exec:\n  - cmd: echo\n    args:\n    - a\n    - b\n    name: 'it''s' # c\n  -   name: \"e\"\n      cmd: x\n";
+        assert_eq!(resource_by_text(text, 6), Some(ResId::new("exec", "it's")));
+        assert_eq!(resource_by_text(text, 4), Some(ResId::new("exec", "it's")));
+        assert_eq!(resource_by_text(text, 10), Some(ResId::new("exec", "e")));
+    }
+
+    #[test]
+    fn scalars_are_read_as_yaml_reads_them() {
+        assert_eq!(scalar_text(" \"a\\tb\" # c", false).as_deref(), Some("a\tb"));
+        assert_eq!(scalar_text("'a''b', x", true).as_deref(), Some("a'b"));
+        assert_eq!(scalar_text(" a, b # c", false).as_deref(), Some("a, b"));
+        assert_eq!(scalar_text(" a, b}", true).as_deref(), Some("a"));
+        assert_eq!(scalar_text(" a#b", false).as_deref(), Some("a#b"));
+        assert_eq!(scalar_text(" \"unclosed", false), None);
+        assert_eq!(scalar_text("  # c", false), None);
+    }
+
+    #[test]
+    fn numeric_fields_say_what_they_accept() {
+        let m = with_accepted_values("expected a whole number from 0 to 4294967295", "noop", "meta.burst");
+        assert_eq!(m, "expected a whole number from 1 to 4294967295");
+        let m = with_accepted_values("expected a text value", "timer", "interval");
+        assert_eq!(m, "expected a whole number of seconds from 1 to 315360000 (ten years)");
+        let m = with_accepted_values("expected a text value", "exec", "cmd");
+        assert_eq!(m, "expected a text value");
+        let m = with_accepted_values("invalid type: string \"x\", expected a number", "noop", "meta.limit");
+        assert_eq!(m, "invalid type: string \"x\", expected a positive number of events per second");
+    }
+
+    #[test]
+    fn the_format_docs_list_every_kind() {
+        let doc = include_str!("../../docs/yaml.md");
+        let listed = doc.split("keys are kinds: ").nth(1).and_then(|r| r.split(';').next()).unwrap();
+        let listed: Vec<&str> = listed.split(", ").map(|k| k.trim_matches('`')).collect();
+        assert_eq!(listed, resources::KINDS);
     }
 
     #[test]
