@@ -143,9 +143,9 @@ fn chunk_index(suffix: &[u8]) -> Option<usize> {
 }
 
 /// Whether the blob `sha` is stored as exactly `n` chunks `0..n` and, with `check_bytes`,
-/// whether their bytes hash to `sha`. The keys are listed first (at most `n + 1`: enough to
-/// see that there are extra ones); the chunks are then read one at a time, so no reply is
-/// bigger than a chunk (the client refuses replies over 4 MiB).
+/// whether their bytes hash to `sha`. At most `n + 1` chunks are listed: enough to see that
+/// there are extra ones. No reply may exceed what the client accepts (4 MiB): a small blob
+/// is read in one request, a bigger one is listed by key and then read a chunk at a time.
 async fn blob_state(
     c: &mut Client,
     keys: &DeployKeys,
@@ -153,33 +153,43 @@ async fn blob_state(
     n: usize,
     check_bytes: bool,
 ) -> Result<BlobState> {
-    let opts = GetOptions::new().with_prefix().with_limit(n as i64 + 1).with_keys_only();
-    let r = c.get(keys.blob(sha), Some(opts)).await?;
+    let whole = check_bytes && n <= ONE_READ_CHUNKS;
+    let mut opts = GetOptions::new().with_prefix().with_limit(n as i64 + 1);
+    if !whole {
+        opts = opts.with_keys_only();
+    }
+    let r = match c.get(keys.blob(sha), Some(opts)).await {
+        Ok(r) => r,
+        Err(e) if reply_too_large(&e) => return Ok(BlobState::Damaged),
+        Err(e) => return Err(e.into()),
+    };
     if r.count() == 0 {
         return Ok(BlobState::Absent);
     }
     let prefix = keys.blob(sha);
-    let mut found: Vec<usize> = Vec::with_capacity(n);
+    let mut parts: Vec<(usize, &[u8])> = Vec::with_capacity(n);
     for kv in r.kvs() {
         match kv.key().strip_prefix(prefix.as_bytes()).and_then(chunk_index) {
-            Some(i) => found.push(i),
+            Some(i) => parts.push((i, kv.value())),
             None => return Ok(BlobState::Damaged),
         }
     }
-    found.sort_unstable();
-    let complete = r.count() == n as i64 && found.iter().enumerate().all(|(want, i)| *i == want);
+    parts.sort_by_key(|p| p.0);
+    let complete = r.count() == n as i64 && parts.iter().enumerate().all(|(want, (i, _))| *i == want);
     if !complete {
         return Ok(BlobState::Damaged);
     }
-    if check_bytes {
-        let mut h = Sha256::new();
+    if !check_bytes {
+        return Ok(BlobState::Intact);
+    }
+    let mut h = Sha256::new();
+    if whole {
+        parts.iter().for_each(|(_, part)| h.update(part));
+    } else {
         for i in 0..n {
             let r = match c.get(keys.chunk(sha, i), None).await {
                 Ok(r) => r,
-                // A chunk too big to be read back is not one this code stored.
-                Err(e) if e.to_string().contains("message length too large") => {
-                    return Ok(BlobState::Damaged);
-                }
+                Err(e) if reply_too_large(&e) => return Ok(BlobState::Damaged),
                 Err(e) => return Err(e.into()),
             };
             match r.kvs().first() {
@@ -187,11 +197,17 @@ async fn blob_state(
                 _ => return Ok(BlobState::Damaged),
             }
         }
-        if hex::encode(h.finalize()) != sha {
-            return Ok(BlobState::Damaged);
-        }
     }
-    Ok(BlobState::Intact)
+    Ok(if hex::encode(h.finalize()) == sha { BlobState::Intact } else { BlobState::Damaged })
+}
+
+/// Chunks a blob may have to be read in one request: with the extra one listed, 3 MiB.
+const ONE_READ_CHUNKS: usize = 2;
+
+/// The client refused a reply over its size limit: what is stored there is not what this
+/// code stores (chunks of at most 1 MiB).
+fn reply_too_large(e: &etcd_client::Error) -> bool {
+    e.to_string().contains("message length too large")
 }
 
 /// Why reading a deploy failed: etcd did not answer (try again), or what it holds is not a
