@@ -442,6 +442,9 @@ fn open_source(src: &Path) -> io::Result<fs::File> {
     Ok(f)
 }
 
+/// Bytes compared at a time.
+const COMPARE_CHUNK: usize = 64 * 1024;
+
 /// Whether the regular file at `path` (never followed if it is a symlink) holds exactly
 /// `want`, compared in bounded chunks.
 fn same_content(path: &Path, len: u64, want: &mut Content) -> io::Result<bool> {
@@ -456,7 +459,10 @@ fn same_content(path: &Path, len: u64, want: &mut Content) -> io::Result<bool> {
         Err(e) => return Err(e),
     };
     let mut want = want.reader()?;
-    let (mut a, mut b) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    // Buffers no bigger than the file: most managed files are small, and checks run on many
+    // threads at once (each thread's allocator keeps what it freed).
+    let size = usize::try_from(len).unwrap_or(usize::MAX).clamp(1, COMPARE_CHUNK);
+    let (mut a, mut b) = (vec![0u8; size], vec![0u8; size]);
     loop {
         let n = read_full(&mut have, &mut a)?;
         let m = read_full(&mut want, &mut b)?;
