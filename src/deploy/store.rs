@@ -225,9 +225,10 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// Whether trying again later may succeed: only etcd failing to answer.
+    /// Whether trying again later may succeed: only etcd failing to answer. A reply too big
+    /// for the client is what etcd holds, not a failure to answer: trying again gets it again.
     pub fn is_transient(&self) -> bool {
-        matches!(self, FetchError::Etcd(_))
+        matches!(self, FetchError::Etcd(e) if !reply_too_large(e))
     }
 }
 
@@ -294,6 +295,9 @@ pub async fn get_blob(
         return Err(FetchError::Invalid(format!("blob {sha}: size {size} is above the limit")));
     }
     let n = chunk_count(size);
+    if n == 1 {
+        return get_small_blob(c, keys, sha, size).await;
+    }
     let present =
         c.get(keys.blob(sha), Some(GetOptions::new().with_prefix().with_count_only())).await?.count();
     if present == 0 {
@@ -320,6 +324,37 @@ pub async fn get_blob(
         out.extend_from_slice(kv.value());
     }
     Ok(out)
+}
+
+/// [`get_blob`] for a blob of one chunk, in one request: the chunks are listed with their
+/// values, at most two of them (enough to see an extra one), so the reply stays within what
+/// the client accepts.
+async fn get_small_blob(
+    c: &mut Client,
+    keys: &DeployKeys,
+    sha: &str,
+    size: u64,
+) -> Result<Vec<u8>, FetchError> {
+    let r = c.get(keys.blob(sha), Some(GetOptions::new().with_prefix().with_limit(2))).await?;
+    match r.count() {
+        0 => return Err(FetchError::Invalid(format!("blob {sha} is missing"))),
+        1 => {}
+        n => {
+            return Err(FetchError::Invalid(format!(
+                "blob {sha} is stored in {n} chunks, but its size {size} needs 1"
+            )));
+        }
+    }
+    let Some(kv) = r.kvs().first().filter(|kv| kv.key() == keys.chunk(sha, 0).as_bytes()) else {
+        return Err(FetchError::Invalid(format!("blob {sha} is missing chunk 0")));
+    };
+    if kv.value().len() as u64 != size {
+        return Err(FetchError::Invalid(format!(
+            "blob {sha}: chunk 0 holds {} bytes, not {size}",
+            kv.value().len()
+        )));
+    }
+    Ok(kv.value().to_vec())
 }
 
 /// The newest deploy, if any.
