@@ -450,13 +450,25 @@ impl Follower {
             .tempdir_in(&base)
             .map_err(io("creating a temporary directory"))?;
         let root = open_dir(tmp.path()).map_err(io(tmp.path().display()))?;
-        for f in &m.files {
-            let data = match store::get_blob(c, &self.keys, &f.sha256, f.size).await {
-                Err(e) if !e.is_transient() => return Err(LoadError::Invalid(format!("`{}`: {e}", f.path))),
-                r => r?,
-            };
-            m.verify_file(f, &data)?;
-            write_entry(&root, f, &data).map_err(io(format!("unpacking `{}`", f.path)))?;
+        let mut dirs = Dirs::default();
+        for batch in fetch_batches(&m.files) {
+            // The blobs of a batch are fetched side by side (one round trip for many small
+            // files), within a bounded amount of memory.
+            let fetched = futures_util::future::join_all(batch.iter().map(|f| {
+                let mut c = c.clone();
+                async move { store::get_blob(&mut c, &self.keys, &f.sha256, f.size).await }
+            }))
+            .await;
+            for (f, data) in batch.iter().zip(fetched) {
+                let data = match data {
+                    Err(e) if !e.is_transient() => {
+                        return Err(LoadError::Invalid(format!("`{}`: {e}", f.path)));
+                    }
+                    r => r?,
+                };
+                m.verify_file(f, &data)?;
+                write_entry(&root, &mut dirs, f, &data).map_err(io(format!("unpacking `{}`", f.path)))?;
+            }
         }
         let dir = base.join(bundle);
         if std::fs::symlink_metadata(&dir).is_ok() {
@@ -602,32 +614,66 @@ fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
 /// Write one verified entry below `root` without following any link: each parent directory
 /// is created and opened relative to the one before it (`O_NOFOLLOW`), and the entry itself
 /// is created new (`O_EXCL`, or `symlinkat`, which never follow).
-fn write_entry(root: &OwnedFd, f: &FileEntry, data: &[u8]) -> std::io::Result<()> {
-    let parts: Vec<&str> = f.path.split('/').collect();
-    let (name, parents) = parts.split_last().expect("validated paths are not empty");
-    let mut dir: Option<OwnedFd> = None;
-    for p in parents {
-        let at = dir.as_ref().unwrap_or(root);
-        match mkdirat(at, *p, Mode::from_bits_truncate(PRIVATE_DIR)) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(e.into()),
+/// Files fetched side by side while unpacking, and the bytes they may hold together (a
+/// bigger file is fetched alone).
+const FETCH_BATCH_FILES: usize = 32;
+const FETCH_BATCH_BYTES: u64 = 16 << 20;
+
+/// The manifest's files in order, cut in batches of at most [`FETCH_BATCH_FILES`] files and
+/// [`FETCH_BATCH_BYTES`] bytes (or one file, when it alone is bigger).
+fn fetch_batches(files: &[FileEntry]) -> Vec<&[FileEntry]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, f) in files.iter().enumerate() {
+        let full = i - start == FETCH_BATCH_FILES || bytes.saturating_add(f.size) > FETCH_BATCH_BYTES;
+        if i > start && full {
+            out.push(&files[start..i]);
+            (start, bytes) = (i, 0);
         }
-        let next = openat(
-            at,
-            *p,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
-        dir = Some(next);
+        bytes = bytes.saturating_add(f.size);
     }
-    let at = dir.as_ref().unwrap_or(root);
+    if start < files.len() {
+        out.push(&files[start..]);
+    }
+    out
+}
+
+/// Directories made so far while unpacking, by their path in the bundle, each opened
+/// without following links (many files share a directory: it is made and opened once).
+#[derive(Default)]
+struct Dirs(std::collections::HashMap<String, OwnedFd>);
+
+impl Dirs {
+    /// The directory `path` of the bundle (`""` is the root), made (private) if needed.
+    fn open<'a>(&'a mut self, root: &'a OwnedFd, path: &str) -> std::io::Result<&'a OwnedFd> {
+        if path.is_empty() {
+            return Ok(root);
+        }
+        if !self.0.contains_key(path) {
+            let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+            let at = self.open(root, parent)?;
+            match mkdirat(at, name, Mode::from_bits_truncate(PRIVATE_DIR)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            let fd = openat(at, name, flags, Mode::empty())?;
+            self.0.insert(path.to_string(), fd);
+        }
+        Ok(&self.0[path])
+    }
+}
+
+fn write_entry(root: &OwnedFd, dirs: &mut Dirs, f: &FileEntry, data: &[u8]) -> std::io::Result<()> {
+    let (parent, name) = f.path.rsplit_once('/').unwrap_or(("", f.path.as_str()));
+    let at = dirs.open(root, parent)?;
     if f.mode == MODE_SYMLINK {
-        nix::unistd::symlinkat(std::ffi::OsStr::from_bytes(data), at, *name)?;
+        nix::unistd::symlinkat(std::ffi::OsStr::from_bytes(data), at, name)?;
         return Ok(());
     }
     let mode = Mode::from_bits_truncate(file_mode(f));
     let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(at, *name, flags, mode)?;
+    let fd = openat(at, name, flags, mode)?;
     // Exactly this mode, whatever the umask.
     fchmod(&fd, mode)?;
     std::fs::File::from(fd).write_all(data)
@@ -738,6 +784,23 @@ mod tests {
         for bad in [&b"garbage"[..], b"-5", b"1e3", b"+5", b"0", b"", b"\xff"] {
             assert!(matches!(parse_latest(bad), Latest::Garbage(_)), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn fetch_batches_bound_files_and_bytes_and_keep_the_order() {
+        let file = |size: u64| FileEntry { path: "f".into(), mode: 0o100644, size, sha256: String::new() };
+        let sizes = |b: &[&[FileEntry]]| -> Vec<Vec<u64>> {
+            b.iter().map(|b| b.iter().map(|f| f.size).collect()).collect()
+        };
+        assert!(fetch_batches(&[]).is_empty());
+        let many: Vec<FileEntry> = (0..70).map(|_| file(1)).collect();
+        assert_eq!(fetch_batches(&many).iter().map(|b| b.len()).collect::<Vec<_>>(), [32, 32, 6]);
+        let mib = 1 << 20;
+        let mixed = [file(10 * mib), file(10 * mib), file(200 * mib), file(1), file(6 * mib)];
+        assert_eq!(
+            sizes(&fetch_batches(&mixed)),
+            [vec![10 * mib], vec![10 * mib], vec![200 * mib], vec![1, 6 * mib]]
+        );
     }
 
     #[tokio::test]

@@ -687,18 +687,35 @@ pub struct Uploaded {
     pub repaired: usize,
 }
 
+/// Blobs stored or checked side by side. Their bytes are in memory already; a check reads
+/// at most a chunk or a small blob back at a time.
+const STORE_BATCH: usize = 32;
+
 /// Store a built bundle's blobs and manifest, checking the ones already there.
 pub async fn store_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<Uploaded> {
     let mut up = Uploaded::default();
     let mut seen = std::collections::HashSet::new();
-    for (f, data) in built.manifest.files.iter().zip(&built.contents) {
-        if !seen.insert(f.sha256.clone()) {
-            continue;
-        }
-        match put_blob(c, keys, data).await? {
-            Stored::Written => up.written += 1,
-            Stored::Present => up.present += 1,
-            Stored::Repaired => up.repaired += 1,
+    let distinct: Vec<&[u8]> = built
+        .manifest
+        .files
+        .iter()
+        .zip(&built.contents)
+        .filter(|(f, _)| seen.insert(f.sha256.as_str()))
+        .map(|(_, data)| data.as_slice())
+        .collect();
+    // Side by side, a batch at a time: one round trip for many small blobs.
+    for batch in distinct.chunks(STORE_BATCH) {
+        let stored = futures_util::future::join_all(batch.iter().map(|data| {
+            let mut c = c.clone();
+            async move { put_blob(&mut c, keys, data).await }
+        }))
+        .await;
+        for s in stored {
+            match s? {
+                Stored::Written => up.written += 1,
+                Stored::Present => up.present += 1,
+                Stored::Repaired => up.repaired += 1,
+            }
         }
     }
     if put_blob(c, keys, &built.manifest.canonical_json()).await? == Stored::Repaired {
@@ -729,14 +746,25 @@ pub async fn fetch_bundle(
 /// are read: the bytes were checked by [`store_bundle`] just before.
 pub async fn ensure_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<usize> {
     let manifest = built.manifest.canonical_json();
+    let all: Vec<&[u8]> = built.contents.iter().map(Vec::as_slice).chain([manifest.as_slice()]).collect();
     let mut restored = 0;
-    for data in built.contents.iter().map(Vec::as_slice).chain([manifest.as_slice()]) {
-        let sha = sha256_hex(data);
-        let parts = chunks(data);
-        let state = blob_state(c, keys, &sha, parts.len(), false).await?;
-        if state != BlobState::Intact {
-            write_blob(c, keys, &sha, &parts, state == BlobState::Damaged).await?;
-            restored += 1;
+    for batch in all.chunks(STORE_BATCH) {
+        let done = futures_util::future::join_all(batch.iter().map(|data| {
+            let mut c = c.clone();
+            async move {
+                let sha = sha256_hex(data);
+                let parts = chunks(data);
+                let state = blob_state(&mut c, keys, &sha, parts.len(), false).await?;
+                if state == BlobState::Intact {
+                    return anyhow::Ok(false);
+                }
+                write_blob(&mut c, keys, &sha, &parts, state == BlobState::Damaged).await?;
+                Ok(true)
+            }
+        }))
+        .await;
+        for d in done {
+            restored += usize::from(d?);
         }
     }
     Ok(restored)
