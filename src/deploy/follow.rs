@@ -385,9 +385,18 @@ impl Follower {
         id: u64,
         verified: Option<(u64, String)>,
     ) -> Result<Loaded, LoadError> {
-        let (record, record_sha256) = store::record_bytes(c, &self.keys, id).await?;
+        // The record and the one before it, side by side.
+        let mut c2 = c.clone();
+        let previous = async {
+            match id {
+                1 => Ok(None),
+                _ => store::record_hash(&mut c2, &self.keys, id - 1).await,
+            }
+        };
+        let (this, previous) = tokio::join!(store::record_bytes(c, &self.keys, id), previous);
+        let (record, record_sha256) = this?;
         if id > 1 {
-            let prev = match store::record_hash(c, &self.keys, id - 1).await? {
+            let prev = match previous? {
                 Some(h) => Some(h),
                 None => verified.filter(|(v, _)| *v == id - 1).map(|(_, h)| h),
             };
