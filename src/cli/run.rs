@@ -211,6 +211,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                 }
             }
             Some(ev) = deploy_rx.recv() => {
+                let mut ran_now = None;
                 match ev {
                     DeployEvent::Ready { record, spec: s, dir, ran } => {
                         let c = collected.borrow().clone();
@@ -227,9 +228,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                                     dir.display(),
                                     plan.keep.len(), plan.start.len(), plan.stop.len()
                                 );
-                                if let Err(e) = crate::deploy::follow::remember(&prefix, &ran) {
-                                    warn!("remembering deploy {} for a start without etcd: {e}", record.id);
-                                }
+                                ran_now = Some(ran);
                                 spec = *s;
                                 deploy = Some(record.id);
                                 deploy_error = None;
@@ -251,6 +250,17 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                     }
                 }
                 report(&engine, &spec, &source, deploy, &deploy_error);
+                // Remembered for a start without etcd: after the status, and off the loop's
+                // thread (it waits for the disk).
+                if let Some(ran) = ran_now {
+                    let p = prefix.clone();
+                    let id = ran.record.id;
+                    match tokio::task::spawn_blocking(move || crate::deploy::follow::remember(&p, &ran)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => warn!("remembering deploy {id} for a start without etcd: {e}"),
+                        Err(e) => warn!("remembering deploy {id} for a start without etcd: {e}"),
+                    }
+                }
             }
             Ok(()) = collected.changed() => {
                 let c = collected.borrow_and_update().clone();

@@ -307,16 +307,7 @@ impl Follower {
     /// been reported.
     async fn settle(&self, c: &mut Client, want: Latest) -> Result<(), FetchError> {
         let id = match want {
-            Latest::Id(id) => {
-                // A `latest` behind the newest record runs old code while newer deploys exist.
-                let newest = store::newest_record_key(c, &self.keys).await?;
-                if newest > id {
-                    let e = format!("{} names deploy {id}, but deploy/{newest} exists", self.keys.latest());
-                    self.unreadable(e).await;
-                    return Ok(());
-                }
-                id
-            }
+            Latest::Id(id) => id,
             Latest::Missing => {
                 if store::any_record(c, &self.keys).await? {
                     let e = format!("{} is missing, but deploy records exist", self.keys.latest());
@@ -338,7 +329,24 @@ impl Follower {
             s.loading = Some(id);
             s.verified.clone()
         };
-        let r = self.load(c, id, verified).await;
+        // A `latest` behind the newest record would run old code while newer deploys exist:
+        // checked side by side with the loading, whose result is then not used.
+        let mut c2 = c.clone();
+        let (newest, r) =
+            tokio::join!(store::newest_record_key(&mut c2, &self.keys), self.load(c, id, verified));
+        let newest = match newest {
+            Ok(n) => n,
+            Err(e) => {
+                self.state().loading = None;
+                return Err(e);
+            }
+        };
+        if newest > id {
+            self.state().loading = None;
+            let e = format!("{} names deploy {id}, but deploy/{newest} exists", self.keys.latest());
+            self.unreadable(e).await;
+            return Ok(());
+        }
         let event = {
             let mut s = self.state();
             s.loading = None;
