@@ -396,6 +396,21 @@ fn the_push_hook_tells_a_published_deploy_with_failed_later_steps_from_a_failure
     assert!(said.contains("remote: mgmt: deploy 7"), "{said}");
     assert!(said.contains("remote: mgmt: deployed, but a step after publishing failed"), "{said}");
     assert!(!said.contains("the deploy failed"), "{said}");
+    // A deploy whose publishing could not be confirmed says so too.
+    fs::write(
+        &fake,
+        "#!/bin/sh\necho 'mgmt: error: cannot tell whether deploy 8 was published' >&2\nexit 4\n",
+    )
+    .unwrap();
+    commit(&work, &t.path("out"), "again");
+    let push = Command::new("git").args(["push", "origin", "HEAD:main"]).current_dir(&work).output().unwrap();
+    let said = text(&push.stderr);
+    assert!(push.status.success(), "{said}");
+    assert!(
+        said.contains("remote: mgmt: etcd failed while the deploy was published: it may or may not be"),
+        "{said}"
+    );
+    assert!(!said.contains("the deploy failed"), "{said}");
 }
 
 /// When etcd fails during the append transaction itself, `mgmt deploy` reads the record
