@@ -467,7 +467,8 @@ impl Follower {
             .tempdir_in(&base)
             .map_err(io("creating a temporary directory"))?;
         let root = open_dir(tmp.path()).map_err(io(tmp.path().display()))?;
-        let mut dirs = Dirs::default();
+        let mut writer = Some((root, Dirs::default()));
+        let manifest = std::sync::Arc::new(m.clone());
         for batch in fetch_batches(&m.files) {
             // The blobs of a batch are fetched side by side (one round trip for many small
             // files), within a bounded amount of memory.
@@ -476,16 +477,30 @@ impl Follower {
                 async move { store::get_blob(&mut c, &self.keys, &f.sha256, f.size).await }
             }))
             .await;
+            let mut blobs = Vec::with_capacity(batch.len());
             for (f, data) in batch.iter().zip(fetched) {
-                let data = match data {
+                blobs.push(match data {
                     Err(e) if !e.is_transient() => {
                         return Err(LoadError::Invalid(format!("`{}`: {e}", f.path)));
                     }
                     r => r?,
-                };
-                m.verify_file(f, &data)?;
-                write_entry(&root, &mut dirs, f, &data).map_err(io(format!("unpacking `{}`", f.path)))?;
+                });
             }
+            // Hashing and writing are blocking work: on the blocking pool, not on the threads
+            // that run the agent's loop and its resources.
+            let (root, mut dirs) = writer.take().expect("put back after each batch");
+            let (files, m) = (batch.to_vec(), manifest.clone());
+            let (root, dirs, written) = tokio::task::spawn_blocking(move || {
+                let written = files.iter().zip(&blobs).try_for_each(|(f, data)| -> Result<(), LoadError> {
+                    m.verify_file(f, data)?;
+                    write_entry(&root, &mut dirs, f, data).map_err(io(format!("unpacking `{}`", f.path)))
+                });
+                (root, dirs, written)
+            })
+            .await
+            .map_err(|e| LoadError::Invalid(format!("unpacking: {e}")))?;
+            written?;
+            writer = Some((root, dirs));
         }
         let dir = base.join(bundle);
         if std::fs::symlink_metadata(&dir).is_ok() {
