@@ -132,6 +132,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     };
     report(&engine, &spec, &source, deploy, &deploy_error);
 
+    let rememberer = crate::deploy::follow::Rememberer::spawn(prefix.clone());
     // Follow the cluster's deploys.
     let (deploy_tx, mut deploy_rx) = tokio::sync::mpsc::channel(4);
     let follow_cancel = tokio_util::sync::CancellationToken::new();
@@ -250,16 +251,10 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                     }
                 }
                 report(&engine, &spec, &source, deploy, &deploy_error);
-                // Remembered for a start without etcd: after the status, and off the loop's
-                // thread (it waits for the disk).
+                // Remembered for a start without etcd, in the background: the loop does not
+                // wait for the disk.
                 if let Some(ran) = ran_now {
-                    let p = prefix.clone();
-                    let id = ran.record.id;
-                    match tokio::task::spawn_blocking(move || crate::deploy::follow::remember(&p, &ran)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => warn!("remembering deploy {id} for a start without etcd: {e}"),
-                        Err(e) => warn!("remembering deploy {id} for a start without etcd: {e}"),
-                    }
+                    rememberer.remember(*ran);
                 }
             }
             Ok(()) = collected.changed() => {
@@ -305,6 +300,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         }
     };
     follow_cancel.cancel();
+    rememberer.finish(Duration::from_secs(2)).await;
     engine.shutdown().await;
     if let Some(c) = cluster {
         c.shutdown().await;

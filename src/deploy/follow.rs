@@ -577,6 +577,44 @@ fn parse_entry(dir: &Path, m: &Manifest, id: u64) -> Result<GraphSpec, LoadError
     yaml::parse(&text, &format!("deploy {id}: {}", m.entry)).map_err(|e| LoadError::Invalid(e.to_string()))
 }
 
+/// Writes `last-run.json` in the background, the newest deploy first, so that the agent's
+/// loop never waits for the disk (an fsync per agent per deploy); [`Rememberer::finish`]
+/// writes what is pending before the agent exits.
+pub struct Rememberer {
+    tx: tokio::sync::watch::Sender<Option<Arc<LastRun>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Rememberer {
+    pub fn spawn(prefix: PathBuf) -> Rememberer {
+        let (tx, mut rx) = tokio::sync::watch::channel(None::<Arc<LastRun>>);
+        let task = tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let Some(ran) = rx.borrow_and_update().clone() else { continue };
+                let (p, id) = (prefix.clone(), ran.record.id);
+                let written = tokio::task::spawn_blocking(move || remember(&p, &ran)).await;
+                if let Some(e) =
+                    written.map_or_else(|e| Some(e.to_string()), |r| r.err().map(|e| e.to_string()))
+                {
+                    warn!("remembering deploy {id} for a start without etcd: {e}");
+                }
+            }
+        });
+        Rememberer { tx, task }
+    }
+
+    /// Remember `ran` (a newer one replaces one not yet written).
+    pub fn remember(&self, ran: LastRun) {
+        self.tx.send_replace(Some(Arc::new(ran)));
+    }
+
+    /// Write what is pending (at most `grace`), then stop.
+    pub async fn finish(self, grace: Duration) {
+        drop(self.tx);
+        let _ = tokio::time::timeout(grace, self.task).await;
+    }
+}
+
 /// Remember the deploy the agent now runs, for [`spawn`] to run again when the agent starts
 /// while etcd is unreachable. Written whole or not at all (a temporary file renamed into
 /// place), readable by the agent alone.
