@@ -28,7 +28,7 @@ use tracing::{debug, error, info, warn};
 use super::bundle::{FileEntry, MAX_FILE_SIZE, MODE_EXECUTABLE, MODE_SYMLINK, Manifest};
 use super::store::{self, DeployKeys, DeployRecord, FetchError, RecordError};
 use crate::frontend::{GraphSpec, yaml};
-use crate::world::etcd::connect;
+use crate::world::etcd::{Backoff, connect};
 
 pub enum DeployEvent {
     /// A verified, unpacked and parsed deploy. Once the agent runs it, it hands `ran` to
@@ -184,23 +184,6 @@ pub async fn supervise<F, Fut>(
     }
 }
 
-/// Exponential backoff with jitter, so agents do not retry in step.
-struct Backoff(Duration);
-
-impl Backoff {
-    const MIN: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(2);
-
-    async fn wait(&mut self, cancel: &CancellationToken) {
-        let d = self.0.mul_f64(0.5 + fastrand::f64());
-        tokio::select! {
-            _ = tokio::time::sleep(d) => {}
-            _ = cancel.cancelled() => {}
-        }
-        self.0 = (self.0 * 2).min(Self::MAX);
-    }
-}
-
 /// What `deploy/latest` holds.
 #[derive(Debug, Clone, PartialEq)]
 enum Latest {
@@ -251,7 +234,7 @@ impl Follower {
 
     async fn run(self: Arc<Self>) {
         clean_leftovers(&self.prefix);
-        let mut backoff = Backoff(Backoff::MIN);
+        let mut backoff = Backoff::new();
         while !self.cancel.is_cancelled() {
             if let Err(e) = self.session(&mut backoff).await {
                 debug!("following deploys: {e:#}");
@@ -270,7 +253,7 @@ impl Follower {
         let mut want = Some(resp.kvs().first().map_or(Latest::Missing, |kv| parse_latest(kv.value())));
         let mut stream =
             c.watch(self.keys.latest(), Some(WatchOptions::new().with_start_revision(rev + 1))).await?;
-        *backoff = Backoff(Backoff::MIN);
+        backoff.reset();
         loop {
             if let Some(w) = want.take() {
                 // A newer deploy published while this one loads takes its place.
@@ -681,9 +664,6 @@ fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
     )?)
 }
 
-/// Write one verified entry below `root` without following any link: each parent directory
-/// is created and opened relative to the one before it (`O_NOFOLLOW`), and the entry itself
-/// is created new (`O_EXCL`, or `symlinkat`, which never follow).
 /// Files fetched side by side while unpacking, and the bytes they may hold together (a
 /// bigger file is fetched alone).
 const FETCH_BATCH_FILES: usize = 32;
@@ -734,6 +714,9 @@ impl Dirs {
     }
 }
 
+/// Write one verified entry below `root` without following any link: each parent directory
+/// is created and opened relative to the one before it (`O_NOFOLLOW`), and the entry itself
+/// is created new (`O_EXCL`, or `symlinkat`, which never follow).
 fn write_entry(root: &OwnedFd, dirs: &mut Dirs, f: &FileEntry, data: &[u8]) -> std::io::Result<()> {
     let (parent, name) = f.path.rsplit_once('/').unwrap_or(("", f.path.as_str()));
     let at = dirs.open(root, parent)?;

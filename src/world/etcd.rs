@@ -385,7 +385,7 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let d = self.0;
         self.0 = (self.0 * 2).min(Self::MAX);
-        d / 2 + d.mul_f64(random_unit() / 2.0)
+        d / 2 + d.mul_f64(fastrand::f64() / 2.0)
     }
     pub async fn wait(&mut self, cancel: &CancellationToken) {
         let d = self.next_delay();
@@ -397,14 +397,6 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.0 = Self::FIRST;
     }
-}
-
-/// A random number in [0, 1). std's `RandomState` is seeded randomly per thread and gives
-/// each instance new keys, which is random enough for jitter, without a dependency.
-fn random_unit() -> f64 {
-    use std::hash::BuildHasher;
-    let bits = std::hash::RandomState::new().hash_one(0u8) >> 11;
-    bits as f64 / (1u64 << 53) as f64
 }
 
 pub struct EtcdWorld {
