@@ -492,6 +492,37 @@ fn a_namespace_keeps_a_cluster_apart() {
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
     assert_eq!(v[0]["graph"], "nsx", "{v}");
+
+    // The connection flags work before the subcommand and after any subcommand, and from
+    // the environment; a flag beats the environment.
+    for argv in [
+        vec!["--seeds", e.url(), "--etcd-namespace", "/other", "status", "--json"],
+        vec!["--etcd-namespace", "/other", "status", "--json", "--seeds", e.url()],
+    ] {
+        let out = mgmt(&t, &argv);
+        out.assert_code(0);
+        assert!(
+            out.stdout.contains("\"nsx\"") && !out.stdout.contains("\"nsy\""),
+            "{argv:?}: {}",
+            out.stdout
+        );
+    }
+    let by_env = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mgmt"))
+            .args(["status", "--json"])
+            .args(extra)
+            .env("MGMT_SEEDS", e.url())
+            .env("MGMT_ETCD_NAMESPACE", "/other")
+            .output()
+            .expect("running mgmt status")
+    };
+    let out = by_env(&[]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"nsx\""), "{out:?}");
+    let out = by_env(&["--etcd-namespace", "/_mgmt"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"nsy\""), "{out:?}");
+    let out = mgmt(&t, &["deploy", "list", "--json", "--seeds", e.url(), "--etcd-namespace", "/other"]);
+    out.assert_code(0);
+    assert_eq!(out.stdout.trim(), "[]");
 }
 
 #[test]

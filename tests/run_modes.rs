@@ -556,3 +556,57 @@ fn an_unknown_log_level_is_a_usage_error() {
     assert_eq!(read(t.path("out/two")).as_deref(), Some("two\n"));
     assert!(!a.stderr().contains("INFO"), "info lines logged at --log-level warning:\n{}", a.stderr());
 }
+
+/// `--log-format json` (accepted after the frontend and its file, like every run flag) writes
+/// one JSON object per line, with the level and message as keys.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &two_files(&t));
+    let y = yaml.to_str().unwrap();
+    let a = Agent::spawn(
+        &t,
+        &["run", "yaml", y, "--tmp-prefix", "--converged-timeout", "1", "--log-format", "json"],
+    );
+    assert_eq!(a.wait_exit().code(), Some(0), "{}", a.stderr());
+    assert_eq!(read(t.path("out/two")).as_deref(), Some("two\n"));
+    let lines: Vec<serde_json::Value> = a
+        .stderr()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 2, "{}", a.stderr());
+    for l in &lines {
+        assert!(l["level"].is_string() && l["message"].is_string() && l["timestamp"].is_string(), "{l}");
+    }
+}
+
+/// Runs `mgmt ARGS` on a pseudo-terminal (util-linux `script`), where log lines are coloured
+/// unless `NO_COLOR` is set; returns what the terminal showed.
+fn on_a_terminal(t: &TestDir, args: &str, no_color: Option<&str>) -> String {
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &format!("{} {args}", env!("CARGO_BIN_EXE_mgmt")), "/dev/null"])
+        .current_dir(t.root())
+        .env("TMPDIR", t.path("tmp"))
+        .env_remove("MGMT_LOG")
+        .env_remove("NO_COLOR");
+    if let Some(v) = no_color {
+        cmd.env("NO_COLOR", v);
+    }
+    let out = cmd.output().expect("running script(1)");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Colour follows the terminal, and `NO_COLOR` (set and not empty) turns it off.
+#[test]
+fn no_color_turns_off_colour_on_a_terminal() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &two_files(&t));
+    let args = format!("run --tmp-prefix --no-watch yaml {}", yaml.display());
+    let coloured = on_a_terminal(&t, &args, None);
+    assert!(coloured.contains("\x1b["), "no colour on a terminal: {coloured:?}");
+    assert!(on_a_terminal(&t, &args, Some("")).contains("\x1b["), "an empty NO_COLOR counts as unset");
+    let plain = on_a_terminal(&t, &args, Some("1"));
+    assert!(plain.contains("INFO") && !plain.contains('\x1b'), "colour despite NO_COLOR: {plain:?}");
+}

@@ -26,11 +26,52 @@ pub fn default_prefix() -> PathBuf {
 #[derive(Parser, Debug)]
 #[command(name = "mgmt", version, about = "Real-time, closed-loop configuration management")]
 pub struct Cli {
-    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
-    #[arg(long, global = true, env = "MGMT_LOG", default_value = "info")]
+    /// Log filter: error, warn (or warning), info, debug, trace, off, or a tracing directive
+    /// such as `mgmt=debug`.
+    #[arg(
+        long,
+        global = true,
+        env = "MGMT_LOG",
+        default_value = "info",
+        value_name = "LEVEL",
+        help_heading = "Logging"
+    )]
     pub log_level: String,
+    /// Log line format: `text` for people, `json` for one JSON object per line.
+    #[arg(long, global = true, env = "MGMT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text,
+          value_name = "FORMAT", help_heading = "Logging")]
+    pub log_format: LogFormat,
+    /// Connection flags given before the subcommand (`mgmt --seeds URL status`); they may also
+    /// come after it, where they take precedence.
+    #[command(flatten)]
+    pub leading: LeadingClusterArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written to stderr.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line per event: time, level, message and fields; coloured on a terminal unless
+    /// `NO_COLOR` is set.
+    Text,
+    /// One JSON object per line, with the event's fields (a resource's `kind`, `name`, ...)
+    /// as keys.
+    Json,
+}
+
+/// `--seeds` and `--etcd-namespace` before the subcommand. Without an environment variable or
+/// a default: those belong to the subcommand's own [`ClusterArgs`], so that the help of each
+/// subcommand that talks to etcd shows them.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LeadingClusterArgs {
+    /// etcd client URLs, comma-separated (also accepted after the subcommand).
+    #[arg(long = "seeds", id = "leading_seeds", value_delimiter = ',', value_name = "URLS",
+          value_parser = crate::world::etcd::parse_seed)]
+    pub seeds: Option<Vec<String>>,
+    /// Key prefix of everything mgmt stores in etcd (also accepted after the subcommand).
+    #[arg(long = "etcd-namespace", id = "leading_etcd_namespace", value_name = "PREFIX")]
+    pub etcd_namespace: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,11 +125,15 @@ pub enum DeployCommand {
     },
     /// Every deploy, oldest first.
     List {
+        /// Print JSON (an array of deploy records) instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// One deploy: its record and manifest.
-    Show { id: u64 },
+    Show {
+        /// The deploy ID (see `mgmt deploy list`).
+        id: u64,
+    },
     /// Deploy an earlier deploy's bundle again, as a new deploy (by ID or commit).
     Rollback {
         /// A deploy ID, or a commit (or a unique prefix of one).
@@ -96,16 +141,17 @@ pub enum DeployCommand {
     },
 }
 
-/// Where the cluster is: shared by every command that talks to etcd.
+/// Where the cluster is: shared by every command that talks to etcd. Global within its
+/// command, so these flags are accepted after any of its subcommands too.
 #[derive(Args, Debug, Clone)]
 pub struct ClusterArgs {
-    /// etcd client URLs, comma-separated (e.g. http://127.0.0.1:2379). Without them an agent
-    /// runs standalone. The first that answers is used; another one if it stops answering.
-    #[arg(long, env = "MGMT_SEEDS", value_delimiter = ',', value_name = "URLS",
+    /// etcd client URLs, comma-separated (e.g. http://127.0.0.1:2379). The first that answers
+    /// is used, and another one if it stops answering.
+    #[arg(long, global = true, env = "MGMT_SEEDS", value_delimiter = ',', value_name = "URLS",
           value_parser = crate::world::etcd::parse_seed)]
     pub seeds: Vec<String>,
     /// Key prefix of everything mgmt stores in etcd.
-    #[arg(long, default_value = "/_mgmt", value_name = "PREFIX")]
+    #[arg(long, global = true, env = "MGMT_ETCD_NAMESPACE", default_value = "/_mgmt", value_name = "PREFIX")]
     pub etcd_namespace: String,
 }
 
@@ -129,32 +175,34 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// The flags of `mgmt run`. Global within `run`, so they are accepted after `yaml FILE` too.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// This host's name (default: the system hostname).
-    #[arg(long)]
+    #[arg(long, global = true, env = "MGMT_HOSTNAME", value_name = "NAME")]
     pub hostname: Option<String>,
     /// Directory for the agent's state (default: /var/lib/mgmt as root, ~/.cache/mgmt otherwise).
-    #[arg(long, conflicts_with = "tmp_prefix")]
+    #[arg(long, global = true, env = "MGMT_PREFIX", conflicts_with = "tmp_prefix", value_name = "DIR")]
     pub prefix: Option<PathBuf>,
     /// Use a fresh temporary directory as prefix, removed on exit.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub tmp_prefix: bool,
     /// Change nothing; report what would change, per resource.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub noop: bool,
     /// Exit once every resource has been idle for this many seconds (0 if all are in their
     /// desired state, 1 if any failed).
-    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(..=crate::engine::limits::MAX_INTERVAL_SECS))]
+    #[arg(long, global = true, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(..=crate::engine::limits::MAX_INTERVAL_SECS))]
     pub converged_timeout: Option<u64>,
     /// Check and apply every resource once, watch nothing, then exit.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_watch: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Seconds a dead agent stays registered in the cluster (its etcd lease).
     /// At most etcd's own maximum, 9,000,000,000 seconds.
-    #[arg(long, default_value_t = 10, value_name = "SECONDS",
+    #[arg(long, global = true, env = "MGMT_LEASE_TTL", default_value_t = 10, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(2..=crate::world::etcd::MAX_LEASE_TTL))]
     pub lease_ttl: u64,
     #[command(subcommand)]
@@ -193,8 +241,85 @@ pub fn log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> 
     tracing_subscriber::EnvFilter::try_new(level).map_err(|e| invalid(&format!(": {e}")))
 }
 
+/// Parses the command line, exiting with clap's message (status 2) on an error.
+pub fn parse() -> Cli {
+    try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+}
+
+/// Clap's parse, then the connection flags given before the subcommand merged into the
+/// subcommand's own: a flag after the subcommand wins, and either beats the environment.
+pub fn try_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    let sub = matches.subcommand().map(|(_, m)| m);
+    cli.merge_leading(sub)
+        .map_err(|msg| Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg))?;
+    Ok(cli)
+}
+
+impl Cli {
+    fn cluster_mut(&mut self) -> Option<&mut ClusterArgs> {
+        match &mut self.command {
+            Command::Run(a) => Some(&mut a.cluster),
+            Command::Status(a) => Some(&mut a.cluster),
+            Command::Deploy(a) => Some(&mut a.cluster),
+            Command::Etcd(_) => None,
+        }
+    }
+
+    fn merge_leading(&mut self, sub: Option<&clap::ArgMatches>) -> Result<(), String> {
+        let LeadingClusterArgs { seeds, etcd_namespace } = std::mem::take(&mut self.leading);
+        if seeds.is_none() && etcd_namespace.is_none() {
+            return Ok(());
+        }
+        let given_after =
+            |id: &str| sub.and_then(|m| m.value_source(id)) == Some(clap::parser::ValueSource::CommandLine);
+        let Some(cluster) = self.cluster_mut() else {
+            return Err("--seeds and --etcd-namespace do not apply to `mgmt etcd` (give etcd's own \
+                        flags after `etcd`)"
+                .to_string());
+        };
+        if let Some(seeds) = seeds.filter(|_| !given_after("seeds")) {
+            cluster.seeds = seeds;
+        }
+        if let Some(ns) = etcd_namespace.filter(|_| !given_after("etcd_namespace")) {
+            cluster.etcd_namespace = ns;
+        }
+        Ok(())
+    }
+}
+
+/// Whether log lines may carry colour: on a terminal, unless `NO_COLOR` is set to anything
+/// but the empty string (no-color.org).
+fn log_colour() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+fn init_logging(cli: &Cli) {
+    let filter = match log_filter(&cli.log_level) {
+        Ok(f) => f,
+        Err(msg) => {
+            use clap::CommandFactory;
+            Cli::command().error(clap::error::ErrorKind::InvalidValue, msg).exit()
+        }
+    };
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => fmt.with_target(false).with_ansi(log_colour()).init(),
+        LogFormat::Json => {
+            fmt.json().flatten_event(true).with_current_span(false).with_span_list(false).init()
+        }
+    }
+}
+
 pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     // Commands that print for a pipe end quietly when it closes (`mgmt deploy list | head`),
     // like other Unix tools. Not the agent: a closed pipe must not kill it.
     if matches!(cli.command, Command::Deploy(_) | Command::Status(_)) {
@@ -203,19 +328,7 @@ pub fn main() -> std::process::ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    let filter = match log_filter(&cli.log_level) {
-        Ok(f) => f,
-        Err(msg) => {
-            use clap::CommandFactory;
-            Cli::command().error(clap::error::ErrorKind::InvalidValue, msg).exit()
-        }
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&cli);
     // File checks run on the blocking pool. Its default of 512 threads makes a thousand
     // concurrent checks slower (thread creation, contention on one directory's lock, slow
     // exit), not faster: the disk is the limit. See BENCHMARKS.md.
@@ -247,7 +360,100 @@ pub fn main() -> std::process::ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::log_filter;
+    use super::{Command, DeployCommand, Frontend, log_filter, try_parse_from};
+
+    fn parse(line: &str) -> Result<super::Cli, clap::Error> {
+        try_parse_from(line.split_whitespace())
+    }
+
+    fn seeds_and_namespace(line: &str) -> (Vec<String>, String) {
+        let cli = parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let c = match cli.command {
+            Command::Run(a) => a.cluster,
+            Command::Status(a) => a.cluster,
+            Command::Deploy(a) => a.cluster,
+            Command::Etcd(_) => panic!("{line}: etcd has no cluster flags"),
+        };
+        (c.seeds, c.etcd_namespace)
+    }
+
+    #[test]
+    fn connection_flags_are_accepted_before_or_after_any_subcommand() {
+        let want = (vec!["http://127.0.0.1:1".to_string()], "/ns".to_string());
+        for line in [
+            "mgmt --seeds http://127.0.0.1:1 --etcd-namespace /ns status",
+            "mgmt status --seeds http://127.0.0.1:1 --etcd-namespace /ns",
+            "mgmt --seeds http://127.0.0.1:1 deploy list --etcd-namespace /ns",
+            "mgmt deploy list --seeds http://127.0.0.1:1 --etcd-namespace /ns",
+            "mgmt deploy --seeds http://127.0.0.1:1 show 3 --etcd-namespace /ns",
+            "mgmt --etcd-namespace /ns run yaml g.yaml --seeds http://127.0.0.1:1",
+            "mgmt run --seeds http://127.0.0.1:1 empty --etcd-namespace /ns",
+        ] {
+            assert_eq!(seeds_and_namespace(line), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_flag_after_the_subcommand_wins_over_one_before_it() {
+        let (seeds, ns) = seeds_and_namespace(
+            "mgmt --seeds http://127.0.0.1:1 --etcd-namespace /a status --seeds http://127.0.0.1:2",
+        );
+        assert_eq!((seeds, ns.as_str()), (vec!["http://127.0.0.1:2".to_string()], "/a"));
+    }
+
+    #[test]
+    fn connection_flags_do_not_apply_to_mgmt_etcd() {
+        let e = parse("mgmt --seeds http://127.0.0.1:1 etcd").unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(e.to_string().contains("do not apply to `mgmt etcd`"), "{e}");
+    }
+
+    #[test]
+    fn run_flags_are_accepted_after_the_frontend_and_its_file() {
+        let cli = parse("mgmt run yaml g.yaml --noop --no-watch --hostname h1 --tmp-prefix").unwrap();
+        let Command::Run(a) = cli.command else { panic!() };
+        assert!(a.noop && a.no_watch && a.tmp_prefix);
+        assert_eq!(a.hostname.as_deref(), Some("h1"));
+        assert!(matches!(a.frontend, Frontend::Yaml { .. }));
+    }
+
+    #[test]
+    fn log_flags_are_accepted_anywhere_and_bad_seeds_are_usage_errors() {
+        let cli = parse("mgmt deploy list --log-level debug --log-format json").unwrap();
+        assert_eq!((cli.log_level.as_str(), cli.log_format), ("debug", super::LogFormat::Json));
+        assert!(matches!(cli.command, Command::Deploy(d) if matches!(d.command, DeployCommand::List { .. })));
+        for bad in [
+            "mgmt status --seeds htp://x:1",
+            "mgmt --seeds http://h:99999 status",
+            "mgmt --log-format xml status",
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+    }
+
+    /// Every flag and argument of every command explains itself in `--help`.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let builtin = matches!(a.get_id().as_str(), "help" | "version");
+                if !builtin && !a.is_hide_set() && a.get_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = <super::Cli as clap::CommandFactory>::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "mgmt", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
 
     #[test]
     fn log_levels_and_directives_are_accepted() {

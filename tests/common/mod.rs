@@ -234,6 +234,8 @@ impl Agent {
             .current_dir(dir.root())
             .env("TMPDIR", dir.path("tmp"))
             .env_remove("MGMT_LOG")
+            .env_remove("MGMT_LOG_FORMAT")
+            .env_remove("NO_COLOR")
             .stdin(Stdio::null())
             .stdout(fs::File::create(&stdout).expect("creating stdout capture"))
             .stderr(fs::File::create(&stderr).expect("creating stderr capture"))
