@@ -3,11 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=./target/release/mgmt
-dir=/tmp/mgmt
-rm -rf "$dir"
-$bin run --tmp-prefix yaml examples/yaml/file1.yaml &
+# The example manages /tmp/mgmt; the demo runs a copy that manages a fresh directory instead,
+# so it never touches (or deletes) anything that was there before.
+work=$(mktemp -d)
+dir=$work/mgmt
+sed "s#/tmp/mgmt#$dir#g" examples/yaml/file1.yaml > "$work/graph.yaml"
+$bin run --tmp-prefix yaml "$work/graph.yaml" &
 pid=$!
-trap 'kill -INT $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+trap 'kill -INT $pid 2>/dev/null; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 show() { printf '\n$ %s\n' "$*"; eval "$*"; }
 wait_for() { for _ in $(seq 100); do eval "$1" && return 0; sleep 0.02; done; return 1; }
 wait_for '[ -f $dir/f3 ]'
