@@ -79,7 +79,9 @@ fn version_names_the_version_and_the_commit() {
 
 #[test]
 fn completion_scripts_are_printed_for_each_shell() {
-    for (shell, marker) in [("bash", "complete -F _mgmt"), ("zsh", "#compdef mgmt"), ("fish", "complete -c mgmt")] {
+    for (shell, marker) in
+        [("bash", "complete -F _mgmt"), ("zsh", "#compdef mgmt"), ("fish", "complete -c mgmt")]
+    {
         let script = mgmt(&["completion", shell]);
         assert!(script.contains(marker), "{shell}: no {marker:?} in:\n{script}");
         // Subcommands and their flags are completed.
