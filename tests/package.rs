@@ -200,6 +200,17 @@ fn the_debian_package_installs_and_its_agent_runs_a_deployed_graph() {
     // etcd's data is in the state directory the unit names.
     assert!(sb.path("/var/lib/mgmt/etcd/member").is_dir(), "no etcd data in /var/lib/mgmt/etcd");
 
+    // An upgrade (here: the same package again) restarts the agent on the new binary and
+    // leaves etcd running.
+    let pid = |unit: &str| sb.prop(unit, "MainPID");
+    let (agent_pid, etcd_pid) = (pid("mgmt.service"), pid("mgmt-etcd.service"));
+    sb.sh("dpkg -i /root/mgmt.deb");
+    if !eventually(|| !["0", agent_pid.as_str()].contains(&pid("mgmt.service").as_str()), DEADLINE) {
+        panic!("mgmt.service was not restarted by the upgrade\n{}", sb.journal("mgmt.service"));
+    }
+    wait_active(&sb, "mgmt.service");
+    assert_eq!(pid("mgmt-etcd.service"), etcd_pid);
+
     // Removing the package stops both units and keeps the operator's configuration.
     sb.sh("dpkg -r mgmt");
     assert_eq!(sb.systemctl(&["is-active", "mgmt.service"]), "inactive");

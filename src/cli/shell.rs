@@ -54,12 +54,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_version_names_the_commit() {
-        assert!(VERSION.starts_with(concat!(env!("CARGO_PKG_VERSION"), " (")), "{VERSION}");
-        assert!(VERSION.ends_with(')') && VERSION.len() > env!("CARGO_PKG_VERSION").len() + 3, "{VERSION}");
-    }
-
-    #[test]
     fn every_visible_command_gets_a_man_page_and_hidden_ones_none() {
         let dir = tempfile::tempdir().unwrap();
         write_manpages(dir.path()).unwrap();
