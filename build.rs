@@ -27,6 +27,12 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn from_git() -> Option<String> {
+    // The crate's own repository only, not one it is vendored into.
+    let top = PathBuf::from(git(&["rev-parse", "--show-toplevel"])?).canonicalize().ok()?;
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?).canonicalize().ok()?;
+    if top != manifest {
+        return None;
+    }
     let line = git(&["log", "-1", "--no-show-signature", "--format=%h %cs"])?;
     watch_head();
     Some(line)
