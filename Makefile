@@ -2,13 +2,14 @@
 # `make install` builds the release binary and installs it (stripped) with its systemd units,
 # environment files, shell completions and man pages: PREFIX (default /usr/local) and DESTDIR
 # as usual; `make install-files` does the same without building (BIN= names the binary).
+# `make uninstall` removes what `make install` installed, except the environment files.
 # `make deb` builds a Debian package of the same files (scripts/build-deb) into
 # $(TARGET_DIR)/deb. docs/install.md says what goes where.
 # `make fuzz` runs the property tests (tests/fuzz.rs and the path normaliser's) far longer than `cargo test` does:
 # PROPTEST_CASES cases of each property (slow ones proportionally fewer), in a debug build so
 # that arithmetic overflow panics too (roughly half an hour on two cores). FUZZ_CASES=N
 # overrides the default of 100000.
-.PHONY: deps build test lint unit demo bench fuzz install install-files deb
+.PHONY: deps build test lint unit demo bench fuzz install install-files uninstall deb
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
@@ -69,6 +70,12 @@ install-files:
 	chmod 0644 "$(DESTDIR)$(DATADIR)/bash-completion/completions/mgmt" \
 		"$(DESTDIR)$(DATADIR)/zsh/site-functions/_mgmt" \
 		"$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/mgmt.fish" "$(DESTDIR)$(MANDIR)/man1/"mgmt*.1
+
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/mgmt" "$(DESTDIR)$(UNITDIR)/mgmt.service" "$(DESTDIR)$(UNITDIR)/mgmt-etcd.service" \
+		"$(DESTDIR)$(DATADIR)/bash-completion/completions/mgmt" "$(DESTDIR)$(DATADIR)/zsh/site-functions/_mgmt" \
+		"$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/mgmt.fish" \
+		"$(DESTDIR)$(MANDIR)/man1/mgmt.1" "$(DESTDIR)$(MANDIR)/man1/"mgmt-*.1
 
 deb: build
 	./scripts/build-deb "$(BIN)" "$(TARGET_DIR)/deb"

@@ -92,7 +92,7 @@ fn completion_scripts_are_printed_for_each_shell() {
 }
 
 #[test]
-fn make_install_files_stages_everything_under_the_prefix_and_keeps_existing_config() {
+fn make_install_stages_everything_under_the_prefix_keeps_existing_config_and_uninstalls() {
     let t = TestDir::new();
     let dest = t.path("dest");
     // An operator's environment file is not replaced.
@@ -121,6 +121,23 @@ fn make_install_files_stages_everything_under_the_prefix_and_keeps_existing_conf
     assert!(fs::read_to_string(at("/etc/default/mgmt-etcd")).unwrap().contains("#ETCD_INITIAL_CLUSTER="));
     let man = fs::read_to_string(at("/usr/local/share/man/man1/mgmt-deploy-list.1")).unwrap();
     assert!(man.contains(".TH mgmt-deploy-list 1") && man.contains("json"), "{man}");
+
+    // `make uninstall` takes it all away again, but for the operator's configuration.
+    let out = Command::new("make")
+        .args(["-s", "-C", ROOT, "uninstall", &format!("DESTDIR={}", dest.display())])
+        .output()
+        .expect("running make");
+    ok("make uninstall", out);
+    let left: Vec<String> = walkdir::WalkDir::new(&dest)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| !e.file_type().is_dir())
+        .map(|e| e.path().strip_prefix(&dest).unwrap().display().to_string())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(
+        left.contains(&"etc/default/mgmt".to_string()) && left.contains(&"etc/default/mgmt-etcd".to_string())
+    );
 }
 
 /// Build the .deb from this test build's binary into `out`; its path.
