@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what building and testing mgmt needs on Debian: protoc (etcd client build), etcd
 # (cluster tests), git (deploy tests), systemd + dbus + util-linux (svc tests boot systemd in
-# a sandbox; the host's own init is never touched). Does nothing when everything is there.
+# a sandbox; the host's own init is never touched), dpkg-dev + binutils (scripts/build-deb and
+# its test: dpkg-shlibdeps, strip, readelf). Does nothing when everything is there.
 set -euo pipefail
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
@@ -13,6 +14,8 @@ command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)   # git2 builds its bundled libgit2
 command -v ps >/dev/null 2>&1 || need+=(procps)
+command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
+command -v readelf >/dev/null 2>&1 || need+=(binutils)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -6,6 +6,7 @@ pub mod etcd;
 pub mod graph_file;
 pub mod prefix;
 pub mod run;
+pub mod shell;
 pub mod status;
 
 use std::path::PathBuf;
@@ -24,7 +25,7 @@ pub fn default_prefix() -> PathBuf {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "mgmt", version, about = "Real-time, closed-loop configuration management")]
+#[command(name = "mgmt", version = shell::VERSION, about = "Real-time, closed-loop configuration management")]
 pub struct Cli {
     /// Log filter: error, warn (or warning), info, debug, trace, off, or a tracing directive
     /// such as `mgmt=debug`.
@@ -85,6 +86,11 @@ pub enum Command {
     /// Publish a graph from git (or a directory) as a verified bundle; list, show, roll back.
     #[command(after_help = DEPLOY_EXIT_STATUS)]
     Deploy(DeployArgs),
+    /// Print a shell completion script on stdout (try it: `source <(mgmt completion bash)`).
+    Completion(shell::CompletionArgs),
+    /// Write the man pages into a directory (used by `make install`).
+    #[command(hide = true)]
+    Manpages(shell::ManpagesArgs),
 }
 
 const DEPLOY_EXIT_STATUS: &str = "Exit status:\n  \
@@ -322,7 +328,7 @@ pub fn main() -> std::process::ExitCode {
     let cli = parse();
     // Commands that print for a pipe end quietly when it closes (`mgmt deploy list | head`),
     // like other Unix tools. Not the agent: a closed pipe must not kill it.
-    if matches!(cli.command, Command::Deploy(_) | Command::Status(_)) {
+    if matches!(cli.command, Command::Deploy(_) | Command::Status(_) | Command::Completion(_)) {
         // SAFETY: restoring the default disposition of a signal before any thread starts.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
@@ -345,6 +351,8 @@ pub fn main() -> std::process::ExitCode {
             Command::Etcd(args) => etcd::run(args),
             Command::Status(args) => status::run(args).await,
             Command::Deploy(args) => deploy::run(args).await,
+            Command::Completion(args) => shell::completion(args),
+            Command::Manpages(args) => shell::manpages(args),
         }
     });
     // Detached blocking work (a file write already under way) must not delay exit.
