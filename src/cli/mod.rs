@@ -274,7 +274,7 @@ impl Cli {
             Command::Run(a) => Some(&mut a.cluster),
             Command::Status(a) => Some(&mut a.cluster),
             Command::Deploy(a) => Some(&mut a.cluster),
-            Command::Etcd(_) => None,
+            Command::Etcd(_) | Command::Completion(_) | Command::Manpages(_) => None,
         }
     }
 
@@ -286,9 +286,11 @@ impl Cli {
         let given_after =
             |id: &str| sub.and_then(|m| m.value_source(id)) == Some(clap::parser::ValueSource::CommandLine);
         let Some(cluster) = self.cluster_mut() else {
-            return Err("--seeds and --etcd-namespace do not apply to `mgmt etcd` (give etcd's own \
-                        flags after `etcd`)"
-                .to_string());
+            let which = match self.command {
+                Command::Etcd(_) => "`mgmt etcd` (give etcd's own flags after `etcd`)",
+                _ => "this command",
+            };
+            return Err(format!("--seeds and --etcd-namespace do not apply to {which}"));
         };
         if let Some(seeds) = seeds.filter(|_| !given_after("seeds")) {
             cluster.seeds = seeds;
@@ -380,7 +382,7 @@ mod tests {
             Command::Run(a) => a.cluster,
             Command::Status(a) => a.cluster,
             Command::Deploy(a) => a.cluster,
-            Command::Etcd(_) => panic!("{line}: etcd has no cluster flags"),
+            _ => panic!("{line}: no cluster flags"),
         };
         (c.seeds, c.etcd_namespace)
     }
