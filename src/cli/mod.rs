@@ -71,6 +71,10 @@ pub struct DeployArgs {
     /// Deploy even if the live deploy already runs this commit and bundle.
     #[arg(long, global = true)]
     pub force: bool,
+    /// Build the bundle and check its graph as agents would, print what would be published,
+    /// and stop: nothing is written and etcd is not contacted (no --seeds needed).
+    #[arg(long, global = true)]
+    pub check: bool,
     #[command(subcommand)]
     pub command: DeployCommand,
 }

@@ -213,24 +213,35 @@ fn check_symlinks(files: &[FileEntry], contents: &[Vec<u8>]) -> Result<()> {
     Ok(())
 }
 
-/// Sort files and contents together, then check the manifest. A YAML entry must be a file:
-/// a directory is refused here rather than by every agent.
+/// The graph file a `yaml` entry naming a directory stands for.
+pub const DEFAULT_GRAPH: &str = "graph.yaml";
+
+/// A YAML entry that names a directory of the tree (`.` or `` for its root) stands for the
+/// [`DEFAULT_GRAPH`] in it; one without it is refused here rather than by every agent.
+fn yaml_entry(entry: &str, files: &[FileEntry]) -> Result<String> {
+    let dir = entry.trim_start_matches("./").trim_end_matches('/');
+    let dir = if dir == "." { "" } else { dir };
+    let below = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+    let is_dir = dir.is_empty() || (!files.iter().any(|f| f.path == dir) && files.iter().any(|f| f.path.starts_with(&below)));
+    if !is_dir {
+        return Ok(entry.to_string());
+    }
+    let graph = format!("{below}{DEFAULT_GRAPH}");
+    if !files.iter().any(|f| f.path == graph) {
+        bail!("`{}` is a directory without a {DEFAULT_GRAPH}; name the graph file", if dir.is_empty() { "." } else { dir });
+    }
+    Ok(graph)
+}
+
+/// Sort files and contents together, then check the manifest.
 fn build_manifest(
     frontend: &str,
     entry: &str,
     files: Vec<FileEntry>,
     contents: &mut Vec<Vec<u8>>,
 ) -> Result<Manifest> {
-    if frontend == "yaml" {
-        let dir = entry.trim_end_matches('/');
-        let below = format!("{dir}/");
-        if dir.is_empty()
-            || dir == "."
-            || (!files.iter().any(|f| f.path == entry) && files.iter().any(|f| f.path.starts_with(&below)))
-        {
-            bail!("`{}` is a directory, not a graph file", if dir.is_empty() { "." } else { dir });
-        }
-    }
+    let entry = if frontend == "yaml" { yaml_entry(entry, &files)? } else { entry.to_string() };
+    let entry = entry.as_str();
     let mut pairs: Vec<(FileEntry, Vec<u8>)> = files.into_iter().zip(std::mem::take(contents)).collect();
     pairs.sort_by(|a, b| a.0.path.cmp(&b.0.path));
     let (files, data): (Vec<FileEntry>, Vec<Vec<u8>>) = pairs.into_iter().unzip();
