@@ -63,6 +63,7 @@ pub fn from_git(start: &Path, frontend: &str, entry: &str, rev: Option<&str>) ->
     let repo = Repository::discover(start).with_context(|| {
         format!("{} is not in a git repository (use --no-git to deploy a directory)", start.display())
     })?;
+    add_quarantine(&repo)?;
     if rev.is_none() && !repo.is_bare() {
         let dirty = dirty_paths(&repo)?;
         if !dirty.is_empty() {
@@ -128,6 +129,28 @@ pub fn from_git(start: &Path, frontend: &str, entry: &str, rev: Option<&str>) ->
         subject: commit.summary().unwrap_or("").to_string(),
     };
     Ok(Built { manifest, contents, commit: Some(info) })
+}
+
+/// In a pre-receive hook the pushed objects are not in the repository yet, but in a
+/// quarantine directory that git names in `GIT_OBJECT_DIRECTORY` (with the repository's own
+/// objects in `GIT_ALTERNATE_OBJECT_DIRECTORIES`). libgit2 reads neither variable, so they
+/// are added as alternates of the object database.
+fn add_quarantine(repo: &Repository) -> Result<()> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("GIT_OBJECT_DIRECTORY").map(PathBuf::from).into_iter().collect();
+    if let Some(alt) = std::env::var_os("GIT_ALTERNATE_OBJECT_DIRECTORIES") {
+        dirs.extend(std::env::split_paths(&alt));
+    }
+    let dirs: Vec<PathBuf> = dirs.into_iter().filter(|d| d.is_dir()).collect();
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let odb = repo.odb().context("opening the object database")?;
+    for d in dirs {
+        let d = d.canonicalize().unwrap_or(d);
+        odb.add_disk_alternate(&d.to_string_lossy())
+            .with_context(|| format!("adding the objects of {} (GIT_OBJECT_DIRECTORY)", d.display()))?;
+    }
+    Ok(())
 }
 
 /// Where `file` is relative to the root of the repository's work tree.
