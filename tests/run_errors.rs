@@ -375,7 +375,7 @@ fn a_graph_file_that_is_not_a_regular_file_is_refused() {
     let t = TestDir::new();
     let out = t.run_to_end(&["--converged-timeout", "1"], t.root());
     out.assert_code(1).assert_stderr_has(&format!(
-        "mgmt: error: graph file {} is a directory, not a regular file",
+        "mgmt: error: `{}` is a directory without a graph.yaml; name the graph file",
         t.root().display()
     ));
     let fifo = t.path("fifo.yaml");
