@@ -782,6 +782,12 @@ fn an_agent_names_the_deploy_it_refuses_once() {
         status(&e)[0]["deploy_error"].as_str().is_some_and(|m| m.starts_with("deploy 2: graph.yaml:1:"))
     });
     assert_eq!(a.count("deploy 2: deploy 2"), 0, "{}", a.stderr());
+    // Nor can it be rolled back to.
+    let r = mgmt(Path::new("/"), &["deploy", "--seeds", &e.url, "rollback", "2"]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("deploy 2's graph would be refused by agents: graph.yaml:1:"), "{stderr}");
+    assert_eq!(e.get_prefix("/_mgmt/deploy/latest")[0].1, "2");
 }
 
 #[test]

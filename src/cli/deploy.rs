@@ -64,6 +64,7 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
             Ok(0)
         }
         DeployCommand::Rollback { target } => rollback(&args, &keys, target).await,
+        DeployCommand::Lang(u) => u.refuse(),
     };
     r.map_err(explain)
 }

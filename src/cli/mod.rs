@@ -98,6 +98,31 @@ pub enum DeployCommand {
         /// A deploy ID, or a commit (or a unique prefix of one).
         target: String,
     },
+    /// Upstream mgmt's language: not supported (refused with a hint).
+    #[command(hide = true)]
+    Lang(UnsupportedFrontend),
+}
+
+/// What follows a frontend that is not supported; refused whatever it is.
+#[derive(Args, Debug, Clone)]
+pub struct UnsupportedFrontend {
+    /// Anything.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+impl UnsupportedFrontend {
+    /// A command-line error (exit 2) naming the frontends there are.
+    pub fn refuse(&self) -> ! {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::InvalidSubcommand,
+                "the `lang` frontend (mgmt's language) is not supported; graphs are YAML files: \
+                 `yaml FILE` (or `yaml DIR` for DIR/graph.yaml), see docs/yaml.md",
+            )
+            .exit()
+    }
 }
 
 /// Where the cluster is: shared by every command that talks to etcd.
@@ -174,6 +199,9 @@ pub enum Frontend {
     },
     /// Run the cluster's newest deploy and each later one (needs --seeds).
     Empty,
+    /// Upstream mgmt's language: not supported (refused with a hint).
+    #[command(hide = true)]
+    Lang(UnsupportedFrontend),
 }
 
 /// The log filter for `--log-level`: a level (`warning` is `warn`), or a tracing directive

@@ -42,6 +42,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let file: Option<PathBuf> = match &args.frontend {
         Frontend::Yaml { file } => Some(graph_file::graph_arg(file)?),
         Frontend::Empty => None,
+        Frontend::Lang(u) => u.refuse(),
     };
     let file = file.as_ref();
     if file.is_none() && args.cluster.seeds.is_empty() {
