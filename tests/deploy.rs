@@ -729,9 +729,18 @@ fn a_commit_agents_would_refuse_is_not_published() {
     let escapes = graph(&out, "x").replace("    content: \"x\\n\"\n", "    source: ../outside.conf\n");
     let cases = [
         ("this: [is broken\n".to_string(), "graph.yaml:1:"),
-        (graph(&out, "x").replace("content:", "contnet:"), "graph.yaml:6:5: file[conf]: unknown field `contnet`"),
-        (no_source, "graph.yaml:6:13: file[conf]: field `source`: `files/app.conf` is not a file of the deployed bundle"),
-        (escapes, "graph.yaml:6:13: file[conf]: field `source`: `../outside.conf` must stay inside the graph's directory"),
+        (
+            graph(&out, "x").replace("content:", "contnet:"),
+            "graph.yaml:6:5: file[conf]: unknown field `contnet`",
+        ),
+        (
+            no_source,
+            "graph.yaml:6:13: file[conf]: field `source`: `files/app.conf` is not a file of the deployed bundle",
+        ),
+        (
+            escapes,
+            "graph.yaml:6:13: file[conf]: field `source`: `../outside.conf` must stay inside the graph's directory",
+        ),
     ];
     for (text, want) in cases {
         fs::write(repo.join("graph.yaml"), &text).unwrap();

@@ -154,12 +154,17 @@ fn a_directory_as_the_entry_stands_for_its_graph_yaml() {
             .current_dir(t.path())
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     // (--no-git bundles the graph file's directory: there the entry is at the root.)
-    for (args, entry) in
-        [(&["--commit", "HEAD", "yaml", "app"][..], "app/graph.yaml"), (&["--no-git", "yaml", "app/"], "graph.yaml")]
-    {
+    for (args, entry) in [
+        (&["--commit", "HEAD", "yaml", "app"][..], "app/graph.yaml"),
+        (&["--no-git", "yaml", "app/"], "graph.yaml"),
+    ] {
         let (code, stdout, stderr) = run(args);
         assert_eq!(code, Some(0), "{args:?}: {stderr}");
         assert!(stdout.starts_with(&format!("valid {entry} (graph `g`, 0 resources)")), "{args:?}: {stdout}");

@@ -15,7 +15,8 @@ fn bare_with_hook(t: &TestDir) -> (PathBuf, PathBuf) {
     let bare = t.path("app.git");
     fs::create_dir(&bare).unwrap();
     git(&bare, &["init", "-q", "--bare", "-b", "main"]);
-    fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/pre-receive"), bare.join("hooks/pre-receive")).unwrap();
+    fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/pre-receive"), bare.join("hooks/pre-receive"))
+        .unwrap();
     git(&bare, &["config", "mgmt.binary", env!("CARGO_BIN_EXE_mgmt")]);
     git(t.root(), &["clone", "-q", bare.to_str().unwrap(), "work"]);
     (bare, t.path("work"))
@@ -26,7 +27,8 @@ fn push(work: &Path, to: &str) -> Output {
 }
 
 fn branch(bare: &Path, name: &str) -> Option<String> {
-    let out = Command::new("git").args(["rev-parse", "--verify", "-q", name]).current_dir(bare).output().unwrap();
+    let out =
+        Command::new("git").args(["rev-parse", "--verify", "-q", name]).current_dir(bare).output().unwrap();
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
@@ -57,10 +59,8 @@ fn a_push_whose_graph_agents_would_refuse_is_rejected_and_the_branch_stays() {
     assert!(!there.success(), "the refused commit is in the repository");
 
     // A graph that parses but names a file the commit does not hold: rejected, located.
-    let missing = format!(
-        "{}    source: files/app.conf\n",
-        graph(&out, "x").replace("    content: \"x\\n\"\n", "")
-    );
+    let missing =
+        format!("{}    source: files/app.conf\n", graph(&out, "x").replace("    content: \"x\\n\"\n", ""));
     fs::write(work.join("graph.yaml"), &missing).unwrap();
     git(&work, &["commit", "-qam", "a source that is not there"]);
     let p = push(&work, "main");

@@ -729,5 +729,7 @@ fn a_relative_source_may_not_leave_the_graphs_directory() {
     // The managed path itself must still be absolute.
     let yaml = "graph: rel\nresources:\n  file:\n  - name: f\n    path: out/f\n    content: x\n";
     let g = t.write_yaml("conf/g.yaml", yaml);
-    t.run_to_end(&["--no-watch"], &g).assert_code(1).assert_stderr_has("field `path`: `out/f` must be an absolute path");
+    t.run_to_end(&["--no-watch"], &g)
+        .assert_code(1)
+        .assert_stderr_has("field `path`: `out/f` must be an absolute path");
 }

@@ -283,8 +283,9 @@ async fn rollback(args: &DeployArgs, keys: &DeployKeys, target: &str) -> Result<
     let to = pick(&history, target)?.clone();
     // The bundle must still be whole, and pass the checks of this version's agents, before
     // anyone is asked to run it.
-    let (m, contents) =
-        store::fetch_bundle(&mut c, keys, &to.bundle).await.with_context(|| format!("deploy {}'s bundle", to.id))?;
+    let (m, contents) = store::fetch_bundle(&mut c, keys, &to.bundle)
+        .await
+        .with_context(|| format!("deploy {}'s bundle", to.id))?;
     check(&m, &contents).with_context(|| format!("deploy {}'s graph would be refused by agents", to.id))?;
     let new = NewDeploy {
         bundle: to.bundle.clone(),
@@ -384,7 +385,11 @@ fn build(file: &std::path::Path, no_git: bool, commit: Option<&str>) -> Result<B
     let file = if file.is_dir() {
         joined = file.join(source::DEFAULT_GRAPH);
         if commit.is_none() && !joined.exists() {
-            bail!("`{}` is a directory without a {}; name the graph file", file.display(), source::DEFAULT_GRAPH);
+            bail!(
+                "`{}` is a directory without a {}; name the graph file",
+                file.display(),
+                source::DEFAULT_GRAPH
+            );
         }
         joined.as_path()
     } else {

@@ -54,7 +54,9 @@ pub fn base_of(path: &Path) -> Result<crate::frontend::base::Base, GraphFileErro
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let dir = dir.canonicalize().map_err(|source| GraphFileError::Io { path: path.display().to_string(), source })?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|source| GraphFileError::Io { path: path.display().to_string(), source })?;
     Ok(crate::frontend::base::Base::dir(dir))
 }
 

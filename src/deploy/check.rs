@@ -20,23 +20,35 @@ pub enum CheckError {
     #[error("the entry `{0}` is not a file of the bundle")]
     NoEntry(String),
     #[error(transparent)]
-    Graph(#[from] FrontendError),
+    Graph(Box<FrontendError>),
     #[error("{file}: {source}")]
     Assemble { file: String, source: GraphError },
+}
+
+impl From<FrontendError> for CheckError {
+    fn from(e: FrontendError) -> CheckError {
+        CheckError::Graph(Box::new(e))
+    }
 }
 
 /// The entry `entry` of a bundle (its bytes `text`; the bundle's files `files`), parsed and
 /// validated as an agent runs it: the YAML frontend with relative paths resolved against
 /// the entry's directory in the bundle unpacked at `root` (and required to be in the
 /// bundle), then assembled into a graph (duplicates, edges, cycles, exports).
-pub fn check_entry(text: &[u8], entry: &str, files: &[FileEntry], root: &Path) -> Result<GraphSpec, CheckError> {
+pub fn check_entry(
+    text: &[u8],
+    entry: &str,
+    files: &[FileEntry],
+    root: &Path,
+) -> Result<GraphSpec, CheckError> {
     if !files.iter().any(|f| f.path == entry && f.mode != MODE_SYMLINK) {
         return Err(CheckError::NoEntry(entry.to_string()));
     }
     let base = Base::bundle(root, entry, files.iter().map(|f| (f.path.as_str(), f.mode == MODE_SYMLINK)));
     let text = yaml::text_of(text, entry)?;
     let spec = yaml::parse_at(text, entry, Some(&base))?;
-    assemble(&spec, CHECK_HOST, &[]).map_err(|source| CheckError::Assemble { file: entry.to_string(), source })?;
+    assemble(&spec, CHECK_HOST, &[])
+        .map_err(|source| CheckError::Assemble { file: entry.to_string(), source })?;
     Ok(spec)
 }
 

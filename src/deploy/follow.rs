@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::bundle::{FileEntry, MAX_FILE_SIZE, MODE_EXECUTABLE, MODE_SYMLINK, Manifest};
-use super::store::{self, DeployKeys, DeployRecord, FetchError, RecordError};
 use super::check::check_entry;
+use super::store::{self, DeployKeys, DeployRecord, FetchError, RecordError};
 use crate::frontend::GraphSpec;
 use crate::world::etcd::{Backoff, connect};
 

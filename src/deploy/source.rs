@@ -136,7 +136,8 @@ pub fn from_git(start: &Path, frontend: &str, entry: &str, rev: Option<&str>) ->
 /// objects in `GIT_ALTERNATE_OBJECT_DIRECTORIES`). libgit2 reads neither variable, so they
 /// are added as alternates of the object database.
 fn add_quarantine(repo: &Repository) -> Result<()> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("GIT_OBJECT_DIRECTORY").map(PathBuf::from).into_iter().collect();
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("GIT_OBJECT_DIRECTORY").map(PathBuf::from).into_iter().collect();
     if let Some(alt) = std::env::var_os("GIT_ALTERNATE_OBJECT_DIRECTORIES") {
         dirs.extend(std::env::split_paths(&alt));
     }
@@ -245,13 +246,17 @@ fn yaml_entry(entry: &str, files: &[FileEntry]) -> Result<String> {
     let dir = entry.trim_start_matches("./").trim_end_matches('/');
     let dir = if dir == "." { "" } else { dir };
     let below = if dir.is_empty() { String::new() } else { format!("{dir}/") };
-    let is_dir = dir.is_empty() || (!files.iter().any(|f| f.path == dir) && files.iter().any(|f| f.path.starts_with(&below)));
+    let is_dir = dir.is_empty()
+        || (!files.iter().any(|f| f.path == dir) && files.iter().any(|f| f.path.starts_with(&below)));
     if !is_dir {
         return Ok(entry.to_string());
     }
     let graph = format!("{below}{DEFAULT_GRAPH}");
     if !files.iter().any(|f| f.path == graph) {
-        bail!("`{}` is a directory without a {DEFAULT_GRAPH}; name the graph file", if dir.is_empty() { "." } else { dir });
+        bail!(
+            "`{}` is a directory without a {DEFAULT_GRAPH}; name the graph file",
+            if dir.is_empty() { "." } else { dir }
+        );
     }
     Ok(graph)
 }

@@ -102,7 +102,10 @@ pub fn normal_relative(p: &str) -> Result<String, String> {
         return Err(format!("`{}` is not a relative path", shown(p)));
     }
     if p.starts_with('~') {
-        return Err(format!("`{}`: `~` is not expanded; give a path relative to the graph's directory", shown(p)));
+        return Err(format!(
+            "`{}`: `~` is not expanded; give a path relative to the graph's directory",
+            shown(p)
+        ));
     }
     let mut parts = Vec::new();
     for part in p.split('/') {
@@ -151,8 +154,12 @@ mod tests {
 
     #[test]
     fn in_a_bundle_paths_are_relative_to_the_entry_and_must_be_in_it() {
-        let files =
-            [("deploy/graph.yaml", false), ("deploy/files/app.conf", false), ("deploy/link", true), ("top.conf", false)];
+        let files = [
+            ("deploy/graph.yaml", false),
+            ("deploy/files/app.conf", false),
+            ("deploy/link", true),
+            ("top.conf", false),
+        ];
         let b = Base::bundle(Path::new("/p/deploys/abc"), "deploy/graph.yaml", files);
         assert_eq!(b.resolve("files/app.conf", Want::File).unwrap(), "/p/deploys/abc/deploy/files/app.conf");
         assert_eq!(b.resolve("files", Want::Dir).unwrap(), "/p/deploys/abc/deploy/files");
@@ -165,7 +172,8 @@ mod tests {
         assert!(b.resolve("files", Want::File).is_err());
         assert!(b.resolve("files/app.conf/", Want::Dir).is_err());
         assert!(b.resolve("top.conf", Want::File).is_err());
-        let root = Base::bundle(Path::new("/b"), "graph.yaml", [("graph.yaml", false), ("files/app.conf", false)]);
+        let root =
+            Base::bundle(Path::new("/b"), "graph.yaml", [("graph.yaml", false), ("files/app.conf", false)]);
         assert_eq!(root.resolve("files/app.conf", Want::File).unwrap(), "/b/files/app.conf");
     }
 }
