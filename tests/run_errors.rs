@@ -232,8 +232,8 @@ fn exec_and_timer_params_are_validated() {
     );
     rejects("  exec:\n  - name: e\n    cmd: \"   \"\n", "9:10: exec[e]: field `cmd`: must not be empty");
     rejects(
-        "  exec:\n  - name: e\n    cmd: \"true\"\n    cwd: rel\n",
-        "10:10: exec[e]: field `cwd`: `rel` must be an absolute path",
+        "  exec:\n  - name: e\n    cmd: \"true\"\n    cwd: ../rel\n",
+        "10:10: exec[e]: field `cwd`: `../rel` must stay inside the graph's directory: `..` is not allowed",
     );
     rejects(
         "  exec:\n  - name: e\n    cmd: \"true\"\n    timeout: 0\n",
