@@ -816,7 +816,11 @@ fn a_deployed_graph_uses_the_files_deployed_with_it() {
     fs::create_dir(&out).unwrap();
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-qm", "graph and its files"]);
-    let a = agent(&t, &e, "h1");
+    // The agent's prefix is relative (to the test directory, where agents start).
+    let a = Agent::spawn(
+        &t,
+        &["run", "--seeds", &e.url, "--hostname", "h1", "--prefix", "./state/../state", "empty"],
+    );
     // A directory names its graph.yaml.
     assert_eq!(deploy(&e, &repo, &["yaml", "app"]), 1);
     assert_eq!(history(&e)[0].entry, "app/graph.yaml");

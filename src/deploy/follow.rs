@@ -559,7 +559,9 @@ fn parse_entry(dir: &Path, m: &Manifest) -> Result<GraphSpec, LoadError> {
         .ok_or_else(|| LoadError::Invalid(format!("the entry `{}` is not a file", m.entry)))?;
     let path = Manifest::local_path(dir, f);
     let text = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
-    check_entry(&text, &m.entry, &m.files, dir).map_err(|e| LoadError::Invalid(e.to_string()))
+    // Paths in a graph are absolute and without `..`, whatever `--prefix` was given.
+    let root = dir.canonicalize().map_err(io(format!("resolving {}", dir.display())))?;
+    check_entry(&text, &m.entry, &m.files, &root).map_err(|e| LoadError::Invalid(e.to_string()))
 }
 
 /// Writes `last-run.json` in the background, the newest deploy first, so that the agent's
