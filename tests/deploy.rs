@@ -271,9 +271,20 @@ fn a_push_deploys_through_the_hook_and_other_branches_do_nothing() {
     assert!(!String::from_utf8_lossy(&push.stderr).contains("mgmt: deploy"));
     assert_eq!(history(&e).len(), 1);
 
-    // A failing deploy says why, and the push still goes through.
+    // A graph agents would refuse is not deployed: the pusher sees where it is wrong.
     fs::write(work.join("graph.yaml"), "graph: [unclosed\n").unwrap();
     git(&work, &["commit", "-qam", "broken"]);
+    let push = Command::new("git").args(["push", "origin", "HEAD:main"]).current_dir(&work).output().unwrap();
+    let said = String::from_utf8_lossy(&push.stderr);
+    assert!(push.status.success(), "{said}");
+    assert!(said.contains("remote: mgmt: error: graph.yaml:1:"), "{said}");
+    assert!(said.contains("the deploy failed; the push itself went through"), "{said}");
+    assert_eq!(history(&e).len(), 1);
+
+    // A failing deploy says why, and the push still goes through.
+    fs::write(work.join("other.yaml"), "graph: x\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-qm", "another"]);
     git(&bare, &["config", "mgmt.graph", "missing.yaml"]);
     let push = Command::new("git").args(["push", "origin", "HEAD:main"]).current_dir(&work).output().unwrap();
     let said = String::from_utf8_lossy(&push.stderr);
