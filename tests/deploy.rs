@@ -808,6 +808,15 @@ fn an_agent_names_the_deploy_it_refuses_once() {
     assert_eq!(r.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("deploy 2's graph would be refused by agents: graph.yaml:1:"), "{stderr}");
     assert_eq!(e.get_prefix("/_mgmt/deploy/latest")[0].1, "2");
+    // A rollback checked only publishes nothing.
+    // (The agent writes its status meanwhile: only deploys and blobs are compared.)
+    let deploys = || (e.get_prefix("/_mgmt/deploy/"), e.get_prefix("/_mgmt/storage/"));
+    let before = deploys();
+    let r = mgmt(Path::new("/"), &["deploy", "--seeds", &e.url, "rollback", "1", "--check"]);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(stdout.contains("valid graph.yaml (graph `app`, 1 resources)\nrollback to deploy 1"), "{stdout}");
+    assert_eq!(deploys(), before);
 }
 
 #[test]

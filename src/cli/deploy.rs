@@ -286,7 +286,14 @@ async fn rollback(args: &DeployArgs, keys: &DeployKeys, target: &str) -> Result<
     let (m, contents) = store::fetch_bundle(&mut c, keys, &to.bundle)
         .await
         .with_context(|| format!("deploy {}'s bundle", to.id))?;
-    check(&m, &contents).with_context(|| format!("deploy {}'s graph would be refused by agents", to.id))?;
+    let spec = check(&m, &contents)
+        .with_context(|| format!("deploy {}'s graph would be refused by agents", to.id))?;
+    if args.check {
+        println!("valid {} (graph `{}`, {} resources)", m.entry, spec.name, spec.resources.len());
+        println!("rollback to deploy {} (bundle {})", to.id, to.bundle);
+        eprintln!("mgmt: checked only (--check): nothing was published");
+        return Ok(0);
+    }
     let new = NewDeploy {
         bundle: to.bundle.clone(),
         frontend: to.frontend.clone(),

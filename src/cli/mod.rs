@@ -72,7 +72,8 @@ pub struct DeployArgs {
     #[arg(long, global = true)]
     pub force: bool,
     /// Build the bundle and check its graph as agents would, print what would be published,
-    /// and stop: nothing is written and etcd is not contacted (no --seeds needed).
+    /// and stop: nothing is written and etcd is not contacted (no --seeds needed). With
+    /// `rollback`: check the target's bundle and graph, and publish nothing.
     #[arg(long, global = true)]
     pub check: bool,
     #[command(subcommand)]
