@@ -271,9 +271,20 @@ fn a_push_deploys_through_the_hook_and_other_branches_do_nothing() {
     assert!(!String::from_utf8_lossy(&push.stderr).contains("mgmt: deploy"));
     assert_eq!(history(&e).len(), 1);
 
-    // A failing deploy says why, and the push still goes through.
+    // A graph agents would refuse is not deployed: the pusher sees where it is wrong.
     fs::write(work.join("graph.yaml"), "graph: [unclosed\n").unwrap();
     git(&work, &["commit", "-qam", "broken"]);
+    let push = Command::new("git").args(["push", "origin", "HEAD:main"]).current_dir(&work).output().unwrap();
+    let said = String::from_utf8_lossy(&push.stderr);
+    assert!(push.status.success(), "{said}");
+    assert!(said.contains("remote: mgmt: error: graph.yaml:1:"), "{said}");
+    assert!(said.contains("the deploy failed; the push itself went through"), "{said}");
+    assert_eq!(history(&e).len(), 1);
+
+    // A failing deploy says why, and the push still goes through.
+    fs::write(work.join("other.yaml"), "graph: x\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-qm", "another"]);
     git(&bare, &["config", "mgmt.graph", "missing.yaml"]);
     let push = Command::new("git").args(["push", "origin", "HEAD:main"]).current_dir(&work).output().unwrap();
     let said = String::from_utf8_lossy(&push.stderr);
@@ -705,4 +716,140 @@ fn a_bundle_fetch_cut_by_an_etcd_failure_is_retried_until_it_runs() {
     assert_eq!(proxy.cuts.load(Ordering::SeqCst), 1, "the fetch was never cut");
     assert_eq!(a.count("refused"), 0, "{}", a.stderr());
     a.wait_log("deploy 2: etcd did not answer while fetching it");
+}
+
+// ---- What is checked before publishing, and files deployed with a graph.
+
+/// etcd's revision: it moves with every write.
+fn revision(e: &Etcd) -> i64 {
+    let v: serde_json::Value = serde_json::from_str(&e.etcdctl(&["get", "/", "-w", "json"])).unwrap();
+    v["header"]["revision"].as_i64().unwrap()
+}
+
+#[test]
+fn a_commit_agents_would_refuse_is_not_published() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "good");
+    assert_eq!(deploy(&e, &repo, &["yaml", "graph.yaml"]), 1);
+    let before = (e.get_prefix("/_mgmt/"), revision(&e));
+
+    let no_source = graph(&out, "x").replace("    content: \"x\\n\"\n", "    source: files/app.conf\n");
+    let escapes = graph(&out, "x").replace("    content: \"x\\n\"\n", "    source: ../outside.conf\n");
+    let cases = [
+        ("this: [is broken\n".to_string(), "graph.yaml:1:"),
+        (
+            graph(&out, "x").replace("content:", "contnet:"),
+            "graph.yaml:6:5: file[conf]: unknown field `contnet`",
+        ),
+        (
+            no_source,
+            "graph.yaml:6:13: file[conf]: field `source`: `files/app.conf` is not a file of the deployed bundle",
+        ),
+        (
+            escapes,
+            "graph.yaml:6:13: file[conf]: field `source`: `../outside.conf` must stay inside the graph's directory",
+        ),
+    ];
+    for (text, want) in cases {
+        fs::write(repo.join("graph.yaml"), &text).unwrap();
+        git(&repo, &["commit", "-qam", "refused"]);
+        for check in [false, true] {
+            let mut args = vec!["deploy", "--seeds", &e.url, "yaml", "graph.yaml"];
+            if check {
+                args.push("--check");
+            }
+            let r = mgmt(&repo, &args);
+            let stderr = String::from_utf8_lossy(&r.stderr);
+            assert_eq!(r.status.code(), Some(1), "{want}: {stderr}");
+            assert!(stderr.contains(&format!("mgmt: error: {want}")), "{want}: {stderr}");
+            assert!(r.stdout.is_empty(), "{want}: {}", String::from_utf8_lossy(&r.stdout));
+        }
+        // Nothing was written: no blob, no record, the same `deploy/latest`.
+        assert_eq!((e.get_prefix("/_mgmt/"), revision(&e)), before, "{want}");
+    }
+
+    // --check of a good commit says what would be published, without etcd at all.
+    let c = commit(&repo, &out, "checked");
+    let r = mgmt(&repo, &["deploy", "--check", "yaml", "graph.yaml"]);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(stdout.starts_with("valid graph.yaml (graph `app`, 1 resources)\n"), "{stdout}");
+    assert!(stdout.contains(&format!("commit {c}\nbundle ")), "{stdout}");
+    assert_eq!((e.get_prefix("/_mgmt/"), revision(&e)), before);
+    assert_eq!(deploy(&e, &repo, &["yaml", "graph.yaml"]), 2);
+}
+
+/// A bundle whose graph does not parse (published by hand: `mgmt deploy` refuses it) is
+/// refused by the agent with the error once, prefixed by the deploy's ID once.
+#[test]
+fn an_agent_names_the_deploy_it_refuses_once() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "good");
+    deploy(&e, &repo, &["yaml", "graph.yaml"]);
+    let a = agent(&t, &e, "h1");
+    a.wait_content(&out.join("app.conf"), "good\n");
+    let broken = "this: [is broken\n";
+    put_blob(&e, broken);
+    craft(&e, 2, vec![file_entry("graph.yaml", MODE_FILE, broken)]);
+    a.wait_log("ERROR deploy 2 refused: graph.yaml:1:");
+    a.wait_for("the refusal in the host status", || {
+        status(&e)[0]["deploy_error"].as_str().is_some_and(|m| m.starts_with("deploy 2: graph.yaml:1:"))
+    });
+    assert_eq!(a.count("deploy 2: deploy 2"), 0, "{}", a.stderr());
+    // Nor can it be rolled back to.
+    let r = mgmt(Path::new("/"), &["deploy", "--seeds", &e.url, "rollback", "2"]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("deploy 2's graph would be refused by agents: graph.yaml:1:"), "{stderr}");
+    assert_eq!(e.get_prefix("/_mgmt/deploy/latest")[0].1, "2");
+    // A rollback checked only publishes nothing.
+    // (The agent writes its status meanwhile: only deploys and blobs are compared.)
+    let deploys = || (e.get_prefix("/_mgmt/deploy/"), e.get_prefix("/_mgmt/storage/"));
+    let before = deploys();
+    let r = mgmt(Path::new("/"), &["deploy", "--seeds", &e.url, "rollback", "1", "--check"]);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(stdout.contains("valid graph.yaml (graph `app`, 1 resources)\nrollback to deploy 1"), "{stdout}");
+    assert_eq!(deploys(), before);
+}
+
+#[test]
+fn a_deployed_graph_uses_the_files_deployed_with_it() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    fs::create_dir_all(repo.join("app/files")).unwrap();
+    let graph = format!(
+        "graph: app\nresources:\n  file:\n  - name: conf\n    path: {out}/app.conf\n    source: files/app.conf\n\
+         \x20 exec:\n  - name: copy\n    shell: /bin/sh\n    cwd: files\n    cmd: cp app.conf {out}/copied.conf\n    creates: {out}/copied.conf\n",
+        out = out.display()
+    );
+    fs::write(repo.join("app/graph.yaml"), graph).unwrap();
+    fs::write(repo.join("app/files/app.conf"), "from the repository\n").unwrap();
+    fs::create_dir(&out).unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "graph and its files"]);
+    // The agent's prefix is relative (to the test directory, where agents start).
+    let a = Agent::spawn(
+        &t,
+        &["run", "--seeds", &e.url, "--hostname", "h1", "--prefix", "./state/../state", "empty"],
+    );
+    // A directory names its graph.yaml.
+    assert_eq!(deploy(&e, &repo, &["yaml", "app"]), 1);
+    assert_eq!(history(&e)[0].entry, "app/graph.yaml");
+    a.wait_content(&out.join("app.conf"), "from the repository\n");
+    a.wait_content(&out.join("copied.conf"), "from the repository\n");
+
+    // A change to the file alone is deployed like a change to the graph.
+    fs::write(repo.join("app/files/app.conf"), "changed\n").unwrap();
+    git(&repo, &["commit", "-qam", "new content"]);
+    assert_eq!(deploy(&e, &repo, &["yaml", "app/graph.yaml"]), 2);
+    a.wait_content(&out.join("app.conf"), "changed\n");
 }

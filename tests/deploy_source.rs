@@ -130,34 +130,53 @@ fn a_directory_is_bundled_as_it_is_without_dot_git() {
 }
 
 #[test]
-fn a_directory_as_the_entry_is_refused_before_publishing() {
+fn a_directory_as_the_entry_stands_for_its_graph_yaml() {
     let t = repo();
     fs::create_dir(t.path().join("gone")).unwrap();
     fs::write(t.path().join("gone/g.yaml"), "graph: g\n").unwrap();
     git(t.path(), &["add", "."]);
     git(t.path(), &["commit", "-q", "-m", "gone"]);
     fs::remove_dir_all(t.path().join("gone")).unwrap();
-    let err = format!("{:#}", from_git(t.path(), "yaml", "app", Some("HEAD")).unwrap_err());
-    assert!(err.contains("`app` is a directory, not a graph file"), "{err}");
-    let err = format!("{:#}", from_dir(t.path(), "yaml", "app").unwrap_err());
-    assert!(err.contains("`app` is a directory, not a graph file"), "{err}");
-    // Through the command: refused before etcd is even reached (nothing listens there).
-    for (args, want) in [
-        (&["yaml", "app"][..], "`app` is a directory, not a graph file"),
-        (&["yaml", "app/"], "`app/` is a directory, not a graph file"),
-        (&["yaml", "."], "`.` is a directory, not a graph file"),
-        (&["--no-git", "yaml", "app"], "`app` is a directory, not a graph file"),
-        // A revision's tree is checked too, whatever the work tree holds.
-        (&["--commit", "HEAD", "yaml", "gone"], "`gone` is a directory, not a graph file"),
-    ] {
+    for entry in ["app", "app/", "./app"] {
+        let b = from_git(t.path(), "yaml", entry, Some("HEAD")).unwrap();
+        assert_eq!(b.manifest.entry, "app/graph.yaml", "{entry}");
+        assert_eq!(from_dir(t.path(), "yaml", entry).unwrap().manifest.entry, "app/graph.yaml", "{entry}");
+    }
+    let err = format!("{:#}", from_git(t.path(), "yaml", "gone", Some("HEAD")).unwrap_err());
+    assert_eq!(err, "`gone` is a directory without a graph.yaml; name the graph file");
+    let err = format!("{:#}", from_dir(t.path(), "yaml", ".").unwrap_err());
+    assert_eq!(err, "`.` is a directory without a graph.yaml; name the graph file");
+    // Through the command (checked only: no etcd needed).
+    let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_mgmt"))
-            .args(["deploy", "--seeds", "http://127.0.0.1:9"])
+            .args(["deploy", "--check"])
             .args(args)
             .current_dir(t.path())
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // (--no-git bundles the graph file's directory: there the entry is at the root.)
+    for (args, entry) in [
+        (&["--commit", "HEAD", "yaml", "app"][..], "app/graph.yaml"),
+        (&["--no-git", "yaml", "app/"], "graph.yaml"),
+    ] {
+        let (code, stdout, stderr) = run(args);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert!(stdout.starts_with(&format!("valid {entry} (graph `g`, 0 resources)")), "{args:?}: {stdout}");
+    }
+    for (args, want) in [
+        (&["--commit", "HEAD", "yaml", "."][..], "the entry `graph.yaml` is not a file in the bundle"),
+        (&["--no-git", "yaml", "."], "`.` is a directory without a graph.yaml"),
+        // A revision's tree is checked, whatever the work tree holds.
+        (&["--commit", "HEAD", "yaml", "gone"], "`gone` is a directory without a graph.yaml"),
+    ] {
+        let (code, _, stderr) = run(args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
 }

@@ -232,8 +232,8 @@ fn exec_and_timer_params_are_validated() {
     );
     rejects("  exec:\n  - name: e\n    cmd: \"   \"\n", "9:10: exec[e]: field `cmd`: must not be empty");
     rejects(
-        "  exec:\n  - name: e\n    cmd: \"true\"\n    cwd: rel\n",
-        "10:10: exec[e]: field `cwd`: `rel` must be an absolute path",
+        "  exec:\n  - name: e\n    cmd: \"true\"\n    cwd: ../rel\n",
+        "10:10: exec[e]: field `cwd`: `../rel` must stay inside the graph's directory: `..` is not allowed",
     );
     rejects(
         "  exec:\n  - name: e\n    cmd: \"true\"\n    timeout: 0\n",
@@ -375,7 +375,7 @@ fn a_graph_file_that_is_not_a_regular_file_is_refused() {
     let t = TestDir::new();
     let out = t.run_to_end(&["--converged-timeout", "1"], t.root());
     out.assert_code(1).assert_stderr_has(&format!(
-        "mgmt: error: graph file {} is a directory, not a regular file",
+        "mgmt: error: `{}` is a directory without a graph.yaml; name the graph file",
         t.root().display()
     ));
     let fifo = t.path("fifo.yaml");
@@ -537,4 +537,28 @@ fn a_collect_pattern_must_be_an_absolute_directory_other_than_root() {
         "collect:\n- kind: noop\n  pattern: \"\"\n",
         "9:12: collect: field `pattern`: `` must be an absolute path",
     );
+}
+
+/// Upstream mgmt's `lang` frontend is a command-line error that names the supported one.
+#[test]
+fn the_lang_frontend_is_refused_with_a_hint() {
+    let t = TestDir::new();
+    for args in [
+        &["run", "--tmp-prefix", "lang", "code/"][..],
+        &["deploy", "--seeds=http://127.0.0.1:9", "lang", "code/"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mgmt"))
+            .args(args)
+            .current_dir(t.root())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(
+                "the `lang` frontend (mgmt's language) is not supported; graphs are YAML files: `yaml FILE`"
+            ),
+            "{args:?}: {stderr}"
+        );
+    }
 }

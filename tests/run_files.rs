@@ -678,3 +678,58 @@ fn a_symlinked_parent_directory_is_followed() {
     assert_eq!(read(t.path("elsewhere/target")).as_deref(), Some("hi\n"));
     assert_eq!(mode(t.path("elsewhere/target")), 0o640);
 }
+
+/// A graph's relative `source` and exec `cwd` name files next to the graph file, wherever
+/// the agent is started from; a directory given to `yaml` stands for its graph.yaml.
+#[test]
+fn relative_sources_and_cwd_resolve_against_the_graph_files_directory() {
+    let t = TestDir::new();
+    fs::create_dir_all(t.path("conf/files")).unwrap();
+    fs::write(t.path("conf/files/app.conf"), "next to the graph\n").unwrap();
+    let yaml = format!(
+        "graph: rel\nresources:\n  file:\n  - name: conf\n    path: {out}/app.conf\n    source: ./files//app.conf\n\
+         \x20 exec:\n  - name: copy\n    shell: /bin/sh\n    cwd: files\n    cmd: cp app.conf {out}/copied.conf\n    creates: {out}/copied.conf\n",
+        out = t.p("out")
+    );
+    t.write_yaml("conf/graph.yaml", &yaml);
+    fs::create_dir(t.path("out")).unwrap();
+    let out = t.run_to_end(&["--no-watch"], &t.path("conf"));
+    out.assert_code(0);
+    assert_eq!(read(t.path("out/app.conf")).as_deref(), Some("next to the graph\n"), "{}", out.stderr);
+    assert_eq!(read(t.path("out/copied.conf")).as_deref(), Some("next to the graph\n"));
+
+    // A directory without a graph.yaml says so.
+    let out = t.run_to_end(&["--no-watch"], &t.path("conf/files"));
+    out.assert_code(1).assert_stderr_has(&format!(
+        "mgmt: error: `{}` is a directory without a graph.yaml; name the graph file",
+        t.path("conf/files").display()
+    ));
+}
+
+#[test]
+fn a_relative_source_may_not_leave_the_graphs_directory() {
+    let t = TestDir::new();
+    fs::write(t.path("secret"), "outside\n").unwrap();
+    fs::create_dir(t.path("conf")).unwrap();
+    for (source, field, why) in [
+        ("../secret", "source", "`../secret` must stay inside the graph's directory: `..` is not allowed"),
+        ("files/../../secret", "source", "`files/../../secret` must stay inside the graph's directory"),
+        ("~/secret", "source", "`~/secret`: `~` is not expanded"),
+    ] {
+        let yaml = format!(
+            "graph: rel\nresources:\n  file:\n  - name: f\n    path: {}\n    {field}: {source}\n",
+            t.p("out/f")
+        );
+        let g = t.write_yaml("conf/g.yaml", &yaml);
+        let out = t.run_to_end(&["--no-watch"], &g);
+        out.assert_code(1)
+            .assert_stderr_has(&format!("{}:6:13: file[f]: field `{field}`: {why}", g.display()));
+        assert!(!t.path("out").exists());
+    }
+    // The managed path itself must still be absolute.
+    let yaml = "graph: rel\nresources:\n  file:\n  - name: f\n    path: out/f\n    content: x\n";
+    let g = t.write_yaml("conf/g.yaml", yaml);
+    t.run_to_end(&["--no-watch"], &g)
+        .assert_code(1)
+        .assert_stderr_has("field `path`: `out/f` must be an absolute path");
+}

@@ -11,8 +11,10 @@ use anyhow::{Context, Result, bail};
 use etcd_client::Client;
 
 use super::{DeployArgs, DeployCommand};
+use crate::deploy::check::check_entry;
 use crate::deploy::source::{self, Built};
 use crate::deploy::store::{self, Appended, DeployKeys, DeployRecord, NewDeploy, Published};
+use crate::frontend::GraphSpec;
 use crate::world::etcd::{Backoff, connect};
 
 /// Exit status of a deploy or rollback that is published (agents will run it) although a
@@ -62,12 +64,19 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
             Ok(0)
         }
         DeployCommand::Rollback { target } => rollback(&args, &keys, target).await,
+        DeployCommand::Lang(u) => u.refuse(),
     };
     r.map_err(explain)
 }
 
 async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> Result<u8> {
     let built = build(file, args.no_git, args.commit.as_deref())?;
+    // Nothing is published that agents would refuse.
+    let spec = check(&built.manifest, &built.contents)?;
+    if args.check {
+        print_checked(&built, &spec);
+        return Ok(0);
+    }
     let mut c = client(args).await?;
     let up = store::store_bundle(&mut c, keys, &built).await?;
     if up.repaired > 0 {
@@ -106,6 +115,27 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> R
         r.id
     );
     Ok(after_publish(&mut c, keys, args.keep, r.id, Some(&built)).await)
+}
+
+/// Where a bundle is taken to be unpacked while it is checked: the check depends on which
+/// files the bundle holds, not on where they are.
+const CHECKED_AT: &str = "/bundle";
+
+/// The bundle's entry parsed and checked as agents check it before they run it.
+fn check(m: &crate::deploy::bundle::Manifest, contents: &[Vec<u8>]) -> Result<GraphSpec> {
+    let i = m.files.iter().position(|f| f.path == m.entry).context("the bundle has no entry")?;
+    Ok(check_entry(&contents[i], &m.entry, &m.files, std::path::Path::new(CHECKED_AT))?)
+}
+
+/// What `--check` found: what would be published.
+fn print_checked(built: &Built, spec: &GraphSpec) {
+    let m = &built.manifest;
+    let bytes: u64 = m.files.iter().map(|f| f.size).sum();
+    println!("valid {} (graph `{}`, {} resources)", m.entry, spec.name, spec.resources.len());
+    println!("commit {}", built.commit.as_ref().map_or("none (--no-git)", |c| c.id.as_str()));
+    println!("bundle {}", m.id());
+    println!("files {} ({bytes} bytes)", m.files.len());
+    eprintln!("mgmt: checked only (--check): nothing was published");
 }
 
 /// [`store::append`], and when etcd fails during the append transaction itself, find out
@@ -251,10 +281,19 @@ async fn rollback(args: &DeployArgs, keys: &DeployKeys, target: &str) -> Result<
     let mut c = client(args).await?;
     let history = store::history(&mut c, keys).await?;
     let to = pick(&history, target)?.clone();
-    // The bundle must still be whole before anyone is asked to run it.
-    store::fetch_bundle(&mut c, keys, &to.bundle)
+    // The bundle must still be whole, and pass the checks of this version's agents, before
+    // anyone is asked to run it.
+    let (m, contents) = store::fetch_bundle(&mut c, keys, &to.bundle)
         .await
         .with_context(|| format!("deploy {}'s bundle", to.id))?;
+    let spec = check(&m, &contents)
+        .with_context(|| format!("deploy {}'s graph would be refused by agents", to.id))?;
+    if args.check {
+        println!("valid {} (graph `{}`, {} resources)", m.entry, spec.name, spec.resources.len());
+        println!("rollback to deploy {} (bundle {})", to.id, to.bundle);
+        eprintln!("mgmt: checked only (--check): nothing was published");
+        return Ok(0);
+    }
     let new = NewDeploy {
         bundle: to.bundle.clone(),
         frontend: to.frontend.clone(),
@@ -348,9 +387,21 @@ pub fn utc(t: u64) -> String {
 }
 
 fn build(file: &std::path::Path, no_git: bool, commit: Option<&str>) -> Result<Built> {
-    if file.is_dir() {
-        bail!("`{}` is a directory, not a graph file", file.display());
-    }
+    // A directory stands for its graph.yaml; with --commit, the commit's tree decides.
+    let joined;
+    let file = if file.is_dir() {
+        joined = file.join(source::DEFAULT_GRAPH);
+        if commit.is_none() && !joined.exists() {
+            bail!(
+                "`{}` is a directory without a {}; name the graph file",
+                file.display(),
+                source::DEFAULT_GRAPH
+            );
+        }
+        joined.as_path()
+    } else {
+        file
+    };
     if no_git {
         let abs = std::path::absolute(file)?;
         let root = abs.parent().context("the graph file has no directory")?;

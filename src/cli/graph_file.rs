@@ -33,6 +33,33 @@ pub enum GraphFileError {
     TooBig { path: String },
 }
 
+/// The graph file a `yaml` argument names: the file itself, or the `graph.yaml` in a
+/// directory (an error that says so when the directory has none).
+pub fn graph_arg(arg: &Path) -> anyhow::Result<PathBuf> {
+    let default = crate::deploy::source::DEFAULT_GRAPH;
+    if !arg.is_dir() {
+        return Ok(arg.to_path_buf());
+    }
+    let graph = arg.join(default);
+    if !graph.exists() {
+        anyhow::bail!("`{}` is a directory without a {default}; name the graph file", arg.display());
+    }
+    Ok(graph)
+}
+
+/// The directory relative paths in the graph file `path` resolve against: its own, as an
+/// absolute path without links or `..` (which paths in a graph may not hold).
+pub fn base_of(path: &Path) -> Result<crate::frontend::base::Base, GraphFileError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dir = dir
+        .canonicalize()
+        .map_err(|source| GraphFileError::Io { path: path.display().to_string(), source })?;
+    Ok(crate::frontend::base::Base::dir(dir))
+}
+
 /// What a file type is, in words.
 fn kind_of(t: std::fs::FileType) -> &'static str {
     if t.is_dir() {

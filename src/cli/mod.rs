@@ -118,6 +118,11 @@ pub struct DeployArgs {
     /// Deploy even if the live deploy already runs this commit and bundle.
     #[arg(long, global = true)]
     pub force: bool,
+    /// Build the bundle and check its graph as agents would, print what would be published,
+    /// and stop: nothing is written and etcd is not contacted (no --seeds needed). With
+    /// `rollback`: check the target's bundle and graph, and publish nothing.
+    #[arg(long, global = true)]
+    pub check: bool,
     #[command(subcommand)]
     pub command: DeployCommand,
 }
@@ -145,6 +150,31 @@ pub enum DeployCommand {
         /// A deploy ID, or a commit (or a unique prefix of one).
         target: String,
     },
+    /// Upstream mgmt's language: not supported (refused with a hint).
+    #[command(hide = true)]
+    Lang(UnsupportedFrontend),
+}
+
+/// What follows a frontend that is not supported; refused whatever it is.
+#[derive(Args, Debug, Clone)]
+pub struct UnsupportedFrontend {
+    /// Anything.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+impl UnsupportedFrontend {
+    /// A command-line error (exit 2) naming the frontends there are.
+    pub fn refuse(&self) -> ! {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::InvalidSubcommand,
+                "the `lang` frontend (mgmt's language) is not supported; graphs are YAML files: \
+                 `yaml FILE` (or `yaml DIR` for DIR/graph.yaml), see docs/yaml.md",
+            )
+            .exit()
+    }
 }
 
 /// Where the cluster is: shared by every command that talks to etcd. Global within its
@@ -224,6 +254,9 @@ pub enum Frontend {
     },
     /// Run the cluster's newest deploy and each later one (needs --seeds).
     Empty,
+    /// Upstream mgmt's language: not supported (refused with a hint).
+    #[command(hide = true)]
+    Lang(UnsupportedFrontend),
 }
 
 /// The log filter for `--log-level`: a level (`warning` is `warn`), or a tracing directive

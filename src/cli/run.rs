@@ -15,19 +15,21 @@ use super::{Frontend, RunArgs};
 use crate::deploy::follow::DeployEvent;
 use crate::engine::assemble::assemble;
 use crate::engine::{Engine, EngineOptions, Status};
+use crate::frontend::base::Base;
 use crate::frontend::{GraphSpec, yaml};
 use crate::world::etcd::{EtcdConfig, EtcdWorld};
 use crate::world::local::LocalWorld;
 use crate::world::{HostStatus, World};
 
-fn load_yaml(path: &Path) -> Result<(String, GraphSpec)> {
-    parse_yaml(&graph_file::read(path)?, path)
+fn load_yaml(path: &Path, base: &Base) -> Result<(String, GraphSpec)> {
+    parse_yaml(&graph_file::read(path)?, path, base)
 }
 
-fn parse_yaml(bytes: &[u8], path: &Path) -> Result<(String, GraphSpec)> {
+/// Relative paths in the graph resolve against `base`, the graph file's directory.
+fn parse_yaml(bytes: &[u8], path: &Path, base: &Base) -> Result<(String, GraphSpec)> {
     let name = path.display().to_string();
     let text = yaml::text_of(bytes, &name)?.to_string();
-    let spec = yaml::parse(&text, &name)?;
+    let spec = yaml::parse_at(&text, &name, Some(base))?;
     Ok((text, spec))
 }
 
@@ -37,16 +39,19 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         Some(h) => h.clone(),
         None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
     };
-    let file: Option<&PathBuf> = match &args.frontend {
-        Frontend::Yaml { file } => Some(file),
+    let file: Option<PathBuf> = match &args.frontend {
+        Frontend::Yaml { file } => Some(graph_file::graph_arg(file)?),
         Frontend::Empty => None,
+        Frontend::Lang(u) => u.refuse(),
     };
+    let file = file.as_ref();
     if file.is_none() && args.cluster.seeds.is_empty() {
         bail!("`empty` runs the cluster's deploys: it needs --seeds");
     }
-    let (mut text, mut spec) = match file {
-        Some(f) => load_yaml(f)?,
-        None => (String::new(), GraphSpec { name: "empty".into(), ..GraphSpec::default() }),
+    let base = file.map(|f| graph_file::base_of(f)).transpose()?;
+    let (mut text, mut spec) = match (file, &base) {
+        (Some(f), Some(b)) => load_yaml(f, b)?,
+        _ => (String::new(), GraphSpec { name: "empty".into(), ..GraphSpec::default() }),
     };
     // Where the running graph came from, for messages and the host status.
     let mut source = match file {
@@ -179,13 +184,13 @@ pub async fn run(args: RunArgs) -> Result<u8> {
             }
             loaded = async { reading.as_mut().expect("reading").await }, if reading.is_some() => {
                 reading = None;
-                let (Ok(loaded), Some(gf), Some(file)) = (loaded, followed.as_mut(), file) else { continue };
+                let (Ok(loaded), Some(gf), Some(file), Some(base)) = (loaded, followed.as_mut(), file, &base) else { continue };
                 gf.follow(loaded.watched).await;
                 let now = loaded.bytes.as_ref().ok().cloned();
                 if now.is_some() && now == last_bad {
                     continue;
                 }
-                match loaded.bytes.map_err(anyhow::Error::from).and_then(|b| parse_yaml(&b, file)) {
+                match loaded.bytes.map_err(anyhow::Error::from).and_then(|b| parse_yaml(&b, file, base)) {
                     Ok((t, _)) if t == text => last_bad = None,
                     Ok((t, s)) => {
                         let c = collected.borrow().clone();

@@ -26,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::bundle::{FileEntry, MAX_FILE_SIZE, MODE_EXECUTABLE, MODE_SYMLINK, Manifest};
+use super::check::check_entry;
 use super::store::{self, DeployKeys, DeployRecord, FetchError, RecordError};
-use crate::frontend::{GraphSpec, yaml};
+use crate::frontend::GraphSpec;
 use crate::world::etcd::{Backoff, connect};
 
 pub enum DeployEvent {
@@ -410,7 +411,7 @@ impl Follower {
             Some(dir) => dir,
             None => self.unpack(c, &record.bundle, &manifest).await?,
         };
-        let spec = parse_entry(&dir, &manifest, id)?;
+        let spec = parse_entry(&dir, &manifest)?;
         Ok(Loaded { spec, dir, ran: LastRun { record, record_sha256, manifest } })
     }
 
@@ -548,16 +549,19 @@ fn ready(l: Loaded) -> DeployEvent {
     }
 }
 
-/// Parse the bundle's entry (a yaml graph).
-fn parse_entry(dir: &Path, m: &Manifest, id: u64) -> Result<GraphSpec, LoadError> {
+/// Parse and check the bundle's entry (a yaml graph) as `mgmt deploy` did before publishing
+/// it, with its relative paths resolved in the unpacked bundle `dir`.
+fn parse_entry(dir: &Path, m: &Manifest) -> Result<GraphSpec, LoadError> {
     let f = m
         .files
         .iter()
         .find(|f| f.path == m.entry)
         .ok_or_else(|| LoadError::Invalid(format!("the entry `{}` is not a file", m.entry)))?;
     let path = Manifest::local_path(dir, f);
-    let text = std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
-    yaml::parse(&text, &format!("deploy {id}: {}", m.entry)).map_err(|e| LoadError::Invalid(e.to_string()))
+    let text = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
+    // Paths in a graph are absolute and without `..`, whatever `--prefix` was given.
+    let root = dir.canonicalize().map_err(io(format!("resolving {}", dir.display())))?;
+    check_entry(&text, &m.entry, &m.files, &root).map_err(|e| LoadError::Invalid(e.to_string()))
 }
 
 /// Writes `last-run.json` in the background, the newest deploy first, so that the agent's
@@ -634,7 +638,7 @@ fn load_cached(prefix: &Path) -> Result<Option<Loaded>, String> {
     ran.manifest.check().map_err(|e| e.to_string())?;
     let dir = prefix.join("deploys").join(&ran.record.bundle);
     verify_unpacked(&dir, &ran.manifest).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let spec = parse_entry(&dir, &ran.manifest, id).map_err(|e| e.to_string())?;
+    let spec = parse_entry(&dir, &ran.manifest).map_err(|e| e.to_string())?;
     Ok(Some(Loaded { spec, dir, ran }))
 }
 

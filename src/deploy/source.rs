@@ -63,6 +63,7 @@ pub fn from_git(start: &Path, frontend: &str, entry: &str, rev: Option<&str>) ->
     let repo = Repository::discover(start).with_context(|| {
         format!("{} is not in a git repository (use --no-git to deploy a directory)", start.display())
     })?;
+    add_quarantine(&repo)?;
     if rev.is_none() && !repo.is_bare() {
         let dirty = dirty_paths(&repo)?;
         if !dirty.is_empty() {
@@ -128,6 +129,29 @@ pub fn from_git(start: &Path, frontend: &str, entry: &str, rev: Option<&str>) ->
         subject: commit.summary().unwrap_or("").to_string(),
     };
     Ok(Built { manifest, contents, commit: Some(info) })
+}
+
+/// In a pre-receive hook the pushed objects are not in the repository yet, but in a
+/// quarantine directory that git names in `GIT_OBJECT_DIRECTORY` (with the repository's own
+/// objects in `GIT_ALTERNATE_OBJECT_DIRECTORIES`). libgit2 reads neither variable, so they
+/// are added as alternates of the object database.
+fn add_quarantine(repo: &Repository) -> Result<()> {
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("GIT_OBJECT_DIRECTORY").map(PathBuf::from).into_iter().collect();
+    if let Some(alt) = std::env::var_os("GIT_ALTERNATE_OBJECT_DIRECTORIES") {
+        dirs.extend(std::env::split_paths(&alt));
+    }
+    let dirs: Vec<PathBuf> = dirs.into_iter().filter(|d| d.is_dir()).collect();
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let odb = repo.odb().context("opening the object database")?;
+    for d in dirs {
+        let d = d.canonicalize().unwrap_or(d);
+        odb.add_disk_alternate(&d.to_string_lossy())
+            .with_context(|| format!("adding the objects of {} (GIT_OBJECT_DIRECTORY)", d.display()))?;
+    }
+    Ok(())
 }
 
 /// Where `file` is relative to the root of the repository's work tree.
@@ -213,24 +237,39 @@ fn check_symlinks(files: &[FileEntry], contents: &[Vec<u8>]) -> Result<()> {
     Ok(())
 }
 
-/// Sort files and contents together, then check the manifest. A YAML entry must be a file:
-/// a directory is refused here rather than by every agent.
+/// The graph file a `yaml` entry naming a directory stands for.
+pub const DEFAULT_GRAPH: &str = "graph.yaml";
+
+/// A YAML entry that names a directory of the tree (`.` or `` for its root) stands for the
+/// [`DEFAULT_GRAPH`] in it; one without it is refused here rather than by every agent.
+fn yaml_entry(entry: &str, files: &[FileEntry]) -> Result<String> {
+    let dir = entry.trim_start_matches("./").trim_end_matches('/');
+    let dir = if dir == "." { "" } else { dir };
+    let below = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+    let is_dir = dir.is_empty()
+        || (!files.iter().any(|f| f.path == dir) && files.iter().any(|f| f.path.starts_with(&below)));
+    if !is_dir {
+        return Ok(entry.to_string());
+    }
+    let graph = format!("{below}{DEFAULT_GRAPH}");
+    if !files.iter().any(|f| f.path == graph) {
+        bail!(
+            "`{}` is a directory without a {DEFAULT_GRAPH}; name the graph file",
+            if dir.is_empty() { "." } else { dir }
+        );
+    }
+    Ok(graph)
+}
+
+/// Sort files and contents together, then check the manifest.
 fn build_manifest(
     frontend: &str,
     entry: &str,
     files: Vec<FileEntry>,
     contents: &mut Vec<Vec<u8>>,
 ) -> Result<Manifest> {
-    if frontend == "yaml" {
-        let dir = entry.trim_end_matches('/');
-        let below = format!("{dir}/");
-        if dir.is_empty()
-            || dir == "."
-            || (!files.iter().any(|f| f.path == entry) && files.iter().any(|f| f.path.starts_with(&below)))
-        {
-            bail!("`{}` is a directory, not a graph file", if dir.is_empty() { "." } else { dir });
-        }
-    }
+    let entry = if frontend == "yaml" { yaml_entry(entry, &files)? } else { entry.to_string() };
+    let entry = entry.as_str();
     let mut pairs: Vec<(FileEntry, Vec<u8>)> = files.into_iter().zip(std::mem::take(contents)).collect();
     pairs.sort_by(|a, b| a.0.path.cmp(&b.0.path));
     let (files, data): (Vec<FileEntry>, Vec<Vec<u8>>) = pairs.into_iter().unzip();

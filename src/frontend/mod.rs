@@ -1,6 +1,7 @@
 //! Frontends turn user code into a [`GraphSpec`]: resources, edges and collect requests.
 //! Parsing and validation are pure functions of the text; no I/O happens here.
 
+pub mod base;
 pub mod yaml;
 
 use std::fmt;

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
+use super::base::{Base, Want};
 use super::{CollectSpec, EdgeSpec, FrontendError, GraphSpec};
 use crate::engine::limits::MAX_INTERVAL_SECS;
 use crate::engine::meta::Meta;
@@ -128,8 +129,15 @@ pub fn text_of<'a>(bytes: &'a [u8], file: &str) -> Result<&'a str, FrontendError
     })
 }
 
-/// Parse and validate a YAML graph. `file` is only used in error messages.
+/// Parse and validate a YAML graph. `file` is only used in error messages. Relative paths
+/// are refused: see [`parse_at`].
 pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
+    parse_at(text, file, None)
+}
+
+/// [`parse`], with the relative paths that name files of the graph's own tree (a file's
+/// `source`, an exec's `cwd`) resolved against `base`.
+pub fn parse_at(text: &str, file: &str, base: Option<&Base>) -> Result<GraphSpec, FrontendError> {
     let err_at = |line: u64, column: u64, message: String| FrontendError {
         file: file.to_string(),
         line,
@@ -179,7 +187,11 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
     let mut spec = GraphSpec { name: doc.graph, ..GraphSpec::default() };
     let mut seen = HashSet::new();
     let mut managed: HashMap<PathBuf, ResId> = HashMap::new();
-    for (kind, index, (line, column), res) in doc.resources.unwrap_or_default().into_list() {
+    let mut resources = doc.resources.unwrap_or_default();
+    if let Some(base) = base {
+        resolve_relative(&mut resources, base, text, file)?;
+    }
+    for (kind, index, (line, column), res) in resources.into_list() {
         let located = |field: Option<&str>, message: String| {
             let (l, c) = field.and_then(|f| field_location(text, kind, index, f)).unwrap_or((line, column));
             FrontendError {
@@ -287,6 +299,39 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
         spec.collect.push(CollectSpec { kind: c.value.kind, pattern });
     }
     Ok(spec)
+}
+
+/// Turn the relative paths that name files of the graph's tree into absolute ones below
+/// `base`; absolute ones are left to each kind's `validate`.
+fn resolve_relative(r: &mut YamlResources, base: &Base, text: &str, file: &str) -> Result<(), FrontendError> {
+    let err = |kind: &str, index: usize, name: &str, field: &str, message: String| {
+        let (line, column) = field_location(text, kind, index, field).unwrap_or((0, 0));
+        FrontendError {
+            file: file.to_string(),
+            line,
+            column,
+            resource: Some(ResId::new(kind, split_export(name).0)),
+            field: Some(field.to_string()),
+            message,
+        }
+    };
+    let relative = |p: &Option<String>| p.as_deref().filter(|p| !p.starts_with('/')).map(str::to_string);
+    for (i, f) in r.file.iter_mut().flatten().enumerate() {
+        let f = &mut f.value;
+        if let Some(rel) = relative(&f.source) {
+            let want = if f.is_dir() { Want::Dir } else { Want::File };
+            let abs = base.resolve(&rel, want).map_err(|m| err("file", i, &f.name, "source", m))?;
+            f.source = Some(abs);
+        }
+    }
+    for (i, x) in r.exec.iter_mut().flatten().enumerate() {
+        let x = &mut x.value;
+        if let Some(rel) = relative(&x.cwd) {
+            let abs = base.resolve(&rel, Want::Dir).map_err(|m| err("exec", i, &x.name, "cwd", m))?;
+            x.cwd = Some(abs);
+        }
+    }
+    Ok(())
 }
 
 /// A collect `pattern` is the directory collected files land in: an absolute path in
