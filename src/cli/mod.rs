@@ -4,6 +4,7 @@
 pub mod deploy;
 pub mod etcd;
 pub mod graph_file;
+pub mod logfmt;
 pub mod prefix;
 pub mod run;
 pub mod status;
@@ -150,6 +151,10 @@ pub struct RunArgs {
     /// Check and apply every resource once, watch nothing, then exit.
     #[arg(long)]
     pub no_watch: bool,
+    /// Exit with 0 if nothing changed, 2 if something changed (with --noop: would change),
+    /// 4 if something failed, 6 if both (needs --no-watch or --converged-timeout).
+    #[arg(long)]
+    pub detailed_exitcodes: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Seconds a dead agent stays registered in the cluster (its etcd lease).
@@ -211,6 +216,7 @@ pub fn main() -> std::process::ExitCode {
         }
     };
     tracing_subscriber::fmt()
+        .fmt_fields(logfmt::TextFields)
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
