@@ -51,3 +51,54 @@ impl<'w> FormatFields<'w> for TextFields {
         write!(writer, "{}{inline}{}", c.message, c.below)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::TextFields;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(b)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What `log` prints in the text format, without time and level.
+    fn printed(log: impl FnOnce()) -> String {
+        let buf = Buf::default();
+        let out = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .fmt_fields(TextFields)
+            .without_time()
+            .with_level(false)
+            .with_target(false)
+            .with_ansi(false)
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(sub, log);
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_change_prints_its_message_then_its_diff_below() {
+        let text = printed(|| {
+            let diff = "--- f (current)\n+++ f (desired)\n-old\n+new";
+            tracing::info!(kind = "file", name = "f", change = %"replace content", diff = %diff, "file[f]: replace content");
+        });
+        assert_eq!(text, "file[f]: replace content\n--- f (current)\n+++ f (desired)\n-old\n+new\n");
+    }
+
+    #[test]
+    fn other_fields_follow_the_message_on_its_line() {
+        let text = printed(|| tracing::warn!(host = "h1", tries = 3, "etcd is slow"));
+        assert_eq!(text, "etcd is slow host=h1 tries=3\n");
+    }
+}

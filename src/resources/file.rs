@@ -1187,8 +1187,11 @@ impl Resource for File {
             }
             None => None,
         };
+        // `sensitive` only hides content from the log: a peer may ask for that.
+        let meta = Meta { sensitive: self.meta.sensitive, ..Meta::default() };
         *self = File {
             name: std::mem::take(&mut self.name),
+            meta,
             path: Some(path),
             content: self.content.take(),
             mode,
@@ -1300,6 +1303,13 @@ mod tests {
         let mut d = File { purge: true, recurse: true, source: Some("/".into()), ..file("/a/d/") };
         d.collected(Some("/in")).unwrap();
         assert_eq!(d, File { name: "f".into(), path: Some("/in/d/".into()), ..File::default() });
+    }
+
+    #[test]
+    fn a_collected_file_stays_sensitive() {
+        let mut f = File { meta: Meta { sensitive: true, retry: 5, ..Meta::default() }, ..file("/a/key") };
+        f.collected(Some("/in/")).unwrap();
+        assert_eq!(f.meta, Meta { sensitive: true, ..Meta::default() });
     }
 
     #[test]
