@@ -657,7 +657,9 @@ fn a_symlink_swapped_in_during_mode_enforcement_is_not_followed() {
         })
     };
     // Every regular file swapped in is 0600, so the agent keeps setting the mode.
-    a.wait_for("many mode repairs", || a.count("file[f]: set mode 0600 -> 0644") >= 300 || swapper.is_finished());
+    a.wait_for("many mode repairs", || {
+        a.count("file[f]: set mode 0600 -> 0644") >= 300 || swapper.is_finished()
+    });
     stop.store(true, Ordering::Relaxed);
     swapper.join().unwrap();
     assert_eq!(mode(t.path("victim")), 0o600, "the mode was set through a symlink");

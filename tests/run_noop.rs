@@ -162,7 +162,8 @@ fn real_runs_log_the_diff_and_command_output_at_debug_level() {
 
 /// A graph of a file (`out/f`, content `new`) and, with `failing`, a command that fails.
 fn file_and_exec(t: &TestDir, failing: bool) -> std::path::PathBuf {
-    let mut yaml = format!("graph: g\nresources:\n  file:\n  - name: f\n    path: {}\n    content: new\n", t.p("out/f"));
+    let mut yaml =
+        format!("graph: g\nresources:\n  file:\n  - name: f\n    path: {}\n    content: new\n", t.p("out/f"));
     if failing {
         yaml.push_str("  exec:\n  - name: fails\n    cmd: \"false\"\n");
     }

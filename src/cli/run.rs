@@ -45,7 +45,9 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         bail!("`empty` runs the cluster's deploys: it needs --seeds");
     }
     if args.detailed_exitcodes && !args.no_watch && args.converged_timeout.is_none() {
-        bail!("--detailed-exitcodes needs --no-watch or --converged-timeout: an agent that watches exits only on a signal");
+        bail!(
+            "--detailed-exitcodes needs --no-watch or --converged-timeout: an agent that watches exits only on a signal"
+        );
     }
     let ending = Ending { detailed: args.detailed_exitcodes };
     let (mut text, mut spec) = match file {

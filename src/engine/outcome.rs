@@ -41,7 +41,10 @@ impl Tally {
     }
 
     pub fn outcome(&self) -> Outcome {
-        Outcome { changes: self.changes.load(Ordering::Relaxed), failures: self.failures.load(Ordering::Relaxed) }
+        Outcome {
+            changes: self.changes.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+        }
     }
 }
 

@@ -15,8 +15,8 @@ use tokio::process::{Child, Command};
 use tracing::warn;
 
 use super::{
-    ApplyCtx, AutoEdgeInfo, Change, Changes, Detail, ResResult, Resource, ResourceError, Sends, ValidationError,
-    WatchCtx,
+    ApplyCtx, AutoEdgeInfo, Change, Changes, Detail, ResResult, Resource, ResourceError, Sends,
+    ValidationError, WatchCtx,
 };
 use crate::engine::limits::{CAPTURE_MAX, MAX_INTERVAL_SECS, OUTPUT_TAIL_MAX};
 use crate::engine::meta::Meta;
@@ -442,7 +442,8 @@ impl Resource for Exec {
         let code = out.code;
         let failure = (code != 0)
             .then(|| last_lines(if out.stderr.trim().is_empty() { &out.stdout } else { &out.stderr }));
-        let detail = if ctx.detail && !self.meta.sensitive { output_detail(&out.stdout, &out.stderr) } else { None };
+        let detail =
+            if ctx.detail && !self.meta.sensitive { output_detail(&out.stdout, &out.stderr) } else { None };
         let mut sends = Sends::new();
         sends.insert("stdout".into(), out.stdout);
         sends.insert("stderr".into(), out.stderr);

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::fswatch::Scope;
 use super::{
-    ApplyCtx, AutoEdgeInfo, Change, Changes, Detail, ResResult, Resource, ResourceError, ValidationError, WatchCtx,
+    ApplyCtx, AutoEdgeInfo, Change, Changes, Detail, ResResult, Resource, ResourceError, ValidationError,
+    WatchCtx,
 };
 use crate::engine::diff::{Side, content_diff};
 use crate::engine::limits::DIFF_INPUT_MAX;
@@ -358,7 +359,9 @@ impl File {
                         } else {
                             format!("replace content ({} -> {} bytes)", md.len(), data.len())
                         };
-                        let diff = detail.then(|| content_detail(&path, Some(md.len()), data, sensitive));
+                        let diff = detail.then(|| {
+                            content_detail(&path, md.is_file().then_some(md.len()), data, sensitive)
+                        });
                         let change = Change::new(line).with(diff);
                         if !apply {
                             changes.push(change);
@@ -465,7 +468,8 @@ fn open_source(src: &Path) -> io::Result<fs::File> {
 }
 
 /// The diff of a content change for the log (see [`content_diff`]): from the file at `path`
-/// (`current` is its length; `None`: there is none yet) to `desired`. Sensitive content is
+/// (`current` is its length; `None`: there is no regular file, whose content could be read
+/// without blocking) to `desired`. Sensitive content is
 /// not read, nor is content over [`DIFF_INPUT_MAX`]. A read that fails is said in the
 /// detail: the diff is only for the log, so it does not fail the check.
 fn content_detail(path: &Path, current: Option<u64>, desired: &mut Content, sensitive: bool) -> Detail {
@@ -473,28 +477,33 @@ fn content_detail(path: &Path, current: Option<u64>, desired: &mut Content, sens
     if sensitive {
         return Detail::Diff(content_diff(&shown, None, Side::unread(0), true));
     }
-    let read = |desired: &mut Content| -> io::Result<(Option<Option<Vec<u8>>>, Option<Vec<u8>>)> {
-        let old = match current {
-            None => None,
-            Some(len) => {
-                let node = Node::open(path)?;
-                if node.by_path {
-                    return Err(io::Error::from_raw_os_error(libc::EACCES));
-                }
-                Some(read_for_diff(len, &mut &node.file)?)
-            }
-        };
-        let new = read_for_diff(desired.len(), &mut desired.reader()?)?;
-        Ok((old, new))
-    };
-    let text = match read(desired) {
-        Ok((old, new)) => {
-            let old = current.zip(old.as_ref()).map(|(len, b)| diff_side(len, b.as_deref()));
-            content_diff(&shown, old, diff_side(desired.len(), new.as_deref()), false)
-        }
-        Err(e) => format!("content changed (no diff: reading it failed: {e})"),
-    };
+    let text = read_and_diff(&shown, path, current, desired)
+        .unwrap_or_else(|e| format!("content changed (no diff: reading it failed: {e})"));
     Detail::Diff(text)
+}
+
+/// [`content_diff`] of what is at `path` (`current` long, if there is anything) and
+/// `desired`, each read unless it is too large.
+fn read_and_diff(
+    shown: &str,
+    path: &Path,
+    current: Option<u64>,
+    desired: &mut Content,
+) -> io::Result<String> {
+    let old = match current {
+        None => None,
+        Some(len) => {
+            let node = Node::open(path)?;
+            if node.by_path {
+                return Err(io::Error::from_raw_os_error(libc::EACCES));
+            }
+            Some((len, read_for_diff(len, &mut &node.file)?))
+        }
+    };
+    let new_len = desired.len();
+    let new = read_for_diff(new_len, &mut desired.reader()?)?;
+    let old = old.as_ref().map(|(len, b)| diff_side(*len, b.as_deref()));
+    Ok(content_diff(shown, old, diff_side(new_len, new.as_deref()), false))
 }
 
 /// A side of a diff: `len` bytes long, read as `bytes` if they were (a file may have grown
