@@ -137,6 +137,34 @@ fn the_sensitive_meta_param_keeps_content_out_of_noop_and_debug_logs() {
 }
 
 #[test]
+fn the_sensitive_meta_param_keeps_command_output_out_of_debug_logs() {
+    let t = TestDir::new();
+    let exec = |name: &str, meta: &str| {
+        format!(
+            "  - name: {name}\n    shell: /bin/sh\n    cmd: 'echo \"$TOKEN\"; echo \"$TOKEN\" >&2'\n    env: {{TOKEN: {name}-token}}\n{meta}"
+        )
+    };
+    let yaml = format!(
+        "graph: g\nresources:\n  exec:\n{}{}",
+        exec("hidden", "    meta: {sensitive: true}\n"),
+        exec("shown", "")
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    let out = t.run_to_end(&["--log-level", "debug", "--no-watch"], &yaml);
+    out.assert_code(0).assert_stderr_has("exec[hidden]: ran `echo");
+    has_line(&out, "stdout: shown-token");
+    has_line(&out, "stderr: shown-token");
+    lacks(&out, "hidden-token");
+
+    // Nor the output of a command that fails.
+    let yaml = "graph: g\nresources:\n  exec:\n  - name: fails\n    shell: /bin/sh\n    cmd: 'echo \"$TOKEN\"; exit 3'\n    env: {TOKEN: failed-token}\n    meta: {sensitive: true}\n";
+    let yaml = t.write_yaml("g.yaml", yaml);
+    let out = t.run_to_end(&["--log-level", "debug", "--no-watch"], &yaml);
+    out.assert_code(1).assert_stderr_has("exec[fails]: `echo \"$TOKEN\"; exit 3` exited with code 3");
+    lacks(&out, "failed-token");
+}
+
+#[test]
 fn real_runs_log_the_diff_and_command_output_at_debug_level() {
     let t = TestDir::new();
     let f = existing(&t, b"before\n", 0o644);

@@ -152,7 +152,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_watch: bool,
     /// Exit with 0 if nothing changed, 2 if something changed (with --noop: would change),
-    /// 4 if something failed, 6 if both (needs --no-watch or --converged-timeout).
+    /// 4 if a check failed, 6 if both, counted over the whole run (needs --no-watch or
+    /// --converged-timeout).
     #[arg(long)]
     pub detailed_exitcodes: bool,
     #[command(flatten)]
