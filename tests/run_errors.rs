@@ -43,7 +43,7 @@ fn unknown_key_in_a_resource() {
 fn unknown_key_in_meta() {
     rejects(
         "  - name: f1\n    path: @DIR@/f1\n    meta: {retyr: 3}\n",
-        "9:12: file[f1]: unknown field `retyr`, expected one of retry, delay, poll, limit, burst, noop",
+        "9:12: file[f1]: unknown field `retyr`, expected one of retry, delay, poll, limit, burst, noop, sensitive",
     );
 }
 

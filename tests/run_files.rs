@@ -48,14 +48,14 @@ resources:
     a.wait_content(&secret, "s3cret\n");
     a.wait_for("mode 0600", || mode(&secret) == 0o600);
     a.wait_for("mode 0755", || t.path("out/script").exists() && mode(t.path("out/script")) == 0o755);
-    a.wait_log("file[existing]: set mode 0640 (was 0644)");
+    a.wait_log("file[existing]: set mode 0644 -> 0640");
     assert_eq!(mode(t.path("out/existing")), 0o640);
     assert_eq!(identity(t.path("out/existing")).0, before.0, "a chmod must not replace the file");
 
     // chmod from outside: restored.
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o666)).unwrap();
     a.wait_for("mode 0600 restored", || mode(&secret) == 0o600);
-    a.wait_log("file[secret]: set mode 0600 (was 0666)");
+    a.wait_log("file[secret]: set mode 0666 -> 0600");
     // Content drift keeps the mode.
     fs::write(&secret, "leaked\n").unwrap();
     a.wait_content(&secret, "s3cret\n");
@@ -101,7 +101,8 @@ resources:
     // chown from outside: restored.
     chown(&named, Some(0), Some(0)).unwrap();
     a.wait_for("owner restored", || owner(&named) == (65534, 65534));
-    a.wait_log("file[named]: set owner 65534:65534 (was 0:0)");
+    a.wait_log("file[named]: set owner 0 -> 65534");
+    a.wait_log("file[named]: set group 0 -> 65534");
     // A content repair keeps the owner.
     fs::write(&numeric, "drift\n").unwrap();
     a.wait_content(&numeric, "y\n");
@@ -636,7 +637,7 @@ fn a_symlink_swapped_in_during_mode_enforcement_is_not_followed() {
     );
     let yaml = t.write_yaml("g.yaml", &yaml);
     let a = t.agent(&[], &yaml);
-    a.wait_log("file[f]: set mode 0644 (was 0600)");
+    a.wait_log("file[f]: set mode 0600 -> 0644");
     let stop = Arc::new(AtomicBool::new(false));
     let swapper = {
         let (stop, dir, victim) = (stop.clone(), t.path("race"), t.path("victim"));
@@ -656,7 +657,9 @@ fn a_symlink_swapped_in_during_mode_enforcement_is_not_followed() {
         })
     };
     // Every regular file swapped in is 0600, so the agent keeps setting the mode.
-    a.wait_for("many mode repairs", || a.count("file[f]: set mode 0644") >= 300 || swapper.is_finished());
+    a.wait_for("many mode repairs", || {
+        a.count("file[f]: set mode 0600 -> 0644") >= 300 || swapper.is_finished()
+    });
     stop.store(true, Ordering::Relaxed);
     swapper.join().unwrap();
     assert_eq!(mode(t.path("victim")), 0o600, "the mode was set through a symlink");

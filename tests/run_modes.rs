@@ -157,8 +157,8 @@ fn noop_changes_nothing_and_reports_each_change() {
     let out = t.run_to_end(&["--noop", "--converged-timeout", "1"], &yaml);
     out.assert_code(0);
     for line in [
-        "file[f1]: noop: would replace content (4 -> 8 bytes)",
-        "file[f1]: noop: would set mode 0644 (was 0600)",
+        "file[f1]: noop: would replace content (sensitive)",
+        "file[f1]: noop: would set mode 0600 -> 0644",
         &format!("file[f2]: noop: would create parent directory {}", t.p("d/new")),
         "file[f2]: noop: would create file (8 bytes)",
         "file[f3]: noop: would remove file",

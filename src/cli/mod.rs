@@ -4,6 +4,7 @@
 pub mod deploy;
 pub mod etcd;
 pub mod graph_file;
+pub mod logfmt;
 pub mod prefix;
 pub mod run;
 pub mod shell;
@@ -234,6 +235,11 @@ pub struct RunArgs {
     /// Check and apply every resource once, watch nothing, then exit.
     #[arg(long, global = true)]
     pub no_watch: bool,
+    /// Exit with 0 if nothing changed, 2 if something changed (with --noop: would change),
+    /// 4 if a check failed, 6 if both, counted over the whole run (needs --no-watch or
+    /// --converged-timeout).
+    #[arg(long, global = true)]
+    pub detailed_exitcodes: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Seconds a dead agent stays registered in the cluster (its etcd lease).
@@ -352,7 +358,9 @@ fn init_logging(cli: &Cli) {
     };
     let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match cli.log_format {
-        LogFormat::Text => fmt.with_target(false).with_ansi(log_colour()).init(),
+        LogFormat::Text => {
+            fmt.fmt_fields(logfmt::TextFields).with_target(false).with_ansi(log_colour()).init()
+        }
         LogFormat::Json => {
             fmt.json().flatten_event(true).with_current_span(false).with_span_list(false).init()
         }

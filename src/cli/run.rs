@@ -48,6 +48,12 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     if file.is_none() && args.cluster.seeds.is_empty() {
         bail!("`empty` runs the cluster's deploys: it needs --seeds");
     }
+    if args.detailed_exitcodes && !args.no_watch && args.converged_timeout.is_none() {
+        bail!(
+            "--detailed-exitcodes needs --no-watch or --converged-timeout: an agent that watches exits only on a signal"
+        );
+    }
+    let ending = Ending { detailed: args.detailed_exitcodes };
     let base = file.map(|f| graph_file::base_of(f)).transpose()?;
     let (mut text, mut spec) = match (file, &base) {
         (Some(f), Some(b)) => load_yaml(f, b)?,
@@ -170,7 +176,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let code = loop {
         // A graph can be idle before the first change is ever published.
         if args.no_watch && convergence.summary().idle() {
-            break finish(&engine, "applied once");
+            break finish(&engine, "applied once", ending);
         }
         let deadline = match (args.converged_timeout, idle_since) {
             (Some(n), Some(t)) => Some(t + Duration::from_secs(n)),
@@ -293,14 +299,14 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                 if s.idle() {
                     idle_since.get_or_insert_with(Instant::now);
                     if args.no_watch {
-                        break finish(&engine, "applied once");
+                        break finish(&engine, "applied once", ending);
                     }
                 } else {
                     idle_since = None;
                 }
             }
             _ = async { tokio::time::sleep_until(deadline.unwrap().into()).await }, if deadline.is_some() => {
-                break finish(&engine, "converged");
+                break finish(&engine, "converged", ending);
             }
         }
     };
@@ -344,8 +350,28 @@ fn host_status(engine: &Engine, spec: &GraphSpec, source: &str, hostname: &str, 
     }
 }
 
+/// How a run that ends on its own picks its exit code.
+#[derive(Clone, Copy)]
+struct Ending {
+    /// `--detailed-exitcodes`: 0, 2 (changes), 4 (failures) or 6 (both), from
+    /// [`Engine::outcome`], instead of 0 or 1 from the resources' state at the end.
+    detailed: bool,
+}
+
 /// Summarise failures and pick the exit code for a run that ended on its own.
-fn finish(engine: &Engine, how: &str) -> u8 {
+fn finish(engine: &Engine, how: &str, ending: Ending) -> u8 {
+    let code = summarise(engine, how);
+    if !ending.detailed {
+        return code;
+    }
+    let outcome = engine.outcome();
+    info!("{how}: {} changes, {} failed checks", outcome.changes, outcome.failures);
+    outcome.detailed_exit_code()
+}
+
+/// Log what would change and what failed; 0 if every resource is in its desired state,
+/// else 1.
+fn summarise(engine: &Engine, how: &str) -> u8 {
     let report = engine.report();
     let bad: Vec<_> = report.iter().filter(|r| r.status != Status::Ok).collect();
     let would: Vec<_> = report.iter().filter(|r| r.would_change).map(|r| r.id.to_string()).collect();

@@ -1,5 +1,5 @@
 //! Bounds, in one place: the longest interval a param may ask for, and how much of an error
-//! text or of a command's output is logged, kept and published.
+//! text, of a command's output or of a content diff is logged, kept and published.
 
 /// The longest interval any param may ask for (timer `interval`, `meta.poll`, exec `timeout`,
 /// one check at `meta.limit`): ten years. Far beyond any real use, and far from the point
@@ -15,3 +15,16 @@ pub const OUTPUT_TAIL_MAX: usize = 1024;
 
 /// Bytes kept of each of a command's stdout and stderr: the last ones.
 pub const CAPTURE_MAX: usize = 64 * 1024;
+
+/// Largest content (either side) that is diffed; a bigger change is described by its sizes.
+pub const DIFF_INPUT_MAX: u64 = 1024 * 1024;
+
+/// Lines of a content diff that are shown; the rest is counted.
+pub const DIFF_LINES_MAX: usize = 200;
+
+/// Bytes of one line of a content diff that are shown.
+pub const DIFF_LINE_MAX: usize = 512;
+
+/// Bytes at the start of a content that decide whether it is binary (a NUL byte, or not
+/// UTF-8).
+pub const BINARY_SNIFF: usize = 8 * 1024;

@@ -29,11 +29,14 @@ pub struct Meta {
     pub burst: u32,
     /// Check and report only; never change anything.
     pub noop: bool,
+    /// Never log what the resource's content is or becomes (no content diff, no command
+    /// output), only that it changed.
+    pub sensitive: bool,
 }
 
 impl Default for Meta {
     fn default() -> Self {
-        Meta { retry: 0, delay: 0, poll: 0, limit: None, burst: 1, noop: false }
+        Meta { retry: 0, delay: 0, poll: 0, limit: None, burst: 1, noop: false, sensitive: false }
     }
 }
 

@@ -5,9 +5,11 @@
 
 pub mod assemble;
 pub mod converged;
+pub mod diff;
 pub mod graph;
 pub mod limits;
 pub mod meta;
+pub mod outcome;
 pub mod vertex;
 
 use std::collections::HashMap;
@@ -22,6 +24,7 @@ use crate::world::World;
 use crate::world::local::LocalWorld;
 pub use converged::{Convergence, Summary};
 pub use graph::{Graph, GraphError, SwapPlan, plan_swap};
+pub use outcome::{Outcome, Tally};
 pub use vertex::Status;
 use vertex::{Links, VertexShared};
 
@@ -40,6 +43,8 @@ pub struct EngineEnv {
     pub fs: Arc<FsWatcher>,
     pub convergence: Arc<Convergence>,
     pub world: Arc<dyn World>,
+    /// Changes and failures since the engine started, across swaps.
+    pub tally: Tally,
 }
 
 struct Running {
@@ -106,6 +111,7 @@ impl Engine {
             fs: FsWatcher::new()?,
             convergence: Convergence::new(),
             world,
+            tally: Tally::default(),
         };
         Ok(Engine {
             env: Arc::new(env),
@@ -194,6 +200,12 @@ impl Engine {
         self.running = next.into_iter().map(|r| r.expect("every vertex is kept or started")).collect();
         self.graph = new;
         plan
+    }
+
+    /// The changes made (or, in noop mode, found) and the checks failed since the engine
+    /// started.
+    pub fn outcome(&self) -> Outcome {
+        self.env.tally.outcome()
     }
 
     pub fn report(&self) -> Vec<VertexReport> {

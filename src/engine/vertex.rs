@@ -12,7 +12,7 @@ use super::EngineEnv;
 use super::converged::{Cond, CondHandle};
 use super::limits::ERROR_TEXT_MAX;
 use super::meta::{MIN_FOREVER_DELAY_MS, RateLimiter};
-use crate::resources::{ApplyCtx, ResId, Resource, ResourceError, Sends, Trigger, WatchCtx};
+use crate::resources::{ApplyCtx, Change, Detail, ResId, Resource, ResourceError, Sends, Trigger, WatchCtx};
 use crate::text::head;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,16 +217,41 @@ impl RetryLog {
     }
 }
 
-/// Log a failure (its command output only at debug level) and record it, bounded.
-fn record_error(shared: &VertexShared, e: &ResourceError) {
+/// Log a failure (its command output only at debug level, and never for a sensitive
+/// resource) and record it, bounded.
+fn record_error(shared: &VertexShared, e: &ResourceError, sensitive: bool) {
     let id = &shared.id;
     let text = head(&e.summary(), ERROR_TEXT_MAX).into_owned();
     error!("{id}: {text}");
-    if let Some(out) = e.output() {
+    if let Some(out) = e.output().filter(|_| !sensitive) {
         debug!("{id}: output: {out}");
     }
     *shared.last_error.lock().unwrap() = Some(text);
     *shared.last_output.lock().unwrap() = e.output().map(str::to_string);
+}
+
+/// Log one change of a vertex, the one place that does: `KIND[NAME]: CHANGE` at info (in
+/// noop mode `KIND[NAME]: noop: would CHANGE`), with the fields `kind`, `name` and `change`.
+/// Its detail goes in a field of its own (`diff` or `output`), on that line in noop mode and
+/// on a second line at debug level otherwise (resources leave out what `meta.sensitive`
+/// hides).
+fn log_change(id: &ResId, change: &Change, applied: bool) {
+    let (kind, name) = (id.kind.as_str(), id.name.as_str());
+    let line = head(&change.line, ERROR_TEXT_MAX);
+    let (diff, output) = match &change.detail {
+        Some(Detail::Diff(d)) => (Some(d.as_str()), None),
+        Some(Detail::Output(o)) => (None, Some(o.as_str())),
+        None => (None, None),
+    };
+    let (diff, output) = (diff.map(tracing::field::display), output.map(tracing::field::display));
+    if !applied {
+        info!(kind, name, change = %line, diff, output, "{id}: noop: would {line}");
+        return;
+    }
+    info!(kind, name, change = %line, "{id}: {line}");
+    if diff.is_some() || output.is_some() {
+        debug!(kind, name, change = %line, diff, output, "{id}: {line}");
+    }
 }
 
 /// The vertex task. Returns when cancelled (the future is dropped) or never.
@@ -239,6 +264,8 @@ pub async fn run(
     let meta = res.meta().clone();
     let apply = !(env.noop || meta.noop);
     let id = shared.id.clone();
+    // Details are worked out only when they are logged.
+    let detail = !apply || tracing::enabled!(tracing::Level::DEBUG);
 
     let watcher = async {
         let waker_shared = shared.clone();
@@ -342,7 +369,8 @@ pub async fn run(
             let trigger = Trigger { first, event, refresh, failed };
             let mut retries = meta.retry;
             let result = loop {
-                let ctx = ApplyCtx::new(trigger, recv.clone(), env.world.clone());
+                let mut ctx = ApplyCtx::new(trigger, recv.clone(), env.world.clone());
+                ctx.detail = detail;
                 let r = res.check_apply(&ctx, apply).await;
                 if let Some(s) = ctx.take_sends() {
                     *shared.sends.lock().unwrap() = Some(s);
@@ -356,7 +384,7 @@ pub async fn run(
                         let delay = meta.retry_delay();
                         let text = head(&e.summary(), ERROR_TEXT_MAX).into_owned();
                         retry_log.warn(&id, &format!("{text}; retrying in {}ms ({left})", delay.as_millis()));
-                        if let Some(out) = e.output() {
+                        if let Some(out) = e.output().filter(|_| !meta.sensitive) {
                             debug!("{id}: output: {out}");
                         }
                         tokio::time::sleep(delay).await;
@@ -368,13 +396,9 @@ pub async fn run(
                 Ok(changes) => {
                     first = false;
                     for c in &changes {
-                        let c = head(c, ERROR_TEXT_MAX);
-                        if apply {
-                            info!("{id}: {c}");
-                        } else {
-                            info!("{id}: noop: would {c}");
-                        }
+                        log_change(&id, c, apply);
                     }
+                    env.tally.changed(changes.len());
                     *shared.last_error.lock().unwrap() = None;
                     *shared.last_output.lock().unwrap() = None;
                     if !apply {
@@ -387,7 +411,8 @@ pub async fn run(
                     cond.set(Cond::Ok);
                 }
                 Err(e) => {
-                    record_error(&shared, &e);
+                    record_error(&shared, &e, meta.sensitive);
+                    env.tally.failed();
                     shared.transition(Status::Failed);
                     cond.set(Cond::Bad);
                 }

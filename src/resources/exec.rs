@@ -15,7 +15,8 @@ use tokio::process::{Child, Command};
 use tracing::warn;
 
 use super::{
-    ApplyCtx, AutoEdgeInfo, Changes, ResResult, Resource, ResourceError, Sends, ValidationError, WatchCtx,
+    ApplyCtx, AutoEdgeInfo, Change, Changes, Detail, ResResult, Resource, ResourceError, Sends,
+    ValidationError, WatchCtx,
 };
 use crate::engine::limits::{CAPTURE_MAX, MAX_INTERVAL_SECS, OUTPUT_TAIL_MAX};
 use crate::engine::meta::Meta;
@@ -172,6 +173,17 @@ async fn wait_reading(
         }
         _ = &mut reading => child.wait().await,
     }
+}
+
+/// What a command that succeeded printed, for the debug log: the tails of its stdout and
+/// stderr, each bounded; nothing if it printed nothing.
+fn output_detail(stdout: &str, stderr: &str) -> Option<Detail> {
+    let parts: Vec<String> = [("stdout", stdout), ("stderr", stderr)]
+        .into_iter()
+        .filter(|(_, s)| !s.trim().is_empty())
+        .map(|(name, s)| format!("{name}: {}", tail(s.trim_end(), OUTPUT_TAIL_MAX)))
+        .collect();
+    (!parts.is_empty()).then(|| Detail::Output(parts.join("\n")))
 }
 
 /// The last lines of a command's output, on one line, bounded.
@@ -423,13 +435,15 @@ impl Resource for Exec {
             "retry after failure"
         };
         if !apply {
-            return Ok(vec![format!("run `{}` ({why})", self.display())]);
+            return Ok(vec![format!("run `{}` ({why})", self.display()).into()]);
         }
         let cmd = self.main_command().map_err(ResourceError::msg)?;
         let out = self.run(cmd, "cmd").await?;
         let code = out.code;
         let failure = (code != 0)
             .then(|| last_lines(if out.stderr.trim().is_empty() { &out.stdout } else { &out.stderr }));
+        let detail =
+            if ctx.detail && !self.meta.sensitive { output_detail(&out.stdout, &out.stderr) } else { None };
         let mut sends = Sends::new();
         sends.insert("stdout".into(), out.stdout);
         sends.insert("stderr".into(), out.stderr);
@@ -444,7 +458,7 @@ impl Resource for Exec {
                 return Err(failed(format!("donecmd exited with code {}", d.code), last_lines(&d.stderr)));
             }
         }
-        Ok(vec![format!("ran `{}` ({why}, exit 0)", self.display())])
+        Ok(vec![Change::new(format!("ran `{}` ({why}, exit 0)", self.display())).with(detail)])
     }
 
     fn autoedges(&self) -> AutoEdgeInfo {

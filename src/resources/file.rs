@@ -14,7 +14,12 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::fswatch::Scope;
-use super::{ApplyCtx, AutoEdgeInfo, Changes, ResResult, Resource, ResourceError, ValidationError, WatchCtx};
+use super::{
+    ApplyCtx, AutoEdgeInfo, Change, Changes, Detail, ResResult, Resource, ResourceError, ValidationError,
+    WatchCtx,
+};
+use crate::engine::diff::{Side, content_diff};
+use crate::engine::limits::DIFF_INPUT_MAX;
 use crate::engine::meta::Meta;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,7 +192,17 @@ impl File {
         Ok((uid, gid))
     }
 
-    fn sync_check_apply(&self, recv_content: Option<&str>, apply: bool) -> ResResult<Changes> {
+    /// Whether this file's content must not be shown: `meta.sensitive`, or a mode (desired,
+    /// or of the file there now) without the world-read bit.
+    fn is_sensitive(&self, existing: Option<&fs::Metadata>) -> bool {
+        let private = |m: u32| m & 0o004 == 0;
+        self.meta.sensitive
+            || self.mode_bits().is_some_and(private)
+            || existing.is_some_and(|md| md.is_file() && private(md.mode()))
+    }
+
+    /// Check and, with `apply`, repair; with `detail`, content changes carry a diff.
+    fn sync_check_apply(&self, recv_content: Option<&str>, apply: bool, detail: bool) -> ResResult<Changes> {
         if stopping() {
             return Err(ResourceError::msg("the agent is stopping"));
         }
@@ -237,7 +252,7 @@ impl File {
             if apply {
                 fs::create_dir_all(parent).map_err(|e| io("creating parent of", e))?;
             }
-            changes.push(format!("create parent directory {}", parent.display()));
+            changes.push(format!("create parent directory {}", parent.display()).into());
         }
 
         if self.is_dir() {
@@ -265,7 +280,7 @@ impl File {
             let mut wanted = HashSet::new();
             if let Some(src) = self.source_path() {
                 if !apply && !is_dir {
-                    changes.push(format!("copy tree from {}", src.display()));
+                    changes.push(format!("copy tree from {}", src.display()).into());
                 } else {
                     copy_tree(&src, &path, self.force, apply, &mut wanted, &mut changes)?;
                 }
@@ -286,8 +301,10 @@ impl File {
                 )),
                 (None, None, None) => None,
             };
-            let create = |what: &str, desired: Option<Content>| -> ResResult<String> {
+            let sensitive = self.is_sensitive(existing.as_ref());
+            let create = |what: &str, desired: Option<Content>| -> ResResult<Change> {
                 let mut data = desired.unwrap_or(Content::Bytes(b""));
+                let diff = detail.then(|| content_detail(&path, None, &mut data, sensitive));
                 if apply {
                     write_atomic_from(
                         &path,
@@ -298,7 +315,8 @@ impl File {
                     )
                     .map_err(|e| io("writing", e))?;
                 }
-                Ok(format!("{what} ({} bytes)", data.len()))
+                let size = if sensitive { "sensitive".to_string() } else { format!("{} bytes", data.len()) };
+                Ok(Change::new(format!("{what} ({size})")).with(diff))
             };
             match &existing {
                 Some(md) if md.is_dir() => {
@@ -336,9 +354,17 @@ impl File {
                         && !(md.is_file()
                             && same_content(&path, md.len(), data).map_err(|e| io("reading", e))?)
                     {
-                        let line = format!("replace content ({} -> {} bytes)", md.len(), data.len());
+                        let line = if sensitive {
+                            "replace content (sensitive)".to_string()
+                        } else {
+                            format!("replace content ({} -> {} bytes)", md.len(), data.len())
+                        };
+                        let diff = detail.then(|| {
+                            content_detail(&path, md.is_file().then_some(md.len()), data, sensitive)
+                        });
+                        let change = Change::new(line).with(diff);
                         if !apply {
-                            changes.push(line);
+                            changes.push(change);
                         } else {
                             // Keep the existing mode and owner unless params set them.
                             let m = mode.unwrap_or(md.mode() & 0o7777);
@@ -346,7 +372,7 @@ impl File {
                             let g = gid.or(Some(md.gid()));
                             let mut r = data.reader().map_err(|e| io("reading source for", e))?;
                             write_atomic_from(&path, &mut r, m, u, g).map_err(|e| io("writing", e))?;
-                            return Ok(vec![line]);
+                            return Ok(vec![change]);
                         }
                     }
                 }
@@ -377,13 +403,12 @@ impl File {
             if apply {
                 node.chown(uid_change, gid_change).map_err(|e| io("chown", e))?;
             }
-            changes.push(format!(
-                "set owner {}:{} (was {}:{})",
-                uid.unwrap_or(md.uid()),
-                gid.unwrap_or(md.gid()),
-                md.uid(),
-                md.gid()
-            ));
+            if let Some(u) = uid_change {
+                changes.push(format!("set owner {} -> {u}", md.uid()).into());
+            }
+            if let Some(g) = gid_change {
+                changes.push(format!("set group {} -> {g}", md.gid()).into());
+            }
         }
         // After chown, which clears the setuid and setgid bits.
         let now = if apply && !changes.is_empty() {
@@ -398,7 +423,7 @@ impl File {
                 node.chmod(m).map_err(|e| io("chmod", e))?;
             }
             if md.mode() & 0o7777 != m {
-                changes.push(format!("set mode {:04o} (was {:04o})", m, md.mode() & 0o7777));
+                changes.push(format!("set mode {:04o} -> {m:04o}", md.mode() & 0o7777).into());
             }
         }
         Ok(changes)
@@ -440,6 +465,65 @@ fn open_source(src: &Path) -> io::Result<fs::File> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
     }
     Ok(f)
+}
+
+/// The diff of a content change for the log (see [`content_diff`]): from the file at `path`
+/// (`current` is its length; `None`: there is no regular file, whose content could be read
+/// without blocking) to `desired`. Sensitive content is
+/// not read, nor is content over [`DIFF_INPUT_MAX`]. A read that fails is said in the
+/// detail: the diff is only for the log, so it does not fail the check.
+fn content_detail(path: &Path, current: Option<u64>, desired: &mut Content, sensitive: bool) -> Detail {
+    let shown = path.display().to_string();
+    if sensitive {
+        return Detail::Diff(content_diff(&shown, None, Side::unread(0), true));
+    }
+    let text = read_and_diff(&shown, path, current, desired)
+        .unwrap_or_else(|e| format!("content changed (no diff: reading it failed: {e})"));
+    Detail::Diff(text)
+}
+
+/// [`content_diff`] of what is at `path` (`current` long, if there is anything) and
+/// `desired`, each read unless it is too large.
+fn read_and_diff(
+    shown: &str,
+    path: &Path,
+    current: Option<u64>,
+    desired: &mut Content,
+) -> io::Result<String> {
+    let old = match current {
+        None => None,
+        Some(len) => {
+            let node = Node::open(path)?;
+            if node.by_path {
+                return Err(io::Error::from_raw_os_error(libc::EACCES));
+            }
+            Some((len, read_for_diff(len, &mut &node.file)?))
+        }
+    };
+    let new_len = desired.len();
+    let new = read_for_diff(new_len, &mut desired.reader()?)?;
+    let old = old.as_ref().map(|(len, b)| diff_side(*len, b.as_deref()));
+    Ok(content_diff(shown, old, diff_side(new_len, new.as_deref()), false))
+}
+
+/// A side of a diff: `len` bytes long, read as `bytes` if they were (a file may have grown
+/// since its length was taken).
+fn diff_side(len: u64, bytes: Option<&[u8]>) -> Side<'_> {
+    match bytes {
+        Some(b) => Side { len: len.max(b.len() as u64), bytes: Some(b) },
+        None => Side::unread(len),
+    }
+}
+
+/// Up to [`DIFF_INPUT_MAX`] bytes and one more, for a diff; nothing for a content whose
+/// length is over it.
+fn read_for_diff(len: u64, r: &mut dyn Read) -> io::Result<Option<Vec<u8>>> {
+    if len > DIFF_INPUT_MAX {
+        return Ok(None);
+    }
+    let mut buf = Vec::new();
+    r.take(DIFF_INPUT_MAX + 1).read_to_end(&mut buf)?;
+    Ok(Some(buf))
 }
 
 /// Bytes compared at a time.
@@ -895,7 +979,7 @@ fn copy_dir(
                     create_dir_with_mode(&to, smd.mode() & 0o7777, None, None)
                         .map_err(|e| err("creating", &to, e))?;
                 }
-                changes.push(format!("create directory {}", to.display()));
+                changes.push(format!("create directory {}", to.display()).into());
             }
             if apply || dmd.as_ref().is_some_and(|d| d.is_dir()) {
                 copy_dir(&from, &to, force, apply, wanted, changes)?;
@@ -925,7 +1009,7 @@ fn copy_dir(
                     write_atomic_from(&to, &mut r, smd.mode() & 0o7777, None, None)
                         .map_err(|e| err("writing", &to, e))?;
                 }
-                changes.push(format!("copy {} ({} bytes)", to.display(), data.len()));
+                changes.push(format!("copy {} ({} bytes)", to.display(), data.len()).into());
             } else if let Some(d) = &dmd
                 && d.mode() & 0o7777 != smd.mode() & 0o7777
             {
@@ -934,7 +1018,7 @@ fn copy_dir(
                         .and_then(|n| n.chmod(smd.mode() & 0o7777))
                         .map_err(|e| err("chmod", &to, e))?;
                 }
-                changes.push(format!("set mode {:04o} on {}", smd.mode() & 0o7777, to.display()));
+                changes.push(format!("set mode {:04o} on {}", smd.mode() & 0o7777, to.display()).into());
             }
         }
     }
@@ -965,7 +1049,7 @@ fn purge(
             };
             r.map_err(|e| ResourceError::io(format!("purging {}", p.display()), e))?;
         }
-        changes.push(format!("purge {}", p.display()));
+        changes.push(format!("purge {}", p.display()).into());
     }
     Ok(())
 }
@@ -1057,7 +1141,8 @@ impl Resource for File {
     async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {
         let this = self.clone();
         let recv = ctx.recv.get("content").cloned();
-        tokio::task::spawn_blocking(move || this.sync_check_apply(recv.as_deref(), apply))
+        let detail = ctx.detail;
+        tokio::task::spawn_blocking(move || this.sync_check_apply(recv.as_deref(), apply, detail))
             .await
             .map_err(|e| ResourceError::msg(format!("file check panicked: {e}")))?
     }
@@ -1111,8 +1196,11 @@ impl Resource for File {
             }
             None => None,
         };
+        // `sensitive` only hides content from the log: a peer may ask for that.
+        let meta = Meta { sensitive: self.meta.sensitive, ..Meta::default() };
         *self = File {
             name: std::mem::take(&mut self.name),
+            meta,
             path: Some(path),
             content: self.content.take(),
             mode,
@@ -1224,6 +1312,13 @@ mod tests {
         let mut d = File { purge: true, recurse: true, source: Some("/".into()), ..file("/a/d/") };
         d.collected(Some("/in")).unwrap();
         assert_eq!(d, File { name: "f".into(), path: Some("/in/d/".into()), ..File::default() });
+    }
+
+    #[test]
+    fn a_collected_file_stays_sensitive() {
+        let mut f = File { meta: Meta { sensitive: true, retry: 5, ..Meta::default() }, ..file("/a/key") };
+        f.collected(Some("/in/")).unwrap();
+        assert_eq!(f.meta, Meta { sensitive: true, ..Meta::default() });
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl Resource for Kv {
         if apply {
             ctx.world.kv_put(self.key(), want).await.map_err(|e| ResourceError::msg(e.to_string()))?;
         }
-        Ok(vec![change])
+        Ok(vec![change.into()])
     }
 
     fn recv_fields(&self) -> &'static [&'static str] {

@@ -57,9 +57,51 @@ impl ValidationError {
     }
 }
 
-/// What `check_apply` found or did: one human-readable line per change. Empty means the
-/// real state already matched the desired state.
-pub type Changes = Vec<String>;
+/// What `check_apply` found or did: one entry per change. Empty means the real state
+/// already matched the desired state.
+pub type Changes = Vec<Change>;
+
+/// One change `check_apply` made (or, without `apply`, would make).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// What changes, in one human-readable line: `replace content (3 -> 12 bytes)`.
+    pub line: String,
+    /// More about it, over several lines; logged after the line in noop mode and at debug
+    /// level otherwise, and never for a resource with `meta.sensitive`.
+    pub detail: Option<Detail>,
+}
+
+/// The lines that explain a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detail {
+    /// A bounded unified diff of a file's content, or one line saying why there is none
+    /// (binary, too large, sensitive).
+    Diff(String),
+    /// The bounded tails of a command's stdout and stderr.
+    Output(String),
+}
+
+impl Change {
+    pub fn new(line: impl Into<String>) -> Self {
+        Change { line: line.into(), detail: None }
+    }
+    pub fn with(mut self, detail: Option<Detail>) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+impl From<String> for Change {
+    fn from(line: String) -> Self {
+        Change::new(line)
+    }
+}
+
+impl From<&str> for Change {
+    fn from(line: &str) -> Self {
+        Change::new(line)
+    }
+}
 
 /// Values a resource sends after applying (exec's stdout, ...), for send/recv edges.
 pub type Sends = BTreeMap<String, String>;
@@ -81,6 +123,10 @@ pub struct Trigger {
 /// Context handed to `check_apply`.
 pub struct ApplyCtx {
     pub trigger: Trigger,
+    /// Whether changes should carry their [`Detail`] (a content diff): set when it will be
+    /// logged (noop mode, or debug logging), so that real runs do not pay for diffs nobody
+    /// reads.
+    pub detail: bool,
     /// Values received over send/recv edges, by receiving field name.
     pub recv: Sends,
     pub(crate) sends: std::sync::Mutex<Option<Sends>>,
@@ -90,7 +136,7 @@ pub struct ApplyCtx {
 
 impl ApplyCtx {
     pub fn new(trigger: Trigger, recv: Sends, world: Arc<dyn World>) -> Self {
-        ApplyCtx { trigger, recv, sends: Default::default(), world }
+        ApplyCtx { trigger, detail: false, recv, sends: Default::default(), world }
     }
     /// Publish values for downstream send/recv edges.
     pub fn send(&self, values: Sends) {

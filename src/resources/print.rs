@@ -44,7 +44,7 @@ impl Resource for Print {
             let _ = writeln!(out, "{msg}");
             let _ = out.flush();
         }
-        Ok(vec![format!("print {msg:?}")])
+        Ok(vec![format!("print {msg:?}").into()])
     }
 
     fn recv_fields(&self) -> &'static [&'static str] {

@@ -261,7 +261,7 @@ impl Resource for Svc {
             if apply {
                 m.reload().await.map_err(dbus("reloading systemd"))?;
             }
-            changes.push("reload systemd (unit file changed)".to_string());
+            changes.push("reload systemd (unit file changed)".into());
         }
         let u = if need_reload && apply { self.unit_proxy(&m).await? } else { u };
         if apply && u.load_state().await.map_err(dbus("reading LoadState"))? == "not-found" {
@@ -281,7 +281,7 @@ impl Resource for Svc {
                             .map_err(dbus("enabling"))?;
                         m.reload().await.map_err(dbus("reloading systemd"))?;
                     }
-                    changes.push(format!("enable (was {have})"));
+                    changes.push(format!("enable (was {have})").into());
                 }
                 Startup::Disabled if enabled && !is_static => {
                     if apply {
@@ -290,7 +290,7 @@ impl Resource for Svc {
                             .map_err(dbus("disabling"))?;
                         m.reload().await.map_err(dbus("reloading systemd"))?;
                     }
-                    changes.push(format!("disable (was {have})"));
+                    changes.push(format!("disable (was {have})").into());
                 }
                 _ => {}
             }
@@ -318,7 +318,7 @@ impl Resource for Svc {
                 if apply {
                     self.job(&m, "start").await?;
                 }
-                changes.push(format!("start (was {was})"));
+                changes.push(format!("start (was {was})").into());
             }
             Some(SvcState::Running) if need_reload || ctx.trigger.refresh => {
                 if apply {
@@ -334,7 +334,7 @@ impl Resource for Svc {
                 if apply {
                     self.job(&m, "stop").await?;
                 }
-                changes.push(format!("stop (was {active})"));
+                changes.push(format!("stop (was {active})").into());
             }
             _ => {}
         }
