@@ -319,6 +319,7 @@ fn record_for(e: &Etcd, id: u64, bundle: &str) -> DeployRecord {
         time: 0,
         message: None,
         rollback_of: None,
+        ..Default::default()
     }
 }
 

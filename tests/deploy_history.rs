@@ -311,6 +311,7 @@ fn list_cuts_non_ascii_text_on_character_boundaries() {
         time: 0,
         message: Some("line\nbreak \u{1b}[31mred ünïcödé".into()),
         rollback_of: None,
+        ..Default::default()
     };
     e.etcdctl(&["put", "/_mgmt/deploy/1", &serde_json::to_string(&rec).unwrap()]);
     e.etcdctl(&["put", "/_mgmt/deploy/latest", "1"]);

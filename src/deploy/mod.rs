@@ -2,6 +2,7 @@
 //! `bundle` is the pure core: manifests, bundle IDs, path rules.
 
 pub mod bundle;
+pub mod diff;
 pub mod follow;
 pub mod source;
 pub mod store;
