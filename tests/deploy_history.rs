@@ -355,7 +355,7 @@ fn rollback_refuses_an_empty_target_and_a_prefix_of_several_commits() {
     for empty in ["", " "] {
         let o = run_deploy(&e, &repo, &["rollback", empty]);
         assert_eq!(o.status.code(), Some(1), "{empty:?}: {}", text(&o.stdout));
-        assert!(text(&o.stderr).contains("rollback needs a deploy ID or a commit"), "{}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("rollback needs a deploy ID, a commit"), "{}", text(&o.stderr));
     }
     let o = run_deploy(&e, &repo, &["rollback", &first[..1]]);
     let err = text(&o.stderr);
