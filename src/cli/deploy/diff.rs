@@ -147,7 +147,8 @@ fn warn_if_dirty(start: &std::path::Path) {
         && !dirty.is_empty()
     {
         eprintln!(
-            "mgmt: warning: the work tree has {} uncommitted changes; they are not compared (`deploy yaml` refuses them until they are committed)",
+            "mgmt: warning: the work tree is not clean ({} paths); HEAD is compared, without those changes \
+             (`deploy yaml` refuses to deploy until they are committed)",
             dirty.len()
         );
     }

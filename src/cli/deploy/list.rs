@@ -116,8 +116,8 @@ pub fn table(listed: &[Listed], live: Option<u64>, hosts: &BTreeMap<u64, usize>)
             utc(r.time),
             shown(r.commit.as_deref().map(|c| clip(c, 12)).unwrap_or("-"), 64),
             shown(clip(&r.bundle, 12), 64),
-            shown(r.author.as_deref().unwrap_or("-"), 64),
-            shown(r.deployer.as_deref().unwrap_or("-"), 64),
+            person(r.author.as_deref()),
+            person(r.deployer.as_deref()),
             shown(&message(r), 200),
         ));
         if let Some(problem) = &l.problem {
@@ -125,6 +125,24 @@ pub fn table(listed: &[Listed], live: Option<u64>, hosts: &BTreeMap<u64, usize>)
         }
     }
     out
+}
+
+/// The width of the AUTHOR and BY cells, in characters.
+const PERSON_CELL: usize = 24;
+
+/// An AUTHOR or BY cell: the name of `Name <email>` (the whole text otherwise), escaped
+/// and cut to [`PERSON_CELL`] characters (`deploy show` has it whole).
+fn person(who: Option<&str>) -> String {
+    let who = who.unwrap_or("-");
+    let name = match who.split_once(" <") {
+        Some((name, _)) if who.ends_with('>') && !name.trim().is_empty() => name,
+        _ => who,
+    };
+    let cell = shown(name, 256);
+    if cell.chars().count() <= PERSON_CELL {
+        return cell;
+    }
+    format!("{}…", clip(&cell, PERSON_CELL - 1))
 }
 
 /// A record's MESSAGE cell: the commit's subject, or what a rollback went back to and why.
@@ -250,8 +268,18 @@ mod tests {
         assert_eq!(cells(1), "1 0 1970-01-01");
         assert_eq!(cells(2), "2 1 1970-01-01");
         assert_eq!(cells(3), "3 * 2");
-        assert!(lines[3].contains("Bob <bob@example.com>"), "{t}");
+        assert!(lines[3].contains(" Bob "), "{t}");
         assert!(lines[3].ends_with("rollback to deploy 1: bad config"), "{t}");
+    }
+
+    #[test]
+    fn people_are_shown_by_name_within_their_column() {
+        assert_eq!(person(Some("Ada Lovelace <ada@example.com>")), "Ada Lovelace");
+        assert_eq!(person(Some("<ada@example.com>")), "<ada@example.com>");
+        assert_eq!(person(Some("ops@web1")), "ops@web1");
+        assert_eq!(person(None), "-");
+        assert_eq!(person(Some(&"é".repeat(40))), format!("{}…", "é".repeat(23)));
+        assert_eq!(person(Some("a\u{1b}[2J <x>")), "a\\u{1b}[2J");
     }
 
     #[test]
