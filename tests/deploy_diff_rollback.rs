@@ -339,3 +339,36 @@ fn diff_shows_the_files_and_resources_a_deploy_changes_against_the_live_one() {
     assert!(back.starts_with("deploy 2 (live) -> deploy 1\n"), "{back}");
     assert!(back.contains("  + exec[reload]\n") && back.contains("  - file[extra]\n"), "{back}");
 }
+
+#[test]
+fn each_deploy_subcommand_takes_and_shows_only_its_own_flags() {
+    let help = |sub: &str| ok(&mgmt(Path::new("/"), &["deploy", sub, "--help"]));
+    let list = help("list");
+    for absent in ["--force", "--keep", "--no-git", "--commit", "--message"] {
+        assert!(!list.contains(absent), "{absent} in\n{list}");
+    }
+    assert!(list.contains("--json") && list.contains("--last <N>"), "{list}");
+    let show = help("show");
+    assert!(show.contains("<ID>  The deploy's ID"), "{show}");
+    assert!(show.lines().any(|l| l.contains("--json") && l.contains("Print JSON")), "{show}");
+    let rollback = help("rollback");
+    for present in ["-m, --message <MESSAGE>", "--force", "--keep <N>", "[TARGET]"] {
+        assert!(rollback.contains(present), "{present} not in\n{rollback}");
+    }
+    assert!(!rollback.contains("--no-git") && !rollback.contains("--commit"), "{rollback}");
+    let diff = help("diff");
+    for present in ["--commit <REV>", "--no-git", "--json", "--exit-code"] {
+        assert!(diff.contains(present), "{present} not in\n{diff}");
+    }
+    assert!(!diff.contains("--force") && !diff.contains("--keep"), "{diff}");
+
+    // Before the subcommand, a flag it does not take is a command-line error.
+    let o = mgmt(Path::new("/"), &["deploy", "--seeds", "http://127.0.0.1:9", "--force", "list"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("`--force` goes with `deploy yaml` or `deploy rollback`"), "{}", text(&o.stderr));
+    for args in [&["deploy", "yaml", "--keep", "0", "g.yaml"][..], &["deploy", "--keep", "0", "yaml", "g.yaml"]] {
+        let o = mgmt(Path::new("/"), args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(text(&o.stderr).contains("'0' for '--keep <N>': at least 1 deploy is kept: the live one"), "{}", text(&o.stderr));
+    }
+}
