@@ -45,12 +45,15 @@ pub fn manifest_diff(old: &Manifest, new: &Manifest) -> Vec<FileChange> {
 }
 
 /// One param of a resource that differs: its path (`content`, `meta.retry`) and its value
-/// on each side (`None`: not set there).
+/// on each side (`None`: not set there, or hidden).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamChange {
     pub param: String,
     pub old: Option<Value>,
     pub new: Option<Value>,
+    /// The values are left out: the content of a file that is not world-readable (its
+    /// `mode`) or marked `meta.sensitive`.
+    pub hidden: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +109,9 @@ pub fn graph_diff(old: &GraphSpec, new: &GraphSpec) -> GraphDiff {
             (Some(o), Some(n)) => {
                 let mut params = Vec::new();
                 param_diff("", o, n, &mut params);
+                if key.0 == "file" && (sensitive(o) || sensitive(n)) {
+                    params.iter_mut().filter(|p| p.param == "content").for_each(hide);
+                }
                 if !params.is_empty() {
                     resources.push(ResourceChange::Changed(id, params));
                 }
@@ -138,15 +144,37 @@ fn param_diff(at: &str, old: &Value, new: &Value, out: &mut Vec<ParamChange>) {
                 let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
                 match (o.get(k), n.get(k)) {
                     (Some(a), Some(b)) => param_diff(&path, a, b, out),
-                    (a, b) => out.push(ParamChange { param: path, old: a.cloned(), new: b.cloned() }),
+                    (a, b) => out.push(ParamChange { param: path, old: a.cloned(), new: b.cloned(), hidden: false }),
                 }
             }
         }
         _ if old != new => {
-            out.push(ParamChange { param: at.to_string(), old: Some(old.clone()), new: Some(new.clone()) })
+            out.push(ParamChange {
+                param: at.to_string(),
+                old: Some(old.clone()),
+                new: Some(new.clone()),
+                hidden: false,
+            })
         }
         _ => {}
     }
+}
+
+/// Whether a file's params make its content a secret: a `mode` without the world-read bit,
+/// or `meta.sensitive: true`.
+fn sensitive(params: &Value) -> bool {
+    let private_mode = params
+        .get("mode")
+        .and_then(Value::as_str)
+        .and_then(|m| crate::resources::file::parse_mode(m).ok())
+        .is_some_and(|m| m & 0o004 == 0);
+    private_mode || params.pointer("/meta/sensitive") == Some(&Value::Bool(true))
+}
+
+fn hide(p: &mut ParamChange) {
+    p.old = None;
+    p.new = None;
+    p.hidden = true;
 }
 
 fn edge_text(e: &EdgeSpec) -> String {
@@ -273,5 +301,22 @@ edges:
         assert_eq!(d.edges_removed, ["file[conf] -> exec[run]"]);
         let same = graph_diff(&parse(OLD, "a").unwrap(), &parse(OLD, "b").unwrap());
         assert!(same.is_empty(), "{same:?}");
+    }
+
+    #[test]
+    fn the_content_of_a_file_that_is_not_world_readable_is_not_shown() {
+        let g = |content: &str, mode: &str| {
+            parse(&format!("graph: g\nresources:\n  file:\n  - name: key\n    path: /k\n    content: {content}\n    mode: \"{mode}\"\n"), "g")
+                .unwrap()
+        };
+        let d = graph_diff(&g("a", "0644"), &g("b", "0600"));
+        let ResourceChange::Changed(_, params) = &d.resources[0] else { panic!("{d:?}") };
+        let content = params.iter().find(|p| p.param == "content").unwrap();
+        assert_eq!((content.hidden, &content.old, &content.new), (true, &None, &None));
+        let mode = params.iter().find(|p| p.param == "mode").unwrap();
+        assert_eq!(mode.new, Some(Value::from("0600")));
+        let d = graph_diff(&g("a", "0644"), &g("b", "0644"));
+        let ResourceChange::Changed(_, params) = &d.resources[0] else { panic!("{d:?}") };
+        assert_eq!(params[0].new, Some(Value::from("b")));
     }
 }

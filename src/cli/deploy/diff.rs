@@ -275,7 +275,11 @@ fn graph_text(g: &GraphDiff) -> String {
             ResourceChange::Changed(_, params) => {
                 out.push_str(&format!("  ~ {id}\n"));
                 for p in params {
-                    out.push_str(&format!("      {}: {} -> {}\n", p.param, value(&p.old), value(&p.new)));
+                    if p.hidden {
+                        out.push_str(&format!("      {}: changed (not shown: a private file)\n", p.param));
+                    } else {
+                        out.push_str(&format!("      {}: {} -> {}\n", p.param, value(&p.old), value(&p.new)));
+                    }
                 }
             }
         }
@@ -307,7 +311,7 @@ fn value(v: &Option<Value>) -> String {
 
 fn graph_json(g: &GraphDiff) -> Value {
     let params = |ps: &[ParamChange]| -> Vec<Value> {
-        ps.iter().map(|p| json!({"param": p.param, "old": p.old, "new": p.new})).collect()
+        ps.iter().map(|p| json!({"param": p.param, "old": p.old, "new": p.new, "hidden": p.hidden})).collect()
     };
     let resources: Vec<Value> = g
         .resources
@@ -350,9 +354,10 @@ mod tests {
                 ResourceChange::Changed(
                     ResId::new("file", "conf"),
                     vec![
-                        ParamChange { param: "content".into(), old: Some("one\n".into()), new: Some("two\n".into()) },
-                        ParamChange { param: "mode".into(), old: None, new: Some("0600".into()) },
-                        ParamChange { param: "x".into(), old: Some("y".repeat(1000).into()), new: None },
+                        ParamChange { param: "content".into(), old: Some("one\n".into()), new: Some("two\n".into()), hidden: false },
+                        ParamChange { param: "mode".into(), old: None, new: Some("0600".into()), hidden: false },
+                        ParamChange { param: "x".into(), old: Some("y".repeat(1000).into()), new: None, hidden: false },
+                        ParamChange { param: "content".into(), old: None, new: None, hidden: true },
                     ],
                 ),
             ],
@@ -369,6 +374,7 @@ mod tests {
             "      mode: (unset) -> \"0600\"",
         ]);
         assert!(lines[5].len() < 2 * VALUE_MAX && lines[5].ends_with("-> (unset)"), "{t}");
-        assert_eq!(lines[6..], ["edges:", "  - file[conf] -> exec[run]"]);
+        assert_eq!(lines[6], "      content: changed (not shown: a private file)");
+        assert_eq!(lines[7..], ["edges:", "  - file[conf] -> exec[run]"]);
     }
 }
