@@ -191,11 +191,17 @@ fn a_rollback_to_the_live_bundle_does_nothing_unless_forced() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(text(&o.stdout).starts_with("nothing to roll back: deploy 2 is live and runs bundle "), "{}", text(&o.stdout));
     assert_eq!(latest(&e), "2");
+    let v = json(&run_deploy(&e, &repo, &["rollback", "--json", "2"]));
+    assert_eq!((v["deploy"].clone(), v["rollback_of"].clone(), v["published"].clone()), (2.into(), 2.into(), false.into()));
     assert_eq!(deployed(&run_deploy(&e, &repo, &["rollback", "--force", "2"])), 3);
-    // Deploy 3 runs deploy 2's bundle: going back to either is nothing new.
+    let v = json(&run_deploy(&e, &repo, &["rollback", "--json", "1"]));
+    assert_eq!((v["deploy"].clone(), v["rollback_of"].clone(), v["published"].clone()), (4.into(), 1.into(), true.into()));
+    assert_eq!(v["bundle"], record(&e, 1).bundle.as_str());
+    assert_eq!(deployed(&run_deploy(&e, &repo, &["rollback", "--force", "3"])), 5);
+    // Deploy 5 runs deploy 2's bundle: going back to either is nothing new.
     let o = run_deploy(&e, &repo, &["rollback", "2"]);
-    assert!(text(&o.stdout).starts_with("nothing to roll back: deploy 3 is live"), "{}", text(&o.stdout));
-    assert_eq!(latest(&e), "3");
+    assert!(text(&o.stdout).starts_with("nothing to roll back: deploy 5 is live"), "{}", text(&o.stdout));
+    assert_eq!(latest(&e), "5");
 }
 
 /// `mgmt ARGS` in `dir` with `HOME` in `home`: no git identity of the user's own.

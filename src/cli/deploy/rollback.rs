@@ -23,6 +23,10 @@ pub struct RollbackArgs {
     pub message: Option<String>,
     #[command(flatten)]
     pub keep: KeepArg,
+    /// Print the outcome as one JSON object (`deploy`, `rollback_of`, `bundle`, `commit`,
+    /// `published`) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `-m MESSAGE`: at most [`MAX_REASON`] bytes, as every record is checked for.
@@ -53,12 +57,16 @@ pub async fn rollback(args: &DeployArgs, keys: &DeployKeys, r: &RollbackArgs) ->
         && l.bundle == to.bundle
         && !r.force
     {
-        println!(
-            "nothing to roll back: deploy {} is live and runs bundle {}, deploy {}'s (use --force to deploy it again)",
-            l.id,
-            clip(&l.bundle, 12),
-            to.id
-        );
+        if r.json {
+            print_json(l.id, &to, false);
+        } else {
+            println!(
+                "nothing to roll back: deploy {} is live and runs bundle {}, deploy {}'s (use --force to deploy it again)",
+                l.id,
+                clip(&l.bundle, 12),
+                to.id
+            );
+        }
         return Ok(0);
     }
     // The bundle must still be whole before anyone is asked to run it.
@@ -76,9 +84,26 @@ pub async fn rollback(args: &DeployArgs, keys: &DeployKeys, r: &RollbackArgs) ->
     };
     let Some(appended) = append(&mut c, keys, new, true).await? else { return Ok(EXIT_UNKNOWN) };
     let (Published::New(rec) | Published::NothingNew(rec)) = published(keys, appended);
-    println!("deploy {}", rec.id);
-    println!("rollback to deploy {} (bundle {})", to.id, rec.bundle);
+    if r.json {
+        print_json(rec.id, &to, true);
+    } else {
+        println!("deploy {}", rec.id);
+        println!("rollback to deploy {} (bundle {})", to.id, rec.bundle);
+    }
     Ok(after_publish(&mut c, keys, r.keep.get(), rec.id, None).await)
+}
+
+/// The outcome as JSON: the deploy now live (the new one when `published`), and the one
+/// whose bundle it runs.
+fn print_json(live: u64, to: &DeployRecord, published: bool) {
+    let out = serde_json::json!({
+        "deploy": live,
+        "rollback_of": to.id,
+        "bundle": to.bundle,
+        "commit": to.commit,
+        "published": published,
+    });
+    println!("{out}");
 }
 
 /// The commit a git revision names in the repository at the current directory, if there
