@@ -1476,10 +1476,12 @@ fn crafted_records_and_statuses_are_shown_without_panic() {
             });
             let cluster = ["--seeds", etcd.url(), "--etcd-namespace", &ns];
             // Listing skips what it cannot read; showing one deploy may refuse it.
-            let commands: [(&[i32], &[&str]); 5] = [
+            let commands: [(&[i32], &[&str]); 7] = [
                 (&[0], &["deploy", "list"]),
                 (&[0], &["deploy", "list", "--json"]),
                 (&[0, 1], &["deploy", "show", "1"]),
+                (&[0, 1], &["deploy", "show", "1", "--json"]),
+                (&[0, 1], &["deploy", "diff", "1"]),
                 (&[0], &["status"]),
                 (&[0], &["status", "--json"]),
             ];
