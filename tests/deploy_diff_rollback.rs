@@ -74,8 +74,14 @@ fn list_marks_the_live_deploy_counts_its_hosts_and_names_the_timezone() {
         v[1]["hosts"] == 1
     });
     let v = json(&run_deploy(&e, &repo, &["list", "--json"]));
-    assert_eq!((v[0]["key"].clone(), v[0]["live"].clone(), v[0]["hosts"].clone()), (1.into(), false.into(), 0.into()));
-    assert_eq!((v[1]["key"].clone(), v[1]["live"].clone(), v[1]["hosts"].clone()), (2.into(), true.into(), 1.into()));
+    assert_eq!(
+        (v[0]["key"].clone(), v[0]["live"].clone(), v[0]["hosts"].clone()),
+        (1.into(), false.into(), 0.into())
+    );
+    assert_eq!(
+        (v[1]["key"].clone(), v[1]["live"].clone(), v[1]["hosts"].clone()),
+        (2.into(), true.into(), 1.into())
+    );
 
     let table = ok(&run_deploy(&e, &repo, &["list"]));
     let lines: Vec<&str> = table.lines().collect();
@@ -168,7 +174,11 @@ fn rollback_resolves_git_revisions_and_tags_in_the_current_repository() {
     // Outside the repository the tag means nothing.
     let o = run_deploy(&e, t.root(), &["rollback", "v1"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("no deploy `v1` in the history (by ID, commit or git revision)"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("no deploy `v1` in the history (by ID, commit or git revision)"),
+        "{}",
+        text(&o.stderr)
+    );
     // A revision no deploy ran.
     git(&repo, &["commit", "-q", "--allow-empty", "-m", "four"]);
     let o = run_deploy(&e, &repo, &["rollback", "HEAD"]);
@@ -189,13 +199,23 @@ fn a_rollback_to_the_live_bundle_does_nothing_unless_forced() {
     deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
     let o = run_deploy(&e, &repo, &["rollback", "2"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(text(&o.stdout).starts_with("nothing to roll back: deploy 2 is live and runs bundle "), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).starts_with("nothing to roll back: deploy 2 is live and runs bundle "),
+        "{}",
+        text(&o.stdout)
+    );
     assert_eq!(latest(&e), "2");
     let v = json(&run_deploy(&e, &repo, &["rollback", "--json", "2"]));
-    assert_eq!((v["deploy"].clone(), v["rollback_of"].clone(), v["published"].clone()), (2.into(), 2.into(), false.into()));
+    assert_eq!(
+        (v["deploy"].clone(), v["rollback_of"].clone(), v["published"].clone()),
+        (2.into(), 2.into(), false.into())
+    );
     assert_eq!(deployed(&run_deploy(&e, &repo, &["rollback", "--force", "2"])), 3);
     let v = json(&run_deploy(&e, &repo, &["rollback", "--json", "1"]));
-    assert_eq!((v["deploy"].clone(), v["rollback_of"].clone(), v["published"].clone()), (4.into(), 1.into(), true.into()));
+    assert_eq!(
+        (v["deploy"].clone(), v["rollback_of"].clone(), v["published"].clone()),
+        (4.into(), 1.into(), true.into())
+    );
     assert_eq!(v["bundle"], record(&e, 1).bundle.as_str());
     assert_eq!(deployed(&run_deploy(&e, &repo, &["rollback", "--force", "3"])), 5);
     // Deploy 5 runs deploy 2's bundle: going back to either is nothing new.
@@ -325,7 +345,12 @@ fn diff_shows_the_files_and_resources_a_deploy_changes_against_the_live_one() {
         .collect();
     assert_eq!(
         changes,
-        [("files/new.conf", "added"), ("files/old.conf", "removed"), ("files/run.sh", "changed"), ("graph.yaml", "changed")]
+        [
+            ("files/new.conf", "added"),
+            ("files/old.conf", "removed"),
+            ("files/run.sh", "changed"),
+            ("graph.yaml", "changed")
+        ]
     );
     assert_eq!(v["files"][2]["new"]["mode"], "100755");
     let resources: Vec<(&str, &str)> = v["graph"]["resources"]
@@ -371,10 +396,20 @@ fn each_deploy_subcommand_takes_and_shows_only_its_own_flags() {
     // Before the subcommand, a flag it does not take is a command-line error.
     let o = mgmt(Path::new("/"), &["deploy", "--seeds", "http://127.0.0.1:9", "--force", "list"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("`--force` goes with `deploy yaml` or `deploy rollback`"), "{}", text(&o.stderr));
-    for args in [&["deploy", "yaml", "--keep", "0", "g.yaml"][..], &["deploy", "--keep", "0", "yaml", "g.yaml"]] {
+    assert!(
+        text(&o.stderr).contains("`--force` goes with `deploy yaml` or `deploy rollback`"),
+        "{}",
+        text(&o.stderr)
+    );
+    for args in
+        [&["deploy", "yaml", "--keep", "0", "g.yaml"][..], &["deploy", "--keep", "0", "yaml", "g.yaml"]]
+    {
         let o = mgmt(Path::new("/"), args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
-        assert!(text(&o.stderr).contains("'0' for '--keep <N>': at least 1 deploy is kept: the live one"), "{}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains("'0' for '--keep <N>': at least 1 deploy is kept: the live one"),
+            "{}",
+            text(&o.stderr)
+        );
     }
 }

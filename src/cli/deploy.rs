@@ -99,13 +99,15 @@ impl FlagsBefore {
     /// The subcommand with the flags given before it merged in; a flag it does not take
     /// is an error.
     pub fn merge_into(&self, command: DeployCommand) -> Result<DeployCommand> {
-        let misplaced = |name: &str, takes: &str| {
-            anyhow::anyhow!("`--{name}` goes with {takes}, after the subcommand")
-        };
+        let misplaced =
+            |name: &str, takes: &str| anyhow::anyhow!("`--{name}` goes with {takes}, after the subcommand");
         let one_of = |c: &DeployCommand| -> Result<()> {
             let yaml_only = if matches!(c, DeployCommand::Yaml(_)) { None } else { Some("`deploy yaml`") };
-            let publishing =
-                if matches!(c, DeployCommand::Yaml(_) | DeployCommand::Rollback(_)) { None } else { Some("`deploy yaml` or `deploy rollback`") };
+            let publishing = if matches!(c, DeployCommand::Yaml(_) | DeployCommand::Rollback(_)) {
+                None
+            } else {
+                Some("`deploy yaml` or `deploy rollback`")
+            };
             if let (true, Some(t)) = (self.no_git, yaml_only) {
                 return Err(misplaced("no-git", t));
             }

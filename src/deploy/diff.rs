@@ -15,7 +15,10 @@ pub enum FileChange {
     Added(FileEntry),
     Removed(FileEntry),
     /// Same path; another mode or content.
-    Changed { old: FileEntry, new: FileEntry },
+    Changed {
+        old: FileEntry,
+        new: FileEntry,
+    },
 }
 
 impl FileChange {
@@ -144,18 +147,18 @@ fn param_diff(at: &str, old: &Value, new: &Value, out: &mut Vec<ParamChange>) {
                 let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
                 match (o.get(k), n.get(k)) {
                     (Some(a), Some(b)) => param_diff(&path, a, b, out),
-                    (a, b) => out.push(ParamChange { param: path, old: a.cloned(), new: b.cloned(), hidden: false }),
+                    (a, b) => {
+                        out.push(ParamChange { param: path, old: a.cloned(), new: b.cloned(), hidden: false })
+                    }
                 }
             }
         }
-        _ if old != new => {
-            out.push(ParamChange {
-                param: at.to_string(),
-                old: Some(old.clone()),
-                new: Some(new.clone()),
-                hidden: false,
-            })
-        }
+        _ if old != new => out.push(ParamChange {
+            param: at.to_string(),
+            old: Some(old.clone()),
+            new: Some(new.clone()),
+            hidden: false,
+        }),
         _ => {}
     }
 }
@@ -241,8 +244,14 @@ mod tests {
             vec![
                 FileChange::Removed(entry("a.conf", MODE_FILE, 'a')),
                 FileChange::Added(entry("b.conf", MODE_FILE, 'a')),
-                FileChange::Changed { old: entry("graph.yaml", MODE_FILE, 'b'), new: entry("graph.yaml", MODE_FILE, 'e') },
-                FileChange::Changed { old: entry("run.sh", MODE_FILE, 'c'), new: entry("run.sh", MODE_EXECUTABLE, 'c') },
+                FileChange::Changed {
+                    old: entry("graph.yaml", MODE_FILE, 'b'),
+                    new: entry("graph.yaml", MODE_FILE, 'e')
+                },
+                FileChange::Changed {
+                    old: entry("run.sh", MODE_FILE, 'c'),
+                    new: entry("run.sh", MODE_EXECUTABLE, 'c')
+                },
             ]
         );
         assert!(manifest_diff(&old, &old).is_empty());

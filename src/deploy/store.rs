@@ -291,9 +291,11 @@ pub fn check_record(key: u64, rec: &DeployRecord) -> Result<(), RecordError> {
 /// A text field of at most `max` bytes (pure).
 fn check_length(id: u64, field: &'static str, text: Option<&str>, max: usize) -> Result<(), RecordError> {
     match text {
-        Some(t) if t.len() > max => {
-            Err(RecordError::BadField { id, field, why: format!("{} bytes; at most {max} are allowed", t.len()) })
-        }
+        Some(t) if t.len() > max => Err(RecordError::BadField {
+            id,
+            field,
+            why: format!("{} bytes; at most {max} are allowed", t.len()),
+        }),
         _ => Ok(()),
     }
 }

@@ -6,7 +6,7 @@ use etcd_client::Client;
 use serde_json::{Value, json};
 
 use super::list::octal;
-use super::{SourceArgs, build, clip, client};
+use super::{SourceArgs, build, client, clip};
 use crate::cli::DeployArgs;
 use crate::cli::status::shown;
 use crate::deploy::bundle::{FileEntry, Manifest};
@@ -84,15 +84,26 @@ pub async fn diff(args: &DeployArgs, keys: &DeployKeys, d: &DiffArgs) -> Result<
 
 /// A published deploy: its manifest and graph file, checked against their hashes.
 async fn stored_side(c: &mut Client, keys: &DeployKeys, r: &DeployRecord) -> Result<Side> {
-    let manifest = store::fetch_manifest(c, keys, &r.bundle).await.with_context(|| format!("deploy {}", r.id))?;
+    let manifest =
+        store::fetch_manifest(c, keys, &r.bundle).await.with_context(|| format!("deploy {}", r.id))?;
     let f = entry_of(&manifest)?.clone();
-    let entry = store::get_blob(c, keys, &f.sha256, f.size).await.with_context(|| format!("deploy {}", r.id))?;
+    let entry =
+        store::get_blob(c, keys, &f.sha256, f.size).await.with_context(|| format!("deploy {}", r.id))?;
     manifest.verify_file(&f, &entry)?;
-    Ok(Side { label: format!("deploy {}", r.id), deploy: Some(r.id), commit: r.commit.clone(), manifest, entry })
+    Ok(Side {
+        label: format!("deploy {}", r.id),
+        deploy: Some(r.id),
+        commit: r.commit.clone(),
+        manifest,
+        entry,
+    })
 }
 
 fn entry_of(m: &Manifest) -> Result<&FileEntry> {
-    m.files.iter().find(|f| f.path == m.entry).with_context(|| format!("the entry `{}` is not in the bundle", m.entry))
+    m.files
+        .iter()
+        .find(|f| f.path == m.entry)
+        .with_context(|| format!("the entry `{}` is not in the bundle", m.entry))
 }
 
 /// What `deploy yaml` would publish: the graph file's commit (HEAD unless --commit; a
@@ -109,7 +120,8 @@ fn built_side(d: &DiffArgs, live: Option<&DeployRecord>) -> Result<Side> {
         }
         None if d.source.no_git => bail!("--no-git needs the graph file: `mgmt deploy diff --no-git FILE`"),
         None => {
-            let live = live.context("no deploy is live yet: give the graph file (`mgmt deploy diff FILE`)")?;
+            let live =
+                live.context("no deploy is live yet: give the graph file (`mgmt deploy diff FILE`)")?;
             let cwd = std::env::current_dir()?;
             if d.source.commit.is_none() {
                 warn_if_dirty(&cwd);
@@ -165,7 +177,11 @@ struct Report {
 
 impl Report {
     fn new(old: Option<&Side>, new: &Side) -> Report {
-        let empty = Manifest { frontend: new.manifest.frontend.clone(), entry: new.manifest.entry.clone(), files: vec![] };
+        let empty = Manifest {
+            frontend: new.manifest.frontend.clone(),
+            entry: new.manifest.entry.clone(),
+            files: vec![],
+        };
         let old_manifest = old.map(|o| &o.manifest).unwrap_or(&empty);
         let describe = |m: &Manifest| format!("{} ({})", m.entry, m.frontend);
         let entry = (old.is_some() && describe(old_manifest) != describe(&new.manifest))
@@ -211,9 +227,7 @@ impl Report {
     }
 
     fn json(&self, old: Option<&Side>, new: &Side) -> Value {
-        let side = |s: &Side| {
-            json!({"deploy": s.deploy, "commit": s.commit, "bundle": s.manifest.id(), "entry": s.manifest.entry})
-        };
+        let side = |s: &Side| json!({"deploy": s.deploy, "commit": s.commit, "bundle": s.manifest.id(), "entry": s.manifest.entry});
         let file = |f: &FileEntry| json!({"mode": octal(f.mode), "size": f.size, "sha256": f.sha256});
         let files: Vec<Value> = self
             .files
@@ -242,7 +256,8 @@ fn parse(s: &Side) -> Result<crate::frontend::GraphSpec, String> {
     if s.manifest.frontend != "yaml" {
         return Err(format!("{}: frontend `{}` cannot be compared", s.label, s.manifest.frontend));
     }
-    let text = crate::frontend::yaml::text_of(&s.entry, &s.manifest.entry).map_err(|e| format!("{}: {e}", s.label))?;
+    let text = crate::frontend::yaml::text_of(&s.entry, &s.manifest.entry)
+        .map_err(|e| format!("{}: {e}", s.label))?;
     crate::frontend::yaml::parse(text, &s.manifest.entry).map_err(|e| format!("{}: {e}", s.label))
 }
 
@@ -342,7 +357,12 @@ mod tests {
 
     #[test]
     fn the_text_shows_each_change_on_its_own_line() {
-        let f = |mode, sha: char| FileEntry { path: "run.sh".into(), mode, size: 1, sha256: sha.to_string().repeat(64) };
+        let f = |mode, sha: char| FileEntry {
+            path: "run.sh".into(),
+            mode,
+            size: 1,
+            sha256: sha.to_string().repeat(64),
+        };
         assert_eq!(
             file_line(&FileChange::Changed { old: f(MODE_FILE, 'a'), new: f(MODE_EXECUTABLE, 'b') }),
             "  ~ run.sh  100644 aaaaaaaaaaaa -> 100755 bbbbbbbbbbbb\n"
@@ -354,9 +374,24 @@ mod tests {
                 ResourceChange::Changed(
                     ResId::new("file", "conf"),
                     vec![
-                        ParamChange { param: "content".into(), old: Some("one\n".into()), new: Some("two\n".into()), hidden: false },
-                        ParamChange { param: "mode".into(), old: None, new: Some("0600".into()), hidden: false },
-                        ParamChange { param: "x".into(), old: Some("y".repeat(1000).into()), new: None, hidden: false },
+                        ParamChange {
+                            param: "content".into(),
+                            old: Some("one\n".into()),
+                            new: Some("two\n".into()),
+                            hidden: false,
+                        },
+                        ParamChange {
+                            param: "mode".into(),
+                            old: None,
+                            new: Some("0600".into()),
+                            hidden: false,
+                        },
+                        ParamChange {
+                            param: "x".into(),
+                            old: Some("y".repeat(1000).into()),
+                            new: None,
+                            hidden: false,
+                        },
                         ParamChange { param: "content".into(), old: None, new: None, hidden: true },
                     ],
                 ),
@@ -366,13 +401,16 @@ mod tests {
         };
         let t = graph_text(&g);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0..5], [
-            "resources:",
-            "  + file[new]",
-            "  ~ file[conf]",
-            "      content: \"one\\n\" -> \"two\\n\"",
-            "      mode: (unset) -> \"0600\"",
-        ]);
+        assert_eq!(
+            lines[0..5],
+            [
+                "resources:",
+                "  + file[new]",
+                "  ~ file[conf]",
+                "      content: \"one\\n\" -> \"two\\n\"",
+                "      mode: (unset) -> \"0600\"",
+            ]
+        );
         assert!(lines[5].len() < 2 * VALUE_MAX && lines[5].ends_with("-> (unset)"), "{t}");
         assert_eq!(lines[6], "      content: changed (not shown: a private file)");
         assert_eq!(lines[7..], ["edges:", "  - file[conf] -> exec[run]"]);

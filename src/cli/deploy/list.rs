@@ -9,7 +9,7 @@ use clap::Args;
 use etcd_client::{Client, GetOptions};
 use serde::Serialize;
 
-use super::{clip, client, utc};
+use super::{client, clip, utc};
 use crate::cli::DeployArgs;
 use crate::cli::status::shown;
 use crate::deploy::bundle::{FileEntry, Manifest};
@@ -172,7 +172,12 @@ struct ShownFile<'a> {
 fn shown_files(m: &Manifest) -> Vec<ShownFile<'_>> {
     m.files
         .iter()
-        .map(|f: &FileEntry| ShownFile { path: &f.path, mode: octal(f.mode), size: f.size, sha256: &f.sha256 })
+        .map(|f: &FileEntry| ShownFile {
+            path: &f.path,
+            mode: octal(f.mode),
+            size: f.size,
+            sha256: &f.sha256,
+        })
         .collect()
 }
 
@@ -285,12 +290,20 @@ mod tests {
     #[test]
     fn show_prints_modes_in_octal_with_short_hashes() {
         let files = [("a.sh", MODE_EXECUTABLE), ("b.conf", MODE_FILE), ("c", MODE_SYMLINK)]
-            .map(|(p, mode)| FileEntry { path: p.into(), mode, size: 1, sha256: "0123456789abcdef".repeat(4) })
+            .map(|(p, mode)| FileEntry {
+                path: p.into(),
+                mode,
+                size: 1,
+                sha256: "0123456789abcdef".repeat(4),
+            })
             .to_vec();
         let m = Manifest { frontend: "yaml".into(), entry: "b.conf".into(), files };
         let t = show_text(&rec(4), true, &m);
         assert!(t.starts_with("deploy       4 (live)\n"), "{t}");
-        assert!(t.contains("\n100755 0123456789ab  a.sh\n100644 0123456789ab  b.conf\n120000 0123456789ab  c\n"), "{t}");
+        assert!(
+            t.contains("\n100755 0123456789ab  a.sh\n100644 0123456789ab  b.conf\n120000 0123456789ab  c\n"),
+            "{t}"
+        );
         let json = serde_json::to_value(shown_files(&m)).unwrap();
         assert_eq!(json[0]["mode"], "100755");
         assert_eq!(json[2]["mode"], "120000");

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::{EXIT_UNKNOWN, KeepArg, after_publish, append, clip, client, published, who};
+use super::{EXIT_UNKNOWN, KeepArg, after_publish, append, client, clip, published, who};
 use crate::cli::DeployArgs;
 use crate::deploy::store::{self, DeployKeys, DeployRecord, MAX_REASON, NewDeploy, Published};
 
@@ -70,7 +70,9 @@ pub async fn rollback(args: &DeployArgs, keys: &DeployKeys, r: &RollbackArgs) ->
         return Ok(0);
     }
     // The bundle must still be whole before anyone is asked to run it.
-    store::fetch_bundle(&mut c, keys, &to.bundle).await.with_context(|| format!("deploy {}'s bundle", to.id))?;
+    store::fetch_bundle(&mut c, keys, &to.bundle)
+        .await
+        .with_context(|| format!("deploy {}'s bundle", to.id))?;
     let new = NewDeploy {
         bundle: to.bundle.clone(),
         frontend: to.frontend.clone(),
@@ -117,13 +119,9 @@ fn git_commit(rev: &str) -> Option<String> {
 /// The deploy `rollback` goes back to without a target (pure): the newest deploy before
 /// the live one whose bundle differs from the live one's.
 pub fn previous<'a>(history: &'a [DeployRecord], live: &DeployRecord) -> Result<&'a DeployRecord> {
-    history
-        .iter()
-        .rev()
-        .find(|r| r.id < live.id && r.bundle != live.bundle)
-        .with_context(|| {
-            format!("no deploy before the live deploy {} runs another bundle; nothing to roll back to", live.id)
-        })
+    history.iter().rev().find(|r| r.id < live.id && r.bundle != live.bundle).with_context(|| {
+        format!("no deploy before the live deploy {} runs another bundle; nothing to roll back to", live.id)
+    })
 }
 
 /// The shortest all-digit target that is also tried as a commit prefix (git's shortest
@@ -179,8 +177,10 @@ pub fn pick<'a>(
     let Some(commit) = git(target) else {
         bail!("no deploy `{target}` in the history (by ID, commit or git revision)")
     };
-    let matching: Vec<&DeployRecord> = history.iter().filter(|r| r.commit.as_deref() == Some(&commit)).collect();
-    of_commit(&matching).with_context(|| format!("`{target}` is commit {commit}, which no deploy in the history runs"))
+    let matching: Vec<&DeployRecord> =
+        history.iter().filter(|r| r.commit.as_deref() == Some(&commit)).collect();
+    of_commit(&matching)
+        .with_context(|| format!("`{target}` is commit {commit}, which no deploy in the history runs"))
 }
 
 /// Of the deploys of one commit (oldest first), the newest that is not a rollback, or else

@@ -10,7 +10,11 @@ pub fn deployer() -> String {
         .and_then(|r| r.config().ok())
         .or_else(|| git2::Config::open_default().ok());
     let get = |key: &str| {
-        config.as_ref().and_then(|c| c.get_string(key).ok()).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+        config
+            .as_ref()
+            .and_then(|c| c.get_string(key).ok())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
     };
     let who = identity(get("user.name"), get("user.email"), &user_at_host);
     cut(&who, MAX_DEPLOYER).to_string()
