@@ -413,3 +413,24 @@ fn each_deploy_subcommand_takes_and_shows_only_its_own_flags() {
         );
     }
 }
+
+/// A newer version may add fields to a record; the next record's parent is the hash of the
+/// record's bytes as stored, not of what this version reads of them.
+#[test]
+fn the_parent_is_the_hash_of_the_stored_record_whatever_fields_it_has() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "one");
+    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    let mut newer = e.get_json("/_mgmt/deploy/1").unwrap();
+    newer["signed_by"] = "a field of a later version".into();
+    let bytes = serde_json::to_string(&newer).unwrap();
+    e.etcdctl(&["put", "/_mgmt/deploy/1", &bytes]);
+    commit(&repo, &out, "two");
+    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    assert_eq!(record(&e, 2).parent, Some(mgmt::deploy::bundle::sha256_hex(bytes.as_bytes())));
+    let list = ok(&run_deploy(&e, &repo, &["list"]));
+    assert!(!list.contains(" ! "), "{list}");
+}

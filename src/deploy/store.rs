@@ -462,12 +462,15 @@ struct Scan {
     intact: BTreeMap<u64, (DeployRecord, i64)>,
     /// The highest id of any `deploy/<id>` key, intact or not (0: none).
     max_key: u64,
+    /// The sha256 of each intact record's stored bytes: what the next record names as its
+    /// parent, whatever fields a newer version wrote into it.
+    hashes: BTreeMap<u64, String>,
 }
 
 async fn scan(c: &mut Client, keys: &DeployKeys) -> Result<Scan> {
     let prefix = keys.records();
     let r = c.get(prefix.clone(), Some(GetOptions::new().with_prefix())).await?;
-    let mut out = Scan { latest: None, intact: BTreeMap::new(), max_key: 0 };
+    let mut out = Scan { latest: None, intact: BTreeMap::new(), max_key: 0, hashes: BTreeMap::new() };
     for kv in r.kvs() {
         let Some(rest) = kv.key().strip_prefix(prefix.as_bytes()) else { continue };
         if rest == b"latest" {
@@ -481,6 +484,7 @@ async fn scan(c: &mut Client, keys: &DeployKeys) -> Result<Scan> {
             && rec.id == id
         {
             out.intact.insert(id, (rec, kv.create_revision()));
+            out.hashes.insert(id, sha256_hex(kv.value()));
         }
     }
     Ok(out)
@@ -529,6 +533,8 @@ pub struct Head {
     pub broken: Option<String>,
     /// `deploy/latest`'s mod revision (0: absent), the guard of the append transaction.
     latest_rev: i64,
+    /// The sha256 of the stored bytes of `record`.
+    record_hash: Option<String>,
 }
 
 /// Read the head of the history. A broken `deploy/latest` (missing, not an id, naming a
@@ -543,7 +549,8 @@ pub async fn head(c: &mut Client, keys: &DeployKeys) -> Result<Head> {
         Err(why) => (s.intact.values().next_back().map(|r| r.0.clone()), Some(why)),
     };
     let next = s.max_key.checked_add(1).context("deploy ids are exhausted")?;
-    Ok(Head { record, next, broken, latest_rev: s.latest.map(|l| l.1).unwrap_or(0) })
+    let record_hash = record.as_ref().and_then(|r| s.hashes.get(&r.id).cloned());
+    Ok(Head { record, next, broken, latest_rev: s.latest.map(|l| l.1).unwrap_or(0), record_hash })
 }
 
 /// Every intact record (its id equals its key's), oldest first.
@@ -675,7 +682,7 @@ pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bo
             bundle: new.bundle.clone(),
             frontend: new.frontend.clone(),
             entry: new.entry.clone(),
-            parent: h.record.as_ref().map(|p| p.hash()),
+            parent: h.record_hash.clone(),
             author: new.author.clone(),
             time: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
