@@ -99,40 +99,27 @@ impl FlagsBefore {
     /// The subcommand with the flags given before it merged in; a flag it does not take
     /// is an error.
     pub fn merge_into(&self, command: DeployCommand) -> Result<DeployCommand> {
-        let misplaced =
-            |name: &str, takes: &str| anyhow::anyhow!("`--{name}` goes with {takes}, after the subcommand");
-        let one_of = |c: &DeployCommand| -> Result<()> {
-            let yaml_only = if matches!(c, DeployCommand::Yaml(_)) { None } else { Some("`deploy yaml`") };
-            let publishing = if matches!(c, DeployCommand::Yaml(_) | DeployCommand::Rollback(_)) {
-                None
-            } else {
-                Some("`deploy yaml` or `deploy rollback`")
-            };
-            if let (true, Some(t)) = (self.no_git, yaml_only) {
-                return Err(misplaced("no-git", t));
-            }
-            if let (Some(_), Some(t)) = (&self.commit, yaml_only) {
-                return Err(misplaced("commit", t));
-            }
-            if let (true, Some(t)) = (self.force, publishing) {
-                return Err(misplaced("force", t));
-            }
-            if let (Some(_), Some(t)) = (self.keep, publishing) {
-                return Err(misplaced("keep", t));
-            }
-            Ok(())
-        };
-        one_of(&command)?;
+        let builds = matches!(command, DeployCommand::Yaml(_) | DeployCommand::Diff(_));
+        let publishes = matches!(command, DeployCommand::Yaml(_) | DeployCommand::Rollback(_));
+        let misplaced = [
+            ("no-git", self.no_git, builds, "`deploy yaml` or `deploy diff`"),
+            ("commit", self.commit.is_some(), builds, "`deploy yaml` or `deploy diff`"),
+            ("force", self.force, publishes, "`deploy yaml` or `deploy rollback`"),
+            ("keep", self.keep.is_some(), publishes, "`deploy yaml` or `deploy rollback`"),
+        ];
+        if let Some((name, _, _, takes)) = misplaced.iter().find(|(_, given, takes, _)| *given && !*takes) {
+            bail!("`--{name}` goes with {takes}, after the subcommand");
+        }
         Ok(match command {
             DeployCommand::Yaml(mut y) => {
-                y.source.no_git |= self.no_git;
-                y.source.commit = y.source.commit.or_else(|| self.commit.clone());
-                if y.source.no_git && y.source.commit.is_some() {
-                    bail!("`--no-git` and `--commit` cannot be used together");
-                }
+                self.merge_source(&mut y.source)?;
                 y.force |= self.force;
                 y.keep.keep = y.keep.keep.or(self.keep);
                 DeployCommand::Yaml(y)
+            }
+            DeployCommand::Diff(mut d) => {
+                self.merge_source(&mut d.source)?;
+                DeployCommand::Diff(d)
             }
             DeployCommand::Rollback(mut r) => {
                 r.force |= self.force;
@@ -141,6 +128,15 @@ impl FlagsBefore {
             }
             other => other,
         })
+    }
+
+    fn merge_source(&self, source: &mut SourceArgs) -> Result<()> {
+        source.no_git |= self.no_git;
+        source.commit = source.commit.take().or_else(|| self.commit.clone());
+        if source.no_git && source.commit.is_some() {
+            bail!("`--no-git` and `--commit` cannot be used together");
+        }
+        Ok(())
     }
 }
 
@@ -417,6 +413,46 @@ fn entry_at_commit(cwd: &std::path::Path, file: &std::path::Path) -> Result<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn merged(args: &[&str]) -> Result<DeployCommand> {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+        let crate::cli::Command::Deploy(d) = cli.command else { panic!("not deploy") };
+        d.before.merge_into(d.command)
+    }
+
+    #[test]
+    fn flags_before_the_subcommand_go_to_it_or_are_refused() {
+        let Ok(DeployCommand::Yaml(y)) =
+            merged(&["mgmt", "deploy", "--commit", "v1", "--keep", "3", "--force", "yaml", "g"])
+        else {
+            panic!("not yaml")
+        };
+        assert_eq!((y.source.commit.as_deref(), y.keep.get(), y.force), (Some("v1"), 3, true));
+        let Ok(DeployCommand::Yaml(y)) = merged(&["mgmt", "deploy", "yaml", "g"]) else { panic!("not yaml") };
+        assert_eq!((y.source.commit, y.keep.get(), y.force), (None, DEFAULT_KEEP, false));
+        let Ok(DeployCommand::Diff(d)) = merged(&["mgmt", "deploy", "--no-git", "diff", "g"]) else {
+            panic!("not diff")
+        };
+        assert!(d.source.no_git);
+        let Ok(DeployCommand::Rollback(r)) = merged(&["mgmt", "deploy", "--keep", "2", "rollback"]) else {
+            panic!("not rollback")
+        };
+        assert_eq!(r.keep.get(), 2);
+        let e = |args: &[&str]| merged(args).unwrap_err().to_string();
+        assert_eq!(
+            e(&["mgmt", "deploy", "--force", "list"]),
+            "`--force` goes with `deploy yaml` or `deploy rollback`, after the subcommand"
+        );
+        assert_eq!(
+            e(&["mgmt", "deploy", "--commit", "x", "rollback"]),
+            "`--commit` goes with `deploy yaml` or `deploy diff`, after the subcommand"
+        );
+        assert_eq!(
+            e(&["mgmt", "deploy", "--no-git", "yaml", "--commit", "x", "g"]),
+            "`--no-git` and `--commit` cannot be used together"
+        );
+    }
 
     #[test]
     fn clip_cuts_on_character_boundaries() {

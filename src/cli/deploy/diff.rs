@@ -39,7 +39,7 @@ pub struct DiffArgs {
 
 /// One side of the comparison.
 struct Side {
-    /// What it is, for people: `deploy 5`, `commit 0123456789ab`, `directory /srv/app`.
+    /// What it is, for people: `deploy 5 (live)`, `commit 0123456789ab`, `the directory`.
     label: String,
     deploy: Option<u64>,
     commit: Option<String>,
@@ -59,7 +59,12 @@ pub async fn diff(args: &DeployArgs, keys: &DeployKeys, d: &DiffArgs) -> Result<
         eprintln!("mgmt: warning: {} {why}; comparing with the newest intact deploy", keys.latest());
     }
     let live = match &head.record {
-        Some(r) => Some(stored_side(&mut c, keys, r).await?),
+        Some(r) => {
+            let mut side = stored_side(&mut c, keys, r).await?;
+            let what = if head.broken.is_some() { "the newest intact" } else { "live" };
+            side.label = format!("{} ({what})", side.label);
+            Some(side)
+        }
         None => None,
     };
     let new = match by_id {
@@ -203,7 +208,7 @@ impl Report {
 
     fn text(&self, old: Option<&Side>, new: &Side) -> String {
         let from = match old {
-            Some(o) => format!("{} (live)", o.label),
+            Some(o) => o.label.clone(),
             None => "nothing (no deploy yet)".to_string(),
         };
         let mut out = format!("{from} -> {}\n", new.label);
