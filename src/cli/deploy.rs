@@ -206,7 +206,10 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> 
         author: info.as_ref().map(|i| i.author.clone()),
         message: info.as_ref().map(|i| i.subject.clone()),
         rollback_of: None,
-        deployer: Some(who::deployer()),
+        // The graph's repository says who deploys it, wherever the command runs.
+        deployer: Some(who::deployer(
+            y.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(".".as_ref()),
+        )),
         reason: None,
     };
     let Some(appended) = append(&mut c, keys, new, y.force).await? else { return Ok(EXIT_UNKNOWN) };

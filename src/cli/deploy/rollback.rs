@@ -81,7 +81,7 @@ pub async fn rollback(args: &DeployArgs, keys: &DeployKeys, r: &RollbackArgs) ->
         author: to.author.clone(),
         message: to.message.clone(),
         rollback_of: Some(to.id),
-        deployer: Some(who::deployer()),
+        deployer: Some(who::deployer(".".as_ref())),
         reason: r.message.clone(),
     };
     let Some(appended) = append(&mut c, keys, new, true).await? else { return Ok(EXIT_UNKNOWN) };

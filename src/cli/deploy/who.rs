@@ -2,10 +2,12 @@
 
 use crate::deploy::store::MAX_DEPLOYER;
 
-/// `Name <email>` from git's configuration (the repository at the current directory, else
-/// the user's and the system's), or else `user@host`; at most [`MAX_DEPLOYER`] bytes.
-pub fn deployer() -> String {
-    let config = git2::Repository::discover(".")
+/// `Name <email>` from git's configuration (of the repository at `start`, or else at the
+/// current directory; else the user's and the system's), or else `user@host`; at most
+/// [`MAX_DEPLOYER`] bytes.
+pub fn deployer(start: &std::path::Path) -> String {
+    let config = git2::Repository::discover(start)
+        .or_else(|_| git2::Repository::discover("."))
         .ok()
         .and_then(|r| r.config().ok())
         .or_else(|| git2::Config::open_default().ok());
