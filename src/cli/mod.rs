@@ -41,7 +41,7 @@ pub enum Command {
     Etcd(EtcdArgs),
     /// Show the hosts of a cluster: alive, converged or not, last error.
     Status(StatusArgs),
-    /// Publish a graph from git (or a directory) as a verified bundle; list, show, roll back.
+    /// Publish a graph from git (or a directory) as a verified bundle; list, show, diff, roll back.
     #[command(after_help = DEPLOY_EXIT_STATUS)]
     Deploy(DeployArgs),
 }
