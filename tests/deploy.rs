@@ -76,12 +76,14 @@ fn agents_run_each_new_deploy_and_roll_back() {
         a.wait_log("running deploy 3 (commit ");
     }
     agents[0].wait_content(&out.join("app.conf"), "one\n");
-    assert_eq!(deploy(&e, &repo, &["rollback", &c1[..10]]), 4);
+    // Deploy 3 runs that bundle already: forced, and named after the deploy that published it.
+    assert_eq!(deploy(&e, &repo, &["rollback", "--force", &c1[..10]]), 4);
     let h = history(&e);
     assert_eq!(h.iter().map(|r| r.id).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     assert_eq!(h[2].rollback_of, Some(1));
     assert_eq!(h[2].bundle, h[0].bundle);
     assert_eq!(h[3].commit.as_deref(), Some(c1.as_str()));
+    assert_eq!(h[3].rollback_of, Some(1));
     // The chain: each record names the hash of the one before.
     for w in h.windows(2) {
         assert_eq!(w[1].parent.as_deref(), Some(w[0].hash().as_str()));
@@ -330,6 +332,7 @@ fn record_for(e: &Etcd, id: u64, bundle: &str) -> DeployRecord {
         time: 0,
         message: None,
         rollback_of: None,
+        ..Default::default()
     }
 }
 

@@ -311,6 +311,7 @@ fn list_cuts_non_ascii_text_on_character_boundaries() {
         time: 0,
         message: Some("line\nbreak \u{1b}[31mred ünïcödé".into()),
         rollback_of: None,
+        ..Default::default()
     };
     e.etcdctl(&["put", "/_mgmt/deploy/1", &serde_json::to_string(&rec).unwrap()]);
     e.etcdctl(&["put", "/_mgmt/deploy/latest", "1"]);
@@ -354,7 +355,7 @@ fn rollback_refuses_an_empty_target_and_a_prefix_of_several_commits() {
     for empty in ["", " "] {
         let o = run_deploy(&e, &repo, &["rollback", empty]);
         assert_eq!(o.status.code(), Some(1), "{empty:?}: {}", text(&o.stdout));
-        assert!(text(&o.stderr).contains("rollback needs a deploy ID or a commit"), "{}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("rollback needs a deploy ID, a commit"), "{}", text(&o.stderr));
     }
     let o = run_deploy(&e, &repo, &["rollback", &first[..1]]);
     let err = text(&o.stderr);

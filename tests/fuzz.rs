@@ -558,6 +558,8 @@ fn record_json() -> BoxedStrategy<String> {
         ("time", field(number_token())),
         ("message", field(opt(text()))),
         ("rollback_of", field(opt(number_token()))),
+        ("deployer", field(opt(text()))),
+        ("reason", field(opt(text()))),
     ])
 }
 
@@ -1389,6 +1391,7 @@ fn record() -> BoxedStrategy<String> {
                     time,
                     message,
                     rollback_of,
+                    ..Default::default()
                 };
                 serde_json::to_string(&r).unwrap()
             },
@@ -1473,10 +1476,12 @@ fn crafted_records_and_statuses_are_shown_without_panic() {
             });
             let cluster = ["--seeds", etcd.url(), "--etcd-namespace", &ns];
             // Listing skips what it cannot read; showing one deploy may refuse it.
-            let commands: [(&[i32], &[&str]); 5] = [
+            let commands: [(&[i32], &[&str]); 7] = [
                 (&[0], &["deploy", "list"]),
                 (&[0], &["deploy", "list", "--json"]),
                 (&[0, 1], &["deploy", "show", "1"]),
+                (&[0, 1], &["deploy", "show", "1", "--json"]),
+                (&[0, 1], &["deploy", "diff", "1"]),
                 (&[0], &["status"]),
                 (&[0], &["status", "--json"]),
             ];
@@ -1501,6 +1506,7 @@ fn crafted_records_and_statuses_are_shown_without_panic() {
         time: u64::MAX,
         message: Some(wide.clone()),
         rollback_of: None,
+        ..Default::default()
     };
     let host = HostStatus { hostname: wide.clone(), last_error: Some(wide.clone()), ..HostStatus::default() };
     let seed = (

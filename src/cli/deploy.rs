@@ -1,21 +1,156 @@
-//! `mgmt deploy`: publish, list, show and roll back deploys.
+//! `mgmt deploy`: publish, list, show, diff and roll back deploys.
 //!
 //! Exit status: 0 when done (or nothing new), 1 when nothing was published,
 //! [`EXIT_PUBLISHED_BUT`] when the deploy is published (its ID printed) but a step after
 //! publishing failed, and [`EXIT_UNKNOWN`] when etcd failed during the append and never said
-//! afterwards whether the record landed.
+//! afterwards whether the record landed. `deploy diff --exit-code` exits
+//! [`diff::EXIT_DIFFERENT`] when there are differences.
 
+pub mod diff;
+pub mod list;
+pub mod rollback;
+pub mod who;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use clap::Args;
 use etcd_client::Client;
 
 use super::{DeployArgs, DeployCommand};
 use crate::deploy::check::check_entry;
 use crate::deploy::source::{self, Built};
-use crate::deploy::store::{self, Appended, DeployKeys, DeployRecord, NewDeploy, Published};
+use crate::deploy::store::{self, Appended, DeployKeys, NewDeploy, Published};
 use crate::frontend::GraphSpec;
 use crate::world::etcd::{Backoff, connect};
+
+/// Deploy records kept by default (`--keep`).
+pub const DEFAULT_KEEP: u64 = 50;
+
+/// `deploy yaml`'s arguments.
+#[derive(Args, Debug, Clone)]
+pub struct YamlArgs {
+    /// The graph file (its path in the repository), or a directory holding graph.yaml.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Deploy even if the live deploy already runs this commit and bundle.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub keep: KeepArg,
+    /// Build the bundle and check its graph as agents would, print what would be published,
+    /// and stop: nothing is written and etcd is not contacted (no --seeds needed).
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Where a bundle is built from: a commit, or a directory.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SourceArgs {
+    /// Bundle the graph's directory as it is instead of a git commit.
+    #[arg(long, conflicts_with = "commit")]
+    pub no_git: bool,
+    /// Use this revision instead of HEAD (no clean-tree check; works in a bare repository,
+    /// with FILE relative to the repository root).
+    #[arg(long, value_name = "REV")]
+    pub commit: Option<String>,
+}
+
+/// Retention after a new deploy.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KeepArg {
+    /// After the deploy, keep this many deploy records (the newest, and always the live one)
+    /// and delete the blobs only older ones used [default: 50].
+    #[arg(long, value_name = "N", value_parser = parse_keep)]
+    pub keep: Option<u64>,
+}
+
+impl KeepArg {
+    pub fn get(&self) -> u64 {
+        self.keep.unwrap_or(DEFAULT_KEEP)
+    }
+}
+
+/// `--keep N`: a count of at least 1.
+fn parse_keep(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("at least 1 deploy is kept: the live one".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a number of deploys (1 or more)")),
+    }
+}
+
+/// The flags of `yaml` and `rollback` given before the subcommand
+/// (`mgmt deploy --commit REV yaml FILE`), as push hooks of earlier versions call it.
+/// Hidden: each subcommand's help shows its own.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FlagsBefore {
+    /// Same as `yaml --keep` and `rollback --keep`.
+    #[arg(long = "keep", hide = true, value_name = "N", value_parser = parse_keep)]
+    pub keep: Option<u64>,
+    /// Same as `yaml --no-git`.
+    #[arg(long = "no-git", hide = true)]
+    pub no_git: bool,
+    /// Same as `yaml --commit`.
+    #[arg(long = "commit", hide = true, value_name = "REV")]
+    pub commit: Option<String>,
+    /// Same as `yaml --force` and `rollback --force`.
+    #[arg(long = "force", hide = true)]
+    pub force: bool,
+    /// Same as `yaml --check` and `rollback --check`.
+    #[arg(long = "check", hide = true)]
+    pub check: bool,
+}
+
+impl FlagsBefore {
+    /// The subcommand with the flags given before it merged in; a flag it does not take
+    /// is an error.
+    pub fn merge_into(&self, command: DeployCommand) -> Result<DeployCommand> {
+        let builds = matches!(command, DeployCommand::Yaml(_) | DeployCommand::Diff(_));
+        let publishes = matches!(command, DeployCommand::Yaml(_) | DeployCommand::Rollback(_));
+        let misplaced = [
+            ("no-git", self.no_git, builds, "`deploy yaml` or `deploy diff`"),
+            ("commit", self.commit.is_some(), builds, "`deploy yaml` or `deploy diff`"),
+            ("force", self.force, publishes, "`deploy yaml` or `deploy rollback`"),
+            ("keep", self.keep.is_some(), publishes, "`deploy yaml` or `deploy rollback`"),
+            ("check", self.check, publishes, "`deploy yaml` or `deploy rollback`"),
+        ];
+        if let Some((name, _, _, takes)) = misplaced.iter().find(|(_, given, takes, _)| *given && !*takes) {
+            bail!("`--{name}` goes with {takes}, after the subcommand");
+        }
+        Ok(match command {
+            DeployCommand::Yaml(mut y) => {
+                self.merge_source(&mut y.source)?;
+                y.force |= self.force;
+                y.check |= self.check;
+                y.keep.keep = y.keep.keep.or(self.keep);
+                DeployCommand::Yaml(y)
+            }
+            DeployCommand::Diff(mut d) => {
+                self.merge_source(&mut d.source)?;
+                DeployCommand::Diff(d)
+            }
+            DeployCommand::Rollback(mut r) => {
+                r.force |= self.force;
+                r.check |= self.check;
+                r.keep.keep = r.keep.keep.or(self.keep);
+                DeployCommand::Rollback(r)
+            }
+            other => other,
+        })
+    }
+
+    fn merge_source(&self, source: &mut SourceArgs) -> Result<()> {
+        source.no_git |= self.no_git;
+        source.commit = source.commit.take().or_else(|| self.commit.clone());
+        if source.no_git && source.commit.is_some() {
+            bail!("`--no-git` and `--commit` cannot be used together");
+        }
+        Ok(())
+    }
+}
 
 /// Exit status of a deploy or rollback that is published (agents will run it) although a
 /// step after publishing failed: checking its blobs again, retention or compaction.
@@ -52,28 +187,27 @@ async fn client(args: &DeployArgs) -> Result<Client> {
 
 pub async fn run(args: DeployArgs) -> Result<u8> {
     let keys = DeployKeys::new(&args.cluster.etcd_namespace);
-    let r = match &args.command {
-        DeployCommand::Yaml { file } => yaml(&args, &keys, file).await,
-        DeployCommand::List { json } => list(&args, &keys, *json).await,
-        DeployCommand::Show { id } => {
-            let mut c = client(&args).await?;
-            let r = store::record(&mut c, &keys, *id).await?;
-            let (manifest, _) = store::fetch_bundle(&mut c, &keys, &r.bundle).await?;
-            let out = serde_json::json!({"record": r, "manifest": manifest});
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            Ok(0)
-        }
-        DeployCommand::Rollback { target } => rollback(&args, &keys, target).await,
+    // A misplaced flag is a command-line error (exit 2), like any other.
+    let command = args.before.merge_into(args.command.clone()).unwrap_or_else(|e| {
+        use clap::CommandFactory;
+        super::Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit()
+    });
+    let r = match &command {
+        DeployCommand::Yaml(y) => yaml(&args, &keys, y).await,
+        DeployCommand::List(l) => list::list(&args, &keys, l).await,
+        DeployCommand::Show(s) => list::show(&args, &keys, s).await,
+        DeployCommand::Rollback(r) => rollback::rollback(&args, &keys, r).await,
+        DeployCommand::Diff(d) => diff::diff(&args, &keys, d).await,
         DeployCommand::Lang(u) => u.refuse(),
     };
     r.map_err(explain)
 }
 
-async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> Result<u8> {
-    let built = build(file, args.no_git, args.commit.as_deref())?;
+async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> {
+    let built = build(&y.file, y.source.no_git, y.source.commit.as_deref())?;
     // Nothing is published that agents would refuse.
     let spec = check(&built.manifest, &built.contents)?;
-    if args.check {
+    if y.check {
         print_checked(&built, &spec);
         return Ok(0);
     }
@@ -91,8 +225,13 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> R
         author: info.as_ref().map(|i| i.author.clone()),
         message: info.as_ref().map(|i| i.subject.clone()),
         rollback_of: None,
+        // The graph's repository says who deploys it, wherever the command runs.
+        deployer: Some(who::deployer(
+            y.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(".".as_ref()),
+        )),
+        reason: None,
     };
-    let Some(appended) = append(&mut c, keys, new, args.force).await? else { return Ok(EXIT_UNKNOWN) };
+    let Some(appended) = append(&mut c, keys, new, y.force).await? else { return Ok(EXIT_UNKNOWN) };
     let r = match published(keys, appended) {
         Published::New(r) => r,
         Published::NothingNew(r) => {
@@ -114,7 +253,7 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> R
         up.present + up.repaired,
         r.id
     );
-    Ok(after_publish(&mut c, keys, args.keep, r.id, Some(&built)).await)
+    Ok(after_publish(&mut c, keys, y.keep.get(), r.id, Some(&built)).await)
 }
 
 /// Where a bundle is taken to be unpacked while it is checked: the check depends on which
@@ -238,122 +377,6 @@ async fn after_publish(c: &mut Client, keys: &DeployKeys, keep: u64, id: u64, bu
     }
 }
 
-/// What anyone who can write etcd put in a record is shown escaped (no terminal control
-/// sequences, one line per record) and bounded.
-async fn list(args: &DeployArgs, keys: &DeployKeys, json: bool) -> Result<u8> {
-    use super::status::shown;
-    let mut c = client(args).await?;
-    let listed = store::listing(&mut c, keys).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&listed)?);
-        return Ok(0);
-    }
-    println!("{:<6} {:<20} {:<12} {:<30} {:<12} MESSAGE", "ID", "TIME", "COMMIT", "AUTHOR", "BUNDLE");
-    for l in &listed {
-        let Some(r) = &l.record else {
-            println!(
-                "deploy/{}: {}",
-                l.key,
-                shown(l.problem.as_deref().unwrap_or("not a valid record"), 400)
-            );
-            continue;
-        };
-        println!(
-            "{:<6} {:<20} {:<12} {:<30} {:<12} {}",
-            r.id,
-            utc(r.time),
-            shown(r.commit.as_deref().map(|c| clip(c, 12)).unwrap_or("-"), 64),
-            shown(r.author.as_deref().unwrap_or("-"), 64),
-            shown(clip(&r.bundle, 12), 64),
-            match r.rollback_of {
-                Some(x) => format!("rollback to deploy {x}"),
-                None => shown(r.message.as_deref().unwrap_or_default(), 200),
-            }
-        );
-        if let Some(problem) = &l.problem {
-            println!("  ! {}", shown(problem, 400));
-        }
-    }
-    Ok(0)
-}
-
-async fn rollback(args: &DeployArgs, keys: &DeployKeys, target: &str) -> Result<u8> {
-    let mut c = client(args).await?;
-    let history = store::history(&mut c, keys).await?;
-    let to = pick(&history, target)?.clone();
-    // The bundle must still be whole, and pass the checks of this version's agents, before
-    // anyone is asked to run it.
-    let (m, contents) = store::fetch_bundle(&mut c, keys, &to.bundle)
-        .await
-        .with_context(|| format!("deploy {}'s bundle", to.id))?;
-    let spec = check(&m, &contents)
-        .with_context(|| format!("deploy {}'s graph would be refused by agents", to.id))?;
-    if args.check {
-        println!("valid {} (graph `{}`, {} resources)", m.entry, spec.name, spec.resources.len());
-        println!("rollback to deploy {} (bundle {})", to.id, to.bundle);
-        eprintln!("mgmt: checked only (--check): nothing was published");
-        return Ok(0);
-    }
-    let new = NewDeploy {
-        bundle: to.bundle.clone(),
-        frontend: to.frontend.clone(),
-        entry: to.entry.clone(),
-        commit: to.commit.clone(),
-        author: to.author.clone(),
-        message: to.message.clone(),
-        rollback_of: Some(to.id),
-    };
-    let Some(appended) = append(&mut c, keys, new, true).await? else { return Ok(EXIT_UNKNOWN) };
-    let (Published::New(r) | Published::NothingNew(r)) = published(keys, appended);
-    println!("deploy {}", r.id);
-    println!("rollback to deploy {} (bundle {})", to.id, r.bundle);
-    Ok(after_publish(&mut c, keys, args.keep, r.id, None).await)
-}
-
-/// The shortest all-digit target that is also tried as a commit prefix (git's shortest
-/// abbreviation).
-const MIN_DIGITS_COMMIT_PREFIX: usize = 4;
-
-/// The deploy a rollback target names: a deploy ID, or else a commit or a prefix of one that
-/// only one commit has (the newest deploy of that commit). Pure.
-pub fn pick<'a>(history: &'a [DeployRecord], target: &str) -> Result<&'a DeployRecord> {
-    let target = target.trim();
-    if target.is_empty() {
-        bail!("rollback needs a deploy ID or a commit (or a unique prefix of one)");
-    }
-    if let Ok(id) = target.parse::<u64>()
-        && let Some(r) = history.iter().find(|r| r.id == id)
-    {
-        return Ok(r);
-    }
-    // Digits name a deploy. Only a long run of them may also be a commit prefix, so a pruned
-    // deploy's ID is never taken for a commit that happens to start with it.
-    if target.bytes().all(|b| b.is_ascii_digit()) && target.len() < MIN_DIGITS_COMMIT_PREFIX {
-        bail!("no deploy {target} in the history");
-    }
-    let prefix = target.to_ascii_lowercase();
-    let matching: Vec<&DeployRecord> =
-        history.iter().filter(|r| r.commit.as_deref().is_some_and(|c| c.starts_with(&prefix))).collect();
-    let mut commits: Vec<&str> = matching.iter().filter_map(|r| r.commit.as_deref()).collect();
-    commits.sort_unstable();
-    commits.dedup();
-    if commits.len() > 1 {
-        let listed: Vec<String> = commits
-            .iter()
-            .map(|c| {
-                let ids: Vec<String> = matching
-                    .iter()
-                    .filter(|r| r.commit.as_deref() == Some(c))
-                    .map(|r| r.id.to_string())
-                    .collect();
-                format!("{c} (deploy {})", ids.join(", "))
-            })
-            .collect();
-        bail!("`{target}` matches {} commits; give more of one:\n  {}", commits.len(), listed.join("\n  "));
-    }
-    matching.last().copied().with_context(|| format!("no deploy {target} (by id or commit) in the history"))
-}
-
 /// Add what to do when etcd's database is full: its NOSPACE error alone does not say.
 fn explain(e: anyhow::Error) -> anyhow::Error {
     if !e.chain().any(|c| c.to_string().contains(NOSPACE)) {
@@ -446,19 +469,44 @@ fn entry_at_commit(cwd: &std::path::Path, file: &std::path::Path) -> Result<Stri
 mod tests {
     use super::*;
 
-    fn rec(id: u64, commit: Option<&str>) -> DeployRecord {
-        DeployRecord {
-            id,
-            commit: commit.map(String::from),
-            bundle: format!("b{id}"),
-            frontend: "yaml".into(),
-            entry: "g.yaml".into(),
-            parent: None,
-            author: None,
-            time: 0,
-            message: None,
-            rollback_of: None,
-        }
+    fn merged(args: &[&str]) -> Result<DeployCommand> {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+        let crate::cli::Command::Deploy(d) = cli.command else { panic!("not deploy") };
+        d.before.merge_into(d.command)
+    }
+
+    #[test]
+    fn flags_before_the_subcommand_go_to_it_or_are_refused() {
+        let Ok(DeployCommand::Yaml(y)) =
+            merged(&["mgmt", "deploy", "--commit", "v1", "--keep", "3", "--force", "yaml", "g"])
+        else {
+            panic!("not yaml")
+        };
+        assert_eq!((y.source.commit.as_deref(), y.keep.get(), y.force), (Some("v1"), 3, true));
+        let Ok(DeployCommand::Yaml(y)) = merged(&["mgmt", "deploy", "yaml", "g"]) else { panic!("not yaml") };
+        assert_eq!((y.source.commit, y.keep.get(), y.force), (None, DEFAULT_KEEP, false));
+        let Ok(DeployCommand::Diff(d)) = merged(&["mgmt", "deploy", "--no-git", "diff", "g"]) else {
+            panic!("not diff")
+        };
+        assert!(d.source.no_git);
+        let Ok(DeployCommand::Rollback(r)) = merged(&["mgmt", "deploy", "--keep", "2", "rollback"]) else {
+            panic!("not rollback")
+        };
+        assert_eq!(r.keep.get(), 2);
+        let e = |args: &[&str]| merged(args).unwrap_err().to_string();
+        assert_eq!(
+            e(&["mgmt", "deploy", "--force", "list"]),
+            "`--force` goes with `deploy yaml` or `deploy rollback`, after the subcommand"
+        );
+        assert_eq!(
+            e(&["mgmt", "deploy", "--commit", "x", "rollback"]),
+            "`--commit` goes with `deploy yaml` or `deploy diff`, after the subcommand"
+        );
+        assert_eq!(
+            e(&["mgmt", "deploy", "--no-git", "yaml", "--commit", "x", "g"]),
+            "`--no-git` and `--commit` cannot be used together"
+        );
     }
 
     #[test]
@@ -468,32 +516,6 @@ mod tests {
         assert_eq!(clip("aéééééééééééé", 12), "aééééééééééé");
         assert_eq!(clip("日本語", 2), "日本");
         assert_eq!(clip("", 12), "");
-    }
-
-    #[test]
-    fn rollback_targets_are_ids_or_commits_of_one_commit_only() {
-        let h = [
-            rec(1, Some("abcd1111")),
-            rec(2, Some("abcd2222")),
-            rec(3, Some("abcd1111")),
-            rec(4, None),
-            rec(5, Some("9fff0000")),
-        ];
-        assert_eq!(pick(&h, "2").unwrap().id, 2);
-        // The newest deploy of a commit; case does not matter.
-        assert_eq!(pick(&h, "abcd1").unwrap().id, 3);
-        assert_eq!(pick(&h, "ABCD2").unwrap().id, 2);
-        for empty in ["", "  "] {
-            assert!(pick(&h, empty).unwrap_err().to_string().contains("needs a deploy ID"), "{empty:?}");
-        }
-        let e = pick(&h, "abcd").unwrap_err().to_string();
-        assert!(e.contains("`abcd` matches 2 commits"), "{e}");
-        assert!(e.contains("abcd1111 (deploy 1, 3)") && e.contains("abcd2222 (deploy 2)"), "{e}");
-        // A pruned deploy's ID is not a prefix of the commit that starts with it.
-        assert!(pick(&h, "9").unwrap_err().to_string().contains("no deploy 9"));
-        assert!(pick(&h, "9fff").is_ok_and(|r| r.id == 5));
-        assert!(pick(&h, "abc").is_err());
-        assert!(pick(&h, "ff").is_err());
     }
 
     #[test]

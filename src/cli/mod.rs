@@ -84,7 +84,7 @@ pub enum Command {
     Etcd(EtcdArgs),
     /// Show the hosts of a cluster: alive, converged or not, last error.
     Status(StatusArgs),
-    /// Publish a graph from git (or a directory) as a verified bundle; list, show, roll back.
+    /// Publish a graph from git (or a directory) as a verified bundle; list, show, diff, roll back.
     #[command(after_help = DEPLOY_EXIT_STATUS)]
     Deploy(DeployArgs),
     /// Print a shell completion script on stdout (try it: `source <(mgmt completion bash)`).
@@ -99,31 +99,15 @@ const DEPLOY_EXIT_STATUS: &str = "Exit status:\n  \
     1  failed; nothing was published\n  \
     2  invalid command line\n  \
     3  published (the deploy ID is printed and agents run it), but a later step failed: \
-    checking its blobs again, pruning (--keep) or compacting etcd; see the warning";
+    checking its blobs again, pruning (--keep) or compacting etcd; see the warning\n  \
+    `deploy diff --exit-code`: 0 no differences, 2 differences, 1 failed";
 
 #[derive(Args, Debug, Clone)]
 pub struct DeployArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// After a new deploy, keep this many deploy records (the newest) and delete the blobs
-    /// only older ones used.
-    #[arg(long, global = true, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub keep: u64,
-    /// Bundle the graph's directory as it is instead of a git commit.
-    #[arg(long, global = true, conflicts_with = "commit")]
-    pub no_git: bool,
-    /// Deploy this revision instead of HEAD (no clean-tree check; works in a bare
-    /// repository, with FILE relative to the repository root).
-    #[arg(long, global = true, value_name = "REV")]
-    pub commit: Option<String>,
-    /// Deploy even if the live deploy already runs this commit and bundle.
-    #[arg(long, global = true)]
-    pub force: bool,
-    /// Build the bundle and check its graph as agents would, print what would be published,
-    /// and stop: nothing is written and etcd is not contacted (no --seeds needed). With
-    /// `rollback`: check the target's bundle and graph, and publish nothing.
-    #[arg(long, global = true)]
-    pub check: bool,
+    #[command(flatten)]
+    pub before: deploy::FlagsBefore,
     #[command(subcommand)]
     pub command: DeployCommand,
 }
@@ -131,26 +115,16 @@ pub struct DeployArgs {
 #[derive(Subcommand, Debug, Clone)]
 pub enum DeployCommand {
     /// Deploy a YAML graph: the file's commit (HEAD, or --commit) in its git repository.
-    Yaml {
-        /// The graph file (its path in the repository).
-        file: PathBuf,
-    },
-    /// Every deploy, oldest first.
-    List {
-        /// Print JSON (an array of deploy records) instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Yaml(deploy::YamlArgs),
+    /// The deploys, oldest first: which one is live and how many hosts run each.
+    List(deploy::list::ListArgs),
     /// One deploy: its record and manifest.
-    Show {
-        /// The deploy ID (see `mgmt deploy list`).
-        id: u64,
-    },
-    /// Deploy an earlier deploy's bundle again, as a new deploy (by ID or commit).
-    Rollback {
-        /// A deploy ID, or a commit (or a unique prefix of one).
-        target: String,
-    },
+    Show(deploy::list::ShowArgs),
+    /// Deploy an earlier deploy's bundle again, as a new deploy (default: the previous one).
+    Rollback(deploy::rollback::RollbackArgs),
+    /// What a deploy would change against the live one: files of the bundle, and resources
+    /// and edges of the graph.
+    Diff(deploy::diff::DiffArgs),
     /// Upstream mgmt's language: not supported (refused with a hint).
     #[command(hide = true)]
     Lang(UnsupportedFrontend),

@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod check;
+pub mod diff;
 pub mod follow;
 pub mod source;
 pub mod store;

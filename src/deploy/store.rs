@@ -22,7 +22,10 @@ use super::bundle::{
 use super::source::Built;
 
 /// A deploy record, `deploy/<id>`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Fields added after the first version are optional and left out of the JSON when empty,
+/// so an older record reads and hashes as it was written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeployRecord {
     pub id: u64,
     /// The git commit, or `null` for `--no-git`.
@@ -39,7 +42,18 @@ pub struct DeployRecord {
     pub message: Option<String>,
     /// For a rollback: the deploy whose bundle this one runs again.
     pub rollback_of: Option<u64>,
+    /// Who published it: `Name <email>` from git's configuration, or `user@host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployer: Option<String>,
+    /// Why, in the deployer's words (`rollback -m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
+
+/// The most bytes of a record's `deployer`.
+pub const MAX_DEPLOYER: usize = 256;
+/// The most bytes of a record's `reason`.
+pub const MAX_REASON: usize = 1024;
 
 impl DeployRecord {
     pub fn hash(&self) -> String {
@@ -263,11 +277,25 @@ pub fn check_record(key: u64, rec: &DeployRecord) -> Result<(), RecordError> {
         field: "entry",
         why: e.to_string(),
     })?;
+    check_length(rec.id, "deployer", rec.deployer.as_deref(), MAX_DEPLOYER)?;
+    check_length(rec.id, "reason", rec.reason.as_deref(), MAX_REASON)?;
     let bad_parent = |why: &str| RecordError::BadField { id: rec.id, field: "parent", why: why.into() };
     match (&rec.parent, rec.id) {
         (Some(_), 0 | 1) => Err(bad_parent("the first deploy has no parent")),
         (None, 2..) => Err(bad_parent("missing; only the first deploy has none")),
         (Some(p), _) if !is_sha256_hex(p) => Err(bad_parent("not a sha256")),
+        _ => Ok(()),
+    }
+}
+
+/// A text field of at most `max` bytes (pure).
+fn check_length(id: u64, field: &'static str, text: Option<&str>, max: usize) -> Result<(), RecordError> {
+    match text {
+        Some(t) if t.len() > max => Err(RecordError::BadField {
+            id,
+            field,
+            why: format!("{} bytes; at most {max} are allowed", t.len()),
+        }),
         _ => Ok(()),
     }
 }
@@ -434,12 +462,15 @@ struct Scan {
     intact: BTreeMap<u64, (DeployRecord, i64)>,
     /// The highest id of any `deploy/<id>` key, intact or not (0: none).
     max_key: u64,
+    /// The sha256 of each intact record's stored bytes: what the next record names as its
+    /// parent, whatever fields a newer version wrote into it.
+    hashes: BTreeMap<u64, String>,
 }
 
 async fn scan(c: &mut Client, keys: &DeployKeys) -> Result<Scan> {
     let prefix = keys.records();
     let r = c.get(prefix.clone(), Some(GetOptions::new().with_prefix())).await?;
-    let mut out = Scan { latest: None, intact: BTreeMap::new(), max_key: 0 };
+    let mut out = Scan { latest: None, intact: BTreeMap::new(), max_key: 0, hashes: BTreeMap::new() };
     for kv in r.kvs() {
         let Some(rest) = kv.key().strip_prefix(prefix.as_bytes()) else { continue };
         if rest == b"latest" {
@@ -453,6 +484,7 @@ async fn scan(c: &mut Client, keys: &DeployKeys) -> Result<Scan> {
             && rec.id == id
         {
             out.intact.insert(id, (rec, kv.create_revision()));
+            out.hashes.insert(id, sha256_hex(kv.value()));
         }
     }
     Ok(out)
@@ -501,6 +533,8 @@ pub struct Head {
     pub broken: Option<String>,
     /// `deploy/latest`'s mod revision (0: absent), the guard of the append transaction.
     latest_rev: i64,
+    /// The sha256 of the stored bytes of `record`.
+    record_hash: Option<String>,
 }
 
 /// Read the head of the history. A broken `deploy/latest` (missing, not an id, naming a
@@ -515,7 +549,8 @@ pub async fn head(c: &mut Client, keys: &DeployKeys) -> Result<Head> {
         Err(why) => (s.intact.values().next_back().map(|r| r.0.clone()), Some(why)),
     };
     let next = s.max_key.checked_add(1).context("deploy ids are exhausted")?;
-    Ok(Head { record, next, broken, latest_rev: s.latest.map(|l| l.1).unwrap_or(0) })
+    let record_hash = record.as_ref().and_then(|r| s.hashes.get(&r.id).cloned());
+    Ok(Head { record, next, broken, latest_rev: s.latest.map(|l| l.1).unwrap_or(0), record_hash })
 }
 
 /// Every intact record (its id equals its key's), oldest first.
@@ -601,6 +636,8 @@ pub struct NewDeploy {
     pub author: Option<String>,
     pub message: Option<String>,
     pub rollback_of: Option<u64>,
+    pub deployer: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// The append transaction failed, so whether its record was stored is not known: read
@@ -645,7 +682,7 @@ pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bo
             bundle: new.bundle.clone(),
             frontend: new.frontend.clone(),
             entry: new.entry.clone(),
-            parent: h.record.as_ref().map(|p| p.hash()),
+            parent: h.record_hash.clone(),
             author: new.author.clone(),
             time: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -653,6 +690,8 @@ pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bo
                 .unwrap_or(0),
             message: new.message.clone(),
             rollback_of: new.rollback_of,
+            deployer: new.deployer.clone(),
+            reason: new.reason.clone(),
         };
         let guard = match h.latest_rev {
             0 => Compare::create_revision(keys.latest(), CompareOp::Equal, 0),
@@ -971,6 +1010,7 @@ mod tests {
             time: 0,
             message: None,
             rollback_of: None,
+            ..Default::default()
         }
     }
 
@@ -1008,6 +1048,20 @@ mod tests {
         assert!(matches!(check_record(1, &bad), Err(RecordError::BadBundle { .. })));
         let bad = DeployRecord { entry: "../g.yaml".into(), ..rec(1, None) };
         assert!(matches!(check_record(1, &bad), Err(RecordError::BadField { field: "entry", .. })));
+        let who = DeployRecord { deployer: Some("d".repeat(MAX_DEPLOYER)), ..rec(1, None) };
+        assert!(check_record(1, &who).is_ok());
+        let bad = DeployRecord { deployer: Some("d".repeat(MAX_DEPLOYER + 1)), ..rec(1, None) };
+        assert!(matches!(check_record(1, &bad), Err(RecordError::BadField { field: "deployer", .. })));
+        let bad = DeployRecord { reason: Some("r".repeat(MAX_REASON + 1)), ..rec(1, None) };
+        assert!(matches!(check_record(1, &bad), Err(RecordError::BadField { field: "reason", .. })));
+    }
+
+    #[test]
+    fn a_record_without_the_newer_fields_reads_and_hashes_as_written() {
+        let old = br#"{"id":1,"commit":null,"bundle":"b","frontend":"yaml","entry":"g.yaml","parent":null,"author":null,"time":0,"message":null,"rollback_of":null}"#;
+        let rec: DeployRecord = serde_json::from_slice(old).unwrap();
+        assert_eq!(rec.deployer, None);
+        assert_eq!(rec.hash(), sha256_hex(old));
     }
 
     #[test]
