@@ -1426,6 +1426,7 @@ fn status() -> BoxedStrategy<String> {
                     last_error,
                     started,
                     updated: started,
+                    ..HostStatus::default()
                 };
                 serde_json::to_string(&h).unwrap()
             },
@@ -1473,12 +1474,15 @@ fn crafted_records_and_statuses_are_shown_without_panic() {
             });
             let cluster = ["--seeds", etcd.url(), "--etcd-namespace", &ns];
             // Listing skips what it cannot read; showing one deploy may refuse it.
-            let commands: [(&[i32], &[&str]); 5] = [
+            // A status exits 1 when a host is failing or behind, or is not there.
+            let commands: [(&[i32], &[&str]); 7] = [
                 (&[0], &["deploy", "list"]),
                 (&[0], &["deploy", "list", "--json"]),
                 (&[0, 1], &["deploy", "show", "1"]),
-                (&[0], &["status"]),
-                (&[0], &["status", "--json"]),
+                (&[0, 1], &["status"]),
+                (&[0, 1], &["status", "--json"]),
+                (&[0, 1], &["status", "h0"]),
+                (&[0, 1], &["status", "h0", "--json"]),
             ];
             for (codes, cmd) in commands {
                 let mut args = vec![cmd[0]];

@@ -173,10 +173,6 @@ pub fn parse_seed(text: &str) -> Result<String, SeedError> {
     }
 }
 
-/// No endpoint of the cluster answered.
-#[derive(Debug, thiserror::Error)]
-#[error("no etcd endpoint answered: {0}")]
-pub struct ConnectError(String);
 
 /// etcd's longest lease TTL in seconds (`MaxLeaseTTL` in etcd's lease package).
 pub const MAX_LEASE_TTL: u64 = 9_000_000_000;
@@ -194,16 +190,16 @@ fn connect_options() -> ConnectOptions {
 
 /// A client of one endpoint, if it answers a status request and has a leader (a member cut
 /// off from the others answers, but cannot serve requests).
-async fn probe(seed: &str) -> Result<Client, String> {
+async fn probe(seed: &str) -> Result<Client, EtcdError> {
     let ask = async {
         let mut c = Client::connect([seed], Some(connect_options())).await?;
         let status = c.status().await?;
         Ok::<_, etcd_client::Error>((c, status.leader()))
     };
     match tokio::time::timeout(PROBE_TIMEOUT, ask).await {
-        Err(_) => Err(format!("{seed}: no answer within {PROBE_TIMEOUT:?}")),
-        Ok(Err(e)) => Err(format!("{seed}: {}", first_part(&e.to_string()))),
-        Ok(Ok((_, 0))) => Err(format!("{seed}: this member has no leader")),
+        Err(_) => Err(EtcdError::unreachable(seed, format!("no answer within {PROBE_TIMEOUT:?}"))),
+        Ok(Err(e)) => Err(EtcdError::new(seed, &e)),
+        Ok(Ok((_, 0))) => Err(EtcdError::unreachable(seed, "this member has no leader")),
         Ok(Ok((c, _))) => Ok(c),
     }
 }
@@ -213,13 +209,13 @@ async fn probe(seed: &str) -> Result<Client, String> {
 /// A client of several endpoints would spread requests over them, and those sent to a dead
 /// one would fail; this one talks to a single live endpoint. Long-running users connect
 /// again after an error, which chooses again.
-pub async fn connect(seeds: &[String]) -> Result<Client, ConnectError> {
+pub async fn connect(seeds: &[String]) -> Result<Client, EtcdError> {
     let mut probes = tokio::task::JoinSet::new();
     for (i, seed) in seeds.iter().enumerate() {
         let seed = seed.clone();
         probes.spawn(async move { (i, probe(&seed).await) });
     }
-    let mut errors: Vec<Option<String>> = vec![None; seeds.len()];
+    let mut errors: Vec<Option<EtcdError>> = vec![None; seeds.len()];
     while let Some(done) = probes.join_next().await {
         match done {
             Ok((_, Ok(c))) => return Ok(c),
@@ -227,10 +223,7 @@ pub async fn connect(seeds: &[String]) -> Result<Client, ConnectError> {
             Err(e) => debug!("an etcd probe ended abnormally: {e}"),
         }
     }
-    if seeds.is_empty() {
-        return Err(ConnectError("no endpoints given".into()));
-    }
-    Err(ConnectError(errors.into_iter().flatten().collect::<Vec<_>>().join("; ")))
+    Err(EtcdError::of_all(errors.into_iter().flatten().collect()))
 }
 
 /// gRPC errors carry their whole source chain; the first part says it all.
@@ -262,7 +255,10 @@ pub fn classify(error: &str) -> Trouble {
         Trouble::LeaseLost
     } else if e.contains("database space exceeded") || e.contains("nospace") {
         Trouble::NoSpace
-    } else if e.contains("request is too large") || e.contains("message larger than max") {
+    } else if e.contains("request is too large")
+        || e.contains("message larger than max")
+        || e.contains("message length too large")
+    {
         Trouble::TooLarge
     } else if [
         "user name is empty",
@@ -282,6 +278,116 @@ pub fn classify(error: &str) -> Trouble {
     }
 }
 
+/// An etcd error as a user reads it: one line that says what happened, at which URL, and
+/// what to do. Built by [`EtcdError::new`] from the client's error, for every command and
+/// for the agent's log alike; never the client's debug text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.line())]
+pub struct EtcdError {
+    pub trouble: Trouble,
+    /// The endpoint (or endpoints, comma-separated) asked.
+    pub url: String,
+    /// What went wrong, in a few words: `connection refused`, or etcd's own message.
+    pub detail: String,
+}
+
+impl EtcdError {
+    /// The error `e` of a request to `url`.
+    pub fn new(url: &str, e: &etcd_client::Error) -> EtcdError {
+        let detail = describe(e);
+        EtcdError { trouble: classify(&detail), url: url.to_string(), detail }
+    }
+
+    /// No answer from `url`, for the reason given.
+    pub fn unreachable(url: &str, detail: impl Into<String>) -> EtcdError {
+        EtcdError { trouble: Trouble::Unreachable, url: url.to_string(), detail: detail.into() }
+    }
+
+    /// One error for several endpoints that all failed: an endpoint that answered and
+    /// refused says more than those that did not answer; endpoints that failed alike are
+    /// named together.
+    pub fn of_all(mut errors: Vec<EtcdError>) -> EtcdError {
+        if let Some(i) = errors.iter().position(|e| e.trouble != Trouble::Unreachable) {
+            return errors.swap_remove(i);
+        }
+        if errors.is_empty() {
+            return EtcdError::unreachable("(no endpoint)", "no etcd endpoint given");
+        }
+        let url = errors.iter().map(|e| e.url.as_str()).collect::<Vec<_>>().join(",");
+        let detail = if errors.iter().all(|e| e.detail == errors[0].detail) {
+            errors[0].detail.clone()
+        } else {
+            errors.iter().map(|e| format!("{}: {}", e.url, e.detail)).collect::<Vec<_>>().join("; ")
+        };
+        EtcdError { trouble: Trouble::Unreachable, url, detail }
+    }
+
+    fn line(&self) -> String {
+        let (url, d) = (&self.url, &self.detail);
+        match self.trouble {
+            Trouble::Unreachable => {
+                format!("cannot reach etcd at {url}: {d} (is etcd running? `mgmt etcd` starts one)")
+            }
+            Trouble::Refused if d.to_ascii_lowercase().contains("permission denied") => format!(
+                "etcd at {url} denied permission: {d} (etcd authentication is not supported yet: mgmt needs an etcd without `etcdctl auth enable`)"
+            ),
+            Trouble::Refused => format!(
+                "etcd at {url} requires authentication: {d} (etcd authentication is not supported yet: mgmt needs an etcd without `etcdctl auth enable`)"
+            ),
+            Trouble::TooLarge => format!(
+                "etcd at {url} refused a request as too large: {d} (mgmt keeps requests under 1.5 MiB, etcd's default; is etcd's --max-request-bytes lower?)"
+            ),
+            Trouble::NoSpace => format!(
+                "etcd at {url} is out of space (NOSPACE alarm): {d} (free space with `etcdctl compact`, `etcdctl defrag` and `etcdctl alarm disarm`; see docs/etcd.md)"
+            ),
+            Trouble::LeaseLost => format!("etcd at {url}: {d}"),
+        }
+    }
+}
+
+/// What went wrong in a few words: the kind of an OS error anywhere in the error's sources
+/// (`connection refused`), else etcd's own message (`user name is empty`), else the first
+/// part of the client's text. Never a debug dump.
+pub fn describe(e: &etcd_client::Error) -> String {
+    use etcd_client::Error as E;
+    let source: Option<&(dyn std::error::Error + 'static)> = match e {
+        E::TransportError(t) => Some(t),
+        E::GRpcStatus(s) => Some(s),
+        E::IoError(io) => Some(io),
+        _ => None,
+    };
+    let mut next = source;
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io_words(io);
+        }
+        next = err.source();
+    }
+    match e {
+        E::GRpcStatus(s) if !s.message().is_empty() => {
+            let m = s.message();
+            crate::text::head(m.strip_prefix("etcdserver: ").unwrap_or(m), 512).into_owned()
+        }
+        _ => crate::text::head(first_part(&e.to_string()), 512).into_owned(),
+    }
+}
+
+/// An OS error in a few words.
+fn io_words(io: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match io.kind() {
+        K::ConnectionRefused => "connection refused".into(),
+        K::ConnectionReset => "connection reset".into(),
+        K::ConnectionAborted => "connection aborted".into(),
+        K::TimedOut => "connection timed out".into(),
+        K::HostUnreachable => "host unreachable".into(),
+        K::NetworkUnreachable => "network unreachable".into(),
+        K::AddrNotAvailable => "address not available".into(),
+        K::BrokenPipe | K::NotConnected | K::UnexpectedEof => "connection lost".into(),
+        _ => crate::text::head(&io.to_string(), 512).into_owned(),
+    }
+}
+
 /// Logs trouble with etcd once when it starts (or changes kind) and once when it ends,
 /// however many tasks notice.
 struct Health {
@@ -290,31 +396,17 @@ struct Health {
 }
 
 impl Health {
-    fn failed(&self, what: &str, e: &dyn std::fmt::Display) {
-        let e = e.to_string();
-        let e = first_part(&e);
-        let kind = classify(e);
+    fn failed(&self, what: &str, e: &etcd_client::Error) {
+        self.failed_with(what, EtcdError::new(&self.seeds, e));
+    }
+    fn failed_with(&self, what: &str, e: EtcdError) {
+        let kind = e.trouble;
         let before = self.state.lock().unwrap().replace(kind);
         if before == Some(kind) {
             debug!("etcd trouble goes on ({what}: {e})");
             return;
         }
-        let seeds = &self.seeds;
-        let go_on = "still enforcing the running graph, retrying in the background";
-        match kind {
-            Trouble::NoSpace => warn!(
-                "etcd at {seeds} is out of space and refuses writes (NOSPACE alarm; {what}: {e}); free space (compact, defragment, then `etcdctl alarm disarm`: see docs/etcd.md); {go_on}"
-            ),
-            Trouble::Refused => warn!(
-                "etcd at {seeds} refused this agent's requests ({what}: {e}); etcd authentication is not supported yet; {go_on}"
-            ),
-            Trouble::TooLarge => {
-                warn!("etcd refused a request as too large: {e} ({what}, etcd at {seeds}); {go_on}")
-            }
-            Trouble::Unreachable | Trouble::LeaseLost => {
-                warn!("etcd at {seeds} unreachable ({what}: {e}); {go_on}")
-            }
-        }
+        warn!("{what}: {e}; still enforcing the running graph, retrying in the background");
     }
     fn ok(&self) {
         let before = self.state.lock().unwrap().take();
@@ -538,7 +630,7 @@ impl EtcdWorld {
                         }
                     }
                 }
-                Err(e) => self.health.failed("connecting", &e),
+                Err(e) => self.health.failed_with("connecting", e),
             }
             backoff.wait(&self.cancel).await;
             if self.cancel.is_cancelled() {
@@ -954,24 +1046,18 @@ impl EtcdWorld {
         }
     }
 
-    fn unreachable(&self, e: impl std::fmt::Display) -> WorldError {
-        WorldError::Unreachable(format!("etcd at {}: {e}", self.cfg.seeds.join(",")))
+    fn unreachable(&self, e: impl Into<String>) -> WorldError {
+        WorldError::Unreachable(EtcdError::unreachable(&self.cfg.seeds.join(","), e).to_string())
     }
 
     /// A failed request: an outage is "unreachable"; a refusal (out of space, not allowed)
     /// says so.
     fn request_failed(&self, e: etcd_client::Error) -> WorldError {
         self.trouble();
-        let text = e.to_string();
-        let text = first_part(&text);
-        let seeds = self.cfg.seeds.join(",");
-        match classify(text) {
-            Trouble::NoSpace => {
-                WorldError::Other(format!("etcd at {seeds} is out of space (NOSPACE): {text}"))
-            }
-            Trouble::Refused => WorldError::Other(format!("etcd at {seeds} refused the request: {text}")),
-            Trouble::TooLarge => WorldError::Other(format!("etcd refused a request as too large: {text}")),
-            Trouble::Unreachable | Trouble::LeaseLost => self.unreachable(text),
+        let e = EtcdError::new(&self.cfg.seeds.join(","), &e);
+        match e.trouble {
+            Trouble::Unreachable | Trouble::LeaseLost => WorldError::Unreachable(e.to_string()),
+            _ => WorldError::Other(e.to_string()),
         }
     }
 
