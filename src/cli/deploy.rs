@@ -13,7 +13,7 @@ use etcd_client::Client;
 use super::{DeployArgs, DeployCommand};
 use crate::deploy::source::{self, Built};
 use crate::deploy::store::{self, Appended, DeployKeys, DeployRecord, NewDeploy, Published};
-use crate::world::etcd::{Backoff, connect};
+use crate::world::etcd::{Backoff, EtcdError, connect, readable};
 
 /// Exit status of a deploy or rollback that is published (agents will run it) although a
 /// step after publishing failed: checking its blobs again, retention or compaction.
@@ -37,14 +37,14 @@ async fn client(args: &DeployArgs) -> Result<Client> {
         bail!("--seeds (or MGMT_SEEDS) is needed: the etcd endpoints of the cluster");
     }
     let seeds = args.cluster.seeds.join(",");
-    let mut c = tokio::time::timeout(Duration::from_secs(5), connect(&args.cluster.seeds))
-        .await
-        .map_err(|_| anyhow::anyhow!("etcd at {seeds} did not answer within 5 s"))??;
+    let silent = || EtcdError::unreachable(&seeds, "no answer within 5 s");
+    let mut c =
+        tokio::time::timeout(Duration::from_secs(5), connect(&args.cluster.seeds)).await.map_err(|_| silent())??;
     // Fail fast on an unreachable cluster rather than at the first write.
     tokio::time::timeout(Duration::from_secs(5), c.status())
         .await
-        .map_err(|_| anyhow::anyhow!("etcd at {seeds} did not answer within 5 s"))?
-        .with_context(|| format!("reaching etcd at {seeds}"))?;
+        .map_err(|_| silent())?
+        .map_err(|e| EtcdError::new(&seeds, &e))?;
     Ok(c)
 }
 
@@ -63,7 +63,7 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
         }
         DeployCommand::Rollback { target } => rollback(&args, &keys, target).await,
     };
-    r.map_err(explain)
+    r.map_err(|e| explain(e, &args.cluster.seeds.join(",")))
 }
 
 async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> Result<u8> {
@@ -201,7 +201,7 @@ async fn after_publish(c: &mut Client, keys: &DeployKeys, keep: u64, id: u64, bu
     match r {
         Ok(()) => 0,
         Err(e) => {
-            let e = explain(e);
+            let e = explain(e, "");
             eprintln!("mgmt: warning: deploy {id} is published, but {step} failed: {e:#}");
             EXIT_PUBLISHED_BUT
         }
@@ -315,16 +315,14 @@ pub fn pick<'a>(history: &'a [DeployRecord], target: &str) -> Result<&'a DeployR
     matching.last().copied().with_context(|| format!("no deploy {target} (by id or commit) in the history"))
 }
 
-/// Add what to do when etcd's database is full: its NOSPACE error alone does not say.
-fn explain(e: anyhow::Error) -> anyhow::Error {
+/// An etcd error as one line with the URL (`seeds`) and a hint; when etcd's database is
+/// full, also what deploys can do about it.
+fn explain(e: anyhow::Error, seeds: &str) -> anyhow::Error {
+    let e = readable(e, seeds);
     if !e.chain().any(|c| c.to_string().contains(NOSPACE)) {
         return e;
     }
-    anyhow::anyhow!(
-        "etcd is out of space (its --quota-backend-bytes is reached): {e:#}\n\
-         hint: free it with `etcdctl compact <current revision>`, `etcdctl defrag` and \
-         `etcdctl alarm disarm`, and keep fewer deploys (--keep); see docs/etcd.md"
-    )
+    anyhow::anyhow!("{e:#}\nhint: keep fewer deploys (--keep) once space is freed")
 }
 
 /// At most `n` characters of `s`, cut on a character boundary.
@@ -446,11 +444,15 @@ mod tests {
     }
 
     #[test]
-    fn only_nospace_gets_the_hint() {
-        let full = anyhow::anyhow!("etcdserver: mvcc: database space exceeded").context("storing a blob");
-        let e = format!("{:#}", explain(full));
-        assert!(e.starts_with("etcd is out of space") && e.contains("alarm disarm"), "{e}");
-        let other = format!("{:#}", explain(anyhow::anyhow!("connection refused")));
+    fn etcd_errors_are_one_line_and_only_nospace_gets_the_deploy_hint() {
+        let full = anyhow::Error::from(etcd_client::Error::Internal(
+            "etcdserver: mvcc: database space exceeded".into(),
+        ))
+        .context("storing a blob");
+        let e = format!("{:#}", explain(full, "http://h:1"));
+        assert!(e.starts_with("storing a blob: etcd is out of space at http://h:1"), "{e}");
+        assert!(e.contains("alarm disarm") && e.ends_with("(--keep) once space is freed"), "{e}");
+        let other = format!("{:#}", explain(anyhow::anyhow!("connection refused"), "http://h:1"));
         assert_eq!(other, "connection refused");
     }
 

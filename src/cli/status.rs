@@ -641,6 +641,122 @@ pub fn table(hosts: &[HostStatus], now: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::world::Failure as Failed;
+
+    fn host(name: &str, deploy: Option<u64>) -> HostStatus {
+        HostStatus {
+            hostname: name.into(),
+            deploy,
+            follows_deploys: true,
+            converged: true,
+            idle: true,
+            resources: 1,
+            ..Default::default()
+        }
+    }
+
+    fn failing(mut h: HostStatus, idle: bool) -> HostStatus {
+        h.converged = false;
+        h.idle = idle;
+        h.failed = vec!["exec[x]".into()];
+        h.last_error = Some("exec[x]: exit status 3".into());
+        h.failures = vec![Failed {
+            kind: "exec".into(),
+            name: "x".into(),
+            state: "failed".into(),
+            error: Some("exit status 3: boom".into()),
+        }];
+        h
+    }
+
+    #[test]
+    fn hosts_are_judged_against_the_latest_deploy() {
+        assert_eq!(judge(&host("a", Some(7)), Some(7)), Standing::Done);
+        assert_eq!(judge(&host("a", Some(6)), Some(7)), Standing::Behind { on: Some(6), latest: 7 });
+        assert_eq!(judge(&host("a", None), Some(7)), Standing::Behind { on: None, latest: 7 });
+        // Not following deploys (a graph file): never behind.
+        let file = HostStatus { follows_deploys: false, ..host("a", None) };
+        assert_eq!(judge(&file, Some(7)), Standing::Done);
+        assert_eq!(judge(&host("a", None), None), Standing::Done);
+        let busy = HostStatus { converged: false, idle: false, ..host("a", Some(7)) };
+        assert_eq!(judge(&busy, Some(7)), Standing::Converging);
+        assert!(!Standing::Converging.is_bad());
+        assert_eq!(judge(&failing(host("a", Some(7)), true), Some(7)), Standing::Failing { failed: 1 });
+        assert_eq!(judge(&failing(host("a", Some(7)), false), Some(7)), Standing::Retrying { failed: 1 });
+        // Failures from before the latest deploy do not count yet: the host is behind.
+        assert!(matches!(judge(&failing(host("a", Some(6)), true), Some(7)), Standing::Behind { .. }));
+        let refused = HostStatus {
+            deploy_error: Some("deploy 7: no such file".into()),
+            refused_deploy: Some(7),
+            ..host("a", Some(6))
+        };
+        assert_eq!(judge(&refused, Some(7)), Standing::Refused);
+        // A refusal of an older deploy: behind, it may take the newer one.
+        assert!(matches!(judge(&refused, Some(8)), Standing::Behind { .. }));
+        for bad in [Standing::Refused, Standing::Failing { failed: 1 }, Standing::Behind { on: None, latest: 1 }] {
+            assert!(bad.is_bad(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_wait_ends_when_every_host_is_done_or_one_fails() {
+        let c = |hosts: Vec<HostStatus>, latest| Cluster { hosts, latest, revision: 0 };
+        assert_eq!(verdict(&c(vec![], Some(1)), &[]), Verdict::Waiting);
+        assert_eq!(verdict(&c(vec![host("a", Some(2)), host("b", Some(2))], Some(2)), &[]), Verdict::Done);
+        assert_eq!(verdict(&c(vec![host("a", Some(2)), host("b", Some(1))], Some(2)), &[]), Verdict::Waiting);
+        // A host that went away is waited for.
+        assert_eq!(verdict(&c(vec![host("a", Some(2))], Some(2)), &["b".into()]), Verdict::Waiting);
+        let v = verdict(&c(vec![host("a", Some(2)), failing(host("b", Some(2)), true)], Some(2)), &[]);
+        assert_eq!(v, Verdict::Failed("b".into(), "1 failed resource: exec[x]: exit status 3".into()));
+        // Still retrying: not failed yet.
+        let v = verdict(&c(vec![failing(host("b", Some(2)), false)], Some(2)), &[]);
+        assert_eq!(v, Verdict::Waiting);
+        let refused =
+            HostStatus { deploy_error: Some("deploy 2: bad".into()), refused_deploy: Some(2), ..host("b", Some(1)) };
+        assert_eq!(verdict(&c(vec![refused], Some(2)), &[]), Verdict::Failed("b".into(), "deploy 2: bad".into()));
+    }
+
+    #[test]
+    fn progress_counts_hosts_on_the_latest_deploy_and_converged() {
+        let busy = HostStatus { converged: false, idle: false, ..host("c", Some(7)) };
+        let cluster =
+            Cluster { hosts: vec![host("a", Some(7)), host("b", Some(6)), busy], latest: Some(7), revision: 0 };
+        assert_eq!(progress(&cluster, &[]), "2/3 hosts on deploy 7, 1 converged");
+        assert_eq!(progress(&cluster, &["d".into()]), "2/4 hosts on deploy 7, 1 converged, gone: d");
+        let none = Cluster { hosts: vec![host("a", None), failing(host("b", None), true)], latest: None, revision: 0 };
+        assert_eq!(progress(&none, &[]), "1/2 hosts converged, 1 failing");
+    }
+
+    #[test]
+    fn timeouts_take_seconds_or_units() {
+        let ok = |t: &str| parse_timeout(t).map(|d| d.as_secs());
+        assert_eq!(ok("90"), Ok(90));
+        assert_eq!(ok("30s"), Ok(30));
+        assert_eq!(ok("5m"), Ok(300));
+        assert_eq!(ok("1h30m"), Ok(5400));
+        assert_eq!(ok("1d"), Ok(86400));
+        for bad in ["", "0", "0s", "5x", "m", "1.5m", "-1", "5 m", "99999999999999999999", "1h1"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+        assert!(parse_timeout("0").unwrap_err().contains("at least 1s"));
+        assert_eq!(human(Duration::from_secs(90)), "1m30s");
+        assert_eq!(human(Duration::from_secs(3600)), "1h");
+    }
+
+    #[test]
+    fn one_host_shows_each_failing_resource_with_its_error() {
+        let mut h = failing(host("web1", Some(7)), true);
+        h.failures.push(Failed { kind: "file".into(), name: "/a\nb".into(), state: "blocked".into(), error: None });
+        h.failures_more = 3;
+        let r = host_report(&h, Some(7), 100);
+        assert!(r.contains("state      1 failed resource\n"), "{r}");
+        assert!(r.contains("deploy     7 (latest 7)\n"), "{r}");
+        let lines: Vec<&str> = r.lines().collect();
+        let header = lines.iter().position(|l| l.starts_with("RESOURCE")).expect(&r);
+        assert!(lines[header + 1].starts_with("exec[x]") && lines[header + 1].ends_with("exit status 3: boom"), "{r}");
+        assert!(lines[header + 2].starts_with("file[/a\\nb]") && lines[header + 2].contains("blocked"), "{r}");
+        assert_eq!(lines[header + 3], "... and 3 more");
+    }
 
     #[test]
     fn table_has_a_header_and_a_line_per_host() {

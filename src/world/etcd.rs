@@ -323,26 +323,45 @@ impl EtcdError {
     }
 
     fn line(&self) -> String {
-        let (url, d) = (&self.url, &self.detail);
+        // Without a URL (a step that does not know it), the line reads as well without one.
+        let url = if self.url.is_empty() { String::new() } else { format!(" at {}", self.url) };
+        let d = &self.detail;
         match self.trouble {
             Trouble::Unreachable => {
-                format!("cannot reach etcd at {url}: {d} (is etcd running? `mgmt etcd` starts one)")
+                format!("cannot reach etcd{url}: {d} (is etcd running? `mgmt etcd` starts one)")
             }
             Trouble::Refused if d.to_ascii_lowercase().contains("permission denied") => format!(
-                "etcd at {url} denied permission: {d} (etcd authentication is not supported yet: mgmt needs an etcd without `etcdctl auth enable`)"
+                "etcd{url} denied permission: {d} (etcd authentication is not supported yet: mgmt needs an etcd without `etcdctl auth enable`)"
             ),
             Trouble::Refused => format!(
-                "etcd at {url} requires authentication: {d} (etcd authentication is not supported yet: mgmt needs an etcd without `etcdctl auth enable`)"
+                "etcd{url} requires authentication: {d} (etcd authentication is not supported yet: mgmt needs an etcd without `etcdctl auth enable`)"
             ),
             Trouble::TooLarge => format!(
-                "etcd at {url} refused a request as too large: {d} (mgmt keeps requests under 1.5 MiB, etcd's default; is etcd's --max-request-bytes lower?)"
+                "etcd{url} refused a request as too large: {d} (mgmt keeps requests under 1.5 MiB, etcd's default; is etcd's --max-request-bytes lower?)"
             ),
             Trouble::NoSpace => format!(
-                "etcd at {url} is out of space (NOSPACE alarm): {d} (free space with `etcdctl compact`, `etcdctl defrag` and `etcdctl alarm disarm`; see docs/etcd.md)"
+                "etcd is out of space{url} (NOSPACE alarm: its --quota-backend-bytes is reached): {d} (free space with `etcdctl compact`, `etcdctl defrag` and `etcdctl alarm disarm`; see docs/etcd.md)"
             ),
-            Trouble::LeaseLost => format!("etcd at {url}: {d}"),
+            Trouble::LeaseLost => format!("etcd{url}: {d}"),
         }
     }
+}
+
+/// `e` with the etcd client error in its chain, if any, replaced by its one-line
+/// [`EtcdError`] (at `url`): the contexts above it are kept; the client's text, and wrappers
+/// that only repeat it, are dropped.
+pub fn readable(e: anyhow::Error, url: &str) -> anyhow::Error {
+    let chain: Vec<&(dyn std::error::Error + 'static)> = e.chain().collect();
+    let Some((i, client)) =
+        chain.iter().enumerate().find_map(|(i, c)| c.downcast_ref::<etcd_client::Error>().map(|c| (i, c)))
+    else {
+        return e;
+    };
+    let raw = client.to_string();
+    let mut parts: Vec<String> =
+        chain[..i].iter().map(|c| c.to_string()).filter(|s| !s.contains(&raw)).collect();
+    parts.push(EtcdError::new(url, client).to_string());
+    anyhow::anyhow!(parts.join(": "))
 }
 
 /// What went wrong in a few words: the kind of an OS error anywhere in the error's sources
@@ -1182,10 +1201,82 @@ mod tests {
             ("http://[::1]", NoPort),
             ("http://a b:1", Host("a b".into())),
             ("http://a..b:1", Host("a..b".into())),
+            ("http://h:2379#top", Path),
+            ("http://h:2379/?x", Path),
+            ("http://user@h:2379", Credentials),
+            ("user:pw@h:2379", Credentials),
+            ("htp://nonsense", Scheme("htp".into())),
+            ("ftp://h:21", Scheme("ftp".into())),
+            ("http://h:-1", Port("-1".into())),
+            ("http://h:65536", Port("65536".into())),
+            ("http://h:port", Port("port".into())),
         ] {
             assert_eq!(parse_seed(given), Err(why), "{given}");
         }
         assert!(SeedError::Https.to_string().contains("not supported yet"));
+        assert!(SeedError::Https.to_string().contains("TLS"));
+    }
+
+    #[test]
+    fn etcd_errors_read_as_one_line_with_the_url_and_a_hint() {
+        let refused = etcd_client::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let e = EtcdError::new("http://127.0.0.1:2379", &refused);
+        assert_eq!(e.trouble, Trouble::Unreachable);
+        assert_eq!(
+            e.to_string(),
+            "cannot reach etcd at http://127.0.0.1:2379: connection refused (is etcd running? `mgmt etcd` starts one)"
+        );
+        let auth = etcd_client::Error::Internal("etcdserver: user name is empty".into());
+        let e = EtcdError::new("http://h:1", &auth).to_string();
+        assert!(e.starts_with("etcd at http://h:1 requires authentication: "), "{e}");
+        assert!(e.contains("user name is empty") && e.contains("not supported yet"), "{e}");
+        let denied = etcd_client::Error::Internal("etcdserver: permission denied".into());
+        assert!(EtcdError::new("http://h:1", &denied).to_string().starts_with("etcd at http://h:1 denied permission"));
+        let big = etcd_client::Error::Internal("etcdserver: request is too large".into());
+        let e = EtcdError::new("http://h:1", &big).to_string();
+        assert!(e.starts_with("etcd at http://h:1 refused a request as too large") && e.contains("--max-request-bytes"), "{e}");
+        let full = etcd_client::Error::Internal("etcdserver: mvcc: database space exceeded".into());
+        let e = EtcdError::new("http://h:1", &full).to_string();
+        assert!(e.contains("out of space") && e.contains("alarm disarm"), "{e}");
+        for e in [
+            EtcdError::new("http://h:1", &refused),
+            EtcdError::new("http://h:1", &auth),
+            EtcdError::unreachable("", "no answer within 5s"),
+        ] {
+            let line = e.to_string();
+            assert!(!line.contains('\n') && !line.contains("Os {") && !line.contains("tonic"), "{line}");
+        }
+        assert_eq!(
+            EtcdError::unreachable("", "no answer within 5s").to_string(),
+            "cannot reach etcd: no answer within 5s (is etcd running? `mgmt etcd` starts one)"
+        );
+    }
+
+    #[test]
+    fn several_endpoints_failing_give_one_error() {
+        let down = |u: &str, d: &str| EtcdError::unreachable(u, d);
+        let same = EtcdError::of_all(vec![down("http://a:1", "connection refused"), down("http://b:1", "connection refused")]);
+        assert_eq!(same.url, "http://a:1,http://b:1");
+        assert_eq!(same.detail, "connection refused");
+        let mixed = EtcdError::of_all(vec![down("http://a:1", "connection refused"), down("http://b:1", "no answer")]);
+        assert_eq!(mixed.detail, "http://a:1: connection refused; http://b:1: no answer");
+        // One that answered and refused says more than those that did not answer.
+        let auth = EtcdError::new("http://b:1", &etcd_client::Error::Internal("etcdserver: user name is empty".into()));
+        let e = EtcdError::of_all(vec![down("http://a:1", "connection refused"), auth.clone()]);
+        assert_eq!(e, auth);
+    }
+
+    #[test]
+    fn an_etcd_error_deep_in_a_chain_is_replaced_by_its_line() {
+        use anyhow::Context;
+        let refused = etcd_client::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let e = Err::<(), _>(refused).context("reading deploy 3").unwrap_err();
+        assert_eq!(
+            format!("{:#}", readable(e, "http://h:1")),
+            "reading deploy 3: cannot reach etcd at http://h:1: connection refused (is etcd running? `mgmt etcd` starts one)"
+        );
+        let plain = anyhow::anyhow!("not about etcd");
+        assert_eq!(format!("{:#}", readable(plain, "http://h:1")), "not about etcd");
     }
 
     #[test]
