@@ -160,6 +160,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
 
     let convergence = engine.convergence();
     let mut conv_rx = convergence.subscribe();
+    // The graph may have settled before this subscription: look at least once.
+    conv_rx.mark_changed();
     let mut idle_since: Option<Instant> = convergence.summary().idle().then(Instant::now);
 
     // The text of the last graph file that failed to load, so one bad save is reported once.

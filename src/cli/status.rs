@@ -306,6 +306,8 @@ async fn wait(args: &StatusArgs, limit: Option<Duration>) -> Result<u8, Failure>
     let mut last = Cluster::default();
     let mut backoff = Backoff::new();
     let mut trouble: Option<EtcdError> = None;
+    // etcd failing at the start is an error (exit 3); later, an outage to wait through.
+    let mut answered = false;
     let sleep_until = |d: Option<tokio::time::Instant>| async move {
         match d {
             Some(d) => tokio::time::sleep_until(d).await,
@@ -317,6 +319,7 @@ async fn wait(args: &StatusArgs, limit: Option<Duration>) -> Result<u8, Failure>
         let session = async {
             let mut c = connected(args).await?;
             let mut cluster = read(&mut c, args).await?;
+            answered = true;
             let from = WatchOptions::new().with_start_revision(cluster.revision + 1);
             let watch = |c: &mut Client, key: String, o: WatchOptions| {
                 let mut c = c.clone();
@@ -352,6 +355,9 @@ async fn wait(args: &StatusArgs, limit: Option<Duration>) -> Result<u8, Failure>
         match r {
             Ok(Some(code)) => return Ok(code),
             Ok(None) => {
+                if let Some(name) = &args.host {
+                    last.hosts.retain(|h| &h.hostname == name);
+                }
                 let gone = gone_hosts(&last, &seen);
                 eprintln!(
                     "mgmt: timed out after {}: still waiting for {}",
@@ -361,6 +367,7 @@ async fn wait(args: &StatusArgs, limit: Option<Duration>) -> Result<u8, Failure>
                 print_final(args, &last);
                 return Ok(EXIT_TIMEOUT);
             }
+            Err(e) if !answered => return Err(e.into()),
             Err(e) => {
                 if trouble.is_none() {
                     eprintln!("mgmt: {e}; retrying");
