@@ -622,6 +622,10 @@ proptest! {
         bounded("status", || {
             let hosts: Vec<HostStatus> = texts.iter().filter_map(|t| serde_json::from_str(t).ok()).collect();
             let table = mgmt::cli::status::table(&hosts, now);
+            for h in &hosts {
+                let one = mgmt::cli::status::host_report(h, Some(now), now);
+                assert!(one.lines().all(|l| l.len() < 4096), "{one}");
+            }
             let _ = serde_json::to_string_pretty(&hosts).unwrap();
             assert!(table.starts_with("HOST"));
         })?;
