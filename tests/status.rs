@@ -153,12 +153,20 @@ fn a_failing_exec_makes_status_exit_1_and_status_host_shows_its_error() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| panic!("{err}: {}", shown(&out)));
     assert_eq!(v["hostname"], "bad", "{v}");
     let f = &v["failures"][0];
-    assert_eq!((&f["kind"], &f["name"], &f["state"]), (&"exec".into(), &"broken".into(), &"failed".into()), "{v}");
+    assert_eq!(
+        (&f["kind"], &f["name"], &f["state"]),
+        (&"exec".into(), &"broken".into(), &"failed".into()),
+        "{v}"
+    );
     assert!(f["error"].as_str().is_some_and(|e| e.contains("boom-from-the-command")), "{v}");
 
     let out = status(&e, &["nosuch"]);
     assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
-    assert!(text(&out.stderr).contains("no host `nosuch` is registered (registered: bad, good)"), "{}", shown(&out));
+    assert!(
+        text(&out.stderr).contains("no host `nosuch` is registered (registered: bad, good)"),
+        "{}",
+        shown(&out)
+    );
 
     // The failing host gone, every host is fine again.
     bad.interrupt();
@@ -219,7 +227,8 @@ fn wait_returns_0_once_every_agent_converged_on_a_new_deploy() {
     // With no limit, and for one host.
     let done = status(&e, &["h1", "--wait", "--json"]);
     assert_eq!(done.status.code(), Some(0), "{}", shown(&done));
-    let v: Value = serde_json::from_slice(&done.stdout).unwrap_or_else(|err| panic!("{err}: {}", shown(&done)));
+    let v: Value =
+        serde_json::from_slice(&done.stdout).unwrap_or_else(|err| panic!("{err}: {}", shown(&done)));
     assert_eq!((&v["hostname"], &v["deploy"]), (&"h1".into(), &2.into()), "{v}");
 }
 
@@ -244,7 +253,9 @@ fn wait_times_out_with_exit_4_while_an_agent_is_stopped() {
     let stderr = text(&timed_out.stderr);
     assert!(
         stderr.contains("mgmt: timed out after 2s: still waiting for h2 (on deploy 1, latest is 2)"),
-        "{stderr}\nh2 in etcd: {:?}\nh2:\n{}", e.get_json("/_mgmt/hosts/h2"), b.stderr()
+        "{stderr}\nh2 in etcd: {:?}\nh2:\n{}",
+        e.get_json("/_mgmt/hosts/h2"),
+        b.stderr()
     );
     // The plain status says the same: a host is behind.
     let behind = status(&e, &[]);
@@ -287,7 +298,10 @@ fn an_etcd_that_requires_authentication_is_named_as_such() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {}", shown(&out));
         let stderr = text(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.starts_with(&format!("mgmt: error: etcd at {} requires authentication: ", e.url())), "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("mgmt: error: etcd at {} requires authentication: ", e.url())),
+            "{stderr}"
+        );
         assert!(stderr.contains("user name is empty") && stderr.contains("not supported yet"), "{stderr}");
         assert_no_dump(&stderr);
     }

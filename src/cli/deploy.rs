@@ -38,8 +38,9 @@ async fn client(args: &DeployArgs) -> Result<Client> {
     }
     let seeds = args.cluster.seeds.join(",");
     let silent = || EtcdError::unreachable(&seeds, "no answer within 5 s");
-    let mut c =
-        tokio::time::timeout(Duration::from_secs(5), connect(&args.cluster.seeds)).await.map_err(|_| silent())??;
+    let mut c = tokio::time::timeout(Duration::from_secs(5), connect(&args.cluster.seeds))
+        .await
+        .map_err(|_| silent())??;
     // Fail fast on an unreachable cluster rather than at the first write.
     tokio::time::timeout(Duration::from_secs(5), c.status())
         .await

@@ -95,7 +95,8 @@ async fn read(c: &mut Client, args: &StatusArgs) -> Result<Cluster, EtcdError> {
         .await
         .map_err(|_| EtcdError::unreachable(&seeds, format!("no answer within {READ_TIMEOUT:?}")))?
         .map_err(|e| EtcdError::new(&seeds, &e))?;
-    let mut cluster = Cluster { revision: resp.header().map(|h| h.revision()).unwrap_or(0), ..Cluster::default() };
+    let mut cluster =
+        Cluster { revision: resp.header().map(|h| h.revision()).unwrap_or(0), ..Cluster::default() };
     let mut gets = resp.op_responses().into_iter().filter_map(|r| match r {
         TxnOpResponse::Get(g) => Some(g),
         _ => None,
@@ -188,7 +189,9 @@ impl std::fmt::Display for Standing {
             Standing::Converging => write!(f, "converging"),
             Standing::Behind { on: Some(on), latest } => write!(f, "on deploy {on}, latest is {latest}"),
             Standing::Behind { on: None, latest } => write!(f, "no deploy yet, latest is {latest}"),
-            Standing::Retrying { failed } => write!(f, "{failed} failed resource{}, retrying", plural(*failed)),
+            Standing::Retrying { failed } => {
+                write!(f, "{failed} failed resource{}, retrying", plural(*failed))
+            }
             Standing::Failing { failed } => write!(f, "{failed} failed resource{}", plural(*failed)),
             Standing::Refused => write!(f, "refused the latest deploy"),
         }
@@ -236,12 +239,16 @@ pub fn progress(cluster: &Cluster, gone: &[String]) -> String {
         None => format!("{converged}/{n} hosts converged"),
     };
     let failing = cluster.hosts.iter().filter(|h| judge(h, cluster.latest).is_bad()).count();
-    let behind = cluster.hosts.iter().filter(|h| matches!(judge(h, cluster.latest), Standing::Behind { .. })).count();
+    let behind =
+        cluster.hosts.iter().filter(|h| matches!(judge(h, cluster.latest), Standing::Behind { .. })).count();
     if failing > behind {
         line.push_str(&format!(", {} failing", failing - behind));
     }
     if !gone.is_empty() {
-        line.push_str(&format!(", gone: {}", gone.iter().map(|g| shown(g, SHORT_CELL)).collect::<Vec<_>>().join(", ")));
+        line.push_str(&format!(
+            ", gone: {}",
+            gone.iter().map(|g| shown(g, SHORT_CELL)).collect::<Vec<_>>().join(", ")
+        ));
     }
     line
 }
@@ -326,7 +333,8 @@ async fn wait(args: &StatusArgs, limit: Option<Duration>) -> Result<u8, Failure>
                 async move { c.watch(key, Some(o)).await }
             };
             let err = |e: etcd_client::Error| EtcdError::new(&seeds, &e);
-            let mut hosts_w: WatchStream = watch(&mut c, keys.hosts(), from.clone().with_prefix()).await.map_err(err)?;
+            let mut hosts_w: WatchStream =
+                watch(&mut c, keys.hosts(), from.clone().with_prefix()).await.map_err(err)?;
             let mut latest_w: WatchStream = watch(&mut c, latest_key.clone(), from).await.map_err(err)?;
             if trouble.take().is_some() {
                 eprintln!("etcd at {seeds} answers again");
@@ -461,7 +469,8 @@ const MAX_WAIT_SECS: u64 = crate::engine::limits::MAX_INTERVAL_SECS;
 /// (`30s`, `5m`, `1h30m`). At least one second. Pure, for clap.
 pub fn parse_timeout(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let bad = || format!("invalid timeout `{text}`: use seconds (90) or a number with a unit: 30s, 5m, 1h30m, 1d");
+    let bad =
+        || format!("invalid timeout `{text}`: use seconds (90) or a number with a unit: 30s, 5m, 1h30m, 1d");
     if t.is_empty() {
         return Err(bad());
     }
@@ -489,7 +498,9 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
         total
     };
     if secs == 0 {
-        return Err(format!("invalid timeout `{text}`: it must be at least 1s (leave it out to wait without limit)"));
+        return Err(format!(
+            "invalid timeout `{text}`: it must be at least 1s (leave it out to wait without limit)"
+        ));
     }
     if secs > MAX_WAIT_SECS {
         return Err(format!("invalid timeout `{text}`: at most {MAX_WAIT_SECS} seconds"));
@@ -700,7 +711,9 @@ mod tests {
         assert_eq!(judge(&refused, Some(7)), Standing::Refused);
         // A refusal of an older deploy: behind, it may take the newer one.
         assert!(matches!(judge(&refused, Some(8)), Standing::Behind { .. }));
-        for bad in [Standing::Refused, Standing::Failing { failed: 1 }, Standing::Behind { on: None, latest: 1 }] {
+        for bad in
+            [Standing::Refused, Standing::Failing { failed: 1 }, Standing::Behind { on: None, latest: 1 }]
+        {
             assert!(bad.is_bad(), "{bad}");
         }
     }
@@ -718,19 +731,32 @@ mod tests {
         // Still retrying: not failed yet.
         let v = verdict(&c(vec![failing(host("b", Some(2)), false)], Some(2)), &[]);
         assert_eq!(v, Verdict::Waiting);
-        let refused =
-            HostStatus { deploy_error: Some("deploy 2: bad".into()), refused_deploy: Some(2), ..host("b", Some(1)) };
-        assert_eq!(verdict(&c(vec![refused], Some(2)), &[]), Verdict::Failed("b".into(), "deploy 2: bad".into()));
+        let refused = HostStatus {
+            deploy_error: Some("deploy 2: bad".into()),
+            refused_deploy: Some(2),
+            ..host("b", Some(1))
+        };
+        assert_eq!(
+            verdict(&c(vec![refused], Some(2)), &[]),
+            Verdict::Failed("b".into(), "deploy 2: bad".into())
+        );
     }
 
     #[test]
     fn progress_counts_hosts_on_the_latest_deploy_and_converged() {
         let busy = HostStatus { converged: false, idle: false, ..host("c", Some(7)) };
-        let cluster =
-            Cluster { hosts: vec![host("a", Some(7)), host("b", Some(6)), busy], latest: Some(7), revision: 0 };
+        let cluster = Cluster {
+            hosts: vec![host("a", Some(7)), host("b", Some(6)), busy],
+            latest: Some(7),
+            revision: 0,
+        };
         assert_eq!(progress(&cluster, &[]), "2/3 hosts on deploy 7, 1 converged");
         assert_eq!(progress(&cluster, &["d".into()]), "2/4 hosts on deploy 7, 1 converged, gone: d");
-        let none = Cluster { hosts: vec![host("a", None), failing(host("b", None), true)], latest: None, revision: 0 };
+        let none = Cluster {
+            hosts: vec![host("a", None), failing(host("b", None), true)],
+            latest: None,
+            revision: 0,
+        };
         assert_eq!(progress(&none, &[]), "1/2 hosts converged, 1 failing");
     }
 
@@ -753,15 +779,26 @@ mod tests {
     #[test]
     fn one_host_shows_each_failing_resource_with_its_error() {
         let mut h = failing(host("web1", Some(7)), true);
-        h.failures.push(Failed { kind: "file".into(), name: "/a\nb".into(), state: "blocked".into(), error: None });
+        h.failures.push(Failed {
+            kind: "file".into(),
+            name: "/a\nb".into(),
+            state: "blocked".into(),
+            error: None,
+        });
         h.failures_more = 3;
         let r = host_report(&h, Some(7), 100);
         assert!(r.contains("state      1 failed resource\n"), "{r}");
         assert!(r.contains("deploy     7 (latest 7)\n"), "{r}");
         let lines: Vec<&str> = r.lines().collect();
         let header = lines.iter().position(|l| l.starts_with("RESOURCE")).expect(&r);
-        assert!(lines[header + 1].starts_with("exec[x]") && lines[header + 1].ends_with("exit status 3: boom"), "{r}");
-        assert!(lines[header + 2].starts_with("file[/a\\nb]") && lines[header + 2].contains("blocked"), "{r}");
+        assert!(
+            lines[header + 1].starts_with("exec[x]") && lines[header + 1].ends_with("exit status 3: boom"),
+            "{r}"
+        );
+        assert!(
+            lines[header + 2].starts_with("file[/a\\nb]") && lines[header + 2].contains("blocked"),
+            "{r}"
+        );
         assert_eq!(lines[header + 3], "... and 3 more");
     }
 

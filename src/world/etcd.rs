@@ -173,7 +173,6 @@ pub fn parse_seed(text: &str) -> Result<String, SeedError> {
     }
 }
 
-
 /// etcd's longest lease TTL in seconds (`MaxLeaseTTL` in etcd's lease package).
 pub const MAX_LEASE_TTL: u64 = 9_000_000_000;
 
@@ -1219,7 +1218,8 @@ mod tests {
 
     #[test]
     fn etcd_errors_read_as_one_line_with_the_url_and_a_hint() {
-        let refused = etcd_client::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let refused =
+            etcd_client::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         let e = EtcdError::new("http://127.0.0.1:2379", &refused);
         assert_eq!(e.trouble, Trouble::Unreachable);
         assert_eq!(
@@ -1231,10 +1231,18 @@ mod tests {
         assert!(e.starts_with("etcd at http://h:1 requires authentication: "), "{e}");
         assert!(e.contains("user name is empty") && e.contains("not supported yet"), "{e}");
         let denied = etcd_client::Error::Internal("etcdserver: permission denied".into());
-        assert!(EtcdError::new("http://h:1", &denied).to_string().starts_with("etcd at http://h:1 denied permission"));
+        assert!(
+            EtcdError::new("http://h:1", &denied)
+                .to_string()
+                .starts_with("etcd at http://h:1 denied permission")
+        );
         let big = etcd_client::Error::Internal("etcdserver: request is too large".into());
         let e = EtcdError::new("http://h:1", &big).to_string();
-        assert!(e.starts_with("etcd at http://h:1 refused a request as too large") && e.contains("--max-request-bytes"), "{e}");
+        assert!(
+            e.starts_with("etcd at http://h:1 refused a request as too large")
+                && e.contains("--max-request-bytes"),
+            "{e}"
+        );
         let full = etcd_client::Error::Internal("etcdserver: mvcc: database space exceeded".into());
         let e = EtcdError::new("http://h:1", &full).to_string();
         assert!(e.contains("out of space") && e.contains("alarm disarm"), "{e}");
@@ -1255,13 +1263,22 @@ mod tests {
     #[test]
     fn several_endpoints_failing_give_one_error() {
         let down = |u: &str, d: &str| EtcdError::unreachable(u, d);
-        let same = EtcdError::of_all(vec![down("http://a:1", "connection refused"), down("http://b:1", "connection refused")]);
+        let same = EtcdError::of_all(vec![
+            down("http://a:1", "connection refused"),
+            down("http://b:1", "connection refused"),
+        ]);
         assert_eq!(same.url, "http://a:1,http://b:1");
         assert_eq!(same.detail, "connection refused");
-        let mixed = EtcdError::of_all(vec![down("http://a:1", "connection refused"), down("http://b:1", "no answer")]);
+        let mixed = EtcdError::of_all(vec![
+            down("http://a:1", "connection refused"),
+            down("http://b:1", "no answer"),
+        ]);
         assert_eq!(mixed.detail, "http://a:1: connection refused; http://b:1: no answer");
         // One that answered and refused says more than those that did not answer.
-        let auth = EtcdError::new("http://b:1", &etcd_client::Error::Internal("etcdserver: user name is empty".into()));
+        let auth = EtcdError::new(
+            "http://b:1",
+            &etcd_client::Error::Internal("etcdserver: user name is empty".into()),
+        );
         let e = EtcdError::of_all(vec![down("http://a:1", "connection refused"), auth.clone()]);
         assert_eq!(e, auth);
     }
@@ -1269,7 +1286,8 @@ mod tests {
     #[test]
     fn an_etcd_error_deep_in_a_chain_is_replaced_by_its_line() {
         use anyhow::Context;
-        let refused = etcd_client::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let refused =
+            etcd_client::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         let e = Err::<(), _>(refused).context("reading deploy 3").unwrap_err();
         assert_eq!(
             format!("{:#}", readable(e, "http://h:1")),
