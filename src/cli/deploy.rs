@@ -13,7 +13,7 @@ use etcd_client::Client;
 use super::{DeployArgs, DeployCommand};
 use crate::deploy::source::{self, Built};
 use crate::deploy::store::{self, Appended, DeployKeys, DeployRecord, NewDeploy, Published};
-use crate::world::etcd::{Backoff, EtcdError, connect, readable};
+use crate::world::etcd::{Backoff, EtcdError, connect, describe, readable};
 
 /// Exit status of a deploy or rollback that is published (agents will run it) although a
 /// step after publishing failed: checking its blobs again, retention or compaction.
@@ -123,15 +123,15 @@ async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bool) 
         Some(stored) if store::settle(stored.as_deref(), &u.bytes) => {
             eprintln!(
                 "mgmt: etcd failed while appending deploy {id} ({}), but its record is stored",
-                u.source
+                describe(&u.source)
             );
             Ok(Some(Appended { published: Published::New(u.rec), repaired: u.repaired }))
         }
         Some(_) => Err(anyhow::Error::from(u).context("nothing was published")),
         None => {
             eprintln!(
-                "mgmt: error: cannot tell whether deploy {id} was published: etcd failed while appending                  it ({}) and did not answer within {} s after; `mgmt deploy list` shows whether deploy                  {id} exists",
-                u.source,
+                "mgmt: error: cannot tell whether deploy {id} was published: etcd failed while appending it ({}) and did not answer within {} s after; `mgmt deploy list` shows whether deploy {id} exists",
+                describe(&u.source),
                 SETTLE_TIMEOUT.as_secs()
             );
             Ok(None)

@@ -356,9 +356,13 @@ pub fn readable(e: anyhow::Error, url: &str) -> anyhow::Error {
     else {
         return e;
     };
-    let raw = client.to_string();
-    let mut parts: Vec<String> =
-        chain[..i].iter().map(|c| c.to_string()).filter(|s| !s.contains(&raw)).collect();
+    // A wrapper that ends with what the client error says only repeats it.
+    let (raw, short) = (client.to_string(), describe(client));
+    let mut parts: Vec<String> = chain[..i]
+        .iter()
+        .map(|c| c.to_string())
+        .filter(|s| !s.contains(&raw) && !s.ends_with(&short))
+        .collect();
     parts.push(EtcdError::new(url, client).to_string());
     anyhow::anyhow!(parts.join(": "))
 }
@@ -1292,6 +1296,16 @@ mod tests {
         assert_eq!(
             format!("{:#}", readable(e, "http://h:1")),
             "reading deploy 3: cannot reach etcd at http://h:1: connection refused (is etcd running? `mgmt etcd` starts one)"
+        );
+        // A typed wrapper that repeats it is dropped.
+        let fetch = crate::deploy::store::FetchError::from(etcd_client::Error::IoError(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        ));
+        assert_eq!(fetch.to_string(), "etcd: connection refused");
+        let e = Err::<(), _>(fetch).context("reading deploy 4").unwrap_err();
+        assert_eq!(
+            format!("{:#}", readable(e, "http://h:1")),
+            "reading deploy 4: cannot reach etcd at http://h:1: connection refused (is etcd running? `mgmt etcd` starts one)"
         );
         let plain = anyhow::anyhow!("not about etcd");
         assert_eq!(format!("{:#}", readable(plain, "http://h:1")), "not about etcd");
