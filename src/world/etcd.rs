@@ -246,6 +246,8 @@ pub enum Trouble {
     /// etcd answers but refuses one request as too large (`--max-request-bytes`, or the gRPC
     /// message limit): retrying the same request cannot help.
     TooLarge,
+    /// etcd answers but rejects the request for another reason (its message says which).
+    Rejected,
 }
 
 pub fn classify(error: &str) -> Trouble {
@@ -294,7 +296,11 @@ impl EtcdError {
     /// The error `e` of a request to `url`.
     pub fn new(url: &str, e: &etcd_client::Error) -> EtcdError {
         let detail = describe(e);
-        EtcdError { trouble: classify(&detail), url: url.to_string(), detail }
+        let mut trouble = classify(&detail);
+        if trouble == Trouble::Unreachable && answered(e) {
+            trouble = Trouble::Rejected;
+        }
+        EtcdError { trouble, url: url.to_string(), detail }
     }
 
     /// No answer from `url`, for the reason given.
@@ -341,6 +347,7 @@ impl EtcdError {
             Trouble::NoSpace => format!(
                 "etcd is out of space{url} (NOSPACE alarm: its --quota-backend-bytes is reached): {d} (free space with `etcdctl compact`, `etcdctl defrag` and `etcdctl alarm disarm`; see docs/etcd.md)"
             ),
+            Trouble::Rejected => format!("etcd{url} rejected the request: {d}"),
             Trouble::LeaseLost => format!("etcd{url}: {d}"),
         }
     }
@@ -356,12 +363,16 @@ pub fn readable(e: anyhow::Error, url: &str) -> anyhow::Error {
     else {
         return e;
     };
-    // A wrapper that ends with what the client error says only repeats it.
+    // Wrappers repeat the client error at their end: that part goes, the line says it.
     let (raw, short) = (client.to_string(), describe(client));
     let mut parts: Vec<String> = chain[..i]
         .iter()
-        .map(|c| c.to_string())
-        .filter(|s| !s.contains(&raw) && !s.ends_with(&short))
+        .map(|c| {
+            let s = c.to_string();
+            let s = s.strip_suffix(raw.as_str()).or_else(|| s.strip_suffix(short.as_str())).unwrap_or(&s);
+            s.trim_end_matches([':', ' ']).to_string()
+        })
+        .filter(|s| !s.is_empty() && s != "etcd")
         .collect();
     parts.push(EtcdError::new(url, client).to_string());
     anyhow::anyhow!(parts.join(": "))
@@ -392,6 +403,13 @@ pub fn describe(e: &etcd_client::Error) -> String {
         }
         _ => crate::text::head(first_part(&e.to_string()), 512).into_owned(),
     }
+}
+
+/// Whether etcd itself answered with an error: a gRPC status other than those of a request
+/// that did not get through (cancelled 1, unknown 2, deadline exceeded 4, aborted 10,
+/// unavailable 14).
+fn answered(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if !matches!(i32::from(s.code()), 1 | 2 | 4 | 10 | 14))
 }
 
 /// An OS error in a few words.
@@ -436,7 +454,7 @@ impl Health {
         match before {
             None => {}
             Some(Trouble::NoSpace) => info!("etcd at {seeds} accepts writes again"),
-            Some(Trouble::Refused | Trouble::TooLarge) => {
+            Some(Trouble::Refused | Trouble::TooLarge | Trouble::Rejected) => {
                 info!("etcd at {seeds} accepts this agent's requests again")
             }
             Some(_) => info!("etcd at {seeds} reachable again"),
