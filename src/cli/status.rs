@@ -40,29 +40,29 @@ pub async fn run(args: StatusArgs) -> Result<u8> {
     };
     match r {
         Ok(code) => Ok(code),
-        Err(Failure::Etcd(e)) => {
+        Err(StatusError::Etcd(e)) => {
             eprintln!("mgmt: error: {e}");
             Ok(EXIT_ETCD)
         }
-        Err(Failure::Other(e)) => Err(e),
+        Err(StatusError::Other(e)) => Err(e),
     }
 }
 
 /// Why a status could not be given.
-enum Failure {
+enum StatusError {
     Etcd(EtcdError),
     Other(anyhow::Error),
 }
 
-impl From<EtcdError> for Failure {
-    fn from(e: EtcdError) -> Failure {
-        Failure::Etcd(e)
+impl From<EtcdError> for StatusError {
+    fn from(e: EtcdError) -> StatusError {
+        StatusError::Etcd(e)
     }
 }
 
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Failure {
-        Failure::Other(e)
+impl From<anyhow::Error> for StatusError {
+    fn from(e: anyhow::Error) -> StatusError {
+        StatusError::Other(e)
     }
 }
 
@@ -117,7 +117,7 @@ async fn read(c: &mut Client, args: &StatusArgs) -> Result<Cluster, EtcdError> {
 }
 
 /// One look: print, and exit 1 if a host is failing or behind.
-async fn once(args: &StatusArgs) -> Result<u8, Failure> {
+async fn once(args: &StatusArgs) -> Result<u8, StatusError> {
     let mut c = connected(args).await?;
     let cluster = read(&mut c, args).await?;
     if let Some(name) = &args.host {
@@ -301,7 +301,7 @@ fn waiting_for(cluster: &Cluster, gone: &[String]) -> String {
 /// `--wait`: follow the hosts and `deploy/latest` with etcd watches until every host is done
 /// (0), one fails (1) or the time is up. Progress goes to stderr, one line per change; the
 /// final status to stdout.
-async fn wait(args: &StatusArgs, limit: Option<Duration>) -> Result<u8, Failure> {
+async fn wait(args: &StatusArgs, limit: Option<Duration>) -> Result<u8, StatusError> {
     let started = tokio::time::Instant::now();
     let deadline = limit.map(|l| started + l);
     let seeds = args.cluster.seeds.join(",");
@@ -659,7 +659,7 @@ pub fn table(hosts: &[HostStatus], now: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::world::Failure as Failed;
+    use crate::world::Failure;
 
     fn host(name: &str, deploy: Option<u64>) -> HostStatus {
         HostStatus {
@@ -678,7 +678,7 @@ mod tests {
         h.idle = idle;
         h.failed = vec!["exec[x]".into()];
         h.last_error = Some("exec[x]: exit status 3".into());
-        h.failures = vec![Failed {
+        h.failures = vec![Failure {
             kind: "exec".into(),
             name: "x".into(),
             state: "failed".into(),
@@ -779,7 +779,7 @@ mod tests {
     #[test]
     fn one_host_shows_each_failing_resource_with_its_error() {
         let mut h = failing(host("web1", Some(7)), true);
-        h.failures.push(Failed {
+        h.failures.push(Failure {
             kind: "file".into(),
             name: "/a\nb".into(),
             state: "blocked".into(),
@@ -800,6 +800,16 @@ mod tests {
             "{r}"
         );
         assert_eq!(lines[header + 3], "... and 3 more");
+    }
+
+    #[test]
+    fn one_host_of_an_older_agent_shows_its_failed_ids_and_last_error() {
+        let mut h = failing(host("old", None), true);
+        h.failures.clear();
+        let r = host_report(&h, None, 0);
+        assert!(r.contains("failed     exec[x]\n"), "{r}");
+        assert!(r.contains("error      exec[x]: exit status 3\n"), "{r}");
+        assert!(!r.contains("RESOURCE"), "{r}");
     }
 
     #[test]
