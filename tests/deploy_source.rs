@@ -244,5 +244,5 @@ fn commit_in_a_bare_repository_explains_an_absolute_file() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("no etcd endpoint answered"), "{stderr}");
+    assert!(stderr.contains("cannot reach etcd at http://127.0.0.1:9: "), "{stderr}");
 }

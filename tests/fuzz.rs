@@ -624,6 +624,10 @@ proptest! {
         bounded("status", || {
             let hosts: Vec<HostStatus> = texts.iter().filter_map(|t| serde_json::from_str(t).ok()).collect();
             let table = mgmt::cli::status::table(&hosts, now);
+            for h in &hosts {
+                let one = mgmt::cli::status::host_report(h, Some(now), now);
+                assert!(one.lines().all(|l| l.len() < 4096), "{one}");
+            }
             let _ = serde_json::to_string_pretty(&hosts).unwrap();
             assert!(table.starts_with("HOST"));
         })?;
@@ -1429,6 +1433,7 @@ fn status() -> BoxedStrategy<String> {
                     last_error,
                     started,
                     updated: started,
+                    ..HostStatus::default()
                 };
                 serde_json::to_string(&h).unwrap()
             },
@@ -1476,14 +1481,17 @@ fn crafted_records_and_statuses_are_shown_without_panic() {
             });
             let cluster = ["--seeds", etcd.url(), "--etcd-namespace", &ns];
             // Listing skips what it cannot read; showing one deploy may refuse it.
-            let commands: [(&[i32], &[&str]); 7] = [
+            // A status exits 1 when a host is failing or behind, or is not there.
+            let commands: [(&[i32], &[&str]); 9] = [
                 (&[0], &["deploy", "list"]),
                 (&[0], &["deploy", "list", "--json"]),
                 (&[0, 1], &["deploy", "show", "1"]),
                 (&[0, 1], &["deploy", "show", "1", "--json"]),
                 (&[0, 1], &["deploy", "diff", "1"]),
-                (&[0], &["status"]),
-                (&[0], &["status", "--json"]),
+                (&[0, 1], &["status"]),
+                (&[0, 1], &["status", "--json"]),
+                (&[0, 1], &["status", "h0"]),
+                (&[0, 1], &["status", "h0", "--json"]),
             ];
             for (codes, cmd) in commands {
                 let mut args = vec![cmd[0]];

@@ -23,7 +23,7 @@ use crate::deploy::check::check_entry;
 use crate::deploy::source::{self, Built};
 use crate::deploy::store::{self, Appended, DeployKeys, NewDeploy, Published};
 use crate::frontend::GraphSpec;
-use crate::world::etcd::{Backoff, connect};
+use crate::world::etcd::{Backoff, EtcdError, connect, describe, readable};
 
 /// Deploy records kept by default (`--keep`).
 pub const DEFAULT_KEEP: u64 = 50;
@@ -174,14 +174,15 @@ async fn client(args: &DeployArgs) -> Result<Client> {
         bail!("--seeds (or MGMT_SEEDS) is needed: the etcd endpoints of the cluster");
     }
     let seeds = args.cluster.seeds.join(",");
+    let silent = || EtcdError::unreachable(&seeds, "no answer within 5 s");
     let mut c = tokio::time::timeout(Duration::from_secs(5), connect(&args.cluster.seeds))
         .await
-        .map_err(|_| anyhow::anyhow!("etcd at {seeds} did not answer within 5 s"))??;
+        .map_err(|_| silent())??;
     // Fail fast on an unreachable cluster rather than at the first write.
     tokio::time::timeout(Duration::from_secs(5), c.status())
         .await
-        .map_err(|_| anyhow::anyhow!("etcd at {seeds} did not answer within 5 s"))?
-        .with_context(|| format!("reaching etcd at {seeds}"))?;
+        .map_err(|_| silent())?
+        .map_err(|e| EtcdError::new(&seeds, &e))?;
     Ok(c)
 }
 
@@ -200,7 +201,7 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
         DeployCommand::Diff(d) => diff::diff(&args, &keys, d).await,
         DeployCommand::Lang(u) => u.refuse(),
     };
-    r.map_err(explain)
+    r.map_err(|e| explain(e, &args.cluster.seeds.join(",")))
 }
 
 async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> {
@@ -291,15 +292,15 @@ async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bool) 
         Some(stored) if store::settle(stored.as_deref(), &u.bytes) => {
             eprintln!(
                 "mgmt: etcd failed while appending deploy {id} ({}), but its record is stored",
-                u.source
+                describe(&u.source)
             );
             Ok(Some(Appended { published: Published::New(u.rec), repaired: u.repaired }))
         }
         Some(_) => Err(anyhow::Error::from(u).context("nothing was published")),
         None => {
             eprintln!(
-                "mgmt: error: cannot tell whether deploy {id} was published: etcd failed while appending                  it ({}) and did not answer within {} s after; `mgmt deploy list` shows whether deploy                  {id} exists",
-                u.source,
+                "mgmt: error: cannot tell whether deploy {id} was published: etcd failed while appending it ({}) and did not answer within {} s after; `mgmt deploy list` shows whether deploy {id} exists",
+                describe(&u.source),
                 SETTLE_TIMEOUT.as_secs()
             );
             Ok(None)
@@ -370,23 +371,21 @@ async fn after_publish(c: &mut Client, keys: &DeployKeys, keep: u64, id: u64, bu
     match r {
         Ok(()) => 0,
         Err(e) => {
-            let e = explain(e);
+            let e = explain(e, "");
             eprintln!("mgmt: warning: deploy {id} is published, but {step} failed: {e:#}");
             EXIT_PUBLISHED_BUT
         }
     }
 }
 
-/// Add what to do when etcd's database is full: its NOSPACE error alone does not say.
-fn explain(e: anyhow::Error) -> anyhow::Error {
+/// An etcd error as one line with the URL (`seeds`) and a hint; when etcd's database is
+/// full, also what deploys can do about it.
+fn explain(e: anyhow::Error, seeds: &str) -> anyhow::Error {
+    let e = readable(e, seeds);
     if !e.chain().any(|c| c.to_string().contains(NOSPACE)) {
         return e;
     }
-    anyhow::anyhow!(
-        "etcd is out of space (its --quota-backend-bytes is reached): {e:#}\n\
-         hint: free it with `etcdctl compact <current revision>`, `etcdctl defrag` and \
-         `etcdctl alarm disarm`, and keep fewer deploys (--keep); see docs/etcd.md"
-    )
+    anyhow::anyhow!("{e:#}\nhint: keep fewer deploys (--keep) once space is freed")
 }
 
 /// At most `n` characters of `s`, cut on a character boundary.
@@ -519,11 +518,15 @@ mod tests {
     }
 
     #[test]
-    fn only_nospace_gets_the_hint() {
-        let full = anyhow::anyhow!("etcdserver: mvcc: database space exceeded").context("storing a blob");
-        let e = format!("{:#}", explain(full));
-        assert!(e.starts_with("etcd is out of space") && e.contains("alarm disarm"), "{e}");
-        let other = format!("{:#}", explain(anyhow::anyhow!("connection refused")));
+    fn etcd_errors_are_one_line_and_only_nospace_gets_the_deploy_hint() {
+        let full = anyhow::Error::from(etcd_client::Error::Internal(
+            "etcdserver: mvcc: database space exceeded".into(),
+        ))
+        .context("storing a blob");
+        let e = format!("{:#}", explain(full, "http://h:1"));
+        assert!(e.starts_with("storing a blob: etcd is out of space at http://h:1"), "{e}");
+        assert!(e.contains("alarm disarm") && e.ends_with("(--keep) once space is freed"), "{e}");
+        let other = format!("{:#}", explain(anyhow::anyhow!("connection refused"), "http://h:1"));
         assert_eq!(other, "connection refused");
     }
 

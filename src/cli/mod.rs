@@ -83,6 +83,7 @@ pub enum Command {
     /// Start an etcd server member (runs the `etcd` binary; flags pass through).
     Etcd(EtcdArgs),
     /// Show the hosts of a cluster: alive, converged or not, last error.
+    #[command(after_help = STATUS_EXIT_STATUS)]
     Status(StatusArgs),
     /// Publish a graph from git (or a directory) as a verified bundle; list, show, diff, roll back.
     #[command(after_help = DEPLOY_EXIT_STATUS)]
@@ -101,6 +102,14 @@ const DEPLOY_EXIT_STATUS: &str = "Exit status:\n  \
     3  published (the deploy ID is printed and agents run it), but a later step failed: \
     checking its blobs again, pruning (--keep) or compacting etcd; see the warning\n  \
     `deploy diff --exit-code`: 0 no differences, 2 differences, 1 failed";
+
+const STATUS_EXIT_STATUS: &str = "Exit status:\n  \
+    0  every host runs the latest deploy and none is failing (with --wait: and has converged)\n  \
+    1  a host is failing or not on the latest deploy (with --wait: a host failed, or refused \
+    the latest deploy)\n  \
+    2  invalid command line\n  \
+    3  etcd cannot be asked: unreachable, or refusing the request\n  \
+    4  --wait ran out of time";
 
 #[derive(Args, Debug, Clone)]
 pub struct DeployArgs {
@@ -184,6 +193,14 @@ pub struct StatusArgs {
     /// Print JSON (one object per host, in an array) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Show only this host: its state and each failing resource with its last error.
+    #[arg(value_name = "HOST")]
+    pub host: Option<String>,
+    /// Wait until every host runs the latest deploy and has converged, with progress on
+    /// stderr; TIMEOUT (90, 30s, 5m, 1h) bounds the wait, which is unbounded without it.
+    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, require_equals = true,
+          value_parser = status::parse_timeout)]
+    pub wait: Option<Option<std::time::Duration>>,
 }
 
 /// The flags of `mgmt run`. Global within `run`, so they are accepted after `yaml FILE` too.

@@ -19,7 +19,7 @@ use crate::frontend::base::Base;
 use crate::frontend::{GraphSpec, yaml};
 use crate::world::etcd::{EtcdConfig, EtcdWorld};
 use crate::world::local::LocalWorld;
-use crate::world::{HostStatus, World};
+use crate::world::{Failure, HostStatus, World};
 
 fn load_yaml(path: &Path, base: &Base) -> Result<(String, GraphSpec)> {
     parse_yaml(&graph_file::read(path)?, path, base)
@@ -65,7 +65,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         None => "no deploy yet".to_string(),
     };
     let mut deploy: Option<u64> = None;
-    let mut deploy_error: Option<String> = None;
+    // Why the newest deploy was refused, and its id when known.
+    let mut deploy_error: Option<(Option<u64>, String)> = None;
 
     // The prefix holds agent state; a temporary one is removed on exit.
     let _tmp_prefix;
@@ -133,11 +134,13 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                   spec: &GraphSpec,
                   source: &str,
                   deploy: Option<u64>,
-                  deploy_error: &Option<String>| {
+                  deploy_error: &Option<(Option<u64>, String)>| {
         if cluster.is_some() {
             let mut s = host_status(engine, spec, source, &hostname, started);
             s.deploy = deploy;
-            s.deploy_error = deploy_error.clone();
+            s.follows_deploys = file.is_none();
+            s.refused_deploy = deploy_error.as_ref().and_then(|e| e.0);
+            s.deploy_error = deploy_error.as_ref().map(|e| e.1.clone());
             world.report(s)
         }
     };
@@ -168,6 +171,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
 
     let convergence = engine.convergence();
     let mut conv_rx = convergence.subscribe();
+    // The graph may have settled before this subscription: look at least once.
+    conv_rx.mark_changed();
     let mut idle_since: Option<Instant> = convergence.summary().idle().then(Instant::now);
 
     // The text of the last graph file that failed to load, so one bad save is reported once.
@@ -248,17 +253,17 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                             }
                             Err(e) => {
                                 error!("deploy {} refused: {e}; keeping the running graph", record.id);
-                                deploy_error = Some(format!("deploy {}: {e}", record.id));
+                                deploy_error = Some((Some(record.id), format!("deploy {}: {e}", record.id)));
                             }
                         }
                     }
                     DeployEvent::Refused { id, error: e } => {
                         error!("deploy {id} refused: {e}; keeping the running graph");
-                        deploy_error = Some(format!("deploy {id}: {e}"));
+                        deploy_error = Some((Some(id), format!("deploy {id}: {e}")));
                     }
                     DeployEvent::Unreadable { error: e } => {
                         error!("{e}; keeping the running graph");
-                        deploy_error = Some(e);
+                        deploy_error = Some((None, e));
                     }
                 }
                 report(&engine, &spec, &source, deploy, &deploy_error);
@@ -333,6 +338,13 @@ fn host_status(engine: &Engine, spec: &GraphSpec, source: &str, hostname: &str, 
         .map(|r| r.id.to_string())
         .collect();
     let last_error = report.iter().find_map(|r| r.status_error());
+    // Failed ones first: they hold the errors; blocked ones only wait for them.
+    let failures = report
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+        .chain(report.iter().filter(|r| r.status == Status::Blocked))
+        .map(failure)
+        .collect();
     HostStatus {
         hostname: hostname.to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -347,6 +359,25 @@ fn host_status(engine: &Engine, spec: &GraphSpec, source: &str, hostname: &str, 
         last_error,
         started,
         updated: unix_now(),
+        follows_deploys: false,
+        refused_deploy: None,
+        idle: summary.idle(),
+        failures,
+        failures_more: 0,
+    }
+}
+
+/// A vertex that is not in its desired state, as published: its error with the tail of a
+/// failed command's output (cut by [`HostStatus::bounded`]).
+fn failure(r: &crate::engine::VertexReport) -> Failure {
+    Failure {
+        kind: r.id.kind.clone(),
+        name: r.id.name.clone(),
+        state: if r.status == Status::Blocked { "blocked" } else { "failed" }.to_string(),
+        error: r.error.as_ref().map(|e| match &r.output {
+            Some(o) => format!("{e}: {}", crate::text::tail(o, 512)),
+            None => e.clone(),
+        }),
     }
 }
 

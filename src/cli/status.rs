@@ -1,35 +1,109 @@
-//! `mgmt status`: the hosts of a cluster, from their `hosts/<hostname>` keys.
+//! `mgmt status`: the hosts of a cluster, from their `hosts/<hostname>` keys, judged against
+//! `deploy/latest`. `mgmt status HOST` shows one host and its failing resources; `--wait`
+//! follows the hosts (an etcd watch, no polling) until every one runs the latest deploy
+//! and has converged.
+//!
+//! Exit status: 0 every host runs the latest deploy and none is failing;
+//! [`EXIT_FAILING`] a host is failing or behind (with `--wait`: failing, or it refused the
+//! latest deploy); 2 invalid command line; [`EXIT_ETCD`] etcd cannot be asked (unreachable,
+//! or refusing); [`EXIT_TIMEOUT`] `--wait` ran out of time.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use etcd_client::GetOptions;
+use anyhow::{Result, bail};
+use etcd_client::{Client, GetOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream};
 
 use super::StatusArgs;
+use crate::deploy::store::{DeployKeys, parse_deploy_id};
 use crate::text::head;
 use crate::world::HostStatus;
-use crate::world::etcd::{Keys, connect};
+use crate::world::etcd::{Backoff, EtcdError, Keys, connect};
+
+/// A host is failing or is not on the latest deploy (with `--wait`: a host failed).
+pub const EXIT_FAILING: u8 = 1;
+/// etcd cannot be asked: unreachable, or refusing the request.
+pub const EXIT_ETCD: u8 = 3;
+/// `--wait` ran out of time before every host was done.
+pub const EXIT_TIMEOUT: u8 = 4;
+
+/// How long one read may take before etcd is taken as unreachable.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn run(args: StatusArgs) -> Result<u8> {
     if args.cluster.seeds.is_empty() {
         bail!("--seeds (or MGMT_SEEDS) is needed: the etcd endpoints of the cluster");
     }
+    let r = match args.wait {
+        Some(limit) => wait(&args, limit).await,
+        None => once(&args).await,
+    };
+    match r {
+        Ok(code) => Ok(code),
+        Err(StatusError::Etcd(e)) => {
+            eprintln!("mgmt: error: {e}");
+            Ok(EXIT_ETCD)
+        }
+        Err(StatusError::Other(e)) => Err(e),
+    }
+}
+
+/// Why a status could not be given.
+enum StatusError {
+    Etcd(EtcdError),
+    Other(anyhow::Error),
+}
+
+impl From<EtcdError> for StatusError {
+    fn from(e: EtcdError) -> StatusError {
+        StatusError::Etcd(e)
+    }
+}
+
+impl From<anyhow::Error> for StatusError {
+    fn from(e: anyhow::Error) -> StatusError {
+        StatusError::Other(e)
+    }
+}
+
+/// What the cluster says: every host's status and the latest deploy, read at one revision.
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    pub hosts: Vec<HostStatus>,
+    pub latest: Option<u64>,
+    revision: i64,
+}
+
+async fn connected(args: &StatusArgs) -> Result<Client, EtcdError> {
+    let seeds = args.cluster.seeds.join(",");
+    tokio::time::timeout(READ_TIMEOUT, connect(&args.cluster.seeds))
+        .await
+        .map_err(|_| EtcdError::unreachable(&seeds, format!("no answer within {READ_TIMEOUT:?}")))?
+}
+
+/// Read every host and `deploy/latest` in one transaction. Another host wrote these: what is
+/// shown of them is bounded (and escaped when printed).
+async fn read(c: &mut Client, args: &StatusArgs) -> Result<Cluster, EtcdError> {
     let seeds = args.cluster.seeds.join(",");
     let keys = Keys::new(&args.cluster.etcd_namespace);
-    let read = async {
-        let mut c = connect(&args.cluster.seeds).await?;
-        let resp = c.get(keys.hosts(), Some(GetOptions::new().with_prefix())).await?;
-        anyhow::Ok(resp)
-    };
-    let resp = tokio::time::timeout(Duration::from_secs(5), read)
+    let latest_key = DeployKeys::new(&args.cluster.etcd_namespace).latest();
+    let txn = Txn::new().and_then([
+        TxnOp::get(keys.hosts(), Some(GetOptions::new().with_prefix())),
+        TxnOp::get(latest_key, None),
+    ]);
+    let resp = tokio::time::timeout(READ_TIMEOUT, c.txn(txn))
         .await
-        .map_err(|_| anyhow::anyhow!("etcd at {seeds} did not answer within 5 s"))?
-        .with_context(|| format!("reading hosts from etcd at {seeds}"))?;
-    // Another host wrote these: what is shown of them is bounded (and escaped, in the table).
-    let mut hosts: Vec<HostStatus> = Vec::new();
-    for kv in resp.kvs() {
+        .map_err(|_| EtcdError::unreachable(&seeds, format!("no answer within {READ_TIMEOUT:?}")))?
+        .map_err(|e| EtcdError::new(&seeds, &e))?;
+    let mut cluster =
+        Cluster { revision: resp.header().map(|h| h.revision()).unwrap_or(0), ..Cluster::default() };
+    let mut gets = resp.op_responses().into_iter().filter_map(|r| match r {
+        TxnOpResponse::Get(g) => Some(g),
+        _ => None,
+    });
+    for kv in gets.next().map(|g| g.kvs().to_vec()).unwrap_or_default() {
         match serde_json::from_slice::<HostStatus>(kv.value()) {
-            Ok(h) => hosts.push(h.bounded()),
+            Ok(h) => cluster.hosts.push(h.bounded()),
             Err(e) => eprintln!(
                 "mgmt: warning: {} is not a host status: {}",
                 shown(&String::from_utf8_lossy(kv.key()), LONG_CELL),
@@ -37,13 +111,460 @@ pub async fn run(args: StatusArgs) -> Result<u8> {
             ),
         }
     }
-    hosts.sort_by(|a, b| a.hostname.cmp(&b.hostname));
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&hosts)?);
-    } else {
-        print!("{}", table(&hosts, unix_now()));
+    cluster.latest = gets.next().and_then(|g| g.kvs().first().and_then(|kv| parse_deploy_id(kv.value())));
+    cluster.hosts.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+    Ok(cluster)
+}
+
+/// One look: print, and exit 1 if a host is failing or behind.
+async fn once(args: &StatusArgs) -> Result<u8, StatusError> {
+    let mut c = connected(args).await?;
+    let cluster = read(&mut c, args).await?;
+    if let Some(name) = &args.host {
+        let Some(h) = cluster.hosts.iter().find(|h| &h.hostname == name) else {
+            let known: Vec<String> = cluster.hosts.iter().map(|h| shown(&h.hostname, SHORT_CELL)).collect();
+            return Err(anyhow::anyhow!(
+                "no host `{}` is registered (registered: {})",
+                shown(name, SHORT_CELL),
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )
+            .into());
+        };
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(h).map_err(anyhow::Error::from)?);
+        } else {
+            print!("{}", host_report(h, cluster.latest, unix_now()));
+        }
+        return Ok(if judge(h, cluster.latest).is_bad() { EXIT_FAILING } else { 0 });
     }
-    Ok(0)
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&cluster.hosts).map_err(anyhow::Error::from)?);
+    } else {
+        print!("{}", table(&cluster.hosts, unix_now()));
+    }
+    let bad: Vec<String> = cluster
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            let j = judge(h, cluster.latest);
+            j.is_bad().then(|| format!("{} ({j})", shown(&h.hostname, SHORT_CELL)))
+        })
+        .collect();
+    if bad.is_empty() {
+        return Ok(0);
+    }
+    eprintln!("mgmt: {} of {} hosts failing or behind: {}", bad.len(), cluster.hosts.len(), bad.join(", "));
+    Ok(EXIT_FAILING)
+}
+
+/// Where a host stands against the latest deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// On the latest deploy (or not following deploys), converged.
+    Done,
+    /// On the latest deploy, still checking or applying.
+    Converging,
+    /// Following deploys, but not (yet) on the latest.
+    Behind { on: Option<u64>, latest: u64 },
+    /// Failed resources while a retry is still under way.
+    Retrying { failed: usize },
+    /// Failed resources, and nothing left to retry.
+    Failing { failed: usize },
+    /// The latest deploy was refused (or `deploy/latest` cannot be read).
+    Refused,
+}
+
+impl Standing {
+    /// Failing or behind: `mgmt status` exits 1.
+    pub fn is_bad(&self) -> bool {
+        !matches!(self, Standing::Done | Standing::Converging)
+    }
+}
+
+impl std::fmt::Display for Standing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        match self {
+            Standing::Done => write!(f, "converged"),
+            Standing::Converging => write!(f, "converging"),
+            Standing::Behind { on: Some(on), latest } => write!(f, "on deploy {on}, latest is {latest}"),
+            Standing::Behind { on: None, latest } => write!(f, "no deploy yet, latest is {latest}"),
+            Standing::Retrying { failed } => {
+                write!(f, "{failed} failed resource{}, retrying", plural(*failed))
+            }
+            Standing::Failing { failed } => write!(f, "{failed} failed resource{}", plural(*failed)),
+            Standing::Refused => write!(f, "refused the latest deploy"),
+        }
+    }
+}
+
+/// Judge one host against the latest deploy. Pure.
+///
+/// A host that runs a graph file (not `run empty`) is not behind any deploy; it is judged by
+/// its resources only. A refusal of an older deploy does not count once a newer one is out:
+/// the host is behind, and may still take the newer one.
+pub fn judge(h: &HostStatus, latest: Option<u64>) -> Standing {
+    let follows = h.follows_deploys || h.deploy.is_some();
+    if follows && h.deploy_error.is_some() && (h.refused_deploy.is_none() || h.refused_deploy == latest) {
+        return Standing::Refused;
+    }
+    if let Some(l) = latest
+        && follows
+        && h.deploy != Some(l)
+    {
+        return Standing::Behind { on: h.deploy, latest: l };
+    }
+    let failed = h.failed_total();
+    match (failed, h.idle, h.converged) {
+        (0, _, true) => Standing::Done,
+        (0, _, false) => Standing::Converging,
+        (n, true, _) => Standing::Failing { failed: n },
+        (n, false, _) => Standing::Retrying { failed: n },
+    }
+}
+
+/// The progress line of `--wait`, e.g. `2/3 hosts on deploy 7, 1 converged`. Pure.
+pub fn progress(cluster: &Cluster, gone: &[String]) -> String {
+    let n = cluster.hosts.len() + gone.len();
+    let converged = cluster.hosts.iter().filter(|h| judge(h, cluster.latest) == Standing::Done).count();
+    let mut line = match cluster.latest {
+        Some(d) => {
+            let on = cluster
+                .hosts
+                .iter()
+                .filter(|h| !matches!(judge(h, Some(d)), Standing::Behind { .. } | Standing::Refused))
+                .count();
+            format!("{on}/{n} hosts on deploy {d}, {converged} converged")
+        }
+        None => format!("{converged}/{n} hosts converged"),
+    };
+    let failing = cluster.hosts.iter().filter(|h| judge(h, cluster.latest).is_bad()).count();
+    let behind =
+        cluster.hosts.iter().filter(|h| matches!(judge(h, cluster.latest), Standing::Behind { .. })).count();
+    if failing > behind {
+        line.push_str(&format!(", {} failing", failing - behind));
+    }
+    if !gone.is_empty() {
+        line.push_str(&format!(
+            ", gone: {}",
+            gone.iter().map(|g| shown(g, SHORT_CELL)).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    line
+}
+
+/// What `--wait` concludes from one look, given the hosts it expects (seen since it began).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Done,
+    Waiting,
+    /// A host failed: its name and why.
+    Failed(String, String),
+}
+
+/// Pure, for tests: done when at least one host is registered, every host seen since the
+/// wait began still is, and every one is [`Standing::Done`]; failed as soon as one host is
+/// [`Standing::Failing`] or [`Standing::Refused`].
+pub fn verdict(cluster: &Cluster, gone: &[String]) -> Verdict {
+    for h in &cluster.hosts {
+        let j = judge(h, cluster.latest);
+        if matches!(j, Standing::Failing { .. } | Standing::Refused) {
+            let why = match (&j, &h.deploy_error, &h.last_error) {
+                (Standing::Refused, Some(e), _) => e.clone(),
+                (_, _, Some(e)) => format!("{j}: {e}"),
+                _ => j.to_string(),
+            };
+            return Verdict::Failed(h.hostname.clone(), why);
+        }
+    }
+    let all_done = cluster.hosts.iter().all(|h| judge(h, cluster.latest) == Standing::Done);
+    if !cluster.hosts.is_empty() && gone.is_empty() && all_done { Verdict::Done } else { Verdict::Waiting }
+}
+
+/// The hosts `--wait` is still waiting for, with where each stands.
+fn waiting_for(cluster: &Cluster, gone: &[String]) -> String {
+    let mut out: Vec<String> = cluster
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            let j = judge(h, cluster.latest);
+            (j != Standing::Done).then(|| format!("{} ({j})", shown(&h.hostname, SHORT_CELL)))
+        })
+        .collect();
+    out.extend(gone.iter().map(|g| format!("{} (gone)", shown(g, SHORT_CELL))));
+    if cluster.hosts.is_empty() && gone.is_empty() {
+        out.push("a host to register".into());
+    }
+    out.join(", ")
+}
+
+/// `--wait`: follow the hosts and `deploy/latest` with etcd watches until every host is done
+/// (0), one fails (1) or the time is up. Progress goes to stderr, one line per change; the
+/// final status to stdout.
+async fn wait(args: &StatusArgs, limit: Option<Duration>) -> Result<u8, StatusError> {
+    let started = tokio::time::Instant::now();
+    let deadline = limit.map(|l| started + l);
+    let seeds = args.cluster.seeds.join(",");
+    let keys = Keys::new(&args.cluster.etcd_namespace);
+    let latest_key = DeployKeys::new(&args.cluster.etcd_namespace).latest();
+    // Every host seen since the wait began: one that goes away is waited for.
+    let mut seen: BTreeMap<String, ()> = BTreeMap::new();
+    let mut last_line = String::new();
+    let mut last = Cluster::default();
+    let mut backoff = Backoff::new();
+    let mut trouble: Option<EtcdError> = None;
+    // etcd failing at the start is an error (exit 3); later, an outage to wait through.
+    let mut answered = false;
+    let sleep_until = |d: Option<tokio::time::Instant>| async move {
+        match d {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    loop {
+        // One session: connect, read, watch from the revision read; a break starts another.
+        let session = async {
+            let mut c = connected(args).await?;
+            let mut cluster = read(&mut c, args).await?;
+            answered = true;
+            let from = WatchOptions::new().with_start_revision(cluster.revision + 1);
+            let watch = |c: &mut Client, key: String, o: WatchOptions| {
+                let mut c = c.clone();
+                async move { c.watch(key, Some(o)).await }
+            };
+            let err = |e: etcd_client::Error| EtcdError::new(&seeds, &e);
+            let mut hosts_w: WatchStream =
+                watch(&mut c, keys.hosts(), from.clone().with_prefix()).await.map_err(err)?;
+            let mut latest_w: WatchStream = watch(&mut c, latest_key.clone(), from).await.map_err(err)?;
+            if trouble.take().is_some() {
+                eprintln!("etcd at {seeds} answers again");
+            }
+            backoff.reset();
+            loop {
+                if let Some(code) = self::look(args, &cluster, &mut seen, &mut last_line) {
+                    return Ok::<_, EtcdError>(Some(code));
+                }
+                last = cluster.clone();
+                let changed = tokio::select! {
+                    m = hosts_w.message() => m.map_err(err)?.is_some_and(|r| !r.canceled()),
+                    m = latest_w.message() => m.map_err(err)?.is_some_and(|r| !r.canceled()),
+                    _ = sleep_until(deadline) => return Ok(None),
+                };
+                if !changed {
+                    return Err(EtcdError::unreachable(&seeds, "the watch ended"));
+                }
+                cluster = read(&mut c, args).await?;
+            }
+        };
+        let r = tokio::select! {
+            r = session => r,
+            _ = sleep_until(deadline) => Ok(None),
+        };
+        match r {
+            Ok(Some(code)) => return Ok(code),
+            Ok(None) => {
+                if let Some(name) = &args.host {
+                    last.hosts.retain(|h| &h.hostname == name);
+                }
+                let gone = gone_hosts(&last, &seen);
+                eprintln!(
+                    "mgmt: timed out after {}: still waiting for {}",
+                    human(limit.unwrap_or_default()),
+                    waiting_for(&last, &gone)
+                );
+                print_final(args, &last);
+                return Ok(EXIT_TIMEOUT);
+            }
+            Err(e) if !answered => return Err(e.into()),
+            Err(e) => {
+                if trouble.is_none() {
+                    eprintln!("mgmt: {e}; retrying");
+                }
+                trouble = Some(e);
+                let cancel = tokio_util::sync::CancellationToken::new();
+                tokio::select! {
+                    _ = backoff.wait(&cancel) => {}
+                    _ = sleep_until(deadline) => {}
+                }
+            }
+        }
+    }
+}
+
+/// The hosts seen since the wait began that are no longer registered.
+fn gone_hosts(cluster: &Cluster, seen: &BTreeMap<String, ()>) -> Vec<String> {
+    seen.keys().filter(|s| !cluster.hosts.iter().any(|h| &h.hostname == *s)).cloned().collect()
+}
+
+/// One look during `--wait`: print progress if it changed; the exit code once decided.
+fn look(
+    args: &StatusArgs,
+    cluster: &Cluster,
+    seen: &mut BTreeMap<String, ()>,
+    last_line: &mut String,
+) -> Option<u8> {
+    let mut cluster = cluster.clone();
+    if let Some(name) = &args.host {
+        cluster.hosts.retain(|h| &h.hostname == name);
+    }
+    for h in &cluster.hosts {
+        seen.insert(h.hostname.clone(), ());
+    }
+    let gone = gone_hosts(&cluster, seen);
+    let line = progress(&cluster, &gone);
+    if line != *last_line {
+        eprintln!("{line}");
+        *last_line = line;
+    }
+    match verdict(&cluster, &gone) {
+        Verdict::Waiting => None,
+        Verdict::Done => {
+            print_final(args, &cluster);
+            Some(0)
+        }
+        Verdict::Failed(host, why) => {
+            eprintln!(
+                "mgmt: host {} failed: {}",
+                shown(&host, SHORT_CELL),
+                shown(&why.replace(['\n', '\r'], " "), LONG_CELL)
+            );
+            print_final(args, &cluster);
+            Some(EXIT_FAILING)
+        }
+    }
+}
+
+/// What `--wait` prints on stdout when it ends: the status as `mgmt status` shows it.
+fn print_final(args: &StatusArgs, cluster: &Cluster) {
+    let mut hosts = cluster.hosts.clone();
+    if let Some(name) = &args.host {
+        hosts.retain(|h| &h.hostname == name);
+    }
+    match (args.json, hosts.as_slice()) {
+        (true, [h]) if args.host.is_some() => {
+            println!("{}", serde_json::to_string_pretty(h).unwrap_or_default())
+        }
+        (true, _) => println!("{}", serde_json::to_string_pretty(&hosts).unwrap_or_default()),
+        (false, [h]) if args.host.is_some() => print!("{}", host_report(h, cluster.latest, unix_now())),
+        (false, _) => print!("{}", table(&hosts, unix_now())),
+    }
+}
+
+/// A duration as `--wait` takes it: `90s`, `5m`, `1h30m`.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// The longest `--wait` timeout: ten years, like every interval.
+const MAX_WAIT_SECS: u64 = crate::engine::limits::MAX_INTERVAL_SECS;
+
+/// Parse a `--wait` timeout: seconds (`90`), or numbers with units `s`, `m`, `h`, `d`
+/// (`30s`, `5m`, `1h30m`). At least one second. Pure, for clap.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let bad =
+        || format!("invalid timeout `{text}`: use seconds (90) or a number with a unit: 30s, 5m, 1h30m, 1d");
+    if t.is_empty() {
+        return Err(bad());
+    }
+    let secs = if t.bytes().all(|b| b.is_ascii_digit()) {
+        t.parse::<u64>().map_err(|_| bad())?
+    } else {
+        let mut total: u64 = 0;
+        let mut rest = t;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(bad());
+            }
+            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            let unit = match rest.as_bytes().get(digits) {
+                Some(b's') => 1,
+                Some(b'm') => 60,
+                Some(b'h') => 3600,
+                Some(b'd') => 86400,
+                _ => return Err(bad()),
+            };
+            total = n.checked_mul(unit).and_then(|x| total.checked_add(x)).ok_or_else(bad)?;
+            rest = &rest[digits + 1..];
+        }
+        total
+    };
+    if secs == 0 {
+        return Err(format!(
+            "invalid timeout `{text}`: it must be at least 1s (leave it out to wait without limit)"
+        ));
+    }
+    if secs > MAX_WAIT_SECS {
+        return Err(format!("invalid timeout `{text}`: at most {MAX_WAIT_SECS} seconds"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// `mgmt status HOST`: the host's state, then each failing resource with its last error.
+/// Pure, for tests; everything the host published is escaped and bounded.
+pub fn host_report(h: &HostStatus, latest: Option<u64>, now: u64) -> String {
+    let j = judge(h, latest);
+    let mut out = String::new();
+    let mut field = |k: &str, v: String| out.push_str(&format!("{k:<10} {v}\n"));
+    field("host", shown(&h.hostname, SHORT_CELL));
+    field("state", j.to_string());
+    field(
+        "deploy",
+        match (h.deploy, latest) {
+            (Some(d), Some(l)) => format!("{d} (latest {l})"),
+            (Some(d), None) => d.to_string(),
+            (None, Some(l)) if h.follows_deploys => format!("none (latest {l})"),
+            (None, _) => "-".into(),
+        },
+    );
+    if let Some(e) = &h.deploy_error {
+        field("refused", shown(&e.replace(['\n', '\r'], " "), LONG_CELL));
+    }
+    field("graph", format!("{} (from {})", shown(&h.graph, SHORT_CELL), shown(&h.source, LONG_CELL)));
+    field("resources", format!("{}, {} not in their desired state", h.resources, h.failed_total()));
+    field("converged", if h.converged { "yes".into() } else { "no".into() });
+    field("version", format!("{}, pid {}, up {}", shown(&h.version, SHORT_CELL), h.pid, age(now, h.started)));
+    field("updated", format!("{} ago", age(now, h.updated)));
+    if h.failures.is_empty() {
+        if h.failed_total() > 0 {
+            // An agent that does not publish its failures yet: its ids and last error.
+            field("failed", shown(&h.failed.join(", "), LONG_CELL));
+            if let Some(e) = &h.last_error {
+                field("error", shown(&e.replace(['\n', '\r'], " "), LONG_CELL));
+            }
+        }
+        return out;
+    }
+    out.push('\n');
+    let rows: Vec<[String; 3]> = h
+        .failures
+        .iter()
+        .map(|f| {
+            [
+                format!("{}[{}]", shown(&f.kind, SHORT_CELL), shown(&f.name, LONG_CELL)),
+                shown(&f.state, SHORT_CELL),
+                shown(&f.error.as_deref().unwrap_or("-").replace(['\n', '\r'], " "), 2 * LONG_CELL),
+            ]
+        })
+        .collect();
+    let w0 = rows.iter().map(|r| r[0].chars().count()).max().unwrap_or(0).max("RESOURCE".len());
+    let w1 = rows.iter().map(|r| r[1].chars().count()).max().unwrap_or(0).max("STATE".len());
+    out.push_str(&format!("{:<w0$}  {:<w1$}  LAST ERROR\n", "RESOURCE", "STATE"));
+    for [id, state, error] in rows {
+        out.push_str(&format!("{id:<w0$}  {state:<w1$}  {error}\n"));
+    }
+    if h.failures_more > 0 {
+        out.push_str(&format!("... and {} more\n", h.failures_more));
+    }
+    out
 }
 
 fn unix_now() -> u64 {
@@ -138,6 +659,158 @@ pub fn table(hosts: &[HostStatus], now: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::world::Failure;
+
+    fn host(name: &str, deploy: Option<u64>) -> HostStatus {
+        HostStatus {
+            hostname: name.into(),
+            deploy,
+            follows_deploys: true,
+            converged: true,
+            idle: true,
+            resources: 1,
+            ..Default::default()
+        }
+    }
+
+    fn failing(mut h: HostStatus, idle: bool) -> HostStatus {
+        h.converged = false;
+        h.idle = idle;
+        h.failed = vec!["exec[x]".into()];
+        h.last_error = Some("exec[x]: exit status 3".into());
+        h.failures = vec![Failure {
+            kind: "exec".into(),
+            name: "x".into(),
+            state: "failed".into(),
+            error: Some("exit status 3: boom".into()),
+        }];
+        h
+    }
+
+    #[test]
+    fn hosts_are_judged_against_the_latest_deploy() {
+        assert_eq!(judge(&host("a", Some(7)), Some(7)), Standing::Done);
+        assert_eq!(judge(&host("a", Some(6)), Some(7)), Standing::Behind { on: Some(6), latest: 7 });
+        assert_eq!(judge(&host("a", None), Some(7)), Standing::Behind { on: None, latest: 7 });
+        // Not following deploys (a graph file): never behind.
+        let file = HostStatus { follows_deploys: false, ..host("a", None) };
+        assert_eq!(judge(&file, Some(7)), Standing::Done);
+        assert_eq!(judge(&host("a", None), None), Standing::Done);
+        let busy = HostStatus { converged: false, idle: false, ..host("a", Some(7)) };
+        assert_eq!(judge(&busy, Some(7)), Standing::Converging);
+        assert!(!Standing::Converging.is_bad());
+        assert_eq!(judge(&failing(host("a", Some(7)), true), Some(7)), Standing::Failing { failed: 1 });
+        assert_eq!(judge(&failing(host("a", Some(7)), false), Some(7)), Standing::Retrying { failed: 1 });
+        // Failures from before the latest deploy do not count yet: the host is behind.
+        assert!(matches!(judge(&failing(host("a", Some(6)), true), Some(7)), Standing::Behind { .. }));
+        let refused = HostStatus {
+            deploy_error: Some("deploy 7: no such file".into()),
+            refused_deploy: Some(7),
+            ..host("a", Some(6))
+        };
+        assert_eq!(judge(&refused, Some(7)), Standing::Refused);
+        // A refusal of an older deploy: behind, it may take the newer one.
+        assert!(matches!(judge(&refused, Some(8)), Standing::Behind { .. }));
+        for bad in
+            [Standing::Refused, Standing::Failing { failed: 1 }, Standing::Behind { on: None, latest: 1 }]
+        {
+            assert!(bad.is_bad(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_wait_ends_when_every_host_is_done_or_one_fails() {
+        let c = |hosts: Vec<HostStatus>, latest| Cluster { hosts, latest, revision: 0 };
+        assert_eq!(verdict(&c(vec![], Some(1)), &[]), Verdict::Waiting);
+        assert_eq!(verdict(&c(vec![host("a", Some(2)), host("b", Some(2))], Some(2)), &[]), Verdict::Done);
+        assert_eq!(verdict(&c(vec![host("a", Some(2)), host("b", Some(1))], Some(2)), &[]), Verdict::Waiting);
+        // A host that went away is waited for.
+        assert_eq!(verdict(&c(vec![host("a", Some(2))], Some(2)), &["b".into()]), Verdict::Waiting);
+        let v = verdict(&c(vec![host("a", Some(2)), failing(host("b", Some(2)), true)], Some(2)), &[]);
+        assert_eq!(v, Verdict::Failed("b".into(), "1 failed resource: exec[x]: exit status 3".into()));
+        // Still retrying: not failed yet.
+        let v = verdict(&c(vec![failing(host("b", Some(2)), false)], Some(2)), &[]);
+        assert_eq!(v, Verdict::Waiting);
+        let refused = HostStatus {
+            deploy_error: Some("deploy 2: bad".into()),
+            refused_deploy: Some(2),
+            ..host("b", Some(1))
+        };
+        assert_eq!(
+            verdict(&c(vec![refused], Some(2)), &[]),
+            Verdict::Failed("b".into(), "deploy 2: bad".into())
+        );
+    }
+
+    #[test]
+    fn progress_counts_hosts_on_the_latest_deploy_and_converged() {
+        let busy = HostStatus { converged: false, idle: false, ..host("c", Some(7)) };
+        let cluster = Cluster {
+            hosts: vec![host("a", Some(7)), host("b", Some(6)), busy],
+            latest: Some(7),
+            revision: 0,
+        };
+        assert_eq!(progress(&cluster, &[]), "2/3 hosts on deploy 7, 1 converged");
+        assert_eq!(progress(&cluster, &["d".into()]), "2/4 hosts on deploy 7, 1 converged, gone: d");
+        let none = Cluster {
+            hosts: vec![host("a", None), failing(host("b", None), true)],
+            latest: None,
+            revision: 0,
+        };
+        assert_eq!(progress(&none, &[]), "1/2 hosts converged, 1 failing");
+    }
+
+    #[test]
+    fn timeouts_take_seconds_or_units() {
+        let ok = |t: &str| parse_timeout(t).map(|d| d.as_secs());
+        assert_eq!(ok("90"), Ok(90));
+        assert_eq!(ok("30s"), Ok(30));
+        assert_eq!(ok("5m"), Ok(300));
+        assert_eq!(ok("1h30m"), Ok(5400));
+        assert_eq!(ok("1d"), Ok(86400));
+        for bad in ["", "0", "0s", "5x", "m", "1.5m", "-1", "5 m", "99999999999999999999", "1h1"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+        assert!(parse_timeout("0").unwrap_err().contains("at least 1s"));
+        assert_eq!(human(Duration::from_secs(90)), "1m30s");
+        assert_eq!(human(Duration::from_secs(3600)), "1h");
+    }
+
+    #[test]
+    fn one_host_shows_each_failing_resource_with_its_error() {
+        let mut h = failing(host("web1", Some(7)), true);
+        h.failures.push(Failure {
+            kind: "file".into(),
+            name: "/a\nb".into(),
+            state: "blocked".into(),
+            error: None,
+        });
+        h.failures_more = 3;
+        let r = host_report(&h, Some(7), 100);
+        assert!(r.contains("state      1 failed resource\n"), "{r}");
+        assert!(r.contains("deploy     7 (latest 7)\n"), "{r}");
+        let lines: Vec<&str> = r.lines().collect();
+        let header = lines.iter().position(|l| l.starts_with("RESOURCE")).expect(&r);
+        assert!(
+            lines[header + 1].starts_with("exec[x]") && lines[header + 1].ends_with("exit status 3: boom"),
+            "{r}"
+        );
+        assert!(
+            lines[header + 2].starts_with("file[/a\\nb]") && lines[header + 2].contains("blocked"),
+            "{r}"
+        );
+        assert_eq!(lines[header + 3], "... and 3 more");
+    }
+
+    #[test]
+    fn one_host_of_an_older_agent_shows_its_failed_ids_and_last_error() {
+        let mut h = failing(host("old", None), true);
+        h.failures.clear();
+        let r = host_report(&h, None, 0);
+        assert!(r.contains("failed     exec[x]\n"), "{r}");
+        assert!(r.contains("error      exec[x]: exit status 3\n"), "{r}");
+        assert!(!r.contains("RESOURCE"), "{r}");
+    }
 
     #[test]
     fn table_has_a_header_and_a_line_per_host() {

@@ -228,7 +228,7 @@ fn reply_too_large(e: &etcd_client::Error) -> bool {
 /// valid deploy (refuse it).
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("etcd: {0}")]
+    #[error("etcd: {}", crate::world::etcd::describe(.0))]
     Etcd(#[from] etcd_client::Error),
     #[error(transparent)]
     Bundle(#[from] BundleError),
@@ -643,7 +643,7 @@ pub struct NewDeploy {
 /// The append transaction failed, so whether its record was stored is not known: read
 /// `deploy/<id>` again and [`settle`] it.
 #[derive(Debug, thiserror::Error)]
-#[error("etcd failed while appending deploy {}: {source}", rec.id)]
+#[error("etcd failed while appending deploy {}: {}", rec.id, crate::world::etcd::describe(source))]
 pub struct AppendUnsettled {
     /// The record the transaction carried.
     pub rec: DeployRecord,

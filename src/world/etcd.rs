@@ -173,11 +173,6 @@ pub fn parse_seed(text: &str) -> Result<String, SeedError> {
     }
 }
 
-/// No endpoint of the cluster answered.
-#[derive(Debug, thiserror::Error)]
-#[error("no etcd endpoint answered: {0}")]
-pub struct ConnectError(String);
-
 /// etcd's longest lease TTL in seconds (`MaxLeaseTTL` in etcd's lease package).
 pub const MAX_LEASE_TTL: u64 = 9_000_000_000;
 
@@ -194,16 +189,16 @@ fn connect_options() -> ConnectOptions {
 
 /// A client of one endpoint, if it answers a status request and has a leader (a member cut
 /// off from the others answers, but cannot serve requests).
-async fn probe(seed: &str) -> Result<Client, String> {
+async fn probe(seed: &str) -> Result<Client, EtcdError> {
     let ask = async {
         let mut c = Client::connect([seed], Some(connect_options())).await?;
         let status = c.status().await?;
         Ok::<_, etcd_client::Error>((c, status.leader()))
     };
     match tokio::time::timeout(PROBE_TIMEOUT, ask).await {
-        Err(_) => Err(format!("{seed}: no answer within {PROBE_TIMEOUT:?}")),
-        Ok(Err(e)) => Err(format!("{seed}: {}", first_part(&e.to_string()))),
-        Ok(Ok((_, 0))) => Err(format!("{seed}: this member has no leader")),
+        Err(_) => Err(EtcdError::unreachable(seed, format!("no answer within {PROBE_TIMEOUT:?}"))),
+        Ok(Err(e)) => Err(EtcdError::new(seed, &e)),
+        Ok(Ok((_, 0))) => Err(EtcdError::unreachable(seed, "this member has no leader")),
         Ok(Ok((c, _))) => Ok(c),
     }
 }
@@ -213,13 +208,13 @@ async fn probe(seed: &str) -> Result<Client, String> {
 /// A client of several endpoints would spread requests over them, and those sent to a dead
 /// one would fail; this one talks to a single live endpoint. Long-running users connect
 /// again after an error, which chooses again.
-pub async fn connect(seeds: &[String]) -> Result<Client, ConnectError> {
+pub async fn connect(seeds: &[String]) -> Result<Client, EtcdError> {
     let mut probes = tokio::task::JoinSet::new();
     for (i, seed) in seeds.iter().enumerate() {
         let seed = seed.clone();
         probes.spawn(async move { (i, probe(&seed).await) });
     }
-    let mut errors: Vec<Option<String>> = vec![None; seeds.len()];
+    let mut errors: Vec<Option<EtcdError>> = vec![None; seeds.len()];
     while let Some(done) = probes.join_next().await {
         match done {
             Ok((_, Ok(c))) => return Ok(c),
@@ -227,10 +222,7 @@ pub async fn connect(seeds: &[String]) -> Result<Client, ConnectError> {
             Err(e) => debug!("an etcd probe ended abnormally: {e}"),
         }
     }
-    if seeds.is_empty() {
-        return Err(ConnectError("no endpoints given".into()));
-    }
-    Err(ConnectError(errors.into_iter().flatten().collect::<Vec<_>>().join("; ")))
+    Err(EtcdError::of_all(errors.into_iter().flatten().collect()))
 }
 
 /// gRPC errors carry their whole source chain; the first part says it all.
@@ -254,6 +246,8 @@ pub enum Trouble {
     /// etcd answers but refuses one request as too large (`--max-request-bytes`, or the gRPC
     /// message limit): retrying the same request cannot help.
     TooLarge,
+    /// etcd answers but rejects the request for another reason (its message says which).
+    Rejected,
 }
 
 pub fn classify(error: &str) -> Trouble {
@@ -262,7 +256,10 @@ pub fn classify(error: &str) -> Trouble {
         Trouble::LeaseLost
     } else if e.contains("database space exceeded") || e.contains("nospace") {
         Trouble::NoSpace
-    } else if e.contains("request is too large") || e.contains("message larger than max") {
+    } else if e.contains("request is too large")
+        || e.contains("message larger than max")
+        || e.contains("message length too large")
+    {
         Trouble::TooLarge
     } else if [
         "user name is empty",
@@ -282,6 +279,155 @@ pub fn classify(error: &str) -> Trouble {
     }
 }
 
+/// An etcd error as a user reads it: one line that says what happened, at which URL, and
+/// what to do. Built by [`EtcdError::new`] from the client's error, for every command and
+/// for the agent's log alike; never the client's debug text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.line())]
+pub struct EtcdError {
+    pub trouble: Trouble,
+    /// The endpoint (or endpoints, comma-separated) asked.
+    pub url: String,
+    /// What went wrong, in a few words: `connection refused`, or etcd's own message.
+    pub detail: String,
+}
+
+impl EtcdError {
+    /// The error `e` of a request to `url`.
+    pub fn new(url: &str, e: &etcd_client::Error) -> EtcdError {
+        let detail = describe(e);
+        let mut trouble = classify(&detail);
+        if trouble == Trouble::Unreachable && answered(e) {
+            trouble = Trouble::Rejected;
+        }
+        EtcdError { trouble, url: url.to_string(), detail }
+    }
+
+    /// No answer from `url`, for the reason given.
+    pub fn unreachable(url: &str, detail: impl Into<String>) -> EtcdError {
+        EtcdError { trouble: Trouble::Unreachable, url: url.to_string(), detail: detail.into() }
+    }
+
+    /// One error for several endpoints that all failed: an endpoint that answered and
+    /// refused says more than those that did not answer; endpoints that failed alike are
+    /// named together.
+    pub fn of_all(mut errors: Vec<EtcdError>) -> EtcdError {
+        if let Some(i) = errors.iter().position(|e| e.trouble != Trouble::Unreachable) {
+            return errors.swap_remove(i);
+        }
+        if errors.is_empty() {
+            return EtcdError::unreachable("(no endpoint)", "no etcd endpoint given");
+        }
+        let url = errors.iter().map(|e| e.url.as_str()).collect::<Vec<_>>().join(",");
+        let detail = if errors.iter().all(|e| e.detail == errors[0].detail) {
+            errors[0].detail.clone()
+        } else {
+            errors.iter().map(|e| format!("{}: {}", e.url, e.detail)).collect::<Vec<_>>().join("; ")
+        };
+        EtcdError { trouble: Trouble::Unreachable, url, detail }
+    }
+
+    fn line(&self) -> String {
+        // Without a URL (a step that does not know it), the line reads as well without one.
+        let url = if self.url.is_empty() { String::new() } else { format!(" at {}", self.url) };
+        let d = &self.detail;
+        match self.trouble {
+            Trouble::Unreachable => {
+                format!("cannot reach etcd{url}: {d} (is etcd running? `mgmt etcd` starts one)")
+            }
+            Trouble::Refused if d.to_ascii_lowercase().contains("permission denied") => format!(
+                "etcd{url} denied permission: {d} (etcd authentication is not supported yet: mgmt needs an etcd without `etcdctl auth enable`)"
+            ),
+            Trouble::Refused => format!(
+                "etcd{url} requires authentication: {d} (etcd authentication is not supported yet: mgmt needs an etcd without `etcdctl auth enable`)"
+            ),
+            Trouble::TooLarge => format!(
+                "etcd{url} refused a request as too large: {d} (mgmt keeps requests under 1.5 MiB, etcd's default; is etcd's --max-request-bytes lower?)"
+            ),
+            Trouble::NoSpace => format!(
+                "etcd is out of space{url} (NOSPACE alarm: its --quota-backend-bytes is reached): {d} (free space with `etcdctl compact`, `etcdctl defrag` and `etcdctl alarm disarm`; see docs/etcd.md)"
+            ),
+            Trouble::Rejected => format!("etcd{url} rejected the request: {d}"),
+            Trouble::LeaseLost => format!("etcd{url}: {d}"),
+        }
+    }
+}
+
+/// `e` with the etcd client error in its chain, if any, replaced by its one-line
+/// [`EtcdError`] (at `url`): the contexts above it are kept; the client's text, and wrappers
+/// that only repeat it, are dropped.
+pub fn readable(e: anyhow::Error, url: &str) -> anyhow::Error {
+    let chain: Vec<&(dyn std::error::Error + 'static)> = e.chain().collect();
+    let Some((i, client)) =
+        chain.iter().enumerate().find_map(|(i, c)| c.downcast_ref::<etcd_client::Error>().map(|c| (i, c)))
+    else {
+        return e;
+    };
+    // Wrappers repeat the client error at their end: that part goes, the line says it.
+    let (raw, short) = (client.to_string(), describe(client));
+    let mut parts: Vec<String> = chain[..i]
+        .iter()
+        .map(|c| {
+            let s = c.to_string();
+            let s = s.strip_suffix(raw.as_str()).or_else(|| s.strip_suffix(short.as_str())).unwrap_or(&s);
+            s.trim_end_matches([':', ' ']).to_string()
+        })
+        .filter(|s| !s.is_empty() && s != "etcd")
+        .collect();
+    parts.push(EtcdError::new(url, client).to_string());
+    anyhow::anyhow!(parts.join(": "))
+}
+
+/// What went wrong in a few words: the kind of an OS error anywhere in the error's sources
+/// (`connection refused`), else etcd's own message (`user name is empty`), else the first
+/// part of the client's text. Never a debug dump.
+pub fn describe(e: &etcd_client::Error) -> String {
+    use etcd_client::Error as E;
+    let source: Option<&(dyn std::error::Error + 'static)> = match e {
+        E::TransportError(t) => Some(t),
+        E::GRpcStatus(s) => Some(s),
+        E::IoError(io) => Some(io),
+        _ => None,
+    };
+    let mut next = source;
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io_words(io);
+        }
+        next = err.source();
+    }
+    match e {
+        E::GRpcStatus(s) if !s.message().is_empty() => {
+            let m = s.message();
+            crate::text::head(m.strip_prefix("etcdserver: ").unwrap_or(m), 512).into_owned()
+        }
+        _ => crate::text::head(first_part(&e.to_string()), 512).into_owned(),
+    }
+}
+
+/// Whether etcd itself answered with an error: a gRPC status other than those of a request
+/// that did not get through (cancelled 1, unknown 2, deadline exceeded 4, aborted 10,
+/// unavailable 14).
+fn answered(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if !matches!(i32::from(s.code()), 1 | 2 | 4 | 10 | 14))
+}
+
+/// An OS error in a few words.
+fn io_words(io: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match io.kind() {
+        K::ConnectionRefused => "connection refused".into(),
+        K::ConnectionReset => "connection reset".into(),
+        K::ConnectionAborted => "connection aborted".into(),
+        K::TimedOut => "connection timed out".into(),
+        K::HostUnreachable => "host unreachable".into(),
+        K::NetworkUnreachable => "network unreachable".into(),
+        K::AddrNotAvailable => "address not available".into(),
+        K::BrokenPipe | K::NotConnected | K::UnexpectedEof => "connection lost".into(),
+        _ => crate::text::head(&io.to_string(), 512).into_owned(),
+    }
+}
+
 /// Logs trouble with etcd once when it starts (or changes kind) and once when it ends,
 /// however many tasks notice.
 struct Health {
@@ -290,31 +436,17 @@ struct Health {
 }
 
 impl Health {
-    fn failed(&self, what: &str, e: &dyn std::fmt::Display) {
-        let e = e.to_string();
-        let e = first_part(&e);
-        let kind = classify(e);
+    fn failed(&self, what: &str, e: &etcd_client::Error) {
+        self.failed_with(what, EtcdError::new(&self.seeds, e));
+    }
+    fn failed_with(&self, what: &str, e: EtcdError) {
+        let kind = e.trouble;
         let before = self.state.lock().unwrap().replace(kind);
         if before == Some(kind) {
             debug!("etcd trouble goes on ({what}: {e})");
             return;
         }
-        let seeds = &self.seeds;
-        let go_on = "still enforcing the running graph, retrying in the background";
-        match kind {
-            Trouble::NoSpace => warn!(
-                "etcd at {seeds} is out of space and refuses writes (NOSPACE alarm; {what}: {e}); free space (compact, defragment, then `etcdctl alarm disarm`: see docs/etcd.md); {go_on}"
-            ),
-            Trouble::Refused => warn!(
-                "etcd at {seeds} refused this agent's requests ({what}: {e}); etcd authentication is not supported yet; {go_on}"
-            ),
-            Trouble::TooLarge => {
-                warn!("etcd refused a request as too large: {e} ({what}, etcd at {seeds}); {go_on}")
-            }
-            Trouble::Unreachable | Trouble::LeaseLost => {
-                warn!("etcd at {seeds} unreachable ({what}: {e}); {go_on}")
-            }
-        }
+        warn!("{what}: {e}; still enforcing the running graph, retrying in the background");
     }
     fn ok(&self) {
         let before = self.state.lock().unwrap().take();
@@ -322,7 +454,7 @@ impl Health {
         match before {
             None => {}
             Some(Trouble::NoSpace) => info!("etcd at {seeds} accepts writes again"),
-            Some(Trouble::Refused | Trouble::TooLarge) => {
+            Some(Trouble::Refused | Trouble::TooLarge | Trouble::Rejected) => {
                 info!("etcd at {seeds} accepts this agent's requests again")
             }
             Some(_) => info!("etcd at {seeds} reachable again"),
@@ -538,7 +670,7 @@ impl EtcdWorld {
                         }
                     }
                 }
-                Err(e) => self.health.failed("connecting", &e),
+                Err(e) => self.health.failed_with("connecting", e),
             }
             backoff.wait(&self.cancel).await;
             if self.cancel.is_cancelled() {
@@ -954,24 +1086,18 @@ impl EtcdWorld {
         }
     }
 
-    fn unreachable(&self, e: impl std::fmt::Display) -> WorldError {
-        WorldError::Unreachable(format!("etcd at {}: {e}", self.cfg.seeds.join(",")))
+    fn unreachable(&self, e: impl Into<String>) -> WorldError {
+        WorldError::Unreachable(EtcdError::unreachable(&self.cfg.seeds.join(","), e).to_string())
     }
 
     /// A failed request: an outage is "unreachable"; a refusal (out of space, not allowed)
     /// says so.
     fn request_failed(&self, e: etcd_client::Error) -> WorldError {
         self.trouble();
-        let text = e.to_string();
-        let text = first_part(&text);
-        let seeds = self.cfg.seeds.join(",");
-        match classify(text) {
-            Trouble::NoSpace => {
-                WorldError::Other(format!("etcd at {seeds} is out of space (NOSPACE): {text}"))
-            }
-            Trouble::Refused => WorldError::Other(format!("etcd at {seeds} refused the request: {text}")),
-            Trouble::TooLarge => WorldError::Other(format!("etcd refused a request as too large: {text}")),
-            Trouble::Unreachable | Trouble::LeaseLost => self.unreachable(text),
+        let e = EtcdError::new(&self.cfg.seeds.join(","), &e);
+        match e.trouble {
+            Trouble::Unreachable | Trouble::LeaseLost => WorldError::Unreachable(e.to_string()),
+            _ => WorldError::Other(e.to_string()),
         }
     }
 
@@ -1096,10 +1222,111 @@ mod tests {
             ("http://[::1]", NoPort),
             ("http://a b:1", Host("a b".into())),
             ("http://a..b:1", Host("a..b".into())),
+            ("http://h:2379#top", Path),
+            ("http://h:2379/?x", Path),
+            ("http://user@h:2379", Credentials),
+            ("user:pw@h:2379", Credentials),
+            ("htp://nonsense", Scheme("htp".into())),
+            ("ftp://h:21", Scheme("ftp".into())),
+            ("http://h:-1", Port("-1".into())),
+            ("http://h:65536", Port("65536".into())),
+            ("http://h:port", Port("port".into())),
         ] {
             assert_eq!(parse_seed(given), Err(why), "{given}");
         }
         assert!(SeedError::Https.to_string().contains("not supported yet"));
+        assert!(SeedError::Https.to_string().contains("TLS"));
+    }
+
+    #[test]
+    fn etcd_errors_read_as_one_line_with_the_url_and_a_hint() {
+        let refused =
+            etcd_client::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let e = EtcdError::new("http://127.0.0.1:2379", &refused);
+        assert_eq!(e.trouble, Trouble::Unreachable);
+        assert_eq!(
+            e.to_string(),
+            "cannot reach etcd at http://127.0.0.1:2379: connection refused (is etcd running? `mgmt etcd` starts one)"
+        );
+        let auth = etcd_client::Error::Internal("etcdserver: user name is empty".into());
+        let e = EtcdError::new("http://h:1", &auth).to_string();
+        assert!(e.starts_with("etcd at http://h:1 requires authentication: "), "{e}");
+        assert!(e.contains("user name is empty") && e.contains("not supported yet"), "{e}");
+        let denied = etcd_client::Error::Internal("etcdserver: permission denied".into());
+        assert!(
+            EtcdError::new("http://h:1", &denied)
+                .to_string()
+                .starts_with("etcd at http://h:1 denied permission")
+        );
+        let big = etcd_client::Error::Internal("etcdserver: request is too large".into());
+        let e = EtcdError::new("http://h:1", &big).to_string();
+        assert!(
+            e.starts_with("etcd at http://h:1 refused a request as too large")
+                && e.contains("--max-request-bytes"),
+            "{e}"
+        );
+        let full = etcd_client::Error::Internal("etcdserver: mvcc: database space exceeded".into());
+        let e = EtcdError::new("http://h:1", &full).to_string();
+        assert!(e.contains("out of space") && e.contains("alarm disarm"), "{e}");
+        for e in [
+            EtcdError::new("http://h:1", &refused),
+            EtcdError::new("http://h:1", &auth),
+            EtcdError::unreachable("", "no answer within 5s"),
+        ] {
+            let line = e.to_string();
+            assert!(!line.contains('\n') && !line.contains("Os {") && !line.contains("tonic"), "{line}");
+        }
+        assert_eq!(
+            EtcdError::unreachable("", "no answer within 5s").to_string(),
+            "cannot reach etcd: no answer within 5s (is etcd running? `mgmt etcd` starts one)"
+        );
+    }
+
+    #[test]
+    fn several_endpoints_failing_give_one_error() {
+        let down = |u: &str, d: &str| EtcdError::unreachable(u, d);
+        let same = EtcdError::of_all(vec![
+            down("http://a:1", "connection refused"),
+            down("http://b:1", "connection refused"),
+        ]);
+        assert_eq!(same.url, "http://a:1,http://b:1");
+        assert_eq!(same.detail, "connection refused");
+        let mixed = EtcdError::of_all(vec![
+            down("http://a:1", "connection refused"),
+            down("http://b:1", "no answer"),
+        ]);
+        assert_eq!(mixed.detail, "http://a:1: connection refused; http://b:1: no answer");
+        // One that answered and refused says more than those that did not answer.
+        let auth = EtcdError::new(
+            "http://b:1",
+            &etcd_client::Error::Internal("etcdserver: user name is empty".into()),
+        );
+        let e = EtcdError::of_all(vec![down("http://a:1", "connection refused"), auth.clone()]);
+        assert_eq!(e, auth);
+    }
+
+    #[test]
+    fn an_etcd_error_deep_in_a_chain_is_replaced_by_its_line() {
+        use anyhow::Context;
+        let refused =
+            etcd_client::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let e = Err::<(), _>(refused).context("reading deploy 3").unwrap_err();
+        assert_eq!(
+            format!("{:#}", readable(e, "http://h:1")),
+            "reading deploy 3: cannot reach etcd at http://h:1: connection refused (is etcd running? `mgmt etcd` starts one)"
+        );
+        // A typed wrapper that repeats it is dropped.
+        let fetch = crate::deploy::store::FetchError::from(etcd_client::Error::IoError(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        ));
+        assert_eq!(fetch.to_string(), "etcd: connection refused");
+        let e = Err::<(), _>(fetch).context("reading deploy 4").unwrap_err();
+        assert_eq!(
+            format!("{:#}", readable(e, "http://h:1")),
+            "reading deploy 4: cannot reach etcd at http://h:1: connection refused (is etcd running? `mgmt etcd` starts one)"
+        );
+        let plain = anyhow::anyhow!("not about etcd");
+        assert_eq!(format!("{:#}", readable(plain, "http://h:1")), "not about etcd");
     }
 
     #[test]

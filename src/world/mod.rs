@@ -48,6 +48,34 @@ pub struct HostStatus {
     /// Unix seconds.
     pub started: u64,
     pub updated: u64,
+    /// The agent runs the cluster's deploys (`run empty`), rather than a graph file.
+    #[serde(default)]
+    pub follows_deploys: bool,
+    /// The deploy `deploy_error` is about, when it names one.
+    #[serde(default)]
+    pub refused_deploy: Option<u64>,
+    /// Nothing is being checked, applied or retried: `failed` is settled, not a retry
+    /// under way.
+    #[serde(default)]
+    pub idle: bool,
+    /// The failing resources with their last errors, failed ones first: at most
+    /// [`STATUS_FAILURES_MAX`], the rest counted in `failures_more`.
+    #[serde(default)]
+    pub failures: Vec<Failure>,
+    #[serde(default)]
+    pub failures_more: usize,
+}
+
+/// A resource that is not in its desired state, as a host publishes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Failure {
+    pub kind: String,
+    pub name: String,
+    /// `failed`: its last check or apply failed; `blocked`: a dependency failed.
+    pub state: String,
+    /// Its last error, with the tail of a failed command's output (bounded).
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// The most bytes of a text field (an error, a graph name, a source) a published status
@@ -57,6 +85,10 @@ pub const STATUS_TEXT_MAX: usize = 4096;
 /// [`STATUS_ID_MAX`] bytes; a longer list ends with a "… and N more" entry.
 pub const STATUS_FAILED_MAX: usize = 100;
 pub const STATUS_ID_MAX: usize = 256;
+/// The most entries of `failures` a published status carries, and the most bytes of each
+/// one's error.
+pub const STATUS_FAILURES_MAX: usize = 50;
+pub const STATUS_FAILURE_ERROR_MAX: usize = 1024;
 
 const FAILED_MORE: (&str, &str) = ("… and ", " more");
 
@@ -79,6 +111,18 @@ impl HostStatus {
         let ids = self.failed.len().min(STATUS_FAILED_MAX);
         for id in &mut self.failed[..ids] {
             *id = crate::text::head(id, STATUS_ID_MAX).into_owned();
+        }
+        if self.failures.len() > STATUS_FAILURES_MAX {
+            self.failures_more = self.failures_more.saturating_add(self.failures.len() - STATUS_FAILURES_MAX);
+            self.failures.truncate(STATUS_FAILURES_MAX);
+        }
+        for f in &mut self.failures {
+            for id in [&mut f.kind, &mut f.name, &mut f.state] {
+                *id = crate::text::head(id, STATUS_ID_MAX).into_owned();
+            }
+            if let Some(e) = f.error.as_mut() {
+                *e = crate::text::head(e, STATUS_FAILURE_ERROR_MAX).into_owned();
+            }
         }
         self
     }
@@ -106,7 +150,7 @@ pub struct KvValue {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorldError {
-    #[error("the cluster is unreachable: {0}")]
+    #[error("{0}")]
     Unreachable(String),
     #[error("{0}")]
     Other(String),
@@ -139,6 +183,14 @@ mod tests {
             last_error: Some(format!("exec[x]: {}", "ü".repeat(3_000_000))),
             deploy_error: Some("d".repeat(1_000_000)),
             failed: (0..5000).map(|i| format!("file[{i}{}]", "p".repeat(1000))).collect(),
+            failures: (0..5000)
+                .map(|i| Failure {
+                    kind: "k".repeat(1000),
+                    name: format!("{i}{}", "n".repeat(100_000)),
+                    state: "failed".into(),
+                    error: Some("e".repeat(1_000_000)),
+                })
+                .collect(),
             ..HostStatus::default()
         }
     }
@@ -147,7 +199,7 @@ mod tests {
     fn a_bounded_status_stays_far_below_the_etcd_request_limit() {
         let b = big_status().bounded();
         let json = serde_json::to_string(&b).unwrap();
-        assert!(json.len() < 100_000, "{} bytes", json.len());
+        assert!(json.len() < 150_000, "{} bytes", json.len());
         assert!(b.last_error.as_ref().unwrap().starts_with("exec[x]: üü"));
         assert!(b.last_error.as_ref().unwrap().ends_with(" more bytes]"));
         assert!(b.deploy_error.as_ref().unwrap().ends_with(" more bytes]"));
@@ -156,6 +208,22 @@ mod tests {
         assert_eq!(b.failed.last().unwrap(), "… and 4900 more");
         assert!(b.failed[0].starts_with("file[0pp") && b.failed[0].len() <= STATUS_ID_MAX);
         assert_eq!(b.failed_total(), 5000);
+        assert_eq!(b.failures.len(), STATUS_FAILURES_MAX);
+        assert_eq!(b.failures_more, 5000 - STATUS_FAILURES_MAX);
+        let f = &b.failures[0];
+        assert!(f.name.starts_with("0nn") && f.name.len() <= STATUS_ID_MAX, "{}", f.name.len());
+        assert!(f.kind.len() <= STATUS_ID_MAX);
+        assert!(f.error.as_ref().unwrap().len() <= STATUS_FAILURE_ERROR_MAX);
+        assert!(f.error.as_ref().unwrap().ends_with(" more bytes]"));
+    }
+
+    #[test]
+    fn a_status_from_an_older_agent_reads_with_empty_new_fields() {
+        let old = r#"{"hostname":"h","version":"0.1.0","pid":1,"graph":"g","source":"s","deploy":3,
+            "converged":true,"resources":2,"failed":[],"last_error":null,"started":1,"updated":2}"#;
+        let s: HostStatus = serde_json::from_str(old).unwrap();
+        assert_eq!(s.deploy, Some(3));
+        assert!(s.failures.is_empty() && !s.follows_deploys && !s.idle && s.refused_deploy.is_none());
     }
 
     #[test]

@@ -1,0 +1,325 @@
+//! `mgmt status` for scripts, against a real etcd (`tests/common/etcd.rs`) and real agents:
+//! its exit status (failing or behind hosts), `status HOST` with each failing resource and
+//! its error, `--wait` until every host runs the latest deploy, and etcd errors (refused
+//! connection, authentication, a request too large) as one readable line.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::etcd::Etcd;
+use common::repo::{commit, mgmt, new_repo};
+use common::{Agent, TestDir, read};
+use serde_json::Value;
+
+/// How long any cluster condition may take (agents and an etcd per test, tests in parallel
+/// on a small machine).
+const LONG: Duration = Duration::from_secs(30);
+
+/// `mgmt status --seeds <etcd> ARGS`, run to its end.
+fn status(e: &Etcd, args: &[&str]) -> Output {
+    let mut all = vec!["status", "--seeds", e.url()];
+    all.extend_from_slice(args);
+    mgmt(Path::new("/"), &all)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// What a failed assertion shows of a command's outcome.
+fn shown(o: &Output) -> String {
+    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), text(&o.stdout), text(&o.stderr))
+}
+
+/// Run `f` until it returns `Some`, or panic with `what` and every agent's log after [`LONG`].
+#[track_caller]
+fn wait_for<T>(what: &str, agents: &[&Agent], mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() >= LONG {
+            let logs: String = agents.iter().map(|a| format!("--- agent stderr:\n{}", a.stderr())).collect();
+            panic!("timed out waiting for: {what}\n{logs}");
+        }
+        sleep(Duration::from_millis(100));
+    }
+}
+
+/// Wait until `mgmt status ARGS` exits with `code`; its output then.
+#[track_caller]
+fn status_until(e: &Etcd, args: &[&str], code: i32, agents: &[&Agent]) -> Output {
+    let mut last = None;
+    let what = format!("mgmt status {args:?} to exit {code}");
+    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(&what, agents, || {
+            let o = status(e, args);
+            if o.status.code() == Some(code) {
+                return Some(o);
+            }
+            last = Some(o);
+            None
+        })
+    }));
+    match found {
+        Ok(o) => o,
+        Err(p) => {
+            let last = last.as_ref().map(shown).unwrap_or_default();
+            panic!("{}\nlast run:\n{last}", p.downcast_ref::<String>().cloned().unwrap_or_default())
+        }
+    }
+}
+
+/// Wait until `mgmt status` exits 0 with `n` hosts registered.
+#[track_caller]
+fn all_fine(e: &Etcd, n: usize, agents: &[&Agent]) {
+    wait_for(&format!("{n} hosts, all fine, in mgmt status --json"), agents, || {
+        let o = status(e, &["--json"]);
+        let v: Value = serde_json::from_slice(&o.stdout).ok()?;
+        (o.status.code() == Some(0) && v.as_array()?.len() == n).then_some(())
+    });
+}
+
+/// Nothing of the client's internals reaches the user.
+#[track_caller]
+fn assert_no_dump(stderr: &str) {
+    for dump in ["tonic", "Os {", "Status {", "source:", "MetadataMap"] {
+        assert!(!stderr.contains(dump), "{dump:?} in:\n{stderr}");
+    }
+}
+
+fn agent_on_deploys(t: &TestDir, e: &Etcd, host: &str) -> Agent {
+    Agent::spawn(
+        t,
+        &["run", "--seeds", e.url(), "--hostname", host, "--lease-ttl", "60", "--tmp-prefix", "empty"],
+    )
+}
+
+/// `mgmt deploy yaml graph.yaml` in `repo`: the new deploy's id.
+#[track_caller]
+fn deploy(e: &Etcd, repo: &Path) -> u64 {
+    let out = mgmt(repo, &["deploy", "--seeds", e.url(), "yaml", "graph.yaml"]);
+    assert!(out.status.success(), "{}", shown(&out));
+    text(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("deploy ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no deploy id in {}", shown(&out)))
+}
+
+#[test]
+fn a_failing_exec_makes_status_exit_1_and_status_host_shows_its_error() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let good_yaml = t.write_yaml(
+        "good.yaml",
+        &format!(
+            "graph: good\nresources:\n  file:\n  - name: f\n    path: {}\n    content: \"ok\\n\"\n",
+            t.p("good.txt")
+        ),
+    );
+    let bad_yaml = t.write_yaml(
+        "bad.yaml",
+        "graph: failing\nresources:\n  exec:\n  - name: broken\n    shell: /bin/sh\n    cmd: \"echo boom-from-the-command >&2; exit 3\"\n",
+    );
+    let good = t.agent(&["--seeds", e.url(), "--hostname", "good"], &good_yaml);
+    let bad = t.agent(&["--seeds", e.url(), "--hostname", "bad"], &bad_yaml);
+    let both = [&good, &bad];
+
+    wait_for("both hosts registered", &both, || {
+        (e.get_json("/_mgmt/hosts/good").is_some() && e.get_json("/_mgmt/hosts/bad").is_some()).then_some(())
+    });
+    let out = status_until(&e, &["good"], 0, &both);
+    assert!(text(&out.stdout).contains("state      converged"), "{}", shown(&out));
+    let out = status_until(&e, &[], 1, &both);
+    assert!(text(&out.stderr).contains("bad (1 failed resource)"), "{}", shown(&out));
+    assert!(!text(&out.stderr).contains("good ("), "{}", shown(&out));
+
+    // One host: its state, and the failing resource with its error and the command's output.
+    let out = status(&e, &["bad"]);
+    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("state      1 failed resource"), "{stdout}");
+    let row = stdout.lines().find(|l| l.starts_with("exec[broken]")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(row.contains("failed") && row.contains("boom-from-the-command"), "{row}");
+
+    let out = status(&e, &["bad", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| panic!("{err}: {}", shown(&out)));
+    assert_eq!(v["hostname"], "bad", "{v}");
+    let f = &v["failures"][0];
+    assert_eq!(
+        (&f["kind"], &f["name"], &f["state"]),
+        (&"exec".into(), &"broken".into(), &"failed".into()),
+        "{v}"
+    );
+    assert!(f["error"].as_str().is_some_and(|e| e.contains("boom-from-the-command")), "{v}");
+
+    let out = status(&e, &["nosuch"]);
+    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
+    assert!(
+        text(&out.stderr).contains("no host `nosuch` is registered (registered: bad, good)"),
+        "{}",
+        shown(&out)
+    );
+
+    // The failing host gone, every host is fine again.
+    bad.interrupt();
+    all_fine(&e, 1, &[&good]);
+}
+
+#[test]
+fn status_exits_1_when_a_host_refused_the_latest_deploy() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "one");
+    deploy(&e, &repo);
+    let a = agent_on_deploys(&t, &e, "h1");
+    a.wait_content(&out.join("app.conf"), "one\n");
+    all_fine(&e, 1, &[&a]);
+
+    // Deploy 1's record again as deploy 2: the agent refuses it and keeps running deploy 1.
+    let one = e.get_prefix("/_mgmt/deploy/1").into_iter().next().expect("deploy/1").1;
+    e.etcdctl(&["put", "/_mgmt/deploy/2", &one]);
+    e.etcdctl(&["put", "/_mgmt/deploy/latest", "2"]);
+    a.wait_log("deploy 2 refused");
+    let out = status_until(&e, &[], 1, &[&a]);
+    assert!(text(&out.stderr).contains("h1 (refused the latest deploy)"), "{}", shown(&out));
+
+    // A wait ends at once: the host will not run the latest deploy.
+    let out = status(&e, &["--wait=60s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("mgmt: host h1 failed: deploy 2: "), "{stderr}");
+    assert!(stderr.contains("0/1 hosts on deploy 2"), "{stderr}");
+}
+
+#[test]
+fn wait_returns_0_once_every_agent_converged_on_a_new_deploy() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "one");
+    deploy(&e, &repo);
+    let a = agent_on_deploys(&t, &e, "h1");
+    let b = agent_on_deploys(&t, &e, "h2");
+    all_fine(&e, 2, &[&a, &b]);
+
+    commit(&repo, &out, "two");
+    assert_eq!(deploy(&e, &repo), 2);
+    let done = status(&e, &["--wait=60s"]);
+    assert_eq!(done.status.code(), Some(0), "{}", shown(&done));
+    // Done means applied: the new content is there already.
+    assert_eq!(read(out.join("app.conf")).as_deref(), Some("two\n"));
+    let stderr = text(&done.stderr);
+    assert_eq!(stderr.lines().last(), Some("2/2 hosts on deploy 2, 2 converged"), "{stderr}");
+    // The final status on stdout, as `mgmt status` prints it.
+    assert!(text(&done.stdout).starts_with("HOST"), "{}", shown(&done));
+
+    // With no limit, and for one host.
+    let done = status(&e, &["h1", "--wait", "--json"]);
+    assert_eq!(done.status.code(), Some(0), "{}", shown(&done));
+    let v: Value =
+        serde_json::from_slice(&done.stdout).unwrap_or_else(|err| panic!("{err}: {}", shown(&done)));
+    assert_eq!((&v["hostname"], &v["deploy"]), (&"h1".into(), &2.into()), "{v}");
+}
+
+#[test]
+fn wait_times_out_with_exit_4_while_an_agent_is_stopped() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "one");
+    deploy(&e, &repo);
+    let a = agent_on_deploys(&t, &e, "h1");
+    let b = agent_on_deploys(&t, &e, "h2");
+    all_fine(&e, 2, &[&a, &b]);
+
+    b.signal(nix::sys::signal::Signal::SIGSTOP);
+    commit(&repo, &out, "two");
+    deploy(&e, &repo);
+    let timed_out = status(&e, &["--wait=2s"]);
+    b.signal(nix::sys::signal::Signal::SIGCONT);
+    assert_eq!(timed_out.status.code(), Some(4), "{}\nh2:\n{}", shown(&timed_out), b.stderr());
+    let stderr = text(&timed_out.stderr);
+    assert!(
+        stderr.contains("mgmt: timed out after 2s: still waiting for h2 (on deploy 1, latest is 2)"),
+        "{stderr}\nh2 in etcd: {:?}\nh2:\n{}",
+        e.get_json("/_mgmt/hosts/h2"),
+        b.stderr()
+    );
+    // The plain status says the same: a host is behind.
+    let behind = status(&e, &[]);
+    assert!(matches!(behind.status.code(), Some(0 | 1)), "{}", shown(&behind));
+}
+
+#[test]
+fn an_unreachable_etcd_is_one_line_with_the_url_and_a_hint() {
+    let t = TestDir::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let want = format!(
+        "mgmt: error: cannot reach etcd at {url}: connection refused (is etcd running? `mgmt etcd` starts one)"
+    );
+    for (args, code) in [
+        (vec!["status", "--seeds", &url], 3),
+        (vec!["status", "--seeds", &url, "--json"], 3),
+        (vec!["status", "--seeds", &url, "h1"], 3),
+        (vec!["status", "--seeds", &url, "--wait=30s"], 3),
+        (vec!["deploy", "--seeds", &url, "list"], 1),
+    ] {
+        let out = mgmt(t.root(), &args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", shown(&out));
+        assert_eq!(text(&out.stderr).trim_end(), want, "{args:?}");
+    }
+}
+
+#[test]
+fn an_etcd_that_requires_authentication_is_named_as_such() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    e.etcdctl(&["user", "add", "root", "--new-user-password=pw"]);
+    e.etcdctl(&["auth", "enable"]);
+    for (args, code) in [
+        (vec!["status", "--seeds", e.url()], 3),
+        (vec!["status", "--seeds", e.url(), "--wait=30s"], 3),
+        (vec!["deploy", "--seeds", e.url(), "list"], 1),
+    ] {
+        let out = mgmt(t.root(), &args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", shown(&out));
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("mgmt: error: etcd at {} requires authentication: ", e.url())),
+            "{stderr}"
+        );
+        assert!(stderr.contains("user name is empty") && stderr.contains("not supported yet"), "{stderr}");
+        assert_no_dump(&stderr);
+    }
+}
+
+#[test]
+fn a_request_too_large_for_etcd_is_named_as_such() {
+    let t = TestDir::new();
+    let e = Etcd::start_with(&t, &["--max-request-bytes=4096"]);
+    let dir = t.path("repo");
+    fs::create_dir_all(dir.join("files")).unwrap();
+    fs::write(dir.join("graph.yaml"), "graph: big\nresources:\n  noop:\n  - name: n\n").unwrap();
+    fs::write(dir.join("files/big.bin"), vec![b'x'; 64 * 1024]).unwrap();
+    let out = mgmt(&dir, &["deploy", "--seeds", e.url(), "--no-git", "yaml", "graph.yaml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("etcd at {} refused a request as too large: ", e.url())), "{stderr}");
+    assert!(stderr.contains("--max-request-bytes"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_no_dump(&stderr);
+}
