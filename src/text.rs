@@ -4,6 +4,11 @@
 
 use std::borrow::Cow;
 
+/// `n` and the noun, in the singular for one: `1 resource`, `2 resources`, `0 resources`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// `s` cut to at most `max` bytes, keeping its start and ending with `… [N more bytes]`.
 /// With `max` smaller than the marker, the marker alone is kept.
 pub fn head(s: &str, max: usize) -> Cow<'_, str> {
@@ -44,6 +49,13 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn counts_are_singular_for_one_only() {
+        assert_eq!(super::count(0, "file"), "0 files");
+        assert_eq!(super::count(1, "file"), "1 file");
+        assert_eq!(super::count(2, "resource"), "2 resources");
+    }
+
     use super::*;
 
     #[test]

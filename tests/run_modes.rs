@@ -579,6 +579,16 @@ fn json_logs_are_one_object_per_line() {
     for l in &lines {
         assert!(l["level"].is_string() && l["message"].is_string() && l["timestamp"].is_string(), "{l}");
     }
+    // A resource's change carries the resource and the change as fields of their own.
+    let created = |name: &str| {
+        lines.iter().any(|l| {
+            l["kind"] == "file"
+                && l["name"] == name
+                && l["change"] == "create file (4 bytes)"
+                && l["message"] == format!("file[{name}]: create file (4 bytes)")
+        })
+    };
+    assert!(created("one") && created("two"), "{}", a.stderr());
 }
 
 /// Runs `mgmt ARGS` on a pseudo-terminal (util-linux `script`), where log lines are coloured

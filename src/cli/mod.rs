@@ -39,7 +39,8 @@ pub struct Cli {
         help_heading = "Logging"
     )]
     pub log_level: String,
-    /// Log line format: `text` for people, `json` for one JSON object per line.
+    /// Log line format: `text` for people (coloured on a terminal unless NO_COLOR is set), `json`
+    /// for one JSON object per line with the event's fields as keys.
     #[arg(long, global = true, env = "MGMT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text,
           value_name = "FORMAT", help_heading = "Logging")]
     pub log_format: LogFormat,
@@ -54,11 +55,13 @@ pub struct Cli {
 /// How log lines are written to stderr.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
-    /// One line per event: time, level, message and fields; coloured on a terminal unless
-    /// `NO_COLOR` is set.
+    // Plain comments, not doc comments: help on the values would switch every command's
+    // `--help` to the long layout.
+    // One line per event: time, level, message and fields; coloured on a terminal unless
+    // `NO_COLOR` is set.
     Text,
-    /// One JSON object per line, with the event's fields (a resource's `kind`, `name`, ...)
-    /// as keys.
+    // One JSON object per line, with the event's fields (a resource's `kind`, `name`, ...)
+    // as keys.
     Json,
 }
 

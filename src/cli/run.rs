@@ -17,6 +17,7 @@ use crate::engine::assemble::assemble;
 use crate::engine::{Engine, EngineOptions, Status};
 use crate::frontend::base::Base;
 use crate::frontend::{GraphSpec, yaml};
+use crate::text::count;
 use crate::world::etcd::{EtcdConfig, EtcdWorld};
 use crate::world::local::LocalWorld;
 use crate::world::{Failure, HostStatus, World};
@@ -121,9 +122,9 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         async move { if args.noop { Ok(()) } else { world.export(exports).await } }
     };
     info!(
-        "running graph `{}` from {source} on host {hostname} ({} resources, prefix {}){}",
+        "running graph `{}` from {source} on host {hostname} ({}, prefix {}){}",
         spec.name,
-        assembled.graph.vertices.len(),
+        count(assembled.graph.vertices.len(), "resource"),
         prefix.display(),
         if args.noop { ", noop" } else { "" }
     );
@@ -202,7 +203,12 @@ pub async fn run(args: RunArgs) -> Result<u8> {
                     continue;
                 }
                 match loaded.bytes.map_err(anyhow::Error::from).and_then(|b| parse_yaml(&b, file, base)) {
-                    Ok((t, _)) if t == text => last_bad = None,
+                    Ok((t, _)) if t == text => {
+                        // Back to the running graph's text after a bad edit: say the error is over.
+                        if last_bad.take().is_some() {
+                            info!("{}: valid again, the running graph's text; nothing to swap", file.display());
+                        }
+                    }
                     Ok((t, s)) => {
                         let c = collected.borrow().clone();
                         match assemble(&s, &hostname, &c) {
@@ -408,15 +414,19 @@ fn summarise(engine: &Engine, how: &str) -> u8 {
     let would: Vec<_> = report.iter().filter(|r| r.would_change).map(|r| r.id.to_string()).collect();
     if !would.is_empty() {
         info!(
-            "{how} (noop): {} of {} resources would change: {}",
+            "{how} (noop): {} of {} would change: {}",
             would.len(),
-            report.len(),
+            count(report.len(), "resource"),
             would.join(", ")
         );
     }
     if bad.is_empty() {
         if would.is_empty() {
-            info!("{how}: all {} resources are in their desired state", report.len());
+            match report.len() {
+                0 => info!("{how}: the graph is empty"),
+                1 => info!("{how}: its one resource is in its desired state"),
+                n => info!("{how}: all {n} resources are in their desired state"),
+            }
         }
         0
     } else {

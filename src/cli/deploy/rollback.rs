@@ -56,6 +56,19 @@ pub async fn rollback(args: &DeployArgs, keys: &DeployKeys, r: &RollbackArgs) ->
         Some(target) => pick(&history, target, &git_commit)?,
     }
     .clone();
+    // The bundle must still be whole, and pass the checks of this version's agents, before
+    // anyone is asked to run it.
+    let (m, contents) = store::fetch_bundle(&mut c, keys, &to.bundle)
+        .await
+        .with_context(|| format!("deploy {}'s bundle", to.id))?;
+    let spec = super::check(&m, &contents)
+        .with_context(|| format!("deploy {}'s graph would be refused by agents", to.id))?;
+    if r.check {
+        println!("valid {} (graph `{}`, {} resources)", m.entry, spec.name, spec.resources.len());
+        println!("rollback to deploy {} (bundle {})", to.id, to.bundle);
+        eprintln!("mgmt: checked only (--check): nothing was published");
+        return Ok(0);
+    }
     if let Some(l) = &live
         && l.bundle == to.bundle
         && !r.force
@@ -70,19 +83,6 @@ pub async fn rollback(args: &DeployArgs, keys: &DeployKeys, r: &RollbackArgs) ->
                 to.id
             );
         }
-        return Ok(0);
-    }
-    // The bundle must still be whole, and pass the checks of this version's agents, before
-    // anyone is asked to run it.
-    let (m, contents) = store::fetch_bundle(&mut c, keys, &to.bundle)
-        .await
-        .with_context(|| format!("deploy {}'s bundle", to.id))?;
-    let spec = super::check(&m, &contents)
-        .with_context(|| format!("deploy {}'s graph would be refused by agents", to.id))?;
-    if r.check {
-        println!("valid {} (graph `{}`, {} resources)", m.entry, spec.name, spec.resources.len());
-        println!("rollback to deploy {} (bundle {})", to.id, to.bundle);
-        eprintln!("mgmt: checked only (--check): nothing was published");
         return Ok(0);
     }
     let new = NewDeploy {
