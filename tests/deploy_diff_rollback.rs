@@ -294,7 +294,7 @@ resources:
     content: \"two\\n\"
   - name: extra
     path: /nonexistent/extra.conf
-    content: \"x\"
+    source: files/new.conf
 ";
 
 #[test]

@@ -259,7 +259,7 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> 
 
 /// Where a bundle is taken to be unpacked while it is checked: the check depends on which
 /// files the bundle holds, not on where they are.
-const CHECKED_AT: &str = "/bundle";
+pub(crate) const CHECKED_AT: &str = "/bundle";
 
 /// The bundle's entry parsed and checked as agents check it before they run it.
 fn check(m: &crate::deploy::bundle::Manifest, contents: &[Vec<u8>]) -> Result<GraphSpec> {

@@ -261,9 +261,11 @@ fn parse(s: &Side) -> Result<crate::frontend::GraphSpec, String> {
     if s.manifest.frontend != "yaml" {
         return Err(format!("{}: frontend `{}` cannot be compared", s.label, s.manifest.frontend));
     }
-    let text = crate::frontend::yaml::text_of(&s.entry, &s.manifest.entry)
-        .map_err(|e| format!("{}: {e}", s.label))?;
-    crate::frontend::yaml::parse(text, &s.manifest.entry).map_err(|e| format!("{}: {e}", s.label))
+    // Parsed and checked as agents do, so relative paths resolve in the bundle (shown
+    // below the same stand-in root on both sides).
+    let root = std::path::Path::new(super::CHECKED_AT);
+    crate::deploy::check::check_entry(&s.entry, &s.manifest.entry, &s.manifest.files, root)
+        .map_err(|e| format!("{}: {e}", s.label))
 }
 
 /// A file's line: `+`, `-` or `~`, its path, and its mode and short hash (both, for a
