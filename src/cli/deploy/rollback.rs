@@ -12,7 +12,7 @@ use crate::deploy::store::{self, DeployKeys, DeployRecord, MAX_REASON, NewDeploy
 pub struct RollbackArgs {
     /// What to roll back to: a deploy ID, a commit (or a unique prefix of one), or a git
     /// revision of the repository at the current directory (`HEAD~1`, a tag, a branch);
-    /// a commit means its newest deploy. Default: the newest deploy before the live one
+    /// a commit means its newest deploy that is not a rollback. Default: the newest deploy before the live one
     /// that runs another bundle.
     pub target: Option<String>,
     /// Roll back even when the target's bundle is the one already live.
