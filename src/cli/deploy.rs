@@ -67,9 +67,12 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
 }
 
 async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> Result<u8> {
+    let mut progress = super::progress::Progress::new("storing blobs");
     let built = build(file, args.no_git, args.commit.as_deref())?;
     let mut c = client(args).await?;
-    let up = store::store_bundle(&mut c, keys, &built).await?;
+    let up = store::store_bundle_with(&mut c, keys, &built, &mut |done, total| progress.update(done, total))
+        .await?;
+    progress.finish();
     if up.repaired > 0 {
         eprintln!("mgmt: {} stored blobs did not match their sha256 and were stored again", up.repaired);
     }

@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod etcd;
 pub mod graph_file;
 pub mod prefix;
+pub mod progress;
 pub mod run;
 pub mod status;
 

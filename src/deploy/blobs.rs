@@ -134,8 +134,9 @@ struct Blob<'a> {
 /// Make sure each of `data` is stored whole: one listing of the storage's keys, then, with
 /// `check_bytes`, the bytes of those listed complete are read back and hashed (a transaction
 /// of reads for many small blobs; a bigger blob a chunk at a time), and the missing and
-/// damaged ones are written in transactions. `progress(done, total)` follows the writes.
-/// What was found and done, for each of `data` in order.
+/// damaged ones are written in transactions. `progress(done, total)` counts the distinct
+/// blobs known to be stored whole, as they are found or written. What was found and done,
+/// for each of `data` in order.
 pub async fn sync_blobs(
     c: &mut Client,
     keys: &DeployKeys,
@@ -156,15 +157,24 @@ pub async fn sync_blobs(
     let listed = list_stored(c, keys, &wanted).await?;
     let mut states: HashMap<&str, (Stored, Vec<Vec<u8>>)> = HashMap::new();
     let mut complete = Vec::new();
+    let (total, mut settled) = (blobs.len(), 0);
     for b in &blobs {
         match judge_keys(b.parts.len(), listed.get(&b.sha).map_or(&[][..], |l| l.as_slice())) {
             ByKeys::Absent => _ = states.insert(&b.sha, (Stored::Written, Vec::new())),
             ByKeys::Damaged { stale } => _ = states.insert(&b.sha, (Stored::Repaired, stale)),
             ByKeys::Complete if check_bytes => complete.push(b),
-            ByKeys::Complete => _ = states.insert(&b.sha, (Stored::Present, Vec::new())),
+            ByKeys::Complete => {
+                settled += 1;
+                states.insert(&b.sha, (Stored::Present, Vec::new()));
+            }
         }
     }
-    for (b, state) in complete.iter().zip(check_stored(c, keys, &complete).await?) {
+    progress(settled, total);
+    let mut found = |n| {
+        settled += n;
+        progress(settled, total);
+    };
+    for (b, state) in complete.iter().zip(check_stored(c, keys, &complete, &mut found).await?) {
         let stored = match state {
             BlobState::Intact => Stored::Present,
             BlobState::Absent => Stored::Written,
@@ -181,25 +191,35 @@ pub async fn sync_blobs(
             (*s != Stored::Present).then_some((b, stale.as_slice()))
         })
         .collect();
-    write_blobs(c, keys, &to_write, progress).await?;
+    write_blobs(c, keys, &to_write, &mut |n| {
+        settled += n;
+        progress(settled, total);
+    })
+    .await?;
     Ok(shas.iter().map(|sha| states[sha.as_str()].0).collect())
 }
 
 /// Read back the bytes of blobs whose chunks are all listed and hash them: one-chunk blobs
 /// a transaction of reads at a time (about [`crate::world::etcd::TXN_MAX_BYTES`] of values
 /// each), bigger ones a chunk at a time. A reply over the client's limit means something
-/// else is stored there: those blobs are checked one by one.
-async fn check_stored(c: &mut Client, keys: &DeployKeys, blobs: &[&Blob<'_>]) -> Result<Vec<BlobState>> {
+/// else is stored there: those blobs are checked one by one. `intact(n)` after each
+/// transaction that found `n` intact.
+async fn check_stored(
+    c: &mut Client,
+    keys: &DeployKeys,
+    blobs: &[&Blob<'_>],
+    intact: &mut (dyn FnMut(usize) + Send),
+) -> Result<Vec<BlobState>> {
     let mut out = vec![BlobState::Damaged; blobs.len()];
     let (small, big): (Vec<usize>, Vec<usize>) = (0..blobs.len()).partition(|i| blobs[*i].parts.len() == 1);
     let batches = batched(&small, |i| blobs[*i].parts[0].len() + READ_OVERHEAD);
-    let results: Vec<Result<Vec<(usize, BlobState)>>> = futures_util::stream::iter(batches)
+    let mut results = futures_util::stream::iter(batches)
         .map(|batch| {
             let mut c = c.clone();
             async move {
                 let ops: Vec<TxnOp> =
                     batch.iter().map(|i| TxnOp::get(keys.chunk(&blobs[*i].sha, 0), None)).collect();
-                match c.txn(Txn::new().and_then(ops)).await {
+                let checked: Result<Vec<(usize, BlobState)>> = match c.txn(Txn::new().and_then(ops)).await {
                     Ok(r) => Ok(batch
                         .iter()
                         .zip(r.op_responses())
@@ -213,20 +233,23 @@ async fn check_stored(c: &mut Client, keys: &DeployKeys, blobs: &[&Blob<'_>]) ->
                         Ok(v)
                     }
                     Err(e) => Err(e.into()),
-                }
+                };
+                checked
             }
         })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-    for r in results {
-        for (i, s) in r? {
+        .buffer_unordered(IN_FLIGHT);
+    while let Some(r) = results.next().await {
+        let r: Vec<(usize, BlobState)> = r?;
+        intact(r.iter().filter(|(_, s)| *s == BlobState::Intact).count());
+        for (i, s) in r {
             out[i] = s;
         }
     }
+    drop(results);
     for i in big {
         let b = blobs[i];
         out[i] = store::blob_state(c, keys, &b.sha, b.parts.len(), true).await?;
+        intact(usize::from(out[i] == BlobState::Intact));
     }
     Ok(out)
 }
@@ -266,13 +289,13 @@ impl Op<'_> {
 
 /// Write blobs in transactions, a few side by side: first every chunk but chunk 0 and the
 /// deletion of the keys that do not belong (`stale`), then every chunk 0. A blob is whole
-/// once its chunk 0 is there, which is never before its other chunks. `progress(done,
-/// total)` counts the blobs whose chunk 0 is written.
+/// once its chunk 0 is there, which is never before its other chunks. `written(n)` after
+/// each transaction that completed `n` blobs.
 async fn write_blobs(
     c: &mut Client,
     keys: &DeployKeys,
     blobs: &[(&Blob<'_>, &[Vec<u8>])],
-    progress: &mut (dyn FnMut(usize, usize) + Send),
+    written: &mut (dyn FnMut(usize) + Send),
 ) -> Result<()> {
     let mut rest = Vec::new();
     for (b, stale) in blobs {
@@ -281,13 +304,7 @@ async fn write_blobs(
     }
     run_txns(c, &rest, &mut |_| {}).await?;
     let firsts: Vec<Op> = blobs.iter().map(|(b, _)| Op::Put(keys.chunk(&b.sha, 0), b.parts[0])).collect();
-    let (mut done, total) = (0, blobs.len());
-    progress(0, total);
-    run_txns(c, &firsts, &mut |n| {
-        done += n;
-        progress(done, total);
-    })
-    .await
+    run_txns(c, &firsts, written).await
 }
 
 /// Run operations in transactions within etcd's limits, [`IN_FLIGHT`] at a time (so at most
