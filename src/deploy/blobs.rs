@@ -180,8 +180,7 @@ pub async fn sync_blobs(
             BlobState::Absent => Stored::Written,
             BlobState::Damaged => Stored::Repaired,
         };
-        // Over a damaged copy, whatever extra keys were listed are already in `stale`:
-        // complete by keys means there are none.
+        // Complete by its keys: no key to delete, whatever its bytes.
         states.insert(&b.sha, (stored, Vec::new()));
     }
     let to_write: Vec<(&Blob, &[Vec<u8>])> = blobs

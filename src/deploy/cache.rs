@@ -11,8 +11,9 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{OFlag, open, openat};
-use nix::sys::stat::{Mode, fchmod, fstat};
+use nix::fcntl::{AtFlags, OFlag, open, openat};
+use nix::sys::stat::{Mode, fchmod, fstat, fstatat};
+use nix::unistd::{UnlinkatFlags, linkat, unlinkat};
 
 use super::bundle::{MAX_FILE_SIZE, MAX_MANIFEST_CHUNKS, CHUNK_SIZE, Manifest, is_sha256_hex, sha256_hex};
 
@@ -24,10 +25,18 @@ const TMP: &str = ".tmp-";
 /// What the cache holds for a blob.
 #[derive(Debug, PartialEq)]
 pub enum Cached {
-    Hit(Vec<u8>),
+    Hit(Hit),
     Miss,
     /// A file was there but is not the blob (deleted; `String` says why).
     Bad(String),
+}
+
+/// A cached blob that verified: its bytes, and which file held them (device, inode), so
+/// that a link to it can be checked to be that very file.
+#[derive(Debug, PartialEq)]
+pub struct Hit {
+    pub data: Vec<u8>,
+    file: (u64, u64),
 }
 
 pub struct BlobCache {
@@ -65,7 +74,7 @@ impl BlobCache {
             return Cached::Miss;
         }
         match self.read(sha, size) {
-            Ok(Some(data)) if sha256_hex(&data) == sha => Cached::Hit(data),
+            Ok(Some(hit)) if sha256_hex(&hit.data) == sha => Cached::Hit(hit),
             Ok(Some(_)) => self.discard(sha, "its bytes do not match its sha256".into()),
             Ok(None) => Cached::Miss,
             Err(why) => self.discard(sha, why),
@@ -76,17 +85,17 @@ impl BlobCache {
     /// bundle ID and it follows the bundle rules).
     pub fn manifest(&self, bundle: &str) -> Option<Manifest> {
         let max = (MAX_MANIFEST_CHUNKS * CHUNK_SIZE) as u64;
-        let size = nix::sys::stat::fstatat(&self.fd, bundle, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        let size = fstatat(&self.fd, bundle, AtFlags::AT_SYMLINK_NOFOLLOW)
             .ok()
             .map(|s| s.st_size as u64)
             .filter(|s| *s <= max)?;
-        let Cached::Hit(raw) = self.get(bundle, size) else { return None };
-        let m: Manifest = serde_json::from_slice(&raw).ok()?;
+        let Cached::Hit(hit) = self.get(bundle, size) else { return None };
+        let m: Manifest = serde_json::from_slice(&hit.data).ok()?;
         (m.verify_id(bundle).is_ok() && m.check().is_ok()).then_some(m)
     }
 
     /// `Ok(None)`: no such file. `Err`: something is there that cannot be the blob.
-    fn read(&self, sha: &str, size: u64) -> Result<Option<Vec<u8>>, String> {
+    fn read(&self, sha: &str, size: u64) -> Result<Option<Hit>, String> {
         // Non-blocking: a FIFO planted there must not hang the agent.
         let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
         let fd = match openat(&self.fd, sha, flags, Mode::empty()) {
@@ -106,11 +115,43 @@ impl BlobCache {
         if data.len() as u64 != size {
             return Err(format!("{} bytes read, not {size}", data.len()));
         }
-        Ok(Some(data))
+        Ok(Some(Hit { data, file: (st.st_dev as u64, st.st_ino as u64) }))
+    }
+
+    /// Link the cached blob `sha`, which verified as `hit`, as `name` in the directory `at`
+    /// (a hard link: no copy, and far cheaper than creating a file). Only if it is still the
+    /// very file that verified, a private regular file: otherwise the link is removed again
+    /// and `false` says to write the blob instead.
+    pub fn link_into(&self, sha: &str, hit: &Hit, at: &OwnedFd, name: &str) -> bool {
+        if linkat(&self.fd, sha, at, name, AtFlags::empty()).is_err() {
+            return false;
+        }
+        let same = fstatat(at, name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(|st| {
+            st.st_mode & libc::S_IFMT == libc::S_IFREG
+                && st.st_mode & 0o7777 == PRIVATE_FILE
+                && (st.st_dev as u64, st.st_ino as u64) == hit.file
+        });
+        if !same {
+            let _ = unlinkat(at, name, UnlinkatFlags::NoRemoveDir);
+        }
+        same
+    }
+
+    /// Keep the private file `name` in `at`, just written from a verified blob, as the cached
+    /// blob `sha`: a hard link, no copy. A blob already cached stays as it is (it is
+    /// verified when used).
+    pub fn adopt(&self, at: &OwnedFd, name: &str, sha: &str) -> std::io::Result<()> {
+        if !is_sha256_hex(sha) {
+            return Err(std::io::Error::other(format!("`{sha}` is not a sha256")));
+        }
+        match linkat(at, name, &self.fd, sha, AtFlags::empty()) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn discard(&self, sha: &str, why: String) -> Cached {
-        let _ = nix::unistd::unlinkat(&self.fd, sha, nix::unistd::UnlinkatFlags::NoRemoveDir);
+        let _ = unlinkat(&self.fd, sha, UnlinkatFlags::NoRemoveDir);
         Cached::Bad(why)
     }
 
@@ -186,7 +227,20 @@ mod tests {
         let meta = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
         assert_eq!(meta(cache.dir()), 0o700);
         assert_eq!(meta(&cache.dir().join(&sha)), 0o600);
-        assert_eq!(cache.get(&sha, 6), Cached::Hit(data.clone()));
+        let Cached::Hit(hit) = cache.get(&sha, 6) else { panic!("not a hit") };
+        assert_eq!(hit.data, data);
+        // Linked, not copied; only while it is the file that verified.
+        let dir = t.path().join("unpacked");
+        std::fs::create_dir(&dir).unwrap();
+        let at: OwnedFd = std::fs::File::open(&dir).unwrap().into();
+        assert!(cache.link_into(&sha, &hit, &at, "a"));
+        assert_eq!(std::fs::read(dir.join("a")).unwrap(), data);
+        std::fs::write(dir.join("b"), &data).unwrap();
+        assert!(cache.adopt(&at, "b", &sha).is_ok(), "already cached: kept as it is");
+        std::fs::remove_file(cache.dir().join(&sha)).unwrap();
+        std::fs::copy(dir.join("b"), cache.dir().join(&sha)).unwrap();
+        assert!(!cache.link_into(&sha, &hit, &at, "c"), "another file than the one that verified");
+        assert!(!dir.join("c").exists());
         // Another size than the manifest's: not read, deleted.
         assert!(matches!(cache.get(&sha, 7), Cached::Bad(_)));
         assert_eq!(cache.get(&sha, 6), Cached::Miss);

@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::blobs;
-use super::bundle::{FileEntry, MAX_FILE_SIZE, MODE_EXECUTABLE, MODE_SYMLINK, Manifest};
-use super::cache::{self, BlobCache, Cached};
+use super::bundle::{FileEntry, MAX_FILE_SIZE, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK, Manifest};
+use super::cache::{self, BlobCache, Cached, Hit};
 use super::store::{self, DeployKeys, DeployRecord, FetchError, RecordError};
 use crate::frontend::{GraphSpec, yaml};
 use crate::world::etcd::{Backoff, connect};
@@ -475,11 +475,14 @@ impl Follower {
                 Err(e) => return Err(e.error.into()),
             };
             (hits, fetched) = (hits + batch.len() - missing.len(), fetched + missing.len());
-            let blobs: Vec<(bool, Vec<u8>)> = cached
+            let blobs: Vec<(Option<Hit>, Vec<u8>)> = cached
                 .into_iter()
                 .map(|d| match d {
-                    Some(d) => (true, d),
-                    None => (false, got.next().expect("one blob per missing file")),
+                    Some(mut hit) => {
+                        let data = std::mem::take(&mut hit.data);
+                        (Some(hit), data)
+                    }
+                    None => (None, got.next().expect("one blob per missing file")),
                 })
                 .collect();
             // Hashing and writing are blocking work: on the blocking pool, not on the threads
@@ -488,12 +491,12 @@ impl Follower {
             let (files, m, cache2) = (batch.to_vec(), manifest.clone(), cache.clone());
             let (root, dirs, written) = tokio::task::spawn_blocking(move || {
                 let written =
-                    files.iter().zip(&blobs).try_for_each(|(f, (verified, data))| -> Result<(), LoadError> {
-                        if !verified {
+                    files.iter().zip(&blobs).try_for_each(|(f, (hit, data))| -> Result<(), LoadError> {
+                        if hit.is_none() {
                             m.verify_file(f, data)?;
-                            keep_in_cache(cache2.as_deref(), f, data);
                         }
-                        write_entry(&root, &mut dirs, f, data).map_err(io(format!("unpacking `{}`", f.path)))
+                        unpack_entry(&root, &mut dirs, f, data, cache2.as_deref(), hit.as_ref())
+                            .map_err(io(format!("unpacking `{}`", f.path)))
                     });
                 (root, dirs, written)
             })
@@ -725,12 +728,12 @@ fn fetch_batches(files: &[FileEntry]) -> Vec<&[FileEntry]> {
 
 /// Each file's blob from the cache, verified against the manifest (size, sha256, and a
 /// symlink's rules); `None` where it is not there or does not verify (it is then deleted).
-fn from_cache(cache: Option<&BlobCache>, m: &Manifest, files: &[FileEntry]) -> Vec<Option<Vec<u8>>> {
-    let Some(cache) = cache else { return vec![None; files.len()] };
+fn from_cache(cache: Option<&BlobCache>, m: &Manifest, files: &[FileEntry]) -> Vec<Option<Hit>> {
+    let Some(cache) = cache else { return files.iter().map(|_| None).collect() };
     files
         .iter()
         .map(|f| match cache.get(&f.sha256, f.size) {
-            Cached::Hit(data) if m.verify_file(f, &data).is_ok() => Some(data),
+            Cached::Hit(hit) if m.verify_file(f, &hit.data).is_ok() => Some(hit),
             Cached::Hit(_) | Cached::Miss => None,
             Cached::Bad(why) => {
                 warn!("the cached blob {} of `{}` is damaged ({why}); fetching it again", f.sha256, f.path);
@@ -740,11 +743,38 @@ fn from_cache(cache: Option<&BlobCache>, m: &Manifest, files: &[FileEntry]) -> V
         .collect()
 }
 
-/// Keep a blob just fetched and verified in the cache; a failure only costs a fetch later.
-fn keep_in_cache(cache: Option<&BlobCache>, f: &FileEntry, data: &[u8]) {
-    if let Some(Err(e)) = cache.map(|c| c.put(&f.sha256, data)) {
+/// Unpack one verified entry, with the cache: a plain file the cache holds (`hit`) is
+/// hard-linked from it (creating a file costs far more than a link), and one just fetched
+/// is written and then linked into the cache. Executables (another mode) and symlinks are
+/// written, and a fetched one is cached as a copy. A cache that fails only costs a write or
+/// a fetch later.
+fn unpack_entry(
+    root: &OwnedFd,
+    dirs: &mut Dirs,
+    f: &FileEntry,
+    data: &[u8],
+    cache: Option<&BlobCache>,
+    hit: Option<&Hit>,
+) -> std::io::Result<()> {
+    let Some(cache) = cache else { return write_entry(root, dirs, f, data) };
+    if f.mode != MODE_FILE {
+        write_entry(root, dirs, f, data)?;
+        if let (None, Err(e)) = (hit, cache.put(&f.sha256, data)) {
+            debug!("keeping blob {} in the cache: {e}", f.sha256);
+        }
+        return Ok(());
+    }
+    let (parent, name) = f.path.rsplit_once('/').unwrap_or(("", f.path.as_str()));
+    if let Some(hit) = hit
+        && cache.link_into(&f.sha256, hit, dirs.open(root, parent)?, name)
+    {
+        return Ok(());
+    }
+    write_entry(root, dirs, f, data)?;
+    if let Err(e) = cache.adopt(dirs.open(root, parent)?, name, &f.sha256) {
         debug!("keeping blob {} in the cache: {e}", f.sha256);
     }
+    Ok(())
 }
 
 /// Directories made so far while unpacking, by their path in the bundle, each opened

@@ -747,11 +747,10 @@ pub async fn fetch_bundle(
     bundle: &str,
 ) -> Result<(Manifest, Vec<Vec<u8>>), FetchError> {
     let manifest = fetch_manifest(c, keys, bundle).await?;
-    let mut contents = Vec::with_capacity(manifest.files.len());
-    for f in &manifest.files {
-        let data = get_blob(c, keys, &f.sha256, f.size).await?;
-        manifest.verify_file(f, &data)?;
-        contents.push(data);
+    let wanted: Vec<(&str, u64)> = manifest.files.iter().map(|f| (f.sha256.as_str(), f.size)).collect();
+    let contents = super::blobs::get_blobs(c, keys, &wanted).await.map_err(|e| e.error)?;
+    for (f, data) in manifest.files.iter().zip(&contents) {
+        manifest.verify_file(f, data)?;
     }
     Ok((manifest, contents))
 }
