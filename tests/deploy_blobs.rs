@@ -200,3 +200,22 @@ fn the_cache_keeps_only_the_blobs_of_bundles_kept_unpacked() {
     assert!((3..=4).contains(&unpacked), "{unpacked} bundles unpacked");
     a.wait_for("the cache to hold the kept bundles' blobs only", || count("blobs") == unpacked * 2 + FILES);
 }
+
+#[test]
+fn a_cluster_allowing_few_operations_per_transaction_still_publishes_and_runs_a_tree() {
+    let t = TestDir::new();
+    let e = Etcd::start_with(&t, &["--max-txn-ops=3"]);
+    let out = t.path("out");
+    let prefix = t.path("prefix");
+    let repo = tree_repo(&t, &out);
+    let first = deploy(&e, &repo);
+    assert!(first.contains(&format!("({} new blobs, 0 already stored)", FILES + 1)), "{first}");
+    change(&repo, 2, 1);
+    let second = deploy(&e, &repo);
+    assert!(second.contains(&format!("(1 new blobs, {FILES} already stored)")), "{second}");
+    let a = agent_in(&t, &e, &prefix);
+    a.wait_content(&out.join("app.conf"), "one\n");
+    a.wait_log(&format!("{} blobs fetched from etcd, 0 from the local cache", FILES + 1));
+    let unpacked = prefix.join("deploys").join(history_bundle(&e, 2)).join("files/f02.txt");
+    assert_eq!(fs::read_to_string(unpacked).unwrap(), file_content(2, 1));
+}

@@ -68,8 +68,7 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
 
 async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> Result<u8> {
     let mut progress = super::progress::Progress::new("storing blobs");
-    let built = build(file, args.no_git, args.commit.as_deref())?;
-    let mut c = client(args).await?;
+    let (built, mut c) = build_and_connect(args, file).await?;
     let up = store::store_bundle_with(&mut c, keys, &built, &mut |done, total| progress.update(done, total))
         .await?;
     progress.finish();
@@ -109,6 +108,24 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, file: &std::path::Path) -> R
         r.id
     );
     Ok(after_publish(&mut c, keys, args.keep, r.id, Some(&built)).await)
+}
+
+/// Build the bundle (blocking work, on its own thread) while connecting to etcd. A build
+/// error comes first, without waiting for etcd.
+async fn build_and_connect(args: &DeployArgs, file: &std::path::Path) -> Result<(Built, Client)> {
+    let (file, no_git, commit) = (file.to_path_buf(), args.no_git, args.commit.clone());
+    let mut building = tokio::task::spawn_blocking(move || build(&file, no_git, commit.as_deref()));
+    let mut connecting = std::pin::pin!(client(args));
+    tokio::select! {
+        built = &mut building => {
+            let built = built.context("building the bundle")??;
+            Ok((built, connecting.await?))
+        }
+        c = &mut connecting => {
+            let built = building.await.context("building the bundle")??;
+            Ok((built, c?))
+        }
+    }
 }
 
 /// [`store::append`], and when etcd fails during the append transaction itself, find out
