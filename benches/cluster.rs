@@ -2081,7 +2081,9 @@ fn big_tree(t: &Path, b: &BigTree) -> Result<Vec<Row>> {
         }
         let m = milestones(set, &logs);
         let (cmd_target, cmd_ok) = match target {
-            Some((t, _)) => (if t == BIG_COLD_TARGET { "< 0.2 s" } else { "< 50 ms" }, Some(stats(&cmd).p50 < t)),
+            Some((t, _)) => {
+                (if t == BIG_COLD_TARGET { "< 0.2 s" } else { "< 50 ms" }, Some(stats(&cmd).p50 < t))
+            }
             None => ("", None),
         };
         rows.push(bench_row(

@@ -66,7 +66,10 @@ fn storage_revisions(e: &Etcd) -> (Vec<(String, i64)>, i64) {
 }
 
 fn agent_in(t: &TestDir, e: &Etcd, prefix: &Path) -> Agent {
-    Agent::spawn(t, &["run", "--seeds", e.url(), "--hostname", "h1", "--prefix", prefix.to_str().unwrap(), "empty"])
+    Agent::spawn(
+        t,
+        &["run", "--seeds", e.url(), "--hostname", "h1", "--prefix", prefix.to_str().unwrap(), "empty"],
+    )
 }
 
 fn cached(prefix: &Path, content: &str) -> PathBuf {
@@ -190,13 +193,16 @@ fn the_cache_keeps_only_the_blobs_of_bundles_kept_unpacked() {
     }
     // Deploy 1's bundle is no longer unpacked (three are kept, and the one running): its
     // own blob goes, the blobs the kept bundles share stay.
-    a.wait_for("the first version of f09 to leave the cache", || !cached(&prefix, &file_content(9, 0)).exists());
+    a.wait_for("the first version of f09 to leave the cache", || {
+        !cached(&prefix, &file_content(9, 0)).exists()
+    });
     assert!(cached(&prefix, &file_content(9, 5)).exists());
     assert!(cached(&prefix, &file_content(1, 0)).exists());
     // Per bundle kept unpacked (the three most recently used and the one last run): its
     // manifest and its version of f09; shared by all: the graph and the other files.
     let count = |dir: &str| fs::read_dir(prefix.join(dir)).map_or(0, |d| d.count());
-    let unpacked = fs::read_dir(prefix.join("deploys")).unwrap().flatten().filter(|e| e.path().is_dir()).count();
+    let unpacked =
+        fs::read_dir(prefix.join("deploys")).unwrap().flatten().filter(|e| e.path().is_dir()).count();
     assert!((3..=4).contains(&unpacked), "{unpacked} bundles unpacked");
     a.wait_for("the cache to hold the kept bundles' blobs only", || count("blobs") == unpacked * 2 + FILES);
 }

@@ -36,7 +36,9 @@ pub enum ByKeys {
     Complete,
     /// Chunks missing or too many, or keys that are not chunks: `stale` are the keys that do
     /// not belong to the blob (deleted when it is stored again).
-    Damaged { stale: Vec<Vec<u8>> },
+    Damaged {
+        stale: Vec<Vec<u8>>,
+    },
 }
 
 pub fn judge_keys(n: usize, listed: &[(Vec<u8>, Option<usize>)]) -> ByKeys {
@@ -48,11 +50,7 @@ pub fn judge_keys(n: usize, listed: &[(Vec<u8>, Option<usize>)]) -> ByKeys {
     let mut present: Vec<usize> = listed.iter().filter_map(|(_, i)| *i).filter(|i| *i < n).collect();
     present.sort_unstable();
     present.dedup();
-    if stale.is_empty() && present.len() == n {
-        ByKeys::Complete
-    } else {
-        ByKeys::Damaged { stale }
-    }
+    if stale.is_empty() && present.len() == n { ByKeys::Complete } else { ByKeys::Damaged { stale } }
 }
 
 /// The first key after every key that starts with `prefix`.
@@ -242,11 +240,9 @@ async fn check_stored(
                 let ops: Vec<TxnOp> =
                     batch.iter().map(|i| TxnOp::get(keys.chunk(&blobs[*i].sha, 0), opts())).collect();
                 let checked: Result<Vec<(usize, BlobState)>> = match txn_split(&mut c, ops).await {
-                    Ok(r) => Ok(batch
-                        .iter()
-                        .zip(r)
-                        .map(|(i, op)| (*i, small_state(&blobs[*i].sha, op)))
-                        .collect()),
+                    Ok(r) => {
+                        Ok(batch.iter().zip(r).map(|(i, op)| (*i, small_state(&blobs[*i].sha, op))).collect())
+                    }
                     Err(e) if reply_too_large(&e) => {
                         let mut v = Vec::new();
                         for i in batch {
@@ -368,17 +364,21 @@ pub async fn get_blobs(
 ) -> Result<Vec<Vec<u8>>, BlobError> {
     if let Some(i) = wanted.iter().position(|(_, s)| *s > MAX_FILE_SIZE) {
         let (sha, size) = wanted[i];
-        return Err(BlobError { index: i, error: FetchError::Invalid(format!("blob {sha}: size {size} is above the limit")) });
+        return Err(BlobError {
+            index: i,
+            error: FetchError::Invalid(format!("blob {sha}: size {size} is above the limit")),
+        });
     }
     let mut out: Vec<Option<Vec<u8>>> = vec![None; wanted.len()];
     let small: Vec<usize> = (0..wanted.len()).filter(|i| chunk_count(wanted[*i].1) == 1).collect();
     let batches = batched(&small, |i| wanted[*i].1 as usize + READ_OVERHEAD);
-    let results: Vec<Result<Vec<(usize, Vec<u8>)>, BlobError>> = futures_util::stream::iter(batches)
+    let results: Vec<Result<Fetched, BlobError>> = futures_util::stream::iter(batches)
         .map(|batch| {
             let mut c = c.clone();
             async move {
                 let opts = || Some(GetOptions::new().with_prefix().with_limit(2));
-                let ops: Vec<TxnOp> = batch.iter().map(|i| TxnOp::get(keys.blob(wanted[*i].0), opts())).collect();
+                let ops: Vec<TxnOp> =
+                    batch.iter().map(|i| TxnOp::get(keys.blob(wanted[*i].0), opts())).collect();
                 match txn_split(&mut c, ops).await {
                     Ok(r) => batch
                         .iter()
@@ -422,6 +422,9 @@ pub async fn get_blobs(
     }
     Ok(out.into_iter().map(|d| d.expect("every blob fetched")).collect())
 }
+
+/// Blobs fetched by one transaction: their indices in the request, and their bytes.
+type Fetched = Vec<(usize, Vec<u8>)>;
 
 /// Why [`get_blobs`] failed, and for which of the blobs asked (for an etcd failure, the
 /// first of the transaction that failed).

@@ -15,7 +15,7 @@ use nix::fcntl::{AtFlags, OFlag, open, openat};
 use nix::sys::stat::{Mode, fchmod, fstat, fstatat};
 use nix::unistd::{UnlinkatFlags, linkat, unlinkat};
 
-use super::bundle::{MAX_FILE_SIZE, MAX_MANIFEST_CHUNKS, CHUNK_SIZE, Manifest, is_sha256_hex, sha256_hex};
+use super::bundle::{CHUNK_SIZE, MAX_FILE_SIZE, MAX_MANIFEST_CHUNKS, Manifest, is_sha256_hex, sha256_hex};
 
 const PRIVATE_DIR: u32 = 0o700;
 const PRIVATE_FILE: u32 = 0o600;
@@ -36,7 +36,7 @@ pub enum Cached {
 #[derive(Debug, PartialEq)]
 pub struct Hit {
     pub data: Vec<u8>,
-    file: (u64, u64),
+    file: (libc::dev_t, libc::ino_t),
 }
 
 pub struct BlobCache {
@@ -115,7 +115,7 @@ impl BlobCache {
         if data.len() as u64 != size {
             return Err(format!("{} bytes read, not {size}", data.len()));
         }
-        Ok(Some(Hit { data, file: (st.st_dev as u64, st.st_ino as u64) }))
+        Ok(Some(Hit { data, file: (st.st_dev, st.st_ino) }))
     }
 
     /// Link the cached blob `sha`, which verified as `hit`, as `name` in the directory `at`
@@ -129,7 +129,7 @@ impl BlobCache {
         let same = fstatat(at, name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(|st| {
             st.st_mode & libc::S_IFMT == libc::S_IFREG
                 && st.st_mode & 0o7777 == PRIVATE_FILE
-                && (st.st_dev as u64, st.st_ino as u64) == hit.file
+                && (st.st_dev, st.st_ino) == hit.file
         });
         if !same {
             let _ = unlinkat(at, name, UnlinkatFlags::NoRemoveDir);
@@ -269,8 +269,10 @@ mod tests {
         std::fs::write(cache.dir().join(".tmp-left"), b"x").unwrap();
         let keep: HashSet<String> = [sha256_hex(b"a")].into();
         assert_eq!(cache.prune(&keep), 3);
-        let left: Vec<String> =
-            std::fs::read_dir(cache.dir()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let left: Vec<String> = std::fs::read_dir(cache.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         assert_eq!(left, vec![sha256_hex(b"a")]);
     }
 

@@ -530,7 +530,8 @@ impl Follower {
     /// The local blob cache, holding this bundle's manifest (so that pruning keeps its
     /// blobs while it is kept unpacked); `None` (every blob fetched) if it cannot be used.
     fn blob_cache(&self, bundle: &str, m: &Manifest) -> Option<Arc<BlobCache>> {
-        let opened = BlobCache::open(&self.prefix).and_then(|c| c.put(bundle, &m.canonical_json()).map(|()| c));
+        let opened =
+            BlobCache::open(&self.prefix).and_then(|c| c.put(bundle, &m.canonical_json()).map(|()| c));
         match opened {
             Ok(c) => Some(Arc::new(c)),
             Err(e) => {

@@ -362,7 +362,10 @@ pub(super) fn check_small_blob<'a>(
         return Err(FetchError::Invalid(format!("blob {sha} is missing chunk 0")));
     };
     if value.len() as u64 != size {
-        return Err(FetchError::Invalid(format!("blob {sha}: chunk 0 holds {} bytes, not {size}", value.len())));
+        return Err(FetchError::Invalid(format!(
+            "blob {sha}: chunk 0 holds {} bytes, not {size}",
+            value.len()
+        )));
     }
     Ok(value)
 }
