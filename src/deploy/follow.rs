@@ -125,6 +125,9 @@ struct Follower {
     tx: mpsc::Sender<DeployEvent>,
     cancel: CancellationToken,
     state: Mutex<State>,
+    /// The blob cache's pruning after the last unpack, still running in the background:
+    /// the next unpack waits for it, so that it never deletes what that unpack caches.
+    cache_pruning: Mutex<Option<tokio::task::JoinHandle<usize>>>,
 }
 
 /// Follow the cluster's deploys until `cancel`, sending each outcome to `tx`.
@@ -142,6 +145,7 @@ pub fn spawn(
         tx,
         cancel: cancel.clone(),
         state: Mutex::default(),
+        cache_pruning: Mutex::default(),
     });
     let on_panic = f.clone();
     tokio::spawn(supervise(
@@ -454,6 +458,10 @@ impl Follower {
         let root = open_dir(tmp.path()).map_err(io(tmp.path().display()))?;
         let mut writer = Some((root, Dirs::default()));
         let manifest = std::sync::Arc::new(m.clone());
+        let pruning = self.cache_pruning.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(p) = pruning {
+            let _ = p.await;
+        }
         let cache = self.blob_cache(bundle, m);
         let (mut hits, mut fetched) = (0, 0);
         for batch in fetch_batches(&m.files) {
@@ -522,7 +530,8 @@ impl Follower {
         prune_unpacked(&base, KEEP_UNPACKED, remembered_bundle(&self.prefix).as_deref());
         if let Some(cache) = cache {
             // In the background: nothing of it is needed to run this deploy.
-            tokio::task::spawn_blocking(move || cache.prune(&cache::kept_blobs(&cache, &base)));
+            let pruning = tokio::task::spawn_blocking(move || cache.prune(&cache::kept_blobs(&cache, &base)));
+            *self.cache_pruning.lock().unwrap_or_else(|e| e.into_inner()) = Some(pruning);
         }
         Ok(dir)
     }
