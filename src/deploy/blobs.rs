@@ -28,7 +28,7 @@ const IN_FLIGHT: usize = 8;
 /// canonical one.
 pub type Listed = Vec<(Vec<u8>, Option<usize>)>;
 
-/// What the keys under a blob's prefix say about a blob of `n` chunks (pure).
+/// What the keys under a blob's prefix say about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ByKeys {
     Absent,
@@ -41,6 +41,7 @@ pub enum ByKeys {
     },
 }
 
+/// Judge a blob of `n` chunks by the keys listed under its prefix (pure).
 pub fn judge_keys(n: usize, listed: &[(Vec<u8>, Option<usize>)]) -> ByKeys {
     if listed.is_empty() {
         return ByKeys::Absent;
