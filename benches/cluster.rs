@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench cluster                 # all of them
-//! cargo bench --bench cluster -- propagation  # one (or several) of: propagation deploy deploy50 bigtree
+//! cargo bench --bench cluster -- propagation  # one (or several) of: propagation deploy deploy50 bigtree bigtree10k
 //! ```
 //!
 //! `propagation`:
@@ -28,7 +28,11 @@
 //! commits a new version and times `mgmt deploy --seeds URL yaml graph.yaml` from its spawn
 //! until every agent's status (`hosts/<h>` in etcd, followed by a watch in the bench) says it
 //! runs the new deploy and is converged. `bigtree`: `mgmt deploy` of a tree of 1,000 files,
-//! cold (every blob new) and after a change of one file (the rest deduplicated), with one agent.
+//! cold (every blob new) and after a change of one file (the rest deduplicated), with one agent;
+//! `bigtree10k`: the same with 10,000 files.
+//!
+//! `MGMT_BENCH_BIN=PATH` runs another `mgmt` binary (e.g. one built from an older commit)
+//! instead of the one cargo built with the bench.
 //!
 //! Methodology and results: BENCHMARKS.md, sections "Cluster: export -> collect propagation"
 //! and "Deploys".
@@ -46,7 +50,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail, ensure};
 use inotify::{Inotify, WatchDescriptor, WatchMask};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mgmt");
+/// The binary under test: the one cargo built, or `$MGMT_BENCH_BIN` (to measure another
+/// build, e.g. an older commit, with this bench).
+fn bin() -> String {
+    std::env::var("MGMT_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mgmt").to_string())
+}
 const HOSTS: [char; 3] = ['A', 'B', 'C'];
 const WARMUP: usize = 20;
 const ITERS: usize = 200;
@@ -60,8 +68,13 @@ const ROUND_LIMIT: Duration = Duration::from_secs(10);
 
 type Bench = fn(&Path) -> Result<Vec<Row>>;
 /// Every benchmark, in the order `cargo bench --bench cluster` runs them.
-const BENCHES: &[(&str, Bench)] =
-    &[("propagation", propagation), ("deploy", deploy3), ("deploy50", deploy50), ("bigtree", bigtree)];
+const BENCHES: &[(&str, Bench)] = &[
+    ("propagation", propagation),
+    ("deploy", deploy3),
+    ("deploy50", deploy50),
+    ("bigtree", bigtree),
+    ("bigtree10k", bigtree10k),
+];
 
 fn main() {
     // `cargo bench` passes `--bench`; every other non-flag argument names a benchmark.
@@ -273,7 +286,7 @@ fn print_machine(tmp: &Path) {
         .unwrap_or_else(|| "?".into());
     println!("machine: {cpus} CPUs, {model}, Linux {kernel}; load average {}", load.join(" "));
     println!("temp dir: {} on {fs_type}", tmp.display());
-    println!("binary: {BIN}");
+    println!("binary: {}", bin());
 }
 
 /// A `VmXxx:` line of /proc/PID/status, in kB.
@@ -907,7 +920,7 @@ fn propagation(t: &Path) -> Result<Vec<Row>> {
     let t0 = Instant::now();
     let mut agents: Vec<Proc> = Vec::new();
     for h in HOSTS {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         if let Some(l) = &log_level {
             cmd.args(["--log-level", l]);
         }
@@ -1209,7 +1222,7 @@ fn spawn_deploy_agents(t: &Path, url: &str, names: &[String]) -> Result<Vec<Proc
         .map(|h| {
             let cwd = t.join("hosts").join(h);
             fs::create_dir_all(&cwd)?;
-            let mut cmd = Command::new(BIN);
+            let mut cmd = Command::new(bin());
             if let Some(l) = &log_level {
                 cmd.args(["--log-level", l]);
             }
@@ -1371,7 +1384,7 @@ fn deploy_round(
     let r = rt.block_on(async {
         let wall = SystemTime::now();
         let t0 = Instant::now();
-        let child = tokio::process::Command::new(BIN)
+        let child = tokio::process::Command::new(bin())
             .args(["deploy", "--seeds", url, "yaml", "graph.yaml"])
             .current_dir(repo)
             .env_remove("MGMT_LOG")
@@ -1561,7 +1574,7 @@ fn time_mgmt(
     for _ in 0..n {
         std::thread::sleep(Duration::from_millis(50));
         let t0 = Instant::now();
-        let out = Command::new(BIN)
+        let out = Command::new(bin())
             .args(args)
             .current_dir(cwd)
             .env_remove("MGMT_LOG")
@@ -1902,12 +1915,24 @@ fn deploy_cluster(t: &Path, bench: &'static str, n: usize, warmup: usize, iters:
 }
 
 // ---------------------------------------------------------------------------------------------
-// bigtree: a deploy of 1,000 files, cold and deduplicated
+// bigtree: a deploy of 1,000 (10,000) files, cold and deduplicated
 
-const BIG_DIRS: usize = 10;
+/// A big-tree benchmark: `dirs` directories of 100 files, `cold` deploys with every blob new,
+/// then `dedup` deploys with one file changed; the targets apply to `bigtree` (1,000 files).
+struct BigTree {
+    bench: &'static str,
+    dirs: usize,
+    cold: usize,
+    dedup: usize,
+    targets: bool,
+}
+
 const BIG_FILES_PER_DIR: usize = 100;
-const BIG_COLD: usize = 3;
-const BIG_DEDUP: usize = 5;
+/// Targets of `bigtree`: the command's wall time cold and with one file changed, and
+/// `deploy/latest` published -> the agent converged, with one file changed.
+const BIG_COLD_TARGET: Duration = Duration::from_millis(200);
+const BIG_DEDUP_TARGET: Duration = Duration::from_millis(50);
+const BIG_CONVERGED_TARGET: Duration = Duration::from_millis(100);
 
 fn big_file(d: usize, f: usize, tree: usize, edit: usize) -> String {
     let mut s = format!("# d{d}/f{f:03}.txt, tree {tree}, edit {edit}\n");
@@ -1918,8 +1943,8 @@ fn big_file(d: usize, f: usize, tree: usize, edit: usize) -> String {
 }
 
 /// Write every file of the big tree (`tree` makes every content new) and the graph.
-fn write_big_tree(repo: &Path, tree: usize) -> Result<()> {
-    for d in 0..BIG_DIRS {
+fn write_big_tree(repo: &Path, dirs: usize, tree: usize) -> Result<()> {
+    for d in 0..dirs {
         let dir = repo.join(format!("d{d}"));
         fs::create_dir_all(&dir)?;
         for f in 0..BIG_FILES_PER_DIR {
@@ -1931,7 +1956,15 @@ fn write_big_tree(repo: &Path, tree: usize) -> Result<()> {
 }
 
 fn bigtree(t: &Path) -> Result<Vec<Row>> {
-    let bench = "bigtree";
+    big_tree(t, &BigTree { bench: "bigtree", dirs: 10, cold: 3, dedup: 5, targets: true })
+}
+
+fn bigtree10k(t: &Path) -> Result<Vec<Row>> {
+    big_tree(t, &BigTree { bench: "bigtree10k", dirs: 100, cold: 2, dedup: 3, targets: false })
+}
+
+fn big_tree(t: &Path, b: &BigTree) -> Result<Vec<Row>> {
+    let (bench, big_cold, big_dedup) = (b.bench, b.cold, b.dedup);
     let repo = t.join("repo");
     fs::create_dir_all(&repo)?;
     git(&repo, &["init", "-q", "-b", "main"])?;
@@ -1946,21 +1979,21 @@ fn bigtree(t: &Path) -> Result<Vec<Row>> {
         return Err(e);
     }
     let limit = Duration::from_secs(300);
-    let n_files = BIG_DIRS * BIG_FILES_PER_DIR;
+    let n_files = b.dirs * BIG_FILES_PER_DIR;
     let mut cold: Vec<(u64, DeployRound)> = Vec::new();
     let mut dedup: Vec<(u64, DeployRound)> = Vec::new();
     let mut counts: Vec<(u64, u64, u64)> = Vec::new();
-    for r in 0..BIG_COLD + BIG_DEDUP {
+    for r in 0..big_cold + big_dedup {
         let id = r as u64 + 1;
-        let is_cold = r < BIG_COLD;
-        let version = if is_cold { r } else { BIG_COLD - 1 };
+        let is_cold = r < big_cold;
+        let version = if is_cold { r } else { big_cold - 1 };
         if is_cold {
-            write_big_tree(&repo, r)?;
+            write_big_tree(&repo, b.dirs, r)?;
             git(&repo, &["add", "-A"])?;
             git(&repo, &["commit", "-q", "-m", &format!("tree {r}")])?;
         } else {
             let p = repo.join("d3/f042.txt");
-            fs::write(&p, big_file(3, 42, BIG_COLD - 1, r))?;
+            fs::write(&p, big_file(3, 42, big_cold - 1, r))?;
             git(&repo, &["commit", "-q", "-a", "-m", &format!("edit {r}")])?;
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -2018,9 +2051,20 @@ fn bigtree(t: &Path) -> Result<Vec<Row>> {
         let stored: Vec<String> = c.iter().map(|(_, _, s)| s.to_string()).collect::<Vec<_>>();
         format!("{} new, {} already stored", v.join("/"), stored.first().cloned().unwrap_or_default())
     };
-    for (what, set, c) in [
-        (format!("cold: {} files, every blob new", n_files + 1), &cold, &counts[..BIG_COLD]),
-        ("1 file changed: the rest deduplicated".to_string(), &dedup, &counts[BIG_COLD..]),
+    let targets = |cmd: Duration, conv: Option<Duration>| b.targets.then_some((cmd, conv));
+    for (what, set, c, target) in [
+        (
+            format!("cold: {} files, every blob new", n_files + 1),
+            &cold,
+            &counts[..big_cold],
+            targets(BIG_COLD_TARGET, None),
+        ),
+        (
+            "1 file changed: the rest deduplicated".to_string(),
+            &dedup,
+            &counts[big_cold..],
+            targets(BIG_DEDUP_TARGET, Some(BIG_CONVERGED_TARGET)),
+        ),
     ] {
         let cmd: Vec<Duration> = set.iter().map(|(_, r)| r.command).collect();
         let pubd: Vec<Duration> = set.iter().map(|(_, r)| r.published).collect();
@@ -2036,12 +2080,18 @@ fn bigtree(t: &Path) -> Result<Vec<Row>> {
             ));
         }
         let m = milestones(set, &logs);
+        let (cmd_target, cmd_ok) = match target {
+            Some((t, _)) => {
+                (if t == BIG_COLD_TARGET { "< 0.2 s" } else { "< 50 ms" }, Some(stats(&cmd).p50 < t))
+            }
+            None => ("", None),
+        };
         rows.push(bench_row(
             bench,
             format!("{what}: `mgmt deploy` wall time, median (min..max of {})", set.len()),
             range(&cmd),
-            "",
-            None,
+            cmd_target,
+            cmd_ok,
         ));
         rows.push(bench_row(bench, format!("{what}: blobs the command reported"), blobs(c), "", None));
         let after: Vec<Duration> = set.iter().map(|(_, r)| r.command.saturating_sub(r.published)).collect();
@@ -2054,7 +2104,7 @@ fn bigtree(t: &Path) -> Result<Vec<Row>> {
         ));
         rows.push(bench_row(
             bench,
-            format!("{what}: published -> command exit (every blob checked again, prune)"),
+            format!("{what}: published -> command exit (blobs listed again, prune)"),
             range(&after),
             "",
             None,
@@ -2066,6 +2116,21 @@ fn bigtree(t: &Path) -> Result<Vec<Row>> {
             "",
             None,
         ));
+        let pub_conv: Vec<Duration> =
+            set.iter().filter_map(|(_, r)| Some(r.all()?.saturating_sub(r.published))).collect();
+        let (conv_target, conv_ok) = match target.and_then(|t| t.1) {
+            Some(t) if !pub_conv.is_empty() => ("< 100 ms", Some(stats(&pub_conv).p50 < t)),
+            _ => ("", None),
+        };
+        if !pub_conv.is_empty() {
+            rows.push(bench_row(
+                bench,
+                format!("{what}: deploy/latest published -> 1 agent converged on it"),
+                range(&pub_conv),
+                conv_target,
+                conv_ok,
+            ));
+        }
         if !m.fetching_to_running.is_empty() {
             rows.push(bench_row(
                 bench,
@@ -2078,7 +2143,7 @@ fn bigtree(t: &Path) -> Result<Vec<Row>> {
     }
     rows.push(bench_row(
         bench,
-        "baseline: the same commit again (`nothing new`: git, 1,002 blob checks, no write)",
+        "baseline: the same commit again (`nothing new`: git, every blob checked, no write)",
         range(&again),
         "",
         None,

@@ -205,15 +205,17 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
 }
 
 async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> {
-    let built = build(&y.file, y.source.no_git, y.source.commit.as_deref())?;
-    // Nothing is published that agents would refuse.
-    let spec = check(&built.manifest, &built.contents)?;
     if y.check {
+        let built = build(&y.file, y.source.no_git, y.source.commit.as_deref())?;
+        let spec = check(&built.manifest, &built.contents)?;
         print_checked(&built, &spec);
         return Ok(0);
     }
-    let mut c = client(args).await?;
-    let up = store::store_bundle(&mut c, keys, &built).await?;
+    let mut progress = super::progress::Progress::new("storing blobs");
+    let (built, mut c) = build_and_connect(args, y).await?;
+    let up = store::store_bundle_with(&mut c, keys, &built, &mut |done, total| progress.update(done, total))
+        .await?;
+    progress.finish();
     if up.repaired > 0 {
         eprintln!("mgmt: {} stored blobs did not match their sha256 and were stored again", up.repaired);
     }
@@ -276,6 +278,29 @@ fn print_checked(built: &Built, spec: &GraphSpec) {
     println!("bundle {}", m.id());
     println!("files {} ({bytes} bytes)", m.files.len());
     eprintln!("mgmt: checked only (--check): nothing was published");
+}
+
+/// Build the bundle and check its graph as agents will (blocking work, on its own thread)
+/// while connecting to etcd. A build or check error comes first, without waiting for etcd:
+/// nothing is published that agents would refuse.
+async fn build_and_connect(args: &DeployArgs, y: &YamlArgs) -> Result<(Built, Client)> {
+    let (file, no_git, commit) = (y.file.clone(), y.source.no_git, y.source.commit.clone());
+    let mut building = tokio::task::spawn_blocking(move || -> Result<Built> {
+        let built = build(&file, no_git, commit.as_deref())?;
+        check(&built.manifest, &built.contents)?;
+        Ok(built)
+    });
+    let mut connecting = std::pin::pin!(client(args));
+    tokio::select! {
+        built = &mut building => {
+            let built = built.context("building the bundle")??;
+            Ok((built, connecting.await?))
+        }
+        c = &mut connecting => {
+            let built = building.await.context("building the bundle")??;
+            Ok((built, c?))
+        }
+    }
 }
 
 /// [`store::append`], and when etcd fails during the append transaction itself, find out

@@ -6,6 +6,7 @@ pub mod etcd;
 pub mod graph_file;
 pub mod logfmt;
 pub mod prefix;
+pub mod progress;
 pub mod run;
 pub mod shell;
 pub mod status;

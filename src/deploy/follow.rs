@@ -25,7 +25,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::bundle::{FileEntry, MAX_FILE_SIZE, MODE_EXECUTABLE, MODE_SYMLINK, Manifest};
+use super::blobs;
+use super::bundle::{FileEntry, MAX_FILE_SIZE, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK, Manifest};
+use super::cache::{self, BlobCache, Cached, Hit};
 use super::check::check_entry;
 use super::store::{self, DeployKeys, DeployRecord, FetchError, RecordError};
 use crate::frontend::GraphSpec;
@@ -124,6 +126,9 @@ struct Follower {
     tx: mpsc::Sender<DeployEvent>,
     cancel: CancellationToken,
     state: Mutex<State>,
+    /// The blob cache's pruning after the last unpack, still running in the background:
+    /// the next unpack waits for it, so that it never deletes what that unpack caches.
+    cache_pruning: Mutex<Option<tokio::task::JoinHandle<usize>>>,
 }
 
 /// Follow the cluster's deploys until `cancel`, sending each outcome to `tx`.
@@ -141,6 +146,7 @@ pub fn spawn(
         tx,
         cancel: cancel.clone(),
         state: Mutex::default(),
+        cache_pruning: Mutex::default(),
     });
     let on_panic = f.clone();
     tokio::spawn(supervise(
@@ -453,32 +459,54 @@ impl Follower {
         let root = open_dir(tmp.path()).map_err(io(tmp.path().display()))?;
         let mut writer = Some((root, Dirs::default()));
         let manifest = std::sync::Arc::new(m.clone());
+        let pruning = self.cache_pruning.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(p) = pruning {
+            let _ = p.await;
+        }
+        let cache = self.blob_cache(bundle, m);
+        let (mut hits, mut fetched) = (0, 0);
         for batch in fetch_batches(&m.files) {
-            // The blobs of a batch are fetched side by side (one round trip for many small
-            // files), within a bounded amount of memory.
-            let fetched = futures_util::future::join_all(batch.iter().map(|f| {
-                let mut c = c.clone();
-                async move { store::get_blob(&mut c, &self.keys, &f.sha256, f.size).await }
-            }))
-            .await;
-            let mut blobs = Vec::with_capacity(batch.len());
-            for (f, data) in batch.iter().zip(fetched) {
-                blobs.push(match data {
-                    Err(e) if !e.is_transient() => {
-                        return Err(LoadError::Invalid(format!("`{}`: {e}", f.path)));
+            // The blobs this host has already verified, verified again (blocking: reads and
+            // hashes), then the rest from etcd: a transaction of reads for many small ones.
+            let (files, m2, cache2) = (batch.to_vec(), manifest.clone(), cache.clone());
+            let cached = tokio::task::spawn_blocking(move || from_cache(cache2.as_deref(), &m2, &files))
+                .await
+                .map_err(|e| LoadError::Invalid(format!("reading the blob cache: {e}")))?;
+            let missing: Vec<usize> = (0..batch.len()).filter(|i| cached[*i].is_none()).collect();
+            let wanted: Vec<(&str, u64)> =
+                missing.iter().map(|i| (batch[*i].sha256.as_str(), batch[*i].size)).collect();
+            let mut got = match blobs::get_blobs(c, &self.keys, &wanted).await {
+                Ok(got) => got.into_iter(),
+                Err(e) if !e.error.is_transient() => {
+                    let f = &batch[missing[e.index]];
+                    return Err(LoadError::Invalid(format!("`{}`: {}", f.path, e.error)));
+                }
+                Err(e) => return Err(e.error.into()),
+            };
+            (hits, fetched) = (hits + batch.len() - missing.len(), fetched + missing.len());
+            let blobs: Vec<(Option<Hit>, Vec<u8>)> = cached
+                .into_iter()
+                .map(|d| match d {
+                    Some(mut hit) => {
+                        let data = std::mem::take(&mut hit.data);
+                        (Some(hit), data)
                     }
-                    r => r?,
-                });
-            }
+                    None => (None, got.next().expect("one blob per missing file")),
+                })
+                .collect();
             // Hashing and writing are blocking work: on the blocking pool, not on the threads
             // that run the agent's loop and its resources.
             let (root, mut dirs) = writer.take().expect("put back after each batch");
-            let (files, m) = (batch.to_vec(), manifest.clone());
+            let (files, m, cache2) = (batch.to_vec(), manifest.clone(), cache.clone());
             let (root, dirs, written) = tokio::task::spawn_blocking(move || {
-                let written = files.iter().zip(&blobs).try_for_each(|(f, data)| -> Result<(), LoadError> {
-                    m.verify_file(f, data)?;
-                    write_entry(&root, &mut dirs, f, data).map_err(io(format!("unpacking `{}`", f.path)))
-                });
+                let written =
+                    files.iter().zip(&blobs).try_for_each(|(f, (hit, data))| -> Result<(), LoadError> {
+                        if hit.is_none() {
+                            m.verify_file(f, data)?;
+                        }
+                        unpack_entry(&root, &mut dirs, f, data, cache2.as_deref(), hit.as_ref())
+                            .map_err(io(format!("unpacking `{}`", f.path)))
+                    });
                 (root, dirs, written)
             })
             .await
@@ -486,6 +514,7 @@ impl Follower {
             written?;
             writer = Some((root, dirs));
         }
+        info!("bundle {bundle}: {fetched} blobs fetched from etcd, {hits} from the local cache");
         let dir = base.join(bundle);
         if std::fs::symlink_metadata(&dir).is_ok() {
             // A damaged copy: out of the way first (a rename does not replace a directory).
@@ -500,7 +529,26 @@ impl Follower {
             return Err(io(format!("renaming into {}", dir.display()))(e));
         }
         prune_unpacked(&base, KEEP_UNPACKED, remembered_bundle(&self.prefix).as_deref());
+        if let Some(cache) = cache {
+            // In the background: nothing of it is needed to run this deploy.
+            let pruning = tokio::task::spawn_blocking(move || cache.prune(&cache::kept_blobs(&cache, &base)));
+            *self.cache_pruning.lock().unwrap_or_else(|e| e.into_inner()) = Some(pruning);
+        }
         Ok(dir)
+    }
+
+    /// The local blob cache, holding this bundle's manifest (so that pruning keeps its
+    /// blobs while it is kept unpacked); `None` (every blob fetched) if it cannot be used.
+    fn blob_cache(&self, bundle: &str, m: &Manifest) -> Option<Arc<BlobCache>> {
+        let opened =
+            BlobCache::open(&self.prefix).and_then(|c| c.put(bundle, &m.canonical_json()).map(|()| c));
+        match opened {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                warn!("the blob cache in {}: {e}; fetching every blob", self.prefix.join("blobs").display());
+                None
+            }
+        }
     }
 
     /// When etcd does not answer and nothing has run yet, run the last deploy this host ran
@@ -670,7 +718,7 @@ fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
 
 /// Files fetched side by side while unpacking, and the bytes they may hold together (a
 /// bigger file is fetched alone).
-const FETCH_BATCH_FILES: usize = 32;
+const FETCH_BATCH_FILES: usize = 256;
 const FETCH_BATCH_BYTES: u64 = 16 << 20;
 
 /// The manifest's files in order, cut in batches of at most [`FETCH_BATCH_FILES`] files and
@@ -690,6 +738,57 @@ fn fetch_batches(files: &[FileEntry]) -> Vec<&[FileEntry]> {
         out.push(&files[start..]);
     }
     out
+}
+
+/// Each file's blob from the cache, verified against the manifest (size, sha256, and a
+/// symlink's rules); `None` where it is not there or does not verify (it is then deleted).
+fn from_cache(cache: Option<&BlobCache>, m: &Manifest, files: &[FileEntry]) -> Vec<Option<Hit>> {
+    let Some(cache) = cache else { return files.iter().map(|_| None).collect() };
+    files
+        .iter()
+        .map(|f| match cache.get(&f.sha256, f.size) {
+            Cached::Hit(hit) if m.verify_file(f, &hit.data).is_ok() => Some(hit),
+            Cached::Hit(_) | Cached::Miss => None,
+            Cached::Bad(why) => {
+                warn!("the cached blob {} of `{}` is damaged ({why}); fetching it again", f.sha256, f.path);
+                None
+            }
+        })
+        .collect()
+}
+
+/// Unpack one verified entry, with the cache: a plain file the cache holds (`hit`) is
+/// hard-linked from it (creating a file costs far more than a link), and one just fetched
+/// is written and then linked into the cache. Executables (another mode) and symlinks are
+/// written, and a fetched one is cached as a copy. A cache that fails only costs a write or
+/// a fetch later.
+fn unpack_entry(
+    root: &OwnedFd,
+    dirs: &mut Dirs,
+    f: &FileEntry,
+    data: &[u8],
+    cache: Option<&BlobCache>,
+    hit: Option<&Hit>,
+) -> std::io::Result<()> {
+    let Some(cache) = cache else { return write_entry(root, dirs, f, data) };
+    if f.mode != MODE_FILE {
+        write_entry(root, dirs, f, data)?;
+        if let (None, Err(e)) = (hit, cache.put(&f.sha256, data)) {
+            debug!("keeping blob {} in the cache: {e}", f.sha256);
+        }
+        return Ok(());
+    }
+    let (parent, name) = f.path.rsplit_once('/').unwrap_or(("", f.path.as_str()));
+    if let Some(hit) = hit
+        && cache.link_into(&f.sha256, hit, dirs.open(root, parent)?, name)
+    {
+        return Ok(());
+    }
+    write_entry(root, dirs, f, data)?;
+    if let Err(e) = cache.adopt(dirs.open(root, parent)?, name, &f.sha256) {
+        debug!("keeping blob {} in the cache: {e}", f.sha256);
+    }
+    Ok(())
 }
 
 /// Directories made so far while unpacking, by their path in the bundle, each opened
@@ -850,8 +949,8 @@ mod tests {
             b.iter().map(|b| b.iter().map(|f| f.size).collect()).collect()
         };
         assert!(fetch_batches(&[]).is_empty());
-        let many: Vec<FileEntry> = (0..70).map(|_| file(1)).collect();
-        assert_eq!(fetch_batches(&many).iter().map(|b| b.len()).collect::<Vec<_>>(), [32, 32, 6]);
+        let many: Vec<FileEntry> = (0..600).map(|_| file(1)).collect();
+        assert_eq!(fetch_batches(&many).iter().map(|b| b.len()).collect::<Vec<_>>(), [256, 256, 88]);
         let mib = 1 << 20;
         let mixed = [file(10 * mib), file(10 * mib), file(200 * mib), file(1), file(6 * mib)];
         assert_eq!(

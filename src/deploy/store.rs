@@ -103,7 +103,7 @@ pub enum Stored {
 
 /// What a stored blob looks like against what it must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BlobState {
+pub(super) enum BlobState {
     Absent,
     Intact,
     Damaged,
@@ -150,7 +150,7 @@ async fn write_blob(
 }
 
 /// A chunk key's index: canonical decimal digits only (`01` is not chunk 1).
-fn chunk_index(suffix: &[u8]) -> Option<usize> {
+pub(super) fn chunk_index(suffix: &[u8]) -> Option<usize> {
     let text = std::str::from_utf8(suffix).ok()?;
     let n: usize = text.parse().ok()?;
     (n.to_string() == text).then_some(n)
@@ -160,7 +160,7 @@ fn chunk_index(suffix: &[u8]) -> Option<usize> {
 /// whether their bytes hash to `sha`. At most `n + 1` chunks are listed: enough to see that
 /// there are extra ones. No reply may exceed what the client accepts (4 MiB): a small blob
 /// is read in one request, a bigger one is listed by key and then read a chunk at a time.
-async fn blob_state(
+pub(super) async fn blob_state(
     c: &mut Client,
     keys: &DeployKeys,
     sha: &str,
@@ -220,7 +220,7 @@ const ONE_READ_CHUNKS: usize = 2;
 
 /// The client refused a reply over its size limit: what is stored there is not what this
 /// code stores (chunks of at most 1 MiB).
-fn reply_too_large(e: &etcd_client::Error) -> bool {
+pub(super) fn reply_too_large(e: &etcd_client::Error) -> bool {
     e.to_string().contains("message length too large")
 }
 
@@ -364,7 +364,20 @@ async fn get_small_blob(
     size: u64,
 ) -> Result<Vec<u8>, FetchError> {
     let r = c.get(keys.blob(sha), Some(GetOptions::new().with_prefix().with_limit(2))).await?;
-    match r.count() {
+    check_small_blob(keys, sha, size, r.count(), r.kvs().first().map(|kv| (kv.key(), kv.value())))
+        .map(<[u8]>::to_vec)
+}
+
+/// A one-chunk blob's bytes from a read of its prefix (`count` keys there, the first one
+/// `first`), checked: exactly chunk 0, of `size` bytes (pure).
+pub(super) fn check_small_blob<'a>(
+    keys: &DeployKeys,
+    sha: &str,
+    size: u64,
+    count: i64,
+    first: Option<(&[u8], &'a [u8])>,
+) -> Result<&'a [u8], FetchError> {
+    match count {
         0 => return Err(FetchError::Invalid(format!("blob {sha} is missing"))),
         1 => {}
         n => {
@@ -373,16 +386,16 @@ async fn get_small_blob(
             )));
         }
     }
-    let Some(kv) = r.kvs().first().filter(|kv| kv.key() == keys.chunk(sha, 0).as_bytes()) else {
+    let Some((_, value)) = first.filter(|(k, _)| *k == keys.chunk(sha, 0).as_bytes()) else {
         return Err(FetchError::Invalid(format!("blob {sha} is missing chunk 0")));
     };
-    if kv.value().len() as u64 != size {
+    if value.len() as u64 != size {
         return Err(FetchError::Invalid(format!(
             "blob {sha}: chunk 0 holds {} bytes, not {size}",
-            kv.value().len()
+            value.len()
         )));
     }
-    Ok(kv.value().to_vec())
+    Ok(value)
 }
 
 /// The newest deploy, if any.
@@ -726,14 +739,23 @@ pub struct Uploaded {
     pub repaired: usize,
 }
 
-/// Blobs stored or checked side by side. Their bytes are in memory already; a check reads
-/// at most a chunk or a small blob back at a time.
-const STORE_BATCH: usize = 32;
-
 /// Store a built bundle's blobs and manifest, checking the ones already there.
 pub async fn store_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<Uploaded> {
-    let mut up = Uploaded::default();
+    store_bundle_with(c, keys, built, &mut |_, _| {}).await
+}
+
+/// [`store_bundle`] in few requests (see [`super::blobs::sync_blobs`]): one listing of the
+/// stored keys, the bytes of the blobs already there read back in transactions, and only
+/// the missing or damaged ones written, in transactions. `progress(done, total)` follows the
+/// blobs being written.
+pub async fn store_bundle_with(
+    c: &mut Client,
+    keys: &DeployKeys,
+    built: &Built,
+    progress: &mut (dyn FnMut(usize, usize) + Send),
+) -> Result<Uploaded> {
     let mut seen = std::collections::HashSet::new();
+    let manifest = built.manifest.canonical_json();
     let distinct: Vec<&[u8]> = built
         .manifest
         .files
@@ -741,23 +763,19 @@ pub async fn store_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> R
         .zip(&built.contents)
         .filter(|(f, _)| seen.insert(f.sha256.as_str()))
         .map(|(_, data)| data.as_slice())
+        .chain([manifest.as_slice()])
         .collect();
-    // Side by side, a batch at a time: one round trip for many small blobs.
-    for batch in distinct.chunks(STORE_BATCH) {
-        let stored = futures_util::future::join_all(batch.iter().map(|data| {
-            let mut c = c.clone();
-            async move { put_blob(&mut c, keys, data).await }
-        }))
-        .await;
-        for s in stored {
-            match s? {
-                Stored::Written => up.written += 1,
-                Stored::Present => up.present += 1,
-                Stored::Repaired => up.repaired += 1,
-            }
+    let stored = super::blobs::sync_blobs(c, keys, &distinct, true, progress).await?;
+    let mut up = Uploaded::default();
+    let (files, manifest) = stored.split_at(stored.len() - 1);
+    for s in files {
+        match s {
+            Stored::Written => up.written += 1,
+            Stored::Present => up.present += 1,
+            Stored::Repaired => up.repaired += 1,
         }
     }
-    if put_blob(c, keys, &built.manifest.canonical_json()).await? == Stored::Repaired {
+    if manifest[0] == Stored::Repaired {
         up.repaired += 1;
     }
     Ok(up)
@@ -771,42 +789,28 @@ pub async fn fetch_bundle(
     bundle: &str,
 ) -> Result<(Manifest, Vec<Vec<u8>>), FetchError> {
     let manifest = fetch_manifest(c, keys, bundle).await?;
-    let mut contents = Vec::with_capacity(manifest.files.len());
-    for f in &manifest.files {
-        let data = get_blob(c, keys, &f.sha256, f.size).await?;
-        manifest.verify_file(f, &data)?;
-        contents.push(data);
+    let wanted: Vec<(&str, u64)> = manifest.files.iter().map(|f| (f.sha256.as_str(), f.size)).collect();
+    let contents = super::blobs::get_blobs(c, keys, &wanted).await.map_err(|e| e.error)?;
+    for (f, data) in manifest.files.iter().zip(&contents) {
+        manifest.verify_file(f, data)?;
     }
     Ok((manifest, contents))
 }
 
 /// Make sure every blob of a published bundle is there (a garbage collection racing this
-/// deploy's upload may have removed some); put back what is missing. Only the chunk keys
-/// are read: the bytes were checked by [`store_bundle`] just before.
+/// deploy's upload may have removed some); put back what is missing. One listing of the
+/// stored keys: the bytes were checked by [`store_bundle`] just before.
 pub async fn ensure_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<usize> {
     let manifest = built.manifest.canonical_json();
     let all: Vec<&[u8]> = built.contents.iter().map(Vec::as_slice).chain([manifest.as_slice()]).collect();
-    let mut restored = 0;
-    for batch in all.chunks(STORE_BATCH) {
-        let done = futures_util::future::join_all(batch.iter().map(|data| {
-            let mut c = c.clone();
-            async move {
-                let sha = sha256_hex(data);
-                let parts = chunks(data);
-                let state = blob_state(&mut c, keys, &sha, parts.len(), false).await?;
-                if state == BlobState::Intact {
-                    return anyhow::Ok(false);
-                }
-                write_blob(&mut c, keys, &sha, &parts, state == BlobState::Damaged).await?;
-                Ok(true)
-            }
-        }))
-        .await;
-        for d in done {
-            restored += usize::from(d?);
+    let stored = super::blobs::sync_blobs(c, keys, &all, false, &mut |_, _| {}).await?;
+    let mut restored = std::collections::HashSet::new();
+    for (data, s) in all.iter().zip(stored) {
+        if s != Stored::Present {
+            restored.insert(*data);
         }
     }
-    Ok(restored)
+    Ok(restored.len())
 }
 
 /// Outcome of [`prune`].
