@@ -89,13 +89,13 @@ fn a_deploy_with_one_file_changed_writes_only_that_blob_and_the_manifest() {
 
     change(&repo, 7, 1);
     let second = deploy(&e, &repo);
-    assert!(second.contains(&format!("(1 new blobs, {FILES} already stored)")), "{second}");
+    assert!(second.contains(&format!("(1 new blob, {FILES} already stored)")), "{second}");
     // Not a terminal: no progress line.
     assert!(!second.contains("storing blobs"), "{second}");
     let (after, _) = storage_revisions(&e);
     let mut written: Vec<String> = after.iter().filter(|(_, r)| *r > rev).map(|(k, _)| k.clone()).collect();
     written.sort();
-    let bundle = common::repo::mgmt(Path::new("/"), &["deploy", "--seeds", e.url(), "show", "2"]);
+    let bundle = common::repo::mgmt(Path::new("/"), &["deploy", "--seeds", e.url(), "show", "2", "--json"]);
     let show: serde_json::Value = serde_json::from_slice(&bundle.stdout).unwrap();
     let mut want = vec![
         format!("/_mgmt/storage/sha256/{}/0", sha256_hex(file_content(7, 1).as_bytes())),
@@ -218,7 +218,7 @@ fn a_cluster_allowing_few_operations_per_transaction_still_publishes_and_runs_a_
     assert!(first.contains(&format!("({} new blobs, 0 already stored)", FILES + 1)), "{first}");
     change(&repo, 2, 1);
     let second = deploy(&e, &repo);
-    assert!(second.contains(&format!("(1 new blobs, {FILES} already stored)")), "{second}");
+    assert!(second.contains(&format!("(1 new blob, {FILES} already stored)")), "{second}");
     let a = agent_in(&t, &e, &prefix);
     a.wait_content(&out.join("app.conf"), "one\n");
     a.wait_log(&format!("{} blobs fetched from etcd, 0 from the local cache", FILES + 1));

@@ -11,31 +11,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::etcd::Etcd;
-use common::repo::{commit, mgmt, new_repo};
+use common::repo::{commit, deployed, mgmt, new_repo, run_deploy, text};
 use common::{Agent, TestDir, git};
 use mgmt::deploy::store::DeployRecord;
-
-/// `mgmt deploy --seeds URL <args>` in `dir`.
-fn run_deploy(e: &Etcd, dir: &Path, args: &[&str]) -> Output {
-    let mut all = vec!["deploy", "--seeds", e.url()];
-    all.extend_from_slice(args);
-    mgmt(dir, &all)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// The deploy ID a successful `mgmt deploy` printed.
-#[track_caller]
-fn deployed(out: &Output) -> u64 {
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "mgmt deploy failed ({}):\n{stdout}{}", out.status, text(&out.stderr));
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("deploy ")?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no deploy id in {stdout}"))
-}
 
 /// Stdout of a command that must succeed.
 #[track_caller]

@@ -9,36 +9,14 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
-use common::repo::{commit, mgmt, new_repo};
+use common::repo::{commit, deployed, new_repo, run_deploy, text};
 use common::{Agent, TestDir, git};
 use mgmt::deploy::bundle::sha256_hex;
 use mgmt::deploy::store::DeployRecord;
-
-/// `mgmt deploy --seeds URL <args>`.
-fn run_deploy(e: &Etcd, dir: &Path, args: &[&str]) -> Output {
-    let mut all = vec!["deploy", "--seeds", e.url()];
-    all.extend_from_slice(args);
-    mgmt(dir, &all)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// The deploy ID a successful `mgmt deploy` printed.
-#[track_caller]
-fn deployed(out: &Output) -> u64 {
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "mgmt deploy failed ({}):\n{stdout}{}", out.status, text(&out.stderr));
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("deploy ")?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no deploy id in {stdout}"))
-}
 
 fn record(e: &Etcd, ns: &str, id: u64) -> DeployRecord {
     let v = e.get_json(&format!("{ns}/deploy/{id}")).unwrap_or_else(|| panic!("no record {id} in {ns}"));
@@ -74,7 +52,7 @@ fn a_damaged_blob_is_stored_again_by_the_next_deploy() {
         let o = run_deploy(&e, &repo, &["--force", "yaml", "graph.yaml"]);
         let id = deployed(&o);
         assert!(
-            text(&o.stderr).contains("1 stored blobs did not match their sha256 and were stored again"),
+            text(&o.stderr).contains("1 stored blob did not match their sha256 and were stored again"),
             "{what}: {}",
             text(&o.stderr)
         );

@@ -12,7 +12,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
-use common::repo::{commit, mgmt, new_repo};
+use common::repo::{commit, mgmt, new_repo, text};
 use common::{Agent, TestDir, read};
 use serde_json::Value;
 
@@ -25,10 +25,6 @@ fn status(e: &Etcd, args: &[&str]) -> Output {
     let mut all = vec!["status", "--seeds", e.url()];
     all.extend_from_slice(args);
     mgmt(Path::new("/"), &all)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// What a failed assertion shows of a command's outcome.

@@ -23,6 +23,7 @@ use crate::deploy::check::check_entry;
 use crate::deploy::source::{self, Built};
 use crate::deploy::store::{self, Appended, DeployKeys, NewDeploy, Published};
 use crate::frontend::GraphSpec;
+use crate::text::count;
 use crate::world::etcd::{Backoff, EtcdError, connect, describe, readable};
 
 /// Deploy records kept by default (`--keep`).
@@ -217,7 +218,8 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> 
         .await?;
     progress.finish();
     if up.repaired > 0 {
-        eprintln!("mgmt: {} stored blobs did not match their sha256 and were stored again", up.repaired);
+        let n = count(up.repaired, "stored blob");
+        eprintln!("mgmt: {n} did not match their sha256 and were stored again");
     }
     let info = built.commit.clone();
     let new = NewDeploy {
@@ -250,9 +252,9 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> 
     println!("commit {}", r.commit.as_deref().unwrap_or("none (--no-git)"));
     println!("bundle {}", r.bundle);
     eprintln!(
-        "mgmt: deployed {} files ({} new blobs, {} already stored) as deploy {}",
-        built.manifest.files.len(),
-        up.written,
+        "mgmt: deployed {} ({}, {} already stored) as deploy {}",
+        count(built.manifest.files.len(), "file"),
+        count(up.written, "new blob"),
         up.present + up.repaired,
         r.id
     );

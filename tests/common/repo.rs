@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use super::etcd::Etcd;
 use super::{TestDir, git};
 
 /// A new repository `repo` in the test directory, on branch `main`.
@@ -39,4 +40,27 @@ pub fn mgmt(dir: &Path, args: &[&str]) -> Output {
         .env_remove("MGMT_LOG")
         .output()
         .unwrap()
+}
+
+/// `mgmt deploy --seeds URL <args>` run to its end in `dir`.
+pub fn run_deploy(e: &Etcd, dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["deploy", "--seeds", e.url()];
+    all.extend_from_slice(args);
+    mgmt(dir, &all)
+}
+
+/// Output bytes as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The deploy ID a successful `mgmt deploy` printed.
+#[track_caller]
+pub fn deployed(out: &Output) -> u64 {
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "mgmt deploy failed ({}):\n{stdout}{}", out.status, text(&out.stderr));
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("deploy ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no deploy id in {stdout}"))
 }
