@@ -1,5 +1,5 @@
-//! Many blobs at once, in few requests: which are stored (keys-only range reads over the
-//! whole of `storage/sha256/`, a page at a time), their bytes read back in transactions of
+//! Many blobs at once, in few requests: which are stored (keys-only reads of each blob's
+//! prefix, in transactions: the cost follows the bundle, not the storage), their bytes read back in transactions of
 //! reads, the missing or damaged ones written in transactions, and many fetched in
 //! transactions of reads. Every transaction stays within etcd's operation and request-size
 //! limits ([`txn_batches`]), and every reply within what the client accepts: a reply too big
@@ -16,9 +16,10 @@ use super::bundle::{CHUNK_SIZE, MAX_FILE_SIZE, chunk_count, chunks, sha256_hex};
 use super::store::{self, BlobState, DeployKeys, FetchError, Stored, chunk_index, reply_too_large};
 use crate::world::etcd::txn_batches;
 
-/// Keys listed per range read of the storage: about 1 MiB of keys, under the client's 4 MiB
-/// reply limit. A page that is too big all the same (keys far longer than mgmt's) is asked
-/// again with half the limit.
+/// Keys listed per range read under one blob's prefix, when its keys do not fit in a
+/// transaction's reply: about 1 MiB of keys, under the client's 4 MiB reply limit. A page
+/// that is too big all the same (keys far longer than mgmt's) is asked again with half the
+/// limit.
 const LIST_PAGE: i64 = 10_000;
 
 /// Transactions in flight at once: etcd commits concurrent writes with one fsync.
@@ -66,19 +67,71 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
-/// Every key under the prefixes of the blobs `wanted`, from keys-only range reads over the
-/// whole storage ([`LIST_PAGE`] keys each: one request for most clusters). Only the wanted
-/// blobs' keys are kept, so memory follows the bundle, not what etcd holds.
+/// Every key under the prefixes of the blobs `wanted`: keys-only prefix reads, a
+/// transaction of them at a time, [`IN_FLIGHT`] at once. The cost follows the bundle, not
+/// what etcd holds (a listing of the whole storage would grow with every tree ever
+/// deployed). A transaction whose reply is too big (junk keys under some prefix) is read
+/// again blob by blob, in pages.
 pub async fn list_stored(
     c: &mut Client,
     keys: &DeployKeys,
     wanted: &HashSet<&str>,
 ) -> Result<HashMap<String, Listed>, etcd_client::Error> {
-    let storage = keys.storage();
-    let end = prefix_end(&storage);
-    let mut from = storage.as_bytes().to_vec();
+    let mut shas: Vec<&str> = wanted.iter().copied().collect();
+    shas.sort_unstable();
+    let batches = batched(&shas, |sha| keys.blob(sha).len() + READ_OVERHEAD);
+    let mut results = futures_util::stream::iter(batches)
+        .map(|batch| {
+            let mut c = c.clone();
+            async move {
+                let opts = || Some(GetOptions::new().with_prefix().with_keys_only());
+                let ops: Vec<TxnOp> = batch.iter().map(|sha| TxnOp::get(keys.blob(sha), opts())).collect();
+                let mut out = Vec::new();
+                match txn_split(&mut c, ops).await {
+                    Ok(r) => {
+                        for (sha, op) in batch.iter().zip(r) {
+                            let TxnOpResponse::Get(g) = op else { continue };
+                            out.push((*sha, listed(keys, sha, g.kvs().iter().map(|kv| kv.key()))));
+                        }
+                    }
+                    Err(e) if reply_too_large(&e) => {
+                        for sha in batch {
+                            out.push((sha, list_prefix(&mut c, keys, sha).await?));
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+                Ok(out)
+            }
+        })
+        .buffer_unordered(IN_FLIGHT);
+    let mut out = HashMap::new();
+    while let Some(r) = results.next().await {
+        for (sha, l) in r? {
+            if !l.is_empty() {
+                out.insert(sha.to_string(), l);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The keys under one blob's prefix, with their chunk indexes.
+fn listed<'k>(keys: &DeployKeys, sha: &str, found: impl Iterator<Item = &'k [u8]>) -> Listed {
+    let prefix = keys.blob(sha);
+    found
+        .filter_map(|k| k.strip_prefix(prefix.as_bytes()).map(|rest| (k.to_vec(), chunk_index(rest))))
+        .collect()
+}
+
+/// The keys under one blob's prefix, from keys-only range reads of [`LIST_PAGE`] keys (fewer
+/// when a page is too big).
+async fn list_prefix(c: &mut Client, keys: &DeployKeys, sha: &str) -> Result<Listed, etcd_client::Error> {
+    let prefix = keys.blob(sha);
+    let end = prefix_end(&prefix);
+    let mut from = prefix.as_bytes().to_vec();
     let mut limit = LIST_PAGE;
-    let mut out: HashMap<String, Listed> = HashMap::new();
+    let mut out = Listed::new();
     loop {
         let opts = GetOptions::new().with_range(end.clone()).with_keys_only().with_limit(limit);
         let r = match c.get(from.clone(), Some(opts)).await {
@@ -89,15 +142,7 @@ pub async fn list_stored(
             }
             Err(e) => return Err(e),
         };
-        for kv in r.kvs() {
-            let Some(rest) = kv.key().strip_prefix(storage.as_bytes()) else { continue };
-            let Some(slash) = rest.iter().position(|b| *b == b'/') else { continue };
-            let Ok(sha) = std::str::from_utf8(&rest[..slash]) else { continue };
-            if wanted.contains(sha) {
-                let entry = out.entry(sha.to_string()).or_default();
-                entry.push((kv.key().to_vec(), chunk_index(&rest[slash + 1..])));
-            }
-        }
+        out.extend(listed(keys, sha, r.kvs().iter().map(|kv| kv.key())));
         match r.kvs().last() {
             Some(last) if r.more() => {
                 from = last.key().to_vec();
@@ -149,7 +194,7 @@ struct Blob<'a> {
     parts: Vec<&'a [u8]>,
 }
 
-/// Make sure each of `data` is stored whole: one listing of the storage's keys, then, with
+/// Make sure each of `data` is stored whole: the keys under each blob's prefix, then, with
 /// `check_bytes`, the bytes of those listed complete are read back and hashed (a transaction
 /// of reads for many small blobs; a bigger blob a chunk at a time), and the missing and
 /// damaged ones are written in transactions. `progress(done, total)` counts the distinct
