@@ -223,6 +223,12 @@ pub fn judge(h: &HostStatus, latest: Option<u64>) -> Standing {
     }
 }
 
+/// Whether a host has reported what it runs: an agent registers with a placeholder status
+/// (no graph yet) and replaces it once its first graph runs.
+fn reported(h: &HostStatus) -> bool {
+    !h.graph.is_empty()
+}
+
 /// The progress line of `--wait`, e.g. `2/3 hosts on deploy 7, 1 converged`. Pure.
 pub fn progress(cluster: &Cluster, gone: &[String]) -> String {
     let n = cluster.hosts.len() + gone.len();
@@ -232,7 +238,9 @@ pub fn progress(cluster: &Cluster, gone: &[String]) -> String {
             let on = cluster
                 .hosts
                 .iter()
-                .filter(|h| !matches!(judge(h, Some(d)), Standing::Behind { .. } | Standing::Refused))
+                .filter(|h| {
+                    reported(h) && !matches!(judge(h, Some(d)), Standing::Behind { .. } | Standing::Refused)
+                })
                 .count();
             format!("{on}/{n} hosts on deploy {d}, {converged} converged")
         }
@@ -664,6 +672,7 @@ mod tests {
     fn host(name: &str, deploy: Option<u64>) -> HostStatus {
         HostStatus {
             hostname: name.into(),
+            graph: "g".into(),
             deploy,
             follows_deploys: true,
             converged: true,
@@ -752,6 +761,10 @@ mod tests {
         };
         assert_eq!(progress(&cluster, &[]), "2/3 hosts on deploy 7, 1 converged");
         assert_eq!(progress(&cluster, &["d".into()]), "2/4 hosts on deploy 7, 1 converged, gone: d");
+        // Registered, nothing reported yet: not on any deploy.
+        let placeholder = HostStatus { hostname: "e".into(), ..HostStatus::default() };
+        let starting = Cluster { hosts: vec![host("a", Some(7)), placeholder], latest: Some(7), revision: 0 };
+        assert_eq!(progress(&starting, &[]), "1/2 hosts on deploy 7, 1 converged");
         let none = Cluster {
             hosts: vec![host("a", None), failing(host("b", None), true)],
             latest: None,
