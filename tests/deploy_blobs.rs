@@ -127,7 +127,7 @@ fn an_agent_fetches_only_the_blobs_it_does_not_have_and_keeps_them_private() {
 
     change(&repo, 3, 1);
     deploy(&e, &repo);
-    a.wait_log(&format!("1 blobs fetched from etcd, {FILES} from the local cache"));
+    a.wait_log(&format!("1 blob fetched from etcd, {FILES} from the local cache"));
     a.wait_log("running deploy 2 (");
     let bundle = history_bundle(&e, 2);
     let unpacked = prefix.join("deploys").join(bundle).join("files/f03.txt");

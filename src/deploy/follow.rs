@@ -514,7 +514,10 @@ impl Follower {
             written?;
             writer = Some((root, dirs));
         }
-        info!("bundle {bundle}: {fetched} blobs fetched from etcd, {hits} from the local cache");
+        info!(
+            "bundle {bundle}: {} fetched from etcd, {hits} from the local cache",
+            crate::text::count(fetched, "blob")
+        );
         let dir = base.join(bundle);
         if std::fs::symlink_metadata(&dir).is_ok() {
             // A damaged copy: out of the way first (a rename does not replace a directory).
