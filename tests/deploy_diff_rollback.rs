@@ -286,6 +286,11 @@ fn diff_shows_the_files_and_resources_a_deploy_changes_against_the_live_one() {
     fs::write(repo.join("files/run.sh"), "#!/bin/sh\n").unwrap();
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-q", "-m", "one"]);
+    // Before the first deploy, the repository's graph.yaml: everything is added.
+    let o = run_deploy(&e, &repo, &["diff", "--exit-code"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let first = text(&o.stdout);
+    assert!(first.contains("  + files/old.conf  100644 ") && first.contains("  + file[conf]\n"), "{first}");
     deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
     // Nothing changed yet.
     let o = run_deploy(&e, &repo, &["diff", "--exit-code"]);

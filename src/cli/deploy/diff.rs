@@ -125,13 +125,16 @@ fn built_side(d: &DiffArgs, live: Option<&DeployRecord>) -> Result<Side> {
         }
         None if d.source.no_git => bail!("--no-git needs the graph file: `mgmt deploy diff --no-git FILE`"),
         None => {
-            let live =
-                live.context("no deploy is live yet: give the graph file (`mgmt deploy diff FILE`)")?;
+            // The live deploy's graph path; before the first deploy, the default one.
+            let (frontend, entry) = match live {
+                Some(l) => (l.frontend.as_str(), l.entry.as_str()),
+                None => ("yaml", source::DEFAULT_GRAPH),
+            };
             let cwd = std::env::current_dir()?;
             if d.source.commit.is_none() {
                 warn_if_dirty(&cwd);
             }
-            source::from_git(&cwd, &live.frontend, &live.entry, Some(rev))?
+            source::from_git(&cwd, frontend, entry, Some(rev))?
         }
     };
     built_to_side(built, d.source.no_git)
