@@ -29,8 +29,9 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::TestCaseError;
 
+use mgmt::deploy::blobs;
 use mgmt::deploy::bundle::{self, FileEntry, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK, Manifest, sha256_hex};
-use mgmt::deploy::store::{self, DeployKeys, DeployRecord};
+use mgmt::deploy::store::{DeployKeys, DeployRecord};
 use mgmt::engine::assemble::assemble;
 use mgmt::engine::meta::RateLimiter;
 use mgmt::frontend::yaml;
@@ -1366,7 +1367,7 @@ fn crafted_deploys_fetch_within_bounds() {
             let mut c = client.clone();
             let id = rt.block_on(fetch(&mut c, &keys, &m, chunks));
             bounded("fetch", || {
-                let _ = rt.block_on(store::fetch_bundle(&mut c, &keys, &id));
+                let _ = rt.block_on(blobs::fetch_bundle(&mut c, &keys, &id));
             })?;
             Ok(())
         })

@@ -19,6 +19,7 @@ use clap::Args;
 use etcd_client::Client;
 
 use super::{DeployArgs, DeployCommand};
+use crate::deploy::blobs;
 use crate::deploy::check::check_entry;
 use crate::deploy::source::{self, Built};
 use crate::deploy::store::{self, Appended, DeployKeys, NewDeploy, Published};
@@ -214,7 +215,7 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> 
     }
     let mut progress = super::progress::Progress::new("storing blobs");
     let (built, mut c) = build_and_connect(args, y).await?;
-    let up = store::store_bundle_with(&mut c, keys, &built, &mut |done, total| progress.update(done, total))
+    let up = blobs::store_bundle_with(&mut c, keys, &built, &mut |done, total| progress.update(done, total))
         .await?;
     progress.finish();
     if up.repaired > 0 {
@@ -374,7 +375,7 @@ async fn after_publish(c: &mut Client, keys: &DeployKeys, keep: u64, id: u64, bu
     let r = tokio::time::timeout(AFTER_PUBLISH_TIMEOUT, async {
         if let Some(built) = built {
             // A garbage collection by a concurrent deploy may have raced the upload.
-            let restored = store::ensure_bundle(c, keys, built).await?;
+            let restored = blobs::ensure_bundle(c, keys, built).await?;
             if restored > 0 {
                 eprintln!("mgmt: {restored} blobs were collected while uploading and are stored again");
             }

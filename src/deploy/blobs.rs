@@ -12,7 +12,8 @@ use etcd_client::{Client, GetOptions, GetResponse, Txn, TxnOp, TxnOpResponse};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::bundle::{CHUNK_SIZE, MAX_FILE_SIZE, chunk_count, chunks, sha256_hex};
+use super::bundle::{CHUNK_SIZE, MAX_FILE_SIZE, Manifest, chunk_count, chunks, sha256_hex};
+use super::source::Built;
 use super::store::{self, BlobState, DeployKeys, FetchError, Stored, chunk_index, reply_too_large};
 use crate::world::etcd::txn_batches;
 
@@ -484,6 +485,89 @@ pub struct BlobError {
 fn small_blob(keys: &DeployKeys, sha: &str, size: u64, r: &GetResponse) -> Result<Vec<u8>, FetchError> {
     store::check_small_blob(keys, sha, size, r.count(), r.kvs().first().map(|kv| (kv.key(), kv.value())))
         .map(<[u8]>::to_vec)
+}
+
+/// What [`store_bundle`] did with a bundle's distinct blobs (the manifest not counted).
+#[derive(Debug, Default, PartialEq)]
+pub struct Uploaded {
+    pub written: usize,
+    pub present: usize,
+    /// Stored copies that did not match their sha256 and were stored again.
+    pub repaired: usize,
+}
+
+/// Store a built bundle's blobs and manifest, checking the ones already there.
+pub async fn store_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<Uploaded> {
+    store_bundle_with(c, keys, built, &mut |_, _| {}).await
+}
+
+/// [`store_bundle`] in few requests (see [`sync_blobs`]): the keys under each blob's
+/// prefix, the bytes of the blobs already there read back in transactions, and only
+/// the missing or damaged ones written, in transactions. `progress(done, total)` follows the
+/// blobs being written.
+pub async fn store_bundle_with(
+    c: &mut Client,
+    keys: &DeployKeys,
+    built: &Built,
+    progress: &mut (dyn FnMut(usize, usize) + Send),
+) -> Result<Uploaded> {
+    let mut seen = std::collections::HashSet::new();
+    let manifest = built.manifest.canonical_json();
+    let distinct: Vec<&[u8]> = built
+        .manifest
+        .files
+        .iter()
+        .zip(&built.contents)
+        .filter(|(f, _)| seen.insert(f.sha256.as_str()))
+        .map(|(_, data)| data.as_slice())
+        .chain([manifest.as_slice()])
+        .collect();
+    let stored = sync_blobs(c, keys, &distinct, true, progress).await?;
+    let mut up = Uploaded::default();
+    let (files, manifest) = stored.split_at(stored.len() - 1);
+    for s in files {
+        match s {
+            Stored::Written => up.written += 1,
+            Stored::Present => up.present += 1,
+            Stored::Repaired => up.repaired += 1,
+        }
+    }
+    if manifest[0] == Stored::Repaired {
+        up.repaired += 1;
+    }
+    Ok(up)
+}
+
+/// Fetch and verify a deploy's bundle: the manifest must hash to the bundle ID and every
+/// file to its entry.
+pub async fn fetch_bundle(
+    c: &mut Client,
+    keys: &DeployKeys,
+    bundle: &str,
+) -> Result<(Manifest, Vec<Vec<u8>>), FetchError> {
+    let manifest = store::fetch_manifest(c, keys, bundle).await?;
+    let wanted: Vec<(&str, u64)> = manifest.files.iter().map(|f| (f.sha256.as_str(), f.size)).collect();
+    let contents = get_blobs(c, keys, &wanted).await.map_err(|e| e.error)?;
+    for (f, data) in manifest.files.iter().zip(&contents) {
+        manifest.verify_file(f, data)?;
+    }
+    Ok((manifest, contents))
+}
+
+/// Make sure every blob of a published bundle is there (a garbage collection racing this
+/// deploy's upload may have removed some); put back what is missing. One round of reads of
+/// the keys: the bytes were checked by [`store_bundle`] just before.
+pub async fn ensure_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<usize> {
+    let manifest = built.manifest.canonical_json();
+    let all: Vec<&[u8]> = built.contents.iter().map(Vec::as_slice).chain([manifest.as_slice()]).collect();
+    let stored = sync_blobs(c, keys, &all, false, &mut |_, _| {}).await?;
+    let mut restored = std::collections::HashSet::new();
+    for (data, s) in all.iter().zip(stored) {
+        if s != Stored::Present {
+            restored.insert(*data);
+        }
+    }
+    Ok(restored.len())
 }
 
 #[cfg(test)]

@@ -19,7 +19,6 @@ use super::bundle::{
     BundleError, CHUNK_SIZE, MAX_FILE_SIZE, MAX_MANIFEST_CHUNKS, Manifest, chunk_count, chunk_len, chunks,
     is_sha256_hex, sha256_hex, validate_path,
 };
-use super::source::Built;
 
 /// A deploy record, `deploy/<id>`.
 ///
@@ -730,89 +729,6 @@ pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bo
     bail!("gave up after 50 deploys raced this one; try again")
 }
 
-/// What [`store_bundle`] did with a bundle's distinct blobs (the manifest not counted).
-#[derive(Debug, Default, PartialEq)]
-pub struct Uploaded {
-    pub written: usize,
-    pub present: usize,
-    /// Stored copies that did not match their sha256 and were stored again.
-    pub repaired: usize,
-}
-
-/// Store a built bundle's blobs and manifest, checking the ones already there.
-pub async fn store_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<Uploaded> {
-    store_bundle_with(c, keys, built, &mut |_, _| {}).await
-}
-
-/// [`store_bundle`] in few requests (see [`super::blobs::sync_blobs`]): one listing of the
-/// stored keys, the bytes of the blobs already there read back in transactions, and only
-/// the missing or damaged ones written, in transactions. `progress(done, total)` follows the
-/// blobs being written.
-pub async fn store_bundle_with(
-    c: &mut Client,
-    keys: &DeployKeys,
-    built: &Built,
-    progress: &mut (dyn FnMut(usize, usize) + Send),
-) -> Result<Uploaded> {
-    let mut seen = std::collections::HashSet::new();
-    let manifest = built.manifest.canonical_json();
-    let distinct: Vec<&[u8]> = built
-        .manifest
-        .files
-        .iter()
-        .zip(&built.contents)
-        .filter(|(f, _)| seen.insert(f.sha256.as_str()))
-        .map(|(_, data)| data.as_slice())
-        .chain([manifest.as_slice()])
-        .collect();
-    let stored = super::blobs::sync_blobs(c, keys, &distinct, true, progress).await?;
-    let mut up = Uploaded::default();
-    let (files, manifest) = stored.split_at(stored.len() - 1);
-    for s in files {
-        match s {
-            Stored::Written => up.written += 1,
-            Stored::Present => up.present += 1,
-            Stored::Repaired => up.repaired += 1,
-        }
-    }
-    if manifest[0] == Stored::Repaired {
-        up.repaired += 1;
-    }
-    Ok(up)
-}
-
-/// Fetch and verify a deploy's bundle: the manifest must hash to the bundle ID and every
-/// file to its entry.
-pub async fn fetch_bundle(
-    c: &mut Client,
-    keys: &DeployKeys,
-    bundle: &str,
-) -> Result<(Manifest, Vec<Vec<u8>>), FetchError> {
-    let manifest = fetch_manifest(c, keys, bundle).await?;
-    let wanted: Vec<(&str, u64)> = manifest.files.iter().map(|f| (f.sha256.as_str(), f.size)).collect();
-    let contents = super::blobs::get_blobs(c, keys, &wanted).await.map_err(|e| e.error)?;
-    for (f, data) in manifest.files.iter().zip(&contents) {
-        manifest.verify_file(f, data)?;
-    }
-    Ok((manifest, contents))
-}
-
-/// Make sure every blob of a published bundle is there (a garbage collection racing this
-/// deploy's upload may have removed some); put back what is missing. One listing of the
-/// stored keys: the bytes were checked by [`store_bundle`] just before.
-pub async fn ensure_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<usize> {
-    let manifest = built.manifest.canonical_json();
-    let all: Vec<&[u8]> = built.contents.iter().map(Vec::as_slice).chain([manifest.as_slice()]).collect();
-    let stored = super::blobs::sync_blobs(c, keys, &all, false, &mut |_, _| {}).await?;
-    let mut restored = std::collections::HashSet::new();
-    for (data, s) in all.iter().zip(stored) {
-        if s != Stored::Present {
-            restored.insert(*data);
-        }
-    }
-    Ok(restored.len())
-}
-
 /// Outcome of [`prune`].
 #[derive(Debug, Default, PartialEq)]
 pub struct Pruned {
@@ -825,7 +741,7 @@ pub struct Pruned {
 /// Keep the newest `keep` intact records (at least 1) and delete the older ones, then
 /// delete the blobs no kept record needs. A blob written after the oldest kept record is
 /// never deleted: it may belong to a deploy still uploading (which also checks its blobs
-/// again after publishing, see [`ensure_bundle`]). Keys that are not intact records are
+/// again after publishing, see [`super::blobs::ensure_bundle`]). Keys that are not intact records are
 /// left alone.
 pub async fn prune(c: &mut Client, keys: &DeployKeys, keep: usize) -> Result<Pruned> {
     let keep = keep.max(1);

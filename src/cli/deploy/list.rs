@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::{client, clip, utc};
 use crate::cli::DeployArgs;
 use crate::cli::status::shown;
+use crate::deploy::blobs;
 use crate::deploy::bundle::{FileEntry, Manifest};
 use crate::deploy::store::{self, DeployKeys, DeployRecord, Listed};
 use crate::world::HostStatus;
@@ -185,7 +186,7 @@ pub async fn show(args: &DeployArgs, keys: &DeployKeys, s: &ShowArgs) -> Result<
     let mut c = client(args).await?;
     let r = store::record(&mut c, keys, s.id).await?;
     // Every blob is fetched and checked: `show` says whether the bundle is still whole.
-    let (manifest, _) = store::fetch_bundle(&mut c, keys, &r.bundle).await?;
+    let (manifest, _) = blobs::fetch_bundle(&mut c, keys, &r.bundle).await?;
     let live = live_id(&mut c, keys).await? == Some(r.id);
     if s.json {
         let out = serde_json::json!({

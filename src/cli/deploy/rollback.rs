@@ -5,6 +5,7 @@ use clap::Args;
 
 use super::{EXIT_UNKNOWN, KeepArg, after_publish, append, client, clip, published, who};
 use crate::cli::DeployArgs;
+use crate::deploy::blobs;
 use crate::deploy::store::{self, DeployKeys, DeployRecord, MAX_REASON, NewDeploy, Published};
 
 /// `deploy rollback`'s arguments.
@@ -58,7 +59,7 @@ pub async fn rollback(args: &DeployArgs, keys: &DeployKeys, r: &RollbackArgs) ->
     .clone();
     // The bundle must still be whole, and pass the checks of this version's agents, before
     // anyone is asked to run it.
-    let (m, contents) = store::fetch_bundle(&mut c, keys, &to.bundle)
+    let (m, contents) = blobs::fetch_bundle(&mut c, keys, &to.bundle)
         .await
         .with_context(|| format!("deploy {}'s bundle", to.id))?;
     let spec = super::check(&m, &contents)
