@@ -39,8 +39,11 @@ fn a_damaged_blob_is_stored_again_by_the_next_deploy() {
     let blob = format!("/_mgmt/storage/sha256/{}/", sha256_hex(good.as_bytes()));
     let bundle = record(&e, "/_mgmt", 1).bundle;
     let same_size = "x".repeat(good.len());
-    let damages: [(&str, &[&[&str]]); 4] = [
-        ("other bytes of the same size", &[&["put", &format!("{blob}0"), &same_size]]),
+    let chunk0 = format!("{blob}0");
+    let damages: [(&str, &[&[&str]]); 5] = [
+        ("other bytes of the same size", &[&["put", &chunk0, &same_size]]),
+        // Deleted and created again: written once, as the intact ones were.
+        ("other bytes, put after a delete", &[&["del", &chunk0], &["put", &chunk0, &same_size]]),
         ("a chunk too many", &[&["put", &format!("{blob}1"), "junk"]]),
         ("a chunk key that is no chunk", &[&["put", &format!("{blob}01"), "junk"]]),
         ("a damaged manifest", &[&["put", &format!("/_mgmt/storage/sha256/{bundle}/0"), "{}"]]),
@@ -52,7 +55,7 @@ fn a_damaged_blob_is_stored_again_by_the_next_deploy() {
         let o = run_deploy(&e, &repo, &["--force", "yaml", "graph.yaml"]);
         let id = deployed(&o);
         assert!(
-            text(&o.stderr).contains("1 stored blob did not match their sha256 and were stored again"),
+            text(&o.stderr).contains("1 stored blob did not match its sha256 and was stored again"),
             "{what}: {}",
             text(&o.stderr)
         );

@@ -215,12 +215,17 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> 
     }
     let mut progress = super::progress::Progress::new("storing blobs");
     let (built, mut c) = build_and_connect(args, y).await?;
-    let up = blobs::store_bundle_with(&mut c, keys, &built, &mut |done, total| progress.update(done, total))
-        .await?;
+    let trusted = live_blobs(&mut c, keys).await;
+    let up = blobs::store_bundle_with(&mut c, keys, &built, &trusted, &mut |done, total| {
+        progress.update(done, total)
+    })
+    .await?;
     progress.finish();
     if up.repaired > 0 {
-        let n = count(up.repaired, "stored blob");
-        eprintln!("mgmt: {n} did not match their sha256 and were stored again");
+        match up.repaired {
+            1 => eprintln!("mgmt: 1 stored blob did not match its sha256 and was stored again"),
+            n => eprintln!("mgmt: {n} stored blobs did not match their sha256 and were stored again"),
+        }
     }
     let info = built.commit.clone();
     let new = NewDeploy {
@@ -281,6 +286,18 @@ fn print_checked(built: &Built, spec: &GraphSpec) {
     println!("bundle {}", m.id());
     println!("files {} ({bytes} bytes)", m.files.len());
     eprintln!("mgmt: checked only (--check): nothing was published");
+}
+
+/// The live deploy's blobs, verified when it was published, which need not be read back
+/// unless their keys changed since (see [`blobs::Trusted`]). Nothing is trusted when there
+/// is no live deploy, `deploy/latest` is broken, or its manifest does not verify.
+async fn live_blobs(c: &mut Client, keys: &DeployKeys) -> blobs::Trusted {
+    let Ok(h) = store::head(c, keys).await else { return blobs::Trusted::default() };
+    let (Some(live), None) = (&h.record, &h.broken) else { return blobs::Trusted::default() };
+    match store::fetch_manifest(c, keys, &live.bundle).await {
+        Ok(m) => blobs::Trusted::live(&m, &live.bundle, h.latest_revision()),
+        Err(_) => blobs::Trusted::default(),
+    }
 }
 
 /// Build the bundle and check its graph as agents will (blocking work, on its own thread)

@@ -30,6 +30,49 @@ const IN_FLIGHT: usize = 8;
 /// canonical one.
 pub type Listed = Vec<(Vec<u8>, Option<usize>)>;
 
+/// The keys under one blob's prefix, and how old they are: the newest key's create revision,
+/// and whether any key was written more than once (put over, so its bytes may have changed).
+#[derive(Debug, Default, Clone)]
+pub struct Stamped {
+    pub listed: Listed,
+    pub newest_create: i64,
+    pub rewritten: bool,
+}
+
+impl Stamped {
+    fn add(&mut self, keys: &DeployKeys, sha: &str, kv: &etcd_client::KeyValue) {
+        let Some(rest) = kv.key().strip_prefix(keys.blob(sha).as_bytes()) else { return };
+        self.listed.push((kv.key().to_vec(), chunk_index(rest)));
+        self.newest_create = self.newest_create.max(kv.create_revision());
+        self.rewritten |= kv.version() != 1;
+    }
+}
+
+/// Blobs whose bytes need not be read back: those of the live deploy, verified (read back or
+/// written) when it was published, as long as none of their keys was created at or after
+/// that deploy's record or written twice. Anything else about them (a key deleted and put
+/// again, a put over a chunk) shows in the keys' revisions, and they are read back.
+#[derive(Debug, Default)]
+pub struct Trusted {
+    shas: HashSet<String>,
+    /// The revision of the live deploy's record.
+    before: i64,
+}
+
+impl Trusted {
+    /// The blobs of the bundle `manifest` (and the manifest itself, `bundle`), published in a
+    /// record at `revision`.
+    pub fn live(manifest: &Manifest, bundle: &str, revision: i64) -> Trusted {
+        let mut shas: HashSet<String> = manifest.files.iter().map(|f| f.sha256.clone()).collect();
+        shas.insert(bundle.to_string());
+        Trusted { shas, before: revision }
+    }
+
+    fn covers(&self, sha: &str, s: &Stamped) -> bool {
+        self.shas.contains(sha) && !s.rewritten && s.newest_create > 0 && s.newest_create < self.before
+    }
+}
+
 /// What the keys under a blob's prefix say about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ByKeys {
@@ -77,7 +120,7 @@ pub async fn list_stored(
     c: &mut Client,
     keys: &DeployKeys,
     wanted: &HashSet<&str>,
-) -> Result<HashMap<String, Listed>, etcd_client::Error> {
+) -> Result<HashMap<String, Stamped>, etcd_client::Error> {
     let mut shas: Vec<&str> = wanted.iter().copied().collect();
     shas.sort_unstable();
     let batches = batched(&shas, |sha| keys.blob(sha).len() + READ_OVERHEAD);
@@ -92,7 +135,11 @@ pub async fn list_stored(
                     Ok(r) => {
                         for (sha, op) in batch.iter().zip(r) {
                             let TxnOpResponse::Get(g) = op else { continue };
-                            out.push((*sha, listed(keys, sha, g.kvs().iter().map(|kv| kv.key()))));
+                            let mut st = Stamped::default();
+                            for kv in g.kvs() {
+                                st.add(keys, sha, kv);
+                            }
+                            out.push((*sha, st));
                         }
                     }
                     Err(e) if reply_too_large(&e) => {
@@ -108,31 +155,23 @@ pub async fn list_stored(
         .buffer_unordered(IN_FLIGHT);
     let mut out = HashMap::new();
     while let Some(r) = results.next().await {
-        for (sha, l) in r? {
-            if !l.is_empty() {
-                out.insert(sha.to_string(), l);
+        for (sha, st) in r? {
+            if !st.listed.is_empty() {
+                out.insert(sha.to_string(), st);
             }
         }
     }
     Ok(out)
 }
 
-/// The keys under one blob's prefix, with their chunk indexes.
-fn listed<'k>(keys: &DeployKeys, sha: &str, found: impl Iterator<Item = &'k [u8]>) -> Listed {
-    let prefix = keys.blob(sha);
-    found
-        .filter_map(|k| k.strip_prefix(prefix.as_bytes()).map(|rest| (k.to_vec(), chunk_index(rest))))
-        .collect()
-}
-
 /// The keys under one blob's prefix, from keys-only range reads of [`LIST_PAGE`] keys (fewer
 /// when a page is too big).
-async fn list_prefix(c: &mut Client, keys: &DeployKeys, sha: &str) -> Result<Listed, etcd_client::Error> {
+async fn list_prefix(c: &mut Client, keys: &DeployKeys, sha: &str) -> Result<Stamped, etcd_client::Error> {
     let prefix = keys.blob(sha);
     let end = prefix_end(&prefix);
     let mut from = prefix.as_bytes().to_vec();
     let mut limit = LIST_PAGE;
-    let mut out = Listed::new();
+    let mut out = Stamped::default();
     loop {
         let opts = GetOptions::new().with_range(end.clone()).with_keys_only().with_limit(limit);
         let r = match c.get(from.clone(), Some(opts)).await {
@@ -143,7 +182,9 @@ async fn list_prefix(c: &mut Client, keys: &DeployKeys, sha: &str) -> Result<Lis
             }
             Err(e) => return Err(e),
         };
-        out.extend(listed(keys, sha, r.kvs().iter().map(|kv| kv.key())));
+        for kv in r.kvs() {
+            out.add(keys, sha, kv);
+        }
         match r.kvs().last() {
             Some(last) if r.more() => {
                 from = last.key().to_vec();
@@ -206,6 +247,7 @@ pub async fn sync_blobs(
     keys: &DeployKeys,
     data: &[&[u8]],
     check_bytes: bool,
+    trusted: &Trusted,
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Vec<Stored>> {
     let shas: Vec<String> = data.iter().map(|d| sha256_hex(d)).collect();
@@ -223,10 +265,12 @@ pub async fn sync_blobs(
     let mut complete = Vec::new();
     let (total, mut settled) = (blobs.len(), 0);
     for b in &blobs {
-        match judge_keys(b.parts.len(), listed.get(&b.sha).map_or(&[][..], |l| l.as_slice())) {
+        let stamp = listed.get(&b.sha);
+        let read_back = check_bytes && !stamp.is_some_and(|st| trusted.covers(&b.sha, st));
+        match judge_keys(b.parts.len(), stamp.map_or(&[][..], |st| st.listed.as_slice())) {
             ByKeys::Absent => _ = states.insert(&b.sha, (Stored::Written, Vec::new())),
             ByKeys::Damaged { stale } => _ = states.insert(&b.sha, (Stored::Repaired, stale)),
-            ByKeys::Complete if check_bytes => complete.push(b),
+            ByKeys::Complete if read_back => complete.push(b),
             ByKeys::Complete => {
                 settled += 1;
                 states.insert(&b.sha, (Stored::Present, Vec::new()));
@@ -498,17 +542,18 @@ pub struct Uploaded {
 
 /// Store a built bundle's blobs and manifest, checking the ones already there.
 pub async fn store_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<Uploaded> {
-    store_bundle_with(c, keys, built, &mut |_, _| {}).await
+    store_bundle_with(c, keys, built, &Trusted::default(), &mut |_, _| {}).await
 }
 
 /// [`store_bundle`] in few requests (see [`sync_blobs`]): the keys under each blob's
 /// prefix, the bytes of the blobs already there read back in transactions, and only
-/// the missing or damaged ones written, in transactions. `progress(done, total)` follows the
-/// blobs being written.
+/// the missing or damaged ones written, in transactions; blobs `trusted` are not read back.
+/// `progress(done, total)` follows the blobs being written.
 pub async fn store_bundle_with(
     c: &mut Client,
     keys: &DeployKeys,
     built: &Built,
+    trusted: &Trusted,
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Uploaded> {
     let mut seen = std::collections::HashSet::new();
@@ -522,7 +567,7 @@ pub async fn store_bundle_with(
         .map(|(_, data)| data.as_slice())
         .chain([manifest.as_slice()])
         .collect();
-    let stored = sync_blobs(c, keys, &distinct, true, progress).await?;
+    let stored = sync_blobs(c, keys, &distinct, true, trusted, progress).await?;
     let mut up = Uploaded::default();
     let (files, manifest) = stored.split_at(stored.len() - 1);
     for s in files {
@@ -560,7 +605,7 @@ pub async fn fetch_bundle(
 pub async fn ensure_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<usize> {
     let manifest = built.manifest.canonical_json();
     let all: Vec<&[u8]> = built.contents.iter().map(Vec::as_slice).chain([manifest.as_slice()]).collect();
-    let stored = sync_blobs(c, keys, &all, false, &mut |_, _| {}).await?;
+    let stored = sync_blobs(c, keys, &all, false, &Trusted::default(), &mut |_, _| {}).await?;
     let mut restored = std::collections::HashSet::new();
     for (data, s) in all.iter().zip(stored) {
         if s != Stored::Present {
@@ -576,6 +621,19 @@ mod tests {
 
     fn key(s: &str, i: Option<usize>) -> (Vec<u8>, Option<usize>) {
         (s.as_bytes().to_vec(), i)
+    }
+
+    #[test]
+    fn only_the_live_deploys_unchanged_blobs_are_trusted() {
+        let t = Trusted { shas: ["a".to_string()].into(), before: 100 };
+        let stamp =
+            |newest_create, rewritten| Stamped { listed: vec![key("k", Some(0))], newest_create, rewritten };
+        assert!(t.covers("a", &stamp(99, false)));
+        assert!(!t.covers("b", &stamp(99, false)), "not in the live deploy");
+        assert!(!t.covers("a", &stamp(99, true)), "put over");
+        assert!(!t.covers("a", &stamp(100, false)), "created again at or after the record");
+        assert!(!t.covers("a", &stamp(0, false)), "no keys");
+        assert!(!Trusted::default().covers("a", &stamp(1, false)));
     }
 
     #[test]

@@ -549,6 +549,14 @@ pub struct Head {
     record_hash: Option<String>,
 }
 
+impl Head {
+    /// The revision at which `deploy/latest` was last written (0: absent): for the live
+    /// record, the revision it was appended at.
+    pub fn latest_revision(&self) -> i64 {
+        self.latest_rev
+    }
+}
+
 /// Read the head of the history. A broken `deploy/latest` (missing, not an id, naming a
 /// missing or invalid record, or behind an existing record) does not stop anything: the
 /// newest intact record stands in for it, and [`Head::broken`] says why.
