@@ -186,8 +186,13 @@ fn status_exits_1_when_a_host_refused_the_latest_deploy() {
     e.etcdctl(&["put", "/_mgmt/deploy/2", &one]);
     e.etcdctl(&["put", "/_mgmt/deploy/latest", "2"]);
     a.wait_log("deploy 2 refused");
-    let out = status_until(&e, &[], 1, &[&a]);
-    assert!(text(&out.stderr).contains("h1 (refused the latest deploy)"), "{}", shown(&out));
+    // The refusal reaches the host's status a moment after the log line.
+    let out = wait_for("the refusal in mgmt status", &[&a], || {
+        let o = status(&e, &[]);
+        (o.status.code() == Some(1) && text(&o.stderr).contains("h1 (refused the latest deploy)"))
+            .then_some(o)
+    });
+    assert!(text(&out.stdout).contains("h1"), "{}", shown(&out));
 
     // A wait ends at once: the host will not run the latest deploy.
     let out = status(&e, &["--wait=60s"]);

@@ -204,6 +204,13 @@ impl std::fmt::Display for Standing {
 /// its resources only. A refusal of an older deploy does not count once a newer one is out:
 /// the host is behind, and may still take the newer one.
 pub fn judge(h: &HostStatus, latest: Option<u64>) -> Standing {
+    // Registered, nothing run yet: not on the latest deploy, whatever it will run.
+    if !reported(h) {
+        return match latest {
+            Some(l) => Standing::Behind { on: None, latest: l },
+            None => Standing::Converging,
+        };
+    }
     let follows = h.follows_deploys || h.deploy.is_some();
     if follows && h.deploy_error.is_some() && (h.refused_deploy.is_none() || h.refused_deploy == latest) {
         return Standing::Refused;
@@ -238,9 +245,7 @@ pub fn progress(cluster: &Cluster, gone: &[String]) -> String {
             let on = cluster
                 .hosts
                 .iter()
-                .filter(|h| {
-                    reported(h) && !matches!(judge(h, Some(d)), Standing::Behind { .. } | Standing::Refused)
-                })
+                .filter(|h| !matches!(judge(h, Some(d)), Standing::Behind { .. } | Standing::Refused))
                 .count();
             format!("{on}/{n} hosts on deploy {d}, {converged} converged")
         }
@@ -763,6 +768,8 @@ mod tests {
         assert_eq!(progress(&cluster, &["d".into()]), "2/4 hosts on deploy 7, 1 converged, gone: d");
         // Registered, nothing reported yet: not on any deploy.
         let placeholder = HostStatus { hostname: "e".into(), ..HostStatus::default() };
+        assert_eq!(judge(&placeholder, Some(7)), Standing::Behind { on: None, latest: 7 });
+        assert_eq!(judge(&placeholder, None), Standing::Converging);
         let starting = Cluster { hosts: vec![host("a", Some(7)), placeholder], latest: Some(7), revision: 0 };
         assert_eq!(progress(&starting, &[]), "1/2 hosts on deploy 7, 1 converged");
         let none = Cluster {
