@@ -176,15 +176,11 @@ async fn client(args: &DeployArgs) -> Result<Client> {
         bail!("--seeds (or MGMT_SEEDS) is needed: the etcd endpoints of the cluster");
     }
     let seeds = args.cluster.seeds.join(",");
-    let silent = || EtcdError::unreachable(&seeds, "no answer within 5 s");
-    let mut c = tokio::time::timeout(Duration::from_secs(5), connect(&args.cluster.seeds))
+    // `connect` has asked the member for its status (and leader) already: an unreachable
+    // cluster fails here, not at the first write.
+    let c = tokio::time::timeout(Duration::from_secs(5), connect(&args.cluster.seeds))
         .await
-        .map_err(|_| silent())??;
-    // Fail fast on an unreachable cluster rather than at the first write.
-    tokio::time::timeout(Duration::from_secs(5), c.status())
-        .await
-        .map_err(|_| silent())?
-        .map_err(|e| EtcdError::new(&seeds, &e))?;
+        .map_err(|_| EtcdError::unreachable(&seeds, "no answer within 5 s"))??;
     Ok(c)
 }
 

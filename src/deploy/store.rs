@@ -618,19 +618,26 @@ pub fn judge_history(stored: &BTreeMap<u64, Vec<u8>>) -> Vec<Listed> {
         .collect()
 }
 
-/// Every `deploy/<id>` key, judged by [`judge_history`], oldest first.
-pub async fn listing(c: &mut Client, keys: &DeployKeys) -> Result<Vec<Listed>> {
+/// Every `deploy/<id>` key, judged by [`judge_history`], oldest first, and the live deploy:
+/// the one `deploy/latest` soundly names ([`judge_latest`]), if any. One read.
+pub async fn listing(c: &mut Client, keys: &DeployKeys) -> Result<(Vec<Listed>, Option<u64>)> {
     let prefix = keys.records();
     let r = c.get(prefix.clone(), Some(GetOptions::new().with_prefix())).await?;
-    let stored: BTreeMap<u64, Vec<u8>> = r
-        .kvs()
-        .iter()
-        .filter_map(|kv| {
-            let id = chunk_index(kv.key().strip_prefix(prefix.as_bytes())?)? as u64;
-            Some((id, kv.value().to_vec()))
-        })
-        .collect();
-    Ok(judge_history(&stored))
+    let mut latest = None;
+    let mut stored: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    for kv in r.kvs() {
+        let Some(rest) = kv.key().strip_prefix(prefix.as_bytes()) else { continue };
+        if rest == b"latest" {
+            latest = Some(kv.value());
+        } else if let Some(id) = chunk_index(rest) {
+            stored.insert(id as u64, kv.value().to_vec());
+        }
+    }
+    let listed = judge_history(&stored);
+    let intact = |id: u64| listed.iter().any(|l| l.key == id && l.record.is_some());
+    let max_key = stored.keys().next_back().copied().unwrap_or(0);
+    let live = judge_latest(latest, intact, max_key).ok().flatten();
+    Ok((listed, live))
 }
 
 pub enum Published {

@@ -75,8 +75,7 @@ pub async fn hosts_per_deploy(c: &mut Client, namespace: &str) -> Result<BTreeMa
 
 pub async fn list(args: &DeployArgs, keys: &DeployKeys, l: &ListArgs) -> Result<u8> {
     let mut c = client(args).await?;
-    let mut listed = store::listing(&mut c, keys).await?;
-    let live = live_id(&mut c, keys).await?;
+    let (mut listed, live) = store::listing(&mut c, keys).await?;
     let hosts = hosts_per_deploy(&mut c, &args.cluster.etcd_namespace).await?;
     if let Some(n) = l.last {
         listed.drain(..listed.len().saturating_sub(n));
