@@ -7,7 +7,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::etcd::Etcd;
@@ -35,16 +35,23 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(out)).unwrap()
 }
 
+/// A new repository whose graph was deployed with each of `contents` in turn (deploys 1,
+/// 2, ...): the repository and the directory the graph writes into.
+fn deployed_history(t: &TestDir, e: &Etcd, contents: &[&str]) -> (PathBuf, PathBuf) {
+    let repo = new_repo(t);
+    let out = t.path("out");
+    for (i, content) in contents.iter().enumerate() {
+        commit(&repo, &out, content);
+        assert_eq!(deployed(&run_deploy(e, &repo, &["yaml", "graph.yaml"])), i as u64 + 1);
+    }
+    (repo, out)
+}
+
 #[test]
 fn list_marks_the_live_deploy_counts_its_hosts_and_names_the_timezone() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
-    let repo = new_repo(&t);
-    let out = t.path("out");
-    commit(&repo, &out, "one");
-    assert_eq!(deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"])), 1);
-    commit(&repo, &out, "two");
-    assert_eq!(deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"])), 2);
+    let (repo, out) = deployed_history(&t, &e, &["one", "two"]);
     let a = Agent::spawn(&t, &["run", "--seeds", e.url(), "--hostname", "h1", "--tmp-prefix", "empty"]);
     a.wait_content(&out.join("app.conf"), "two\n");
     a.wait_for("the host to report deploy 2", || {
@@ -113,12 +120,7 @@ fn show_prints_the_record_and_the_manifest_with_octal_modes_as_text_or_json() {
 fn rollback_without_a_target_goes_to_the_last_deploy_of_another_bundle() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
-    let repo = new_repo(&t);
-    let out = t.path("out");
-    commit(&repo, &out, "one");
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
-    commit(&repo, &out, "two");
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    let (repo, _) = deployed_history(&t, &e, &["one", "two"]);
     // The same bundle again: not where a rollback goes.
     assert_eq!(deployed(&run_deploy(&e, &repo, &["yaml", "--force", "graph.yaml"])), 3);
     let o = run_deploy(&e, &repo, &["rollback"]);
@@ -169,12 +171,7 @@ fn rollback_resolves_git_revisions_and_tags_in_the_current_repository() {
 fn a_rollback_to_the_live_bundle_does_nothing_unless_forced() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
-    let repo = new_repo(&t);
-    let out = t.path("out");
-    commit(&repo, &out, "one");
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
-    commit(&repo, &out, "two");
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    let (repo, _) = deployed_history(&t, &e, &["one", "two"]);
     let o = run_deploy(&e, &repo, &["rollback", "2"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(

@@ -12,7 +12,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
-use common::repo::{commit, mgmt, new_repo, text};
+use common::repo::{commit, deployed, mgmt, new_repo, run_deploy, text};
 use common::{Agent, TestDir, read};
 use serde_json::Value;
 
@@ -100,12 +100,17 @@ fn agent_on_deploys(t: &TestDir, e: &Etcd, host: &str) -> Agent {
 /// `mgmt deploy yaml graph.yaml` in `repo`: the new deploy's id.
 #[track_caller]
 fn deploy(e: &Etcd, repo: &Path) -> u64 {
-    let out = mgmt(repo, &["deploy", "--seeds", e.url(), "yaml", "graph.yaml"]);
-    assert!(out.status.success(), "{}", shown(&out));
-    text(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("deploy ")?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no deploy id in {}", shown(&out)))
+    deployed(&run_deploy(e, repo, &["yaml", "graph.yaml"]))
+}
+
+/// A new repository whose graph (writing `one` into `out/app.conf`) is deploy 1: the
+/// repository and `out`.
+fn new_repo_deployed(t: &TestDir, e: &Etcd) -> (std::path::PathBuf, std::path::PathBuf) {
+    let repo = new_repo(t);
+    let out = t.path("out");
+    commit(&repo, &out, "one");
+    assert_eq!(deploy(e, &repo), 1);
+    (repo, out)
 }
 
 #[test]
@@ -173,10 +178,7 @@ fn a_failing_exec_makes_status_exit_1_and_status_host_shows_its_error() {
 fn status_exits_1_when_a_host_refused_the_latest_deploy() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
-    let repo = new_repo(&t);
-    let out = t.path("out");
-    commit(&repo, &out, "one");
-    deploy(&e, &repo);
+    let (_, out) = new_repo_deployed(&t, &e);
     let a = agent_on_deploys(&t, &e, "h1");
     a.wait_content(&out.join("app.conf"), "one\n");
     all_fine(&e, 1, &[&a]);
@@ -206,10 +208,7 @@ fn status_exits_1_when_a_host_refused_the_latest_deploy() {
 fn wait_returns_0_once_every_agent_converged_on_a_new_deploy() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
-    let repo = new_repo(&t);
-    let out = t.path("out");
-    commit(&repo, &out, "one");
-    deploy(&e, &repo);
+    let (repo, out) = new_repo_deployed(&t, &e);
     let a = agent_on_deploys(&t, &e, "h1");
     let b = agent_on_deploys(&t, &e, "h2");
     all_fine(&e, 2, &[&a, &b]);
@@ -237,10 +236,7 @@ fn wait_returns_0_once_every_agent_converged_on_a_new_deploy() {
 fn wait_times_out_with_exit_4_while_an_agent_is_stopped() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
-    let repo = new_repo(&t);
-    let out = t.path("out");
-    commit(&repo, &out, "one");
-    deploy(&e, &repo);
+    let (repo, out) = new_repo_deployed(&t, &e);
     let a = agent_on_deploys(&t, &e, "h1");
     let b = agent_on_deploys(&t, &e, "h2");
     all_fine(&e, 2, &[&a, &b]);
