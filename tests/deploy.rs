@@ -228,10 +228,14 @@ fn retention_keeps_n_deploys_fetchable_and_collects_the_rest() {
         let s = mgmt(Path::new("/"), &["deploy", "--seeds", &e.url, "show", &id.to_string()]);
         assert!(s.status.success(), "deploy {id} not fetchable: {}", String::from_utf8_lossy(&s.stderr));
     }
-    // Blobs: 3 graphs + 3 manifests are all that is left.
-    let keys = e.ctl(&["get", "--prefix", "/_mgmt/storage/", "--keys-only"]);
+    // Blobs: 3 graphs + 3 manifests are all that is left, and the deletions are marked.
+    let keys = e.ctl(&["get", "--prefix", "/_mgmt/storage/sha256/", "--keys-only"]);
     let n = String::from_utf8_lossy(&keys.stdout).lines().filter(|l| !l.is_empty()).count();
     assert_eq!(n, 6, "{}", String::from_utf8_lossy(&keys.stdout));
+    assert_eq!(
+        e.get_prefix("/_mgmt/storage/pruned"),
+        [("/_mgmt/storage/pruned".into(), "retention after deploy 6".into())]
+    );
     // A rollback to a pruned deploy is refused with the reason.
     let r = mgmt(&repo, &["deploy", "--seeds", &e.url, "rollback", "2"]);
     assert!(!r.status.success());

@@ -225,3 +225,96 @@ fn a_cluster_allowing_few_operations_per_transaction_still_publishes_and_runs_a_
     let unpacked = prefix.join("deploys").join(history_bundle(&e, 2)).join("files/f02.txt");
     assert_eq!(fs::read_to_string(unpacked).unwrap(), file_content(2, 1));
 }
+
+/// The deploy library against the test's etcd, on a runtime of its own.
+fn with_client<T>(e: &Etcd, f: impl AsyncFnOnce(&mut etcd_client::Client) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = etcd_client::Client::connect([e.url()], None).await.unwrap();
+        f(&mut c).await
+    })
+}
+
+fn new_deploy(built: &mgmt::deploy::source::Built) -> mgmt::deploy::store::NewDeploy {
+    mgmt::deploy::store::NewDeploy {
+        bundle: built.manifest.id(),
+        frontend: built.manifest.frontend.clone(),
+        entry: built.manifest.entry.clone(),
+        commit: built.commit.as_ref().map(|c| c.id.clone()),
+        author: None,
+        message: None,
+        rollback_of: None,
+        deployer: None,
+        reason: None,
+    }
+}
+
+/// Retention deletes a blob after a deploy has seen it stored and before its record is
+/// appended (as `storage/pruned` then says): the record is not appended, and once the
+/// blob is stored again it is, and its bundle is whole.
+#[test]
+fn a_record_is_not_appended_while_blobs_it_needs_were_pruned_since_they_were_seen() {
+    use mgmt::deploy::{blobs, source, store};
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let out = t.path("out");
+    let repo = tree_repo(&t, &out);
+    deploy(&e, &repo);
+    change(&repo, 3, 1);
+    let built = source::from_git(&repo, "yaml", "graph.yaml", None).unwrap();
+    let keys = store::DeployKeys::new("/_mgmt");
+    let shared = sha256_hex(file_content(4, 0).as_bytes());
+    with_client(&e, async |c| {
+        let up = blobs::store_bundle(c, &keys, &built).await.unwrap();
+        assert_eq!((up.written, up.present), (1, FILES));
+        // What retention does: delete a blob and mark the deletion, in one transaction.
+        let txn = etcd_client::Txn::new().and_then([
+            etcd_client::TxnOp::delete(
+                keys.blob(&shared),
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            ),
+            etcd_client::TxnOp::put(keys.pruned(), "test", None),
+        ]);
+        c.txn(txn).await.unwrap();
+        let guard = |blobs_at| store::AppendGuard { force: false, blobs_at: Some(blobs_at), head: None };
+        let refused = store::append(c, &keys, new_deploy(&built), guard(up.read_at)).await;
+        assert!(refused.is_err_and(|e| e.is::<store::BlobsPruned>()));
+        assert!(store::record_raw(c, &keys, 2).await.unwrap().is_none(), "deploy 2 was appended");
+        let (restored, read_at) = blobs::ensure_bundle(c, &keys, &built).await.unwrap();
+        assert_eq!(restored, 1);
+        store::append(c, &keys, new_deploy(&built), guard(read_at)).await.unwrap();
+        let (manifest, _) = blobs::fetch_bundle(c, &keys, &built.manifest.id()).await.unwrap();
+        assert_eq!(manifest.id(), built.manifest.id());
+    });
+    assert_eq!(history_bundle(&e, 2), built.manifest.id());
+}
+
+/// A deploy appended after retention decided what to delete, which needs a blob retention
+/// meant to delete: retention deletes old records but no blob, and the new deploy runs.
+#[test]
+fn retention_deletes_no_blob_once_a_deploy_was_appended_after_it_looked() {
+    use mgmt::deploy::store;
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let out = t.path("out");
+    let repo = tree_repo(&t, &out);
+    deploy(&e, &repo);
+    change(&repo, 5, 1);
+    deploy(&e, &repo);
+    let keys = store::DeployKeys::new("/_mgmt");
+    let old = sha256_hex(file_content(5, 0).as_bytes());
+    let plan = with_client(&e, async |c| store::plan_prune(c, &keys, 1).await.unwrap());
+    assert_eq!(plan.records, vec![1]);
+    assert!(plan.blobs.contains(&old), "{:?}", plan.blobs);
+    // Deploy 3 goes back to the content only deploy 1 had.
+    change(&repo, 5, 0);
+    deploy(&e, &repo);
+    let pruned = with_client(&e, async |c| store::apply_prune(c, &keys, &plan).await.unwrap());
+    assert_eq!((pruned.records, pruned.blobs), (1, 0));
+    assert!(!e.keys(&keys.blob(&old)).is_empty(), "deploy 3's blob was deleted");
+    let prefix = t.path("prefix");
+    let a = agent_in(&t, &e, &prefix);
+    a.wait_log("running deploy 3 (");
+    let unpacked = prefix.join("deploys").join(history_bundle(&e, 3)).join("files/f05.txt");
+    assert_eq!(fs::read_to_string(unpacked).unwrap(), file_content(5, 0));
+}

@@ -168,11 +168,14 @@ fn a_published_deploy_prints_its_id_and_later_failures_are_warnings_with_exit_3(
     let mut e = Etcd::start(&t);
     let repo = new_repo(&t);
     commit(&repo, &t.path("out"), "one");
+    assert_eq!(deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"])), 1);
+    commit(&repo, &t.path("out"), "two");
     // The command's stderr is a full pipe: its first line there (the summary, written after
-    // the ID) waits until etcd is gone, so every step after publishing meets a dead etcd.
+    // the ID) waits until etcd is gone, so the retention after publishing (two records,
+    // one kept) meets a dead etcd.
     let (mut err_r, err_w) = full_pipe();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mgmt"))
-        .args(["deploy", "--seeds", e.url(), "yaml", "graph.yaml"])
+        .args(["deploy", "--seeds", e.url(), "yaml", "graph.yaml", "--keep", "1"])
         .current_dir(&repo)
         .env_remove("MGMT_LOG")
         .stdout(Stdio::piped())
@@ -188,10 +191,10 @@ fn a_published_deploy_prints_its_id_and_later_failures_are_warnings_with_exit_3(
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut said = Vec::new();
-    while !said.iter().any(|l: &String| l == "deploy 1") {
+    while !said.iter().any(|l: &String| l == "deploy 2") {
         let left = deadline.saturating_duration_since(Instant::now());
         said.push(
-            rx.recv_timeout(left).unwrap_or_else(|_| panic!("no `deploy 1` line; stdout so far: {said:?}")),
+            rx.recv_timeout(left).unwrap_or_else(|_| panic!("no `deploy 2` line; stdout so far: {said:?}")),
         );
     }
     e.kill();
@@ -203,15 +206,15 @@ fn a_published_deploy_prints_its_id_and_later_failures_are_warnings_with_exit_3(
     let status = child.wait().unwrap();
     let stderr = drain.join().unwrap();
     assert_eq!(status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("as deploy 1"), "{stderr}");
+    assert!(stderr.contains("as deploy 2"), "{stderr}");
     assert!(
-        stderr.contains("mgmt: warning: deploy 1 is published, but checking its blobs again failed"),
+        stderr.contains("mgmt: warning: deploy 2 is published, but pruning old deploys (--keep) failed"),
         "{stderr}"
     );
     assert!(!stderr.contains("mgmt: error"), "{stderr}");
     // It is published indeed.
     e.restart();
-    assert_eq!(latest(&e, "/_mgmt"), "1");
+    assert_eq!(latest(&e, "/_mgmt"), "2");
 }
 
 #[test]

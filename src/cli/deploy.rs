@@ -211,8 +211,16 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> 
     }
     let mut progress = super::progress::Progress::new("storing blobs");
     let (built, mut c) = build_and_connect(args, y).await?;
-    let trusted = live_blobs(&mut c, keys).await;
-    let up = blobs::store_bundle_with(&mut c, keys, &built, &trusted, &mut |done, total| {
+    // The head of the history is read while the blobs are listed: it says which need no
+    // reading back, and it is where the record goes.
+    let mut head = None;
+    let mut reader = c.clone();
+    let trusted = async {
+        let (trusted, h) = live_blobs(&mut reader, keys).await;
+        head = h;
+        trusted
+    };
+    let up = blobs::store_bundle_with(&mut c, keys, &built, trusted, &mut |done, total| {
         progress.update(done, total)
     })
     .await?;
@@ -238,7 +246,19 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> 
         )),
         reason: None,
     };
-    let Some(appended) = append(&mut c, keys, new, y.force).await? else { return Ok(EXIT_UNKNOWN) };
+    let records = head.as_ref().map_or(0, |h| h.intact);
+    let guard = store::AppendGuard { force: y.force, blobs_at: Some(up.read_at), head };
+    let restore = async |c: &mut Client| {
+        let (restored, read_at) = blobs::ensure_bundle(c, keys, &built).await?;
+        if restored > 0 {
+            eprintln!(
+                "mgmt: retention deleted {} of this deploy meanwhile; stored again",
+                count(restored, "blob")
+            );
+        }
+        Ok(read_at)
+    };
+    let Some(appended) = append(&mut c, keys, new, guard, restore).await? else { return Ok(EXIT_UNKNOWN) };
     let r = match published(keys, appended) {
         Published::New(r) => r,
         Published::NothingNew(r) => {
@@ -260,7 +280,7 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> 
         up.present + up.repaired,
         r.id
     );
-    Ok(after_publish(&mut c, keys, y.keep.get(), r.id, Some(&built)).await)
+    Ok(after_publish(&mut c, keys, y.keep.get(), records + 1, r.id).await)
 }
 
 /// Where a bundle is taken to be unpacked while it is checked: the check depends on which
@@ -285,15 +305,17 @@ fn print_checked(built: &Built, spec: &GraphSpec) {
 }
 
 /// The live deploy's blobs, verified when it was published, which need not be read back
-/// unless their keys changed since (see [`blobs::Trusted`]). Nothing is trusted when there
-/// is no live deploy, `deploy/latest` is broken, or its manifest does not verify.
-async fn live_blobs(c: &mut Client, keys: &DeployKeys) -> blobs::Trusted {
-    let Ok(h) = store::head(c, keys).await else { return blobs::Trusted::default() };
-    let (Some(live), None) = (&h.record, &h.broken) else { return blobs::Trusted::default() };
-    match store::fetch_manifest(c, keys, &live.bundle).await {
+/// unless their keys changed since (see [`blobs::Trusted`]), and the head of the history.
+/// Nothing is trusted when there is no live deploy, `deploy/latest` is broken, or its
+/// manifest does not verify.
+async fn live_blobs(c: &mut Client, keys: &DeployKeys) -> (blobs::Trusted, Option<store::Head>) {
+    let Ok(h) = store::head(c, keys).await else { return (blobs::Trusted::default(), None) };
+    let (Some(live), None) = (&h.record, &h.broken) else { return (blobs::Trusted::default(), Some(h)) };
+    let trusted = match store::fetch_manifest(c, keys, &live.bundle).await {
         Ok(m) => blobs::Trusted::live(&m, &live.bundle, h.latest_revision()),
         Err(_) => blobs::Trusted::default(),
-    }
+    };
+    (trusted, Some(h))
 }
 
 /// Build the bundle and check its graph as agents will (blocking work, on its own thread)
@@ -319,15 +341,36 @@ async fn build_and_connect(args: &DeployArgs, y: &YamlArgs) -> Result<(Built, Cl
     }
 }
 
-/// [`store::append`], and when etcd fails during the append transaction itself, find out
-/// whether the record landed by reading it back: published (go on as usual), not published
-/// (an error), or unknown when etcd does not answer within [`SETTLE_TIMEOUT`] (said so on
-/// stderr; `None`).
-async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bool) -> Result<Option<Appended>> {
-    let u = match store::append(c, keys, new, force).await {
-        Ok(a) => return Ok(Some(a)),
-        Err(e) => e.downcast::<store::AppendUnsettled>()?,
+/// How many times a deploy's blobs are stored again because retention deleted some of them
+/// meanwhile, before it gives up.
+const PRUNED_RETRIES: usize = 5;
+
+/// [`store::append`] of a record whose blobs were all stored at revision `blobs_at`. When
+/// retention deleted blobs since, `restore` makes sure of them again and says from which
+/// revision, and the append is tried again. When etcd fails during the append transaction
+/// itself, find out whether the record landed by reading it back: published (go on as
+/// usual), not published (an error), or unknown when etcd does not answer within
+/// [`SETTLE_TIMEOUT`] (said so on stderr; `None`).
+async fn append(
+    c: &mut Client,
+    keys: &DeployKeys,
+    new: NewDeploy,
+    mut guard: store::AppendGuard,
+    mut restore: impl AsyncFnMut(&mut Client) -> Result<i64>,
+) -> Result<Option<Appended>> {
+    let mut restored = 0;
+    let e = loop {
+        let again = store::AppendGuard { head: guard.head.take(), ..guard };
+        match store::append(c, keys, new.clone(), again).await {
+            Ok(a) => return Ok(Some(a)),
+            Err(e) if e.is::<store::BlobsPruned>() && restored < PRUNED_RETRIES => {
+                restored += 1;
+                guard.blobs_at = Some(restore(c).await?);
+            }
+            Err(e) => break e,
+        }
     };
+    let u = e.downcast::<store::AppendUnsettled>()?;
     let id = u.rec.id;
     match stored_after_failure(c, keys, id).await {
         Some(stored) if store::settle(stored.as_deref(), &u.bytes) => {
@@ -380,20 +423,17 @@ fn published(keys: &DeployKeys, a: Appended) -> Published {
     a.published
 }
 
-/// The steps after a record is published. A failure does not undo the deploy, so it is a
-/// warning and the exit status is [`EXIT_PUBLISHED_BUT`].
-async fn after_publish(c: &mut Client, keys: &DeployKeys, keep: u64, id: u64, built: Option<&Built>) -> u8 {
-    let mut step = "checking its blobs again";
+/// The steps after a record is published: retention, when there are more than `keep` of
+/// the `records` known (counting the new one; 0: not known). A failure does not undo the
+/// deploy, so it is a warning and the exit status is [`EXIT_PUBLISHED_BUT`].
+async fn after_publish(c: &mut Client, keys: &DeployKeys, keep: u64, records: usize, id: u64) -> u8 {
+    if records > 0 && records as u64 <= keep {
+        // Concurrent deploys may have added more: the next deploy's retention sees them.
+        return 0;
+    }
+    let mut step = "pruning old deploys (--keep)";
     // Bounded, so that an etcd gone away cannot hold a push hook for ever.
     let r = tokio::time::timeout(AFTER_PUBLISH_TIMEOUT, async {
-        if let Some(built) = built {
-            // A garbage collection by a concurrent deploy may have raced the upload.
-            let restored = blobs::ensure_bundle(c, keys, built).await?;
-            if restored > 0 {
-                eprintln!("mgmt: {restored} blobs were collected while uploading and are stored again");
-            }
-        }
-        step = "pruning old deploys (--keep)";
         let p = store::prune(c, keys, keep as usize).await?;
         if p.records > 0 || p.blobs > 0 {
             eprintln!(

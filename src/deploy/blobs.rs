@@ -111,6 +111,14 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
+/// What [`list_stored`] found: the keys under each blob's prefix (blobs with none left
+/// out), and the oldest revision any of them was read at.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub stamps: HashMap<String, Stamped>,
+    pub read_at: i64,
+}
+
 /// Every key under the prefixes of the blobs `wanted`: keys-only prefix reads, a
 /// transaction of them at a time, [`IN_FLIGHT`] at once. The cost follows the bundle, not
 /// what etcd holds (a listing of the whole storage would grow with every tree ever
@@ -120,7 +128,7 @@ pub async fn list_stored(
     c: &mut Client,
     keys: &DeployKeys,
     wanted: &HashSet<&str>,
-) -> Result<HashMap<String, Stamped>, etcd_client::Error> {
+) -> Result<Listing, etcd_client::Error> {
     let mut shas: Vec<&str> = wanted.iter().copied().collect();
     shas.sort_unstable();
     let batches = batched(&shas, |sha| keys.blob(sha).len() + READ_OVERHEAD);
@@ -131,8 +139,10 @@ pub async fn list_stored(
                 let opts = || Some(GetOptions::new().with_prefix().with_keys_only());
                 let ops: Vec<TxnOp> = batch.iter().map(|sha| TxnOp::get(keys.blob(sha), opts())).collect();
                 let mut out = Vec::new();
+                let mut read_at = i64::MAX;
                 match txn_split(&mut c, ops).await {
-                    Ok(r) => {
+                    Ok((r, at)) => {
+                        read_at = at;
                         for (sha, op) in batch.iter().zip(r) {
                             let TxnOpResponse::Get(g) = op else { continue };
                             let mut st = Stamped::default();
@@ -144,20 +154,24 @@ pub async fn list_stored(
                     }
                     Err(e) if reply_too_large(&e) => {
                         for sha in batch {
-                            out.push((sha, list_prefix(&mut c, keys, sha).await?));
+                            let (st, at) = list_prefix(&mut c, keys, sha).await?;
+                            read_at = read_at.min(at);
+                            out.push((sha, st));
                         }
                     }
                     Err(e) => return Err(e),
                 }
-                Ok(out)
+                Ok((out, read_at))
             }
         })
         .buffer_unordered(IN_FLIGHT);
-    let mut out = HashMap::new();
+    let mut out = Listing { stamps: HashMap::new(), read_at: i64::MAX };
     while let Some(r) = results.next().await {
-        for (sha, st) in r? {
+        let (listed, read_at) = r?;
+        out.read_at = out.read_at.min(read_at);
+        for (sha, st) in listed {
             if !st.listed.is_empty() {
-                out.insert(sha.to_string(), st);
+                out.stamps.insert(sha.to_string(), st);
             }
         }
     }
@@ -166,12 +180,17 @@ pub async fn list_stored(
 
 /// The keys under one blob's prefix, from keys-only range reads of [`LIST_PAGE`] keys (fewer
 /// when a page is too big).
-async fn list_prefix(c: &mut Client, keys: &DeployKeys, sha: &str) -> Result<Stamped, etcd_client::Error> {
+async fn list_prefix(
+    c: &mut Client,
+    keys: &DeployKeys,
+    sha: &str,
+) -> Result<(Stamped, i64), etcd_client::Error> {
     let prefix = keys.blob(sha);
     let end = prefix_end(&prefix);
     let mut from = prefix.as_bytes().to_vec();
     let mut limit = LIST_PAGE;
     let mut out = Stamped::default();
+    let mut read_at = i64::MAX;
     loop {
         let opts = GetOptions::new().with_range(end.clone()).with_keys_only().with_limit(limit);
         let r = match c.get(from.clone(), Some(opts)).await {
@@ -182,6 +201,7 @@ async fn list_prefix(c: &mut Client, keys: &DeployKeys, sha: &str) -> Result<Sta
             }
             Err(e) => return Err(e),
         };
+        read_at = read_at.min(r.header().map_or(0, |h| h.revision()));
         for kv in r.kvs() {
             out.add(keys, sha, kv);
         }
@@ -190,7 +210,7 @@ async fn list_prefix(c: &mut Client, keys: &DeployKeys, sha: &str) -> Result<Sta
                 from = last.key().to_vec();
                 from.push(0);
             }
-            _ => return Ok(out),
+            _ => return Ok((out, read_at)),
         }
     }
 }
@@ -201,12 +221,18 @@ const READ_OVERHEAD: usize = 160;
 /// One transaction of `ops`, without conditions, and the replies in order. A transaction
 /// etcd refuses for having too many operations (a cluster run with a `--max-txn-ops` below
 /// [`crate::world::etcd::TXN_MAX_OPS`]) is cut in halves until it is accepted.
-async fn txn_split(c: &mut Client, ops: Vec<TxnOp>) -> Result<Vec<TxnOpResponse>, etcd_client::Error> {
+///
+/// Also the revision the replies were read at (the oldest, when the transaction was cut).
+async fn txn_split(c: &mut Client, ops: Vec<TxnOp>) -> Result<(Vec<TxnOpResponse>, i64), etcd_client::Error> {
     let mut pending = vec![ops];
     let mut out = Vec::new();
+    let mut read_at = i64::MAX;
     while let Some(mut ops) = pending.pop() {
         match c.txn(Txn::new().and_then(ops.clone())).await {
-            Ok(r) => out.extend(r.op_responses()),
+            Ok(r) => {
+                read_at = read_at.min(r.header().map_or(0, |h| h.revision()));
+                out.extend(r.op_responses());
+            }
             Err(e) if ops.len() > 1 && e.to_string().contains("too many operations in txn request") => {
                 let second = ops.split_off(ops.len() / 2);
                 pending.extend([second, ops]);
@@ -214,7 +240,7 @@ async fn txn_split(c: &mut Client, ops: Vec<TxnOp>) -> Result<Vec<TxnOpResponse>
             Err(e) => return Err(e),
         }
     }
-    Ok(out)
+    Ok((out, read_at))
 }
 
 /// Items cut in transactions by [`txn_batches`], in order.
@@ -241,15 +267,17 @@ struct Blob<'a> {
 /// of reads for many small blobs; a bigger blob a chunk at a time), and the missing and
 /// damaged ones are written in transactions. `progress(done, total)` counts the distinct
 /// blobs known to be stored whole, as they are found or written. What was found and done,
-/// for each of `data` in order.
+/// for each of `data` in order, and the revision from which they are known to be stored.
+///
+/// `trusted` is awaited while the keys are listed: what it names is not read back.
 pub async fn sync_blobs(
     c: &mut Client,
     keys: &DeployKeys,
     data: &[&[u8]],
     check_bytes: bool,
-    trusted: &Trusted,
+    trusted: impl std::future::Future<Output = Trusted>,
     progress: &mut (dyn FnMut(usize, usize) + Send),
-) -> Result<Vec<Stored>> {
+) -> Result<Synced> {
     let shas: Vec<String> = data.iter().map(|d| sha256_hex(d)).collect();
     // Distinct blobs: a transaction may not name a key twice.
     let mut seen = HashSet::new();
@@ -260,7 +288,9 @@ pub async fn sync_blobs(
         .map(|(d, sha)| Blob { sha: sha.clone(), parts: chunks(d) })
         .collect();
     let wanted: HashSet<&str> = blobs.iter().map(|b| b.sha.as_str()).collect();
-    let listed = list_stored(c, keys, &wanted).await?;
+    let mut lister = c.clone();
+    let (listing, trusted) = tokio::join!(list_stored(&mut lister, keys, &wanted), trusted);
+    let Listing { stamps: listed, read_at } = listing?;
     let mut states: HashMap<&str, (Stored, Vec<Vec<u8>>)> = HashMap::new();
     let mut complete = Vec::new();
     let (total, mut settled) = (blobs.len(), 0);
@@ -303,7 +333,18 @@ pub async fn sync_blobs(
         progress(settled, total);
     })
     .await?;
-    Ok(shas.iter().map(|sha| states[sha.as_str()].0).collect())
+    Ok(Synced { stored: shas.iter().map(|sha| states[sha.as_str()].0).collect(), read_at })
+}
+
+/// What [`sync_blobs`] found and did.
+#[derive(Debug)]
+pub struct Synced {
+    /// For each blob asked, in order.
+    pub stored: Vec<Stored>,
+    /// Every blob was stored whole at this revision (or was written after it): only a
+    /// deletion after it can have removed one. The guard of the record that will need
+    /// them ([`store::append`]).
+    pub read_at: i64,
 }
 
 /// Read back the bytes of blobs whose chunks are all listed and hash them: one-chunk blobs
@@ -331,7 +372,7 @@ async fn check_stored(
                 let ops: Vec<TxnOp> =
                     batch.iter().map(|i| TxnOp::get(keys.chunk(&blobs[*i].sha, 0), opts())).collect();
                 let checked: Result<Vec<(usize, BlobState)>> = match txn_split(&mut c, ops).await {
-                    Ok(r) => {
+                    Ok((r, _)) => {
                         Ok(batch.iter().zip(r).map(|(i, op)| (*i, small_state(&blobs[*i].sha, op))).collect())
                     }
                     Err(e) if reply_too_large(&e) => {
@@ -471,7 +512,7 @@ pub async fn get_blobs(
                 let ops: Vec<TxnOp> =
                     batch.iter().map(|i| TxnOp::get(keys.blob(wanted[*i].0), opts())).collect();
                 match txn_split(&mut c, ops).await {
-                    Ok(r) => batch
+                    Ok((r, _)) => batch
                         .iter()
                         .zip(r)
                         .map(|(i, op)| {
@@ -538,11 +579,13 @@ pub struct Uploaded {
     pub present: usize,
     /// Stored copies that did not match their sha256 and were stored again.
     pub repaired: usize,
+    /// Every blob was stored whole at this revision ([`Synced::read_at`]).
+    pub read_at: i64,
 }
 
 /// Store a built bundle's blobs and manifest, checking the ones already there.
 pub async fn store_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<Uploaded> {
-    store_bundle_with(c, keys, built, &Trusted::default(), &mut |_, _| {}).await
+    store_bundle_with(c, keys, built, std::future::ready(Trusted::default()), &mut |_, _| {}).await
 }
 
 /// [`store_bundle`] in few requests (see [`sync_blobs`]): the keys under each blob's
@@ -553,7 +596,7 @@ pub async fn store_bundle_with(
     c: &mut Client,
     keys: &DeployKeys,
     built: &Built,
-    trusted: &Trusted,
+    trusted: impl std::future::Future<Output = Trusted>,
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Uploaded> {
     let mut seen = std::collections::HashSet::new();
@@ -567,9 +610,9 @@ pub async fn store_bundle_with(
         .map(|(_, data)| data.as_slice())
         .chain([manifest.as_slice()])
         .collect();
-    let stored = sync_blobs(c, keys, &distinct, true, trusted, progress).await?;
-    let mut up = Uploaded::default();
-    let (files, manifest) = stored.split_at(stored.len() - 1);
+    let synced = sync_blobs(c, keys, &distinct, true, trusted, progress).await?;
+    let mut up = Uploaded { read_at: synced.read_at, ..Uploaded::default() };
+    let (files, manifest) = synced.stored.split_at(synced.stored.len() - 1);
     for s in files {
         match s {
             Stored::Written => up.written += 1,
@@ -599,20 +642,22 @@ pub async fn fetch_bundle(
     Ok((manifest, contents))
 }
 
-/// Make sure every blob of a published bundle is there (a garbage collection racing this
-/// deploy's upload may have removed some); put back what is missing. One round of reads of
-/// the keys: the bytes were checked by [`store_bundle`] just before.
-pub async fn ensure_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<usize> {
+/// Make sure every blob of a bundle is still there (retention may have removed some since
+/// [`store_bundle`] saw them: [`store::BlobsPruned`]) and put back what is missing. One
+/// round of reads of the keys: the bytes were checked by [`store_bundle`] before. How many
+/// distinct blobs were put back, and the revision from which all are known to be stored.
+pub async fn ensure_bundle(c: &mut Client, keys: &DeployKeys, built: &Built) -> Result<(usize, i64)> {
     let manifest = built.manifest.canonical_json();
     let all: Vec<&[u8]> = built.contents.iter().map(Vec::as_slice).chain([manifest.as_slice()]).collect();
-    let stored = sync_blobs(c, keys, &all, false, &Trusted::default(), &mut |_, _| {}).await?;
+    let synced =
+        sync_blobs(c, keys, &all, false, std::future::ready(Trusted::default()), &mut |_, _| {}).await?;
     let mut restored = std::collections::HashSet::new();
-    for (data, s) in all.iter().zip(stored) {
+    for (data, s) in all.iter().zip(synced.stored) {
         if s != Stored::Present {
             restored.insert(*data);
         }
     }
-    Ok(restored.len())
+    Ok((restored.len(), synced.read_at))
 }
 
 #[cfg(test)]

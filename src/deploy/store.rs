@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
-use etcd_client::{Client, CompactionOptions, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, CompactionOptions, Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -86,6 +86,11 @@ impl DeployKeys {
     }
     pub fn storage(&self) -> String {
         format!("{}/storage/sha256/", self.ns)
+    }
+    /// Written in the same transaction as every deletion of blobs by retention: its mod
+    /// revision is the last time a stored blob may have gone (see [`append`]).
+    pub fn pruned(&self) -> String {
+        format!("{}/storage/pruned", self.ns)
     }
 }
 
@@ -470,6 +475,8 @@ pub fn parse_deploy_id(raw: &[u8]) -> Option<u64> {
 struct Scan {
     /// `deploy/latest`'s value and mod revision, if the key exists.
     latest: Option<(Vec<u8>, i64)>,
+    /// The revision the scan was read at.
+    read_at: i64,
     /// Intact records (the value parses and its id equals its key's) and their create revision.
     intact: BTreeMap<u64, (DeployRecord, i64)>,
     /// The highest id of any `deploy/<id>` key, intact or not (0: none).
@@ -482,7 +489,9 @@ struct Scan {
 async fn scan(c: &mut Client, keys: &DeployKeys) -> Result<Scan> {
     let prefix = keys.records();
     let r = c.get(prefix.clone(), Some(GetOptions::new().with_prefix())).await?;
-    let mut out = Scan { latest: None, intact: BTreeMap::new(), max_key: 0, hashes: BTreeMap::new() };
+    let read_at = r.header().map_or(0, |h| h.revision());
+    let mut out =
+        Scan { latest: None, read_at, intact: BTreeMap::new(), max_key: 0, hashes: BTreeMap::new() };
     for kv in r.kvs() {
         let Some(rest) = kv.key().strip_prefix(prefix.as_bytes()) else { continue };
         if rest == b"latest" {
@@ -547,6 +556,10 @@ pub struct Head {
     latest_rev: i64,
     /// The sha256 of the stored bytes of `record`.
     record_hash: Option<String>,
+    /// How many intact records there are.
+    pub intact: usize,
+    /// The revision the head was read at.
+    pub read_at: i64,
 }
 
 impl Head {
@@ -570,7 +583,24 @@ pub async fn head(c: &mut Client, keys: &DeployKeys) -> Result<Head> {
     };
     let next = s.max_key.checked_add(1).context("deploy ids are exhausted")?;
     let record_hash = record.as_ref().and_then(|r| s.hashes.get(&r.id).cloned());
-    Ok(Head { record, next, broken, latest_rev: s.latest.map(|l| l.1).unwrap_or(0), record_hash })
+    Ok(Head {
+        record,
+        next,
+        broken,
+        latest_rev: s.latest.map(|l| l.1).unwrap_or(0),
+        record_hash,
+        intact: s.intact.len(),
+        read_at: s.read_at,
+    })
+}
+
+/// The condition that `deploy/latest` is still what was read at mod revision `rev` (0: it
+/// was absent).
+fn latest_unchanged(keys: &DeployKeys, rev: i64) -> Compare {
+    match rev {
+        0 => Compare::create_revision(keys.latest(), CompareOp::Equal, 0),
+        rev => Compare::mod_revision(keys.latest(), CompareOp::Equal, rev),
+    }
 }
 
 /// Every intact record (its id equals its key's), oldest first.
@@ -655,6 +685,7 @@ pub struct Appended {
 }
 
 /// What a new record says besides its id and chain.
+#[derive(Clone)]
 pub struct NewDeploy {
     pub bundle: String,
     pub frontend: String,
@@ -688,12 +719,46 @@ pub fn settle(stored: Option<&[u8]>, sent: &[u8]) -> bool {
     stored == Some(sent)
 }
 
+/// Retention deleted blobs after the new record's blobs were seen stored: some it needs
+/// may be gone. Nothing was appended; store them again and append again.
+#[derive(Debug, thiserror::Error)]
+#[error("old deploys' blobs were deleted while this deploy was being stored")]
+pub struct BlobsPruned;
+
+/// How a record is appended besides what it says.
+#[derive(Default)]
+pub struct AppendGuard {
+    /// Append even when the live deploy already runs this bundle and commit.
+    pub force: bool,
+    /// The revision at which every blob the record needs was known to be stored: the
+    /// append fails with [`BlobsPruned`] if retention has deleted blobs since.
+    pub blobs_at: Option<i64>,
+    /// The head read just before, saving the first read (a stale one only costs a retry).
+    pub head: Option<Head>,
+}
+
 /// Append a record after the head of the history (see [`head`]): parent = hash of the
 /// head's record, by a transaction on `deploy/latest` that also checks the new key is
-/// absent; a lost race is retried. A broken `deploy/latest` is repaired by the new record.
-pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bool) -> Result<Appended> {
+/// absent, and that no blob was pruned since `guard.blobs_at`; a lost race is retried. A
+/// broken `deploy/latest` is repaired by the new record.
+///
+/// Retention deletes blobs only in transactions that find `deploy/latest` as it read it
+/// and that write [`DeployKeys::pruned`] ([`prune`]), so a record that lands needs no blob
+/// that is gone: a deletion before the append moved that key (and fails the append), and
+/// one after it found `deploy/latest` moved (and deleted nothing).
+pub async fn append(
+    c: &mut Client,
+    keys: &DeployKeys,
+    new: NewDeploy,
+    guard: AppendGuard,
+) -> Result<Appended> {
+    let mut prefetched = guard.head;
     for attempt in 0..50u32 {
-        let h = head(c, keys).await?;
+        let h = match prefetched.take() {
+            Some(h) => h,
+            None => head(c, keys).await?,
+        };
+        let force = guard.force;
         let repaired = h.broken.clone().map(|why| (h.record.as_ref().map(|r| r.id), why));
         if let Some(p) = &h.record
             && !force
@@ -720,20 +785,30 @@ pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bo
             deployer: new.deployer.clone(),
             reason: new.reason.clone(),
         };
-        let guard = match h.latest_rev {
-            0 => Compare::create_revision(keys.latest(), CompareOp::Equal, 0),
-            rev => Compare::mod_revision(keys.latest(), CompareOp::Equal, rev),
-        };
         // Never overwrite a record: history is append-only.
         let fresh = Compare::create_revision(keys.record(rec.id), CompareOp::Equal, 0);
+        let mut when = vec![latest_unchanged(keys, h.latest_rev), fresh];
+        if let Some(at) = guard.blobs_at {
+            // A missing key compares as revision 0.
+            when.push(Compare::mod_revision(keys.pruned(), CompareOp::Less, at.saturating_add(1)));
+        }
         let bytes = serde_json::to_vec(&rec)?;
-        let txn = Txn::new().when([guard, fresh]).and_then([
-            TxnOp::put(keys.record(rec.id), bytes.clone(), None),
-            TxnOp::put(keys.latest(), rec.id.to_string(), None),
-        ]);
+        let txn = Txn::new()
+            .when(when)
+            .and_then([
+                TxnOp::put(keys.record(rec.id), bytes.clone(), None),
+                TxnOp::put(keys.latest(), rec.id.to_string(), None),
+            ])
+            .or_else([TxnOp::get(keys.pruned(), Some(GetOptions::new().with_keys_only()))]);
         match c.txn(txn).await {
             Ok(r) if r.succeeded() => return Ok(Appended { published: Published::New(rec), repaired }),
-            Ok(_) => {}
+            Ok(r) => {
+                if let Some(at) = guard.blobs_at
+                    && pruned_since(&r, at)
+                {
+                    return Err(BlobsPruned.into());
+                }
+            }
             // The request may have been applied before the answer was lost.
             Err(source) => return Err(AppendUnsettled { rec, bytes, repaired, source }.into()),
         }
@@ -742,6 +817,14 @@ pub async fn append(c: &mut Client, keys: &DeployKeys, new: NewDeploy, force: bo
         tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
     }
     bail!("gave up after 50 deploys raced this one; try again")
+}
+
+/// Whether a failed append's reply shows blobs pruned after revision `at`.
+fn pruned_since(r: &etcd_client::TxnResponse, at: i64) -> bool {
+    r.op_responses().iter().any(|op| match op {
+        TxnOpResponse::Get(g) => g.kvs().iter().any(|kv| kv.mod_revision() > at),
+        _ => false,
+    })
 }
 
 /// Outcome of [`prune`].
@@ -755,16 +838,40 @@ pub struct Pruned {
 
 /// Keep the newest `keep` intact records (at least 1) and delete the older ones, then
 /// delete the blobs no kept record needs. A blob written after the oldest kept record is
-/// never deleted: it may belong to a deploy still uploading (which also checks its blobs
-/// again after publishing, see [`super::blobs::ensure_bundle`]). Keys that are not intact records are
-/// left alone.
+/// never deleted: it may belong to a deploy still uploading. Blobs are deleted in
+/// transactions that require `deploy/latest` unchanged since the records were read (a new
+/// record may need them: retention then stops, and the next one decides again) and that
+/// write [`DeployKeys::pruned`], which fails the append of a deploy that saw them stored
+/// before (see [`append`]). Keys that are not intact records are left alone.
 pub async fn prune(c: &mut Client, keys: &DeployKeys, keep: usize) -> Result<Pruned> {
+    let plan = plan_prune(c, keys, keep).await?;
+    apply_prune(c, keys, &plan).await
+}
+
+/// What [`prune`] will delete, decided from the records and storage as they were read.
+#[derive(Debug, Default)]
+pub struct PrunePlan {
+    /// The ids of the records to delete.
+    pub records: Vec<u64>,
+    /// The blobs no kept record needs.
+    pub blobs: Vec<String>,
+    /// `deploy/latest`'s mod revision when the records were read (0: absent).
+    latest_rev: i64,
+    /// The live deploy then, if any.
+    live: Option<u64>,
+}
+
+/// Decide what [`prune`] deletes: records beyond the newest `keep` (the live one always
+/// kept), and the blobs none of the kept ones needs that are older than all of them.
+pub async fn plan_prune(c: &mut Client, keys: &DeployKeys, keep: usize) -> Result<PrunePlan> {
     let keep = keep.max(1);
     let s = scan(c, keys).await?;
+    let latest_rev = s.latest.as_ref().map_or(0, |l| l.1);
     let live =
         judge_latest(s.latest.as_ref().map(|l| l.0.as_slice()), |id| s.intact.contains_key(&id), s.max_key)
             .ok()
             .flatten();
+    let mut plan = PrunePlan { latest_rev, live, ..PrunePlan::default() };
     let mut recs: Vec<(DeployRecord, i64)> = s.intact.into_values().collect();
     // The live deploy is kept whatever its place.
     if let Some(pos) = recs.iter().position(|(r, _)| Some(r.id) == live) {
@@ -772,24 +879,19 @@ pub async fn prune(c: &mut Client, keys: &DeployKeys, keep: usize) -> Result<Pru
         recs.push(rec);
     }
     if recs.len() <= keep {
-        return Ok(Pruned::default());
+        return Ok(plan);
     }
     let (old, kept) = recs.split_at(recs.len() - keep);
+    plan.records = old.iter().map(|(r, _)| r.id).collect();
     let oldest_kept_rev = kept.iter().map(|(_, rev)| *rev).min().unwrap_or(i64::MAX);
-    let mut pruned = Pruned::default();
-    for (rec, _) in old {
-        let r = c.delete(keys.record(rec.id), None).await?;
-        pruned.revision = r.header().map(|h| h.revision()).unwrap_or(pruned.revision);
-        pruned.records += 1;
-    }
     // What the kept deploys need: their manifests and every file in them.
     let mut needed = std::collections::HashSet::new();
     for (rec, _) in kept {
         needed.insert(rec.bundle.clone());
         match fetch_manifest(c, keys, &rec.bundle).await {
             Ok(m) => needed.extend(m.files.into_iter().map(|f| f.sha256)),
-            // A kept deploy with a broken bundle: keep everything rather than guess.
-            Err(_) => return Ok(pruned),
+            // A kept deploy with a broken bundle: keep every blob rather than guess.
+            Err(_) => return Ok(plan),
         }
     }
     let all = c.get(keys.storage(), Some(GetOptions::new().with_prefix().with_keys_only())).await?;
@@ -802,11 +904,34 @@ pub async fn prune(c: &mut Client, keys: &DeployKeys, keep: usize) -> Result<Pru
             doomed.insert(sha.to_string());
         }
     }
-    for sha in &doomed {
-        let r = c.delete(keys.blob(sha), Some(etcd_client::DeleteOptions::new().with_prefix())).await?;
+    plan.blobs = doomed.into_iter().collect();
+    Ok(plan)
+}
+
+/// Delete what `plan` names. Blobs go in transactions that require `deploy/latest` as the
+/// plan read it: once a new record is there (it may need them), no more are deleted.
+pub async fn apply_prune(c: &mut Client, keys: &DeployKeys, plan: &PrunePlan) -> Result<Pruned> {
+    let mut pruned = Pruned::default();
+    for id in &plan.records {
+        let r = c.delete(keys.record(*id), None).await?;
         pruned.revision = r.header().map(|h| h.revision()).unwrap_or(pruned.revision);
+        pruned.records += 1;
     }
-    pruned.blobs = doomed.len();
+    let unchanged = latest_unchanged(keys, plan.latest_rev);
+    let marker = plan.live.map_or("retention".to_string(), |id| format!("retention after deploy {id}"));
+    for batch in plan.blobs.chunks(crate::world::etcd::TXN_MAX_OPS - 1) {
+        let mut ops: Vec<TxnOp> = batch
+            .iter()
+            .map(|sha| TxnOp::delete(keys.blob(sha), Some(etcd_client::DeleteOptions::new().with_prefix())))
+            .collect();
+        ops.push(TxnOp::put(keys.pruned(), marker.clone(), None));
+        let r = c.txn(Txn::new().when([unchanged.clone()]).and_then(ops)).await?;
+        if !r.succeeded() {
+            break;
+        }
+        pruned.revision = r.header().map(|h| h.revision()).unwrap_or(pruned.revision);
+        pruned.blobs += batch.len();
+    }
     Ok(pruned)
 }
 

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use etcd_client::Client;
 
 use super::{EXIT_UNKNOWN, KeepArg, after_publish, append, client, clip, published, who};
 use crate::cli::DeployArgs;
@@ -97,7 +98,16 @@ pub async fn rollback(args: &DeployArgs, keys: &DeployKeys, r: &RollbackArgs) ->
         deployer: Some(who::deployer(".".as_ref())),
         reason: r.message.clone(),
     };
-    let Some(appended) = append(&mut c, keys, new, true).await? else { return Ok(EXIT_UNKNOWN) };
+    // The head was read before the bundle: its blobs were all there from then on.
+    let guard = store::AppendGuard { force: true, blobs_at: Some(head.read_at), head: None };
+    let restore = async |c: &mut Client| {
+        let read_at = store::head(c, keys).await?.read_at;
+        blobs::fetch_bundle(c, keys, &to.bundle)
+            .await
+            .with_context(|| format!("deploy {}'s bundle, after retention deleted blobs", to.id))?;
+        Ok(read_at)
+    };
+    let Some(appended) = append(&mut c, keys, new, guard, restore).await? else { return Ok(EXIT_UNKNOWN) };
     let (Published::New(rec) | Published::NothingNew(rec)) = published(keys, appended);
     if r.json {
         print_json(rec.id, &to, true);
@@ -105,7 +115,7 @@ pub async fn rollback(args: &DeployArgs, keys: &DeployKeys, r: &RollbackArgs) ->
         println!("deploy {}", rec.id);
         println!("rollback to deploy {} (bundle {})", to.id, rec.bundle);
     }
-    Ok(after_publish(&mut c, keys, r.keep.get(), rec.id, None).await)
+    Ok(after_publish(&mut c, keys, r.keep.get(), 0, rec.id).await)
 }
 
 /// The outcome as JSON: the deploy now live (the new one when `published`), and the one
