@@ -2104,7 +2104,7 @@ fn big_tree(t: &Path, b: &BigTree) -> Result<Vec<Row>> {
         ));
         rows.push(bench_row(
             bench,
-            format!("{what}: published -> command exit (blobs listed again, prune)"),
+            format!("{what}: published -> command exit (retention when over --keep)"),
             range(&after),
             "",
             None,

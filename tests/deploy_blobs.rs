@@ -217,6 +217,15 @@ fn a_cluster_allowing_few_operations_per_transaction_still_publishes_and_runs_a_
     let first = deploy(&e, &repo);
     assert!(first.contains(&format!("({} new blobs, 0 already stored)", FILES + 1)), "{first}");
     change(&repo, 2, 1);
+    // A storage far bigger than the bundle: the blobs are listed a prefix at a time, in
+    // transactions cut to what this cluster allows.
+    with_client(&e, async |c| {
+        let puts = (0..1200).map(|i| {
+            let mut c = c.clone();
+            async move { c.put(format!("/_mgmt/storage/sha256/other{i:04}/0"), "x", None).await.map(|_| ()) }
+        });
+        futures_util::future::try_join_all(puts).await.unwrap();
+    });
     let second = deploy(&e, &repo);
     assert!(second.contains(&format!("(1 new blob, {FILES} already stored)")), "{second}");
     let a = agent_in(&t, &e, &prefix);
