@@ -155,7 +155,7 @@ impl FlagsBefore {
 }
 
 /// Exit status of a deploy or rollback that is published (agents will run it) although a
-/// step after publishing failed: checking its blobs again, retention or compaction.
+/// step after publishing failed: retention or compaction.
 pub const EXIT_PUBLISHED_BUT: u8 = 3;
 
 /// Exit status when etcd failed during the append transaction and could not be asked

@@ -104,7 +104,7 @@ const DEPLOY_EXIT_STATUS: &str = "Exit status:\n  \
     1  failed; nothing was published\n  \
     2  invalid command line\n  \
     3  published (the deploy ID is printed and agents run it), but a later step failed: \
-    checking its blobs again, pruning (--keep) or compacting etcd; see the warning\n  \
+    pruning (--keep) or compacting etcd; see the warning\n  \
     `deploy diff --exit-code`: 0 no differences, 2 differences, 1 failed";
 
 const STATUS_EXIT_STATUS: &str = "Exit status:\n  \
