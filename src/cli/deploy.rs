@@ -175,12 +175,12 @@ async fn client(args: &DeployArgs) -> Result<Client> {
     if args.cluster.seeds.is_empty() {
         bail!("--seeds (or MGMT_SEEDS) is needed: the etcd endpoints of the cluster");
     }
-    let seeds = args.cluster.seeds.join(",");
+    let access = args.cluster.access()?;
     // `connect` has asked the member for its status (and leader) already: an unreachable
     // cluster fails here, not at the first write.
-    let c = tokio::time::timeout(Duration::from_secs(5), connect(&args.cluster.seeds))
+    let c = tokio::time::timeout(Duration::from_secs(5), connect(&access))
         .await
-        .map_err(|_| EtcdError::unreachable(&seeds, "no answer within 5 s"))??;
+        .map_err(|_| EtcdError::unreachable(&access.label(), "no answer within 5 s"))??;
     Ok(c)
 }
 

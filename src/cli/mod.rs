@@ -1,6 +1,7 @@
 //! Command line: `mgmt run`, `mgmt etcd`, `mgmt status`. Errors become `anyhow` here, at
 //! the edge.
 
+pub mod access;
 pub mod deploy;
 pub mod etcd;
 pub mod graph_file;
@@ -78,6 +79,8 @@ pub struct LeadingClusterArgs {
     /// Key prefix of everything mgmt stores in etcd (also accepted after the subcommand).
     #[arg(long = "etcd-namespace", id = "leading_etcd_namespace", value_name = "PREFIX")]
     pub etcd_namespace: Option<String>,
+    #[command(flatten)]
+    pub secure: access::LeadingSecureArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -177,6 +180,15 @@ pub struct ClusterArgs {
     /// Key prefix of everything mgmt stores in etcd.
     #[arg(long, global = true, env = "MGMT_ETCD_NAMESPACE", default_value = "/_mgmt", value_name = "PREFIX")]
     pub etcd_namespace: String,
+    #[command(flatten)]
+    pub secure: access::SecureArgs,
+}
+
+impl ClusterArgs {
+    /// How to reach etcd: the seeds, secured as the flags say.
+    pub fn access(&self) -> anyhow::Result<crate::world::access::EtcdAccess> {
+        self.secure.access(&self.seeds)
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -313,8 +325,8 @@ impl Cli {
     }
 
     fn merge_leading(&mut self, sub: Option<&clap::ArgMatches>) -> Result<(), String> {
-        let LeadingClusterArgs { seeds, etcd_namespace } = std::mem::take(&mut self.leading);
-        if seeds.is_none() && etcd_namespace.is_none() {
+        let LeadingClusterArgs { seeds, etcd_namespace, secure } = std::mem::take(&mut self.leading);
+        if seeds.is_none() && etcd_namespace.is_none() && secure.is_empty() {
             return Ok(());
         }
         let given_after =
@@ -324,8 +336,9 @@ impl Cli {
                 Command::Etcd(_) => "`mgmt etcd` (give etcd's own flags after `etcd`)",
                 _ => "this command",
             };
-            return Err(format!("--seeds and --etcd-namespace do not apply to {which}"));
+            return Err(format!("connection flags (--seeds, --etcd-*, --ssh-*) do not apply to {which}"));
         };
+        secure.merge_into(&mut cluster.secure, &given_after);
         if let Some(seeds) = seeds.filter(|_| !given_after("seeds")) {
             cluster.seeds = seeds;
         }

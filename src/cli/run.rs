@@ -93,7 +93,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         (Arc::new(LocalWorld::new(hostname.clone())), None)
     } else {
         let cfg = EtcdConfig {
-            seeds: args.cluster.seeds.clone(),
+            access: args.cluster.access()?,
             namespace: args.cluster.etcd_namespace.clone(),
             hostname: hostname.clone(),
             lease_ttl: args.lease_ttl,
@@ -153,7 +153,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let follow_cancel = tokio_util::sync::CancellationToken::new();
     if file.is_none() {
         crate::deploy::follow::spawn(
-            args.cluster.seeds.clone(),
+            args.cluster.access()?,
             args.cluster.etcd_namespace.clone(),
             prefix.clone(),
             deploy_tx,

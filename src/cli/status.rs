@@ -18,6 +18,7 @@ use super::StatusArgs;
 use crate::deploy::store::{DeployKeys, parse_deploy_id};
 use crate::text::head;
 use crate::world::HostStatus;
+use crate::world::access::EtcdAccess;
 use crate::world::etcd::{Backoff, EtcdError, Keys, connect};
 
 /// A host is failing or is not on the latest deploy (with `--wait`: a host failed).
@@ -34,9 +35,10 @@ pub async fn run(args: StatusArgs) -> Result<u8> {
     if args.cluster.seeds.is_empty() {
         bail!("--seeds (or MGMT_SEEDS) is needed: the etcd endpoints of the cluster");
     }
+    let access = args.cluster.access()?;
     let r = match args.wait {
-        Some(limit) => wait(&args, limit).await,
-        None => once(&args).await,
+        Some(limit) => wait(&args, &access, limit).await,
+        None => once(&args, &access).await,
     };
     match r {
         Ok(code) => Ok(code),
@@ -74,11 +76,10 @@ pub struct Cluster {
     revision: i64,
 }
 
-async fn connected(args: &StatusArgs) -> Result<Client, EtcdError> {
-    let seeds = args.cluster.seeds.join(",");
-    tokio::time::timeout(READ_TIMEOUT, connect(&args.cluster.seeds))
+async fn connected(access: &EtcdAccess) -> Result<Client, EtcdError> {
+    tokio::time::timeout(READ_TIMEOUT, connect(access))
         .await
-        .map_err(|_| EtcdError::unreachable(&seeds, format!("no answer within {READ_TIMEOUT:?}")))?
+        .map_err(|_| EtcdError::unreachable(&access.label(), format!("no answer within {READ_TIMEOUT:?}")))?
 }
 
 /// Read every host and `deploy/latest` in one transaction. Another host wrote these: what is
@@ -117,8 +118,8 @@ async fn read(c: &mut Client, args: &StatusArgs) -> Result<Cluster, EtcdError> {
 }
 
 /// One look: print, and exit 1 if a host is failing or behind.
-async fn once(args: &StatusArgs) -> Result<u8, StatusError> {
-    let mut c = connected(args).await?;
+async fn once(args: &StatusArgs, access: &EtcdAccess) -> Result<u8, StatusError> {
+    let mut c = connected(access).await?;
     let cluster = read(&mut c, args).await?;
     if let Some(name) = &args.host {
         let Some(h) = cluster.hosts.iter().find(|h| &h.hostname == name) else {
@@ -314,7 +315,7 @@ fn waiting_for(cluster: &Cluster, gone: &[String]) -> String {
 /// `--wait`: follow the hosts and `deploy/latest` with etcd watches until every host is done
 /// (0), one fails (1) or the time is up. Progress goes to stderr, one line per change; the
 /// final status to stdout.
-async fn wait(args: &StatusArgs, limit: Option<Duration>) -> Result<u8, StatusError> {
+async fn wait(args: &StatusArgs, access: &EtcdAccess, limit: Option<Duration>) -> Result<u8, StatusError> {
     let started = tokio::time::Instant::now();
     let deadline = limit.map(|l| started + l);
     let seeds = args.cluster.seeds.join(",");
@@ -337,7 +338,7 @@ async fn wait(args: &StatusArgs, limit: Option<Duration>) -> Result<u8, StatusEr
     loop {
         // One session: connect, read, watch from the revision read; a break starts another.
         let session = async {
-            let mut c = connected(args).await?;
+            let mut c = connected(access).await?;
             let mut cluster = read(&mut c, args).await?;
             answered = true;
             let from = WatchOptions::new().with_start_revision(cluster.revision + 1);

@@ -7,6 +7,7 @@
 //! refusal: the fetch is tried again, with jittered backoff, until etcd answers. The follower
 //! itself cannot die: it runs under [`supervise`], which restarts it after a panic.
 
+use crate::world::access::EtcdAccess;
 use std::future::Future;
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -120,7 +121,7 @@ struct State {
 }
 
 struct Follower {
-    seeds: Vec<String>,
+    access: EtcdAccess,
     keys: DeployKeys,
     prefix: PathBuf,
     tx: mpsc::Sender<DeployEvent>,
@@ -133,14 +134,14 @@ struct Follower {
 
 /// Follow the cluster's deploys until `cancel`, sending each outcome to `tx`.
 pub fn spawn(
-    seeds: Vec<String>,
+    access: EtcdAccess,
     namespace: String,
     prefix: PathBuf,
     tx: mpsc::Sender<DeployEvent>,
     cancel: CancellationToken,
 ) {
     let f = Arc::new(Follower {
-        seeds,
+        access,
         keys: DeployKeys::new(&namespace),
         prefix,
         tx,
@@ -254,7 +255,7 @@ impl Follower {
     /// One connection to etcd: settle what `deploy/latest` says, then each change to it. An
     /// error is etcd not answering; the caller connects again.
     async fn session(&self, backoff: &mut Backoff) -> anyhow::Result<()> {
-        let mut c = connect(&self.seeds).await?;
+        let mut c = connect(&self.access).await?;
         let resp = c.get(self.keys.latest(), None).await?;
         let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
         let mut want = Some(resp.kvs().first().map_or(Latest::Missing, |kv| parse_latest(kv.value())));

@@ -31,12 +31,13 @@ use tokio::sync::{Notify, broadcast, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use super::access::EtcdAccess;
 use super::{Exported, HostStatus, KvValue, World, WorldError};
 
 /// How to reach the cluster and who we are in it.
 #[derive(Debug, Clone)]
 pub struct EtcdConfig {
-    pub seeds: Vec<String>,
+    pub access: EtcdAccess,
     /// Key prefix, e.g. `/_mgmt` (no trailing `/`).
     pub namespace: String,
     pub hostname: String,
@@ -93,12 +94,10 @@ pub fn validate_hostname(h: &str) -> Result<()> {
 pub enum SeedError {
     #[error("empty URL (expected http://HOST:PORT)")]
     Empty,
-    #[error("https is not supported yet: TLS to etcd is not implemented; use http://HOST:PORT")]
-    Https,
-    #[error("unsupported scheme `{0}`: use http://HOST:PORT")]
+    #[error("unsupported scheme `{0}`: use http://HOST:PORT, or https://HOST:PORT with --etcd-ca")]
     Scheme(String),
     #[error(
-        "user names and passwords in seed URLs are not supported (etcd authentication is not implemented)"
+        "user names and passwords do not go in seed URLs (argv is visible to every user): use --etcd-user with --etcd-password-file or MGMT_ETCD_PASSWORD"
     )]
     Credentials,
     #[error(
@@ -123,11 +122,11 @@ pub fn parse_seed(text: &str) -> Result<String, SeedError> {
     if text.is_empty() {
         return Err(SeedError::Empty);
     }
-    let rest = match text.split_once("://") {
-        None => text,
+    let (scheme, rest) = match text.split_once("://") {
+        None => ("http", text),
         Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
-            "http" => rest,
-            "https" => return Err(SeedError::Https),
+            "http" => ("http", rest),
+            "https" => ("https", rest),
             _ => return Err(SeedError::Scheme(scheme.to_string())),
         },
     };
@@ -168,7 +167,7 @@ pub fn parse_seed(text: &str) -> Result<String, SeedError> {
         return Err(SeedError::NoPort);
     }
     match port.parse::<u16>() {
-        Ok(p) if p > 0 && port.chars().all(|c| c.is_ascii_digit()) => Ok(format!("http://{host}:{p}")),
+        Ok(p) if p > 0 && port.chars().all(|c| c.is_ascii_digit()) => Ok(format!("{scheme}://{host}:{p}")),
         _ => Err(SeedError::Port(port.to_string())),
     }
 }
@@ -189,9 +188,13 @@ fn connect_options() -> ConnectOptions {
 
 /// A client of one endpoint, if it answers a status request and has a leader (a member cut
 /// off from the others answers, but cannot serve requests).
-async fn probe(seed: &str) -> Result<Client, EtcdError> {
+async fn probe(seed: &str, access: &EtcdAccess) -> Result<Client, EtcdError> {
     let ask = async {
-        let mut c = Client::connect([seed], Some(connect_options())).await?;
+        let options = access.connect_options(connect_options(), seed);
+        let mut c = match &access.ssh {
+            Some(tunnel) => super::ssh::client(tunnel, seed, options).await?,
+            None => Client::connect([seed], Some(options)).await?,
+        };
         let status = c.status().await?;
         Ok::<_, etcd_client::Error>((c, status.leader()))
     };
@@ -208,13 +211,13 @@ async fn probe(seed: &str) -> Result<Client, EtcdError> {
 /// A client of several endpoints would spread requests over them, and those sent to a dead
 /// one would fail; this one talks to a single live endpoint. Long-running users connect
 /// again after an error, which chooses again.
-pub async fn connect(seeds: &[String]) -> Result<Client, EtcdError> {
+pub async fn connect(access: &EtcdAccess) -> Result<Client, EtcdError> {
     let mut probes = tokio::task::JoinSet::new();
-    for (i, seed) in seeds.iter().enumerate() {
-        let seed = seed.clone();
-        probes.spawn(async move { (i, probe(&seed).await) });
+    for (i, seed) in access.seeds.iter().enumerate() {
+        let (seed, access) = (seed.clone(), access.clone());
+        probes.spawn(async move { (i, probe(&seed, &access).await) });
     }
-    let mut errors: Vec<Option<EtcdError>> = vec![None; seeds.len()];
+    let mut errors: Vec<Option<EtcdError>> = vec![None; access.seeds.len()];
     while let Some(done) = probes.join_next().await {
         match done {
             Ok((_, Ok(c))) => return Ok(c),
@@ -571,7 +574,7 @@ impl EtcdWorld {
     pub async fn start(cfg: EtcdConfig, startup_wait: Duration) -> Result<Arc<EtcdWorld>> {
         validate_hostname(&cfg.hostname)?;
         let keys = Keys::new(&cfg.namespace);
-        let health = Arc::new(Health { state: std::sync::Mutex::new(None), seeds: cfg.seeds.join(",") });
+        let health = Arc::new(Health { state: std::sync::Mutex::new(None), seeds: cfg.access.label() });
         let world = Arc::new(EtcdWorld {
             keys,
             client: watch::channel(None).0,
@@ -608,12 +611,12 @@ impl EtcdWorld {
                 return Err(e);
             }
             Ok(Ok(Ok(()))) => {
-                info!("joined the cluster at {} as `{}`", world.cfg.seeds.join(","), world.cfg.hostname)
+                info!("joined the cluster at {} as `{}`", world.cfg.access.label(), world.cfg.hostname)
             }
             Ok(Err(_)) => bail!("the cluster registration stopped"),
             Err(_) => warn!(
                 "etcd at {} did not answer within {:?}; running the graph and joining when it does",
-                world.cfg.seeds.join(","),
+                world.cfg.access.label(),
                 startup_wait
             ),
         }
@@ -653,7 +656,7 @@ impl EtcdWorld {
     async fn connect_task(self: Arc<Self>) {
         let mut backoff = Backoff::new();
         loop {
-            match connect(&self.cfg.seeds).await {
+            match connect(&self.cfg.access).await {
                 Ok(c) => {
                     backoff.reset();
                     self.client.send_replace(Some(c.clone()));
@@ -1087,14 +1090,14 @@ impl EtcdWorld {
     }
 
     fn unreachable(&self, e: impl Into<String>) -> WorldError {
-        WorldError::Unreachable(EtcdError::unreachable(&self.cfg.seeds.join(","), e).to_string())
+        WorldError::Unreachable(EtcdError::unreachable(&self.cfg.access.label(), e).to_string())
     }
 
     /// A failed request: an outage is "unreachable"; a refusal (out of space, not allowed)
     /// says so.
     fn request_failed(&self, e: etcd_client::Error) -> WorldError {
         self.trouble();
-        let e = EtcdError::new(&self.cfg.seeds.join(","), &e);
+        let e = EtcdError::new(&self.cfg.access.label(), &e);
         match e.trouble {
             Trouble::Unreachable | Trouble::LeaseLost => WorldError::Unreachable(e.to_string()),
             _ => WorldError::Other(e.to_string()),
@@ -1195,6 +1198,7 @@ mod tests {
             ("http://[::1]:2379", "http://[::1]:2379"),
             ("http://etcd_1:2379", "http://etcd_1:2379"),
             ("http://h:65535", "http://h:65535"),
+            ("HTTPS://etcd-1:2379/", "https://etcd-1:2379"),
         ] {
             assert_eq!(parse_seed(given).as_deref(), Ok(normal), "{given}");
         }
@@ -1205,7 +1209,6 @@ mod tests {
         use SeedError::*;
         for (given, why) in [
             ("", Empty),
-            ("https://h:2379", Https),
             ("unix:///run/etcd.sock", Scheme("unix".into())),
             ("http://user:pw@h:2379", Credentials),
             ("http://h:2379/v3", Path),
@@ -1234,8 +1237,7 @@ mod tests {
         ] {
             assert_eq!(parse_seed(given), Err(why), "{given}");
         }
-        assert!(SeedError::Https.to_string().contains("not supported yet"));
-        assert!(SeedError::Https.to_string().contains("TLS"));
+        assert!(SeedError::Credentials.to_string().contains("--etcd-user"));
     }
 
     #[test]

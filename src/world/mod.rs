@@ -7,8 +7,10 @@
 //! state seen. Only resources that need a live answer (`kv`) get an error while the cluster is
 //! unreachable, and retry like any failing resource.
 
+pub mod access;
 pub mod etcd;
 pub mod local;
+pub mod ssh;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
