@@ -74,7 +74,11 @@ const BENCHES: &[(&str, Bench)] = &[
     ("deploy50", deploy50),
     ("bigtree", bigtree),
     ("bigtree10k", bigtree10k),
+    ("transport", transport::transport),
 ];
+
+#[path = "cluster/transport.rs"]
+mod transport;
 
 fn main() {
     // `cargo bench` passes `--bench`; every other non-flag argument names a benchmark.
@@ -449,10 +453,21 @@ impl Etcd {
     /// Start a one-member etcd on free loopback ports, data in `dir/etcd-data`, and wait
     /// until it reports itself healthy (it has a leader).
     fn start(dir: &Path) -> Result<Etcd> {
+        Etcd::start_with(dir, None)
+    }
+
+    /// [`Etcd::start`] serving clients over TLS only, with client certificates required,
+    /// from a `mgmt certs` directory; health and metrics over plain http on a port of their own.
+    fn start_tls(dir: &Path, certs: &Path) -> Result<Etcd> {
+        Etcd::start_with(dir, Some(certs))
+    }
+
+    fn start_with(dir: &Path, certs: Option<&Path>) -> Result<Etcd> {
         let bin = std::env::var("MGMT_ETCD_BINARY").unwrap_or_else(|_| "/usr/bin/etcd".into());
-        let ports = free_ports(2)?;
-        let client_addr: SocketAddr = format!("127.0.0.1:{}", ports[0]).parse()?;
-        let url = format!("http://{client_addr}");
+        let ports = free_ports(3)?;
+        let (scheme, health) = if certs.is_some() { ("https", ports[2]) } else { ("http", ports[0]) };
+        let client_addr: SocketAddr = format!("127.0.0.1:{health}").parse()?;
+        let url = format!("{scheme}://127.0.0.1:{}", ports[0]);
         let peer = format!("http://127.0.0.1:{}", ports[1]);
         let mut cmd = Command::new(&bin);
         // etcd reads ETCD_* variables and refuses a flag that one of them also sets.
@@ -473,6 +488,15 @@ impl Etcd {
             "--logger=zap".to_string(),
             "--log-outputs=stderr".to_string(),
         ]);
+        if let Some(c) = certs {
+            cmd.args([
+                format!("--cert-file={}", c.join("server.crt").display()),
+                format!("--key-file={}", c.join("server.key").display()),
+                format!("--trusted-ca-file={}", c.join("ca.crt").display()),
+                "--client-cert-auth".to_string(),
+                format!("--listen-metrics-urls=http://{client_addr}"),
+            ]);
+        }
         let t0 = Instant::now();
         let mut process = Proc::spawn(cmd, dir.join("etcd.log"), format!("etcd ({bin})"))?;
         let version = Command::new(&bin).arg("--version").output().ok();
