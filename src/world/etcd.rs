@@ -596,6 +596,9 @@ struct Health {
     seeds: String,
     /// What the errors are told with (the user, the certificates).
     access: EtcdAccess,
+    /// The last error while etcd refuses this agent (TLS, credentials): what a request made
+    /// meanwhile is told, rather than "not connected".
+    refusal: std::sync::Mutex<Option<EtcdError>>,
 }
 
 impl Health {
@@ -604,6 +607,7 @@ impl Health {
     }
     fn failed_with(&self, what: &str, e: EtcdError) {
         let kind = e.trouble;
+        *self.refusal.lock().unwrap() = matches!(kind, Trouble::Refused | Trouble::Tls).then(|| e.clone());
         let before = self.state.lock().unwrap().replace(kind);
         if before == Some(kind) {
             debug!("etcd trouble goes on ({what}: {e})");
@@ -612,6 +616,7 @@ impl Health {
         warn!("{what}: {e}; still enforcing the running graph, retrying in the background");
     }
     fn ok(&self) {
+        self.refusal.lock().unwrap().take();
         let before = self.state.lock().unwrap().take();
         let seeds = &self.seeds;
         match before {
@@ -738,6 +743,7 @@ impl EtcdWorld {
             state: std::sync::Mutex::new(None),
             seeds: cfg.access.label(),
             access: cfg.access.clone(),
+            refusal: std::sync::Mutex::new(None),
         });
         let world = Arc::new(EtcdWorld {
             keys,
@@ -778,11 +784,14 @@ impl EtcdWorld {
                 info!("joined the cluster at {} as `{}`", world.cfg.access.label(), world.cfg.hostname)
             }
             Ok(Err(_)) => bail!("the cluster registration stopped"),
-            Err(_) => warn!(
-                "etcd at {} did not answer within {:?}; running the graph and joining when it does",
-                world.cfg.access.label(),
-                startup_wait
-            ),
+            Err(_) => match world.health.refusal.lock().unwrap().clone() {
+                Some(e) => warn!("{e}; running the graph and joining when etcd accepts this agent"),
+                None => warn!(
+                    "etcd at {} did not answer within {:?}; running the graph and joining when it does",
+                    world.cfg.access.label(),
+                    startup_wait
+                ),
+            },
         }
         // Start with what the cluster exports, not with nothing and then everything.
         let _ = tokio::time::timeout_at(deadline, exported_loaded.wait_for(|l| *l)).await;
@@ -1269,7 +1278,10 @@ impl EtcdWorld {
     }
 
     fn current_client(&self) -> Result<Client, WorldError> {
-        self.client.borrow().clone().ok_or_else(|| self.unreachable("not connected yet"))
+        self.client.borrow().clone().ok_or_else(|| match self.health.refusal.lock().unwrap().clone() {
+            Some(refused) => WorldError::Other(refused.to_string()),
+            None => self.unreachable("not connected yet"),
+        })
     }
 }
 
@@ -1584,7 +1596,7 @@ mod tests {
         assert!(line.contains("authentication failed, invalid user ID or password"), "{line}");
         let denied = etcd_client::Error::Internal("etcdserver: permission denied".into());
         let e = EtcdError::new("http://h:1", &denied).with_access(&access, false).to_string();
-        assert!(e.starts_with("etcd at http://h:1 denied user bob permission: permission denied"), "{e}");
+        assert!(e.starts_with("etcd at http://h:1 denied user bob permission: ") && e.contains("no role of bob"), "{e}");
     }
 
     #[test]
