@@ -218,6 +218,13 @@ fn etcd_with_users(t: &TestDir, certs: &Certs, ttl: u32) -> Etcd {
     e.etcdctl(&["role", "add", "hosts-reader"]);
     e.etcdctl(&["role", "grant-permission", "hosts-reader", "--prefix=true", "read", "/_mgmt/hosts/"]);
     e.etcdctl(&["user", "grant-role", "reader", "hosts-reader"]);
+    // May read everything but write only its status and kv values, not exports.
+    e.etcdctl(&["user", "add", "limited", "--new-user-password=limitedpw"]);
+    e.etcdctl(&["role", "add", "no-exports"]);
+    e.etcdctl(&["role", "grant-permission", "no-exports", "--prefix=true", "read", "/_mgmt/"]);
+    e.etcdctl(&["role", "grant-permission", "no-exports", "--prefix=true", "readwrite", "/_mgmt/hosts/"]);
+    e.etcdctl(&["role", "grant-permission", "no-exports", "--prefix=true", "readwrite", "/_mgmt/kv/"]);
+    e.etcdctl(&["user", "grant-role", "limited", "no-exports"]);
     e.etcdctl(&["auth", "enable"]);
     e
 }
@@ -269,7 +276,11 @@ fn a_wrong_password_and_a_missing_permission_are_refusals() {
     // A user whose role reads hosts/ only cannot read deploy/latest.
     let o = mgmt(&t, &base("reader"), &[("MGMT_ETCD_PASSWORD", "readerpw")]);
     assert_eq!(o.status.code(), Some(3), "{}", shown(&o));
-    assert_one_error_line(&o, e.url(), &["denied permission", "no role of this client's etcd user"]);
+    assert_one_error_line(
+        &o,
+        e.url(),
+        &["denied user reader permission to read under /_mgmt/hosts/ and /_mgmt/deploy/latest: ", "no role of reader"],
+    );
     // No user at all, with a client certificate whose name is no etcd user.
     let mut none = vec!["status", "--seeds", e.url()];
     none.extend(tls_flags(certs.ca.ca(), Some(&client)));
@@ -292,4 +303,29 @@ fn a_wrong_password_and_a_missing_permission_are_refusals() {
     drop(a);
     let a = agent(&t, &e, "a", &flags);
     wait("the agent's kv value", &[&a], || kv_is(&e, "valuea", "v-a"));
+}
+
+#[test]
+fn a_missing_permission_names_the_keys_and_the_agent_keeps_the_rest_going() {
+    let t = TestDir::new();
+    let certs = Certs::new(&t);
+    let e = etcd_with_users(&t, &certs, 300);
+    let client = certs.ca.client("some-host");
+    fs::write(t.path("password"), "limitedpw").unwrap();
+    let pw = t.p("password");
+    let mut flags = tls_flags(certs.ca.ca(), Some(&client));
+    flags.extend(["--etcd-user", "limited", "--etcd-password-file", pw.as_str()]);
+    let a = agent(&t, &e, "a", &flags);
+    let denied = format!(
+        "publishing exports: etcd at {} denied user limited permission to write under /_mgmt/exported/a/: ",
+        e.url()
+    );
+    a.wait_log(&denied);
+    // What it may write still gets there, and its graph is enforced.
+    wait("the kv value and the registration", &[&a], || {
+        kv_is(&e, "valuea", "v-a") && e.get_json("/_mgmt/hosts/a").is_some()
+    });
+    a.wait_content(&t.path("locala"), "local\n");
+    assert!(e.keys("/_mgmt/exported/").is_empty());
+    assert!(a.try_exit().is_none(), "{}", a.stderr());
 }

@@ -361,6 +361,9 @@ pub struct EtcdError {
     pub detail: String,
     /// The etcd user the client authenticated as (`--etcd-user`), for refusals.
     pub user: Option<String>,
+    /// What the request was allowed to do, for a refused permission: `write /_mgmt/hosts/a`,
+    /// `read under /_mgmt/exported/`.
+    pub keys: Option<String>,
 }
 
 impl EtcdError {
@@ -371,12 +374,18 @@ impl EtcdError {
         if trouble == Trouble::Unreachable && answered(e) {
             trouble = Trouble::Rejected;
         }
-        EtcdError { trouble, url: url.to_string(), detail, user: None }
+        EtcdError { trouble, url: url.to_string(), detail, user: None, keys: None }
     }
 
     /// No answer from `url`, for the reason given.
     pub fn unreachable(url: &str, detail: impl Into<String>) -> EtcdError {
-        EtcdError { trouble: Trouble::Unreachable, url: url.to_string(), detail: detail.into(), user: None }
+        EtcdError {
+            trouble: Trouble::Unreachable,
+            url: url.to_string(),
+            detail: detail.into(),
+            user: None,
+            keys: None,
+        }
     }
 
     /// This error told with what `access` tried: which user, which certificate, and which
@@ -411,6 +420,13 @@ impl EtcdError {
         self
     }
 
+    /// This error of a request that was to do `keys` (`write /_mgmt/hosts/a`): a refused
+    /// permission names them.
+    pub fn on_keys(mut self, keys: impl Into<String>) -> EtcdError {
+        self.keys = Some(keys.into());
+        self
+    }
+
     /// One error for several endpoints that all failed: an endpoint that answered and
     /// refused says more than those that did not answer; endpoints that failed alike are
     /// named together.
@@ -427,7 +443,7 @@ impl EtcdError {
         } else {
             errors.iter().map(|e| format!("{}: {}", e.url, e.detail)).collect::<Vec<_>>().join("; ")
         };
-        EtcdError { trouble: Trouble::Unreachable, url, detail, user: errors.swap_remove(0).user }
+        EtcdError { trouble: Trouble::Unreachable, url, detail, user: errors.swap_remove(0).user, keys: None }
     }
 
     fn line(&self) -> String {
@@ -435,16 +451,20 @@ impl EtcdError {
         let url = if self.url.is_empty() { String::new() } else { format!(" at {}", self.url) };
         let d = &self.detail;
         let lower = d.to_ascii_lowercase();
+        let to = self.keys.as_ref().map(|k| format!(" to {k}")).unwrap_or_default();
         match (self.trouble, &self.user) {
             (Trouble::Unreachable, _) => {
                 format!("cannot reach etcd{url}: {d} (is etcd running? `mgmt etcd` starts one)")
             }
             (Trouble::Tls, _) => format!("TLS to etcd{url} failed: {d}"),
             (Trouble::Refused, Some(u)) if lower.contains("permission denied") => format!(
-                "etcd{url} denied user {u} permission: {d} (no role of {u} grants this request on its keys; see \"TLS and users\" in docs/cluster.md)"
+                "etcd{url} denied user {u} permission{to}: {d} (no role of {u} grants it; see \"TLS and users\" in docs/cluster.md)"
             ),
             (Trouble::Refused, None) if lower.contains("permission denied") => format!(
-                "etcd{url} denied permission: {d} (no role of this client's etcd user grants this request on its keys; see \"TLS and users\" in docs/cluster.md)"
+                "etcd{url} denied permission{to}: {d} (no role of this client's etcd user grants it; see \"TLS and users\" in docs/cluster.md)"
+            ),
+            (Trouble::Refused, Some(u)) if lower.contains("invalid auth token") => format!(
+                "etcd{url} no longer accepts the token of user {u}: {d} (a new one is taken when connecting again)"
             ),
             (Trouble::Refused, Some(u)) => format!(
                 "etcd{url} refused the credentials of user {u}: {d} (check the user and its password in --etcd-password-file or {})",
@@ -602,8 +622,11 @@ struct Health {
 }
 
 impl Health {
-    fn failed(&self, what: &str, e: &etcd_client::Error) {
-        self.failed_with(what, EtcdError::new(&self.seeds, e).with_access(&self.access, false));
+    /// A request for `what` failed; `keys` is what it was to do (for a refused permission).
+    fn failed(&self, what: &str, keys: Option<String>, e: &etcd_client::Error) {
+        let mut e = EtcdError::new(&self.seeds, e).with_access(&self.access, false);
+        e.keys = keys;
+        self.failed_with(what, e);
     }
     fn failed_with(&self, what: &str, e: EtcdError) {
         let kind = e.trouble;
@@ -966,7 +989,7 @@ impl EtcdWorld {
                         continue;
                     }
                     Err(RegisterError::Etcd(e)) => {
-                        self.health.failed("registering", &e);
+                        self.health.failed("registering", Some(format!("write {}", self.keys.host(&self.cfg.hostname))), &e);
                         self.trouble();
                         backoff.wait(&self.cancel).await;
                         continue;
@@ -1035,7 +1058,7 @@ impl EtcdWorld {
                     backoff.wait(&self.cancel).await;
                 }
                 Err(e) => {
-                    self.health.failed("keeping the lease alive", &e);
+                    self.health.failed("keeping the lease alive", None, &e);
                     self.trouble();
                     backoff.wait(&self.cancel).await;
                 }
@@ -1066,7 +1089,8 @@ impl EtcdWorld {
                     }
                 }
                 Err(e) => {
-                    self.health.failed("publishing exports", &e);
+                    let keys = format!("write under {}", self.keys.exported_by(&self.cfg.hostname));
+                    self.health.failed("publishing exports", Some(keys), &e);
                     self.trouble();
                     backoff.wait(&self.cancel).await;
                     if self.cancel.is_cancelled() {
@@ -1181,7 +1205,7 @@ impl EtcdWorld {
                 }
                 .await;
                 if let Err(e) = r {
-                    self.health.failed(&format!("watching {prefix}"), &e);
+                    self.health.failed(&format!("watching {prefix}"), Some(format!("read under {prefix}")), &e);
                     self.trouble();
                     backoff.wait(&self.cancel).await;
                 }
@@ -1268,9 +1292,10 @@ impl EtcdWorld {
 
     /// A failed request: an outage is "unreachable"; a refusal (out of space, not allowed)
     /// says so.
-    fn request_failed(&self, e: etcd_client::Error) -> WorldError {
+    /// The error of a request that was to do `keys` (`write /_mgmt/kv/k`).
+    fn request_failed(&self, e: etcd_client::Error, keys: String) -> WorldError {
         self.trouble();
-        let e = EtcdError::new(&self.cfg.access.label(), &e).with_access(&self.cfg.access, false);
+        let e = EtcdError::new(&self.cfg.access.label(), &e).with_access(&self.cfg.access, false).on_keys(keys);
         match e.trouble {
             Trouble::Unreachable | Trouble::LeaseLost => WorldError::Unreachable(e.to_string()),
             _ => WorldError::Other(e.to_string()),
@@ -1321,7 +1346,8 @@ impl World for EtcdWorld {
 
     async fn kv_get(&self, key: &str) -> Result<Option<KvValue>, WorldError> {
         let mut c = self.current_client()?;
-        let resp = c.get(self.keys.kv(key), None).await.map_err(|e| self.request_failed(e))?;
+        let k = self.keys.kv(key);
+        let resp = c.get(k.clone(), None).await.map_err(|e| self.request_failed(e, format!("read {k}")))?;
         match resp.kvs().first() {
             None => Ok(None),
             Some(kv) => Ok(Some(serde_json::from_slice(kv.value()).unwrap_or(KvValue {
@@ -1336,7 +1362,8 @@ impl World for EtcdWorld {
         let mut c = self.current_client()?;
         let v = KvValue { value: value.to_string(), host: self.cfg.hostname.clone() };
         let json = serde_json::to_string(&v).map_err(|e| WorldError::Other(e.to_string()))?;
-        c.put(self.keys.kv(key), json, None).await.map_err(|e| self.request_failed(e))?;
+        let k = self.keys.kv(key);
+        c.put(k.clone(), json, None).await.map_err(|e| self.request_failed(e, format!("write {k}")))?;
         Ok(())
     }
 
