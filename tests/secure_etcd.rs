@@ -116,20 +116,29 @@ fn agents_deploys_and_status_work_over_mutual_tls() {
     });
     assert_eq!(e.keys("/_mgmt/hosts/"), ["/_mgmt/hosts/a", "/_mgmt/hosts/b"]);
 
+    // An agent that follows deploys, with the flags before the subcommand.
+    let c_cert = certs.ca.client("c");
+    let mut follower = vec!["--seeds", e.url()];
+    follower.extend(tls_flags(certs.ca.ca(), Some(&c_cert)));
+    follower.extend(["run", "--hostname", "c", "--tmp-prefix", "empty"]);
+    let c = Agent::spawn(&t, &follower);
+    wait("c registered", &[&c], || e.get_json("/_mgmt/hosts/c").is_some());
+
     // A deploy, and status, with the TLS settings from the environment.
     let ops = certs.ca.client("ops");
     let env = [("MGMT_ETCD_CA", certs.ca.ca()), ("MGMT_ETCD_CERT", ops.cert()), ("MGMT_ETCD_KEY", ops.key())];
     let dir = deploy_dir(&t);
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mgmt"));
-    c.current_dir(&dir).args(["deploy", "--seeds", e.url(), "--no-git", "yaml", "graph.yaml"]).envs(env);
-    let o = c.output().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mgmt"));
+    cmd.current_dir(&dir).args(["deploy", "--seeds", e.url(), "--no-git", "yaml", "graph.yaml"]).envs(env);
+    let o = cmd.output().unwrap();
     assert!(o.status.success(), "{}", shown(&o));
     assert!(e.get_json("/_mgmt/deploy/latest").is_some(), "no deploy/latest after the deploy");
+    c.wait_content(&t.path("out/app.conf"), "deployed\n");
     let o = mgmt(&t, &["deploy", "--seeds", e.url(), "list"], &env);
     assert!(o.status.success(), "{}", shown(&o));
     let o = mgmt(&t, &["status", "--seeds", e.url(), "--json"], &env);
     let hosts: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", shown(&o)));
-    assert_eq!(hosts.as_array().map(Vec::len), Some(2), "{}", shown(&o));
+    assert_eq!(hosts.as_array().map(Vec::len), Some(3), "{}", shown(&o));
 }
 
 #[test]
@@ -281,6 +290,15 @@ fn a_wrong_password_and_a_missing_permission_are_refusals() {
         e.url(),
         &["denied user reader permission to read under /_mgmt/hosts/ and /_mgmt/deploy/latest: ", "no role of reader"],
     );
+    // A deploy by a user that may not write deploy/ is refused as such.
+    let dir = deploy_dir(&t);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mgmt"));
+    cmd.current_dir(&dir).args(["deploy", "--seeds", e.url(), "--etcd-user", "reader", "--no-git"]);
+    cmd.args(tls_flags(certs.ca.ca(), Some(&client))).args(["yaml", "graph.yaml"]);
+    let o = cmd.env("MGMT_ETCD_PASSWORD", "readerpw").output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", shown(&o));
+    assert_one_error_line(&o, e.url(), &["denied user reader permission", "permission denied"]);
+    assert!(e.get_json("/_mgmt/deploy/latest").is_none());
     // No user at all, with a client certificate whose name is no etcd user.
     let mut none = vec!["status", "--seeds", e.url()];
     none.extend(tls_flags(certs.ca.ca(), Some(&client)));

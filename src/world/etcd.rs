@@ -531,6 +531,11 @@ fn client_cert_words(access: &EtcdAccess, raw: &str) -> String {
 /// [`EtcdError`] (at `url`): the contexts above it are kept; the client's text, and wrappers
 /// that only repeat it, are dropped.
 pub fn readable(e: anyhow::Error, url: &str) -> anyhow::Error {
+    readable_as(e, url, None)
+}
+
+/// [`readable`] for a client that authenticated as `user` (a refusal names it).
+pub fn readable_as(e: anyhow::Error, url: &str, user: Option<&str>) -> anyhow::Error {
     let chain: Vec<&(dyn std::error::Error + 'static)> = e.chain().collect();
     let Some((i, client)) =
         chain.iter().enumerate().find_map(|(i, c)| c.downcast_ref::<etcd_client::Error>().map(|c| (i, c)))
@@ -548,7 +553,9 @@ pub fn readable(e: anyhow::Error, url: &str) -> anyhow::Error {
         })
         .filter(|s| !s.is_empty() && s != "etcd")
         .collect();
-    parts.push(EtcdError::new(url, client).to_string());
+    let mut line = EtcdError::new(url, client);
+    line.user = user.map(str::to_string);
+    parts.push(line.to_string());
     anyhow::anyhow!(parts.join(": "))
 }
 
