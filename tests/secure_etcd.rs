@@ -137,7 +137,8 @@ fn agents_deploys_and_status_work_over_mutual_tls() {
     let o = mgmt(&t, &["deploy", "--seeds", e.url(), "list"], &env);
     assert!(o.status.success(), "{}", shown(&o));
     let o = mgmt(&t, &["status", "--seeds", e.url(), "--json"], &env);
-    let hosts: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", shown(&o)));
+    let hosts: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", shown(&o)));
     assert_eq!(hosts.as_array().map(Vec::len), Some(3), "{}", shown(&o));
 }
 
@@ -288,7 +289,10 @@ fn a_wrong_password_and_a_missing_permission_are_refusals() {
     assert_one_error_line(
         &o,
         e.url(),
-        &["denied user reader permission to read under /_mgmt/hosts/ and /_mgmt/deploy/latest: ", "no role of reader"],
+        &[
+            "denied user reader permission to read under /_mgmt/hosts/ and /_mgmt/deploy/latest: ",
+            "no role of reader",
+        ],
     );
     // A deploy by a user that may not write deploy/ is refused as such.
     let dir = deploy_dir(&t);

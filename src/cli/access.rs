@@ -182,7 +182,9 @@ pub fn check_flags(g: Given) -> Result<(), String> {
         return err("--etcd-key is given without --etcd-cert");
     }
     if !g.user && (g.password_file || g.password_env) {
-        return Err(format!("a password is given (--etcd-password-file or {PASSWORD_ENV}) but no --etcd-user"));
+        return Err(format!(
+            "a password is given (--etcd-password-file or {PASSWORD_ENV}) but no --etcd-user"
+        ));
     }
     if g.user && !g.password_file && !g.password_env {
         return Err(format!(
@@ -249,8 +251,9 @@ impl SecureArgs {
                     Err(why) => bail!("--etcd-password-file {} {why}", file.display()),
                 }
             }
-            None => std::env::var(PASSWORD_ENV)
-                .with_context(|| format!("{PASSWORD_ENV} is not valid UTF-8"))?,
+            None => {
+                std::env::var(PASSWORD_ENV).with_context(|| format!("{PASSWORD_ENV} is not valid UTF-8"))?
+            }
         };
         Ok(Some(Credentials { name, password }))
     }

@@ -96,7 +96,8 @@ async fn read(c: &mut Client, args: &StatusArgs) -> Result<Cluster, EtcdError> {
         .await
         .map_err(|_| EtcdError::unreachable(&seeds, format!("no answer within {READ_TIMEOUT:?}")))?
         .map_err(|e| {
-            let mut e = EtcdError::new(&seeds, &e).on_keys(format!("read under {} and {latest_key}", keys.hosts()));
+            let mut e =
+                EtcdError::new(&seeds, &e).on_keys(format!("read under {} and {latest_key}", keys.hosts()));
             e.user = args.cluster.secure.etcd_user.clone();
             e
         })?;

@@ -396,7 +396,11 @@ impl EtcdError {
         let https = !self.url.is_empty() && self.url.split(',').all(|u| u.starts_with("https://"));
         let fault = match tls_fault(&self.detail) {
             Some(f) => Some(f),
-            None if fresh && https && self.trouble == Trouble::Unreachable && closed_after_connecting(&self.detail) => {
+            None if fresh
+                && https
+                && self.trouble == Trouble::Unreachable
+                && closed_after_connecting(&self.detail) =>
+            {
                 Some(TlsFault::ClientCert)
             }
             None => None,
@@ -491,9 +495,13 @@ fn server_cert_words(reason: &str, access: &EtcdAccess, raw: &str) -> String {
     let ca = access.tls.as_ref().map(|t| t.files.ca.display().to_string()).unwrap_or_default();
     let r = reason.to_ascii_lowercase();
     if r.contains("unknownissuer") || r.contains("badsignature") {
-        format!("etcd's certificate is not signed by the CA in --etcd-ca {ca} ({raw}); give the CA that signed etcd's --cert-file")
+        format!(
+            "etcd's certificate is not signed by the CA in --etcd-ca {ca} ({raw}); give the CA that signed etcd's --cert-file"
+        )
     } else if r.contains("notvalidforname") || r.contains("not valid for name") {
-        format!("etcd's certificate does not name the seed's host ({raw}); use a host name or address it was issued for")
+        format!(
+            "etcd's certificate does not name the seed's host ({raw}); use a host name or address it was issued for"
+        )
     } else if r.contains("expired") {
         format!("etcd's certificate has expired ({raw}); etcd needs a new --cert-file")
     } else if r.contains("notvalidyet") || r.contains("not valid yet") || r.contains("not valid before") {
@@ -519,7 +527,9 @@ fn client_cert_words(access: &EtcdAccess, raw: &str) -> String {
             format!("etcd refused the client certificate {cert}: it has expired{why}; renew it")
         }
         crate::world::access::Validity::NotYet => {
-            format!("etcd refused the client certificate {cert}: it is not valid yet{why}; is this host's clock right?")
+            format!(
+                "etcd refused the client certificate {cert}: it is not valid yet{why}; is this host's clock right?"
+            )
         }
         crate::world::access::Validity::Current => format!(
             "etcd refused the client certificate {cert}: it is not signed by a CA in etcd's --trusted-ca-file{why}; use a certificate from etcd's CA"
@@ -996,7 +1006,11 @@ impl EtcdWorld {
                         continue;
                     }
                     Err(RegisterError::Etcd(e)) => {
-                        self.health.failed("registering", Some(format!("write {}", self.keys.host(&self.cfg.hostname))), &e);
+                        self.health.failed(
+                            "registering",
+                            Some(format!("write {}", self.keys.host(&self.cfg.hostname))),
+                            &e,
+                        );
                         self.trouble();
                         backoff.wait(&self.cancel).await;
                         continue;
@@ -1212,7 +1226,11 @@ impl EtcdWorld {
                 }
                 .await;
                 if let Err(e) = r {
-                    self.health.failed(&format!("watching {prefix}"), Some(format!("read under {prefix}")), &e);
+                    self.health.failed(
+                        &format!("watching {prefix}"),
+                        Some(format!("read under {prefix}")),
+                        &e,
+                    );
                     self.trouble();
                     backoff.wait(&self.cancel).await;
                 }
@@ -1302,7 +1320,8 @@ impl EtcdWorld {
     /// The error of a request that was to do `keys` (`write /_mgmt/kv/k`).
     fn request_failed(&self, e: etcd_client::Error, keys: String) -> WorldError {
         self.trouble();
-        let e = EtcdError::new(&self.cfg.access.label(), &e).with_access(&self.cfg.access, false).on_keys(keys);
+        let e =
+            EtcdError::new(&self.cfg.access.label(), &e).with_access(&self.cfg.access, false).on_keys(keys);
         match e.trouble {
             Trouble::Unreachable | Trouble::LeaseLost => WorldError::Unreachable(e.to_string()),
             _ => WorldError::Other(e.to_string()),
@@ -1591,7 +1610,10 @@ mod tests {
         };
         let (t, line) = refused(&tls_access(None), "received fatal alert: BadCertificate", false);
         assert_eq!(t, Trouble::Tls);
-        assert!(line.starts_with("TLS to etcd at https://h:1 failed: etcd requires a client certificate"), "{line}");
+        assert!(
+            line.starts_with("TLS to etcd at https://h:1 failed: etcd requires a client certificate"),
+            "{line}"
+        );
         let (_, line) = refused(&tls_access(Some("expired")), "received fatal alert: BadCertificate", false);
         assert!(line.contains("refused the client certificate") && line.contains("it has expired"), "{line}");
         let (_, line) = refused(&tls_access(Some("current")), "received fatal alert: BadCertificate", false);
@@ -1609,9 +1631,8 @@ mod tests {
         let (t, line) = refused(&tls_access(None), "tls handshake eof", true);
         assert_eq!(t, Trouble::Tls);
         assert!(line.contains("does not answer TLS"), "{line}");
-        for (_, line) in [refused(&tls_access(None), "received fatal alert: BadCertificate", true)] {
-            assert!(!line.contains('\n') && !line.contains("tonic") && !line.contains("Custom {"), "{line}");
-        }
+        let (_, line) = refused(&tls_access(None), "received fatal alert: BadCertificate", true);
+        assert!(!line.contains('\n') && !line.contains("tonic") && !line.contains("Custom {"), "{line}");
     }
 
     #[test]
@@ -1630,7 +1651,10 @@ mod tests {
         assert!(line.contains("authentication failed, invalid user ID or password"), "{line}");
         let denied = etcd_client::Error::Internal("etcdserver: permission denied".into());
         let e = EtcdError::new("http://h:1", &denied).with_access(&access, false).to_string();
-        assert!(e.starts_with("etcd at http://h:1 denied user bob permission: ") && e.contains("no role of bob"), "{e}");
+        assert!(
+            e.starts_with("etcd at http://h:1 denied user bob permission: ") && e.contains("no role of bob"),
+            "{e}"
+        );
     }
 
     #[test]

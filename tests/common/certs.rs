@@ -13,6 +13,9 @@ use rcgen::{
 
 use super::TestDir;
 
+/// A date as (year, month, day).
+type Ymd = (i32, u8, u8);
+
 /// A certificate and its key, as PEM files.
 #[derive(Debug, Clone)]
 pub struct Pair {
@@ -67,7 +70,7 @@ impl Ca {
         cn: &str,
         names: &[&str],
         usage: ExtendedKeyUsagePurpose,
-        window: Option<((i32, u8, u8), (i32, u8, u8))>,
+        window: Option<(Ymd, Ymd)>,
     ) -> Pair {
         let key = KeyPair::generate().expect("generating a key");
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
@@ -81,7 +84,8 @@ impl Ca {
         }
         let cert = params.signed_by(&key, &self.issuer).expect("signing a certificate");
         let file = format!("{}-{file}", self.name);
-        let pair = Pair { cert: self.dir.join(format!("{file}.crt")), key: self.dir.join(format!("{file}.key")) };
+        let pair =
+            Pair { cert: self.dir.join(format!("{file}.crt")), key: self.dir.join(format!("{file}.key")) };
         fs::write(&pair.cert, cert.pem()).expect("writing a certificate");
         fs::write(&pair.key, key.serialize_pem()).expect("writing a key");
         pair
@@ -114,13 +118,8 @@ impl Certs {
     pub fn new(t: &TestDir) -> Certs {
         let dir = t.path("certs");
         let ca = Ca::new(&dir, "ca");
-        let server = ca.sign(
-            "server",
-            "etcd",
-            &["127.0.0.1", "localhost"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-            None,
-        );
+        let server =
+            ca.sign("server", "etcd", &["127.0.0.1", "localhost"], ExtendedKeyUsagePurpose::ServerAuth, None);
         let other_ca = Ca::new(&dir, "other-ca");
         Certs { ca, server, other_ca }
     }

@@ -237,10 +237,7 @@ impl Etcd {
         if let Some((ca, client)) = &self.ctl_tls {
             cmd.arg("--cacert").arg(ca).arg("--cert").arg(&client.cert).arg("--key").arg(&client.key);
         }
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running etcdctl (Debian package etcd-client)")
+        cmd.args(args).stdin(Stdio::null()).output().expect("running etcdctl (Debian package etcd-client)")
     }
 
     /// `etcdctl <args>`: its stdout; panics with its stderr if it fails.
