@@ -1628,6 +1628,11 @@ mod tests {
         let (t, line) = refused(&tls_access(None), "invalid peer certificate: UnknownIssuer", true);
         assert_eq!(t, Trouble::Tls);
         assert!(line.contains("etcd's certificate is not signed by the CA in --etcd-ca "), "{line}");
+        let name = "invalid peer certificate: certificate not valid for name \"db\"; certificate is only valid for DnsName(\"localhost\")";
+        let (_, line) = refused(&tls_access(None), name, true);
+        assert!(line.contains("etcd's certificate does not name the seed's host"), "{line}");
+        let (_, line) = refused(&tls_access(None), "invalid peer certificate: Expired", true);
+        assert!(line.contains("etcd's certificate has expired"), "{line}");
         let (t, line) = refused(&tls_access(None), "tls handshake eof", true);
         assert_eq!(t, Trouble::Tls);
         assert!(line.contains("does not answer TLS"), "{line}");
