@@ -367,8 +367,8 @@ fn an_etcd_that_requires_authentication_is_reported_as_refusing() {
         a.stderr().contains("requires authentication: user name is empty")
     });
     let log = a.stderr();
-    assert!(log.contains("authentication is not supported yet"), "{log}");
-    assert!(!log.contains("unreachable"), "{log}");
+    assert!(log.contains("give --etcd-user with --etcd-password-file or MGMT_ETCD_PASSWORD"), "{log}");
+    assert!(!log.contains("unreachable") && !log.contains("cannot reach"), "{log}");
 }
 
 #[test]

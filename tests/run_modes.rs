@@ -370,11 +370,10 @@ fn seed_urls_are_checked_before_anything_runs() {
     let t = TestDir::new();
     let yaml = t.write_yaml("g.yaml", &two_files(&t));
     for (seed, why) in [
-        ("https://127.0.0.1:2379", "https is not supported yet"),
         ("http://127.0.0.1:99999", "invalid port `99999`"),
         ("http://127.0.0.1:0", "invalid port `0`"),
         ("http://127.0.0.1", "no port"),
-        ("http://root:secret@127.0.0.1:2379", "user names and passwords in seed URLs are not supported"),
+        ("http://root:secret@127.0.0.1:2379", "user names and passwords do not go in seed URLs"),
         ("http://127.0.0.1:2379/v3/kv", "a path, query or fragment is not supported"),
         ("ftp://127.0.0.1:2379", "unsupported scheme `ftp`"),
     ] {
@@ -397,11 +396,26 @@ fn seed_urls_are_checked_before_anything_runs() {
 fn seeds_from_the_environment_are_checked_too() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mgmt"))
         .args(["status"])
-        .env("MGMT_SEEDS", "https://127.0.0.1:2379")
+        .env("MGMT_SEEDS", "ftp://127.0.0.1:2379")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("https is not supported yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported scheme `ftp`"));
+}
+
+#[test]
+fn https_seeds_need_the_ca_before_anything_runs() {
+    let t = TestDir::new();
+    let yaml = t.write_yaml("g.yaml", &two_files(&t));
+    let seeds = "http://127.0.0.1:2379,https://127.0.0.1:2379";
+    let out = t.run_to_end(&["--seeds", seeds, "--no-watch"], &yaml);
+    out.assert_code(1).assert_stderr_has("mgmt: error: https:// seeds need --etcd-ca");
+    assert!(!t.path("out").exists(), "the graph was applied");
+    for argv in [vec!["status", "--seeds", seeds], vec!["deploy", "--seeds", seeds, "list"]] {
+        let a = Agent::spawn(&t, &argv);
+        assert_eq!(a.wait_exit().code(), Some(1), "{argv:?}: {}", a.stderr());
+        assert!(a.stderr().contains("https:// seeds need --etcd-ca"), "{argv:?}: {}", a.stderr());
+    }
 }
 
 #[test]

@@ -300,7 +300,7 @@ fn an_etcd_that_requires_authentication_is_named_as_such() {
             stderr.starts_with(&format!("mgmt: error: etcd at {} requires authentication: ", e.url())),
             "{stderr}"
         );
-        assert!(stderr.contains("user name is empty") && stderr.contains("not supported yet"), "{stderr}");
+        assert!(stderr.contains("user name is empty") && stderr.contains("give --etcd-user"), "{stderr}");
         assert_no_dump(&stderr);
     }
 }

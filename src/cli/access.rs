@@ -7,12 +7,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::world::access::{Credentials, EtcdAccess, Tls, TlsFiles};
+use crate::world::access::{Credentials, EtcdAccess, Tls, TlsFiles, password_of_file};
 use crate::world::ssh;
 
-/// Environment variable holding the etcd user's password (there is no flag: argv is
-/// visible to every user of the host).
-pub const PASSWORD_ENV: &str = "MGMT_ETCD_PASSWORD";
+pub use crate::world::access::PASSWORD_ENV;
 
 /// How the connection to etcd is secured. Global within its command, like the seeds.
 #[derive(Args, Debug, Clone, Default)]
@@ -145,22 +143,85 @@ impl LeadingSecureArgs {
     }
 }
 
+/// Which of the flags are given: what [`check_flags`] looks at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Given {
+    /// Some seed is `https://`.
+    pub https: bool,
+    /// Some seed is `http://`.
+    pub http: bool,
+    pub ca: bool,
+    pub cert: bool,
+    pub key: bool,
+    pub user: bool,
+    pub password_file: bool,
+    /// [`PASSWORD_ENV`] is set.
+    pub password_env: bool,
+    pub ssh_url: bool,
+    /// `--ssh-id`, `--ssh-hostkey` or `--ssh-accept-new`.
+    pub ssh_details: bool,
+}
+
+/// Whether the flags go together, before any file is read. Pure; the error says what to
+/// add or drop.
+pub fn check_flags(g: Given) -> Result<(), String> {
+    let err = |m: &str| Err(m.to_string());
+    if g.ca && g.http && !g.https {
+        return err("--etcd-ca is given but no seed is https://; use https://HOST:PORT seeds for TLS");
+    }
+    if !g.ca && g.https {
+        return err("https:// seeds need --etcd-ca: the CA certificate that signed etcd's");
+    }
+    if !g.ca && (g.cert || g.key) {
+        return err("--etcd-cert and --etcd-key need --etcd-ca and https:// seeds");
+    }
+    if g.cert && !g.key {
+        return err("--etcd-cert is given without --etcd-key");
+    }
+    if g.key && !g.cert {
+        return err("--etcd-key is given without --etcd-cert");
+    }
+    if !g.user && (g.password_file || g.password_env) {
+        return Err(format!(
+            "a password is given (--etcd-password-file or {PASSWORD_ENV}) but no --etcd-user"
+        ));
+    }
+    if g.user && !g.password_file && !g.password_env {
+        return Err(format!(
+            "--etcd-user needs a password: --etcd-password-file FILE or the {PASSWORD_ENV} environment variable"
+        ));
+    }
+    if !g.ssh_url && g.ssh_details {
+        return err("--ssh-id, --ssh-hostkey and --ssh-accept-new need --ssh-url");
+    }
+    Ok(())
+}
+
 impl SecureArgs {
-    /// The access to `seeds` these flags describe: files read, combinations checked.
+    /// Which flags are given, with `seeds` and the environment.
+    fn given(&self, seeds: &[String]) -> Given {
+        Given {
+            https: seeds.iter().any(|s| s.starts_with("https://")),
+            http: seeds.iter().any(|s| s.starts_with("http://")),
+            ca: self.etcd_ca.is_some(),
+            cert: self.etcd_cert.is_some(),
+            key: self.etcd_key.is_some(),
+            user: self.etcd_user.is_some(),
+            password_file: self.etcd_password_file.is_some(),
+            password_env: std::env::var_os(PASSWORD_ENV).is_some(),
+            ssh_url: self.ssh_url.is_some(),
+            ssh_details: self.ssh_id.is_some() || self.ssh_hostkey.is_some() || self.ssh_accept_new,
+        }
+    }
+
+    /// The access to `seeds` these flags describe: combinations checked, files read.
     pub fn access(&self, seeds: &[String]) -> Result<EtcdAccess> {
-        let https = seeds.iter().any(|s| s.starts_with("https://"));
+        check_flags(self.given(seeds)).map_err(anyhow::Error::msg)?;
         let tls = match &self.etcd_ca {
             Some(ca) => {
-                if !https && !seeds.is_empty() {
-                    bail!("--etcd-ca is given but no seed is https://; use https://HOST:PORT seeds for TLS");
-                }
                 let files =
                     TlsFiles { ca: ca.clone(), cert: self.etcd_cert.clone(), key: self.etcd_key.clone() };
                 Some(Tls::load(files)?)
-            }
-            None if https => bail!("https:// seeds need --etcd-ca: the CA certificate that signed etcd's"),
-            None if self.etcd_cert.is_some() || self.etcd_key.is_some() => {
-                bail!("--etcd-cert and --etcd-key need --etcd-ca and https:// seeds")
             }
             None => None,
         };
@@ -173,34 +234,62 @@ impl SecureArgs {
                 accept_new: self.ssh_accept_new,
             }))
         });
-        if ssh.is_none() && (self.ssh_id.is_some() || self.ssh_hostkey.is_some() || self.ssh_accept_new) {
-            bail!("--ssh-id, --ssh-hostkey and --ssh-accept-new need --ssh-url");
-        }
         Ok(EtcdAccess { seeds: seeds.to_vec(), tls, user, ssh })
     }
 
+    /// The user and its password (the file wins over the environment).
     fn credentials(&self) -> Result<Option<Credentials>> {
-        let from_env = std::env::var(PASSWORD_ENV).ok();
         let Some(name) = self.etcd_user.clone() else {
-            if self.etcd_password_file.is_some() || from_env.is_some() {
-                bail!("a password is given (--etcd-password-file or {PASSWORD_ENV}) but no --etcd-user");
-            }
             return Ok(None);
         };
-        let password = match (&self.etcd_password_file, from_env) {
-            (Some(file), _) => {
+        let password = match &self.etcd_password_file {
+            Some(file) => {
                 let text = std::fs::read_to_string(file)
                     .with_context(|| format!("cannot read --etcd-password-file {}", file.display()))?;
-                text.strip_suffix('\n')
-                    .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                    .unwrap_or(&text)
-                    .to_string()
+                match password_of_file(&text) {
+                    Ok(p) => p.to_string(),
+                    Err(why) => bail!("--etcd-password-file {} {why}", file.display()),
+                }
             }
-            (None, Some(p)) => p,
-            (None, None) => bail!(
-                "--etcd-user {name} needs a password: --etcd-password-file FILE or the {PASSWORD_ENV} environment variable"
-            ),
+            None => {
+                std::env::var(PASSWORD_ENV).with_context(|| format!("{PASSWORD_ENV} is not valid UTF-8"))?
+            }
         };
         Ok(Some(Credentials { name, password }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_that_do_not_go_together_are_named() {
+        let tls = Given { https: true, ca: true, ..Given::default() };
+        assert_eq!(check_flags(tls), Ok(()));
+        assert_eq!(check_flags(Given { cert: true, key: true, ..tls }), Ok(()));
+        let bad = [
+            (Given { https: true, ..Given::default() }, "https:// seeds need --etcd-ca"),
+            (Given { http: true, ca: true, ..Given::default() }, "no seed is https://"),
+            (Given { http: true, cert: true, key: true, ..Given::default() }, "need --etcd-ca"),
+            (Given { cert: true, ..tls }, "--etcd-cert is given without --etcd-key"),
+            (Given { key: true, ..tls }, "--etcd-key is given without --etcd-cert"),
+            (Given { password_env: true, ..tls }, "but no --etcd-user"),
+            (Given { password_file: true, ..tls }, "but no --etcd-user"),
+            (Given { user: true, ..tls }, "--etcd-user needs a password"),
+            (Given { ssh_details: true, ..tls }, "need --ssh-url"),
+        ];
+        for (given, why) in bad {
+            let e = check_flags(given).unwrap_err();
+            assert!(e.contains(why), "{given:?}: {e}");
+        }
+        for ok in [
+            Given { user: true, password_env: true, ..tls },
+            Given { user: true, password_file: true, password_env: true, ..Given::default() },
+            Given { http: true, https: true, ca: true, ..Given::default() },
+            Given { ssh_url: true, ssh_details: true, ..Given::default() },
+        ] {
+            assert_eq!(check_flags(ok), Ok(()), "{ok:?}");
+        }
     }
 }

@@ -25,7 +25,7 @@ use crate::deploy::source::{self, Built};
 use crate::deploy::store::{self, Appended, DeployKeys, NewDeploy, Published};
 use crate::frontend::GraphSpec;
 use crate::text::count;
-use crate::world::etcd::{Backoff, EtcdError, connect, describe, readable};
+use crate::world::etcd::{Backoff, EtcdError, connect, describe, readable, readable_as};
 
 /// Deploy records kept by default (`--keep`).
 pub const DEFAULT_KEEP: u64 = 50;
@@ -199,7 +199,8 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
         DeployCommand::Diff(d) => diff::diff(&args, &keys, d).await,
         DeployCommand::Lang(u) => u.refuse(),
     };
-    r.map_err(|e| explain(e, &args.cluster.seeds.join(",")))
+    let seeds = args.cluster.seeds.join(",");
+    r.map_err(|e| explain(readable_as(e, &seeds, args.cluster.secure.etcd_user.as_deref()), &seeds))
 }
 
 async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> {

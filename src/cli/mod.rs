@@ -389,7 +389,17 @@ pub fn main() -> std::process::ExitCode {
     // File checks run on the blocking pool. Its default of 512 threads makes a thousand
     // concurrent checks slower (thread creation, contention on one directory's lock, slow
     // exit), not faster: the disk is the limit. See BENCHMARKS.md.
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(32).build() {
+    // Sockets are written by the runtime's threads, some with writev, which raises SIGPIPE
+    // when etcd closes a connection (a refused TLS client certificate): blocked there, it is
+    // an error to report, not the end of a command that restored its default above.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(32)
+        .on_thread_start(|| {
+            let _ = nix::sys::signal::SigSet::from(nix::sys::signal::Signal::SIGPIPE).thread_block();
+        })
+        .build();
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mgmt: cannot start runtime: {e}");

@@ -90,12 +90,17 @@ async fn read(c: &mut Client, args: &StatusArgs) -> Result<Cluster, EtcdError> {
     let latest_key = DeployKeys::new(&args.cluster.etcd_namespace).latest();
     let txn = Txn::new().and_then([
         TxnOp::get(keys.hosts(), Some(GetOptions::new().with_prefix())),
-        TxnOp::get(latest_key, None),
+        TxnOp::get(latest_key.clone(), None),
     ]);
     let resp = tokio::time::timeout(READ_TIMEOUT, c.txn(txn))
         .await
         .map_err(|_| EtcdError::unreachable(&seeds, format!("no answer within {READ_TIMEOUT:?}")))?
-        .map_err(|e| EtcdError::new(&seeds, &e))?;
+        .map_err(|e| {
+            let mut e =
+                EtcdError::new(&seeds, &e).on_keys(format!("read under {} and {latest_key}", keys.hosts()));
+            e.user = args.cluster.secure.etcd_user.clone();
+            e
+        })?;
     let mut cluster =
         Cluster { revision: resp.header().map(|h| h.revision()).unwrap_or(0), ..Cluster::default() };
     let mut gets = resp.op_responses().into_iter().filter_map(|r| match r {

@@ -9,6 +9,10 @@ use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
 
 use super::ssh;
 
+/// Environment variable holding the etcd user's password (there is no flag: argv is
+/// visible to every user of the host).
+pub const PASSWORD_ENV: &str = "MGMT_ETCD_PASSWORD";
+
 /// Where etcd is and how to talk to it.
 #[derive(Clone, Default)]
 pub struct EtcdAccess {
@@ -86,6 +90,40 @@ impl Tls {
         Ok(Tls { files, ca, identity })
     }
 
+    /// Whether this client's certificate is valid at `now` by its own dates (etcd's refusal
+    /// of an expired certificate does not always say so). `Current` when there is none or it
+    /// cannot be read: then the dates are not the reason.
+    pub fn client_cert_validity(&self, now: std::time::SystemTime) -> Validity {
+        use rustls_pki_types::pem::PemObject;
+        let Some((cert, _)) = &self.identity else {
+            return Validity::Current;
+        };
+        let Ok(der) = rustls_pki_types::CertificateDer::from_pem_slice(cert) else {
+            return Validity::Current;
+        };
+        let Ok(ee) = webpki::EndEntityCert::try_from(&der) else {
+            return Validity::Current;
+        };
+        let Ok(since) = now.duration_since(std::time::UNIX_EPOCH) else {
+            return Validity::Current;
+        };
+        // Without trust anchors the chain cannot be built, but the dates are checked first.
+        let verified = ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &[],
+            &[],
+            rustls_pki_types::UnixTime::since_unix_epoch(since),
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        );
+        match verified {
+            Err(webpki::Error::CertExpired { .. }) => Validity::Expired,
+            Err(webpki::Error::CertNotValidYet { .. }) => Validity::NotYet,
+            _ => Validity::Current,
+        }
+    }
+
     pub fn options(&self) -> TlsOptions {
         let mut o = TlsOptions::new().ca_certificate(Certificate::from_pem(&self.ca));
         if let Some((cert, key)) = &self.identity {
@@ -93,6 +131,14 @@ impl Tls {
         }
         o
     }
+}
+
+/// Whether a certificate's dates cover a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    Current,
+    Expired,
+    NotYet,
 }
 
 /// An etcd user and its password.
@@ -118,6 +164,37 @@ pub enum AccessError {
     Invalid(String),
 }
 
+/// The password in the text of a password file: the text without its line end (`echo pw >
+/// file` and editors add one). A file of several lines, or an empty one, is a mistake: the
+/// password would not be what its owner thinks.
+pub fn password_of_file(text: &str) -> Result<&str, &'static str> {
+    let line = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(text);
+    if line.contains(['\n', '\r']) {
+        Err("holds more than one line; the password is the whole of its one line")
+    } else if line.is_empty() {
+        Err("is empty")
+    } else {
+        Ok(line)
+    }
+}
+
 fn read(path: &Path, flag: &'static str) -> Result<Vec<u8>, AccessError> {
     std::fs::read(path).map_err(|source| AccessError::Read { flag, path: path.to_path_buf(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_file_holds_one_line() {
+        assert_eq!(password_of_file("pw\n"), Ok("pw"));
+        assert_eq!(password_of_file("pw\r\n"), Ok("pw"));
+        assert_eq!(password_of_file("pw"), Ok("pw"));
+        assert_eq!(password_of_file(" p w \n"), Ok(" p w "), "spaces are part of a password");
+        assert!(password_of_file("pw\n\n").is_err());
+        assert!(password_of_file("pw\nother\n").is_err());
+        assert!(password_of_file("").is_err());
+        assert!(password_of_file("\n").is_err());
+    }
 }

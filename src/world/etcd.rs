@@ -200,7 +200,7 @@ async fn probe(seed: &str, access: &EtcdAccess) -> Result<Client, EtcdError> {
     };
     match tokio::time::timeout(PROBE_TIMEOUT, ask).await {
         Err(_) => Err(EtcdError::unreachable(seed, format!("no answer within {PROBE_TIMEOUT:?}"))),
-        Ok(Err(e)) => Err(EtcdError::new(seed, &e)),
+        Ok(Err(e)) => Err(EtcdError::new(seed, &e).with_access(access, true)),
         Ok(Ok((_, 0))) => Err(EtcdError::unreachable(seed, "this member has no leader")),
         Ok(Ok((c, _))) => Ok(c),
     }
@@ -243,6 +243,9 @@ pub enum Trouble {
     NoSpace,
     /// etcd answers but refuses this client (authentication or permissions).
     Refused,
+    /// TLS failed: etcd's certificate is not trusted, etcd refused this client's certificate,
+    /// or the two ends do not speak TLS alike.
+    Tls,
     /// The lease is gone: etcd expired it (paused longer than its TTL), or lost it (restarted
     /// without its data), or someone revoked it.
     LeaseLost,
@@ -257,6 +260,8 @@ pub fn classify(error: &str) -> Trouble {
     let e = error.to_ascii_lowercase();
     if e.contains("lease not found") {
         Trouble::LeaseLost
+    } else if tls_fault(error).is_some() {
+        Trouble::Tls
     } else if e.contains("database space exceeded") || e.contains("nospace") {
         Trouble::NoSpace
     } else if e.contains("request is too large")
@@ -282,6 +287,67 @@ pub fn classify(error: &str) -> Trouble {
     }
 }
 
+/// What a TLS error text says went wrong (rustls' own words, as tonic passes them on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsFault {
+    /// etcd's certificate is not accepted; the reason in rustls' words (`UnknownIssuer`).
+    ServerCert(String),
+    /// etcd ended the handshake with an alert about this client's certificate (none given,
+    /// expired, signed by a CA it does not trust).
+    ClientCert,
+    /// The other end does not answer TLS (an `https://` seed for a plain etcd).
+    NotTls,
+    /// Another TLS failure (no common protocol version or cipher suite).
+    Other,
+}
+
+/// The alerts a TLS server sends when it refuses the client's certificate.
+const CLIENT_CERT_ALERTS: [&str; 7] = [
+    "badcertificate",
+    "certificateexpired",
+    "certificaterequired",
+    "certificateunknown",
+    "certificaterevoked",
+    "unknownca",
+    "unsupportedcertificate",
+];
+
+/// The TLS fault an error text describes, if it is one. Pure, from rustls' messages
+/// (`invalid peer certificate: UnknownIssuer`, `received fatal alert: BadCertificate`,
+/// `tls handshake eof`).
+pub fn tls_fault(error: &str) -> Option<TlsFault> {
+    let e = error.to_ascii_lowercase();
+    if let Some(i) = e.find("invalid peer certificate: ") {
+        let reason = &error[i + "invalid peer certificate: ".len()..];
+        return Some(TlsFault::ServerCert(first_part(reason).trim_end_matches(['"', ')']).to_string()));
+    }
+    if let Some(i) = e.find("received fatal alert: ") {
+        let alert = &e[i + "received fatal alert: ".len()..];
+        return Some(if CLIENT_CERT_ALERTS.iter().any(|a| alert.starts_with(a)) {
+            TlsFault::ClientCert
+        } else {
+            TlsFault::Other
+        });
+    }
+    if e.contains("tls handshake eof") || e.contains("corrupt message") || e.contains("invalidcontenttype") {
+        return Some(TlsFault::NotTls);
+    }
+    if e.contains("peer is incompatible") || e.contains("peer misbehaved") {
+        return Some(TlsFault::Other);
+    }
+    None
+}
+
+/// Whether `detail` says the connection was closed under a request (not refused, not timed
+/// out): right after a TLS handshake, that is etcd refusing the client's certificate (with
+/// TLS 1.3 it checks it only after the client has finished its side).
+fn closed_after_connecting(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    ["operation was canceled", "connection closed", "connection reset", "connection lost"]
+        .iter()
+        .any(|m| d.contains(m))
+}
+
 /// An etcd error as a user reads it: one line that says what happened, at which URL, and
 /// what to do. Built by [`EtcdError::new`] from the client's error, for every command and
 /// for the agent's log alike; never the client's debug text.
@@ -293,6 +359,11 @@ pub struct EtcdError {
     pub url: String,
     /// What went wrong, in a few words: `connection refused`, or etcd's own message.
     pub detail: String,
+    /// The etcd user the client authenticated as (`--etcd-user`), for refusals.
+    pub user: Option<String>,
+    /// What the request was allowed to do, for a refused permission: `write /_mgmt/hosts/a`,
+    /// `read under /_mgmt/exported/`.
+    pub keys: Option<String>,
 }
 
 impl EtcdError {
@@ -303,12 +374,61 @@ impl EtcdError {
         if trouble == Trouble::Unreachable && answered(e) {
             trouble = Trouble::Rejected;
         }
-        EtcdError { trouble, url: url.to_string(), detail }
+        EtcdError { trouble, url: url.to_string(), detail, user: None, keys: None }
     }
 
     /// No answer from `url`, for the reason given.
     pub fn unreachable(url: &str, detail: impl Into<String>) -> EtcdError {
-        EtcdError { trouble: Trouble::Unreachable, url: url.to_string(), detail: detail.into() }
+        EtcdError {
+            trouble: Trouble::Unreachable,
+            url: url.to_string(),
+            detail: detail.into(),
+            user: None,
+            keys: None,
+        }
+    }
+
+    /// This error told with what `access` tried: which user, which certificate, and which
+    /// side of TLS failed. `fresh`: the connection was just opened, so one closed under the
+    /// first request after a TLS handshake is etcd refusing this client's certificate.
+    pub fn with_access(mut self, access: &EtcdAccess, fresh: bool) -> EtcdError {
+        self.user = access.user.as_ref().map(|u| u.name.clone());
+        let https = !self.url.is_empty() && self.url.split(',').all(|u| u.starts_with("https://"));
+        let fault = match tls_fault(&self.detail) {
+            Some(f) => Some(f),
+            None if fresh
+                && https
+                && self.trouble == Trouble::Unreachable
+                && closed_after_connecting(&self.detail) =>
+            {
+                Some(TlsFault::ClientCert)
+            }
+            None => None,
+        };
+        let Some(fault) = fault else {
+            if fresh && !https && self.trouble == Trouble::Unreachable && self.detail == "connection lost" {
+                self.detail.push_str("; if etcd serves TLS there, use an https:// seed with --etcd-ca");
+            }
+            return self;
+        };
+        let raw = &self.detail;
+        self.detail = match fault {
+            TlsFault::ServerCert(reason) => server_cert_words(&reason, access, raw),
+            TlsFault::ClientCert => client_cert_words(access, raw),
+            TlsFault::NotTls => {
+                format!("etcd does not answer TLS there ({raw}); is it an http:// endpoint?")
+            }
+            TlsFault::Other => format!("the handshake failed ({raw})"),
+        };
+        self.trouble = Trouble::Tls;
+        self
+    }
+
+    /// This error of a request that was to do `keys` (`write /_mgmt/hosts/a`): a refused
+    /// permission names them.
+    pub fn on_keys(mut self, keys: impl Into<String>) -> EtcdError {
+        self.keys = Some(keys.into());
+        self
     }
 
     /// One error for several endpoints that all failed: an endpoint that answered and
@@ -327,32 +447,93 @@ impl EtcdError {
         } else {
             errors.iter().map(|e| format!("{}: {}", e.url, e.detail)).collect::<Vec<_>>().join("; ")
         };
-        EtcdError { trouble: Trouble::Unreachable, url, detail }
+        EtcdError { trouble: Trouble::Unreachable, url, detail, user: errors.swap_remove(0).user, keys: None }
     }
 
     fn line(&self) -> String {
         // Without a URL (a step that does not know it), the line reads as well without one.
         let url = if self.url.is_empty() { String::new() } else { format!(" at {}", self.url) };
         let d = &self.detail;
-        match self.trouble {
-            Trouble::Unreachable => {
+        let lower = d.to_ascii_lowercase();
+        let to = self.keys.as_ref().map(|k| format!(" to {k}")).unwrap_or_default();
+        match (self.trouble, &self.user) {
+            (Trouble::Unreachable, _) => {
                 format!("cannot reach etcd{url}: {d} (is etcd running? `mgmt etcd` starts one)")
             }
-            Trouble::Refused if d.to_ascii_lowercase().contains("permission denied") => format!(
-                "etcd{url} denied permission: {d} (etcd authentication is not supported yet: mgmt needs an etcd without `etcdctl auth enable`)"
+            (Trouble::Tls, _) => format!("TLS to etcd{url} failed: {d}"),
+            (Trouble::Refused, Some(u)) if lower.contains("permission denied") => format!(
+                "etcd{url} denied user {u} permission{to}: {d} (no role of {u} grants it; see \"TLS and users\" in docs/cluster.md)"
             ),
-            Trouble::Refused => format!(
-                "etcd{url} requires authentication: {d} (etcd authentication is not supported yet: mgmt needs an etcd without `etcdctl auth enable`)"
+            (Trouble::Refused, None) if lower.contains("permission denied") => format!(
+                "etcd{url} denied permission{to}: {d} (no role of this client's etcd user grants it; see \"TLS and users\" in docs/cluster.md)"
             ),
-            Trouble::TooLarge => format!(
+            (Trouble::Refused, Some(u)) if lower.contains("invalid auth token") => format!(
+                "etcd{url} no longer accepts the token of user {u}: {d} (a new one is taken when connecting again)"
+            ),
+            (Trouble::Refused, Some(u)) => format!(
+                "etcd{url} refused the credentials of user {u}: {d} (check the user and its password in --etcd-password-file or {})",
+                crate::world::access::PASSWORD_ENV
+            ),
+            (Trouble::Refused, None) => format!(
+                "etcd{url} requires authentication: {d} (give --etcd-user with --etcd-password-file or {}, or a client certificate whose common name is an etcd user)",
+                crate::world::access::PASSWORD_ENV
+            ),
+            (Trouble::TooLarge, _) => format!(
                 "etcd{url} refused a request as too large: {d} (mgmt keeps requests under 1.5 MiB, etcd's default; is etcd's --max-request-bytes lower?)"
             ),
-            Trouble::NoSpace => format!(
+            (Trouble::NoSpace, _) => format!(
                 "etcd is out of space{url} (NOSPACE alarm: its --quota-backend-bytes is reached): {d} (free space with `etcdctl compact`, `etcdctl defrag` and `etcdctl alarm disarm`; see docs/etcd.md)"
             ),
-            Trouble::Rejected => format!("etcd{url} rejected the request: {d}"),
-            Trouble::LeaseLost => format!("etcd{url}: {d}"),
+            (Trouble::Rejected, _) => format!("etcd{url} rejected the request: {d}"),
+            (Trouble::LeaseLost, _) => format!("etcd{url}: {d}"),
         }
+    }
+}
+
+/// Why etcd's certificate is not accepted, in words: `reason` is rustls' (`UnknownIssuer`).
+fn server_cert_words(reason: &str, access: &EtcdAccess, raw: &str) -> String {
+    let ca = access.tls.as_ref().map(|t| t.files.ca.display().to_string()).unwrap_or_default();
+    let r = reason.to_ascii_lowercase();
+    if r.contains("unknownissuer") || r.contains("badsignature") {
+        format!(
+            "etcd's certificate is not signed by the CA in --etcd-ca {ca} ({raw}); give the CA that signed etcd's --cert-file"
+        )
+    } else if r.contains("notvalidforname") || r.contains("not valid for name") {
+        format!(
+            "etcd's certificate does not name the seed's host ({raw}); use a host name or address it was issued for"
+        )
+    } else if r.contains("expired") {
+        format!("etcd's certificate has expired ({raw}); etcd needs a new --cert-file")
+    } else if r.contains("notvalidyet") || r.contains("not valid yet") || r.contains("not valid before") {
+        format!("etcd's certificate is not valid yet ({raw}); is this host's clock right?")
+    } else {
+        format!("etcd's certificate is not accepted with --etcd-ca {ca} ({raw})")
+    }
+}
+
+/// Why etcd refused this client's certificate: none given, expired (checked here: etcd's
+/// alert does not always say), or not signed by a CA etcd trusts.
+fn client_cert_words(access: &EtcdAccess, raw: &str) -> String {
+    // An alert says more than a closed connection; the latter is left out.
+    let why = if raw.to_ascii_lowercase().contains("alert") { format!(" ({raw})") } else { String::new() };
+    let Some((tls, cert)) = access.tls.as_ref().and_then(|t| Some((t, t.files.cert.as_ref()?))) else {
+        return format!(
+            "etcd requires a client certificate{why}; give --etcd-cert and --etcd-key, signed by a CA in etcd's --trusted-ca-file"
+        );
+    };
+    let cert = cert.display();
+    match tls.client_cert_validity(std::time::SystemTime::now()) {
+        crate::world::access::Validity::Expired => {
+            format!("etcd refused the client certificate {cert}: it has expired{why}; renew it")
+        }
+        crate::world::access::Validity::NotYet => {
+            format!(
+                "etcd refused the client certificate {cert}: it is not valid yet{why}; is this host's clock right?"
+            )
+        }
+        crate::world::access::Validity::Current => format!(
+            "etcd refused the client certificate {cert}: it is not signed by a CA in etcd's --trusted-ca-file{why}; use a certificate from etcd's CA"
+        ),
     }
 }
 
@@ -360,6 +541,11 @@ impl EtcdError {
 /// [`EtcdError`] (at `url`): the contexts above it are kept; the client's text, and wrappers
 /// that only repeat it, are dropped.
 pub fn readable(e: anyhow::Error, url: &str) -> anyhow::Error {
+    readable_as(e, url, None)
+}
+
+/// [`readable`] for a client that authenticated as `user` (a refusal names it).
+pub fn readable_as(e: anyhow::Error, url: &str, user: Option<&str>) -> anyhow::Error {
     let chain: Vec<&(dyn std::error::Error + 'static)> = e.chain().collect();
     let Some((i, client)) =
         chain.iter().enumerate().find_map(|(i, c)| c.downcast_ref::<etcd_client::Error>().map(|c| (i, c)))
@@ -377,7 +563,9 @@ pub fn readable(e: anyhow::Error, url: &str) -> anyhow::Error {
         })
         .filter(|s| !s.is_empty() && s != "etcd")
         .collect();
-    parts.push(EtcdError::new(url, client).to_string());
+    let mut line = EtcdError::new(url, client);
+    line.user = user.map(str::to_string);
+    parts.push(line.to_string());
     anyhow::anyhow!(parts.join(": "))
 }
 
@@ -418,6 +606,13 @@ fn answered(e: &etcd_client::Error) -> bool {
 /// An OS error in a few words.
 fn io_words(io: &std::io::Error) -> String {
     use std::io::ErrorKind as K;
+    // TLS errors come as I/O errors of other kinds; their own words say which.
+    if io.get_ref().is_some() {
+        let text = io.to_string();
+        if tls_fault(&text).is_some() {
+            return crate::text::head(&text, 512).into_owned();
+        }
+    }
     match io.kind() {
         K::ConnectionRefused => "connection refused".into(),
         K::ConnectionReset => "connection reset".into(),
@@ -436,14 +631,23 @@ fn io_words(io: &std::io::Error) -> String {
 struct Health {
     state: std::sync::Mutex<Option<Trouble>>,
     seeds: String,
+    /// What the errors are told with (the user, the certificates).
+    access: EtcdAccess,
+    /// The last error while etcd refuses this agent (TLS, credentials): what a request made
+    /// meanwhile is told, rather than "not connected".
+    refusal: std::sync::Mutex<Option<EtcdError>>,
 }
 
 impl Health {
-    fn failed(&self, what: &str, e: &etcd_client::Error) {
-        self.failed_with(what, EtcdError::new(&self.seeds, e));
+    /// A request for `what` failed; `keys` is what it was to do (for a refused permission).
+    fn failed(&self, what: &str, keys: Option<String>, e: &etcd_client::Error) {
+        let mut e = EtcdError::new(&self.seeds, e).with_access(&self.access, false);
+        e.keys = keys;
+        self.failed_with(what, e);
     }
     fn failed_with(&self, what: &str, e: EtcdError) {
         let kind = e.trouble;
+        *self.refusal.lock().unwrap() = matches!(kind, Trouble::Refused | Trouble::Tls).then(|| e.clone());
         let before = self.state.lock().unwrap().replace(kind);
         if before == Some(kind) {
             debug!("etcd trouble goes on ({what}: {e})");
@@ -452,12 +656,13 @@ impl Health {
         warn!("{what}: {e}; still enforcing the running graph, retrying in the background");
     }
     fn ok(&self) {
+        self.refusal.lock().unwrap().take();
         let before = self.state.lock().unwrap().take();
         let seeds = &self.seeds;
         match before {
             None => {}
             Some(Trouble::NoSpace) => info!("etcd at {seeds} accepts writes again"),
-            Some(Trouble::Refused | Trouble::TooLarge | Trouble::Rejected) => {
+            Some(Trouble::Refused | Trouble::Tls | Trouble::TooLarge | Trouble::Rejected) => {
                 info!("etcd at {seeds} accepts this agent's requests again")
             }
             Some(_) => info!("etcd at {seeds} reachable again"),
@@ -574,7 +779,12 @@ impl EtcdWorld {
     pub async fn start(cfg: EtcdConfig, startup_wait: Duration) -> Result<Arc<EtcdWorld>> {
         validate_hostname(&cfg.hostname)?;
         let keys = Keys::new(&cfg.namespace);
-        let health = Arc::new(Health { state: std::sync::Mutex::new(None), seeds: cfg.access.label() });
+        let health = Arc::new(Health {
+            state: std::sync::Mutex::new(None),
+            seeds: cfg.access.label(),
+            access: cfg.access.clone(),
+            refusal: std::sync::Mutex::new(None),
+        });
         let world = Arc::new(EtcdWorld {
             keys,
             client: watch::channel(None).0,
@@ -614,11 +824,14 @@ impl EtcdWorld {
                 info!("joined the cluster at {} as `{}`", world.cfg.access.label(), world.cfg.hostname)
             }
             Ok(Err(_)) => bail!("the cluster registration stopped"),
-            Err(_) => warn!(
-                "etcd at {} did not answer within {:?}; running the graph and joining when it does",
-                world.cfg.access.label(),
-                startup_wait
-            ),
+            Err(_) => match world.health.refusal.lock().unwrap().clone() {
+                Some(e) => warn!("{e}; running the graph and joining when etcd accepts this agent"),
+                None => warn!(
+                    "etcd at {} did not answer within {:?}; running the graph and joining when it does",
+                    world.cfg.access.label(),
+                    startup_wait
+                ),
+            },
         }
         // Start with what the cluster exports, not with nothing and then everything.
         let _ = tokio::time::timeout_at(deadline, exported_loaded.wait_for(|l| *l)).await;
@@ -793,7 +1006,11 @@ impl EtcdWorld {
                         continue;
                     }
                     Err(RegisterError::Etcd(e)) => {
-                        self.health.failed("registering", &e);
+                        self.health.failed(
+                            "registering",
+                            Some(format!("write {}", self.keys.host(&self.cfg.hostname))),
+                            &e,
+                        );
                         self.trouble();
                         backoff.wait(&self.cancel).await;
                         continue;
@@ -862,7 +1079,7 @@ impl EtcdWorld {
                     backoff.wait(&self.cancel).await;
                 }
                 Err(e) => {
-                    self.health.failed("keeping the lease alive", &e);
+                    self.health.failed("keeping the lease alive", None, &e);
                     self.trouble();
                     backoff.wait(&self.cancel).await;
                 }
@@ -893,7 +1110,8 @@ impl EtcdWorld {
                     }
                 }
                 Err(e) => {
-                    self.health.failed("publishing exports", &e);
+                    let keys = format!("write under {}", self.keys.exported_by(&self.cfg.hostname));
+                    self.health.failed("publishing exports", Some(keys), &e);
                     self.trouble();
                     backoff.wait(&self.cancel).await;
                     if self.cancel.is_cancelled() {
@@ -1008,7 +1226,11 @@ impl EtcdWorld {
                 }
                 .await;
                 if let Err(e) = r {
-                    self.health.failed(&format!("watching {prefix}"), &e);
+                    self.health.failed(
+                        &format!("watching {prefix}"),
+                        Some(format!("read under {prefix}")),
+                        &e,
+                    );
                     self.trouble();
                     backoff.wait(&self.cancel).await;
                 }
@@ -1095,9 +1317,11 @@ impl EtcdWorld {
 
     /// A failed request: an outage is "unreachable"; a refusal (out of space, not allowed)
     /// says so.
-    fn request_failed(&self, e: etcd_client::Error) -> WorldError {
+    /// The error of a request that was to do `keys` (`write /_mgmt/kv/k`).
+    fn request_failed(&self, e: etcd_client::Error, keys: String) -> WorldError {
         self.trouble();
-        let e = EtcdError::new(&self.cfg.access.label(), &e);
+        let e =
+            EtcdError::new(&self.cfg.access.label(), &e).with_access(&self.cfg.access, false).on_keys(keys);
         match e.trouble {
             Trouble::Unreachable | Trouble::LeaseLost => WorldError::Unreachable(e.to_string()),
             _ => WorldError::Other(e.to_string()),
@@ -1105,7 +1329,10 @@ impl EtcdWorld {
     }
 
     fn current_client(&self) -> Result<Client, WorldError> {
-        self.client.borrow().clone().ok_or_else(|| self.unreachable("not connected yet"))
+        self.client.borrow().clone().ok_or_else(|| match self.health.refusal.lock().unwrap().clone() {
+            Some(refused) => WorldError::Other(refused.to_string()),
+            None => self.unreachable("not connected yet"),
+        })
     }
 }
 
@@ -1145,7 +1372,8 @@ impl World for EtcdWorld {
 
     async fn kv_get(&self, key: &str) -> Result<Option<KvValue>, WorldError> {
         let mut c = self.current_client()?;
-        let resp = c.get(self.keys.kv(key), None).await.map_err(|e| self.request_failed(e))?;
+        let k = self.keys.kv(key);
+        let resp = c.get(k.clone(), None).await.map_err(|e| self.request_failed(e, format!("read {k}")))?;
         match resp.kvs().first() {
             None => Ok(None),
             Some(kv) => Ok(Some(serde_json::from_slice(kv.value()).unwrap_or(KvValue {
@@ -1160,7 +1388,8 @@ impl World for EtcdWorld {
         let mut c = self.current_client()?;
         let v = KvValue { value: value.to_string(), host: self.cfg.hostname.clone() };
         let json = serde_json::to_string(&v).map_err(|e| WorldError::Other(e.to_string()))?;
-        c.put(self.keys.kv(key), json, None).await.map_err(|e| self.request_failed(e))?;
+        let k = self.keys.kv(key);
+        c.put(k.clone(), json, None).await.map_err(|e| self.request_failed(e, format!("write {k}")))?;
         Ok(())
     }
 
@@ -1253,7 +1482,7 @@ mod tests {
         let auth = etcd_client::Error::Internal("etcdserver: user name is empty".into());
         let e = EtcdError::new("http://h:1", &auth).to_string();
         assert!(e.starts_with("etcd at http://h:1 requires authentication: "), "{e}");
-        assert!(e.contains("user name is empty") && e.contains("not supported yet"), "{e}");
+        assert!(e.contains("user name is empty") && e.contains("--etcd-user"), "{e}");
         let denied = etcd_client::Error::Internal("etcdserver: permission denied".into());
         assert!(
             EtcdError::new("http://h:1", &denied)
@@ -1329,6 +1558,108 @@ mod tests {
         );
         let plain = anyhow::anyhow!("not about etcd");
         assert_eq!(format!("{:#}", readable(plain, "http://h:1")), "not about etcd");
+    }
+
+    #[test]
+    fn tls_errors_say_which_side_failed() {
+        assert_eq!(
+            tls_fault("invalid peer certificate: UnknownIssuer"),
+            Some(TlsFault::ServerCert("UnknownIssuer".into()))
+        );
+        for alert in ["BadCertificate", "CertificateExpired", "CertificateRequired", "UnknownCA"] {
+            assert_eq!(tls_fault(&format!("received fatal alert: {alert}")), Some(TlsFault::ClientCert));
+        }
+        assert_eq!(tls_fault("received fatal alert: ProtocolVersion"), Some(TlsFault::Other));
+        assert_eq!(tls_fault("tls handshake eof"), Some(TlsFault::NotTls));
+        for other in ["connection refused", "operation was canceled", "etcdserver: permission denied"] {
+            assert_eq!(tls_fault(other), None, "{other}");
+        }
+        assert_eq!(classify("invalid peer certificate: UnknownIssuer"), Trouble::Tls);
+        assert_eq!(classify("received fatal alert: BadCertificate"), Trouble::Tls);
+    }
+
+    /// The access of these tests: TLS with a CA and, if given, a client certificate.
+    fn tls_access(client: Option<&str>) -> EtcdAccess {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["agent".to_string()]).unwrap();
+        if client == Some("expired") {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        }
+        let cert = params.self_signed(&key).unwrap();
+        let write = |name: &str, text: String| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let files = crate::world::access::TlsFiles {
+            ca: write("ca.crt", cert.pem()),
+            cert: client.map(|_| write("agent.crt", cert.pem())),
+            key: client.map(|_| write("agent.key", key.serialize_pem())),
+        };
+        let tls = crate::world::access::Tls::load(files).unwrap();
+        EtcdAccess { seeds: vec!["https://h:1".into()], tls: Some(tls), ..EtcdAccess::default() }
+    }
+
+    #[test]
+    fn a_refused_client_certificate_is_told_as_missing_expired_or_unknown() {
+        let refused = |access: &EtcdAccess, detail: &str, fresh: bool| {
+            let e = EtcdError::unreachable("https://h:1", detail).with_access(access, fresh);
+            (e.trouble, e.to_string())
+        };
+        let (t, line) = refused(&tls_access(None), "received fatal alert: BadCertificate", false);
+        assert_eq!(t, Trouble::Tls);
+        assert!(
+            line.starts_with("TLS to etcd at https://h:1 failed: etcd requires a client certificate"),
+            "{line}"
+        );
+        let (_, line) = refused(&tls_access(Some("expired")), "received fatal alert: BadCertificate", false);
+        assert!(line.contains("refused the client certificate") && line.contains("it has expired"), "{line}");
+        let (_, line) = refused(&tls_access(Some("current")), "received fatal alert: BadCertificate", false);
+        assert!(line.contains("it is not signed by a CA in etcd's --trusted-ca-file"), "{line}");
+        // A connection closed under the first request after the handshake is a refusal too.
+        let (t, line) = refused(&tls_access(Some("expired")), "operation was canceled", true);
+        assert_eq!(t, Trouble::Tls);
+        assert!(line.contains("it has expired; renew it"), "{line}");
+        // Not on a connection that was in use: that is an outage.
+        let (t, _) = refused(&tls_access(Some("expired")), "operation was canceled", false);
+        assert_eq!(t, Trouble::Unreachable);
+        let (t, line) = refused(&tls_access(None), "invalid peer certificate: UnknownIssuer", true);
+        assert_eq!(t, Trouble::Tls);
+        assert!(line.contains("etcd's certificate is not signed by the CA in --etcd-ca "), "{line}");
+        let name = "invalid peer certificate: certificate not valid for name \"db\"; certificate is only valid for DnsName(\"localhost\")";
+        let (_, line) = refused(&tls_access(None), name, true);
+        assert!(line.contains("etcd's certificate does not name the seed's host"), "{line}");
+        let (_, line) = refused(&tls_access(None), "invalid peer certificate: Expired", true);
+        assert!(line.contains("etcd's certificate has expired"), "{line}");
+        let (t, line) = refused(&tls_access(None), "tls handshake eof", true);
+        assert_eq!(t, Trouble::Tls);
+        assert!(line.contains("does not answer TLS"), "{line}");
+        let (_, line) = refused(&tls_access(None), "received fatal alert: BadCertificate", true);
+        assert!(!line.contains('\n') && !line.contains("tonic") && !line.contains("Custom {"), "{line}");
+    }
+
+    #[test]
+    fn refusals_name_the_user() {
+        let access = EtcdAccess {
+            user: Some(crate::world::access::Credentials { name: "bob".into(), password: "x".into() }),
+            ..EtcdAccess::plain(vec!["http://h:1".into()])
+        };
+        let auth = etcd_client::Error::Internal(
+            "etcdserver: authentication failed, invalid user ID or password".into(),
+        );
+        let e = EtcdError::new("http://h:1", &auth).with_access(&access, true);
+        assert_eq!(e.trouble, Trouble::Refused);
+        let line = e.to_string();
+        assert!(line.starts_with("etcd at http://h:1 refused the credentials of user bob: "), "{line}");
+        assert!(line.contains("authentication failed, invalid user ID or password"), "{line}");
+        let denied = etcd_client::Error::Internal("etcdserver: permission denied".into());
+        let e = EtcdError::new("http://h:1", &denied).with_access(&access, false).to_string();
+        assert!(
+            e.starts_with("etcd at http://h:1 denied user bob permission: ") && e.contains("no role of bob"),
+            "{e}"
+        );
     }
 
     #[test]

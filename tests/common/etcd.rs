@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::TestDir;
+use super::certs::{Certs, Pair};
 
 /// How long etcd may take to answer after it was started.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,6 +37,8 @@ pub struct Etcd {
     data_dir: PathBuf,
     args: Vec<String>,
     log: PathBuf,
+    /// With TLS: the CA and the client certificate `etcdctl` uses.
+    ctl_tls: Option<(PathBuf, Pair)>,
 }
 
 impl Etcd {
@@ -54,7 +57,30 @@ impl Etcd {
         Etcd::start_in_with(dir, &[])
     }
 
+    /// Start an etcd that serves clients over TLS only (`https://127.0.0.1:PORT`) with the
+    /// server certificate of `certs`, and requires client certificates signed by its CA
+    /// (`--client-cert-auth`); `extra` flags go after the usual ones. [`Etcd::ctl`] then
+    /// uses a client certificate with common name `root`.
+    pub fn start_tls(t: &TestDir, certs: &Certs, extra: &[&str]) -> Etcd {
+        let tls = TlsServer { certs, ctl: certs.ca.client("root") };
+        Etcd::start_any(t.root(), extra, Some(tls))
+    }
+
     fn start_in_with(dir: &Path, extra: &[&str]) -> Etcd {
+        Etcd::start_any(dir, extra, None)
+    }
+
+    fn start_any(dir: &Path, extra: &[&str], tls: Option<TlsServer>) -> Etcd {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let tls_flags: Vec<String> = match &tls {
+            None => Vec::new(),
+            Some(t) => vec![
+                format!("--cert-file={}", t.certs.server.cert()),
+                format!("--key-file={}", t.certs.server.key()),
+                format!("--trusted-ca-file={}", t.certs.ca.ca()),
+                "--client-cert-auth".to_string(),
+            ],
+        };
         let name = format!("mgmt-it-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
         let data_dir = dir.join(format!("{name}.etcd"));
         let log = dir.join(format!("{name}.log"));
@@ -63,7 +89,7 @@ impl Etcd {
         let mut last_log = String::new();
         for _ in 0..5 {
             let (client, peer) = free_ports();
-            let url = format!("http://127.0.0.1:{client}");
+            let url = format!("{scheme}://127.0.0.1:{client}");
             let peer_url = format!("http://127.0.0.1:{peer}");
             let args: Vec<String> = [
                 "--name",
@@ -86,8 +112,9 @@ impl Etcd {
                 &name,
             ]
             .iter()
-            .chain(extra)
             .map(|s| s.to_string())
+            .chain(tls_flags.iter().cloned())
+            .chain(extra.iter().map(|s| s.to_string()))
             .collect();
             let mut e = Etcd {
                 child: None,
@@ -96,6 +123,7 @@ impl Etcd {
                 data_dir: data_dir.clone(),
                 args,
                 log: log.clone(),
+                ctl_tls: tls.as_ref().map(|t| (t.certs.ca.cert.clone(), t.ctl.clone())),
             };
             if e.try_start() {
                 return e;
@@ -201,17 +229,15 @@ impl Etcd {
         }
     }
 
-    /// `ETCDCTL_API=3 etcdctl --endpoints URL <args>`, whatever its outcome.
+    /// `ETCDCTL_API=3 etcdctl --endpoints URL <args>`, whatever its outcome (with TLS, also
+    /// `--cacert`, `--cert` and `--key`).
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .env_remove("ETCDCTL_ENDPOINTS")
-            .arg("--endpoints")
-            .arg(&self.url)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running etcdctl (Debian package etcd-client)")
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3").env_remove("ETCDCTL_ENDPOINTS").arg("--endpoints").arg(&self.url);
+        if let Some((ca, client)) = &self.ctl_tls {
+            cmd.arg("--cacert").arg(ca).arg("--cert").arg(&client.cert).arg("--key").arg(&client.key);
+        }
+        cmd.args(args).stdin(Stdio::null()).output().expect("running etcdctl (Debian package etcd-client)")
     }
 
     /// `etcdctl <args>`: its stdout; panics with its stderr if it fails.
@@ -295,6 +321,13 @@ impl Etcd {
         let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
         v["granted-ttl"].as_u64()
     }
+}
+
+/// What a TLS etcd is started with.
+struct TlsServer<'a> {
+    certs: &'a Certs,
+    /// The client certificate of `etcdctl`.
+    ctl: Pair,
 }
 
 impl Drop for Etcd {

@@ -355,6 +355,7 @@ impl Drop for Agent {
         self.kill9();
     }
 }
+pub mod certs;
 pub mod etcd;
 pub mod repo;
 pub mod systemd;
