@@ -1,16 +1,76 @@
 //! `--ssh-url`: every etcd connection tunnelled through one SSH connection (direct-tcpip
 //! channels to the seeds, resolved on the SSH server's side).
+//!
+//! A [`Tunnel`] holds one SSH session for the whole process, opened on first use and opened
+//! again when it has dropped. Each etcd connection is a channel of it: [`client`] opens one
+//! to the seed's host and port and runs gRPC (and TLS, for an `https://` seed) over it.
+//! Callers retry with backoff, so every attempt here is tried once, bounded by a timeout.
+//!
+//! The server's host key is checked against `--ssh-hostkey`, or else against the user's
+//! `~/.ssh/known_hosts` and `/etc/ssh/ssh_known_hosts` (plain, `[host]:port`, hashed and
+//! wildcard entries, `@revoked` lines); an unknown key is trusted only with
+//! `--ssh-accept-new`, which records it. The parsing and matching are pure functions.
 
-use std::path::PathBuf;
+use std::fmt;
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{Client, ConnectOptions, TlsOptions};
+use russh::client::{self, Handle};
+use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use tonic::transport::Endpoint;
+use tracing::{debug, info};
 
-/// Where to log in: `[ssh://]user@host[:port]`.
+/// The SSH port when `--ssh-url` gives none.
+pub const SSH_PORT: u16 = 22;
+/// The user when `--ssh-url` gives none (agents run as root, as upstream's default).
+pub const DEFAULT_USER: &str = "root";
+/// etcd's client port, for a seed without one.
+pub const ETCD_PORT: u16 = 2379;
+/// The keys tried without `--ssh-id`, in `~/.ssh`, in this order (as OpenSSH tries them).
+pub const DEFAULT_IDS: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa"];
+/// Opening the SSH session: TCP, key exchange, host key check and login. Below the etcd
+/// probe's own bound, so that an SSH failure is reported as what it is.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(2500);
+/// Opening one channel to a seed.
+const CHANNEL_TIMEOUT: Duration = Duration::from_secs(2);
+/// A silent SSH server is given up after this many unanswered keepalives at this interval.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+const KEEPALIVE_MAX: usize = 3;
+/// The gRPC settings of `world::etcd`'s direct connections, for connections over the tunnel.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const GRPC_KEEPALIVE: Duration = Duration::from_secs(2);
+
+/// Where to log in: `[ssh://][user@]host[:port]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub user: String,
+    /// A name or an address; an IPv6 address without brackets.
     pub host: String,
     pub port: u16,
+}
+
+impl Target {
+    /// How known_hosts names this server: `host`, or `[host]:port` for another port than 22.
+    pub fn known_hosts_name(&self) -> String {
+        if self.port == SSH_PORT { self.host.clone() } else { format!("[{}]:{}", self.host, self.port) }
+    }
+
+    fn address(&self) -> (String, u16) {
+        (self.host.clone(), self.port)
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "{}@[{}]:{}", self.user, self.host, self.port)
+        } else {
+            write!(f, "{}@{}:{}", self.user, self.host, self.port)
+        }
+    }
 }
 
 /// What `--ssh-*` say.
@@ -25,43 +85,907 @@ pub struct Settings {
     pub accept_new: bool,
 }
 
+/// Why the tunnel cannot carry a connection. Each is one line that says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SshError {
+    #[error("cannot connect to the SSH server {target} (--ssh-url): {reason}")]
+    Connect { target: String, reason: String },
+    #[error("no answer from the SSH server {target} (--ssh-url) within {after:?}")]
+    Timeout { target: String, after: Duration },
+    #[error("the SSH connection to {target} failed: {reason}")]
+    Protocol { target: String, reason: String },
+    #[error(
+        "the SSH server {target} is unknown: its host key {fingerprint} is not in {files}; check that it is the server's key (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` there) and pass it with --ssh-hostkey, or trust it on first use with --ssh-accept-new"
+    )]
+    UnknownHost { target: String, fingerprint: String, files: String },
+    #[error(
+        "the host key of the SSH server {target} has changed: it is {fingerprint}, but {file}:{line} has another (the connection may be intercepted); if the server's key was replaced on purpose, remove the old entry with `ssh-keygen -R '{name}'` and connect again"
+    )]
+    ChangedHost { target: String, fingerprint: String, file: String, line: usize, name: String },
+    #[error("the host key of the SSH server {target} ({fingerprint}) is revoked in {file}:{line}; refusing it")]
+    RevokedHost { target: String, fingerprint: String, file: String, line: usize },
+    #[error(
+        "the host key of the SSH server {target} is {fingerprint}, not the one --ssh-hostkey gives ({expected}); check which server answers before changing --ssh-hostkey"
+    )]
+    WrongHostKey { target: String, fingerprint: String, expected: String },
+    #[error("the SSH server {target} presents a host certificate; pass its plain host key with --ssh-hostkey")]
+    HostCertificate { target: String },
+    #[error("cannot read {file}: {reason}")]
+    KnownHostsRead { file: String, reason: String },
+    #[error("cannot add the host key of the SSH server {target} to {file} (--ssh-accept-new): {reason}")]
+    KnownHostsWrite { target: String, file: String, reason: String },
+    #[error("no SSH key to log in with: none of {tried} exists; pass one with --ssh-id")]
+    NoKey { tried: String },
+    #[error("cannot use the SSH key {file}: {reason}; pass a usable private key with --ssh-id")]
+    BadKey { file: String, reason: String },
+    #[error(
+        "the SSH server {target} refused the key {keys} for user {user}: add its public key to ~{user}/.ssh/authorized_keys there, or pass another key with --ssh-id"
+    )]
+    Refused { target: String, user: String, keys: String },
+    #[error(
+        "the SSH server {target} does not allow TCP forwarding, which the tunnel needs (AllowTcpForwarding in its sshd_config)"
+    )]
+    Forwarding { target: String },
+    /// The server could not reach the seed: etcd is down or elsewhere.
+    #[error("the SSH server {target} cannot connect to {address}: {reason}")]
+    Channel { target: String, address: String, reason: String },
+}
+
+impl SshError {
+    /// Whether the trouble is etcd behind the tunnel (not the tunnel itself).
+    pub fn is_etcd_unreachable(&self) -> bool {
+        matches!(self, SshError::Channel { .. })
+    }
+
+    /// The [`SshError`] in an error's chain (also inside an `io::Error`, which hides its
+    /// inner error from `source()`).
+    pub fn find<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a SshError> {
+        let mut next = Some(e);
+        while let Some(err) = next {
+            if let Some(s) = err.downcast_ref::<SshError>() {
+                return Some(s);
+            }
+            if let Some(s) = err
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<SshError>())
+            {
+                return Some(s);
+            }
+            next = err.source();
+        }
+        None
+    }
+
+    /// The [`SshError`] an etcd client error carries, if any.
+    pub fn of_etcd(e: &etcd_client::Error) -> Option<&SshError> {
+        match e {
+            etcd_client::Error::IoError(io) => SshError::find(io),
+            etcd_client::Error::TransportError(t) => SshError::find(t),
+            _ => None,
+        }
+    }
+
+    /// As an etcd client error (for the callers of [`client`]): an I/O error that carries it.
+    fn into_etcd(self) -> etcd_client::Error {
+        etcd_client::Error::IoError(std::io::Error::other(self))
+    }
+}
+
+type Session = Handle<Checker>;
+
 /// One SSH connection, opened on first use and again after it drops.
 pub struct Tunnel {
     settings: Settings,
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
 }
 
 impl Tunnel {
     pub fn new(settings: Settings) -> Tunnel {
-        Tunnel { settings }
+        Tunnel { settings, session: tokio::sync::Mutex::new(None) }
     }
 
     /// `user@host:port`, for messages.
     pub fn target(&self) -> String {
-        let t = &self.settings.target;
-        format!("{}@{}:{}", t.user, t.host, t.port)
+        self.settings.target.to_string()
+    }
+
+    /// The open session, or a new one if there is none or it has dropped. One attempt.
+    async fn session(&self) -> Result<Arc<Session>, SshError> {
+        let mut slot = self.session.lock().await;
+        if let Some(s) = slot.as_ref().filter(|s| !s.is_closed()) {
+            return Ok(s.clone());
+        }
+        if slot.take().is_some() {
+            info!("the SSH connection to {} dropped; connecting again", self.target());
+        }
+        let target = self.target();
+        let s = tokio::time::timeout(CONNECT_TIMEOUT, self.open())
+            .await
+            .map_err(|_| SshError::Timeout { target, after: CONNECT_TIMEOUT })??;
+        let s = Arc::new(s);
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Forget `dead` (if it is still the session), so that the next use connects again.
+    async fn discard(&self, dead: &Arc<Session>) {
+        let mut slot = self.session.lock().await;
+        if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, dead)) {
+            *slot = None;
+        }
+    }
+
+    /// Connect, check the host key, log in.
+    async fn open(&self) -> Result<Session, SshError> {
+        let s = &self.settings;
+        let target = self.target();
+        // Keys are read before connecting: a missing key needs no server to report.
+        let keys = load_keys(s.identity.as_deref())?;
+        let checker = Checker::new(s)?;
+        let mut config = client::Config {
+            keepalive_interval: Some(KEEPALIVE),
+            keepalive_max: KEEPALIVE_MAX,
+            nodelay: true,
+            ..client::Config::default()
+        };
+        config.preferred.key = prefer(&config.preferred.key, &checker.expected_algorithms()).into();
+        let mut session =
+            client::connect(Arc::new(config), s.target.address(), checker).await.map_err(|e| e.at(&target))?;
+        login(&mut session, &s.target, &keys).await?;
+        debug!("SSH connection to {target} open");
+        Ok(session)
+    }
+
+    /// A direct-tcpip channel to `host:port`, as the SSH server resolves them.
+    async fn channel(&self, host: &str, port: u16) -> Result<russh::ChannelStream<client::Msg>, SshError> {
+        let session = self.session().await?;
+        let target = self.target();
+        let address = join_host_port(host, port);
+        let open = session.channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0);
+        match tokio::time::timeout(CHANNEL_TIMEOUT, open).await {
+            Ok(Ok(channel)) => Ok(channel.into_stream()),
+            Ok(Err(russh::Error::ChannelOpenFailure(why))) => Err(channel_refused(target, address, why)),
+            Ok(Err(e)) => {
+                self.discard(&session).await;
+                Err(SshError::Protocol { target, reason: words(&e) })
+            }
+            Err(_) => {
+                // A session that cannot open a channel in time is as good as dropped.
+                self.discard(&session).await;
+                Err(SshError::Timeout { target, after: CHANNEL_TIMEOUT })
+            }
+        }
     }
 }
 
-/// A client of the etcd endpoint `seed`, reached through the tunnel.
+fn channel_refused(target: String, address: String, why: russh::ChannelOpenFailure) -> SshError {
+    use russh::ChannelOpenFailure as F;
+    let reason = match why {
+        F::AdministrativelyProhibited => return SshError::Forwarding { target },
+        F::ConnectFailed => "connection failed there (is etcd running at that address, as the SSH server sees it?)".into(),
+        F::ResourceShortage => "the SSH server is short of resources".into(),
+        F::UnknownChannelType => "the SSH server does not support direct-tcpip channels".into(),
+        F::Other { reason, .. } => reason,
+    };
+    SshError::Channel { target, address, reason }
+}
+
+/// A client of the etcd endpoint `seed`, reached through the tunnel. `options` carries the
+/// user; `tls` is the TLS configuration for an `https://` seed (etcd's certificate is checked
+/// against the seed's host name, as without the tunnel).
 pub async fn client(
-    tunnel: &std::sync::Arc<Tunnel>,
+    tunnel: &Arc<Tunnel>,
     seed: &str,
     options: ConnectOptions,
+    tls: Option<TlsOptions>,
 ) -> Result<Client, etcd_client::Error> {
-    let _ = (tunnel, seed, options);
-    Err(etcd_client::Error::InvalidArgs("SSH tunnels are not implemented yet".into()))
+    let (host, port) = seed_address(seed).map_err(etcd_client::Error::InvalidArgs)?;
+    // The first channel is opened here, so that its failure is reported as it is; tonic
+    // asks the connector again whenever it reconnects.
+    let first = tunnel.channel(&host, port).await.map_err(SshError::into_etcd)?;
+    let first = Arc::new(std::sync::Mutex::new(Some(first)));
+    let tunnel = tunnel.clone();
+    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+        let (tunnel, first, host) = (tunnel.clone(), first.clone(), host.clone());
+        async move {
+            let taken = first.lock().unwrap().take();
+            let stream = match taken {
+                Some(s) => s,
+                None => tunnel.channel(&host, port).await?,
+            };
+            Ok::<_, SshError>(hyper_util::rt::TokioIo::new(stream))
+        }
+    });
+    let mut endpoint = Endpoint::from_shared(seed.to_string())?
+        .connect_timeout(CHANNEL_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .http2_keep_alive_interval(GRPC_KEEPALIVE)
+        .keep_alive_timeout(GRPC_KEEPALIVE)
+        .keep_alive_while_idle(true);
+    if seed.starts_with("https://") {
+        endpoint = endpoint.tls_config(tls.unwrap_or_default())?;
+    }
+    let channel = endpoint.connect_with_connector(connector).await?;
+    Client::from_channel(etcd_client::Channel::Tonic(channel), Some(options)).await
 }
 
-/// Parse `--ssh-url`: `[ssh://]user@host[:port]` (port 22 by default). Pure.
-pub fn parse_target(text: &str) -> Result<Target, String> {
-    let rest = text.strip_prefix("ssh://").unwrap_or(text);
-    let (user, hostport) = rest.split_once('@').ok_or("expected [ssh://]user@host[:port]")?;
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("invalid port `{p}`"))?),
-        None => (hostport, 22),
-    };
-    if user.is_empty() || host.is_empty() {
-        return Err("expected [ssh://]user@host[:port]".into());
+/// Checks the server's host key during the key exchange.
+struct Checker {
+    target: Target,
+    policy: Policy,
+}
+
+enum Policy {
+    /// `--ssh-hostkey`.
+    Given(HostKey),
+    /// known_hosts files: the user's (first, and where `--ssh-accept-new` writes), the system's.
+    KnownHosts { user: Option<PathBuf>, files: Vec<PathBuf>, accept_new: bool },
+}
+
+impl Checker {
+    fn new(s: &Settings) -> Result<Checker, SshError> {
+        let policy = match &s.hostkey {
+            Some(text) => Policy::Given(
+                parse_hostkey(text).map_err(|reason| SshError::Protocol { target: s.target.to_string(), reason })?,
+            ),
+            None => {
+                let user = home().map(|h| h.join(".ssh/known_hosts"));
+                let mut files: Vec<PathBuf> = user.iter().cloned().collect();
+                files.push(PathBuf::from("/etc/ssh/ssh_known_hosts"));
+                Policy::KnownHosts { user, files, accept_new: s.accept_new }
+            }
+        };
+        Ok(Checker { target: s.target.clone(), policy })
     }
+
+    /// The host key algorithms already trusted for this server, to ask for first (as
+    /// OpenSSH does: a server with several keys then shows the one we can check).
+    fn expected_algorithms(&self) -> Vec<Algorithm> {
+        match &self.policy {
+            Policy::Given(HostKey::Key(k)) => vec![k.algorithm()],
+            Policy::Given(HostKey::Fingerprint(_)) => vec![],
+            Policy::KnownHosts { files, .. } => {
+                let name = self.target.known_hosts_name();
+                files
+                    .iter()
+                    .filter_map(|f| std::fs::read_to_string(f).ok())
+                    .flat_map(|text| known_algorithms(&text, &name))
+                    .collect()
+            }
+        }
+    }
+
+    fn check(&self, key: &PublicKey) -> Result<(), SshError> {
+        let target = self.target.to_string();
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        match &self.policy {
+            Policy::Given(expected) if expected.matches(key) => Ok(()),
+            Policy::Given(expected) => Err(SshError::WrongHostKey { target, fingerprint, expected: expected.describe() }),
+            Policy::KnownHosts { user, files, accept_new } => {
+                let name = self.target.known_hosts_name();
+                let mut changed = None;
+                let mut trusted = false;
+                for file in files {
+                    let text = match std::fs::read_to_string(file) {
+                        Ok(t) => t,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(SshError::KnownHostsRead { file: shown(file), reason: e.to_string() }),
+                    };
+                    match check_known_hosts(&text, &name, key) {
+                        Known::Revoked { line } => {
+                            return Err(SshError::RevokedHost { target, fingerprint, file: shown(file), line });
+                        }
+                        Known::Trusted => trusted = true,
+                        Known::Changed { line } => changed = changed.or(Some((shown(file), line))),
+                        Known::Unknown => {}
+                    }
+                }
+                if trusted {
+                    return Ok(());
+                }
+                if let Some((file, line)) = changed {
+                    return Err(SshError::ChangedHost { target, fingerprint, file, line, name });
+                }
+                let files_shown = files.iter().map(|f| shown(f)).collect::<Vec<_>>().join(" or ");
+                match user {
+                    Some(file) if *accept_new => {
+                        remember(file, &name, key).map_err(|reason| SshError::KnownHostsWrite {
+                            target: target.clone(),
+                            file: shown(file),
+                            reason,
+                        })?;
+                        info!("trusting the SSH server {target} on first use: added its host key {fingerprint} to {}", shown(file));
+                        Ok(())
+                    }
+                    _ => Err(SshError::UnknownHost { target, fingerprint, files: files_shown }),
+                }
+            }
+        }
+    }
+}
+
+impl client::Handler for Checker {
+    type Error = SshError;
+
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, SshError> {
+        match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => self.check(key).map(|()| true),
+            PublicKeyOrCertificate::Certificate(_) => {
+                Err(SshError::HostCertificate { target: self.target.to_string() })
+            }
+        }
+    }
+}
+
+/// Errors of russh itself (the handler's error type carries them): those of the TCP
+/// connection and of the protocol. They do not know the target: [`SshError::at`] adds it.
+impl From<russh::Error> for SshError {
+    fn from(e: russh::Error) -> SshError {
+        match e {
+            russh::Error::IO(io) => SshError::Connect { target: String::new(), reason: io_words(&io) },
+            e => SshError::Protocol { target: String::new(), reason: words(&e) },
+        }
+    }
+}
+
+impl SshError {
+    /// The error with `target` filled in where russh could not say it.
+    fn at(self, target: &str) -> SshError {
+        match self {
+            SshError::Connect { target: t, reason } if t.is_empty() => SshError::Connect { target: target.into(), reason },
+            SshError::Protocol { target: t, reason } if t.is_empty() => {
+                SshError::Protocol { target: target.into(), reason }
+            }
+            other => other,
+        }
+    }
+}
+
+/// russh's error in a few words (an I/O error by its kind).
+fn words(e: &russh::Error) -> String {
+    match e {
+        russh::Error::IO(io) => io_words(io),
+        russh::Error::Disconnect | russh::Error::HUP => "the server closed the connection".into(),
+        russh::Error::KeepaliveTimeout => "the server stopped answering".into(),
+        other => other.to_string(),
+    }
+}
+
+fn io_words(io: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match io.kind() {
+        K::ConnectionRefused => "connection refused".into(),
+        K::ConnectionReset => "connection reset".into(),
+        K::TimedOut => "connection timed out".into(),
+        K::HostUnreachable => "host unreachable".into(),
+        K::NetworkUnreachable => "network unreachable".into(),
+        K::UnexpectedEof | K::BrokenPipe => "the server closed the connection".into(),
+        _ => io.to_string(),
+    }
+}
+
+/// Log in as the target's user with the first of `keys` the server accepts.
+async fn login(session: &mut Session, target: &Target, keys: &[(PathBuf, Arc<PrivateKey>)]) -> Result<(), SshError> {
+    let proto = |e: russh::Error| SshError::Protocol { target: target.to_string(), reason: words(&e) };
+    let rsa_hash = if keys.iter().any(|(_, k)| is_rsa(&k.algorithm())) {
+        session.best_supported_rsa_hash().await.map_err(proto)?.flatten()
+    } else {
+        None
+    };
+    for (file, key) in keys {
+        let key = PrivateKeyWithHashAlg::new(key.clone(), rsa_hash);
+        match session.authenticate_publickey(&target.user, key).await.map_err(proto)? {
+            russh::client::AuthResult::Success => return Ok(()),
+            russh::client::AuthResult::Failure { .. } => debug!("the SSH server {target} refused the key {}", shown(file)),
+        }
+    }
+    let keys = keys.iter().map(|(f, _)| shown(f)).collect::<Vec<_>>().join(", ");
+    Err(SshError::Refused { target: target.to_string(), user: target.user.clone(), keys })
+}
+
+/// The private keys to offer: `--ssh-id`, or those of OpenSSH's defaults that exist.
+fn load_keys(identity: Option<&Path>) -> Result<Vec<(PathBuf, Arc<PrivateKey>)>, SshError> {
+    let files: Vec<PathBuf> = match identity {
+        Some(f) => vec![expand_home(f)],
+        None => {
+            let dir = home().unwrap_or_default().join(".ssh");
+            let candidates: Vec<PathBuf> = DEFAULT_IDS.iter().map(|n| dir.join(n)).collect();
+            let present: Vec<PathBuf> = candidates.iter().filter(|f| f.exists()).cloned().collect();
+            if present.is_empty() {
+                let tried = candidates.iter().map(|f| shown(f)).collect::<Vec<_>>().join(", ");
+                return Err(SshError::NoKey { tried });
+            }
+            present
+        }
+    };
+    files
+        .into_iter()
+        .map(|f| match russh::keys::load_secret_key(&f, None) {
+            Ok(k) => Ok((f, Arc::new(k))),
+            Err(e) => Err(SshError::BadKey { file: shown(&f), reason: key_words(&e) }),
+        })
+        .collect()
+}
+
+fn key_words(e: &russh::keys::Error) -> String {
+    match e {
+        russh::keys::Error::KeyIsEncrypted => {
+            "it has a passphrase, which mgmt cannot ask for (use a key without one, or remove it with `ssh-keygen -p`)"
+                .into()
+        }
+        russh::keys::Error::IO(io) if io.kind() == std::io::ErrorKind::NotFound => "no such file".into(),
+        russh::keys::Error::IO(io) => io.to_string(),
+        other => format!("not an OpenSSH private key ({other})"),
+    }
+}
+
+/// The user's home: `$HOME`, else the password database's.
+fn home() -> Option<PathBuf> {
+    if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return Some(PathBuf::from(h));
+    }
+    nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.dir)
+}
+
+/// `~/x` as the home's `x` (a path from an environment variable is not expanded by a shell).
+fn expand_home(path: &Path) -> PathBuf {
+    match (path.strip_prefix("~"), home()) {
+        (Ok(rest), Some(h)) => h.join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// A path for messages: under the home as `~/...`.
+fn shown(path: &Path) -> String {
+    match home().and_then(|h| path.strip_prefix(h).ok().map(Path::to_path_buf)) {
+        Some(rest) => format!("~/{}", rest.display()),
+        None => path.display().to_string(),
+    }
+}
+
+/// Append `name key` to the known_hosts `file` (creating `~/.ssh` 0700 if needed).
+fn remember(file: &Path, name: &str, key: &PublicKey) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = file.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| e.to_string())?;
+    }
+    let line = known_hosts_line(name, key)?;
+    let before = std::fs::read(file).unwrap_or_default();
+    let sep = if before.is_empty() || before.ends_with(b"\n") { "" } else { "\n" };
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(file)
+        .map_err(|e| e.to_string())?;
+    f.write_all(format!("{sep}{line}\n").as_bytes()).map_err(|e| e.to_string())
+}
+
+/// One known_hosts line for `key` under `name`. Pure.
+pub fn known_hosts_line(name: &str, key: &PublicKey) -> Result<String, String> {
+    let mut key = key.clone();
+    key.set_comment("");
+    Ok(format!("{name} {}", key.to_openssh().map_err(|e| e.to_string())?))
+}
+
+fn is_rsa(a: &Algorithm) -> bool {
+    matches!(a, Algorithm::Rsa { .. })
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+}
+
+/// Put the algorithms in `first` (and RSA's variants, for an RSA key) ahead of the others,
+/// keeping both orders. Pure.
+pub fn prefer(all: &[Algorithm], first: &[Algorithm]) -> Vec<Algorithm> {
+    let wanted = |a: &Algorithm| first.iter().any(|f| f == a || (is_rsa(f) && is_rsa(a)));
+    let (mut front, back): (Vec<Algorithm>, Vec<Algorithm>) = all.iter().cloned().partition(wanted);
+    front.extend(back);
+    front
+}
+
+/// The seed's host and port (`http://HOST:PORT`), as the SSH server is asked to connect to
+/// them: an IPv6 address without brackets; etcd's port 2379 if the seed has none. Pure.
+pub fn seed_address(seed: &str) -> Result<(String, u16), String> {
+    let rest = seed.split_once("://").map_or(seed, |(_, r)| r);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let bad = || format!("invalid seed `{seed}`");
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').ok_or_else(bad)?;
+        (addr, if after.is_empty() { None } else { Some(after.strip_prefix(':').ok_or_else(bad)?) })
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    let port = match port {
+        None => ETCD_PORT,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?,
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+/// Parse `--ssh-url`: `[ssh://][user@]host[:port]`, user root and port 22 by default; an
+/// IPv6 address in brackets (or bare, without a port). Pure.
+pub fn parse_target(text: &str) -> Result<Target, String> {
+    const FORM: &str = "expected [ssh://][user@]host[:port]";
+    let text = text.trim();
+    let rest = match text.split_once("://") {
+        None => text,
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("ssh") => rest,
+        Some((scheme, _)) => return Err(format!("unsupported scheme `{scheme}`: {FORM}")),
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['/', '?', '#']) {
+        return Err(format!("a path, query or fragment is not supported: {FORM}"));
+    }
+    let (user, hostport) = rest.rsplit_once('@').unwrap_or((DEFAULT_USER, rest));
+    if user.contains(':') {
+        return Err("a password is not supported in --ssh-url: SSH logs in with a key (--ssh-id)".into());
+    }
+    if user.is_empty() || user.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("invalid user `{user}`: {FORM}"));
+    }
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').ok_or_else(|| format!("unclosed `[`: {FORM}"))?;
+        if addr.parse::<Ipv6Addr>().is_err() {
+            return Err(format!("invalid IPv6 address `{addr}`"));
+        }
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or_else(|| format!("unexpected `{after}`: {FORM}"))?),
+        };
+        (addr, port)
+    } else if hostport.matches(':').count() > 1 {
+        if hostport.parse::<Ipv6Addr>().is_err() {
+            return Err(format!("invalid host `{hostport}`: write an IPv6 address in brackets, [ADDR]:PORT"));
+        }
+        (hostport, None)
+    } else {
+        match hostport.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("no host: {FORM}"));
+    }
+    let name_ok = host.contains(':')
+        || host.split('.').all(|l| {
+            !l.is_empty() && !l.starts_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if !name_ok {
+        return Err(format!("invalid host `{host}`"));
+    }
+    let port = match port {
+        None => SSH_PORT,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|n| *n > 0 && p.chars().all(|c| c.is_ascii_digit()))
+            .ok_or_else(|| format!("invalid port `{p}`: a port is a number from 1 to 65535"))?,
+    };
     Ok(Target { user: user.to_string(), host: host.to_string(), port })
+}
+
+/// The server's host key as `--ssh-hostkey` gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostKey {
+    Key(PublicKey),
+    /// `SHA256:...` (base64 without padding, as `ssh-keygen -l` prints it).
+    Fingerprint(String),
+}
+
+impl HostKey {
+    fn matches(&self, key: &PublicKey) -> bool {
+        match self {
+            HostKey::Key(k) => k.key_data() == key.key_data(),
+            HostKey::Fingerprint(f) => key.fingerprint(HashAlg::Sha256).to_string() == *f,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            HostKey::Key(k) => k.fingerprint(HashAlg::Sha256).to_string(),
+            HostKey::Fingerprint(f) => f.clone(),
+        }
+    }
+}
+
+/// Parse `--ssh-hostkey`: a key as in known_hosts or a `.pub` file (`ssh-ed25519 AAAA...`,
+/// optionally after the host names, as `ssh-keyscan` prints it), its base64 part alone, or
+/// a `SHA256:` fingerprint. Pure.
+pub fn parse_hostkey(text: &str) -> Result<HostKey, String> {
+    let text = text.trim();
+    const FORM: &str = "expected a public key as in known_hosts (`ssh-ed25519 AAAA...`) or a fingerprint (`SHA256:...`)";
+    if let Some(b64) = text.strip_prefix("SHA256:") {
+        let b64 = b64.trim_end_matches('=');
+        let ok = data_encoding::BASE64_NOPAD.decode(b64.as_bytes()).is_ok_and(|d| d.len() == 32);
+        return if ok { Ok(HostKey::Fingerprint(format!("SHA256:{b64}"))) } else { Err(format!("invalid fingerprint `{text}`: {FORM}")) };
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    for skip in 0..words.len().min(2) {
+        if let Some(key) = key_of(&words[skip..]) {
+            return Ok(HostKey::Key(key));
+        }
+    }
+    if let [b64] = words.as_slice()
+        && let Ok(bytes) = data_encoding::BASE64.decode(b64.as_bytes())
+        && let Ok(key) = PublicKey::from_bytes(&bytes)
+    {
+        return Ok(HostKey::Key(key));
+    }
+    Err(format!("invalid host key: {FORM}"))
+}
+
+/// `--ssh-hostkey` checked for clap: the text as given if [`parse_hostkey`] takes it.
+pub fn check_hostkey(text: &str) -> Result<String, String> {
+    parse_hostkey(text).map(|_| text.to_string())
+}
+
+/// The key in `type base64 ...`.
+fn key_of(words: &[&str]) -> Option<PublicKey> {
+    match words {
+        [kind, b64, ..] => PublicKey::from_openssh(&format!("{kind} {b64}")).ok(),
+        _ => None,
+    }
+}
+
+/// What known_hosts says of a server's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Known {
+    /// A line for this server has this key.
+    Trusted,
+    /// Lines for this server have other keys of the same type (the first at `line`).
+    Changed { line: usize },
+    /// A `@revoked` line for this server has this key.
+    Revoked { line: usize },
+    /// No line for this server has a key of this type.
+    Unknown,
+}
+
+/// One known_hosts entry for `name` (`host` or `[host]:port`): its line number, marker
+/// (`@revoked`, `@cert-authority`) and key.
+fn entries<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = (usize, Option<&'a str>, PublicKey)> + 'a {
+    text.lines().enumerate().filter_map(move |(i, line)| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        let mut words: Vec<&str> = line.split_whitespace().collect();
+        let marker = words.first().filter(|w| w.starts_with('@')).copied();
+        if marker.is_some() {
+            words.remove(0);
+        }
+        let (patterns, key) = (words.first()?, key_of(words.get(1..)?)?);
+        host_matches(patterns, name).then_some((i + 1, marker, key))
+    })
+}
+
+/// Whether `key` is known for the server `name` in the known_hosts `text`. Pure.
+pub fn check_known_hosts(text: &str, name: &str, key: &PublicKey) -> Known {
+    let mut trusted = false;
+    let mut changed = None;
+    for (line, marker, k) in entries(text, name) {
+        let same = k.key_data() == key.key_data();
+        match marker {
+            Some("@revoked") if same => return Known::Revoked { line },
+            Some(_) => {}
+            None if same => trusted = true,
+            None if k.algorithm() == key.algorithm() => changed = changed.or(Some(line)),
+            None => {}
+        }
+    }
+    match (trusted, changed) {
+        (true, _) => Known::Trusted,
+        (false, Some(line)) => Known::Changed { line },
+        (false, None) => Known::Unknown,
+    }
+}
+
+/// The algorithms of the keys known for `name`, in file order. Pure.
+pub fn known_algorithms(text: &str, name: &str) -> Vec<Algorithm> {
+    entries(text, name).filter(|(_, m, _)| m.is_none()).map(|(_, _, k)| k.algorithm()).collect()
+}
+
+/// Whether a known_hosts host field (comma-separated patterns: names, `[host]:port`,
+/// `*`/`?` wildcards, `!` negations, `|1|salt|hash` hashed names) matches `name`. A matching
+/// negation rules the line out, as in OpenSSH. Pure.
+pub fn host_matches(patterns: &str, name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let mut matched = false;
+    for p in patterns.split(',') {
+        let (negated, p) = match p.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, p),
+        };
+        let hit = if let Some(hashed) = p.strip_prefix("|1|") {
+            hashed_matches(hashed, &name)
+        } else {
+            glob(p.to_ascii_lowercase().as_bytes(), name.as_bytes())
+        };
+        if hit && negated {
+            return false;
+        }
+        matched |= hit;
+    }
+    matched
+}
+
+/// `salt|hash` (base64): HMAC-SHA1 of `name` with `salt` is `hash`.
+fn hashed_matches(hashed: &str, name: &str) -> bool {
+    use hmac::{KeyInit, Mac};
+    let Some((salt, hash)) = hashed.split_once('|') else { return false };
+    let (Ok(salt), Ok(hash)) =
+        (data_encoding::BASE64.decode(salt.as_bytes()), data_encoding::BASE64.decode(hash.as_bytes()))
+    else {
+        return false;
+    };
+    let Ok(mac) = hmac::Hmac::<sha1::Sha1>::new_from_slice(&salt) else { return false };
+    mac.chain_update(name.as_bytes()).verify_slice(&hash).is_ok()
+}
+
+/// `*` and `?` wildcards over bytes.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.first(), text.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..])),
+        (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
+        (Some(p), Some(t)) if p == t => glob(&pattern[1..], &text[1..]),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK97RGlKXfPdMSguJXvCKRdZ0zVypT5n3H26v4F+r7Mc";
+    const ED2: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKDY2ww0rws/x00ovGz5WVqF4DfrVkbaxihBpApN7y8X";
+    const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBBnxqPkTB8j5AGlyEGvM50cWnfQyZrMWsu9DbmvspKurdJOBOblck1/RSZe31f8RsW1XxZps1+fi9nGomptTDWg=";
+
+    fn key(text: &str) -> PublicKey {
+        PublicKey::from_openssh(text).unwrap()
+    }
+
+    fn target(user: &str, host: &str, port: u16) -> Target {
+        Target { user: user.into(), host: host.into(), port }
+    }
+
+    #[test]
+    fn targets_take_user_host_and_port_with_upstream_defaults() {
+        assert_eq!(parse_target("ssh://deploy@db1:2222"), Ok(target("deploy", "db1", 2222)));
+        assert_eq!(parse_target("deploy@db1"), Ok(target("deploy", "db1", 22)));
+        assert_eq!(parse_target("db1.example.com"), Ok(target("root", "db1.example.com", 22)));
+        assert_eq!(parse_target("SSH://me@10.0.0.1:22/"), Ok(target("me", "10.0.0.1", 22)));
+        assert_eq!(parse_target("me@[::1]:2200"), Ok(target("me", "::1", 2200)));
+        assert_eq!(parse_target("ssh://[fe80::1]"), Ok(target("root", "fe80::1", 22)));
+        assert_eq!(parse_target("me@2001:db8::7"), Ok(target("me", "2001:db8::7", 22)));
+    }
+
+    #[test]
+    fn targets_refuse_what_would_be_ignored_or_ambiguous() {
+        for bad in [
+            "",
+            "me@",
+            "@host",
+            "http://me@host",
+            "me:secret@host",
+            "me@host:0",
+            "me@host:65536",
+            "me@host:ssh",
+            "me@host/path",
+            "me@host?hostkey=x",
+            "me@[::1",
+            "me@[nothost]:22",
+            "me@[::1]22",
+            "me@2001:db8::7:zz",
+            "me@bad..name",
+        ] {
+            assert!(parse_target(bad).is_err(), "{bad} was accepted");
+        }
+        assert!(parse_target("me:pw@host").unwrap_err().contains("--ssh-id"));
+    }
+
+    #[test]
+    fn targets_are_shown_and_named_in_known_hosts_as_openssh_does() {
+        assert_eq!(target("me", "db1", 22).known_hosts_name(), "db1");
+        assert_eq!(target("me", "db1", 2222).known_hosts_name(), "[db1]:2222");
+        assert_eq!(target("me", "::1", 2222).known_hosts_name(), "[::1]:2222");
+        assert_eq!(target("me", "::1", 22).known_hosts_name(), "::1");
+        assert_eq!(target("me", "::1", 22).to_string(), "me@[::1]:22");
+        assert_eq!(target("me", "db1", 2222).to_string(), "me@db1:2222");
+    }
+
+    #[test]
+    fn a_seed_without_a_port_means_etcds_port_not_ssh() {
+        assert_eq!(seed_address("http://10.0.0.5"), Ok(("10.0.0.5".into(), 2379)));
+        assert_eq!(seed_address("http://etcd1:2380"), Ok(("etcd1".into(), 2380)));
+        assert_eq!(seed_address("https://[::1]:12379"), Ok(("::1".into(), 12379)));
+        assert_eq!(seed_address("https://[::1]"), Ok(("::1".into(), 2379)));
+        assert_eq!(seed_address("etcd1"), Ok(("etcd1".into(), 2379)));
+        assert!(seed_address("http://host:0").is_err());
+        assert!(seed_address("http://:2379").is_err());
+        // Seeds come normalised with a port; both agree on it.
+        let seed = crate::world::etcd::parse_seed("http://[::1]:2379/").unwrap();
+        assert_eq!(seed_address(&seed), Ok(("::1".into(), 2379)));
+    }
+
+    #[test]
+    fn host_keys_are_taken_as_keys_lines_base64_or_fingerprints() {
+        let k = key(ED);
+        assert_eq!(parse_hostkey(ED), Ok(HostKey::Key(k.clone())));
+        assert_eq!(parse_hostkey(&format!("{ED} root@db1")), Ok(HostKey::Key(k.clone())));
+        assert_eq!(parse_hostkey(&format!("[db1]:2222 {ED}")), Ok(HostKey::Key(k.clone())));
+        assert_eq!(parse_hostkey(ED.split(' ').nth(1).unwrap()), Ok(HostKey::Key(k.clone())));
+        let fp = k.fingerprint(HashAlg::Sha256).to_string();
+        assert_eq!(parse_hostkey(&fp), Ok(HostKey::Fingerprint(fp.clone())));
+        assert!(parse_hostkey(&fp).unwrap().matches(&k));
+        assert!(!parse_hostkey(&fp).unwrap().matches(&key(ED2)));
+        assert!(parse_hostkey(ED).unwrap().matches(&k));
+        assert!(!parse_hostkey(ED2).unwrap().matches(&k));
+        for bad in ["", "SHA256:short", "MD5:aa:bb", "ssh-ed25519", "ssh-ed25519 !!!", "hello world again"] {
+            assert!(parse_hostkey(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn known_hosts_lines_match_plain_ported_wildcard_and_hashed_names() {
+        assert!(host_matches("db1,10.0.0.1", "db1"));
+        assert!(host_matches("DB1", "db1"));
+        assert!(!host_matches("db1", "db2"));
+        assert!(host_matches("[db1]:2222", "[db1]:2222"));
+        assert!(!host_matches("db1", "[db1]:2222"));
+        assert!(host_matches("*.example.com", "db1.example.com"));
+        assert!(host_matches("db?", "db7"));
+        assert!(!host_matches("*.example.com,!db1.example.com", "db1.example.com"));
+        // `ssh-keygen -H` of a line for `[127.0.0.1]:2222`.
+        let hashed = "|1|oHTSV+qxuPY3Y/qK1Bn/MJEosPQ=|+9Rg8XyRGSH3oYAgjnC3/eQDkXQ=";
+        assert!(host_matches(hashed, "[127.0.0.1]:2222"));
+        assert!(!host_matches(hashed, "[127.0.0.1]:2223"));
+        assert!(!host_matches(hashed, "127.0.0.1"));
+        assert!(!host_matches("|1|bad|bad", "db1"));
+    }
+
+    #[test]
+    fn known_hosts_say_trusted_changed_revoked_or_unknown() {
+        let (ed, ed2, ec) = (key(ED), key(ED2), key(ECDSA));
+        let text = format!("# comment\n\n[db1]:2222 {ED}\ndb2 {ED2}\n@revoked * {ED2}\n@cert-authority * {ECDSA}\nbroken line\n");
+        assert_eq!(check_known_hosts(&text, "[db1]:2222", &ed), Known::Trusted);
+        assert_eq!(check_known_hosts(&text, "[db1]:2222", &ed2), Known::Revoked { line: 5 });
+        assert_eq!(check_known_hosts(&text, "[db1]:2222", &ec), Known::Unknown);
+        assert_eq!(check_known_hosts(&text, "db1", &ed), Known::Unknown);
+        let text = format!("db1 {ED}\ndb1 {ECDSA}\n");
+        assert_eq!(check_known_hosts(&text, "db1", &ed2), Known::Changed { line: 1 });
+        assert_eq!(check_known_hosts(&text, "db1", &ec), Known::Trusted);
+        assert_eq!(known_algorithms(&text, "db1"), vec![ed.algorithm(), ec.algorithm()]);
+        // Another key of the same type on a later line is accepted (a host may have several).
+        let text = format!("db1 {ED2}\ndb1 {ED}\n");
+        assert_eq!(check_known_hosts(&text, "db1", &ed), Known::Trusted);
+    }
+
+    #[test]
+    fn a_remembered_key_is_then_trusted() {
+        let line = known_hosts_line("[::1]:2222", &key(&format!("{ED} comment"))).unwrap();
+        assert_eq!(line, format!("[::1]:2222 {ED}"));
+        assert_eq!(check_known_hosts(&line, "[::1]:2222", &key(ED)), Known::Trusted);
+    }
+
+    #[test]
+    fn known_types_are_asked_for_first() {
+        let all = [Algorithm::Ed25519, Algorithm::Rsa { hash: Some(HashAlg::Sha512) }, Algorithm::Dsa];
+        assert_eq!(prefer(&all, &[]), all.to_vec());
+        assert_eq!(
+            prefer(&all, &[Algorithm::Rsa { hash: None }]),
+            vec![Algorithm::Rsa { hash: Some(HashAlg::Sha512) }, Algorithm::Ed25519, Algorithm::Dsa]
+        );
+    }
 }

@@ -357,4 +357,5 @@ impl Drop for Agent {
 }
 pub mod etcd;
 pub mod repo;
+pub mod sshd;
 pub mod systemd;

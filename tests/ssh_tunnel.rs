@@ -1,0 +1,307 @@
+//! `--ssh-url`: agents, deploys and `mgmt status` reaching a real etcd through a real OpenSSH
+//! server (`tests/common/sshd.rs`, on a loopback port with its own host key and
+//! `authorized_keys`). The server's log shows each etcd connection as a forwarding request to
+//! etcd's port; killing it cuts agents off. Host keys and client keys that do not fit are
+//! refused with what to do, and an agent survives the server's restart.
+//!
+//! One-shot commands run with `HOME` in the test directory, so `~/.ssh` is the test's own.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::etcd::Etcd;
+use common::repo::{commit, deployed, new_repo, text};
+use common::sshd::{Sshd, fingerprint, keygen, public_key};
+use common::{Agent, TestDir, read};
+
+/// How long any cluster condition may take (an etcd, an sshd and agents per test, tests in
+/// parallel on a small machine, and an agent's backoff after an outage).
+const LONG: Duration = Duration::from_secs(40);
+
+/// Wait until `cond` holds; on timeout panic with `what` and every agent's log.
+#[track_caller]
+fn wait(what: &str, agents: &[&Agent], mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() >= LONG {
+            let logs: String = agents
+                .iter()
+                .enumerate()
+                .map(|(i, a)| format!("--- agent #{i} (exit: {:?}) stderr:\n{}", a.try_exit(), a.stderr()))
+                .collect();
+            panic!("timed out after {LONG:?} waiting for: {what} (at {})\n{logs}", std::panic::Location::caller());
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// A home directory for one-shot commands, with an empty `~/.ssh`.
+fn home(t: &TestDir) -> PathBuf {
+    let home = t.path("home");
+    fs::create_dir_all(home.join(".ssh")).unwrap();
+    home
+}
+
+/// `mgmt ARGS` run to its end in `dir`, with `HOME` set to `home`.
+fn mgmt(dir: &Path, home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mgmt"))
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", home)
+        .env_remove("MGMT_LOG")
+        .output()
+        .unwrap()
+}
+
+fn shown(o: &Output) -> String {
+    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), text(&o.stdout), text(&o.stderr))
+}
+
+/// `mgmt status --seeds <etcd> --json` through `ssh` (flags after it), with `HOME` `home`.
+fn status(t: &TestDir, e: &Etcd, home: &Path, ssh: &[&str]) -> Output {
+    let mut args = vec!["status", "--seeds", e.url(), "--json"];
+    args.extend_from_slice(ssh);
+    mgmt(t.root(), home, &args)
+}
+
+/// The one line a refused `mgmt status` printed (exit 3, etcd could not be read).
+#[track_caller]
+fn refusal(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(3), "{}", shown(o));
+    let stderr = text(&o.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for dump in ["tonic", "Os {", "Status {", "source:", "russh", "Error {"] {
+        assert!(!stderr.contains(dump), "{dump:?} in:\n{stderr}");
+    }
+    stderr.trim_end().to_string()
+}
+
+/// An agent on deploys (`run ... empty`) reaching etcd through `s`.
+fn agent(t: &TestDir, e: &Etcd, s: &Sshd, host: &str) -> Agent {
+    let ssh = s.flags();
+    let mut args = vec!["run", "--seeds", e.url(), "--hostname", host, "--tmp-prefix"];
+    args.extend(ssh.iter().map(String::as_str));
+    args.push("empty");
+    Agent::spawn(t, &args)
+}
+
+fn etcd_port(e: &Etcd) -> &str {
+    e.url().rsplit_once(':').unwrap().1
+}
+
+#[test]
+fn agents_deploys_and_status_go_through_the_tunnel() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let s = Sshd::start(&t);
+    let home = home(&t);
+    let ssh = s.flags();
+    let ssh: Vec<&str> = ssh.iter().map(String::as_str).collect();
+    let (a, b) = (agent(&t, &e, &s, "a"), agent(&t, &e, &s, "b"));
+    let all = [&a, &b];
+    for x in all {
+        x.wait_log("running graph `empty`");
+    }
+    wait("both agents registered", &all, || e.keys("/_mgmt/hosts/") == ["/_mgmt/hosts/a", "/_mgmt/hosts/b"]);
+
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    commit(&repo, &out, "one");
+    let mut args = vec!["deploy", "--seeds", e.url()];
+    args.extend_from_slice(&ssh);
+    args.extend(["yaml", "graph.yaml"]);
+    let d = mgmt(&repo, &home, &args);
+    assert_eq!(deployed(&d), 1, "{}", shown(&d));
+    for x in all {
+        wait("deploy 1 running", &all, || x.count("running deploy 1 (commit ") == 1);
+    }
+    wait("deploy 1 applied", &all, || read(out.join("app.conf")).as_deref() == Some("one\n"));
+
+    // The connection flags are also taken before the subcommand.
+    let mut args = vec!["--ssh-url", ssh[1], "--ssh-id", ssh[3], "--ssh-hostkey", ssh[5]];
+    args.extend(["status", "--seeds", e.url(), "--json"]);
+    wait("mgmt status through the tunnel: both hosts on deploy 1, converged", &all, || {
+        let o = mgmt(t.root(), &home, &args);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        o.status.code() == Some(0)
+            && v.as_array().is_some_and(|h| h.len() == 2 && h.iter().all(|h| h["deploy"] == 1 && h["converged"] == true))
+    });
+
+    // Every etcd connection was a forwarding request to etcd's port, made by the server.
+    let log = s.log();
+    let forwarded = format!("server_request_direct_tcpip: originator 127.0.0.1 port 0, target 127.0.0.1 port {}", etcd_port(&e));
+    assert!(log.matches(&forwarded).count() >= 4, "{forwarded:?} not in the sshd log:\n{log}");
+}
+
+#[test]
+fn an_unknown_changed_or_wrong_host_key_is_refused_with_what_to_do() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let s = Sshd::start(&t);
+    let home = home(&t);
+    let (url, id) = (s.url(), s.client_key.display().to_string());
+    let real = fingerprint(&s.host_key);
+    let name = format!("[127.0.0.1]:{}", s.port);
+    let known_hosts = home.join(".ssh/known_hosts");
+
+    // Not in known_hosts: no trust on first use.
+    let line = refusal(&status(&t, &e, &home, &["--ssh-url", &url, "--ssh-id", &id]));
+    assert_eq!(
+        line,
+        format!(
+            "mgmt: error: the SSH server {url} is unknown: its host key {real} is not in ~/.ssh/known_hosts or /etc/ssh/ssh_known_hosts; check that it is the server's key (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` there) and pass it with --ssh-hostkey, or trust it on first use with --ssh-accept-new"
+        )
+    );
+    assert!(!known_hosts.exists());
+
+    // Another key given: refused, with both fingerprints.
+    let other = t.path("other_host_key");
+    keygen(&other);
+    let line = refusal(&status(&t, &e, &home, &["--ssh-url", &url, "--ssh-id", &id, "--ssh-hostkey", &public_key(&other)]));
+    assert!(line.starts_with(&format!("mgmt: error: the host key of the SSH server {url} is {real}, not the one --ssh-hostkey gives ({})", fingerprint(&other))), "{line}");
+
+    // The right key, as a key or as its fingerprint.
+    for given in [s.hostkey(), real.clone()] {
+        let o = status(&t, &e, &home, &["--ssh-url", &url, "--ssh-id", &id, "--ssh-hostkey", &given]);
+        assert_eq!(o.status.code(), Some(0), "{given}: {}", shown(&o));
+    }
+
+    // Trusted on first use when asked, and remembered.
+    let o = status(&t, &e, &home, &["--ssh-url", &url, "--ssh-id", &id, "--ssh-accept-new"]);
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
+    assert_eq!(read(&known_hosts).unwrap(), format!("{name} {}\n", s.hostkey()));
+    let o = status(&t, &e, &home, &["--ssh-url", &url, "--ssh-id", &id]);
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
+
+    // A hashed entry (`ssh-keygen -H`) is found too.
+    let hashed = Command::new("ssh-keygen").arg("-H").arg("-f").arg(&known_hosts).output().unwrap();
+    assert!(hashed.status.success());
+    assert!(read(&known_hosts).unwrap().starts_with("|1|"));
+    let o = status(&t, &e, &home, &["--ssh-url", &url, "--ssh-id", &id]);
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
+
+    // A changed key is refused, --ssh-accept-new or not.
+    fs::write(&known_hosts, format!("# an old key\n{name} {}\n", public_key(&other))).unwrap();
+    for extra in [None, Some("--ssh-accept-new")] {
+        let mut args = vec!["--ssh-url", url.as_str(), "--ssh-id", id.as_str()];
+        args.extend(extra);
+        let line = refusal(&status(&t, &e, &home, &args));
+        assert_eq!(
+            line,
+            format!(
+                "mgmt: error: the host key of the SSH server {url} has changed: it is {real}, but ~/.ssh/known_hosts:2 has another (the connection may be intercepted); if the server's key was replaced on purpose, remove the old entry with `ssh-keygen -R '{name}'` and connect again"
+            )
+        );
+    }
+    assert_eq!(read(&known_hosts).unwrap().lines().count(), 2);
+
+    // A malformed --ssh-hostkey is a command-line error.
+    let o = status(&t, &e, &home, &["--ssh-url", &url, "--ssh-hostkey", "SHA256:nope"]);
+    assert_eq!(o.status.code(), Some(2), "{}", shown(&o));
+    assert!(text(&o.stderr).contains("invalid fingerprint `SHA256:nope`"), "{}", shown(&o));
+}
+
+#[test]
+fn a_client_key_the_server_does_not_know_is_refused_with_what_to_do() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let s = Sshd::start(&t);
+    let home = home(&t);
+    let (url, hostkey) = (s.url(), s.hostkey());
+
+    // No --ssh-id and none of OpenSSH's default keys.
+    let line = refusal(&status(&t, &e, &home, &["--ssh-url", &url, "--ssh-hostkey", &hostkey]));
+    assert_eq!(
+        line,
+        "mgmt: error: no SSH key to log in with: none of ~/.ssh/id_ed25519, ~/.ssh/id_ecdsa, ~/.ssh/id_rsa exists; pass one with --ssh-id"
+    );
+
+    // A key not in authorized_keys: by --ssh-id, and as a default key.
+    let stranger = t.path("stranger");
+    keygen(&stranger);
+    let line = refusal(&status(&t, &e, &home, &["--ssh-url", &url, "--ssh-hostkey", &hostkey, "--ssh-id", &stranger.display().to_string()]));
+    assert_eq!(
+        line,
+        format!(
+            "mgmt: error: the SSH server {url} refused the key {} for user root: add its public key to ~root/.ssh/authorized_keys there, or pass another key with --ssh-id",
+            stranger.display()
+        )
+    );
+    fs::copy(&stranger, home.join(".ssh/id_ecdsa")).unwrap();
+    let line = refusal(&status(&t, &e, &home, &["--ssh-url", &url, "--ssh-hostkey", &hostkey]));
+    assert!(line.contains("refused the key ~/.ssh/id_ecdsa for user root"), "{line}");
+
+    // The authorized key among the defaults: it is offered first, and taken.
+    fs::copy(&s.client_key, home.join(".ssh/id_ed25519")).unwrap();
+    let o = status(&t, &e, &home, &["--ssh-url", &url, "--ssh-hostkey", &hostkey]);
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
+
+    // An agent with a refused key says so in its log, and keeps trying.
+    let mut args = vec!["run", "--seeds", e.url(), "--hostname", "x", "--tmp-prefix", "--ssh-url", &url, "--ssh-hostkey", &hostkey];
+    let stranger = stranger.display().to_string();
+    args.extend(["--ssh-id", &stranger, "empty"]);
+    let a = Agent::spawn(&t, &args);
+    a.wait_log(&format!("the SSH server {url} refused the key {stranger} for user root"));
+    assert!(a.try_exit().is_none(), "{}", a.stderr());
+}
+
+/// A deploy's graph: `out/app.conf` holds `content`, and the resource `@@shared` (a file
+/// `out/shared` with `content`) is exported.
+fn exporting_graph(out: &Path, content: &str) -> String {
+    format!(
+        "graph: app\nresources:\n  file:\n  - name: conf\n    path: {o}/app.conf\n    content: \"{content}\\n\"\n  - name: \"@@shared\"\n    path: {o}/shared\n    content: \"{content}\\n\"\n",
+        o = out.display()
+    )
+}
+
+fn deploy_direct(e: &Etcd, repo: &Path, home: &Path, out: &Path, content: &str) -> u64 {
+    fs::write(repo.join("graph.yaml"), exporting_graph(out, content)).unwrap();
+    common::git(repo, &["add", "."]);
+    common::git(repo, &["commit", "-q", "-m", content]);
+    deployed(&mgmt(repo, home, &["deploy", "--seeds", e.url(), "yaml", "graph.yaml"]))
+}
+
+fn exported_content(e: &Etcd) -> Option<String> {
+    let v = e.get_json("/_mgmt/exported/a/file/shared")?;
+    Some(v.to_string())
+}
+
+#[test]
+fn an_agent_keeps_enforcing_while_sshd_is_down_and_catches_up_when_it_is_back() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let mut s = Sshd::start(&t);
+    let home = home(&t);
+    let repo = new_repo(&t);
+    let out = t.path("out");
+    assert_eq!(deploy_direct(&e, &repo, &home, &out, "one"), 1);
+    let a = agent(&t, &e, &s, "a");
+    let conf = out.join("app.conf");
+    wait("deploy 1 applied", &[&a], || read(&conf).as_deref() == Some("one\n"));
+    wait("deploy 1's export published", &[&a], || exported_content(&e).is_some_and(|v| v.contains("one\\n")));
+
+    // The server and its sessions die: the agent says so, and keeps its graph.
+    s.kill();
+    let target = s.url();
+    a.wait_for("the agent to notice", || {
+        a.stderr().lines().any(|l| l.contains("WARN") && l.contains(&format!("cannot connect to the SSH server {target} (--ssh-url): connection refused")))
+    });
+    fs::remove_file(&conf).unwrap();
+    wait("app.conf restored while the tunnel is down", &[&a], || read(&conf).as_deref() == Some("one\n"));
+
+    // A deploy published meanwhile (straight to etcd) waits for the tunnel.
+    assert_eq!(deploy_direct(&e, &repo, &home, &out, "two"), 2);
+    assert_eq!(a.count("running deploy 2 (commit "), 0, "{}", a.stderr());
+
+    s.restart();
+    wait("deploy 2 running after sshd is back", &[&a], || a.count("running deploy 2 (commit ") == 1);
+    wait("deploy 2 applied", &[&a], || read(&conf).as_deref() == Some("two\n"));
+    wait("deploy 2's export published", &[&a], || exported_content(&e).is_some_and(|v| v.contains("two\\n")));
+    assert!(a.count("reachable again") >= 1, "{}", a.stderr());
+    wait("the agent registered again", &[&a], || e.get_json("/_mgmt/hosts/a").is_some_and(|h| h["deploy"] == 2));
+}
