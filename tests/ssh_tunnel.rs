@@ -304,4 +304,5 @@ fn an_agent_keeps_enforcing_while_sshd_is_down_and_catches_up_when_it_is_back() 
     wait("deploy 2's export published", &[&a], || exported_content(&e).is_some_and(|v| v.contains("two\\n")));
     assert!(a.count("reachable again") >= 1, "{}", a.stderr());
     wait("the agent registered again", &[&a], || e.get_json("/_mgmt/hosts/a").is_some_and(|h| h["deploy"] == 2));
+    eprintln!("{}", a.stderr());
 }

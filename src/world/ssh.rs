@@ -162,6 +162,7 @@ impl SshError {
         match e {
             etcd_client::Error::IoError(io) => SshError::find(io),
             etcd_client::Error::TransportError(t) => SshError::find(t),
+            etcd_client::Error::GRpcStatus(s) => SshError::find(s),
             _ => None,
         }
     }
