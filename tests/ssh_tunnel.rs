@@ -304,5 +304,135 @@ fn an_agent_keeps_enforcing_while_sshd_is_down_and_catches_up_when_it_is_back() 
     wait("deploy 2's export published", &[&a], || exported_content(&e).is_some_and(|v| v.contains("two\\n")));
     assert!(a.count("reachable again") >= 1, "{}", a.stderr());
     wait("the agent registered again", &[&a], || e.get_json("/_mgmt/hosts/a").is_some_and(|h| h["deploy"] == 2));
-    eprintln!("{}", a.stderr());
+}
+
+#[test]
+fn an_etcd_the_ssh_server_cannot_reach_is_named_with_the_server_that_tried() {
+    let t = TestDir::new();
+    let s = Sshd::start(&t);
+    let home = home(&t);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let seed = format!("http://127.0.0.1:{port}");
+    let ssh = s.flags();
+    let mut args = vec!["status", "--seeds", &seed];
+    args.extend(ssh.iter().map(String::as_str));
+    let line = refusal(&mgmt(t.root(), &home, &args));
+    assert_eq!(
+        line,
+        format!(
+            "mgmt: error: cannot reach etcd at {seed}: the SSH server {} cannot connect to 127.0.0.1:{port}: connection failed (is etcd running? `mgmt etcd` starts one)",
+            s.url()
+        )
+    );
+}
+
+/// A CA and a certificate for `localhost` and 127.0.0.1 signed by it, made with openssl in
+/// `dir`: (CA certificate, certificate, key).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl").args(args).current_dir(dir).output().expect("running openssl");
+        assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test CA"]].concat());
+    run(&[&["req"][..], &ec, &["-keyout", "etcd.key", "-out", "etcd.csr", "-subj", "/CN=etcd"]].concat());
+    fs::write(dir.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    run(&["x509", "-req", "-in", "etcd.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "etcd.pem", "-days", "2", "-extfile", "ext"]);
+    (dir.join("ca.pem"), dir.join("etcd.pem"), dir.join("etcd.key"))
+}
+
+/// An etcd serving its clients over TLS only, on a free loopback port; killed when dropped.
+struct TlsEtcd {
+    child: std::process::Child,
+    url: String,
+}
+
+impl TlsEtcd {
+    fn start(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> TlsEtcd {
+        for attempt in 0..5 {
+            let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let (c, p) = (free(), free());
+            let (client, peer) = (c.local_addr().unwrap().port(), p.local_addr().unwrap().port());
+            drop((c, p));
+            let url = format!("https://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let log = fs::File::create(dir.join(format!("etcd{attempt}.log"))).unwrap();
+            let mut child = Command::new("/usr/bin/etcd")
+                .args(["--name", "tls", "--data-dir"])
+                .arg(dir.join(format!("etcd{attempt}.data")))
+                .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+                .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+                .args(["--initial-cluster", &format!("tls={peer_url}")])
+                .arg("--cert-file")
+                .arg(cert)
+                .arg("--key-file")
+                .arg(key)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("starting /usr/bin/etcd");
+            let start = Instant::now();
+            while start.elapsed() < common::etcd::START_TIMEOUT && matches!(child.try_wait(), Ok(None)) {
+                let health = Command::new("etcdctl")
+                    .env("ETCDCTL_API", "3")
+                    .args(["--endpoints", &url, "--cacert"])
+                    .arg(ca)
+                    .args(["endpoint", "health"])
+                    .output()
+                    .unwrap();
+                if health.status.success() {
+                    return TlsEtcd { child, url };
+                }
+                sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("etcd with TLS did not start (5 tries)");
+    }
+}
+
+impl Drop for TlsEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tls_to_etcd_works_inside_the_tunnel_with_the_seeds_name_checked() {
+    let t = TestDir::new();
+    let s = Sshd::start(&t);
+    let home = home(&t);
+    let (ca, cert, key) = certificates(t.root());
+    let e = TlsEtcd::start(t.root(), &ca, &cert, &key);
+    // `localhost` is resolved by the SSH server, and is the name etcd's certificate is checked for.
+    let port = e.url.rsplit_once(':').unwrap().1;
+    let seed = format!("https://localhost:{port}");
+    let ca = ca.display().to_string();
+    let ssh = s.flags();
+    let ssh: Vec<&str> = ssh.iter().map(String::as_str).collect();
+    let mut args = vec!["run", "--seeds", &seed, "--etcd-ca", &ca, "--hostname", "a", "--tmp-prefix"];
+    args.extend_from_slice(&ssh);
+    args.push("empty");
+    let a = Agent::spawn(&t, &args);
+    let mut status = vec!["status", "--seeds", &seed, "--etcd-ca", &ca, "--json"];
+    status.extend_from_slice(&ssh);
+    wait("host a registered, as mgmt status over TLS through the tunnel shows", &[&a], || {
+        let o = mgmt(t.root(), &home, &status);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        o.status.code() == Some(0) && v.as_array().is_some_and(|h| h.len() == 1 && h[0]["hostname"] == "a")
+    });
+    assert!(s.log().contains(&format!("target localhost port {port}")), "{}", s.log());
+
+    // Another CA: etcd's certificate is refused inside the tunnel as outside it.
+    let other = t.path("other");
+    fs::create_dir(&other).unwrap();
+    let (other_ca, _, _) = certificates(&other);
+    let other_ca = other_ca.display().to_string();
+    let mut args = vec!["status", "--seeds", &seed, "--etcd-ca", &other_ca];
+    args.extend_from_slice(&ssh);
+    let o = mgmt(t.root(), &home, &args);
+    assert_eq!(o.status.code(), Some(3), "{}", shown(&o));
+    assert!(text(&o.stderr).contains(&format!("etcd at {seed}")), "{}", shown(&o));
 }

@@ -264,7 +264,7 @@ fn channel_refused(target: String, address: String, why: russh::ChannelOpenFailu
     use russh::ChannelOpenFailure as F;
     let reason = match why {
         F::AdministrativelyProhibited => return SshError::Forwarding { target },
-        F::ConnectFailed => "connection failed there (is etcd running at that address, as the SSH server sees it?)".into(),
+        F::ConnectFailed => "connection failed".into(),
         F::ResourceShortage => "the SSH server is short of resources".into(),
         F::UnknownChannelType => "the SSH server does not support direct-tcpip channels".into(),
         F::Other { reason, .. } => reason,
