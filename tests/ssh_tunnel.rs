@@ -34,7 +34,10 @@ fn wait(what: &str, agents: &[&Agent], mut cond: impl FnMut() -> bool) {
                 .enumerate()
                 .map(|(i, a)| format!("--- agent #{i} (exit: {:?}) stderr:\n{}", a.try_exit(), a.stderr()))
                 .collect();
-            panic!("timed out after {LONG:?} waiting for: {what} (at {})\n{logs}", std::panic::Location::caller());
+            panic!(
+                "timed out after {LONG:?} waiting for: {what} (at {})\n{logs}",
+                std::panic::Location::caller()
+            );
         }
         sleep(Duration::from_millis(50));
     }
@@ -129,12 +132,16 @@ fn agents_deploys_and_status_go_through_the_tunnel() {
         let o = mgmt(t.root(), &home, &args);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
         o.status.code() == Some(0)
-            && v.as_array().is_some_and(|h| h.len() == 2 && h.iter().all(|h| h["deploy"] == 1 && h["converged"] == true))
+            && v.as_array()
+                .is_some_and(|h| h.len() == 2 && h.iter().all(|h| h["deploy"] == 1 && h["converged"] == true))
     });
 
     // Every etcd connection was a forwarding request to etcd's port, made by the server.
     let log = s.log();
-    let forwarded = format!("server_request_direct_tcpip: originator 127.0.0.1 port 0, target 127.0.0.1 port {}", etcd_port(&e));
+    let forwarded = format!(
+        "server_request_direct_tcpip: originator 127.0.0.1 port 0, target 127.0.0.1 port {}",
+        etcd_port(&e)
+    );
     assert!(log.matches(&forwarded).count() >= 4, "{forwarded:?} not in the sshd log:\n{log}");
 }
 
@@ -162,7 +169,12 @@ fn an_unknown_changed_or_wrong_host_key_is_refused_with_what_to_do() {
     // Another key given: refused, with both fingerprints.
     let other = t.path("other_host_key");
     keygen(&other);
-    let line = refusal(&status(&t, &e, &home, &["--ssh-url", &url, "--ssh-id", &id, "--ssh-hostkey", &public_key(&other)]));
+    let line = refusal(&status(
+        &t,
+        &e,
+        &home,
+        &["--ssh-url", &url, "--ssh-id", &id, "--ssh-hostkey", &public_key(&other)],
+    ));
     assert!(line.starts_with(&format!("mgmt: error: the host key of the SSH server {url} is {real}, not the one --ssh-hostkey gives ({})", fingerprint(&other))), "{line}");
 
     // The right key, as a key or as its fingerprint.
@@ -224,7 +236,12 @@ fn a_client_key_the_server_does_not_know_is_refused_with_what_to_do() {
     // A key not in authorized_keys: by --ssh-id, and as a default key.
     let stranger = t.path("stranger");
     keygen(&stranger);
-    let line = refusal(&status(&t, &e, &home, &["--ssh-url", &url, "--ssh-hostkey", &hostkey, "--ssh-id", &stranger.display().to_string()]));
+    let line = refusal(&status(
+        &t,
+        &e,
+        &home,
+        &["--ssh-url", &url, "--ssh-hostkey", &hostkey, "--ssh-id", &stranger.display().to_string()],
+    ));
     assert_eq!(
         line,
         format!(
@@ -242,7 +259,18 @@ fn a_client_key_the_server_does_not_know_is_refused_with_what_to_do() {
     assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
 
     // An agent with a refused key says so in its log, and keeps trying.
-    let mut args = vec!["run", "--seeds", e.url(), "--hostname", "x", "--tmp-prefix", "--ssh-url", &url, "--ssh-hostkey", &hostkey];
+    let mut args = vec![
+        "run",
+        "--seeds",
+        e.url(),
+        "--hostname",
+        "x",
+        "--tmp-prefix",
+        "--ssh-url",
+        &url,
+        "--ssh-hostkey",
+        &hostkey,
+    ];
     let stranger = stranger.display().to_string();
     args.extend(["--ssh-id", &stranger, "empty"]);
     let a = Agent::spawn(&t, &args);
@@ -289,7 +317,12 @@ fn an_agent_keeps_enforcing_while_sshd_is_down_and_catches_up_when_it_is_back() 
     s.kill();
     let target = s.url();
     a.wait_for("the agent to notice", || {
-        a.stderr().lines().any(|l| l.contains("WARN") && l.contains(&format!("cannot connect to the SSH server {target} (--ssh-url): connection refused")))
+        a.stderr().lines().any(|l| {
+            l.contains("WARN")
+                && l.contains(&format!(
+                    "cannot connect to the SSH server {target} (--ssh-url): connection refused"
+                ))
+        })
     });
     fs::remove_file(&conf).unwrap();
     wait("app.conf restored while the tunnel is down", &[&a], || read(&conf).as_deref() == Some("one\n"));
@@ -303,7 +336,9 @@ fn an_agent_keeps_enforcing_while_sshd_is_down_and_catches_up_when_it_is_back() 
     wait("deploy 2 applied", &[&a], || read(&conf).as_deref() == Some("two\n"));
     wait("deploy 2's export published", &[&a], || exported_content(&e).is_some_and(|v| v.contains("two\\n")));
     assert!(a.count("reachable again") >= 1, "{}", a.stderr());
-    wait("the agent registered again", &[&a], || e.get_json("/_mgmt/hosts/a").is_some_and(|h| h["deploy"] == 2));
+    wait("the agent registered again", &[&a], || {
+        e.get_json("/_mgmt/hosts/a").is_some_and(|h| h["deploy"] == 2)
+    });
 }
 
 #[test]
@@ -334,10 +369,32 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
     };
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test CA"]].concat());
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test CA"],
+    ]
+    .concat());
     run(&[&["req"][..], &ec, &["-keyout", "etcd.key", "-out", "etcd.csr", "-subj", "/CN=etcd"]].concat());
-    fs::write(dir.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
-    run(&["x509", "-req", "-in", "etcd.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "etcd.pem", "-days", "2", "-extfile", "ext"]);
+    fs::write(dir.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "etcd.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "etcd.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
     (dir.join("ca.pem"), dir.join("etcd.pem"), dir.join("etcd.key"))
 }
 

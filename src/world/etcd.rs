@@ -192,7 +192,9 @@ async fn probe(seed: &str, access: &EtcdAccess) -> Result<Client, EtcdError> {
     let ask = async {
         let options = access.connect_options(connect_options(), seed);
         let mut c = match &access.ssh {
-            Some(tunnel) => super::ssh::client(tunnel, seed, options, access.tls.as_ref().map(|t| t.options())).await?,
+            Some(tunnel) => {
+                super::ssh::client(tunnel, seed, options, access.tls.as_ref().map(|t| t.options())).await?
+            }
             None => Client::connect([seed], Some(options)).await?,
         };
         let status = c.status().await?;
@@ -1106,7 +1108,9 @@ impl EtcdWorld {
         self.trouble();
         let e = EtcdError::new(&self.cfg.access.label(), &e);
         match e.trouble {
-            Trouble::Unreachable | Trouble::LeaseLost | Trouble::Tunnel => WorldError::Unreachable(e.to_string()),
+            Trouble::Unreachable | Trouble::LeaseLost | Trouble::Tunnel => {
+                WorldError::Unreachable(e.to_string())
+            }
             _ => WorldError::Other(e.to_string()),
         }
     }

@@ -102,13 +102,17 @@ pub enum SshError {
         "the host key of the SSH server {target} has changed: it is {fingerprint}, but {file}:{line} has another (the connection may be intercepted); if the server's key was replaced on purpose, remove the old entry with `ssh-keygen -R '{name}'` and connect again"
     )]
     ChangedHost { target: String, fingerprint: String, file: String, line: usize, name: String },
-    #[error("the host key of the SSH server {target} ({fingerprint}) is revoked in {file}:{line}; refusing it")]
+    #[error(
+        "the host key of the SSH server {target} ({fingerprint}) is revoked in {file}:{line}; refusing it"
+    )]
     RevokedHost { target: String, fingerprint: String, file: String, line: usize },
     #[error(
         "the host key of the SSH server {target} is {fingerprint}, not the one --ssh-hostkey gives ({expected}); check which server answers before changing --ssh-hostkey"
     )]
     WrongHostKey { target: String, fingerprint: String, expected: String },
-    #[error("the SSH server {target} presents a host certificate; pass its plain host key with --ssh-hostkey")]
+    #[error(
+        "the SSH server {target} presents a host certificate; pass its plain host key with --ssh-hostkey"
+    )]
     HostCertificate { target: String },
     #[error("cannot read {file}: {reason}")]
     KnownHostsRead { file: String, reason: String },
@@ -231,8 +235,9 @@ impl Tunnel {
             ..client::Config::default()
         };
         config.preferred.key = prefer(&config.preferred.key, &checker.expected_algorithms()).into();
-        let mut session =
-            client::connect(Arc::new(config), s.target.address(), checker).await.map_err(|e| e.at(&target))?;
+        let mut session = client::connect(Arc::new(config), s.target.address(), checker)
+            .await
+            .map_err(|e| e.at(&target))?;
         login(&mut session, &s.target, &keys).await?;
         debug!("SSH connection to {target} open");
         Ok(session)
@@ -328,7 +333,8 @@ impl Checker {
     fn new(s: &Settings) -> Result<Checker, SshError> {
         let policy = match &s.hostkey {
             Some(text) => Policy::Given(
-                parse_hostkey(text).map_err(|reason| SshError::Protocol { target: s.target.to_string(), reason })?,
+                parse_hostkey(text)
+                    .map_err(|reason| SshError::Protocol { target: s.target.to_string(), reason })?,
             ),
             None => {
                 let user = home().map(|h| h.join(".ssh/known_hosts"));
@@ -362,7 +368,9 @@ impl Checker {
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
         match &self.policy {
             Policy::Given(expected) if expected.matches(key) => Ok(()),
-            Policy::Given(expected) => Err(SshError::WrongHostKey { target, fingerprint, expected: expected.describe() }),
+            Policy::Given(expected) => {
+                Err(SshError::WrongHostKey { target, fingerprint, expected: expected.describe() })
+            }
             Policy::KnownHosts { user, files, accept_new } => {
                 let name = self.target.known_hosts_name();
                 let mut changed = None;
@@ -371,11 +379,18 @@ impl Checker {
                     let text = match std::fs::read_to_string(file) {
                         Ok(t) => t,
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(SshError::KnownHostsRead { file: shown(file), reason: e.to_string() }),
+                        Err(e) => {
+                            return Err(SshError::KnownHostsRead { file: shown(file), reason: e.to_string() });
+                        }
                     };
                     match check_known_hosts(&text, &name, key) {
                         Known::Revoked { line } => {
-                            return Err(SshError::RevokedHost { target, fingerprint, file: shown(file), line });
+                            return Err(SshError::RevokedHost {
+                                target,
+                                fingerprint,
+                                file: shown(file),
+                                line,
+                            });
                         }
                         Known::Trusted => trusted = true,
                         Known::Changed { line } => changed = changed.or(Some((shown(file), line))),
@@ -396,7 +411,10 @@ impl Checker {
                             file: shown(file),
                             reason,
                         })?;
-                        info!("trusting the SSH server {target} on first use: added its host key {fingerprint} to {}", shown(file));
+                        info!(
+                            "trusting the SSH server {target} on first use: added its host key {fingerprint} to {}",
+                            shown(file)
+                        );
                         Ok(())
                     }
                     _ => Err(SshError::UnknownHost { target, fingerprint, files: files_shown }),
@@ -434,7 +452,9 @@ impl SshError {
     /// The error with `target` filled in where russh could not say it.
     fn at(self, target: &str) -> SshError {
         match self {
-            SshError::Connect { target: t, reason } if t.is_empty() => SshError::Connect { target: target.into(), reason },
+            SshError::Connect { target: t, reason } if t.is_empty() => {
+                SshError::Connect { target: target.into(), reason }
+            }
             SshError::Protocol { target: t, reason } if t.is_empty() => {
                 SshError::Protocol { target: target.into(), reason }
             }
@@ -467,7 +487,11 @@ fn io_words(io: &std::io::Error) -> String {
 }
 
 /// Log in as the target's user with the first of `keys` the server accepts.
-async fn login(session: &mut Session, target: &Target, keys: &[(PathBuf, Arc<PrivateKey>)]) -> Result<(), SshError> {
+async fn login(
+    session: &mut Session,
+    target: &Target,
+    keys: &[(PathBuf, Arc<PrivateKey>)],
+) -> Result<(), SshError> {
     let proto = |e: russh::Error| SshError::Protocol { target: target.to_string(), reason: words(&e) };
     let rsa_hash = if keys.iter().any(|(_, k)| is_rsa(&k.algorithm())) {
         session.best_supported_rsa_hash().await.map_err(proto)?.flatten()
@@ -478,7 +502,9 @@ async fn login(session: &mut Session, target: &Target, keys: &[(PathBuf, Arc<Pri
         let key = PrivateKeyWithHashAlg::new(key.clone(), rsa_hash);
         match session.authenticate_publickey(&target.user, key).await.map_err(proto)? {
             russh::client::AuthResult::Success => return Ok(()),
-            russh::client::AuthResult::Failure { .. } => debug!("the SSH server {target} refused the key {}", shown(file)),
+            russh::client::AuthResult::Failure { .. } => {
+                debug!("the SSH server {target} refused the key {}", shown(file))
+            }
         }
     }
     let keys = keys.iter().map(|(f, _)| shown(f)).collect::<Vec<_>>().join(", ");
@@ -661,7 +687,9 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     }
     let name_ok = host.contains(':')
         || host.split('.').all(|l| {
-            !l.is_empty() && !l.starts_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            !l.is_empty()
+                && !l.starts_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         });
     if !name_ok {
         return Err(format!("invalid host `{host}`"));
@@ -706,11 +734,16 @@ impl HostKey {
 /// a `SHA256:` fingerprint. Pure.
 pub fn parse_hostkey(text: &str) -> Result<HostKey, String> {
     let text = text.trim();
-    const FORM: &str = "expected a public key as in known_hosts (`ssh-ed25519 AAAA...`) or a fingerprint (`SHA256:...`)";
+    const FORM: &str =
+        "expected a public key as in known_hosts (`ssh-ed25519 AAAA...`) or a fingerprint (`SHA256:...`)";
     if let Some(b64) = text.strip_prefix("SHA256:") {
         let b64 = b64.trim_end_matches('=');
         let ok = data_encoding::BASE64_NOPAD.decode(b64.as_bytes()).is_ok_and(|d| d.len() == 32);
-        return if ok { Ok(HostKey::Fingerprint(format!("SHA256:{b64}"))) } else { Err(format!("invalid fingerprint `{text}`: {FORM}")) };
+        return if ok {
+            Ok(HostKey::Fingerprint(format!("SHA256:{b64}")))
+        } else {
+            Err(format!("invalid fingerprint `{text}`: {FORM}"))
+        };
     }
     let words: Vec<&str> = text.split_whitespace().collect();
     for skip in 0..words.len().min(2) {
@@ -755,7 +788,10 @@ pub enum Known {
 
 /// One known_hosts entry for `name` (`host` or `[host]:port`): its line number, marker
 /// (`@revoked`, `@cert-authority`) and key.
-fn entries<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = (usize, Option<&'a str>, PublicKey)> + 'a {
+fn entries<'a>(
+    text: &'a str,
+    name: &'a str,
+) -> impl Iterator<Item = (usize, Option<&'a str>, PublicKey)> + 'a {
     text.lines().enumerate().filter_map(move |(i, line)| {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -959,7 +995,9 @@ mod tests {
     #[test]
     fn known_hosts_say_trusted_changed_revoked_or_unknown() {
         let (ed, ed2, ec) = (key(ED), key(ED2), key(ECDSA));
-        let text = format!("# comment\n\n[db1]:2222 {ED}\ndb2 {ED2}\n@revoked * {ED2}\n@cert-authority * {ECDSA}\nbroken line\n");
+        let text = format!(
+            "# comment\n\n[db1]:2222 {ED}\ndb2 {ED2}\n@revoked * {ED2}\n@cert-authority * {ECDSA}\nbroken line\n"
+        );
         assert_eq!(check_known_hosts(&text, "[db1]:2222", &ed), Known::Trusted);
         assert_eq!(check_known_hosts(&text, "[db1]:2222", &ed2), Known::Revoked { line: 5 });
         assert_eq!(check_known_hosts(&text, "[db1]:2222", &ec), Known::Unknown);

@@ -73,7 +73,14 @@ impl Sshd {
             let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let config = dir.join("sshd_config");
             fs::write(&config, config_text(&dir, port, &host_key)).unwrap();
-            let mut s = Sshd { child: None, port, host_key: host_key.clone(), client_key: client_key.clone(), config, log: log.clone() };
+            let mut s = Sshd {
+                child: None,
+                port,
+                host_key: host_key.clone(),
+                client_key: client_key.clone(),
+                config,
+                log: log.clone(),
+            };
             if s.try_start() {
                 return s;
             }
@@ -150,7 +157,10 @@ impl Sshd {
             // Each session is a child sshd: kill them too, as a crashed or rebooted server
             // would lose them.
             for child in children_of(pid.as_raw()) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
             let _ = c.kill();
             let _ = c.wait();
@@ -183,7 +193,9 @@ fn children_of(pid: i32) -> Vec<i32> {
             let Ok(child) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
             let stat = fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
             // Field 4 (after the parenthesised command) is the parent pid.
-            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
             if ppid == Some(p) {
                 all.push(child);
                 todo.push(child);
