@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
 use common::repo::{commit, deployed, new_repo, text};
-use common::sshd::{Sshd, fingerprint, keygen, public_key};
+use common::sshd::{Sshd, fingerprint, keygen, keygen_typed, public_key};
 use common::{Agent, TestDir, read};
 
 /// How long any cluster condition may take (an etcd, an sshd and agents per test, tests in
@@ -492,4 +492,30 @@ fn tls_to_etcd_works_inside_the_tunnel_with_the_seeds_name_checked() {
     let o = mgmt(t.root(), &home, &args);
     assert_eq!(o.status.code(), Some(3), "{}", shown(&o));
     assert!(text(&o.stderr).contains(&format!("etcd at {seed}")), "{}", shown(&o));
+}
+
+#[test]
+fn rsa_and_ecdsa_keys_work_for_the_server_and_the_client() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let s = Sshd::start_typed(&t, "rsa");
+    let home = home(&t);
+    let (rsa, ecdsa) = (home.join(".ssh/id_rsa"), t.path("id_ecdsa"));
+    let authorized = [keygen_typed(&rsa, "rsa"), keygen_typed(&ecdsa, "ecdsa")].join("\n");
+    fs::write(s.client_key.with_file_name("authorized_keys"), format!("{authorized}\n")).unwrap();
+    let url = s.url();
+    // A known RSA host key (`ssh-keyscan` style line) and the default RSA client key.
+    let known = format!("[127.0.0.1]:{} {}\n", s.port, s.hostkey());
+    fs::write(home.join(".ssh/known_hosts"), known).unwrap();
+    let o = status(&t, &e, &home, &["--ssh-url", &url]);
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
+    // An ECDSA client key, and the RSA host key by fingerprint.
+    let ecdsa = ecdsa.display().to_string();
+    let o = status(
+        &t,
+        &e,
+        &home,
+        &["--ssh-url", &url, "--ssh-id", &ecdsa, "--ssh-hostkey", &fingerprint(&s.host_key)],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
 }

@@ -380,7 +380,10 @@ impl Checker {
                         Ok(t) => t,
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                         Err(e) => {
-                            return Err(SshError::KnownHostsRead { file: shown(file), reason: e.to_string() });
+                            return Err(SshError::KnownHostsRead {
+                                file: shown(file),
+                                reason: e.to_string(),
+                            });
                         }
                     };
                     match check_known_hosts(&text, &name, key) {

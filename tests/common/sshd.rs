@@ -21,8 +21,13 @@ static SEQ: AtomicUsize = AtomicUsize::new(0);
 /// A new passphrase-less ed25519 key pair `<path>` and `<path>.pub` (`ssh-keygen`); the
 /// public key line (`ssh-ed25519 AAAA...`, without comment).
 pub fn keygen(path: &Path) -> String {
+    keygen_typed(path, "ed25519")
+}
+
+/// [`keygen`] of another type (`ed25519`, `ecdsa`, `rsa`).
+pub fn keygen_typed(path: &Path, kind: &str) -> String {
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
+        .args(["-q", "-t", kind, "-N", "", "-C", "", "-f"])
         .arg(path)
         .stdin(Stdio::null())
         .output()
@@ -58,12 +63,17 @@ pub struct Sshd {
 impl Sshd {
     /// Start an sshd with its files in `<test dir>/sshd<N>/`, and wait until it answers.
     pub fn start(t: &TestDir) -> Sshd {
+        Sshd::start_typed(t, "ed25519")
+    }
+
+    /// [`Sshd::start`] with a host key of type `kind` (`ed25519`, `ecdsa`, `rsa`).
+    pub fn start_typed(t: &TestDir, kind: &str) -> Sshd {
         let dir = t.path(&format!("sshd{}", SEQ.fetch_add(1, Ordering::SeqCst)));
         fs::create_dir_all(&dir).unwrap();
         // Privilege separation needs its directory (made by the service unit, not by sshd).
         fs::create_dir_all("/run/sshd").expect("creating /run/sshd (tests run as root)");
-        let host_key = dir.join("host_ed25519");
-        keygen(&host_key);
+        let host_key = dir.join(format!("host_{kind}"));
+        keygen_typed(&host_key, kind);
         let client_key = dir.join("id_ed25519");
         let authorized = keygen(&client_key);
         fs::write(dir.join("authorized_keys"), format!("{authorized}\n")).unwrap();
