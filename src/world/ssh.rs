@@ -332,10 +332,10 @@ enum Policy {
 impl Checker {
     fn new(s: &Settings) -> Result<Checker, SshError> {
         let policy = match &s.hostkey {
-            Some(text) => Policy::Given(
-                parse_hostkey(text)
-                    .map_err(|reason| SshError::Protocol { target: s.target.to_string(), reason })?,
-            ),
+            Some(text) => Policy::Given(parse_hostkey(text).map_err(|e| SshError::Protocol {
+                target: s.target.to_string(),
+                reason: format!("--ssh-hostkey: {e}"),
+            })?),
             None => {
                 let user = home().map(|h| h.join(".ssh/known_hosts"));
                 let mut files: Vec<PathBuf> = user.iter().cloned().collect();
@@ -372,58 +372,63 @@ impl Checker {
                 Err(SshError::WrongHostKey { target, fingerprint, expected: expected.describe() })
             }
             Policy::KnownHosts { user, files, accept_new } => {
-                let name = self.target.known_hosts_name();
-                let mut changed = None;
-                let mut trusted = false;
-                for file in files {
-                    let text = match std::fs::read_to_string(file) {
-                        Ok(t) => t,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(e) => {
-                            return Err(SshError::KnownHostsRead {
-                                file: shown(file),
-                                reason: e.to_string(),
-                            });
-                        }
-                    };
-                    match check_known_hosts(&text, &name, key) {
-                        Known::Revoked { line } => {
-                            return Err(SshError::RevokedHost {
-                                target,
-                                fingerprint,
-                                file: shown(file),
-                                line,
-                            });
-                        }
-                        Known::Trusted => trusted = true,
-                        Known::Changed { line } => changed = changed.or(Some((shown(file), line))),
-                        Known::Unknown => {}
-                    }
-                }
-                if trusted {
+                if self.look_up(files, key, &fingerprint)? {
                     return Ok(());
                 }
-                if let Some((file, line)) = changed {
-                    return Err(SshError::ChangedHost { target, fingerprint, file, line, name });
-                }
-                let files_shown = files.iter().map(|f| shown(f)).collect::<Vec<_>>().join(" or ");
                 match user {
-                    Some(file) if *accept_new => {
-                        remember(file, &name, key).map_err(|reason| SshError::KnownHostsWrite {
-                            target: target.clone(),
-                            file: shown(file),
-                            reason,
-                        })?;
-                        info!(
-                            "trusting the SSH server {target} on first use: added its host key {fingerprint} to {}",
-                            shown(file)
-                        );
-                        Ok(())
+                    Some(file) if *accept_new => self.accept(file, key, &fingerprint),
+                    _ => {
+                        let files = files.iter().map(|f| shown(f)).collect::<Vec<_>>().join(" or ");
+                        Err(SshError::UnknownHost { target, fingerprint, files })
                     }
-                    _ => Err(SshError::UnknownHost { target, fingerprint, files: files_shown }),
                 }
             }
         }
+    }
+
+    /// Whether the known_hosts `files` trust `key`; an error if one revokes it, or if one has
+    /// another key of its type for the server and none trusts it.
+    fn look_up(&self, files: &[PathBuf], key: &PublicKey, fingerprint: &str) -> Result<bool, SshError> {
+        let (target, name) = (self.target.to_string(), self.target.known_hosts_name());
+        let mut trusted = false;
+        let mut changed = None;
+        for file in files {
+            let text = match std::fs::read_to_string(file) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(SshError::KnownHostsRead { file: shown(file), reason: e.to_string() }),
+            };
+            match check_known_hosts(&text, &name, key) {
+                Known::Revoked { line } => {
+                    let (fingerprint, file) = (fingerprint.to_string(), shown(file));
+                    return Err(SshError::RevokedHost { target, fingerprint, file, line });
+                }
+                Known::Trusted => trusted = true,
+                Known::Changed { line } => changed = changed.or(Some((shown(file), line))),
+                Known::Unknown => {}
+            }
+        }
+        match changed {
+            Some((file, line)) if !trusted => {
+                Err(SshError::ChangedHost { target, fingerprint: fingerprint.to_string(), file, line, name })
+            }
+            _ => Ok(trusted),
+        }
+    }
+
+    /// `--ssh-accept-new`: remember `key` in the user's known_hosts `file`.
+    fn accept(&self, file: &Path, key: &PublicKey, fingerprint: &str) -> Result<(), SshError> {
+        let target = self.target.to_string();
+        remember(file, &self.target.known_hosts_name(), key).map_err(|reason| SshError::KnownHostsWrite {
+            target: target.clone(),
+            file: shown(file),
+            reason,
+        })?;
+        info!(
+            "trusting the SSH server {target} on first use: added its host key {fingerprint} to {}",
+            shown(file)
+        );
+        Ok(())
     }
 }
 
