@@ -1,5 +1,5 @@
 //! known_hosts and `--ssh-hostkey`: which host keys are trusted for a server. Everything here
-//! is pure: the files are read (and written) by [`super::Checker`].
+//! is pure: the tunnel reads (and, with `--ssh-accept-new`, writes) the files.
 
 use russh::keys::{Algorithm, HashAlg, PublicKey};
 
