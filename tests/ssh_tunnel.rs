@@ -253,6 +253,28 @@ fn a_client_key_the_server_does_not_know_is_refused_with_what_to_do() {
     let line = refusal(&status(&t, &e, &home, &["--ssh-url", &url, "--ssh-hostkey", &hostkey]));
     assert!(line.contains("refused the key ~/.ssh/id_ecdsa for user root"), "{line}");
 
+    // A key with a passphrase cannot be used (nothing can ask for it).
+    let locked = t.path("locked");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "secret", "-f"])
+        .arg(&locked)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let line = refusal(&status(
+        &t,
+        &e,
+        &home,
+        &["--ssh-url", &url, "--ssh-hostkey", &hostkey, "--ssh-id", &locked.display().to_string()],
+    ));
+    assert_eq!(
+        line,
+        format!(
+            "mgmt: error: cannot use the SSH key {}: it has a passphrase, which mgmt cannot ask for (use a key without one, or remove it with `ssh-keygen -p`); pass a usable private key with --ssh-id",
+            locked.display()
+        )
+    );
+
     // The authorized key among the defaults: it is offered first, and taken.
     fs::copy(&s.client_key, home.join(".ssh/id_ed25519")).unwrap();
     let o = status(&t, &e, &home, &["--ssh-url", &url, "--ssh-hostkey", &hostkey]);
