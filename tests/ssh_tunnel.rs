@@ -335,6 +335,9 @@ fn an_agent_keeps_enforcing_while_sshd_is_down_and_catches_up_when_it_is_back() 
     wait("deploy 1 applied", &[&a], || read(&conf).as_deref() == Some("one\n"));
     wait("deploy 1's export published", &[&a], || exported_content(&e).is_some_and(|v| v.contains("one\\n")));
 
+    // The agent's world and its deploy follower share one SSH connection.
+    assert_eq!(s.log().matches("Accepted publickey for root").count(), 1, "{}", s.log());
+
     // The server and its sessions die: the agent says so, and keeps its graph.
     s.kill();
     let target = s.url();
@@ -358,6 +361,7 @@ fn an_agent_keeps_enforcing_while_sshd_is_down_and_catches_up_when_it_is_back() 
     wait("deploy 2 applied", &[&a], || read(&conf).as_deref() == Some("two\n"));
     wait("deploy 2's export published", &[&a], || exported_content(&e).is_some_and(|v| v.contains("two\\n")));
     assert!(a.count("reachable again") >= 1, "{}", a.stderr());
+    assert_eq!(s.log().matches("Accepted publickey for root").count(), 2, "{}", s.log());
     wait("the agent registered again", &[&a], || {
         e.get_json("/_mgmt/hosts/a").is_some_and(|h| h["deploy"] == 2)
     });
