@@ -345,7 +345,7 @@ fn an_agent_keeps_enforcing_while_sshd_is_down_and_catches_up_when_it_is_back() 
         a.stderr().lines().any(|l| {
             l.contains("WARN")
                 && l.contains(&format!(
-                    "cannot connect to the SSH server {target} (--ssh-url): connection refused"
+                    "cannot connect to the SSH server {target}: connection refused (is sshd running there? check --ssh-url)"
                 ))
         })
     });

@@ -94,9 +94,9 @@ pub struct Settings {
 /// Why the tunnel cannot carry a connection. Each is one line that says what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SshError {
-    #[error("cannot connect to the SSH server {target} (--ssh-url): {reason}")]
+    #[error("cannot connect to the SSH server {target}: {reason} (is sshd running there? check --ssh-url)")]
     Connect { target: String, reason: String },
-    #[error("no answer from the SSH server {target} (--ssh-url) within {after:?}")]
+    #[error("no answer from the SSH server {target} within {after:?} (check --ssh-url and the network)")]
     Timeout { target: String, after: Duration },
     #[error("the SSH connection to {target} failed: {reason}")]
     Protocol { target: String, reason: String },
