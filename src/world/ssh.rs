@@ -15,6 +15,7 @@ use std::fmt;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, TlsOptions};
@@ -188,12 +189,23 @@ type Session = Handle<Checker>;
 /// One SSH connection, opened on first use and again after it drops.
 pub struct Tunnel {
     settings: Settings,
-    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    state: tokio::sync::Mutex<State>,
+    /// Attempts to connect finished so far: callers that waited for an attempt share its
+    /// failure instead of each trying again (the seeds are probed at once, and a dead server
+    /// would otherwise be tried once per seed, one after the other).
+    attempts: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    session: Option<Arc<Session>>,
+    /// How the last attempt failed.
+    failure: Option<SshError>,
 }
 
 impl Tunnel {
     pub fn new(settings: Settings) -> Tunnel {
-        Tunnel { settings, session: tokio::sync::Mutex::new(None) }
+        Tunnel { settings, state: tokio::sync::Mutex::new(State::default()), attempts: AtomicU64::new(0) }
     }
 
     /// `user@host:port`, for messages.
@@ -203,27 +215,33 @@ impl Tunnel {
 
     /// The open session, or a new one if there is none or it has dropped. One attempt.
     async fn session(&self) -> Result<Arc<Session>, SshError> {
-        let mut slot = self.session.lock().await;
-        if let Some(s) = slot.as_ref().filter(|s| !s.is_closed()) {
+        let seen = self.attempts.load(Ordering::SeqCst);
+        let mut state = self.state.lock().await;
+        if let Some(s) = state.session.as_ref().filter(|s| !s.is_closed()) {
             return Ok(s.clone());
         }
-        if slot.take().is_some() {
+        if let Some(e) = state.failure.as_ref().filter(|_| self.attempts.load(Ordering::SeqCst) != seen) {
+            return Err(e.clone());
+        }
+        if state.session.take().is_some() {
             info!("the SSH connection to {} dropped; connecting again", self.target());
         }
         let target = self.target();
-        let s = tokio::time::timeout(CONNECT_TIMEOUT, self.open())
+        let opened = tokio::time::timeout(CONNECT_TIMEOUT, self.open())
             .await
-            .map_err(|_| SshError::Timeout { target, after: CONNECT_TIMEOUT })??;
-        let s = Arc::new(s);
-        *slot = Some(s.clone());
+            .unwrap_or(Err(SshError::Timeout { target, after: CONNECT_TIMEOUT }));
+        state.failure = opened.as_ref().err().cloned();
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let s = Arc::new(opened?);
+        state.session = Some(s.clone());
         Ok(s)
     }
 
     /// Forget `dead` (if it is still the session), so that the next use connects again.
     async fn discard(&self, dead: &Arc<Session>) {
-        let mut slot = self.session.lock().await;
-        if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, dead)) {
-            *slot = None;
+        let mut state = self.state.lock().await;
+        if state.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, dead)) {
+            state.session = None;
         }
     }
 
