@@ -2,7 +2,10 @@
 # Install what building and testing mgmt needs on Debian: protoc (etcd client build), etcd
 # (cluster tests), git (deploy tests), systemd + dbus + util-linux (svc tests boot systemd in
 # a sandbox; the host's own init is never touched), dpkg-dev + binutils (scripts/build-deb and
-# its test: dpkg-shlibdeps, strip, readelf). Does nothing when everything is there.
+# its test: dpkg-shlibdeps, strip, readelf), openssh-server + openssh-client + openssl (the
+# --ssh-url tests run their own sshd on a loopback port; keys by ssh-keygen, certificates by
+# openssl; the tests use neither the host's sshd service nor /etc/ssh). Does nothing when
+# everything is there.
 set -euo pipefail
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
@@ -16,6 +19,9 @@ command -v cc >/dev/null 2>&1 || need+=(build-essential)   # git2 builds its bun
 command -v ps >/dev/null 2>&1 || need+=(procps)
 command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
 command -v readelf >/dev/null 2>&1 || need+=(binutils)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

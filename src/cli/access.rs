@@ -61,8 +61,8 @@ pub struct SecureArgs {
         help_heading = "Secure connection"
     )]
     pub etcd_password_file: Option<PathBuf>,
-    /// Tunnel every etcd connection through SSH to this host: [ssh://]user@host[:port]. The
-    /// seeds are then reached from that host.
+    /// Tunnel every etcd connection through SSH to this host: [ssh://][user@]host[:port] (user
+    /// root and port 22 by default). The seeds are then reached from that host.
     #[arg(long, global = true, env = "MGMT_SSH_URL", value_name = "URL", value_parser = ssh::parse_target,
           help_heading = "Secure connection")]
     pub ssh_url: Option<ssh::Target>,
@@ -76,6 +76,7 @@ pub struct SecureArgs {
         global = true,
         env = "MGMT_SSH_HOSTKEY",
         value_name = "KEY",
+        value_parser = ssh::check_hostkey,
         help_heading = "Secure connection"
     )]
     pub ssh_hostkey: Option<String>,
@@ -104,7 +105,8 @@ pub struct LeadingSecureArgs {
     pub ssh_url: Option<ssh::Target>,
     #[arg(long = "ssh-id", id = "leading_ssh_id", value_name = "FILE", hide = true)]
     pub ssh_id: Option<PathBuf>,
-    #[arg(long = "ssh-hostkey", id = "leading_ssh_hostkey", value_name = "KEY", hide = true)]
+    #[arg(long = "ssh-hostkey", id = "leading_ssh_hostkey", value_name = "KEY", value_parser = ssh::check_hostkey,
+          hide = true)]
     pub ssh_hostkey: Option<String>,
     #[arg(long = "ssh-accept-new", id = "leading_ssh_accept_new", hide = true)]
     pub ssh_accept_new: bool,

@@ -89,11 +89,13 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let _prefix_lock = super::prefix::lock(&prefix)?;
 
     let started = unix_now();
+    // One access for the world and the deploy follower: they share its SSH connection.
+    let mut access = None;
     let (world, cluster): (Arc<dyn World>, Option<Arc<EtcdWorld>>) = if args.cluster.seeds.is_empty() {
         (Arc::new(LocalWorld::new(hostname.clone())), None)
     } else {
         let cfg = EtcdConfig {
-            access: args.cluster.access()?,
+            access: access.insert(args.cluster.access()?).clone(),
             namespace: args.cluster.etcd_namespace.clone(),
             hostname: hostname.clone(),
             lease_ttl: args.lease_ttl,
@@ -153,7 +155,10 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let follow_cancel = tokio_util::sync::CancellationToken::new();
     if file.is_none() {
         crate::deploy::follow::spawn(
-            args.cluster.access()?,
+            match access.clone() {
+                Some(a) => a,
+                None => args.cluster.access()?,
+            },
             args.cluster.etcd_namespace.clone(),
             prefix.clone(),
             deploy_tx,

@@ -192,7 +192,9 @@ async fn probe(seed: &str, access: &EtcdAccess) -> Result<Client, EtcdError> {
     let ask = async {
         let options = access.connect_options(connect_options(), seed);
         let mut c = match &access.ssh {
-            Some(tunnel) => super::ssh::client(tunnel, seed, options).await?,
+            Some(tunnel) => {
+                super::ssh::client(tunnel, seed, options, access.tls.as_ref().map(|t| t.options())).await?
+            }
             None => Client::connect([seed], Some(options)).await?,
         };
         let status = c.status().await?;
@@ -254,6 +256,8 @@ pub enum Trouble {
     TooLarge,
     /// etcd answers but rejects the request for another reason (its message says which).
     Rejected,
+    /// The SSH tunnel of `--ssh-url` cannot carry the connection (its message says why).
+    Tunnel,
 }
 
 pub fn classify(error: &str) -> Trouble {
@@ -369,6 +373,10 @@ pub struct EtcdError {
 impl EtcdError {
     /// The error `e` of a request to `url`.
     pub fn new(url: &str, e: &etcd_client::Error) -> EtcdError {
+        if let Some(s) = super::ssh::SshError::of_etcd(e) {
+            let trouble = if s.is_etcd_unreachable() { Trouble::Unreachable } else { Trouble::Tunnel };
+            return EtcdError { trouble, url: url.to_string(), detail: s.to_string(), user: None, keys: None };
+        }
         let detail = describe(e);
         let mut trouble = classify(&detail);
         if trouble == Trouble::Unreachable && answered(e) {
@@ -486,6 +494,7 @@ impl EtcdError {
             ),
             (Trouble::Rejected, _) => format!("etcd{url} rejected the request: {d}"),
             (Trouble::LeaseLost, _) => format!("etcd{url}: {d}"),
+            (Trouble::Tunnel, _) => d.clone(),
         }
     }
 }
@@ -1323,7 +1332,9 @@ impl EtcdWorld {
         let e =
             EtcdError::new(&self.cfg.access.label(), &e).with_access(&self.cfg.access, false).on_keys(keys);
         match e.trouble {
-            Trouble::Unreachable | Trouble::LeaseLost => WorldError::Unreachable(e.to_string()),
+            Trouble::Unreachable | Trouble::LeaseLost | Trouble::Tunnel => {
+                WorldError::Unreachable(e.to_string())
+            }
             _ => WorldError::Other(e.to_string()),
         }
     }

@@ -358,4 +358,5 @@ impl Drop for Agent {
 pub mod certs;
 pub mod etcd;
 pub mod repo;
+pub mod sshd;
 pub mod systemd;
