@@ -56,11 +56,11 @@ pub struct CertsArgs {
     pub dir: PathBuf,
     /// Issue a client certificate for this host (repeatable): its common name is the host's
     /// name, which is the agent's --hostname and its etcd user.
-    #[arg(long = "client", value_name = "HOST")]
+    #[arg(long = "client", value_name = "HOST", value_parser = client_arg)]
     pub clients: Vec<String>,
     /// A DNS name or IP address agents reach etcd at (repeatable), added to the server
     /// certificate's names: localhost, 127.0.0.1, ::1 and this machine's hostname.
-    #[arg(long = "server-name", value_name = "NAME|IP")]
+    #[arg(long = "server-name", value_name = "NAME|IP", value_parser = server_name_arg)]
     pub server_names: Vec<String>,
     /// Days the server and client certificates are valid (the CA: 3650).
     #[arg(long, value_name = "DAYS", default_value_t = DEFAULT_DAYS,
@@ -143,6 +143,22 @@ pub fn check_client_name(name: &str) -> Result<(), CertsError> {
         return Err(CertsError::Reserved(name.to_string()));
     }
     Ok(())
+}
+
+/// `--client`'s parser: a bad name is a usage error, in the words of [`check_client_name`].
+fn client_arg(name: &str) -> Result<String, String> {
+    check_client_name(name).map(|()| name.to_string()).map_err(|e| without_flag(&e))
+}
+
+/// `--server-name`'s parser.
+fn server_name_arg(name: &str) -> Result<String, String> {
+    check_server_name(name).map(|()| name.to_string()).map_err(|e| without_flag(&e))
+}
+
+/// An error's message without its leading "--flag `value`: ", which clap says itself.
+fn without_flag(e: &CertsError) -> String {
+    let m = e.to_string();
+    m.split_once("`: ").map(|(_, rest)| rest.to_string()).unwrap_or(m)
 }
 
 /// A server name: an IP address, or a DNS name (a leading `*.` allowed).
@@ -362,8 +378,9 @@ pub fn next_steps(dir: &Path, server: &str, hosts: &[String]) -> String {
     let q = |s: &str| shlex::try_quote(s).map(|c| c.into_owned()).unwrap_or_else(|_| s.to_string());
     let dq = q(&d.to_string());
     let ca = q(&format!("{d}/ca.crt"));
+    let hosts: Vec<&String> = hosts.iter().filter(|h| ![ROOT, DEPLOYER].contains(&h.as_str())).collect();
     let host_flags: String = hosts.iter().map(|h| format!(" --host {}", q(h))).collect();
-    let host = hosts.first().map(String::as_str).unwrap_or("HOST");
+    let host = hosts.first().map(|h| h.as_str()).unwrap_or("HOST");
     let (hc, hk) = (q(&format!("{d}/{host}.crt")), q(&format!("{d}/{host}.key")));
     let (dc, dk) = (q(&format!("{d}/{DEPLOYER}.crt")), q(&format!("{d}/{DEPLOYER}.key")));
     let seeds = format!("https://{}:2379", bracket(server));
@@ -432,7 +449,11 @@ fn read_text(path: &Path) -> Result<String> {
 }
 
 /// The directory's CA, or a new one: the signer and a line saying which.
-fn open_ca(dir: &Path, hostname: &str, now: time::OffsetDateTime) -> Result<(Issuer<'static, KeyPair>, String)> {
+fn open_ca(
+    dir: &Path,
+    hostname: &str,
+    now: time::OffsetDateTime,
+) -> Result<(Issuer<'static, KeyPair>, &'static str, String)> {
     let (crt, key) = (dir.join("ca.crt"), dir.join("ca.key"));
     match (crt.exists(), key.exists()) {
         (false, false) => {
@@ -440,7 +461,7 @@ fn open_ca(dir: &Path, hostname: &str, now: time::OffsetDateTime) -> Result<(Iss
             write_file(dir, "ca.key", issued.key_pem.as_bytes(), 0o600, false)?;
             write_file(dir, "ca.crt", issued.cert_pem.as_bytes(), 0o644, false)?;
             let until = cert_info(&issued.cert_pem).map(|i| date(i.not_after)).unwrap_or_default();
-            Ok((issuer, format!("created  ca.crt, ca.key  the CA, valid until {until}")))
+            Ok((issuer, "created", format!("the CA, valid until {until}")))
         }
         (true, false) => bail!(CertsError::CaWithoutKey(crt.display().to_string())),
         (false, true) => bail!(CertsError::CaKeyWithoutCert(key.display().to_string())),
@@ -464,7 +485,7 @@ fn open_ca(dir: &Path, hostname: &str, now: time::OffsetDateTime) -> Result<(Iss
             }
             let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", crt.display()))?;
-            Ok((issuer, format!("kept     ca.crt, ca.key  the CA, valid until {}", date(info.not_after))))
+            Ok((issuer, "kept", format!("the CA, valid until {}", date(info.not_after))))
         }
     }
 }
@@ -491,9 +512,12 @@ pub fn run(args: CertsArgs) -> Result<u8> {
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let dir = std::fs::canonicalize(&args.dir).with_context(|| format!("reading {}", args.dir.display()))?;
     println!("{}:", dir.display());
+    let width = leaves.iter().map(|l| l.crt().len() + l.key().len() + 2).max().unwrap_or(0);
+    let say = |verb: &str, files: &str, what: &str| println!("  {verb:<8} {files:<width$}  {what}");
 
-    let (ca, line) = open_ca(&dir, &hostname, now)?;
-    println!("  {line}");
+    let (ca, verb, what) = open_ca(&dir, &hostname, now)?;
+    say(verb, "ca.crt, ca.key", &what);
+    let mut kept = false;
     for leaf in &leaves {
         let action = decide(leaf, dir.join(leaf.crt()).exists(), dir.join(leaf.key()).exists(), args.force)?;
         let verb = match action {
@@ -505,13 +529,9 @@ pub fn run(args: CertsArgs) -> Result<u8> {
                         cert_info(&read_text(&p)?).with_context(|| format!("{}: not a certificate in PEM", p.display()))?
                     }
                 };
-                println!(
-                    "  kept     {}, {}  {}; valid until {} (--force issues it again)",
-                    leaf.crt(),
-                    leaf.key(),
-                    leaf.purpose(),
-                    date(info.not_after)
-                );
+                let what = format!("{}; valid until {}", leaf.purpose(), date(info.not_after));
+                say("kept", &format!("{}, {}", leaf.crt(), leaf.key()), &what);
+                kept = true;
                 continue;
             }
             Action::Create => "created",
@@ -520,21 +540,25 @@ pub fn run(args: CertsArgs) -> Result<u8> {
         let issued = issue(leaf, &ca, now, args.days).with_context(|| format!("issuing {}", leaf.crt()))?;
         write_pair(&dir, &leaf.stem, &issued, action == Action::Replace)?;
         let until = cert_info(&issued.cert_pem).map(|i| date(i.not_after)).unwrap_or_default();
-        println!("  {verb:<8} {}, {}  {}; valid until {until}", leaf.crt(), leaf.key(), leaf.purpose());
+        say(verb, &format!("{}, {}", leaf.crt(), leaf.key()), &format!("{}; valid until {until}", leaf.purpose()));
     }
-    write_roles_script(&dir)?;
-    println!("  wrote    {ROLES_FILE}  creates etcd's users and roles (see docs/security.md)");
+    let verb = if write_roles_script(&dir)? { "wrote" } else { "kept" };
+    say(verb, ROLES_FILE, "creates etcd's users and roles (see docs/security.md)");
+    if kept {
+        println!("  (--force issues kept certificates again, with new keys; never the CA)");
+    }
     println!();
     print!("{}", next_steps(&dir, &server_for_agents(&hostname, &args.server_names), &args.clients));
     Ok(0)
 }
 
-/// The roles script, executable, brought up to date if it differs.
-fn write_roles_script(dir: &Path) -> Result<()> {
+/// The roles script, executable, brought up to date if it differs; whether it was written.
+fn write_roles_script(dir: &Path) -> Result<bool> {
     if std::fs::read_to_string(dir.join(ROLES_FILE)).is_ok_and(|s| s == ROLES_SCRIPT) {
-        return Ok(());
+        return Ok(false);
     }
-    write_file(dir, ROLES_FILE, ROLES_SCRIPT.as_bytes(), 0o755, true)
+    write_file(dir, ROLES_FILE, ROLES_SCRIPT.as_bytes(), 0o755, true)?;
+    Ok(true)
 }
 
 #[cfg(test)]
