@@ -38,7 +38,8 @@ fn read_cert(dir: &Path, name: &str) -> (String, Vec<String>) {
     let leaf_pem = pem(dir, name);
     let (_, leaf) = parse_x509_pem(&leaf_pem).unwrap();
     let leaf = leaf.parse_x509().unwrap();
-    leaf.verify_signature(Some(ca.public_key())).unwrap_or_else(|e| panic!("{name} is not signed by ca.crt: {e}"));
+    leaf.verify_signature(Some(ca.public_key()))
+        .unwrap_or_else(|e| panic!("{name} is not signed by ca.crt: {e}"));
     let cn = leaf.subject().iter_common_name().next().unwrap().as_str().unwrap().to_string();
     let names = leaf
         .subject_alternative_name()
@@ -52,8 +53,12 @@ fn read_cert(dir: &Path, name: &str) -> (String, Vec<String>) {
 fn san(g: &GeneralName) -> String {
     match g {
         GeneralName::DNSName(d) => format!("DNS:{d}"),
-        GeneralName::IPAddress(b) if b.len() == 4 => format!("IP:{}", std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap())),
-        GeneralName::IPAddress(b) => format!("IP:{}", std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap())),
+        GeneralName::IPAddress(b) if b.len() == 4 => {
+            format!("IP:{}", std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap()))
+        }
+        GeneralName::IPAddress(b) => {
+            format!("IP:{}", std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap()))
+        }
         other => other.to_string(),
     }
 }
@@ -75,7 +80,8 @@ fn a_first_run_writes_a_ca_a_server_and_clients_with_keys_for_the_owner_only() {
         fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/etcd-roles")).unwrap()
     );
     // Written through temporary files renamed into place: none is left.
-    let names: Vec<String> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<String> =
+        fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(names.len(), 11, "{names:?}");
 
     // Each client's common name is its etcd user; the server is named as asked.
@@ -107,10 +113,12 @@ fn a_later_run_reuses_the_ca_adds_clients_and_never_replaces_a_key() {
     let dir = t.path("pki");
     let d = dir.to_str().unwrap();
     ok(&certs(&[d, "--client", "h1"]));
-    let before: Vec<Vec<u8>> = ["ca.key", "ca.crt", "h1.key", "h1.crt", "server.key"].iter().map(|f| pem(&dir, f)).collect();
+    let before: Vec<Vec<u8>> =
+        ["ca.key", "ca.crt", "h1.key", "h1.crt", "server.key"].iter().map(|f| pem(&dir, f)).collect();
 
     let stdout = ok(&certs(&[d, "--client", "h1", "--client", "h2"]));
-    let after: Vec<Vec<u8>> = ["ca.key", "ca.crt", "h1.key", "h1.crt", "server.key"].iter().map(|f| pem(&dir, f)).collect();
+    let after: Vec<Vec<u8>> =
+        ["ca.key", "ca.crt", "h1.key", "h1.crt", "server.key"].iter().map(|f| pem(&dir, f)).collect();
     assert_eq!(before, after, "nothing replaced");
     assert!(stdout.contains("  kept     ca.crt, ca.key "), "{stdout}");
     assert!(stdout.contains("  kept     h1.crt, h1.key "), "{stdout}");

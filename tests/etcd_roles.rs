@@ -51,7 +51,9 @@ fn an_agent_writes_only_its_own_status_and_exports_and_the_kv_space() {
 fn a_deployer_writes_deploys_and_storage_only() {
     let t = TestDir::new();
     let e = SecureEtcd::start(&t, &["h1"]);
-    for key in ["/_mgmt/deploy/1", "/_mgmt/deploy/latest", "/_mgmt/storage/sha256/x/0", "/_mgmt/storage/pruned"] {
+    for key in
+        ["/_mgmt/deploy/1", "/_mgmt/deploy/latest", "/_mgmt/storage/sha256/x/0", "/_mgmt/storage/pruned"]
+    {
         assert_eq!(e.put_as("deployer", key, "v"), Ok(()), "deployer writes {key}");
     }
     for key in ["/_mgmt/hosts/h1", "/_mgmt/exported/h1/file/f", "/_mgmt/kv/k", "/elsewhere"] {
@@ -137,7 +139,8 @@ fn an_agent_with_its_certificate_runs_a_deploy_and_exports() {
     a.wait_log("running deploy 1 (commit ");
     a.wait_content(&t.path("out/app.conf"), "deployed\n");
     a.wait_for("its export and kv value in etcd", || {
-        e.keys("/_mgmt/exported/h1/") == ["/_mgmt/exported/h1/file/shared"] && e.keys("/_mgmt/kv/") == ["/_mgmt/kv/greeting"]
+        e.keys("/_mgmt/exported/h1/") == ["/_mgmt/exported/h1/file/shared"]
+            && e.keys("/_mgmt/kv/") == ["/_mgmt/kv/greeting"]
     });
     assert_eq!(e.keys("/_mgmt/hosts/"), ["/_mgmt/hosts/h1"]);
     assert!(!a.stderr().contains("permission denied"), "{}", a.stderr());

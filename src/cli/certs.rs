@@ -132,10 +132,7 @@ impl Leaf {
 /// A client name: what etcd, the agent's `--hostname` and a file name all accept.
 pub fn check_client_name(name: &str) -> Result<(), CertsError> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.is_empty()
-        || name.len() > NAME_MAX
-        || name.starts_with(['.', '-'])
-        || !name.chars().all(ok_char)
+    if name.is_empty() || name.len() > NAME_MAX || name.starts_with(['.', '-']) || !name.chars().all(ok_char)
     {
         return Err(CertsError::ClientName(name.to_string()));
     }
@@ -204,7 +201,10 @@ fn canonical_name(n: &str) -> String {
 /// Every certificate a run issues, in order: the server's, root's, the deployer's and each
 /// `--client` once.
 pub fn leaves(hostname: &str, args: &CertsArgs) -> Result<Vec<Leaf>, CertsError> {
-    let mut out = vec![Leaf { stem: "server".into(), kind: LeafKind::Server(server_names(hostname, &args.server_names)?) }];
+    let mut out = vec![Leaf {
+        stem: "server".into(),
+        kind: LeafKind::Server(server_names(hostname, &args.server_names)?),
+    }];
     for name in [ROOT, DEPLOYER].into_iter().chain(args.clients.iter().map(String::as_str)) {
         check_client_name(name)?;
         if !out.iter().any(|l| l.stem == name) {
@@ -256,7 +256,10 @@ fn validity(params: &mut CertificateParams, now: time::OffsetDateTime, days: u32
 
 /// A new CA, valid [`CA_DAYS`] from `now`. Its name says where and when it was made, so that
 /// one CA is told from another in error messages.
-pub fn new_ca(hostname: &str, now: time::OffsetDateTime) -> Result<(Issued, Issuer<'static, KeyPair>), rcgen::Error> {
+pub fn new_ca(
+    hostname: &str,
+    now: time::OffsetDateTime,
+) -> Result<(Issued, Issuer<'static, KeyPair>), rcgen::Error> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -265,7 +268,8 @@ pub fn new_ca(hostname: &str, now: time::OffsetDateTime) -> Result<(Issued, Issu
     dn.push(DnType::CommonName, format!("mgmt CA{place} {}", now.date()));
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     validity(&mut params, now, CA_DAYS);
     let cert = params.self_signed(&key)?;
     let issued = Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() };
@@ -426,7 +430,9 @@ fn write_file(dir: &Path, name: &str, content: &[u8], mode: u32, replace: bool) 
         .prefix(&format!(".{name}."))
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(content).and_then(|()| tmp.as_file().sync_all()).with_context(|| format!("writing {}", path.display()))?;
+    tmp.write_all(content)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
@@ -469,7 +475,8 @@ fn open_ca(
             let cert_pem = read_text(&crt)?;
             let key = KeyPair::from_pem(&read_text(&key)?)
                 .map_err(|e| anyhow::anyhow!("{}: not a private key in PEM: {e}", key.display()))?;
-            let info = cert_info(&cert_pem).with_context(|| format!("{}: not a certificate in PEM", crt.display()))?;
+            let info = cert_info(&cert_pem)
+                .with_context(|| format!("{}: not a certificate in PEM", crt.display()))?;
             if !info.is_ca {
                 bail!("{}: not a CA certificate", crt.display());
             }
@@ -493,7 +500,8 @@ fn open_ca(
 /// Refuse to keep a server certificate that lacks a name asked for.
 fn check_kept_server(dir: &Path, wanted: &[String]) -> Result<CertInfo> {
     let path = dir.join("server.crt");
-    let info = cert_info(&read_text(&path)?).with_context(|| format!("{}: not a certificate in PEM", path.display()))?;
+    let info = cert_info(&read_text(&path)?)
+        .with_context(|| format!("{}: not a certificate in PEM", path.display()))?;
     if let Some(missing) = missing_names(&info.names, wanted) {
         bail!(CertsError::ServerNamesMissing(missing));
     }
@@ -526,7 +534,8 @@ pub fn run(args: CertsArgs) -> Result<u8> {
                     LeafKind::Server(_) => check_kept_server(&dir, &args.server_names)?,
                     LeafKind::Client => {
                         let p = dir.join(leaf.crt());
-                        cert_info(&read_text(&p)?).with_context(|| format!("{}: not a certificate in PEM", p.display()))?
+                        cert_info(&read_text(&p)?)
+                            .with_context(|| format!("{}: not a certificate in PEM", p.display()))?
                     }
                 };
                 let what = format!("{}; valid until {}", leaf.purpose(), date(info.not_after));
@@ -540,7 +549,11 @@ pub fn run(args: CertsArgs) -> Result<u8> {
         let issued = issue(leaf, &ca, now, args.days).with_context(|| format!("issuing {}", leaf.crt()))?;
         write_pair(&dir, &leaf.stem, &issued, action == Action::Replace)?;
         let until = cert_info(&issued.cert_pem).map(|i| date(i.not_after)).unwrap_or_default();
-        say(verb, &format!("{}, {}", leaf.crt(), leaf.key()), &format!("{}; valid until {until}", leaf.purpose()));
+        say(
+            verb,
+            &format!("{}, {}", leaf.crt(), leaf.key()),
+            &format!("{}; valid until {until}", leaf.purpose()),
+        );
     }
     let verb = if write_roles_script(&dir)? { "wrote" } else { "kept" };
     say(verb, ROLES_FILE, "creates etcd's users and roles (see docs/security.md)");
@@ -594,7 +607,8 @@ mod tests {
 
     #[test]
     fn server_names_are_loopback_the_hostname_and_those_given_once_each() {
-        let got = server_names("myhost", &s(&["etcd.example.com", "10.0.0.5", "LOCALHOST", "0:0::1"])).unwrap();
+        let got =
+            server_names("myhost", &s(&["etcd.example.com", "10.0.0.5", "LOCALHOST", "0:0::1"])).unwrap();
         assert_eq!(got, s(&["localhost", "127.0.0.1", "::1", "myhost", "etcd.example.com", "10.0.0.5"]));
         // A hostname that is no DNS name is left out, not an error.
         assert_eq!(server_names("my host", &[]).unwrap(), s(&["localhost", "127.0.0.1", "::1"]));
@@ -622,7 +636,10 @@ mod tests {
         assert_eq!(decide(&leaf, true, true, true), Ok(Action::Replace));
         assert_eq!(decide(&leaf, true, false, true), Ok(Action::Replace));
         let e = decide(&leaf, true, false, false).unwrap_err();
-        assert_eq!(e.to_string(), "h1.crt exists without h1.key: restore it, or give --force to issue both again");
+        assert_eq!(
+            e.to_string(),
+            "h1.crt exists without h1.key: restore it, or give --force to issue both again"
+        );
         assert!(matches!(decide(&leaf, false, true, false), Err(CertsError::HalfPair { .. })));
     }
 
@@ -645,7 +662,10 @@ mod tests {
         let ca_x = ca_x.parse_x509().unwrap();
         assert!(ca_x.subject().to_string().contains("mgmt CA myhost"), "{}", ca_x.subject());
 
-        let server = Leaf { stem: "server".into(), kind: LeafKind::Server(s(&["localhost", "127.0.0.1", "::1", "e.x"])) };
+        let server = Leaf {
+            stem: "server".into(),
+            kind: LeafKind::Server(s(&["localhost", "127.0.0.1", "::1", "e.x"])),
+        };
         let client = Leaf { stem: "h1".into(), kind: LeafKind::Client };
         for (leaf, cn, eku_server) in [(&server, SERVER_CN, true), (&client, "h1", false)] {
             let issued = issue(leaf, &ca, now, 30).unwrap();
@@ -661,7 +681,10 @@ mod tests {
             let info = cert_info(&issued.cert_pem).unwrap();
             assert_eq!(info.common_name, cn);
             assert_eq!(date(info.not_after), date((now + ::time::Duration::days(30)).unix_timestamp()));
-            assert!(x.validity().not_before.timestamp() < now.unix_timestamp(), "valid at once, despite skew");
+            assert!(
+                x.validity().not_before.timestamp() < now.unix_timestamp(),
+                "valid at once, despite skew"
+            );
             if eku_server {
                 assert_eq!(info.names, s(&["localhost", "127.0.0.1", "::1", "e.x"]));
             }

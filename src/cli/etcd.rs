@@ -5,9 +5,13 @@
 //! out. Exec (rather than running etcd as a child) means there is nothing in between:
 //! signals reach etcd itself, and etcd's exit status is the command's.
 //!
+//! `--tls-dir DIR` (a `mgmt certs` directory) adds etcd's TLS flags for its certificates in
+//! front of the user's ([`tls_dir_flags`]); with a server certificate the default client
+//! URLs are `https://`.
+//!
 //! Which arguments to pass is decided by pure functions ([`etcd_command_line`],
-//! [`etcd_command`]); [`run`] only looks things up (hostname, binary, environment), creates
-//! the prefix and execs.
+//! [`etcd_command`], [`tls_dir_flags`]); [`run`] only looks things up (hostname, binary,
+//! environment, the TLS files), creates the prefix and execs.
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsString};
@@ -253,9 +257,10 @@ impl<'a> Given<'a> {
 /// message.
 fn misplaced_flag(user_flags: &[String]) -> Option<&'static str> {
     ["--prefix", "--tls-dir"].into_iter().find(|ours| {
-        user_flags.iter().take_while(|a| *a != "--").any(|a| {
-            a == ours || a.strip_prefix(ours).is_some_and(|rest| rest.starts_with('='))
-        })
+        user_flags
+            .iter()
+            .take_while(|a| *a != "--")
+            .any(|a| a == ours || a.strip_prefix(ours).is_some_and(|rest| rest.starts_with('=')))
     })
 }
 
@@ -360,7 +365,11 @@ fn check_tls_dir(dir: &Path) -> Result<PathBuf> {
     for name in TLS_DIR_FILES {
         let f = abs.join(name);
         std::fs::File::open(&f).with_context(|| {
-            format!("--tls-dir: cannot read {} (make the directory with `mgmt certs {}`)", f.display(), dir.display())
+            format!(
+                "--tls-dir: cannot read {} (make the directory with `mgmt certs {}`)",
+                f.display(),
+                dir.display()
+            )
         })?;
     }
     Ok(abs)
@@ -609,13 +618,17 @@ mod tests {
         assert!(got.ends_with(&[flags.clone(), user].concat()), "{got:?}");
 
         // https peers get the same certificates.
-        for user in [&["--listen-peer-urls=https://10.0.0.1:2380"][..], &["--initial-advertise-peer-urls", "https://e:2380"]] {
+        for user in [
+            &["--listen-peer-urls=https://10.0.0.1:2380"][..],
+            &["--initial-advertise-peer-urls", "https://e:2380"],
+        ] {
             let got = tls_dir_flags(Path::new("/pki"), &s(user), &|_| None);
             assert!(got.contains(&"--peer-cert-file=/pki/server.crt".to_string()), "{got:?}");
             assert!(got.contains(&"--peer-trusted-ca-file=/pki/ca.crt".to_string()), "{got:?}");
             assert!(got.contains(&"--peer-client-cert-auth".to_string()), "{got:?}");
         }
-        let got = tls_dir_flags(Path::new("/pki"), &s(&["--listen-peer-urls=http://10.0.0.1:2380"]), &|_| None);
+        let got =
+            tls_dir_flags(Path::new("/pki"), &s(&["--listen-peer-urls=http://10.0.0.1:2380"]), &|_| None);
         assert!(!got.iter().any(|f| f.starts_with("--peer-")), "{got:?}");
     }
 

@@ -8,6 +8,8 @@
 //! Not a module of `common`: a test file includes it with
 //! `#[path = "common/secure.rs"] mod secure;` next to `mod common;`.
 
+#![allow(dead_code)]
+
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -110,7 +112,8 @@ impl SecureEtcd {
             if !self.running() {
                 return false;
             }
-            let health = self.ctl_as("root", &["--dial-timeout", "1s", "--command-timeout", "2s", "endpoint", "health"]);
+            let health = self
+                .ctl_as("root", &["--dial-timeout", "1s", "--command-timeout", "2s", "endpoint", "health"]);
             if health.status.success() {
                 return true;
             }
