@@ -67,6 +67,39 @@ fn a_deployer_writes_deploys_and_storage_only() {
 }
 
 #[test]
+fn mgmt_etcd_tls_dir_accepts_only_client_certificates_of_its_ca() {
+    let t = TestDir::new();
+    let pki = t.path("pki");
+    secure::certs(&pki, &["h1"]);
+    let e = SecureEtcd::start_tls(&t, &pki);
+    assert_eq!(e.put_as("h1", "/k", "v"), Ok(()));
+
+    let ctl = |args: &[&str]| {
+        std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &e.url, "--cacert", &e.file("ca.crt"), "--dial-timeout", "2s"])
+            .args(args)
+            .args(["put", "/k", "v"])
+            .output()
+            .unwrap()
+    };
+    assert!(!ctl(&[]).status.success(), "no client certificate");
+    let other = t.path("other");
+    secure::certs(&other, &["h1"]);
+    let (c, k) = (other.join("h1.crt"), other.join("h1.key"));
+    let out = ctl(&["--cert", c.to_str().unwrap(), "--key", k.to_str().unwrap()]);
+    assert!(!out.status.success(), "a certificate of another CA");
+    // Plain http is not served.
+    let plain = e.url.replace("https://", "http://");
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &plain, "--dial-timeout", "2s", "put", "/k", "v"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
 fn the_roles_script_runs_again_to_add_hosts_and_keeps_what_is_there() {
     let t = TestDir::new();
     let e = SecureEtcd::start(&t, &["h1"]);
@@ -144,6 +177,18 @@ fn an_agent_with_its_certificate_runs_a_deploy_and_exports() {
     });
     assert_eq!(e.keys("/_mgmt/hosts/"), ["/_mgmt/hosts/h1"]);
     assert!(!a.stderr().contains("permission denied"), "{}", a.stderr());
+
+    // What each reads to report: the agent's user runs `mgmt status`, the deployer's lists.
+    let mut status = vec!["status".to_string(), "--json".to_string()];
+    status.extend(e.flags("h1"));
+    let out = secure::mgmt(&status.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ne!(out.status.code(), Some(3), "etcd refused: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"h1\""), "{out:?}");
+    let mut list = vec!["deploy".to_string()];
+    list.extend(e.flags("deployer"));
+    list.extend(["list".to_string(), "--json".to_string()]);
+    let out = secure::mgmt(&list.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // A clean stop revokes its lease: allowed, as the lease holds only its own key.
     a.interrupt();
