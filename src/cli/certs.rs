@@ -369,6 +369,15 @@ fn ip_of(b: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// A kept certificate's expiry, as printed: an expired one says so.
+pub fn expiry(not_after: i64, now: i64) -> String {
+    if not_after <= now {
+        format!("EXPIRED on {}", date(not_after))
+    } else {
+        format!("valid until {}", date(not_after))
+    }
+}
+
 /// A date as printed: `YYYY-MM-DD`.
 fn date(unix: i64) -> String {
     let full = super::deploy::utc(unix.max(0) as u64);
@@ -538,7 +547,14 @@ pub fn run(args: CertsArgs) -> Result<u8> {
                             .with_context(|| format!("{}: not a certificate in PEM", p.display()))?
                     }
                 };
-                let what = format!("{}; valid until {}", leaf.purpose(), date(info.not_after));
+                // What the kept file says, not what this run would have asked for.
+                let purpose = match &leaf.kind {
+                    LeafKind::Server(_) => {
+                        Leaf { kind: LeafKind::Server(info.names.clone()), ..leaf.clone() }.purpose()
+                    }
+                    LeafKind::Client => leaf.purpose(),
+                };
+                let what = format!("{purpose}; {}", expiry(info.not_after, now.unix_timestamp()));
                 say("kept", &format!("{}, {}", leaf.crt(), leaf.key()), &what);
                 kept = true;
                 continue;
@@ -689,6 +705,12 @@ mod tests {
                 assert_eq!(info.names, s(&["localhost", "127.0.0.1", "::1", "e.x"]));
             }
         }
+    }
+
+    #[test]
+    fn an_expired_certificate_says_so() {
+        assert_eq!(expiry(86_400, 0), "valid until 1970-01-02");
+        assert_eq!(expiry(86_400, 86_400), "EXPIRED on 1970-01-02");
     }
 
     #[test]
