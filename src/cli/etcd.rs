@@ -5,9 +5,13 @@
 //! out. Exec (rather than running etcd as a child) means there is nothing in between:
 //! signals reach etcd itself, and etcd's exit status is the command's.
 //!
+//! `--tls-dir DIR` (a `mgmt certs` directory) adds etcd's TLS flags for its certificates in
+//! front of the user's ([`tls_dir_flags`]); with a server certificate the default client
+//! URLs are `https://`.
+//!
 //! Which arguments to pass is decided by pure functions ([`etcd_command_line`],
-//! [`etcd_command`]); [`run`] only looks things up (hostname, binary, environment), creates
-//! the prefix and execs.
+//! [`etcd_command`], [`tls_dir_flags`]); [`run`] only looks things up (hostname, binary,
+//! environment, the TLS files), creates the prefix and execs.
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsString};
@@ -24,6 +28,8 @@ pub const BINARY_ENV: &str = "MGMT_ETCD_BINARY";
 
 /// Client URL used when the user gives neither listen nor advertise client URLs.
 pub const DEFAULT_CLIENT_URL: &str = "http://127.0.0.1:2379";
+/// [`DEFAULT_CLIENT_URL`] when etcd serves clients over TLS (`--cert-file` or `--auto-tls`).
+pub const DEFAULT_TLS_CLIENT_URL: &str = "https://127.0.0.1:2379";
 /// Peer URL used when the user gives neither listen nor advertise peer URLs.
 pub const DEFAULT_PEER_URL: &str = "http://127.0.0.1:2380";
 
@@ -45,6 +51,12 @@ const VALUE_FLAGS: &[&str] = &[
     "discovery",
     "discovery-srv",
     "config-file",
+    "cert-file",
+    "key-file",
+    "trusted-ca-file",
+    "peer-cert-file",
+    "peer-key-file",
+    "peer-trusted-ca-file",
 ];
 
 /// What [`etcd_command_line`] decided.
@@ -120,7 +132,11 @@ pub fn etcd_command(
             }
         }
     };
-    pair("listen-client-urls", "advertise-client-urls", DEFAULT_CLIENT_URL, "http://localhost:2379");
+    // With a server certificate, the default URLs are TLS ones: plain http would leave the
+    // certificate unused and every client in the clear.
+    let tls = given.value_or("cert-file", "").is_some_and(|f| !f.is_empty()) || given.is_true("auto-tls");
+    let client_default = if tls { DEFAULT_TLS_CLIENT_URL } else { DEFAULT_CLIENT_URL };
+    pair("listen-client-urls", "advertise-client-urls", client_default, "http://localhost:2379");
     let peer_urls =
         pair("listen-peer-urls", "initial-advertise-peer-urls", DEFAULT_PEER_URL, ETCD_DEFAULT_PEER_URL);
 
@@ -135,6 +151,37 @@ pub fn etcd_command(
     args.extend(user());
     EtcdCommand { args, default_data_dir }
 }
+
+/// The TLS flags for the certificates of a `mgmt certs` directory, to go before the user's
+/// flags (which win, coming later): clients must present a certificate signed by its CA. The
+/// peer flags are added only when the user's peer URLs are https (the default peer URL is
+/// plain loopback, where they would only be ignored with a warning).
+pub fn tls_dir_flags(dir: &Path, user_flags: &[String], env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let (ca, cert, key) = (file("ca.crt"), file("server.crt"), file("server.key"));
+    let mut flags = vec![
+        format!("--cert-file={cert}"),
+        format!("--key-file={key}"),
+        format!("--trusted-ca-file={ca}"),
+        "--client-cert-auth".to_string(),
+    ];
+    let given = Given::new(user_flags, env);
+    let https_peers = ["listen-peer-urls", "initial-advertise-peer-urls"]
+        .iter()
+        .any(|f| given.value_or(f, "").is_some_and(|u| u.contains("https://")));
+    if https_peers {
+        flags.extend([
+            format!("--peer-cert-file={cert}"),
+            format!("--peer-key-file={key}"),
+            format!("--peer-trusted-ca-file={ca}"),
+            "--peer-client-cert-auth".to_string(),
+        ]);
+    }
+    flags
+}
+
+/// The files of a `mgmt certs` directory that `mgmt etcd --tls-dir` uses.
+pub const TLS_DIR_FILES: [&str; 3] = ["ca.crt", "server.crt", "server.key"];
 
 /// The flags the user set, on etcd's command line or in its environment.
 struct Given<'a> {
@@ -205,10 +252,16 @@ impl<'a> Given<'a> {
     }
 }
 
-/// Whether mgmt's own `--prefix` ended up among etcd's flags: clap hands everything after the
-/// first etcd flag to etcd, which would reject it with a less helpful message.
-fn misplaced_prefix(user_flags: &[String]) -> bool {
-    user_flags.iter().take_while(|a| *a != "--").any(|a| a == "--prefix" || a.starts_with("--prefix="))
+/// Which of mgmt's own flags (`--prefix`, `--tls-dir`) ended up among etcd's: clap hands
+/// everything after the first etcd flag to etcd, which would reject it with a less helpful
+/// message.
+fn misplaced_flag(user_flags: &[String]) -> Option<&'static str> {
+    ["--prefix", "--tls-dir"].into_iter().find(|ours| {
+        user_flags
+            .iter()
+            .take_while(|a| *a != "--")
+            .any(|a| a == ours || a.strip_prefix(ours).is_some_and(|rest| rest.starts_with('=')))
+    })
 }
 
 /// The etcd binary: `$MGMT_ETCD_BINARY` (a path, or a name looked up in PATH), else `etcd`
@@ -247,16 +300,21 @@ fn is_executable(p: &Path) -> bool {
 }
 
 pub fn run(args: EtcdArgs) -> Result<u8> {
-    if misplaced_prefix(&args.etcd_flags) {
+    if let Some(flag) = misplaced_flag(&args.etcd_flags) {
         bail!(
-            "--prefix is a flag of mgmt, not of etcd: give it before etcd's flags (mgmt etcd --prefix DIR ...)"
+            "{flag} is a flag of mgmt, not of etcd: give it before etcd's flags (mgmt etcd {flag} DIR ...)"
         );
     }
     let binary = find_binary(std::env::var_os(BINARY_ENV), std::env::var_os("PATH"))?;
     let hostname = nix::unistd::gethostname().context("reading the hostname")?.to_string_lossy().into_owned();
     let prefix = args.prefix.unwrap_or_else(super::default_prefix);
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
-    let cmd = etcd_command(&args.etcd_flags, &env, &hostname, &prefix);
+    let mut flags = args.etcd_flags;
+    if let Some(dir) = &args.tls_dir {
+        let dir = check_tls_dir(dir)?;
+        flags = tls_dir_flags(&dir, &flags, &env).into_iter().chain(flags).collect();
+    }
+    let cmd = etcd_command(&flags, &env, &hostname, &prefix);
 
     if let Some(dir) = &cmd.default_data_dir {
         if prefix.to_str().is_none() {
@@ -298,6 +356,23 @@ pub fn run(args: EtcdArgs) -> Result<u8> {
     reset_signals();
     let err = nix::unistd::execvp(&c_binary, &c_argv).unwrap_err();
     bail!("cannot execute {}: {err}", binary.display())
+}
+
+/// The `--tls-dir` directory, absolute (etcd may be started elsewhere, and the logged
+/// command line should work from anywhere), with every file it needs readable.
+fn check_tls_dir(dir: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(dir).with_context(|| format!("--tls-dir {}", dir.display()))?;
+    for name in TLS_DIR_FILES {
+        let f = abs.join(name);
+        std::fs::File::open(&f).with_context(|| {
+            format!(
+                "--tls-dir: cannot read {} (make the directory with `mgmt certs {}`)",
+                f.display(),
+                dir.display()
+            )
+        })?;
+    }
+    Ok(abs)
 }
 
 /// `a` as the shell would need it typed. Unlike `shlex`, leaves `=` and `,` unquoted: they
@@ -488,11 +563,73 @@ mod tests {
     }
 
     #[test]
-    fn prefix_after_etcd_flags_is_caught() {
-        assert!(misplaced_prefix(&s(&["--name", "x", "--prefix", "/p"])));
-        assert!(misplaced_prefix(&s(&["--prefix=/p"])));
-        assert!(!misplaced_prefix(&s(&["--name", "x", "--", "--prefix", "/p"])));
-        assert!(!misplaced_prefix(&s(&["--prefixes=1"])));
+    fn mgmt_flags_after_etcd_flags_are_caught() {
+        assert_eq!(misplaced_flag(&s(&["--name", "x", "--prefix", "/p"])), Some("--prefix"));
+        assert_eq!(misplaced_flag(&s(&["--prefix=/p"])), Some("--prefix"));
+        assert_eq!(misplaced_flag(&s(&["--name", "x", "--", "--prefix", "/p"])), None);
+        assert_eq!(misplaced_flag(&s(&["--prefixes=1"])), None);
+        assert_eq!(misplaced_flag(&s(&["--name", "x", "--tls-dir", "/c"])), Some("--tls-dir"));
+        assert_eq!(misplaced_flag(&s(&["--tls-dir=/c"])), Some("--tls-dir"));
+        assert_eq!(misplaced_flag(&s(&["--tls-dirs=/c"])), None);
+    }
+
+    #[test]
+    fn a_server_certificate_makes_the_default_client_urls_https() {
+        let tls_defaults = |got: &[String]| {
+            got.contains(&"--listen-client-urls=https://127.0.0.1:2379".to_string())
+                && got.contains(&"--advertise-client-urls=https://127.0.0.1:2379".to_string())
+        };
+        for user in [
+            &["--cert-file=/c/s.crt", "--key-file=/c/s.key"][..],
+            &["--cert-file", "/c/s.crt", "--key-file", "/c/s.key"],
+            &["--auto-tls"],
+        ] {
+            assert!(tls_defaults(&line(user)), "{user:?}: {:?}", line(user));
+        }
+        // Peers stay plain loopback: their TLS is the peer flags' business.
+        assert!(line(&["--cert-file=/c"]).contains(&"--listen-peer-urls=http://127.0.0.1:2380".to_string()));
+        // Given client URLs are the user's choice, whatever they are.
+        let got = line(&["--cert-file=/c", "--listen-client-urls=http://10.0.0.1:2379"]);
+        assert!(got.contains(&"--advertise-client-urls=http://10.0.0.1:2379".to_string()), "{got:?}");
+        assert!(!line(&["--auto-tls=false"]).iter().any(|a| a.contains("https")));
+        // From etcd's environment too; an empty variable is no certificate.
+        let env = |v: &'static str| move |k: &str| (k == "ETCD_CERT_FILE").then(|| v.to_string());
+        assert!(tls_defaults(&etcd_command(&[], &env("/c/s.crt"), "h1", Path::new("/p")).args));
+        assert_eq!(etcd_command(&[], &env(""), "h1", Path::new("/p")).args, s(DEFAULTS));
+    }
+
+    #[test]
+    fn a_tls_dir_gives_etcd_its_certificates_and_client_certificate_auth() {
+        let flags = tls_dir_flags(Path::new("/pki"), &[], &|_| None);
+        assert_eq!(
+            flags,
+            s(&[
+                "--cert-file=/pki/server.crt",
+                "--key-file=/pki/server.key",
+                "--trusted-ca-file=/pki/ca.crt",
+                "--client-cert-auth",
+            ])
+        );
+        // Then the defaults are TLS ones, and the user's own flags come last (they win).
+        let user = s(&["--client-cert-auth=false"]);
+        let all: Vec<String> = flags.iter().cloned().chain(user.clone()).collect();
+        let got = etcd_command_line(&all, "h1", Path::new("/p"));
+        assert!(got.contains(&"--listen-client-urls=https://127.0.0.1:2379".to_string()), "{got:?}");
+        assert!(got.ends_with(&[flags.clone(), user].concat()), "{got:?}");
+
+        // https peers get the same certificates.
+        for user in [
+            &["--listen-peer-urls=https://10.0.0.1:2380"][..],
+            &["--initial-advertise-peer-urls", "https://e:2380"],
+        ] {
+            let got = tls_dir_flags(Path::new("/pki"), &s(user), &|_| None);
+            assert!(got.contains(&"--peer-cert-file=/pki/server.crt".to_string()), "{got:?}");
+            assert!(got.contains(&"--peer-trusted-ca-file=/pki/ca.crt".to_string()), "{got:?}");
+            assert!(got.contains(&"--peer-client-cert-auth".to_string()), "{got:?}");
+        }
+        let got =
+            tls_dir_flags(Path::new("/pki"), &s(&["--listen-peer-urls=http://10.0.0.1:2380"]), &|_| None);
+        assert!(!got.iter().any(|f| f.starts_with("--peer-")), "{got:?}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the edge.
 
 pub mod access;
+pub mod certs;
 pub mod deploy;
 pub mod etcd;
 pub mod graph_file;
@@ -89,6 +90,8 @@ pub enum Command {
     Run(RunArgs),
     /// Start an etcd server member (runs the `etcd` binary; flags pass through).
     Etcd(EtcdArgs),
+    /// Make a CA, etcd's server certificate and client certificates for a locked-down cluster.
+    Certs(certs::CertsArgs),
     /// Show the hosts of a cluster: alive, converged or not, last error.
     #[command(after_help = STATUS_EXIT_STATUS)]
     Status(StatusArgs),
@@ -197,6 +200,12 @@ pub struct EtcdArgs {
     /// (default: /var/lib/mgmt as root, ~/.cache/mgmt otherwise).
     #[arg(long, value_name = "DIR")]
     pub prefix: Option<PathBuf>,
+    /// A directory made by `mgmt certs`: serve clients over TLS with its server.crt and accept
+    /// only client certificates signed by its ca.crt (etcd's --cert-file, --key-file,
+    /// --trusted-ca-file and --client-cert-auth); clients are served on https://127.0.0.1:2379
+    /// unless etcd's flags say otherwise.
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: Option<PathBuf>,
     /// Flags for etcd, passed through as given (e.g. --listen-client-urls=...).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ETCD FLAGS")]
     pub etcd_flags: Vec<String>,
@@ -320,7 +329,7 @@ impl Cli {
             Command::Run(a) => Some(&mut a.cluster),
             Command::Status(a) => Some(&mut a.cluster),
             Command::Deploy(a) => Some(&mut a.cluster),
-            Command::Etcd(_) | Command::Completion(_) | Command::Manpages(_) => None,
+            Command::Etcd(_) | Command::Certs(_) | Command::Completion(_) | Command::Manpages(_) => None,
         }
     }
 
@@ -410,6 +419,7 @@ pub fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Run(args) => run::run(args).await,
             Command::Etcd(args) => etcd::run(args),
+            Command::Certs(args) => certs::run(args),
             Command::Status(args) => status::run(args).await,
             Command::Deploy(args) => deploy::run(args).await,
             Command::Completion(args) => shell::completion(args),

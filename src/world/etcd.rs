@@ -375,7 +375,13 @@ impl EtcdError {
     pub fn new(url: &str, e: &etcd_client::Error) -> EtcdError {
         if let Some(s) = super::ssh::SshError::of_etcd(e) {
             let trouble = if s.is_etcd_unreachable() { Trouble::Unreachable } else { Trouble::Tunnel };
-            return EtcdError { trouble, url: url.to_string(), detail: s.to_string(), user: None, keys: None };
+            return EtcdError {
+                trouble,
+                url: url.to_string(),
+                detail: s.to_string(),
+                user: None,
+                keys: None,
+            };
         }
         let detail = describe(e);
         let mut trouble = classify(&detail);
