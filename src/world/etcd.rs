@@ -420,7 +420,13 @@ impl EtcdError {
             None => None,
         };
         let Some(fault) = fault else {
-            if fresh && !https && self.trouble == Trouble::Unreachable && self.detail == "connection lost" {
+            // A listener that takes the connection and hangs up on the first request: etcd
+            // answering plain HTTP/2 on a TLS port (how it hangs up varies with timing).
+            if fresh
+                && !https
+                && self.trouble == Trouble::Unreachable
+                && closed_after_connecting(&self.detail)
+            {
                 self.detail.push_str("; if etcd serves TLS there, use an https:// seed with --etcd-ca");
             }
             return self;
