@@ -137,3 +137,49 @@ fn the_demo_and_deploys_run_through_an_ssh_tunnel() {
     let port = e.url().rsplit(':').next().unwrap().to_string();
     assert!(sshd.log().contains(&port), "{}", sshd.log());
 }
+
+#[test]
+fn a_push_deploys_through_the_hook_to_a_locked_down_cluster() {
+    let t = TestDir::new();
+    let e = SecureEtcd::start(&t, &["h1"]);
+    let bare = t.path("app.git");
+    fs::create_dir(&bare).unwrap();
+    common::git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/post-receive"), bare.join("hooks/post-receive"))
+        .unwrap();
+    for (key, value) in [
+        ("mgmt.seeds", e.url.clone()),
+        ("mgmt.binary", env!("CARGO_BIN_EXE_mgmt").to_string()),
+        ("mgmt.etcd-ca", e.file("ca.crt")),
+        ("mgmt.etcd-cert", e.file("deployer.crt")),
+        ("mgmt.etcd-key", e.file("deployer.key")),
+    ] {
+        common::git(&bare, &["config", key, &value]);
+    }
+    let h1 = deploy_host(&t, &e.flags("h1"), "h1");
+    let work = t.path("work");
+    common::git(t.root(), &["clone", "-q", bare.to_str().unwrap(), "work"]);
+    let out = t.path("out");
+    commit(&work, &out, "pushed");
+    let push = std::process::Command::new("git")
+        .args(["push", "origin", "HEAD:main"])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    let said = text(&push.stderr);
+    assert!(push.status.success(), "{said}");
+    assert!(said.contains("remote: mgmt: deploy 1"), "{said}");
+    h1.wait_content(&out.join("app.conf"), "pushed\n");
+    // Without the deployer's certificate, the hook cannot publish.
+    common::git(&bare, &["config", "--unset", "mgmt.etcd-cert"]);
+    common::git(&bare, &["config", "--unset", "mgmt.etcd-key"]);
+    commit(&work, &out, "again");
+    let push = std::process::Command::new("git")
+        .args(["push", "origin", "HEAD:main"])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    let said = text(&push.stderr);
+    assert!(said.contains("etcd requires a client certificate"), "{said}");
+    assert!(said.contains("the deploy failed; the push itself went through"), "{said}");
+}
