@@ -62,7 +62,7 @@ pub fn transport(t: &Path) -> Result<Vec<Row>> {
         println!("-- {} --", mode.name());
         let setup = setup(&dir, mode)?;
         let export = export_collect(&dir.join("export"), &setup)?;
-        let deploy = deploy_converged(&dir.join("deploy"), &setup)?;
+        let (deploy, command) = deploy_converged(&dir.join("deploy"), &setup)?;
         println!(
             "{}: export -> collect {}; deploy -> converged {}",
             mode.name(),
@@ -80,6 +80,20 @@ pub fn transport(t: &Path) -> Result<Vec<Row>> {
             "transport",
             format!("{}: `mgmt deploy` -> 2 agents converged: p50/p90/p99/max (n={})", mode.name(), deploy.n),
             deploy.p50_p90_p99_max(),
+            "",
+            None,
+        ));
+        rows.push(bench_row(
+            "transport",
+            format!("{}: `mgmt deploy` wall time: p50/p90/p99/max (n={})", mode.name(), command.n),
+            command.p50_p90_p99_max(),
+            "",
+            None,
+        ));
+        rows.push(bench_row(
+            "transport",
+            format!("{}: the agents' part, p50 of converged minus p50 of the command", mode.name()),
+            ms(deploy.p50.saturating_sub(command.p50)),
             "",
             None,
         ));
@@ -240,8 +254,9 @@ fn export_collect(t: &Path, s: &Setup) -> Result<Stats> {
 }
 
 /// Two agents follow the deploys of a one-file graph; each round commits a new version and
-/// times `mgmt deploy` until both have written it.
-fn deploy_converged(t: &Path, s: &Setup) -> Result<Stats> {
+/// times `mgmt deploy` until both have written it; also the command's own wall time (with
+/// SSH, it logs in afresh each time).
+fn deploy_converged(t: &Path, s: &Setup) -> Result<(Stats, Stats)> {
     let repo = t.join("repo");
     init_repo(&repo)?;
     let mut agents = Vec::new();
@@ -253,7 +268,8 @@ fn deploy_converged(t: &Path, s: &Setup) -> Result<Stats> {
     let files: Vec<PathBuf> = DEPLOYED.iter().map(|h| host_file(t, h)).collect();
     let dirs: Vec<PathBuf> = DEPLOYED.iter().map(|h| t.join("hosts").join(h)).collect();
     let mut w = Waiter::new(&dirs, "app.conf")?;
-    let deploy = |i: usize| -> Result<()> {
+    let deploy = |i: usize| -> Result<Duration> {
+        let t0 = Instant::now();
         let out = Command::new(bin())
             .arg("deploy")
             .args(s.args("deployer"))
@@ -262,27 +278,28 @@ fn deploy_converged(t: &Path, s: &Setup) -> Result<Stats> {
             .env_remove("MGMT_SEEDS")
             .output()?;
         ensure!(out.status.success(), "deploy of version {i}: {}", String::from_utf8_lossy(&out.stderr));
-        Ok(())
+        Ok(t0.elapsed())
     };
     deploy(0)?;
     until_all(&mut w, &files, &app_content(0), Instant::now(), Duration::from_secs(30))
         .with_context(|| format!("first deploy not run; h1's log:\n{}", agents[0].log_tail()))?;
-    let mut samples = Vec::new();
+    let (mut samples, mut commands) = (Vec::new(), Vec::new());
     for i in 1..=DEPLOY_WARMUP + DEPLOY_ROUNDS {
         fs::write(repo.join("graph.yaml"), app_yaml(i))?;
         git(&repo, &["commit", "-q", "-a", "-m", &format!("version {i}")])?;
         std::thread::sleep(DEPLOY_PAUSE);
         w.drain();
         let t0 = Instant::now();
-        deploy(i)?;
+        let command = deploy(i)?;
         let arr = until_all(&mut w, &files, &app_content(i), t0, ROUND_LIMIT)?;
         if i > DEPLOY_WARMUP {
             samples.push(arr.at.iter().copied().max().unwrap_or_default());
+            commands.push(command);
         }
     }
     for a in &mut agents {
         a.ensure_alive()?;
         a.stop(libc::SIGINT);
     }
-    Ok(stats(&samples))
+    Ok((stats(&samples), stats(&commands)))
 }

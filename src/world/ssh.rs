@@ -25,6 +25,7 @@ use tonic::transport::Endpoint;
 use tracing::{debug, info};
 
 mod known_hosts;
+mod quickack;
 pub use known_hosts::{
     HostKey, Known, check_hostkey, check_known_hosts, host_matches, known_algorithms, known_hosts_line,
     parse_hostkey,
@@ -259,7 +260,11 @@ impl Tunnel {
             ..client::Config::default()
         };
         config.preferred.key = prefer(&config.preferred.key, &checker.expected_algorithms()).into();
-        let mut session = client::connect(Arc::new(config), s.target.address(), checker)
+        let socket = tokio::net::TcpStream::connect(s.target.address())
+            .await
+            .map_err(|e| SshError::from(russh::Error::from(e)).at(&target))?;
+        let _ = socket.set_nodelay(true);
+        let mut session = client::connect_stream(Arc::new(config), quickack::QuickAck(socket), checker)
             .await
             .map_err(|e| e.at(&target))?;
         login(&mut session, &s.target, &keys).await?;
