@@ -372,7 +372,7 @@ fn seed_urls_are_checked_before_anything_runs() {
     for (seed, why) in [
         ("http://127.0.0.1:99999", "invalid port `99999`"),
         ("http://127.0.0.1:0", "invalid port `0`"),
-        ("http://127.0.0.1", "no port"),
+        ("http://127.0.0.1:", "empty port"),
         ("http://root:secret@127.0.0.1:2379", "user names and passwords do not go in seed URLs"),
         ("http://127.0.0.1:2379/v3/kv", "a path, query or fragment is not supported"),
         ("ftp://127.0.0.1:2379", "unsupported scheme `ftp`"),

@@ -161,25 +161,28 @@ fn a_push_deploys_through_the_hook_to_a_locked_down_cluster() {
     common::git(t.root(), &["clone", "-q", bare.to_str().unwrap(), "work"]);
     let out = t.path("out");
     commit(&work, &out, "pushed");
-    let push = std::process::Command::new("git")
-        .args(["push", "origin", "HEAD:main"])
-        .current_dir(&work)
-        .output()
-        .unwrap();
-    let said = text(&push.stderr);
-    assert!(push.status.success(), "{said}");
+    let said = push(&work);
     assert!(said.contains("remote: mgmt: deploy 1"), "{said}");
     h1.wait_content(&out.join("app.conf"), "pushed\n");
     // Without the deployer's certificate, the hook cannot publish.
     common::git(&bare, &["config", "--unset", "mgmt.etcd-cert"]);
     common::git(&bare, &["config", "--unset", "mgmt.etcd-key"]);
     commit(&work, &out, "again");
-    let push = std::process::Command::new("git")
-        .args(["push", "origin", "HEAD:main"])
-        .current_dir(&work)
-        .output()
-        .unwrap();
-    let said = text(&push.stderr);
+    let said = push(&work);
     assert!(said.contains("etcd requires a client certificate"), "{said}");
     assert!(said.contains("the deploy failed; the push itself went through"), "{said}");
+}
+
+/// `git push origin HEAD:main` from `work`, which must succeed (the hook never refuses a
+/// push); what the pusher was told.
+#[track_caller]
+fn push(work: &Path) -> String {
+    let o = std::process::Command::new("git")
+        .args(["push", "origin", "HEAD:main"])
+        .current_dir(work)
+        .output()
+        .unwrap();
+    let said = text(&o.stderr);
+    assert!(o.status.success(), "{said}");
+    said
 }

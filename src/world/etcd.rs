@@ -108,7 +108,7 @@ pub enum SeedError {
     NoHost,
     #[error("invalid host `{0}`: use a name, an IPv4 address or an IPv6 address in brackets")]
     Host(String),
-    #[error("no port: use http://HOST:PORT (etcd's client port is 2379 by default)")]
+    #[error("empty port: use http://HOST:PORT, or http://HOST for etcd's client port 2379")]
     NoPort,
     #[error("invalid port `{0}`: a port is a number from 1 to 65535")]
     Port(String),
@@ -143,9 +143,14 @@ pub fn parse_seed(text: &str) -> Result<String, SeedError> {
         if addr.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(SeedError::Host(format!("[{addr}]")));
         }
-        (format!("[{addr}]"), after.strip_prefix(':').ok_or(SeedError::NoPort)?)
+        let port = match after {
+            "" => ETCD_PORT,
+            _ => after.strip_prefix(':').ok_or_else(|| SeedError::Host(authority.to_string()))?,
+        };
+        (format!("[{addr}]"), port)
     } else {
-        let (host, port) = authority.rsplit_once(':').ok_or(SeedError::NoPort)?;
+        // No port means etcd's client port, whatever the transport (an SSH tunnel too).
+        let (host, port) = authority.rsplit_once(':').unwrap_or((authority, ETCD_PORT));
         if host.contains(':') {
             return Err(SeedError::Host(host.to_string()));
         }
@@ -154,13 +159,7 @@ pub fn parse_seed(text: &str) -> Result<String, SeedError> {
     if host.is_empty() {
         return Err(SeedError::NoHost);
     }
-    let host_ok = host.starts_with('[')
-        || host.split('.').all(|l| {
-            !l.is_empty()
-                && !l.starts_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
-    if !host_ok {
+    if !host.starts_with('[') && !is_host_name(&host) {
         return Err(SeedError::Host(host));
     }
     if port.is_empty() {
@@ -170,6 +169,19 @@ pub fn parse_seed(text: &str) -> Result<String, SeedError> {
         Ok(p) if p > 0 && port.chars().all(|c| c.is_ascii_digit()) => Ok(format!("{scheme}://{host}:{p}")),
         _ => Err(SeedError::Port(port.to_string())),
     }
+}
+
+/// etcd's client port, for a seed that names none.
+const ETCD_PORT: &str = "2379";
+
+/// Whether `host` is a host name or an IPv4 address as URLs carry them: dot-separated
+/// labels of letters, digits, `-` and `_`, none empty or starting with `-`. Pure.
+pub fn is_host_name(host: &str) -> bool {
+    host.split('.').all(|l| {
+        !l.is_empty()
+            && !l.starts_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    })
 }
 
 /// etcd's longest lease TTL in seconds (`MaxLeaseTTL` in etcd's lease package).
@@ -1451,6 +1463,9 @@ mod tests {
             ("http://etcd_1:2379", "http://etcd_1:2379"),
             ("http://h:65535", "http://h:65535"),
             ("HTTPS://etcd-1:2379/", "https://etcd-1:2379"),
+            ("http://h", "http://h:2379"),
+            ("https://etcd-1/", "https://etcd-1:2379"),
+            ("http://[::1]", "http://[::1]:2379"),
         ] {
             assert_eq!(parse_seed(given).as_deref(), Ok(normal), "{given}");
         }
@@ -1466,7 +1481,6 @@ mod tests {
             ("http://h:2379/v3", Path),
             ("http://h:2379?x=1", Path),
             ("http://:2379", NoHost),
-            ("http://h", NoPort),
             ("http://h:", NoPort),
             ("http://h:99999", Port("99999".into())),
             ("http://h:0", Port("0".into())),
@@ -1474,7 +1488,6 @@ mod tests {
             ("http://h:80x", Port("80x".into())),
             ("http://::1:2379", Host("::1".into())),
             ("http://[::g]:2379", Host("[::g]".into())),
-            ("http://[::1]", NoPort),
             ("http://a b:1", Host("a b".into())),
             ("http://a..b:1", Host("a..b".into())),
             ("http://h:2379#top", Path),

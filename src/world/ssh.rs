@@ -715,13 +715,7 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     if host.is_empty() {
         return Err(format!("no host: {FORM}"));
     }
-    let name_ok = host.contains(':')
-        || host.split('.').all(|l| {
-            !l.is_empty()
-                && !l.starts_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
-    if !name_ok {
+    if !host.contains(':') && !super::etcd::is_host_name(host) {
         return Err(format!("invalid host `{host}`"));
     }
     let port = match port {
