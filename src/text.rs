@@ -47,6 +47,16 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// Whether `host` is a host name or an IPv4 address as URLs carry them: dot-separated
+/// labels of letters, digits, `-` and `_`, none empty or starting with `-`. Pure.
+pub fn is_host_name(host: &str) -> bool {
+    host.split('.').all(|l| {
+        !l.is_empty()
+            && !l.starts_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

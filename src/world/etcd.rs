@@ -159,7 +159,7 @@ pub fn parse_seed(text: &str) -> Result<String, SeedError> {
     if host.is_empty() {
         return Err(SeedError::NoHost);
     }
-    if !host.starts_with('[') && !is_host_name(&host) {
+    if !host.starts_with('[') && !crate::text::is_host_name(&host) {
         return Err(SeedError::Host(host));
     }
     if port.is_empty() {
@@ -173,16 +173,6 @@ pub fn parse_seed(text: &str) -> Result<String, SeedError> {
 
 /// etcd's client port, for a seed that names none.
 const ETCD_PORT: &str = "2379";
-
-/// Whether `host` is a host name or an IPv4 address as URLs carry them: dot-separated
-/// labels of letters, digits, `-` and `_`, none empty or starting with `-`. Pure.
-pub fn is_host_name(host: &str) -> bool {
-    host.split('.').all(|l| {
-        !l.is_empty()
-            && !l.starts_with('-')
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    })
-}
 
 /// etcd's longest lease TTL in seconds (`MaxLeaseTTL` in etcd's lease package).
 pub const MAX_LEASE_TTL: u64 = 9_000_000_000;

@@ -715,7 +715,7 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     if host.is_empty() {
         return Err(format!("no host: {FORM}"));
     }
-    if !host.contains(':') && !super::etcd::is_host_name(host) {
+    if !host.contains(':') && !crate::text::is_host_name(host) {
         return Err(format!("invalid host `{host}`"));
     }
     let port = match port {
