@@ -411,7 +411,7 @@ fn a_failed_append_is_read_back_before_saying_nothing_was_published() {
     let o = run_deploy(&e, &repo, &["yaml", "graph.yaml"]);
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("nothing was published: etcd failed while appending deploy 1: "), "{err}");
+    assert!(err.contains("nothing was published: etcd refused to append deploy 1: "), "{err}");
     // etcd answered: it rejected the transaction, it is not unreachable.
     assert!(err.contains(": etcd at http://") && err.contains(" rejected the request: "), "{err}");
     assert!(!err.contains("cannot reach"), "{err}");

@@ -200,7 +200,8 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
         DeployCommand::Lang(u) => u.refuse(),
     };
     let seeds = args.cluster.seeds.join(",");
-    r.map_err(|e| explain(readable_as(e, &seeds, args.cluster.secure.etcd_user.as_deref()), &seeds))
+    let user = args.cluster.access().ok().and_then(|a| a.user_name());
+    r.map_err(|e| explain(readable_as(e, &seeds, user.as_deref()), &seeds))
 }
 
 async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> {

@@ -701,7 +701,7 @@ pub struct NewDeploy {
 /// The append transaction failed, so whether its record was stored is not known: read
 /// `deploy/<id>` again and [`settle`] it.
 #[derive(Debug, thiserror::Error)]
-#[error("etcd failed while appending deploy {}: {}", rec.id, crate::world::etcd::describe(source))]
+#[error("etcd {} deploy {}: {}", appending(source), rec.id, crate::world::etcd::describe(source))]
 pub struct AppendUnsettled {
     /// The record the transaction carried.
     pub rec: DeployRecord,
@@ -710,6 +710,11 @@ pub struct AppendUnsettled {
     pub repaired: Option<(Option<u64>, String)>,
     #[source]
     pub source: etcd_client::Error,
+}
+
+/// What etcd did to an append that failed: refused it (it answered), or failed under it.
+fn appending(e: &etcd_client::Error) -> &'static str {
+    if crate::world::etcd::answered(e) { "refused to append" } else { "failed while appending" }
 }
 
 /// Whether a record whose append failed in transit was published, from what `deploy/<id>`

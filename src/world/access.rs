@@ -41,6 +41,15 @@ impl EtcdAccess {
         EtcdAccess { seeds, ..EtcdAccess::default() }
     }
 
+    /// Who etcd takes this client for: the `--etcd-user`, else the common name of the client
+    /// certificate (etcd with authentication on takes it as the user).
+    pub fn user_name(&self) -> Option<String> {
+        self.user
+            .as_ref()
+            .map(|u| u.name.clone())
+            .or_else(|| self.tls.as_ref().and_then(Tls::client_cert_name))
+    }
+
     /// The seeds as one string, for messages.
     pub fn label(&self) -> String {
         self.seeds.join(",")
@@ -122,6 +131,17 @@ impl Tls {
             Err(webpki::Error::CertNotValidYet { .. }) => Validity::NotYet,
             _ => Validity::Current,
         }
+    }
+
+    /// The common name of the client certificate: the etcd user it logs in as when etcd has
+    /// authentication on. `None` without a certificate or a readable name.
+    pub fn client_cert_name(&self) -> Option<String> {
+        use rustls_pki_types::pem::PemObject;
+        let (cert, _) = self.identity.as_ref()?;
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(cert).ok()?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).ok()?;
+        let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?;
+        Some(cn.to_string())
     }
 
     pub fn options(&self) -> TlsOptions {

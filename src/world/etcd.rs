@@ -408,7 +408,7 @@ impl EtcdError {
     /// side of TLS failed. `fresh`: the connection was just opened, so one closed under the
     /// first request after a TLS handshake is etcd refusing this client's certificate.
     pub fn with_access(mut self, access: &EtcdAccess, fresh: bool) -> EtcdError {
-        self.user = access.user.as_ref().map(|u| u.name.clone());
+        self.user = access.user_name();
         let https = !self.url.is_empty() && self.url.split(',').all(|u| u.starts_with("https://"));
         let fault = match tls_fault(&self.detail) {
             Some(f) => Some(f),
@@ -622,7 +622,7 @@ pub fn describe(e: &etcd_client::Error) -> String {
 /// Whether etcd itself answered with an error: a gRPC status other than those of a request
 /// that did not get through (cancelled 1, unknown 2, deadline exceeded 4, aborted 10,
 /// unavailable 14).
-fn answered(e: &etcd_client::Error) -> bool {
+pub fn answered(e: &etcd_client::Error) -> bool {
     matches!(e, etcd_client::Error::GRpcStatus(s) if !matches!(i32::from(s.code()), 1 | 2 | 4 | 10 | 14))
 }
 
