@@ -9,6 +9,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::thread::sleep;
@@ -544,4 +545,46 @@ fn rsa_and_ecdsa_keys_work_for_the_server_and_the_client() {
         &["--ssh-url", &url, "--ssh-id", &ecdsa, "--ssh-hostkey", &fingerprint(&s.host_key)],
     );
     assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
+}
+
+/// The control sockets in `run` (the `XDG_RUNTIME_DIR` of the commands).
+fn sockets(run: &Path) -> Vec<String> {
+    common::entries_containing(run.join("mgmt"), ".sock")
+}
+
+#[test]
+fn commands_share_one_login_with_ssh_control_persist_until_it_is_unused() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let s = Sshd::start(&t);
+    let home = home(&t);
+    let run = t.path("run");
+    fs::create_dir_all(&run).unwrap();
+    fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).unwrap();
+    let mut args = vec!["status".to_string(), "--seeds".into(), e.url().to_string(), "--json".into()];
+    args.extend(s.flags());
+    args.extend(["--ssh-control-persist".into(), "2".into()]);
+    let status = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_mgmt"))
+            .args(&args)
+            .env("HOME", &home)
+            .env("XDG_RUNTIME_DIR", &run)
+            .env_remove("MGMT_LOG")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", shown(&o));
+    };
+    let logins = || s.log().matches("Accepted publickey for root").count();
+    // The first command logs in itself and starts the holder of a shared login.
+    status();
+    common::wait_until(|| sockets(&run).len() == 1, common::TIMEOUT);
+    assert_eq!(logins(), 2, "{}", s.log());
+    // The next ones go through it: no login of their own.
+    status();
+    status();
+    assert_eq!(logins(), 2, "{}", s.log());
+    // Unused for 2 s, the holder ends and removes its socket; the next command logs in again.
+    common::wait_until(|| sockets(&run).is_empty(), common::TIMEOUT);
+    status();
+    assert!(logins() >= 3, "{}", s.log());
 }

@@ -1,7 +1,10 @@
 //! `transport`: the same small cluster over plain http, mutual TLS (certificates from
-//! `mgmt certs`) and an SSH tunnel (`--ssh-url` to a local sshd), side by side in one run:
+//! `mgmt certs`) and an SSH tunnel (`--ssh-url` to a local sshd; again with
+//! `--ssh-control-persist`, one-shot commands sharing a login), side by side in one run:
 //! export -> collect (three agents, as in `propagation`) and `mgmt deploy` -> two agents
 //! converged (as in `deploy`).
+
+use std::os::unix::fs::DirBuilderExt;
 
 use super::*;
 
@@ -17,6 +20,8 @@ enum Mode {
     Plain,
     Tls,
     Ssh,
+    /// SSH with `--ssh-control-persist`: one-shot commands share a login.
+    SshShared,
 }
 
 impl Mode {
@@ -25,12 +30,15 @@ impl Mode {
             Mode::Plain => "plain",
             Mode::Tls => "TLS",
             Mode::Ssh => "SSH",
+            Mode::SshShared => "SSH-shared",
         }
     }
 }
 
 /// An etcd reachable in one mode, and the flags every mgmt command needs for it.
 struct Setup {
+    /// Flags for one-shot commands only (`mgmt deploy`).
+    command_flags: Vec<String>,
     _etcd: Etcd,
     certs: Option<PathBuf>,
     flags: Vec<String>,
@@ -52,10 +60,10 @@ impl Setup {
 pub fn transport(t: &Path) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut p50s: Vec<(Mode, Duration, Duration)> = Vec::new();
-    for mode in [Mode::Plain, Mode::Tls, Mode::Ssh] {
+    for mode in [Mode::Plain, Mode::Tls, Mode::Ssh, Mode::SshShared] {
         let dir = t.join(mode.name().to_lowercase());
         fs::create_dir_all(&dir)?;
-        if mode == Mode::Ssh && !Path::new("/usr/sbin/sshd").exists() {
+        if matches!(mode, Mode::Ssh | Mode::SshShared) && !Path::new("/usr/sbin/sshd").exists() {
             println!("SSH: skipped, /usr/sbin/sshd is not installed (scripts/install-deps.sh installs it)");
             continue;
         }
@@ -106,7 +114,7 @@ pub fn transport(t: &Path) -> Result<Vec<Row>> {
         let (limit, target) = match mode {
             Mode::Plain => continue,
             Mode::Tls => (1.5, "<= 1.5x plain"),
-            Mode::Ssh => (2.0, "<= 2x plain"),
+            Mode::Ssh | Mode::SshShared => (2.0, "<= 2x plain"),
         };
         let (ex, de) = (
             export.as_secs_f64() / plain_export.as_secs_f64(),
@@ -128,7 +136,7 @@ fn setup(dir: &Path, mode: Mode) -> Result<Setup> {
         Mode::Plain => {
             let etcd = Etcd::start(dir)?;
             let flags = vec!["--seeds".into(), etcd.url.clone()];
-            Ok(Setup { _etcd: etcd, certs: None, flags, _sshd: None })
+            Ok(Setup { _etcd: etcd, certs: None, flags, _sshd: None, command_flags: Vec::new() })
         }
         Mode::Tls => {
             let certs = dir.join("certs");
@@ -146,13 +154,19 @@ fn setup(dir: &Path, mode: Mode) -> Result<Setup> {
                 "--etcd-ca".into(),
                 certs.join("ca.crt").display().to_string(),
             ];
-            Ok(Setup { _etcd: etcd, certs: Some(certs), flags, _sshd: None })
+            Ok(Setup { _etcd: etcd, certs: Some(certs), flags, _sshd: None, command_flags: Vec::new() })
         }
-        Mode::Ssh => {
+        Mode::Ssh | Mode::SshShared => {
             let etcd = Etcd::start(dir)?;
             let (sshd, mut flags) = sshd(dir)?;
             flags.extend(["--seeds".into(), etcd.url.clone()]);
-            Ok(Setup { _etcd: etcd, certs: None, flags, _sshd: Some(sshd) })
+
+            let command_flags = if mode == Mode::SshShared {
+                vec!["--ssh-control-persist".into(), "30".into()]
+            } else {
+                Vec::new()
+            };
+            Ok(Setup { _etcd: etcd, certs: None, flags, _sshd: Some(sshd), command_flags })
         }
     }
 }
@@ -268,12 +282,17 @@ fn deploy_converged(t: &Path, s: &Setup) -> Result<(Stats, Stats)> {
     let files: Vec<PathBuf> = DEPLOYED.iter().map(|h| host_file(t, h)).collect();
     let dirs: Vec<PathBuf> = DEPLOYED.iter().map(|h| t.join("hosts").join(h)).collect();
     let mut w = Waiter::new(&dirs, "app.conf")?;
+    // The deploy command's control sockets (with --ssh-control-persist), private to the bench.
+    let run = t.join("run");
+    std::fs::DirBuilder::new().mode(0o700).create(&run)?;
     let deploy = |i: usize| -> Result<Duration> {
         let t0 = Instant::now();
         let out = Command::new(bin())
             .arg("deploy")
             .args(s.args("deployer"))
+            .args(&s.command_flags)
             .args(["yaml", "graph.yaml"])
+            .env("XDG_RUNTIME_DIR", &run)
             .current_dir(&repo)
             .env_remove("MGMT_SEEDS")
             .output()?;

@@ -84,6 +84,12 @@ pub struct SecureArgs {
     /// there (as OpenSSH's StrictHostKeyChecking=accept-new). A changed key is still refused.
     #[arg(long, global = true, env = "MGMT_SSH_ACCEPT_NEW", help_heading = "Secure connection")]
     pub ssh_accept_new: bool,
+    /// Share one SSH login between commands (as OpenSSH's ControlPersist): the first starts a
+    /// background holder of the login, kept this many seconds after its last use, and later
+    /// commands go through it instead of logging in again.
+    #[arg(long, global = true, env = "MGMT_SSH_CONTROL_PERSIST", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=86_400), help_heading = "Secure connection")]
+    pub ssh_control_persist: Option<u64>,
 }
 
 /// [`SecureArgs`] given before the subcommand: no environment variables (those belong to
@@ -110,6 +116,9 @@ pub struct LeadingSecureArgs {
     pub ssh_hostkey: Option<String>,
     #[arg(long = "ssh-accept-new", id = "leading_ssh_accept_new", hide = true)]
     pub ssh_accept_new: bool,
+    #[arg(long = "ssh-control-persist", id = "leading_ssh_control_persist", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=86_400), hide = true)]
+    pub ssh_control_persist: Option<u64>,
 }
 
 impl LeadingSecureArgs {
@@ -123,6 +132,7 @@ impl LeadingSecureArgs {
             && self.ssh_id.is_none()
             && self.ssh_hostkey.is_none()
             && !self.ssh_accept_new
+            && self.ssh_control_persist.is_none()
     }
 
     /// Fill `into` with what was given before the subcommand, unless the same flag was
@@ -141,6 +151,7 @@ impl LeadingSecureArgs {
         take(self.ssh_url, &mut into.ssh_url, given_after("ssh_url"));
         take(self.ssh_id, &mut into.ssh_id, given_after("ssh_id"));
         take(self.ssh_hostkey, &mut into.ssh_hostkey, given_after("ssh_hostkey"));
+        take(self.ssh_control_persist, &mut into.ssh_control_persist, given_after("ssh_control_persist"));
         into.ssh_accept_new |= self.ssh_accept_new;
     }
 }
@@ -194,7 +205,7 @@ pub fn check_flags(g: Given) -> Result<(), String> {
         ));
     }
     if !g.ssh_url && g.ssh_details {
-        return err("--ssh-id, --ssh-hostkey and --ssh-accept-new need --ssh-url");
+        return err("--ssh-id, --ssh-hostkey, --ssh-accept-new and --ssh-control-persist need --ssh-url");
     }
     Ok(())
 }
@@ -212,7 +223,10 @@ impl SecureArgs {
             password_file: self.etcd_password_file.is_some(),
             password_env: std::env::var_os(PASSWORD_ENV).is_some(),
             ssh_url: self.ssh_url.is_some(),
-            ssh_details: self.ssh_id.is_some() || self.ssh_hostkey.is_some() || self.ssh_accept_new,
+            ssh_details: self.ssh_id.is_some()
+                || self.ssh_hostkey.is_some()
+                || self.ssh_accept_new
+                || self.ssh_control_persist.is_some(),
         }
     }
 
@@ -234,6 +248,7 @@ impl SecureArgs {
                 identity: self.ssh_id.clone(),
                 hostkey: self.ssh_hostkey.clone(),
                 accept_new: self.ssh_accept_new,
+                control_persist: self.ssh_control_persist.map(std::time::Duration::from_secs),
             }))
         });
         Ok(EtcdAccess { seeds: seeds.to_vec(), tls, user, ssh })
@@ -294,4 +309,23 @@ mod tests {
             assert_eq!(check_flags(ok), Ok(()), "{ok:?}");
         }
     }
+}
+
+/// `mgmt ssh-control`'s arguments: the SSH flags of the command that started it.
+#[derive(Args, Debug, Clone)]
+pub struct SshControlArgs {
+    #[command(flatten)]
+    pub secure: SecureArgs,
+}
+
+/// `mgmt ssh-control`: hold the login `--ssh-url` names and carry connections for the
+/// commands of this user until it has been unused for `--ssh-control-persist` seconds.
+pub async fn ssh_control(args: SshControlArgs) -> Result<u8> {
+    let (Some(_), Some(persist)) = (&args.secure.ssh_url, args.secure.ssh_control_persist) else {
+        bail!("ssh-control needs --ssh-url and --ssh-control-persist");
+    };
+    let access = args.secure.access(&[])?;
+    let tunnel = access.ssh.context("no SSH tunnel")?;
+    ssh::control::serve(tunnel, std::time::Duration::from_secs(persist)).await?;
+    Ok(0)
 }

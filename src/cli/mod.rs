@@ -103,6 +103,9 @@ pub enum Command {
     /// Write the man pages into a directory (used by `make install`).
     #[command(hide = true)]
     Manpages(shell::ManpagesArgs),
+    /// Hold an SSH login for other commands (started by --ssh-control-persist).
+    #[command(hide = true)]
+    SshControl(access::SshControlArgs),
 }
 
 const DEPLOY_EXIT_STATUS: &str = "Exit status:\n  \
@@ -329,7 +332,11 @@ impl Cli {
             Command::Run(a) => Some(&mut a.cluster),
             Command::Status(a) => Some(&mut a.cluster),
             Command::Deploy(a) => Some(&mut a.cluster),
-            Command::Etcd(_) | Command::Certs(_) | Command::Completion(_) | Command::Manpages(_) => None,
+            Command::Etcd(_)
+            | Command::Certs(_)
+            | Command::Completion(_)
+            | Command::Manpages(_)
+            | Command::SshControl(_) => None,
         }
     }
 
@@ -424,6 +431,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Deploy(args) => deploy::run(args).await,
             Command::Completion(args) => shell::completion(args),
             Command::Manpages(args) => shell::manpages(args),
+            Command::SshControl(args) => access::ssh_control(args).await,
         }
     });
     // Detached blocking work (a file write already under way) must not delay exit.

@@ -24,6 +24,7 @@ use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicK
 use tonic::transport::Endpoint;
 use tracing::{debug, info};
 
+pub mod control;
 mod known_hosts;
 mod quickack;
 pub use known_hosts::{
@@ -91,6 +92,9 @@ pub struct Settings {
     pub hostkey: Option<String>,
     /// `--ssh-accept-new`: trust an unknown host key on first use and remember it.
     pub accept_new: bool,
+    /// `--ssh-control-persist`: share one login between commands, kept this long after its
+    /// last use ([`control`]).
+    pub control_persist: Option<std::time::Duration>,
 }
 
 /// Why the tunnel cannot carry a connection. Each is one line that says what to do.
@@ -214,6 +218,31 @@ impl Tunnel {
         self.settings.target.to_string()
     }
 
+    /// Log in now, if not logged in.
+    async fn warm_up(&self) -> Result<(), SshError> {
+        self.session().await.map(|_| ())
+    }
+
+    /// A stream to `host:port`: through a shared login's control socket when
+    /// `--ssh-control-persist` is given and one answers (else one is started for the next
+    /// command, and this one logs in itself), or over this tunnel's own session.
+    async fn stream(&self, host: &str, port: u16) -> Result<Box<dyn Conduit>, SshError> {
+        if let Some(persist) = self.settings.control_persist {
+            let path = control::socket_of(&self.settings);
+            match control::connect(&path, host, port).await {
+                Ok(s) => return Ok(Box::new(s)),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        || e.kind() == std::io::ErrorKind::ConnectionRefused =>
+                {
+                    control::spawn_server(&control::server_flags(&self.settings, persist));
+                }
+                Err(e) => debug!("SSH control socket {}: {e}; logging in", path.display()),
+            }
+        }
+        Ok(Box::new(self.channel(host, port).await?))
+    }
+
     /// The open session, or a new one if there is none or it has dropped. One attempt.
     async fn session(&self) -> Result<Arc<Session>, SshError> {
         let seen = self.attempts.load(Ordering::SeqCst);
@@ -318,7 +347,7 @@ pub async fn client(
     let (host, port) = seed_address(seed).map_err(etcd_client::Error::InvalidArgs)?;
     // The first channel is opened here, so that its failure is reported as it is; tonic
     // asks the connector again whenever it reconnects.
-    let first = tunnel.channel(&host, port).await.map_err(SshError::into_etcd)?;
+    let first = tunnel.stream(&host, port).await.map_err(SshError::into_etcd)?;
     let first = Arc::new(std::sync::Mutex::new(Some(first)));
     let tunnel = tunnel.clone();
     let connector = tower::service_fn(move |_: tonic::transport::Uri| {
@@ -327,7 +356,7 @@ pub async fn client(
             let taken = first.lock().unwrap().take();
             let stream = match taken {
                 Some(s) => s,
-                None => tunnel.channel(&host, port).await?,
+                None => tunnel.stream(&host, port).await?,
             };
             Ok::<_, SshError>(hyper_util::rt::TokioIo::new(stream))
         }
@@ -344,6 +373,10 @@ pub async fn client(
     let channel = endpoint.connect_with_connector(connector).await?;
     Client::from_channel(etcd_client::Channel::Tonic(channel), Some(options)).await
 }
+
+/// A byte stream to etcd: an SSH channel, or a control socket's connection.
+pub trait Conduit: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conduit for T {}
 
 /// Checks the server's host key during the key exchange.
 struct Checker {
@@ -632,7 +665,7 @@ fn is_rsa(a: &Algorithm) -> bool {
 }
 
 /// `host:port`, with an IPv6 address in brackets.
-fn join_host_port(host: &str, port: u16) -> String {
+pub(crate) fn join_host_port(host: &str, port: u16) -> String {
     if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
 }
 
