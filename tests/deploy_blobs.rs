@@ -72,6 +72,28 @@ fn agent_in(t: &TestDir, e: &Etcd, prefix: &Path) -> Agent {
     )
 }
 
+/// An agent running the first deploy of a tree repository.
+struct Running {
+    a: Agent,
+    e: Etcd,
+    repo: PathBuf,
+    out: PathBuf,
+    prefix: PathBuf,
+    t: TestDir,
+}
+
+fn running() -> Running {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let out = t.path("out");
+    let prefix = t.path("prefix");
+    let repo = tree_repo(&t, &out);
+    let a = agent_in(&t, &e, &prefix);
+    deploy(&e, &repo);
+    a.wait_content(&out.join("app.conf"), "one\n");
+    Running { a, e, repo, out, prefix, t }
+}
+
 fn cached(prefix: &Path, content: &str) -> PathBuf {
     prefix.join("blobs").join(sha256_hex(content.as_bytes()))
 }
@@ -108,14 +130,8 @@ fn a_deploy_with_one_file_changed_writes_only_that_blob_and_the_manifest() {
 
 #[test]
 fn an_agent_fetches_only_the_blobs_it_does_not_have_and_keeps_them_private() {
-    let t = TestDir::new();
-    let e = Etcd::start(&t);
-    let out = t.path("out");
-    let prefix = t.path("prefix");
-    let repo = tree_repo(&t, &out);
-    let a = agent_in(&t, &e, &prefix);
-    deploy(&e, &repo);
-    a.wait_content(&out.join("app.conf"), "one\n");
+    // Bound in this order, they are dropped agent first and the directory last.
+    let Running { t: _t, prefix, out: _, repo, e, a } = running();
     a.wait_log(&format!("{} blobs fetched from etcd, 0 from the local cache", FILES + 1));
     let blobs = prefix.join("blobs");
     assert_eq!(common::mode(&blobs) & 0o7777, 0o700);
@@ -142,14 +158,8 @@ fn history_bundle(e: &Etcd, id: u64) -> String {
 
 #[test]
 fn a_damaged_or_linked_cached_blob_is_not_used_and_is_fetched_again() {
-    let t = TestDir::new();
-    let e = Etcd::start(&t);
-    let out = t.path("out");
-    let prefix = t.path("prefix");
-    let repo = tree_repo(&t, &out);
-    let a = agent_in(&t, &e, &prefix);
-    deploy(&e, &repo);
-    a.wait_content(&out.join("app.conf"), "one\n");
+    // Bound in this order, they are dropped agent first and the directory last.
+    let Running { t, prefix, out: _, repo, e, a } = running();
 
     // Same size, other bytes; and a link to a file with the right bytes, never followed.
     let damaged = cached(&prefix, &file_content(5, 0));
@@ -178,14 +188,8 @@ fn a_damaged_or_linked_cached_blob_is_not_used_and_is_fetched_again() {
 
 #[test]
 fn the_cache_keeps_only_the_blobs_of_bundles_kept_unpacked() {
-    let t = TestDir::new();
-    let e = Etcd::start(&t);
-    let out = t.path("out");
-    let prefix = t.path("prefix");
-    let repo = tree_repo(&t, &out);
-    let a = agent_in(&t, &e, &prefix);
-    deploy(&e, &repo);
-    a.wait_content(&out.join("app.conf"), "one\n");
+    // Bound in this order, they are dropped agent first and the directory last.
+    let Running { t: _t, prefix, out: _, repo, e, a } = running();
     for version in 1..=5 {
         change(&repo, 9, version);
         deploy(&e, &repo);

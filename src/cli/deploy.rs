@@ -199,9 +199,12 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
         DeployCommand::Diff(d) => diff::diff(&args, &keys, d).await,
         DeployCommand::Lang(u) => u.refuse(),
     };
-    let seeds = args.cluster.seeds.join(",");
-    let user = args.cluster.access().ok().and_then(|a| a.user_name());
-    r.map_err(|e| explain(readable_as(e, &seeds, user.as_deref()), &seeds))
+    r.map_err(|e| {
+        // Only on failure: naming the user reads the client certificate again.
+        let seeds = args.cluster.seeds.join(",");
+        let user = args.cluster.access().ok().and_then(|a| a.user_name());
+        explain(readable_as(e, &seeds, user.as_deref()), &seeds)
+    })
 }
 
 async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> {

@@ -90,12 +90,10 @@ pub async fn run(args: RunArgs) -> Result<u8> {
 
     let started = unix_now();
     // One access for the world and the deploy follower: they share its SSH connection.
-    let mut access = None;
-    let (world, cluster): (Arc<dyn World>, Option<Arc<EtcdWorld>>) = if args.cluster.seeds.is_empty() {
-        (Arc::new(LocalWorld::new(hostname.clone())), None)
-    } else {
+    let access = if args.cluster.seeds.is_empty() { None } else { Some(args.cluster.access()?) };
+    let (world, cluster): (Arc<dyn World>, Option<Arc<EtcdWorld>>) = if let Some(access) = &access {
         let cfg = EtcdConfig {
-            access: access.insert(args.cluster.access()?).clone(),
+            access: access.clone(),
             namespace: args.cluster.etcd_namespace.clone(),
             hostname: hostname.clone(),
             lease_ttl: args.lease_ttl,
@@ -103,6 +101,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         };
         let w = EtcdWorld::start(cfg, Duration::from_secs(5)).await?;
         (w.clone(), Some(w))
+    } else {
+        (Arc::new(LocalWorld::new(hostname.clone())), None)
     };
     let mut collected = world.collected();
     let now_collected = collected.borrow_and_update().clone();
@@ -153,12 +153,10 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     // Follow the cluster's deploys.
     let (deploy_tx, mut deploy_rx) = tokio::sync::mpsc::channel(4);
     let follow_cancel = tokio_util::sync::CancellationToken::new();
-    if file.is_none() {
+    // Without a file, there are seeds (checked above): follow the cluster's deploys.
+    if let (None, Some(access)) = (&file, &access) {
         crate::deploy::follow::spawn(
-            match access.clone() {
-                Some(a) => a,
-                None => args.cluster.access()?,
-            },
+            access.clone(),
             args.cluster.etcd_namespace.clone(),
             prefix.clone(),
             deploy_tx,

@@ -199,6 +199,9 @@ pub struct Tunnel {
     /// failure instead of each trying again (the seeds are probed at once, and a dead server
     /// would otherwise be tried once per seed, one after the other).
     attempts: AtomicU64,
+    /// Whether this process started a control server already (`--ssh-control-persist`): one
+    /// is enough, even while the SSH server is down and every attempt fails.
+    control_started: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -210,7 +213,12 @@ struct State {
 
 impl Tunnel {
     pub fn new(settings: Settings) -> Tunnel {
-        Tunnel { settings, state: tokio::sync::Mutex::new(State::default()), attempts: AtomicU64::new(0) }
+        Tunnel {
+            settings,
+            state: tokio::sync::Mutex::new(State::default()),
+            attempts: AtomicU64::new(0),
+            control_started: Default::default(),
+        }
     }
 
     /// `user@host:port`, for messages.
@@ -235,7 +243,9 @@ impl Tunnel {
                     if e.kind() == std::io::ErrorKind::NotFound
                         || e.kind() == std::io::ErrorKind::ConnectionRefused =>
                 {
-                    control::spawn_server(&control::server_flags(&self.settings, persist));
+                    if !self.control_started.swap(true, Ordering::SeqCst) {
+                        control::spawn_server(&control::server_flags(&self.settings, persist));
+                    }
                 }
                 Err(e) => debug!("SSH control socket {}: {e}; logging in", path.display()),
             }
