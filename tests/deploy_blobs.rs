@@ -77,7 +77,6 @@ struct Running {
     a: Agent,
     e: Etcd,
     repo: PathBuf,
-    out: PathBuf,
     prefix: PathBuf,
     t: TestDir,
 }
@@ -91,7 +90,7 @@ fn running() -> Running {
     let a = agent_in(&t, &e, &prefix);
     deploy(&e, &repo);
     a.wait_content(&out.join("app.conf"), "one\n");
-    Running { a, e, repo, out, prefix, t }
+    Running { a, e, repo, prefix, t }
 }
 
 fn cached(prefix: &Path, content: &str) -> PathBuf {
@@ -131,7 +130,7 @@ fn a_deploy_with_one_file_changed_writes_only_that_blob_and_the_manifest() {
 #[test]
 fn an_agent_fetches_only_the_blobs_it_does_not_have_and_keeps_them_private() {
     // Bound in this order, they are dropped agent first and the directory last.
-    let Running { t: _t, prefix, out: _, repo, e, a } = running();
+    let Running { t: _t, prefix, repo, e, a } = running();
     a.wait_log(&format!("{} blobs fetched from etcd, 0 from the local cache", FILES + 1));
     let blobs = prefix.join("blobs");
     assert_eq!(common::mode(&blobs) & 0o7777, 0o700);
@@ -159,7 +158,7 @@ fn history_bundle(e: &Etcd, id: u64) -> String {
 #[test]
 fn a_damaged_or_linked_cached_blob_is_not_used_and_is_fetched_again() {
     // Bound in this order, they are dropped agent first and the directory last.
-    let Running { t, prefix, out: _, repo, e, a } = running();
+    let Running { t, prefix, repo, e, a } = running();
 
     // Same size, other bytes; and a link to a file with the right bytes, never followed.
     let damaged = cached(&prefix, &file_content(5, 0));
@@ -189,7 +188,7 @@ fn a_damaged_or_linked_cached_blob_is_not_used_and_is_fetched_again() {
 #[test]
 fn the_cache_keeps_only_the_blobs_of_bundles_kept_unpacked() {
     // Bound in this order, they are dropped agent first and the directory last.
-    let Running { t: _t, prefix, out: _, repo, e, a } = running();
+    let Running { t: _t, prefix, repo, e, a } = running();
     for version in 1..=5 {
         change(&repo, 9, version);
         deploy(&e, &repo);
