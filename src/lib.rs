@@ -4,9 +4,11 @@
 //! -> `resources` (I/O), with the `world` beside them. See ARCHITECTURE.md.
 
 pub mod cli;
+pub mod contract;
 pub mod deploy;
 pub mod engine;
 pub mod frontend;
+pub mod os;
 pub mod resources;
 pub mod text;
 pub mod world;

@@ -33,7 +33,7 @@ use mgmt::deploy::blobs;
 use mgmt::deploy::bundle::{self, FileEntry, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK, Manifest, sha256_hex};
 use mgmt::deploy::store::{DeployKeys, DeployRecord};
 use mgmt::engine::assemble::assemble;
-use mgmt::engine::meta::RateLimiter;
+use mgmt::engine::rate::RateLimiter;
 use mgmt::frontend::yaml;
 use mgmt::frontend::{CollectSpec, GraphSpec};
 use mgmt::resources::{self, FsWatcher, Resource, WatchCtx};

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::resources::fswatch::{FsWatcher, Subscription};
+use crate::os::fswatch::{FsWatcher, Subscription};
 
 /// Graph files above this size are refused (the YAML frontend's node budget is reached far
 /// below it).

@@ -249,7 +249,7 @@ pub struct RunArgs {
     /// Exit once every resource has been idle for this many seconds (0 if all are in their
     /// desired state, 1 if any failed).
     #[arg(long, global = true, value_name = "SECONDS",
-          value_parser = clap::value_parser!(u64).range(..=crate::engine::limits::MAX_INTERVAL_SECS))]
+          value_parser = clap::value_parser!(u64).range(..=crate::contract::limits::MAX_INTERVAL_SECS))]
     pub converged_timeout: Option<u64>,
     /// Check and apply every resource once, watch nothing, then exit.
     #[arg(long, global = true)]

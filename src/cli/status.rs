@@ -482,7 +482,7 @@ fn human(d: Duration) -> String {
 }
 
 /// The longest `--wait` timeout: ten years, like every interval.
-const MAX_WAIT_SECS: u64 = crate::engine::limits::MAX_INTERVAL_SECS;
+const MAX_WAIT_SECS: u64 = crate::contract::limits::MAX_INTERVAL_SECS;
 
 /// Parse a `--wait` timeout: seconds (`90`), or numbers with units `s`, `m`, `h`, `d`
 /// (`30s`, `5m`, `1h30m`). At least one second. Pure, for clap.

@@ -6,14 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::graph::{Graph, GraphError};
+use crate::contract::limits::MAX_EXPORT_BYTES;
 use crate::frontend::GraphSpec;
 use crate::frontend::yaml::split_export;
 use crate::resources::{self, ResId, Resource, managed_key};
 use crate::world::Exported;
-
-/// The largest export (its JSON form, as stored in etcd). etcd refuses requests over 1.5 MiB
-/// by default; this leaves room for the key and the transaction around it.
-pub const MAX_EXPORT_BYTES: usize = 1024 * 1024;
 
 pub struct Assembled {
     pub graph: Graph,

@@ -217,7 +217,7 @@ pub fn plan_swap(old: &Graph, new: &Graph) -> SwapPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::meta::Meta;
+    use crate::contract::Meta;
     use crate::resources::file::{File, FileState};
     use crate::resources::noop::Noop;
 

@@ -5,11 +5,9 @@
 
 pub mod assemble;
 pub mod converged;
-pub mod diff;
 pub mod graph;
-pub mod limits;
-pub mod meta;
 pub mod outcome;
+pub mod rate;
 pub mod vertex;
 
 use std::collections::HashMap;
@@ -19,7 +17,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::resources::{FsWatcher, ResId, Resource};
+use crate::contract::ResId;
+use crate::os::FsWatcher;
+use crate::resources::Resource;
 use crate::world::World;
 use crate::world::local::LocalWorld;
 pub use converged::{Convergence, Summary};
@@ -94,7 +94,7 @@ impl VertexReport {
             Some(o) => format!("{}: {e}: {o}", self.id),
             None => format!("{}: {e}", self.id),
         };
-        Some(crate::text::head(&full, 2 * limits::ERROR_TEXT_MAX).into_owned())
+        Some(crate::text::head(&full, 2 * crate::contract::limits::ERROR_TEXT_MAX).into_owned())
     }
 }
 
@@ -227,11 +227,11 @@ impl Engine {
             r.cancel.cancel();
         }
         // File checks still queued start no write from now on.
-        crate::resources::file::refuse_writes();
+        crate::os::atomic::refuse_writes();
         let tasks: Vec<_> = self.running.drain(..).map(|r| r.task).collect();
         let _ = tokio::time::timeout(Duration::from_secs(2), futures_join_all(tasks)).await;
         // File writes cut short by the stop leave no temp file behind.
-        crate::resources::file::stop_writes(Duration::from_secs(1)).await;
+        crate::os::atomic::stop_writes(Duration::from_secs(1)).await;
         self.graph = Graph::default();
     }
 }

@@ -10,8 +10,9 @@ use tracing::{debug, error, info, warn};
 
 use super::EngineEnv;
 use super::converged::{Cond, CondHandle};
-use super::limits::ERROR_TEXT_MAX;
-use super::meta::{MIN_FOREVER_DELAY_MS, RateLimiter};
+use super::rate::RateLimiter;
+use crate::contract::limits::ERROR_TEXT_MAX;
+use crate::contract::meta::MIN_FOREVER_DELAY_MS;
 use crate::resources::{ApplyCtx, Change, Detail, ResId, Resource, ResourceError, Sends, Trigger, WatchCtx};
 use crate::text::head;
 

@@ -16,8 +16,8 @@ use serde_saphyr::Spanned;
 
 use super::base::{Base, Want};
 use super::{CollectSpec, EdgeSpec, FrontendError, GraphSpec};
-use crate::engine::limits::MAX_INTERVAL_SECS;
-use crate::engine::meta::Meta;
+use crate::contract::Meta;
+use crate::contract::limits::MAX_INTERVAL_SECS;
 use crate::resources::{self, ResId, Resource, managed_key};
 
 #[derive(Deserialize)]
@@ -335,10 +335,10 @@ fn resolve_relative(r: &mut YamlResources, base: &Base, text: &str, file: &str) 
 }
 
 /// A collect `pattern` is the directory collected files land in: an absolute path in
-/// normal form (see `resources::file::normalize_path`) other than `/` itself.
+/// normal form (see `crate::contract::path::normalize_path`) other than `/` itself.
 fn check_pattern(p: &str) -> Result<(), String> {
     let shown = crate::text::head(&p.replace('\0', "\\0"), 120).into_owned();
-    match resources::file::normalize_path(p) {
+    match crate::contract::path::normalize_path(p) {
         Err(e) => Err(format!("`{shown}` {e}")),
         Ok(n) if n == "/" => {
             Err(format!("`{shown}` is the root directory; collect into a directory of its own"))

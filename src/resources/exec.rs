@@ -18,8 +18,8 @@ use super::{
     ApplyCtx, AutoEdgeInfo, Change, Changes, Detail, ResResult, Resource, ResourceError, Sends,
     ValidationError, WatchCtx,
 };
-use crate::engine::limits::{CAPTURE_MAX, MAX_INTERVAL_SECS, OUTPUT_TAIL_MAX};
-use crate::engine::meta::Meta;
+use crate::contract::Meta;
+use crate::contract::limits::{CAPTURE_MAX, MAX_INTERVAL_SECS, OUTPUT_TAIL_MAX};
 use crate::text::tail;
 
 /// How long output is still read after a command exited, when something it left in the

@@ -7,7 +7,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::debug;
 
 use super::{ApplyCtx, Changes, ResResult, Resource, ResourceError, ValidationError, WatchCtx};
-use crate::engine::meta::Meta;
+use crate::contract::Meta;
 
 /// The largest value, in bytes as stored (JSON-escaped): etcd refuses requests over 1.5 MiB
 /// by default, and the stored record adds the key and the writer's hostname.

@@ -4,7 +4,6 @@
 
 pub mod exec;
 pub mod file;
-pub mod fswatch;
 pub mod kv;
 pub mod noop;
 pub mod print;
@@ -18,44 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::engine::meta::Meta;
+pub use crate::contract::{Meta, ResId, ValidationError, Value};
+use crate::os::FsWatcher;
 use crate::world::World;
-pub use fswatch::FsWatcher;
-
-/// Identity of a resource in a graph: kind plus name. Graph swap keys vertices by this.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ResId {
-    pub kind: String,
-    pub name: String,
-}
-
-impl ResId {
-    pub fn new(kind: impl Into<String>, name: impl Into<String>) -> Self {
-        ResId { kind: kind.into(), name: name.into() }
-    }
-}
-
-impl fmt::Display for ResId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}[{}]", self.kind, self.name)
-    }
-}
-
-/// A rejected param: which field and why. The frontend adds file, line and column.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("field `{field}`: {message}")]
-pub struct ValidationError {
-    pub field: &'static str,
-    pub message: String,
-}
-
-impl ValidationError {
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        ValidationError { field, message: message.into() }
-    }
-}
 
 /// What `check_apply` found or did: one entry per change. Empty means the real state
 /// already matched the desired state.
@@ -281,10 +247,10 @@ macro_rules! resource_common {
         fn name(&self) -> &str {
             &self.name
         }
-        fn meta(&self) -> &$crate::engine::meta::Meta {
+        fn meta(&self) -> &$crate::contract::Meta {
             &self.meta
         }
-        fn meta_mut(&mut self) -> &mut $crate::engine::meta::Meta {
+        fn meta_mut(&mut self) -> &mut $crate::contract::Meta {
             &mut self.meta
         }
         fn cmp(&self, other: &dyn $crate::resources::Resource) -> bool {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{ApplyCtx, Changes, ResResult, Resource, ValidationError, WatchCtx};
-use crate::engine::meta::Meta;
+use crate::contract::Meta;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

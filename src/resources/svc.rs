@@ -14,7 +14,7 @@ use zbus_systemd::systemd1::{ManagerProxy, ServiceProxy, UnitProxy};
 use zbus_systemd::zbus;
 
 use super::{ApplyCtx, AutoEdgeInfo, Changes, ResResult, Resource, ResourceError, ValidationError, WatchCtx};
-use crate::engine::meta::Meta;
+use crate::contract::Meta;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -212,7 +212,7 @@ impl Resource for Svc {
         // reload).
         let mut _unit_files = Vec::new();
         for p in self.unit_file_paths() {
-            _unit_files.push(ctx.fs.subscribe(super::fswatch::Scope::File(p), ctx.waker.clone()).await);
+            _unit_files.push(ctx.fs.subscribe(crate::os::fswatch::Scope::File(p), ctx.waker.clone()).await);
         }
         ctx.event();
         // Only the state this resource manages; a job coming and going (its own failed

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{ApplyCtx, Changes, ResResult, Resource, ValidationError, WatchCtx};
-use crate::engine::limits::MAX_INTERVAL_SECS;
-use crate::engine::meta::Meta;
+use crate::contract::Meta;
+use crate::contract::limits::MAX_INTERVAL_SECS;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

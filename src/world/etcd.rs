@@ -700,7 +700,7 @@ impl Health {
 pub const TXN_MAX_OPS: usize = 100;
 
 /// The most key and value bytes put in one transaction: etcd refuses requests over 1.5 MiB
-/// by default. One export may take up to [`crate::engine::assemble::MAX_EXPORT_BYTES`]
+/// by default. One export may take up to [`crate::contract::limits::MAX_EXPORT_BYTES`]
 /// (1 MiB), so two never share a transaction when they would not fit together.
 pub const TXN_MAX_BYTES: usize = 1024 * 1024 + 64 * 1024;
 
@@ -955,9 +955,7 @@ impl EtcdWorld {
     fn remember_lease(&self, id: i64) {
         if let Some(f) = &self.cfg.lease_file {
             let v = serde_json::json!({"namespace": self.cfg.namespace, "lease": id});
-            if let Err(e) =
-                crate::resources::file::write_atomic(f, v.to_string().as_bytes(), 0o600, None, None)
-            {
+            if let Err(e) = crate::os::write_atomic(f, v.to_string().as_bytes(), 0o600, None, None) {
                 warn!("cannot remember the etcd lease in {}: {e}", f.display());
             }
         }

@@ -28,3 +28,7 @@ pub const DIFF_LINE_MAX: usize = 512;
 /// Bytes at the start of a content that decide whether it is binary (a NUL byte, or not
 /// UTF-8).
 pub const BINARY_SNIFF: usize = 8 * 1024;
+
+/// The largest export (its JSON form, as stored in etcd). etcd refuses requests over 1.5 MiB
+/// by default; this leaves room for the key and the transaction around it.
+pub const MAX_EXPORT_BYTES: usize = 1024 * 1024;

@@ -1,6 +1,9 @@
 //! Cutting text to a bound, on a character boundary and with a visible marker: for every
 //! text that comes from outside or grows with what runs (errors, command output, statuses,
-//! what `mgmt status` and `mgmt deploy list` print). A leaf: it depends on nothing here.
+//! what `mgmt status` and `mgmt deploy list` print), and content diffs (`diff`). Below every
+//! module but `contract`.
+
+pub mod diff;
 
 use std::borrow::Cow;
 

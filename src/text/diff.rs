@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use similar::TextDiff;
 
-use super::limits::{BINARY_SNIFF, DIFF_INPUT_MAX, DIFF_LINE_MAX, DIFF_LINES_MAX};
+use crate::contract::limits::{BINARY_SNIFF, DIFF_INPUT_MAX, DIFF_LINE_MAX, DIFF_LINES_MAX};
 use crate::text::head;
 
 /// The longest a diff may take to compute; past it, `similar` gives a correct but coarser

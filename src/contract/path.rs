@@ -1,0 +1,82 @@
+//! Absolute paths in normal form: the lexical rules every layer applies to a path param
+//! (no I/O, no symlink resolved).
+
+/// Longest file name the kernel accepts (`NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+/// Longest path the kernel accepts (`PATH_MAX`, without its NUL).
+pub const PATH_MAX: usize = 4095;
+
+/// Why a path param is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("must be an absolute path without `..`")]
+    NotAbsolute,
+    #[error("must not contain a NUL byte")]
+    Nul,
+    #[error("must be an absolute path without `..`")]
+    DotDot,
+    #[error("has a component longer than {NAME_MAX} bytes")]
+    NameTooLong,
+    #[error("is longer than {PATH_MAX} bytes")]
+    TooLong,
+}
+
+/// Lexical normal form of an absolute path: `.` and empty components (`//`) dropped, a
+/// trailing `/` kept as the mark of a directory (`/a/.` is the directory `/a/`). Pure: no
+/// symlink is resolved, which is why `..` is refused rather than folded.
+pub fn normalize_path(p: &str) -> Result<String, PathError> {
+    let Some(rest) = p.strip_prefix('/') else { return Err(PathError::NotAbsolute) };
+    if p.contains('\0') {
+        return Err(PathError::Nul);
+    }
+    if p.len() > PATH_MAX {
+        return Err(PathError::TooLong);
+    }
+    let mut out = String::with_capacity(p.len());
+    let mut dir = false;
+    for part in rest.split('/') {
+        dir = matches!(part, "" | ".");
+        match part {
+            "" | "." => {}
+            ".." => return Err(PathError::DotDot),
+            name if name.len() > NAME_MAX => return Err(PathError::NameTooLong),
+            name => {
+                out.push('/');
+                out.push_str(name);
+            }
+        }
+    }
+    if out.is_empty() || dir {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_normalise_lexically() {
+        let n = |p: &str| normalize_path(p);
+        assert_eq!(n("/"), Ok("/".into()));
+        assert_eq!(n("/."), Ok("/".into()));
+        assert_eq!(n("/./"), Ok("/".into()));
+        assert_eq!(n("//"), Ok("/".into()));
+        assert_eq!(n("/a//b/./c"), Ok("/a/b/c".into()));
+        assert_eq!(n("/a/b/"), Ok("/a/b/".into()));
+        assert_eq!(n("/a/b/."), Ok("/a/b/".into()));
+        assert_eq!(n("/a/b//"), Ok("/a/b/".into()));
+        assert_eq!(n("/a/.b"), Ok("/a/.b".into()));
+        assert_eq!(n("/a/..b/"), Ok("/a/..b/".into()));
+        assert_eq!(n(""), Err(PathError::NotAbsolute));
+        assert_eq!(n("a/b"), Err(PathError::NotAbsolute));
+        assert_eq!(n("~/a"), Err(PathError::NotAbsolute));
+        assert_eq!(n("/a/../b"), Err(PathError::DotDot));
+        assert_eq!(n("/a/.."), Err(PathError::DotDot));
+        assert_eq!(n("/a\0b"), Err(PathError::Nul));
+        assert_eq!(n(&format!("/{}", "x".repeat(NAME_MAX))), Ok(format!("/{}", "x".repeat(NAME_MAX))));
+        assert_eq!(n(&format!("/{}", "x".repeat(NAME_MAX + 1))), Err(PathError::NameTooLong));
+        assert_eq!(n(&"/x".repeat(PATH_MAX)), Err(PathError::TooLong));
+    }
+}

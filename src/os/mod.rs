@@ -1,0 +1,8 @@
+//! What the agent needs from the operating system, below every resource kind: file watching
+//! (one inotify hub per process) and atomic writes.
+
+pub mod atomic;
+pub mod fswatch;
+
+pub use atomic::{write_atomic, write_atomic_from};
+pub use fswatch::FsWatcher;
