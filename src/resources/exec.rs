@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 use tracing::warn;
 
 use super::{
-    ApplyCtx, AutoEdgeInfo, Change, Changes, Detail, ResResult, Resource, ResourceError, Sends,
+    ApplyCtx, AutoEdgeInfo, Change, Changes, Detail, ResResult, Resource, ResourceError, Sends, Value,
     ValidationError, WatchCtx,
 };
 use crate::contract::Meta;
@@ -445,9 +445,9 @@ impl Resource for Exec {
         let detail =
             if ctx.detail && !self.meta.sensitive { output_detail(&out.stdout, &out.stderr) } else { None };
         let mut sends = Sends::new();
-        sends.insert("stdout".into(), out.stdout);
-        sends.insert("stderr".into(), out.stderr);
-        sends.insert("exitcode".into(), code.to_string());
+        sends.insert("stdout".into(), Value::Str(out.stdout));
+        sends.insert("stderr".into(), Value::Str(out.stderr));
+        sends.insert("exitcode".into(), Value::Int(i64::from(code)));
         ctx.send(sends);
         if let Some(output) = failure {
             return Err(failed(format!("`{}` exited with code {code}", self.cmd), output));

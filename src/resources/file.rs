@@ -808,7 +808,7 @@ impl Resource for File {
 
     async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {
         let this = self.clone();
-        let recv = ctx.recv.get("content").cloned();
+        let recv = ctx.recv.get("content").map(|v| v.as_text().into_owned());
         let detail = ctx.detail;
         tokio::task::spawn_blocking(move || this.sync_check_apply(recv.as_deref(), apply, detail))
             .await

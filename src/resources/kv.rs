@@ -77,7 +77,8 @@ impl Resource for Kv {
     }
 
     async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {
-        let want = ctx.recv.get("value").unwrap_or(&self.value);
+        let received = ctx.recv.get("value").map(|v| v.as_text());
+        let want: &str = received.as_deref().unwrap_or(&self.value);
         // A received value is not validated with the graph.
         if let Some(why) = value_too_large(want) {
             return Err(ResourceError::msg(format!("the received value {why}")));

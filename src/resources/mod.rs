@@ -69,8 +69,9 @@ impl From<&str> for Change {
     }
 }
 
-/// Values a resource sends after applying (exec's stdout, ...), for send/recv edges.
-pub type Sends = BTreeMap<String, String>;
+/// Values a resource sends after applying (exec's stdout, ...), for send/recv edges, by
+/// field name.
+pub type Sends = BTreeMap<String, Value>;
 
 /// Why a vertex is being checked; lets resources without state of their own decide whether
 /// to act (exec re-runs on refresh, a timer reports a tick as a change).

@@ -38,7 +38,8 @@ impl Resource for Print {
         if !(t.first || t.event || t.refresh) {
             return Ok(vec![]);
         }
-        let msg = ctx.recv.get("msg").or(self.msg.as_ref()).unwrap_or(&self.name);
+        let received = ctx.recv.get("msg").map(|v| v.as_text());
+        let msg: &str = received.as_deref().or(self.msg.as_deref()).unwrap_or(&self.name);
         if apply {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{msg}");
