@@ -35,13 +35,13 @@ struct YamlGraph {
     collect: Option<Vec<Spanned<YamlCollect>>>,
 }
 
-/// One list per kind; adding a kind is one line here and one in `resources::from_json`.
+/// One list per kind, from the kind registry ([`crate::with_kinds`]).
 macro_rules! yaml_kinds {
-    ($($kind:ident => $ty:ty),* $(,)?) => {
+    ($($kind:ident => $module:ident :: $ty:ident),* $(,)?) => {
         #[derive(Deserialize, Default)]
         #[serde(deny_unknown_fields)]
         struct YamlResources {
-            $(#[serde(default)] $kind: Option<Vec<Spanned<$ty>>>,)*
+            $(#[serde(default)] $kind: Option<Vec<Spanned<resources::$module::$ty>>>,)*
         }
 
         impl YamlResources {
@@ -60,15 +60,7 @@ macro_rules! yaml_kinds {
     };
 }
 
-yaml_kinds! {
-    exec => resources::exec::Exec,
-    file => resources::file::File,
-    kv => resources::kv::Kv,
-    noop => resources::noop::Noop,
-    print => resources::print::Print,
-    svc => resources::svc::Svc,
-    timer => resources::timer::Timer,
-}
+crate::with_kinds!(yaml_kinds);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -2,13 +2,44 @@
 //! serde struct (so frontends and the world can decode it), `validate` is a pure function of
 //! those params, and all I/O happens in `watch` and `check_apply`.
 
-pub mod exec;
-pub mod file;
-pub mod kv;
-pub mod noop;
-pub mod print;
-pub mod svc;
-pub mod timer;
+/// The registry: every kind this build knows, once, as `kind => module::Type`. Adding a kind
+/// is its file (`module.rs`) plus one line here. The list reaches other layers through
+/// [`with_kinds!`](crate::with_kinds), which hands it to a macro of theirs (the YAML frontend
+/// builds its typed per-kind lists from it).
+#[macro_export]
+macro_rules! with_kinds {
+    ($callback:ident) => {
+        $callback! {
+            exec => exec::Exec,
+            file => file::File,
+            kv => kv::Kv,
+            noop => noop::Noop,
+            print => print::Print,
+            svc => svc::Svc,
+            timer => timer::Timer,
+        }
+    };
+}
+
+/// Declares each kind's module and the tables generated from the registry.
+macro_rules! declare_kinds {
+    ($($kind:ident => $module:ident :: $ty:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// Every kind this build knows, for error messages and docs.
+        pub const KINDS: &[&str] = &[$(stringify!($kind)),*];
+
+        /// Decode a kind's params from JSON (world exports). Frontends decode their own syntax.
+        pub fn from_json(kind: &str, value: serde_json::Value) -> Result<Box<dyn Resource>, String> {
+            match kind {
+                $(stringify!($kind) => decode_json::<$module::$ty>(value),)*
+                other => Err(format!("unknown resource kind `{other}` (known: {})", KINDS.join(", "))),
+            }
+        }
+    };
+}
+
+with_kinds!(declare_kinds);
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -272,22 +303,6 @@ macro_rules! resource_common {
     };
 }
 
-/// Every kind this build knows, for error messages and docs.
-pub const KINDS: &[&str] = &["exec", "file", "kv", "noop", "print", "svc", "timer"];
-
-/// Decode a kind's params from JSON (world exports). Frontends decode their own syntax.
-pub fn from_json(kind: &str, value: serde_json::Value) -> Result<Box<dyn Resource>, String> {
-    fn de<T: Resource + for<'a> Deserialize<'a>>(v: serde_json::Value) -> Result<Box<dyn Resource>, String> {
-        serde_json::from_value::<T>(v).map(|r| Box::new(r) as Box<dyn Resource>).map_err(|e| e.to_string())
-    }
-    match kind {
-        "exec" => de::<exec::Exec>(value),
-        "file" => de::<file::File>(value),
-        "kv" => de::<kv::Kv>(value),
-        "noop" => de::<noop::Noop>(value),
-        "print" => de::<print::Print>(value),
-        "svc" => de::<svc::Svc>(value),
-        "timer" => de::<timer::Timer>(value),
-        other => Err(format!("unknown resource kind `{other}` (known: {})", KINDS.join(", "))),
-    }
+fn decode_json<T: Resource + for<'a> Deserialize<'a>>(v: serde_json::Value) -> Result<Box<dyn Resource>, String> {
+    serde_json::from_value::<T>(v).map(|r| Box::new(r) as Box<dyn Resource>).map_err(|e| e.to_string())
 }
