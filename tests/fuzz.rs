@@ -36,7 +36,8 @@ use mgmt::engine::assemble::assemble;
 use mgmt::engine::rate::RateLimiter;
 use mgmt::frontend::yaml;
 use mgmt::frontend::{CollectSpec, GraphSpec};
-use mgmt::resources::{self, FsWatcher, Resource, WatchCtx};
+use mgmt::os::FsWatcher;
+use mgmt::resources::{self, Resource, WatchCtx};
 use mgmt::world::local::LocalWorld;
 use mgmt::world::{Exported, HostStatus};
 
@@ -1550,11 +1551,11 @@ proptest! {
         let checked = bounded("validate", || {
             let r = resources::from_json("file", params).ok()?;
             r.validate().ok()?;
-            Some(resources::file::normalize_path(&path))
+            Some(mgmt::contract::path::normalize_path(&path))
         })?;
         if let Some(normal) = checked {
             let normal = normal.expect("a valid path has a normal form");
-            prop_assert_eq!(resources::file::normalize_path(&normal), Ok(normal.clone()));
+            prop_assert_eq!(mgmt::contract::path::normalize_path(&normal), Ok(normal.clone()));
             if state == "absent" || purge || recurse || force {
                 prop_assert_ne!(normal.trim_end_matches('/'), "", "{} passed as {}", path, state);
             }

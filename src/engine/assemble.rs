@@ -8,13 +8,12 @@ use std::sync::Arc;
 use super::graph::{Graph, GraphError};
 use crate::contract::limits::MAX_EXPORT_BYTES;
 use crate::frontend::GraphSpec;
-use crate::frontend::yaml::split_export;
 use crate::resources::{self, ResId, Resource, managed_key};
 use crate::world::Exported;
 
 pub struct Assembled {
     pub graph: Graph,
-    /// What this host exports (names without `@@`).
+    /// What this host exports (`GraphSpec::exports`).
     pub exports: Vec<Exported>,
     /// Collected resources that were skipped, and why.
     pub warnings: Vec<String>,
@@ -25,15 +24,12 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
     let mut exports = Vec::new();
     let mut warnings = Vec::new();
     for r in &spec.resources {
-        let mut r = r.boxed_clone();
-        let (plain, exported) = split_export(r.name());
-        if exported {
-            let plain = plain.to_string();
-            r.set_name(plain.clone());
+        let r = r.boxed_clone();
+        if spec.exports.contains(&r.id()) {
             let e = Exported {
                 host: host.to_string(),
                 kind: r.kind().to_string(),
-                name: plain,
+                name: r.name().to_string(),
                 params: r.to_json(),
             };
             let bytes = serde_json::to_vec(&e).map(|v| v.len()).unwrap_or(usize::MAX);

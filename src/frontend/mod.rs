@@ -1,18 +1,25 @@
 //! Frontends turn user code into a [`GraphSpec`]: resources, edges and collect requests.
-//! Parsing and validation are pure functions of the text; no I/O happens here.
+//! Parsing is a pure function of the text; [`check::check`] then holds every rule that is not
+//! syntax, the same for every frontend. No I/O happens here.
 
 pub mod base;
+pub mod check;
 pub mod yaml;
 
+use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::resources::{ResId, Resource};
+use crate::contract::ResId;
+use crate::resources::Resource;
 
 /// A graph as written by the user, before exports and collected resources are merged in.
 #[derive(Debug, Default)]
 pub struct GraphSpec {
     pub name: String,
     pub resources: Vec<Box<dyn Resource>>,
+    /// The resources this host also offers to the others (`@@name` in YAML): exported to the
+    /// world, and applied here like the rest.
+    pub exports: BTreeSet<ResId>,
     pub edges: Vec<EdgeSpec>,
     pub collect: Vec<CollectSpec>,
 }

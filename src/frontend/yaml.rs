@@ -6,19 +6,18 @@
 //! error to report, so a valid graph is parsed once.
 #![allow(clippy::result_large_err)] // errors are the cold path; flat ones keep the code plain
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use super::base::{Base, Want};
-use super::{CollectSpec, EdgeSpec, FrontendError, GraphSpec};
+use super::{CollectSpec, EdgeSpec, FrontendError, GraphSpec, check};
 use crate::contract::Meta;
 use crate::contract::limits::MAX_INTERVAL_SECS;
-use crate::resources::{self, ResId, Resource, managed_key};
+use crate::resources::{self, ResId, Resource};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,7 +92,7 @@ struct YamlCollect {
 }
 
 /// Strip the export marker: `@@name` is exported and also applied locally as `name`.
-pub fn split_export(name: &str) -> (&str, bool) {
+fn split_export(name: &str) -> (&str, bool) {
     match name.strip_prefix("@@") {
         Some(n) => (n, true),
         None => (name, false),
@@ -176,121 +175,112 @@ pub fn parse_at(text: &str, file: &str, base: Option<&Base>) -> Result<GraphSpec
         return Err(err_at(1, 1, "`graph` must name the graph".into()));
     }
 
-    let mut spec = GraphSpec { name: doc.graph, ..GraphSpec::default() };
-    let mut seen = HashSet::new();
-    let mut managed: HashMap<PathBuf, ResId> = HashMap::new();
     let mut resources = doc.resources.unwrap_or_default();
     if let Some(base) = base {
         resolve_relative(&mut resources, base, text, file)?;
     }
-    for (kind, index, (line, column), res) in resources.into_list() {
-        let located = |field: Option<&str>, message: String| {
-            let (l, c) = field.and_then(|f| field_location(text, kind, index, f)).unwrap_or((line, column));
-            FrontendError {
-                file: file.to_string(),
-                line: l,
-                column: c,
-                resource: Some(ResId::new(kind, res.name())),
-                field: field.map(str::to_string),
-                message,
-            }
+    let (spec, places) = build_spec(doc.graph, resources, doc.edges, doc.collect);
+    let half_edge = places.half_edge;
+    check::check(&spec).map_err(|e| places.locate(e, text, file))?;
+    match half_edge {
+        Some((index, line, column)) => {
+            let label = check::edge_label(index, &spec.edges[index]);
+            Err(err_at(line, column, format!("{label}: `send` and `recv` go together")))
+        }
+        None => Ok(spec),
+    }
+}
+
+/// Where each part of a [`GraphSpec`] came from in the text, to locate what `check` finds.
+#[derive(Default)]
+struct Places {
+    /// Per resource: kind, index within its kind's list, location, name as written.
+    resources: Vec<(&'static str, usize, (u64, u64), String)>,
+    edges: Vec<(u64, u64)>,
+    /// Per collect entry: its location and its pattern's.
+    collect: Vec<((u64, u64), Option<(u64, u64)>)>,
+    /// The first edge with `send` or `recv` but not both: `(index, line, column)`. The spec
+    /// then stops at that edge (kept without send/recv) and has no collect entries, so that
+    /// `check` reports what comes before it in the file first.
+    half_edge: Option<(usize, u64, u64)>,
+}
+
+impl Places {
+    fn locate(&self, e: check::SpecError, text: &str, file: &str) -> FrontendError {
+        let at = |(line, column): (u64, u64), resource, field: Option<&str>| FrontendError {
+            file: file.to_string(),
+            line,
+            column,
+            resource,
+            field: field.map(str::to_string),
+            message: e.message.clone(),
         };
-        if res.name().is_empty() || res.name() == "@@" {
-            return Err(located(Some("name"), "must not be empty".into()));
-        }
-        let (plain, _) = split_export(res.name());
-        if !seen.insert(ResId::new(kind, plain)) {
-            return Err(located(Some("name"), format!("duplicate resource {kind}[{plain}]")));
-        }
-        if let Err(e) = res.meta().validate().and_then(|_| res.validate()) {
-            return Err(located(Some(e.field), e.message));
-        }
-        // Two resources managing one path could never both be satisfied.
-        for p in res.autoedges().provides {
-            if let Some(other) = managed.insert(managed_key(&p), ResId::new(kind, plain)) {
-                return Err(located(Some("path"), format!("{} is already managed by {other}", p.display())));
+        match e.place {
+            check::Place::Resource { index, field } => {
+                let (kind, i, loc, written) = &self.resources[index];
+                let loc = field.and_then(|f| field_location(text, kind, *i, f)).unwrap_or(*loc);
+                at(loc, Some(ResId::new(*kind, written.as_str())), field)
             }
+            check::Place::Edge(index) => at(self.edges[index], None, None),
+            check::Place::Collect { index, pattern } => {
+                let (loc, pattern_loc) = self.collect[index];
+                at(if pattern { pattern_loc.unwrap_or(loc) } else { loc }, None, None)
+            }
+            check::Place::Graph => at((0, 0), None, None),
         }
+    }
+}
+
+/// The spec as written: `@@` names exported, edge ends named without it.
+fn build_spec(
+    name: String,
+    resources: YamlResources,
+    edges: Option<Vec<Spanned<YamlEdge>>>,
+    collect: Option<Vec<Spanned<YamlCollect>>>,
+) -> (GraphSpec, Places) {
+    let mut spec = GraphSpec { name, ..GraphSpec::default() };
+    let mut places = Places::default();
+    for (kind, index, loc, mut res) in resources.into_list() {
+        let written = res.name().to_string();
+        let (plain, exported) = split_export(&written);
+        if exported {
+            res.set_name(plain.to_string());
+            spec.exports.insert(res.id());
+        }
+        places.resources.push((kind, index, loc, written));
         spec.resources.push(res);
     }
-
-    // (receiver, field) -> the edge that fills it: a field takes one value.
-    let mut filled: HashMap<(ResId, String), String> = HashMap::new();
-    for (i, e) in doc.edges.unwrap_or_default().into_iter().enumerate() {
-        let (line, column) = (e.referenced.line(), e.referenced.column());
+    let end = |r: YamlRef| ResId::new(r.kind, split_export(&r.name).0);
+    for (index, e) in edges.unwrap_or_default().into_iter().enumerate() {
+        let loc = (e.referenced.line(), e.referenced.column());
         let edge = e.value;
-        let label =
-            if edge.name.is_empty() { format!("edge #{}", i + 1) } else { format!("edge `{}`", edge.name) };
-        let resolve = |r: &YamlRef, end: &str| -> Result<ResId, FrontendError> {
-            let id = ResId::new(r.kind.as_str(), split_export(&r.name).0);
-            if seen.contains(&id) {
-                Ok(id)
-            } else {
-                Err(err_at(line, column, format!("{label}: `{end}` names {id}, which is not in the graph")))
-            }
-        };
-        let from = resolve(&edge.from, "from")?;
-        let to = resolve(&edge.to, "to")?;
         let send_recv = match (edge.send, edge.recv) {
+            (Some(s), Some(r)) => Some((s, r)),
             (None, None) => None,
-            (Some(s), Some(r)) => {
-                let find = |id: &ResId| {
-                    spec.resources.iter().find(|x| x.kind() == id.kind && split_export(x.name()).0 == id.name)
-                };
-                let (src, dst) = (find(&from).expect("checked"), find(&to).expect("checked"));
-                if !src.send_fields().contains(&s.as_str()) {
-                    return Err(err_at(
-                        line,
-                        column,
-                        format!(
-                            "{label}: {from} does not send `{s}` (it sends: {})",
-                            list(src.send_fields())
-                        ),
-                    ));
-                }
-                if !dst.recv_fields().contains(&r.as_str()) {
-                    return Err(err_at(
-                        line,
-                        column,
-                        format!(
-                            "{label}: {to} cannot receive `{r}` (it receives: {})",
-                            list(dst.recv_fields())
-                        ),
-                    ));
-                }
-                if let Some(other) = filled.insert((to.clone(), r.clone()), label.clone()) {
-                    return Err(err_at(
-                        line,
-                        column,
-                        format!("{label}: {to} already receives `{r}` from {other}; a field takes one value"),
-                    ));
-                }
-                Some((s, r))
-            }
             _ => {
-                return Err(err_at(line, column, format!("{label}: `send` and `recv` go together")));
+                places.half_edge = Some((index, loc.0, loc.1));
+                None
             }
         };
-        spec.edges.push(EdgeSpec { name: edge.name, from, to, notify: edge.notify, send_recv });
-    }
-
-    for c in doc.collect.unwrap_or_default() {
-        let (line, column) = (c.referenced.line(), c.referenced.column());
-        if !resources::KINDS.contains(&c.value.kind.as_str()) {
-            return Err(err_at(line, column, format!("collect: unknown resource kind `{}`", c.value.kind)));
+        places.edges.push(loc);
+        spec.edges.push(EdgeSpec {
+            name: edge.name,
+            from: end(edge.from),
+            to: end(edge.to),
+            notify: edge.notify,
+            send_recv,
+        });
+        if places.half_edge.is_some() {
+            return (spec, places);
         }
-        let pattern = match c.value.pattern {
-            Some(p) => {
-                let (line, column) = (p.referenced.line(), p.referenced.column());
-                check_pattern(&p.value)
-                    .map_err(|why| err_at(line, column, format!("collect: field `pattern`: {why}")))?;
-                Some(p.value)
-            }
-            None => None,
-        };
-        spec.collect.push(CollectSpec { kind: c.value.kind, pattern });
     }
-    Ok(spec)
+    for c in collect.unwrap_or_default() {
+        let loc = (c.referenced.line(), c.referenced.column());
+        let pattern_loc = c.value.pattern.as_ref().map(|p| (p.referenced.line(), p.referenced.column()));
+        places.collect.push((loc, pattern_loc));
+        spec.collect.push(CollectSpec { kind: c.value.kind, pattern: c.value.pattern.map(|p| p.value) });
+    }
+    (spec, places)
 }
 
 /// Turn the relative paths that name files of the graph's tree into absolute ones below
@@ -324,23 +314,6 @@ fn resolve_relative(r: &mut YamlResources, base: &Base, text: &str, file: &str) 
         }
     }
     Ok(())
-}
-
-/// A collect `pattern` is the directory collected files land in: an absolute path in
-/// normal form (see `crate::contract::path::normalize_path`) other than `/` itself.
-fn check_pattern(p: &str) -> Result<(), String> {
-    let shown = crate::text::head(&p.replace('\0', "\\0"), 120).into_owned();
-    match crate::contract::path::normalize_path(p) {
-        Err(e) => Err(format!("`{shown}` {e}")),
-        Ok(n) if n == "/" => {
-            Err(format!("`{shown}` is the root directory; collect into a directory of its own"))
-        }
-        Ok(_) => Ok(()),
-    }
-}
-
-fn list(items: &[&str]) -> String {
-    if items.is_empty() { "nothing".into() } else { items.join(", ") }
 }
 
 /// No YAML content at all: only blank lines, comments and document markers.
@@ -889,6 +862,34 @@ fn entry_name(text: &str, node: &Spanned<LocNode>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_at_at_name_is_exported_under_its_plain_name() {
+        let text = "graph: g\nresources:\n  file:\n  - name: \"@@/tmp/a\"\n  noop:\n  - name: b\nedges:\n- from: {kind: noop, name: b}\n  to: {kind: file, name: \"@@/tmp/a\"}\n";
+        let spec = parse(text, "g.yaml").unwrap();
+        let names: Vec<String> = spec.resources.iter().map(|r| r.id().to_string()).collect();
+        assert_eq!(names, ["file[/tmp/a]", "noop[b]"]);
+        assert_eq!(spec.exports.iter().map(ToString::to_string).collect::<Vec<_>>(), ["file[/tmp/a]"]);
+        assert_eq!(spec.edges[0].to, ResId::new("file", "/tmp/a"));
+    }
+
+    #[test]
+    fn check_errors_are_located_in_the_text_with_the_name_as_written() {
+        let text = "graph: g\nresources:\n  noop:\n  - name: ok\n  - name: \"@@ok\"\n";
+        let e = parse(text, "g.yaml").unwrap_err();
+        assert_eq!(e.to_string(), "g.yaml:5:11: noop[@@ok]: field `name`: duplicate resource noop[ok]");
+    }
+
+    #[test]
+    fn an_edge_with_half_a_send_recv_pair_is_reported_after_what_comes_before_it() {
+        let base = "graph: g\nresources:\n  noop:\n  - name: a\nedges:\n";
+        let missing = "- from: {kind: noop, name: a}\n  to: {kind: noop, name: zz}\n";
+        let half = "- from: {kind: noop, name: a}\n  to: {kind: noop, name: a}\n  send: x\n";
+        let e = parse(&format!("{base}{missing}{half}"), "g.yaml").unwrap_err();
+        assert!(e.message.contains("names noop[zz], which is not in the graph"), "{e}");
+        let e = parse(&format!("{base}{half}{missing}"), "g.yaml").unwrap_err();
+        assert_eq!(e.message, "edge #1: `send` and `recv` go together");
+    }
 
     #[test]
     fn invalid_utf8_is_located_by_line_and_character() {

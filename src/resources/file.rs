@@ -85,10 +85,9 @@ fn shown(p: &str) -> String {
 }
 
 impl File {
-    /// `path`, or else the name (without the `@@` that marks an exported resource), as
-    /// written.
+    /// `path`, or else the name, as written.
     pub fn path_str(&self) -> &str {
-        self.path.as_deref().unwrap_or_else(|| self.name.strip_prefix("@@").unwrap_or(&self.name))
+        self.path.as_deref().unwrap_or(&self.name)
     }
     /// The path in normal form (see [`normalize_path`]); as written if it has none, which
     /// validation refuses.
@@ -998,13 +997,6 @@ mod tests {
     }
 
     #[test]
-    fn an_exported_name_is_a_path_without_its_marker() {
-        let f = File { name: "@@/tmp/a".into(), path: None, ..file("/unused") };
-        assert_eq!(f.target(), PathBuf::from("/tmp/a"));
-        assert!(f.validate().is_ok());
-    }
-
-    #[test]
     fn anything_that_is_root_is_refused() {
         for p in ["/", "/.", "/./", "//", "///././/"] {
             for f in [
@@ -1018,7 +1010,7 @@ mod tests {
                 assert!(err.message.contains("refusing to manage `/`"), "{}", err.message);
             }
         }
-        let f = File { path: None, name: "@@/.".into(), ..file("") };
+        let f = File { path: None, name: "/.".into(), ..file("") };
         assert_eq!(f.validate().unwrap_err().field, "name");
         let f = File { source: Some("//".into()), recurse: true, ..file("/d/") };
         assert_eq!(f.validate().unwrap_err().field, "source");

@@ -303,6 +303,8 @@ macro_rules! resource_common {
     };
 }
 
-fn decode_json<T: Resource + for<'a> Deserialize<'a>>(v: serde_json::Value) -> Result<Box<dyn Resource>, String> {
+fn decode_json<T: Resource + for<'a> Deserialize<'a>>(
+    v: serde_json::Value,
+) -> Result<Box<dyn Resource>, String> {
     serde_json::from_value::<T>(v).map(|r| Box::new(r) as Box<dyn Resource>).map_err(|e| e.to_string())
 }
