@@ -191,14 +191,17 @@ pub fn parse_at(text: &str, file: &str, base: Option<&Base>) -> Result<GraphSpec
     }
 }
 
+/// A line and column in the text, 1-based.
+type Loc = (u64, u64);
+
 /// Where each part of a [`GraphSpec`] came from in the text, to locate what `check` finds.
 #[derive(Default)]
 struct Places {
     /// Per resource: kind, index within its kind's list, location, name as written.
-    resources: Vec<(&'static str, usize, (u64, u64), String)>,
-    edges: Vec<(u64, u64)>,
+    resources: Vec<(&'static str, usize, Loc, String)>,
+    edges: Vec<Loc>,
     /// Per collect entry: its location and its pattern's.
-    collect: Vec<((u64, u64), Option<(u64, u64)>)>,
+    collect: Vec<(Loc, Option<Loc>)>,
     /// The first edge with `send` or `recv` but not both: `(index, line, column)`. The spec
     /// then stops at that edge (kept without send/recv) and has no collect entries, so that
     /// `check` reports what comes before it in the file first.
