@@ -1,6 +1,10 @@
 //! Absolute paths in normal form: the lexical rules every layer applies to a path param
 //! (no I/O, no symlink resolved).
 
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
 /// Longest file name the kernel accepts (`NAME_MAX`).
 pub const NAME_MAX: usize = 255;
 /// Longest path the kernel accepts (`PATH_MAX`, without its NUL).
@@ -52,6 +56,87 @@ pub fn normalize_path(p: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
+/// An absolute path in normal form: what [`normalize_path`] gives, as a type. A trailing `/`
+/// makes it a directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AbsPath {
+    normal: String,
+}
+
+impl AbsPath {
+    pub fn parse(p: &str) -> Result<AbsPath, PathError> {
+        normalize_path(p).map(|normal| AbsPath { normal })
+    }
+    /// The normal form, with its trailing `/` for a directory.
+    pub fn as_str(&self) -> &str {
+        &self.normal
+    }
+    pub fn is_dir(&self) -> bool {
+        self.normal.ends_with('/')
+    }
+    pub fn is_root(&self) -> bool {
+        self.normal == "/"
+    }
+    /// The path without its directory mark (`/` stays `/`).
+    pub fn target(&self) -> PathBuf {
+        PathBuf::from(if self.normal.len() > 1 { self.normal.trim_end_matches('/') } else { &self.normal })
+    }
+}
+
+/// A path param: the text as written (what is shown, compared and exported) and its parse,
+/// done once when the param is read. A param that does not parse is kept, with its error,
+/// so that validation reports it naming the field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub struct PathParam {
+    written: String,
+    parsed: Result<AbsPath, PathError>,
+}
+
+impl PathParam {
+    pub fn written(&self) -> &str {
+        &self.written
+    }
+    pub fn parsed(&self) -> Result<&AbsPath, &PathError> {
+        self.parsed.as_ref()
+    }
+    /// The path without its directory mark; as written if it does not parse (which
+    /// validation refuses).
+    pub fn target(&self) -> PathBuf {
+        match &self.parsed {
+            Ok(p) => p.target(),
+            Err(_) => PathBuf::from(&self.written),
+        }
+    }
+}
+
+impl From<String> for PathParam {
+    fn from(written: String) -> Self {
+        let parsed = AbsPath::parse(&written);
+        PathParam { written, parsed }
+    }
+}
+
+impl From<&str> for PathParam {
+    fn from(written: &str) -> Self {
+        PathParam::from(written.to_string())
+    }
+}
+
+/// Reads as the text as written.
+impl std::ops::Deref for PathParam {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.written
+    }
+}
+
+impl From<PathParam> for String {
+    fn from(p: PathParam) -> String {
+        p.written
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +163,26 @@ mod tests {
         assert_eq!(n(&format!("/{}", "x".repeat(NAME_MAX))), Ok(format!("/{}", "x".repeat(NAME_MAX))));
         assert_eq!(n(&format!("/{}", "x".repeat(NAME_MAX + 1))), Err(PathError::NameTooLong));
         assert_eq!(n(&"/x".repeat(PATH_MAX)), Err(PathError::TooLong));
+    }
+}
+
+#[cfg(test)]
+mod param_tests {
+    use super::*;
+
+    #[test]
+    fn a_path_param_is_parsed_once_and_written_back_as_it_was() {
+        let p = PathParam::from("/a//b/./");
+        assert_eq!(p.parsed().map(AbsPath::as_str), Ok("/a/b/"));
+        assert!(p.parsed().unwrap().is_dir());
+        assert_eq!(p.target(), PathBuf::from("/a/b"));
+        assert_eq!(serde_json::to_value(&p).unwrap(), serde_json::json!("/a//b/./"));
+        let back: PathParam = serde_json::from_value(serde_json::json!("/a//b/./")).unwrap();
+        assert_eq!(back, p);
+        let bad = PathParam::from("rel/x");
+        assert_eq!(bad.parsed(), Err(&PathError::NotAbsolute));
+        assert_eq!(bad.target(), PathBuf::from("rel/x"));
+        assert!(AbsPath::parse("/.").unwrap().is_root());
+        assert_eq!(AbsPath::parse("/").unwrap().target(), PathBuf::from("/"));
     }
 }

@@ -303,10 +303,10 @@ fn resolve_relative(r: &mut YamlResources, base: &Base, text: &str, file: &str) 
     let relative = |p: &Option<String>| p.as_deref().filter(|p| !p.starts_with('/')).map(str::to_string);
     for (i, f) in r.file.iter_mut().flatten().enumerate() {
         let f = &mut f.value;
-        if let Some(rel) = relative(&f.source) {
+        if let Some(rel) = relative(&f.source.as_ref().map(|s| s.written().to_string())) {
             let want = if f.is_dir() { Want::Dir } else { Want::File };
             let abs = base.resolve(&rel, want).map_err(|m| err("file", i, &f.name, "source", m))?;
-            f.source = Some(abs);
+            f.source = Some(abs.into());
         }
     }
     for (i, x) in r.exec.iter_mut().flatten().enumerate() {

@@ -1,5 +1,6 @@
 //! `file`: a file or directory (path ending in `/`), its content or source, mode and owner.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -16,7 +17,7 @@ use super::{
 };
 use crate::contract::Meta;
 use crate::contract::limits::DIFF_INPUT_MAX;
-use crate::contract::path::normalize_path;
+use crate::contract::path::{AbsPath, PathError, PathParam, normalize_path};
 use crate::os::atomic::{clean_stale_temps_once, stopping, sync_dir, write_atomic_from};
 use crate::os::fswatch::Scope;
 use crate::text::diff::{Side, content_diff};
@@ -37,17 +38,17 @@ pub struct File {
     pub meta: Meta,
     /// Absolute path; a trailing `/` makes it a directory. Defaults to `name`.
     #[serde(default)]
-    pub path: Option<String>,
+    pub path: Option<PathParam>,
     #[serde(default)]
     pub content: Option<String>,
     /// Copy from this file (or directory, with `recurse`).
     #[serde(default)]
-    pub source: Option<String>,
+    pub source: Option<PathParam>,
     #[serde(default)]
     pub state: FileState,
-    /// Octal permission bits as a string, e.g. "0644".
+    /// Octal permission bits, written as a string: "0644".
     #[serde(default)]
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     #[serde(default)]
     pub owner: Option<String>,
     #[serde(default)]
@@ -65,6 +66,49 @@ pub struct File {
     /// the graph builder, not by users.
     #[serde(skip)]
     pub keep: Vec<PathBuf>,
+}
+
+/// A file's mode param: the text as written (shown, compared and exported) and its bits,
+/// parsed once when the param is read. A mode that does not parse is kept with its error, so
+/// that validation reports it naming the field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub struct Mode {
+    written: String,
+    bits: Result<u32, String>,
+}
+
+impl Mode {
+    pub fn bits(&self) -> Result<u32, &str> {
+        self.bits.as_ref().copied().map_err(String::as_str)
+    }
+}
+
+impl From<String> for Mode {
+    fn from(written: String) -> Self {
+        let bits = parse_mode(&written);
+        Mode { written, bits }
+    }
+}
+
+impl From<&str> for Mode {
+    fn from(written: &str) -> Self {
+        Mode::from(written.to_string())
+    }
+}
+
+/// Reads as the text as written.
+impl std::ops::Deref for Mode {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.written
+    }
+}
+
+impl From<Mode> for String {
+    fn from(m: Mode) -> String {
+        m.written
+    }
 }
 
 pub fn parse_mode(s: &str) -> Result<u32, String> {
@@ -87,30 +131,30 @@ fn shown(p: &str) -> String {
 impl File {
     /// `path`, or else the name, as written.
     pub fn path_str(&self) -> &str {
-        self.path.as_deref().unwrap_or(&self.name)
+        self.path.as_ref().map_or(&self.name, PathParam::written)
     }
-    /// The path in normal form (see [`normalize_path`]); as written if it has none, which
-    /// validation refuses.
-    fn normal_path(&self) -> String {
-        let p = self.path_str();
-        normalize_path(p).unwrap_or_else(|_| p.to_string())
+    /// `path` as parsed when it was read, or else the name (a resource's identity, not a
+    /// param) parsed now.
+    fn abs_path(&self) -> Result<Cow<'_, AbsPath>, PathError> {
+        match &self.path {
+            Some(p) => p.parsed().map(Cow::Borrowed).map_err(Clone::clone),
+            None => AbsPath::parse(&self.name).map(Cow::Owned),
+        }
     }
     pub fn is_dir(&self) -> bool {
-        self.normal_path().ends_with('/')
+        self.abs_path().is_ok_and(|p| p.is_dir())
     }
-    /// The normalised path without its trailing slash.
+    /// The path without its directory mark; as written if it does not parse, which
+    /// validation refuses.
     pub fn target(&self) -> PathBuf {
-        let p = self.normal_path();
-        PathBuf::from(if p.len() > 1 { p.trim_end_matches('/') } else { &p })
+        self.abs_path().map_or_else(|_| PathBuf::from(self.path_str()), |p| p.target())
     }
-    /// The normalised `source`.
+    /// The `source` without its directory mark.
     fn source_path(&self) -> Option<PathBuf> {
-        let s = self.source.as_deref()?;
-        let n = normalize_path(s).unwrap_or_else(|_| s.to_string());
-        Some(PathBuf::from(if n.len() > 1 { n.trim_end_matches('/') } else { &n }))
+        self.source.as_ref().map(PathParam::target)
     }
     fn mode_bits(&self) -> Option<u32> {
-        self.mode.as_deref().and_then(|m| parse_mode(m).ok())
+        self.mode.as_ref().and_then(|m| m.bits().ok())
     }
 
     fn ids(&self) -> ResResult<(Option<u32>, Option<u32>)> {
@@ -728,23 +772,22 @@ impl Resource for File {
     fn validate(&self) -> Result<(), ValidationError> {
         let field = if self.path.is_some() { "path" } else { "name" };
         let p = self.path_str();
-        let normal =
-            normalize_path(p).map_err(|e| ValidationError::new(field, format!("`{}` {e}", shown(p))))?;
-        if normal == "/" {
+        let path = self.abs_path().map_err(|e| ValidationError::new(field, format!("`{}` {e}", shown(p))))?;
+        if path.is_root() {
             return Err(ValidationError::new(field, format!("refusing to manage `/` (`{}`)", shown(p))));
         }
         if self.content.is_some() && self.source.is_some() {
             return Err(ValidationError::new("source", "`content` and `source` cannot both be set"));
         }
         if let Some(s) = &self.source {
-            let normal = normalize_path(s)
-                .map_err(|e| ValidationError::new("source", format!("`{}` {e}", shown(s))))?;
-            if normal == "/" {
-                return Err(ValidationError::new("source", format!("refusing to copy `/` (`{}`)", shown(s))));
+            let shown_s = shown(s.written());
+            let source = s.parsed().map_err(|e| ValidationError::new("source", format!("`{shown_s}` {e}")))?;
+            if source.is_root() {
+                return Err(ValidationError::new("source", format!("refusing to copy `/` (`{shown_s}`)")));
             }
         }
         if let Some(m) = &self.mode {
-            parse_mode(m).map_err(|e| ValidationError::new("mode", e))?;
+            m.bits().map_err(|e| ValidationError::new("mode", e))?;
         }
         for (field, v) in [("owner", &self.owner), ("group", &self.group)] {
             let Some(v) = v.as_deref() else { continue };
@@ -827,7 +870,7 @@ impl Resource for File {
             requires.push(p);
         }
         if let Some(s) = &self.source {
-            requires.push(PathBuf::from(normalize_path(s).unwrap_or_else(|_| s.clone())));
+            requires.push(PathBuf::from(s.parsed().map_or(s.written(), AbsPath::as_str)));
         }
         AutoEdgeInfo { provides: vec![provides], requires }
     }
@@ -857,9 +900,10 @@ impl Resource for File {
         if is_dir {
             path.push('/');
         }
-        let mode = match self.mode.as_deref() {
+        let mode = match &self.mode {
             Some(m) => {
-                Some(format!("{:04o}", parse_mode(m).map_err(|e| ValidationError::new("mode", e))? & 0o777))
+                let bits = m.bits().map_err(|e| ValidationError::new("mode", e))?;
+                Some(Mode::from(format!("{:04o}", bits & 0o777)))
             }
             None => None,
         };
@@ -868,7 +912,7 @@ impl Resource for File {
         *self = File {
             name: std::mem::take(&mut self.name),
             meta,
-            path: Some(path),
+            path: Some(path.into()),
             content: self.content.take(),
             mode,
             ..File::default()
