@@ -1003,6 +1003,20 @@ mod tests {
     }
 
     #[test]
+    fn latest_is_read_from_the_mirror_of_its_key() {
+        let key = "/_mgmt/deploy/latest";
+        let mut m = Mirrored { read: true, ..Mirrored::default() };
+        assert_eq!(latest_of(&m, key), Latest::Missing);
+        m.kvs.insert(key.to_string(), b"12".to_vec());
+        assert_eq!(latest_of(&m, key), Latest::Id(12));
+        m.kvs.insert(key.to_string(), b"twelve".to_vec());
+        assert_eq!(latest_of(&m, key), Latest::Garbage("twelve".into()));
+        // Only the key itself counts.
+        let other = Mirrored { kvs: [("/_mgmt/deploy/latest2".to_string(), b"3".to_vec())].into(), ..m };
+        assert_eq!(latest_of(&other, key), Latest::Missing);
+    }
+
+    #[test]
     fn fetch_batches_bound_files_and_bytes_and_keep_the_order() {
         let file = |size: u64| FileEntry { path: "f".into(), mode: 0o100644, size, sha256: String::new() };
         let sizes = |b: &[&[FileEntry]]| -> Vec<Vec<u64>> {
