@@ -307,7 +307,7 @@ impl Follower {
         let mut backoff = Backoff::new();
         loop {
             tokio::select! {
-                r = latest.changed() => if r.is_err() { return },
+                r = latest.changed() => if r.is_err() { return self.mirror_ended() },
                 r = down.changed() => {
                     if r.is_err() { return }
                     if *down.borrow_and_update() {
@@ -324,11 +324,19 @@ impl Follower {
                     () = self.settle_retrying(want, &mut backoff) => break,
                     r = latest.changed() => {
                         self.state().loading = None;
-                        if r.is_err() { return }
+                        if r.is_err() { return self.mirror_ended() }
                     }
                     _ = self.cancel.cancelled() => return,
                 }
             }
+        }
+    }
+
+    /// The mirror of `deploy/latest` is gone: fine when stopping; else it panicked, and this
+    /// task panics too, for [`supervise`] to start both again.
+    fn mirror_ended(&self) {
+        if !self.cancel.is_cancelled() {
+            panic!("the mirror of {} ended", self.keys.latest());
         }
     }
 
