@@ -1,4 +1,5 @@
-//! The agent's side of deploys (`mgmt run ... empty`): follow `deploy/latest`, fetch and
+//! The agent's side of deploys (`mgmt run ... empty`): follow `deploy/latest` (through a
+//! [`mirror`] of that key, which reads it again after any break), fetch and
 //! verify each new deploy's record and bundle, unpack it under `<prefix>/deploys/<bundle>/`,
 //! parse its entry, and hand the graph to the agent's loop.
 //!
@@ -17,12 +18,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, WatchOptions, WatchResponse};
+use etcd_client::Client;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open, openat};
 use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -32,7 +33,9 @@ use super::cache::{self, BlobCache, Cached, Hit};
 use super::check::check_entry;
 use super::store::{self, DeployKeys, DeployRecord, FetchError, RecordError};
 use crate::frontend::GraphSpec;
-use crate::world::etcd::{Backoff, connect};
+use crate::world::backoff::Backoff;
+use crate::world::etcd::connect;
+use crate::world::mirror::{self, Mirrored, Watched};
 
 pub enum DeployEvent {
     /// A verified, unpacked and parsed deploy. Once the agent runs it, it hands `ran` to
@@ -121,7 +124,7 @@ struct State {
 }
 
 struct Follower {
-    access: EtcdAccess,
+    link: Arc<Dialer>,
     keys: DeployKeys,
     prefix: PathBuf,
     tx: mpsc::Sender<DeployEvent>,
@@ -141,7 +144,12 @@ pub fn spawn(
     cancel: CancellationToken,
 ) {
     let f = Arc::new(Follower {
-        access,
+        link: Arc::new(Dialer {
+            access,
+            client: Mutex::default(),
+            down: watch::channel(false).0,
+            cancel: cancel.clone(),
+        }),
         keys: DeployKeys::new(&namespace),
         prefix,
         tx,
@@ -207,12 +215,60 @@ fn parse_latest(v: &[u8]) -> Latest {
     }
 }
 
-/// The newest value of `deploy/latest` in a watch message, if it says anything.
-fn newest(resp: &WatchResponse) -> Option<Latest> {
-    resp.events().last().map(|e| match (e.event_type(), e.kv()) {
-        (EventType::Put, Some(kv)) => parse_latest(kv.value()),
-        _ => Latest::Missing,
-    })
+/// What `deploy/latest` (`key`) holds in its mirror.
+fn latest_of(m: &Mirrored, key: &str) -> Latest {
+    m.kvs.get(key).map_or(Latest::Missing, |v| parse_latest(v))
+}
+
+/// The follower's way to etcd: one client, for the mirror of `deploy/latest` and the fetches
+/// alike, made again after either fails.
+struct Dialer {
+    access: EtcdAccess,
+    client: Mutex<Option<Client>>,
+    /// Whether etcd is failing the follower (the agent may run its last deploy meanwhile).
+    down: watch::Sender<bool>,
+    cancel: CancellationToken,
+}
+
+impl Dialer {
+    fn cached(&self) -> MutexGuard<'_, Option<Client>> {
+        self.client.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A request failed: connect again for the next one.
+    fn forget(&self, e: &dyn std::fmt::Display) {
+        debug!("following deploys: {e}");
+        self.cached().take();
+        self.down.send_replace(true);
+    }
+}
+
+#[async_trait::async_trait]
+impl mirror::Link for Dialer {
+    async fn client(&self) -> Option<Client> {
+        let mut backoff = Backoff::new();
+        while !self.cancel.is_cancelled() {
+            if let Some(c) = self.cached().clone() {
+                return Some(c);
+            }
+            match connect(&self.access).await {
+                Ok(c) => return Some(self.cached().insert(c).clone()),
+                Err(e) => {
+                    self.forget(&e);
+                    backoff.wait(&self.cancel).await;
+                }
+            }
+        }
+        None
+    }
+
+    fn failed(&self, what: &str, _keys: String, e: &etcd_client::Error) {
+        self.forget(&format_args!("{what}: {e}"));
+    }
+
+    fn ok(&self) {
+        self.down.send_if_modified(|down| std::mem::replace(down, false));
+    }
 }
 
 impl Follower {
@@ -242,54 +298,62 @@ impl Follower {
 
     async fn run(self: Arc<Self>) {
         clean_leftovers(&self.prefix);
+        // The mirror ends with this task, so that a restart after a panic starts a new one.
+        let stop = self.cancel.child_token();
+        let _stop_mirror = stop.clone().drop_guard();
+        let key = self.keys.latest();
+        let mut latest = mirror::spawn(self.link.clone(), Watched::Key(key.clone()), stop);
+        let mut down = self.link.down.subscribe();
         let mut backoff = Backoff::new();
-        while !self.cancel.is_cancelled() {
-            if let Err(e) = self.session(&mut backoff).await {
-                debug!("following deploys: {e:#}");
-                self.run_cached_once().await;
+        loop {
+            tokio::select! {
+                r = latest.changed() => if r.is_err() { return self.mirror_ended() },
+                r = down.changed() => {
+                    if r.is_err() { return }
+                    if *down.borrow_and_update() {
+                        self.run_cached_once().await;
+                    }
+                    continue;
+                }
+                _ = self.cancel.cancelled() => return,
             }
-            backoff.wait(&self.cancel).await;
+            // A newer deploy published while one loads takes its place.
+            loop {
+                let want = latest_of(&latest.borrow_and_update(), &key);
+                tokio::select! {
+                    () = self.settle_retrying(want, &mut backoff) => break,
+                    r = latest.changed() => {
+                        self.state().loading = None;
+                        if r.is_err() { return self.mirror_ended() }
+                    }
+                    _ = self.cancel.cancelled() => return,
+                }
+            }
         }
     }
 
-    /// One connection to etcd: settle what `deploy/latest` says, then each change to it. An
-    /// error is etcd not answering; the caller connects again.
-    async fn session(&self, backoff: &mut Backoff) -> anyhow::Result<()> {
-        let mut c = connect(&self.access).await?;
-        let resp = c.get(self.keys.latest(), None).await?;
-        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-        let mut want = Some(resp.kvs().first().map_or(Latest::Missing, |kv| parse_latest(kv.value())));
-        let mut stream =
-            c.watch(self.keys.latest(), Some(WatchOptions::new().with_start_revision(rev + 1))).await?;
-        backoff.reset();
-        loop {
-            if let Some(w) = want.take() {
-                // A newer deploy published while this one loads takes its place.
-                tokio::select! {
-                    r = self.settle(&mut c, w.clone()) => r?,
-                    m = stream.message() => {
-                        self.state().loading = None;
-                        let m = m.inspect_err(|e| {
-                            if let Latest::Id(id) = w {
-                                self.retrying(id, e);
-                            }
-                        });
-                        match m? {
-                            Some(resp) if !resp.canceled() => want = newest(&resp).or(Some(w)),
-                            _ => return Ok(()),
-                        }
-                        continue;
-                    }
-                    _ = self.cancel.cancelled() => return Ok(()),
+    /// The mirror of `deploy/latest` is gone: fine when stopping; else it panicked, and this
+    /// task panics too, for [`supervise`] to start both again.
+    fn mirror_ended(&self) {
+        if !self.cancel.is_cancelled() {
+            panic!("the mirror of {} ended", self.keys.latest());
+        }
+    }
+
+    /// Act on a value of `deploy/latest`, again (after a backoff) while etcd does not answer.
+    async fn settle_retrying(&self, want: Latest, backoff: &mut Backoff) {
+        use mirror::Link;
+        while let Some(mut c) = self.link.client().await {
+            match self.settle(&mut c, want.clone()).await {
+                Ok(()) => {
+                    backoff.reset();
+                    return;
                 }
-            }
-            let msg = tokio::select! {
-                m = stream.message() => m?,
-                _ = self.cancel.cancelled() => return Ok(()),
-            };
-            match msg {
-                Some(resp) if !resp.canceled() => want = newest(&resp),
-                _ => return Ok(()),
+                Err(e) => {
+                    self.link.forget(&e);
+                    self.run_cached_once().await;
+                    backoff.wait(&self.cancel).await;
+                }
             }
         }
     }
@@ -944,6 +1008,20 @@ mod tests {
         for bad in [&b"garbage"[..], b"-5", b"1e3", b"+5", b"0", b"", b"\xff"] {
             assert!(matches!(parse_latest(bad), Latest::Garbage(_)), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn latest_is_read_from_the_mirror_of_its_key() {
+        let key = "/_mgmt/deploy/latest";
+        let mut m = Mirrored { read: true, ..Mirrored::default() };
+        assert_eq!(latest_of(&m, key), Latest::Missing);
+        m.kvs.insert(key.to_string(), b"12".to_vec());
+        assert_eq!(latest_of(&m, key), Latest::Id(12));
+        m.kvs.insert(key.to_string(), b"twelve".to_vec());
+        assert_eq!(latest_of(&m, key), Latest::Garbage("twelve".into()));
+        // Only the key itself counts.
+        let other = Mirrored { kvs: [("/_mgmt/deploy/latest2".to_string(), b"3".to_vec())].into(), ..m };
+        assert_eq!(latest_of(&other, key), Latest::Missing);
     }
 
     #[test]

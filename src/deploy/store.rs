@@ -1009,6 +1009,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_fetch_error_from_etcd_reads_as_its_etcd_line() {
+        // A typed wrapper that repeats the client's error is dropped from the line.
+        let fetch = FetchError::from(etcd_client::Error::IoError(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(fetch.to_string(), "etcd: connection refused");
+        let e = Err::<(), _>(fetch).context("reading deploy 4").unwrap_err();
+        assert_eq!(
+            format!("{:#}", crate::world::etcd::readable(e, "http://h:1")),
+            "reading deploy 4: cannot reach etcd at http://h:1: connection refused (is etcd running? `mgmt etcd` starts one)"
+        );
+    }
+
+    #[test]
     fn an_append_lost_in_transit_is_published_only_if_its_very_bytes_are_stored() {
         let sent = br#"{"id":7}"#;
         assert!(settle(Some(sent), sent));

@@ -9,9 +9,9 @@
 //!
 //! Background tasks keep etcd in line with what the agent wants (registration and status,
 //! exports) and mirror what it reads (exports of every host, kv). Each recovers on its own
-//! from an outage: it retries with jittered backoff, and a mirror re-reads its prefix and
-//! watches again from the revision it read (which also covers compaction). An outage is
-//! logged once, when it starts, and once when it ends.
+//! from an outage: it retries with jittered backoff ([`Backoff`]), and a mirror
+//! ([`super::mirror`]) re-reads its prefix and watches again from the revision it read (which
+//! also covers compaction). An outage is logged once, when it starts, and once when it ends.
 //!
 //! The agent talks to one endpoint of `--seeds` at a time: the first that answers. After a
 //! failed request the endpoint is checked and, if it no longer answers, another is chosen,
@@ -24,14 +24,15 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use async_trait::async_trait;
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
-};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
 use tokio::sync::{Notify, broadcast, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::access::EtcdAccess;
+/// Re-exported: the cli retries with it too.
+pub use super::backoff::Backoff;
+use super::mirror::{self, Mirrored, Watched};
 use super::{Exported, HostStatus, KvValue, World, WorldError};
 
 /// How to reach the cluster and who we are in it.
@@ -729,39 +730,6 @@ pub fn txn_batches(sizes: &[usize]) -> Vec<usize> {
     batches
 }
 
-/// Exponential backoff between retries: from 100 ms doubling to 2 s, each wait drawn at
-/// random from its upper half, so that agents which lost etcd together do not all come back
-/// at the same instant.
-pub struct Backoff(Duration);
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff::new()
-    }
-}
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(2);
-    pub fn new() -> Backoff {
-        Backoff(Self::FIRST)
-    }
-    /// The next wait: somewhere in [d/2, d] for the current step d.
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.0;
-        self.0 = (self.0 * 2).min(Self::MAX);
-        d / 2 + d.mul_f64(fastrand::f64() / 2.0)
-    }
-    pub async fn wait(&mut self, cancel: &CancellationToken) {
-        let d = self.next_delay();
-        tokio::select! {
-            _ = tokio::time::sleep(d) => {}
-            _ = cancel.cancelled() => {}
-        }
-    }
-    pub fn reset(&mut self) {
-        self.0 = Self::FIRST;
-    }
-}
-
 pub struct EtcdWorld {
     cfg: EtcdConfig,
     keys: Keys,
@@ -832,10 +800,10 @@ impl EtcdWorld {
         let register = tokio::spawn(world.clone().register_task(first_tx, exports_nudge.clone()));
         *world.register.lock().unwrap() = Some(register);
         tokio::spawn(world.clone().export_task(exports_nudge.clone()));
-        let (exported_rx, mut exported_loaded) = world.clone().spawn_mirror(world.keys.exported());
-        tokio::spawn(world.clone().collect_task(exported_rx, exports_nudge));
-        let (kv_rx, _) = world.clone().spawn_mirror(world.keys.kv_prefix());
-        tokio::spawn(world.clone().kv_task(kv_rx));
+        let mut exported = world.clone().mirror(Watched::Prefix(world.keys.exported()));
+        tokio::spawn(world.clone().collect_task(exported.clone(), exports_nudge));
+        let kv = world.clone().mirror(Watched::Prefix(world.keys.kv_prefix()));
+        tokio::spawn(world.clone().kv_task(kv));
 
         let deadline = tokio::time::Instant::now() + startup_wait;
         match tokio::time::timeout_at(deadline, first_rx).await {
@@ -857,7 +825,7 @@ impl EtcdWorld {
             },
         }
         // Start with what the cluster exports, not with nothing and then everything.
-        let _ = tokio::time::timeout_at(deadline, exported_loaded.wait_for(|l| *l)).await;
+        let _ = tokio::time::timeout_at(deadline, exported.wait_for(|m| m.read)).await;
         Ok(world)
     }
 
@@ -1184,95 +1152,22 @@ impl EtcdWorld {
         Ok(after)
     }
 
-    /// Mirror every key under `prefix`: read it, then watch from the revision read; on
-    /// compaction, a broken stream or an outage, read again.
-    /// Also returns a flag that turns true once the prefix was read.
-    #[allow(clippy::type_complexity)]
-    fn spawn_mirror(
-        self: Arc<Self>,
-        prefix: String,
-    ) -> (watch::Receiver<BTreeMap<String, Vec<u8>>>, watch::Receiver<bool>) {
-        let (tx, rx) = watch::channel(BTreeMap::new());
-        let (loaded_tx, loaded_rx) = watch::channel(false);
-        tokio::spawn(async move {
-            let mut backoff = Backoff::new();
-            while !self.cancel.is_cancelled() {
-                let Some(mut c) = self.client().await else { return };
-                let r = async {
-                    let resp = c.get(prefix.clone(), Some(GetOptions::new().with_prefix())).await?;
-                    let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-                    let map: BTreeMap<String, Vec<u8>> = resp
-                        .kvs()
-                        .iter()
-                        .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec()))
-                        .collect();
-                    tx.send_if_modified(|cur| {
-                        let changed = *cur != map;
-                        *cur = map;
-                        changed
-                    });
-                    let _ = loaded_tx.send(true);
-                    let opts = WatchOptions::new().with_prefix().with_start_revision(rev + 1);
-                    let mut stream = c.watch(prefix.clone(), Some(opts)).await?;
-                    self.health.ok();
-                    backoff.reset();
-                    loop {
-                        let msg = tokio::select! {
-                            m = stream.message() => m?,
-                            _ = self.cancel.cancelled() => return Ok::<(), etcd_client::Error>(()),
-                        };
-                        let Some(resp) = msg else { return Ok(()) };
-                        if resp.canceled() || resp.compact_revision() > 0 {
-                            debug!("watch of {prefix} canceled ({}); reading again", resp.cancel_reason());
-                            return Ok(());
-                        }
-                        if resp.events().is_empty() {
-                            continue;
-                        }
-                        tx.send_modify(|map| {
-                            for ev in resp.events() {
-                                let Some(kv) = ev.kv() else { continue };
-                                let key = String::from_utf8_lossy(kv.key()).into_owned();
-                                match ev.event_type() {
-                                    EventType::Put => {
-                                        map.insert(key, kv.value().to_vec());
-                                    }
-                                    EventType::Delete => {
-                                        map.remove(&key);
-                                    }
-                                }
-                            }
-                        });
-                    }
-                }
-                .await;
-                if let Err(e) = r {
-                    self.health.failed(
-                        &format!("watching {prefix}"),
-                        Some(format!("read under {prefix}")),
-                        &e,
-                    );
-                    self.trouble();
-                    backoff.wait(&self.cancel).await;
-                }
-            }
-        });
-        (rx, loaded_rx)
+    /// Mirror `watched` until the world stops: what collects and `kv` read.
+    fn mirror(self: Arc<Self>, watched: Watched) -> watch::Receiver<Mirrored> {
+        let cancel = self.cancel.clone();
+        mirror::spawn(self, watched, cancel)
     }
 
     /// Turn the mirror of `exported/` into the collected resources.
     /// Also notices this host's exports changed behind its back (deleted with etcdctl, say)
     /// and has them published again.
-    async fn collect_task(
-        self: Arc<Self>,
-        mut rx: watch::Receiver<BTreeMap<String, Vec<u8>>>,
-        nudge: Arc<Notify>,
-    ) {
+    async fn collect_task(self: Arc<Self>, mut rx: watch::Receiver<Mirrored>, nudge: Arc<Notify>) {
         let own = self.keys.exported_by(&self.cfg.hostname);
         loop {
             {
                 let map = rx.borrow();
                 let mine: BTreeMap<String, Vec<u8>> = map
+                    .kvs
                     .range(own.clone()..)
                     .take_while(|(k, _)| k.starts_with(&own))
                     .map(|(k, v)| (k.clone(), v.clone()))
@@ -1284,6 +1179,7 @@ impl EtcdWorld {
             }
             let list: Vec<Exported> = rx
                 .borrow_and_update()
+                .kvs
                 .iter()
                 .filter_map(|(k, v)| match serde_json::from_slice::<Exported>(v) {
                     // Its own exports are in its graph already; seeing them come back
@@ -1309,11 +1205,11 @@ impl EtcdWorld {
     }
 
     /// Turn the mirror of `kv/` into change notifications, key by key.
-    async fn kv_task(self: Arc<Self>, mut rx: watch::Receiver<BTreeMap<String, Vec<u8>>>) {
+    async fn kv_task(self: Arc<Self>, mut rx: watch::Receiver<Mirrored>) {
         let prefix = self.keys.kv_prefix();
         let mut last: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         loop {
-            let now = rx.borrow_and_update().clone();
+            let now = rx.borrow_and_update().kvs.clone();
             let changed = now
                 .iter()
                 .filter(|(k, v)| last.get(*k) != Some(v))
@@ -1356,6 +1252,22 @@ impl EtcdWorld {
             Some(refused) => WorldError::Other(refused.to_string()),
             None => self.unreachable("not connected yet"),
         })
+    }
+}
+
+/// The mirrors of `exported/` and `kv/` read with the agent's client and tell their trouble
+/// like every other task: once when it starts, once when it ends.
+#[async_trait]
+impl mirror::Link for EtcdWorld {
+    async fn client(&self) -> Option<Client> {
+        EtcdWorld::client(self).await
+    }
+    fn failed(&self, what: &str, keys: String, e: &etcd_client::Error) {
+        self.health.failed(what, Some(keys), e);
+        self.trouble();
+    }
+    fn ok(&self) {
+        self.health.ok();
     }
 }
 
@@ -1570,16 +1482,6 @@ mod tests {
             format!("{:#}", readable(e, "http://h:1")),
             "reading deploy 3: cannot reach etcd at http://h:1: connection refused (is etcd running? `mgmt etcd` starts one)"
         );
-        // A typed wrapper that repeats it is dropped.
-        let fetch = crate::deploy::store::FetchError::from(etcd_client::Error::IoError(
-            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
-        ));
-        assert_eq!(fetch.to_string(), "etcd: connection refused");
-        let e = Err::<(), _>(fetch).context("reading deploy 4").unwrap_err();
-        assert_eq!(
-            format!("{:#}", readable(e, "http://h:1")),
-            "reading deploy 4: cannot reach etcd at http://h:1: connection refused (is etcd running? `mgmt etcd` starts one)"
-        );
         let plain = anyhow::anyhow!("not about etcd");
         assert_eq!(format!("{:#}", readable(plain, "http://h:1")), "not about etcd");
     }
@@ -1725,25 +1627,6 @@ mod tests {
             classify("grpc request error: status: Unavailable, message: \"error trying to connect\""),
             Trouble::Unreachable
         );
-    }
-
-    #[test]
-    fn backoff_doubles_to_its_cap_with_jitter_in_the_upper_half() {
-        let mut b = Backoff::new();
-        let mut steps = Vec::new();
-        for _ in 0..8 {
-            steps.push(b.next_delay());
-        }
-        let caps = [100, 200, 400, 800, 1600, 2000, 2000, 2000].map(Duration::from_millis);
-        for (d, cap) in steps.iter().zip(caps) {
-            assert!(*d >= cap / 2 && *d <= cap, "{d:?} not in [{:?}, {cap:?}]", cap / 2);
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
-        // Jitter: many draws at one step are not all equal.
-        let draws: std::collections::BTreeSet<Duration> =
-            (0..20).map(|_| Backoff::new().next_delay()).collect();
-        assert!(draws.len() > 1, "{draws:?}");
     }
 
     #[test]

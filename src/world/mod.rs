@@ -8,8 +8,10 @@
 //! unreachable, and retry like any failing resource.
 
 pub mod access;
+pub mod backoff;
 pub mod etcd;
 pub mod local;
+pub mod mirror;
 pub mod ssh;
 
 use async_trait::async_trait;
