@@ -25,7 +25,8 @@ use crate::deploy::source::{self, Built};
 use crate::deploy::store::{self, Appended, DeployKeys, NewDeploy, Published};
 use crate::frontend::GraphSpec;
 use crate::text::count;
-use crate::world::etcd::{Backoff, EtcdError, connect, describe, readable, readable_as};
+use crate::world::backoff::Backoff;
+use crate::world::etcd::{EtcdError, connect, describe, readable, readable_as};
 
 /// Deploy records kept by default (`--keep`).
 pub const DEFAULT_KEEP: u64 = 50;

@@ -19,7 +19,8 @@ use crate::deploy::store::{DeployKeys, parse_deploy_id};
 use crate::text::head;
 use crate::world::HostStatus;
 use crate::world::access::EtcdAccess;
-use crate::world::etcd::{Backoff, EtcdError, Keys, connect};
+use crate::world::backoff::Backoff;
+use crate::world::etcd::{EtcdError, Keys, connect};
 
 /// A host is failing or is not on the latest deploy (with `--wait`: a host failed).
 pub const EXIT_FAILING: u8 = 1;

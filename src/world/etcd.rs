@@ -31,7 +31,7 @@ use tracing::{debug, error, info, warn};
 
 use super::access::EtcdAccess;
 /// Re-exported: the cli retries with it too.
-pub use super::backoff::Backoff;
+use super::backoff::Backoff;
 use super::mirror::{self, Mirrored, Watched};
 use super::{Exported, HostStatus, KvValue, World, WorldError};
 
