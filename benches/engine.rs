@@ -982,6 +982,7 @@ fn swap(ctx: &Ctx) -> Result<Vec<Row>> {
     use mgmt::engine::assemble::assemble;
     use mgmt::engine::{Engine, EngineOptions, Graph};
     use mgmt::frontend::yaml;
+    use mgmt::world::local::LocalWorld;
 
     const N: usize = 10_000;
     const SWAPS: usize = 40;
@@ -1013,7 +1014,7 @@ fn swap(ctx: &Ctx) -> Result<Vec<Row>> {
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (swap_s, conv_s) = rt.block_on(async {
-        let mut engine = Engine::new(EngineOptions::default())?;
+        let mut engine = Engine::new(EngineOptions::default(), Arc::new(LocalWorld::new("localhost")))?;
         let conv = engine.convergence();
         let mut rx = conv.subscribe();
         let converged = async |rx: &mut tokio::sync::watch::Receiver<mgmt::engine::Summary>| -> Result<()> {

@@ -115,9 +115,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     // the default disposition's instant death (which would leave temp files behind).
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let mut engine =
-        Engine::with_world(EngineOptions { noop: args.noop, no_watch: args.no_watch }, world.clone())
-            .context("starting the file watcher")?;
+    let mut engine = Engine::new(EngineOptions { noop: args.noop, no_watch: args.no_watch }, world.clone())
+        .context("starting the file watcher")?;
     // Exporting changes the cluster, which noop mode must not do.
     let export = |exports| {
         let world = world.clone();

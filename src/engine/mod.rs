@@ -21,7 +21,6 @@ use crate::contract::ResId;
 use crate::os::FsWatcher;
 use crate::resources::Resource;
 use crate::world::World;
-use crate::world::local::LocalWorld;
 pub use converged::{Convergence, Summary};
 pub use graph::{Graph, GraphError, SwapPlan, plan_swap};
 pub use outcome::{Outcome, Tally};
@@ -99,12 +98,8 @@ impl VertexReport {
 }
 
 impl Engine {
-    /// An engine in a standalone world.
-    pub fn new(opts: EngineOptions) -> std::io::Result<Engine> {
-        Engine::with_world(opts, Arc::new(LocalWorld::new("localhost")))
-    }
-
-    pub fn with_world(opts: EngineOptions, world: Arc<dyn World>) -> std::io::Result<Engine> {
+    /// An engine whose vertices reach `world` (the `kv` resource).
+    pub fn new(opts: EngineOptions, world: Arc<dyn World>) -> std::io::Result<Engine> {
         let env = EngineEnv {
             noop: opts.noop,
             no_watch: opts.no_watch,

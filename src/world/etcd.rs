@@ -707,6 +707,29 @@ pub const TXN_MAX_BYTES: usize = 1024 * 1024 + 64 * 1024;
 
 /// What etcd's request encoding adds to each operation's key and value, rounded up.
 const TXN_OP_OVERHEAD: usize = 64;
+/// What publishing this host's exports changes: the keys to write (new or different) and
+/// to delete (no longer exported), and what `exported/<hostname>/` holds afterwards.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ExportDiff {
+    pub puts: Vec<(String, Vec<u8>)>,
+    pub deletes: Vec<String>,
+    pub after: BTreeMap<String, Vec<u8>>,
+}
+
+/// Compare the wanted exports with what is stored under this host's prefix. Pure.
+pub fn export_diff(keys: &Keys, desired: &[Exported], mut existing: BTreeMap<String, Vec<u8>>) -> ExportDiff {
+    let mut diff = ExportDiff::default();
+    for e in desired {
+        let key = keys.export(e);
+        let value = serde_json::to_vec(e).expect("exports serialize");
+        if existing.remove(&key).as_deref() != Some(value.as_slice()) {
+            diff.puts.push((key.clone(), value.clone()));
+        }
+        diff.after.insert(key, value);
+    }
+    diff.deletes = existing.into_keys().collect();
+    diff
+}
 
 /// How to split operations of the given sizes (key plus value bytes), in order, into
 /// transactions: the number of operations in each. A transaction holds at most
@@ -1118,7 +1141,7 @@ impl EtcdWorld {
         desired: &[Exported],
         known: Option<BTreeMap<String, Vec<u8>>>,
     ) -> Result<BTreeMap<String, Vec<u8>>, etcd_client::Error> {
-        let mut existing = match known {
+        let existing = match known {
             Some(k) => k,
             None => {
                 let prefix = self.keys.exported_by(&self.cfg.hostname);
@@ -1129,27 +1152,23 @@ impl EtcdWorld {
                     .collect()
             }
         };
-        let mut after = BTreeMap::new();
-        let mut ops = Vec::new();
-        for e in desired {
-            let key = self.keys.export(e);
-            let value = serde_json::to_vec(e).expect("exports serialize");
-            if existing.remove(&key).as_deref() != Some(value.as_slice()) {
-                let size = key.len() + value.len();
-                ops.push((TxnOp::put(key.clone(), value.clone(), None), size));
-            }
-            after.insert(key, value);
-        }
-        ops.extend(existing.into_keys().map(|k| {
-            let size = k.len();
-            (TxnOp::delete(k, None), size)
-        }));
+        let diff = export_diff(&self.keys, desired, existing);
+        let ops: Vec<(TxnOp, usize)> = (diff.puts.into_iter())
+            .map(|(k, v)| {
+                let size = k.len() + v.len();
+                (TxnOp::put(k, v, None), size)
+            })
+            .chain(diff.deletes.into_iter().map(|k| {
+                let size = k.len();
+                (TxnOp::delete(k, None), size)
+            }))
+            .collect();
         let sizes: Vec<usize> = ops.iter().map(|(_, size)| *size).collect();
         let mut ops = ops.into_iter().map(|(op, _)| op);
         for n in txn_batches(&sizes) {
             c.txn(Txn::new().and_then(ops.by_ref().take(n).collect::<Vec<_>>())).await?;
         }
-        Ok(after)
+        Ok(diff.after)
     }
 
     /// Mirror `watched` until the world stops: what collects and `kv` read.
@@ -1336,6 +1355,36 @@ impl World for EtcdWorld {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn exported(name: &str, content: &str) -> Exported {
+        Exported {
+            host: "h1".into(),
+            kind: "file".into(),
+            name: name.into(),
+            params: serde_json::json!({"name": name, "content": content}),
+        }
+    }
+
+    #[test]
+    fn publishing_exports_writes_what_changed_and_deletes_what_is_gone() {
+        let keys = Keys::new("/_mgmt");
+        let (a, b, c) = (exported("/a", "1"), exported("/b", "2"), exported("/c", "3"));
+        let stored = export_diff(&keys, &[a.clone(), b.clone()], BTreeMap::new()).after;
+        assert_eq!(stored.len(), 2);
+
+        let same = export_diff(&keys, &[a.clone(), b.clone()], stored.clone());
+        assert_eq!((same.puts.len(), same.deletes.len()), (0, 0));
+        assert_eq!(same.after, stored);
+
+        let b2 = exported("/b", "changed");
+        let diff = export_diff(&keys, &[b2.clone(), c.clone()], stored);
+        let puts: Vec<&str> = diff.puts.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(puts, [keys.export(&b2), keys.export(&c)]);
+        assert_eq!(diff.deletes, [keys.export(&a)]);
+        assert_eq!(diff.after.keys().cloned().collect::<Vec<_>>(), [keys.export(&b2), keys.export(&c)]);
+        let written: Exported = serde_json::from_slice(&diff.puts[0].1).unwrap();
+        assert_eq!(written, b2);
+    }
 
     #[test]
     fn keys_follow_the_documented_layout() {
