@@ -255,6 +255,50 @@ fn log_change(id: &ResId, change: &Change, applied: bool) {
     }
 }
 
+/// What woke a vertex, as its checker reads it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Wake {
+    /// No check has succeeded since the vertex started.
+    first: bool,
+    /// Its own watch saw a change.
+    event: bool,
+    /// An upstream vertex on a `notify` edge changed something.
+    refresh: bool,
+    /// An upstream vertex changed or changed status, or a swap changed its upstream set.
+    poke: bool,
+}
+
+/// Whether the upstream vertices hold this one back: `Blocked` when one failed or is
+/// blocked (this vertex is blocked until they recover), `Pending` while one has not yet
+/// been checked, `None` when all are `Ok`. Pure.
+fn upstream_gate(upstream: &[Status]) -> Option<Status> {
+    if upstream.iter().any(|s| matches!(s, Status::Failed | Status::Blocked)) {
+        Some(Status::Blocked)
+    } else if upstream.contains(&Status::Pending) {
+        Some(Status::Pending)
+    } else {
+        None
+    }
+}
+
+/// Whether a woken vertex whose upstream is all `Ok` checks its resource: when something
+/// happened, or when it is not `Ok` itself (it was blocked, pending or failed). Pure.
+fn needs_check(wake: Wake, own: Status) -> bool {
+    wake.first || wake.event || wake.refresh || wake.poke || own != Status::Ok
+}
+
+/// After a successful check: downstream vertices look again when something changed or when
+/// this vertex has just become `Ok`. Pure.
+fn pokes_downstream(changes: usize, was: Status) -> bool {
+    changes > 0 || was != Status::Ok
+}
+
+/// One retry taken from `retries` (-1: forever): what is left, and how it is logged. Pure.
+fn retry_taken(retries: i32) -> (i32, String) {
+    let left = retries.saturating_sub(1).max(-1);
+    (left, if left < 0 { "forever".to_string() } else { format!("{left} left") })
+}
+
 /// The vertex task. Returns when cancelled (the future is dropped) or never.
 pub async fn run(
     shared: Arc<VertexShared>,
@@ -337,20 +381,24 @@ pub async fn run(
             }
             let links = shared.links();
             let statuses: Vec<Status> = links.upstream.iter().map(|u| u.status()).collect();
-            if statuses.iter().any(|s| matches!(s, Status::Failed | Status::Blocked)) {
-                shared.transition(Status::Blocked);
-                cond.set(Cond::Bad);
-                continue;
-            }
-            if statuses.contains(&Status::Pending) {
-                shared.transition(Status::Pending);
-                cond.set(Cond::Busy);
-                continue;
+            match upstream_gate(&statuses) {
+                Some(Status::Blocked) => {
+                    shared.transition(Status::Blocked);
+                    cond.set(Cond::Bad);
+                    continue;
+                }
+                Some(_) => {
+                    shared.transition(Status::Pending);
+                    cond.set(Cond::Busy);
+                    continue;
+                }
+                None => {}
             }
             let event = shared.event.swap(false, Ordering::SeqCst) && !std::mem::take(&mut resumed);
             let refresh = shared.refresh.swap(false, Ordering::SeqCst);
             let poke = shared.poke.swap(false, Ordering::SeqCst);
-            if !(first || event || refresh || poke || shared.status() != Status::Ok) {
+            let wake = Wake { first, event, refresh, poke };
+            if !needs_check(wake, shared.status()) {
                 continue;
             }
             cond.set(Cond::Busy);
@@ -379,9 +427,8 @@ pub async fn run(
                 match r {
                     Ok(changes) => break Ok(changes),
                     Err(e) if retries != 0 => {
-                        retries = retries.saturating_sub(1).max(-1);
-                        let left =
-                            if retries < 0 { "forever".to_string() } else { format!("{retries} left") };
+                        let left;
+                        (retries, left) = retry_taken(retries);
                         let delay = meta.retry_delay();
                         let text = head(&e.summary(), ERROR_TEXT_MAX).into_owned();
                         retry_log.warn(&id, &format!("{text}; retrying in {}ms ({left})", delay.as_millis()));
@@ -406,7 +453,7 @@ pub async fn run(
                         shared.would_change.store(!changes.is_empty(), Ordering::SeqCst);
                     }
                     let was = shared.set_status(Status::Ok);
-                    if !changes.is_empty() || was != Status::Ok {
+                    if pokes_downstream(changes.len(), was) {
                         shared.poke_downstream(!changes.is_empty());
                     }
                     cond.set(Cond::Ok);
@@ -446,5 +493,47 @@ mod tests {
         let mut b = WatchBackoff::new(30_000);
         assert_eq!(b.after(Duration::ZERO), Duration::from_secs(30));
         assert_eq!(b.after(Duration::ZERO), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_failed_or_blocked_upstream_blocks_and_a_pending_one_holds_back() {
+        use Status::*;
+        assert_eq!(upstream_gate(&[]), None);
+        assert_eq!(upstream_gate(&[Ok, Ok]), None);
+        assert_eq!(upstream_gate(&[Ok, Pending]), Some(Pending));
+        assert_eq!(upstream_gate(&[Pending, Failed]), Some(Blocked));
+        assert_eq!(upstream_gate(&[Blocked, Ok]), Some(Blocked));
+    }
+
+    #[test]
+    fn an_ok_vertex_checks_only_when_something_woke_it() {
+        let nothing = Wake::default();
+        assert!(!needs_check(nothing, Status::Ok));
+        for own in [Status::Pending, Status::Failed, Status::Blocked] {
+            assert!(needs_check(nothing, own), "{own:?}");
+        }
+        for wake in [
+            Wake { first: true, ..nothing },
+            Wake { event: true, ..nothing },
+            Wake { refresh: true, ..nothing },
+            Wake { poke: true, ..nothing },
+        ] {
+            assert!(needs_check(wake, Status::Ok), "{wake:?}");
+        }
+    }
+
+    #[test]
+    fn downstream_looks_again_after_a_change_or_a_recovery_only() {
+        assert!(!pokes_downstream(0, Status::Ok));
+        assert!(pokes_downstream(2, Status::Ok));
+        assert!(pokes_downstream(0, Status::Failed));
+        assert!(pokes_downstream(0, Status::Pending));
+    }
+
+    #[test]
+    fn retries_count_down_to_zero_and_forever_stays_forever() {
+        assert_eq!(retry_taken(3), (2, "2 left".to_string()));
+        assert_eq!(retry_taken(1), (0, "0 left".to_string()));
+        assert_eq!(retry_taken(-1), (-1, "forever".to_string()));
     }
 }
