@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::bundle::{FileEntry, Manifest};
 use crate::frontend::{EdgeSpec, GraphSpec};
-use crate::resources::ResId;
+use crate::contract::ResId;
 
 /// A file of the bundle that is not the same in both manifests.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use super::graph::{Graph, GraphError};
 use crate::contract::limits::MAX_EXPORT_BYTES;
 use crate::frontend::GraphSpec;
-use crate::resources::{self, ResId, Resource, managed_key};
+use crate::contract::ResId;
+use crate::resources::{self, Resource, managed_key};
 use crate::world::Exported;
 
 pub struct Assembled {

@@ -13,7 +13,8 @@ use super::converged::{Cond, CondHandle};
 use super::rate::RateLimiter;
 use crate::contract::limits::ERROR_TEXT_MAX;
 use crate::contract::meta::MIN_FOREVER_DELAY_MS;
-use crate::resources::{ApplyCtx, Change, Detail, ResId, Resource, ResourceError, Sends, Trigger, WatchCtx};
+use crate::contract::ResId;
+use crate::resources::{ApplyCtx, Change, Detail, Resource, ResourceError, Sends, Trigger, WatchCtx};
 use crate::text::head;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,7 +17,8 @@ use super::base::{Base, Want};
 use super::{CollectSpec, EdgeSpec, FrontendError, GraphSpec, check};
 use crate::contract::Meta;
 use crate::contract::limits::MAX_INTERVAL_SECS;
-use crate::resources::{self, ResId, Resource};
+use crate::contract::ResId;
+use crate::resources::{self, Resource};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -50,7 +50,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-pub use crate::contract::{Meta, ResId, ValidationError, Value};
+use crate::contract::{Meta, ResId, ValidationError, Value};
 use crate::os::FsWatcher;
 use crate::world::World;
 

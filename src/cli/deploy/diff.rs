@@ -363,7 +363,7 @@ fn graph_json(g: &GraphDiff) -> Value {
 mod tests {
     use super::*;
     use crate::deploy::bundle::{MODE_EXECUTABLE, MODE_FILE};
-    use crate::resources::ResId;
+    use crate::contract::ResId;
 
     #[test]
     fn the_text_shows_each_change_on_its_own_line() {
