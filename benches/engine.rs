@@ -30,7 +30,7 @@ use inotify::{Inotify, WatchMask};
 
 use support::process::Proc;
 use support::procfs::{clk_tck, proc_times, status_kb, thread_delta, thread_stats};
-use support::report::{Row, ms, print_table, row, stats};
+use support::report::{Row, info, ms, print_table, row, stats};
 use support::wait::{Waiter, until_all};
 use support::{Bench, bin, exit_if_failed, machine::print_machine, run_each, selected};
 
@@ -193,7 +193,6 @@ fn retire(ctx: &Ctx, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Agent processes
 
@@ -202,7 +201,7 @@ fn retire(ctx: &Ctx, dir: &Path) -> Result<()> {
 fn spawn_agent(dir: &BenchDir, log_name: &str, args: &[OsString]) -> Result<Proc> {
     let mut cmd = Command::new(bin());
     cmd.args(args).env("TMPDIR", dir.join("prefix")).env_remove("MGMT_LOG");
-    let mut agent = Proc::spawn(cmd, dir.join(log_name), "mgmt".into())?;
+    let mut agent = Proc::spawn_untied(cmd, dir.join(log_name), "mgmt".into())?;
     agent.drop_signal = libc::SIGINT;
     Ok(agent)
 }
@@ -446,13 +445,11 @@ fn drift(ctx: &Ctx) -> Result<Vec<Row>> {
             "p99 < 2 ms",
             Some(es.p99 < Duration::from_millis(2)),
         ),
-        row("drift", "baseline: bare inotify thread p50/p99/max", bs.p50_p99_max(), "", None),
-        row(
+        info("drift", "baseline: bare inotify thread p50/p99/max", bs.p50_p99_max()),
+        info(
             "drift",
             "engine minus baseline, p50 / p99",
             format!("{} / {}", over(es.p50, bs.p50), over(es.p99, bs.p99)),
-            "",
-            None,
         ),
     ])
 }
@@ -521,7 +518,7 @@ fn cold(ctx: &Ctx) -> Result<Vec<Row>> {
         }
         let s = stats(&samples);
         println!("baseline {what}, {n} files: {}", s.line());
-        rows.push(row("cold", format!("baseline {n} files, sequential {what}"), s.median_range(), "", None));
+        rows.push(info("cold", format!("baseline {n} files, sequential {what}"), s.median_range()));
     }
     retire(ctx, &files)?;
     Ok(rows)
@@ -564,7 +561,7 @@ fn recheck(ctx: &Ctx) -> Result<Vec<Row>> {
                 Some(s.p50 < Duration::from_millis(50)),
             )
         } else {
-            row("recheck", "1 correct file (process floor): median (min..max)", s.median_range(), "", None)
+            info("recheck", "1 correct file (process floor): median (min..max)", s.median_range())
         });
     }
     Ok(rows)
@@ -662,13 +659,11 @@ fn swap(ctx: &Ctx) -> Result<Vec<Row>> {
             "< 16 ms",
             Some(ss.p50 < Duration::from_millis(16)),
         ),
-        row("swap", "after swap() returned, until converged again: median", ms(cs.p50), "", None),
-        row(
+        info("swap", "after swap() returned, until converged again: median", ms(cs.p50)),
+        info(
             "swap",
             format!("parse + assemble {N}-resource YAML: median"),
             format!("{} (parse {}, assemble {})", ms(ts.p50), ms(ps.p50), ms(as_.p50)),
-            "",
-            None,
         ),
     ])
 }
@@ -758,12 +753,10 @@ fn idle(ctx: &Ctx) -> Result<Vec<Row>> {
             "< 20 MB",
             Some(rss0.max(rss1) < 20 * 1024),
         ));
-        rows.push(row(
+        rows.push(info(
             "idle",
             format!("threads start -> end, {label}"),
             format!("{thr0} -> {thr1}"),
-            "",
-            None,
         ));
     }
 
@@ -772,6 +765,6 @@ fn idle(ctx: &Ctx) -> Result<Vec<Row>> {
     agent.signal(libc::SIGINT);
     let exit = agent.wait_ok(Duration::from_secs(10))? - t;
     println!("SIGINT -> exit after the idle windows: {}", ms(exit));
-    rows.push(row("idle", "SIGINT -> exit after the idle windows", ms(exit), "", None));
+    rows.push(info("idle", "SIGINT -> exit after the idle windows", ms(exit)));
     Ok(rows)
 }

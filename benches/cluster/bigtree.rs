@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
-use crate::deploy_round::*;
+use crate::deploy_round::{
+    ClusterWatch, DeployRound, app_content, app_yaml, deploy_round, deployed_counts, git, host_file, milestones,
+    ms_or_stuck, report_stuck, round_failed, spawn_deploy_agents, stop_agents, time_mgmt,
+};
 use crate::etcd::{Etcd, free_ports};
 use crate::logs::Log;
-use crate::support::procfs::status_kb;
-use crate::support::report::{Row, ms, row, stats};
+use crate::support::procfs::rss_hwm_kb;
+use crate::support::report::{Row, info, ms, row, stats};
 
 /// A big-tree benchmark: `dirs` directories of 100 files, `cold` deploys with every blob new,
 /// then `dedup` deploys with one file changed; the targets apply to `bigtree` (1,000 files).
@@ -131,8 +134,7 @@ fn big_tree(t: &Path, b: &BigTree) -> Result<Vec<Row>> {
         ensure!(!out.status.success() && said.contains("cannot reach etcd"), "{said}");
         Ok(())
     })?;
-    let rss = status_kb(agents[0].pid(), "VmRSS:").unwrap_or(0);
-    let hwm = status_kb(agents[0].pid(), "VmHWM:").unwrap_or(0);
+    let (rss, hwm) = rss_hwm_kb(agents[0].pid());
     stop_agents(&mut agents, &etcd, bench)?;
     let logs: Vec<Log> = agents.iter().map(|a| Log::read(&a.log)).collect();
     drop(etcd);
@@ -187,28 +189,22 @@ fn big_tree(t: &Path, b: &BigTree) -> Result<Vec<Row>> {
             cmd_target,
             cmd_ok,
         ));
-        rows.push(row(bench, format!("{what}: blobs the command reported"), blobs(c), "", None));
+        rows.push(info(bench, format!("{what}: blobs the command reported"), blobs(c)));
         let after: Vec<Duration> = set.iter().map(|(_, r)| r.command.saturating_sub(r.published)).collect();
-        rows.push(row(
+        rows.push(info(
             bench,
             format!("{what}: start -> deploy/latest published"),
             range(&pubd),
-            "",
-            None,
         ));
-        rows.push(row(
+        rows.push(info(
             bench,
             format!("{what}: published -> command exit (retention when over --keep)"),
             range(&after),
-            "",
-            None,
         ));
-        rows.push(row(
+        rows.push(info(
             bench,
             format!("{what}: start -> 1 agent converged on it"),
             range(&conv),
-            "",
-            None,
         ));
         let pub_conv: Vec<Duration> =
             set.iter().filter_map(|(_, r)| Some(r.all()?.saturating_sub(r.published))).collect();
@@ -226,36 +222,28 @@ fn big_tree(t: &Path, b: &BigTree) -> Result<Vec<Row>> {
             ));
         }
         if !m.fetching_to_running.is_empty() {
-            rows.push(row(
+            rows.push(info(
                 bench,
                 format!("{what}: agent `fetching bundle` -> `running deploy` (fetch, verify, unpack)"),
                 range(&m.fetching_to_running),
-                "",
-                None,
             ));
         }
     }
-    rows.push(row(
+    rows.push(info(
         bench,
         "baseline: the same commit again (`nothing new`: git, every blob checked, no write)",
         range(&again),
-        "",
-        None,
     ));
-    rows.push(row(
+    rows.push(info(
         bench,
         "baseline: process + bundle built from git (etcd refuses the connection)",
         range(&build),
-        "",
-        None,
     ));
     let mb = |kb: u64| kb as f64 / 1024.0;
-    rows.push(row(
+    rows.push(info(
         bench,
         "agent VmRSS after the run, MB (VmHWM)",
         format!("{:.1} ({:.1})", mb(rss), mb(hwm)),
-        "",
-        None,
     ));
     Ok(rows)
 }

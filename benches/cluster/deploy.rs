@@ -10,11 +10,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 
-use crate::deploy_round::*;
+use crate::deploy_round::{
+    ClusterWatch, DEPLOY_PAUSE, DeployRound, STUCK_GRACE, app_content, app_yaml, cpu_all, deploy_round, git,
+    host_file, init_repo, milestones, ms_or_stuck, report_stuck, round_failed, spawn_deploy_agents, stop_agents,
+    time_mgmt,
+};
 use crate::etcd::Etcd;
 use crate::logs::Log;
-use crate::support::procfs::{cpu_ns, status_kb};
-use crate::support::report::{Row, Stats, ms, row, stats};
+use crate::support::procfs::{cpu_ns, rss_hwm_kb, status_kb};
+use crate::support::report::{Row, Stats, info, ms, row, stats};
 
 /// The 3-agent deploy's latency (p50, p90), for `deploy50` to compare with when both run.
 static DEPLOY3: std::sync::Mutex<Option<(Duration, Duration)>> = std::sync::Mutex::new(None);
@@ -92,10 +96,7 @@ fn deploy_cluster(t: &Path, bench: &'static str, n: usize, warmup: usize, iters:
     let cpu_etcd1 = cpu_ns(etcd.process.pid());
     let m1 = etcd.metrics();
     let m0 = m0.context("no metrics")?;
-    let rss: Vec<(u64, u64)> = agents
-        .iter()
-        .map(|a| (status_kb(a.pid(), "VmRSS:").unwrap_or(0), status_kb(a.pid(), "VmHWM:").unwrap_or(0)))
-        .collect();
+    let rss: Vec<(u64, u64)> = agents.iter().map(|a| rss_hwm_kb(a.pid())).collect();
     let threads: Vec<u64> = agents.iter().map(|a| status_kb(a.pid(), "Threads:").unwrap_or(0)).collect();
     let etcd_rss = status_kb(etcd.process.pid(), "VmRSS:").unwrap_or(0);
     let deploys_dirs = fs::read_dir(t.join("prefix"))
@@ -187,32 +188,26 @@ fn deploy_cluster(t: &Path, bench: &'static str, n: usize, warmup: usize, iters:
     if n > 3
         && let Some((p50, p90)) = *DEPLOY3.lock().unwrap_or_else(|e| e.into_inner())
     {
-        rows.push(row(
+        rows.push(info(
             bench,
             "the same with 3 agents (this run): p50 / p90; growth of the p50",
             format!("{} / {}; x{:.1}", ms(p50), ms(p90), s_all.p50.as_secs_f64() / p50.as_secs_f64()),
-            "",
-            None,
         ));
     }
     if n <= 3 {
         *DEPLOY3.lock().unwrap_or_else(|e| e.into_inner()) = Some((s_all.p50, s_all.p90));
     }
-    rows.push(row(bench, "`mgmt deploy` start -> its exit (wall time)", s_cmd.p50_p90_max(), "", None));
-    rows.push(row(
+    rows.push(info(bench, "`mgmt deploy` start -> its exit (wall time)", s_cmd.p50_p90_max()));
+    rows.push(info(
         bench,
         "`mgmt deploy` start -> bench's watch sees deploy/latest",
         s_pub.p50_p90_max(),
-        "",
-        None,
     ));
-    rows.push(row(bench, "start -> first host converged", s_first.p50_p90_max(), "", None));
-    rows.push(row(
+    rows.push(info(bench, "start -> first host converged", s_first.p50_p90_max()));
+    rows.push(info(
         bench,
         format!("start -> a host converged (each of {n} hosts, n={})", per_host.len()),
         s_host.p50_p90_max(),
-        "",
-        None,
     ));
     // Where the time goes, from the agents' logs.
     let m = milestones(&rounds, &logs);
@@ -220,7 +215,7 @@ fn deploy_cluster(t: &Path, bench: &'static str, n: usize, warmup: usize, iters:
         if !v.is_empty() {
             let s = stats(v);
             println!("{what}: {}", s.line());
-            rows.push(row(bench, format!("{what} (n={})", s.n), s.p50_p90_max(), "", None));
+            rows.push(info(bench, format!("{what} (n={})", s.n), s.p50_p90_max()));
         }
     };
     add("log: start -> agent logs `deploy N: fetching bundle`", &m.fetching);
@@ -237,33 +232,27 @@ fn deploy_cluster(t: &Path, bench: &'static str, n: usize, warmup: usize, iters:
     add("step: `running deploy` -> file written", &m.running_to_file);
     add("step: file written -> its converged status seen by the bench", &m.file_to_status);
     for (what, s) in &base {
-        rows.push(row(bench, format!("baseline: {what}"), s.p50_p90_max(), "", None));
+        rows.push(info(bench, format!("baseline: {what}"), s.p50_p90_max()));
     }
-    rows.push(row(
+    rows.push(info(
         bench,
         "statuses naming the new deploy before its converged one; converged before the file was right",
         format!("{two_writes} of {}; {early}", per_host.len()),
-        "",
-        None,
     ));
     let proposals =
         m1.get("etcd_server_proposals_committed_total") - m0.get("etcd_server_proposals_committed_total");
     let (_, fsync_ms) = m1.hist_since(&m0, "etcd_disk_wal_fsync_duration_seconds");
-    rows.push(row(
+    rows.push(info(
         bench,
         "etcd: writes per deploy, WAL fsync mean",
         format!("{:.1}, {fsync_ms:.2} ms", proposals / iters as f64),
-        "",
-        None,
     ));
     let cpu_agents = cpu1.saturating_sub(cpu0) as f64 / 1e6 / iters as f64;
     let cpu_etcd = cpu_etcd1.saturating_sub(cpu_etcd0) as f64 / 1e6 / iters as f64;
-    rows.push(row(
+    rows.push(info(
         bench,
         "CPU per deploy, ms (all agents together; etcd)",
         format!("{cpu_agents:.1} ({:.2} per agent); etcd {cpu_etcd:.1}", cpu_agents / n as f64),
-        "",
-        None,
     ));
     let mb = |kb: u64| kb as f64 / 1024.0;
     let mut r_sorted: Vec<u64> = rss.iter().map(|r| r.0).collect();

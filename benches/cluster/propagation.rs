@@ -23,7 +23,7 @@ use crate::etcd::Etcd;
 use crate::logs::{Log, unix_us};
 use crate::support::bin;
 use crate::support::process::Proc;
-use crate::support::procfs::{cpu_ns, status_kb};
+use crate::support::procfs::{cpu_ns, rss_hwm_kb, status_kb};
 use crate::support::report::{Row, ms, stats};
 use crate::support::wait::{FALLBACK, Waiter, until_all};
 
@@ -42,7 +42,7 @@ fn row(metric: impl Into<String>, value: impl Into<String>, target: &'static str
 }
 
 fn info_row(metric: impl Into<String>, value: impl Into<String>) -> Row {
-    row(metric, value, "", None)
+    crate::support::report::info("cluster", metric, value)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -377,10 +377,7 @@ pub fn propagation(t: &Path) -> Result<Vec<Row>> {
             ensure!(fs::read(&p)? == content(f, 0), "{} lost its content", p.display());
         }
     }
-    let rss: Vec<(u64, u64)> = agents
-        .iter()
-        .map(|a| (status_kb(a.pid(), "VmRSS:").unwrap_or(0), status_kb(a.pid(), "VmHWM:").unwrap_or(0)))
-        .collect();
+    let rss: Vec<(u64, u64)> = agents.iter().map(|a| rss_hwm_kb(a.pid())).collect();
     let etcd_rss = status_kb(etcd.process.pid(), "VmRSS:").unwrap_or(0);
 
     // Stop the agents (SIGINT, as a user would), then etcd.

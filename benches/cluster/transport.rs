@@ -18,7 +18,7 @@ use crate::etcd::{Etcd, free_ports};
 use crate::propagation::{AtomicSave, HOSTS, PAUSE, ROUND_LIMIT, content, graph_path, host_yaml};
 use crate::support::bin;
 use crate::support::process::Proc;
-use crate::support::report::{Row, Stats, ms, row, stats};
+use crate::support::report::{Row, Stats, info, ms, row, stats};
 use crate::support::wait::{Waiter, until_all};
 
 const EXPORT_WARMUP: usize = 5;
@@ -90,33 +90,25 @@ pub fn transport(t: &Path) -> Result<Vec<Row>> {
             export.line(),
             deploy.line()
         );
-        rows.push(row(
+        rows.push(info(
             "transport",
             format!("{}: export -> collected on both peers: p50/p90/p99/max (n={})", mode.name(), export.n),
             export.p50_p90_p99_max(),
-            "",
-            None,
         ));
-        rows.push(row(
+        rows.push(info(
             "transport",
             format!("{}: `mgmt deploy` -> 2 agents converged: p50/p90/p99/max (n={})", mode.name(), deploy.n),
             deploy.p50_p90_p99_max(),
-            "",
-            None,
         ));
-        rows.push(row(
+        rows.push(info(
             "transport",
             format!("{}: `mgmt deploy` wall time: p50/p90/p99/max (n={})", mode.name(), command.n),
             command.p50_p90_p99_max(),
-            "",
-            None,
         ));
-        rows.push(row(
+        rows.push(info(
             "transport",
             format!("{}: the agents' part, p50 of converged minus p50 of the command", mode.name()),
             ms(deploy.p50.saturating_sub(command.p50)),
-            "",
-            None,
         ));
         p50s.push((mode, export.p50, deploy.p50));
     }

@@ -20,8 +20,9 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Start `cmd`. If the bench itself is killed (Ctrl-C), the child gets SIGTERM instead of
+    /// living on.
     pub fn spawn(mut cmd: Command, log: PathBuf, what: String) -> Result<Proc> {
-        // If the bench itself is killed (Ctrl-C), its children get SIGTERM instead of living on.
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -29,6 +30,12 @@ impl Proc {
                 Ok(())
             });
         }
+        Proc::spawn_untied(cmd, log, what)
+    }
+
+    /// [`Proc::spawn`] without the tie to the bench's life: with no `pre_exec`, std starts the
+    /// child with posix_spawn instead of fork, which matters where the start is timed.
+    pub fn spawn_untied(mut cmd: Command, log: PathBuf, what: String) -> Result<Proc> {
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

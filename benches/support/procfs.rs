@@ -74,3 +74,8 @@ pub fn status_kb(pid: i32, key: &str) -> Result<u64> {
 pub fn cpu_ns(pid: i32) -> u64 {
     proc_times(pid).map(|t| t.ticks * (1_000_000_000 / clk_tck())).unwrap_or(0)
 }
+
+/// VmRSS and VmHWM in kB, 0 where they cannot be read.
+pub fn rss_hwm_kb(pid: i32) -> (u64, u64) {
+    (status_kb(pid, "VmRSS:").unwrap_or(0), status_kb(pid, "VmHWM:").unwrap_or(0))
+}

@@ -22,6 +22,11 @@ pub fn row(
     Row { bench, metric: metric.into(), value: value.into(), target, pass }
 }
 
+/// A row with no target: information.
+pub fn info(bench: &'static str, metric: impl Into<String>, value: impl Into<String>) -> Row {
+    row(bench, metric, value, "", None)
+}
+
 pub fn print_table(rows: &[Row]) {
     if rows.is_empty() {
         return;
