@@ -753,11 +753,7 @@ fn idle(ctx: &Ctx) -> Result<Vec<Row>> {
             "< 20 MB",
             Some(rss0.max(rss1) < 20 * 1024),
         ));
-        rows.push(info(
-            "idle",
-            format!("threads start -> end, {label}"),
-            format!("{thr0} -> {thr1}"),
-        ));
+        rows.push(info("idle", format!("threads start -> end, {label}"), format!("{thr0} -> {thr1}")));
     }
 
     // Shutdown of an agent that has been idle long enough for its blocking threads to retire.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 
 use crate::deploy_round::{
-    ClusterWatch, DeployRound, app_content, app_yaml, deploy_round, deployed_counts, git, host_file, milestones,
-    ms_or_stuck, report_stuck, round_failed, spawn_deploy_agents, stop_agents, time_mgmt,
+    ClusterWatch, DeployRound, app_content, app_yaml, deploy_round, deployed_counts, git, host_file,
+    milestones, ms_or_stuck, report_stuck, round_failed, spawn_deploy_agents, stop_agents, time_mgmt,
 };
 use crate::etcd::{Etcd, free_ports};
 use crate::logs::Log;
@@ -191,21 +191,13 @@ fn big_tree(t: &Path, b: &BigTree) -> Result<Vec<Row>> {
         ));
         rows.push(info(bench, format!("{what}: blobs the command reported"), blobs(c)));
         let after: Vec<Duration> = set.iter().map(|(_, r)| r.command.saturating_sub(r.published)).collect();
-        rows.push(info(
-            bench,
-            format!("{what}: start -> deploy/latest published"),
-            range(&pubd),
-        ));
+        rows.push(info(bench, format!("{what}: start -> deploy/latest published"), range(&pubd)));
         rows.push(info(
             bench,
             format!("{what}: published -> command exit (retention when over --keep)"),
             range(&after),
         ));
-        rows.push(info(
-            bench,
-            format!("{what}: start -> 1 agent converged on it"),
-            range(&conv),
-        ));
+        rows.push(info(bench, format!("{what}: start -> 1 agent converged on it"), range(&conv)));
         let pub_conv: Vec<Duration> =
             set.iter().filter_map(|(_, r)| Some(r.all()?.saturating_sub(r.published))).collect();
         let (conv_target, conv_ok) = match target.and_then(|t| t.1) {

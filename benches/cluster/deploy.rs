@@ -12,8 +12,8 @@ use anyhow::{Context, Result, ensure};
 
 use crate::deploy_round::{
     ClusterWatch, DEPLOY_PAUSE, DeployRound, STUCK_GRACE, app_content, app_yaml, cpu_all, deploy_round, git,
-    host_file, init_repo, milestones, ms_or_stuck, report_stuck, round_failed, spawn_deploy_agents, stop_agents,
-    time_mgmt,
+    host_file, init_repo, milestones, ms_or_stuck, report_stuck, round_failed, spawn_deploy_agents,
+    stop_agents, time_mgmt,
 };
 use crate::etcd::Etcd;
 use crate::logs::Log;
@@ -198,11 +198,7 @@ fn deploy_cluster(t: &Path, bench: &'static str, n: usize, warmup: usize, iters:
         *DEPLOY3.lock().unwrap_or_else(|e| e.into_inner()) = Some((s_all.p50, s_all.p90));
     }
     rows.push(info(bench, "`mgmt deploy` start -> its exit (wall time)", s_cmd.p50_p90_max()));
-    rows.push(info(
-        bench,
-        "`mgmt deploy` start -> bench's watch sees deploy/latest",
-        s_pub.p50_p90_max(),
-    ));
+    rows.push(info(bench, "`mgmt deploy` start -> bench's watch sees deploy/latest", s_pub.p50_p90_max()));
     rows.push(info(bench, "start -> first host converged", s_first.p50_p90_max()));
     rows.push(info(
         bench,

@@ -107,7 +107,7 @@ pub struct ClusterWatch {
     rt: tokio::runtime::Runtime,
     _client: etcd_client::Client,
     stream: etcd_client::WatchStream,
-    hosts: std::collections::HashMap<String, HostSeen>,
+    hosts: HashMap<String, HostSeen>,
     latest: Option<u64>,
 }
 
@@ -138,7 +138,7 @@ impl ClusterWatch {
         &mut self,
         what: &str,
         limit: Duration,
-        done: impl Fn(&std::collections::HashMap<String, HostSeen>) -> bool,
+        done: impl Fn(&HashMap<String, HostSeen>) -> bool,
     ) -> Result<()> {
         let ClusterWatch { rt, stream, hosts, latest, .. } = self;
         rt.block_on(async {
@@ -157,7 +157,7 @@ impl ClusterWatch {
 
 fn apply_events(
     resp: &etcd_client::WatchResponse,
-    hosts: &mut std::collections::HashMap<String, HostSeen>,
+    hosts: &mut HashMap<String, HostSeen>,
     latest: &mut Option<u64>,
 ) {
     let host_prefix = format!("{NS}/hosts/");
