@@ -11,24 +11,30 @@
 //! had to be killed end up inside it. Agents are stopped (SIGINT, then SIGKILL) when a
 //! benchmark ends or fails. Methodology and results: BENCHMARKS.md.
 
-use std::collections::HashMap;
+#[path = "support/mod.rs"]
+mod support;
+
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use inotify::{Inotify, WatchMask};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mgmt");
-type Bench = fn(&Ctx) -> Result<Vec<Row>>;
-const BENCHES: &[(&str, Bench)] = &[
+use support::process::Proc;
+use support::procfs::{clk_tck, proc_times, status_kb, thread_delta, thread_stats};
+use support::report::{Row, info, ms, print_table, row, stats};
+use support::wait::{Waiter, until_all};
+use support::{Bench, bin, exit_if_failed, machine::print_machine, run_each, selected};
+
+const BENCHES: &[(&str, Bench<Ctx>)] = &[
     ("drift", drift),
     ("cold", cold),
     ("recheck", recheck),
@@ -38,37 +44,13 @@ const BENCHES: &[(&str, Bench)] = &[
 ];
 
 fn main() {
-    // `cargo bench` passes `--bench`; every other non-flag argument names a benchmark.
-    let names: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    for n in &names {
-        if !BENCHES.iter().any(|(b, _)| b == n) {
-            let known: Vec<&str> = BENCHES.iter().map(|(b, _)| *b).collect();
-            eprintln!("unknown benchmark `{n}` (known: {})", known.join(", "));
-            std::process::exit(2);
-        }
-    }
+    let benches = selected(BENCHES);
     let ctx = Ctx::new().expect("creating the benchmark directory");
     print_machine(&ctx.root);
-    if names.is_empty() || names.iter().any(|n| n == "cold" || n == "drift") {
+    if benches.iter().any(|(n, _)| *n == "cold" || *n == "drift") {
         settle_fs(&ctx);
     }
-    let mut rows = Vec::new();
-    let mut failed = Vec::new();
-    for (name, f) in BENCHES {
-        if !names.is_empty() && !names.iter().any(|n| n == name) {
-            continue;
-        }
-        println!("\n== {name} ==");
-        let t = Instant::now();
-        match f(&ctx) {
-            Ok(r) => rows.extend(r),
-            Err(e) => {
-                println!("{name}: FAILED: {e:#}");
-                failed.push(*name);
-            }
-        }
-        println!("({name} took {:.1} s)", t.elapsed().as_secs_f64());
-    }
+    let (rows, failed) = run_each(&benches, |_, f| f(&ctx));
     print_table(&rows);
     // Delete everything now and flush, so the freed inodes stop slowing down file creation
     // (see `retire`) after 60 s rather than 6 minutes.
@@ -76,121 +58,7 @@ fn main() {
     drop(ctx);
     unsafe { libc::sync() };
     println!("\n(cleanup took {:.1} s)", t.elapsed().as_secs_f64());
-    if !failed.is_empty() {
-        println!("\nfailed: {}", failed.join(", "));
-        std::process::exit(1);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Results
-
-struct Row {
-    bench: &'static str,
-    metric: String,
-    value: String,
-    target: &'static str,
-    /// None: informational, no target.
-    pass: Option<bool>,
-}
-
-fn row(
-    bench: &'static str,
-    metric: impl Into<String>,
-    value: impl Into<String>,
-    target: &'static str,
-    pass: Option<bool>,
-) -> Row {
-    Row { bench, metric: metric.into(), value: value.into(), target, pass }
-}
-
-fn print_table(rows: &[Row]) {
-    if rows.is_empty() {
-        return;
-    }
-    let w = |f: &dyn Fn(&Row) -> usize, h: &str| rows.iter().map(f).max().unwrap_or(0).max(h.len());
-    let (wb, wm, wv, wt) = (
-        w(&|r| r.bench.len(), "bench"),
-        w(&|r| r.metric.len(), "metric"),
-        w(&|r| r.value.len(), "result"),
-        w(&|r| r.target.len(), "target"),
-    );
-    println!("\n== results ==");
-    println!("| {:wb$} | {:wm$} | {:wv$} | {:wt$} | status |", "bench", "metric", "result", "target");
-    println!(
-        "|{}|{}|{}|{}|--------|",
-        "-".repeat(wb + 2),
-        "-".repeat(wm + 2),
-        "-".repeat(wv + 2),
-        "-".repeat(wt + 2)
-    );
-    for r in rows {
-        let status = match r.pass {
-            Some(true) => "ok",
-            Some(false) => "MISSED",
-            None => "",
-        };
-        println!("| {:wb$} | {:wm$} | {:wv$} | {:wt$} | {status:6} |", r.bench, r.metric, r.value, r.target);
-    }
-}
-
-fn ms(d: Duration) -> String {
-    let m = d.as_secs_f64() * 1e3;
-    if m < 10.0 {
-        format!("{m:.3} ms")
-    } else if m < 1000.0 {
-        format!("{m:.1} ms")
-    } else {
-        format!("{:.2} s", m / 1e3)
-    }
-}
-
-struct Stats {
-    n: usize,
-    min: Duration,
-    p50: Duration,
-    p90: Duration,
-    p99: Duration,
-    max: Duration,
-    mean: Duration,
-}
-
-/// Nearest-rank percentiles.
-fn stats(samples: &[Duration]) -> Stats {
-    let mut s = samples.to_vec();
-    s.sort();
-    let n = s.len();
-    let pct = |p: f64| s[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
-    Stats {
-        n,
-        min: s[0],
-        p50: pct(0.50),
-        p90: pct(0.90),
-        p99: pct(0.99),
-        max: s[n - 1],
-        mean: s.iter().sum::<Duration>() / n as u32,
-    }
-}
-
-impl Stats {
-    fn line(&self) -> String {
-        format!(
-            "n={} min {} p50 {} p90 {} p99 {} max {} mean {}",
-            self.n,
-            ms(self.min),
-            ms(self.p50),
-            ms(self.p90),
-            ms(self.p99),
-            ms(self.max),
-            ms(self.mean)
-        )
-    }
-    fn p50_p99_max(&self) -> String {
-        format!("{} / {} / {}", ms(self.p50), ms(self.p99), ms(self.max))
-    }
-    fn median_range(&self) -> String {
-        format!("{} ({}..{})", ms(self.p50), ms(self.min), ms(self.max))
-    }
+    exit_if_failed(&failed);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,54 +98,6 @@ impl BenchDir {
     fn join(&self, p: &str) -> PathBuf {
         self.path.join(p)
     }
-}
-
-fn print_machine(tmp: &Path) {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let model = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "?".into());
-    let kernel =
-        fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
-    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
-    // The mount holding the temp dir: longest mount point that is a prefix of it.
-    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let fs_type = mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 3 && tmp.starts_with(f[1])).then(|| {
-                // An ext4 journal shows up as /proc/fs/jbd2/<device>-<n>.
-                let dev =
-                    Path::new(f[0]).file_name().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
-                let journal = fs::read_dir("/proc/fs/jbd2")
-                    .map(|rd| {
-                        rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with(&format!("{dev}-")))
-                    })
-                    .unwrap_or(false);
-                let journal = if f[2] != "ext4" {
-                    ""
-                } else if journal {
-                    ", journal"
-                } else {
-                    ", NO journal"
-                };
-                (f[1].len(), format!("{} on {} ({}{journal}; {})", f[2], f[1], f[0], f[3]))
-            })
-        })
-        .max()
-        .map(|(_, s)| s)
-        .unwrap_or_else(|| "?".into());
-    println!("machine: {cpus} CPUs, {model}, Linux {kernel}; load average {}", load.join(" "));
-    println!("temp dir: {} on {fs_type}", tmp.display());
-    println!("binary: {BIN}");
 }
 
 /// A graph of `n` file resources in `dir`, file `i` holding `content i\n` (or `changed i\n`
@@ -376,111 +196,14 @@ fn retire(ctx: &Ctx, dir: &Path) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Agent processes
 
-/// A running `mgmt` process. Dropping it stops the process (SIGINT, then SIGKILL) and reaps it.
-struct Agent {
-    child: Option<Child>,
-    pidfd: i32,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn spawn(dir: &BenchDir, log_name: &str, args: &[OsString]) -> Result<Agent> {
-        let log = dir.join(log_name);
-        let child = Command::new(BIN)
-            .args(args)
-            .env("TMPDIR", dir.join("prefix"))
-            .env_remove("MGMT_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| format!("starting {BIN}"))?;
-        // A pidfd becomes readable the moment the process exits: exact exit times, no polling.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) } as i32;
-        let mut a = Agent { child: Some(child), pidfd, log };
-        if a.pidfd < 0 {
-            let e = std::io::Error::last_os_error();
-            a.kill();
-            bail!("pidfd_open: {e}");
-        }
-        Ok(a)
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
-    }
-
-    fn log_tail(&self) -> String {
-        let s = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(10)..].join("\n")
-    }
-
-    /// Wait for the process to exit; returns its status and the instant the exit was seen.
-    fn wait_exit(&mut self, timeout: Duration) -> Result<(ExitStatus, Instant)> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let mut pfd = libc::pollfd { fd: self.pidfd, events: libc::POLLIN, revents: 0 };
-            let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-            let seen = Instant::now();
-            if r > 0 {
-                let status = self.child.take().expect("child").wait()?;
-                return Ok((status, seen));
-            }
-            if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            if left.is_zero() || r == 0 {
-                bail!("mgmt (pid {}) did not exit within {timeout:?}; log:\n{}", self.pid(), self.log_tail());
-            }
-        }
-    }
-
-    /// Wait for a successful exit.
-    fn wait_ok(&mut self, timeout: Duration) -> Result<Instant> {
-        let (status, at) = self.wait_exit(timeout)?;
-        ensure!(status.success(), "mgmt exited with {status}; log:\n{}", self.log_tail());
-        Ok(at)
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        if self.child.is_some() {
-            unsafe { libc::kill(self.pid(), sig) };
-        }
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
-    /// Stop gracefully (SIGINT), falling back to SIGKILL after 5 s.
-    fn stop(&mut self) {
-        if self.child.is_none() {
-            return;
-        }
-        self.signal(libc::SIGINT);
-        if self.wait_exit(Duration::from_secs(5)).is_err() {
-            self.kill();
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.stop();
-        self.kill();
-        if self.pidfd >= 0 {
-            unsafe { libc::close(self.pidfd) };
-        }
-    }
+/// Start `mgmt ARGS` in `dir`, its stderr in `dir/log_name`, with `dir/prefix` as TMPDIR. It
+/// is stopped with SIGINT, as a user would, when dropped.
+fn spawn_agent(dir: &BenchDir, log_name: &str, args: &[OsString]) -> Result<Proc> {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).env("TMPDIR", dir.join("prefix")).env_remove("MGMT_LOG");
+    let mut agent = Proc::spawn_untied(cmd, dir.join(log_name), "mgmt".into())?;
+    agent.drop_signal = libc::SIGINT;
+    Ok(agent)
 }
 
 fn args(a: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
@@ -490,80 +213,14 @@ fn args(a: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
 /// Run `mgmt` to completion; returns the wall time from just before spawn to the exit.
 fn run_to_exit(dir: &BenchDir, log: &str, a: &[OsString], timeout: Duration) -> Result<Duration> {
     let t0 = Instant::now();
-    let mut agent = Agent::spawn(dir, log, a)?;
+    let mut agent = spawn_agent(dir, log, a)?;
     let t1 = agent.wait_ok(timeout)?;
     Ok(t1 - t0)
 }
 
-// ---------------------------------------------------------------------------------------------
-// /proc
-
-#[derive(Clone, Copy, Debug, Default)]
-struct ProcTimes {
-    /// utime + stime from /proc/PID/stat (all threads, dead ones included), in clock ticks.
-    ticks: u64,
-}
-
-fn clk_tck() -> u64 {
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64
-}
-
-fn proc_times(pid: i32) -> Result<ProcTimes> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start at field 3 (state).
-    let rest = &s[s.rfind(')').context("bad stat")? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = f[11].parse()?;
-    let stime: u64 = f[12].parse()?;
-    Ok(ProcTimes { ticks: utime + stime })
-}
-
-/// Per-thread on-CPU nanoseconds (/proc/PID/task/TID/schedstat) and context switches.
-fn thread_stats(pid: i32) -> HashMap<u32, (u64, u64)> {
-    let mut out = HashMap::new();
-    let Ok(rd) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let ns = fs::read_to_string(e.path().join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
-            .unwrap_or(0);
-        let status = fs::read_to_string(e.path().join("status")).unwrap_or_default();
-        let switches: u64 = status
-            .lines()
-            .filter(|l| {
-                l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary_ctxt_switches")
-            })
-            .filter_map(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-            .sum();
-        out.insert(tid, (ns, switches));
-    }
-    out
-}
-
-/// (on-CPU ns, context switches) accumulated between two `thread_stats` snapshots; threads
-/// that exited in between are not counted.
-fn thread_delta(a: &HashMap<u32, (u64, u64)>, b: &HashMap<u32, (u64, u64)>) -> (u64, u64) {
-    b.iter().fold((0, 0), |(ns, sw), (tid, (bn, bs))| {
-        let (an, as_) = a.get(tid).copied().unwrap_or((0, 0));
-        (ns + bn.saturating_sub(an), sw + bs.saturating_sub(as_))
-    })
-}
-
-/// A `VmXxx:` line of /proc/PID/status, in kB.
-fn status_kb(pid: i32, key: &str) -> Result<u64> {
-    let s = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let l = s.lines().find(|l| l.starts_with(key)).with_context(|| format!("no {key} in status"))?;
-    Ok(l.split_whitespace().nth(1).context("bad status line")?.parse()?)
-}
-
 /// Wait until the process has used less than 1 ms of CPU during each of 3 consecutive
 /// 100 ms intervals (it has converged and is idle).
-fn wait_quiet(agent: &mut Agent, max: Duration) -> Result<()> {
+fn wait_quiet(agent: &mut Proc, max: Duration) -> Result<()> {
     let deadline = Instant::now() + max;
     let mut last = thread_stats(agent.pid());
     let mut quiet = 0;
@@ -580,67 +237,7 @@ fn wait_quiet(agent: &mut Agent, max: Duration) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Waiting for file content with inotify
-
-/// Watches one name in a directory for IN_CLOSE_WRITE and IN_MOVED_TO (the two ways a file
-/// gets new content: written in place, or renamed over).
-struct Waiter {
-    ino: Inotify,
-    name: OsString,
-    buf: Vec<u8>,
-}
-
-impl Waiter {
-    fn new(path: &Path) -> Result<Waiter> {
-        let ino = Inotify::init()?;
-        ino.watches()
-            .add(path.parent().context("no parent")?, WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO)?;
-        Ok(Waiter { ino, name: path.file_name().context("no name")?.to_os_string(), buf: vec![0; 64 * 1024] })
-    }
-
-    /// Discard queued events.
-    fn drain(&mut self) {
-        while self.ino.read_events(&mut self.buf).is_ok_and(|mut e| e.next().is_some()) {}
-    }
-
-    /// Block until an event for our name arrives (true) or `timeout` passes (false).
-    fn wait(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            let ts = libc::timespec {
-                tv_sec: left.as_secs() as libc::time_t,
-                tv_nsec: left.subsec_nanos() as libc::c_long,
-            };
-            let mut pfd = libc::pollfd { fd: self.ino.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-            let r = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
-            if r <= 0 {
-                continue;
-            }
-            let name = self.name.clone();
-            let mut hit = false;
-            while let Ok(events) = self.ino.read_events(&mut self.buf) {
-                let mut any = false;
-                for e in events {
-                    any = true;
-                    hit |= e.name == Some(name.as_os_str());
-                }
-                if !any {
-                    break;
-                }
-            }
-            if hit {
-                return true;
-            }
-        }
-    }
-}
-
-/// Poll interval of the fallback: re-read the file even without an event this often.
-const FALLBACK: Duration = Duration::from_millis(1);
+// Waiting for file content
 
 /// Wait until `path` holds `want`. Returns the time since `t0` at which the right content was
 /// read, and whether that read came from the fallback timer rather than an event.
@@ -651,15 +248,12 @@ fn until_content(
     t0: Instant,
     limit: Duration,
 ) -> Result<(Duration, bool)> {
-    let mut by_fallback = false;
-    loop {
-        if fs::read(path).ok().as_deref() == Some(want) {
-            return Ok((t0.elapsed(), by_fallback));
-        }
-        ensure!(t0.elapsed() < limit, "{} did not get its content back within {limit:?}", path.display());
-        by_fallback = !w.wait(FALLBACK);
-    }
+    let a = until_all(w, &[path], want, t0, limit)?;
+    Ok((a.at[0], a.by_fallback[0]))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Writing files
 
 /// The outside write: like `echo x > f` (open with O_TRUNC, write, close).
 fn outside_write(path: &Path, data: &[u8]) -> Result<()> {
@@ -698,7 +292,7 @@ struct DriftTarget {
 
 impl DriftTarget {
     fn new(path: PathBuf) -> Result<Self> {
-        Ok(DriftTarget { waiter: Waiter::new(&path)?, path, samples: Vec::new(), by_fallback: 0 })
+        Ok(DriftTarget { waiter: Waiter::file(&path)?, path, samples: Vec::new(), by_fallback: 0 })
     }
 
     /// Outside write of wrong content, then wait for the right content.
@@ -789,9 +383,9 @@ fn drift(ctx: &Ctx) -> Result<Vec<Row>> {
             path.display()
         ),
     )?;
-    let mut agent = Agent::spawn(&dir, "agent.log", &args(&[&"run", &"--tmp-prefix", &"yaml", &g]))?;
+    let mut agent = spawn_agent(&dir, "agent.log", &args(&[&"run", &"--tmp-prefix", &"yaml", &g]))?;
     {
-        let mut w = Waiter::new(&path)?;
+        let mut w = Waiter::file(&path)?;
         until_content(&mut w, &path, &want, Instant::now(), Duration::from_secs(10))?;
     }
     wait_quiet(&mut agent, Duration::from_secs(10))?;
@@ -825,7 +419,7 @@ fn drift(ctx: &Ctx) -> Result<Vec<Row>> {
     stop.store(true, Ordering::SeqCst);
     let brepairs = h.join().map_err(|_| anyhow::anyhow!("restorer panicked"))??;
     let (eng, base) = result?;
-    agent.stop();
+    agent.stop(libc::SIGINT);
     let repairs = fs::read_to_string(&agent_log).unwrap_or_default().matches("replace content").count();
 
     let es = stats(&eng.samples);
@@ -851,13 +445,11 @@ fn drift(ctx: &Ctx) -> Result<Vec<Row>> {
             "p99 < 2 ms",
             Some(es.p99 < Duration::from_millis(2)),
         ),
-        row("drift", "baseline: bare inotify thread p50/p99/max", bs.p50_p99_max(), "", None),
-        row(
+        info("drift", "baseline: bare inotify thread p50/p99/max", bs.p50_p99_max()),
+        info(
             "drift",
             "engine minus baseline, p50 / p99",
             format!("{} / {}", over(es.p50, bs.p50), over(es.p99, bs.p99)),
-            "",
-            None,
         ),
     ])
 }
@@ -926,7 +518,7 @@ fn cold(ctx: &Ctx) -> Result<Vec<Row>> {
         }
         let s = stats(&samples);
         println!("baseline {what}, {n} files: {}", s.line());
-        rows.push(row("cold", format!("baseline {n} files, sequential {what}"), s.median_range(), "", None));
+        rows.push(info("cold", format!("baseline {n} files, sequential {what}"), s.median_range()));
     }
     retire(ctx, &files)?;
     Ok(rows)
@@ -969,7 +561,7 @@ fn recheck(ctx: &Ctx) -> Result<Vec<Row>> {
                 Some(s.p50 < Duration::from_millis(50)),
             )
         } else {
-            row("recheck", "1 correct file (process floor): median (min..max)", s.median_range(), "", None)
+            info("recheck", "1 correct file (process floor): median (min..max)", s.median_range())
         });
     }
     Ok(rows)
@@ -1068,13 +660,11 @@ fn swap(ctx: &Ctx) -> Result<Vec<Row>> {
             "< 16 ms",
             Some(ss.p50 < Duration::from_millis(16)),
         ),
-        row("swap", "after swap() returned, until converged again: median", ms(cs.p50), "", None),
-        row(
+        info("swap", "after swap() returned, until converged again: median", ms(cs.p50)),
+        info(
             "swap",
             format!("parse + assemble {N}-resource YAML: median"),
             format!("{} (parse {}, assemble {})", ms(ts.p50), ms(ps.p50), ms(as_.p50)),
-            "",
-            None,
         ),
     ])
 }
@@ -1093,7 +683,7 @@ fn shutdown(ctx: &Ctx) -> Result<Vec<Row>> {
     let mut samples = Vec::new();
     for _ in 0..RUNS {
         retire(ctx, &files)?;
-        let mut agent = Agent::spawn(&dir, "agent.log", &a)?;
+        let mut agent = spawn_agent(&dir, "agent.log", &a)?;
         wait_quiet(&mut agent, Duration::from_secs(30))?;
         verify_files(&files, N)?;
         let threads = status_kb(agent.pid(), "Threads:").unwrap_or(0);
@@ -1124,7 +714,7 @@ fn idle(ctx: &Ctx) -> Result<Vec<Row>> {
     let files = dir.join("files");
     let g = dir.join("g.yaml");
     fs::write(&g, graph_yaml(&files, N, None))?;
-    let mut agent = Agent::spawn(&dir, "agent.log", &args(&[&"run", &"--tmp-prefix", &"yaml", &g]))?;
+    let mut agent = spawn_agent(&dir, "agent.log", &args(&[&"run", &"--tmp-prefix", &"yaml", &g]))?;
     wait_quiet(&mut agent, Duration::from_secs(30))?;
     verify_files(&files, N)?;
     let pid = agent.pid();
@@ -1164,13 +754,7 @@ fn idle(ctx: &Ctx) -> Result<Vec<Row>> {
             "< 20 MB",
             Some(rss0.max(rss1) < 20 * 1024),
         ));
-        rows.push(row(
-            "idle",
-            format!("threads start -> end, {label}"),
-            format!("{thr0} -> {thr1}"),
-            "",
-            None,
-        ));
+        rows.push(info("idle", format!("threads start -> end, {label}"), format!("{thr0} -> {thr1}")));
     }
 
     // Shutdown of an agent that has been idle long enough for its blocking threads to retire.
@@ -1178,6 +762,6 @@ fn idle(ctx: &Ctx) -> Result<Vec<Row>> {
     agent.signal(libc::SIGINT);
     let exit = agent.wait_ok(Duration::from_secs(10))? - t;
     println!("SIGINT -> exit after the idle windows: {}", ms(exit));
-    rows.push(row("idle", "SIGINT -> exit after the idle windows", ms(exit), "", None));
+    rows.push(info("idle", "SIGINT -> exit after the idle windows", ms(exit)));
     Ok(rows)
 }

@@ -3,6 +3,9 @@
 //!
 //! `cargo bench --bench svc` (as root; otherwise it says why and does nothing).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +13,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use zbus_systemd::systemd1::{ManagerProxy, UnitProxy};
 use zbus_systemd::zbus;
+
+use support::report::stats;
 
 const WARMUP: usize = 10;
 const ROUNDS: usize = 100;
@@ -58,11 +63,6 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = Command::new(sandbox_script()).arg("stop").arg(&self.dir).status();
     }
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[i.clamp(1, sorted.len()) - 1]
 }
 
 fn main() {
@@ -159,18 +159,9 @@ fn main() {
     });
     let _ = agent.kill();
     let _ = agent.wait();
-    let mut s = samples;
-    s.sort();
+    let s = stats(&samples);
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
-    println!("svc: outside stop -> active again, n={}", s.len());
-    println!(
-        "  min {} p50 {} p90 {} p99 {} max {}",
-        ms(s[0]),
-        ms(pct(&s, 50.0)),
-        ms(pct(&s, 90.0)),
-        ms(pct(&s, 99.0)),
-        ms(s[s.len() - 1])
-    );
-    let p99 = pct(&s, 99.0);
-    println!("  target p99 < 100 ms: {}", if p99 < Duration::from_millis(100) { "ok" } else { "MISSED" });
+    println!("svc: outside stop -> active again, n={}", s.n);
+    println!("  min {} p50 {} p90 {} p99 {} max {}", ms(s.min), ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max));
+    println!("  target p99 < 100 ms: {}", if s.p99 < Duration::from_millis(100) { "ok" } else { "MISSED" });
 }

@@ -4,9 +4,22 @@
 //! export -> collect (three agents, as in `propagation`) and `mgmt deploy` -> two agents
 //! converged (as in `deploy`).
 
+use std::fs;
+use std::net::TcpStream;
 use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
-use super::*;
+use anyhow::{Context, Result, ensure};
+
+use crate::deploy_round::{DEPLOY_PAUSE, app_content, app_yaml, git, host_file, init_repo};
+use crate::etcd::{Etcd, free_ports};
+use crate::propagation::{AtomicSave, HOSTS, PAUSE, ROUND_LIMIT, content, graph_path, host_yaml};
+use crate::support::bin;
+use crate::support::process::Proc;
+use crate::support::report::{Row, Stats, info, ms, row, stats};
+use crate::support::wait::{Waiter, until_all};
 
 const EXPORT_WARMUP: usize = 5;
 const EXPORT_ROUNDS: usize = 40;
@@ -77,33 +90,25 @@ pub fn transport(t: &Path) -> Result<Vec<Row>> {
             export.line(),
             deploy.line()
         );
-        rows.push(bench_row(
+        rows.push(info(
             "transport",
             format!("{}: export -> collected on both peers: p50/p90/p99/max (n={})", mode.name(), export.n),
             export.p50_p90_p99_max(),
-            "",
-            None,
         ));
-        rows.push(bench_row(
+        rows.push(info(
             "transport",
             format!("{}: `mgmt deploy` -> 2 agents converged: p50/p90/p99/max (n={})", mode.name(), deploy.n),
             deploy.p50_p90_p99_max(),
-            "",
-            None,
         ));
-        rows.push(bench_row(
+        rows.push(info(
             "transport",
             format!("{}: `mgmt deploy` wall time: p50/p90/p99/max (n={})", mode.name(), command.n),
             command.p50_p90_p99_max(),
-            "",
-            None,
         ));
-        rows.push(bench_row(
+        rows.push(info(
             "transport",
             format!("{}: the agents' part, p50 of converged minus p50 of the command", mode.name()),
             ms(deploy.p50.saturating_sub(command.p50)),
-            "",
-            None,
         ));
         p50s.push((mode, export.p50, deploy.p50));
     }
@@ -120,7 +125,7 @@ pub fn transport(t: &Path) -> Result<Vec<Row>> {
             export.as_secs_f64() / plain_export.as_secs_f64(),
             deploy.as_secs_f64() / plain_deploy.as_secs_f64(),
         );
-        rows.push(bench_row(
+        rows.push(row(
             "transport",
             format!("{} / plain, p50: export -> collect; deploy -> converged", mode.name()),
             format!("x{ex:.2}; x{de:.2}"),
