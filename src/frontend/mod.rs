@@ -2,7 +2,11 @@
 //! Parsing and validation are pure functions of the text; no I/O happens here.
 
 pub mod base;
+pub mod graph_file;
+pub mod registry;
+pub mod source;
 pub mod yaml;
+pub mod yaml_file;
 
 use std::fmt;
 

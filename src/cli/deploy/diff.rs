@@ -267,8 +267,14 @@ fn parse(s: &Side) -> Result<crate::frontend::GraphSpec, String> {
     // Parsed and checked as agents do, so relative paths resolve in the bundle (shown
     // below the same stand-in root on both sides).
     let root = std::path::Path::new(super::CHECKED_AT);
-    crate::deploy::check::check_entry(&s.entry, &s.manifest.entry, &s.manifest.files, root)
-        .map_err(|e| format!("{}: {e}", s.label))
+    crate::deploy::check::check_entry(
+        &s.manifest.frontend,
+        &s.entry,
+        &s.manifest.entry,
+        &s.manifest.files,
+        root,
+    )
+    .map_err(|e| format!("{}: {e}", s.label))
 }
 
 /// A file's line: `+`, `-` or `~`, its path, and its mode and short hash (both, for a
