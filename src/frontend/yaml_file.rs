@@ -71,7 +71,7 @@ impl YamlFile {
     /// Read and parse the file now (blocking: for the start, before anything runs).
     pub fn load(&mut self) -> Result<SpecVersion, SpecError> {
         let read = graph_file::read(&self.path);
-        self.next_version(read).expect("the first read is always new")
+        self.version_of(read)
     }
 
     /// The version a read gives, or `None` when it read the very bytes yielded last.
@@ -79,18 +79,18 @@ impl YamlFile {
         &mut self,
         read: Result<Vec<u8>, GraphFileError>,
     ) -> Option<Result<SpecVersion, SpecError>> {
-        match read {
-            Ok(bytes) if self.last.as_ref() == Some(&bytes) => None,
-            Ok(bytes) => {
-                let version = self.parse(&bytes).map_err(SpecError::from);
-                self.last = Some(bytes);
-                Some(version)
-            }
-            Err(e) => {
-                self.last = None;
-                Some(Err(e.into()))
-            }
+        match &read {
+            Ok(bytes) if self.last.as_ref() == Some(bytes) => None,
+            _ => Some(self.version_of(read)),
         }
+    }
+
+    /// The version a read gives; its bytes, valid or not, are the last yielded.
+    fn version_of(&mut self, read: Result<Vec<u8>, GraphFileError>) -> Result<SpecVersion, SpecError> {
+        let bytes = read.inspect_err(|_| self.last = None)?;
+        let version = self.parse(&bytes);
+        self.last = Some(bytes);
+        Ok(version?)
     }
 
     /// Relative paths in the graph resolve against the graph file's directory.

@@ -261,7 +261,7 @@ impl Report {
 }
 
 fn parse(s: &Side) -> Result<crate::frontend::GraphSpec, String> {
-    if s.manifest.frontend != "yaml" {
+    if crate::frontend::registry::BundleFrontend::named(&s.manifest.frontend).is_err() {
         return Err(format!("{}: frontend `{}` cannot be compared", s.label, s.manifest.frontend));
     }
     // Parsed and checked as agents do, so relative paths resolve in the bundle (shown
