@@ -1,6 +1,8 @@
 //! The frontends a deploy can name in its manifest (`Manifest::frontend`), by name: the one
 //! place that says which frontend parses a deployed bundle's entry.
 
+#![allow(clippy::result_large_err)] // errors are the cold path; flat ones keep the code plain
+
 use super::base::Base;
 use super::{FrontendError, GraphSpec, yaml};
 
@@ -56,7 +58,7 @@ mod tests {
 
     #[test]
     fn the_yaml_frontend_parses_an_entry() {
-        let base = Base::bundle(std::path::Path::new("/b"), "g.yaml", [("g.yaml", false)].into_iter());
+        let base = Base::bundle(std::path::Path::new("/b"), "g.yaml", [("g.yaml", false)]);
         let spec = BundleFrontend::Yaml.parse_entry(b"graph: g\n", "g.yaml", &base).unwrap();
         assert_eq!(spec.name, "g");
         let e = BundleFrontend::Yaml.parse_entry(b"graph: [g\n", "g.yaml", &base).unwrap_err();

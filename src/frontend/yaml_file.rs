@@ -2,6 +2,8 @@
 //! start, then followed: each finished edit is read on the blocking pool and parsed, and
 //! yielded as a new version of the graph.
 
+#![allow(clippy::result_large_err)] // errors are the cold path; flat ones keep the code plain
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
