@@ -8,7 +8,9 @@
 //! (not in noop mode), swap, report. A graph that fails to assemble leaves the running one
 //! as it is.
 
+mod change;
 mod ending;
+mod event;
 mod status;
 
 #[cfg(test)]
@@ -19,20 +21,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use change::{Change, swapped_line};
 pub use ending::Ending;
+pub use event::{Event, Signals, Sources, Stop};
 pub use status::unix_now;
 
-use crate::deploy::follow::{self, DeployEvent, LastRun, Rememberer};
-use crate::deploy::store::DeployRecord;
+use crate::deploy::follow::{self, DeployEvent, Rememberer};
 use crate::engine::assemble::{Assembled, assemble};
-use crate::engine::{Engine, EngineOptions, GraphError, Summary, SwapPlan};
+use crate::engine::{Engine, EngineOptions, GraphError, Summary};
 use crate::frontend::GraphSpec;
-use crate::frontend::source::{SpecError, SpecSource, SpecVersion};
+use crate::frontend::source::{SpecError, SpecVersion};
 use crate::text::count;
 use crate::world::access::EtcdAccess;
 use crate::world::{Exported, World};
@@ -83,107 +85,6 @@ pub enum AgentError {
     /// This host's exports could not be published: the agent ends.
     #[error(transparent)]
     Export(anyhow::Error),
-}
-
-/// A signal that stops the agent cleanly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    Interrupt,
-    Terminate,
-}
-
-/// Something that happened, for [`Agent::handle`] to act on.
-pub enum Event {
-    Signal(Stop),
-    /// A new version of the graph from its frontend, or why it could not be loaded.
-    Spec(Result<SpecVersion, SpecError>),
-    /// News from the deploy follower.
-    Deploy(DeployEvent),
-    /// The resources the world collects for this host changed.
-    Collected,
-    /// The vertices' convergence changed.
-    Convergence(Summary),
-    /// Nothing was busy for `--converged-timeout` seconds.
-    ConvergedTimeout,
-}
-
-/// SIGINT and SIGTERM, installed: from then on they stop the agent cleanly instead of
-/// killing it (which would leave temporary files behind).
-pub struct Signals {
-    interrupt: Signal,
-    terminate: Signal,
-}
-
-impl Signals {
-    pub fn install() -> std::io::Result<Signals> {
-        Ok(Signals {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-        })
-    }
-
-    async fn recv(&mut self) -> Stop {
-        tokio::select! {
-            _ = self.interrupt.recv() => Stop::Interrupt,
-            _ = self.terminate.recv() => Stop::Terminate,
-        }
-    }
-}
-
-/// Where events come from besides the agent's own engine and world.
-pub struct Sources {
-    pub signals: Option<Signals>,
-    /// The graph's frontend, following its input.
-    pub specs: Option<SpecSource>,
-}
-
-/// A new graph, by where it comes from: that decides what is exported, what is logged and
-/// what the agent records.
-enum Change {
-    /// A new version of the graph file.
-    File(SpecVersion),
-    /// A verified deploy.
-    Deploy { record: Box<DeployRecord>, spec: Box<GraphSpec>, dir: PathBuf, ran: Box<LastRun> },
-    /// The collected resources changed: the running graph again, with them.
-    Collected,
-}
-
-impl Change {
-    /// The new spec, or `None` for the running one.
-    fn spec(&self) -> Option<&GraphSpec> {
-        match self {
-            Change::File(v) => Some(&v.spec),
-            Change::Deploy { spec, .. } => Some(spec),
-            Change::Collected => None,
-        }
-    }
-
-    /// Exports depend on the spec alone: the collected resources do not change them.
-    fn exports(&self) -> bool {
-        !matches!(self, Change::Collected)
-    }
-}
-
-/// A swap's counts, as logged.
-fn counts(plan: &SwapPlan) -> String {
-    format!("{} kept, {} started, {} stopped", plan.keep.len(), plan.start.len(), plan.stop.len())
-}
-
-/// The line logged when `change` was swapped in, if any (`source`: the running graph's).
-fn swapped_line(change: &Change, plan: &SwapPlan) -> Option<String> {
-    match change {
-        Change::File(_) => Some(format!("graph swapped: {}", counts(plan))),
-        Change::Deploy { record, dir, .. } => Some(format!(
-            "running deploy {} (commit {}, bundle {}, from {}): {}",
-            record.id,
-            record.commit.as_deref().unwrap_or("none"),
-            record.bundle,
-            dir.display(),
-            counts(plan)
-        )),
-        Change::Collected if plan.start.is_empty() && plan.stop.is_empty() => None,
-        Change::Collected => Some(format!("collected resources changed: {}", counts(plan))),
-    }
 }
 
 /// Whether a convergence change is worth a status: an idle/busy flip or another failure

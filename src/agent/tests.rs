@@ -11,6 +11,9 @@ use tokio::sync::broadcast;
 
 use super::*;
 use crate::deploy::bundle::Manifest;
+use crate::deploy::follow::LastRun;
+use crate::deploy::store::DeployRecord;
+use crate::engine::SwapPlan;
 use crate::frontend::{FrontendError, yaml};
 use crate::world::local::LocalWorld;
 use crate::world::{HostStatus, KvValue, WorldError};
