@@ -14,7 +14,7 @@ pub enum Stop {
     Terminate,
 }
 
-/// Something that happened, for [`Agent::handle`] to act on.
+/// Something that happened, for [`Agent::handle`](super::Agent::handle) to act on.
 pub enum Event {
     Signal(Stop),
     /// A new version of the graph from its frontend, or why it could not be loaded.

@@ -4,7 +4,7 @@
 //! the graph from its frontend (or one that failed to load), news from the deploy
 //! follower, a change of the resources the world collects, a change of convergence.
 //! [`Agent::run`] only turns its sources into events; [`Agent::handle`] decides. Every new
-//! graph takes one path, [`Agent::apply`]: assemble it with the collected resources, export
+//! graph takes one path, `Agent::apply`: assemble it with the collected resources, export
 //! (not in noop mode), swap, report. A graph that fails to assemble leaves the running one
 //! as it is.
 
