@@ -294,3 +294,28 @@ fn errors_are_shown_with_their_causes() {
     };
     assert_eq!(with_causes(&SpecError::Read(e)), "reading graph file g.yaml: gone: gone");
 }
+
+#[tokio::test]
+async fn the_loop_swaps_in_each_edit_of_the_graph_file() {
+    let t = tempfile::tempdir().unwrap();
+    let path = t.path().join("g.yaml");
+    std::fs::write(&path, graph_text(t.path(), "f", "v1")).unwrap();
+    let mut file = crate::frontend::yaml_file::YamlFile::new(&path).unwrap();
+    let v = file.load().unwrap();
+    let first = FirstGraph { spec: v.spec, text: v.text, source: file.name().to_string() };
+    let mut agent = Agent::plan(config(t.path()), Recorder::new(), first).unwrap().start().await.unwrap();
+    let specs = file.follow(agent.fs()).await.unwrap();
+    let mut sources = Sources { signals: None, specs: Some(specs) };
+    let out = t.path().join("out");
+    let v2 = graph_text(t.path(), "f", "v2");
+    let edit = async {
+        wait_content(&out, "v1\n").await;
+        std::fs::write(&path, &v2).unwrap();
+        wait_content(&out, "v2\n").await;
+    };
+    tokio::select! {
+        _ = edit => {}
+        end = agent.until_end(&mut sources) => panic!("the agent ended: {:?}", end.ok()),
+    }
+    assert_eq!(agent.text, v2);
+}
