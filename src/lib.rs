@@ -3,6 +3,7 @@
 //! Data flows one way: `frontend` (user code) -> `engine::graph` -> `engine` (vertex tasks)
 //! -> `resources` (I/O), with the `world` beside them. See ARCHITECTURE.md.
 
+pub mod agent;
 pub mod cli;
 pub mod contract;
 pub mod deploy;

@@ -7,7 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The layers, lowest first (ARCHITECTURE.md draws them).
-const LAYERS: &[&str] = &["contract", "text", "os", "world", "resources", "frontend", "engine", "deploy", "agent", "cli"];
+const LAYERS: &[&str] =
+    &["contract", "text", "os", "world", "resources", "frontend", "engine", "deploy", "agent", "cli"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -46,7 +47,9 @@ fn code_of(text: &str) -> String {
 fn paths_in(code: &str, module: &[String]) -> Vec<(Vec<String>, usize)> {
     let mut out = Vec::new();
     for (n, line) in code.lines().enumerate() {
-        for (start, base) in [("crate::", Vec::new()), ("super::", module[..module.len().saturating_sub(1)].to_vec())] {
+        for (start, base) in
+            [("crate::", Vec::new()), ("super::", module[..module.len().saturating_sub(1)].to_vec())]
+        {
             let mut rest = line;
             while let Some(i) = rest.find(start) {
                 let before = &rest[..i];
@@ -56,7 +59,8 @@ fn paths_in(code: &str, module: &[String]) -> Vec<(Vec<String>, usize)> {
                 }
                 let mut segs = base.clone();
                 for seg in rest.split("::") {
-                    let ident: String = seg.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                    let ident: String =
+                        seg.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
                     if ident.is_empty() || ident.len() != seg.len() {
                         if !ident.is_empty() && !seg[ident.len()..].starts_with('!') {
                             segs.push(ident);
@@ -66,7 +70,10 @@ fn paths_in(code: &str, module: &[String]) -> Vec<(Vec<String>, usize)> {
                     segs.push(ident);
                 }
                 // `{a, b}` groups: each name is a module or an item of the module before it.
-                if let Some(group) = rest.find('{').filter(|g| rest[..*g].chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
+                if let Some(group) = rest
+                    .find('{')
+                    .filter(|g| rest[..*g].chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                {
                     let inner: String = rest[group + 1..].chars().take_while(|c| *c != '}').collect();
                     for name in inner.split(',') {
                         let name = name.trim().split("::").next().unwrap_or("").trim();
@@ -110,7 +117,10 @@ fn every_top_level_module_has_a_layer() {
     let tree = Tree::read();
     let tops: BTreeSet<&String> = tree.files.keys().filter_map(|m| m.first()).collect();
     for top in tops {
-        assert!(LAYERS.contains(&top.as_str()), "src/{top} is in no layer: add it to LAYERS and ARCHITECTURE.md");
+        assert!(
+            LAYERS.contains(&top.as_str()),
+            "src/{top} is in no layer: add it to LAYERS and ARCHITECTURE.md"
+        );
     }
 }
 
@@ -124,7 +134,12 @@ fn modules_import_only_the_layers_below_them() {
         for (path, line) in paths_in(&text, module) {
             let Some(theirs) = layer(&path) else { continue };
             if theirs > own {
-                wrong.push(format!("{}:{line}: {} imports {}", file.display(), module.join("::"), path.join("::")));
+                wrong.push(format!(
+                    "{}:{line}: {} imports {}",
+                    file.display(),
+                    module.join("::"),
+                    path.join("::")
+                ));
             }
         }
     }
@@ -178,7 +193,13 @@ fn the_reader_sees_imports_and_their_layers() {
     let module = vec!["engine".to_string(), "vertex".to_string()];
     let code = "use crate::contract::ResId;\nuse super::rate::RateLimiter;\nuse crate::resources::{ApplyCtx, file::File};\nfn f() { crate::with_kinds!(x); }\n";
     let paths: Vec<String> = paths_in(code, &module).into_iter().map(|(p, _)| p.join("::")).collect();
-    for want in ["contract::ResId", "engine::rate::RateLimiter", "resources::ApplyCtx", "resources::file", "resources"] {
+    for want in [
+        "contract::ResId",
+        "engine::rate::RateLimiter",
+        "resources::ApplyCtx",
+        "resources::file",
+        "resources",
+    ] {
         assert!(paths.contains(&want.to_string()), "{want} in {paths:?}");
     }
     assert!(!paths.iter().any(|p| p.starts_with("with_kinds")), "{paths:?}");

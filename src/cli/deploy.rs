@@ -296,7 +296,7 @@ pub(crate) const CHECKED_AT: &str = "/bundle";
 /// The bundle's entry parsed and checked as agents check it before they run it.
 fn check(m: &crate::deploy::bundle::Manifest, contents: &[Vec<u8>]) -> Result<GraphSpec> {
     let i = m.files.iter().position(|f| f.path == m.entry).context("the bundle has no entry")?;
-    Ok(check_entry(&contents[i], &m.entry, &m.files, std::path::Path::new(CHECKED_AT))?)
+    Ok(check_entry(&m.frontend, &contents[i], &m.entry, &m.files, std::path::Path::new(CHECKED_AT))?)
 }
 
 /// What `--check` found: what would be published.

@@ -5,7 +5,6 @@ pub mod access;
 pub mod certs;
 pub mod deploy;
 pub mod etcd;
-pub mod graph_file;
 pub mod logfmt;
 pub mod prefix;
 pub mod progress;

@@ -9,7 +9,8 @@ use super::bundle::{FileEntry, MODE_SYMLINK};
 use crate::engine::assemble::assemble;
 use crate::engine::graph::GraphError;
 use crate::frontend::base::Base;
-use crate::frontend::{FrontendError, GraphSpec, yaml};
+use crate::frontend::registry::{BundleFrontend, UnknownFrontend};
+use crate::frontend::{FrontendError, GraphSpec};
 
 /// The host a graph is assembled for when it is checked without one: an export's size
 /// barely depends on the host's name.
@@ -23,6 +24,8 @@ pub enum CheckError {
     Graph(Box<FrontendError>),
     #[error("{file}: {source}")]
     Assemble { file: String, source: GraphError },
+    #[error(transparent)]
+    Frontend(#[from] UnknownFrontend),
 }
 
 impl From<FrontendError> for CheckError {
@@ -32,10 +35,12 @@ impl From<FrontendError> for CheckError {
 }
 
 /// The entry `entry` of a bundle (its bytes `text`; the bundle's files `files`), parsed and
-/// validated as an agent runs it: the YAML frontend with relative paths resolved against
-/// the entry's directory in the bundle unpacked at `root` (and required to be in the
-/// bundle), then assembled into a graph (duplicates, edges, cycles, exports).
+/// validated as an agent runs it: the frontend the bundle names (`frontend`) with relative
+/// paths resolved against the entry's directory in the bundle unpacked at `root` (and
+/// required to be in the bundle), then assembled into a graph (duplicates, edges, cycles,
+/// exports).
 pub fn check_entry(
+    frontend: &str,
     text: &[u8],
     entry: &str,
     files: &[FileEntry],
@@ -44,9 +49,9 @@ pub fn check_entry(
     if !files.iter().any(|f| f.path == entry && f.mode != MODE_SYMLINK) {
         return Err(CheckError::NoEntry(entry.to_string()));
     }
+    let frontend = BundleFrontend::named(frontend)?;
     let base = Base::bundle(root, entry, files.iter().map(|f| (f.path.as_str(), f.mode == MODE_SYMLINK)));
-    let text = yaml::text_of(text, entry)?;
-    let spec = yaml::parse_at(text, entry, Some(&base))?;
+    let spec = frontend.parse_entry(text, entry, &base)?;
     assemble(&spec, CHECK_HOST, &[])
         .map_err(|source| CheckError::Assemble { file: entry.to_string(), source })?;
     Ok(spec)
@@ -65,14 +70,16 @@ mod tests {
     fn a_graph_is_checked_as_agents_run_it() {
         let files = [file("app/graph.yaml"), file("app/files/app.conf")];
         let good = "graph: g\nresources:\n  file:\n  - name: /etc/app.conf\n    source: files/app.conf\n";
-        let spec = check_entry(good.as_bytes(), "app/graph.yaml", &files, Path::new("/d")).unwrap();
+        let spec = check_entry("yaml", good.as_bytes(), "app/graph.yaml", &files, Path::new("/d")).unwrap();
         assert_eq!(spec.resources.len(), 1);
 
-        let e = check_entry(b"this: [is broken\n", "app/graph.yaml", &files, Path::new("/d")).unwrap_err();
+        let e = check_entry("yaml", b"this: [is broken\n", "app/graph.yaml", &files, Path::new("/d"))
+            .unwrap_err();
         assert!(e.to_string().starts_with("app/graph.yaml:1:"), "{e}");
 
         let missing = good.replace("files/app.conf", "files/gone.conf");
-        let e = check_entry(missing.as_bytes(), "app/graph.yaml", &files, Path::new("/d")).unwrap_err();
+        let e =
+            check_entry("yaml", missing.as_bytes(), "app/graph.yaml", &files, Path::new("/d")).unwrap_err();
         assert_eq!(
             e.to_string(),
             "app/graph.yaml:5:13: file[/etc/app.conf]: field `source`: `files/gone.conf` is not a file of the deployed bundle"
@@ -81,10 +88,13 @@ mod tests {
         let cycle = "graph: g\nresources:\n  noop:\n  - name: a\n  - name: b\nedges:\n\
                      - from: {kind: noop, name: a}\n  to: {kind: noop, name: b}\n\
                      - from: {kind: noop, name: b}\n  to: {kind: noop, name: a}\n";
-        let e = check_entry(cycle.as_bytes(), "app/graph.yaml", &files, Path::new("/d")).unwrap_err();
+        let e = check_entry("yaml", cycle.as_bytes(), "app/graph.yaml", &files, Path::new("/d")).unwrap_err();
         assert!(e.to_string().starts_with("app/graph.yaml: the graph has a cycle"), "{e}");
 
-        let e = check_entry(good.as_bytes(), "graph.yaml", &files, Path::new("/d")).unwrap_err();
+        let e = check_entry("yaml", good.as_bytes(), "graph.yaml", &files, Path::new("/d")).unwrap_err();
         assert_eq!(e.to_string(), "the entry `graph.yaml` is not a file of the bundle");
+
+        let e = check_entry("mcl", good.as_bytes(), "app/graph.yaml", &files, Path::new("/d")).unwrap_err();
+        assert_eq!(e.to_string(), "this agent runs `yaml` deploys, not `mcl`");
     }
 }

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::bundle::{FileEntry, Manifest};
-use crate::frontend::{EdgeSpec, GraphSpec};
 use crate::contract::ResId;
+use crate::frontend::{EdgeSpec, GraphSpec};
 
 /// A file of the bundle that is not the same in both manifests.
 #[derive(Debug, Clone, PartialEq, Eq)]

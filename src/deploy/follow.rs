@@ -33,6 +33,7 @@ use super::cache::{self, BlobCache, Cached, Hit};
 use super::check::check_entry;
 use super::store::{self, DeployKeys, DeployRecord, FetchError, RecordError};
 use crate::frontend::GraphSpec;
+use crate::frontend::registry::BundleFrontend;
 use crate::world::backoff::Backoff;
 use crate::world::etcd::connect;
 use crate::world::mirror::{self, Mirrored, Watched};
@@ -472,12 +473,8 @@ impl Follower {
                 "the record's entry or frontend does not match its bundle's manifest".into(),
             ));
         }
-        if manifest.frontend != "yaml" {
-            return Err(LoadError::Invalid(format!(
-                "this agent runs `yaml` deploys, not `{}`",
-                manifest.frontend
-            )));
-        }
+        // Refused before anything is fetched: no frontend here could run it.
+        BundleFrontend::named(&manifest.frontend).map_err(|e| LoadError::Invalid(e.to_string()))?;
         let dir = match self.cached(&record.bundle, &manifest).await {
             Some(dir) => dir,
             None => self.unpack(c, &record.bundle, &manifest).await?,
@@ -665,8 +662,9 @@ fn ready(l: Loaded) -> DeployEvent {
     }
 }
 
-/// Parse and check the bundle's entry (a yaml graph) as `mgmt deploy` did before publishing
-/// it, with its relative paths resolved in the unpacked bundle `dir`.
+/// Parse (with the frontend its manifest names) and check the bundle's entry as `mgmt
+/// deploy` did before publishing it, with its relative paths resolved in the unpacked
+/// bundle `dir`.
 fn parse_entry(dir: &Path, m: &Manifest) -> Result<GraphSpec, LoadError> {
     let f = m
         .files
@@ -677,7 +675,7 @@ fn parse_entry(dir: &Path, m: &Manifest) -> Result<GraphSpec, LoadError> {
     let text = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
     // Paths in a graph are absolute and without `..`, whatever `--prefix` was given.
     let root = dir.canonicalize().map_err(io(format!("resolving {}", dir.display())))?;
-    check_entry(&text, &m.entry, &m.files, &root).map_err(|e| LoadError::Invalid(e.to_string()))
+    check_entry(&m.frontend, &text, &m.entry, &m.files, &root).map_err(|e| LoadError::Invalid(e.to_string()))
 }
 
 /// Writes `last-run.json` in the background, the newest deploy first, so that the agent's

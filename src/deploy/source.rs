@@ -238,7 +238,7 @@ fn check_symlinks(files: &[FileEntry], contents: &[Vec<u8>]) -> Result<()> {
 }
 
 /// The graph file a `yaml` entry naming a directory stands for.
-pub const DEFAULT_GRAPH: &str = "graph.yaml";
+pub use crate::frontend::yaml_file::DEFAULT_GRAPH;
 
 /// A YAML entry that names a directory of the tree (`.` or `` for its root) stands for the
 /// [`DEFAULT_GRAPH`] in it; one without it is refused here rather than by every agent.

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::graph::{Graph, GraphError};
+use crate::contract::ResId;
 use crate::contract::limits::MAX_EXPORT_BYTES;
 use crate::frontend::GraphSpec;
-use crate::contract::ResId;
 use crate::resources::{self, Resource, managed_key};
 use crate::world::Exported;
 

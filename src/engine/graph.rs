@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use crate::frontend::EdgeSpec;
 use crate::contract::ResId;
+use crate::frontend::EdgeSpec;
 use crate::resources::Resource;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

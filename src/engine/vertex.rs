@@ -11,9 +11,9 @@ use tracing::{debug, error, info, warn};
 use super::EngineEnv;
 use super::converged::{Cond, CondHandle};
 use super::rate::RateLimiter;
+use crate::contract::ResId;
 use crate::contract::limits::ERROR_TEXT_MAX;
 use crate::contract::meta::MIN_FOREVER_DELAY_MS;
-use crate::contract::ResId;
 use crate::resources::{ApplyCtx, Change, Detail, Resource, ResourceError, Sends, Trigger, WatchCtx};
 use crate::text::head;
 

@@ -4,7 +4,11 @@
 
 pub mod base;
 pub mod check;
+pub mod graph_file;
+pub mod registry;
+pub mod source;
 pub mod yaml;
+pub mod yaml_file;
 
 use std::collections::BTreeSet;
 use std::fmt;

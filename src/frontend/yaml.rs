@@ -16,8 +16,8 @@ use serde_saphyr::Spanned;
 use super::base::{Base, Want};
 use super::{CollectSpec, EdgeSpec, FrontendError, GraphSpec, check};
 use crate::contract::Meta;
-use crate::contract::limits::MAX_INTERVAL_SECS;
 use crate::contract::ResId;
+use crate::contract::limits::MAX_INTERVAL_SECS;
 use crate::resources::{self, Resource};
 
 #[derive(Deserialize)]

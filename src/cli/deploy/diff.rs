@@ -261,14 +261,20 @@ impl Report {
 }
 
 fn parse(s: &Side) -> Result<crate::frontend::GraphSpec, String> {
-    if s.manifest.frontend != "yaml" {
+    if crate::frontend::registry::BundleFrontend::named(&s.manifest.frontend).is_err() {
         return Err(format!("{}: frontend `{}` cannot be compared", s.label, s.manifest.frontend));
     }
     // Parsed and checked as agents do, so relative paths resolve in the bundle (shown
     // below the same stand-in root on both sides).
     let root = std::path::Path::new(super::CHECKED_AT);
-    crate::deploy::check::check_entry(&s.entry, &s.manifest.entry, &s.manifest.files, root)
-        .map_err(|e| format!("{}: {e}", s.label))
+    crate::deploy::check::check_entry(
+        &s.manifest.frontend,
+        &s.entry,
+        &s.manifest.entry,
+        &s.manifest.files,
+        root,
+    )
+    .map_err(|e| format!("{}: {e}", s.label))
 }
 
 /// A file's line: `+`, `-` or `~`, its path, and its mode and short hash (both, for a
@@ -362,8 +368,8 @@ fn graph_json(g: &GraphDiff) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::bundle::{MODE_EXECUTABLE, MODE_FILE};
     use crate::contract::ResId;
+    use crate::deploy::bundle::{MODE_EXECUTABLE, MODE_FILE};
 
     #[test]
     fn the_text_shows_each_change_on_its_own_line() {

@@ -1,4 +1,5 @@
-//! The graph file of `mgmt run yaml FILE`: reading it safely and following its edits.
+//! A graph file: reading it safely and following its edits, for the frontends that read
+//! their graph from a file.
 //!
 //! Reading never blocks the agent's main loop: it runs on the blocking pool, opens with
 //! `O_NONBLOCK`, and refuses anything that is not a regular file (a FIFO would block a
@@ -31,33 +32,6 @@ pub enum GraphFileError {
     NotRegular { path: String, what: &'static str },
     #[error("graph file {path} is larger than {} MiB", MAX_GRAPH_FILE >> 20)]
     TooBig { path: String },
-}
-
-/// The graph file a `yaml` argument names: the file itself, or the `graph.yaml` in a
-/// directory (an error that says so when the directory has none).
-pub fn graph_arg(arg: &Path) -> anyhow::Result<PathBuf> {
-    let default = crate::deploy::source::DEFAULT_GRAPH;
-    if !arg.is_dir() {
-        return Ok(arg.to_path_buf());
-    }
-    let graph = arg.join(default);
-    if !graph.exists() {
-        anyhow::bail!("`{}` is a directory without a {default}; name the graph file", arg.display());
-    }
-    Ok(graph)
-}
-
-/// The directory relative paths in the graph file `path` resolve against: its own, as an
-/// absolute path without links or `..` (which paths in a graph may not hold).
-pub fn base_of(path: &Path) -> Result<crate::frontend::base::Base, GraphFileError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let dir = dir
-        .canonicalize()
-        .map_err(|source| GraphFileError::Io { path: path.display().to_string(), source })?;
-    Ok(crate::frontend::base::Base::dir(dir))
 }
 
 /// What a file type is, in words.
@@ -158,9 +132,9 @@ pub fn watched_paths(path: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Follows the graph file: wakes `changed` when a finished edit may have changed what it
+/// Follows a graph file: wakes `changed` when a finished edit may have changed what it
 /// reads.
-pub struct GraphFile {
+pub struct WatchedFile {
     path: PathBuf,
     fs: Arc<FsWatcher>,
     changed: Arc<Notify>,
@@ -175,10 +149,14 @@ pub struct Loaded {
     pub watched: Vec<PathBuf>,
 }
 
-impl GraphFile {
-    pub async fn watch(fs: Arc<FsWatcher>, path: &Path, changed: Arc<Notify>) -> std::io::Result<GraphFile> {
+impl WatchedFile {
+    pub async fn watch(
+        fs: Arc<FsWatcher>,
+        path: &Path,
+        changed: Arc<Notify>,
+    ) -> std::io::Result<WatchedFile> {
         let path = std::path::absolute(path)?;
-        let mut g = GraphFile { path, fs, changed, watched: Vec::new(), _subs: Vec::new() };
+        let mut g = WatchedFile { path, fs, changed, watched: Vec::new(), _subs: Vec::new() };
         let p = g.path.clone();
         let watched = tokio::task::spawn_blocking(move || watched_paths(&p)).await.unwrap_or_default();
         g.follow(watched).await;
