@@ -358,5 +358,6 @@ impl Drop for Agent {
 pub mod certs;
 pub mod etcd;
 pub mod repo;
+pub mod secure;
 pub mod sshd;
 pub mod systemd;

@@ -4,11 +4,6 @@
 //!
 //! Every user is a client certificate of the directory (`<pki>/<user>.crt`), whose common
 //! name etcd takes as the user. The etcd process is killed when dropped.
-//!
-//! Not a module of `common`: a test file includes it with
-//! `#[path = "common/secure.rs"] mod secure;` next to `mod common;`.
-
-#![allow(dead_code)]
 
 use std::fs;
 use std::net::TcpListener;
@@ -16,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::common::TestDir;
+use super::TestDir;
 
 /// The roles script as shipped.
 pub const ROLES_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/etcd-roles");
@@ -107,7 +102,7 @@ impl SecureEtcd {
     }
 
     fn wait_healthy(&mut self) -> bool {
-        let deadline = std::time::Instant::now() + crate::common::etcd::START_TIMEOUT;
+        let deadline = std::time::Instant::now() + super::etcd::START_TIMEOUT;
         while std::time::Instant::now() < deadline {
             if !self.running() {
                 return false;

@@ -3,9 +3,8 @@
 //! `mgmt certs`, client certificates required, roles from scripts/etcd-roles, authentication
 //! on), and an SSH tunnel (`--ssh-url`) to Debian's sshd.
 
-mod common;
-#[path = "common/secure.rs"]
-mod secure;
+use crate::common;
+use crate::common::secure;
 
 use std::fs;
 use std::path::Path;

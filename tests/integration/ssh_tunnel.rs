@@ -6,7 +6,7 @@
 //!
 //! One-shot commands run with `HOME` in the test directory, so `~/.ssh` is the test's own.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -6,7 +6,7 @@
 //! `SKIPPED` line and returns; `MGMT_TEST_REQUIRE_SANDBOX=1` turns that into a failure.
 //! The last test (no systemd on the bus) runs anywhere, without a sandbox.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

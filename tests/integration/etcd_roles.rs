@@ -3,9 +3,8 @@
 //! certificates' common names, authentication on). What each role may write, checked with
 //! `etcdctl`, then agents and deploys through the `mgmt` binary.
 
-mod common;
-#[path = "common/secure.rs"]
-mod secure;
+use crate::common;
+use crate::common::secure;
 
 use std::fs;
 use std::path::Path;

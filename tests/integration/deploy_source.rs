@@ -2,7 +2,7 @@
 //! directories: the clean-tree rule for every kind of dirtiness, `--commit` in a bare
 //! repository, modes and symlinks. No etcd needed: the tree is checked before connecting.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

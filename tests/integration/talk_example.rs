@@ -2,7 +2,7 @@
 //! every kind repaired, live edits of the graph swapped in without touching unchanged files,
 //! and Ctrl-C.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::PathBuf;

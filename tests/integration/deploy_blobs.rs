@@ -3,7 +3,7 @@
 //! have, never using a cached blob that does not verify, and keeping only what the bundles
 //! it keeps unpacked use.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

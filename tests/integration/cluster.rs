@@ -4,7 +4,7 @@
 //! files on disk, the binary's output and `etcdctl`. The etcd outage is in
 //! `tests/cluster_outage.rs`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! dependents, cycles are rejected, and autoedges order files after their directory and
 //! commands after their `cwd`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

@@ -1,7 +1,7 @@
 //! `exec` (args, shell, cwd, env, ifcmd, creates, watchcmd, timeout, send/recv, process
 //! groups, bounded output), `timer`, `print` and `kv`, run for real.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

@@ -2,7 +2,7 @@
 //! param on one resource), `--prefix` (its mode and its lock), `--tmp-prefix`, `--hostname`,
 //! and the checks of `--seeds` and `--lease-ttl`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

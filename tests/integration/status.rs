@@ -3,7 +3,7 @@
 //! its error, `--wait` until every host runs the latest deploy, and etcd errors (refused
 //! connection, authentication, a request too large) as one readable line.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

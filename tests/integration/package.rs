@@ -6,7 +6,7 @@
 //! The sandbox test needs root; without it (or where namespaces are refused) it prints a
 //! loud `SKIPPED` line and returns, and `MGMT_TEST_REQUIRE_SANDBOX=1` makes that a failure.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

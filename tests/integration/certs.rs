@@ -2,7 +2,7 @@
 //! reuses and what it refuses. The certificates are read back with x509-parser; that etcd
 //! accepts them is tests/etcd_roles.rs.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! octal), `deploy rollback` (the previous deploy, git revisions, refusing what is live,
 //! who and why) and `deploy diff` (files and resources against the live deploy).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,7 @@
 //! Every etcd listens on loopback ports picked free for the test, so tests run in parallel
 //! and next to a real etcd on 2379/2380.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -1,7 +1,7 @@
 //! The `file` resource on a real filesystem: mode, owner and group, directories, `source`
 //! (a file, or a tree with `recurse` and `purge`), `force`, and `state: absent`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, chown};

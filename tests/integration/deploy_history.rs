@@ -3,7 +3,7 @@
 //! says so whatever fails after, a broken `deploy/latest` is repaired, and `list` and
 //! `rollback` take any text in the history.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,7 +1,7 @@
 //! The pre-receive hook in a real bare repository, through a real `git push`: a commit whose
 //! graph agents would refuse never reaches the deploy branch. No etcd: the check needs none.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

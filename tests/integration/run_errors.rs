@@ -2,7 +2,7 @@
 //! the resource and field where there is one), and nothing applied. On live reload: the error
 //! is logged, the running graph keeps running, and a later valid edit is applied.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

@@ -1,7 +1,7 @@
 //! Meta params: `retry` and `delay`, failures that do not stop the rest of the graph, `poll`,
 //! `limit`/`burst`, and the bounds of numeric params.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

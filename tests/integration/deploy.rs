@@ -2,7 +2,7 @@
 //! post-receive hook), several `mgmt run ... empty` agents. Asserted through files on disk,
 //! `mgmt deploy list --json` and `etcdctl`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! whole (old or new, never partial), readers never see a partial file, and the temp files a
 //! killed agent leaves behind are removed by the next agent's first check.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

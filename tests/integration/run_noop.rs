@@ -2,7 +2,7 @@
 //! (bounded, binary content and sensitive files shown without their content), real runs log
 //! the same at debug level, and `--detailed-exitcodes` tells changes and failures apart.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

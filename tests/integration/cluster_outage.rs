@@ -4,7 +4,7 @@
 //! old one is gone, exports, collected changes made during the outage). Also: a dead endpoint
 //! among the seeds, and an etcd that answers but refuses (out of space, authentication).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! etcd secured with TLS (client certificates required) and with users: agents, deploys and
 //! `mgmt status` work through it, and each refusal says what was refused.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::process::{Command, Output};
