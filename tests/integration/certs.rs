@@ -1,6 +1,6 @@
 //! `mgmt certs DIR` through the binary: what it writes, with which modes, what a later run
 //! reuses and what it refuses. The certificates are read back with x509-parser; that etcd
-//! accepts them is tests/etcd_roles.rs.
+//! accepts them is tests/integration/etcd_roles.rs.
 
 use crate::common;
 

@@ -2,7 +2,7 @@
 //! live export changes and removals, registration on a lease, duplicate hostnames,
 //! `mgmt status`, the `kv` resource and `--etcd-namespace`, compaction. Asserted through
 //! files on disk, the binary's output and `etcdctl`. The etcd outage is in
-//! `tests/cluster_outage.rs`.
+//! `tests/integration/cluster_outage.rs`.
 
 use crate::common;
 
