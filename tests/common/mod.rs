@@ -356,6 +356,7 @@ impl Drop for Agent {
     }
 }
 pub mod certs;
+pub mod cluster;
 pub mod etcd;
 pub mod repo;
 pub mod secure;

@@ -54,6 +54,11 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// What a failed assertion shows of a command's outcome.
+pub fn shown(o: &Output) -> String {
+    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), text(&o.stdout), text(&o.stderr))
+}
+
 /// The deploy ID a successful `mgmt deploy` printed.
 #[track_caller]
 pub fn deployed(out: &Output) -> u64 {

@@ -9,102 +9,12 @@ use crate::common;
 use std::fs;
 use std::path::Path;
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::etcd::{Etcd, base64_decode};
+use common::cluster::{all_files_everywhere, host_yaml, start_host, talk, wait, wait_content};
 use common::{Agent, Finished, TestDir, read};
 use serde_json::{Value, json};
-
-/// How long any cluster condition may take (several agents and an etcd per test, tests in
-/// parallel on a small machine).
-const LONG: Duration = Duration::from_secs(30);
-
-/// Poll `cond` every 50 ms (conditions may run `etcdctl`) until it holds or [`LONG`] passes;
-/// whether it held.
-fn poll(mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() >= LONG {
-            return false;
-        }
-        sleep(Duration::from_millis(50));
-    }
-    true
-}
-
-/// Panic with `what` and every agent's log.
-#[track_caller]
-fn fail(what: &str, agents: &[&Agent]) -> ! {
-    let logs: String = agents
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("--- agent #{i} (exit: {:?}) stderr:\n{}", a.try_exit(), a.stderr()))
-        .collect();
-    panic!("timed out after {LONG:?} waiting for: {what} (at {})\n{logs}", std::panic::Location::caller());
-}
-
-/// Wait until `cond` holds; on timeout panic with `what` and every agent's log.
-#[track_caller]
-fn wait(what: &str, agents: &[&Agent], cond: impl FnMut() -> bool) {
-    if !poll(cond) {
-        fail(what, agents);
-    }
-}
-
-/// Wait until `path` holds exactly `content`.
-#[track_caller]
-fn wait_content(agents: &[&Agent], path: &Path, content: &str) {
-    if !poll(|| read(path).as_deref() == Some(content)) {
-        fail(&format!("{} to contain {content:?}; it has {:?}", path.display(), read(path)), agents);
-    }
-}
-
-/// The talk's graph for host `h` (A, B or C), with /tmp moved into the test directory:
-/// exports `@@file<h>` (`mgmt<H>/f<H>` holding `content` and a newline), collects files
-/// into `mgmt<H>/`.
-fn host_yaml(t: &TestDir, h: char, content: &str) -> String {
-    let l = h.to_ascii_lowercase();
-    format!(
-        r#"graph: mygraph
-resources:
-  file:
-  - name: "@@file{l}"
-    path: "{dir}/f{h}"
-    content: |
-      {content}
-    state: exists
-collect:
-- kind: file
-  pattern: "{dir}/"
-edges: []
-"#,
-        dir = t.p(&format!("mgmt{h}"))
-    )
-}
-
-/// The content the talk's host `h` exports (without the newline YAML's `|` adds).
-fn talk(h: char) -> String {
-    format!("i am f{h}, exported from host {h}")
-}
-
-/// Start the talk's host `h` (graph file `<h>.yaml`) with `--hostname <h>`.
-fn start_host(t: &TestDir, e: &Etcd, h: char, extra: &[&str]) -> Agent {
-    let yaml = t.write_yaml(&format!("{h}.yaml"), &host_yaml(t, h, &talk(h)));
-    let host = h.to_string();
-    let mut args = vec!["--seeds", e.url(), "--hostname", host.as_str()];
-    args.extend_from_slice(extra);
-    t.agent(&args, &yaml)
-}
-
-/// Wait until every host in `hosts` has every host's file with its exporter's content.
-#[track_caller]
-fn all_files_everywhere(t: &TestDir, agents: &[&Agent], hosts: &[char]) {
-    for h in hosts {
-        for x in hosts {
-            wait_content(agents, &t.path(&format!("mgmt{h}/f{x}")), &format!("{}\n", talk(*x)));
-        }
-    }
-}
 
 /// Run `mgmt <args>` to its end (bounded), output captured.
 fn mgmt(t: &TestDir, args: &[&str]) -> Finished {
@@ -143,7 +53,7 @@ fn assert_host_status(v: &Value, host: &str) {
 }
 
 /// Write `drift` into `path` until a write survives `quiet` untouched (an agent may still be
-/// managing the file right after the change that makes it stop); panic after [`LONG`].
+/// managing the file right after the change that makes it stop); panic after `LONG`.
 #[track_caller]
 fn wait_unmanaged(agents: &[&Agent], path: &Path, drift: &str, quiet: Duration) {
     wait(&format!("{} to be left alone", path.display()), agents, || {

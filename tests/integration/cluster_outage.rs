@@ -12,94 +12,8 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
-use common::{Agent, TestDir, read};
-
-/// How long any cluster condition may take (several agents and an etcd per test, tests in
-/// parallel on a small machine).
-const LONG: Duration = Duration::from_secs(30);
-
-/// Poll `cond` every 50 ms (conditions may run `etcdctl`) until it holds or [`LONG`] passes;
-/// whether it held.
-fn poll(mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() >= LONG {
-            return false;
-        }
-        sleep(Duration::from_millis(50));
-    }
-    true
-}
-
-/// Panic with `what` and every agent's log.
-#[track_caller]
-fn fail(what: &str, agents: &[&Agent]) -> ! {
-    let logs: String = agents
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("--- agent #{i} (exit: {:?}) stderr:\n{}", a.try_exit(), a.stderr()))
-        .collect();
-    panic!("timed out after {LONG:?} waiting for: {what} (at {})\n{logs}", std::panic::Location::caller());
-}
-
-/// Wait until `cond` holds; on timeout panic with `what` and every agent's log.
-#[track_caller]
-fn wait(what: &str, agents: &[&Agent], cond: impl FnMut() -> bool) {
-    if !poll(cond) {
-        fail(what, agents);
-    }
-}
-
-/// Wait until `path` holds exactly `content`.
-#[track_caller]
-fn wait_content(agents: &[&Agent], path: &Path, content: &str) {
-    if !poll(|| read(path).as_deref() == Some(content)) {
-        fail(&format!("{} to contain {content:?}; it has {:?}", path.display(), read(path)), agents);
-    }
-}
-
-/// The talk's graph for host `h` with /tmp moved into the test directory: exports
-/// `@@file<h>` (`mgmt<H>/f<H>` holding `content` and a newline), collects files into
-/// `mgmt<H>/`.
-fn host_yaml(t: &TestDir, h: char, content: &str) -> String {
-    let l = h.to_ascii_lowercase();
-    format!(
-        r#"graph: mygraph
-resources:
-  file:
-  - name: "@@file{l}"
-    path: "{dir}/f{h}"
-    content: |
-      {content}
-    state: exists
-collect:
-- kind: file
-  pattern: "{dir}/"
-edges: []
-"#,
-        dir = t.p(&format!("mgmt{h}"))
-    )
-}
-
-fn talk(h: char) -> String {
-    format!("i am f{h}, exported from host {h}")
-}
-
-fn start_host(t: &TestDir, e: &Etcd, h: char) -> Agent {
-    let yaml = t.write_yaml(&format!("{h}.yaml"), &host_yaml(t, h, &talk(h)));
-    let host = h.to_string();
-    t.agent(&["--seeds", e.url(), "--hostname", host.as_str()], &yaml)
-}
-
-/// Wait until every host in `hosts` has every host's file with its exporter's content.
-#[track_caller]
-fn all_files_everywhere(t: &TestDir, agents: &[&Agent], hosts: &[char]) {
-    for h in hosts {
-        for x in hosts {
-            wait_content(agents, &t.path(&format!("mgmt{h}/f{x}")), &format!("{}\n", talk(*x)));
-        }
-    }
-}
+use common::cluster::{all_files_everywhere, host_yaml, start_host, talk, wait, wait_content};
+use common::{Agent, TestDir};
 
 /// Log lines at WARN or ERROR that mention etcd.
 fn etcd_trouble(a: &Agent) -> usize {
@@ -120,7 +34,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 fn an_etcd_outage_is_survived() {
     let t = TestDir::new();
     let mut e = Etcd::start(&t);
-    let (a, b, c) = (start_host(&t, &e, 'A'), start_host(&t, &e, 'B'), start_host(&t, &e, 'C'));
+    let (a, b, c) = (start_host(&t, &e, 'A', &[]), start_host(&t, &e, 'B', &[]), start_host(&t, &e, 'C', &[]));
     let all = [&a, &b, &c];
     all_files_everywhere(&t, &all, &['A', 'B', 'C']);
     wait("three hosts registered and converged", &all, || {
@@ -208,14 +122,14 @@ fn an_etcd_outage_is_survived() {
 fn an_agent_started_during_an_outage_joins_when_etcd_is_back() {
     let t = TestDir::new();
     let mut e = Etcd::start(&t);
-    let a = start_host(&t, &e, 'A');
+    let a = start_host(&t, &e, 'A', &[]);
     wait("A registered and exporting", &[&a], || {
         e.get_json("/_mgmt/hosts/A").is_some() && e.get_json("/_mgmt/exported/A/file/filea").is_some()
     });
 
     e.kill();
     // B cannot reach etcd: it still applies its own graph, and says why it is alone.
-    let b = start_host(&t, &e, 'B');
+    let b = start_host(&t, &e, 'B', &[]);
     let both = [&a, &b];
     wait_content(&both, &t.path("mgmtB/fB"), &format!("{}\n", talk('B')));
     wait("B to log that etcd is unreachable", &both, || etcd_trouble(&b) > 0);
@@ -231,7 +145,7 @@ fn an_agent_started_during_an_outage_joins_when_etcd_is_back() {
 fn a_lost_lease_is_registered_again() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
-    let a = start_host(&t, &e, 'A');
+    let a = start_host(&t, &e, 'A', &[]);
     wait("A registered", &[&a], || e.get_json("/_mgmt/hosts/A").is_some());
     let (_, _, lease) = e.get_prefix_raw("/_mgmt/hosts/A").into_iter().next().expect("hosts/A");
     assert_ne!(lease, 0, "hosts/A is not on a lease");

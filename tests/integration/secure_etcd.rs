@@ -5,15 +5,13 @@ use crate::common;
 
 use std::fs;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::certs::{Certs, Pair};
 use common::etcd::Etcd;
-use common::repo::text;
+use common::cluster::wait;
+use common::repo::{shown, text};
 use common::{Agent, TestDir};
-
-/// How long a condition involving etcd may take.
-const LONG: Duration = Duration::from_secs(30);
 
 /// `mgmt ARGS` in the test directory with `env` added, run to its end.
 fn mgmt(t: &TestDir, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -23,23 +21,6 @@ fn mgmt(t: &TestDir, args: &[&str], env: &[(&str, &str)]) -> Output {
         c.env(k, v);
     }
     c.output().expect("running mgmt")
-}
-
-fn shown(o: &Output) -> String {
-    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), text(&o.stdout), text(&o.stderr))
-}
-
-/// Wait for `cond`, or panic with `what` and the agents' logs.
-#[track_caller]
-fn wait(what: &str, agents: &[&Agent], mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() > LONG {
-            let logs: String = agents.iter().map(|a| format!("--- agent stderr:\n{}", a.stderr())).collect();
-            panic!("timed out waiting for: {what}\n{logs}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// `--etcd-ca CA` and, if given, `--etcd-cert` and `--etcd-key` of `client`.

@@ -16,7 +16,8 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
-use common::repo::{commit, deployed, new_repo, text};
+use common::cluster;
+use common::repo::{commit, deployed, new_repo, shown, text};
 use common::sshd::{Sshd, fingerprint, keygen, keygen_typed, public_key};
 use common::{Agent, TestDir, read};
 
@@ -26,22 +27,8 @@ const LONG: Duration = Duration::from_secs(40);
 
 /// Wait until `cond` holds; on timeout panic with `what` and every agent's log.
 #[track_caller]
-fn wait(what: &str, agents: &[&Agent], mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() >= LONG {
-            let logs: String = agents
-                .iter()
-                .enumerate()
-                .map(|(i, a)| format!("--- agent #{i} (exit: {:?}) stderr:\n{}", a.try_exit(), a.stderr()))
-                .collect();
-            panic!(
-                "timed out after {LONG:?} waiting for: {what} (at {})\n{logs}",
-                std::panic::Location::caller()
-            );
-        }
-        sleep(Duration::from_millis(50));
-    }
+fn wait(what: &str, agents: &[&Agent], cond: impl FnMut() -> bool) {
+    cluster::wait_within(LONG, what, agents, cond)
 }
 
 /// A home directory for one-shot commands, with an empty `~/.ssh`.
@@ -60,10 +47,6 @@ fn mgmt(dir: &Path, home: &Path, args: &[&str]) -> Output {
         .env_remove("MGMT_LOG")
         .output()
         .unwrap()
-}
-
-fn shown(o: &Output) -> String {
-    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), text(&o.stdout), text(&o.stderr))
 }
 
 /// `mgmt status --seeds <etcd> --json` through `ssh` (flags after it), with `HOME` `home`.

@@ -8,17 +8,12 @@ use crate::common;
 use std::fs;
 use std::path::Path;
 use std::process::Output;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
-use common::repo::{commit, deployed, mgmt, new_repo, run_deploy, text};
+use common::cluster::{LONG, fail, poll_some, wait_some};
+use common::repo::{commit, deployed, mgmt, new_repo, run_deploy, shown, text};
 use common::{Agent, TestDir, read};
 use serde_json::Value;
-
-/// How long any cluster condition may take (agents and an etcd per test, tests in parallel
-/// on a small machine).
-const LONG: Duration = Duration::from_secs(30);
 
 /// `mgmt status --seeds <etcd> ARGS`, run to its end.
 fn status(e: &Etcd, args: &[&str]) -> Output {
@@ -27,47 +22,23 @@ fn status(e: &Etcd, args: &[&str]) -> Output {
     mgmt(Path::new("/"), &all)
 }
 
-/// What a failed assertion shows of a command's outcome.
-fn shown(o: &Output) -> String {
-    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), text(&o.stdout), text(&o.stderr))
-}
-
-/// Run `f` until it returns `Some`, or panic with `what` and every agent's log after [`LONG`].
-#[track_caller]
-fn wait_for<T>(what: &str, agents: &[&Agent], mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if start.elapsed() >= LONG {
-            let logs: String = agents.iter().map(|a| format!("--- agent stderr:\n{}", a.stderr())).collect();
-            panic!("timed out waiting for: {what}\n{logs}");
-        }
-        sleep(Duration::from_millis(100));
-    }
-}
-
 /// Wait until `mgmt status ARGS` exits with `code`; its output then.
 #[track_caller]
 fn status_until(e: &Etcd, args: &[&str], code: i32, agents: &[&Agent]) -> Output {
     let mut last = None;
-    let what = format!("mgmt status {args:?} to exit {code}");
-    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_for(&what, agents, || {
-            let o = status(e, args);
-            if o.status.code() == Some(code) {
-                return Some(o);
-            }
-            last = Some(o);
-            None
-        })
-    }));
+    let found = poll_some(LONG, || {
+        let o = status(e, args);
+        if o.status.code() == Some(code) {
+            return Some(o);
+        }
+        last = Some(o);
+        None
+    });
     match found {
-        Ok(o) => o,
-        Err(p) => {
+        Some(o) => o,
+        None => {
             let last = last.as_ref().map(shown).unwrap_or_default();
-            panic!("{}\nlast run:\n{last}", p.downcast_ref::<String>().cloned().unwrap_or_default())
+            fail(LONG, &format!("mgmt status {args:?} to exit {code}\nlast run:\n{last}"), agents)
         }
     }
 }
@@ -75,7 +46,7 @@ fn status_until(e: &Etcd, args: &[&str], code: i32, agents: &[&Agent]) -> Output
 /// Wait until `mgmt status` exits 0 with `n` hosts registered.
 #[track_caller]
 fn all_fine(e: &Etcd, n: usize, agents: &[&Agent]) {
-    wait_for(&format!("{n} hosts, all fine, in mgmt status --json"), agents, || {
+    wait_some(&format!("{n} hosts, all fine, in mgmt status --json"), agents, || {
         let o = status(e, &["--json"]);
         let v: Value = serde_json::from_slice(&o.stdout).ok()?;
         (o.status.code() == Some(0) && v.as_array()?.len() == n).then_some(())
@@ -132,7 +103,7 @@ fn a_failing_exec_makes_status_exit_1_and_status_host_shows_its_error() {
     let bad = t.agent(&["--seeds", e.url(), "--hostname", "bad"], &bad_yaml);
     let both = [&good, &bad];
 
-    wait_for("both hosts registered", &both, || {
+    wait_some("both hosts registered", &both, || {
         (e.get_json("/_mgmt/hosts/good").is_some() && e.get_json("/_mgmt/hosts/bad").is_some()).then_some(())
     });
     let out = status_until(&e, &["good"], 0, &both);
@@ -189,7 +160,7 @@ fn status_exits_1_when_a_host_refused_the_latest_deploy() {
     e.etcdctl(&["put", "/_mgmt/deploy/latest", "2"]);
     a.wait_log("deploy 2 refused");
     // The refusal reaches the host's status a moment after the log line.
-    let out = wait_for("the refusal in mgmt status", &[&a], || {
+    let out = wait_some("the refusal in mgmt status", &[&a], || {
         let o = status(&e, &[]);
         (o.status.code() == Some(1) && text(&o.stderr).contains("h1 (refused the latest deploy)"))
             .then_some(o)
