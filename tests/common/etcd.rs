@@ -7,27 +7,18 @@
 //! dropped, so a failing test never leaves an etcd running.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::TestDir;
+use super::{TestDir, free_ports};
 use super::certs::{Certs, Pair};
 
 /// How long etcd may take to answer after it was started.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// Two distinct free loopback ports (both listeners are held until both are known, so the
-/// kernel cannot hand out the same port twice).
-fn free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
-    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
-}
 
 pub struct Etcd {
     child: Option<Child>,
@@ -88,7 +79,7 @@ impl Etcd {
         // exits at once, and it is tried again on other ports (with a fresh data dir).
         let mut last_log = String::new();
         for _ in 0..5 {
-            let (client, peer) = free_ports();
+            let [client, peer] = free_ports();
             let url = format!("{scheme}://127.0.0.1:{client}");
             let peer_url = format!("http://127.0.0.1:{peer}");
             let args: Vec<String> = [

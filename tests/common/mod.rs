@@ -45,6 +45,14 @@ pub fn wait_until(cond: impl FnMut() -> bool, timeout: Duration) {
     }
 }
 
+/// `N` distinct loopback ports that were free a moment ago (every listener is held until all
+/// are chosen, so the kernel cannot hand out the same port twice).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [_; N] =
+        std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port"));
+    listeners.map(|l| l.local_addr().expect("local address").port())
+}
+
 /// The content of a file, or `None` if it cannot be read (absent).
 pub fn read(path: impl AsRef<Path>) -> Option<String> {
     fs::read_to_string(path).ok()

@@ -6,12 +6,11 @@
 //! name etcd takes as the user. The etcd process is killed when dropped.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use super::TestDir;
+use super::{TestDir, free_ports};
 
 /// The roles script as shipped.
 pub const ROLES_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/etcd-roles");
@@ -36,12 +35,6 @@ pub fn certs(pki: &Path, clients: &[&str]) -> Output {
     let out = mgmt(&args);
     assert!(out.status.success(), "mgmt {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out
-}
-
-fn free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
-    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
 }
 
 pub struct SecureEtcd {
@@ -75,7 +68,7 @@ impl SecureEtcd {
         // A port found free may be taken before etcd binds it: then etcd exits, and it is
         // tried again on other ports, with a fresh prefix.
         for n in 0..5 {
-            let (client, peer) = free_ports();
+            let [client, peer] = free_ports();
             let url = format!("https://127.0.0.1:{client}");
             let prefix = t.path(&format!("etcd-tls-{n}"));
             let logf = fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();

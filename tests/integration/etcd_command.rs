@@ -13,20 +13,12 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{TestDir, poll_until};
+use common::{TestDir, free_ports, poll_until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// etcd may take a while to start on a loaded machine (fsyncs, leader election).
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// `n` distinct loopback ports that were free a moment ago.
-fn free_ports(n: usize) -> Vec<u16> {
-    // Hold every listener until all are chosen, so the same port is not handed out twice.
-    let listeners: Vec<_> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port")).collect();
-    listeners.iter().map(|l| l.local_addr().expect("local address").port()).collect()
-}
 
 fn hostname() -> String {
     nix::unistd::gethostname().expect("hostname").to_string_lossy().into_owned()
@@ -151,7 +143,7 @@ impl Drop for Mgmt {
 fn guide_long_form_serves_clients_as_etcd_itself_and_stops_on_sigterm() {
     let dir = TestDir::new();
     let prefix = dir.path("state");
-    let ports = free_ports(2);
+    let ports: [u16; 2] = free_ports();
     let client = format!("http://127.0.0.1:{}", ports[0]);
     let peer = format!("http://127.0.0.1:{}", ports[1]);
     let listen_client = format!("--listen-client-urls={client}");
@@ -217,7 +209,7 @@ fn guide_long_form_serves_clients_as_etcd_itself_and_stops_on_sigterm() {
 fn ctrl_c_stops_it_and_a_restart_keeps_the_data() {
     let dir = TestDir::new();
     let prefix = dir.path("state");
-    let ports = free_ports(2);
+    let ports: [u16; 2] = free_ports();
     let client = format!("http://127.0.0.1:{}", ports[0]);
     let listen_client = format!("--listen-client-urls={client}");
     let listen_peer = format!("--listen-peer-urls=http://127.0.0.1:{}", ports[1]);
