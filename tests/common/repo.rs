@@ -5,6 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use mgmt::deploy::store::DeployRecord;
+
 use super::etcd::Etcd;
 use super::{TestDir, git};
 
@@ -57,6 +59,18 @@ pub fn text(b: &[u8]) -> String {
 /// What a failed assertion shows of a command's outcome.
 pub fn shown(o: &Output) -> String {
     format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), text(&o.stdout), text(&o.stderr))
+}
+
+/// Deploy record `id` under the namespace `ns` (`/_mgmt` unless `--etcd-namespace`).
+#[track_caller]
+pub fn record(e: &Etcd, ns: &str, id: u64) -> DeployRecord {
+    let v = e.get_json(&format!("{ns}/deploy/{id}")).unwrap_or_else(|| panic!("no record {id} in {ns}"));
+    serde_json::from_value(v).unwrap()
+}
+
+/// The id `deploy/latest` names under the namespace `ns`.
+pub fn latest(e: &Etcd, ns: &str) -> String {
+    e.etcdctl(&["get", &format!("{ns}/deploy/latest"), "--print-value-only"]).trim().to_string()
 }
 
 /// The deploy ID a successful `mgmt deploy` printed.

@@ -11,24 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::etcd::Etcd;
-use common::repo::{commit, deployed, mgmt, new_repo, run_deploy, text};
+use common::repo::{commit, deployed, latest, mgmt, new_repo, record, run_deploy, text};
 use common::{Agent, TestDir, git};
-use mgmt::deploy::store::DeployRecord;
 
 /// Stdout of a command that must succeed.
 #[track_caller]
 fn ok(out: &Output) -> String {
     assert!(out.status.success(), "failed ({}):\n{}{}", out.status, text(&out.stdout), text(&out.stderr));
     text(&out.stdout)
-}
-
-fn record(e: &Etcd, id: u64) -> DeployRecord {
-    let v = e.get_json(&format!("/_mgmt/deploy/{id}")).unwrap_or_else(|| panic!("no record {id}"));
-    serde_json::from_value(v).unwrap()
-}
-
-fn latest(e: &Etcd) -> String {
-    e.etcdctl(&["get", "/_mgmt/deploy/latest", "--print-value-only"]).trim().to_string()
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -126,11 +116,11 @@ fn rollback_without_a_target_goes_to_the_last_deploy_of_another_bundle() {
     let o = run_deploy(&e, &repo, &["rollback"]);
     assert_eq!(deployed(&o), 4);
     assert!(text(&o.stdout).contains("rollback to deploy 1 (bundle "), "{}", text(&o.stdout));
-    let r = record(&e, 4);
-    assert_eq!((r.rollback_of, r.bundle), (Some(1), record(&e, 1).bundle));
+    let r = record(&e, "/_mgmt", 4);
+    assert_eq!((r.rollback_of, r.bundle), (Some(1), record(&e, "/_mgmt", 1).bundle));
     // And from there, back to the deploy before it.
     deployed(&run_deploy(&e, &repo, &["rollback"]));
-    assert_eq!(record(&e, 5).rollback_of, Some(3));
+    assert_eq!(record(&e, "/_mgmt", 5).rollback_of, Some(3));
 }
 
 #[test]
@@ -148,9 +138,9 @@ fn rollback_resolves_git_revisions_and_tags_in_the_current_repository() {
     deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
 
     assert_eq!(deployed(&run_deploy(&e, &repo, &["rollback", "HEAD~1"])), 4);
-    assert_eq!((record(&e, 4).rollback_of, record(&e, 4).commit), (Some(2), Some(c2)));
+    assert_eq!((record(&e, "/_mgmt", 4).rollback_of, record(&e, "/_mgmt", 4).commit), (Some(2), Some(c2)));
     assert_eq!(deployed(&run_deploy(&e, &repo, &["rollback", "v1"])), 5);
-    assert_eq!((record(&e, 5).rollback_of, record(&e, 5).commit), (Some(1), Some(c1)));
+    assert_eq!((record(&e, "/_mgmt", 5).rollback_of, record(&e, "/_mgmt", 5).commit), (Some(1), Some(c1)));
     // Outside the repository the tag means nothing.
     let o = run_deploy(&e, t.root(), &["rollback", "v1"]);
     assert_eq!(o.status.code(), Some(1));
@@ -164,7 +154,7 @@ fn rollback_resolves_git_revisions_and_tags_in_the_current_repository() {
     let o = run_deploy(&e, &repo, &["rollback", "HEAD"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("which no deploy in the history runs"), "{}", text(&o.stderr));
-    assert_eq!(latest(&e), "5");
+    assert_eq!(latest(&e, "/_mgmt"), "5");
 }
 
 #[test]
@@ -179,7 +169,7 @@ fn a_rollback_to_the_live_bundle_does_nothing_unless_forced() {
         "{}",
         text(&o.stdout)
     );
-    assert_eq!(latest(&e), "2");
+    assert_eq!(latest(&e, "/_mgmt"), "2");
     let v = json(&run_deploy(&e, &repo, &["rollback", "--json", "2"]));
     assert_eq!(
         (v["deploy"].clone(), v["rollback_of"].clone(), v["published"].clone()),
@@ -191,12 +181,12 @@ fn a_rollback_to_the_live_bundle_does_nothing_unless_forced() {
         (v["deploy"].clone(), v["rollback_of"].clone(), v["published"].clone()),
         (4.into(), 1.into(), true.into())
     );
-    assert_eq!(v["bundle"], record(&e, 1).bundle.as_str());
+    assert_eq!(v["bundle"], record(&e, "/_mgmt", 1).bundle.as_str());
     assert_eq!(deployed(&run_deploy(&e, &repo, &["rollback", "--force", "3"])), 5);
     // Deploy 5 runs deploy 2's bundle: going back to either is nothing new.
     let o = run_deploy(&e, &repo, &["rollback", "2"]);
     assert!(text(&o.stdout).starts_with("nothing to roll back: deploy 5 is live"), "{}", text(&o.stdout));
-    assert_eq!(latest(&e), "5");
+    assert_eq!(latest(&e, "/_mgmt"), "5");
 }
 
 /// `mgmt ARGS` in `dir` with `HOME` in `home`: no git identity of the user's own.
@@ -222,7 +212,7 @@ fn records_say_who_deployed_or_rolled_back_and_why() {
     git(&repo, &["config", "user.email", "grace@example.com"]);
     commit(&repo, &out, "one");
     deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
-    assert_eq!(record(&e, 1).deployer.as_deref(), Some("Grace <grace@example.com>"));
+    assert_eq!(record(&e, "/_mgmt", 1).deployer.as_deref(), Some("Grace <grace@example.com>"));
     // Without any git identity: user@host, also for a directory deployed as it is.
     let home = t.path("home");
     let dir = t.path("plain");
@@ -231,11 +221,11 @@ fn records_say_who_deployed_or_rolled_back_and_why() {
     fs::write(dir.join("graph.yaml"), common::repo::graph(&out, "two")).unwrap();
     let seeds = ["deploy", "--seeds", e.url()];
     deployed(&mgmt_as(&dir, &home, &[&seeds[..], &["yaml", "--no-git", "graph.yaml"]].concat()));
-    let who = record(&e, 2).deployer.unwrap();
+    let who = record(&e, "/_mgmt", 2).deployer.unwrap();
     assert!(who.starts_with("tester@") && who.len() > "tester@".len(), "{who}");
 
     deployed(&run_deploy(&e, &repo, &["rollback", "-m", "two breaks the app", "1"]));
-    let r = record(&e, 3);
+    let r = record(&e, "/_mgmt", 3);
     assert_eq!(r.deployer.as_deref(), Some("Grace <grace@example.com>"));
     assert_eq!(r.reason.as_deref(), Some("two breaks the app"));
     let list = ok(&run_deploy(&e, &repo, &["list"]));
@@ -247,7 +237,7 @@ fn records_say_who_deployed_or_rolled_back_and_why() {
     let o = run_deploy(&e, &repo, &["rollback", "--force", "-m", &"x".repeat(2000), "1"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("2000 bytes; at most 1024 are allowed"), "{}", text(&o.stderr));
-    assert_eq!(latest(&e), "3");
+    assert_eq!(latest(&e, "/_mgmt"), "3");
 }
 
 const GRAPH_ONE: &str = "graph: app
@@ -410,7 +400,7 @@ fn the_parent_is_the_hash_of_the_stored_record_whatever_fields_it_has() {
     e.etcdctl(&["put", "/_mgmt/deploy/1", &bytes]);
     commit(&repo, &out, "two");
     deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
-    assert_eq!(record(&e, 2).parent, Some(mgmt::deploy::bundle::sha256_hex(bytes.as_bytes())));
+    assert_eq!(record(&e, "/_mgmt", 2).parent, Some(mgmt::deploy::bundle::sha256_hex(bytes.as_bytes())));
     let list = ok(&run_deploy(&e, &repo, &["list"]));
     assert!(!list.contains(" ! "), "{list}");
 }

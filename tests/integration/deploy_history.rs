@@ -13,19 +13,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
-use common::repo::{commit, deployed, new_repo, run_deploy, text};
+use common::repo::{commit, deployed, latest, new_repo, record, run_deploy, text};
 use common::{Agent, TestDir, git};
 use mgmt::deploy::bundle::sha256_hex;
 use mgmt::deploy::store::DeployRecord;
-
-fn record(e: &Etcd, ns: &str, id: u64) -> DeployRecord {
-    let v = e.get_json(&format!("{ns}/deploy/{id}")).unwrap_or_else(|| panic!("no record {id} in {ns}"));
-    serde_json::from_value(v).unwrap()
-}
-
-fn latest(e: &Etcd, ns: &str) -> String {
-    e.etcdctl(&["get", &format!("{ns}/deploy/latest"), "--print-value-only"]).trim().to_string()
-}
 
 #[test]
 fn a_damaged_blob_is_stored_again_by_the_next_deploy() {
