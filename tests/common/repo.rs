@@ -73,6 +73,23 @@ pub fn latest(e: &Etcd, ns: &str) -> String {
     e.etcdctl(&["get", &format!("{ns}/deploy/latest"), "--print-value-only"]).trim().to_string()
 }
 
+/// `mgmt deploy yaml graph.yaml` in `repo`, which must succeed: the new deploy's id.
+#[track_caller]
+pub fn deploy_yaml(e: &Etcd, repo: &Path) -> u64 {
+    deployed(&run_deploy(e, repo, &["yaml", "graph.yaml"]))
+}
+
+/// A new repository whose graph (writing `one` into `out/app.conf`) is deploy 1: the
+/// repository and `out`.
+#[track_caller]
+pub fn new_repo_deployed(t: &TestDir, e: &Etcd) -> (PathBuf, PathBuf) {
+    let repo = new_repo(t);
+    let out = t.path("out");
+    commit(&repo, &out, "one");
+    assert_eq!(deploy_yaml(e, &repo), 1);
+    (repo, out)
+}
+
 /// The deploy ID a successful `mgmt deploy` printed.
 #[track_caller]
 pub fn deployed(out: &Output) -> u64 {

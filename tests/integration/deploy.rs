@@ -9,22 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::etcd::Etcd;
-use common::repo::{commit, graph, mgmt, new_repo};
+use common::repo::{commit, deployed, graph, mgmt, new_repo, run_deploy};
 use common::{Agent, TestDir, git, read};
 use mgmt::deploy::store::DeployRecord;
 
 #[track_caller]
 fn deploy(e: &Etcd, dir: &Path, extra: &[&str]) -> u64 {
-    let mut args = vec!["deploy", "--seeds", &e.url];
-    args.extend_from_slice(extra);
-    let out = mgmt(dir, &args);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "mgmt {args:?} failed:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("deploy "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no deploy id in {stdout}"))
+    deployed(&run_deploy(e, dir, extra))
 }
 
 fn history(e: &Etcd) -> Vec<DeployRecord> {

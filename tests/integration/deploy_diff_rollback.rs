@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::etcd::Etcd;
-use common::repo::{commit, deployed, latest, mgmt, new_repo, record, run_deploy, text};
+use common::repo::{commit, deploy_yaml, deployed, latest, mgmt, new_repo, new_repo_deployed, record, run_deploy, text};
 use common::{Agent, TestDir, git};
 
 /// Stdout of a command that must succeed.
@@ -79,7 +79,7 @@ fn show_prints_the_record_and_the_manifest_with_octal_modes_as_text_or_json() {
     fs::set_permissions(repo.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::symlink("run.sh", repo.join("link")).unwrap();
     let c = commit(&repo, &t.path("out"), "one");
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    deploy_yaml(&e, &repo);
 
     let shown = ok(&run_deploy(&e, &repo, &["show", "1"]));
     assert!(shown.starts_with("deploy       1 (live)\n"), "{shown}");
@@ -131,11 +131,11 @@ fn rollback_resolves_git_revisions_and_tags_in_the_current_repository() {
     let out = t.path("out");
     let c1 = commit(&repo, &out, "one");
     git(&repo, &["tag", "v1"]);
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    deploy_yaml(&e, &repo);
     let c2 = commit(&repo, &out, "two");
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    deploy_yaml(&e, &repo);
     commit(&repo, &out, "three");
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    deploy_yaml(&e, &repo);
 
     assert_eq!(deployed(&run_deploy(&e, &repo, &["rollback", "HEAD~1"])), 4);
     assert_eq!((record(&e, "/_mgmt", 4).rollback_of, record(&e, "/_mgmt", 4).commit), (Some(2), Some(c2)));
@@ -211,7 +211,7 @@ fn records_say_who_deployed_or_rolled_back_and_why() {
     git(&repo, &["config", "user.name", "Grace"]);
     git(&repo, &["config", "user.email", "grace@example.com"]);
     commit(&repo, &out, "one");
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    deploy_yaml(&e, &repo);
     assert_eq!(record(&e, "/_mgmt", 1).deployer.as_deref(), Some("Grace <grace@example.com>"));
     // Without any git identity: user@host, also for a directory deployed as it is.
     let home = t.path("home");
@@ -278,7 +278,7 @@ fn diff_shows_the_files_and_resources_a_deploy_changes_against_the_live_one() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     let first = text(&o.stdout);
     assert!(first.contains("  + files/old.conf  100644 ") && first.contains("  + file[conf]\n"), "{first}");
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    deploy_yaml(&e, &repo);
     // Nothing changed yet.
     let o = run_deploy(&e, &repo, &["diff", "--exit-code"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
@@ -333,7 +333,7 @@ fn diff_shows_the_files_and_resources_a_deploy_changes_against_the_live_one() {
     assert_eq!(v["graph"]["resources"][1]["params"][0]["param"], "content");
 
     // Once deployed, HEAD is what runs; deploy 1 is what a rollback would change.
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    deploy_yaml(&e, &repo);
     let o = run_deploy(&e, &repo, &["diff", "--exit-code"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
     let back = ok(&run_deploy(&e, &repo, &["diff", "1"]));
@@ -390,16 +390,13 @@ fn each_deploy_subcommand_takes_and_shows_only_its_own_flags() {
 fn the_parent_is_the_hash_of_the_stored_record_whatever_fields_it_has() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
-    let repo = new_repo(&t);
-    let out = t.path("out");
-    commit(&repo, &out, "one");
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    let (repo, out) = new_repo_deployed(&t, &e);
     let mut newer = e.get_json("/_mgmt/deploy/1").unwrap();
     newer["signed_by"] = "a field of a later version".into();
     let bytes = serde_json::to_string(&newer).unwrap();
     e.etcdctl(&["put", "/_mgmt/deploy/1", &bytes]);
     commit(&repo, &out, "two");
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    deploy_yaml(&e, &repo);
     assert_eq!(record(&e, "/_mgmt", 2).parent, Some(mgmt::deploy::bundle::sha256_hex(bytes.as_bytes())));
     let list = ok(&run_deploy(&e, &repo, &["list"]));
     assert!(!list.contains(" ! "), "{list}");

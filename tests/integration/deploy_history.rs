@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
-use common::repo::{commit, deployed, latest, new_repo, record, run_deploy, text};
+use common::repo::{commit, deploy_yaml, deployed, latest, new_repo, new_repo_deployed, record, run_deploy, text};
 use common::{Agent, TestDir, git};
 use mgmt::deploy::bundle::sha256_hex;
 use mgmt::deploy::store::DeployRecord;
@@ -22,10 +22,7 @@ use mgmt::deploy::store::DeployRecord;
 fn a_damaged_blob_is_stored_again_by_the_next_deploy() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
-    let repo = new_repo(&t);
-    let out = t.path("out");
-    commit(&repo, &out, "one");
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    let (repo, out) = new_repo_deployed(&t, &e);
     let good = fs::read_to_string(repo.join("graph.yaml")).unwrap();
     let blob = format!("/_mgmt/storage/sha256/{}/", sha256_hex(good.as_bytes()));
     let bundle = record(&e, "/_mgmt", 1).bundle;
@@ -91,7 +88,7 @@ fn a_stored_blob_over_four_mib_is_checked_and_reused_by_the_next_deploy() {
     let out = t.path("out");
     fs::write(repo.join("data.bin"), big(7, 5)).unwrap();
     commit(&repo, &out, "one");
-    assert_eq!(deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"])), 1);
+    assert_eq!(deploy_yaml(&e, &repo), 1);
     commit(&repo, &out, "two");
     let o = run_deploy(&e, &repo, &["yaml", "graph.yaml"]);
     assert_eq!(deployed(&o), 2, "{}", text(&o.stderr));
@@ -159,7 +156,7 @@ fn a_published_deploy_prints_its_id_and_later_failures_are_warnings_with_exit_3(
     let mut e = Etcd::start(&t);
     let repo = new_repo(&t);
     commit(&repo, &t.path("out"), "one");
-    assert_eq!(deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"])), 1);
+    assert_eq!(deploy_yaml(&e, &repo), 1);
     commit(&repo, &t.path("out"), "two");
     // The command's stderr is a full pipe: its first line there (the summary, written after
     // the ID) waits until etcd is gone, so the retention after publishing (two records,
@@ -319,14 +316,14 @@ fn rollback_refuses_an_empty_target_and_a_prefix_of_several_commits() {
         git(&repo, &["commit", "-q", "--allow-empty", "-m", "again"]);
         first = git(&repo, &["rev-parse", "HEAD"]);
     }
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    deploy_yaml(&e, &repo);
     // A second commit whose hash starts like the first one's.
     let mut second = commit(&repo, &out, "two");
     while second[..1] != first[..1] {
         git(&repo, &["commit", "-q", "--allow-empty", "-m", "again"]);
         second = git(&repo, &["rev-parse", "HEAD"]);
     }
-    deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"]));
+    deploy_yaml(&e, &repo);
     for empty in ["", " "] {
         let o = run_deploy(&e, &repo, &["rollback", empty]);
         assert_eq!(o.status.code(), Some(1), "{empty:?}: {}", text(&o.stdout));
@@ -421,9 +418,9 @@ fn list_reports_invalid_records_and_a_broken_chain() {
     let repo = new_repo(&t);
     let out = t.path("out");
     commit(&repo, &out, "one");
-    assert_eq!(deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"])), 1);
+    assert_eq!(deploy_yaml(&e, &repo), 1);
     commit(&repo, &out, "two");
-    assert_eq!(deployed(&run_deploy(&e, &repo, &["yaml", "graph.yaml"])), 2);
+    assert_eq!(deploy_yaml(&e, &repo), 2);
     e.etcdctl(&["put", "/_mgmt/deploy/3", "{not json"]);
     let mut forged = record(&e, "/_mgmt", 2);
     forged.id = 4;

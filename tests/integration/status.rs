@@ -11,7 +11,7 @@ use std::process::Output;
 
 use common::etcd::Etcd;
 use common::cluster::{LONG, fail, poll_some, wait_some};
-use common::repo::{commit, deployed, mgmt, new_repo, run_deploy, shown, text};
+use common::repo::{commit, deploy_yaml, mgmt, new_repo_deployed, shown, text};
 use common::{Agent, TestDir, read};
 use serde_json::Value;
 
@@ -66,22 +66,6 @@ fn agent_on_deploys(t: &TestDir, e: &Etcd, host: &str) -> Agent {
         t,
         &["run", "--seeds", e.url(), "--hostname", host, "--lease-ttl", "60", "--tmp-prefix", "empty"],
     )
-}
-
-/// `mgmt deploy yaml graph.yaml` in `repo`: the new deploy's id.
-#[track_caller]
-fn deploy(e: &Etcd, repo: &Path) -> u64 {
-    deployed(&run_deploy(e, repo, &["yaml", "graph.yaml"]))
-}
-
-/// A new repository whose graph (writing `one` into `out/app.conf`) is deploy 1: the
-/// repository and `out`.
-fn new_repo_deployed(t: &TestDir, e: &Etcd) -> (std::path::PathBuf, std::path::PathBuf) {
-    let repo = new_repo(t);
-    let out = t.path("out");
-    commit(&repo, &out, "one");
-    assert_eq!(deploy(e, &repo), 1);
-    (repo, out)
 }
 
 #[test]
@@ -185,7 +169,7 @@ fn wait_returns_0_once_every_agent_converged_on_a_new_deploy() {
     all_fine(&e, 2, &[&a, &b]);
 
     commit(&repo, &out, "two");
-    assert_eq!(deploy(&e, &repo), 2);
+    assert_eq!(deploy_yaml(&e, &repo), 2);
     let done = status(&e, &["--wait=60s"]);
     assert_eq!(done.status.code(), Some(0), "{}", shown(&done));
     // Done means applied: the new content is there already.
@@ -214,7 +198,7 @@ fn wait_times_out_with_exit_4_while_an_agent_is_stopped() {
 
     b.signal(nix::sys::signal::Signal::SIGSTOP);
     commit(&repo, &out, "two");
-    deploy(&e, &repo);
+    deploy_yaml(&e, &repo);
     let timed_out = status(&e, &["--wait=2s"]);
     // The plain status says the same while h2 is stopped: a host is behind.
     let behind = status(&e, &[]);
