@@ -11,7 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,21 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
     let listeners: [_; N] =
         std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port"));
     listeners.map(|l| l.local_addr().expect("local address").port())
+}
+
+/// The stdout of a command that must have succeeded; otherwise panic with `what`, its exit
+/// status, stdout and stderr.
+#[track_caller]
+pub fn succeeded(what: &str, out: &Output) -> String {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}: {}\n--- stdout:\n{}--- stderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
 }
 
 /// The content of a file, or `None` if it cannot be read (absent).

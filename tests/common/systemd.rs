@@ -256,15 +256,7 @@ impl Sandbox {
     /// Run `sh -c script` inside; panics unless it exits 0. Returns its stdout.
     #[track_caller]
     pub fn sh(&self, script: &str) -> String {
-        let out = self.exec(&["sh", "-c", script]);
-        assert!(
-            out.status.success(),
-            "`{script}` in the sandbox: {}\n--- stdout:\n{}--- stderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        super::succeeded(&format!("`{script}` in the sandbox"), &self.exec(&["sh", "-c", script]))
     }
 
     /// Run `systemctl args...` inside; its trimmed stdout (whatever its exit code).

@@ -22,8 +22,7 @@ fn certs(args: &[&str]) -> Output {
 
 #[track_caller]
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "mgmt certs failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
+    common::succeeded("mgmt certs", out)
 }
 
 fn pem(dir: &Path, name: &str) -> Vec<u8> {

@@ -17,8 +17,7 @@ use common::{Agent, TestDir, git};
 /// Stdout of a command that must succeed.
 #[track_caller]
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "failed ({}):\n{}{}", out.status, text(&out.stdout), text(&out.stderr));
-    text(&out.stdout)
+    common::succeeded("the command", out)
 }
 
 fn json(out: &Output) -> serde_json::Value {

@@ -35,14 +35,7 @@ const INSTALLED: &[&str] = &[
 
 #[track_caller]
 fn ok(what: &str, out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{what}: {}\n--- stdout:\n{}--- stderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::succeeded(what, &out)
 }
 
 fn mgmt(args: &[&str]) -> String {
