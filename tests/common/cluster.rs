@@ -42,7 +42,12 @@ pub fn fail(limit: Duration, what: &str, agents: &[&Agent]) -> ! {
 /// Run `f` until it returns `Some`, within `limit`; on timeout panic with `what` and every
 /// agent's log.
 #[track_caller]
-pub fn wait_some_within<T>(limit: Duration, what: &str, agents: &[&Agent], f: impl FnMut() -> Option<T>) -> T {
+pub fn wait_some_within<T>(
+    limit: Duration,
+    what: &str,
+    agents: &[&Agent],
+    f: impl FnMut() -> Option<T>,
+) -> T {
     match poll_some(limit, f) {
         Some(v) => v,
         None => fail(limit, what, agents),

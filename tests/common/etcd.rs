@@ -12,8 +12,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{TestDir, free_ports};
 use super::certs::{Certs, Pair};
+use super::{TestDir, free_ports};
 
 /// How long etcd may take to answer after it was started.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);

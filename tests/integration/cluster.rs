@@ -11,8 +11,8 @@ use std::path::Path;
 use std::thread::sleep;
 use std::time::Duration;
 
-use common::etcd::{Etcd, base64_decode};
 use common::cluster::{all_files_everywhere, host_yaml, start_host, talk, wait, wait_content};
+use common::etcd::{Etcd, base64_decode};
 use common::{Agent, Finished, TestDir, read};
 use serde_json::{Value, json};
 

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::etcd::Etcd;
 use common::cluster::{all_files_everywhere, host_yaml, start_host, talk, wait, wait_content};
+use common::etcd::Etcd;
 use common::{Agent, TestDir};
 
 /// Log lines at WARN or ERROR that mention etcd.
@@ -34,7 +34,8 @@ fn files_in(dir: &Path) -> Vec<String> {
 fn an_etcd_outage_is_survived() {
     let t = TestDir::new();
     let mut e = Etcd::start(&t);
-    let (a, b, c) = (start_host(&t, &e, 'A', &[]), start_host(&t, &e, 'B', &[]), start_host(&t, &e, 'C', &[]));
+    let (a, b, c) =
+        (start_host(&t, &e, 'A', &[]), start_host(&t, &e, 'B', &[]), start_host(&t, &e, 'C', &[]));
     let all = [&a, &b, &c];
     all_files_everywhere(&t, &all, &['A', 'B', 'C']);
     wait("three hosts registered and converged", &all, || {

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::etcd::Etcd;
-use common::repo::{commit, deploy_yaml, deployed, latest, mgmt, new_repo, new_repo_deployed, record, run_deploy, text};
+use common::repo::{
+    commit, deploy_yaml, deployed, latest, mgmt, new_repo, new_repo_deployed, record, run_deploy, text,
+};
 use common::{Agent, TestDir, git};
 
 /// Stdout of a command that must succeed.

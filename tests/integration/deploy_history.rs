@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
-use common::repo::{commit, deploy_yaml, deployed, latest, new_repo, new_repo_deployed, record, run_deploy, text};
+use common::repo::{
+    commit, deploy_yaml, deployed, latest, new_repo, new_repo_deployed, record, run_deploy, text,
+};
 use common::{Agent, TestDir, git};
 use mgmt::deploy::bundle::sha256_hex;
 use mgmt::deploy::store::DeployRecord;

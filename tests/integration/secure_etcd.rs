@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::certs::{Certs, Pair};
-use common::etcd::Etcd;
 use common::cluster::wait;
+use common::etcd::Etcd;
 use common::repo::{shown, text};
 use common::{Agent, TestDir};
 

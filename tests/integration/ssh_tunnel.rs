@@ -15,8 +15,8 @@ use std::process::{Command, Output};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::etcd::Etcd;
 use common::cluster;
+use common::etcd::Etcd;
 use common::repo::{commit, deployed, new_repo, shown, text};
 use common::sshd::{Sshd, fingerprint, keygen, keygen_typed, public_key};
 use common::{Agent, TestDir, read};

@@ -9,8 +9,8 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use common::etcd::Etcd;
 use common::cluster::{LONG, fail, poll_some, wait_some};
+use common::etcd::Etcd;
 use common::repo::{commit, deploy_yaml, mgmt, new_repo_deployed, shown, text};
 use common::{Agent, TestDir, read};
 use serde_json::Value;
