@@ -3,11 +3,10 @@
 //! collects everyone's).
 
 use std::path::Path;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::etcd::Etcd;
-use super::{Agent, TestDir, read};
+use super::{Agent, TestDir, poll_some, read};
 
 /// How long any cluster condition may take (several agents and an etcd per test, tests in
 /// parallel on a small machine).
@@ -15,17 +14,8 @@ pub const LONG: Duration = Duration::from_secs(30);
 
 /// Run `f` every 50 ms (conditions may run `etcdctl` or `mgmt`) until it returns `Some` or
 /// `limit` passes.
-pub fn poll_some<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if start.elapsed() >= limit {
-            return None;
-        }
-        sleep(Duration::from_millis(50));
-    }
+pub fn poll_within<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    poll_some(Duration::from_millis(50), limit, f)
 }
 
 /// Panic: `what` did not happen within `limit`; with every agent's exit and log.
@@ -48,7 +38,7 @@ pub fn wait_some_within<T>(
     agents: &[&Agent],
     f: impl FnMut() -> Option<T>,
 ) -> T {
-    match poll_some(limit, f) {
+    match poll_within(limit, f) {
         Some(v) => v,
         None => fail(limit, what, agents),
     }
@@ -75,7 +65,7 @@ pub fn wait(what: &str, agents: &[&Agent], cond: impl FnMut() -> bool) {
 /// Wait until `path` holds exactly `content`.
 #[track_caller]
 pub fn wait_content(agents: &[&Agent], path: &Path, content: &str) {
-    if poll_some(LONG, || (read(path).as_deref() == Some(content)).then_some(())).is_none() {
+    if poll_within(LONG, || (read(path).as_deref() == Some(content)).then_some(())).is_none() {
         fail(LONG, &format!("{} to contain {content:?}; it has {:?}", path.display(), read(path)), agents);
     }
 }

@@ -22,18 +22,23 @@ use tempfile::TempDir;
 /// How long any condition may take before a test gives up.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Poll `cond` every ~10 ms until it holds or `timeout` passes; returns whether it held.
-pub fn poll_until(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
+/// Run `f` every `every` until it returns `Some` or `timeout` passes: what it returned.
+pub fn poll_some<T>(every: Duration, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
-        if cond() {
-            return true;
+        if let Some(v) = f() {
+            return Some(v);
         }
         if start.elapsed() >= timeout {
-            return false;
+            return None;
         }
-        sleep(Duration::from_millis(10));
+        sleep(every);
     }
+}
+
+/// Poll `cond` every ~10 ms until it holds or `timeout` passes; returns whether it held.
+pub fn poll_until(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
+    poll_some(Duration::from_millis(10), timeout, || cond().then_some(())).is_some()
 }
 
 /// Poll `cond` every ~10 ms until it holds; panic (naming the caller) if it does not within

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -355,19 +355,15 @@ impl Spawned {
     /// and the child's output.
     #[track_caller]
     pub fn wait_for(&mut self, what: &str, mut cond: impl FnMut(&Self) -> bool) {
-        let start = Instant::now();
-        while !cond(self) {
-            if start.elapsed() > DEADLINE {
-                let exit = self.try_exit();
-                panic!(
-                    "timed out after {DEADLINE:?} waiting for: {what} (at {}; {} exit: {exit:?})\n--- stderr:\n{}--- stdout:\n{}",
-                    std::panic::Location::caller(),
-                    self.what,
-                    self.stderr(),
-                    self.stdout()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !eventually(|| cond(self), DEADLINE) {
+            let exit = self.try_exit();
+            panic!(
+                "timed out after {DEADLINE:?} waiting for: {what} (at {}; {} exit: {exit:?})\n--- stderr:\n{}--- stdout:\n{}",
+                std::panic::Location::caller(),
+                self.what,
+                self.stderr(),
+                self.stdout()
+            );
         }
     }
 
@@ -386,20 +382,14 @@ impl Spawned {
     /// Wait (up to [`DEADLINE`]) for it to end on its own.
     #[track_caller]
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.try_exit() {
-                return status;
-            }
-            if start.elapsed() > DEADLINE {
-                panic!(
-                    "{} did not exit within {DEADLINE:?} (at {})\n--- stderr:\n{}",
-                    self.what,
-                    std::panic::Location::caller(),
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match super::poll_some(Duration::from_millis(20), DEADLINE, || self.try_exit()) {
+            Some(status) => status,
+            None => panic!(
+                "{} did not exit within {DEADLINE:?} (at {})\n--- stderr:\n{}",
+                self.what,
+                std::panic::Location::caller(),
+                self.stderr()
+            ),
         }
     }
 
@@ -420,14 +410,5 @@ impl Drop for Spawned {
 
 /// Whether `cond` holds within `timeout`, polling every 20 ms.
 pub fn eventually(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if start.elapsed() > timeout {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    super::poll_some(Duration::from_millis(20), timeout, || cond().then_some(())).is_some()
 }

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use common::cluster::{LONG, fail, poll_some, wait_some};
+use common::cluster::{LONG, fail, poll_within, wait_some};
 use common::etcd::Etcd;
 use common::repo::{commit, deploy_yaml, mgmt, new_repo_deployed, shown, text};
 use common::{Agent, TestDir, read};
@@ -26,7 +26,7 @@ fn status(e: &Etcd, args: &[&str]) -> Output {
 #[track_caller]
 fn status_until(e: &Etcd, args: &[&str], code: i32, agents: &[&Agent]) -> Output {
     let mut last = None;
-    let found = poll_some(LONG, || {
+    let found = poll_within(LONG, || {
         let o = status(e, args);
         if o.status.code() == Some(code) {
             return Some(o);
