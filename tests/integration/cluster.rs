@@ -1,4 +1,4 @@
-//! Several agents on one real etcd (`tests/common/etcd.rs`): the talk's three-host demo with
+//! Several agents on one real etcd (`common::etcd`): the talk's three-host demo with
 //! live export changes and removals, registration on a lease, duplicate hostnames,
 //! `mgmt status`, the `kv` resource and `--etcd-namespace`, compaction. Asserted through
 //! files on disk, the binary's output and `etcdctl`. The etcd outage is in

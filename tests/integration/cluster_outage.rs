@@ -1,4 +1,4 @@
-//! Agents losing etcd (`tests/common/etcd.rs`, SIGKILLed and started again on the same ports
+//! Agents losing etcd (`common::etcd`, SIGKILLed and started again on the same ports
 //! and data, paused with SIGSTOP, restarted without its data): they say so once, keep
 //! enforcing their graphs, and catch up when it is back (registration on a new lease if the
 //! old one is gone, exports, collected changes made during the outage). Also: a dead endpoint

@@ -1,10 +1,9 @@
 //! The integration tests, one binary: each module runs the real `mgmt` binary
-//! (`env!("CARGO_BIN_EXE_mgmt")`) on one topic, with the helpers of `tests/common`. One
+//! (`env!("CARGO_BIN_EXE_mgmt")`) on one topic, with the helpers of `common`. One
 //! binary links once, and its tests share the machine's threads (`--test-threads`). The
 //! property tests (`tests/fuzz.rs`) are a binary of their own: they count allocations with a
 //! `#[global_allocator]` that must see no other test's.
 
-#[path = "../common/mod.rs"]
 mod common;
 
 mod certs;

@@ -1,5 +1,5 @@
 //! `--ssh-url`: agents, deploys and `mgmt status` reaching a real etcd through a real OpenSSH
-//! server (`tests/common/sshd.rs`, on a loopback port with its own host key and
+//! server (`common::sshd`, on a loopback port with its own host key and
 //! `authorized_keys`). The server's log shows each etcd connection as a forwarding request to
 //! etcd's port; killing it cuts agents off. Host keys and client keys that do not fit are
 //! refused with what to do, and an agent survives the server's restart.

@@ -1,4 +1,4 @@
-//! `mgmt status` for scripts, against a real etcd (`tests/common/etcd.rs`) and real agents:
+//! `mgmt status` for scripts, against a real etcd (`common::etcd`) and real agents:
 //! its exit status (failing or behind hosts), `status HOST` with each failing resource and
 //! its error, `--wait` until every host runs the latest deploy, and etcd errors (refused
 //! connection, authentication, a request too large) as one readable line.
