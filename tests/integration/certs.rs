@@ -2,13 +2,11 @@
 //! reuses and what it refuses. The certificates are read back with x509-parser; that etcd
 //! accepts them is tests/integration/etcd_roles.rs.
 
-use crate::common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use common::{TestDir, mode};
+use crate::common::{self, TestDir, mode};
 use x509_parser::prelude::*;
 
 fn certs(args: &[&str]) -> Output {

@@ -4,16 +4,14 @@
 //! files on disk, the binary's output and `etcdctl`. The etcd outage is in
 //! `tests/integration/cluster_outage.rs`.
 
-use crate::common;
-
 use std::fs;
 use std::path::Path;
 use std::thread::sleep;
 use std::time::Duration;
 
-use common::cluster::{all_files_everywhere, host_yaml, start_host, talk, wait, wait_content};
-use common::etcd::{Etcd, base64_decode};
-use common::{Agent, Finished, TestDir, read};
+use crate::common::cluster::{all_files_everywhere, host_yaml, start_host, talk, wait, wait_content};
+use crate::common::etcd::{Etcd, base64_decode};
+use crate::common::{self, Agent, Finished, TestDir, read};
 use serde_json::{Value, json};
 
 /// Run `mgmt <args>` to its end (bounded), output captured.

@@ -4,16 +4,14 @@
 //! old one is gone, exports, collected changes made during the outage). Also: a dead endpoint
 //! among the seeds, and an etcd that answers but refuses (out of space, authentication).
 
-use crate::common;
-
 use std::fs;
 use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::cluster::{all_files_everywhere, host_yaml, start_host, talk, wait, wait_content};
-use common::etcd::Etcd;
-use common::{Agent, TestDir};
+use crate::common::cluster::{all_files_everywhere, host_yaml, start_host, talk, wait, wait_content};
+use crate::common::etcd::Etcd;
+use crate::common::{self, Agent, TestDir};
 
 /// Log lines at WARN or ERROR that mention etcd.
 fn etcd_trouble(a: &Agent) -> usize {

@@ -3,8 +3,6 @@
 //! whole (old or new, never partial), readers never see a partial file, and the temp files a
 //! killed agent leaves behind are removed by the next agent's first check.
 
-use crate::common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use common::{TestDir, entries_containing, read};
+use crate::common::{TestDir, entries_containing, read};
 
 const CORRUPT: &str = "corrupted from outside\n";
 

@@ -2,15 +2,13 @@
 //! post-receive hook), several `mgmt run ... empty` agents. Asserted through files on disk,
 //! `mgmt deploy list --json` and `etcdctl`.
 
-use crate::common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::etcd::Etcd;
-use common::repo::{commit, deployed, graph, mgmt, new_repo, run_deploy};
-use common::{Agent, TestDir, git, read};
+use crate::common::etcd::Etcd;
+use crate::common::repo::{commit, deployed, graph, mgmt, new_repo, run_deploy};
+use crate::common::{self, Agent, TestDir, git, read};
 use mgmt::deploy::store::DeployRecord;
 
 #[track_caller]

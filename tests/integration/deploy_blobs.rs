@@ -3,15 +3,13 @@
 //! have, never using a cached blob that does not verify, and keeping only what the bundles
 //! it keeps unpacked use.
 
-use crate::common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::etcd::{Etcd, base64_decode};
-use common::repo::{graph, mgmt};
-use common::{Agent, TestDir, git};
+use crate::common::etcd::{Etcd, base64_decode};
+use crate::common::repo::{graph, mgmt};
+use crate::common::{self, Agent, TestDir, git};
 use mgmt::deploy::bundle::sha256_hex;
 
 const FILES: usize = 20;

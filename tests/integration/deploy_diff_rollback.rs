@@ -3,18 +3,16 @@
 //! octal), `deploy rollback` (the previous deploy, git revisions, refusing what is live,
 //! who and why) and `deploy diff` (files and resources against the live deploy).
 
-use crate::common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::etcd::Etcd;
-use common::repo::{
+use crate::common::etcd::Etcd;
+use crate::common::repo::{
     commit, deploy_yaml, deployed, latest, mgmt, new_repo, new_repo_deployed, record, run_deploy, text,
 };
-use common::{Agent, TestDir, git};
+use crate::common::{self, Agent, TestDir, git};
 
 /// Stdout of a command that must succeed.
 #[track_caller]

@@ -3,8 +3,6 @@
 //! says so whatever fails after, a broken `deploy/latest` is repaired, and `list` and
 //! `rollback` take any text in the history.
 
-use crate::common;
-
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -12,11 +10,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::etcd::Etcd;
-use common::repo::{
+use crate::common::etcd::Etcd;
+use crate::common::repo::{
     commit, deploy_yaml, deployed, latest, new_repo, new_repo_deployed, record, run_deploy, text,
 };
-use common::{Agent, TestDir, git};
+use crate::common::{Agent, TestDir, git};
 use mgmt::deploy::bundle::sha256_hex;
 use mgmt::deploy::store::DeployRecord;
 

@@ -2,12 +2,10 @@
 //! directories: the clean-tree rule for every kind of dirtiness, `--commit` in a bare
 //! repository, modes and symlinks. No etcd needed: the tree is checked before connecting.
 
-use crate::common;
-
 use std::fs;
 use std::path::Path;
 
-use common::git;
+use crate::common::git;
 use mgmt::deploy::bundle::{MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK};
 use mgmt::deploy::source::{from_dir, from_git};
 

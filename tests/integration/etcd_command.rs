@@ -3,8 +3,6 @@
 //! Every etcd listens on loopback ports picked free for the test, so tests run in parallel
 //! and next to a real etcd on 2379/2380.
 
-use crate::common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
@@ -13,7 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{TestDir, free_ports, poll_until};
+use crate::common::{self, TestDir, free_ports, poll_until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 

@@ -3,15 +3,12 @@
 //! certificates' common names, authentication on). What each role may write, checked with
 //! `etcdctl`, then agents and deploys through the `mgmt` binary.
 
-use crate::common;
-use crate::common::secure;
-
 use std::fs;
 use std::path::Path;
 
-use common::repo::new_repo;
-use common::{Agent, TestDir, git};
-use secure::SecureEtcd;
+use crate::common::repo::new_repo;
+use crate::common::secure::{self, SecureEtcd};
+use crate::common::{Agent, TestDir, git};
 
 fn denied(r: Result<(), String>) -> bool {
     r.is_err_and(|e| e.contains("permission denied"))

@@ -1,14 +1,12 @@
 //! The pre-receive hook in a real bare repository, through a real `git push`: a commit whose
 //! graph agents would refuse never reaches the deploy branch. No etcd: the check needs none.
 
-use crate::common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::repo::{commit, graph};
-use common::{TestDir, git};
+use crate::common::repo::{commit, graph};
+use crate::common::{TestDir, git};
 
 /// A bare repository `app.git` with the pre-receive hook, and a clone of it, `work`.
 fn bare_with_hook(t: &TestDir) -> (PathBuf, PathBuf) {

@@ -6,14 +6,12 @@
 //! The sandbox test needs root; without it (or where namespaces are refused) it prints a
 //! loud `SKIPPED` line and returns, and `MGMT_TEST_REQUIRE_SANDBOX=1` makes that a failure.
 
-use crate::common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::TestDir;
-use common::systemd::{DEADLINE, Sandbox, eventually};
+use crate::common::systemd::{DEADLINE, Sandbox, eventually};
+use crate::common::{self, TestDir};
 
 const MGMT: &str = env!("CARGO_BIN_EXE_mgmt");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -2,11 +2,9 @@
 //! the resource and field where there is one), and nothing applied. On live reload: the error
 //! is logged, the running graph keeps running, and a later valid edit is applied.
 
-use crate::common;
-
 use std::fs;
 
-use common::{TestDir, read};
+use crate::common::{self, TestDir, read};
 
 /// A valid first resource (lines 1-6) that must never be applied when the graph is invalid.
 fn head(t: &TestDir) -> String {

@@ -1,12 +1,10 @@
 //! The `file` resource on a real filesystem: mode, owner and group, directories, `source`
 //! (a file, or a tree with `recurse` and `purge`), `force`, and `state: absent`.
 
-use crate::common;
-
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, chown};
 
-use common::{TestDir, identity, mode, read};
+use crate::common::{self, TestDir, identity, mode, read};
 
 fn owner(path: &std::path::Path) -> (u32, u32) {
     let md = fs::symlink_metadata(path).unwrap();

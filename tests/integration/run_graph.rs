@@ -3,11 +3,9 @@
 //! dependents, cycles are rejected, and autoedges order files after their directory and
 //! commands after their `cwd`.
 
-use crate::common;
-
 use std::fs;
 
-use common::{TestDir, line_count, read};
+use crate::common::{self, TestDir, line_count, read};
 
 /// An exec appending `word` to `log` after sleeping `secs` (so a wrong order would show).
 fn appender(name: &str, secs: &str, word: &str, log: &str) -> String {

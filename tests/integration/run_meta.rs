@@ -1,11 +1,9 @@
 //! Meta params: `retry` and `delay`, failures that do not stop the rest of the graph, `poll`,
 //! `limit`/`burst`, and the bounds of numeric params.
 
-use crate::common;
-
 use std::fs;
 
-use common::{TestDir, read};
+use crate::common::{TestDir, read};
 
 /// A shell command that counts its runs in `counter` and fails until run number `ok_on`.
 fn flaky(counter: &str, ok_on: u32) -> String {

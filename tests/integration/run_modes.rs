@@ -2,12 +2,10 @@
 //! param on one resource), `--prefix` (its mode and its lock), `--tmp-prefix`, `--hostname`,
 //! and the checks of `--seeds` and `--lease-ttl`.
 
-use crate::common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use common::{Agent, TestDir, entries_containing, identity, mode, poll_until, read};
+use crate::common::{Agent, TestDir, entries_containing, identity, mode, poll_until, read};
 
 fn two_files(t: &TestDir) -> String {
     format!(

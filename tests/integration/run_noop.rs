@@ -2,12 +2,10 @@
 //! (bounded, binary content and sensitive files shown without their content), real runs log
 //! the same at debug level, and `--detailed-exitcodes` tells changes and failures apart.
 
-use crate::common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use common::{Finished, TestDir, identity, mode, read};
+use crate::common::{Finished, TestDir, identity, mode, read};
 
 /// A graph of one file resource at `out/f`, with `params` (YAML lines, indented by 4).
 fn one_file(t: &TestDir, params: &str) -> std::path::PathBuf {

@@ -1,11 +1,9 @@
 //! `exec` (args, shell, cwd, env, ifcmd, creates, watchcmd, timeout, send/recv, process
 //! groups, bounded output), `timer`, `print` and `kv`, run for real.
 
-use crate::common;
-
 use std::fs;
 
-use common::{TestDir, line_count, read};
+use crate::common::{self, TestDir, line_count, read};
 
 fn graph(t: &TestDir, body: &str) -> std::path::PathBuf {
     t.write_yaml("g.yaml", &format!("graph: resources\n{body}"))

@@ -3,17 +3,14 @@
 //! `mgmt certs`, client certificates required, roles from scripts/etcd-roles, authentication
 //! on), and an SSH tunnel (`--ssh-url`) to Debian's sshd.
 
-use crate::common;
-use crate::common::secure;
-
 use std::fs;
 use std::path::Path;
 
-use common::etcd::Etcd;
-use common::repo::{commit, deployed, mgmt, new_repo, text};
-use common::sshd::Sshd;
-use common::{Agent, TestDir};
-use secure::SecureEtcd;
+use crate::common::etcd::Etcd;
+use crate::common::repo::{commit, deployed, mgmt, new_repo, text};
+use crate::common::secure::SecureEtcd;
+use crate::common::sshd::Sshd;
+use crate::common::{self, Agent, TestDir};
 
 const HOSTS: [char; 3] = ['A', 'B', 'C'];
 

@@ -1,17 +1,15 @@
 //! etcd secured with TLS (client certificates required) and with users: agents, deploys and
 //! `mgmt status` work through it, and each refusal says what was refused.
 
-use crate::common;
-
 use std::fs;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::certs::{Certs, Pair};
-use common::cluster::wait;
-use common::etcd::Etcd;
-use common::repo::{shown, text};
-use common::{Agent, TestDir};
+use crate::common::certs::{Certs, Pair};
+use crate::common::cluster::wait;
+use crate::common::etcd::Etcd;
+use crate::common::repo::{shown, text};
+use crate::common::{self, Agent, TestDir};
 
 /// `mgmt ARGS` in the test directory with `env` added, run to its end.
 fn mgmt(t: &TestDir, args: &[&str], env: &[(&str, &str)]) -> Output {

@@ -6,8 +6,6 @@
 //!
 //! One-shot commands run with `HOME` in the test directory, so `~/.ssh` is the test's own.
 
-use crate::common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,11 +13,11 @@ use std::process::{Command, Output};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::cluster;
-use common::etcd::Etcd;
-use common::repo::{commit, deployed, new_repo, shown, text};
-use common::sshd::{Sshd, fingerprint, keygen, keygen_typed, public_key};
-use common::{Agent, TestDir, read};
+use crate::common::cluster;
+use crate::common::etcd::Etcd;
+use crate::common::repo::{commit, deployed, new_repo, shown, text};
+use crate::common::sshd::{Sshd, fingerprint, keygen, keygen_typed, public_key};
+use crate::common::{self, Agent, TestDir, read};
 
 /// How long any cluster condition may take (an etcd, an sshd and agents per test, tests in
 /// parallel on a small machine, and an agent's backoff after an outage).

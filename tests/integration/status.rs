@@ -3,16 +3,14 @@
 //! its error, `--wait` until every host runs the latest deploy, and etcd errors (refused
 //! connection, authentication, a request too large) as one readable line.
 
-use crate::common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use common::cluster::{LONG, fail, poll_within, wait_some};
-use common::etcd::Etcd;
-use common::repo::{commit, deploy_yaml, mgmt, new_repo_deployed, shown, text};
-use common::{Agent, TestDir, read};
+use crate::common::cluster::{LONG, fail, poll_within, wait_some};
+use crate::common::etcd::Etcd;
+use crate::common::repo::{commit, deploy_yaml, mgmt, new_repo_deployed, shown, text};
+use crate::common::{Agent, TestDir, read};
 use serde_json::Value;
 
 /// `mgmt status --seeds <etcd> ARGS`, run to its end.

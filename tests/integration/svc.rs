@@ -6,14 +6,12 @@
 //! `SKIPPED` line and returns; `MGMT_TEST_REQUIRE_SANDBOX=1` turns that into a failure.
 //! The last test (no systemd on the bus) runs anywhere, without a sandbox.
 
-use crate::common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use common::TestDir;
-use common::systemd::{DEADLINE, Sandbox, Spawned, eventually};
+use crate::common::TestDir;
+use crate::common::systemd::{DEADLINE, Sandbox, Spawned, eventually};
 
 const MGMT: &str = env!("CARGO_BIN_EXE_mgmt");
 /// Where the graph file lives inside the sandbox.

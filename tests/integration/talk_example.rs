@@ -2,12 +2,10 @@
 //! every kind repaired, live edits of the graph swapped in without touching unchanged files,
 //! and Ctrl-C.
 
-use crate::common;
-
 use std::fs;
 use std::path::PathBuf;
 
-use common::{Agent, TestDir, identity, read};
+use crate::common::{self, Agent, TestDir, identity, read};
 
 const F1: &str = "i am f1\n";
 const F2: &str = "i am f2\n";
