@@ -17,6 +17,7 @@
 //! longer (`PROPTEST_CASES`, read by [`cases`]); failures are saved by proptest in
 //! `tests/fuzz.proptest-regressions` and replayed first on every run.
 
+#[path = "integration/common/mod.rs"]
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
