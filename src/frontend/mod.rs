@@ -1,6 +1,8 @@
 //! Frontends turn user code into a [`GraphSpec`]: resources, edges and collect requests.
 //! Parsing is a pure function of the text; [`check::check`] then holds every rule that is not
-//! syntax, the same for every frontend. No I/O happens here.
+//! syntax, the same for every frontend. A frontend yields its graphs as a stream
+//! ([`source::SpecSource`]): reading and watching its files (`graph_file`, `yaml_file`) is its
+//! only I/O.
 
 pub mod base;
 pub mod check;
