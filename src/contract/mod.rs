@@ -8,6 +8,7 @@ pub mod meta;
 pub mod path;
 pub mod validation;
 pub mod value;
+pub mod written;
 
 pub use id::ResId;
 pub use meta::Meta;

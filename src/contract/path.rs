@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use super::written::{ParseParam, Written};
 
 /// Longest file name the kernel accepts (`NAME_MAX`).
 pub const NAME_MAX: usize = 255;
@@ -83,57 +83,21 @@ impl AbsPath {
     }
 }
 
-/// A path param: the text as written (what is shown, compared and exported) and its parse,
-/// done once when the param is read. A param that does not parse is kept, with its error,
-/// so that validation reports it naming the field.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "String", into = "String")]
-pub struct PathParam {
-    written: String,
-    parsed: Result<AbsPath, PathError>,
+impl ParseParam for AbsPath {
+    type Error = PathError;
+    fn parse_param(text: &str) -> Result<AbsPath, PathError> {
+        AbsPath::parse(text)
+    }
 }
 
-impl PathParam {
-    pub fn written(&self) -> &str {
-        &self.written
-    }
-    pub fn parsed(&self) -> Result<&AbsPath, &PathError> {
-        self.parsed.as_ref()
-    }
+/// A path param (a file's `path`, `source`): parsed once, kept as written.
+pub type PathParam = Written<AbsPath>;
+
+impl Written<AbsPath> {
     /// The path without its directory mark; as written if it does not parse (which
     /// validation refuses).
     pub fn target(&self) -> PathBuf {
-        match &self.parsed {
-            Ok(p) => p.target(),
-            Err(_) => PathBuf::from(&self.written),
-        }
-    }
-}
-
-impl From<String> for PathParam {
-    fn from(written: String) -> Self {
-        let parsed = AbsPath::parse(&written);
-        PathParam { written, parsed }
-    }
-}
-
-impl From<&str> for PathParam {
-    fn from(written: &str) -> Self {
-        PathParam::from(written.to_string())
-    }
-}
-
-/// Reads as the text as written.
-impl std::ops::Deref for PathParam {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.written
-    }
-}
-
-impl From<PathParam> for String {
-    fn from(p: PathParam) -> String {
-        p.written
+        self.parsed().map_or_else(|_| PathBuf::from(self.written()), AbsPath::target)
     }
 }
 

@@ -18,6 +18,7 @@ use super::{
 use crate::contract::Meta;
 use crate::contract::limits::DIFF_INPUT_MAX;
 use crate::contract::path::{AbsPath, PathError, PathParam, normalize_path};
+use crate::contract::written::{ParseParam, Written};
 use crate::os::atomic::{clean_stale_temps_once, stopping, sync_dir, write_atomic_from};
 use crate::os::fswatch::Scope;
 use crate::text::diff::{Side, content_diff};
@@ -68,46 +69,23 @@ pub struct File {
     pub keep: Vec<PathBuf>,
 }
 
-/// A file's mode param: the text as written (shown, compared and exported) and its bits,
-/// parsed once when the param is read. A mode that does not parse is kept with its error, so
-/// that validation reports it naming the field.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "String", into = "String")]
-pub struct Mode {
-    written: String,
-    bits: Result<u32, String>,
+/// Permission bits, from an octal mode like "0644".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModeBits(pub u32);
+
+impl ParseParam for ModeBits {
+    type Error = String;
+    fn parse_param(text: &str) -> Result<ModeBits, String> {
+        parse_mode(text).map(ModeBits)
+    }
 }
 
-impl Mode {
+/// A file's `mode` param: parsed once, kept as written.
+pub type Mode = Written<ModeBits>;
+
+impl Written<ModeBits> {
     pub fn bits(&self) -> Result<u32, &str> {
-        self.bits.as_ref().copied().map_err(String::as_str)
-    }
-}
-
-impl From<String> for Mode {
-    fn from(written: String) -> Self {
-        let bits = parse_mode(&written);
-        Mode { written, bits }
-    }
-}
-
-impl From<&str> for Mode {
-    fn from(written: &str) -> Self {
-        Mode::from(written.to_string())
-    }
-}
-
-/// Reads as the text as written.
-impl std::ops::Deref for Mode {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.written
-    }
-}
-
-impl From<Mode> for String {
-    fn from(m: Mode) -> String {
-        m.written
+        self.parsed().map(|m| m.0).map_err(String::as_str)
     }
 }
 
