@@ -19,6 +19,7 @@ use clap::Args;
 use etcd_client::Client;
 
 use super::{DeployArgs, DeployCommand};
+use crate::cli::etcd_errors::{readable, readable_as};
 use crate::deploy::blobs;
 use crate::deploy::check::check_entry;
 use crate::deploy::source::{self, Built};
@@ -26,7 +27,6 @@ use crate::deploy::store::{self, Appended, DeployKeys, NewDeploy, Published, Sto
 use crate::frontend::GraphSpec;
 use crate::text::count;
 use crate::world::backoff::Backoff;
-use crate::cli::etcd_errors::{readable, readable_as};
 use crate::world::etcd::{EtcdError, connect, describe};
 
 /// Deploy records kept by default (`--keep`).

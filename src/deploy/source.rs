@@ -116,14 +116,9 @@ pub fn from_git(start: &Path, frontend: &str, entry: &str, rev: Option<&str>) ->
         }
     }
     let spec = rev.unwrap_or("HEAD");
-    let commit = repo
-        .revparse_single(spec)
-        .and_then(|o| o.peel_to_commit())
-        .map_err(|source| SourceError::NoCommit {
-            spec: spec.to_string(),
-            repo: repo.path().to_path_buf(),
-            source,
-        })?;
+    let commit = repo.revparse_single(spec).and_then(|o| o.peel_to_commit()).map_err(|source| {
+        SourceError::NoCommit { spec: spec.to_string(), repo: repo.path().to_path_buf(), source }
+    })?;
     let tree = commit.tree()?;
     let mut files = Vec::new();
     let mut contents = Vec::new();

@@ -426,10 +426,7 @@ pub(super) fn check_small_blob<'a>(
 }
 
 /// The newest deploy, if any.
-pub async fn latest(
-    c: &mut Client,
-    keys: &DeployKeys,
-) -> Result<Option<(DeployRecord, i64)>, StoreError> {
+pub async fn latest(c: &mut Client, keys: &DeployKeys) -> Result<Option<(DeployRecord, i64)>, StoreError> {
     let r = c.get(keys.latest(), None).await?;
     let Some(kv) = r.kvs().first() else { return Ok(None) };
     let id = parse_deploy_id(kv.value()).ok_or_else(|| StoreError::NotAnId { key: keys.latest() })?;
