@@ -1686,5 +1686,14 @@ mod tests {
         assert!(validate_hostname("").is_err());
         assert!(validate_hostname("a/b").is_err());
         assert!(validate_hostname("a b").is_err());
+        assert_eq!(
+            validate_hostname("a/b").unwrap_err().to_string(),
+            "hostname `a/b` cannot be used in a cluster: it must be non-empty, without `/` or spaces"
+        );
+        let twice = StartError::from(DuplicateHost { host: "h1".into(), key: "/_mgmt/hosts/h1".into() });
+        assert_eq!(
+            twice.to_string(),
+            "another agent is already registered as `h1` in this cluster (/_mgmt/hosts/h1); each agent needs its own --hostname"
+        );
     }
 }
