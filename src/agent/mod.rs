@@ -84,7 +84,7 @@ pub enum AgentError {
     Watcher(#[source] std::io::Error),
     /// This host's exports could not be published: the agent ends.
     #[error(transparent)]
-    Export(anyhow::Error),
+    Export(crate::world::WorldError),
 }
 
 /// Whether a convergence change is worth a status: an idle/busy flip or another failure

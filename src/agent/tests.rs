@@ -48,7 +48,7 @@ impl World for Recorder {
     fn hostname(&self) -> &str {
         self.local.hostname()
     }
-    async fn export(&self, resources: Vec<Exported>) -> anyhow::Result<()> {
+    async fn export(&self, resources: Vec<Exported>) -> Result<(), crate::world::WorldError> {
         self.exports.lock().unwrap().push(resources);
         Ok(())
     }

@@ -19,14 +19,15 @@ use clap::Args;
 use etcd_client::Client;
 
 use super::{DeployArgs, DeployCommand};
+use crate::cli::etcd_errors::{readable, readable_as};
 use crate::deploy::blobs;
 use crate::deploy::check::check_entry;
 use crate::deploy::source::{self, Built};
-use crate::deploy::store::{self, Appended, DeployKeys, NewDeploy, Published};
+use crate::deploy::store::{self, Appended, DeployKeys, NewDeploy, Published, StoreError};
 use crate::frontend::GraphSpec;
 use crate::text::count;
 use crate::world::backoff::Backoff;
-use crate::world::etcd::{EtcdError, connect, describe, readable, readable_as};
+use crate::world::etcd::{EtcdError, connect, describe};
 
 /// Deploy records kept by default (`--keep`).
 pub const DEFAULT_KEEP: u64 = 50;
@@ -369,14 +370,15 @@ async fn append(
         let again = store::AppendGuard { head: guard.head.take(), ..guard };
         match store::append(c, keys, new.clone(), again).await {
             Ok(a) => return Ok(Some(a)),
-            Err(e) if e.is::<store::BlobsPruned>() && restored < PRUNED_RETRIES => {
+            Err(StoreError::BlobsPruned(_)) if restored < PRUNED_RETRIES => {
                 restored += 1;
                 guard.blobs_at = Some(restore(c).await?);
             }
             Err(e) => break e,
         }
     };
-    let u = e.downcast::<store::AppendUnsettled>()?;
+    let StoreError::Unsettled(u) = e else { return Err(e.into()) };
+    let u = *u;
     let id = u.rec.id;
     match stored_after_failure(c, keys, id).await {
         Some(stored) if store::settle(stored.as_deref(), &u.bytes) => {
@@ -518,7 +520,7 @@ fn build(file: &std::path::Path, no_git: bool, commit: Option<&str>) -> Result<B
         if !abs.is_file() {
             bail!("{} is not a file", file.display());
         }
-        return source::from_dir(root, "yaml", &entry);
+        return Ok(source::from_dir(root, "yaml", &entry)?);
     }
     let (start, entry) = match commit {
         // With --commit the file need not exist in the work tree (or there may be none).
@@ -529,7 +531,7 @@ fn build(file: &std::path::Path, no_git: bool, commit: Option<&str>) -> Result<B
         }
         _ => source::path_in_repo(file)?,
     };
-    source::from_git(&start, "yaml", &entry, commit)
+    Ok(source::from_git(&start, "yaml", &entry, commit)?)
 }
 
 /// The graph's path inside the commit's tree, for a FILE that is not in the work tree (or

@@ -5,6 +5,7 @@ pub mod access;
 pub mod certs;
 pub mod deploy;
 pub mod etcd;
+pub mod etcd_errors;
 pub mod logfmt;
 pub mod prefix;
 pub mod progress;

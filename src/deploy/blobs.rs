@@ -7,7 +7,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use anyhow::Result;
 use etcd_client::{Client, GetOptions, GetResponse, Txn, TxnOp, TxnOpResponse};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
@@ -16,6 +15,9 @@ use super::bundle::{CHUNK_SIZE, MAX_FILE_SIZE, Manifest, chunk_count, chunks, sh
 use super::source::Built;
 use super::store::{self, BlobState, DeployKeys, FetchError, Stored, chunk_index, reply_too_large};
 use crate::world::etcd::txn_batches;
+
+/// What fails here is etcd: a blob that is not what it must be is stored again, not an error.
+type Result<T, E = etcd_client::Error> = std::result::Result<T, E>;
 
 /// Keys listed per range read under one blob's prefix, when its keys do not fit in a
 /// transaction's reply: about 1 MiB of keys, under the client's 4 MiB reply limit. A page
@@ -424,7 +426,7 @@ async fn check_stored(
                         }
                         Ok(v)
                     }
-                    Err(e) => Err(e.into()),
+                    Err(e) => Err(e),
                 };
                 checked
             }

@@ -3,12 +3,58 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use git2::{ObjectType, Repository, Status, StatusOptions, TreeWalkMode, TreeWalkResult};
 
 use super::bundle::{
     FileEntry, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK, Manifest, sha256_hex, symlink_stays_inside,
 };
+
+/// Why a bundle could not be built from its source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{} is not in a git repository (use --no-git to deploy a directory)", .path.display())]
+    NotInRepo { path: PathBuf, source: git2::Error },
+    #[error("reading the work tree's status")]
+    Status(#[source] git2::Error),
+    #[error(
+        "the work tree is not clean; commit or stash first, or deploy the directory as it is with --no-git:\n  {}",
+        .0.join("\n  ")
+    )]
+    Dirty(Vec<String>),
+    #[error("no commit `{spec}` in {}", .repo.display())]
+    NoCommit { spec: String, repo: PathBuf, source: git2::Error },
+    /// A file of the tree that cannot go into a bundle, or could not be read: the whole text.
+    #[error("{0}")]
+    Tree(String),
+    #[error("reading the tree of commit {commit}")]
+    WalkTree { commit: String, source: git2::Error },
+    #[error("opening the object database")]
+    Odb(#[source] git2::Error),
+    #[error("adding the objects of {} (GIT_OBJECT_DIRECTORY)", .dir.display())]
+    Quarantine { dir: PathBuf, source: git2::Error },
+    #[error("{} is outside the work tree {}", .file.display(), .workdir.display())]
+    OutsideWorkTree { file: PathBuf, workdir: PathBuf, source: std::path::StripPrefixError },
+    #[error("reading {}", .path.display())]
+    Walk { path: PathBuf, source: walkdir::Error },
+    #[error("reading {}", .path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{} is neither a file, a directory nor a symlink", .0.display())]
+    NotAFile(PathBuf),
+    #[error("symlink `{path}` points to `{target}`, outside the bundle")]
+    SymlinkOutside { path: String, target: String },
+    #[error("`{0}` is a directory without a {DEFAULT_GRAPH}; name the graph file")]
+    NoGraph(String),
+    #[error(transparent)]
+    Git(#[from] git2::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Entry(#[from] walkdir::Error),
+    #[error(transparent)]
+    Bundle(#[from] super::bundle::BundleError),
+}
+
+type Result<T, E = SourceError> = std::result::Result<T, E>;
 
 /// The commit a bundle was built from.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +79,7 @@ pub struct Built {
 pub fn dirty_paths(repo: &Repository) -> Result<Vec<String>> {
     let mut opts = StatusOptions::new();
     opts.include_untracked(true).recurse_untracked_dirs(true).include_ignored(false);
-    let statuses = repo.statuses(Some(&mut opts)).context("reading the work tree's status")?;
+    let statuses = repo.statuses(Some(&mut opts)).map_err(SourceError::Status)?;
     let mut out = Vec::new();
     for s in statuses.iter() {
         let st = s.status();
@@ -60,24 +106,19 @@ pub fn dirty_paths(repo: &Repository) -> Result<Vec<String>> {
 /// `entry` is the graph's path relative to the repository root; `rev` defaults to `HEAD`,
 /// whose work tree must be clean.
 pub fn from_git(start: &Path, frontend: &str, entry: &str, rev: Option<&str>) -> Result<Built> {
-    let repo = Repository::discover(start).with_context(|| {
-        format!("{} is not in a git repository (use --no-git to deploy a directory)", start.display())
-    })?;
+    let repo = Repository::discover(start)
+        .map_err(|source| SourceError::NotInRepo { path: start.to_path_buf(), source })?;
     add_quarantine(&repo)?;
     if rev.is_none() && !repo.is_bare() {
         let dirty = dirty_paths(&repo)?;
         if !dirty.is_empty() {
-            bail!(
-                "the work tree is not clean; commit or stash first, or deploy the directory as it is with --no-git:\n  {}",
-                dirty.join("\n  ")
-            );
+            return Err(SourceError::Dirty(dirty));
         }
     }
     let spec = rev.unwrap_or("HEAD");
-    let commit = repo
-        .revparse_single(spec)
-        .and_then(|o| o.peel_to_commit())
-        .with_context(|| format!("no commit `{spec}` in {}", repo.path().display()))?;
+    let commit = repo.revparse_single(spec).and_then(|o| o.peel_to_commit()).map_err(|source| {
+        SourceError::NoCommit { spec: spec.to_string(), repo: repo.path().to_path_buf(), source }
+    })?;
     let tree = commit.tree()?;
     let mut files = Vec::new();
     let mut contents = Vec::new();
@@ -116,9 +157,9 @@ pub fn from_git(start: &Path, frontend: &str, entry: &str, rev: Option<&str>) ->
     });
     // An aborted walk is an error from git2 that says only that the callback stopped it.
     if let Some(p) = problem {
-        bail!("{p}");
+        return Err(SourceError::Tree(p));
     }
-    walked.with_context(|| format!("reading the tree of commit {}", commit.id()))?;
+    walked.map_err(|source| SourceError::WalkTree { commit: commit.id().to_string(), source })?;
     check_symlinks(&files, &contents)?;
     let manifest = build_manifest(frontend, entry, files, &mut contents)?;
     let author = commit.author();
@@ -145,11 +186,11 @@ fn add_quarantine(repo: &Repository) -> Result<()> {
     if dirs.is_empty() {
         return Ok(());
     }
-    let odb = repo.odb().context("opening the object database")?;
+    let odb = repo.odb().map_err(SourceError::Odb)?;
     for d in dirs {
         let d = d.canonicalize().unwrap_or(d);
         odb.add_disk_alternate(&d.to_string_lossy())
-            .with_context(|| format!("adding the objects of {} (GIT_OBJECT_DIRECTORY)", d.display()))?;
+            .map_err(|source| SourceError::Quarantine { dir: d.clone(), source })?;
     }
     Ok(())
 }
@@ -157,9 +198,8 @@ fn add_quarantine(repo: &Repository) -> Result<()> {
 /// Where `file` is relative to the root of the repository's work tree.
 pub fn path_in_repo(file: &Path) -> Result<(PathBuf, String)> {
     let abs = std::path::absolute(file)?;
-    let repo = Repository::discover(abs.parent().unwrap_or(Path::new("/"))).with_context(|| {
-        format!("{} is not in a git repository (use --no-git to deploy a directory)", file.display())
-    })?;
+    let repo = Repository::discover(abs.parent().unwrap_or(Path::new("/")))
+        .map_err(|source| SourceError::NotInRepo { path: file.to_path_buf(), source })?;
     let Some(workdir) = repo.workdir() else {
         // A bare repository: paths are already relative to its root.
         return Ok((std::env::current_dir()?, file.to_string_lossy().trim_start_matches("./").to_string()));
@@ -171,9 +211,11 @@ pub fn path_in_repo(file: &Path) -> Result<(PathBuf, String)> {
         .transpose()?
         .unwrap_or_default()
         .join(abs.file_name().unwrap_or_default());
-    let rel = canon
-        .strip_prefix(&workdir)
-        .with_context(|| format!("{} is outside the work tree {}", file.display(), workdir.display()))?;
+    let rel = canon.strip_prefix(&workdir).map_err(|source| SourceError::OutsideWorkTree {
+        file: file.to_path_buf(),
+        workdir: workdir.clone(),
+        source,
+    })?;
     Ok((workdir.clone(), rel.to_string_lossy().into_owned()))
 }
 
@@ -186,10 +228,10 @@ pub fn from_dir(root: &Path, frontend: &str, entry: &str) -> Result<Built> {
     let walker = walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name().into_iter();
     for e in walker.filter_entry(|e| e.file_name() != ".git") {
         use std::os::unix::ffi::OsStrExt;
-        let e = e.with_context(|| format!("reading {}", root.display()))?;
+        let e = e.map_err(|source| SourceError::Walk { path: root.to_path_buf(), source })?;
         let rel = e.path().strip_prefix(root).expect("below root").as_os_str();
         let Some(rel) = rel.to_str().map(str::to_string) else {
-            bail!("{}", not_utf8(&escape_name(rel.as_bytes())));
+            return Err(SourceError::Tree(not_utf8(&escape_name(rel.as_bytes()))));
         };
         let ft = e.file_type();
         let (mode, data) = if ft.is_dir() {
@@ -200,9 +242,10 @@ pub fn from_dir(root: &Path, frontend: &str, entry: &str) -> Result<Built> {
         } else if ft.is_file() {
             let md = e.metadata()?;
             let mode = if md.permissions().mode() & 0o111 != 0 { MODE_EXECUTABLE } else { MODE_FILE };
-            (mode, std::fs::read(e.path()).with_context(|| format!("reading {}", e.path().display()))?)
+            let read = std::fs::read(e.path());
+            (mode, read.map_err(|source| SourceError::Read { path: e.path().to_path_buf(), source })?)
         } else {
-            bail!("{} is neither a file, a directory nor a symlink", e.path().display());
+            return Err(SourceError::NotAFile(e.path().to_path_buf()));
         };
         files.push(FileEntry { path: rel, mode, size: data.len() as u64, sha256: sha256_hex(&data) });
         contents.push(data);
@@ -231,7 +274,10 @@ fn not_utf8(escaped: &str) -> String {
 fn check_symlinks(files: &[FileEntry], contents: &[Vec<u8>]) -> Result<()> {
     for (f, c) in files.iter().zip(contents) {
         if f.mode == MODE_SYMLINK && !symlink_stays_inside(&f.path, &String::from_utf8_lossy(c)) {
-            bail!("symlink `{}` points to `{}`, outside the bundle", f.path, String::from_utf8_lossy(c));
+            return Err(SourceError::SymlinkOutside {
+                path: f.path.clone(),
+                target: String::from_utf8_lossy(c).into_owned(),
+            });
         }
     }
     Ok(())
@@ -253,10 +299,7 @@ fn yaml_entry(entry: &str, files: &[FileEntry]) -> Result<String> {
     }
     let graph = format!("{below}{DEFAULT_GRAPH}");
     if !files.iter().any(|f| f.path == graph) {
-        bail!(
-            "`{}` is a directory without a {DEFAULT_GRAPH}; name the graph file",
-            if dir.is_empty() { "." } else { dir }
-        );
+        return Err(SourceError::NoGraph(if dir.is_empty() { "." } else { dir }.to_string()));
     }
     Ok(graph)
 }

@@ -22,7 +22,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
 use async_trait::async_trait;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
 use tokio::sync::{Notify, broadcast, oneshot, watch};
@@ -83,11 +82,32 @@ impl Keys {
 }
 
 /// Check a hostname for use in keys.
-pub fn validate_hostname(h: &str) -> Result<()> {
+pub fn validate_hostname(h: &str) -> Result<(), StartError> {
     if h.is_empty() || h.contains('/') || h.chars().any(char::is_whitespace) {
-        bail!("hostname `{h}` cannot be used in a cluster: it must be non-empty, without `/` or spaces");
+        return Err(StartError::Hostname(h.to_string()));
     }
     Ok(())
+}
+
+/// Why an agent could not join the cluster at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("hostname `{0}` cannot be used in a cluster: it must be non-empty, without `/` or spaces")]
+    Hostname(String),
+    #[error(transparent)]
+    Duplicate(#[from] DuplicateHost),
+    #[error("the cluster registration stopped")]
+    Stopped,
+}
+
+/// Another agent holds this host's registration.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "another agent is already registered as `{host}` in this cluster ({key}); each agent needs its own --hostname"
+)]
+pub struct DuplicateHost {
+    pub host: String,
+    pub key: String,
 }
 
 /// Why a seed URL cannot be used.
@@ -561,38 +581,6 @@ fn client_cert_words(access: &EtcdAccess, raw: &str) -> String {
     }
 }
 
-/// `e` with the etcd client error in its chain, if any, replaced by its one-line
-/// [`EtcdError`] (at `url`): the contexts above it are kept; the client's text, and wrappers
-/// that only repeat it, are dropped.
-pub fn readable(e: anyhow::Error, url: &str) -> anyhow::Error {
-    readable_as(e, url, None)
-}
-
-/// [`readable`] for a client that authenticated as `user` (a refusal names it).
-pub fn readable_as(e: anyhow::Error, url: &str, user: Option<&str>) -> anyhow::Error {
-    let chain: Vec<&(dyn std::error::Error + 'static)> = e.chain().collect();
-    let Some((i, client)) =
-        chain.iter().enumerate().find_map(|(i, c)| c.downcast_ref::<etcd_client::Error>().map(|c| (i, c)))
-    else {
-        return e;
-    };
-    // Wrappers repeat the client error at their end: that part goes, the line says it.
-    let (raw, short) = (client.to_string(), describe(client));
-    let mut parts: Vec<String> = chain[..i]
-        .iter()
-        .map(|c| {
-            let s = c.to_string();
-            let s = s.strip_suffix(raw.as_str()).or_else(|| s.strip_suffix(short.as_str())).unwrap_or(&s);
-            s.trim_end_matches([':', ' ']).to_string()
-        })
-        .filter(|s| !s.is_empty() && s != "etcd")
-        .collect();
-    let mut line = EtcdError::new(url, client);
-    line.user = user.map(str::to_string);
-    parts.push(line.to_string());
-    anyhow::anyhow!(parts.join(": "))
-}
-
 /// What went wrong in a few words: the kind of an OS error anywhere in the error's sources
 /// (`connection refused`), else etcd's own message (`user name is empty`), else the first
 /// part of the client's text. Never a debug dump.
@@ -778,10 +766,8 @@ pub struct EtcdWorld {
 
 #[derive(Debug, thiserror::Error)]
 enum RegisterError {
-    #[error(
-        "another agent is already registered as `{host}` in this cluster ({key}); each agent needs its own --hostname"
-    )]
-    Duplicate { host: String, key: String },
+    #[error(transparent)]
+    Duplicate(DuplicateHost),
     #[error(transparent)]
     Etcd(#[from] etcd_client::Error),
 }
@@ -790,7 +776,7 @@ impl EtcdWorld {
     /// Start the background tasks and wait (up to `startup_wait`) for the registration: a
     /// duplicate hostname is an error; an unreachable cluster is a warning (the agent runs
     /// its graph and joins when etcd answers).
-    pub async fn start(cfg: EtcdConfig, startup_wait: Duration) -> Result<Arc<EtcdWorld>> {
+    pub async fn start(cfg: EtcdConfig, startup_wait: Duration) -> Result<Arc<EtcdWorld>, StartError> {
         validate_hostname(&cfg.hostname)?;
         let keys = Keys::new(&cfg.namespace);
         let health = Arc::new(Health {
@@ -837,7 +823,7 @@ impl EtcdWorld {
             Ok(Ok(Ok(()))) => {
                 info!("joined the cluster at {} as `{}`", world.cfg.access.label(), world.cfg.hostname)
             }
-            Ok(Err(_)) => bail!("the cluster registration stopped"),
+            Ok(Err(_)) => return Err(StartError::Stopped),
             Err(_) => match world.health.refusal.lock().unwrap().clone() {
                 Some(e) => warn!("{e}; running the graph and joining when etcd accepts this agent"),
                 None => warn!(
@@ -975,11 +961,15 @@ impl EtcdWorld {
             }
         }
         let _ = c.lease_revoke(lease).await;
-        Err(RegisterError::Duplicate { host: self.cfg.hostname.clone(), key })
+        Err(RegisterError::Duplicate(DuplicateHost { host: self.cfg.hostname.clone(), key }))
     }
 
     /// Register, keep the lease alive, publish status changes; re-register after outages.
-    async fn register_task(self: Arc<Self>, first: oneshot::Sender<Result<()>>, exports_nudge: Arc<Notify>) {
+    async fn register_task(
+        self: Arc<Self>,
+        first: oneshot::Sender<Result<(), StartError>>,
+        exports_nudge: Arc<Notify>,
+    ) {
         let mut first = Some(first);
         let mut backoff = Backoff::new();
         let mut lease: Option<i64> = None;
@@ -1002,11 +992,11 @@ impl EtcdWorld {
                         }
                         id
                     }
-                    Err(e @ RegisterError::Duplicate { .. }) => {
+                    Err(RegisterError::Duplicate(e)) => {
                         // At start-up this is fatal; later (or once start-up gave up waiting)
                         // the agent keeps running and keeps trying.
                         if let Some(f) = first.take()
-                            && f.send(Err(anyhow::anyhow!("{e}"))).is_ok()
+                            && f.send(Err(e.clone().into())).is_ok()
                         {
                             return;
                         }
@@ -1296,7 +1286,7 @@ impl World for EtcdWorld {
         &self.cfg.hostname
     }
 
-    async fn export(&self, resources: Vec<Exported>) -> Result<()> {
+    async fn export(&self, resources: Vec<Exported>) -> Result<(), WorldError> {
         self.desired_exports.send_if_modified(|(generation, cur)| {
             let changed = *cur != resources;
             if changed {
@@ -1522,20 +1512,6 @@ mod tests {
     }
 
     #[test]
-    fn an_etcd_error_deep_in_a_chain_is_replaced_by_its_line() {
-        use anyhow::Context;
-        let refused =
-            etcd_client::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        let e = Err::<(), _>(refused).context("reading deploy 3").unwrap_err();
-        assert_eq!(
-            format!("{:#}", readable(e, "http://h:1")),
-            "reading deploy 3: cannot reach etcd at http://h:1: connection refused (is etcd running? `mgmt etcd` starts one)"
-        );
-        let plain = anyhow::anyhow!("not about etcd");
-        assert_eq!(format!("{:#}", readable(plain, "http://h:1")), "not about etcd");
-    }
-
-    #[test]
     fn tls_errors_say_which_side_failed() {
         assert_eq!(
             tls_fault("invalid peer certificate: UnknownIssuer"),
@@ -1710,5 +1686,14 @@ mod tests {
         assert!(validate_hostname("").is_err());
         assert!(validate_hostname("a/b").is_err());
         assert!(validate_hostname("a b").is_err());
+        assert_eq!(
+            validate_hostname("a/b").unwrap_err().to_string(),
+            "hostname `a/b` cannot be used in a cluster: it must be non-empty, without `/` or spaces"
+        );
+        let twice = StartError::from(DuplicateHost { host: "h1".into(), key: "/_mgmt/hosts/h1".into() });
+        assert_eq!(
+            twice.to_string(),
+            "another agent is already registered as `h1` in this cluster (/_mgmt/hosts/h1); each agent needs its own --hostname"
+        );
     }
 }

@@ -34,7 +34,7 @@ impl World for LocalWorld {
         &self.hostname
     }
 
-    async fn export(&self, _resources: Vec<Exported>) -> anyhow::Result<()> {
+    async fn export(&self, _resources: Vec<Exported>) -> Result<(), WorldError> {
         Ok(())
     }
 

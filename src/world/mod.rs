@@ -164,7 +164,7 @@ pub enum WorldError {
 pub trait World: Send + Sync {
     fn hostname(&self) -> &str;
     /// Replace everything this host exports. Never waits for the network.
-    async fn export(&self, resources: Vec<Exported>) -> anyhow::Result<()>;
+    async fn export(&self, resources: Vec<Exported>) -> Result<(), WorldError>;
     /// Every resource exported by the other hosts, updated live.
     fn collected(&self) -> watch::Receiver<Vec<Exported>>;
     /// Publish this host's status. Never waits for the network.
