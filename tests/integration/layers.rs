@@ -205,3 +205,21 @@ fn the_reader_sees_imports_and_their_layers() {
     assert!(!paths.iter().any(|p| p.starts_with("with_kinds")), "{paths:?}");
     assert_eq!(layer(&["cli".to_string()]), Some(LAYERS.len() - 1));
 }
+
+#[test]
+fn anyhow_is_used_only_at_the_edge() {
+    let tree = Tree::read();
+    let mut below = Vec::new();
+    for (module, file) in &tree.files {
+        if module.first().is_none_or(|m| m == "cli") {
+            continue;
+        }
+        let text = fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if line.contains("anyhow") && !line.trim_start().starts_with("//") {
+                below.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(below.is_empty(), "anyhow below src/cli (errors are typed there):\n{}", below.join("\n"));
+}
