@@ -16,8 +16,11 @@ pub trait ParseParam: Sized + Clone + Debug + PartialEq {
 #[serde(from = "String", into = "String")]
 #[serde(bound(serialize = "T: ParseParam", deserialize = "T: ParseParam"))]
 pub struct Written<T: ParseParam> {
-    text: String,
-    parsed: Result<T, T::Error>,
+    // Boxed, so that a param takes no more room in its struct than the `String` it replaces:
+    // graph swaps compare every param of every vertex, and a bigger struct is more cache
+    // lines to touch.
+    text: Box<str>,
+    parsed: Box<Result<T, T::Error>>,
 }
 
 impl<T: ParseParam> Written<T> {
@@ -25,7 +28,7 @@ impl<T: ParseParam> Written<T> {
         &self.text
     }
     pub fn parsed(&self) -> Result<&T, &T::Error> {
-        self.parsed.as_ref()
+        self.parsed.as_ref().as_ref()
     }
 }
 
@@ -39,8 +42,8 @@ impl<T: ParseParam> PartialEq for Written<T> {
 
 impl<T: ParseParam> From<String> for Written<T> {
     fn from(text: String) -> Self {
-        let parsed = T::parse_param(&text);
-        Written { text, parsed }
+        let parsed = Box::new(T::parse_param(&text));
+        Written { text: text.into_boxed_str(), parsed }
     }
 }
 
@@ -52,7 +55,7 @@ impl<T: ParseParam> From<&str> for Written<T> {
 
 impl<T: ParseParam> From<Written<T>> for String {
     fn from(w: Written<T>) -> String {
-        w.text
+        w.text.into_string()
     }
 }
 
