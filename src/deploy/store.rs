@@ -29,8 +29,6 @@ pub enum StoreError {
     Etcd(#[from] etcd_client::Error),
     #[error(transparent)]
     Fetch(#[from] FetchError),
-    #[error("{key} is not a deploy id")]
-    NotAnId { key: String },
     #[error("deploy ids are exhausted")]
     IdsExhausted,
     #[error(transparent)]
@@ -423,15 +421,6 @@ pub(super) fn check_small_blob<'a>(
         )));
     }
     Ok(value)
-}
-
-/// The newest deploy, if any.
-pub async fn latest(c: &mut Client, keys: &DeployKeys) -> Result<Option<(DeployRecord, i64)>, StoreError> {
-    let r = c.get(keys.latest(), None).await?;
-    let Some(kv) = r.kvs().first() else { return Ok(None) };
-    let id = parse_deploy_id(kv.value()).ok_or_else(|| StoreError::NotAnId { key: keys.latest() })?;
-    let rec = record(c, keys, id).await?;
-    Ok(Some((rec, kv.mod_revision())))
 }
 
 /// A deploy record, checked to be the one its key names (see [`check_record`]).
