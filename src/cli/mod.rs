@@ -1,11 +1,12 @@
-//! Command line: `mgmt run`, `mgmt etcd`, `mgmt status`. Errors become `anyhow` here, at
-//! the edge.
+//! Command line: `mgmt run`, `mgmt graph`, `mgmt etcd`, `mgmt status`, ... Errors become
+//! `anyhow` here, at the edge.
 
 pub mod access;
 pub mod certs;
 pub mod deploy;
 pub mod etcd;
 pub mod etcd_errors;
+pub mod graph;
 pub mod logfmt;
 pub mod prefix;
 pub mod progress;
@@ -88,6 +89,8 @@ pub struct LeadingClusterArgs {
 pub enum Command {
     /// Run an agent on a graph, repairing drift as it happens.
     Run(RunArgs),
+    /// Print the resource graph a graph file produces, with autoedges; apply nothing.
+    Graph(graph::GraphArgs),
     /// Start an etcd server member (runs the `etcd` binary; flags pass through).
     Etcd(EtcdArgs),
     /// Make a CA, etcd's server certificate and client certificates for a locked-down cluster.
@@ -333,6 +336,7 @@ impl Cli {
             Command::Status(a) => Some(&mut a.cluster),
             Command::Deploy(a) => Some(&mut a.cluster),
             Command::Etcd(_)
+            | Command::Graph(_)
             | Command::Certs(_)
             | Command::Completion(_)
             | Command::Manpages(_)
@@ -395,7 +399,10 @@ pub fn main() -> std::process::ExitCode {
     let cli = parse();
     // Commands that print for a pipe end quietly when it closes (`mgmt deploy list | head`),
     // like other Unix tools. Not the agent: a closed pipe must not kill it.
-    if matches!(cli.command, Command::Deploy(_) | Command::Status(_) | Command::Completion(_)) {
+    if matches!(
+        cli.command,
+        Command::Deploy(_) | Command::Status(_) | Command::Graph(_) | Command::Completion(_)
+    ) {
         // SAFETY: restoring the default disposition of a signal before any thread starts.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
@@ -425,6 +432,7 @@ pub fn main() -> std::process::ExitCode {
     let code = rt.block_on(async {
         match cli.command {
             Command::Run(args) => run::run(args).await,
+            Command::Graph(args) => graph::run(args),
             Command::Etcd(args) => etcd::run(args),
             Command::Certs(args) => certs::run(args),
             Command::Status(args) => status::run(args).await,
@@ -502,6 +510,21 @@ mod tests {
         assert!(a.noop && a.no_watch && a.tmp_prefix);
         assert_eq!(a.hostname.as_deref(), Some("h1"));
         assert!(matches!(a.frontend, Frontend::Yaml { .. }));
+    }
+
+    #[test]
+    fn graph_format_is_accepted_before_or_after_the_frontend() {
+        use super::graph::{Format, GraphFrontend};
+        for (line, want) in [
+            ("mgmt graph yaml g.yaml", Format::Text),
+            ("mgmt graph --format json yaml g.yaml", Format::Json),
+            ("mgmt graph yaml g.yaml --format dot", Format::Dot),
+        ] {
+            let Command::Graph(a) = parse(line).unwrap().command else { panic!("{line}") };
+            assert_eq!(a.format, want, "{line}");
+            assert!(matches!(a.frontend, GraphFrontend::Yaml { .. }), "{line}");
+        }
+        assert_eq!(parse("mgmt graph --format svg yaml g.yaml").unwrap_err().exit_code(), 2);
     }
 
     #[test]
