@@ -17,6 +17,7 @@ mod deploy_history;
 mod deploy_source;
 mod etcd_command;
 mod etcd_roles;
+mod graph_cmd;
 mod hooks;
 mod layers;
 mod package;
