@@ -125,10 +125,8 @@ fn an_invalid_graph_fails_with_the_error_run_gives() {
     let text = graph(&t).replace("    content: \"hello\\n\"\n", "    contnet: hi\n");
     let yaml = t.write_yaml("g.yaml", &text);
     let out = graph_cmd(&t, &["yaml", yaml.to_str().unwrap()]);
-    out.assert_code(1).assert_stderr_has(&format!(
-        "mgmt: error: {}:6:5: file[f]: unknown field `contnet`",
-        yaml.display()
-    ));
+    out.assert_code(1)
+        .assert_stderr_has(&format!("mgmt: error: {}:6:5: file[f]: unknown field `contnet`", yaml.display()));
     assert_eq!(out.stdout, "");
 }
 
@@ -138,7 +136,8 @@ fn a_graph_that_does_not_assemble_fails_naming_the_file() {
     let text = graph(&t) + "- {name: e3, from: {kind: exec, name: b}, to: {kind: exec, name: a}}\n";
     let yaml = t.write_yaml("g.yaml", &text);
     let out = graph_cmd(&t, &["yaml", yaml.to_str().unwrap()]);
-    out.assert_code(1).assert_stderr_has(&format!("mgmt: error: {}: the graph has a cycle: ", yaml.display()));
+    out.assert_code(1)
+        .assert_stderr_has(&format!("mgmt: error: {}: the graph has a cycle: ", yaml.display()));
     assert_eq!(out.stdout, "");
 }
 
