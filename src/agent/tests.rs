@@ -290,9 +290,9 @@ fn the_converged_deadline_runs_from_the_first_idle_moment() {
 fn errors_are_shown_with_their_causes() {
     let e = crate::frontend::graph_file::GraphFileError::Io {
         path: "g.yaml".into(),
-        source: std::io::Error::other("gone"),
+        error: std::io::Error::other("gone"),
     };
-    assert_eq!(with_causes(&SpecError::Read(e)), "reading graph file g.yaml: gone: gone");
+    assert_eq!(with_causes(&SpecError::Read(e)), "reading graph file g.yaml: gone");
 }
 
 #[tokio::test]

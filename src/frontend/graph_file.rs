@@ -26,8 +26,9 @@ const MAX_LINKS: usize = 40;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphFileError {
-    #[error("reading graph file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    // The OS error is part of the message, not a cause: shown once.
+    #[error("reading graph file {path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("graph file {path} is {what}, not a regular file")]
     NotRegular { path: String, what: &'static str },
     #[error("graph file {path} is larger than {} MiB", MAX_GRAPH_FILE >> 20)]
@@ -55,7 +56,7 @@ fn kind_of(t: std::fs::FileType) -> &'static str {
 /// the type is checked before opening and again on the open descriptor.
 pub fn read(path: &Path) -> Result<Vec<u8>, GraphFileError> {
     let shown = || path.display().to_string();
-    let io = |source| GraphFileError::Io { path: shown(), source };
+    let io = |error| GraphFileError::Io { path: shown(), error };
     let not_regular = |t: std::fs::FileType| GraphFileError::NotRegular { path: shown(), what: kind_of(t) };
     let meta = std::fs::metadata(path).map_err(io)?;
     if !meta.is_file() {

@@ -43,9 +43,8 @@ fn base_of(path: &Path) -> Result<Base, GraphFileError> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let dir = dir
-        .canonicalize()
-        .map_err(|source| GraphFileError::Io { path: path.display().to_string(), source })?;
+    let dir =
+        dir.canonicalize().map_err(|error| GraphFileError::Io { path: path.display().to_string(), error })?;
     Ok(Base::dir(dir))
 }
 
