@@ -606,7 +606,8 @@ fn swap(ctx: &Ctx) -> Result<Vec<Row>> {
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (swap_s, conv_s) = rt.block_on(async {
-        let mut engine = Engine::new(EngineOptions::default(), Arc::new(LocalWorld::new("localhost")))?;
+        let fs = mgmt::os::FsWatcher::new()?;
+        let mut engine = Engine::new(EngineOptions::default(), Arc::new(LocalWorld::new("localhost")), fs);
         let conv = engine.convergence();
         let mut rx = conv.subscribe();
         let converged = async |rx: &mut tokio::sync::watch::Receiver<mgmt::engine::Summary>| -> Result<()> {

@@ -35,6 +35,7 @@ use crate::engine::assemble::{Assembled, assemble};
 use crate::engine::{Engine, EngineOptions, GraphError, Summary};
 use crate::frontend::GraphSpec;
 use crate::frontend::source::{SpecError, SpecVersion};
+use crate::os::FsWatcher;
 use crate::text::count;
 use crate::world::access::EtcdAccess;
 use crate::world::{Exported, World};
@@ -80,8 +81,6 @@ pub enum AgentError {
     /// The first graph does not assemble: nothing was started.
     #[error("{source_name}: {error}")]
     FirstGraph { source_name: String, error: GraphError },
-    #[error("starting the file watcher")]
-    Watcher(#[source] std::io::Error),
     /// This host's exports could not be published: the agent ends.
     #[error(transparent)]
     Export(crate::world::WorldError),
@@ -164,10 +163,11 @@ impl Agent {
 
 impl Planned {
     /// Start the engine with the first graph, and follow the cluster's deploys if asked.
-    pub async fn start(self) -> Result<Agent, AgentError> {
+    /// Start the first graph, its files watched through `fs` (the frontend's watcher too).
+    pub async fn start(self, fs: Arc<FsWatcher>) -> Result<Agent, AgentError> {
         let Planned { cfg, world, collected, first, assembled } = self;
         let opts = EngineOptions { noop: cfg.noop, no_watch: cfg.no_watch };
-        let engine = Engine::new(opts, world.clone()).map_err(AgentError::Watcher)?;
+        let engine = Engine::new(opts, world.clone(), fs);
         info!(
             "running graph `{}` from {} on host {} ({}, prefix {}){}",
             first.spec.name,
@@ -208,11 +208,6 @@ impl Planned {
 }
 
 impl Agent {
-    /// The engine's file watcher, for a frontend that follows files.
-    pub fn fs(&self) -> Arc<crate::os::fswatch::FsWatcher> {
-        self.engine.fs()
-    }
-
     fn follow_deploys(&mut self) {
         let Some((access, namespace)) = self.cfg.follow.clone() else { return };
         let (tx, rx) = mpsc::channel(4);

@@ -101,7 +101,7 @@ fn first(text: &str) -> FirstGraph {
 }
 
 async fn start(cfg: AgentConfig, world: Arc<Recorder>, text: &str) -> Agent {
-    Agent::plan(cfg, world, first(text)).unwrap().start().await.unwrap()
+    Agent::plan(cfg, world, first(text)).unwrap().start(FsWatcher::new().unwrap()).await.unwrap()
 }
 
 /// Wait, at most 15 s, until `path` holds `content`.
@@ -188,7 +188,11 @@ async fn a_deploy_runs_like_an_edit_and_a_refusal_is_reported() {
     let t = tempfile::tempdir().unwrap();
     let world = Recorder::new();
     let cfg = AgentConfig { follow: None, ..config(t.path()) };
-    let mut agent = Agent::plan(cfg, world.clone(), FirstGraph::empty()).unwrap().start().await.unwrap();
+    let mut agent = Agent::plan(cfg, world.clone(), FirstGraph::empty())
+        .unwrap()
+        .start(FsWatcher::new().unwrap())
+        .await
+        .unwrap();
     assert_eq!(world.last_report().source, "no deploy yet");
 
     let record =
@@ -301,10 +305,12 @@ async fn the_loop_swaps_in_each_edit_of_the_graph_file() {
     let path = t.path().join("g.yaml");
     std::fs::write(&path, graph_text(t.path(), "f", "v1")).unwrap();
     let mut file = crate::frontend::yaml_file::YamlFile::new(&path).unwrap();
+    let fs = FsWatcher::new().unwrap();
+    let watch = file.watch(fs.clone()).await.unwrap();
     let v = file.load().unwrap();
     let first = FirstGraph { spec: v.spec, text: v.text, source: file.name().to_string() };
-    let mut agent = Agent::plan(config(t.path()), Recorder::new(), first).unwrap().start().await.unwrap();
-    let specs = file.follow(agent.fs()).await.unwrap();
+    let mut agent = Agent::plan(config(t.path()), Recorder::new(), first).unwrap().start(fs).await.unwrap();
+    let specs = file.follow(watch);
     let mut sources = Sources { signals: None, specs: Some(specs) };
     let out = t.path().join("out");
     let v2 = graph_text(t.path(), "f", "v2");

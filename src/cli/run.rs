@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use super::{Frontend, RunArgs};
 use crate::agent::{Agent, AgentConfig, Ending, FirstGraph, Signals, Sources};
 use crate::frontend::yaml_file::{self, YamlFile};
+use crate::os::FsWatcher;
 use crate::world::World;
 use crate::world::access::EtcdAccess;
 use crate::world::etcd::{EtcdConfig, EtcdWorld};
@@ -32,6 +33,12 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         );
     }
     let mut yaml = file.as_deref().map(YamlFile::new).transpose()?;
+    // One file watcher for the graph file and the engine's resources.
+    let fs = FsWatcher::new().context("starting the file watcher")?;
+    let watch = match (&yaml, args.no_watch) {
+        (Some(y), false) => Some(y.watch(fs.clone()).await?),
+        _ => None,
+    };
     let first = match &mut yaml {
         Some(y) => {
             let v = y.load()?;
@@ -67,10 +74,10 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     // From here on: a signal during the first apply is a clean stop too, not
     // the default disposition's instant death (which would leave temp files behind).
     let signals = Signals::install()?;
-    let agent = planned.start().await?;
+    let agent = planned.start(fs).await?;
     // Follow edits to the graph file.
-    let specs = match (args.no_watch, yaml) {
-        (false, Some(y)) => Some(y.follow(agent.fs()).await?),
+    let specs = match (watch, yaml) {
+        (Some(w), Some(y)) => Some(y.follow(w)),
         _ => None,
     };
     let code = agent.run(Sources { signals: Some(signals), specs }).await?;

@@ -98,22 +98,18 @@ impl VertexReport {
 }
 
 impl Engine {
-    /// An engine whose vertices reach `world` (the `kv` resource).
-    pub fn new(opts: EngineOptions, world: Arc<dyn World>) -> std::io::Result<Engine> {
+    /// An engine whose vertices reach `world` (the `kv` resource) and watch files through
+    /// `fs` (shared with whoever else watches files in this process: a frontend).
+    pub fn new(opts: EngineOptions, world: Arc<dyn World>, fs: Arc<FsWatcher>) -> Engine {
         let env = EngineEnv {
             noop: opts.noop,
             no_watch: opts.no_watch,
-            fs: FsWatcher::new()?,
+            fs,
             convergence: Convergence::new(),
             world,
             tally: Tally::default(),
         };
-        Ok(Engine {
-            env: Arc::new(env),
-            graph: Graph::default(),
-            running: Vec::new(),
-            stopped: HashMap::new(),
-        })
+        Engine { env: Arc::new(env), graph: Graph::default(), running: Vec::new(), stopped: HashMap::new() }
     }
 
     pub fn fs(&self) -> Arc<FsWatcher> {

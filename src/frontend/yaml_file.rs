@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use tokio::sync::Notify;
 
 use super::base::Base;
@@ -50,6 +51,12 @@ fn base_of(path: &Path) -> Result<Base, GraphFileError> {
 
 /// A YAML graph file: its path, the directory its relative paths resolve against (taken
 /// once, at start) and the bytes it last yielded.
+/// The graph file watched, from before its first read (see [`YamlFile::watch`]).
+pub struct Watch {
+    file: WatchedFile,
+    changed: Arc<Notify>,
+}
+
 pub struct YamlFile {
     path: PathBuf,
     name: String,
@@ -101,12 +108,22 @@ impl YamlFile {
         Ok(SpecVersion { spec, text: text.to_string() })
     }
 
-    /// Follow edits to the file: every finished edit that changed what it reads is yielded.
-    /// The file and its links are watched when this returns.
-    pub async fn follow(self, fs: Arc<FsWatcher>) -> std::io::Result<SpecSource> {
+    /// Watch the file and its links, before the first read: a change made after that read is
+    /// never missed, and none made before it is read twice. Call it before [`YamlFile::load`].
+    pub async fn watch(&self, fs: Arc<FsWatcher>) -> std::io::Result<Watch> {
         let changed = Arc::new(Notify::new());
-        let watched = WatchedFile::watch(fs, &self.path, changed.clone()).await?;
-        Ok(SpecSource::spawn(self.name.clone(), |tx| self.yield_edits(watched, changed, tx)))
+        let file = WatchedFile::watch(fs, &self.path, changed.clone()).await?;
+        // Arming the watch wakes it, in case a change was missed while nothing watched. Nothing
+        // was read yet: the read that follows (`load`) is that look, so this wake is spent
+        // here, and only changes made from now on make the source read the file again.
+        let _ = changed.notified().now_or_never();
+        Ok(Watch { file, changed })
+    }
+
+    /// Yield each later version of the file, as `watch` sees it change: every finished edit
+    /// that changed what it reads.
+    pub fn follow(self, watch: Watch) -> SpecSource {
+        SpecSource::spawn(self.name.clone(), |tx| self.yield_edits(watch.file, watch.changed, tx))
     }
 
     async fn yield_edits(mut self, mut file: WatchedFile, changed: Arc<Notify>, tx: SpecSender) {
@@ -186,9 +203,9 @@ mod tests {
         let path = t.path().join("g.yaml");
         std::fs::write(&path, "graph: one\n").unwrap();
         let mut f = YamlFile::new(&path).unwrap();
+        let watch = f.watch(FsWatcher::new().unwrap()).await.unwrap();
         assert_eq!(f.load().unwrap().spec.name, "one");
-        let fs = FsWatcher::new().unwrap();
-        let mut source = f.follow(fs).await.unwrap();
+        let mut source = f.follow(watch);
         assert_eq!(source.name(), path.display().to_string());
         std::fs::write(&path, "graph: two\n").unwrap();
         let next = tokio::time::timeout(std::time::Duration::from_secs(15), source.next()).await;
