@@ -1,0 +1,82 @@
+//! Errors of every stage of the language, located in the source and rendered as rustc does:
+//! the stage and message, file:line:col, the excerpt and a caret under the place.
+
+use codespan_reporting::diagnostic::{Diagnostic as Rendered, Label};
+use codespan_reporting::term::{self, Config, DisplayStyle};
+
+use super::span::{SourceMap, Span};
+
+/// The stage that found an error, named in its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Parse,
+    Scope,
+    Type,
+    Runtime,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Parse => "parse",
+            Stage::Scope => "scope",
+            Stage::Type => "type",
+            Stage::Runtime => "runtime",
+        })
+    }
+}
+
+/// One error: where, what, and optionally a label under the excerpt and notes after it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{stage} error: {message}")]
+pub struct Diagnostic {
+    pub stage: Stage,
+    pub span: Span,
+    pub message: String,
+    /// Text next to the caret; the message is repeated there when it is empty.
+    pub label: String,
+    pub notes: Vec<String>,
+}
+
+impl Diagnostic {
+    pub fn new(stage: Stage, span: Span, message: impl Into<String>) -> Self {
+        Diagnostic { stage, span, message: message.into(), label: String::new(), notes: Vec::new() }
+    }
+
+    pub fn parse(span: Span, message: impl Into<String>) -> Self {
+        Self::new(Stage::Parse, span, message)
+    }
+
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// One line: `file:line:col: stage error: message`.
+    pub fn short(&self, map: &SourceMap) -> String {
+        format!("{}: {self}", map.locate(self.span))
+    }
+
+    /// The full report: header, location, excerpt with a caret, notes.
+    pub fn render(&self, map: &SourceMap) -> String {
+        let label = if self.label.is_empty() { &self.message } else { &self.label };
+        let rendered = Rendered::error()
+            .with_message(self.to_string())
+            .with_labels(vec![Label::primary(self.span.file, self.span.range()).with_message(label)])
+            .with_notes(self.notes.clone());
+        let config = Config { display_style: DisplayStyle::Rich, ..Config::default() };
+        term::emit_into_string(&config, map.files(), &rendered).unwrap_or_else(|_| self.short(map))
+    }
+}
+
+/// Every diagnostic rendered, in source order, separated as rustc separates them.
+pub fn render_all(diagnostics: &[Diagnostic], map: &SourceMap) -> String {
+    let mut sorted: Vec<&Diagnostic> = diagnostics.iter().collect();
+    sorted.sort_by_key(|d| (d.span.file, d.span.start));
+    sorted.iter().map(|d| d.render(map)).collect::<Vec<_>>().join("\n")
+}

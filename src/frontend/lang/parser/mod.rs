@@ -1,0 +1,278 @@
+//! A recursive-descent parser for mcl, following upstream's grammar (newlines end statements;
+//! a list, map, struct or argument list is either on one line, `[1, 2]`, or has one element per
+//! line, each ending with a comma). An error skips the statement it is in, so the errors of
+//! later statements are reported in the same run.
+
+mod expr;
+mod stmt;
+mod strings;
+mod types;
+
+use super::ast::{Block, Ident, Program, Stmt};
+use super::diagnostic::Diagnostic;
+use super::lexer::{Spanned, Token, lex};
+use super::span::{FileId, Span};
+
+/// A failure that abandons the statement being parsed; it is recorded by the statement loop.
+type PResult<T> = Result<T, Box<Diagnostic>>;
+
+/// Parses one file. The program holds every statement that parsed; any error means the
+/// program must not be used.
+pub fn parse(file: FileId, text: &str) -> (Program, Vec<Diagnostic>) {
+    let (tokens, errors) = lex(file, text);
+    let mut parser = Parser { tokens, pos: 0, errors, last: Span::new(file, 0, 0) };
+    let stmts = parser.stmts(false);
+    let span = Span::new(file, 0, text.len());
+    let mut errors = parser.errors;
+    errors.sort_by_key(|e| (e.span.start, e.span.end));
+    errors.dedup_by_key(|e| e.span.start);
+    (Program { stmts, span }, errors)
+}
+
+struct Parser {
+    tokens: Vec<Spanned>,
+    pos: usize,
+    errors: Vec<Diagnostic>,
+    /// The span of the last token consumed, where a node being built ends.
+    last: Span,
+}
+
+impl Parser {
+    fn peek(&self) -> &Token {
+        &self.tokens[self.pos].token
+    }
+
+    fn span(&self) -> Span {
+        self.tokens[self.pos].span
+    }
+
+    fn at(&self, token: &Token) -> bool {
+        self.peek() == token
+    }
+
+    fn bump(&mut self) -> Spanned {
+        let spanned = self.tokens[self.pos].clone();
+        if spanned.token != Token::Eof {
+            self.pos += 1;
+        }
+        self.last = spanned.span;
+        spanned
+    }
+
+    fn eat(&mut self, token: &Token) -> Option<Span> {
+        self.at(token).then(|| self.bump().span)
+    }
+
+    fn expect(&mut self, token: &Token, what: &str) -> PResult<Span> {
+        match self.eat(token) {
+            Some(span) => Ok(span),
+            None => Err(self.unexpected(what)),
+        }
+    }
+
+    /// "expected X, found Y" at the current token.
+    fn unexpected(&self, what: &str) -> Box<Diagnostic> {
+        let found = self.peek().describe();
+        Box::new(Diagnostic::parse(self.span(), format!("expected {what}, found {found}")).with_label(format!("expected {what}")))
+    }
+
+    fn skip_newlines(&mut self) {
+        while self.eat(&Token::Newline).is_some() {}
+    }
+
+    /// The span from `start` to the last token consumed.
+    fn since(&self, start: Span) -> Span {
+        start.to(self.last)
+    }
+
+    /// A non-fatal error: parsing goes on.
+    fn report(&mut self, error: Diagnostic) {
+        self.errors.push(error);
+    }
+
+    /// Statements until the end of the file, or until the `}` of a block when `in_block`.
+    fn stmts(&mut self, in_block: bool) -> Vec<Stmt> {
+        let mut stmts = Vec::new();
+        loop {
+            self.skip_newlines();
+            match self.peek() {
+                Token::Eof => break,
+                Token::RBrace if in_block => break,
+                Token::RBrace => {
+                    let span = self.bump().span;
+                    self.report(Diagnostic::parse(span, "unmatched `}`").with_label("nothing to close here"));
+                    continue;
+                }
+                _ => {}
+            }
+            let start = self.pos;
+            match self.stmt().and_then(|stmt| self.end_of_stmt().map(|()| stmt)) {
+                Ok(stmt) => stmts.push(stmt),
+                Err(error) => {
+                    self.errors.push(*error);
+                    self.skip_stmt(start);
+                }
+            }
+        }
+        stmts
+    }
+
+    /// A statement ends with a newline, or where its block or file ends.
+    fn end_of_stmt(&mut self) -> PResult<()> {
+        match self.peek() {
+            Token::Newline => {
+                self.bump();
+                Ok(())
+            }
+            Token::Eof | Token::RBrace => Ok(()),
+            _ => Err(Box::new(
+                Diagnostic::parse(self.span(), format!("expected the end of the line, found {}", self.peek().describe()))
+                    .with_label("a statement ends here")
+                    .with_note("write each statement on its own line"),
+            )),
+        }
+    }
+
+    /// Recovery: back to the start of the failed statement, then past it, brackets balanced,
+    /// to the newline that ends it (or the `}` that closes its block).
+    fn skip_stmt(&mut self, start: usize) {
+        self.pos = start;
+        let mut depth = 0usize;
+        loop {
+            match self.peek() {
+                Token::Eof => return,
+                Token::Newline if depth == 0 => return,
+                Token::RBrace | Token::RBracket | Token::RParen if depth == 0 => {
+                    if self.pos == start {
+                        self.bump();
+                    }
+                    return;
+                }
+                Token::LBrace | Token::LBracket | Token::LParen => depth += 1,
+                Token::RBrace | Token::RBracket | Token::RParen => depth -= 1,
+                _ => {}
+            }
+            self.bump();
+        }
+    }
+
+    /// `{ statements }`.
+    fn block(&mut self) -> PResult<Block> {
+        let open = self.expect(&Token::LBrace, "`{`")?;
+        let stmts = self.stmts(true);
+        self.expect(&Token::RBrace, "`}`")?;
+        Ok(Block { stmts, span: self.since(open) })
+    }
+
+    /// A lower-case name; `map` and `collect` are names too where a name is expected.
+    fn name(&mut self, what: &str) -> PResult<Ident> {
+        let name = match self.peek() {
+            Token::Ident(name) => name.clone(),
+            Token::Map => "map".into(),
+            Token::Collect => "collect".into(),
+            _ => return Err(self.unexpected(what)),
+        };
+        Ok(Ident { name, span: self.bump().span })
+    }
+
+    /// `a.b.c`: a module path or a function or class name in a module.
+    fn dotted_name(&mut self, what: &str) -> PResult<Ident> {
+        let mut ident = self.name(what)?;
+        while self.at(&Token::Dot) {
+            self.bump();
+            let part = self.name("a name after `.`")?;
+            ident.name = format!("{}.{}", ident.name, part.name);
+            ident.span = ident.span.to(part.span);
+        }
+        Ok(ident)
+    }
+
+    /// `$name`, as bound by `=`, `for` and parameters: no dots.
+    fn var_name(&mut self) -> PResult<Ident> {
+        self.expect(&Token::Dollar, "a variable (`$name`)")?;
+        let dollar = self.last;
+        let mut ident = self.name("a variable name after `$`")?;
+        ident.span = dollar.to(ident.span);
+        Ok(ident)
+    }
+
+    /// `a:b:c`: a resource kind or a class name.
+    fn colon_name(&mut self, what: &str) -> PResult<Ident> {
+        let mut ident = match self.peek() {
+            Token::Ident(name) => Ident { name: name.clone(), span: self.bump().span },
+            _ => return Err(self.unexpected(what)),
+        };
+        while self.at(&Token::Colon) {
+            self.bump();
+            let part = match self.peek() {
+                Token::Ident(name) => Ident { name: name.clone(), span: self.bump().span },
+                _ => return Err(self.unexpected("a name after `:`")),
+            };
+            ident.name = format!("{}:{}", ident.name, part.name);
+            ident.span = ident.span.to(part.span);
+        }
+        Ok(ident)
+    }
+
+    /// The items of a bracketed list whose opening bracket was just consumed, up to and with
+    /// `close`: either all on one line, `a, b`, or one per line, each ending with a comma.
+    fn delimited<T>(&mut self, close: &Token, what: &str, mut item: impl FnMut(&mut Self) -> PResult<T>) -> PResult<Vec<T>> {
+        let mut items = Vec::new();
+        if self.eat(close).is_some() {
+            return Ok(items);
+        }
+        if self.at(&Token::Newline) {
+            loop {
+                self.skip_newlines();
+                if self.eat(close).is_some() {
+                    return Ok(items);
+                }
+                items.push(item(self)?);
+                if !self.at(&Token::Comma) {
+                    return Err(self.missing_comma(what));
+                }
+                self.bump();
+                if !self.at(&Token::Newline) {
+                    return Err(self.unexpected("a newline").tap_note(format!("on several lines, each {what} is on its own line")));
+                }
+            }
+        }
+        loop {
+            items.push(item(self)?);
+            if self.eat(&Token::Comma).is_none() {
+                self.expect(close, &format!("`,` or {}", close.describe()))?;
+                return Ok(items);
+            }
+            if self.at(close) {
+                return Err(Box::new(
+                    Diagnostic::parse(self.last, "trailing comma on a single line")
+                        .with_label("remove this comma")
+                        .with_note(format!("a comma ends each {what} only when each is on its own line")),
+                ));
+            }
+        }
+    }
+
+    fn missing_comma(&self, what: &str) -> Box<Diagnostic> {
+        let found = self.peek().describe();
+        Box::new(
+            Diagnostic::parse(self.last.after(), format!("expected `,` after the {what}, found {found}"))
+                .with_label("add a comma here")
+                .with_note(format!("on several lines, each {what} ends with a comma")),
+        )
+    }
+}
+
+trait TapNote {
+    fn tap_note(self, note: String) -> Self;
+}
+
+impl TapNote for Box<Diagnostic> {
+    fn tap_note(mut self, note: String) -> Self {
+        self.notes.push(note);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests;
