@@ -1,5 +1,6 @@
 //! The parse corpus: each `tests/lang/parse/<case>.mcl` with `<case>.ast` (the printed
-//! program) or `<case>.err` (each error as `line:col: message`, one per line).
+//! program) or `<case>.err` (each error as `file:line:col: parse error: message`, one per line). With
+//! `MCL_BLESS=1` in the environment, missing or different expectations are written instead.
 
 use std::fs;
 use std::path::Path;
@@ -12,13 +13,7 @@ fn outcome(map: &SourceMap, file: usize) -> (String, &'static str) {
     if errors.is_empty() {
         return (program.to_string(), "ast");
     }
-    let lines: Vec<String> = errors
-        .iter()
-        .map(|e| {
-            let at = map.locate(e.span);
-            format!("{}:{}: {}\n", at.line, at.column, e.message)
-        })
-        .collect();
+    let lines: Vec<String> = errors.iter().map(|e| format!("{}\n", e.short(map))).collect();
     (lines.concat(), "err")
 }
 
@@ -31,9 +26,15 @@ fn every_case_parses_as_expected() {
     let mut failures = Vec::new();
     for case in &cases {
         let mut map = SourceMap::new();
-        let file = map.add(case.display().to_string(), fs::read_to_string(case).unwrap());
+        let name = case.file_name().unwrap().to_string_lossy().to_string();
+        let file = map.add(name, fs::read_to_string(case).unwrap());
         let (actual, ext) = outcome(&map, file);
         let expected_path = case.with_extension(ext);
+        if std::env::var_os("MCL_BLESS").is_some() {
+            let _ = fs::remove_file(case.with_extension(if ext == "ast" { "err" } else { "ast" }));
+            fs::write(&expected_path, &actual).unwrap();
+            continue;
+        }
         match fs::read_to_string(&expected_path) {
             Ok(expected) if expected == actual => {}
             Ok(expected) => failures.push(format!("{}:\n--- expected\n{expected}--- actual\n{actual}", expected_path.display())),

@@ -78,5 +78,5 @@ impl Diagnostic {
 pub fn render_all(diagnostics: &[Diagnostic], map: &SourceMap) -> String {
     let mut sorted: Vec<&Diagnostic> = diagnostics.iter().collect();
     sorted.sort_by_key(|d| (d.span.file, d.span.start));
-    sorted.iter().map(|d| d.render(map)).collect::<Vec<_>>().join("\n")
+    sorted.iter().map(|d| d.render(map)).collect()
 }
