@@ -19,14 +19,25 @@ type PResult<T> = Result<T, Box<Diagnostic>>;
 /// Parses one file. The program holds every statement that parsed; any error means the
 /// program must not be used.
 pub fn parse(file: FileId, text: &str) -> (Program, Vec<Diagnostic>) {
-    let (tokens, errors) = lex(file, text);
-    let mut parser = Parser { tokens, pos: 0, errors, last: Span::new(file, 0, 0) };
+    let (tokens, lex_errors) = lex(file, text);
+    let mut parser = Parser { tokens, pos: 0, errors: Vec::new(), last: Span::new(file, 0, 0) };
     let stmts = parser.stmts(false);
     let span = Span::new(file, 0, text.len());
-    let mut errors = parser.errors;
+    let mut errors: Vec<Diagnostic> =
+        parser.errors.into_iter().filter(|e| !follows_lex_error(e, &lex_errors, text)).collect();
+    errors.extend(lex_errors);
     errors.sort_by_key(|e| (e.span.start, e.span.end));
     errors.dedup_by_key(|e| e.span.start);
     (Program { stmts, span }, errors)
+}
+
+/// Whether a parse error is only the echo of a lexing error before it: on the same line, or
+/// anywhere after an unterminated string (which ends lexing).
+fn follows_lex_error(error: &Diagnostic, lex_errors: &[Diagnostic], text: &str) -> bool {
+    lex_errors.iter().any(|lexed| {
+        lexed.span.start <= error.span.start
+            && (lexed.message.starts_with("unterminated") || !text[lexed.span.start..error.span.start].contains('\n'))
+    })
 }
 
 struct Parser {
