@@ -36,25 +36,59 @@ pub struct Stmt {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StmtKind {
     /// `$name = value` or `$name type = value`.
-    Bind { name: Ident, ty: Option<Type>, value: Expr },
+    Bind {
+        name: Ident,
+        ty: Option<Type>,
+        value: Expr,
+    },
     Resource(Resource),
     /// `a[...] -> b[...] -> c[...]`, or with send/recv fields `a[...].x -> b[...].y`.
     Edge(Vec<EdgeHalf>),
-    If { cond: Expr, then: Block, otherwise: Option<Block> },
+    If {
+        cond: Expr,
+        then: Block,
+        otherwise: Option<Block>,
+    },
     /// `for $index, $value in list { ... }`.
-    For { index: Ident, value: Ident, list: Expr, body: Block },
+    For {
+        index: Ident,
+        value: Ident,
+        list: Expr,
+        body: Block,
+    },
     /// `forkv $key, $value in map { ... }`.
-    ForKv { key: Ident, value: Ident, map: Expr, body: Block },
+    ForKv {
+        key: Ident,
+        value: Ident,
+        map: Expr,
+        body: Block,
+    },
     /// `func name(params) type { body }`.
-    Func { name: Ident, func: Func },
+    Func {
+        name: Ident,
+        func: Func,
+    },
     /// `class name(params) { ... }`; `params` is `None` without parentheses.
-    Class { name: Ident, params: Option<Vec<Param>>, body: Block },
+    Class {
+        name: Ident,
+        params: Option<Vec<Param>>,
+        body: Block,
+    },
     /// `include name(args) as alias`.
-    Include { name: Ident, args: Option<Vec<Expr>>, alias: Option<Ident> },
+    Include {
+        name: Ident,
+        args: Option<Vec<Expr>>,
+        alias: Option<Ident>,
+    },
     /// `import "path"`, `import "path" as name`, `import "path" as *`.
-    Import { path: Ident, alias: Option<ImportAlias> },
+    Import {
+        path: Ident,
+        alias: Option<ImportAlias>,
+    },
     /// `panic(args)`.
-    Panic { args: Vec<Expr> },
+    Panic {
+        args: Vec<Expr>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,17 +203,38 @@ pub enum ExprKind {
     Struct(Vec<FieldInit>),
     /// `$name`, `$mod.name`.
     Var(Ident),
-    Call { callee: Callee, args: Vec<Expr> },
-    Binary { op: BinOp, op_span: Span, lhs: Box<Expr>, rhs: Box<Expr> },
+    Call {
+        callee: Callee,
+        args: Vec<Expr>,
+    },
+    Binary {
+        op: BinOp,
+        op_span: Span,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     Not(Box<Expr>),
     /// `base[index]`: a list index or a map key.
-    Index { base: Box<Expr>, index: Box<Expr> },
+    Index {
+        base: Box<Expr>,
+        index: Box<Expr>,
+    },
     /// `base->field`: a struct field.
-    Field { base: Box<Expr>, field: Ident },
+    Field {
+        base: Box<Expr>,
+        field: Ident,
+    },
     /// `expr <|> fallback`: the fallback when `expr` fails; `$s->f <|> d` is a field with a
     /// default.
-    Except { expr: Box<Expr>, fallback: Box<Expr> },
-    If { cond: Box<Expr>, then: Box<Expr>, otherwise: Box<Expr> },
+    Except {
+        expr: Box<Expr>,
+        fallback: Box<Expr>,
+    },
+    If {
+        cond: Box<Expr>,
+        then: Box<Expr>,
+        otherwise: Box<Expr>,
+    },
     Func(Func),
 }
 

@@ -20,7 +20,11 @@ fn outcome(map: &SourceMap, file: usize) -> (String, &'static str) {
 #[test]
 fn every_case_parses_as_expected() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lang/parse");
-    let mut cases: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "mcl")).collect();
+    let mut cases: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mcl"))
+        .collect();
     cases.sort();
     assert!(cases.len() >= 30, "only {} cases in {}", cases.len(), dir.display());
     let mut failures = Vec::new();
@@ -37,8 +41,11 @@ fn every_case_parses_as_expected() {
         }
         match fs::read_to_string(&expected_path) {
             Ok(expected) if expected == actual => {}
-            Ok(expected) => failures.push(format!("{}:\n--- expected\n{expected}--- actual\n{actual}", expected_path.display())),
-            Err(_) => failures.push(format!("{}: missing; the parser gives:\n{actual}", expected_path.display())),
+            Ok(expected) => failures
+                .push(format!("{}:\n--- expected\n{expected}--- actual\n{actual}", expected_path.display())),
+            Err(_) => {
+                failures.push(format!("{}: missing; the parser gives:\n{actual}", expected_path.display()))
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -294,7 +294,10 @@ mod tests {
     #[test]
     fn numbers_keep_their_sign_as_upstream() {
         use Token::*;
-        assert_eq!(tokens("-1 2.5 3-4"), vec![Int("-1".into()), Float("2.5".into()), Int("3".into()), Int("-4".into()), Eof]);
+        assert_eq!(
+            tokens("-1 2.5 3-4"),
+            vec![Int("-1".into()), Float("2.5".into()), Int("3".into()), Int("-4".into()), Eof]
+        );
     }
 
     #[test]

@@ -37,7 +37,9 @@ impl Display for Stmt {
             StmtKind::Bind { name, ty: None, value } => write!(f, "(bind ${name} {value})"),
             StmtKind::Resource(res) => write!(f, "{res}"),
             StmtKind::Edge(halves) => write!(f, "(edge{})", prefixed(halves)),
-            StmtKind::If { cond, then, otherwise: Some(otherwise) } => write!(f, "(if {cond} {then} {otherwise})"),
+            StmtKind::If { cond, then, otherwise: Some(otherwise) } => {
+                write!(f, "(if {cond} {then} {otherwise})")
+            }
             StmtKind::If { cond, then, otherwise: None } => write!(f, "(if {cond} {then})"),
             StmtKind::For { index, value, list, body } => write!(f, "(for ${index} ${value} {list} {body})"),
             StmtKind::ForKv { key, value, map, body } => write!(f, "(forkv ${key} ${value} {map} {body})"),
@@ -46,18 +48,27 @@ impl Display for Stmt {
                 write!(f, "(class {name} [{}] {body})", comma_joined(params))
             }
             StmtKind::Class { name, params: None, body } => write!(f, "(class {name} {body})"),
-            StmtKind::Include { name, args, alias } => write_include(f, name, args.as_deref(), alias.as_ref()),
+            StmtKind::Include { name, args, alias } => {
+                write_include(f, name, args.as_deref(), alias.as_ref())
+            }
             StmtKind::Import { path, alias: None } => write!(f, "(import {:?})", path.name),
             StmtKind::Import { path, alias: Some(ImportAlias::Name(alias)) } => {
                 write!(f, "(import {:?} as {alias})", path.name)
             }
-            StmtKind::Import { path, alias: Some(ImportAlias::Star(_)) } => write!(f, "(import {:?} as *)", path.name),
+            StmtKind::Import { path, alias: Some(ImportAlias::Star(_)) } => {
+                write!(f, "(import {:?} as *)", path.name)
+            }
             StmtKind::Panic { args } => write!(f, "(panic{})", prefixed(args)),
         }
     }
 }
 
-fn write_include(f: &mut Formatter<'_>, name: &Ident, args: Option<&[Expr]>, alias: Option<&Ident>) -> fmt::Result {
+fn write_include(
+    f: &mut Formatter<'_>,
+    name: &Ident,
+    args: Option<&[Expr]>,
+    alias: Option<&Ident>,
+) -> fmt::Result {
     write!(f, "(include {name}")?;
     if let Some(args) = args {
         write!(f, " [{}]", joined(args))?;

@@ -49,7 +49,10 @@ impl Parser {
                 self.bump();
                 let fallback = self.binary(EXCEPT + 1)?;
                 let span = lhs.span.to(fallback.span);
-                lhs = Expr { kind: ExprKind::Except { expr: Box::new(lhs), fallback: Box::new(fallback) }, span };
+                lhs = Expr {
+                    kind: ExprKind::Except { expr: Box::new(lhs), fallback: Box::new(fallback) },
+                    span,
+                };
                 continue;
             }
             let Some((op, level)) = binary_op(self.peek()) else { break };
@@ -64,16 +67,20 @@ impl Parser {
                 return Err(self.chained_comparison(op, next));
             }
             let span = lhs.span.to(rhs.span);
-            lhs = Expr { kind: ExprKind::Binary { op, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span };
+            lhs =
+                Expr { kind: ExprKind::Binary { op, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span };
         }
         Ok(lhs)
     }
 
     fn chained_comparison(&self, first: BinOp, second: BinOp) -> Box<Diagnostic> {
         Box::new(
-            Diagnostic::parse(self.span(), format!("`{}` cannot follow `{}` without parentheses", second.symbol(), first.symbol()))
-                .with_label("comparisons do not chain")
-                .with_note("group them: `($a < $b) == $c`, or join them with `and`"),
+            Diagnostic::parse(
+                self.span(),
+                format!("`{}` cannot follow `{}` without parentheses", second.symbol(), first.symbol()),
+            )
+            .with_label("comparisons do not chain")
+            .with_note("group them: `($a < $b) == $c`, or join them with `and`"),
         )
     }
 
@@ -104,7 +111,10 @@ impl Parser {
                 if self.eat(&Token::Except).is_some() {
                     let fallback = self.binary(EXCEPT + 1)?;
                     let span = expr.span.to(fallback.span);
-                    return Ok(Expr { kind: ExprKind::Except { expr: Box::new(expr), fallback: Box::new(fallback) }, span });
+                    return Ok(Expr {
+                        kind: ExprKind::Except { expr: Box::new(expr), fallback: Box::new(fallback) },
+                        span,
+                    });
                 }
             } else {
                 return Ok(expr);
@@ -148,7 +158,10 @@ impl Parser {
         match text.parse() {
             Ok(value) => ExprKind::Int(value),
             Err(_) => {
-                self.report(Diagnostic::parse(span, format!("the integer `{text}` does not fit in 64 bits")).with_label("too large"));
+                self.report(
+                    Diagnostic::parse(span, format!("the integer `{text}` does not fit in 64 bits"))
+                        .with_label("too large"),
+                );
                 ExprKind::Int(0)
             }
         }
@@ -159,7 +172,10 @@ impl Parser {
         match text.parse::<f64>() {
             Ok(value) if value.is_finite() => ExprKind::Float(value),
             _ => {
-                self.report(Diagnostic::parse(span, format!("the float `{text}` is out of range")).with_label("too large"));
+                self.report(
+                    Diagnostic::parse(span, format!("the float `{text}` is out of range"))
+                        .with_label("too large"),
+                );
                 ExprKind::Float(0.0)
             }
         }

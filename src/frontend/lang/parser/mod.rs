@@ -36,7 +36,8 @@ pub fn parse(file: FileId, text: &str) -> (Program, Vec<Diagnostic>) {
 fn follows_lex_error(error: &Diagnostic, lex_errors: &[Diagnostic], text: &str) -> bool {
     lex_errors.iter().any(|lexed| {
         lexed.span.start <= error.span.start
-            && (lexed.message.starts_with("unterminated") || !text[lexed.span.start..error.span.start].contains('\n'))
+            && (lexed.message.starts_with("unterminated")
+                || !text[lexed.span.start..error.span.start].contains('\n'))
     })
 }
 
@@ -84,7 +85,10 @@ impl Parser {
     /// "expected X, found Y" at the current token.
     fn unexpected(&self, what: &str) -> Box<Diagnostic> {
         let found = self.peek().describe();
-        Box::new(Diagnostic::parse(self.span(), format!("expected {what}, found {found}")).with_label(format!("expected {what}")))
+        Box::new(
+            Diagnostic::parse(self.span(), format!("expected {what}, found {found}"))
+                .with_label(format!("expected {what}")),
+        )
     }
 
     fn skip_newlines(&mut self) {
@@ -137,9 +141,12 @@ impl Parser {
             }
             Token::Eof | Token::RBrace => Ok(()),
             _ => Err(Box::new(
-                Diagnostic::parse(self.span(), format!("expected the end of the line, found {}", self.peek().describe()))
-                    .with_label("a statement ends here")
-                    .with_note("write each statement on its own line"),
+                Diagnostic::parse(
+                    self.span(),
+                    format!("expected the end of the line, found {}", self.peek().describe()),
+                )
+                .with_label("a statement ends here")
+                .with_note("write each statement on its own line"),
             )),
         }
     }
@@ -227,7 +234,12 @@ impl Parser {
 
     /// The items of a bracketed list whose opening bracket was just consumed, up to and with
     /// `close`: either all on one line, `a, b`, or one per line, each ending with a comma.
-    fn delimited<T>(&mut self, close: &Token, what: &str, mut item: impl FnMut(&mut Self) -> PResult<T>) -> PResult<Vec<T>> {
+    fn delimited<T>(
+        &mut self,
+        close: &Token,
+        what: &str,
+        mut item: impl FnMut(&mut Self) -> PResult<T>,
+    ) -> PResult<Vec<T>> {
         let mut items = Vec::new();
         if self.eat(close).is_some() {
             return Ok(items);
@@ -244,7 +256,9 @@ impl Parser {
                 }
                 self.bump();
                 if !self.at(&Token::Newline) {
-                    return Err(self.unexpected("a newline").tap_note(format!("on several lines, each {what} is on its own line")));
+                    return Err(self
+                        .unexpected("a newline")
+                        .tap_note(format!("on several lines, each {what} is on its own line")));
                 }
             }
         }

@@ -101,7 +101,8 @@ impl Parser {
         if self.eat(&Token::Colon).is_some() {
             if lower != "meta" {
                 return Err(Box::new(
-                    Diagnostic::parse(head, format!("unknown property group `{name}`")).with_label("only `Meta:` has properties"),
+                    Diagnostic::parse(head, format!("unknown property group `{name}`"))
+                        .with_label("only `Meta:` has properties"),
                 ));
             }
             let prop = self.name("a meta parameter name")?;
@@ -131,7 +132,8 @@ impl Parser {
         let target = self.edge_half()?;
         if let Some(field) = &target.field {
             return Err(Box::new(
-                Diagnostic::parse(field.span, "a resource's edge property takes no field").with_label("send/recv is an edge statement"),
+                Diagnostic::parse(field.span, "a resource's edge property takes no field")
+                    .with_label("send/recv is an edge statement"),
             ));
         }
         Ok((ResEntryKind::Edge { property, target }, cond))
@@ -154,7 +156,8 @@ impl Parser {
         self.expect(&Token::LBracket, "`[` and the resource's name")?;
         let name = self.expr()?;
         self.expect(&Token::RBracket, "`]`")?;
-        let field = if self.eat(&Token::Dot).is_some() { Some(self.name("a field name after `.`")?) } else { None };
+        let field =
+            if self.eat(&Token::Dot).is_some() { Some(self.name("a field name after `.`")?) } else { None };
         Ok(EdgeHalf { kind, name, field, span: self.since(start) })
     }
 
@@ -272,7 +275,9 @@ impl Parser {
         let path = Ident { name: self.plain_string(&raw, span)?, span };
         let alias = if self.eat(&Token::As).is_some() {
             match self.peek() {
-                Token::Ident(name) => Some(ImportAlias::Name(Ident { name: name.clone(), span: self.bump().span })),
+                Token::Ident(name) => {
+                    Some(ImportAlias::Name(Ident { name: name.clone(), span: self.bump().span }))
+                }
                 Token::Star => Some(ImportAlias::Star(self.bump().span)),
                 _ => return Err(self.unexpected("a name or `*`")),
             }

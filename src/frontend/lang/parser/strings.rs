@@ -14,7 +14,10 @@ impl Parser {
     pub(super) fn string(&mut self, raw: &str, span: Span) -> ExprKind {
         let parts = self.string_parts(raw, span);
         if parts.iter().all(|p| matches!(p, InterpPart::Lit(_))) {
-            let text = parts.into_iter().map(|p| if let InterpPart::Lit(s) = p { s } else { String::new() }).collect();
+            let text = parts
+                .into_iter()
+                .map(|p| if let InterpPart::Lit(s) = p { s } else { String::new() })
+                .collect();
             return ExprKind::Str(text);
         }
         ExprKind::Interp(parts)
@@ -24,7 +27,10 @@ impl Parser {
     pub(super) fn plain_string(&mut self, raw: &str, span: Span) -> PResult<String> {
         match self.string(raw, span) {
             ExprKind::Str(text) => Ok(text),
-            _ => Err(Box::new(Diagnostic::parse(span, "this string cannot interpolate `${...}`").with_label("a constant string"))),
+            _ => Err(Box::new(
+                Diagnostic::parse(span, "this string cannot interpolate `${...}`")
+                    .with_label("a constant string"),
+            )),
         }
     }
 
@@ -40,9 +46,12 @@ impl Parser {
                 match unescape(next) {
                     Some(value) => lit.push(value),
                     None => self.report(
-                        Diagnostic::parse(Span::new(span.file, offset, offset + 1 + next.len_utf8()), format!("unknown escape `\\{next}`"))
-                            .with_label("not an escape")
-                            .with_note(format!("the escapes are {ESCAPES}")),
+                        Diagnostic::parse(
+                            Span::new(span.file, offset, offset + 1 + next.len_utf8()),
+                            format!("unknown escape `\\{next}`"),
+                        )
+                        .with_label("not an escape")
+                        .with_note(format!("the escapes are {ESCAPES}")),
                     ),
                 }
                 rest = &rest[1 + next.len_utf8()..];

@@ -11,7 +11,11 @@ fn ast(text: &str) -> String {
 
 /// The value bound by `$x = <expr>`, printed.
 fn expr(text: &str) -> String {
-    ast(&format!("$x = {text}\n")).strip_prefix("(bind $x ").and_then(|s| s.strip_suffix(')')).unwrap().to_string()
+    ast(&format!("$x = {text}\n"))
+        .strip_prefix("(bind $x ")
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap()
+        .to_string()
 }
 
 fn errors(text: &str) -> Vec<String> {
@@ -98,7 +102,9 @@ fn resources() {
         r#"(res file "/a" (param mode "0644") (param content (? $c) "x") (meta noop true))"#
     );
     assert_eq!(
-        ast("print [\"a\", \"b\"] { Meta => struct{noop => true}, Before => File[\"/x\"], Notify => $n ?: Svc[\"s\"], }\n"),
+        ast(
+            "print [\"a\", \"b\"] { Meta => struct{noop => true}, Before => File[\"/x\"], Notify => $n ?: Svc[\"s\"], }\n"
+        ),
         r#"(res print (list "a" "b") (meta-struct (struct noop=>true)) (before (file "/x")) (notify (? $n) (svc "s")))"#
     );
     assert_eq!(ast("collect file \"/x\" {}\n"), r#"(collect file "/x")"#);
@@ -108,18 +114,30 @@ fn resources() {
 #[test]
 fn edges() {
     assert_eq!(ast("File[\"a\"] -> Svc[\"b\"] -> Exec[$c]\n"), r#"(edge (file "a") (svc "b") (exec $c))"#);
-    assert_eq!(ast("File[\"a\"].content -> Print[\"b\"].msg\n"), r#"(edge (file "a" .content) (print "b" .msg))"#);
+    assert_eq!(
+        ast("File[\"a\"].content -> Print[\"b\"].msg\n"),
+        r#"(edge (file "a" .content) (print "b" .msg))"#
+    );
     assert_eq!(errors("File[\"a\"].content -> Print[\"b\"] -> Print[\"c\"]\n").len(), 1);
 }
 
 #[test]
 fn classes_includes_imports_loops_panics() {
-    assert_eq!(ast("class c($a, $b str) {\n\tprint $a {}\n}\n"), r#"(class c [$a, $b str] (do (res print $a)))"#);
+    assert_eq!(
+        ast("class c($a, $b str) {\n\tprint $a {}\n}\n"),
+        r#"(class c [$a, $b str] (do (res print $a)))"#
+    );
     assert_eq!(ast("class base:inner {\n}\n"), "(class base:inner (do))");
     assert_eq!(ast("include c(1, \"x\") as i\n"), r#"(include c [1 "x"] as i)"#);
     assert_eq!(ast("include m.c\n"), "(include m.c)");
-    assert_eq!(ast("import \"fmt\"\nimport \"x/y\" as y\nimport \"z\" as *\n"), "(import \"fmt\")\n(import \"x/y\" as y)\n(import \"z\" as *)");
-    assert_eq!(ast("for $i, $x in $l {\n}\nforkv $k, $v in $m {\n}\n"), "(for $i $x $l (do))\n(forkv $k $v $m (do))");
+    assert_eq!(
+        ast("import \"fmt\"\nimport \"x/y\" as y\nimport \"z\" as *\n"),
+        "(import \"fmt\")\n(import \"x/y\" as y)\n(import \"z\" as *)"
+    );
+    assert_eq!(
+        ast("for $i, $x in $l {\n}\nforkv $k, $v in $m {\n}\n"),
+        "(for $i $x $l (do))\n(forkv $k $v $m (do))"
+    );
     assert_eq!(ast("panic(\"no\")\n"), r#"(panic "no")"#);
 }
 

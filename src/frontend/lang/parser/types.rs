@@ -73,7 +73,8 @@ impl Parser {
             let ty = self.ty()?;
             if fields.iter().any(|(other, _)| other.name == name.name) {
                 self.report(
-                    Diagnostic::parse(name.span, format!("the field `{}` is declared twice", name.name)).with_label("again here"),
+                    Diagnostic::parse(name.span, format!("the field `{}` is declared twice", name.name))
+                        .with_label("again here"),
                 );
             }
             fields.push((name, ty));
