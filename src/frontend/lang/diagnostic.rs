@@ -80,3 +80,22 @@ pub fn render_all(diagnostics: &[Diagnostic], map: &SourceMap) -> String {
     sorted.sort_by_key(|d| (d.span.file, d.span.start));
     sorted.iter().map(|d| d.render(map)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_all_sorts_by_place_and_shows_each() {
+        let mut map = SourceMap::new();
+        let file = map.add("m.mcl", "$a = 1\n$b = @\n");
+        let second = Diagnostic::new(Stage::Type, Span::new(file, 12, 13), "late").with_note("a note");
+        let first = Diagnostic::parse(Span::new(file, 0, 2), "early").with_label("here");
+        let text = render_all(&[second, first], &map);
+        let early = text.find("parse error: early").unwrap();
+        let late = text.find("type error: late").unwrap();
+        assert!(early < late, "{text}");
+        assert!(text.contains("m.mcl:1:1") && text.contains("m.mcl:2:6"), "{text}");
+        assert!(text.contains("^^ here") && text.contains("= a note"), "{text}");
+    }
+}

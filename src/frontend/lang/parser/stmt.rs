@@ -59,7 +59,18 @@ impl Parser {
             if self.eat(&Token::RBrace).is_some() {
                 return Ok(Resource { collect, kind, name, entries });
             }
-            entries.push(self.res_entry()?);
+            if self.at(&Token::Eof) {
+                return Err(self.unexpected("`}` to end the resource's body"));
+            }
+            // A bad field is skipped, so the fields after it are checked too.
+            let start = self.pos;
+            match self.res_entry() {
+                Ok(entry) => entries.push(entry),
+                Err(error) => {
+                    self.report(*error);
+                    self.skip_stmt(start);
+                }
+            }
         }
     }
 

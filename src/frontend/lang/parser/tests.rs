@@ -178,7 +178,7 @@ fn several_errors_at_once() {
     let text = "$a = \n$b = 1\nfile \"x\" { path \"a\", }\n$c == 2\nprint \"p\" {\n\tmsg => \"m\"\n}\n";
     let (program, errors) = parse(0, text);
     assert_eq!(errors.len(), 4, "{errors:#?}");
-    assert_eq!(program.stmts.len(), 1);
+    assert_eq!(program.stmts.len(), 3, "resources keep their good fields");
 }
 
 #[test]
@@ -200,4 +200,14 @@ fn rendering_names_file_line_col_and_draws_a_caret() {
     assert!(rendered.contains("$b = [1, 2,]"), "{rendered}");
     assert!(rendered.contains('^'), "{rendered}");
     assert_eq!(errors[0].short(&map), "dir/main.mcl:2:11: parse error: trailing comma on a single line");
+}
+
+#[test]
+fn every_bad_field_of_a_resource_is_reported() {
+    let text = "file \"a\" {\n\tmode \"x\",\n\towner => ,\n\tgroup => \"g\",\n}\n$after = 1\n";
+    let (program, found) = parse(0, text);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_eq!(program.to_string(), "(res file \"a\" (param group \"g\"))\n(bind $after 1)\n");
+    assert_eq!(errors("print \"p\" { msg => , }\n").len(), 1);
+    assert_eq!(errors("print \"p\" {\n\tmsg => \"m\",\n").len(), 1);
 }
