@@ -13,7 +13,8 @@ pub struct Program {
 
 /// A name as written. Dotted names (`fmt.printf`, `$inst.x`, `$const.x`) and colon names
 /// (`http:server`, `base:inner`) keep their separators; capitalized names (`Meta`, `File`)
-/// are lower-cased as upstream does, and `span` still points at the text.
+/// are lower-cased as upstream does, and `span` still points at the text. A variable's span
+/// includes its `$`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ident {
     pub name: String,

@@ -54,6 +54,11 @@ impl Parser {
         &self.tokens[self.pos].token
     }
 
+    /// The token after the current one.
+    fn peek_second(&self) -> &Token {
+        &self.tokens[(self.pos + 1).min(self.tokens.len() - 1)].token
+    }
+
     fn span(&self) -> Span {
         self.tokens[self.pos].span
     }

@@ -10,7 +10,7 @@ impl Parser {
         let start = self.span();
         let kind = match self.peek() {
             Token::Dollar => self.bind()?,
-            Token::Ident(_) => StmtKind::Resource(self.resource(false)?),
+            Token::Ident(_) => StmtKind::Resource(self.resource_or_call()?),
             Token::Collect => {
                 self.bump();
                 StmtKind::Resource(self.resource(true)?)
@@ -46,6 +46,23 @@ impl Parser {
         self.expect(&Token::Assign, "`=`")?;
         let value = self.expr()?;
         Ok(StmtKind::Bind { name, ty, value })
+    }
+
+    /// A resource; or, when that fails and the line starts like one, a call, which is no
+    /// statement (`print ("a" + $b) {}` is a resource).
+    fn resource_or_call(&mut self) -> PResult<Resource> {
+        let start = self.span();
+        let call_like = matches!(self.peek_second(), Token::LParen | Token::Dot);
+        self.resource(false).map_err(|error| {
+            if !call_like {
+                return error;
+            }
+            Box::new(
+                Diagnostic::parse(start, "a function call is not a statement")
+                    .with_label("its value is not used")
+                    .with_note("bind it, `$x = f(...)`, or pass it to a resource"),
+            )
+        })
     }
 
     /// `kind name { entries }`.
