@@ -48,12 +48,12 @@ impl Parser {
         Ok(StmtKind::Bind { name, ty, value })
     }
 
-    /// A resource; or, when that fails and the line starts like one, a call, which is no
-    /// statement (`print ("a" + $b) {}` is a resource).
+    /// A resource; or, when its head fails and the line starts like a call, that call, which
+    /// is no statement (`print ("a" + $b) {}` is a resource).
     fn resource_or_call(&mut self) -> PResult<Resource> {
         let start = self.span();
         let call_like = matches!(self.peek_second(), Token::LParen | Token::Dot);
-        self.resource(false).map_err(|error| {
+        let (kind, name) = self.resource_head().map_err(|error| {
             if !call_like {
                 return error;
             }
@@ -62,14 +62,27 @@ impl Parser {
                     .with_label("its value is not used")
                     .with_note("bind it, `$x = f(...)`, or pass it to a resource"),
             )
-        })
+        })?;
+        self.resource_body(false, kind, name)
     }
 
     /// `kind name { entries }`.
     fn resource(&mut self, collect: bool) -> PResult<Resource> {
+        let (kind, name) = self.resource_head()?;
+        self.resource_body(collect, kind, name)
+    }
+
+    /// `kind name {`.
+    fn resource_head(&mut self) -> PResult<(Ident, Expr)> {
         let kind = self.colon_name("a resource kind")?;
         let name = self.expr()?;
         self.expect(&Token::LBrace, "`{` to start the resource's body")?;
+        Ok((kind, name))
+    }
+
+    /// The entries after `{`, and the closing `}`. A bad entry is skipped, so the entries
+    /// after it are checked too.
+    fn resource_body(&mut self, collect: bool, kind: Ident, name: Expr) -> PResult<Resource> {
         let mut entries = Vec::new();
         loop {
             self.skip_newlines();
@@ -79,7 +92,6 @@ impl Parser {
             if self.at(&Token::Eof) {
                 return Err(self.unexpected("`}` to end the resource's body"));
             }
-            // A bad field is skipped, so the fields after it are checked too.
             let start = self.pos;
             match self.res_entry() {
                 Ok(entry) => entries.push(entry),

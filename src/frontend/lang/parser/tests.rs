@@ -211,3 +211,32 @@ fn every_bad_field_of_a_resource_is_reported() {
     assert_eq!(errors("print \"p\" { msg => , }\n").len(), 1);
     assert_eq!(errors("print \"p\" {\n\tmsg => \"m\",\n").len(), 1);
 }
+
+#[test]
+fn resource_entries_and_edge_halves_have_spans() {
+    let text = "file \"a\" {\n\tmode => $c ?: \"x\",\n}\nFile[\"a\"].x -> Print[\"b\"].y\n";
+    let (program, _) = parse(0, text);
+    let StmtKind::Resource(res) = &program.stmts[0].kind else { panic!() };
+    assert_eq!(&text[res.entries[0].span.range()], "mode => $c ?: \"x\",");
+    assert_eq!(&text[res.name.span.range()], "\"a\"");
+    let StmtKind::Edge(halves) = &program.stmts[1].kind else { panic!() };
+    assert_eq!(&text[halves[0].span.range()], "File[\"a\"].x");
+    assert_eq!(&text[program.stmts[1].span.range()], "File[\"a\"].x -> Print[\"b\"].y");
+}
+
+#[test]
+fn an_error_at_the_end_of_the_file_renders() {
+    let mut map = SourceMap::new();
+    let file = map.add("m.mcl", "if true {\n");
+    let (_, errors) = parse(file, map.text(file));
+    let rendered = super::super::render_all(&errors, &map);
+    assert!(rendered.contains("m.mcl:2:1") && rendered.contains('^'), "{rendered}");
+}
+
+#[test]
+fn a_resource_with_an_unclosed_body_is_not_called_a_call() {
+    assert_eq!(
+        errors("print (\"a\") {\n\tmsg => \"m\",\n"),
+        vec!["expected `}` to end the resource's body, found the end of the file"]
+    );
+}
