@@ -35,12 +35,21 @@ pub struct Diagnostic {
     pub message: String,
     /// Text next to the caret; the message is repeated there when it is empty.
     pub label: String,
+    /// Other places that explain the error (where a bracket opened, where a type came from).
+    pub secondary: Vec<(Span, String)>,
     pub notes: Vec<String>,
 }
 
 impl Diagnostic {
     pub fn new(stage: Stage, span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { stage, span, message: message.into(), label: String::new(), notes: Vec::new() }
+        Diagnostic {
+            stage,
+            span,
+            message: message.into(),
+            label: String::new(),
+            secondary: Vec::new(),
+            notes: Vec::new(),
+        }
     }
 
     pub fn parse(span: Span, message: impl Into<String>) -> Self {
@@ -49,6 +58,11 @@ impl Diagnostic {
 
     pub fn with_label(mut self, label: impl Into<String>) -> Self {
         self.label = label.into();
+        self
+    }
+
+    pub fn with_secondary(mut self, span: Span, label: impl Into<String>) -> Self {
+        self.secondary.push((span, label.into()));
         self
     }
 
@@ -65,9 +79,15 @@ impl Diagnostic {
     /// The full report: header, location, excerpt with a caret, notes.
     pub fn render(&self, map: &SourceMap) -> String {
         let label = if self.label.is_empty() { &self.message } else { &self.label };
+        let mut labels = vec![Label::primary(self.span.file, self.span.range()).with_message(label)];
+        labels.extend(
+            self.secondary
+                .iter()
+                .map(|(span, text)| Label::secondary(span.file, span.range()).with_message(text)),
+        );
         let rendered = Rendered::error()
             .with_message(self.to_string())
-            .with_labels(vec![Label::primary(self.span.file, self.span.range()).with_message(label)])
+            .with_labels(labels)
             .with_notes(self.notes.clone());
         let config = Config { display_style: DisplayStyle::Rich, ..Config::default() };
         term::emit_into_string(&config, map.files(), &rendered).unwrap_or_else(|_| self.short(map))
@@ -90,12 +110,15 @@ mod tests {
         let mut map = SourceMap::new();
         let file = map.add("m.mcl", "$a = 1\n$b = @\n");
         let second = Diagnostic::new(Stage::Type, Span::new(file, 12, 13), "late").with_note("a note");
-        let first = Diagnostic::parse(Span::new(file, 0, 2), "early").with_label("here");
+        let first = Diagnostic::parse(Span::new(file, 0, 2), "early")
+            .with_label("here")
+            .with_secondary(Span::new(file, 5, 6), "and there");
         let text = render_all(&[second, first], &map);
         let early = text.find("parse error: early").unwrap();
         let late = text.find("type error: late").unwrap();
         assert!(early < late, "{text}");
         assert!(text.contains("m.mcl:1:1") && text.contains("m.mcl:2:6"), "{text}");
-        assert!(text.contains("^^ here") && text.contains("= a note"), "{text}");
+        assert!(text.contains("^^") && text.contains("here") && text.contains("= a note"), "{text}");
+        assert!(text.contains("- and there"), "{text}");
     }
 }

@@ -245,6 +245,7 @@ impl Parser {
         what: &str,
         mut item: impl FnMut(&mut Self) -> PResult<T>,
     ) -> PResult<Vec<T>> {
+        let open = self.last;
         let mut items = Vec::new();
         if self.eat(close).is_some() {
             return Ok(items);
@@ -270,7 +271,8 @@ impl Parser {
         loop {
             items.push(item(self)?);
             if self.eat(&Token::Comma).is_none() {
-                self.expect(close, &format!("`,` or {}", close.describe()))?;
+                let expected = format!("`,` or {}", close.describe());
+                self.expect(close, &expected).map_err(|e| Box::new(e.with_secondary(open, "opened here")))?;
                 return Ok(items);
             }
             if self.at(close) {

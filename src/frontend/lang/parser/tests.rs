@@ -240,3 +240,13 @@ fn a_resource_with_an_unclosed_body_is_not_called_a_call() {
         vec!["expected `}` to end the resource's body, found the end of the file"]
     );
 }
+
+#[test]
+fn an_unclosed_bracket_points_where_it_opened() {
+    let mut map = SourceMap::new();
+    let file = map.add("m.mcl", "$l = [1, 2\n$m = 3\n");
+    let (_, errors) = parse(file, map.text(file));
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].secondary[0].0, Span::new(file, 5, 6));
+    assert!(errors[0].render(&map).contains("opened here"));
+}
