@@ -59,7 +59,7 @@ impl Parser {
             if level < min {
                 break;
             }
-            let op_span = self.bump().span;
+            let op_span = self.bump();
             let rhs = self.binary(level + 1)?;
             if level == COMPARE
                 && let Some((next, COMPARE)) = binary_op(self.peek())
@@ -86,7 +86,7 @@ impl Parser {
 
     fn unary(&mut self) -> PResult<Expr> {
         if self.at(&Token::Not) {
-            let start = self.bump().span;
+            let start = self.bump();
             let operand = self.unary()?;
             let span = start.to(operand.span);
             return Ok(Expr { kind: ExprKind::Not(Box::new(operand)), span });
@@ -154,7 +154,7 @@ impl Parser {
     }
 
     fn int(&mut self, text: &str) -> ExprKind {
-        let span = self.bump().span;
+        let span = self.bump();
         match text.parse() {
             Ok(value) => ExprKind::Int(value),
             Err(_) => {
@@ -168,7 +168,7 @@ impl Parser {
     }
 
     fn float(&mut self, text: &str) -> ExprKind {
-        let span = self.bump().span;
+        let span = self.bump();
         match text.parse::<f64>() {
             Ok(value) if value.is_finite() => ExprKind::Float(value),
             _ => {
@@ -209,7 +209,7 @@ impl Parser {
 
     /// `$name`, `$mod.name`, or a call of a function value, `$f(args)`.
     fn var_or_call(&mut self) -> PResult<ExprKind> {
-        let dollar = self.bump().span;
+        let dollar = self.bump();
         let mut name = self.dotted_name("a variable name after `$`")?;
         name.span = dollar.to(name.span);
         if self.eat(&Token::LParen).is_some() {
@@ -235,7 +235,7 @@ impl Parser {
 
     /// `func(params) type { body }`, called at once when `(args)` follows.
     fn lambda(&mut self) -> PResult<ExprKind> {
-        let start = self.bump().span;
+        let start = self.bump();
         if !self.at(&Token::LParen) {
             return Err(Box::new(
                 Diagnostic::parse(self.span(), "a named function is a statement, not a value")
@@ -277,7 +277,7 @@ impl Parser {
 
     /// `if cond { a } else { b }`: both branches are required.
     fn if_expr(&mut self) -> PResult<ExprKind> {
-        let start = self.bump().span;
+        let start = self.bump();
         let cond = self.expr()?;
         let then = self.braced_expr("an `if` expression's branch is one expression")?;
         if self.eat(&Token::Else).is_none() {

@@ -67,17 +67,18 @@ impl Parser {
         self.peek() == token
     }
 
-    fn bump(&mut self) -> Spanned {
-        let spanned = self.tokens[self.pos].clone();
-        if spanned.token != Token::Eof {
+    /// Consumes the current token (never the end of the file) and returns its span.
+    fn bump(&mut self) -> Span {
+        let span = self.span();
+        if *self.peek() != Token::Eof {
             self.pos += 1;
         }
-        self.last = spanned.span;
-        spanned
+        self.last = span;
+        span
     }
 
     fn eat(&mut self, token: &Token) -> Option<Span> {
-        self.at(token).then(|| self.bump().span)
+        self.at(token).then(|| self.bump())
     }
 
     fn expect(&mut self, token: &Token, what: &str) -> PResult<Span> {
@@ -119,7 +120,7 @@ impl Parser {
                 Token::Eof => break,
                 Token::RBrace if in_block => break,
                 Token::RBrace => {
-                    let span = self.bump().span;
+                    let span = self.bump();
                     self.report(Diagnostic::parse(span, "unmatched `}`").with_label("nothing to close here"));
                     continue;
                 }
@@ -195,7 +196,7 @@ impl Parser {
             Token::Collect => "collect".into(),
             _ => return Err(self.unexpected(what)),
         };
-        Ok(Ident { name, span: self.bump().span })
+        Ok(Ident { name, span: self.bump() })
     }
 
     /// `a.b.c`: a module path or a function or class name in a module.
@@ -222,13 +223,13 @@ impl Parser {
     /// `a:b:c`: a resource kind or a class name.
     fn colon_name(&mut self, what: &str) -> PResult<Ident> {
         let mut ident = match self.peek() {
-            Token::Ident(name) => Ident { name: name.clone(), span: self.bump().span },
+            Token::Ident(name) => Ident { name: name.clone(), span: self.bump() },
             _ => return Err(self.unexpected(what)),
         };
         while self.at(&Token::Colon) {
             self.bump();
             let part = match self.peek() {
-                Token::Ident(name) => Ident { name: name.clone(), span: self.bump().span },
+                Token::Ident(name) => Ident { name: name.clone(), span: self.bump() },
                 _ => return Err(self.unexpected("a name after `:`")),
             };
             ident.name = format!("{}:{}", ident.name, part.name);

@@ -136,7 +136,7 @@ impl Parser {
 
     /// `Meta:name => ...`, `Meta => ...` or an edge property, `Before => Kind[name]`.
     fn res_capitalized(&mut self, name: &str) -> PResult<(ResEntryKind, Option<Expr>)> {
-        let head = self.bump().span;
+        let head = self.bump();
         let lower = name.to_lowercase();
         if self.eat(&Token::Colon).is_some() {
             if lower != "meta" {
@@ -183,14 +183,14 @@ impl Parser {
     fn edge_half(&mut self) -> PResult<EdgeHalf> {
         let start = self.span();
         let mut kind = match self.peek() {
-            Token::CapIdent(name) => Ident { name: name.to_lowercase(), span: self.bump().span },
+            Token::CapIdent(name) => Ident { name: name.to_lowercase(), span: self.bump() },
             _ => return Err(self.unexpected("a capitalized resource kind (`File[...]`)")),
         };
         while self.eat(&Token::Colon).is_some() {
             let Token::CapIdent(part) = self.peek().clone() else {
                 return Err(self.unexpected("a capitalized kind after `:`"));
             };
-            let span = self.bump().span;
+            let span = self.bump();
             kind = Ident { name: format!("{}:{}", kind.name, part.to_lowercase()), span: kind.span.to(span) };
         }
         self.expect(&Token::LBracket, "`[` and the resource's name")?;
@@ -241,7 +241,8 @@ impl Parser {
 
     /// `for $i, $x in list { ... }` and `forkv $k, $v in map { ... }`.
     fn for_stmt(&mut self) -> PResult<StmtKind> {
-        let keyed = self.bump().token == Token::ForKv;
+        let keyed = self.at(&Token::ForKv);
+        self.bump();
         let first = self.var_name()?;
         self.expect(&Token::Comma, "`,` and a second variable")?;
         let second = self.var_name()?;
@@ -265,7 +266,7 @@ impl Parser {
             ));
         }
         let name = match self.peek() {
-            Token::Ident(name) => Ident { name: name.clone(), span: self.bump().span },
+            Token::Ident(name) => Ident { name: name.clone(), span: self.bump() },
             _ => return Err(self.unexpected("a function name")),
         };
         let func = self.func_rest()?;
@@ -296,7 +297,7 @@ impl Parser {
         };
         let alias = if self.eat(&Token::As).is_some() {
             match self.peek() {
-                Token::Ident(name) => Some(Ident { name: name.clone(), span: self.bump().span }),
+                Token::Ident(name) => Some(Ident { name: name.clone(), span: self.bump() }),
                 _ => return Err(self.unexpected("a name for the included class")),
             }
         } else {
@@ -311,14 +312,14 @@ impl Parser {
         let Token::Str(raw) = self.peek().clone() else {
             return Err(self.unexpected("the module to import, as a string"));
         };
-        let span = self.bump().span;
+        let span = self.bump();
         let path = Ident { name: self.plain_string(&raw, span)?, span };
         let alias = if self.eat(&Token::As).is_some() {
             match self.peek() {
                 Token::Ident(name) => {
-                    Some(ImportAlias::Name(Ident { name: name.clone(), span: self.bump().span }))
+                    Some(ImportAlias::Name(Ident { name: name.clone(), span: self.bump() }))
                 }
-                Token::Star => Some(ImportAlias::Star(self.bump().span)),
+                Token::Star => Some(ImportAlias::Star(self.bump())),
                 _ => return Err(self.unexpected("a name or `*`")),
             }
         } else {
