@@ -91,10 +91,9 @@ impl Parser {
     /// "expected X, found Y" at the current token.
     fn unexpected(&self, what: &str) -> Box<Diagnostic> {
         let found = self.peek().describe();
-        Box::new(
-            Diagnostic::parse(self.span(), format!("expected {what}, found {found}"))
-                .with_label(format!("expected {what}")),
-        )
+        let error = Diagnostic::parse(self.span(), format!("expected {what}, found {found}"))
+            .with_label(format!("expected {what}"));
+        Box::new(with_minus_hint(error, self.peek()))
     }
 
     fn skip_newlines(&mut self) {
@@ -146,14 +145,14 @@ impl Parser {
                 Ok(())
             }
             Token::Eof | Token::RBrace => Ok(()),
-            _ => Err(Box::new(
-                Diagnostic::parse(
-                    self.span(),
-                    format!("expected the end of the line, found {}", self.peek().describe()),
-                )
-                .with_label("a statement ends here")
-                .with_note("write each statement on its own line"),
-            )),
+            token => {
+                let found = token.describe();
+                let error =
+                    Diagnostic::parse(self.span(), format!("expected the end of the line, found {found}"))
+                        .with_label("a statement ends here")
+                        .with_note("write each statement on its own line");
+                Err(Box::new(with_minus_hint(error, token)))
+            }
         }
     }
 
@@ -293,6 +292,16 @@ impl Parser {
                 .with_label("add a comma here")
                 .with_note(format!("on several lines, each {what} ends with a comma")),
         )
+    }
+}
+
+/// `$a -1` is `$a` then the number `-1`, as upstream lexes it: say so.
+fn with_minus_hint(error: Diagnostic, found: &Token) -> Diagnostic {
+    match found {
+        Token::Int(text) | Token::Float(text) if text.starts_with('-') => {
+            error.with_note(format!("to subtract, put a space after `-`: `- {}`", &text[1..]))
+        }
+        _ => error,
     }
 }
 

@@ -250,3 +250,10 @@ fn an_unclosed_bracket_points_where_it_opened() {
     assert_eq!(errors[0].secondary[0].0, Span::new(file, 5, 6));
     assert!(errors[0].render(&map).contains("opened here"));
 }
+
+#[test]
+fn a_minus_glued_to_a_number_gets_a_hint() {
+    let (_, found) = parse(0, "$a = $b -1\n");
+    assert_eq!(found.len(), 1);
+    assert!(found[0].notes.iter().any(|n| n.contains("`- 1`")), "{found:#?}");
+}
