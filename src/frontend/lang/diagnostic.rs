@@ -2,7 +2,7 @@
 //! the stage and message, file:line:col, the excerpt and a caret under the place.
 
 use codespan_reporting::diagnostic::{Diagnostic as Rendered, Label};
-use codespan_reporting::term::{self, Config, DisplayStyle};
+use codespan_reporting::term::{self, Chars, Config, DisplayStyle};
 
 use super::span::{SourceMap, Span};
 
@@ -89,7 +89,8 @@ impl Diagnostic {
             .with_message(self.to_string())
             .with_labels(labels)
             .with_notes(self.notes.clone());
-        let config = Config { display_style: DisplayStyle::Rich, ..Config::default() };
+        // ASCII, as rustc draws it: `-->`, `|` and `^`.
+        let config = Config { display_style: DisplayStyle::Rich, chars: Chars::ascii(), ..Config::default() };
         term::emit_into_string(&config, map.files(), &rendered).unwrap_or_else(|_| self.short(map))
     }
 }

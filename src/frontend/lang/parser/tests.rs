@@ -257,3 +257,19 @@ fn a_minus_glued_to_a_number_gets_a_hint() {
     assert_eq!(found.len(), 1);
     assert!(found[0].notes.iter().any(|n| n.contains("`- 1`")), "{found:#?}");
 }
+
+#[test]
+fn rendering_looks_like_rustc() {
+    let mut map = SourceMap::new();
+    let file = map.add("main.mcl", "file \"/a\" {\n\tmode \"0644\",\n}\n");
+    let (_, errors) = parse(file, map.text(file));
+    let expected = "\
+error: parse error: expected `=>`, found a string
+  --> main.mcl:2:7
+  |
+2 |     mode \"0644\",
+  |          ^^^^^^ expected `=>`
+
+";
+    assert_eq!(errors[0].render(&map), expected);
+}
