@@ -137,14 +137,15 @@ impl Parser {
         stmts
     }
 
-    /// A statement ends with a newline, or where its block or file ends.
+    /// A statement ends with a newline (even in a block, as upstream's grammar has it), or
+    /// where the file ends.
     fn end_of_stmt(&mut self) -> PResult<()> {
         match self.peek() {
             Token::Newline => {
                 self.bump();
                 Ok(())
             }
-            Token::Eof | Token::RBrace => Ok(()),
+            Token::Eof => Ok(()),
             token => {
                 let found = token.describe();
                 let error =
