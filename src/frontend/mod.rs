@@ -7,6 +7,7 @@
 pub mod base;
 pub mod check;
 pub mod graph_file;
+pub mod lang;
 pub mod registry;
 pub mod source;
 pub mod yaml;
