@@ -14,7 +14,9 @@ use super::rate::RateLimiter;
 use crate::contract::ResId;
 use crate::contract::limits::ERROR_TEXT_MAX;
 use crate::contract::meta::MIN_FOREVER_DELAY_MS;
-use crate::resources::{ApplyCtx, Change, Detail, Resource, ResourceError, Sends, Trigger, WatchCtx};
+use crate::resources::{
+    ApplyCtx, Change, Changes, Detail, ResResult, Resource, ResourceError, Sends, Trigger, WatchCtx,
+};
 use crate::text::head;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -300,178 +302,209 @@ fn retry_taken(retries: i32) -> (i32, String) {
     (left, if left < 0 { "forever".to_string() } else { format!("{left} left") })
 }
 
-/// The vertex task. Returns when cancelled (the future is dropped) or never.
-pub async fn run(
-    shared: Arc<VertexShared>,
-    res: Arc<dyn Resource>,
-    env: Arc<EngineEnv>,
-    mut cond: CondHandle,
-) {
-    let meta = res.meta().clone();
-    let apply = !(env.noop || meta.noop);
-    let id = shared.id.clone();
-    // Details are worked out only when they are logged.
-    let detail = !apply || tracing::enabled!(tracing::Level::DEBUG);
+/// The vertex task: its watch and its checks, side by side. Returns when cancelled (the
+/// future is dropped) or never.
+pub async fn run(shared: Arc<VertexShared>, res: Arc<dyn Resource>, env: Arc<EngineEnv>, cond: CondHandle) {
+    tokio::select! {
+        _ = watch_loop(&shared, res.as_ref(), &env) => {}
+        _ = check_loop(&shared, res.as_ref(), &env, cond) => {}
+    }
+}
 
-    let watcher = async {
-        let waker_shared = shared.clone();
-        // Counts the watch's events, to tell a watch that failed before its first one.
-        let events = Arc::new(AtomicU64::new(0));
-        let counted = events.clone();
-        let waker: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-            counted.fetch_add(1, Ordering::SeqCst);
-            waker_shared.signal_event()
-        });
-        if env.no_watch {
+/// Watch the resource (or poll it, as `meta.poll` asks), waking the checker on every change;
+/// a failed watch is restarted as `meta.retry` allows, with a growing wait.
+async fn watch_loop(shared: &Arc<VertexShared>, res: &dyn Resource, env: &EngineEnv) {
+    let meta = res.meta();
+    let id = &shared.id;
+    let waker_shared = shared.clone();
+    // Counts the watch's events, to tell a watch that failed before its first one.
+    let events = Arc::new(AtomicU64::new(0));
+    let counted = events.clone();
+    let waker: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        waker_shared.signal_event()
+    });
+    if env.no_watch {
+        waker();
+        std::future::pending::<()>().await;
+    }
+    if meta.poll > 0 || !res.can_watch() {
+        let period = Duration::from_secs(meta.poll.max(1));
+        let mut ticker = tokio::time::interval(period);
+        loop {
+            ticker.tick().await;
             waker();
+        }
+    }
+    let ctx = WatchCtx::new(waker.clone(), env.fs.clone(), env.world.clone());
+    let mut retries = meta.retry;
+    let mut watch_log = RetryLog::new();
+    let mut backoff = WatchBackoff::new(meta.delay);
+    loop {
+        let started = Instant::now();
+        let before = events.load(Ordering::SeqCst);
+        let Err(e) = res.watch(ctx.clone()).await else {
+            std::future::pending::<()>().await;
+            unreachable!()
+        };
+        // A watch that failed before its first event must not leave the vertex unchecked:
+        // the check runs (and reports what is wrong, if anything). One that had an event
+        // woke a check already: one check per restart is enough.
+        if events.load(Ordering::SeqCst) == before {
+            waker();
+        }
+        let text = head(&e.summary(), ERROR_TEXT_MAX).into_owned();
+        if retries == 0 {
+            error!("{id}: watch failed: {text}; no longer watching");
+            *shared.last_error.lock().unwrap() = Some(format!("watch: {text}"));
             std::future::pending::<()>().await;
         }
-        if meta.poll > 0 || !res.can_watch() {
-            let period = Duration::from_secs(meta.poll.max(1));
-            let mut ticker = tokio::time::interval(period);
-            loop {
-                ticker.tick().await;
-                waker();
-            }
-        }
-        let ctx = WatchCtx::new(waker.clone(), env.fs.clone(), env.world.clone());
-        let mut retries = meta.retry;
-        let mut watch_log = RetryLog::new();
-        let mut backoff = WatchBackoff::new(meta.delay);
-        loop {
-            let started = Instant::now();
-            let before = events.load(Ordering::SeqCst);
-            let Err(e) = res.watch(ctx.clone()).await else {
-                std::future::pending::<()>().await;
-                unreachable!()
-            };
-            // A watch that failed before its first event must not leave the vertex unchecked:
-            // the check runs (and reports what is wrong, if anything). One that had an event
-            // woke a check already: one check per restart is enough.
-            if events.load(Ordering::SeqCst) == before {
-                waker();
-            }
-            let text = head(&e.summary(), ERROR_TEXT_MAX).into_owned();
-            if retries == 0 {
-                error!("{id}: watch failed: {text}; no longer watching");
-                *shared.last_error.lock().unwrap() = Some(format!("watch: {text}"));
-                std::future::pending::<()>().await;
-            }
-            retries = retries.saturating_sub(1).max(-1);
-            let delay = backoff.after(started.elapsed());
-            watch_log.warn(&id, &format!("watch failed: {text}; restarting in {delay:?}"));
-            tokio::time::sleep(delay).await;
-        }
-    };
+        retries = retries.saturating_sub(1).max(-1);
+        let delay = backoff.after(started.elapsed());
+        watch_log.warn(id, &format!("watch failed: {text}; restarting in {delay:?}"));
+        tokio::time::sleep(delay).await;
+    }
+}
 
-    let checker = async {
-        // A resumed vertex's first check is neither a first run nor an event (the event is
-        // its watch starting), so one-shot resources do not act again.
-        let mut resumed = shared.resumed.load(Ordering::SeqCst);
-        let mut first = !resumed;
-        let mut ready = false;
-        let mut limiter = meta.limit.map(|l| RateLimiter::new(l, meta.burst));
-        let mut retry_log = RetryLog::new();
-        loop {
-            shared.wake.notified().await;
-            if !ready {
-                if !shared.event.load(Ordering::SeqCst) {
-                    continue;
-                }
-                ready = true;
-            }
-            let links = shared.links();
-            let statuses: Vec<Status> = links.upstream.iter().map(|u| u.status()).collect();
-            match upstream_gate(&statuses) {
-                Some(Status::Blocked) => {
-                    shared.transition(Status::Blocked);
-                    cond.set(Cond::Bad);
-                    continue;
-                }
-                Some(_) => {
-                    shared.transition(Status::Pending);
-                    cond.set(Cond::Busy);
-                    continue;
-                }
-                None => {}
-            }
-            let event = shared.event.swap(false, Ordering::SeqCst) && !std::mem::take(&mut resumed);
-            let refresh = shared.refresh.swap(false, Ordering::SeqCst);
-            let poke = shared.poke.swap(false, Ordering::SeqCst);
-            let wake = Wake { first, event, refresh, poke };
-            if !needs_check(wake, shared.status()) {
+/// Sleep until woken, then check (and apply, unless in noop) when the upstream vertices let
+/// it and something happened; retry as `meta.retry` says; record the outcome.
+async fn check_loop(shared: &Arc<VertexShared>, res: &dyn Resource, env: &EngineEnv, mut cond: CondHandle) {
+    let meta = res.meta();
+    let apply = !(env.noop || meta.noop);
+    // Details are worked out only when they are logged.
+    let detail = !apply || tracing::enabled!(tracing::Level::DEBUG);
+    // A resumed vertex's first check is neither a first run nor an event (the event is
+    // its watch starting), so one-shot resources do not act again.
+    let mut resumed = shared.resumed.load(Ordering::SeqCst);
+    let mut first = !resumed;
+    let mut ready = false;
+    let mut limiter = meta.limit.map(|l| RateLimiter::new(l, meta.burst));
+    let mut retry_log = RetryLog::new();
+    loop {
+        shared.wake.notified().await;
+        if !ready {
+            if !shared.event.load(Ordering::SeqCst) {
                 continue;
             }
-            cond.set(Cond::Busy);
-            if let Some(l) = limiter.as_mut() {
-                let wait = l.reserve(Instant::now());
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
-                }
+            ready = true;
+        }
+        let links = shared.links();
+        let statuses: Vec<Status> = links.upstream.iter().map(|u| u.status()).collect();
+        match upstream_gate(&statuses) {
+            Some(Status::Blocked) => {
+                shared.transition(Status::Blocked);
+                cond.set(Cond::Bad);
+                continue;
             }
-            let mut recv = Sends::new();
-            for (up, send, field) in &links.recv {
-                if let Some(v) = up.sends.lock().unwrap().as_ref().and_then(|s| s.get(send)) {
-                    recv.insert(field.clone(), v.clone());
-                }
+            Some(_) => {
+                shared.transition(Status::Pending);
+                cond.set(Cond::Busy);
+                continue;
             }
-            let failed = shared.status() == Status::Failed;
-            let trigger = Trigger { first, event, refresh, failed };
-            let mut retries = meta.retry;
-            let result = loop {
-                let mut ctx = ApplyCtx::new(trigger, recv.clone(), env.world.clone());
-                ctx.detail = detail;
-                let r = res.check_apply(&ctx, apply).await;
-                if let Some(s) = ctx.take_sends() {
-                    *shared.sends.lock().unwrap() = Some(s);
-                }
-                match r {
-                    Ok(changes) => break Ok(changes),
-                    Err(e) if retries != 0 => {
-                        let left;
-                        (retries, left) = retry_taken(retries);
-                        let delay = meta.retry_delay();
-                        let text = head(&e.summary(), ERROR_TEXT_MAX).into_owned();
-                        retry_log.warn(&id, &format!("{text}; retrying in {}ms ({left})", delay.as_millis()));
-                        if let Some(out) = e.output().filter(|_| !meta.sensitive) {
-                            debug!("{id}: output: {out}");
-                        }
-                        tokio::time::sleep(delay).await;
-                    }
-                    Err(e) => break Err(e),
-                }
-            };
-            match result {
-                Ok(changes) => {
-                    first = false;
-                    for c in &changes {
-                        log_change(&id, c, apply);
-                    }
-                    env.tally.changed(changes.len());
-                    *shared.last_error.lock().unwrap() = None;
-                    *shared.last_output.lock().unwrap() = None;
-                    if !apply {
-                        shared.would_change.store(!changes.is_empty(), Ordering::SeqCst);
-                    }
-                    let was = shared.set_status(Status::Ok);
-                    if pokes_downstream(changes.len(), was) {
-                        shared.poke_downstream(!changes.is_empty());
-                    }
-                    cond.set(Cond::Ok);
-                }
-                Err(e) => {
-                    record_error(&shared, &e, meta.sensitive);
-                    env.tally.failed();
-                    shared.transition(Status::Failed);
-                    cond.set(Cond::Bad);
-                }
+            None => {}
+        }
+        let event = shared.event.swap(false, Ordering::SeqCst) && !std::mem::take(&mut resumed);
+        let refresh = shared.refresh.swap(false, Ordering::SeqCst);
+        let poke = shared.poke.swap(false, Ordering::SeqCst);
+        let wake = Wake { first, event, refresh, poke };
+        if !needs_check(wake, shared.status()) {
+            continue;
+        }
+        cond.set(Cond::Busy);
+        if let Some(l) = limiter.as_mut() {
+            let wait = l.reserve(Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
             }
         }
-    };
+        let mut recv = Sends::new();
+        for (up, send, field) in &links.recv {
+            if let Some(v) = up.sends.lock().unwrap().as_ref().and_then(|s| s.get(send)) {
+                recv.insert(field.clone(), v.clone());
+            }
+        }
+        let failed = shared.status() == Status::Failed;
+        let trigger = Trigger { first, event, refresh, failed };
+        let check = Check { shared, res, env, apply, detail };
+        let result = check.with_retries(trigger, &recv, &mut retry_log).await;
+        if result.is_ok() {
+            first = false;
+        }
+        cond.set(check.record(result));
+    }
+}
 
-    tokio::select! {
-        _ = watcher => {}
-        _ = checker => {}
+/// One check of a vertex's resource, with what it needs.
+struct Check<'a> {
+    shared: &'a Arc<VertexShared>,
+    res: &'a dyn Resource,
+    env: &'a EngineEnv,
+    apply: bool,
+    detail: bool,
+}
+
+impl Check<'_> {
+    /// `check_apply`, retried as `meta.retry` and `meta.delay` say; what it sends is kept for
+    /// the receivers downstream.
+    async fn with_retries(
+        &self,
+        trigger: Trigger,
+        recv: &Sends,
+        retry_log: &mut RetryLog,
+    ) -> ResResult<Changes> {
+        let (meta, id) = (self.res.meta(), &self.shared.id);
+        let mut retries = meta.retry;
+        loop {
+            let mut ctx = ApplyCtx::new(trigger, recv.clone(), self.env.world.clone());
+            ctx.detail = self.detail;
+            let r = self.res.check_apply(&ctx, self.apply).await;
+            if let Some(s) = ctx.take_sends() {
+                *self.shared.sends.lock().unwrap() = Some(s);
+            }
+            match r {
+                Err(e) if retries != 0 => {
+                    let left;
+                    (retries, left) = retry_taken(retries);
+                    let delay = meta.retry_delay();
+                    let text = head(&e.summary(), ERROR_TEXT_MAX).into_owned();
+                    retry_log.warn(id, &format!("{text}; retrying in {}ms ({left})", delay.as_millis()));
+                    if let Some(out) = e.output().filter(|_| !meta.sensitive) {
+                        debug!("{id}: output: {out}");
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Log, count and publish what a check found; the vertex's convergence condition after it.
+    fn record(&self, result: ResResult<Changes>) -> Cond {
+        let shared = self.shared;
+        match result {
+            Ok(changes) => {
+                for c in &changes {
+                    log_change(&shared.id, c, self.apply);
+                }
+                self.env.tally.changed(changes.len());
+                *shared.last_error.lock().unwrap() = None;
+                *shared.last_output.lock().unwrap() = None;
+                if !self.apply {
+                    shared.would_change.store(!changes.is_empty(), Ordering::SeqCst);
+                }
+                let was = shared.set_status(Status::Ok);
+                if pokes_downstream(changes.len(), was) {
+                    shared.poke_downstream(!changes.is_empty());
+                }
+                Cond::Ok
+            }
+            Err(e) => {
+                record_error(shared, &e, self.res.meta().sensitive);
+                self.env.tally.failed();
+                shared.transition(Status::Failed);
+                Cond::Bad
+            }
+        }
     }
 }
 
