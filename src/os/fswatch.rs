@@ -286,6 +286,12 @@ impl Hub {
         };
         if let Some(o) = old {
             self.detach(o, dir);
+            // The directory at this path was replaced, and the old one's events may never be
+            // read now (they come on the old descriptor): whoever held it looks again.
+            let holders = self.by_path.get(dir).map(|w| w.holders.clone()).unwrap_or_default();
+            for sub in holders.iter().filter_map(|h| self.subs.get(h)) {
+                (sub.wake)();
+            }
         }
         let entry = self.by_wd.entry(key).or_insert_with(|| (wd, Vec::new()));
         if !entry.1.iter().any(|p| p == dir) {
