@@ -301,10 +301,10 @@ fn resolve_relative(r: &mut YamlResources, base: &Base, text: &str, file: &str) 
             message,
         }
     };
-    let relative = |p: &Option<String>| p.as_deref().filter(|p| !p.starts_with('/')).map(str::to_string);
+    let relative = |p: Option<&str>| p.filter(|p| !p.starts_with('/')).map(str::to_string);
     for (i, f) in r.file.iter_mut().flatten().enumerate() {
         let f = &mut f.value;
-        if let Some(rel) = relative(&f.source.as_ref().map(|s| s.written().to_string())) {
+        if let Some(rel) = relative(f.source.as_deref()) {
             let want = if f.is_dir() { Want::Dir } else { Want::File };
             let abs = base.resolve(&rel, want).map_err(|m| err("file", i, &f.name, "source", m))?;
             f.source = Some(abs.into());
@@ -312,7 +312,7 @@ fn resolve_relative(r: &mut YamlResources, base: &Base, text: &str, file: &str) 
     }
     for (i, x) in r.exec.iter_mut().flatten().enumerate() {
         let x = &mut x.value;
-        if let Some(rel) = relative(&x.cwd) {
+        if let Some(rel) = relative(x.cwd.as_deref()) {
             let abs = base.resolve(&rel, Want::Dir).map_err(|m| err("exec", i, &x.name, "cwd", m))?;
             x.cwd = Some(abs);
         }
