@@ -1,20 +1,30 @@
 //! mcl, upstream mgmt's language: its syntax. [`lexer`] turns text into tokens, [`parser`]
 //! tokens into the [`ast`], every node with its [`Span`]; [`diagnostic`] renders errors, of this
 //! stage and of those to come (scope, type, runtime), as file:line:col with an excerpt and a
-//! caret. Scope resolution, types and evaluation build on the AST and are not here yet.
+//! caret. [`module`] loads a program's files and resolves its imports; [`compile`] runs
+//! scope resolution, type inference and evaluation to a graph. [`funcs`] is the core library,
+//! [`types`] and [`value`] what the stages speak of.
 
 pub mod ast;
+pub mod compile;
 pub mod diagnostic;
+pub mod funcs;
 pub mod lexer;
+pub mod module;
 pub mod parser;
 mod printer;
 pub mod span;
+pub mod types;
+pub mod value;
 
 #[cfg(test)]
 mod corpus_tests;
 
 pub use ast::Program;
+pub use compile::compile;
 pub use diagnostic::{Diagnostic, Stage, render_all};
+pub use funcs::HostInfo;
+pub use module::{LoadError, Module, load};
 pub use span::{FileId, Location, SourceMap, Span};
 
 /// Parses one file of `map`: the program and every parse error found (an error anywhere
