@@ -9,6 +9,7 @@ pub mod ast;
 pub mod compile;
 pub mod diagnostic;
 pub mod funcs;
+pub mod infer;
 pub mod lexer;
 pub mod module;
 pub mod parser;
