@@ -79,6 +79,13 @@ enum Step {
 }
 
 impl Checker<'_> {
+    /// Adds a constraint, solved at once if it can be.
+    pub(super) fn defer(&mut self, d: Deferred) {
+        if let Step::Wait = self.try_deferred(&d) {
+            self.deferred.push(d);
+        }
+    }
+
     /// Retries every waiting constraint until none makes progress.
     pub(super) fn solve(&mut self) {
         loop {
@@ -113,6 +120,9 @@ impl Checker<'_> {
         let mut spans = Vec::new();
         for d in std::mem::take(&mut self.deferred) {
             if d.types().iter().all(|t| self.unifier.free_vars(t).iter().all(|v| self.unifier.is_generic(*v))) {
+                continue;
+            }
+            if self.near_an_error(d.span()) {
                 continue;
             }
             spans.push(d.span());
@@ -252,7 +262,7 @@ impl Checker<'_> {
                 Step::Done
             }
             Err(why) => {
-                self.errors.push(errors::plain(at, format!("{what}: {why}")).with_label(why));
+                self.errors.push(errors::plain(at, format!("{what}: {why}")).with_label("in this call"));
                 Step::Done
             }
         }

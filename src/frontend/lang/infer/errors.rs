@@ -18,7 +18,11 @@ pub fn mismatch(conflict: Conflict, expected: &Type, found: &Type, at: Span, ori
             at,
             format!("mismatched types: expected `{expected}`, found `{found}`"),
         )
-        .with_label(format!("expected `{expected}`, found `{found}`")),
+        .with_label(if expected.len() + found.len() > 60 {
+            "this value has another type".to_string()
+        } else {
+            format!("expected `{expected}`, found `{found}`")
+        }),
         Conflict::Occurs => Diagnostic::new(
             Stage::Type,
             at,
@@ -26,7 +30,30 @@ pub fn mismatch(conflict: Conflict, expected: &Type, found: &Type, at: Span, ori
         )
         .with_label("this would have an infinite type"),
     };
+    let diagnostic = match struct_difference(expected.as_str(), found.as_str()) {
+        Some(note) => diagnostic.with_note(note),
+        None => diagnostic,
+    };
     with_origin(diagnostic, origin)
+}
+
+/// For two struct types, which fields one has and the other lacks.
+fn struct_difference(expected: &str, found: &str) -> Option<String> {
+    let fields = |t: &str| -> Option<Vec<String>> {
+        let inner = t.strip_prefix("struct{")?.strip_suffix('}')?;
+        Some(inner.split("; ").filter_map(|f| f.split(' ').next()).map(str::to_string).collect())
+    };
+    let (want, have) = (fields(expected)?, fields(found)?);
+    let missing: Vec<&str> = want.iter().filter(|f| !have.contains(f)).map(String::as_str).collect();
+    let extra: Vec<&str> = have.iter().filter(|f| !want.contains(f)).map(String::as_str).collect();
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("missing fields: {}", missing.join(", ")));
+    }
+    if !extra.is_empty() {
+        parts.push(format!("unexpected fields: {}", extra.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 pub fn with_origin(diagnostic: Diagnostic, origin: Origin) -> Diagnostic {
@@ -61,10 +88,10 @@ pub fn undetermined(ty: &Type, at: Span, bind: Option<&str>) -> Diagnostic {
         Some(name) => format!("cannot determine the type of `{name}`"),
         None => "cannot determine the type of this expression".to_string(),
     };
-    let example = bind.unwrap_or("$name");
+    let example = format!("{} {} = ...", bind.unwrap_or("$name"), shown.replace('_', "str"));
     Diagnostic::new(Stage::Type, at, message)
         .with_label(format!("its type is `{shown}`, and nothing decides the `_`"))
-        .with_note(format!("give it a type where it is bound, as in `{example} []str = ...`"))
+        .with_note(format!("give it a type where it is bound, as in `{example}`"))
 }
 
 pub fn not_a(what: &str, ty: &Type, at: Span) -> Diagnostic {

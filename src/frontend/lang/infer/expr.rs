@@ -62,7 +62,7 @@ impl Checker<'_> {
             },
             ExprKind::Index { base, index } => {
                 let (base_ty, index_ty, result) = (self.infer(base), self.infer(index), self.fresh());
-                self.deferred.push(Deferred::Index {
+                self.defer(Deferred::Index {
                     base: base_ty,
                     index: index_ty,
                     result: result.clone(),
@@ -102,8 +102,11 @@ impl Checker<'_> {
                 let ty = self.var_type(ident);
                 self.record(ident.span, &ty);
                 self.var_uses.insert(ident.span);
-                let origin = Some((ident.span, "interpolated values are joined as `str`".to_string()));
-                self.expect(&ty, &Type::Str, ident.span, origin);
+                let before = self.errors.len();
+                self.expect(&ty, &Type::Str, ident.span, None);
+                if let Some(e) = self.errors.get_mut(before) {
+                    e.notes.push("interpolated values are joined as `str`; convert others first".into());
+                }
             }
         }
         Type::Str
@@ -134,7 +137,7 @@ impl Checker<'_> {
             None => self.fresh(),
         };
         self.record(at, &result);
-        self.deferred.push(Deferred::Field {
+        self.defer(Deferred::Field {
             base: base_ty,
             field: field.name.trim_start_matches('$').to_string(),
             result: result.clone(),
@@ -345,7 +348,7 @@ impl Checker<'_> {
         let arg_types: Vec<Type> = args.iter().map(|a| self.infer(a)).collect();
         let ret = self.fresh();
         self.record_call(at, Type::func(arg_types.clone(), ret.clone()));
-        self.deferred.push(Deferred::Call {
+        self.defer(Deferred::Call {
             builtin,
             what,
             args: arg_types,

@@ -134,6 +134,8 @@ struct Checker<'r> {
     class_instances: HashMap<Span, Vec<Instance>>,
     /// The classes being typed, innermost last: a class that includes itself never ends.
     including: Vec<Span>,
+    /// The include statements being typed, innermost last, named in errors inside classes.
+    include_sites: Vec<Span>,
     deferred: Vec<Deferred>,
     exprs: Vec<((Instance, Span), Type)>,
     /// Variable uses: their type is decided where they are defined, and reported there.
@@ -160,6 +162,7 @@ impl<'r> Checker<'r> {
             includes: HashMap::new(),
             class_instances: HashMap::new(),
             including: Vec::new(),
+            include_sites: Vec::new(),
             deferred: Vec::new(),
             exprs: Vec::new(),
             var_uses: Default::default(),
@@ -184,8 +187,19 @@ impl<'r> Checker<'r> {
     fn expect(&mut self, found: &Type, expected: &Type, at: Span, origin: Origin) {
         let before = (self.unifier.resolve(expected), self.unifier.resolve(found));
         if let Err(conflict) = self.unifier.unify(found, expected) {
-            self.errors.push(errors::mismatch(conflict, &before.0, &before.1, at, origin));
+            let mut diagnostic = errors::mismatch(conflict, &before.0, &before.1, at, origin);
+            if let Some(site) = self.include_sites.last() {
+                diagnostic = diagnostic.with_secondary(*site, "in the class included here");
+            }
+            self.errors.push(diagnostic);
         }
+    }
+
+    /// Whether an error was already reported inside `span` or around it: a type left
+    /// unknown there is most likely its consequence.
+    fn near_an_error(&self, span: Span) -> bool {
+        let inside = |a: Span, b: Span| a.file == b.file && b.start <= a.start && a.end <= b.end;
+        self.errors.iter().any(|e| inside(e.span, span) || inside(span, e.span))
     }
 
     /// Switches to typing inside `instance` at `level`; returns what [`Checker::leave`] restores.
@@ -321,7 +335,7 @@ impl<'r> Checker<'r> {
         for (span, ty) in &unknown {
             let has_inner = unknown.iter().any(|(other, _)| *other != *span && inside(*other, *span));
             let overlaps = reported.iter().any(|r| inside(*r, *span) || inside(*span, *r));
-            if !has_inner && !overlaps {
+            if !has_inner && !overlaps && !self.near_an_error(*span) {
                 let bind = self.bind_values.get(span).map(String::as_str);
                 self.errors.push(errors::undetermined(ty, *span, bind));
             }

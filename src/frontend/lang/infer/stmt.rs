@@ -45,7 +45,7 @@ impl Checker<'_> {
             StmtKind::Panic { args } => {
                 for arg in args {
                     let ty = self.infer(arg);
-                    self.deferred.push(Deferred::OneOf {
+                    self.defer(Deferred::OneOf {
                         ty,
                         options: vec![Type::Bool, Type::Str],
                         default: None,
@@ -118,7 +118,7 @@ impl Checker<'_> {
 
     fn name_is_str_or_list(&mut self, name: &Expr) {
         let ty = self.infer(name);
-        self.deferred.push(Deferred::OneOf {
+        self.defer(Deferred::OneOf {
             ty,
             options: vec![Type::Str, Type::list(Type::Str)],
             default: Some(Type::list(Type::Str)),
@@ -233,8 +233,10 @@ impl Checker<'_> {
             self.params.insert((child, param.span), ty);
         }
         self.including.push(class.span);
+        self.include_sites.push(stmt.span);
         self.instance = child;
         self.walk(&body.stmts);
+        self.include_sites.pop();
         self.including.pop();
         self.leave(saved);
         Some(child)

@@ -335,3 +335,51 @@ fn interpolation_takes_strings() {
     assert!(errors_of("$a = \"x\"\n$b = \"say ${a}\"\n").is_empty());
     refused("$a = 1\n$b = \"say ${a}\"\n", "expected `str`, found `int`");
 }
+
+/// The type corpus: each `tests/lang/types/<case>.mcl` with `<case>.err`, the rendered
+/// diagnostics of checking it, or `ok`. `MCL_BLESS=1` writes what the checker gives.
+#[test]
+fn every_corpus_case_checks_as_expected() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lang/types");
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mcl"))
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 40, "only {} cases in {}", cases.len(), dir.display());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let actual = corpus_outcome(case);
+        let expected_path = case.with_extension("err");
+        if std::env::var_os("MCL_BLESS").is_some() {
+            std::fs::write(&expected_path, &actual).unwrap();
+            continue;
+        }
+        match std::fs::read_to_string(&expected_path) {
+            Ok(expected) if expected == actual => {}
+            Ok(expected) => failures
+                .push(format!("{}:\n--- expected\n{expected}--- actual\n{actual}", expected_path.display())),
+            Err(_) => failures.push(format!("{}: missing; the checker gives:\n{actual}", expected_path.display())),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn corpus_outcome(case: &std::path::Path) -> String {
+    let name = case.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(case).display().to_string();
+    let name = name.trim_start_matches('/').to_string();
+    let mut map = SourceMap::new();
+    let file = map.add(name, std::fs::read_to_string(case).unwrap());
+    let (program, errors) = crate::frontend::lang::parse_file(&map, file);
+    if !errors.is_empty() {
+        return crate::frontend::lang::render_all(&errors, &map);
+    }
+    let mut resolver = Resolver { uses: HashMap::new(), scopes: Vec::new() };
+    resolver.block(&program.stmts, vec![]);
+    let res = Resolution { uses: resolver.uses };
+    match check_programs(&[&program], &res, &Core) {
+        Ok(_) => "ok\n".to_string(),
+        Err(errors) => crate::frontend::lang::render_all(&errors, &map),
+    }
+}
