@@ -383,3 +383,49 @@ fn corpus_outcome(case: &std::path::Path) -> String {
         Err(errors) => crate::frontend::lang::render_all(&errors, &map),
     }
 }
+
+#[test]
+fn generic_functions_carry_their_waiting_constraints_to_each_use() {
+    let text = "func first($l) { $l[0] }\n$a = first([1])\n$b = first([\"a\"])\n";
+    assert_eq!(type_of(text, "$a"), "int");
+    assert_eq!(type_of(text, "$b"), "str");
+    let text = "func name($s) { $s->name }\n$a = name(struct{name => 1})\n$b = name(struct{id => 2, name => true})\n";
+    assert_eq!(type_of(text, "$b"), "bool");
+    refused("func name($s) { $s->name }\n$a = name(struct{id => 1})\n", "no field `name`");
+}
+
+#[test]
+fn deep_composition_is_typed_once_per_function() {
+    // Copying each function per call site would type f0 2^40 times here.
+    let mut text = "func f0($x) { [$x] }\n".to_string();
+    for i in 1..=40 {
+        text.push_str(&format!("func f{i}($x) {{ f{}(f{}($x)[0]) }}\n", i - 1, i - 1));
+    }
+    text.push_str("$y = f40(1)\n$z = f40(\"a\")\n");
+    assert_eq!(type_of(&text, "$y"), "[]int");
+    assert_eq!(type_of(&text, "$z"), "[]str");
+}
+
+#[test]
+fn types_are_kept_per_include_and_calls_by_span() {
+    let text = "class c($a) {\n $b = [$a]\n}\ninclude c(1)\ninclude c(\"s\")\n$n = len([true])\n";
+    let (_, program) = parse(text);
+    let mut resolver = Resolver { uses: HashMap::new(), scopes: Vec::new() };
+    resolver.block(&program.stmts, vec![]);
+    let res = Resolution { uses: resolver.uses };
+    let types = check_programs(&[&program], &res, &Core).unwrap();
+    let includes: Vec<Span> = program
+        .stmts
+        .iter()
+        .filter(|s| matches!(s.kind, StmtKind::Include { .. }))
+        .map(|s| s.span)
+        .collect();
+    let StmtKind::Class { body, .. } = &program.stmts[0].kind else { panic!() };
+    let StmtKind::Bind { value, .. } = &body.stmts[0].kind else { panic!() };
+    let first = types.included(ROOT, includes[0]).unwrap();
+    let second = types.included(ROOT, includes[1]).unwrap();
+    assert_eq!(types.expr_type_in(first, value.span).unwrap().to_string(), "[]int");
+    assert_eq!(types.expr_type_in(second, value.span).unwrap().to_string(), "[]str");
+    let StmtKind::Bind { value: call, .. } = &program.stmts[3].kind else { panic!() };
+    assert_eq!(types.call_type(call.span).unwrap().to_string(), "func([]bool) int");
+}
