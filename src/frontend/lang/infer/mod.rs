@@ -15,7 +15,6 @@ mod expr;
 mod kinds;
 mod library;
 mod places;
-mod scope_api;
 mod stmt;
 mod unify;
 
@@ -30,8 +29,9 @@ use deferred::Deferred;
 use errors::Origin;
 use unify::{Unifier, show};
 
+use super::scope::{Def, Resolution};
+
 pub use library::{Core, Library};
-pub use scope_api::{Def, Resolution};
 
 /// One typing of a class body: the program itself ([`ROOT`]), or an `include` of a class.
 pub type Instance = u32;

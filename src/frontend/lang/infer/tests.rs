@@ -367,20 +367,17 @@ fn every_corpus_case_checks_as_expected() {
 }
 
 fn corpus_outcome(case: &std::path::Path) -> String {
-    let name = case.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(case).display().to_string();
-    let name = name.trim_start_matches('/').to_string();
-    let mut map = SourceMap::new();
-    let file = map.add(name, std::fs::read_to_string(case).unwrap());
-    let (program, errors) = crate::frontend::lang::parse_file(&map, file);
-    if !errors.is_empty() {
-        return crate::frontend::lang::render_all(&errors, &map);
-    }
-    let mut resolver = Resolver { uses: HashMap::new(), scopes: Vec::new() };
-    resolver.block(&program.stmts, vec![]);
-    let res = Resolution { uses: resolver.uses };
-    match check_programs(&[&program], &res, &Core) {
+    let module = match crate::frontend::lang::load(case) {
+        Ok(module) => module,
+        Err(failed) => return crate::frontend::lang::render_all(&failed.diagnostics, &failed.map),
+    };
+    let res = match crate::frontend::lang::scope::resolve(&module) {
+        Ok(res) => res,
+        Err(errors) => return crate::frontend::lang::render_all(&errors, &module.map),
+    };
+    match check(&module, &res) {
         Ok(_) => "ok\n".to_string(),
-        Err(errors) => crate::frontend::lang::render_all(&errors, &map),
+        Err(errors) => crate::frontend::lang::render_all(&errors, &module.map),
     }
 }
 
