@@ -46,6 +46,9 @@ impl Checker<'_> {
             }
             ExprKind::Var(ident) => {
                 self.var_uses.insert(expr.span);
+                if let Some(Def::Bind { value, .. } | Def::IncludeBind { value, .. }) = self.res.get(ident.span) {
+                    self.var_values.insert(expr.span, value.span);
+                }
                 self.var_type(ident)
             }
             ExprKind::Call { callee, args } => self.call(expr.span, callee, args),

@@ -140,6 +140,8 @@ struct Checker<'r> {
     exprs: Vec<((Instance, Span), Type)>,
     /// Variable uses: their type is decided where they are defined, and reported there.
     var_uses: std::collections::HashSet<Span>,
+    /// The value each bound variable's use takes its type from, for messages.
+    var_values: HashMap<Span, Span>,
     calls: Vec<((Instance, Span), Type)>,
     errors: Vec<Diagnostic>,
 }
@@ -166,6 +168,7 @@ impl<'r> Checker<'r> {
             deferred: Vec::new(),
             exprs: Vec::new(),
             var_uses: Default::default(),
+            var_values: HashMap::new(),
             calls: Vec::new(),
             errors: Vec::new(),
         }
@@ -188,6 +191,10 @@ impl<'r> Checker<'r> {
         let before = (self.unifier.resolve(expected), self.unifier.resolve(found));
         if let Err(conflict) = self.unifier.unify(found, expected) {
             let mut diagnostic = errors::mismatch(conflict, &before.0, &before.1, at, origin);
+            if let Some(value) = self.var_values.get(&at).filter(|v| v.file != at.file || v.end < at.start || v.start > at.end) {
+                let shown = unify::show(&before.1);
+                diagnostic = diagnostic.with_secondary(*value, format!("`{shown}` because of this value"));
+            }
             if let Some(site) = self.include_sites.last() {
                 diagnostic = diagnostic.with_secondary(*site, "in the class included here");
             }
