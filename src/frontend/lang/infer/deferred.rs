@@ -7,9 +7,9 @@ use super::super::funcs::{Builtin, CallSite};
 use super::super::span::Span;
 use super::super::types::Type;
 use super::super::value::Val;
+use super::Checker;
 use super::errors;
 use super::unify::show;
-use super::Checker;
 
 #[derive(Clone)]
 pub enum Deferred {
@@ -119,7 +119,8 @@ impl Checker<'_> {
     pub(super) fn report_unsolved(&mut self) -> Vec<Span> {
         let mut spans = Vec::new();
         for d in std::mem::take(&mut self.deferred) {
-            if d.types().iter().all(|t| self.unifier.free_vars(t).iter().all(|v| self.unifier.is_generic(*v))) {
+            if d.types().iter().all(|t| self.unifier.free_vars(t).iter().all(|v| self.unifier.is_generic(*v)))
+            {
                 continue;
             }
             if self.near_an_error(d.span()) {
@@ -140,14 +141,19 @@ impl Checker<'_> {
                 Deferred::Call { what, args, ret, at, .. } => {
                     let shown: Vec<String> = args.iter().map(|t| self.shown(t)).collect();
                     errors::plain(*at, format!("cannot determine the type of this call to {what}"))
-                        .with_label(format!("called with ({}), returning `{}`", shown.join(", "), self.shown(ret)))
+                        .with_label(format!(
+                            "called with ({}), returning `{}`",
+                            shown.join(", "),
+                            self.shown(ret)
+                        ))
                 }
                 Deferred::OneOf { ty, at, what, .. } => {
                     errors::plain(*at, format!("cannot determine the type of {what}"))
                         .with_label(format!("its type is `{}`", self.shown(ty)))
                 }
             };
-            self.errors.push(diagnostic.with_note("give a type to the value it comes from, as in `$x []str = ...`"));
+            self.errors
+                .push(diagnostic.with_note("give a type to the value it comes from, as in `$x []str = ...`"));
         }
         spans
     }
@@ -175,7 +181,12 @@ impl Checker<'_> {
         match self.unifier.shallow(base) {
             Type::Var(_) => return Step::Wait,
             Type::List(elem) => {
-                self.expect(index, &Type::Int, index_at, Some((base_at, "a list is indexed by `int`".into())));
+                self.expect(
+                    index,
+                    &Type::Int,
+                    index_at,
+                    Some((base_at, "a list is indexed by `int`".into())),
+                );
                 self.expect(&elem, result, base_at.to(index_at), None);
             }
             Type::Map(key, value) => {
@@ -187,7 +198,8 @@ impl Checker<'_> {
             other => {
                 let other = self.unifier.resolve(&other);
                 self.errors.push(
-                    errors::not_a("a list or a map", &other, base_at).with_note("only lists and maps can be indexed"),
+                    errors::not_a("a list or a map", &other, base_at)
+                        .with_note("only lists and maps can be indexed"),
                 );
             }
         }
@@ -258,7 +270,8 @@ impl Checker<'_> {
                 Step::Done
             }
             Ok(Some(other)) => {
-                self.errors.push(errors::plain(at, format!("{what} has the type `{other}`, not a function's")));
+                self.errors
+                    .push(errors::plain(at, format!("{what} has the type `{other}`, not a function's")));
                 Step::Done
             }
             Err(why) => {
@@ -273,7 +286,8 @@ impl Checker<'_> {
         if let Type::Var(_) = resolved {
             return Step::Wait;
         }
-        let same_shape = options.iter().find(|o| std::mem::discriminant(*o) == std::mem::discriminant(&resolved));
+        let same_shape =
+            options.iter().find(|o| std::mem::discriminant(*o) == std::mem::discriminant(&resolved));
         match same_shape.map(|o| self.unifier.unify(ty, o)) {
             Some(Ok(())) => {}
             _ => self.errors.push(

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use super::super::ast::{Callee, Expr, ExprKind, Func, Ident, InterpPart};
 use super::super::funcs::Builtin;
+use super::super::span::Span;
 use super::super::types::Type;
 use super::super::value::Val;
-use super::super::span::Span;
 use super::deferred::Deferred;
 use super::errors::{self, Origin};
 use super::unify::show;
@@ -46,7 +46,9 @@ impl Checker<'_> {
             }
             ExprKind::Var(ident) => {
                 self.var_uses.insert(expr.span);
-                if let Some(Def::Bind { value, .. } | Def::IncludeBind { value, .. }) = self.res.get(ident.span) {
+                if let Some(Def::Bind { value, .. } | Def::IncludeBind { value, .. }) =
+                    self.res.get(ident.span)
+                {
                     self.var_values.insert(expr.span, value.span);
                 }
                 self.var_type(ident)
@@ -60,7 +62,9 @@ impl Checker<'_> {
                 None => self.unknown_operator(op.symbol(), *op_span),
             },
             ExprKind::Not(inner) => match self.library.not() {
-                Some(b) => self.builtin_call(b, "operator `not`".into(), expr.span, &[inner.as_ref()], expr.span),
+                Some(b) => {
+                    self.builtin_call(b, "operator `not`".into(), expr.span, &[inner.as_ref()], expr.span)
+                }
                 None => self.unknown_operator("not", expr.span),
             },
             ExprKind::Index { base, index } => {
@@ -182,7 +186,8 @@ impl Checker<'_> {
             }
             Def::Class { .. } => {
                 let message = format!("`${}` is a class, not a value", ident.name);
-                self.errors.push(errors::plain(ident.span, message).with_note("a class is used with `include`"));
+                self.errors
+                    .push(errors::plain(ident.span, message).with_note("a class is used with `include`"));
                 self.fresh()
             }
             Def::IncludeBind { include, name, value } => self.include_bind(include, name, value),
@@ -196,7 +201,8 @@ impl Checker<'_> {
         match Type::parse(builtin.sig) {
             Ok(sig) if builtin.infer.is_none() => self.unifier.fresh_signature(&sig, self.level),
             _ => {
-                let message = format!("`{}` decides its type at each call, so it must be called here", ident.name);
+                let message =
+                    format!("`{}` decides its type at each call, so it must be called here", ident.name);
                 self.errors.push(errors::plain(ident.span, message));
                 self.fresh()
             }
@@ -273,7 +279,8 @@ impl Checker<'_> {
                 Some(Def::Func { name, func }) => {
                     let scheme = self.func_scheme(name, func);
                     let ty = self.instantiate(&scheme);
-                    let origins = func.params.iter().map(|p| Some((p.span, param_label(p, &name.name)))).collect();
+                    let origins =
+                        func.params.iter().map(|p| Some((p.span, param_label(p, &name.name)))).collect();
                     let what = format!("function `{}`", name.name);
                     self.apply(ty, args, at, (what, ident.span), origins)
                 }
@@ -308,7 +315,8 @@ impl Checker<'_> {
         let ret = match self.unifier.shallow(&callee) {
             Type::Func(params, ret) => {
                 if params.len() != args.len() {
-                    let origin = origins.first().cloned().flatten().map(|(s, _)| (s, "defined here".to_string()));
+                    let origin =
+                        origins.first().cloned().flatten().map(|(s, _)| (s, "defined here".to_string()));
                     self.errors.push(errors::arity(&what, params.len(), args.len(), at, origin));
                 } else {
                     for (i, (param, arg)) in params.iter().zip(&arg_types).enumerate() {
@@ -337,7 +345,14 @@ impl Checker<'_> {
     }
 
     /// A call of a core library function (or operator) `builtin`.
-    fn builtin_call(&mut self, builtin: &'static Builtin, what: String, callee_at: Span, args: &[&Expr], at: Span) -> Type {
+    fn builtin_call(
+        &mut self,
+        builtin: &'static Builtin,
+        what: String,
+        callee_at: Span,
+        args: &[&Expr],
+        at: Span,
+    ) -> Type {
         if builtin.infer.is_none() {
             let sig = match Type::parse(builtin.sig) {
                 Ok(sig) => self.unifier.fresh_signature(&sig, self.level),

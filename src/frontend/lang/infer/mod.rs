@@ -80,7 +80,11 @@ pub fn check(module: &Module, res: &Resolution) -> Result<Types, Vec<Diagnostic>
 }
 
 /// [`check`] with the operators of `library`.
-pub fn check_with(module: &Module, res: &Resolution, library: &dyn Library) -> Result<Types, Vec<Diagnostic>> {
+pub fn check_with(
+    module: &Module,
+    res: &Resolution,
+    library: &dyn Library,
+) -> Result<Types, Vec<Diagnostic>> {
     let programs: Vec<&ast::Program> = module.units.iter().map(|u| &u.program).collect();
     check_programs(&programs, res, library)
 }
@@ -191,7 +195,9 @@ impl<'r> Checker<'r> {
         let before = (self.unifier.resolve(expected), self.unifier.resolve(found));
         if let Err(conflict) = self.unifier.unify(found, expected) {
             let mut diagnostic = errors::mismatch(conflict, &before.0, &before.1, at, origin);
-            if let Some(value) = self.var_values.get(&at).filter(|v| v.file != at.file || v.end < at.start || v.start > at.end) {
+            if let Some(value) =
+                self.var_values.get(&at).filter(|v| v.file != at.file || v.end < at.start || v.start > at.end)
+            {
                 let shown = unify::show(&before.1);
                 diagnostic = diagnostic.with_secondary(*value, format!("`{shown}` because of this value"));
             }

@@ -1,6 +1,8 @@
 //! Statements: binds, resources and edges, `if`, loops, functions and includes.
 
-use super::super::ast::{EdgeHalf, Expr, Ident, ResEntry, ResEntryKind, Resource, Stmt, StmtKind, Type as AstType};
+use super::super::ast::{
+    EdgeHalf, Expr, Ident, ResEntry, ResEntryKind, Resource, Stmt, StmtKind, Type as AstType,
+};
 use super::super::types::Type;
 use super::deferred::Deferred;
 use super::errors;
@@ -77,7 +79,8 @@ impl Checker<'_> {
         match annotation {
             Some(annotation) => {
                 let expected = self.ast_type(annotation);
-                let origin = Some((annotation.span, format!("expected `{}` because of this type", show(&expected))));
+                let origin =
+                    Some((annotation.span, format!("expected `{}` because of this type", show(&expected))));
                 self.expect(&found, &expected, value.span, origin);
                 let _ = self.unifier.unify(&ty, &expected);
             }
@@ -147,7 +150,8 @@ impl Checker<'_> {
                 let ty = self.infer(value);
                 match kinds::param_type(kind, &name.name) {
                     Ok(Some(expected)) => {
-                        let origin = Some((name.span, format!("`{kind}` param `{}` is `{expected}`", name.name)));
+                        let origin =
+                            Some((name.span, format!("`{kind}` param `{}` is `{expected}`", name.name)));
                         self.expect(&ty, &expected, value.span, origin);
                     }
                     Ok(None) => {}
@@ -203,7 +207,9 @@ impl Checker<'_> {
         let StmtKind::Class { name: class_name, params, body } = &class.kind else { return None };
         if self.including.contains(&class.span) {
             let message = format!("class `{}` includes itself", class_name.name);
-            self.errors.push(errors::plain(stmt.span, message).with_secondary(class_name.span, "class defined here"));
+            self.errors.push(
+                errors::plain(stmt.span, message).with_secondary(class_name.span, "class defined here"),
+            );
             return None;
         }
         let saved = self.enter(here, 0);
@@ -225,7 +231,10 @@ impl Checker<'_> {
                 None => self.fresh(),
             };
             self.params.insert((child, param.span), param_ty.clone());
-            let origin = Some((param.span, format!("parameter `${}` of class `{}`", param.name.name, class_name.name)));
+            let origin = Some((
+                param.span,
+                format!("parameter `${}` of class `{}`", param.name.name, class_name.name),
+            ));
             self.expect(&arg_ty, &param_ty, arg.span, origin);
         }
         for param in params.iter().skip(args.len()) {

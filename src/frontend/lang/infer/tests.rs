@@ -39,7 +39,14 @@ fn printf(site: &CallSite) -> Result<Option<Type>, String> {
 
 static BUILTINS: &[Builtin] = &[
     Builtin { module: "", name: "len", sig: "func([]?1) int", infer: None, call: never, doc: "" },
-    Builtin { module: "", name: "printf", sig: "func(str, variant) str", infer: Some(printf), call: never, doc: "" },
+    Builtin {
+        module: "",
+        name: "printf",
+        sig: "func(str, variant) str",
+        infer: Some(printf),
+        call: never,
+        doc: "",
+    },
     Builtin { module: "", name: "first", sig: "func([]?1) ?1", infer: None, call: never, doc: "" },
     Builtin { module: "", name: "keys", sig: "func(map{?1: ?2}) []?1", infer: None, call: never, doc: "" },
 ];
@@ -119,7 +126,8 @@ impl<'m> Resolver<'m> {
                     self.block(&o.stmts, vec![]);
                 }
             }
-            StmtKind::For { index, value, list: e, body } | StmtKind::ForKv { key: index, value, map: e, body } => {
+            StmtKind::For { index, value, list: e, body }
+            | StmtKind::ForKv { key: index, value, map: e, body } => {
                 self.expr(e);
                 let vars = vec![
                     (index.name.clone(), Def::LoopVar { stmt, index: 0 }),
@@ -133,7 +141,9 @@ impl<'m> Resolver<'m> {
                 let vars = params
                     .iter()
                     .enumerate()
-                    .map(|(index, param)| (param.name.name.clone(), Def::Param { owner: stmt.span, index, param }))
+                    .map(|(index, param)| {
+                        (param.name.name.clone(), Def::Param { owner: stmt.span, index, param })
+                    })
                     .collect();
                 self.block(&body.stmts, vars);
             }
@@ -240,7 +250,9 @@ fn type_of(text: &str, name: &str) -> String {
         .stmts
         .iter()
         .find_map(|s| match &s.kind {
-            StmtKind::Bind { name: n, value, .. } if n.name == name.trim_start_matches('$') => Some(value.span),
+            StmtKind::Bind { name: n, value, .. } if n.name == name.trim_start_matches('$') => {
+                Some(value.span)
+            }
             _ => None,
         })
         .unwrap();
@@ -302,7 +314,10 @@ fn functions_are_generic_per_use_and_lambdas_are_not() {
     refused("$f = func($x) { $x }\n$a = $f(1)\n$b = $f(\"s\")\n", "expected `int`, found `str`");
     refused("func f($x int) { $x }\n$a = f(\"s\")\n", "expected `int`, found `str`");
     refused("func f($x) { $x }\n$a = f(1, 2)\n", "takes 1 argument but 2 were given");
-    assert_eq!(type_of("func twice($f, $x) { $f($f($x)) }\n$y = twice(func($s) { $s + \"!\" }, \"a\")\n", "$y"), "str");
+    assert_eq!(
+        type_of("func twice($f, $x) { $f($f($x)) }\n$y = twice(func($s) { $s + \"!\" }, \"a\")\n", "$y"),
+        "str"
+    );
 }
 
 #[test]
@@ -317,7 +332,10 @@ fn polymorphic_builtins_decide_when_they_can() {
 
 #[test]
 fn resources_loops_and_classes() {
-    assert!(errors_of("test \"a\" {\n int64 => 1,\n slicestring => [\"x\"],\n Meta:noop => true,\n}\n").is_empty());
+    assert!(
+        errors_of("test \"a\" {\n int64 => 1,\n slicestring => [\"x\"],\n Meta:noop => true,\n}\n")
+            .is_empty()
+    );
     refused("test \"a\" {\n int8 => \"1\",\n}\n", "expected `int`, found `str`");
     refused("test \"a\" {\n nope => 1,\n}\n", "`test` has no param `nope`");
     refused("file \"a\" {\n Meta:retry => true,\n}\n", "expected `int`, found `bool`");
@@ -360,7 +378,9 @@ fn every_corpus_case_checks_as_expected() {
             Ok(expected) if expected == actual => {}
             Ok(expected) => failures
                 .push(format!("{}:\n--- expected\n{expected}--- actual\n{actual}", expected_path.display())),
-            Err(_) => failures.push(format!("{}: missing; the checker gives:\n{actual}", expected_path.display())),
+            Err(_) => {
+                failures.push(format!("{}: missing; the checker gives:\n{actual}", expected_path.display()))
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -411,12 +431,8 @@ fn types_are_kept_per_include_and_calls_by_span() {
     resolver.block(&program.stmts, vec![]);
     let res = Resolution { uses: resolver.uses };
     let types = check_programs(&[&program], &res, &Core).unwrap();
-    let includes: Vec<Span> = program
-        .stmts
-        .iter()
-        .filter(|s| matches!(s.kind, StmtKind::Include { .. }))
-        .map(|s| s.span)
-        .collect();
+    let includes: Vec<Span> =
+        program.stmts.iter().filter(|s| matches!(s.kind, StmtKind::Include { .. })).map(|s| s.span).collect();
     let StmtKind::Class { body, .. } = &program.stmts[0].kind else { panic!() };
     let StmtKind::Bind { value, .. } = &body.stmts[0].kind else { panic!() };
     let first = types.included(ROOT, includes[0]).unwrap();

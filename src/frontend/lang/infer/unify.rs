@@ -130,9 +130,7 @@ impl Unifier {
                 v == var
             }
             Type::List(t) => self.occurs_and_lower(var, &t, level),
-            Type::Map(k, v) => {
-                self.occurs_and_lower(var, &k, level) | self.occurs_and_lower(var, &v, level)
-            }
+            Type::Map(k, v) => self.occurs_and_lower(var, &k, level) | self.occurs_and_lower(var, &v, level),
             Type::Struct(fields) => {
                 fields.iter().fold(false, |found, (_, t)| self.occurs_and_lower(var, t, level) | found)
             }
@@ -180,7 +178,9 @@ impl Unifier {
     /// A signature's `?N` variables replaced by fresh variables, the same for the same `N`.
     pub fn fresh_signature(&mut self, sig: &Type, level: u32) -> Type {
         let mut copies: HashMap<u32, Type> = HashMap::new();
-        self.replace_vars(sig, &mut |unifier, n| copies.entry(n).or_insert_with(|| unifier.fresh(level)).clone())
+        self.replace_vars(sig, &mut |unifier, n| {
+            copies.entry(n).or_insert_with(|| unifier.fresh(level)).clone()
+        })
     }
 
     fn replace_vars(&mut self, ty: &Type, f: &mut dyn FnMut(&mut Self, u32) -> Type) -> Type {
