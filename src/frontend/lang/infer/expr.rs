@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::super::ast::{Callee, Expr, ExprKind, Func, Ident, InterpPart};
+use super::super::ast::{Callee, Expr, ExprKind, FieldInit, Func, Ident, InterpPart};
 use super::super::funcs::Builtin;
 use super::super::span::Span;
 use super::super::types::Type;
@@ -32,27 +32,8 @@ impl Checker<'_> {
                 let key = self.same_types(entries.iter().map(|e| &e.key), "map key");
                 Type::map(key, self.same_types(entries.iter().map(|e| &e.value), "map value"))
             }
-            ExprKind::Struct(fields) => {
-                let mut out: Vec<(String, Type)> = Vec::with_capacity(fields.len());
-                for field in fields {
-                    let ty = self.infer(&field.value);
-                    if out.iter().any(|(name, _)| *name == field.name.name) {
-                        let message = format!("field `{}` is given twice", field.name.name);
-                        self.errors.push(errors::plain(field.name.span, message));
-                    }
-                    out.push((field.name.name.clone(), ty));
-                }
-                Type::Struct(out)
-            }
-            ExprKind::Var(ident) => {
-                self.var_uses.insert(expr.span);
-                if let Some(Def::Bind { value, .. } | Def::IncludeBind { value, .. }) =
-                    self.res.get(ident.span)
-                {
-                    self.var_values.insert(expr.span, value.span);
-                }
-                self.var_type(ident)
-            }
+            ExprKind::Struct(fields) => self.structure(fields),
+            ExprKind::Var(ident) => self.var_use(expr.span, ident),
             ExprKind::Call { callee, args } => self.call(expr.span, callee, args),
             ExprKind::Binary { op, op_span, lhs, rhs } => match self.library.binary(*op) {
                 Some(b) => {
@@ -67,30 +48,55 @@ impl Checker<'_> {
                 }
                 None => self.unknown_operator("not", expr.span),
             },
-            ExprKind::Index { base, index } => {
-                let (base_ty, index_ty, result) = (self.infer(base), self.infer(index), self.fresh());
-                self.defer(Deferred::Index {
-                    base: base_ty,
-                    index: index_ty,
-                    result: result.clone(),
-                    base_at: base.span,
-                    index_at: index.span,
-                });
-                result
-            }
+            ExprKind::Index { base, index } => self.index(base, index),
             ExprKind::Field { base, field } => self.field(expr.span, base, field, None),
             ExprKind::Except { expr: main, fallback } => self.except(main, fallback),
-            ExprKind::If { cond, then, otherwise } => {
-                let cond_ty = self.infer(cond);
-                self.expect(&cond_ty, &Type::Bool, cond.span, None);
-                let then_ty = self.infer(then);
-                let other_ty = self.infer(otherwise);
-                let origin = Some((then.span, format!("this branch is `{}`", self.shown_now(&then_ty))));
-                self.expect(&other_ty, &then_ty, otherwise.span, origin);
-                then_ty
-            }
+            ExprKind::If { cond, then, otherwise } => self.if_expr(cond, then, otherwise),
             ExprKind::Func(func) => self.function(func),
         }
+    }
+
+    fn structure(&mut self, fields: &[FieldInit]) -> Type {
+        let mut out: Vec<(String, Type)> = Vec::with_capacity(fields.len());
+        for field in fields {
+            let ty = self.infer(&field.value);
+            if out.iter().any(|(name, _)| *name == field.name.name) {
+                let message = format!("field `{}` is given twice", field.name.name);
+                self.errors.push(errors::plain(field.name.span, message));
+            }
+            out.push((field.name.name.clone(), ty));
+        }
+        Type::Struct(out)
+    }
+
+    fn var_use(&mut self, at: Span, ident: &Ident) -> Type {
+        self.var_uses.insert(at);
+        if let Some(Def::Bind { value, .. } | Def::IncludeBind { value, .. }) = self.res.get(ident.span) {
+            self.var_values.insert(at, value.span);
+        }
+        self.var_type(ident)
+    }
+
+    fn index(&mut self, base: &Expr, index: &Expr) -> Type {
+        let (base_ty, index_ty, result) = (self.infer(base), self.infer(index), self.fresh());
+        self.defer(Deferred::Index {
+            base: base_ty,
+            index: index_ty,
+            result: result.clone(),
+            base_at: base.span,
+            index_at: index.span,
+        });
+        result
+    }
+
+    fn if_expr(&mut self, cond: &Expr, then: &Expr, otherwise: &Expr) -> Type {
+        let cond_ty = self.infer(cond);
+        self.expect(&cond_ty, &Type::Bool, cond.span, None);
+        let then_ty = self.infer(then);
+        let other_ty = self.infer(otherwise);
+        let origin = Some((then.span, format!("this branch is `{}`", self.shown_now(&then_ty))));
+        self.expect(&other_ty, &then_ty, otherwise.span, origin);
+        then_ty
     }
 
     fn shown_now(&self, ty: &Type) -> String {

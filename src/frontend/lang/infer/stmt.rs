@@ -1,7 +1,7 @@
 //! Statements: binds, resources and edges, `if`, loops, functions and includes.
 
 use super::super::ast::{
-    EdgeHalf, Expr, Ident, ResEntry, ResEntryKind, Resource, Stmt, StmtKind, Type as AstType,
+    EdgeHalf, Expr, Ident, Param, ResEntry, ResEntryKind, Resource, Stmt, StmtKind, Type as AstType,
 };
 use super::super::types::Type;
 use super::deferred::Deferred;
@@ -223,24 +223,7 @@ impl Checker<'_> {
             let origin = Some((class_name.span, "class defined here".to_string()));
             self.errors.push(errors::arity(&what, params.len(), args.len(), stmt.span, origin));
         }
-        for (i, arg) in args.iter().enumerate() {
-            let arg_ty = self.infer(arg);
-            let Some(param) = params.get(i) else { continue };
-            let param_ty = match &param.ty {
-                Some(t) => self.ast_type(t),
-                None => self.fresh(),
-            };
-            self.params.insert((child, param.span), param_ty.clone());
-            let origin = Some((
-                param.span,
-                format!("parameter `${}` of class `{}`", param.name.name, class_name.name),
-            ));
-            self.expect(&arg_ty, &param_ty, arg.span, origin);
-        }
-        for param in params.iter().skip(args.len()) {
-            let ty = self.fresh();
-            self.params.insert((child, param.span), ty);
-        }
+        self.class_args(child, class_name, params, args);
         self.including.push(class.span);
         self.include_sites.push(stmt.span);
         self.instance = child;
@@ -249,6 +232,26 @@ impl Checker<'_> {
         self.including.pop();
         self.leave(saved);
         Some(child)
+    }
+
+    /// The include's arguments against the class's params, in the new instance `child`.
+    fn class_args(&mut self, child: Instance, class: &Ident, params: &[Param], args: &[Expr]) {
+        for (i, arg) in args.iter().enumerate() {
+            let arg_ty = self.infer(arg);
+            let Some(param) = params.get(i) else { continue };
+            let param_ty = match &param.ty {
+                Some(t) => self.ast_type(t),
+                None => self.fresh(),
+            };
+            self.params.insert((child, param.span), param_ty.clone());
+            let origin =
+                Some((param.span, format!("parameter `${}` of class `{}`", param.name.name, class.name)));
+            self.expect(&arg_ty, &param_ty, arg.span, origin);
+        }
+        for param in params.iter().skip(args.len()) {
+            let ty = self.fresh();
+            self.params.insert((child, param.span), ty);
+        }
     }
 
     /// `$inst.x`: the bind `x` of the class body included as `inst`.
