@@ -108,8 +108,16 @@ impl Checker<'_> {
         self.fresh()
     }
 
-    /// Every part of an interpolated string is concatenated, so each is a `str`.
+    /// The parts of an interpolated string are concatenated, so each is a `str`; but a
+    /// string that is only `${x}` is `$x` itself, of any type, as upstream has it.
     fn interpolation(&mut self, parts: &[InterpPart]) -> Type {
+        let mut written = parts.iter().filter(|p| !matches!(p, InterpPart::Lit(l) if l.is_empty()));
+        if let (Some(InterpPart::Var(ident)), None) = (written.next(), written.next()) {
+            let ty = self.var_type(ident);
+            self.record(ident.span, &ty);
+            self.var_uses.insert(ident.span);
+            return ty;
+        }
         for part in parts {
             if let InterpPart::Var(ident) = part {
                 let ty = self.var_type(ident);

@@ -442,3 +442,9 @@ fn types_are_kept_per_include_and_calls_by_span() {
     let StmtKind::Bind { value: call, .. } = &program.stmts[3].kind else { panic!() };
     assert_eq!(types.call_type(call.span).unwrap().to_string(), "func([]bool) int");
 }
+
+#[test]
+fn a_string_of_one_interpolation_is_the_value_itself() {
+    assert_eq!(type_of("$a = 1\n$b = \"${a}\"\n", "$b"), "int");
+    refused("$a = 1\n$b = \"${a}${a}\"\n", "expected `str`, found `int`");
+}
