@@ -14,6 +14,7 @@ mod errors;
 mod expr;
 mod kinds;
 mod library;
+mod order;
 mod places;
 mod stmt;
 mod unify;
@@ -89,14 +90,17 @@ pub fn check_with(
     check_programs(&programs, res, library)
 }
 
-fn check_programs(
-    programs: &[&ast::Program],
-    res: &Resolution,
-    library: &dyn Library,
+fn check_programs<'r>(
+    programs: &[&'r ast::Program],
+    res: &'r Resolution<'r>,
+    library: &'r dyn Library,
 ) -> Result<Types, Vec<Diagnostic>> {
     let mut checker = Checker::new(res, library);
     for program in programs {
         places::enclosing_classes(&program.stmts, None, &mut checker.enclosing);
+    }
+    for program in programs {
+        checker.type_in_order(&program.stmts);
     }
     for program in programs {
         checker.walk(&program.stmts);
@@ -148,6 +152,9 @@ struct Checker<'r> {
     var_values: HashMap<Span, Span>,
     calls: Vec<((Instance, Span), Type)>,
     errors: Vec<Diagnostic>,
+    /// How many errors there were before unknown types were reported: those are the ones
+    /// an unknown type may be a consequence of.
+    errors_before_unknowns: usize,
 }
 
 impl<'r> Checker<'r> {
@@ -175,6 +182,7 @@ impl<'r> Checker<'r> {
             var_values: HashMap::new(),
             calls: Vec::new(),
             errors: Vec::new(),
+            errors_before_unknowns: usize::MAX,
         }
     }
 
@@ -212,7 +220,8 @@ impl<'r> Checker<'r> {
     /// unknown there is most likely its consequence.
     fn near_an_error(&self, span: Span) -> bool {
         let inside = |a: Span, b: Span| a.file == b.file && b.start <= a.start && a.end <= b.end;
-        self.errors.iter().any(|e| inside(e.span, span) || inside(span, e.span))
+        let before = self.errors_before_unknowns.min(self.errors.len());
+        self.errors[..before].iter().any(|e| inside(e.span, span) || inside(span, e.span))
     }
 
     /// Switches to typing inside `instance` at `level`; returns what [`Checker::leave`] restores.
@@ -309,6 +318,7 @@ impl<'r> Checker<'r> {
         self.solve();
         self.apply_defaults();
         self.solve();
+        self.errors_before_unknowns = self.errors.len();
         let reported = self.report_unsolved();
         self.report_undetermined(&reported);
         if !self.errors.is_empty() {
@@ -345,8 +355,9 @@ impl<'r> Checker<'r> {
         unknown.sort_by_key(|(s, _)| (s.file, s.start, std::cmp::Reverse(s.end)));
         unknown.dedup_by_key(|(s, _)| *s);
         let inside = |a: Span, b: Span| a.file == b.file && b.start <= a.start && a.end <= b.end;
-        for (span, ty) in &unknown {
-            let has_inner = unknown.iter().any(|(other, _)| *other != *span && inside(*other, *span));
+        for (k, (span, ty)) in unknown.iter().enumerate() {
+            // Sorted by start, longest first: a span inside this one comes right after it.
+            let has_inner = unknown.get(k + 1).is_some_and(|(next, _)| inside(*next, *span));
             let overlaps = reported.iter().any(|r| inside(*r, *span) || inside(*span, *r));
             if !has_inner && !overlaps && !self.near_an_error(*span) {
                 let bind = self.bind_values.get(span).map(String::as_str);
@@ -358,13 +369,8 @@ impl<'r> Checker<'r> {
 
 /// The same error found twice (a generic function's body, checked at each use) once.
 fn dedup(errors: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    let mut out: Vec<Diagnostic> = Vec::with_capacity(errors.len());
-    for e in errors {
-        if !out.iter().any(|o| o.span == e.span && o.message == e.message) {
-            out.push(e);
-        }
-    }
-    out
+    let mut seen = std::collections::HashSet::new();
+    errors.into_iter().filter(|e| seen.insert((e.span, e.message.clone()))).collect()
 }
 
 #[cfg(test)]

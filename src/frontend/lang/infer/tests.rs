@@ -448,3 +448,19 @@ fn a_string_of_one_interpolation_is_the_value_itself() {
     assert_eq!(type_of("$a = 1\n$b = \"${a}\"\n", "$b"), "int");
     refused("$a = 1\n$b = \"${a}${a}\"\n", "expected `str`, found `int`");
 }
+
+#[test]
+fn long_chains_written_in_reverse_are_typed_without_deep_recursion() {
+    let n = 10000;
+    let mut text = String::new();
+    for i in (1..n).rev() {
+        text.push_str(&format!("$x{i} = $x{} + 1\n$f{i} = func($l) {{ $f{}($l) }}\n", i - 1, i - 1));
+        text.push_str(&format!("func g{i}($a) {{ g{}($a) }}\n", i - 1));
+    }
+    text.push_str(
+        "$x0 = 1\n$f0 = func($l) { $l }\nfunc g0($a) { [$a] }\n$list = $f9999([1])\n$g = g9999(\"a\")\n",
+    );
+    assert_eq!(type_of(&text, "$x9999"), "int");
+    assert_eq!(type_of(&text, "$list"), "[]int");
+    assert_eq!(type_of(&text, "$g"), "[]str");
+}
