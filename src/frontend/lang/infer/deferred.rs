@@ -3,13 +3,15 @@
 //! name is `str` or `[]str`. They are retried until none makes progress; those left then
 //! take their default, if they have one, or are reported as undecided.
 
+use std::collections::HashMap;
+
 use super::super::funcs::{Builtin, CallSite};
 use super::super::span::Span;
 use super::super::types::Type;
 use super::super::value::Val;
 use super::Checker;
 use super::errors;
-use super::unify::show;
+use super::unify::{show, written_vars};
 
 #[derive(Clone)]
 pub enum Deferred {
@@ -71,6 +73,9 @@ impl Deferred {
         }
     }
 }
+
+/// Where the checker's unknowns are numbered from when a builtin sees them.
+const ASIDE: u32 = 1 << 30;
 
 /// Whether a constraint was settled (solved or reported) or must wait.
 enum Step {
@@ -252,10 +257,28 @@ impl Checker<'_> {
         at: Span,
     ) -> Step {
         let Some(infer) = builtin.infer else { return Step::Done };
-        let known: Vec<Type> = args.iter().map(|t| self.unifier.resolve(t)).collect();
-        let known_ret = self.unifier.resolve(ret);
+        // The checker's unknowns are shown to the builtin numbered from ASIDE, so that they
+        // cannot be taken for the builtin's own `?1`.
+        let mut shown = HashMap::new();
+        let mut back = HashMap::new();
+        for t in args.iter().chain([ret]) {
+            for v in self.unifier.free_vars(t) {
+                let n = ASIDE + shown.len() as u32;
+                shown.entry(v).or_insert_with(|| {
+                    back.insert(n, Type::Var(v));
+                    Type::Var(n)
+                });
+            }
+        }
+        let mut aside = |this: &mut Self, t: &Type| {
+            let t = this.unifier.resolve(t);
+            this.unifier.substitute(&t, &shown)
+        };
+        let known: Vec<Type> = args.iter().map(|t| aside(self, t)).collect();
+        let known_ret = aside(self, ret);
         let site = CallSite { args: &known, consts, ret: &known_ret };
-        match infer(&site) {
+        let inferred = infer(&site).map(|found| found.map(|t| self.own_variables(&t, back)));
+        match inferred {
             Ok(None) => Step::Wait,
             Ok(Some(Type::Func(params, result))) if params.len() == args.len() => {
                 for (i, (param, arg)) in params.iter().zip(args).enumerate() {
@@ -279,6 +302,18 @@ impl Checker<'_> {
                 Step::Done
             }
         }
+    }
+
+    /// The type a builtin inferred, its variables made the checker's: those it was shown
+    /// (`back`) are the checker's again, any other (a `?1` of its own) a fresh one.
+    fn own_variables(&mut self, ty: &Type, mut back: HashMap<u32, Type>) -> Type {
+        for v in written_vars(ty) {
+            if !back.contains_key(&v) {
+                let fresh = self.fresh();
+                back.insert(v, fresh);
+            }
+        }
+        self.unifier.substitute(ty, &back)
     }
 
     fn try_one_of(&mut self, ty: &Type, options: &[Type], at: Span, what: &str) -> Step {

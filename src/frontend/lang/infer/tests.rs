@@ -461,3 +461,28 @@ fn long_chains_written_in_reverse_are_typed_without_deep_recursion() {
     text.push_str("$all = struct{x => $x9999, l => $f9999([1]), g => g9999(\"a\")}\n");
     assert_eq!(type_of(&text, "$all"), "struct{x int; l []int; g []str}");
 }
+
+/// Infers `func([]?1) ?1` with a `?1` of its own, whatever the checker's variables are.
+fn own_numbering(_: &CallSite) -> Result<Option<Type>, String> {
+    Ok(Some(Type::parse("func([]?1) ?1").unwrap()))
+}
+
+static OWN: Builtin =
+    Builtin { module: "", name: "pick", sig: "", infer: Some(own_numbering), call: never, doc: "" };
+
+#[test]
+fn a_builtins_own_variables_are_not_the_checkers() {
+    let (map, program) = parse("$a = pick([1])\n$b = pick([\"s\"])\n");
+    let mut uses = HashMap::new();
+    for stmt in &program.stmts {
+        if let StmtKind::Bind { value, .. } = &stmt.kind
+            && let ExprKind::Call { callee: Callee::Name(name), .. } = &value.kind
+        {
+            uses.insert(name.span, Def::Builtin(&OWN));
+        }
+    }
+    let res = Resolution { uses };
+    let types = check_programs(&[&program], &res, &Core).unwrap_or_else(|e| panic!("{:?}", e[0].short(&map)));
+    let StmtKind::Bind { value, .. } = &program.stmts[1].kind else { panic!() };
+    assert_eq!(types.expr_type(value.span).unwrap().to_string(), "str");
+}

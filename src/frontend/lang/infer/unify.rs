@@ -175,6 +175,11 @@ impl Unifier {
         })
     }
 
+    /// `ty` with the variables of `copies` replaced, as they are written (not resolved).
+    pub fn substitute(&mut self, ty: &Type, copies: &HashMap<u32, Type>) -> Type {
+        self.replace_vars(ty, &mut |_, v| copies.get(&v).cloned().unwrap_or(Type::Var(v)))
+    }
+
     /// A signature's `?N` variables replaced by fresh variables, the same for the same `N`.
     pub fn fresh_signature(&mut self, sig: &Type, level: u32) -> Type {
         let mut copies: HashMap<u32, Type> = HashMap::new();
@@ -201,6 +206,13 @@ impl Unifier {
             other => other.clone(),
         }
     }
+}
+
+/// The variables of `ty` as written, none of them looked up.
+pub fn written_vars(ty: &Type) -> Vec<u32> {
+    let mut out = Vec::new();
+    collect_vars(ty, &mut out);
+    out
 }
 
 fn collect_vars(ty: &Type, out: &mut Vec<u32>) {
