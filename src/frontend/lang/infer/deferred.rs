@@ -270,7 +270,7 @@ impl Checker<'_> {
                 });
             }
         }
-        let mut aside = |this: &mut Self, t: &Type| {
+        let aside = |this: &mut Self, t: &Type| {
             let t = this.unifier.resolve(t);
             this.unifier.substitute(&t, &shown)
         };
@@ -308,9 +308,8 @@ impl Checker<'_> {
     /// (`back`) are the checker's again, any other (a `?1` of its own) a fresh one.
     fn own_variables(&mut self, ty: &Type, mut back: HashMap<u32, Type>) -> Type {
         for v in written_vars(ty) {
-            if !back.contains_key(&v) {
-                let fresh = self.fresh();
-                back.insert(v, fresh);
+            if let std::collections::hash_map::Entry::Vacant(slot) = back.entry(v) {
+                slot.insert(self.unifier.fresh(self.level));
             }
         }
         self.unifier.substitute(ty, &back)
