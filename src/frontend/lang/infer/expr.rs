@@ -332,13 +332,14 @@ impl Checker<'_> {
                     let origin =
                         origins.first().cloned().flatten().map(|(s, _)| (s, "defined here".to_string()));
                     self.errors.push(errors::arity(&what, params.len(), args.len(), at, origin));
-                } else {
-                    for (i, (param, arg)) in params.iter().zip(&arg_types).enumerate() {
-                        let origin = origins.get(i).cloned().flatten().unwrap_or_else(|| {
-                            (callee_at, format!("{what} takes `{}` here", self.shown_now(param)))
-                        });
-                        self.expect(arg, param, args[i].span, Some(origin));
-                    }
+                }
+                // With too few or too many, those given still meet their params: the
+                // function's body learns its types from them.
+                for (i, (param, arg)) in params.iter().zip(&arg_types).enumerate() {
+                    let origin = origins.get(i).cloned().flatten().unwrap_or_else(|| {
+                        (callee_at, format!("{what} takes `{}` here", self.shown_now(param)))
+                    });
+                    self.expect(arg, param, args[i].span, Some(origin));
                 }
                 *ret
             }
