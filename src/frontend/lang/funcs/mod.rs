@@ -14,6 +14,13 @@ use std::sync::LazyLock;
 use super::types::Type;
 use super::value::{CallError, Val};
 
+mod args;
+mod core;
+mod fmt;
+pub mod operators;
+#[cfg(test)]
+mod testing;
+
 /// One function of the core library.
 pub struct Builtin {
     /// The module it is imported from (`fmt`, `golang/strings`); empty for the functions
@@ -66,7 +73,7 @@ pub struct HostInfo {
 }
 
 /// Every module's functions. Each module file adds its slice here.
-const MODULES: &[&[Builtin]] = &[];
+const MODULES: &[&[Builtin]] = &[core::FUNCS, fmt::FUNCS];
 
 static INDEX: LazyLock<HashMap<(&'static str, &'static str), &'static Builtin>> =
     LazyLock::new(|| MODULES.iter().flat_map(|m| m.iter()).map(|b| ((b.module, b.name), b)).collect());
