@@ -144,3 +144,53 @@ pub fn infer_arity(args: &[Type], n: usize, name: &str) -> Result<(), String> {
         Err(format!("{name} takes {n} argument{}, not {}", if n == 1 { "" } else { "s" }, args.len()))
     }
 }
+
+/// Defines a library function from a body over typed arguments:
+/// `native!(fn name(a: str, n: int) -> str { ... })`. The argument kinds are `str`, `int`,
+/// `float`, `bool` and `strs` (`[]str`); the result kinds `str` (a `String`), `int`, `float`,
+/// `bool` and `val` (a `Val`). The body may use `?` with `CallError`.
+macro_rules! native {
+    (fn $name:ident($($arg:ident: $kind:ident),*) -> $ret:ident $body:block) => {
+        fn $name(
+            _: &$crate::frontend::lang::funcs::CallCtx,
+            args: Vec<$crate::frontend::lang::value::Val>,
+        ) -> Result<$crate::frontend::lang::value::Val, $crate::frontend::lang::value::CallError> {
+            let names: &[&str] = &[$(stringify!($arg)),*];
+            $crate::frontend::lang::funcs::args::arity(&args, names.len())?;
+            let mut _index = 0;
+            $(
+                let $arg = native!(@get $kind, &args, _index)?;
+                _index += 1;
+            )*
+            let out = $body;
+            native!(@wrap $ret, out)
+        }
+    };
+    (@get str, $args:expr, $i:expr) => { $crate::frontend::lang::funcs::args::str_at($args, $i) };
+    (@get int, $args:expr, $i:expr) => { $crate::frontend::lang::funcs::args::int_at($args, $i) };
+    (@get float, $args:expr, $i:expr) => { $crate::frontend::lang::funcs::args::float_at($args, $i) };
+    (@get bool, $args:expr, $i:expr) => { $crate::frontend::lang::funcs::args::bool_at($args, $i) };
+    (@get strs, $args:expr, $i:expr) => { $crate::frontend::lang::funcs::args::strs_at($args, $i) };
+    (@wrap str, $out:expr) => { Ok($crate::frontend::lang::value::Val::Str($out)) };
+    (@wrap int, $out:expr) => { Ok($crate::frontend::lang::value::Val::Int($out)) };
+    (@wrap float, $out:expr) => { Ok($crate::frontend::lang::value::Val::Float($out)) };
+    (@wrap bool, $out:expr) => { Ok($crate::frontend::lang::value::Val::Bool($out)) };
+    (@wrap val, $out:expr) => { Ok($out) };
+}
+pub(crate) use native;
+
+/// A byte index or count as an mcl int.
+pub fn int_of(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Go's `strings.Split`: an empty separator splits into characters, bounded by [`MAX_ITEMS`].
+pub fn go_split(s: &str, sep: &str) -> Result<Val, CallError> {
+    let parts: Vec<&str> = if sep.is_empty() {
+        s.char_indices().map(|(i, c)| &s[i..i + c.len_utf8()]).collect()
+    } else {
+        s.split(sep).collect()
+    };
+    check_items(parts.len())?;
+    Ok(str_list(parts))
+}

@@ -17,6 +17,8 @@ use super::value::{CallError, Val};
 mod args;
 mod core;
 mod fmt;
+mod golang_strings;
+mod strings;
 pub mod operators;
 #[cfg(test)]
 mod testing;
@@ -73,7 +75,7 @@ pub struct HostInfo {
 }
 
 /// Every module's functions. Each module file adds its slice here.
-const MODULES: &[&[Builtin]] = &[core::FUNCS, fmt::FUNCS];
+const MODULES: &[&[Builtin]] = &[core::FUNCS, fmt::FUNCS, strings::FUNCS, golang_strings::FUNCS];
 
 static INDEX: LazyLock<HashMap<(&'static str, &'static str), &'static Builtin>> =
     LazyLock::new(|| MODULES.iter().flat_map(|m| m.iter()).map(|b| ((b.module, b.name), b)).collect());
