@@ -16,7 +16,12 @@ use super::value::{CallError, Val};
 
 mod args;
 mod core;
+mod convert;
 mod fmt;
+mod iter;
+mod list;
+mod map;
+mod math;
 mod golang_strings;
 mod strings;
 pub mod operators;
@@ -75,7 +80,7 @@ pub struct HostInfo {
 }
 
 /// Every module's functions. Each module file adds its slice here.
-const MODULES: &[&[Builtin]] = &[core::FUNCS, fmt::FUNCS, strings::FUNCS, golang_strings::FUNCS];
+const MODULES: &[&[Builtin]] = &[core::FUNCS, fmt::FUNCS, strings::FUNCS, golang_strings::FUNCS, math::FUNCS, convert::FUNCS, list::FUNCS, map::FUNCS, iter::FUNCS];
 
 static INDEX: LazyLock<HashMap<(&'static str, &'static str), &'static Builtin>> =
     LazyLock::new(|| MODULES.iter().flat_map(|m| m.iter()).map(|b| ((b.module, b.name), b)).collect());
