@@ -20,7 +20,7 @@ pub const FUNCS: &[Builtin] = &[poly(
 const MAX_WIDTH: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Spec {
+pub struct Spec {
     minus: bool,
     plus: bool,
     space: bool,
@@ -28,17 +28,17 @@ struct Spec {
     sharp: bool,
     width: Option<usize>,
     prec: Option<usize>,
-    verb: char,
+    pub verb: char,
 }
 
 #[derive(Debug, PartialEq)]
-enum Piece {
+pub enum Piece {
     Text(String),
     Verb(Spec),
 }
 
 /// Reads a format into text and verbs; an error names the position.
-fn parse(format: &str) -> Result<Vec<Piece>, String> {
+pub fn parse(format: &str) -> Result<Vec<Piece>, String> {
     let mut pieces = Vec::new();
     let mut text = String::new();
     let mut chars = format.char_indices().peekable();
@@ -188,7 +188,7 @@ fn printf(ctx: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
     Ok(Val::Str(out))
 }
 
-fn format_verb(spec: &Spec, value: &Val, ty: Option<&Type>) -> Result<String, CallError> {
+pub fn format_verb(spec: &Spec, value: &Val, ty: Option<&Type>) -> Result<String, CallError> {
     let body = match (spec.verb, value) {
         ('v', _) => Body::plain(display(value)),
         ('T', _) => Body::plain(ty.filter(|t| t.is_known()).cloned().unwrap_or_else(|| value.type_of()).to_string()),
@@ -274,7 +274,7 @@ fn exp_form(x: f64, prec: Option<usize>, upper: bool) -> String {
 }
 
 /// Go's `%g`: the shortest form, with an exponent only for very large or small numbers.
-fn general(x: f64, prec: Option<usize>, upper: bool) -> String {
+pub fn general(x: f64, prec: Option<usize>, upper: bool) -> String {
     let sci = match prec {
         Some(p) => format!("{x:.*e}", p.max(1) - 1),
         None => format!("{x:e}"),

@@ -111,7 +111,7 @@ fn replace_first(s: &str, old: &str, new: &str, n: i64) -> Result<String, CallEr
 
 /// Go's `strings.Title`: a letter after a separator (white space, ASCII punctuation) is
 /// upper-cased.
-fn title_case(s: &str) -> String {
+pub fn title_case(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut after_separator = true;
     for c in s.chars() {

@@ -23,6 +23,7 @@ mod files;
 mod fmt;
 mod os;
 mod sys;
+mod template;
 mod iter;
 mod list;
 mod map;
@@ -85,7 +86,7 @@ pub struct HostInfo {
 }
 
 /// Every module's functions. Each module file adds its slice here.
-const MODULES: &[&[Builtin]] = &[core::FUNCS, fmt::FUNCS, strings::FUNCS, golang_strings::FUNCS, math::FUNCS, convert::FUNCS, list::FUNCS, map::FUNCS, iter::FUNCS, sys::FUNCS, os::FUNCS, datetime::FUNCS, deploy::FUNCS];
+const MODULES: &[&[Builtin]] = &[core::FUNCS, fmt::FUNCS, strings::FUNCS, golang_strings::FUNCS, math::FUNCS, convert::FUNCS, list::FUNCS, map::FUNCS, iter::FUNCS, sys::FUNCS, os::FUNCS, datetime::FUNCS, deploy::FUNCS, template::FUNCS];
 
 static INDEX: LazyLock<HashMap<(&'static str, &'static str), &'static Builtin>> =
     LazyLock::new(|| MODULES.iter().flat_map(|m| m.iter()).map(|b| ((b.module, b.name), b)).collect());
