@@ -19,15 +19,19 @@ mod core;
 mod convert;
 mod datetime;
 mod deploy;
+mod encoding;
+mod example;
 mod files;
 mod fmt;
 mod os;
+mod regexp;
 mod sys;
 mod template;
 mod iter;
 mod list;
 mod map;
 mod math;
+mod net;
 mod golang_strings;
 mod strings;
 pub mod operators;
@@ -86,7 +90,7 @@ pub struct HostInfo {
 }
 
 /// Every module's functions. Each module file adds its slice here.
-const MODULES: &[&[Builtin]] = &[core::FUNCS, fmt::FUNCS, strings::FUNCS, golang_strings::FUNCS, math::FUNCS, convert::FUNCS, list::FUNCS, map::FUNCS, iter::FUNCS, sys::FUNCS, os::FUNCS, datetime::FUNCS, deploy::FUNCS, template::FUNCS];
+const MODULES: &[&[Builtin]] = &[core::FUNCS, fmt::FUNCS, strings::FUNCS, golang_strings::FUNCS, math::FUNCS, convert::FUNCS, list::FUNCS, map::FUNCS, iter::FUNCS, sys::FUNCS, os::FUNCS, datetime::FUNCS, deploy::FUNCS, template::FUNCS, regexp::FUNCS, encoding::FUNCS, net::FUNCS, example::FUNCS];
 
 static INDEX: LazyLock<HashMap<(&'static str, &'static str), &'static Builtin>> =
     LazyLock::new(|| MODULES.iter().flat_map(|m| m.iter()).map(|b| ((b.module, b.name), b)).collect());
