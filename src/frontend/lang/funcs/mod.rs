@@ -32,6 +32,10 @@ mod list;
 mod map;
 mod math;
 mod net;
+mod golang_math;
+mod golang_os;
+mod golang_path;
+mod golang_strconv;
 mod golang_strings;
 mod strings;
 pub mod operators;
@@ -90,7 +94,7 @@ pub struct HostInfo {
 }
 
 /// Every module's functions. Each module file adds its slice here.
-const MODULES: &[&[Builtin]] = &[core::FUNCS, fmt::FUNCS, strings::FUNCS, golang_strings::FUNCS, math::FUNCS, convert::FUNCS, list::FUNCS, map::FUNCS, iter::FUNCS, sys::FUNCS, os::FUNCS, datetime::FUNCS, deploy::FUNCS, template::FUNCS, regexp::FUNCS, encoding::FUNCS, net::FUNCS, example::FUNCS];
+const MODULES: &[&[Builtin]] = &[core::FUNCS, fmt::FUNCS, strings::FUNCS, golang_strings::FUNCS, math::FUNCS, convert::FUNCS, list::FUNCS, map::FUNCS, iter::FUNCS, sys::FUNCS, os::FUNCS, datetime::FUNCS, deploy::FUNCS, template::FUNCS, regexp::FUNCS, encoding::FUNCS, net::FUNCS, example::FUNCS, golang_strconv::FUNCS, golang_math::FUNCS, golang_path::FUNCS, golang_os::FUNCS];
 
 static INDEX: LazyLock<HashMap<(&'static str, &'static str), &'static Builtin>> =
     LazyLock::new(|| MODULES.iter().flat_map(|m| m.iter()).map(|b| ((b.module, b.name), b)).collect());
