@@ -126,6 +126,19 @@ mod tests {
         }
     }
 
+    /// The reference in docs/lang.md lists every function, with the operators.
+    #[test]
+    fn the_docs_list_every_function() {
+        let docs = include_str!("../../../../docs/lang.md");
+        let library = &docs[docs.find("## Core library").expect("docs/lang.md has a Core library section")..];
+        let missing: Vec<String> = all()
+            .map(|b| if b.module.is_empty() { b.name.to_string() } else { format!("{}.{}", b.module, b.name) })
+            .chain(operators::ALL.iter().map(|b| b.name.to_string()))
+            .filter(|name| !library.contains(&format!("| `{name}` | ")))
+            .collect();
+        assert!(missing.is_empty(), "not in docs/lang.md: {missing:?}");
+    }
+
     #[test]
     fn each_function_is_registered_once() {
         let count = all().count();
