@@ -145,3 +145,58 @@ mod tests {
         assert_eq!(INDEX.len(), count);
     }
 }
+
+/// Every function, called with arguments of every shape and count, answers a value or a
+/// `CallError`: none panics.
+#[cfg(test)]
+mod no_panics {
+    use super::super::value::{CallError, Val};
+    use super::testing::{call, func_val, s};
+
+    fn echo(args: Vec<Val>) -> Result<Val, CallError> {
+        args.into_iter().next().ok_or_else(|| CallError::new("no argument"))
+    }
+
+    fn values() -> Vec<Val> {
+        vec![
+            Val::Int(i64::MAX),
+            Val::Int(i64::MIN),
+            Val::Int(-1),
+            Val::Int(3),
+            Val::Float(f64::NAN),
+            Val::Float(-0.0),
+            Val::Float(1e300),
+            s(""),
+            s("é%x{{ .A }}%"),
+            s("/files/../x"),
+            Val::Bool(true),
+            Val::List(vec![]),
+            Val::List(vec![Val::Int(1), s("a")]),
+            Val::map_of([(s("k"), Val::Int(1))]),
+            Val::Struct(vec![("a".into(), Val::Int(1))]),
+            func_val(echo),
+        ]
+    }
+
+    #[test]
+    fn any_arguments_give_a_value_or_an_error() {
+        let pool = values();
+        let small = &pool[..8];
+        for b in super::all().chain(super::operators::ALL.iter().copied()) {
+            let _ = call(b, vec![]);
+            for a in &pool {
+                let _ = call(b, vec![a.clone()]);
+                for c in &pool {
+                    let _ = call(b, vec![a.clone(), c.clone()]);
+                }
+            }
+            for a in small {
+                for c in small {
+                    for d in small {
+                        let _ = call(b, vec![a.clone(), c.clone(), d.clone()]);
+                    }
+                }
+            }
+        }
+    }
+}
