@@ -16,7 +16,13 @@ pub const MAX_FILE: u64 = 16 << 20;
 pub type CallFn = fn(&CallCtx, Vec<Val>) -> Result<Val, CallError>;
 
 /// A function with a fixed signature.
-pub const fn fixed(module: &'static str, name: &'static str, sig: &'static str, call: CallFn, doc: &'static str) -> Builtin {
+pub const fn fixed(
+    module: &'static str,
+    name: &'static str,
+    sig: &'static str,
+    call: CallFn,
+    doc: &'static str,
+) -> Builtin {
     Builtin { module, name, sig, infer: None, call, doc }
 }
 
@@ -96,7 +102,9 @@ pub fn strs_at(args: &[Val], i: usize) -> Result<Vec<&str>, CallError> {
         .iter()
         .map(|v| match v {
             Val::Str(s) => Ok(s.as_str()),
-            other => Err(CallError(format!("argument {} must be a list of str, found {}", i + 1, other.type_of()))),
+            other => {
+                Err(CallError(format!("argument {} must be a list of str, found {}", i + 1, other.type_of())))
+            }
         })
         .collect()
 }

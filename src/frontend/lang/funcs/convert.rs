@@ -1,29 +1,63 @@
 //! mcl's `convert` module. A float that does not fit an int, and text that is not a number,
 //! are errors.
 
-use super::super::value::{CallError, Val};
-use super::args::{fixed, native};
+use super::super::value::CallError;
 use super::Builtin;
+use super::args::{fixed, native};
 
 const M: &str = "convert";
 
 pub const FUNCS: &[Builtin] = &[
     fixed(M, "format_bool", "func(bool) str", format_bool, "`true` or `false`"),
     fixed(M, "int_to_str", "func(int) str", int_to_str, "the int in decimal"),
-    fixed(M, "parse_bool", "func(str) bool", parse_bool, "the bool written as 1, t, T, TRUE, true, True or their false forms"),
+    fixed(
+        M,
+        "parse_bool",
+        "func(str) bool",
+        parse_bool,
+        "the bool written as 1, t, T, TRUE, true, True or their false forms",
+    ),
     fixed(M, "str_to_float", "func(str) float", str_to_float, "the float written in the text"),
     fixed(M, "str_to_int", "func(str) int", str_to_int, "the decimal int written in the text"),
     fixed(M, "to_float", "func(int) float", to_float, "the int as a float"),
     fixed(M, "to_int", "func(float) int", to_int, "the float as an int, truncated toward zero"),
 ];
 
-native!(fn format_bool(b: bool) -> str { b.to_string() });
-native!(fn int_to_str(n: int) -> str { n.to_string() });
-native!(fn parse_bool(s: str) -> bool { go_parse_bool(s)? });
-native!(fn str_to_float(s: str) -> float { go_parse_float(s)? });
-native!(fn str_to_int(s: str) -> int { s.parse::<i64>().map_err(|e| CallError(format!("cannot read {s:?} as an int: {e}")))? });
-native!(fn to_float(n: int) -> float { n as f64 });
-native!(fn to_int(x: float) -> int { float_to_int(x)? });
+native!(
+    fn format_bool(b: bool) -> str {
+        b.to_string()
+    }
+);
+native!(
+    fn int_to_str(n: int) -> str {
+        n.to_string()
+    }
+);
+native!(
+    fn parse_bool(s: str) -> bool {
+        go_parse_bool(s)?
+    }
+);
+native!(
+    fn str_to_float(s: str) -> float {
+        go_parse_float(s)?
+    }
+);
+native!(
+    fn str_to_int(s: str) -> int {
+        s.parse::<i64>().map_err(|e| CallError(format!("cannot read {s:?} as an int: {e}")))?
+    }
+);
+native!(
+    fn to_float(n: int) -> float {
+        n as f64
+    }
+);
+native!(
+    fn to_int(x: float) -> int {
+        float_to_int(x)?
+    }
+);
 
 /// Go's `strconv.ParseBool`.
 pub fn go_parse_bool(s: &str) -> Result<bool, CallError> {
@@ -50,6 +84,7 @@ pub fn float_to_int(x: f64) -> Result<i64, CallError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::value::Val;
     use super::super::testing::{call, f, s};
     use super::*;
 

@@ -6,16 +6,40 @@ use super::args::{arity, bool_at, fixed, infer_arity, int_at, list_at, map_at, p
 use super::operators::equal;
 use super::{Builtin, CallCtx, CallSite};
 
-pub const CONTAINS: Builtin =
-    fixed("", "contains", "func(?1, []?1) bool", contains, "whether the list holds the value (also `x in list`)");
+pub const CONTAINS: Builtin = fixed(
+    "",
+    "contains",
+    "func(?1, []?1) bool",
+    contains,
+    "whether the list holds the value (also `x in list`)",
+);
 
 pub const FUNCS: &[Builtin] = &[
     poly("", "len", "func(?1) int", infer_len, len, "the length of a str (in bytes), list or map"),
     CONTAINS,
     fixed("", "concat", "func(str, str) str", concat, "the two strings, one after the other"),
-    fixed("", "list_lookup", "func([]?1, int) ?1", list_lookup, "the list's element at index; an error when absent"),
-    fixed("", "map_lookup", "func(map{?1: ?2}, ?1) ?2", map_lookup, "the map's value for key; an error when absent"),
-    poly("", "panic", "func(?1) bool", infer_panic, panic, "fails the program when x is true or a non-empty str; false otherwise"),
+    fixed(
+        "",
+        "list_lookup",
+        "func([]?1, int) ?1",
+        list_lookup,
+        "the list's element at index; an error when absent",
+    ),
+    fixed(
+        "",
+        "map_lookup",
+        "func(map{?1: ?2}, ?1) ?2",
+        map_lookup,
+        "the map's value for key; an error when absent",
+    ),
+    poly(
+        "",
+        "panic",
+        "func(?1) bool",
+        infer_panic,
+        panic,
+        "fails the program when x is true or a non-empty str; false otherwise",
+    ),
     fixed("", "panic_debug", "func(bool, str) bool", panic, "fails the program with err when x is true"),
 ];
 
@@ -59,9 +83,11 @@ pub fn list_index(list: &[Val], index: i64) -> Result<Val, CallError> {
     if index < 0 {
         return Err(CallError(format!("list index negative, got: {index}")));
     }
-    usize::try_from(index).ok().and_then(|i| list.get(i)).cloned().ok_or_else(|| {
-        CallError(format!("list index not present, got: {index}, len is: {}", list.len()))
-    })
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| list.get(i))
+        .cloned()
+        .ok_or_else(|| CallError(format!("list index not present, got: {index}, len is: {}", list.len())))
 }
 
 fn list_lookup(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
@@ -112,7 +138,7 @@ mod tests {
     fn len_infers_from_its_argument() {
         let v = Type::Var(3);
         assert_eq!(infer(f("", "len"), &[ty("[]str")], &v), Ok(Some(ty("func([]str) int"))));
-        assert_eq!(infer(f("", "len"), &[v.clone()], &v), Ok(None));
+        assert_eq!(infer(f("", "len"), std::slice::from_ref(&v), &v), Ok(None));
         assert!(infer(f("", "len"), &[Type::Int], &v).unwrap_err().contains("not int"));
         assert!(infer(f("", "panic"), &[Type::Float], &v).is_err());
         assert_eq!(infer(f("", "panic"), &[Type::Str], &v), Ok(Some(ty("func(str) bool"))));

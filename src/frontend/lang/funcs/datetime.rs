@@ -11,7 +11,13 @@ use super::{Builtin, CallCtx};
 const M: &str = "datetime";
 
 pub const FUNCS: &[Builtin] = &[
-    fixed(M, "format", "func(int, str) str", format, "the time written with a Go layout (`2006-01-02 15:04:05`)"),
+    fixed(
+        M,
+        "format",
+        "func(int, str) str",
+        format,
+        "the time written with a Go layout (`2006-01-02 15:04:05`)",
+    ),
     fixed(M, "hour", "func(int) int", hour, "the hour of the day (0 to 23)"),
     fixed(M, "now", "func() int", now, "the seconds since 1970-01-01 UTC"),
     fixed(M, "print", "func(int) str", print, "the time as `2006-01-02 15:04:05 +0000 UTC`"),
@@ -21,8 +27,20 @@ pub const FUNCS: &[Builtin] = &[
 ];
 
 const DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
-const MONTHS: [&str; 12] =
-    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
 
 /// A moment split into its civil parts, in UTC.
 struct Civil {
@@ -88,18 +106,32 @@ fn weekday_fast(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
 
 const PRINT_LAYOUT: &str = "2006-01-02 15:04:05 -0700 MST";
 
-native!(fn format(epoch: int, layout_text: str) -> str {
-    check_text(layout_text.len() as u128 * 9)?;
-    layout(&civil(epoch)?, layout_text)
-});
-native!(fn hour(epoch: int) -> int { i64::from(civil(epoch)?.hour) });
-native!(fn print(epoch: int) -> str { layout(&civil(epoch)?, PRINT_LAYOUT) });
-native!(fn weekday(epoch: int) -> str { DAYS[civil(epoch)?.weekday].to_lowercase() });
+native!(
+    fn format(epoch: int, layout_text: str) -> str {
+        check_text(layout_text.len() as u128 * 9)?;
+        layout(&civil(epoch)?, layout_text)
+    }
+);
+native!(
+    fn hour(epoch: int) -> int {
+        i64::from(civil(epoch)?.hour)
+    }
+);
+native!(
+    fn print(epoch: int) -> str {
+        layout(&civil(epoch)?, PRINT_LAYOUT)
+    }
+);
+native!(
+    fn weekday(epoch: int) -> str {
+        DAYS[civil(epoch)?.weekday].to_lowercase()
+    }
+);
 
 /// Go's reference-time layouts, longest token first where one is a prefix of another.
 const TOKENS: &[&str] = &[
-    "January", "Monday", "2006", "-07:00", "-0700", "Z07:00", "Z0700", "-07", ".000", ".999", "Jan", "Mon", "MST", "002",
-    "_2", "01", "02", "03", "04", "05", "06", "15", "PM", "pm", "1", "2", "3", "4", "5",
+    "January", "Monday", "2006", "-07:00", "-0700", "Z07:00", "Z0700", "-07", ".000", ".999", "Jan", "Mon",
+    "MST", "002", "_2", "01", "02", "03", "04", "05", "06", "15", "PM", "pm", "1", "2", "3", "4", "5",
 ];
 
 /// The time written with a Go layout: each reference token (`2006`, `Jan`, `15`...) is
@@ -123,7 +155,7 @@ fn layout(t: &Civil, text: &str) -> String {
 }
 
 fn token(t: &Civil, tok: &str) -> String {
-    let h12 = if t.hour % 12 == 0 { 12 } else { t.hour % 12 };
+    let h12 = if t.hour.is_multiple_of(12) { 12 } else { t.hour % 12 };
     match tok {
         "January" => MONTHS[t.month as usize - 1].into(),
         "Jan" => MONTHS[t.month as usize - 1][..3].into(),

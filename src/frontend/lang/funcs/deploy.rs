@@ -10,11 +10,35 @@ use super::{Builtin, CallCtx};
 const M: &str = "deploy";
 
 pub const FUNCS: &[Builtin] = &[
-    fixed(M, "abspath", "func(str) str", abspath, "the path from the deploy's root of a path of this module (`/files/x`)"),
-    fixed(M, "directory", "func(str) str", directory, "the local path of a directory of the deploy (written `/files/`)"),
+    fixed(
+        M,
+        "abspath",
+        "func(str) str",
+        abspath,
+        "the path from the deploy's root of a path of this module (`/files/x`)",
+    ),
+    fixed(
+        M,
+        "directory",
+        "func(str) str",
+        directory,
+        "the local path of a directory of the deploy (written `/files/`)",
+    ),
     fixed(M, "file_exists", "func(str) bool", file_exists, "whether the deploy has the file"),
-    fixed(M, "readfile", "func(str) str", readfile, "the text of a file of this module, by its path in the module (`/files/x`)"),
-    fixed(M, "readfileabs", "func(str) str", readfile, "the text of a file of the deploy, by its path from the deploy's root"),
+    fixed(
+        M,
+        "readfile",
+        "func(str) str",
+        readfile,
+        "the text of a file of this module, by its path in the module (`/files/x`)",
+    ),
+    fixed(
+        M,
+        "readfileabs",
+        "func(str) str",
+        readfile,
+        "the text of a file of the deploy, by its path from the deploy's root",
+    ),
 ];
 
 fn abspath(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {

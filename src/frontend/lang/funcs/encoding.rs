@@ -12,22 +12,48 @@ const M: &str = "encoding";
 pub const FUNCS: &[Builtin] = &[
     fixed(M, "base64_decode", "func(str) str", base64_decode, "the text the standard base64 encodes"),
     fixed(M, "base64_encode", "func(str) str", base64_encode, "the text in standard base64"),
-    poly(M, "decode_json", "func(str, str) ?1", infer_json, decode_json, "the JSON data as a value of the type named in the second arg (or the one the use needs); every struct field must be present"),
-    poly(M, "decode_json_flexible", "func(str, str) ?1", infer_json, decode_json_flexible, "decode_json, with a missing struct field given its zero value"),
+    poly(
+        M,
+        "decode_json",
+        "func(str, str) ?1",
+        infer_json,
+        decode_json,
+        "the JSON data as a value of the type named in the second arg (or the one the use needs); every struct field must be present",
+    ),
+    poly(
+        M,
+        "decode_json_flexible",
+        "func(str, str) ?1",
+        infer_json,
+        decode_json_flexible,
+        "decode_json, with a missing struct field given its zero value",
+    ),
 ];
 
-native!(fn base64_encode(data: str) -> str { BASE64.encode(data.as_bytes()) });
-native!(fn base64_decode(data: str) -> str {
-    let bytes = BASE64.decode(data.as_bytes()).map_err(|e| CallError(format!("invalid base64: {e}")))?;
-    String::from_utf8(bytes).map_err(|_| CallError::new("the decoded data is not UTF-8 text"))?
-});
+native!(
+    fn base64_encode(data: str) -> str {
+        BASE64.encode(data.as_bytes())
+    }
+);
+native!(
+    fn base64_decode(data: str) -> str {
+        let bytes = BASE64.decode(data.as_bytes()).map_err(|e| CallError(format!("invalid base64: {e}")))?;
+        String::from_utf8(bytes).map_err(|_| CallError::new("the decoded data is not UTF-8 text"))?
+    }
+);
 
 /// The result type is the one named by a literal second argument, or the one the use needs.
 fn infer_json(site: &CallSite) -> Result<Option<Type>, String> {
     let ret = match (site.args.len(), site.consts.get(1)) {
         (1, _) => site.ret.clone(),
-        (2, Some(Some(Val::Str(text)))) => Type::parse(text).map_err(|e| format!("the type given to decode_json: {e}"))?,
-        (2, _) => return Err("the type given to decode_json must be a literal str such as \"map{str: int}\"".into()),
+        (2, Some(Some(Val::Str(text)))) => {
+            Type::parse(text).map_err(|e| format!("the type given to decode_json: {e}"))?
+        }
+        (2, _) => {
+            return Err(
+                "the type given to decode_json must be a literal str such as \"map{str: int}\"".into()
+            );
+        }
         (n, _) => {
             infer_arity(site.args, 2, "encoding.decode_json")?;
             return Err(format!("{n} arguments"));
@@ -70,7 +96,8 @@ fn from_json(json: &serde_json::Value, ty: &Type, flexible: bool, at: &str) -> R
         (Type::Float, J::Number(n)) => Val::Float(n.as_f64().ok_or_else(wrong)?),
         (Type::List(t), J::Array(items)) => {
             check_items(items.len())?;
-            let vals = items.iter().enumerate().map(|(i, v)| from_json(v, t, flexible, &format!("{at}[{i}]")));
+            let vals =
+                items.iter().enumerate().map(|(i, v)| from_json(v, t, flexible, &format!("{at}[{i}]")));
             Val::List(vals.collect::<Result<_, _>>()?)
         }
         (Type::Map(k, v), J::Object(pairs)) => {
@@ -117,7 +144,9 @@ pub fn zero(ty: &Type) -> Result<Val, CallError> {
         Type::Float => Val::Float(0.0),
         Type::List(_) => Val::List(Vec::new()),
         Type::Map(..) => Val::Map(Vec::new()),
-        Type::Struct(fields) => Val::Struct(fields.iter().map(|(n, t)| Ok((n.clone(), zero(t)?))).collect::<Result<_, CallError>>()?),
+        Type::Struct(fields) => Val::Struct(
+            fields.iter().map(|(n, t)| Ok((n.clone(), zero(t)?))).collect::<Result<_, CallError>>()?,
+        ),
         other => return Err(CallError(format!("{other} has no zero value"))),
     })
 }
@@ -140,10 +169,16 @@ mod tests {
         let data = r#"{"4": {"hello": 13, "goodbye": "abc"}, "7": {"hello": 42}}"#;
         let t = "map{str: struct{hello int; goodbye str;}}";
         let flexible = call(f(M, "decode_json_flexible"), vec![s(data), s(t)]).unwrap();
-        assert_eq!(flexible.to_string(), r#"{"4" => struct{hello => 13, goodbye => "abc"}, "7" => struct{hello => 42, goodbye => ""}}"#);
+        assert_eq!(
+            flexible.to_string(),
+            r#"{"4" => struct{hello => 13, goodbye => "abc"}, "7" => struct{hello => 42, goodbye => ""}}"#
+        );
         let strict = call(f(M, "decode_json"), vec![s(data), s(t)]).unwrap_err();
         assert!(strict.0.contains("goodbye"), "{strict}");
-        assert_eq!(call(f(M, "decode_json"), vec![s("[1, 2]"), s("[]int")]), Ok(super::super::testing::ints(&[1, 2])));
+        assert_eq!(
+            call(f(M, "decode_json"), vec![s("[1, 2]"), s("[]int")]),
+            Ok(super::super::testing::ints(&[1, 2]))
+        );
         assert!(call(f(M, "decode_json"), vec![s("[1.5]"), s("[]int")]).is_err());
         assert!(call(f(M, "decode_json"), vec![s("{"), s("[]int")]).is_err());
     }
@@ -154,8 +189,13 @@ mod tests {
         let got = infer_with(f(M, "decode_json"), &[Type::Str, Type::Str], &[None, Some(s("[]str"))], &v);
         assert_eq!(got, Ok(Some(ty("func(str, str) []str"))));
         assert!(infer_with(f(M, "decode_json"), &[Type::Str, Type::Str], &[None, None], &v).is_err());
-        assert!(infer_with(f(M, "decode_json"), &[Type::Str, Type::Str], &[None, Some(s("lst"))], &v).is_err());
-        assert_eq!(infer_with(f(M, "decode_json"), &[Type::Str], &[None], &ty("[]int")), Ok(Some(ty("func(str) []int"))));
+        assert!(
+            infer_with(f(M, "decode_json"), &[Type::Str, Type::Str], &[None, Some(s("lst"))], &v).is_err()
+        );
+        assert_eq!(
+            infer_with(f(M, "decode_json"), &[Type::Str], &[None], &ty("[]int")),
+            Ok(Some(ty("func(str) []int")))
+        );
         assert_eq!(infer_with(f(M, "decode_json"), &[Type::Str], &[None], &v), Ok(None));
     }
 }

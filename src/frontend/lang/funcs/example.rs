@@ -9,9 +9,21 @@ pub const FUNCS: &[Builtin] = &[
     fixed("example", "errorbool", "func(bool) str", errorbool, "an error when given true, `set` otherwise"),
     fixed("example", "int2str", "func(int) str", int2str, "the int in decimal"),
     fixed("example", "plus", "func(str, str) str", plus, "the two strings joined by a `+`"),
-    fixed("example", "str2int", "func(str) int", str2int, "the decimal int in the text, 0 when there is none"),
+    fixed(
+        "example",
+        "str2int",
+        "func(str) int",
+        str2int,
+        "the decimal int in the text, 0 when there is none",
+    ),
     fixed("example/nested", "hello", "func() str", hello, "`hello`"),
-    fixed("util", "hostname_mapper", "func(map{str: str}) str", hostname_mapper, "the value of the host's name in the map, empty when absent"),
+    fixed(
+        "util",
+        "hostname_mapper",
+        "func(map{str: str}) str",
+        hostname_mapper,
+        "the value of the host's name in the map, empty when absent",
+    ),
 ];
 
 fn answer(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
@@ -24,15 +36,29 @@ fn hello(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
     Ok(Val::Str("hello".into()))
 }
 
-native!(fn errorbool(fail: bool) -> str {
-    if fail {
-        return Err(CallError::new("we errored on request"));
+native!(
+    fn errorbool(fail: bool) -> str {
+        if fail {
+            return Err(CallError::new("we errored on request"));
+        }
+        "set".to_string()
     }
-    "set".to_string()
-});
-native!(fn int2str(n: int) -> str { n.to_string() });
-native!(fn plus(a: str, b: str) -> str { format!("{a}+{b}") });
-native!(fn str2int(s: str) -> int { s.parse().unwrap_or(0) });
+);
+native!(
+    fn int2str(n: int) -> str {
+        n.to_string()
+    }
+);
+native!(
+    fn plus(a: str, b: str) -> str {
+        format!("{a}+{b}")
+    }
+);
+native!(
+    fn str2int(s: str) -> int {
+        s.parse().unwrap_or(0)
+    }
+);
 
 fn hostname_mapper(ctx: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
     arity(&args, 1)?;

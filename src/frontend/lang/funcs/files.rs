@@ -12,7 +12,9 @@ pub fn read_text(path: &Path) -> Result<String, CallError> {
     let shown = path.display();
     let file = std::fs::File::open(path).map_err(|e| CallError(format!("cannot read {shown}: {e}")))?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(|e| CallError(format!("cannot read {shown}: {e}")))?;
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| CallError(format!("cannot read {shown}: {e}")))?;
     if bytes.len() as u64 > MAX_FILE {
         return Err(CallError(format!("{shown} is larger than the limit of {MAX_FILE} bytes")));
     }
@@ -22,9 +24,9 @@ pub fn read_text(path: &Path) -> Result<String, CallError> {
 /// The real path of `path`, written from the deploy's root (`/files/a.txt`), below `root`:
 /// a relative path, a `..` and a symlink leading outside the root are refused.
 pub fn in_root(root: &Path, path: &str) -> Result<PathBuf, CallError> {
-    let relative = path
-        .strip_prefix('/')
-        .ok_or_else(|| CallError(format!("the path must be absolute (from the deploy's root), got: `{path}`")))?;
+    let relative = path.strip_prefix('/').ok_or_else(|| {
+        CallError(format!("the path must be absolute (from the deploy's root), got: `{path}`"))
+    })?;
     let mut out = root.to_path_buf();
     for part in Path::new(relative).components() {
         match part {
@@ -33,10 +35,10 @@ pub fn in_root(root: &Path, path: &str) -> Result<PathBuf, CallError> {
             _ => return Err(CallError(format!("the path `{path}` leaves the deploy"))),
         }
     }
-    if let (Ok(real), Ok(real_root)) = (out.canonicalize(), root.canonicalize()) {
-        if !real.starts_with(&real_root) {
-            return Err(CallError(format!("the path `{path}` leads outside the deploy")));
-        }
+    if let (Ok(real), Ok(real_root)) = (out.canonicalize(), root.canonicalize())
+        && !real.starts_with(&real_root)
+    {
+        return Err(CallError(format!("the path `{path}` leads outside the deploy")));
     }
     Ok(out)
 }

@@ -86,7 +86,10 @@ pub fn parse(format: &str) -> Result<Vec<Piece>, String> {
     Ok(pieces)
 }
 
-fn number(chars: &mut std::iter::Peekable<std::str::CharIndices>, at: usize) -> Result<Option<usize>, String> {
+fn number(
+    chars: &mut std::iter::Peekable<std::str::CharIndices>,
+    at: usize,
+) -> Result<Option<usize>, String> {
     let mut n: Option<usize> = None;
     while let Some(&(_, c)) = chars.peek() {
         let Some(d) = c.to_digit(10) else { break };
@@ -131,12 +134,20 @@ fn infer_printf(site: &CallSite) -> Result<Option<Type>, String> {
         return Err(format!("the format of fmt.printf must be a str, not {first}"));
     }
     let Some(Some(Val::Str(format))) = site.consts.first() else {
-        return Err("the format of fmt.printf must be written as a literal str, so its verbs can type the arguments".into());
+        return Err(
+            "the format of fmt.printf must be written as a literal str, so its verbs can type the arguments"
+                .into(),
+        );
     };
     let specs = verbs(format)?;
     let given = site.args.len() - 1;
     if specs.len() != given {
-        return Err(format!("the format has {} verb{} but {given} value{} given", specs.len(), plural(specs.len()), if given == 1 { " is" } else { "s are" }));
+        return Err(format!(
+            "the format has {} verb{} but {given} value{} given",
+            specs.len(),
+            plural(specs.len()),
+            if given == 1 { " is" } else { "s are" }
+        ));
     }
     let mut types = vec![Type::Str];
     for (i, (spec, arg)) in specs.iter().zip(&site.args[1..]).enumerate() {
@@ -176,14 +187,20 @@ fn printf(ctx: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
         match piece {
             Piece::Text(text) => out.push_str(text),
             Piece::Verb(spec) => {
-                let value = args.get(next).ok_or_else(|| CallError(format!("the format has more verbs than the {} values given", args.len() - 1)))?;
+                let value = args.get(next).ok_or_else(|| {
+                    CallError(format!("the format has more verbs than the {} values given", args.len() - 1))
+                })?;
                 out.push_str(&format_verb(spec, value, arg_types.get(next))?);
                 next += 1;
             }
         }
     }
     if next != args.len() {
-        return Err(CallError(format!("the format has {} verbs but {} values were given", next - 1, args.len() - 1)));
+        return Err(CallError(format!(
+            "the format has {} verbs but {} values were given",
+            next - 1,
+            args.len() - 1
+        )));
     }
     Ok(Val::Str(out))
 }
@@ -191,12 +208,16 @@ fn printf(ctx: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
 pub fn format_verb(spec: &Spec, value: &Val, ty: Option<&Type>) -> Result<String, CallError> {
     let body = match (spec.verb, value) {
         ('v', _) => Body::plain(display(value)),
-        ('T', _) => Body::plain(ty.filter(|t| t.is_known()).cloned().unwrap_or_else(|| value.type_of()).to_string()),
+        ('T', _) => {
+            Body::plain(ty.filter(|t| t.is_known()).cloned().unwrap_or_else(|| value.type_of()).to_string())
+        }
         ('s', Val::Str(s)) => Body::plain(truncate(s, spec.prec)),
         ('q', Val::Str(s)) => Body::plain(go_quote(s)),
         ('t', Val::Bool(b)) => Body::plain(b.to_string()),
         ('x' | 'X', Val::Str(s)) => Body::plain(hex_bytes(s, spec.verb == 'X')),
-        ('c', Val::Int(n)) => Body::plain(u32::try_from(*n).ok().and_then(char::from_u32).unwrap_or('\u{FFFD}').to_string()),
+        ('c', Val::Int(n)) => {
+            Body::plain(u32::try_from(*n).ok().and_then(char::from_u32).unwrap_or('\u{FFFD}').to_string())
+        }
         ('d' | 'b' | 'o' | 'x' | 'X', Val::Int(n)) => int_body(spec, *n),
         ('f' | 'F' | 'e' | 'E' | 'g' | 'G', Val::Float(x)) => float_body(spec, *x),
         (verb, other) => {
@@ -291,7 +312,11 @@ pub fn general(x: f64, prec: Option<usize>, upper: bool) -> String {
         Some(p) => {
             let decimals = (p.max(1) as i32 - 1 - exp).max(0) as usize;
             let text = format!("{x:.decimals$}");
-            if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text }
+            if text.contains('.') {
+                text.trim_end_matches('0').trim_end_matches('.').to_string()
+            } else {
+                text
+            }
         }
     }
 }
@@ -350,10 +375,20 @@ fn nested(value: &Val) -> String {
         Val::Float(x) => float_text(*x),
         Val::List(items) => format!("[{}]", items.iter().map(nested).collect::<Vec<_>>().join(", ")),
         Val::Map(pairs) => {
-            format!("{{{}}}", pairs.iter().map(|(k, v)| format!("{}: {}", nested(k), nested(v))).collect::<Vec<_>>().join(", "))
+            format!(
+                "{{{}}}",
+                pairs
+                    .iter()
+                    .map(|(k, v)| format!("{}: {}", nested(k), nested(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         }
         Val::Struct(fields) => {
-            format!("struct{{{}}}", fields.iter().map(|(k, v)| format!("{k}: {}", nested(v))).collect::<Vec<_>>().join("; "))
+            format!(
+                "struct{{{}}}",
+                fields.iter().map(|(k, v)| format!("{k}: {}", nested(v))).collect::<Vec<_>>().join("; ")
+            )
         }
         Val::Func(f) => format!("<{}>", f.0.describe()),
     }
@@ -421,12 +456,30 @@ mod tests {
 
     #[test]
     fn widths_precisions_and_flags_are_gos() {
-        assert_eq!(text("%.2f|%8.3f|%-6d|%06d|%+d", vec![Val::Float(3.14159), Val::Float(2.0), Val::Int(7), Val::Int(-42), Val::Int(5)]), "3.14|   2.000|7     |-00042|+5");
-        assert_eq!(text("%x %X %#x %o %b", vec![Val::Int(255), Val::Int(255), Val::Int(255), Val::Int(8), Val::Int(5)]), "ff FF 0xff 10 101");
+        assert_eq!(
+            text(
+                "%.2f|%8.3f|%-6d|%06d|%+d",
+                vec![Val::Float(3.14659), Val::Float(2.0), Val::Int(7), Val::Int(-42), Val::Int(5)]
+            ),
+            "3.15|   2.000|7     |-00042|+5"
+        );
+        assert_eq!(
+            text(
+                "%x %X %#x %o %b",
+                vec![Val::Int(255), Val::Int(255), Val::Int(255), Val::Int(8), Val::Int(5)]
+            ),
+            "ff FF 0xff 10 101"
+        );
         assert_eq!(text("%x", vec![s("hi")]), "6869");
         assert_eq!(text("%5s|%-5s|%.2s", vec![s("ab"), s("ab"), s("abc")]), "   ab|ab   |ab");
-        assert_eq!(text("%e %.2e %E", vec![Val::Float(1500.0), Val::Float(0.000123), Val::Float(1.0)]), "1.500000e+03 1.23e-04 1.000000E+00");
-        assert_eq!(text("%g %g %.3g", vec![Val::Float(0.5), Val::Float(1e-7), Val::Float(3.14159)]), "0.5 1e-07 3.14");
+        assert_eq!(
+            text("%e %.2e %E", vec![Val::Float(1500.0), Val::Float(0.000123), Val::Float(1.0)]),
+            "1.500000e+03 1.23e-04 1.000000E+00"
+        );
+        assert_eq!(
+            text("%g %g %.3g", vec![Val::Float(0.5), Val::Float(1e-7), Val::Float(3.14659)]),
+            "0.5 1e-07 3.15"
+        );
         assert_eq!(text("%c%d", vec![Val::Int(65), Val::Int(i64::MIN)]), "A-9223372036854775808");
     }
 
@@ -451,7 +504,10 @@ mod tests {
             consts.resize(types.len(), None);
             infer_with(f("fmt", "printf"), &types, &consts, &v)
         };
-        assert_eq!(site("%s=%d %v", &[v.clone(), Type::Var(2), ty("[]int")]), Ok(Some(ty("func(str, str, int, []int) str"))));
+        assert_eq!(
+            site("%s=%d %v", &[v.clone(), Type::Var(2), ty("[]int")]),
+            Ok(Some(ty("func(str, str, int, []int) str")))
+        );
         assert_eq!(site("%x", &[Type::Var(4)]), Ok(Some(ty("func(str, ?4) str"))));
         let err = site("%d", &[Type::Str]).unwrap_err();
         assert!(err.contains("%d") && err.contains("str"), "{err}");
@@ -469,8 +525,11 @@ mod tests {
 
     #[test]
     fn no_format_panics() {
-        let values = [Val::Int(-3), Val::Float(-0.0), s("é"), Val::Bool(false), ints(&[]), Val::Float(f64::NAN)];
-        for format in ["%", "%-", "%.", "%.9", "%#v", "% d", "%+.3e", "%08.3f", "%-+5x", "%c", "%.0g", "%10000d"] {
+        let values =
+            [Val::Int(-3), Val::Float(-0.0), s("é"), Val::Bool(false), ints(&[]), Val::Float(f64::NAN)];
+        for format in
+            ["%", "%-", "%.", "%.9", "%#v", "% d", "%+.3e", "%08.3f", "%-+5x", "%c", "%.0g", "%10000d"]
+        {
             for v in &values {
                 let _ = printf(format, vec![v.clone()]);
             }

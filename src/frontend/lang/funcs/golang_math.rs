@@ -2,8 +2,8 @@
 //! them (`Log10` is `log_10`, `IsNaN` is `is_na_n`). Results are IEEE floats, as Go's are:
 //! NaN and the infinities are values here, not errors.
 
-use super::args::{fixed, native};
 use super::Builtin;
+use super::args::{fixed, native};
 
 const M: &str = "golang/math";
 
@@ -22,22 +22,86 @@ unary! {
     sqrt => f64::sqrt, tan => f64::tan, tanh => f64::tanh, trunc => f64::trunc,
 }
 
-native!(fn atan2(y: float, x: float) -> float { y.atan2(x) });
-native!(fn copysign(f: float, sign: float) -> float { f.copysign(sign) });
-native!(fn dim(x: float, y: float) -> float { if x - y <= 0.0 { 0.0 } else { x - y } });
-native!(fn hypot(p: float, q: float) -> float { p.hypot(q) });
-native!(fn max(x: float, y: float) -> float { if x.is_nan() || y.is_nan() { f64::NAN } else { x.max(y) } });
-native!(fn min(x: float, y: float) -> float { if x.is_nan() || y.is_nan() { f64::NAN } else { x.min(y) } });
-native!(fn modulo(x: float, y: float) -> float { x % y });
-native!(fn pow(x: float, y: float) -> float { x.powf(y) });
-native!(fn fma(x: float, y: float, z: float) -> float { x.mul_add(y, z) });
-native!(fn inf(sign: int) -> float { if sign >= 0 { f64::INFINITY } else { f64::NEG_INFINITY } });
-native!(fn is_inf(f: float, sign: int) -> bool { (sign >= 0 && f == f64::INFINITY) || (sign <= 0 && f == f64::NEG_INFINITY) });
-native!(fn is_nan(f: float) -> bool { f.is_nan() });
-native!(fn nan() -> float { f64::NAN });
-native!(fn signbit(x: float) -> bool { x.is_sign_negative() });
-native!(fn pow10(n: int) -> float { 10f64.powi(n.clamp(-400, 400) as i32) });
-native!(fn ldexp(frac: float, exp: int) -> float { frac * 2f64.powi(exp.clamp(-2200, 2200) as i32) });
+native!(
+    fn atan2(y: float, x: float) -> float {
+        y.atan2(x)
+    }
+);
+native!(
+    fn copysign(f: float, sign: float) -> float {
+        f.copysign(sign)
+    }
+);
+native!(
+    fn dim(x: float, y: float) -> float {
+        if x - y <= 0.0 { 0.0 } else { x - y }
+    }
+);
+native!(
+    fn hypot(p: float, q: float) -> float {
+        p.hypot(q)
+    }
+);
+native!(
+    fn max(x: float, y: float) -> float {
+        if x.is_nan() || y.is_nan() { f64::NAN } else { x.max(y) }
+    }
+);
+native!(
+    fn min(x: float, y: float) -> float {
+        if x.is_nan() || y.is_nan() { f64::NAN } else { x.min(y) }
+    }
+);
+native!(
+    fn modulo(x: float, y: float) -> float {
+        x % y
+    }
+);
+native!(
+    fn pow(x: float, y: float) -> float {
+        x.powf(y)
+    }
+);
+native!(
+    fn fma(x: float, y: float, z: float) -> float {
+        x.mul_add(y, z)
+    }
+);
+native!(
+    fn inf(sign: int) -> float {
+        if sign >= 0 { f64::INFINITY } else { f64::NEG_INFINITY }
+    }
+);
+native!(
+    fn is_inf(f: float, sign: int) -> bool {
+        (sign >= 0 && f == f64::INFINITY) || (sign <= 0 && f == f64::NEG_INFINITY)
+    }
+);
+native!(
+    fn is_nan(f: float) -> bool {
+        f.is_nan()
+    }
+);
+native!(
+    fn nan() -> float {
+        f64::NAN
+    }
+);
+native!(
+    fn signbit(x: float) -> bool {
+        x.is_sign_negative()
+    }
+);
+native!(
+    fn pow10(n: int) -> float {
+        10f64.powi(n.clamp(-400, 400) as i32)
+    }
+);
+native!(
+    fn ldexp(frac: float, exp: int) -> float {
+        frac * 2f64.powi(exp.clamp(-2200, 2200) as i32)
+    }
+);
 
 pub const FUNCS: &[Builtin] = &[
     fixed(M, "abs", "func(float) float", abs, "|x|"),
@@ -61,7 +125,13 @@ pub const FUNCS: &[Builtin] = &[
     fixed(M, "fma", "func(float, float, float) float", fma, "x*y+z, rounded once"),
     fixed(M, "hypot", "func(float, float) float", hypot, "sqrt(p*p + q*q)"),
     fixed(M, "inf", "func(int) float", inf, "positive infinity when sign >= 0, else negative"),
-    fixed(M, "is_inf", "func(float, int) bool", is_inf, "whether f is an infinity of the sign (either when 0)"),
+    fixed(
+        M,
+        "is_inf",
+        "func(float, int) bool",
+        is_inf,
+        "whether f is an infinity of the sign (either when 0)",
+    ),
     fixed(M, "is_na_n", "func(float) bool", is_nan, "whether f is not a number"),
     fixed(M, "ldexp", "func(float, int) float", ldexp, "frac times 2 to the exp"),
     fixed(M, "log", "func(float) float", log, "the natural logarithm"),

@@ -9,18 +9,48 @@ use super::{Builtin, CallCtx};
 
 pub const FUNCS: &[Builtin] = &[
     fixed("golang/os", "executable", "func() str", executable, "the path of the running agent"),
-    fixed("golang/os", "expand_env", "func(str) str", expand_env, "the text with `$VAR` and `${VAR}` replaced by the environment's values"),
-    fixed("golang/os", "getenv", "func(str) str", getenv, "the environment variable's value, empty when unset"),
+    fixed(
+        "golang/os",
+        "expand_env",
+        "func(str) str",
+        expand_env,
+        "the text with `$VAR` and `${VAR}` replaced by the environment's values",
+    ),
+    fixed(
+        "golang/os",
+        "getenv",
+        "func(str) str",
+        getenv,
+        "the environment variable's value, empty when unset",
+    ),
     fixed("golang/os", "getpagesize", "func() int", getpagesize, "the memory page size"),
     fixed("golang/os", "hostname", "func() str", hostname, "the host's name"),
     fixed("golang/os", "readlink", "func(str) str", readlink, "the target of the symbolic link"),
     fixed("golang/os", "temp_dir", "func() str", temp_dir, "the directory for temporary files"),
     fixed("golang/os", "user_cache_dir", "func() str", user_cache_dir, "the user's cache directory"),
-    fixed("golang/os", "user_config_dir", "func() str", user_config_dir, "the user's configuration directory"),
+    fixed(
+        "golang/os",
+        "user_config_dir",
+        "func() str",
+        user_config_dir,
+        "the user's configuration directory",
+    ),
     fixed("golang/os", "user_home_dir", "func() str", user_home_dir, "the user's home directory"),
-    fixed("golang/os/exec", "look_path", "func(str) str", look_path, "the path of the executable found in PATH"),
+    fixed(
+        "golang/os/exec",
+        "look_path",
+        "func(str) str",
+        look_path,
+        "the path of the executable found in PATH",
+    ),
     fixed("golang/html", "escape_string", "func(str) str", escape_string, "the text with `<>&'\"` escaped"),
-    fixed("golang/html", "unescape_string", "func(str) str", unescape_string, "the text with HTML entities replaced"),
+    fixed(
+        "golang/html",
+        "unescape_string",
+        "func(str) str",
+        unescape_string,
+        "the text with HTML entities replaced",
+    ),
     fixed("golang/runtime", "num_cpu", "func() int", num_cpu, "the number of CPUs this process may use"),
 ];
 
@@ -83,15 +113,38 @@ fn num_cpu(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
     Ok(Val::Int(std::thread::available_parallelism().map_or(1, |n| n.get() as i64)))
 }
 
-native!(fn getenv(name: str) -> str { env(name).unwrap_or_default() });
-native!(fn expand_env(text: str) -> str { expand(text) });
-native!(fn readlink(path: str) -> str {
-    let target = std::fs::read_link(Path::new(path)).map_err(|e| CallError(format!("readlink {path}: {e}")))?;
-    target.to_string_lossy().into_owned()
-});
-native!(fn look_path(name: str) -> str { find_in_path(name)? });
-native!(fn escape_string(text: str) -> str { html_escape(text) });
-native!(fn unescape_string(text: str) -> str { html_unescape(text) });
+native!(
+    fn getenv(name: str) -> str {
+        env(name).unwrap_or_default()
+    }
+);
+native!(
+    fn expand_env(text: str) -> str {
+        expand(text)
+    }
+);
+native!(
+    fn readlink(path: str) -> str {
+        let target =
+            std::fs::read_link(Path::new(path)).map_err(|e| CallError(format!("readlink {path}: {e}")))?;
+        target.to_string_lossy().into_owned()
+    }
+);
+native!(
+    fn look_path(name: str) -> str {
+        find_in_path(name)?
+    }
+);
+native!(
+    fn escape_string(text: str) -> str {
+        html_escape(text)
+    }
+);
+native!(
+    fn unescape_string(text: str) -> str {
+        html_unescape(text)
+    }
+);
 
 /// Go's `os.ExpandEnv`: `$NAME` and `${NAME}`; an unset variable is empty.
 fn expand(text: &str) -> String {
@@ -126,7 +179,11 @@ fn find_in_path(name: &str) -> Result<String, CallError> {
         p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
     if name.contains('/') {
-        return if executable(Path::new(name)) { Ok(name.to_string()) } else { Err(CallError(format!("exec: {name:?}: not found"))) };
+        return if executable(Path::new(name)) {
+            Ok(name.to_string())
+        } else {
+            Err(CallError(format!("exec: {name:?}: not found")))
+        };
     }
     let path = env("PATH").unwrap_or_default();
     path.split(':')
@@ -203,9 +260,15 @@ mod tests {
 
     #[test]
     fn text_functions() {
-        let un = call(f("golang/html", "unescape_string"), vec![s("&lt;h1&gt;MGMT!&lt;/h1&gt; &#65;&#x42; &bogus; &")]);
+        let un = call(
+            f("golang/html", "unescape_string"),
+            vec![s("&lt;h1&gt;MGMT!&lt;/h1&gt; &#65;&#x42; &bogus; &")],
+        );
         assert_eq!(un, Ok(s("<h1>MGMT!</h1> AB &bogus; &")));
-        assert_eq!(call(f("golang/html", "escape_string"), vec![s("Test & <Re-Test>")]), Ok(s("Test &amp; &lt;Re-Test&gt;")));
+        assert_eq!(
+            call(f("golang/html", "escape_string"), vec![s("Test & <Re-Test>")]),
+            Ok(s("Test &amp; &lt;Re-Test&gt;"))
+        );
         assert_eq!(expand("$MGMT_SURELY_UNSET_VARIABLE-${MGMT_SURELY_UNSET_VARIABLE}x$"), "-x$");
         assert!(call(f("golang/os/exec", "look_path"), vec![s("sh")]).is_ok());
         assert!(call(f("golang/os/exec", "look_path"), vec![s("surely-no-such-command")]).is_err());

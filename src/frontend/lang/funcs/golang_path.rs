@@ -1,9 +1,9 @@
 //! `golang/path` and `golang/path/filepath` (the same on this platform): Go's lexical path
 //! functions, in snake case.
 
-use super::super::value::{CallError, Val};
-use super::args::{fixed, native};
+use super::super::value::CallError;
 use super::Builtin;
+use super::args::{fixed, native};
 
 macro_rules! both {
     ($($name:literal, $sig:literal, $call:ident, $doc:literal;)*) => {
@@ -27,24 +27,60 @@ both! {
     "match", "func(str, str) bool", matches, "whether the name matches the shell pattern (`*`, `?`, `[a-z]`)";
 }
 
-native!(fn same(p: str) -> str { p.to_string() });
-native!(fn volume_name(_p: str) -> str { String::new() });
-native!(fn base(p: str) -> str {
-    let trimmed = p.trim_end_matches('/');
-    if p.is_empty() { ".".into() } else if trimmed.is_empty() { "/".into() } else { trimmed.rsplit('/').next().unwrap_or(trimmed).to_string() }
-});
-native!(fn clean_fn(p: str) -> str { clean(p) });
-native!(fn dir(p: str) -> str { clean(&p[..p.rfind('/').map_or(0, |i| i + 1)]) });
-native!(fn ext(p: str) -> str {
-    let last = p.rsplit('/').next().unwrap_or(p);
-    last.rfind('.').map_or(String::new(), |i| last[i..].to_string())
-});
-native!(fn is_abs(p: str) -> bool { p.starts_with('/') });
-native!(fn join(parts: strs) -> str {
-    let kept: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
-    if kept.is_empty() { String::new() } else { clean(&kept.join("/")) }
-});
-native!(fn matches(pattern: str, name: str) -> bool { glob(pattern.as_bytes(), name.as_bytes(), 0)? });
+native!(
+    fn same(p: str) -> str {
+        p.to_string()
+    }
+);
+native!(
+    fn volume_name(_p: str) -> str {
+        String::new()
+    }
+);
+native!(
+    fn base(p: str) -> str {
+        let trimmed = p.trim_end_matches('/');
+        if p.is_empty() {
+            ".".into()
+        } else if trimmed.is_empty() {
+            "/".into()
+        } else {
+            trimmed.rsplit('/').next().unwrap_or(trimmed).to_string()
+        }
+    }
+);
+native!(
+    fn clean_fn(p: str) -> str {
+        clean(p)
+    }
+);
+native!(
+    fn dir(p: str) -> str {
+        clean(&p[..p.rfind('/').map_or(0, |i| i + 1)])
+    }
+);
+native!(
+    fn ext(p: str) -> str {
+        let last = p.rsplit('/').next().unwrap_or(p);
+        last.rfind('.').map_or(String::new(), |i| last[i..].to_string())
+    }
+);
+native!(
+    fn is_abs(p: str) -> bool {
+        p.starts_with('/')
+    }
+);
+native!(
+    fn join(parts: strs) -> str {
+        let kept: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+        if kept.is_empty() { String::new() } else { clean(&kept.join("/")) }
+    }
+);
+native!(
+    fn matches(pattern: str, name: str) -> bool {
+        glob(pattern.as_bytes(), name.as_bytes(), 0)?
+    }
+);
 
 /// Go's `path.Clean`.
 pub fn clean(p: &str) -> String {
@@ -92,7 +128,12 @@ fn glob(pattern: &[u8], name: &[u8], depth: usize) -> Result<bool, CallError> {
         }
         Some(b'?') => Ok(name.first().is_some_and(|c| *c != b'/') && glob(&pattern[1..], &name[1..], depth)?),
         Some(b'[') => {
-            let close = pattern.iter().skip(2).position(|c| *c == b']').map(|i| i + 2).ok_or_else(|| CallError::new("syntax error in pattern"))?;
+            let close = pattern
+                .iter()
+                .skip(2)
+                .position(|c| *c == b']')
+                .map(|i| i + 2)
+                .ok_or_else(|| CallError::new("syntax error in pattern"))?;
             let Some(&c) = name.first() else { return Ok(false) };
             let class = &pattern[1..close];
             let (negate, class) = match class.first() {
@@ -120,9 +161,9 @@ fn glob(pattern: &[u8], name: &[u8], depth: usize) -> Result<bool, CallError> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
+    use super::super::super::value::Val;
     use super::super::testing::{call, f, s, strs};
     use super::*;
 
@@ -132,7 +173,9 @@ mod tests {
 
     #[test]
     fn lexical_paths_as_go() {
-        for (input, want) in [("", "."), ("a//b/./c/..", "a/b"), ("/../x", "/x"), ("../../a", "../../a"), ("/", "/")] {
+        for (input, want) in
+            [("", "."), ("a//b/./c/..", "a/b"), ("/../x", "/x"), ("../../a", "../../a"), ("/", "/")]
+        {
             assert_eq!(clean(input), want, "{input}");
         }
         assert_eq!(run("base", vec![s("/a/b.txt/")]), Ok(s("b.txt")));

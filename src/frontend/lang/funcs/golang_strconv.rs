@@ -2,43 +2,119 @@
 //! Go gives an error is an error here too.
 
 use super::super::value::CallError;
+use super::Builtin;
 use super::args::{fixed, native};
 use super::convert::go_parse_bool;
 use super::fmt::go_quote;
-use super::Builtin;
 
 const M: &str = "golang/strconv";
 
 pub const FUNCS: &[Builtin] = &[
     fixed(M, "atoi", "func(str) int", atoi, "the decimal int in the text"),
-    fixed(M, "can_backquote", "func(str) bool", can_backquote, "whether the text can be a raw string without change"),
+    fixed(
+        M,
+        "can_backquote",
+        "func(str) bool",
+        can_backquote,
+        "whether the text can be a raw string without change",
+    ),
     fixed(M, "format_bool", "func(bool) str", format_bool, "`true` or `false`"),
     fixed(M, "format_int", "func(int, int) str", format_int, "the int in the base (2 to 36), in lower case"),
     fixed(M, "itoa", "func(int) str", itoa, "the int in decimal"),
-    fixed(M, "parse_bool", "func(str) bool", parse_bool, "the bool written as 1, t, T, TRUE, true, True or their false forms"),
+    fixed(
+        M,
+        "parse_bool",
+        "func(str) bool",
+        parse_bool,
+        "the bool written as 1, t, T, TRUE, true, True or their false forms",
+    ),
     fixed(M, "parse_float", "func(str, int) float", parse_float, "the float in the text (bit size 32 or 64)"),
-    fixed(M, "parse_int", "func(str, int, int) int", parse_int, "the int in the text in the base (0 reads a 0x, 0o or 0b prefix) that fits the bit size"),
+    fixed(
+        M,
+        "parse_int",
+        "func(str, int, int) int",
+        parse_int,
+        "the int in the text in the base (0 reads a 0x, 0o or 0b prefix) that fits the bit size",
+    ),
     fixed(M, "quote", "func(str) str", quote, "the text as a double-quoted Go string"),
-    fixed(M, "quote_to_ascii", "func(str) str", quote_to_ascii, "the text quoted, with non-ASCII characters escaped"),
+    fixed(
+        M,
+        "quote_to_ascii",
+        "func(str) str",
+        quote_to_ascii,
+        "the text quoted, with non-ASCII characters escaped",
+    ),
     fixed(M, "unquote", "func(str) str", unquote, "the text of a quoted Go string"),
 ];
 
-native!(fn atoi(s: str) -> int { parse_in(s, 10, 64)? });
-native!(fn can_backquote(s: str) -> bool { !s.chars().any(|c| c == '`' || c == '\u{FEFF}' || (c.is_control() && c != '\t')) });
-native!(fn format_bool(b: bool) -> str { b.to_string() });
-native!(fn format_int(n: int, base: int) -> str { radix(n, base)? });
-native!(fn itoa(n: int) -> str { n.to_string() });
-native!(fn parse_bool(s: str) -> bool { go_parse_bool(s)? });
-native!(fn parse_float(s: str, bits: int) -> float {
-    let x: f64 = s.replace('_', "").parse().map_err(|_| CallError(format!("parsing {s:?}: invalid syntax")))?;
-    if bits == 32 { f64::from(x as f32) } else { x }
-});
-native!(fn parse_int(s: str, base: int, bits: int) -> int { parse_in(s, base, bits)? });
-native!(fn quote(s: str) -> str { go_quote(s) });
-native!(fn quote_to_ascii(s: str) -> str {
-    go_quote(s).chars().map(|c| if c.is_ascii() { c.to_string() } else if (c as u32) <= 0xffff { format!("\\u{:04x}", c as u32) } else { format!("\\U{:08x}", c as u32) }).collect()
-});
-native!(fn unquote(s: str) -> str { go_unquote(s)? });
+native!(
+    fn atoi(s: str) -> int {
+        parse_in(s, 10, 64)?
+    }
+);
+native!(
+    fn can_backquote(s: str) -> bool {
+        !s.chars().any(|c| c == '`' || c == '\u{FEFF}' || (c.is_control() && c != '\t'))
+    }
+);
+native!(
+    fn format_bool(b: bool) -> str {
+        b.to_string()
+    }
+);
+native!(
+    fn format_int(n: int, base: int) -> str {
+        radix(n, base)?
+    }
+);
+native!(
+    fn itoa(n: int) -> str {
+        n.to_string()
+    }
+);
+native!(
+    fn parse_bool(s: str) -> bool {
+        go_parse_bool(s)?
+    }
+);
+native!(
+    fn parse_float(s: str, bits: int) -> float {
+        let x: f64 =
+            s.replace('_', "").parse().map_err(|_| CallError(format!("parsing {s:?}: invalid syntax")))?;
+        if bits == 32 { f64::from(x as f32) } else { x }
+    }
+);
+native!(
+    fn parse_int(s: str, base: int, bits: int) -> int {
+        parse_in(s, base, bits)?
+    }
+);
+native!(
+    fn quote(s: str) -> str {
+        go_quote(s)
+    }
+);
+native!(
+    fn quote_to_ascii(s: str) -> str {
+        go_quote(s)
+            .chars()
+            .map(|c| {
+                if c.is_ascii() {
+                    c.to_string()
+                } else if (c as u32) <= 0xffff {
+                    format!("\\u{:04x}", c as u32)
+                } else {
+                    format!("\\U{:08x}", c as u32)
+                }
+            })
+            .collect()
+    }
+);
+native!(
+    fn unquote(s: str) -> str {
+        go_unquote(s)?
+    }
+);
 
 fn radix(n: i64, base: i64) -> Result<String, CallError> {
     if !(2..=36).contains(&base) {
@@ -81,7 +157,13 @@ fn parse_in(s: &str, base: i64, bits: i64) -> Result<i64, CallError> {
         return Err(bad());
     }
     let magnitude = u128::from_str_radix(&digits, base).map_err(|_| bad())?;
-    let bits = if (1..=64).contains(&bits) { bits as u32 } else if bits == 0 { 64 } else { return Err(CallError(format!("invalid bit size {bits}"))) };
+    let bits = if (1..=64).contains(&bits) {
+        bits as u32
+    } else if bits == 0 {
+        64
+    } else {
+        return Err(CallError(format!("invalid bit size {bits}")));
+    };
     let limit = 1u128 << (bits - 1);
     if (negative && magnitude > limit) || (!negative && magnitude >= limit) {
         return Err(CallError(format!("parsing {s:?}: value out of range")));
@@ -148,12 +230,18 @@ mod tests {
     #[test]
     fn numbers_both_ways() {
         assert_eq!(run("format_int", vec![Val::Int(-255), Val::Int(16)]), Ok(s("-ff")));
-        assert_eq!(run("format_int", vec![Val::Int(i64::MIN), Val::Int(2)]).map(|v| v.to_string().len()), Ok(67));
+        assert_eq!(
+            run("format_int", vec![Val::Int(i64::MIN), Val::Int(2)]).map(|v| v.to_string().len()),
+            Ok(67)
+        );
         assert!(run("format_int", vec![Val::Int(1), Val::Int(1)]).is_err());
         assert_eq!(run("parse_int", vec![s("0x_1F"), Val::Int(0), Val::Int(64)]), Ok(Val::Int(31)));
         assert_eq!(run("parse_int", vec![s("-128"), Val::Int(10), Val::Int(8)]), Ok(Val::Int(-128)));
         assert!(run("parse_int", vec![s("128"), Val::Int(10), Val::Int(8)]).is_err());
-        assert_eq!(run("parse_int", vec![s("-9223372036854775808"), Val::Int(10), Val::Int(64)]), Ok(Val::Int(i64::MIN)));
+        assert_eq!(
+            run("parse_int", vec![s("-9223372036854775808"), Val::Int(10), Val::Int(64)]),
+            Ok(Val::Int(i64::MIN))
+        );
         assert!(run("parse_int", vec![s("9223372036854775808"), Val::Int(10), Val::Int(64)]).is_err());
         assert!(run("parse_int", vec![s("--1"), Val::Int(10), Val::Int(64)]).is_err());
         assert_eq!(run("atoi", vec![s("42")]), Ok(Val::Int(42)));

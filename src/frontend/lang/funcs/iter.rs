@@ -8,12 +8,38 @@ use super::{Builtin, CallCtx, CallSite};
 const M: &str = "iter";
 
 pub const FUNCS: &[Builtin] = &[
-    fixed(M, "filter", "func([]?1, func(?1) bool) []?1", filter, "the elements for which the function is true"),
+    fixed(
+        M,
+        "filter",
+        "func([]?1, func(?1) bool) []?1",
+        filter,
+        "the elements for which the function is true",
+    ),
     fixed(M, "flatten", "func([][]?1) []?1", flatten, "the lists, one after the other"),
     fixed(M, "map", "func([]?1, func(?1) ?2) []?2", map, "the function applied to each element"),
-    poly(M, "range", "func(int, int, int) []int", infer_range, range, "the ints from start (0) up to stop, by step (1): one to three args as Python's"),
-    poly(M, "reduce", "func(?1, []?1, func(?1, ?1) ?1) ?1", infer_reduce, reduce, "the function folded over the list, from initval if given; an empty list without it is an error"),
-    fixed(M, "zip", "func([]?1, []?2, func(?1, ?2) ?3) []?3", zip, "the function applied to pairs of elements, as long as the shorter list"),
+    poly(
+        M,
+        "range",
+        "func(int, int, int) []int",
+        infer_range,
+        range,
+        "the ints from start (0) up to stop, by step (1): one to three args as Python's",
+    ),
+    poly(
+        M,
+        "reduce",
+        "func(?1, []?1, func(?1, ?1) ?1) ?1",
+        infer_reduce,
+        reduce,
+        "the function folded over the list, from initval if given; an empty list without it is an error",
+    ),
+    fixed(
+        M,
+        "zip",
+        "func([]?1, []?2, func(?1, ?2) ?3) []?3",
+        zip,
+        "the function applied to pairs of elements, as long as the shorter list",
+    ),
 ];
 
 fn filter(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
@@ -23,7 +49,9 @@ fn filter(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
         match call_func(&args, 1, vec![item.clone()])? {
             Val::Bool(true) => out.push(item.clone()),
             Val::Bool(false) => {}
-            other => return Err(CallError(format!("the filter function gave {}, not a bool", other.type_of()))),
+            other => {
+                return Err(CallError(format!("the filter function gave {}, not a bool", other.type_of())));
+            }
         }
     }
     Ok(Val::List(out))
@@ -45,13 +73,20 @@ fn flatten(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
 
 fn map(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
     arity(&args, 2)?;
-    list_at(&args, 0)?.iter().map(|item| call_func(&args, 1, vec![item.clone()])).collect::<Result<_, _>>().map(Val::List)
+    list_at(&args, 0)?
+        .iter()
+        .map(|item| call_func(&args, 1, vec![item.clone()]))
+        .collect::<Result<_, _>>()
+        .map(Val::List)
 }
 
 fn zip(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
     arity(&args, 3)?;
     let pairs = list_at(&args, 0)?.iter().zip(list_at(&args, 1)?);
-    pairs.map(|(x, y)| call_func(&args, 2, vec![x.clone(), y.clone()])).collect::<Result<_, _>>().map(Val::List)
+    pairs
+        .map(|(x, y)| call_func(&args, 2, vec![x.clone(), y.clone()]))
+        .collect::<Result<_, _>>()
+        .map(Val::List)
 }
 
 fn infer_range(site: &CallSite) -> Result<Option<Type>, String> {
@@ -84,7 +119,9 @@ fn infer_reduce(site: &CallSite) -> Result<Option<Type>, String> {
     match site.args.len() {
         2 => Ok(Some(Type::func(vec![Type::list(t.clone()), folder], t))),
         3 => Ok(Some(Type::func(vec![t.clone(), Type::list(t.clone()), folder], t))),
-        n => Err(format!("iter.reduce takes a list and a function, and an initial value before them, not {n} arguments")),
+        n => Err(format!(
+            "iter.reduce takes a list and a function, and an initial value before them, not {n} arguments"
+        )),
     }
 }
 
@@ -135,8 +172,14 @@ mod tests {
     fn map_filter_zip_flatten() {
         assert_eq!(call(f(M, "map"), vec![ints(&[1, 2]), func_val(double)]), Ok(ints(&[2, 4])));
         assert_eq!(call(f(M, "filter"), vec![ints(&[1, 2, 3, 4]), func_val(even)]), Ok(ints(&[2, 4])));
-        assert_eq!(call(f(M, "zip"), vec![ints(&[1, 2, 3]), ints(&[10, 20]), func_val(add)]), Ok(ints(&[11, 22])));
-        assert_eq!(call(f(M, "flatten"), vec![Val::List(vec![ints(&[1]), ints(&[]), ints(&[2])])]), Ok(ints(&[1, 2])));
+        assert_eq!(
+            call(f(M, "zip"), vec![ints(&[1, 2, 3]), ints(&[10, 20]), func_val(add)]),
+            Ok(ints(&[11, 22]))
+        );
+        assert_eq!(
+            call(f(M, "flatten"), vec![Val::List(vec![ints(&[1]), ints(&[]), ints(&[2])])]),
+            Ok(ints(&[1, 2]))
+        );
         assert!(call(f(M, "map"), vec![ints(&[1]), Val::Int(1)]).is_err());
         assert!(call(f(M, "filter"), vec![ints(&[1]), func_val(double)]).is_err());
     }
@@ -150,7 +193,10 @@ mod tests {
         assert!(call(f(M, "range"), vec![Val::Int(1), Val::Int(2), Val::Int(0)]).is_err());
         assert!(call(f(M, "range"), vec![Val::Int(1_000_000_000_000)]).is_err());
         assert!(call(f(M, "range"), vec![Val::Int(i64::MIN), Val::Int(i64::MAX)]).is_err());
-        assert_eq!(call(f(M, "range"), vec![Val::Int(i64::MAX - 1), Val::Int(i64::MAX), Val::Int(i64::MAX)]), Ok(ints(&[i64::MAX - 1])));
+        assert_eq!(
+            call(f(M, "range"), vec![Val::Int(i64::MAX - 1), Val::Int(i64::MAX), Val::Int(i64::MAX)]),
+            Ok(ints(&[i64::MAX - 1]))
+        );
     }
 
     #[test]
@@ -165,7 +211,10 @@ mod tests {
         let v = Type::Var(4);
         assert_eq!(infer(f(M, "range"), &[v.clone(), v.clone()], &v), Ok(Some(ty("func(int, int) []int"))));
         assert!(infer(f(M, "range"), &[], &v).is_err());
-        assert_eq!(infer(f(M, "reduce"), &[v.clone(), v.clone()], &v), Ok(Some(ty("func([]?4, func(?4, ?4) ?4) ?4"))));
-        assert!(infer(f(M, "reduce"), &[v.clone()], &v).is_err());
+        assert_eq!(
+            infer(f(M, "reduce"), &[v.clone(), v.clone()], &v),
+            Ok(Some(ty("func([]?4, func(?4, ?4) ?4) ?4")))
+        );
+        assert!(infer(f(M, "reduce"), std::slice::from_ref(&v), &v).is_err());
     }
 }

@@ -9,7 +9,14 @@ use super::{Builtin, CallCtx, CallSite};
 const M: &str = "list";
 
 pub const FUNCS: &[Builtin] = &[
-    poly(M, "concat", "func([]?1, []?1, ...) []?1", infer_concat, concat, "the lists, one after the other (one or more)"),
+    poly(
+        M,
+        "concat",
+        "func([]?1, []?1, ...) []?1",
+        infer_concat,
+        concat,
+        "the lists, one after the other (one or more)",
+    ),
     fixed(M, "lookup", "func([]?1, int) ?1", lookup, "the element at index; an error when absent"),
 ];
 
@@ -62,8 +69,11 @@ mod tests {
     #[test]
     fn infer_concat_from_any_list() {
         let v = Type::Var(2);
-        assert_eq!(infer(f(M, "concat"), &[v.clone(), ty("[]str"), v.clone()], &v), Ok(Some(ty("func([]str, []str, []str) []str"))));
-        assert_eq!(infer(f(M, "concat"), &[v.clone()], &v), Ok(None));
+        assert_eq!(
+            infer(f(M, "concat"), &[v.clone(), ty("[]str"), v.clone()], &v),
+            Ok(Some(ty("func([]str, []str, []str) []str")))
+        );
+        assert_eq!(infer(f(M, "concat"), std::slice::from_ref(&v), &v), Ok(None));
         assert!(infer(f(M, "concat"), &[Type::Int], &v).is_err());
         assert!(infer(f(M, "concat"), &[], &v).is_err());
     }

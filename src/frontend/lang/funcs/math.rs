@@ -11,7 +11,14 @@ const M: &str = "math";
 pub const FUNCS: &[Builtin] = &[
     poly(M, "fortytwo", "func() ?1", infer_fortytwo, fortytwo, "42, as an int or a float as the use needs"),
     fixed(M, "minus1", "func(int) int", minus1, "x minus one"),
-    poly(M, "mod", "func(?1, ?1) ?1", infer_mod, modulo, "the remainder of x / y, for int or float (its sign is x's)"),
+    poly(
+        M,
+        "mod",
+        "func(?1, ?1) ?1",
+        infer_mod,
+        modulo,
+        "the remainder of x / y, for int or float (its sign is x's)",
+    ),
     fixed(M, "pow", "func(float, float) float", pow, "x to the power y"),
     fixed(M, "sqrt", "func(float) float", sqrt, "the square root of x"),
 ];
@@ -27,9 +34,21 @@ pub fn finite(x: f64) -> Result<Val, CallError> {
     }
 }
 
-native!(fn minus1(x: int) -> val { Val::Int(x.checked_sub(1).ok_or_else(|| CallError::new("integer overflow"))?) });
-native!(fn pow(x: float, y: float) -> val { finite(x.powf(y))? });
-native!(fn sqrt(x: float) -> val { finite(x.sqrt())? });
+native!(
+    fn minus1(x: int) -> val {
+        Val::Int(x.checked_sub(1).ok_or_else(|| CallError::new("integer overflow"))?)
+    }
+);
+native!(
+    fn pow(x: float, y: float) -> val {
+        finite(x.powf(y))?
+    }
+);
+native!(
+    fn sqrt(x: float) -> val {
+        finite(x.sqrt())?
+    }
+);
 
 fn infer_fortytwo(site: &CallSite) -> Result<Option<Type>, String> {
     infer_arity(site.args, 0, "math.fortytwo")?;
@@ -64,7 +83,11 @@ fn modulo(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
         (Val::Int(_), Val::Int(0)) => Err(CallError::new("result is not a number: modulo by zero")),
         (Val::Int(x), Val::Int(y)) => Ok(Val::Int(x.checked_rem(*y).unwrap_or(0))),
         (Val::Float(x), Val::Float(y)) => finite(x % y),
-        (a, b) => Err(CallError(format!("math.mod takes two ints or two floats, not {} and {}", a.type_of(), b.type_of()))),
+        (a, b) => Err(CallError(format!(
+            "math.mod takes two ints or two floats, not {} and {}",
+            a.type_of(),
+            b.type_of()
+        ))),
     }
 }
 
@@ -92,7 +115,10 @@ mod tests {
     #[test]
     fn infer_mod_and_fortytwo() {
         let v = Type::Var(1);
-        assert_eq!(infer(f(M, "mod"), &[v.clone(), Type::Float], &v), Ok(Some(ty("func(float, float) float"))));
+        assert_eq!(
+            infer(f(M, "mod"), &[v.clone(), Type::Float], &v),
+            Ok(Some(ty("func(float, float) float")))
+        );
         assert_eq!(infer(f(M, "mod"), &[v.clone(), v.clone()], &v), Ok(None));
         assert!(infer(f(M, "mod"), &[Type::Str, v.clone()], &v).is_err());
         assert_eq!(infer(f(M, "fortytwo"), &[], &Type::Float), Ok(Some(ty("func() float"))));

@@ -15,30 +15,30 @@ use super::types::Type;
 use super::value::{CallError, Val};
 
 mod args;
-mod core;
 mod convert;
+mod core;
 mod datetime;
 mod deploy;
 mod encoding;
 mod example;
 mod files;
 mod fmt;
-mod os;
-mod regexp;
-mod sys;
-mod template;
-mod iter;
-mod list;
-mod map;
-mod math;
-mod net;
 mod golang_math;
 mod golang_os;
 mod golang_path;
 mod golang_strconv;
 mod golang_strings;
-mod strings;
+mod iter;
+mod list;
+mod map;
+mod math;
+mod net;
 pub mod operators;
+mod os;
+mod regexp;
+mod strings;
+mod sys;
+mod template;
 #[cfg(test)]
 mod testing;
 
@@ -94,7 +94,30 @@ pub struct HostInfo {
 }
 
 /// Every module's functions. Each module file adds its slice here.
-const MODULES: &[&[Builtin]] = &[core::FUNCS, fmt::FUNCS, strings::FUNCS, golang_strings::FUNCS, math::FUNCS, convert::FUNCS, list::FUNCS, map::FUNCS, iter::FUNCS, sys::FUNCS, os::FUNCS, datetime::FUNCS, deploy::FUNCS, template::FUNCS, regexp::FUNCS, encoding::FUNCS, net::FUNCS, example::FUNCS, golang_strconv::FUNCS, golang_math::FUNCS, golang_path::FUNCS, golang_os::FUNCS];
+const MODULES: &[&[Builtin]] = &[
+    core::FUNCS,
+    fmt::FUNCS,
+    strings::FUNCS,
+    golang_strings::FUNCS,
+    math::FUNCS,
+    convert::FUNCS,
+    list::FUNCS,
+    map::FUNCS,
+    iter::FUNCS,
+    sys::FUNCS,
+    os::FUNCS,
+    datetime::FUNCS,
+    deploy::FUNCS,
+    template::FUNCS,
+    regexp::FUNCS,
+    encoding::FUNCS,
+    net::FUNCS,
+    example::FUNCS,
+    golang_strconv::FUNCS,
+    golang_math::FUNCS,
+    golang_path::FUNCS,
+    golang_os::FUNCS,
+];
 
 static INDEX: LazyLock<HashMap<(&'static str, &'static str), &'static Builtin>> =
     LazyLock::new(|| MODULES.iter().flat_map(|m| m.iter()).map(|b| ((b.module, b.name), b)).collect());
@@ -132,7 +155,9 @@ mod tests {
         let docs = include_str!("../../../../docs/lang.md");
         let library = &docs[docs.find("## Core library").expect("docs/lang.md has a Core library section")..];
         let missing: Vec<String> = all()
-            .map(|b| if b.module.is_empty() { b.name.to_string() } else { format!("{}.{}", b.module, b.name) })
+            .map(
+                |b| if b.module.is_empty() { b.name.to_string() } else { format!("{}.{}", b.module, b.name) },
+            )
             .chain(operators::ALL.iter().map(|b| b.name.to_string()))
             .filter(|name| !library.contains(&format!("| `{name}` | ")))
             .collect();

@@ -38,16 +38,21 @@ pub const ALL: &[&Builtin] = &[&OR, &AND, &EQ, &NE, &LT, &GT, &LE, &GE, &ADD, &S
 static OR: Builtin = fixed("", "or", "func(bool, bool) bool", or, "either is true");
 static AND: Builtin = fixed("", "and", "func(bool, bool) bool", and, "both are true");
 static NOT: Builtin = fixed("", "not", "func(bool) bool", not_call, "the opposite");
-static EQ: Builtin = poly("", "==", "func(?1, ?1) bool", infer_equal, eq, "equal values, of any type but a function");
-static NE: Builtin = poly("", "!=", "func(?1, ?1) bool", infer_equal, ne, "unequal values, of any type but a function");
+static EQ: Builtin =
+    poly("", "==", "func(?1, ?1) bool", infer_equal, eq, "equal values, of any type but a function");
+static NE: Builtin =
+    poly("", "!=", "func(?1, ?1) bool", infer_equal, ne, "unequal values, of any type but a function");
 static LT: Builtin = poly("", "<", "func(?1, ?1) bool", infer_order, lt, "less than, for int or float");
 static GT: Builtin = poly("", ">", "func(?1, ?1) bool", infer_order, gt, "greater than, for int or float");
 static LE: Builtin = poly("", "<=", "func(?1, ?1) bool", infer_order, le, "less or equal, for int or float");
-static GE: Builtin = poly("", ">=", "func(?1, ?1) bool", infer_order, ge, "greater or equal, for int or float");
-static ADD: Builtin = poly("", "+", "func(?1, ?1) ?1", infer_add, add, "sum of int or float; concatenation of str");
+static GE: Builtin =
+    poly("", ">=", "func(?1, ?1) bool", infer_order, ge, "greater or equal, for int or float");
+static ADD: Builtin =
+    poly("", "+", "func(?1, ?1) ?1", infer_add, add, "sum of int or float; concatenation of str");
 static SUB: Builtin = poly("", "-", "func(?1, ?1) ?1", infer_arith, sub, "difference of int or float");
 static MUL: Builtin = poly("", "*", "func(?1, ?1) ?1", infer_arith, mul, "product of int or float");
-static DIV: Builtin = poly("", "/", "func(?1, ?1) float", infer_div, div, "quotient of int or float, always a float");
+static DIV: Builtin =
+    poly("", "/", "func(?1, ?1) float", infer_div, div, "quotient of int or float, always a float");
 
 fn or(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
     arity(&args, 2)?;
@@ -66,7 +71,12 @@ fn not_call(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
 
 /// The type of `a OP b` where both sides have the same type, one of `allowed`, and the
 /// result is `ret` (or that same type when `ret` is `None`).
-fn same_of(site: &CallSite, symbol: &str, allowed: &[Type], ret: Option<Type>) -> Result<Option<Type>, String> {
+fn same_of(
+    site: &CallSite,
+    symbol: &str,
+    allowed: &[Type],
+    ret: Option<Type>,
+) -> Result<Option<Type>, String> {
     infer_arity(site.args, 2, &format!("`{symbol}`"))?;
     let mut candidates: Vec<&Type> = site.args.iter().collect();
     if ret.is_none() {
@@ -137,20 +147,24 @@ fn pair(args: Vec<Val>) -> Result<(Val, Val), CallError> {
 pub fn equal(a: &Val, b: &Val) -> Result<bool, CallError> {
     match (a, b) {
         (Val::Func(_), _) | (_, Val::Func(_)) => Err(CallError::new("functions cannot be compared")),
-        (Val::List(x), Val::List(y)) => all_equal(x.len() == y.len(), x.iter().zip(y).map(|(p, q)| equal(p, q))),
+        (Val::List(x), Val::List(y)) => {
+            all_equal(x.len() == y.len(), x.iter().zip(y).map(|(p, q)| equal(p, q)))
+        }
         (Val::Map(x), Val::Map(y)) => all_equal(
             x.len() == y.len(),
             x.iter().zip(y).map(|(p, q)| Ok(equal(&p.0, &q.0)? && equal(&p.1, &q.1)?)),
         ),
-        (Val::Struct(x), Val::Struct(y)) => all_equal(
-            x.len() == y.len(),
-            x.iter().zip(y).map(|(p, q)| Ok(p.0 == q.0 && equal(&p.1, &q.1)?)),
-        ),
+        (Val::Struct(x), Val::Struct(y)) => {
+            all_equal(x.len() == y.len(), x.iter().zip(y).map(|(p, q)| Ok(p.0 == q.0 && equal(&p.1, &q.1)?)))
+        }
         _ => Ok(a == b),
     }
 }
 
-fn all_equal(same_len: bool, parts: impl Iterator<Item = Result<bool, CallError>>) -> Result<bool, CallError> {
+fn all_equal(
+    same_len: bool,
+    parts: impl Iterator<Item = Result<bool, CallError>>,
+) -> Result<bool, CallError> {
     let mut result = same_len;
     for part in parts {
         result &= part?;
@@ -269,7 +283,10 @@ mod tests {
     fn comparisons_and_logic() {
         assert_eq!(call(binary(BinOp::Lt), vec![Val::Int(1), Val::Int(2)]), Ok(Val::Bool(true)));
         assert_eq!(call(binary(BinOp::Ge), vec![Val::Float(1.0), Val::Float(2.0)]), Ok(Val::Bool(false)));
-        assert_eq!(call(binary(BinOp::Le), vec![Val::Float(f64::NAN), Val::Float(2.0)]), Ok(Val::Bool(false)));
+        assert_eq!(
+            call(binary(BinOp::Le), vec![Val::Float(f64::NAN), Val::Float(2.0)]),
+            Ok(Val::Bool(false))
+        );
         let list = |v: Vec<i64>| Val::List(v.into_iter().map(Val::Int).collect());
         assert_eq!(call(binary(BinOp::Eq), vec![list(vec![1, 2]), list(vec![1, 2])]), Ok(Val::Bool(true)));
         assert_eq!(call(binary(BinOp::Ne), vec![list(vec![1]), list(vec![1, 2])]), Ok(Val::Bool(true)));
@@ -290,12 +307,27 @@ mod tests {
     #[test]
     fn infer_takes_the_type_from_any_known_side() {
         let v = Type::Var(7);
-        assert_eq!(infer(binary(BinOp::Add), &[v.clone(), Type::Str], &v), Ok(Some(Type::parse("func(str, str) str").unwrap())));
-        assert_eq!(infer(binary(BinOp::Add), &[v.clone(), v.clone()], &Type::Int), Ok(Some(Type::parse("func(int, int) int").unwrap())));
+        assert_eq!(
+            infer(binary(BinOp::Add), &[v.clone(), Type::Str], &v),
+            Ok(Some(Type::parse("func(str, str) str").unwrap()))
+        );
+        assert_eq!(
+            infer(binary(BinOp::Add), &[v.clone(), v.clone()], &Type::Int),
+            Ok(Some(Type::parse("func(int, int) int").unwrap()))
+        );
         assert_eq!(infer(binary(BinOp::Add), &[v.clone(), v.clone()], &v), Ok(None));
-        assert_eq!(infer(binary(BinOp::Div), &[Type::Int, v.clone()], &v), Ok(Some(Type::parse("func(int, int) float").unwrap())));
-        assert_eq!(infer(binary(BinOp::Lt), &[Type::Float, v.clone()], &v), Ok(Some(Type::parse("func(float, float) bool").unwrap())));
-        assert_eq!(infer(binary(BinOp::Eq), &[v.clone(), Type::Var(8)], &v), Ok(Some(Type::parse("func(?7, ?7) bool").unwrap())));
+        assert_eq!(
+            infer(binary(BinOp::Div), &[Type::Int, v.clone()], &v),
+            Ok(Some(Type::parse("func(int, int) float").unwrap()))
+        );
+        assert_eq!(
+            infer(binary(BinOp::Lt), &[Type::Float, v.clone()], &v),
+            Ok(Some(Type::parse("func(float, float) bool").unwrap()))
+        );
+        assert_eq!(
+            infer(binary(BinOp::Eq), &[v.clone(), Type::Var(8)], &v),
+            Ok(Some(Type::parse("func(?7, ?7) bool").unwrap()))
+        );
     }
 
     #[test]

@@ -12,11 +12,29 @@ const M: &str = "os";
 
 pub const FUNCS: &[Builtin] = &[
     fixed(M, "args", "func() []str", args, "the agent's command line"),
-    fixed(M, "expand_home", "func(str) str", expand_home, "the path with a leading `~/` replaced by the home directory"),
-    fixed(M, "family", "func() str", family, "the distribution's family: redhat, debian, archlinux, or empty"),
+    fixed(
+        M,
+        "expand_home",
+        "func(str) str",
+        expand_home,
+        "the path with a leading `~/` replaced by the home directory",
+    ),
+    fixed(
+        M,
+        "family",
+        "func() str",
+        family,
+        "the distribution's family: redhat, debian, archlinux, or empty",
+    ),
     fixed(M, "file_exists", "func(str) bool", file_exists, "whether the path exists on this host"),
     fixed(M, "home", "func(str) str", home, "the user's home directory, with a trailing slash"),
-    fixed(M, "is_family_archlinux", "func() bool", is_archlinux, "whether the host is of the archlinux family"),
+    fixed(
+        M,
+        "is_family_archlinux",
+        "func() bool",
+        is_archlinux,
+        "whether the host is of the archlinux family",
+    ),
     fixed(M, "is_family_debian", "func() bool", is_debian, "whether the host is of the debian family"),
     fixed(M, "is_family_redhat", "func() bool", is_redhat, "whether the host is of the redhat family"),
     fixed(M, "modinfo_loaded", "func(str) bool", modinfo_loaded, "whether the kernel module is loaded"),
@@ -47,28 +65,53 @@ fn home_of(name: &str) -> Result<String, CallError> {
     Ok(dir)
 }
 
-native!(fn expand_home(path: str) -> str {
-    match path.strip_prefix("~/") {
-        None if path != "~" => path.to_string(),
-        rest => {
-            let home = std::env::var("HOME").map_err(|_| CallError::new("HOME is not set"))?;
-            format!("{}/{}", home.trim_end_matches('/'), rest.unwrap_or(""))
+native!(
+    fn expand_home(path: str) -> str {
+        match path.strip_prefix("~/") {
+            None if path != "~" => path.to_string(),
+            rest => {
+                let home = std::env::var("HOME").map_err(|_| CallError::new("HOME is not set"))?;
+                format!("{}/{}", home.trim_end_matches('/'), rest.unwrap_or(""))
+            }
         }
     }
-});
-native!(fn home(name: str) -> str { home_of(name)? });
-native!(fn uid(name: str) -> str { user(name)?.uid.to_string() });
-native!(fn user_exists(name: str) -> bool { user(name).is_ok() });
-native!(fn file_exists(path: str) -> bool { !path.is_empty() && Path::new(path).exists() });
-native!(fn readfile(path: str) -> str {
-    if path.is_empty() || path.contains('\0') {
-        return Err(CallError(format!("no file {path:?}")));
+);
+native!(
+    fn home(name: str) -> str {
+        home_of(name)?
     }
-    read_text(Path::new(path))?
-});
-native!(fn modinfo_loaded(name: str) -> bool {
-    !name.is_empty() && !name.contains(['/', '\0']) && name != ".." && Path::new("/sys/module").join(name).exists()
-});
+);
+native!(
+    fn uid(name: str) -> str {
+        user(name)?.uid.to_string()
+    }
+);
+native!(
+    fn user_exists(name: str) -> bool {
+        user(name).is_ok()
+    }
+);
+native!(
+    fn file_exists(path: str) -> bool {
+        !path.is_empty() && Path::new(path).exists()
+    }
+);
+native!(
+    fn readfile(path: str) -> str {
+        if path.is_empty() || path.contains('\0') {
+            return Err(CallError(format!("no file {path:?}")));
+        }
+        read_text(Path::new(path))?
+    }
+);
+native!(
+    fn modinfo_loaded(name: str) -> bool {
+        !name.is_empty()
+            && !name.contains(['/', '\0'])
+            && name != ".."
+            && Path::new("/sys/module").join(name).exists()
+    }
+);
 
 /// The family of the host's distribution, by the release file each family has.
 fn host_family() -> &'static str {

@@ -2,8 +2,8 @@
 //! the same syntax and also runs in linear time).
 
 use super::super::value::CallError;
-use super::args::{fixed, native};
 use super::Builtin;
+use super::args::{fixed, native};
 
 const M: &str = "regexp";
 
@@ -13,16 +13,18 @@ const MAX_PATTERN: usize = 64 * 1024;
 pub const FUNCS: &[Builtin] =
     &[fixed(M, "match", "func(str, str) bool", is_match, "whether the text contains a match of the pattern")];
 
-native!(fn is_match(pattern: str, text: str) -> bool {
-    if pattern.len() > MAX_PATTERN {
-        return Err(CallError(format!("the pattern is longer than {MAX_PATTERN} bytes")));
+native!(
+    fn is_match(pattern: str, text: str) -> bool {
+        if pattern.len() > MAX_PATTERN {
+            return Err(CallError(format!("the pattern is longer than {MAX_PATTERN} bytes")));
+        }
+        let re = regex::RegexBuilder::new(pattern)
+            .size_limit(1 << 22)
+            .build()
+            .map_err(|e| CallError(format!("invalid pattern: {e}")))?;
+        re.is_match(text)
     }
-    let re = regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 22)
-        .build()
-        .map_err(|e| CallError(format!("invalid pattern: {e}")))?;
-    re.is_match(text)
-});
+);
 
 #[cfg(test)]
 mod tests {

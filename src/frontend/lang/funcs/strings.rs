@@ -1,8 +1,8 @@
 //! mcl's `strings` module.
 
-use super::super::value::{CallError, Val};
-use super::args::{check_text, fixed, go_split, native};
+use super::super::value::CallError;
 use super::Builtin;
+use super::args::{check_text, fixed, go_split, native};
 
 const M: &str = "strings";
 
@@ -10,31 +10,107 @@ pub const FUNCS: &[Builtin] = &[
     fixed(M, "contains", "func(str, str) bool", contains, "whether s holds substr"),
     fixed(M, "has_prefix", "func(str, str) bool", has_prefix, "whether s starts with prefix"),
     fixed(M, "has_suffix", "func(str, str) bool", has_suffix, "whether s ends with suffix"),
-    fixed(M, "join_nonempty", "func([]str, str) str", join_nonempty, "the non-empty strings of the list, joined by sep"),
-    fixed(M, "left_pad", "func(str, str, int) str", left_pad, "s with pad prepended until it is at least len bytes long"),
-    fixed(M, "right_pad", "func(str, str, int) str", right_pad, "s with pad appended until it is at least len bytes long"),
+    fixed(
+        M,
+        "join_nonempty",
+        "func([]str, str) str",
+        join_nonempty,
+        "the non-empty strings of the list, joined by sep",
+    ),
+    fixed(
+        M,
+        "left_pad",
+        "func(str, str, int) str",
+        left_pad,
+        "s with pad prepended until it is at least len bytes long",
+    ),
+    fixed(
+        M,
+        "right_pad",
+        "func(str, str, int) str",
+        right_pad,
+        "s with pad appended until it is at least len bytes long",
+    ),
     fixed(M, "replace_all", "func(str, str, str) str", replace_all, "s with every old replaced by new"),
-    fixed(M, "split", "func(str, str) []str", split, "the parts of a between each sep b (an empty b splits into characters)"),
-    fixed(M, "substr", "func(str, int, int) str", substr, "the bytes of s from low up to high; an error when out of range"),
+    fixed(
+        M,
+        "split",
+        "func(str, str) []str",
+        split,
+        "the parts of a between each sep b (an empty b splits into characters)",
+    ),
+    fixed(
+        M,
+        "substr",
+        "func(str, int, int) str",
+        substr,
+        "the bytes of s from low up to high; an error when out of range",
+    ),
     fixed(M, "to_lower", "func(str) str", to_lower, "s in lower case"),
     fixed(M, "to_upper", "func(str) str", to_upper, "s in upper case"),
     fixed(M, "trim_space", "func(str) str", trim_space, "s without its leading and trailing white space"),
 ];
 
-native!(fn contains(s: str, substr: str) -> bool { s.contains(substr) });
-native!(fn has_prefix(s: str, prefix: str) -> bool { s.starts_with(prefix) });
-native!(fn has_suffix(s: str, suffix: str) -> bool { s.ends_with(suffix) });
-native!(fn join_nonempty(list: strs, sep: str) -> str {
-    list.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(sep)
-});
-native!(fn left_pad(s: str, with: str, len: int) -> str { padded(s, with, len, true)? });
-native!(fn right_pad(s: str, with: str, len: int) -> str { padded(s, with, len, false)? });
-native!(fn replace_all(s: str, old: str, new: str) -> str { replace(s, old, new)? });
-native!(fn split(s: str, sep: str) -> val { go_split(s, sep)? });
-native!(fn substr(s: str, low: int, high: int) -> str { byte_range(s, low, high)? });
-native!(fn to_lower(s: str) -> str { s.to_lowercase() });
-native!(fn to_upper(s: str) -> str { s.to_uppercase() });
-native!(fn trim_space(s: str) -> str { s.trim().to_string() });
+native!(
+    fn contains(s: str, substr: str) -> bool {
+        s.contains(substr)
+    }
+);
+native!(
+    fn has_prefix(s: str, prefix: str) -> bool {
+        s.starts_with(prefix)
+    }
+);
+native!(
+    fn has_suffix(s: str, suffix: str) -> bool {
+        s.ends_with(suffix)
+    }
+);
+native!(
+    fn join_nonempty(list: strs, sep: str) -> str {
+        list.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(sep)
+    }
+);
+native!(
+    fn left_pad(s: str, with: str, len: int) -> str {
+        padded(s, with, len, true)?
+    }
+);
+native!(
+    fn right_pad(s: str, with: str, len: int) -> str {
+        padded(s, with, len, false)?
+    }
+);
+native!(
+    fn replace_all(s: str, old: str, new: str) -> str {
+        replace(s, old, new)?
+    }
+);
+native!(
+    fn split(s: str, sep: str) -> val {
+        go_split(s, sep)?
+    }
+);
+native!(
+    fn substr(s: str, low: int, high: int) -> str {
+        byte_range(s, low, high)?
+    }
+);
+native!(
+    fn to_lower(s: str) -> str {
+        s.to_lowercase()
+    }
+);
+native!(
+    fn to_upper(s: str) -> str {
+        s.to_uppercase()
+    }
+);
+native!(
+    fn trim_space(s: str) -> str {
+        s.trim().to_string()
+    }
+);
 
 fn padded(s: &str, with: &str, len: i64, left: bool) -> Result<String, CallError> {
     if with.is_empty() || len <= s.len() as i64 {
@@ -75,6 +151,7 @@ fn byte_range(s: &str, low: i64, high: i64) -> Result<String, CallError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::value::Val;
     use super::super::testing::{call, f, s, strs};
     use super::*;
 

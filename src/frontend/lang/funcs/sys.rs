@@ -13,7 +13,13 @@ pub const FUNCS: &[Builtin] = &[
     fixed(M, "getenv", "func(str) str", getenv, "the environment variable's value, empty when unset"),
     fixed(M, "hasenv", "func(str) bool", hasenv, "whether the environment variable is set"),
     fixed(M, "hostname", "func() str", hostname, "the host's name (as `$hostname`)"),
-    fixed(M, "load", "func() struct{x1 float; x5 float; x15 float}", load, "the load averages over 1, 5 and 15 minutes"),
+    fixed(
+        M,
+        "load",
+        "func() struct{x1 float; x5 float; x15 float}",
+        load,
+        "the load averages over 1, 5 and 15 minutes",
+    ),
     fixed(M, "uptime", "func() int", uptime, "the seconds since the host booted"),
 ];
 
@@ -29,12 +35,20 @@ fn env(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
     })))
 }
 
-native!(fn getenv(name: str) -> str {
-    if name.is_empty() || name.contains(['=', '\0']) { String::new() } else { std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()).unwrap_or_default() }
-});
-native!(fn hasenv(name: str) -> bool {
-    !name.is_empty() && !name.contains(['=', '\0']) && std::env::var_os(name).is_some()
-});
+native!(
+    fn getenv(name: str) -> str {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            String::new()
+        } else {
+            std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()).unwrap_or_default()
+        }
+    }
+);
+native!(
+    fn hasenv(name: str) -> bool {
+        !name.is_empty() && !name.contains(['=', '\0']) && std::env::var_os(name).is_some()
+    }
+);
 
 fn hostname(ctx: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
     arity(&args, 0)?;
@@ -45,7 +59,11 @@ fn hostname(ctx: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
 fn proc_numbers(path: &str, n: usize) -> Result<Vec<f64>, CallError> {
     let text = std::fs::read_to_string(path).map_err(|e| CallError(format!("cannot read {path}: {e}")))?;
     let numbers: Vec<f64> = text.split_whitespace().take(n).filter_map(|w| w.parse().ok()).collect();
-    if numbers.len() == n { Ok(numbers) } else { Err(CallError(format!("cannot read {path}: unexpected content"))) }
+    if numbers.len() == n {
+        Ok(numbers)
+    } else {
+        Err(CallError(format!("cannot read {path}: unexpected content")))
+    }
 }
 
 fn load(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {

@@ -35,7 +35,12 @@ pub fn infer(b: &Builtin, args: &[Type], ret: &Type) -> Result<Option<Type>, Str
     infer_with(b, args, &consts, ret)
 }
 
-pub fn infer_with(b: &Builtin, args: &[Type], consts: &[Option<Val>], ret: &Type) -> Result<Option<Type>, String> {
+pub fn infer_with(
+    b: &Builtin,
+    args: &[Type],
+    consts: &[Option<Val>],
+    ret: &Type,
+) -> Result<Option<Type>, String> {
     let infer = b.infer.expect("the function has an infer");
     infer(&CallSite { args, consts, ret })
 }

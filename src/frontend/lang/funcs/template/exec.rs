@@ -100,10 +100,20 @@ impl Exec<'_> {
         let value = self.pipe(pipe, dot, false)?;
         let items: Vec<(Val, Val)> = match &value {
             None => Vec::new(),
-            Some(Val::List(items)) => items.iter().enumerate().map(|(i, v)| (Val::Int(i as i64), v.clone())).collect(),
+            Some(Val::List(items)) => {
+                items.iter().enumerate().map(|(i, v)| (Val::Int(i as i64), v.clone())).collect()
+            }
             Some(Val::Map(pairs)) => pairs.clone(),
-            Some(Val::Int(n)) => (0..(*n).clamp(0, MAX_ITEMS as i64)).map(|i| (Val::Int(i), Val::Int(i))).collect(),
-            Some(other) => return Err(format!("line {}: range can't iterate over {}", pipe.line, show(&Some(other.clone())))),
+            Some(Val::Int(n)) => {
+                (0..(*n).clamp(0, MAX_ITEMS as i64)).map(|i| (Val::Int(i), Val::Int(i))).collect()
+            }
+            Some(other) => {
+                return Err(format!(
+                    "line {}: range can't iterate over {}",
+                    pipe.line,
+                    show(&Some(other.clone()))
+                ));
+            }
         };
         if items.is_empty() {
             return self.scoped(otherwise, dot);
@@ -138,7 +148,8 @@ impl Exec<'_> {
             for name in &pipe.vars {
                 if pipe.assign {
                     let slot = self.vars.iter_mut().rev().find(|(n, _)| n == name);
-                    let slot = slot.ok_or_else(|| format!("line {}: undefined variable {name}", pipe.line))?;
+                    let slot =
+                        slot.ok_or_else(|| format!("line {}: undefined variable {name}", pipe.line))?;
                     slot.1 = value.clone();
                 } else {
                     self.vars.push((name.clone(), value.clone()));
@@ -203,7 +214,11 @@ static LIBRARY: LazyLock<HashMap<String, (&'static Builtin, Type)>> = LazyLock::
         .filter(|b| b.infer.is_none())
         .filter_map(|b| Type::parse(b.sig).ok().filter(Type::is_known).map(|t| (b, t)))
         .map(|(b, t)| {
-            let name = if b.module.is_empty() { format!("_{}", b.name) } else { format!("{}_{}", b.module.replace('/', "_"), b.name) };
+            let name = if b.module.is_empty() {
+                format!("_{}", b.name)
+            } else {
+                format!("{}_{}", b.module.replace('/', "_"), b.name)
+            };
             (name, (b, t))
         })
         .collect()
@@ -276,11 +291,17 @@ fn go_v(v: &Val) -> String {
         Val::Int(n) => n.to_string(),
         Val::Float(x) => go_float(*x),
         Val::List(items) => format!("[{}]", items.iter().map(go_v).collect::<Vec<_>>().join(" ")),
-        Val::Map(pairs) => format!("map[{}]", pairs.iter().map(|(k, v)| format!("{}:{}", go_v(k), go_v(v))).collect::<Vec<_>>().join(" ")),
+        Val::Map(pairs) => format!(
+            "map[{}]",
+            pairs.iter().map(|(k, v)| format!("{}:{}", go_v(k), go_v(v))).collect::<Vec<_>>().join(" ")
+        ),
         Val::Struct(fields) => {
             let mut named: Vec<(String, &Val)> = fields.iter().map(|(n, v)| (title_case(n), v)).collect();
             named.sort_by(|a, b| a.0.cmp(&b.0));
-            format!("map[{}]", named.iter().map(|(n, v)| format!("{n}:{}", go_v(v))).collect::<Vec<_>>().join(" "))
+            format!(
+                "map[{}]",
+                named.iter().map(|(n, v)| format!("{n}:{}", go_v(v))).collect::<Vec<_>>().join(" ")
+            )
         }
         Val::Func(f) => format!("<{}>", f.0.describe()),
     }
@@ -345,13 +366,21 @@ fn index(args: &[V]) -> Result<V, String> {
     for key in keys {
         value = match (&value, key) {
             (Some(Val::List(items)), Some(Val::Int(i))) => Some(
-                usize::try_from(*i).ok().and_then(|i| items.get(i)).cloned().ok_or_else(|| format!("index out of range: {i}"))?,
+                usize::try_from(*i)
+                    .ok()
+                    .and_then(|i| items.get(i))
+                    .cloned()
+                    .ok_or_else(|| format!("index out of range: {i}"))?,
             ),
             (Some(Val::Str(s)), Some(Val::Int(i))) => Some(Val::Int(
-                usize::try_from(*i).ok().and_then(|i| s.as_bytes().get(i)).map(|b| i64::from(*b)).ok_or_else(|| format!("index out of range: {i}"))?,
+                usize::try_from(*i)
+                    .ok()
+                    .and_then(|i| s.as_bytes().get(i))
+                    .map(|b| i64::from(*b))
+                    .ok_or_else(|| format!("index out of range: {i}"))?,
             )),
             (Some(m @ Val::Map(_)), Some(k)) => m.map_get(k).cloned(),
-            (Some(Val::Struct(_)), Some(Val::Str(k))) => walk(value.clone(), &[k.clone()])?,
+            (Some(Val::Struct(_)), Some(Val::Str(k))) => walk(value.clone(), std::slice::from_ref(k))?,
             (v, k) => return Err(format!("can't index {} with {}", show(v), show(k))),
         };
     }
@@ -425,7 +454,9 @@ fn printf(args: &[V]) -> Result<V, String> {
 }
 
 fn eq(args: &[V]) -> Result<V, String> {
-    let Some((first, rest)) = args.split_first() else { return Err("missing arguments for comparison".into()) };
+    let Some((first, rest)) = args.split_first() else {
+        return Err("missing arguments for comparison".into());
+    };
     if rest.is_empty() {
         return Err("missing arguments for comparison".into());
     }
@@ -466,7 +497,8 @@ fn call_value(args: &[V]) -> Result<V, String> {
     let Some((Some(Val::Func(f)), rest)) = args.split_first() else {
         return Err("the first argument must be a function".into());
     };
-    let values: Vec<Val> = rest.iter().map(|v| v.clone().ok_or("a nil argument")).collect::<Result<_, _>>()?;
+    let values: Vec<Val> =
+        rest.iter().map(|v| v.clone().ok_or("a nil argument")).collect::<Result<_, _>>()?;
     f.call(values).map(Some).map_err(|e| e.0)
 }
 

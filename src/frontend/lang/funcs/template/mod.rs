@@ -69,12 +69,18 @@ mod tests {
         let people = Val::List(vec![strukt(&[("name", s("one")), ("raw_query", s("q"))])]);
         assert_eq!(fill("{{ range . }}{{ .Name }}/{{ .Raw_query }};{{ end }}", people), Ok("one/q;".into()));
         let m = Val::map_of([(s("b"), Val::Int(2)), (s("a"), Val::Int(1))]);
-        assert_eq!(fill("{{ range $k, $v := . }}{{ $k }}={{ $v }},{{ end }}", m.clone()), Ok("a=1,b=2,".into()));
+        assert_eq!(
+            fill("{{ range $k, $v := . }}{{ $k }}={{ $v }},{{ end }}", m.clone()),
+            Ok("a=1,b=2,".into())
+        );
         assert_eq!(fill("{{ . }}", m.clone()), Ok("map[a:1 b:2]".into()));
         assert_eq!(fill("{{ .b }}", m), Ok("2".into()));
         let int_keys = Val::List(vec![Val::map_of([(Val::Int(42), s("answer"))])]);
         assert_eq!(fill("{{ range . }}{{ index . 42 }}{{ end }}", int_keys), Ok("answer".into()));
-        assert_eq!(fill("{{ range $i, $e := . }}{{ $i }}{{ $e }} {{ else }}none{{ end }}", ints(&[7, 8])), Ok("07 18 ".into()));
+        assert_eq!(
+            fill("{{ range $i, $e := . }}{{ $i }}{{ $e }} {{ else }}none{{ end }}", ints(&[7, 8])),
+            Ok("07 18 ".into())
+        );
         assert_eq!(fill("{{ range . }}x{{ else }}none{{ end }}", ints(&[])), Ok("none".into()));
     }
 
@@ -82,12 +88,21 @@ mod tests {
     fn conditions_variables_and_functions() {
         let data = strukt(&[("l", strs(&["a", "b"])), ("n", Val::Int(3)), ("t", Val::Int(1_614_834_367))]);
         assert_eq!(fill("{{ if .L }}yes{{ else }}no{{ end }}", data.clone()), Ok("yes".into()));
-        assert_eq!(fill("{{ if eq .N 1 }}one{{ else if gt .N 2 }}many{{ end }}", data.clone()), Ok("many".into()));
+        assert_eq!(
+            fill("{{ if eq .N 1 }}one{{ else if gt .N 2 }}many{{ end }}", data.clone()),
+            Ok("many".into())
+        );
         assert_eq!(fill("{{ golang_strings_join .L \",\" }}", data.clone()), Ok("a,b".into()));
         assert_eq!(fill("{{ datetime_print .T }}", data.clone()), Ok("2021-03-04 05:06:07 +0000 UTC".into()));
-        assert_eq!(fill("{{ $x := len .L }}{{ $x }}-{{ .N | printf \"%03d\" }}", data.clone()), Ok("2-003".into()));
+        assert_eq!(
+            fill("{{ $x := len .L }}{{ $x }}-{{ .N | printf \"%03d\" }}", data.clone()),
+            Ok("2-003".into())
+        );
         assert_eq!(fill("{{ with .L }}{{ index . 1 }}{{ end }}", data.clone()), Ok("b".into()));
-        assert_eq!(fill("{{ print 1 2 \"x\" }}|{{ html \"<a&b>\" }}|{{ urlquery \"a b&c\" }}", data.clone()), Ok("1 2x|&lt;a&amp;b&gt;|a+b%26c".into()));
+        assert_eq!(
+            fill("{{ print 1 2 \"x\" }}|{{ html \"<a&b>\" }}|{{ urlquery \"a b&c\" }}", data.clone()),
+            Ok("1 2x|&lt;a&amp;b&gt;|a+b%26c".into())
+        );
         assert_eq!(fill("{{ (strings_split \"a-b\" \"-\") }}", data.clone()), Ok("[a b]".into()));
         assert_eq!(fill("{{ and 1 0 }} {{ or 0 \"\" 5 }} {{ not .L }}", data), Ok("0 5 false".into()));
     }
@@ -109,7 +124,10 @@ mod tests {
     fn infer_follows_the_argument_count() {
         let v = Type::Var(5);
         assert_eq!(infer(f("golang", "template"), &[Type::Str], &v), Ok(Some(ty("func(str) str"))));
-        assert_eq!(infer(f("golang", "template"), &[v.clone(), ty("[]int")], &v), Ok(Some(ty("func(str, []int) str"))));
+        assert_eq!(
+            infer(f("golang", "template"), &[v.clone(), ty("[]int")], &v),
+            Ok(Some(ty("func(str, []int) str")))
+        );
         assert!(infer(f("golang", "template"), &[Type::Int, Type::Int], &v).is_err());
         assert!(infer(f("golang", "template"), &[], &v).is_err());
     }

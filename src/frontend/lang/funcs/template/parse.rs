@@ -233,7 +233,8 @@ fn tokens(text: &str, line: usize) -> Result<Vec<Tok>, String> {
                 i += 2;
             }
             '"' | '`' => {
-                let (s, next) = string(&chars, i).ok_or_else(|| format!("line {line}: unterminated or bad string"))?;
+                let (s, next) =
+                    string(&chars, i).ok_or_else(|| format!("line {line}: unterminated or bad string"))?;
                 out.push(Tok::Str(s));
                 i = next;
             }
@@ -245,7 +246,9 @@ fn tokens(text: &str, line: usize) -> Result<Vec<Tok>, String> {
             c if c.is_ascii_digit() || c == '-' || c == '+' || c == '.' => {
                 let start = i;
                 i += 1;
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_') {
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_')
+                {
                     i += 1;
                 }
                 out.push(Tok::Num(chars[start..i].iter().collect()));
@@ -257,7 +260,10 @@ fn tokens(text: &str, line: usize) -> Result<Vec<Tok>, String> {
                     i += 1;
                 }
                 out.push(Tok::Word(chars[start..i].iter().collect()));
-                if i < chars.len() && chars[i] == '.' && chars.get(i + 1).is_some_and(|c| c.is_alphabetic() || *c == '_') {
+                if i < chars.len()
+                    && chars[i] == '.'
+                    && chars.get(i + 1).is_some_and(|c| c.is_alphabetic() || *c == '_')
+                {
                     let (fields, next) = fields(&chars, i);
                     out.push(Tok::Fields(fields));
                     i = next;
@@ -420,7 +426,8 @@ fn number(text: &str) -> Option<Arg> {
         Some(d) => (-1, d.to_string()),
         None => (1, clean.trim_start_matches('+').to_string()),
     };
-    let radix = [("0x", 16), ("0X", 16), ("0o", 8), ("0b", 2)].into_iter().find(|(p, _)| digits.starts_with(p));
+    let radix =
+        [("0x", 16), ("0X", 16), ("0o", 8), ("0b", 2)].into_iter().find(|(p, _)| digits.starts_with(p));
     if let Some((prefix, radix)) = radix {
         return i64::from_str_radix(&digits[prefix.len()..], radix).ok().map(|n| Arg::Int(sign * n));
     }
@@ -440,7 +447,9 @@ mod tests {
         assert_eq!(nodes.len(), 4);
         assert_eq!(nodes[0], Node::Text("a".into()));
         assert_eq!(nodes[2], Node::Text("b".into()));
-        assert!(matches!(&nodes[3], Node::If { branches, otherwise } if branches.len() == 2 && otherwise.len() == 1));
+        assert!(
+            matches!(&nodes[3], Node::If { branches, otherwise } if branches.len() == 2 && otherwise.len() == 1)
+        );
         let nodes = parse("{{ range $i, $v := . }}{{ $v }}{{ end }}").unwrap();
         assert!(matches!(&nodes[0], Node::Range { pipe, .. } if pipe.vars == ["$i", "$v"]));
         assert_eq!(parse("{{/* a comment */}}x").unwrap(), vec![Node::Text("x".into())]);
@@ -449,7 +458,16 @@ mod tests {
 
     #[test]
     fn broken_templates_are_errors() {
-        for text in ["{{ .X", "{{ if .X }}", "{{ end }}", "{{ (.X }}", "{{ \"x }}", "{{ range . }}{{ else }}", "{{ | }}", "{{ template \"x\" }}"] {
+        for text in [
+            "{{ .X",
+            "{{ if .X }}",
+            "{{ end }}",
+            "{{ (.X }}",
+            "{{ \"x }}",
+            "{{ range . }}{{ else }}",
+            "{{ | }}",
+            "{{ template \"x\" }}",
+        ] {
             assert!(parse(text).is_err(), "{text}");
         }
         let deep = format!("{}{}", "{{ if 1 }}".repeat(200), "{{ end }}".repeat(200));
