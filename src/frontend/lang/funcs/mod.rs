@@ -23,6 +23,7 @@ mod encoding;
 mod example;
 mod files;
 mod fmt;
+mod func_value;
 mod golang_math;
 mod golang_os;
 mod golang_path;
@@ -41,6 +42,8 @@ mod sys;
 mod template;
 #[cfg(test)]
 mod testing;
+
+pub use func_value::func_value;
 
 /// One function of the core library.
 pub struct Builtin {
