@@ -24,6 +24,9 @@ pub fn read_text(path: &Path) -> Result<String, CallError> {
 /// The real path of `path`, written from the deploy's root (`/files/a.txt`), below `root`:
 /// a relative path, a `..` and a symlink leading outside the root are refused.
 pub fn in_root(root: &Path, path: &str) -> Result<PathBuf, CallError> {
+    if root.as_os_str().is_empty() {
+        return Err(CallError::new("the program has no deploy directory to read from"));
+    }
     let relative = path.strip_prefix('/').ok_or_else(|| {
         CallError(format!("the path must be absolute (from the deploy's root), got: `{path}`"))
     })?;
@@ -54,6 +57,7 @@ mod tests {
         std::fs::write(dir.path().join("files/a"), "hi").unwrap();
         assert_eq!(in_root(dir.path(), "/files/a").unwrap(), dir.path().join("files/a"));
         assert!(in_root(dir.path(), "files/a").is_err());
+        assert!(in_root(Path::new(""), "/files/a").is_err());
         assert!(in_root(dir.path(), "/files/../../etc/passwd").is_err());
         std::os::unix::fs::symlink("/etc", dir.path().join("files/out")).unwrap();
         assert!(in_root(dir.path(), "/files/out/passwd").is_err());

@@ -23,8 +23,16 @@ pub const FUNCS: &[Builtin] = &[
         getenv,
         "the environment variable's value, empty when unset",
     ),
+    fixed("golang/os", "getegid", "func() int", getegid, "the agent's effective group id"),
+    fixed("golang/os", "geteuid", "func() int", geteuid, "the agent's effective user id"),
+    fixed("golang/os", "getgid", "func() int", getgid, "the agent's group id"),
     fixed("golang/os", "getpagesize", "func() int", getpagesize, "the memory page size"),
+    fixed("golang/os", "getpid", "func() int", getpid, "the agent's process id"),
+    fixed("golang/os", "getppid", "func() int", getppid, "the agent's parent's process id"),
+    fixed("golang/os", "getuid", "func() int", getuid, "the agent's user id"),
+    fixed("golang/os", "getwd", "func() str", getwd, "the agent's working directory"),
     fixed("golang/os", "hostname", "func() str", hostname, "the host's name"),
+    fixed("golang/os", "read_file", "func(str) str", read_file, "the text of the file (at most 16 MiB)"),
     fixed("golang/os", "readlink", "func(str) str", readlink, "the target of the symbolic link"),
     fixed("golang/os", "temp_dir", "func() str", temp_dir, "the directory for temporary files"),
     fixed("golang/os", "user_cache_dir", "func() str", user_cache_dir, "the user's cache directory"),
@@ -71,6 +79,30 @@ fn getpagesize(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
     arity(&args, 0)?;
     let size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096);
     Ok(Val::Int(size))
+}
+
+macro_rules! id {
+    ($($name:ident => $value:expr),* $(,)?) => {
+        $(fn $name(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
+            arity(&args, 0)?;
+            Ok(Val::Int(i64::from($value)))
+        })*
+    };
+}
+
+id! {
+    getuid => nix::unistd::getuid().as_raw(),
+    geteuid => nix::unistd::geteuid().as_raw(),
+    getgid => nix::unistd::getgid().as_raw(),
+    getegid => nix::unistd::getegid().as_raw(),
+    getpid => nix::unistd::getpid().as_raw(),
+    getppid => nix::unistd::getppid().as_raw(),
+}
+
+fn getwd(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
+    arity(&args, 0)?;
+    let dir = std::env::current_dir().map_err(|e| CallError(format!("getwd: {e}")))?;
+    Ok(Val::Str(dir.to_string_lossy().into_owned()))
 }
 
 fn hostname(ctx: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
@@ -121,6 +153,14 @@ native!(
 native!(
     fn expand_env(text: str) -> str {
         expand(text)
+    }
+);
+native!(
+    fn read_file(path: str) -> str {
+        if path.is_empty() || path.contains('\0') {
+            return Err(CallError(format!("open {path:?}: no such file")));
+        }
+        super::files::read_text(Path::new(path))?
     }
 );
 native!(
@@ -274,5 +314,7 @@ mod tests {
         assert!(call(f("golang/os/exec", "look_path"), vec![s("surely-no-such-command")]).is_err());
         assert!(call(f("golang/os", "readlink"), vec![s("/nonexistent")]).is_err());
         assert_eq!(call(f("golang/os", "hostname"), vec![]), Ok(s("h1")));
+        assert!(matches!(call(f("golang/os", "getpid"), vec![]), Ok(Val::Int(n)) if n > 0));
+        assert!(call(f("golang/os", "read_file"), vec![s("/nonexistent")]).is_err());
     }
 }

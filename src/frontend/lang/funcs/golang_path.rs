@@ -10,6 +10,8 @@ macro_rules! both {
         pub const FUNCS: &[Builtin] = &[
             $(fixed("golang/path", $name, $sig, $call, $doc),)*
             $(fixed("golang/path/filepath", $name, $sig, $call, $doc),)*
+            fixed("golang/path/filepath", "abs", "func(str) str", abs, "the path made absolute from the agent's working directory, cleaned"),
+            fixed("golang/path/filepath", "is_local", "func(str) bool", is_local, "whether the path is relative and stays below its directory"),
             fixed("golang/path/filepath", "to_slash", "func(str) str", same, "the path with `/` separators (unchanged here)"),
             fixed("golang/path/filepath", "from_slash", "func(str) str", same, "the path with the platform's separators (unchanged here)"),
             fixed("golang/path/filepath", "volume_name", "func(str) str", volume_name, "the path's volume (always empty here)"),
@@ -27,6 +29,22 @@ both! {
     "match", "func(str, str) bool", matches, "whether the name matches the shell pattern (`*`, `?`, `[a-z]`)";
 }
 
+native!(
+    fn abs(p: str) -> str {
+        if p.starts_with('/') {
+            clean(p)
+        } else {
+            let dir = std::env::current_dir().map_err(|e| CallError(format!("getwd: {e}")))?;
+            clean(&format!("{}/{p}", dir.to_string_lossy()))
+        }
+    }
+);
+native!(
+    fn is_local(p: str) -> bool {
+        let c = clean(p);
+        !p.is_empty() && !p.starts_with('/') && c != ".." && !c.starts_with("../")
+    }
+);
 native!(
     fn same(p: str) -> str {
         p.to_string()
@@ -189,5 +207,8 @@ mod tests {
         assert_eq!(run("match", vec![s("[a-c]?"), s("bz")]), Ok(Val::Bool(true)));
         assert!(run("match", vec![s("[a"), s("a")]).is_err());
         assert!(call(f("golang/path", "is_abs"), vec![s("/x")]).is_ok());
+        assert_eq!(run("is_local", vec![s("a/../b")]), Ok(Val::Bool(true)));
+        assert_eq!(run("is_local", vec![s("a/../../b")]), Ok(Val::Bool(false)));
+        assert_eq!(run("abs", vec![s("/a/./b/")]), Ok(s("/a/b")));
     }
 }
