@@ -37,6 +37,7 @@ mod net;
 pub mod operators;
 mod os;
 mod regexp;
+mod signature;
 mod strings;
 mod sys;
 mod template;
@@ -44,6 +45,7 @@ mod template;
 mod testing;
 
 pub use func_value::func_value;
+pub use signature::fixed_type;
 
 /// One function of the core library.
 pub struct Builtin {

@@ -160,6 +160,11 @@ impl Exec<'_> {
     }
 
     fn command(&mut self, cmd: &[Arg], dot: &V, piped: Option<V>, line: usize) -> Result<V, String> {
+        if let Some(Arg::Func(name)) = cmd.first().filter(|_| piped.is_none()) {
+            if name == "and" || name == "or" {
+                return self.short_circuit(name == "and", &cmd[1..], dot, line);
+            }
+        }
         if let Some(Arg::Func(name)) = cmd.first() {
             let mut args = Vec::with_capacity(cmd.len());
             for arg in &cmd[1..] {
@@ -175,6 +180,22 @@ impl Exec<'_> {
             Some(arg) => self.arg(arg, dot, line),
             None => Ok(None),
         }
+    }
+
+    /// Go's `and` and `or` stop at the first argument that decides them, so
+    /// `and .X .X.Y` does not read `.X.Y` when `.X` is missing.
+    fn short_circuit(&mut self, and: bool, args: &[Arg], dot: &V, line: usize) -> Result<V, String> {
+        if args.is_empty() {
+            return Err(format!("line {line}: missing arguments for {}", if and { "and" } else { "or" }));
+        }
+        let mut last = None;
+        for arg in args {
+            last = self.arg(arg, dot, line)?;
+            if truthy(&last) != and {
+                break;
+            }
+        }
+        Ok(last)
     }
 
     fn arg(&mut self, arg: &Arg, dot: &V, line: usize) -> Result<V, String> {

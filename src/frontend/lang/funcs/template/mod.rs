@@ -104,7 +104,21 @@ mod tests {
             Ok("1 2x|&lt;a&amp;b&gt;|a+b%26c".into())
         );
         assert_eq!(fill("{{ (strings_split \"a-b\" \"-\") }}", data.clone()), Ok("[a b]".into()));
-        assert_eq!(fill("{{ and 1 0 }} {{ or 0 \"\" 5 }} {{ not .L }}", data), Ok("0 5 false".into()));
+        assert_eq!(
+            fill("{{ and 1 0 }} {{ or 0 \"\" 5 }} {{ not .L }}", data.clone()),
+            Ok("0 5 false".into())
+        );
+        assert_eq!(
+            fill(
+                "{{ if and .Missing.X 1 }}y{{ else }}n{{ end }}",
+                Val::map_of([(s("Missing"), Val::Bool(false))])
+            ),
+            Err("template: execution error: line 1: can't evaluate field X in bool".into())
+        );
+        assert_eq!(
+            fill("{{ if and .L .L.Z }}y{{ else }}n{{ end }}", strukt(&[("l", Val::Bool(false))])),
+            Ok("n".into())
+        );
     }
 
     #[test]
