@@ -160,10 +160,10 @@ impl Exec<'_> {
     }
 
     fn command(&mut self, cmd: &[Arg], dot: &V, piped: Option<V>, line: usize) -> Result<V, String> {
-        if let Some(Arg::Func(name)) = cmd.first().filter(|_| piped.is_none()) {
-            if name == "and" || name == "or" {
-                return self.short_circuit(name == "and", &cmd[1..], dot, line);
-            }
+        if let Some(Arg::Func(name)) = cmd.first().filter(|_| piped.is_none())
+            && (name == "and" || name == "or")
+        {
+            return self.short_circuit(name == "and", &cmd[1..], dot, line);
         }
         if let Some(Arg::Func(name)) = cmd.first() {
             let mut args = Vec::with_capacity(cmd.len());
