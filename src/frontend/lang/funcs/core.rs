@@ -3,20 +3,11 @@
 use super::super::types::Type;
 use super::super::value::{CallError, Val};
 use super::args::{arity, bool_at, fixed, infer_arity, int_at, list_at, map_at, poly, str_at};
-use super::operators::equal;
 use super::{Builtin, CallCtx, CallSite};
-
-pub const CONTAINS: Builtin = fixed(
-    "",
-    "contains",
-    "func(?1, []?1) bool",
-    contains,
-    "whether the list holds the value (also `x in list`)",
-);
 
 pub const FUNCS: &[Builtin] = &[
     poly("", "len", "func(?1) int", infer_len, len, "the length of a str (in bytes), list or map"),
-    CONTAINS,
+    super::operators::CONTAINS,
     fixed("", "concat", "func(str, str) str", concat, "the two strings, one after the other"),
     fixed(
         "",
@@ -61,16 +52,6 @@ fn len(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
         other => return Err(CallError(format!("len takes a str, a list or a map, not {}", other.type_of()))),
     };
     Ok(Val::Int(n as i64))
-}
-
-fn contains(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
-    arity(&args, 2)?;
-    for item in list_at(&args, 1)? {
-        if equal(&args[0], item)? {
-            return Ok(Val::Bool(true));
-        }
-    }
-    Ok(Val::Bool(false))
 }
 
 fn concat(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {

@@ -5,7 +5,7 @@
 use super::super::ast::BinOp;
 use super::super::types::Type;
 use super::super::value::{CallError, Val};
-use super::args::{arity, bool_at, first_known, fixed, infer_arity, poly};
+use super::args::{arity, bool_at, first_known, fixed, infer_arity, list_at, poly};
 use super::{Builtin, CallCtx, CallSite};
 
 /// The function behind a binary operator.
@@ -19,7 +19,7 @@ pub fn binary(op: BinOp) -> &'static Builtin {
         BinOp::Gt => &GT,
         BinOp::Le => &LE,
         BinOp::Ge => &GE,
-        BinOp::In => &super::core::CONTAINS,
+        BinOp::In => &CONTAINS,
         BinOp::Add => &ADD,
         BinOp::Sub => &SUB,
         BinOp::Mul => &MUL,
@@ -34,6 +34,15 @@ pub fn not() -> &'static Builtin {
 
 /// Every operator's function (`in` is `contains`, listed with the top-level functions).
 pub const ALL: &[&Builtin] = &[&OR, &AND, &EQ, &NE, &LT, &GT, &LE, &GE, &ADD, &SUB, &MUL, &DIV, &NOT];
+
+/// `contains(x, list)`, also `x in list`: registered among the functions without a module.
+pub const CONTAINS: Builtin = fixed(
+    "",
+    "contains",
+    "func(?1, []?1) bool",
+    contains,
+    "whether the list holds the value (also `x in list`)",
+);
 
 static OR: Builtin = fixed("", "or", "func(bool, bool) bool", or, "either is true");
 static AND: Builtin = fixed("", "and", "func(bool, bool) bool", and, "both are true");
@@ -170,6 +179,16 @@ fn all_equal(
         result &= part?;
     }
     Ok(result)
+}
+
+fn contains(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
+    arity(&args, 2)?;
+    for item in list_at(&args, 1)? {
+        if equal(&args[0], item)? {
+            return Ok(Val::Bool(true));
+        }
+    }
+    Ok(Val::Bool(false))
 }
 
 fn eq(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
