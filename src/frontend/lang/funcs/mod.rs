@@ -178,6 +178,24 @@ mod tests {
         assert!(missing.is_empty(), "not in docs/lang.md: {missing:?}");
     }
 
+    /// The functions upstream's examples and tests call most are all here, by their names.
+    #[test]
+    fn the_functions_programs_use_most_are_registered() {
+        let used = "fmt.printf golang.template math.mod iter.map datetime.now deploy.readfile os.readfile \
+            iter.range deploy.readfileabs deploy.abspath sys.getenv iter.reduce sys.load sys.hostname \
+            os.is_family_debian list.lookup iter.flatten math.fortytwo iter.zip sys.env net.url_parser \
+            iter.filter encoding.decode_json strings.trim_space os.file_exists os.args map.lookup \
+            encoding.decode_json_flexible deploy.directory datetime.weekday convert.str_to_int \
+            golang/strings.trim_space golang/strings.join golang/html.unescape_string golang/os.getenv \
+            golang/os/exec.look_path sys.hasenv sys.uptime sys.cpu_count strings.substr regexp.match \
+            math.pow map.values map.keys list.concat encoding.base64_encode datetime.format \
+            convert.int_to_str datetime.print util.hostname_mapper example.answer .len .contains .concat .panic";
+        for name in used.split_whitespace() {
+            let (module, func) = name.rsplit_once('.').unwrap();
+            assert!(lookup(module, func).is_some(), "{name} is not registered");
+        }
+    }
+
     #[test]
     fn each_function_is_registered_once() {
         let count = all().count();
