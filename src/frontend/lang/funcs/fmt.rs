@@ -1,6 +1,7 @@
 //! `fmt.printf`, with Go's verbs. A verb without flags writes what upstream writes (`%f`
 //! of 2.5 is `2.5`, as Go's `%v`); width, precision and the flags `-+ 0#` are Go's.
-//! The format must be a literal, so its verbs type the arguments before the program runs.
+//! A format known before the program runs (a literal) types the arguments by its verbs; one
+//! known only when running is checked then, as upstream allows.
 
 use super::super::types::Type;
 use super::super::value::{CallError, Val};
@@ -134,10 +135,10 @@ fn infer_printf(site: &CallSite) -> Result<Option<Type>, String> {
         return Err(format!("the format of fmt.printf must be a str, not {first}"));
     }
     let Some(Some(Val::Str(format))) = site.consts.first() else {
-        return Err(
-            "the format of fmt.printf must be written as a literal str, so its verbs can type the arguments"
-                .into(),
-        );
+        // As upstream: a format known only when running types nothing; it is checked then.
+        let mut types = vec![Type::Str];
+        types.extend_from_slice(&site.args[1..]);
+        return Ok(Some(Type::func(types, Type::Str)));
     };
     let specs = verbs(format)?;
     let given = site.args.len() - 1;
@@ -513,8 +514,8 @@ mod tests {
         assert!(err.contains("%d") && err.contains("str"), "{err}");
         assert!(site("%d %d", &[Type::Int]).unwrap_err().contains("2 verbs"));
         assert!(site("%y", &[Type::Int]).is_err());
-        let no_const = infer_with(f("fmt", "printf"), &[Type::Str], &[None], &v);
-        assert!(no_const.is_err());
+        let dynamic = infer_with(f("fmt", "printf"), &[v.clone(), Type::Int], &[None, None], &v);
+        assert_eq!(dynamic, Ok(Some(ty("func(str, int) str"))));
         assert!(infer_with(f("fmt", "printf"), &[Type::Int], &[Some(Val::Int(1))], &v).is_err());
     }
 
