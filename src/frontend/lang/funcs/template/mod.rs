@@ -104,6 +104,12 @@ mod tests {
             Ok("1 2x|&lt;a&amp;b&gt;|a+b%26c".into())
         );
         assert_eq!(fill("{{ (strings_split \"a-b\" \"-\") }}", data.clone()), Ok("[a b]".into()));
+        let url = "{{ (net_url_parser \"https://example.com/s?q=1\").Raw_query }}";
+        assert_eq!(fill(url, data.clone()), Ok("q=1".into()));
+        assert_eq!(
+            fill("{{ 0x1F }} {{ -2 }} {{ 1.5 }} {{ `raw` }}", data.clone()),
+            Ok("31 -2 1.5 raw".into())
+        );
         assert_eq!(
             fill("{{ and 1 0 }} {{ or 0 \"\" 5 }} {{ not .L }}", data.clone()),
             Ok("0 5 false".into())

@@ -244,24 +244,15 @@ fn tokens(text: &str, line: usize) -> Result<Vec<Tok>, String> {
                 i = next;
             }
             c if c.is_ascii_digit() || c == '-' || c == '+' || c == '.' => {
-                let start = i;
-                i += 1;
-                while i < chars.len()
-                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_')
-                {
-                    i += 1;
-                }
-                out.push(Tok::Num(chars[start..i].iter().collect()));
+                let end = scan(&chars, i + 1, |c| c.is_ascii_alphanumeric() || c == '.' || c == '_');
+                out.push(Tok::Num(chars[i..end].iter().collect()));
+                i = end;
             }
             c if c == '$' || c.is_alphabetic() || c == '_' => {
-                let start = i;
-                i += 1;
-                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                    i += 1;
-                }
-                out.push(Tok::Word(chars[start..i].iter().collect()));
-                if i < chars.len()
-                    && chars[i] == '.'
+                let end = scan(&chars, i + 1, |c| c.is_alphanumeric() || c == '_');
+                out.push(Tok::Word(chars[i..end].iter().collect()));
+                i = end;
+                if chars.get(i) == Some(&'.')
                     && chars.get(i + 1).is_some_and(|c| c.is_alphabetic() || *c == '_')
                 {
                     let (fields, next) = fields(&chars, i);
@@ -273,6 +264,14 @@ fn tokens(text: &str, line: usize) -> Result<Vec<Tok>, String> {
         }
     }
     Ok(out)
+}
+
+/// Where the run of characters matching `keep` from `i` ends.
+fn scan(chars: &[char], mut i: usize, keep: impl Fn(char) -> bool) -> usize {
+    while i < chars.len() && keep(chars[i]) {
+        i += 1;
+    }
+    i
 }
 
 /// `.A.B` from position `i` (at the first dot): the names, empty for `.` alone.
