@@ -298,7 +298,7 @@ impl Checker<'_> {
                 Step::Done
             }
             Err(why) => {
-                self.errors.push(errors::plain(at, format!("{what}: {why}")).with_label("in this call"));
+                self.errors.push(errors::plain(at, why).with_label(format!("in this call of {what}")));
                 Step::Done
             }
         }

@@ -302,7 +302,7 @@ fn operators_and_if() {
     refused("$x = 1 + \"a\"\n", "expected `int`, found `str`");
     refused("$x = if 1 { 1 } else { 2 }\n", "expected `bool`, found `int`");
     refused("$x = if true { 1 } else { \"a\" }\n", "expected `int`, found `str`");
-    refused("$x = true + true\n", "not `bool`");
+    refused("$x = true + true\n", "not to bool");
 }
 
 #[test]
