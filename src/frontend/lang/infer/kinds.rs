@@ -79,8 +79,9 @@ const META_PARAMS: &[(&str, &str)] = &[
     ("autogroup", "bool"),
 ];
 
-/// The type of `Meta:name`, or the names there are.
+/// The type of `Meta:name` (in any case, as upstream), or the names there are.
 pub fn meta_type(name: &str) -> Result<Type, Vec<&'static str>> {
+    let name = name.to_ascii_lowercase();
     META_PARAMS
         .iter()
         .find(|(n, _)| *n == name)
@@ -115,6 +116,7 @@ mod tests {
         assert_eq!(param_type("test", "int8"), Ok(Some(Type::Int)));
         assert!(param_type("test", "nope").unwrap_err().contains(&"anotherstr"));
         assert_eq!(meta_type("limit"), Ok(Type::Float));
+        assert_eq!(meta_type("autoEdge"), Ok(Type::Bool));
         assert!(meta_type("colour").is_err());
     }
 }
