@@ -3,8 +3,10 @@
 //! that need a type to be known first (indexing, a field, a polymorphic builtin's own
 //! inference, a resource name that is `str` or `[]str`) wait in [`deferred`] until it is.
 //!
-//! Definitions are typed on demand, in whatever order the program uses them, since binds are
-//! order-independent. A `func` statement is typed once and generalized: each use gets fresh
+//! Binds are order-independent: binds and functions outside classes are typed first, each
+//! after those it uses ([`order`]); anything else is typed on its first use. Unlike upstream,
+//! which types a bind only where it is used, an unused bind is checked too, and one whose type
+//! nothing decides is an error. A `func` statement is typed once and generalized: each use gets fresh
 //! copies of its generic variables (upstream copies the function per call site, to the same
 //! effect). A class body is typed once per `include`, as upstream copies it per include; each
 //! include is an [`Instance`], and types inside a class are found per instance.
