@@ -102,3 +102,23 @@ pub fn not_a(what: &str, ty: &Type, at: Span) -> Diagnostic {
 pub fn plain(at: Span, message: impl Into<String>) -> Diagnostic {
     Diagnostic::new(Stage::Type, at, message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn struct_mismatches_name_the_fields_that_differ() {
+        let note = struct_difference("struct{a int; b str}", "struct{a int; c str}").unwrap();
+        assert_eq!(note, "missing fields: b; unexpected fields: c");
+        assert_eq!(struct_difference("struct{a int}", "struct{a str}"), None);
+        assert_eq!(struct_difference("int", "str"), None);
+    }
+
+    #[test]
+    fn arity_counts_in_words() {
+        let d = arity("function `f`", 1, 2, Span::default(), None);
+        assert_eq!(d.message, "function `f` takes 1 argument but 2 were given");
+        assert_eq!(d.label, "expected 1 argument");
+    }
+}
