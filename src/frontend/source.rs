@@ -29,6 +29,9 @@ pub enum SpecError {
     /// The input was read, and is not a valid graph.
     #[error(transparent)]
     Invalid(#[from] FrontendError),
+    /// The program was read, and does not compile (mcl).
+    #[error(transparent)]
+    Program(#[from] super::lang_file::ProgramError),
 }
 
 /// What a frontend's task sends: each version, or why it could not be loaded.

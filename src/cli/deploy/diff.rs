@@ -264,6 +264,9 @@ fn parse(s: &Side) -> Result<crate::frontend::GraphSpec, String> {
     if crate::frontend::registry::BundleFrontend::named(&s.manifest.frontend).is_err() {
         return Err(format!("{}: frontend `{}` cannot be compared", s.label, s.manifest.frontend));
     }
+    if s.manifest.frontend == "lang" {
+        return Err(format!("{}: the graphs of `lang` deploys are not compared, only their files", s.label));
+    }
     // Parsed and checked as agents do, so relative paths resolve in the bundle (shown
     // below the same stand-in root on both sides).
     let root = std::path::Path::new(super::CHECKED_AT);
