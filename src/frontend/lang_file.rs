@@ -66,6 +66,23 @@ impl ProgramError {
     }
 }
 
+impl ProgramError {
+    /// The error with the files below `root` named relative to it (`main.mcl`, not the
+    /// directory a bundle was unpacked in), however the loader named them.
+    pub fn relative_to(mut self, root: &Path) -> ProgramError {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let mut prefixes = vec![format!("{}/", root.display())];
+        if let Ok(rel) = root.strip_prefix(&cwd) {
+            prefixes.push(format!("{}/", rel.display()));
+        }
+        for p in prefixes.iter().filter(|p| p.len() > 1) {
+            self.first = self.first.replace(p.as_str(), "");
+            self.rendered = self.rendered.replace(p.as_str(), "");
+        }
+        self
+    }
+}
+
 /// What a program's watch covers: the files it read, the directories they were read from,
 /// and its files directory (whose files `deploy.readfile` reads), with what is below it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -64,8 +64,10 @@ pub fn lang_program(root: &Path, entry: &str) -> PathBuf {
 
 /// Compile the `lang` bundle unpacked at `root` (its entry `entry`) for `hostname`, from
 /// deploy `deploy_id`. Its imports stay below the module's directory, inside the bundle.
+/// Errors name its files by their path in the bundle.
 pub fn compile_lang(root: &Path, entry: &str, hostname: &str, deploy_id: u64) -> Result<GraphSpec, ProgramError> {
-    lang_file::compile_at(&lang_program(root, entry), hostname, deploy_id).map(|c| c.spec).map_err(|f| f.error)
+    let compiled = lang_file::compile_at(&lang_program(root, entry), hostname, deploy_id);
+    compiled.map(|c| c.spec).map_err(|f| f.error.relative_to(root))
 }
 
 #[cfg(test)]
