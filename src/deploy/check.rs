@@ -175,4 +175,36 @@ mod tests {
         let e = check_entry("mcl", good.as_bytes(), "app/graph.yaml", &files, Path::new("/d")).unwrap_err();
         assert_eq!(e.to_string(), "this agent runs `yaml` or `lang` deploys, not `mcl`");
     }
+
+    fn built(files: &[(&str, &str)]) -> (Manifest, Vec<Vec<u8>>) {
+        let entries = files
+            .iter()
+            .map(|(p, c)| FileEntry {
+                path: p.to_string(),
+                mode: MODE_FILE,
+                size: c.len() as u64,
+                sha256: crate::deploy::bundle::sha256_hex(c.as_bytes()),
+            })
+            .collect();
+        let m = Manifest::new("lang", files[0].0, entries).unwrap();
+        let contents = m.files.iter().map(|f| files.iter().find(|(p, _)| *p == f.path).unwrap().1.into()).collect();
+        (m, contents)
+    }
+
+    #[test]
+    fn a_program_is_compiled_from_a_copy_of_the_bundle_and_its_errors_name_bundle_paths() {
+        let (m, contents) = built(&[("app/main.mcl", "import \"lib.mcl\"\n"), ("app/lib.mcl", "$x = \n")]);
+        let Err(CheckError::Program(e)) = check_built(&m, &contents, "h", Path::new("/d")) else {
+            panic!("compiled")
+        };
+        assert!(e.to_string().starts_with("app/lib.mcl:1:6: parse error: "), "{e}");
+        assert!(e.rendered.contains("--> app/lib.mcl:1:6"), "{}", e.rendered);
+        let (m, contents) = built(&[("main.mcl", "import \"gone.mcl\"\n")]);
+        let Err(CheckError::Program(e)) = check_built(&m, &contents, "h", Path::new("/d")) else {
+            panic!("compiled")
+        };
+        assert!(e.to_string().starts_with("main.mcl:1:8: scope error: gone.mcl: "), "{e}");
+        let e = check_entry("lang", b"", "main.mcl", &m.files, Path::new("/d")).unwrap_err();
+        assert!(matches!(e, CheckError::NotFromText), "{e}");
+    }
 }

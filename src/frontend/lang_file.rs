@@ -383,4 +383,36 @@ mod tests {
         let before = WatchSet::before_load(&root.join("main.mcl"));
         assert_eq!(before.dirs.iter().collect::<Vec<_>>(), [&root]);
     }
+
+    /// The next version the source yields, within a bound.
+    async fn next(source: &mut SpecSource) -> Result<SpecVersion, SpecError> {
+        let next = tokio::time::timeout(Duration::from_secs(15), source.next()).await;
+        next.expect("a version within 15 s").expect("the source runs")
+    }
+
+    fn error_of(version: Result<SpecVersion, SpecError>) -> String {
+        match version {
+            Err(SpecError::Program(e)) => e.rendered,
+            Err(e) => e.to_string(),
+            Ok(_) => String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_created_after_the_edit_that_imports_it_is_read_and_then_watched() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        std::fs::write(root.join("main.mcl"), "import \"lib.mcl\"\n").unwrap();
+        let mut f = LangFile::new(&root.join("main.mcl"), "h");
+        let watch = f.watch(FsWatcher::new().unwrap()).await;
+        let first = error_of(f.load());
+        assert!(first.contains("lib.mcl: "), "{first}");
+        let mut source = f.follow(watch);
+        std::fs::write(root.join("lib.mcl"), "$x = 1\n").unwrap();
+        let found = error_of(next(&mut source).await);
+        assert!(!found.contains("lib.mcl: "), "{found}");
+        std::fs::write(root.join("lib.mcl"), "$x = \n").unwrap();
+        let broken = error_of(next(&mut source).await);
+        assert!(broken.contains("parse error") && broken.contains("lib.mcl:1:6"), "{broken}");
+    }
 }
