@@ -159,7 +159,7 @@ fn run_lang_follows_an_import_of_a_file_created_after_the_edit() {
 fn module(t: &TestDir, out: &Path) {
     write(t, "app/metadata.yaml", "main: entry.mcl\nfiles: data/\n");
     write(t, "app/data/motd", "hello from the module\n");
-    write(t, "app/names.mcl", "$names = [\"a\", \"b\",]\n");
+    write(t, "app/names.mcl", "$names = [\"a\", \"b\"]\n");
     write(t, "app/sub/main.mcl", "$suffix = \".conf\"\n");
     let entry = format!(
         r#"import "fmt"
