@@ -149,7 +149,7 @@ async fn a_bad_spec_keeps_the_running_graph() {
     assert!(agent.file_bad);
     agent.file_bad = false;
     // A program with errors.
-    let program = crate::frontend::lang_file::ProgramError {
+    let program = crate::frontend::source::ProgramError {
         first: "main.mcl:1:1: parse error: nope".into(),
         count: 1,
         rendered: "error: parse error: nope\n".into(),

@@ -170,7 +170,8 @@ impl FlagsBefore {
     /// The subcommand with the flags given before it merged in; a flag it does not take
     /// is an error.
     pub fn merge_into(&self, command: DeployCommand) -> Result<DeployCommand> {
-        let builds = matches!(command, DeployCommand::Yaml(_) | DeployCommand::Lang(_) | DeployCommand::Diff(_));
+        let builds =
+            matches!(command, DeployCommand::Yaml(_) | DeployCommand::Lang(_) | DeployCommand::Diff(_));
         let publishes =
             matches!(command, DeployCommand::Yaml(_) | DeployCommand::Lang(_) | DeployCommand::Rollback(_));
         let misplaced = [
@@ -365,7 +366,9 @@ pub(crate) const CHECKED_AT: &str = "/bundle";
 fn check(m: &crate::deploy::bundle::Manifest, contents: &[Vec<u8>]) -> Result<GraphSpec> {
     let host = nix::unistd::gethostname()?.to_string_lossy().into_owned();
     match check_built(m, contents, &host, std::path::Path::new(CHECKED_AT)) {
-        Err(CheckError::Program(e)) => Err(super::graph::program_failed(&e, &m.entry, "nothing was published")),
+        Err(CheckError::Program(e)) => {
+            Err(super::graph::program_failed(&e, &m.entry, "nothing was published"))
+        }
         other => Ok(other?),
     }
 }
@@ -565,11 +568,6 @@ pub fn utc(t: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
-}
-
-/// The bundle `deploy yaml FILE` publishes.
-fn build(file: &std::path::Path, no_git: bool, commit: Option<&str>) -> Result<Built> {
-    build_as(Kind::Yaml, file, no_git, commit)
 }
 
 /// The bundle `deploy yaml FILE` or `deploy lang PATH` publishes.

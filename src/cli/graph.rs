@@ -81,14 +81,16 @@ fn yaml_graph(arg: &std::path::Path) -> Result<(String, Graph)> {
 /// A program with errors prints them, each with its excerpt, on stderr.
 fn lang_graph(path: &std::path::Path) -> Result<(String, Graph)> {
     let host = nix::unistd::gethostname()?.to_string_lossy().into_owned();
-    let spec = lang_file::compile_at(path, &host, 0).map_err(|f| program_failed(&f.error, &path.display().to_string(), "nothing to show"))?.spec;
+    let spec = lang_file::compile_at(path, &host, 0)
+        .map_err(|f| program_failed(&f.error, &path.display().to_string(), "nothing to show"))?
+        .spec;
     let assembled = assemble(&spec, &host, &[]).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok((spec.name, assembled.graph))
 }
 
 /// A program's errors on stderr, and the error that ends the command: the program `name`
 /// has them, and what that means (`outcome`).
-pub fn program_failed(e: &lang_file::ProgramError, name: &str, outcome: &str) -> anyhow::Error {
+pub fn program_failed(e: &crate::frontend::source::ProgramError, name: &str, outcome: &str) -> anyhow::Error {
     eprint!("{}", e.rendered);
     let errors = crate::text::count(e.count, "error");
     anyhow::anyhow!("{name}: {errors}; {outcome}")

@@ -11,8 +11,8 @@ use super::bundle::{FileEntry, MODE_SYMLINK, Manifest};
 use crate::engine::assemble::assemble;
 use crate::engine::graph::GraphError;
 use crate::frontend::base::Base;
-use crate::frontend::lang_file::ProgramError;
 use crate::frontend::registry::{self, BundleFrontend, UnknownFrontend};
+use crate::frontend::source::ProgramError;
 use crate::frontend::{FrontendError, GraphSpec};
 
 /// The host a graph is assembled for when it is checked without one: an export's size
@@ -77,7 +77,12 @@ fn assembled(spec: GraphSpec, entry: &str, host: &str) -> Result<GraphSpec, Chec
 /// The bundle `m` unpacked at `dir`, checked as an agent runs it: its entry parsed (YAML,
 /// with relative paths in the bundle) or its program compiled for `hostname` from deploy
 /// `deploy_id` (mcl), then assembled. Reads the entry, or the program's files, from `dir`.
-pub fn check_unpacked(m: &Manifest, dir: &Path, hostname: &str, deploy_id: u64) -> Result<GraphSpec, CheckError> {
+pub fn check_unpacked(
+    m: &Manifest,
+    dir: &Path,
+    hostname: &str,
+    deploy_id: u64,
+) -> Result<GraphSpec, CheckError> {
     let io = |what: String| move |source| CheckError::Io { what, source };
     // Paths in a graph are absolute and without `..`, whatever `--prefix` was given.
     let root = dir.canonicalize().map_err(io(format!("resolving {}", dir.display())))?;
@@ -106,14 +111,21 @@ pub fn check_built(
     yaml_root: &Path,
 ) -> Result<GraphSpec, CheckError> {
     if BundleFrontend::named(&m.frontend)? == BundleFrontend::Yaml {
-        let i = m.files.iter().position(|f| f.path == m.entry).ok_or_else(|| CheckError::NoEntry(m.entry.clone()))?;
+        let i = m
+            .files
+            .iter()
+            .position(|f| f.path == m.entry)
+            .ok_or_else(|| CheckError::NoEntry(m.entry.clone()))?;
         return check_entry(&m.frontend, &contents[i], &m.entry, &m.files, yaml_root);
     }
     let io = |what: &str| {
         let what = what.to_string();
         move |source| CheckError::Io { what, source }
     };
-    let tmp = tempfile::Builder::new().prefix("mgmt-check-").tempdir().map_err(io("making a directory to check the bundle in"))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("mgmt-check-")
+        .tempdir()
+        .map_err(io("making a directory to check the bundle in"))?;
     unpack(tmp.path(), m, contents).map_err(io("unpacking the bundle to check it"))?;
     check_unpacked(m, tmp.path(), hostname, 0)
 }
@@ -187,7 +199,8 @@ mod tests {
             })
             .collect();
         let m = Manifest::new("lang", files[0].0, entries).unwrap();
-        let contents = m.files.iter().map(|f| files.iter().find(|(p, _)| *p == f.path).unwrap().1.into()).collect();
+        let contents =
+            m.files.iter().map(|f| files.iter().find(|(p, _)| *p == f.path).unwrap().1.into()).collect();
         (m, contents)
     }
 

@@ -354,13 +354,15 @@ mod tests {
     use super::*;
 
     fn files(paths: &[&str]) -> Vec<FileEntry> {
-        let entry = |p: &&str| FileEntry { path: p.to_string(), mode: MODE_FILE, size: 0, sha256: sha256_hex(b"") };
+        let entry =
+            |p: &&str| FileEntry { path: p.to_string(), mode: MODE_FILE, size: 0, sha256: sha256_hex(b"") };
         paths.iter().map(entry).collect()
     }
 
     #[test]
     fn a_lang_directory_stands_for_its_metadata_or_its_main() {
-        let tree = files(&["main.mcl", "app/metadata.yaml", "app/x.mcl", "lib/main.mcl", "lib/files/f", "docs/a"]);
+        let tree =
+            files(&["main.mcl", "app/metadata.yaml", "app/x.mcl", "lib/main.mcl", "lib/files/f", "docs/a"]);
         assert_eq!(lang_entry(".", &tree).unwrap(), "main.mcl");
         assert_eq!(lang_entry("", &tree).unwrap(), "main.mcl");
         assert_eq!(lang_entry("app/", &tree).unwrap(), "app/metadata.yaml");

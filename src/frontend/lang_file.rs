@@ -18,8 +18,8 @@ use futures_util::FutureExt;
 use tokio::sync::Notify;
 
 use super::GraphSpec;
-use super::lang::{self, Diagnostic, HostInfo, Module, SourceMap};
-use super::source::{SpecError, SpecSender, SpecSource, SpecVersion};
+use super::lang::{self, HostInfo, Module};
+use super::source::{ProgramError, SpecError, SpecSender, SpecSource, SpecVersion};
 use crate::os::fswatch::{FsWatcher, Scope, Subscription};
 
 /// How long the program's files must be quiet before they are read again: a directory's
@@ -28,60 +28,6 @@ const QUIET: Duration = Duration::from_millis(100);
 /// At most this many quiet periods are waited for in a row, so that a file written without
 /// pause still gets read.
 const MAX_QUIET_WAITS: usize = 20;
-
-/// An mcl program that does not compile: every error, rendered as rustc renders them.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{first}{}", more(*.count))]
-pub struct ProgramError {
-    /// The first error on one line: `file:line:col: stage error: message`.
-    pub first: String,
-    /// How many errors there are.
-    pub count: usize,
-    /// Every error with its excerpt and caret.
-    pub rendered: String,
-}
-
-fn more(count: usize) -> String {
-    match count {
-        0 | 1 => String::new(),
-        2 => " (and 1 more error)".to_string(),
-        n => format!(" (and {} more errors)", n - 1),
-    }
-}
-
-impl ProgramError {
-    /// The errors of a program, located in `map`. An error about a file that could not be
-    /// read, before any was, has no place to show: its message alone.
-    pub fn new(diagnostics: &[Diagnostic], map: &SourceMap) -> ProgramError {
-        let unplaced = |d: &Diagnostic| map.text(d.span.file).is_empty() && d.span.start == d.span.end;
-        let mut sorted: Vec<&Diagnostic> = diagnostics.iter().collect();
-        sorted.sort_by_key(|d| (d.span.file, d.span.start));
-        let one = |d: &Diagnostic| if unplaced(d) { d.to_string() } else { d.short(map) };
-        let rendered = sorted
-            .iter()
-            .map(|d| if unplaced(d) { format!("error: {d}\n\n") } else { d.render(map) })
-            .collect();
-        let first = sorted.first().map(|d| one(d)).unwrap_or_else(|| "the program has errors".into());
-        ProgramError { first, count: diagnostics.len().max(1), rendered }
-    }
-}
-
-impl ProgramError {
-    /// The error with the files below `root` named relative to it (`main.mcl`, not the
-    /// directory a bundle was unpacked in), however the loader named them.
-    pub fn relative_to(mut self, root: &Path) -> ProgramError {
-        let cwd = std::env::current_dir().unwrap_or_default();
-        let mut prefixes = vec![format!("{}/", root.display())];
-        if let Ok(rel) = root.strip_prefix(&cwd) {
-            prefixes.push(format!("{}/", rel.display()));
-        }
-        for p in prefixes.iter().filter(|p| p.len() > 1) {
-            self.first = self.first.replace(p.as_str(), "");
-            self.rendered = self.rendered.replace(p.as_str(), "");
-        }
-        self
-    }
-}
 
 /// What a program's watch covers: the files it read, the directories they were read from,
 /// and its files directory (whose files `deploy.readfile` reads), with what is below it.
@@ -141,10 +87,8 @@ pub struct Failed {
 /// `hostname`; `deploy_id` is the deploy it runs from (0: none). Its deploy root is its
 /// module's directory. Blocking: it reads the program's files.
 pub fn compile_at(path: &Path, hostname: &str, deploy_id: u64) -> Result<Compiled, Failed> {
-    let module = lang::load(path).map_err(|e| Failed {
-        error: ProgramError::new(&e.diagnostics, &e.map),
-        watch: None,
-    })?;
+    let module = lang::load(path)
+        .map_err(|e| Failed { error: ProgramError::new(&e.diagnostics, &e.map), watch: None })?;
     let host = HostInfo {
         hostname: hostname.to_string(),
         deploy_root: module.root.clone(),
@@ -322,29 +266,6 @@ impl LangFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frontend::lang::{Span, Stage};
-
-    #[test]
-    fn a_program_error_says_its_first_error_and_how_many_more() {
-        let mut map = SourceMap::new();
-        let file = map.add("main.mcl", "$a = \n$b = )\n");
-        let d = |start, msg: &str| Diagnostic::new(Stage::Parse, Span::new(file, start, start + 1), msg);
-        let e = ProgramError::new(&[d(11, "late"), d(4, "early")], &map);
-        assert_eq!(e.to_string(), "main.mcl:1:5: parse error: early (and 1 more error)");
-        assert!(e.rendered.contains("parse error: early") && e.rendered.contains("main.mcl:2:"), "{}", e.rendered);
-        let one = ProgramError::new(&[d(4, "only")], &map);
-        assert_eq!(one.to_string(), "main.mcl:1:5: parse error: only");
-    }
-
-    #[test]
-    fn an_error_without_a_place_is_its_message() {
-        let mut map = SourceMap::new();
-        let file = map.add("<program>", "");
-        let d = Diagnostic::new(Stage::Scope, Span::new(file, 0, 0), "/x/main.mcl: no such file");
-        let e = ProgramError::new(&[d], &map);
-        assert_eq!(e.to_string(), "scope error: /x/main.mcl: no such file");
-        assert_eq!(e.rendered, "error: scope error: /x/main.mcl: no such file\n\n");
-    }
 
     #[test]
     fn a_missing_program_fails_to_load_and_names_the_path() {
@@ -375,7 +296,8 @@ mod tests {
         std::fs::create_dir(root.join("lib")).unwrap();
         std::fs::write(root.join("main.mcl"), "import \"lib/\"\n").unwrap();
         std::fs::write(root.join("lib/main.mcl"), "$x = 1\n").unwrap();
-        let module = lang::load(&root).unwrap_or_else(|e| panic!("{}", lang::render_all(&e.diagnostics, &e.map)));
+        let module =
+            lang::load(&root).unwrap_or_else(|e| panic!("{}", lang::render_all(&e.diagnostics, &e.map)));
         let set = WatchSet::of(&module);
         assert!(set.files.contains(&root.join("main.mcl")) && set.files.contains(&root.join("lib/main.mcl")));
         assert!(set.dirs.contains(&root) && set.dirs.contains(&root.join("lib")));

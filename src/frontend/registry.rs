@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use super::base::Base;
 use super::lang::module::METADATA_FILE;
-use super::lang_file::{self, ProgramError};
+use super::lang_file;
+use super::source::ProgramError;
 use super::{FrontendError, GraphSpec, yaml};
 
 /// A frontend that can run a deployed bundle.
@@ -21,7 +22,8 @@ pub enum BundleFrontend {
 }
 
 /// Every frontend a bundle may name, with its name.
-const FRONTENDS: [(&str, BundleFrontend); 2] = [("yaml", BundleFrontend::Yaml), ("lang", BundleFrontend::Lang)];
+const FRONTENDS: [(&str, BundleFrontend); 2] =
+    [("yaml", BundleFrontend::Yaml), ("lang", BundleFrontend::Lang)];
 
 /// A bundle names a frontend this agent does not have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +67,12 @@ pub fn lang_program(root: &Path, entry: &str) -> PathBuf {
 /// Compile the `lang` bundle unpacked at `root` (its entry `entry`) for `hostname`, from
 /// deploy `deploy_id`. Its imports stay below the module's directory, inside the bundle.
 /// Errors name its files by their path in the bundle.
-pub fn compile_lang(root: &Path, entry: &str, hostname: &str, deploy_id: u64) -> Result<GraphSpec, ProgramError> {
+pub fn compile_lang(
+    root: &Path,
+    entry: &str,
+    hostname: &str,
+    deploy_id: u64,
+) -> Result<GraphSpec, ProgramError> {
     let compiled = lang_file::compile_at(&lang_program(root, entry), hostname, deploy_id);
     compiled.map(|c| c.spec).map_err(|f| f.error.relative_to(root))
 }

@@ -50,11 +50,11 @@ fn graph_lang_shows_a_parse_error_with_its_place_and_excerpt() {
 #[test]
 fn graph_lang_names_a_missing_program_and_a_missing_import() {
     let t = TestDir::new();
-    finished(&t, &["graph", "lang", "nope.mcl"])
-        .assert_code(1)
-        .assert_stderr_has("scope error: nope.mcl: ");
+    finished(&t, &["graph", "lang", "nope.mcl"]).assert_code(1).assert_stderr_has("scope error: nope.mcl: ");
     fs::create_dir(t.path("empty")).unwrap();
-    finished(&t, &["graph", "lang", "empty"]).assert_code(1).assert_stderr_has("scope error: empty/main.mcl: ");
+    finished(&t, &["graph", "lang", "empty"])
+        .assert_code(1)
+        .assert_stderr_has("scope error: empty/main.mcl: ");
     write(&t, "main.mcl", "import \"lib.mcl\"\n");
     finished(&t, &["graph", "--format", "dot", "lang", "main.mcl"])
         .assert_code(1)
@@ -141,10 +141,8 @@ fn run_lang_follows_an_import_of_a_file_created_after_the_edit() {
     write(&t, "app/main.mcl", &file_program(&out, "one"));
     let a = Agent::spawn(&t, &["run", "--tmp-prefix", "lang", "app"]);
     a.wait_content(&out, "one\n");
-    let program = format!(
-        "import \"lib.mcl\"\nfile \"{}\" {{\n\tcontent => $lib.content,\n}}\n",
-        out.display()
-    );
+    let program =
+        format!("import \"lib.mcl\"\nfile \"{}\" {{\n\tcontent => $lib.content,\n}}\n", out.display());
     t.replace_yaml("app/main.mcl", &program);
     a.wait_log("scope error: app/lib.mcl: ");
     write(&t, "app/lib.mcl", "$content = \"from lib\\n\"\n");
@@ -252,6 +250,22 @@ fn deploy_lang_is_run_by_agents_with_the_modules_files() {
     wait_content(&all, &out.join("b.conf"), "1\n");
 }
 
+#[test]
+#[ignore = "needs the evaluator"]
+fn deploy_diff_compares_a_programs_files_and_graph() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let out = t.path("out/f");
+    write(&t, "app/main.mcl", &file_program(&out, "one"));
+    assert_eq!(deployed(&run_deploy(&e, t.root(), &["lang", "--no-git", "app"])), 1);
+    write(&t, "app/main.mcl", &file_program(&out, "two"));
+    let diff = run_deploy(&e, t.root(), &["diff", "--no-git", "app"]);
+    assert_eq!(diff.status.code(), Some(0), "{}", shown(&diff));
+    let printed = text(&diff.stdout);
+    assert!(printed.contains("~ main.mcl"), "{printed}");
+    assert!(printed.contains("content: \"one\\n\" -> \"two\\n\""), "{printed}");
+}
+
 /// Every example runs, changing nothing (`--noop`): each is a valid program.
 #[test]
 #[ignore = "needs the evaluator"]
@@ -265,7 +279,8 @@ fn every_example_runs() {
         }
         let t = TestDir::new();
         let p = path.to_str().unwrap();
-        finished(&t, &["run", "--tmp-prefix", "--noop", "--no-watch", "--hostname", "h1", "lang", p]).assert_code(0);
+        finished(&t, &["run", "--tmp-prefix", "--noop", "--no-watch", "--hostname", "h1", "lang", p])
+            .assert_code(0);
         finished(&t, &["graph", "lang", p]).assert_code(0);
         ran += 1;
     }
