@@ -699,6 +699,13 @@ mod tests {
             panic!("not diff")
         };
         assert!(d.source.no_git);
+        let Ok(DeployCommand::Lang(l)) =
+            merged(&["mgmt", "deploy", "--no-git", "--check", "--keep", "4", "lang", "app/", "--force"])
+        else {
+            panic!("not lang")
+        };
+        assert!(l.source.no_git && l.check && l.force && l.keep.get() == 4);
+        assert_eq!(l.path, PathBuf::from("app/"));
         let Ok(DeployCommand::Rollback(r)) = merged(&["mgmt", "deploy", "--keep", "2", "rollback"]) else {
             panic!("not rollback")
         };

@@ -18,6 +18,7 @@ use futures_util::FutureExt;
 use tokio::sync::Notify;
 
 use super::GraphSpec;
+use super::graph_file::watched_paths;
 use super::lang::{self, HostInfo, Module};
 use super::source::{ProgramError, SpecError, SpecSender, SpecSource, SpecVersion};
 use crate::os::fswatch::{FsWatcher, Scope, Subscription};
@@ -47,7 +48,7 @@ impl WatchSet {
             set.dirs.insert(path);
         } else {
             set.dirs.insert(parent_of(&path));
-            set.files.insert(path);
+            set.files.extend(watched_paths(&path));
         }
         set
     }
@@ -57,7 +58,8 @@ impl WatchSet {
         set.dirs.insert(module.root.clone());
         for f in &module.read {
             set.dirs.insert(parent_of(f));
-            set.files.insert(f.clone());
+            // A symlinked file follows its target, as a YAML graph file does.
+            set.files.extend(watched_paths(f));
         }
         set.trees.insert(module.root.join(module.files_dir.trim_end_matches('/')));
         set

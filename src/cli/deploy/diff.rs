@@ -404,6 +404,18 @@ fn graph_json(g: &GraphDiff) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_is_a_program_or_a_graph_by_its_name_and_what_its_directory_holds() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(kind_of(&t.path().join("main.mcl")), Kind::Lang);
+        assert_eq!(kind_of(&t.path().join("g.yaml")), Kind::Yaml);
+        assert_eq!(kind_of(t.path()), Kind::Yaml);
+        std::fs::write(t.path().join("main.mcl"), "").unwrap();
+        assert_eq!(kind_of(t.path()), Kind::Lang);
+        std::fs::write(t.path().join("graph.yaml"), "").unwrap();
+        assert_eq!(kind_of(t.path()), Kind::Yaml);
+    }
     use crate::contract::ResId;
     use crate::deploy::bundle::{MODE_EXECUTABLE, MODE_FILE};
 
