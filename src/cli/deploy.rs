@@ -76,15 +76,6 @@ pub enum Kind {
     Lang,
 }
 
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Yaml => "yaml",
-            Kind::Lang => "lang",
-        }
-    }
-}
-
 /// What `deploy yaml` and `deploy lang` publish, and how.
 #[derive(Debug, Clone)]
 struct Publish {
