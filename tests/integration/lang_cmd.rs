@@ -96,6 +96,19 @@ fn deploy_lang_check_refuses_a_broken_program() {
     );
 }
 
+/// The form upstream's guide gives (flags before `lang`) is refused, with the program's
+/// errors, before etcd is needed.
+#[test]
+fn deploy_lang_as_upstreams_guide_writes_it_refuses_a_broken_program_before_etcd() {
+    let t = TestDir::new();
+    write(&t, "example/main.mcl", UNFINISHED);
+    let out = mgmt(t.root(), &["deploy", "--no-git", "--seeds=http://127.0.0.1:9", "lang", "example/"]);
+    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
+    let err = text(&out.stderr);
+    assert!(err.contains("parse error: expected `}`"), "{err}");
+    assert!(err.contains("mgmt: error: main.mcl: 1 error; nothing was published"), "{err}");
+}
+
 #[test]
 fn deploy_lang_publishes_nothing_when_the_program_is_broken() {
     let t = TestDir::new();
