@@ -290,14 +290,7 @@ impl Checker<'_> {
                 Some(Def::Builtin(builtin)) => {
                     self.builtin_call(builtin, format!("`{}`", ident.name), ident.span, args, at)
                 }
-                Some(Def::Func { name, func }) => {
-                    let scheme = self.func_scheme(name, func);
-                    let ty = self.instantiate(&scheme);
-                    let origins =
-                        func.params.iter().map(|p| Some((p.span, param_label(p, &name.name)))).collect();
-                    let what = format!("function `{}`", name.name);
-                    self.apply(ty, args, at, (what, ident.span), origins)
-                }
+                Some(Def::Func { name, func }) => self.user_call(name, func, args, (at, ident.span)),
                 _ => {
                     let ty = self.var_type(ident);
                     self.apply(ty, args, at, (format!("`{}`", ident.name), ident.span), Vec::new())
@@ -314,6 +307,35 @@ impl Checker<'_> {
                 self.apply(ty, args, at, ("this function".into(), lambda.span), Vec::new())
             }
         }
+    }
+
+    /// A call of a `func` statement: a copy of its type, and of the constraints its body
+    /// left waiting, tried at once; an error they find in the body names this call too.
+    fn user_call(
+        &mut self,
+        name: &Ident,
+        func: &Func,
+        args: &[&Expr],
+        (at, callee_at): (Span, Span),
+    ) -> Type {
+        let scheme = self.func_scheme(name, func);
+        let (errors_before, waiting_before) = (self.errors.len(), self.deferred.len());
+        let ty = self.instantiate(&scheme);
+        let origins = func.params.iter().map(|p| Some((p.span, param_label(p, &name.name)))).collect();
+        let what = format!("function `{}`", name.name);
+        let ret = self.apply(ty, args, at, (what, callee_at), origins);
+        for copy in self.deferred.split_off(waiting_before) {
+            self.defer(copy);
+        }
+        let label = format!("in this call of `{}`", name.name);
+        for error in &mut self.errors[errors_before..] {
+            let outside =
+                error.span.file != at.file || error.span.end <= at.start || error.span.start >= at.end;
+            if outside {
+                error.secondary.push((at, label.clone()));
+            }
+        }
+        ret
     }
 
     /// A call of a function of type `callee`: arity, then each argument against its param.

@@ -218,12 +218,13 @@ impl<'r> Checker<'r> {
         }
     }
 
-    /// Whether an error was already reported inside `span` or around it: a type left
-    /// unknown there is most likely its consequence.
+    /// Whether an error was already reported inside `span` or around it (or names a place
+    /// there): a type left unknown there is most likely its consequence.
     fn near_an_error(&self, span: Span) -> bool {
         let inside = |a: Span, b: Span| a.file == b.file && b.start <= a.start && a.end <= b.end;
+        let near = |a: Span| inside(a, span) || inside(span, a);
         let before = self.errors_before_unknowns.min(self.errors.len());
-        self.errors[..before].iter().any(|e| inside(e.span, span) || inside(span, e.span))
+        self.errors[..before].iter().any(|e| near(e.span) || e.secondary.iter().any(|(s, _)| near(*s)))
     }
 
     /// Switches to typing inside `instance` at `level`; returns what [`Checker::leave`] restores.
