@@ -2,14 +2,15 @@
 //! the program at its first failing stage with every error that stage found; nothing of a
 //! program with an error is applied.
 
-use super::diagnostic::{Diagnostic, Stage};
+use super::diagnostic::Diagnostic;
+use super::eval;
 use super::funcs::HostInfo;
 use super::module::Module;
 use crate::frontend::GraphSpec;
 
 /// Compiles a loaded program into the graph it describes for this host.
 pub fn compile(module: &Module, host: &HostInfo) -> Result<GraphSpec, Vec<Diagnostic>> {
-    let _ = host;
-    let span = module.units[0].program.span;
-    Err(vec![Diagnostic::new(Stage::Runtime, span.after(), "mcl programs cannot be evaluated yet")])
+    // Stand-in until scope resolution is in place: no name resolves.
+    let resolution = eval::Resolution::default();
+    eval::evaluate(module, &resolution, host)
 }

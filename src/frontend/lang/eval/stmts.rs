@@ -1,0 +1,225 @@
+//! The statement nodes: each produces [`Output`] (resources and edges) from its inputs'
+//! values. `if`, `for` and `forkv` choose or repeat their bodies from values, so a change
+//! of those values re-expands them.
+
+use std::sync::Arc;
+
+use super::super::ast::EdgeProperty;
+use super::super::span::Span;
+use super::super::value::Val;
+use super::data::{Data, EdgeOut, Entry, Fail, Outcome, Output, ResOut, vals};
+use super::graph::{Op, Template};
+
+fn out(output: Output) -> Outcome {
+    Ok(Data::Out(Arc::new(output)))
+}
+
+/// The statements of a block, in order.
+pub struct Collect;
+
+impl Op for Collect {
+    fn compute(&self, inputs: &[&Outcome]) -> Outcome {
+        let mut all = Output::default();
+        for input in inputs {
+            let part = input.as_ref().map_err(Clone::clone)?.out()?;
+            all.extend(part);
+        }
+        out(all)
+    }
+}
+
+/// `if cond { ... } else { ... }`: inputs are the condition, then each branch's output.
+pub struct IfStmt;
+
+impl Op for IfStmt {
+    fn compute(&self, inputs: &[&Outcome]) -> Outcome {
+        match vals(&inputs[..1])?[0] {
+            Val::Bool(true) => inputs[1].clone(),
+            Val::Bool(false) => inputs.get(2).map_or_else(|| out(Output::default()), |o| (*o).clone()),
+            other => Err(Fail::internal(format!("an if condition of {other}"))),
+        }
+    }
+}
+
+/// `for` and `forkv`: the body's template run for each element (its params: the index or
+/// key, the value, then what the body captures). Inputs: the list or map, then the captures.
+pub struct Loop {
+    pub body: Arc<Template>,
+}
+
+impl Op for Loop {
+    fn compute(&self, inputs: &[&Outcome]) -> Outcome {
+        let values = vals(inputs)?;
+        let captured: Vec<Outcome> = values[1..].iter().map(|v| Ok(Data::Val((*v).clone()))).collect();
+        let pairs: Vec<(Val, Val)> = match values[0] {
+            Val::List(items) => items.iter().enumerate().map(|(i, v)| (Val::Int(i as i64), v.clone())).collect(),
+            Val::Map(pairs) => pairs.clone(),
+            other => return Err(Fail::internal(format!("a loop over {other}"))),
+        };
+        let mut all = Output::default();
+        for (first, second) in pairs {
+            let mut args = vec![Ok(Data::Val(first)), Ok(Data::Val(second))];
+            args.extend(captured.iter().cloned());
+            all.extend(self.body.instantiate(args)?.out()?);
+        }
+        out(all)
+    }
+}
+
+/// What one input of a [`ResourceOp`] is.
+#[derive(Clone)]
+pub enum EntryKind {
+    Param(String),
+    Meta(String),
+    MetaStruct,
+    Edge { property: EdgeProperty, kind: String },
+}
+
+#[derive(Clone)]
+pub struct EntrySpec {
+    pub kind: EntryKind,
+    /// With `cond ?:`, the input before the value is the condition.
+    pub conditional: bool,
+    pub span: Span,
+}
+
+/// A resource statement. Inputs: the name, then for each entry its condition (if it has
+/// one) and its value.
+pub struct ResourceOp {
+    pub kind: String,
+    pub span: Span,
+    pub name_span: Span,
+    pub entries: Vec<EntrySpec>,
+}
+
+impl Op for ResourceOp {
+    fn compute(&self, inputs: &[&Outcome]) -> Outcome {
+        let values = vals(inputs)?;
+        let names = names_of(values[0], self.name_span)?;
+        let mut template =
+            ResOut { kind: self.kind.clone(), name: String::new(), span: self.span, name_span: self.name_span, params: vec![], meta: vec![] };
+        let mut edges: Vec<(EdgeProperty, String, Vec<String>, Span)> = Vec::new();
+        let mut next = 1;
+        for entry in &self.entries {
+            let wanted = if entry.conditional {
+                next += 1;
+                matches!(values[next - 1], Val::Bool(true))
+            } else {
+                true
+            };
+            let value = values[next];
+            next += 1;
+            if !wanted {
+                continue;
+            }
+            let at = |name: &str, value: &Val| Entry { name: name.to_string(), value: value.clone(), span: entry.span };
+            match &entry.kind {
+                EntryKind::Param(name) => template.params.push(at(name, value)),
+                EntryKind::Meta(name) => template.meta.push(at(name, value)),
+                EntryKind::MetaStruct => match value {
+                    Val::Struct(fields) => template.meta.extend(fields.iter().map(|(n, v)| at(n, v))),
+                    other => return Err(Fail::internal(format!("Meta => {other}"))),
+                },
+                EntryKind::Edge { property, kind } => {
+                    edges.push((*property, kind.clone(), names_of(value, entry.span)?, entry.span));
+                }
+            }
+        }
+        let mut output = Output::default();
+        for name in names {
+            for (property, kind, targets, span) in &edges {
+                for target in targets {
+                    output.edges.push(internal_edge(*property, (&self.kind, &name), (kind, target), *span));
+                }
+            }
+            output.resources.push(ResOut { name, ..template.clone() });
+        }
+        out(output)
+    }
+}
+
+fn internal_edge(property: EdgeProperty, this: (&str, &str), other: (&str, &str), span: Span) -> EdgeOut {
+    let this = (this.0.to_string(), this.1.to_string());
+    let other = (other.0.to_string(), other.1.to_string());
+    let (from, to, notify) = match property {
+        EdgeProperty::Before => (this, other, false),
+        EdgeProperty::Depend => (other, this, false),
+        EdgeProperty::Notify => (this, other, true),
+        EdgeProperty::Listen => (other, this, true),
+    };
+    EdgeOut { from, to, notify, send_recv: None, span }
+}
+
+/// A resource name: a string, or a list of them for one resource each.
+fn names_of(value: &Val, span: Span) -> Result<Vec<String>, Fail> {
+    match value {
+        Val::Str(s) => Ok(vec![s.clone()]),
+        Val::List(items) => items
+            .iter()
+            .map(|item| match item {
+                Val::Str(s) => Ok(s.clone()),
+                other => Err(Fail::at(span, format!("a resource name must be a string, not {other}"))),
+            })
+            .collect(),
+        other => Err(Fail::at(span, format!("a resource name must be a string or a list of strings, not {other}"))),
+    }
+}
+
+/// One `Kind[name]` (with `.field` for send/recv) of an edge statement.
+#[derive(Clone)]
+pub struct HalfSpec {
+    pub kind: String,
+    pub field: Option<String>,
+}
+
+/// `a[...] -> b[...] -> ...`. Inputs: each half's name.
+pub struct EdgeOp {
+    pub halves: Vec<HalfSpec>,
+    pub spans: Vec<Span>,
+    pub span: Span,
+}
+
+impl Op for EdgeOp {
+    fn compute(&self, inputs: &[&Outcome]) -> Outcome {
+        let values = vals(inputs)?;
+        let names: Vec<Vec<String>> =
+            values.iter().zip(&self.spans).map(|(v, span)| names_of(v, *span)).collect::<Result<_, _>>()?;
+        let mut output = Output::default();
+        for (i, pair) in self.halves.windows(2).enumerate() {
+            let send_recv = match (&pair[0].field, &pair[1].field) {
+                (Some(send), Some(recv)) => Some((send.clone(), recv.clone())),
+                _ => None,
+            };
+            for from in &names[i] {
+                for to in &names[i + 1] {
+                    output.edges.push(EdgeOut {
+                        from: (pair[0].kind.clone(), from.clone()),
+                        to: (pair[1].kind.clone(), to.clone()),
+                        notify: false,
+                        send_recv: send_recv.clone(),
+                        span: self.span,
+                    });
+                }
+            }
+        }
+        out(output)
+    }
+}
+
+/// `panic(x)`: an error when `x` is true or a non-empty string, which nothing catches.
+pub struct Panic {
+    pub span: Span,
+}
+
+impl Op for Panic {
+    fn compute(&self, inputs: &[&Outcome]) -> Outcome {
+        let values = vals(inputs)?;
+        let message = match values.as_slice() {
+            [Val::Bool(true)] => "panic: bool panic occurred".to_string(),
+            [Val::Bool(true), Val::Str(why), ..] => format!("panic: bool panic occurred: {why}"),
+            [Val::Str(s), ..] if !s.is_empty() => format!("panic: str panic occurred: {s}"),
+            _ => return out(Output::default()),
+        };
+        Err(Fail { span: self.span, message, catchable: false })
+    }
+}
