@@ -31,6 +31,8 @@ mod stmts;
 
 #[cfg(test)]
 mod corpus_tests;
+#[cfg(test)]
+mod test_scope;
 
 use std::sync::Arc;
 

@@ -31,6 +31,10 @@ impl Op for CallBuiltin {
 }
 
 fn call_fail(span: Span, builtin: &Builtin, e: CallError) -> Fail {
+    // An operator's error speaks for itself: `division by zero`, not `/: division by zero`.
+    if !builtin.name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Fail::at(span, e.0);
+    }
     let name = if builtin.module.is_empty() {
         builtin.name.to_string()
     } else {

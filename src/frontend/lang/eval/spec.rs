@@ -105,7 +105,7 @@ fn locate(e: SpecError, spec: &GraphSpec, places: &[&ResOut], edges: &[&EdgeOut]
                 Some(f) => format!("{id}: field `{f}`: {}", e.message),
                 None => format!("{id}: {}", e.message),
             };
-            (span, message)
+            return Diagnostic::new(Stage::Runtime, span, message).with_label(e.message);
         }
         Place::Edge(index) => (edges[index].span, e.message),
         Place::Collect { .. } | Place::Graph => (places.first().map(|r| r.span).unwrap_or_default(), e.message),
@@ -122,7 +122,9 @@ fn field_span(res: &ResOut, field: &str) -> Span {
         Some(meta) => (&res.meta, meta),
         None => (&res.params, field),
     };
-    entries.iter().rev().find(|e| e.name == name).map_or(res.span, |e| e.span)
+    let written = entries.iter().rev().find(|e| e.name == name).map(|e| e.span);
+    // A kind's `path` defaults to its name.
+    written.unwrap_or(if field == "path" { res.name_span } else { res.span })
 }
 
 /// The kind's own params struct, from the resource's params as JSON.
@@ -199,5 +201,5 @@ fn decode_error(res: &ResOut, why: String) -> Diagnostic {
         Some(i) => format!("{id}: param `{}`: {}", res.params[i].name, why),
         None => format!("{id}: {why}"),
     };
-    Diagnostic::new(Stage::Runtime, span, message)
+    Diagnostic::new(Stage::Runtime, span, message).with_label(why)
 }
