@@ -12,5 +12,5 @@ use crate::frontend::GraphSpec;
 pub fn compile(module: &Module, host: &HostInfo) -> Result<GraphSpec, Vec<Diagnostic>> {
     // Stand-in until scope resolution is in place: no name resolves.
     let resolution = eval::Resolution::default();
-    eval::evaluate(module, &resolution, host)
+    eval::evaluate(module, &resolution, &eval::Untyped, host)
 }

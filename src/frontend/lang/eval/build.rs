@@ -26,7 +26,35 @@ use super::stmts;
 pub struct Ctx<'a> {
     pub module: &'a Module,
     pub resolution: &'a Resolution<'a>,
+    pub typing: &'a dyn Typing,
     pub host: Arc<HostInfo>,
+}
+
+/// What type inference solved, as far as evaluation asks: a polymorphic core function
+/// finds its type at each call in its [`CallCtx`](super::super::funcs::CallCtx). A class
+/// body is typed once per `include` (an instance; 0 is the program itself).
+pub trait Typing {
+    /// The function type of the call (or operator) at `span`.
+    fn call_type(&self, instance: u32, span: Span) -> Option<Type>;
+    /// The type of the expression at `span`.
+    fn expr_type(&self, instance: u32, span: Span) -> Option<Type>;
+    /// The instance of the class body that the include at `include` makes.
+    fn included(&self, instance: u32, include: Span) -> Option<u32>;
+}
+
+/// No types: each core function sees its declared signature.
+pub struct Untyped;
+
+impl Typing for Untyped {
+    fn call_type(&self, _: u32, _: Span) -> Option<Type> {
+        None
+    }
+    fn expr_type(&self, _: u32, _: Span) -> Option<Type> {
+        None
+    }
+    fn included(&self, _: u32, _: Span) -> Option<u32> {
+        None
+    }
 }
 
 /// A definition, by where it is declared.
@@ -53,6 +81,8 @@ enum Slot<'a> {
 #[derive(Default)]
 struct Layer<'a> {
     parent: Option<usize>,
+    /// The typing instance of the class body this layer is part of.
+    instance: u32,
     slots: HashMap<Key, Slot<'a>>,
     /// Classes declared here, by the class statement's span.
     classes: HashMap<Span, &'a Stmt>,
@@ -83,7 +113,7 @@ impl<'c, 'a> Builder<'c, 'a> {
     pub fn program(cx: &'c Ctx<'a>) -> Self {
         let mut b = Builder { cx, graph: Graph::new(), layers: Vec::new(), cur: 0, units: HashMap::new(), captures: None };
         for unit in &cx.module.units {
-            let layer = b.new_layer(None);
+            let layer = b.new_layer(None, 0);
             b.units.insert(unit.file, layer);
             b.cur = layer;
             b.register(&unit.program.stmts);
@@ -92,15 +122,21 @@ impl<'c, 'a> Builder<'c, 'a> {
         b
     }
 
-    fn template(cx: &'c Ctx<'a>) -> Self {
+    /// The builder of a template used where `self` is now.
+    fn template(&self) -> Self {
+        let cx = self.cx;
         let mut b = Builder { cx, graph: Graph::new(), layers: Vec::new(), cur: 0, units: HashMap::new(), captures: Some(Vec::new()) };
-        b.new_layer(None);
+        b.new_layer(None, self.instance());
         b
     }
 
-    fn new_layer(&mut self, parent: Option<usize>) -> usize {
-        self.layers.push(Layer { parent, ..Layer::default() });
+    fn new_layer(&mut self, parent: Option<usize>, instance: u32) -> usize {
+        self.layers.push(Layer { parent, instance, ..Layer::default() });
         self.layers.len() - 1
+    }
+
+    fn instance(&self) -> u32 {
+        self.layers[self.cur].instance
     }
 
     /// The output of the entry file's statements.
@@ -130,7 +166,7 @@ impl<'c, 'a> Builder<'c, 'a> {
     /// A block's statements in a layer of their own under the current one.
     fn block(&mut self, block: &'a Block) -> Built {
         let saved = self.cur;
-        self.cur = self.new_layer(Some(saved));
+        self.cur = self.new_layer(Some(saved), self.instance());
         self.register(&block.stmts);
         let out = self.outputs(&block.stmts);
         self.cur = saved;
@@ -219,7 +255,7 @@ impl<'c, 'a> Builder<'c, 'a> {
     /// `for`/`forkv`: the body is a template of the two loop variables and its captures.
     fn for_loop(&mut self, stmt: &'a Stmt, over: &'a Expr, body: &'a Block) -> Built {
         let over = self.expr(over)?;
-        let mut child = Builder::template(self.cx);
+        let mut child = self.template();
         let first = child.graph.source();
         let second = child.graph.source();
         child.layers[0].slots.insert(Key::Loop(stmt.span, 0), Slot::Node(first));
@@ -257,7 +293,8 @@ impl<'c, 'a> Builder<'c, 'a> {
             return Err(internal(stmt.span, "an include with the wrong number of arguments"));
         }
         let home = self.class_home(class.span);
-        let instance = self.new_layer(Some(home));
+        let typed = self.cx.typing.included(self.instance(), stmt.span).unwrap_or(self.instance());
+        let instance = self.new_layer(Some(home), typed);
         for (param, arg) in params.iter().zip(args) {
             self.layers[instance].slots.insert(Key::Param(param.span), Slot::Node(arg));
         }
@@ -308,7 +345,7 @@ impl<'c, 'a> Builder<'c, 'a> {
     /// template, a definition from outside becomes a capture.
     fn def_node(&mut self, def: &'a Def<'a>, use_span: Span) -> Built {
         let key = match def {
-            Def::Builtin(b) => return Ok(self.builtin_value(b)),
+            Def::Builtin(b) => return Ok(self.builtin_value(b, use_span)),
             Def::Hostname => return Ok(self.constant(Val::Str(self.cx.host.hostname.clone()))),
             Def::Const(v) => return Ok(self.constant(v.clone())),
             Def::Class { .. } => return Err(internal(use_span, "a class is not a value")),
@@ -368,14 +405,15 @@ impl<'c, 'a> Builder<'c, 'a> {
         Ok(node)
     }
 
-    fn builtin_value(&mut self, builtin: &'static Builtin) -> NodeId {
-        let func = ops::BuiltinFunc { builtin, sig: builtin_sig(builtin), host: self.cx.host.clone() };
+    fn builtin_value(&mut self, builtin: &'static Builtin, use_span: Span) -> NodeId {
+        let sig = self.cx.typing.expr_type(self.instance(), use_span).unwrap_or_else(|| builtin_sig(builtin));
+        let func = ops::BuiltinFunc { builtin, sig, host: self.cx.host.clone() };
         self.constant(Val::Func(FuncVal(Arc::new(func))))
     }
 
     /// A function value: its body as a template of its params and captures.
     fn lambda(&mut self, params: &'a [Param], body: &'a Expr, span: Span) -> Built {
-        let mut child = Builder::template(self.cx);
+        let mut child = self.template();
         let mut nodes = Vec::new();
         for param in params {
             let node = child.graph.source();
@@ -434,13 +472,13 @@ impl<'c, 'a> Builder<'c, 'a> {
             }
             ExprKind::Var(ident) => self.var(ident.span)?,
             ExprKind::Call { callee, args } => self.call(callee, args, span)?,
-            ExprKind::Binary { op, lhs, rhs, .. } => {
+            ExprKind::Binary { op, lhs, rhs, op_span } => {
                 let inputs = vec![self.expr(lhs)?, self.expr(rhs)?];
-                self.call_builtin(operators::binary(*op), inputs, span)
+                self.call_builtin(operators::binary(*op), inputs, span, &[*op_span, span])
             }
             ExprKind::Not(inner) => {
                 let inputs = vec![self.expr(inner)?];
-                self.call_builtin(operators::not(), inputs, span)
+                self.call_builtin(operators::not(), inputs, span, &[span])
             }
             ExprKind::Index { base, index } => {
                 let inputs = vec![self.expr(base)?, self.expr(index)?];
@@ -462,8 +500,12 @@ impl<'c, 'a> Builder<'c, 'a> {
         })
     }
 
-    fn call_builtin(&mut self, builtin: &'static Builtin, inputs: Vec<NodeId>, span: Span) -> NodeId {
-        let op = ops::CallBuiltin { builtin, sig: builtin_sig(builtin), host: self.cx.host.clone(), span };
+    /// A call of a core function; its type is the one solved at the first of `typed_at`.
+    fn call_builtin(&mut self, builtin: &'static Builtin, inputs: Vec<NodeId>, span: Span, typed_at: &[Span]) -> NodeId {
+        let instance = self.instance();
+        let solved = typed_at.iter().find_map(|at| self.cx.typing.call_type(instance, *at));
+        let sig = solved.unwrap_or_else(|| builtin_sig(builtin));
+        let op = ops::CallBuiltin { builtin, sig, host: self.cx.host.clone(), span };
         self.add(op, inputs)
     }
 
@@ -471,7 +513,7 @@ impl<'c, 'a> Builder<'c, 'a> {
         let args = args.iter().map(|a| self.expr(a)).collect::<Built<Vec<_>>>()?;
         let func = match callee {
             Callee::Name(ident) | Callee::Var(ident) => match self.cx.resolution.get(ident.span) {
-                Some(Def::Builtin(b)) => return Ok(self.call_builtin(b, args, span)),
+                Some(Def::Builtin(b)) => return Ok(self.call_builtin(b, args, span, &[span, ident.span])),
                 Some(def) => self.def_node(def, ident.span)?,
                 None => return Err(Diagnostic::new(Stage::Scope, ident.span, "this function is not defined")),
             },

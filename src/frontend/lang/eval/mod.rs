@@ -40,11 +40,17 @@ use super::diagnostic::{Diagnostic, Stage};
 use super::funcs::HostInfo;
 use super::module::Module;
 use crate::frontend::GraphSpec;
+pub use build::{Typing, Untyped};
 pub use resolution::{Def, Resolution};
 
 /// Builds and runs the program's function graph, and makes a spec of its output.
-pub fn evaluate(module: &Module, resolution: &Resolution<'_>, host: &HostInfo) -> Result<GraphSpec, Vec<Diagnostic>> {
-    let cx = build::Ctx { module, resolution, host: Arc::new(host.clone()) };
+pub fn evaluate(
+    module: &Module,
+    resolution: &Resolution<'_>,
+    typing: &dyn Typing,
+    host: &HostInfo,
+) -> Result<GraphSpec, Vec<Diagnostic>> {
+    let cx = build::Ctx { module, resolution, typing, host: Arc::new(host.clone()) };
     let mut builder = build::Builder::program(&cx);
     let root = builder.entry().map_err(|d| vec![d])?;
     let mut graph = std::mem::take(&mut builder.graph);
