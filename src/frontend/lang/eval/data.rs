@@ -20,11 +20,13 @@ pub struct Fail {
     pub message: String,
     /// Only `<|>` catches errors of expressions; a `panic` is never caught.
     pub catchable: bool,
+    /// The calls the error came through, innermost first, when it happened in a function.
+    pub calls: Vec<Span>,
 }
 
 impl Fail {
     pub fn at(span: Span, message: impl Into<String>) -> Self {
-        Fail { span, message: message.into(), catchable: true }
+        Fail { span, message: message.into(), catchable: true, calls: Vec::new() }
     }
 
     /// A broken promise of an earlier stage (a type the checker let through).

@@ -65,7 +65,11 @@ pub fn evaluate(
 
 fn runtime(module: &Module, fail: data::Fail) -> Diagnostic {
     let span = if fail.span == Default::default() { module.units[0].program.span } else { fail.span };
-    Diagnostic::new(Stage::Runtime, span, fail.message)
+    let mut diagnostic = Diagnostic::new(Stage::Runtime, span, fail.message);
+    for call in fail.calls {
+        diagnostic = diagnostic.with_secondary(call, "in this call");
+    }
+    diagnostic
 }
 
 /// The graph is named after the program's entry file.

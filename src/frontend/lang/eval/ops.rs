@@ -1,6 +1,7 @@
 //! The expression nodes: calls, indexing, fields, `if`, `<|>`, literals of lists, maps and
 //! structs, interpolation, and function values (lambdas and core functions).
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use super::super::funcs::{Builtin, CallCtx, HostInfo};
@@ -30,17 +31,38 @@ impl Op for CallBuiltin {
     }
 }
 
+thread_local! {
+    /// The error a lambda's body failed with, kept beside the [`CallError`] it returns
+    /// (which holds only text), so that the call's node can report where in the body.
+    static BODY_FAIL: RefCell<Option<Fail>> = const { RefCell::new(None) };
+}
+
+/// The error of a call at `span` that failed with `e`: where in a lambda's body, when the
+/// error came from one.
+fn through_call(span: Span, e: &CallError, message: String) -> Fail {
+    match BODY_FAIL.with(|f| f.borrow_mut().take()) {
+        Some(mut inner) if e.0.contains(&inner.message) => {
+            inner.message = message;
+            inner.calls.push(span);
+            inner
+        }
+        _ => Fail::at(span, message),
+    }
+}
+
 fn call_fail(span: Span, builtin: &Builtin, e: CallError) -> Fail {
     // An operator's error speaks for itself: `division by zero`, not `/: division by zero`.
     if !builtin.name.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        return Fail::at(span, e.0);
+        let message = e.0.clone();
+        return through_call(span, &e, message);
     }
     let name = if builtin.module.is_empty() {
         builtin.name.to_string()
     } else {
         format!("{}.{}", builtin.module.replace('/', "."), builtin.name)
     };
-    Fail::at(span, format!("{name}: {e}"))
+    let message = format!("{name}: {e}");
+    through_call(span, &e, message)
 }
 
 /// A call of a function value: the first input is the function, the rest its arguments.
@@ -55,7 +77,10 @@ impl Op for Apply {
             return Err(Fail::at(self.span, format!("{} is not a function", all[0])));
         };
         let args = all[1..].iter().map(|v| (*v).clone()).collect();
-        f.call(args).map(Data::Val).map_err(|e| Fail::at(self.span, e.0))
+        f.call(args).map(Data::Val).map_err(|e| {
+            let message = e.0.clone();
+            through_call(self.span, &e, message)
+        })
     }
 }
 
@@ -94,7 +119,11 @@ impl Callable for Closure {
         match self.body.instantiate(inputs) {
             Ok(Data::Val(v)) => Ok(v),
             Ok(Data::Out(_)) => Err(CallError::new("a function body produced statements")),
-            Err(fail) => Err(CallError::new(fail.message)),
+            Err(fail) => {
+                let error = CallError::new(fail.message.clone());
+                BODY_FAIL.with(|f| *f.borrow_mut() = Some(fail));
+                Err(error)
+            }
         }
     }
 

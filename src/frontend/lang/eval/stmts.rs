@@ -220,6 +220,6 @@ impl Op for Panic {
             [Val::Str(s), ..] if !s.is_empty() => format!("panic: str panic occurred: {s}"),
             _ => return out(Output::default()),
         };
-        Err(Fail { span: self.span, message, catchable: false })
+        Err(Fail { catchable: false, ..Fail::at(self.span, message) })
     }
 }
