@@ -96,3 +96,4 @@ fn the_test_kind_is_written_in_yaml_too() {
     let e = crate::frontend::yaml::parse(refused, "g.yaml").unwrap_err();
     assert_eq!(e.field.as_deref(), Some("validatebool"), "{e}");
 }
+
