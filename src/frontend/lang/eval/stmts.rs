@@ -223,3 +223,89 @@ impl Op for Panic {
         Err(Fail { catchable: false, ..Fail::at(self.span, message) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontend::lang::eval::graph::Graph;
+
+    fn v(value: Val) -> Outcome {
+        Ok(Data::Val(value))
+    }
+
+    fn names(outcome: Option<&Outcome>) -> Vec<String> {
+        let output = outcome.unwrap().as_ref().unwrap().out().unwrap();
+        output.resources.iter().map(|r| format!("{}[{}]", r.kind, r.name)).collect()
+    }
+
+    /// `noop $value {}` for each element: the body as a template of the loop's variables.
+    fn noop_per_element() -> Arc<Template> {
+        let mut body = Graph::new();
+        let index = body.source();
+        let value = body.source();
+        let op = ResourceOp { kind: "noop".into(), span: Span::default(), name_span: Span::default(), entries: vec![] };
+        let res = body.add(Arc::new(op), vec![value]);
+        Arc::new(Template::new(body, vec![index, value], res))
+    }
+
+    #[test]
+    fn a_loop_re_expands_when_its_list_changes() {
+        let mut g = Graph::new();
+        let list = g.source();
+        let each = g.add(Arc::new(Loop { body: noop_per_element() }), vec![list]);
+        let all = g.add(Arc::new(Collect), vec![each]);
+        g.set(list, v(Val::List(vec![Val::Str("a".into())])));
+        g.run();
+        assert_eq!(names(g.value(all)), ["noop[a]"]);
+        g.set(list, v(Val::List(vec![Val::Str("b".into()), Val::Str("c".into())])));
+        g.run();
+        assert_eq!(names(g.value(all)), ["noop[b]", "noop[c]"]);
+    }
+
+    #[test]
+    fn an_if_statement_switches_branch_when_its_condition_changes() {
+        let mut g = Graph::new();
+        let cond = g.source();
+        let op = || ResourceOp { kind: "noop".into(), span: Span::default(), name_span: Span::default(), entries: vec![] };
+        let yes_name = g.constant(Data::Val(Val::Str("yes".into())));
+        let no_name = g.constant(Data::Val(Val::Str("no".into())));
+        let yes = g.add(Arc::new(op()), vec![yes_name]);
+        let no = g.add(Arc::new(op()), vec![no_name]);
+        let chosen = g.add(Arc::new(IfStmt), vec![cond, yes, no]);
+        g.set(cond, v(Val::Bool(true)));
+        g.run();
+        assert_eq!(names(g.value(chosen)), ["noop[yes]"]);
+        g.set(cond, v(Val::Bool(false)));
+        g.run();
+        assert_eq!(names(g.value(chosen)), ["noop[no]"]);
+    }
+
+    #[test]
+    fn conditional_entries_and_internal_edges_follow_their_values() {
+        let mut g = Graph::new();
+        let name = g.constant(Data::Val(Val::List(vec![Val::Str("a".into()), Val::Str("b".into())])));
+        let cond = g.source();
+        let value = g.constant(Data::Val(Val::Str("x".into())));
+        let target = g.constant(Data::Val(Val::Str("t".into())));
+        let entries = vec![
+            EntrySpec { kind: EntryKind::Param("content".into()), conditional: true, span: Span::default() },
+            EntrySpec {
+                kind: EntryKind::Edge { property: EdgeProperty::Notify, kind: "print".into() },
+                conditional: false,
+                span: Span::default(),
+            },
+        ];
+        let op = ResourceOp { kind: "file".into(), span: Span::default(), name_span: Span::default(), entries };
+        let res = g.add(Arc::new(op), vec![name, cond, value, target]);
+        g.set(cond, v(Val::Bool(false)));
+        g.run();
+        let out = g.value(res).unwrap().as_ref().unwrap().out().unwrap().clone();
+        assert!(out.resources.iter().all(|r| r.params.is_empty()));
+        assert_eq!(out.edges.len(), 2);
+        assert!(out.edges.iter().all(|e| e.notify && e.to == ("print".to_string(), "t".to_string())));
+        g.set(cond, v(Val::Bool(true)));
+        g.run();
+        let out = g.value(res).unwrap().as_ref().unwrap().out().unwrap().clone();
+        assert!(out.resources.iter().all(|r| r.params.len() == 1));
+    }
+}
