@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::super::ast::{Block, Callee, Expr, ExprKind, Func, InterpPart, Param, ResEntryKind, Resource, Stmt, StmtKind};
+use super::super::ast::{
+    Block, Callee, Expr, ExprKind, Func, InterpPart, Param, ResEntryKind, Resource, Stmt, StmtKind,
+};
 use super::super::diagnostic::{Diagnostic, Stage};
 use super::super::funcs::{Builtin, HostInfo};
 use super::super::module::Module;
@@ -90,7 +92,8 @@ struct Layer<'a> {
     instances: HashMap<Span, usize>,
 }
 
-type Built<T = NodeId> = Result<T, Diagnostic>;
+/// A build fails on what earlier stages should have refused; boxed, as it is the rare path.
+type Built<T = NodeId> = Result<T, Box<Diagnostic>>;
 
 pub struct Builder<'c, 'a> {
     cx: &'c Ctx<'a>,
@@ -104,14 +107,21 @@ pub struct Builder<'c, 'a> {
     captures: Option<Vec<(&'a Def<'a>, NodeId)>>,
 }
 
-fn internal(span: Span, message: impl Into<String>) -> Diagnostic {
-    Diagnostic::new(Stage::Runtime, span, message)
+fn internal(span: Span, message: impl Into<String>) -> Box<Diagnostic> {
+    Box::new(Diagnostic::new(Stage::Runtime, span, message))
 }
 
 impl<'c, 'a> Builder<'c, 'a> {
     /// The builder of the whole program: one layer per file, its definitions registered.
     pub fn program(cx: &'c Ctx<'a>) -> Self {
-        let mut b = Builder { cx, graph: Graph::new(), layers: Vec::new(), cur: 0, units: HashMap::new(), captures: None };
+        let mut b = Builder {
+            cx,
+            graph: Graph::new(),
+            layers: Vec::new(),
+            cur: 0,
+            units: HashMap::new(),
+            captures: None,
+        };
         for unit in &cx.module.units {
             let layer = b.new_layer(None, 0);
             b.units.insert(unit.file, layer);
@@ -125,7 +135,14 @@ impl<'c, 'a> Builder<'c, 'a> {
     /// The builder of a template used where `self` is now.
     fn template(&self) -> Self {
         let cx = self.cx;
-        let mut b = Builder { cx, graph: Graph::new(), layers: Vec::new(), cur: 0, units: HashMap::new(), captures: Some(Vec::new()) };
+        let mut b = Builder {
+            cx,
+            graph: Graph::new(),
+            layers: Vec::new(),
+            cur: 0,
+            units: HashMap::new(),
+            captures: Some(Vec::new()),
+        };
         b.new_layer(None, self.instance());
         b
     }
@@ -194,7 +211,10 @@ impl<'c, 'a> Builder<'c, 'a> {
 
     fn stmt(&mut self, stmt: &'a Stmt) -> Built<Option<NodeId>> {
         Ok(Some(match &stmt.kind {
-            StmtKind::Bind { .. } | StmtKind::Func { .. } | StmtKind::Class { .. } | StmtKind::Import { .. } => {
+            StmtKind::Bind { .. }
+            | StmtKind::Func { .. }
+            | StmtKind::Class { .. }
+            | StmtKind::Import { .. } => {
                 return Ok(None);
             }
             StmtKind::Resource(res) => self.resource(res, stmt.span)?,
@@ -203,7 +223,10 @@ impl<'c, 'a> Builder<'c, 'a> {
                 let op = stmts::EdgeOp {
                     halves: halves
                         .iter()
-                        .map(|h| stmts::HalfSpec { kind: h.kind.name.clone(), field: h.field.as_ref().map(|f| f.name.clone()) })
+                        .map(|h| stmts::HalfSpec {
+                            kind: h.kind.name.clone(),
+                            field: h.field.as_ref().map(|f| f.name.clone()),
+                        })
                         .collect(),
                     spans: halves.iter().map(|h| h.name.span).collect(),
                     span: stmt.span,
@@ -219,7 +242,9 @@ impl<'c, 'a> Builder<'c, 'a> {
             }
             StmtKind::For { list, body, .. } => self.for_loop(stmt, list, body)?,
             StmtKind::ForKv { map, body, .. } => self.for_loop(stmt, map, body)?,
-            StmtKind::Include { name, args, alias } => self.include(stmt, name.span, args.as_deref(), alias.is_some())?,
+            StmtKind::Include { name, args, alias } => {
+                self.include(stmt, name.span, args.as_deref(), alias.is_some())?
+            }
             StmtKind::Panic { args } => {
                 let args = args.iter().map(|a| self.expr(a)).collect::<Built<Vec<_>>>()?;
                 self.add(stmts::Panic { span: stmt.span }, args)
@@ -229,7 +254,11 @@ impl<'c, 'a> Builder<'c, 'a> {
 
     fn resource(&mut self, res: &'a Resource, span: Span) -> Built {
         if res.collect {
-            return Err(Diagnostic::new(Stage::Runtime, span, "collecting exported resources is not supported in mcl programs yet"));
+            return Err(Box::new(Diagnostic::new(
+                Stage::Runtime,
+                span,
+                "collecting exported resources is not supported in mcl programs yet",
+            )));
         }
         let mut inputs = vec![self.expr(&res.name)?];
         let mut entries = Vec::new();
@@ -241,9 +270,10 @@ impl<'c, 'a> Builder<'c, 'a> {
                 ResEntryKind::Param { name, value } => (stmts::EntryKind::Param(name.name.clone()), value),
                 ResEntryKind::Meta { name, value } => (stmts::EntryKind::Meta(name.name.clone()), value),
                 ResEntryKind::MetaStruct { value } => (stmts::EntryKind::MetaStruct, value),
-                ResEntryKind::Edge { property, target } => {
-                    (stmts::EntryKind::Edge { property: *property, kind: target.kind.name.clone() }, &target.name)
-                }
+                ResEntryKind::Edge { property, target } => (
+                    stmts::EntryKind::Edge { property: *property, kind: target.kind.name.clone() },
+                    &target.name,
+                ),
             };
             inputs.push(self.expr(value)?);
             entries.push(stmts::EntrySpec { kind, conditional: entry.cond.is_some(), span: entry.span });
@@ -268,7 +298,12 @@ impl<'c, 'a> Builder<'c, 'a> {
     }
 
     /// A template from a child builder, and the nodes here of what it captured.
-    fn finish_template(&mut self, child: Builder<'c, 'a>, mut params: Vec<NodeId>, out: NodeId) -> Built<(Arc<Template>, Vec<NodeId>)> {
+    fn finish_template(
+        &mut self,
+        child: Builder<'c, 'a>,
+        mut params: Vec<NodeId>,
+        out: NodeId,
+    ) -> Built<(Arc<Template>, Vec<NodeId>)> {
         let captures = child.captures.unwrap_or_default();
         let mut inputs = Vec::new();
         for (def, node) in captures {
@@ -429,7 +464,7 @@ impl<'c, 'a> Builder<'c, 'a> {
     fn var(&mut self, use_span: Span) -> Built {
         match self.cx.resolution.get(use_span) {
             Some(def) => self.def_node(def, use_span),
-            None => Err(Diagnostic::new(Stage::Scope, use_span, "this name is not defined")),
+            None => Err(Box::new(Diagnostic::new(Stage::Scope, use_span, "this name is not defined"))),
         }
     }
 
@@ -468,7 +503,10 @@ impl<'c, 'a> Builder<'c, 'a> {
             }
             ExprKind::Struct(fields) => {
                 let inputs = fields.iter().map(|f| self.expr(&f.value)).collect::<Built<Vec<_>>>()?;
-                self.add(ops::MakeStruct { fields: fields.iter().map(|f| f.name.name.clone()).collect() }, inputs)
+                self.add(
+                    ops::MakeStruct { fields: fields.iter().map(|f| f.name.name.clone()).collect() },
+                    inputs,
+                )
             }
             ExprKind::Var(ident) => self.var(ident.span)?,
             ExprKind::Call { callee, args } => self.call(callee, args, span)?,
@@ -501,7 +539,13 @@ impl<'c, 'a> Builder<'c, 'a> {
     }
 
     /// A call of a core function; its type is the one solved at the first of `typed_at`.
-    fn call_builtin(&mut self, builtin: &'static Builtin, inputs: Vec<NodeId>, span: Span, typed_at: &[Span]) -> NodeId {
+    fn call_builtin(
+        &mut self,
+        builtin: &'static Builtin,
+        inputs: Vec<NodeId>,
+        span: Span,
+        typed_at: &[Span],
+    ) -> NodeId {
         let instance = self.instance();
         let solved = typed_at.iter().find_map(|at| self.cx.typing.call_type(instance, *at));
         let sig = solved.unwrap_or_else(|| builtin_sig(builtin));
@@ -515,7 +559,9 @@ impl<'c, 'a> Builder<'c, 'a> {
             Callee::Name(ident) | Callee::Var(ident) => match self.cx.resolution.get(ident.span) {
                 Some(Def::Builtin(b)) => return Ok(self.call_builtin(b, args, span, &[span, ident.span])),
                 Some(def) => self.def_node(def, ident.span)?,
-                None => return Err(Diagnostic::new(Stage::Scope, ident.span, "this function is not defined")),
+                None => {
+                    return Err(Box::new(Diagnostic::new(Stage::Scope, ident.span, "this function is not defined")));
+                }
             },
             Callee::Lambda(lambda) => self.expr(lambda)?,
         };

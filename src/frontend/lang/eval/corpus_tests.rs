@@ -39,7 +39,8 @@ pub fn graph_text(spec: &GraphSpec) -> String {
         })
         .collect();
     edges.sort();
-    let mut params: Vec<String> = spec.resources.iter().map(|r| format!("{} {}", r.id(), r.to_json())).collect();
+    let mut params: Vec<String> =
+        spec.resources.iter().map(|r| format!("{} {}", r.id(), r.to_json())).collect();
     params.sort();
     [vertices, edges, params].concat().iter().map(|l| format!("{l}\n")).collect()
 }
@@ -67,7 +68,8 @@ fn every_case_gives_its_graph() {
     assert!(cases.len() >= 40, "only {} cases in {}", cases.len(), dir.display());
     let mut failures = Vec::new();
     for case in &cases {
-        let relative = case.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap().strip_prefix("/").unwrap_or(case);
+        let relative =
+            case.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap().strip_prefix("/").unwrap_or(case);
         let (actual, ext) = outcome(relative);
         let expected_path = case.with_extension(ext);
         if std::env::var_os("MCL_BLESS").is_some() {
@@ -79,7 +81,9 @@ fn every_case_gives_its_graph() {
             Ok(expected) if expected == actual => {}
             Ok(expected) => failures
                 .push(format!("{}:\n--- expected\n{expected}--- actual\n{actual}", expected_path.display())),
-            Err(_) => failures.push(format!("{}: missing; evaluation gives:\n{actual}", expected_path.display())),
+            Err(_) => {
+                failures.push(format!("{}: missing; evaluation gives:\n{actual}", expected_path.display()))
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -96,4 +100,3 @@ fn the_test_kind_is_written_in_yaml_too() {
     let e = crate::frontend::yaml::parse(refused, "g.yaml").unwrap_err();
     assert_eq!(e.field.as_deref(), Some("validatebool"), "{e}");
 }
-

@@ -52,13 +52,15 @@ pub fn evaluate(
 ) -> Result<GraphSpec, Vec<Diagnostic>> {
     let cx = build::Ctx { module, resolution, typing, host: Arc::new(host.clone()) };
     let mut builder = build::Builder::program(&cx);
-    let root = builder.entry().map_err(|d| vec![d])?;
+    let root = builder.entry().map_err(|d| vec![*d])?;
     let mut graph = std::mem::take(&mut builder.graph);
     graph.run();
     let output = match graph.value(root) {
         Some(Ok(data)) => data.out().map_err(|f| vec![runtime(module, f)])?.clone(),
         Some(Err(fail)) => return Err(vec![runtime(module, fail.clone())]),
-        None => return Err(vec![runtime(module, data::Fail::internal("the program was left without output"))]),
+        None => {
+            return Err(vec![runtime(module, data::Fail::internal("the program was left without output"))]);
+        }
     };
     spec::to_spec(&output, &module.map, &graph_name(module))
 }

@@ -7,8 +7,7 @@ use super::super::value::{CallError, Val};
 
 macro_rules! op {
     ($name:ident, $sym:literal, $sig:literal, $f:expr) => {
-        static $name: Builtin =
-            Builtin { module: "", name: $sym, sig: $sig, infer: None, call: $f, doc: "" };
+        static $name: Builtin = Builtin { module: "", name: $sym, sig: $sig, infer: None, call: $f, doc: "" };
     };
 }
 
@@ -65,8 +64,14 @@ op!(ADD, "+", "func(?1, ?1) ?1", |_: &CallCtx, a| arith(a, '+'));
 op!(SUB, "-", "func(?1, ?1) ?1", |_: &CallCtx, a| arith(a, '-'));
 op!(MUL, "*", "func(?1, ?1) ?1", |_: &CallCtx, a| arith(a, '*'));
 op!(DIV, "/", "func(?1, ?1) ?1", |_: &CallCtx, a| arith(a, '/'));
-op!(EQ, "==", "func(?1, ?1) bool", |_: &CallCtx, a| { let (a, b) = two(a); Ok(Val::Bool(a == b)) });
-op!(NE, "!=", "func(?1, ?1) bool", |_: &CallCtx, a| { let (a, b) = two(a); Ok(Val::Bool(a != b)) });
+op!(EQ, "==", "func(?1, ?1) bool", |_: &CallCtx, a| {
+    let (a, b) = two(a);
+    Ok(Val::Bool(a == b))
+});
+op!(NE, "!=", "func(?1, ?1) bool", |_: &CallCtx, a| {
+    let (a, b) = two(a);
+    Ok(Val::Bool(a != b))
+});
 op!(LT, "<", "func(?1, ?1) bool", |_: &CallCtx, a| cmp(a, |o| o.is_lt()));
 op!(GT, ">", "func(?1, ?1) bool", |_: &CallCtx, a| cmp(a, |o| o.is_gt()));
 op!(LE, "<=", "func(?1, ?1) bool", |_: &CallCtx, a| cmp(a, |o| o.is_le()));

@@ -114,7 +114,10 @@ impl Callable for Closure {
         let inputs: Vec<Outcome> =
             args.into_iter().chain(self.captured.iter().cloned()).map(|v| Ok(Data::Val(v))).collect();
         if inputs.len() != self.body.arity() {
-            return Err(CallError::new(format!("{} called with the wrong number of arguments", self.describe)));
+            return Err(CallError::new(format!(
+                "{} called with the wrong number of arguments",
+                self.describe
+            )));
         }
         match self.body.instantiate(inputs) {
             Ok(Data::Val(v)) => Ok(v),
@@ -155,14 +158,11 @@ impl Op for Index {
     fn compute(&self, inputs: &[&Outcome]) -> Outcome {
         let v = vals(inputs)?;
         match (v[0], v[1]) {
-            (Val::List(items), Val::Int(i)) => usize::try_from(*i)
-                .ok()
-                .and_then(|i| items.get(i))
-                .cloned()
-                .map(Data::Val)
-                .ok_or_else(|| {
+            (Val::List(items), Val::Int(i)) => {
+                usize::try_from(*i).ok().and_then(|i| items.get(i)).cloned().map(Data::Val).ok_or_else(|| {
                     Fail::at(self.span, format!("index {i} is out of range (the list has {})", items.len()))
-                }),
+                })
+            }
             (map @ Val::Map(_), key) => map
                 .map_get(key)
                 .cloned()

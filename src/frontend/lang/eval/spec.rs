@@ -2,6 +2,7 @@
 //! object that the kind's own serde struct decodes (there is no decoder for mcl alone),
 //! duplicates merge as upstream merges them, and what [`check`] refuses is located at the
 //! resource, param or edge that wrote it.
+#![allow(clippy::result_large_err)] // errors are the cold path; flat ones keep the code plain
 
 use std::collections::HashMap;
 
@@ -76,10 +77,12 @@ fn duplicate(res: &ResOut, first: &ResOut, map: &SourceMap) -> Diagnostic {
         ))
 }
 
+type EdgeKey = (ResId, ResId, Option<(String, String)>);
+
 /// One edge per (from, to, send/recv); a duplicate notifies if either does.
 fn merge_edges<'o>(edges: &'o [EdgeOut], out: &mut Vec<EdgeSpec>) -> Vec<&'o EdgeOut> {
     let mut places = Vec::new();
-    let mut seen: HashMap<(ResId, ResId, Option<(String, String)>), usize> = HashMap::new();
+    let mut seen: HashMap<EdgeKey, usize> = HashMap::new();
     for edge in edges {
         let from = ResId::new(&edge.from.0, &edge.from.1);
         let to = ResId::new(&edge.to.0, &edge.to.1);
@@ -89,7 +92,13 @@ fn merge_edges<'o>(edges: &'o [EdgeOut], out: &mut Vec<EdgeSpec>) -> Vec<&'o Edg
             continue;
         }
         seen.insert(key, out.len());
-        out.push(EdgeSpec { name: format!("{from} -> {to}"), from, to, notify: edge.notify, send_recv: edge.send_recv.clone() });
+        out.push(EdgeSpec {
+            name: format!("{from} -> {to}"),
+            from,
+            to,
+            notify: edge.notify,
+            send_recv: edge.send_recv.clone(),
+        });
         places.push(edge);
     }
     places
@@ -108,7 +117,9 @@ fn locate(e: SpecError, spec: &GraphSpec, places: &[&ResOut], edges: &[&EdgeOut]
             return Diagnostic::new(Stage::Runtime, span, message).with_label(e.message);
         }
         Place::Edge(index) => (edges[index].span, e.message),
-        Place::Collect { .. } | Place::Graph => (places.first().map(|r| r.span).unwrap_or_default(), e.message),
+        Place::Collect { .. } | Place::Graph => {
+            (places.first().map(|r| r.span).unwrap_or_default(), e.message)
+        }
     };
     Diagnostic::new(Stage::Runtime, span, message)
 }
@@ -156,9 +167,10 @@ fn to_json(res: &ResOut, skip: Option<usize>) -> Result<Json, Diagnostic> {
 }
 
 fn json_of(entry: &Entry) -> Result<Json, Diagnostic> {
-    let param = entry.value.to_param().map_err(|e| {
-        Diagnostic::new(Stage::Runtime, entry.span, format!("param `{}`: {e}", entry.name))
-    })?;
+    let param = entry
+        .value
+        .to_param()
+        .map_err(|e| Diagnostic::new(Stage::Runtime, entry.span, format!("param `{}`: {e}", entry.name)))?;
     serde_json::to_value(param)
         .map_err(|e| Diagnostic::new(Stage::Runtime, entry.span, format!("param `{}`: {e}", entry.name)))
 }

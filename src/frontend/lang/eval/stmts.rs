@@ -52,7 +52,9 @@ impl Op for Loop {
         let values = vals(inputs)?;
         let captured: Vec<Outcome> = values[1..].iter().map(|v| Ok(Data::Val((*v).clone()))).collect();
         let pairs: Vec<(Val, Val)> = match values[0] {
-            Val::List(items) => items.iter().enumerate().map(|(i, v)| (Val::Int(i as i64), v.clone())).collect(),
+            Val::List(items) => {
+                items.iter().enumerate().map(|(i, v)| (Val::Int(i as i64), v.clone())).collect()
+            }
             Val::Map(pairs) => pairs.clone(),
             other => return Err(Fail::internal(format!("a loop over {other}"))),
         };
@@ -96,8 +98,14 @@ impl Op for ResourceOp {
     fn compute(&self, inputs: &[&Outcome]) -> Outcome {
         let values = vals(inputs)?;
         let names = names_of(values[0], self.name_span)?;
-        let mut template =
-            ResOut { kind: self.kind.clone(), name: String::new(), span: self.span, name_span: self.name_span, params: vec![], meta: vec![] };
+        let mut template = ResOut {
+            kind: self.kind.clone(),
+            name: String::new(),
+            span: self.span,
+            name_span: self.name_span,
+            params: vec![],
+            meta: vec![],
+        };
         let mut edges: Vec<(EdgeProperty, String, Vec<String>, Span)> = Vec::new();
         let mut next = 1;
         for entry in &self.entries {
@@ -112,7 +120,11 @@ impl Op for ResourceOp {
             if !wanted {
                 continue;
             }
-            let at = |name: &str, value: &Val| Entry { name: name.to_string(), value: value.clone(), span: entry.span };
+            let at = |name: &str, value: &Val| Entry {
+                name: name.to_string(),
+                value: value.clone(),
+                span: entry.span,
+            };
             match &entry.kind {
                 EntryKind::Param(name) => template.params.push(at(name, value)),
                 EntryKind::Meta(name) => template.meta.push(at(name, value)),
@@ -161,7 +173,9 @@ fn names_of(value: &Val, span: Span) -> Result<Vec<String>, Fail> {
                 other => Err(Fail::at(span, format!("a resource name must be a string, not {other}"))),
             })
             .collect(),
-        other => Err(Fail::at(span, format!("a resource name must be a string or a list of strings, not {other}"))),
+        other => {
+            Err(Fail::at(span, format!("a resource name must be a string or a list of strings, not {other}")))
+        }
     }
 }
 
@@ -243,7 +257,12 @@ mod tests {
         let mut body = Graph::new();
         let index = body.source();
         let value = body.source();
-        let op = ResourceOp { kind: "noop".into(), span: Span::default(), name_span: Span::default(), entries: vec![] };
+        let op = ResourceOp {
+            kind: "noop".into(),
+            span: Span::default(),
+            name_span: Span::default(),
+            entries: vec![],
+        };
         let res = body.add(Arc::new(op), vec![value]);
         Arc::new(Template::new(body, vec![index, value], res))
     }
@@ -266,7 +285,12 @@ mod tests {
     fn an_if_statement_switches_branch_when_its_condition_changes() {
         let mut g = Graph::new();
         let cond = g.source();
-        let op = || ResourceOp { kind: "noop".into(), span: Span::default(), name_span: Span::default(), entries: vec![] };
+        let op = || ResourceOp {
+            kind: "noop".into(),
+            span: Span::default(),
+            name_span: Span::default(),
+            entries: vec![],
+        };
         let yes_name = g.constant(Data::Val(Val::Str("yes".into())));
         let no_name = g.constant(Data::Val(Val::Str("no".into())));
         let yes = g.add(Arc::new(op()), vec![yes_name]);
@@ -295,7 +319,8 @@ mod tests {
                 span: Span::default(),
             },
         ];
-        let op = ResourceOp { kind: "file".into(), span: Span::default(), name_span: Span::default(), entries };
+        let op =
+            ResourceOp { kind: "file".into(), span: Span::default(), name_span: Span::default(), entries };
         let res = g.add(Arc::new(op), vec![name, cond, value, target]);
         g.set(cond, v(Val::Bool(false)));
         g.run();

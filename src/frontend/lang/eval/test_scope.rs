@@ -144,7 +144,8 @@ impl<'m> Resolver<'m> {
                     self.block(&o.stmts);
                 }
             }
-            StmtKind::For { index, value, list: over, body } | StmtKind::ForKv { key: index, value, map: over, body } => {
+            StmtKind::For { index, value, list: over, body }
+            | StmtKind::ForKv { key: index, value, map: over, body } => {
                 self.expr(over);
                 let mut scope = Scope::default();
                 scope.vars.insert(index.name.clone(), Name::Loop(stmt, 0));
@@ -225,7 +226,9 @@ impl<'m> Resolver<'m> {
 fn instance_bind<'m>(include: &'m Stmt, class: &'m Stmt, field: &str) -> Option<Def<'m>> {
     let StmtKind::Class { body, .. } = &class.kind else { return None };
     body.stmts.iter().find_map(|s| match &s.kind {
-        StmtKind::Bind { name, value, .. } if name.name == field => Some(Def::IncludeBind { include, name, value }),
+        StmtKind::Bind { name, value, .. } if name.name == field => {
+            Some(Def::IncludeBind { include, name, value })
+        }
         _ => None,
     })
 }
