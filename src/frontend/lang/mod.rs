@@ -14,6 +14,7 @@ pub mod lexer;
 pub mod module;
 pub mod parser;
 mod printer;
+pub mod scope;
 pub mod span;
 pub mod types;
 pub mod value;

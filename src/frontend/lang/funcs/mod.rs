@@ -29,6 +29,15 @@ pub struct Builtin {
     pub doc: &'static str,
 }
 
+impl std::fmt::Debug for Builtin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.module {
+            "" => write!(f, "{}", self.name),
+            module => write!(f, "{module}.{}", self.name),
+        }
+    }
+}
+
 /// Decides a polymorphic function's type at one call: `Ok(Some(func type))` once it can,
 /// `Ok(None)` while it needs more of the argument types, `Err(why)` when no type fits.
 pub type Infer = fn(&CallSite) -> Result<Option<Type>, String>;

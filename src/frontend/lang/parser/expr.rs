@@ -38,7 +38,7 @@ fn boxed(kind: ExprKind, span: Span) -> Box<Expr> {
 
 impl Parser {
     pub(super) fn expr(&mut self) -> PResult<Expr> {
-        self.binary(EXCEPT)
+        self.nested(|p| p.binary(EXCEPT))
     }
 
     /// An expression whose operators all bind at least as tightly as `min`.
@@ -87,7 +87,7 @@ impl Parser {
     fn unary(&mut self) -> PResult<Expr> {
         if self.at(&Token::Not) {
             let start = self.bump();
-            let operand = self.unary()?;
+            let operand = self.nested(Self::unary)?;
             let span = start.to(operand.span);
             return Ok(Expr { kind: ExprKind::Not(Box::new(operand)), span });
         }

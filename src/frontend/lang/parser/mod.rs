@@ -16,11 +16,15 @@ use super::span::{FileId, Span};
 /// A failure that abandons the statement being parsed; it is recorded by the statement loop.
 type PResult<T> = Result<T, Box<Diagnostic>>;
 
+/// How deeply expressions, types and blocks may nest. Every stage after parsing walks the
+/// tree recursively; the bound keeps a hostile program from overflowing the stack.
+pub const MAX_NESTING: usize = 128;
+
 /// Parses one file. The program holds every statement that parsed; any error means the
 /// program must not be used.
 pub fn parse(file: FileId, text: &str) -> (Program, Vec<Diagnostic>) {
     let (tokens, lex_errors) = lex(file, text);
-    let mut parser = Parser { tokens, pos: 0, errors: Vec::new(), last: Span::new(file, 0, 0) };
+    let mut parser = Parser { tokens, pos: 0, errors: Vec::new(), last: Span::new(file, 0, 0), depth: 0 };
     let stmts = parser.stmts(false);
     let span = Span::new(file, 0, text.len());
     let mut errors: Vec<Diagnostic> =
@@ -47,6 +51,8 @@ struct Parser {
     errors: Vec<Diagnostic>,
     /// The span of the last token consumed, where a node being built ends.
     last: Span,
+    /// How many nested expressions, types and blocks are being parsed.
+    depth: usize,
 }
 
 impl Parser {
@@ -182,10 +188,27 @@ impl Parser {
 
     /// `{ statements }`.
     fn block(&mut self) -> PResult<Block> {
-        let open = self.expect(&Token::LBrace, "`{`")?;
-        let stmts = self.stmts(true);
-        self.expect(&Token::RBrace, "`}`")?;
-        Ok(Block { stmts, span: self.since(open) })
+        self.nested(|p| {
+            let open = p.expect(&Token::LBrace, "`{`")?;
+            let stmts = p.stmts(true);
+            p.expect(&Token::RBrace, "`}`")?;
+            Ok(Block { stmts, span: p.since(open) })
+        })
+    }
+
+    /// Parses one more level of nesting, refusing to go deeper than [`MAX_NESTING`].
+    fn nested<T>(&mut self, parse: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
+        if self.depth >= MAX_NESTING {
+            return Err(Box::new(
+                Diagnostic::parse(self.span(), format!("nested more than {MAX_NESTING} levels deep"))
+                    .with_label("too deep")
+                    .with_note("split the expression with binds: `$inner = ...`"),
+            ));
+        }
+        self.depth += 1;
+        let result = parse(self);
+        self.depth -= 1;
+        result
     }
 
     /// A lower-case name; `map` and `collect` are names too where a name is expected.

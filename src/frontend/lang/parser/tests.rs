@@ -273,3 +273,22 @@ error: parse error: expected `=>`, found a string
 ";
     assert_eq!(errors[0].render(&map), expected);
 }
+
+#[test]
+fn nesting_is_bounded_and_reported_once_per_statement() {
+    let deep = format!("$a = {}1{}\n$b = 2 +\n", "[".repeat(100_000), "]".repeat(100_000));
+    let (program, found) = parse(0, &deep);
+    assert!(found.iter().any(|e| e.message == "nested more than 128 levels deep"), "{found:#?}");
+    assert!(found.len() <= 3, "{found:#?}");
+    assert!(program.stmts.is_empty());
+    for text in [
+        format!("$a = {}true\n", "not ".repeat(100_000)),
+        format!("$a {}int = 1\n", "[]".repeat(100_000)),
+        format!("{}\n", "if true {\n".repeat(10_000)),
+    ] {
+        let (_, found) = parse(0, &text);
+        assert!(found.iter().any(|e| e.message.starts_with("nested more than")), "{found:#?}");
+    }
+    let fine = format!("$a = {}1{}\n", "(".repeat(100), ")".repeat(100));
+    assert_eq!(parse(0, &fine).1, vec![]);
+}

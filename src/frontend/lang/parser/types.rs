@@ -25,6 +25,10 @@ impl Parser {
     /// `bool`, `str`, `int`, `float`, `variant`, `[]T`, `map{K: V}`, `struct{a T; b U}`,
     /// `func(T, $name U) R`.
     pub(super) fn ty(&mut self) -> PResult<Type> {
+        self.nested(Self::ty_unbounded)
+    }
+
+    fn ty_unbounded(&mut self) -> PResult<Type> {
         let start = self.span();
         let kind = match self.peek() {
             Token::BoolType => self.simple(TypeKind::Bool),
