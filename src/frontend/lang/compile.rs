@@ -6,11 +6,12 @@ use super::diagnostic::Diagnostic;
 use super::eval;
 use super::funcs::HostInfo;
 use super::module::Module;
+use super::scope;
 use crate::frontend::GraphSpec;
 
 /// Compiles a loaded program into the graph it describes for this host.
 pub fn compile(module: &Module, host: &HostInfo) -> Result<GraphSpec, Vec<Diagnostic>> {
-    // Stand-in until scope resolution is in place: no name resolves.
-    let resolution = eval::Resolution::default();
+    let resolution = scope::resolve(module)?;
+    // Type inference goes here, between scope and evaluation: `infer::check`.
     eval::evaluate(module, &resolution, &eval::Untyped, host)
 }

@@ -21,7 +21,7 @@ use super::data::Data;
 use super::graph::{Graph, NodeId, Op, Template};
 use super::operators;
 use super::ops;
-use super::resolution::{Def, Resolution};
+use super::super::scope::{Def, Resolution};
 use super::stmts;
 
 /// What every builder of one program shares.

@@ -16,8 +16,7 @@ fn host() -> HostInfo {
 }
 
 fn compile(module: &Module) -> Result<GraphSpec, Vec<Diagnostic>> {
-    let resolution = super::test_scope::resolve(&module.units[0].program);
-    super::evaluate(module, &resolution, &super::Untyped, &host())
+    super::super::compile(module, &host())
 }
 
 /// The graph as text: what the corpus compares.

@@ -25,23 +25,20 @@ mod data;
 mod graph;
 mod operators;
 mod ops;
-pub mod resolution;
 mod spec;
 mod stmts;
 
 #[cfg(test)]
 mod corpus_tests;
-#[cfg(test)]
-mod test_scope;
 
 use std::sync::Arc;
 
 use super::diagnostic::{Diagnostic, Stage};
 use super::funcs::HostInfo;
 use super::module::Module;
+use super::scope::Resolution;
 use crate::frontend::GraphSpec;
 pub use build::{Typing, Untyped};
-pub use resolution::{Def, Resolution};
 
 /// Builds and runs the program's function graph, and makes a spec of its output.
 pub fn evaluate(
