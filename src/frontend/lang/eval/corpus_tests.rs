@@ -1,5 +1,6 @@
 //! The graph corpus: each `tests/lang/graph/<case>.mcl` with `<case>.graph` (the graph it
-//! gives: its vertices sorted, its edges sorted, then each vertex's params as JSON) or
+//! gives: its vertices sorted, `exported` after those it exports, its edges sorted, with
+//! send/recv fields and `notify`, then each vertex's params as JSON) or
 //! `<case>.err` (its errors, rendered). With `MCL_BLESS=1` in the environment, missing or
 //! different expectations are written instead.
 
@@ -21,7 +22,9 @@ fn compile(module: &Module) -> Result<GraphSpec, Vec<Diagnostic>> {
 
 /// The graph as text: what the corpus compares.
 pub fn graph_text(spec: &GraphSpec) -> String {
-    let mut vertices: Vec<String> = spec.resources.iter().map(|r| r.id().to_string()).collect();
+    let exported = |id: &crate::contract::ResId| if spec.exports.contains(id) { " exported" } else { "" };
+    let mut vertices: Vec<String> =
+        spec.resources.iter().map(|r| format!("{}{}", r.id(), exported(&r.id()))).collect();
     vertices.sort();
     let mut edges: Vec<String> = spec
         .edges

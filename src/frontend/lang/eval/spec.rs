@@ -28,7 +28,6 @@ const IGNORED_META: &[(&str, Option<bool>)] = &[
     ("realize", Some(false)),
     ("dollar", Some(false)),
     ("hidden", Some(false)),
-    ("export", None),
     ("reverse", Some(false)),
     ("autoedge", Some(true)),
     ("autogroup", Some(true)),
@@ -52,6 +51,9 @@ pub fn to_spec(output: &Output, map: &SourceMap, name: &str) -> Result<GraphSpec
             Some(&first) if spec.resources[first].cmp(decoded.as_ref()) => {}
             Some(&first) => errors.push(duplicate(res, places[first], map)),
             None => {
+                if exported(res) {
+                    spec.exports.insert(decoded.id());
+                }
                 index.insert(decoded.id(), spec.resources.len());
                 spec.resources.push(decoded);
                 places.push(res);
@@ -155,7 +157,7 @@ fn to_json(res: &ResOut, skip: Option<usize>) -> Result<Json, Diagnostic> {
     }
     let mut meta = Map::new();
     for entry in &res.meta {
-        if ignored_meta(entry)? {
+        if entry.name == "export" || ignored_meta(entry)? {
             continue;
         }
         meta.insert(entry.name.clone(), json_of(entry)?);
@@ -164,6 +166,13 @@ fn to_json(res: &ResOut, skip: Option<usize>) -> Result<Json, Diagnostic> {
         object.insert("meta".into(), Json::Object(meta));
     }
     Ok(Json::Object(object))
+}
+
+/// `Meta:export => [hosts...]`: this agent exports a resource to every host that collects
+/// its kind, whichever hosts are named.
+fn exported(res: &ResOut) -> bool {
+    let last = res.meta.iter().rev().find(|e| e.name == "export");
+    last.is_some_and(|e| matches!(&e.value, Val::List(hosts) if !hosts.is_empty()))
 }
 
 fn json_of(entry: &Entry) -> Result<Json, Diagnostic> {
