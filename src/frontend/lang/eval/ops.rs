@@ -31,7 +31,16 @@ impl Op for CallBuiltin {
     }
 }
 
+/// How deep calls of lambdas may nest: definitions cannot recurse, but a long enough chain
+/// of functions calling each other would exhaust the stack.
+pub const MAX_CALL_DEPTH: usize = 200;
+
+/// How many of the calls an error came through its message shows.
+const SHOWN_CALLS: usize = 4;
+
 thread_local! {
+    static CALL_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+
     /// The error a lambda's body failed with, kept beside the [`CallError`] it returns
     /// (which holds only text), so that the call's node can report where in the body.
     static BODY_FAIL: RefCell<Option<Fail>> = const { RefCell::new(None) };
@@ -43,7 +52,10 @@ fn through_call(span: Span, e: &CallError, message: String) -> Fail {
     match BODY_FAIL.with(|f| f.borrow_mut().take()) {
         Some(mut inner) if e.0.contains(&inner.message) => {
             inner.message = message;
-            inner.calls.push(span);
+            // The innermost calls say where; a long chain of them would only repeat.
+            if inner.calls.len() < SHOWN_CALLS {
+                inner.calls.push(span);
+            }
             inner
         }
         _ => Fail::at(span, message),
@@ -119,7 +131,14 @@ impl Callable for Closure {
                 self.describe
             )));
         }
-        match self.body.instantiate(inputs) {
+        let depth = CALL_DEPTH.with(|d| d.get());
+        if depth >= MAX_CALL_DEPTH {
+            return Err(CallError::new(format!("functions call each other more than {MAX_CALL_DEPTH} deep")));
+        }
+        CALL_DEPTH.with(|d| d.set(depth + 1));
+        let result = self.body.instantiate(inputs);
+        CALL_DEPTH.with(|d| d.set(depth));
+        match result {
             Ok(Data::Val(v)) => Ok(v),
             Ok(Data::Out(_)) => Err(CallError::new("a function body produced statements")),
             Err(fail) => {
