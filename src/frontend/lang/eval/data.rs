@@ -22,11 +22,13 @@ pub struct Fail {
     pub catchable: bool,
     /// The calls the error came through, innermost first, when it happened in a function.
     pub calls: Vec<Span>,
+    /// Errors of other statements of the program, independent of this one, reported with it.
+    pub others: Vec<Fail>,
 }
 
 impl Fail {
     pub fn at(span: Span, message: impl Into<String>) -> Self {
-        Fail { span, message: message.into(), catchable: true, calls: Vec::new() }
+        Fail { span, message: message.into(), catchable: true, calls: Vec::new(), others: Vec::new() }
     }
 
     /// A broken promise of an earlier stage (a type the checker let through).

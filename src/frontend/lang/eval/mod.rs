@@ -54,7 +54,11 @@ pub fn evaluate(
     graph.run();
     let output = match graph.value(root) {
         Some(Ok(data)) => data.out().map_err(|f| vec![runtime(module, f)])?.clone(),
-        Some(Err(fail)) => return Err(vec![runtime(module, fail.clone())]),
+        Some(Err(fail)) => {
+            let mut fail = fail.clone();
+            let others = std::mem::take(&mut fail.others);
+            return Err(std::iter::once(fail).chain(others).map(|f| runtime(module, f)).collect());
+        }
         None => {
             return Err(vec![runtime(module, data::Fail::internal("the program was left without output"))]);
         }

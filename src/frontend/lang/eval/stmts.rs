@@ -14,17 +14,31 @@ fn out(output: Output) -> Outcome {
     Ok(Data::Out(Arc::new(output)))
 }
 
-/// The statements of a block, in order.
+/// The statements of a block, in order. The errors of several statements are independent:
+/// the first carries the others, so that all are reported at once.
 pub struct Collect;
 
 impl Op for Collect {
     fn compute(&self, inputs: &[&Outcome]) -> Outcome {
         let mut all = Output::default();
+        let mut failed: Option<Fail> = None;
         for input in inputs {
-            let part = input.as_ref().map_err(Clone::clone)?.out()?;
-            all.extend(part);
+            match input.as_ref().map_err(Clone::clone).and_then(Data::out) {
+                Ok(part) if failed.is_none() => all.extend(part),
+                Ok(_) => {}
+                Err(mut fail) => match &mut failed {
+                    None => failed = Some(fail),
+                    Some(first) => {
+                        first.others.append(&mut fail.others);
+                        first.others.push(fail);
+                    }
+                },
+            }
         }
-        out(all)
+        match failed {
+            Some(fail) => Err(fail),
+            None => out(all),
+        }
     }
 }
 
