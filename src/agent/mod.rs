@@ -211,7 +211,8 @@ impl Agent {
     fn follow_deploys(&mut self) {
         let Some((access, namespace)) = self.cfg.follow.clone() else { return };
         let (tx, rx) = mpsc::channel(4);
-        follow::spawn(access, namespace, self.cfg.prefix.clone(), tx, self.follow_cancel.clone());
+        let (prefix, host) = (self.cfg.prefix.clone(), self.cfg.hostname.clone());
+        follow::spawn(access, namespace, prefix, host, tx, self.follow_cancel.clone());
         self.deploys = Some(rx);
     }
 
@@ -282,6 +283,11 @@ impl Agent {
 
     async fn new_version(&mut self, version: Result<SpecVersion, SpecError>) -> Result<(), AgentError> {
         match version {
+            // A program's errors are shown whole, each with its excerpt, below the line.
+            Err(SpecError::Program(e)) => {
+                error!(output = %e.rendered.trim_end(), "{e}; keeping the running graph");
+                self.file_bad = true;
+            }
             Err(e) => {
                 error!("{}; keeping the running graph", with_causes(&e));
                 // A read that failed read nothing: the next good read is news either way.

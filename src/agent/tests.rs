@@ -147,6 +147,16 @@ async fn a_bad_spec_keeps_the_running_graph() {
     };
     agent.handle(Event::Spec(Err(SpecError::Invalid(invalid)))).await.unwrap();
     assert!(agent.file_bad);
+    agent.file_bad = false;
+    // A program with errors.
+    let program = crate::frontend::source::ProgramError {
+        first: "main.mcl:1:1: parse error: nope".into(),
+        count: 1,
+        rendered: "error: parse error: nope\n".into(),
+    };
+    agent.handle(Event::Spec(Err(SpecError::Program(program)))).await.unwrap();
+    assert!(agent.file_bad);
+    assert_eq!(agent.text, v1);
     // A version that parses and does not assemble (a cycle).
     let cyclic = format!(
         "{v1}  noop:\n  - name: a\n  - name: b\nedges:\n- from: {{kind: noop, name: a}}\n  to: {{kind: noop, name: b}}\n\

@@ -21,7 +21,7 @@ use etcd_client::Client;
 use super::{DeployArgs, DeployCommand};
 use crate::cli::etcd_errors::{readable, readable_as};
 use crate::deploy::blobs;
-use crate::deploy::check::check_entry;
+use crate::deploy::check::{CheckError, check_built};
 use crate::deploy::source::{self, Built};
 use crate::deploy::store::{self, Appended, DeployKeys, NewDeploy, Published, StoreError};
 use crate::frontend::GraphSpec;
@@ -48,6 +48,55 @@ pub struct YamlArgs {
     /// and stop: nothing is written and etcd is not contacted (no --seeds needed).
     #[arg(long)]
     pub check: bool,
+}
+
+/// `deploy lang`'s arguments: those of `deploy yaml`, for a program.
+#[derive(Args, Debug, Clone)]
+pub struct LangArgs {
+    /// The program (its path in the repository): a .mcl file, or a module directory (its
+    /// main.mcl, or the entry its metadata.yaml names).
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Deploy even if the live deploy already runs this commit and bundle.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub keep: KeepArg,
+    /// Build the bundle and compile its program as agents would (for this host), print what
+    /// would be published, and stop: nothing is written and etcd is not contacted.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Which frontend a deploy publishes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Yaml,
+    Lang,
+}
+
+/// What `deploy yaml` and `deploy lang` publish, and how.
+#[derive(Debug, Clone)]
+struct Publish {
+    kind: Kind,
+    path: PathBuf,
+    source: SourceArgs,
+    force: bool,
+    keep: KeepArg,
+    check: bool,
+}
+
+impl Publish {
+    fn yaml(y: &YamlArgs) -> Publish {
+        let YamlArgs { file, source, force, keep, check } = y.clone();
+        Publish { kind: Kind::Yaml, path: file, source, force, keep, check }
+    }
+
+    fn lang(l: &LangArgs) -> Publish {
+        let LangArgs { path, source, force, keep, check } = l.clone();
+        Publish { kind: Kind::Lang, path, source, force, keep, check }
+    }
 }
 
 /// Where a bundle is built from: a commit, or a directory.
@@ -112,8 +161,10 @@ impl FlagsBefore {
     /// The subcommand with the flags given before it merged in; a flag it does not take
     /// is an error.
     pub fn merge_into(&self, command: DeployCommand) -> Result<DeployCommand> {
-        let builds = matches!(command, DeployCommand::Yaml(_) | DeployCommand::Diff(_));
-        let publishes = matches!(command, DeployCommand::Yaml(_) | DeployCommand::Rollback(_));
+        let builds =
+            matches!(command, DeployCommand::Yaml(_) | DeployCommand::Lang(_) | DeployCommand::Diff(_));
+        let publishes =
+            matches!(command, DeployCommand::Yaml(_) | DeployCommand::Lang(_) | DeployCommand::Rollback(_));
         let misplaced = [
             ("no-git", self.no_git, builds, "`deploy yaml` or `deploy diff`"),
             ("commit", self.commit.is_some(), builds, "`deploy yaml` or `deploy diff`"),
@@ -131,6 +182,13 @@ impl FlagsBefore {
                 y.check |= self.check;
                 y.keep.keep = y.keep.keep.or(self.keep);
                 DeployCommand::Yaml(y)
+            }
+            DeployCommand::Lang(mut l) => {
+                self.merge_source(&mut l.source)?;
+                l.force |= self.force;
+                l.check |= self.check;
+                l.keep.keep = l.keep.keep.or(self.keep);
+                DeployCommand::Lang(l)
             }
             DeployCommand::Diff(mut d) => {
                 self.merge_source(&mut d.source)?;
@@ -194,12 +252,12 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
         super::Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit()
     });
     let r = match &command {
-        DeployCommand::Yaml(y) => yaml(&args, &keys, y).await,
+        DeployCommand::Yaml(y) => publish(&args, &keys, &Publish::yaml(y)).await,
+        DeployCommand::Lang(l) => publish(&args, &keys, &Publish::lang(l)).await,
         DeployCommand::List(l) => list::list(&args, &keys, l).await,
         DeployCommand::Show(s) => list::show(&args, &keys, s).await,
         DeployCommand::Rollback(r) => rollback::rollback(&args, &keys, r).await,
         DeployCommand::Diff(d) => diff::diff(&args, &keys, d).await,
-        DeployCommand::Lang(u) => u.refuse(),
     };
     r.map_err(|e| {
         // Only on failure: naming the user reads the client certificate again.
@@ -209,9 +267,9 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
     })
 }
 
-async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> {
+async fn publish(args: &DeployArgs, keys: &DeployKeys, y: &Publish) -> Result<u8> {
     if y.check {
-        let built = build(&y.file, y.source.no_git, y.source.commit.as_deref())?;
+        let built = build_as(y.kind, &y.path, y.source.no_git, y.source.commit.as_deref())?;
         let spec = check(&built.manifest, &built.contents)?;
         print_checked(&built, &spec);
         return Ok(0);
@@ -249,7 +307,7 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> 
         rollback_of: None,
         // The graph's repository says who deploys it, wherever the command runs.
         deployer: Some(who::deployer(
-            y.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(".".as_ref()),
+            y.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(".".as_ref()),
         )),
         reason: None,
     };
@@ -294,10 +352,16 @@ async fn yaml(args: &DeployArgs, keys: &DeployKeys, y: &YamlArgs) -> Result<u8> 
 /// files the bundle holds, not on where they are.
 pub(crate) const CHECKED_AT: &str = "/bundle";
 
-/// The bundle's entry parsed and checked as agents check it before they run it.
+/// The bundle's entry parsed and checked as agents check it before they run it; a program
+/// is compiled for this host. A program's errors are shown whole on stderr.
 fn check(m: &crate::deploy::bundle::Manifest, contents: &[Vec<u8>]) -> Result<GraphSpec> {
-    let i = m.files.iter().position(|f| f.path == m.entry).context("the bundle has no entry")?;
-    Ok(check_entry(&m.frontend, &contents[i], &m.entry, &m.files, std::path::Path::new(CHECKED_AT))?)
+    let host = nix::unistd::gethostname()?.to_string_lossy().into_owned();
+    match check_built(m, contents, &host, std::path::Path::new(CHECKED_AT)) {
+        Err(CheckError::Program(e)) => {
+            Err(super::graph::program_failed(&e, &m.entry, "nothing was published"))
+        }
+        other => Ok(other?),
+    }
 }
 
 /// What `--check` found: what would be published.
@@ -328,10 +392,10 @@ async fn live_blobs(c: &mut Client, keys: &DeployKeys) -> (blobs::Trusted, Optio
 /// Build the bundle and check its graph as agents will (blocking work, on its own thread)
 /// while connecting to etcd. A build or check error comes first, without waiting for etcd:
 /// nothing is published that agents would refuse.
-async fn build_and_connect(args: &DeployArgs, y: &YamlArgs) -> Result<(Built, Client)> {
-    let (file, no_git, commit) = (y.file.clone(), y.source.no_git, y.source.commit.clone());
+async fn build_and_connect(args: &DeployArgs, y: &Publish) -> Result<(Built, Client)> {
+    let (kind, file, no_git, commit) = (y.kind, y.path.clone(), y.source.no_git, y.source.commit.clone());
     let mut building = tokio::task::spawn_blocking(move || -> Result<Built> {
-        let built = build(&file, no_git, commit.as_deref())?;
+        let built = build_as(kind, &file, no_git, commit.as_deref())?;
         check(&built.manifest, &built.contents)?;
         Ok(built)
     });
@@ -497,7 +561,11 @@ pub fn utc(t: u64) -> String {
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
-fn build(file: &std::path::Path, no_git: bool, commit: Option<&str>) -> Result<Built> {
+/// The bundle `deploy yaml FILE` or `deploy lang PATH` publishes.
+fn build_as(kind: Kind, file: &std::path::Path, no_git: bool, commit: Option<&str>) -> Result<Built> {
+    if kind == Kind::Lang {
+        return build_lang(file, no_git, commit);
+    }
     // A directory stands for its graph.yaml; with --commit, the commit's tree decides.
     let joined;
     let file = if file.is_dir() {
@@ -532,6 +600,50 @@ fn build(file: &std::path::Path, no_git: bool, commit: Option<&str>) -> Result<B
         _ => source::path_in_repo(file)?,
     };
     Ok(source::from_git(&start, "yaml", &entry, commit)?)
+}
+
+/// The bundle of a program: with --no-git, its module's directory as it is (a directory
+/// argument, or a file's directory); else the commit's tree, with the program's path in it as
+/// the entry (a directory stands for its metadata.yaml or main.mcl).
+fn build_lang(path: &std::path::Path, no_git: bool, commit: Option<&str>) -> Result<Built> {
+    if no_git {
+        let abs = std::path::absolute(path)?;
+        let (root, entry) = if abs.is_dir() {
+            (abs.clone(), ".".to_string())
+        } else if abs.is_file() {
+            let root = abs.parent().context("the program has no directory")?.to_path_buf();
+            (root, abs.file_name().context("the program has no name")?.to_string_lossy().into_owned())
+        } else {
+            bail!("{} is neither a .mcl file nor a module directory", path.display());
+        };
+        return Ok(source::from_dir(&root, "lang", &entry)?);
+    }
+    let (start, entry) = match commit {
+        Some(_) if !path.exists() => {
+            let cwd = std::env::current_dir()?;
+            let entry = entry_at_commit(&cwd, path)?;
+            (cwd, entry)
+        }
+        _ if path.is_dir() => dir_in_repo(path)?,
+        _ => source::path_in_repo(path)?,
+    };
+    Ok(source::from_git(&start, "lang", &entry, commit)?)
+}
+
+/// Where the directory `dir` is relative to the root of its repository's work tree (`.` for
+/// the root itself).
+fn dir_in_repo(dir: &std::path::Path) -> Result<(PathBuf, String)> {
+    let abs = std::path::absolute(dir)?.canonicalize()?;
+    let repo = git2::Repository::discover(&abs)?;
+    let Some(workdir) = repo.workdir() else {
+        return Ok((std::env::current_dir()?, dir.to_string_lossy().trim_start_matches("./").to_string()));
+    };
+    let workdir = workdir.canonicalize()?;
+    let rel = abs
+        .strip_prefix(&workdir)
+        .with_context(|| format!("{} is outside the work tree {}", dir.display(), workdir.display()))?;
+    let rel = rel.to_string_lossy();
+    Ok((workdir.clone(), if rel.is_empty() { ".".to_string() } else { rel.into_owned() }))
 }
 
 /// The graph's path inside the commit's tree, for a FILE that is not in the work tree (or
@@ -578,6 +690,13 @@ mod tests {
             panic!("not diff")
         };
         assert!(d.source.no_git);
+        let Ok(DeployCommand::Lang(l)) =
+            merged(&["mgmt", "deploy", "--no-git", "--check", "--keep", "4", "lang", "app/", "--force"])
+        else {
+            panic!("not lang")
+        };
+        assert!(l.source.no_git && l.check && l.force && l.keep.get() == 4);
+        assert_eq!(l.path, PathBuf::from("app/"));
         let Ok(DeployCommand::Rollback(r)) = merged(&["mgmt", "deploy", "--keep", "2", "rollback"]) else {
             panic!("not rollback")
         };

@@ -9,10 +9,10 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::UnsupportedFrontend;
 use crate::contract::ResId;
 use crate::engine::assemble::assemble;
 use crate::engine::graph::Graph;
+use crate::frontend::lang_file;
 use crate::frontend::yaml_file::{self, YamlFile};
 
 /// The flags of `mgmt graph`. Global within `graph`, so they are accepted after `yaml FILE` too.
@@ -34,9 +34,11 @@ pub enum GraphFrontend {
         /// The graph file.
         file: PathBuf,
     },
-    /// Upstream mgmt's language: not supported (refused with a hint).
-    #[command(hide = true)]
-    Lang(UnsupportedFrontend),
+    /// An mcl program (docs/lang.md).
+    Lang {
+        /// The program: a .mcl file, or a module directory.
+        path: PathBuf,
+    },
 }
 
 /// How `mgmt graph` prints.
@@ -55,7 +57,7 @@ pub enum Format {
 pub fn run(args: GraphArgs) -> Result<u8> {
     let (name, graph) = match &args.frontend {
         GraphFrontend::Yaml { file } => yaml_graph(file)?,
-        GraphFrontend::Lang(u) => u.refuse(),
+        GraphFrontend::Lang { path } => lang_graph(path)?,
     };
     let out = render(&name, &graph, args.format)?;
     let mut stdout = std::io::stdout().lock();
@@ -73,6 +75,25 @@ fn yaml_graph(arg: &std::path::Path) -> Result<(String, Graph)> {
     let host = nix::unistd::gethostname()?.to_string_lossy().into_owned();
     let assembled = assemble(&spec, &host, &[]).map_err(|e| anyhow::anyhow!("{}: {e}", yaml.name()))?;
     Ok((spec.name, assembled.graph))
+}
+
+/// The program's name and its graph, compiled for this host and assembled as `run` does.
+/// A program with errors prints them, each with its excerpt, on stderr.
+fn lang_graph(path: &std::path::Path) -> Result<(String, Graph)> {
+    let host = nix::unistd::gethostname()?.to_string_lossy().into_owned();
+    let spec = lang_file::compile_at(path, &host, 0)
+        .map_err(|f| program_failed(&f.error, &path.display().to_string(), "nothing to show"))?
+        .spec;
+    let assembled = assemble(&spec, &host, &[]).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok((spec.name, assembled.graph))
+}
+
+/// A program's errors on stderr, and the error that ends the command: the program `name`
+/// has them, and what that means (`outcome`).
+pub fn program_failed(e: &crate::frontend::source::ProgramError, name: &str, outcome: &str) -> anyhow::Error {
+    eprint!("{}", e.rendered);
+    let errors = crate::text::count(e.count, "error");
+    anyhow::anyhow!("{name}: {errors}; {outcome}")
 }
 
 /// The graph printed in `format`; `name` is the graph's (for `dot`).

@@ -89,7 +89,8 @@ pub struct LeadingClusterArgs {
 pub enum Command {
     /// Run an agent on a graph, repairing drift as it happens.
     Run(RunArgs),
-    /// Print the resource graph a graph file produces, with autoedges; apply nothing.
+    /// Print the resource graph a graph file or mcl program produces, with autoedges; apply
+    /// nothing.
     Graph(graph::GraphArgs),
     /// Start an etcd server member (runs the `etcd` binary; flags pass through).
     Etcd(EtcdArgs),
@@ -98,7 +99,8 @@ pub enum Command {
     /// Show the hosts of a cluster: alive, converged or not, last error.
     #[command(after_help = STATUS_EXIT_STATUS)]
     Status(StatusArgs),
-    /// Publish a graph from git (or a directory) as a verified bundle; list, show, diff, roll back.
+    /// Publish a graph or mcl program from git (or a directory) as a verified bundle; list,
+    /// show, diff, roll back.
     #[command(after_help = DEPLOY_EXIT_STATUS)]
     Deploy(DeployArgs),
     /// Print a shell completion script on stdout (try it: `source <(mgmt completion bash)`).
@@ -150,31 +152,9 @@ pub enum DeployCommand {
     /// What a deploy would change against the live one: files of the bundle, and resources
     /// and edges of the graph.
     Diff(deploy::diff::DiffArgs),
-    /// Upstream mgmt's language: not supported (refused with a hint).
-    #[command(hide = true)]
-    Lang(UnsupportedFrontend),
-}
-
-/// What follows a frontend that is not supported; refused whatever it is.
-#[derive(Args, Debug, Clone)]
-pub struct UnsupportedFrontend {
-    /// Anything.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
-}
-
-impl UnsupportedFrontend {
-    /// A command-line error (exit 2) naming the frontends there are.
-    pub fn refuse(&self) -> ! {
-        use clap::CommandFactory;
-        Cli::command()
-            .error(
-                clap::error::ErrorKind::InvalidSubcommand,
-                "the `lang` frontend (mgmt's language) is not supported; graphs are YAML files: \
-                 `yaml FILE` (or `yaml DIR` for DIR/graph.yaml), see docs/yaml.md",
-            )
-            .exit()
-    }
+    /// Deploy an mcl program: its module (a .mcl file's directory, or a module directory) at
+    /// its commit (HEAD, or --commit) in its git repository.
+    Lang(deploy::LangArgs),
 }
 
 /// Where the cluster is: shared by every command that talks to etcd. Global within its
@@ -282,9 +262,12 @@ pub enum Frontend {
     },
     /// Run the cluster's newest deploy and each later one (needs --seeds).
     Empty,
-    /// Upstream mgmt's language: not supported (refused with a hint).
-    #[command(hide = true)]
-    Lang(UnsupportedFrontend),
+    /// An mcl program (docs/lang.md); edits to any of its files are swapped in live.
+    Lang {
+        /// The program: a .mcl file, or a module directory (its main.mcl, or the entry its
+        /// metadata.yaml names).
+        path: PathBuf,
+    },
 }
 
 /// The log filter for `--log-level`: a level (`warning` is `warn`), or a tracing directive
@@ -525,6 +508,24 @@ mod tests {
             assert!(matches!(a.frontend, GraphFrontend::Yaml { .. }), "{line}");
         }
         assert_eq!(parse("mgmt graph --format svg yaml g.yaml").unwrap_err().exit_code(), 2);
+        for line in ["mgmt graph --format json lang m.mcl", "mgmt graph lang m.mcl --format json"] {
+            let Command::Graph(a) = parse(line).unwrap().command else { panic!("{line}") };
+            assert_eq!(a.format, Format::Json, "{line}");
+            assert!(matches!(a.frontend, GraphFrontend::Lang { .. }), "{line}");
+        }
+    }
+
+    #[test]
+    fn run_flags_are_accepted_before_or_after_lang_and_its_path() {
+        for line in [
+            "mgmt run --noop --no-watch --hostname h1 --tmp-prefix lang app/",
+            "mgmt run lang app/ --noop --no-watch --hostname h1 --tmp-prefix",
+        ] {
+            let Command::Run(a) = parse(line).unwrap().command else { panic!("{line}") };
+            assert!(a.noop && a.no_watch && a.tmp_prefix, "{line}");
+            assert_eq!(a.hostname.as_deref(), Some("h1"), "{line}");
+            assert!(matches!(&a.frontend, Frontend::Lang { path } if path.as_os_str() == "app/"), "{line}");
+        }
     }
 
     #[test]

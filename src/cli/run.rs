@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 
 use super::{Frontend, RunArgs};
 use crate::agent::{Agent, AgentConfig, Ending, FirstGraph, Signals, Sources};
+use crate::frontend::lang_file::{self, LangFile};
+use crate::frontend::source::{SpecError, SpecSource, SpecVersion};
 use crate::frontend::yaml_file::{self, YamlFile};
 use crate::os::FsWatcher;
 use crate::world::World;
@@ -17,14 +19,73 @@ use crate::world::access::EtcdAccess;
 use crate::world::etcd::{EtcdConfig, EtcdWorld};
 use crate::world::local::LocalWorld;
 
+/// The graph's input: a YAML file or an mcl program.
+enum Input {
+    Yaml(YamlFile),
+    Lang(LangFile),
+}
+
+/// An input watched from before its first load.
+enum Watching {
+    Yaml(yaml_file::Watch),
+    Lang(lang_file::Watch),
+}
+
+impl Input {
+    /// The input `frontend` names, `file` being a YAML argument's graph file.
+    fn new(frontend: &Frontend, file: Option<&std::path::Path>, hostname: &str) -> Result<Option<Input>> {
+        Ok(match (frontend, file) {
+            (Frontend::Yaml { .. }, Some(file)) => Some(Input::Yaml(YamlFile::new(file)?)),
+            (Frontend::Lang { path }, _) => Some(Input::Lang(LangFile::new(path, hostname))),
+            _ => None,
+        })
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Input::Yaml(y) => y.name(),
+            Input::Lang(l) => l.name(),
+        }
+    }
+
+    async fn watch(&self, fs: Arc<FsWatcher>) -> Result<Watching> {
+        Ok(match self {
+            Input::Yaml(y) => Watching::Yaml(y.watch(fs).await?),
+            Input::Lang(l) => Watching::Lang(l.watch(fs).await),
+        })
+    }
+
+    /// The first version; a program's errors are shown whole on stderr.
+    fn load(&mut self) -> Result<SpecVersion> {
+        let loaded = match self {
+            Input::Yaml(y) => y.load(),
+            Input::Lang(l) => l.load(),
+        };
+        match loaded {
+            Err(SpecError::Program(e)) => {
+                Err(super::graph::program_failed(&e, self.name(), "nothing was applied"))
+            }
+            other => Ok(other?),
+        }
+    }
+
+    fn follow(self, watch: Watching) -> Option<SpecSource> {
+        match (self, watch) {
+            (Input::Yaml(y), Watching::Yaml(w)) => Some(y.follow(w)),
+            (Input::Lang(l), Watching::Lang(w)) => Some(l.follow(w)),
+            _ => None,
+        }
+    }
+}
+
 pub async fn run(args: RunArgs) -> Result<u8> {
     let hostname = hostname(&args)?;
     let file: Option<PathBuf> = match &args.frontend {
         Frontend::Yaml { file } => Some(yaml_file::graph_arg(file)?),
-        Frontend::Empty => None,
-        Frontend::Lang(u) => u.refuse(),
+        Frontend::Lang { .. } | Frontend::Empty => None,
     };
-    if file.is_none() && args.cluster.seeds.is_empty() {
+    let has_input = !matches!(args.frontend, Frontend::Empty);
+    if !has_input && args.cluster.seeds.is_empty() {
         bail!("`empty` runs the cluster's deploys: it needs --seeds");
     }
     if args.detailed_exitcodes && !args.no_watch && args.converged_timeout.is_none() {
@@ -32,17 +93,17 @@ pub async fn run(args: RunArgs) -> Result<u8> {
             "--detailed-exitcodes needs --no-watch or --converged-timeout: an agent that watches exits only on a signal"
         );
     }
-    let mut yaml = file.as_deref().map(YamlFile::new).transpose()?;
-    // One file watcher for the graph file and the engine's resources.
+    let mut input = Input::new(&args.frontend, file.as_deref(), &hostname)?;
+    // One file watcher for the graph's files and the engine's resources.
     let fs = FsWatcher::new().context("starting the file watcher")?;
-    let watch = match (&yaml, args.no_watch) {
-        (Some(y), false) => Some(y.watch(fs.clone()).await?),
+    let watch = match (&input, args.no_watch) {
+        (Some(i), false) => Some(i.watch(fs.clone()).await?),
         _ => None,
     };
-    let first = match &mut yaml {
-        Some(y) => {
-            let v = y.load()?;
-            FirstGraph { spec: v.spec, text: v.text, source: y.name().to_string() }
+    let first = match &mut input {
+        Some(i) => {
+            let v = i.load()?;
+            FirstGraph { spec: v.spec, text: v.text, source: i.name().to_string() }
         }
         None => FirstGraph::empty(),
     };
@@ -66,8 +127,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         ending: Ending { detailed: args.detailed_exitcodes },
         // Standalone, nobody reads the status.
         report_status: cluster.is_some(),
-        // Without a file, there are seeds (checked above): follow the cluster's deploys.
-        follow: access.filter(|_| file.is_none()).map(|a| (a, args.cluster.etcd_namespace.clone())),
+        // Without an input, there are seeds (checked above): follow the cluster's deploys.
+        follow: access.filter(|_| !has_input).map(|a| (a, args.cluster.etcd_namespace.clone())),
         started,
     };
     let planned = Agent::plan(cfg, world, first)?;
@@ -75,9 +136,9 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     // the default disposition's instant death (which would leave temp files behind).
     let signals = Signals::install()?;
     let agent = planned.start(fs).await?;
-    // Follow edits to the graph file.
-    let specs = match (watch, yaml) {
-        (Some(w), Some(y)) => Some(y.follow(w)),
+    // Follow edits to the graph's files.
+    let specs = match (watch, input) {
+        (Some(w), Some(i)) => i.follow(w),
         _ => None,
     };
     let code = agent.run(Sources { signals: Some(signals), specs }).await?;

@@ -44,9 +44,10 @@ pub struct FileEntry {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// `yaml` (later `lang`).
+    /// `yaml` or `lang`.
     pub frontend: String,
-    /// The file (or, for `lang`, directory) to run, relative to the bundle root.
+    /// The file to run, relative to the bundle root: a graph file, an mcl program's `.mcl`
+    /// file, or its module's `metadata.yaml` (standing for the module's directory).
     pub entry: String,
     pub files: Vec<FileEntry>,
 }

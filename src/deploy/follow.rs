@@ -30,7 +30,7 @@ use tracing::{debug, error, info, warn};
 use super::blobs;
 use super::bundle::{FileEntry, MAX_FILE_SIZE, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK, Manifest};
 use super::cache::{self, BlobCache, Cached, Hit};
-use super::check::check_entry;
+use super::check::check_unpacked;
 use super::store::{self, DeployKeys, DeployRecord, FetchError, RecordError};
 use crate::frontend::GraphSpec;
 use crate::frontend::registry::BundleFrontend;
@@ -128,6 +128,8 @@ struct Follower {
     link: Arc<Dialer>,
     keys: DeployKeys,
     prefix: PathBuf,
+    /// This host's name: an mcl program's graph depends on it.
+    hostname: String,
     tx: mpsc::Sender<DeployEvent>,
     cancel: CancellationToken,
     state: Mutex<State>,
@@ -141,6 +143,7 @@ pub fn spawn(
     access: EtcdAccess,
     namespace: String,
     prefix: PathBuf,
+    hostname: String,
     tx: mpsc::Sender<DeployEvent>,
     cancel: CancellationToken,
 ) {
@@ -153,6 +156,7 @@ pub fn spawn(
         }),
         keys: DeployKeys::new(&namespace),
         prefix,
+        hostname,
         tx,
         cancel: cancel.clone(),
         state: Mutex::default(),
@@ -479,7 +483,11 @@ impl Follower {
             Some(dir) => dir,
             None => self.unpack(c, &record.bundle, &manifest).await?,
         };
-        let spec = parse_entry(&dir, &manifest)?;
+        // Compiling a program reads its files: off the runtime's threads.
+        let (d, m, host) = (dir.clone(), manifest.clone(), self.hostname.clone());
+        let spec = tokio::task::spawn_blocking(move || parse_entry(&d, &m, &host, id))
+            .await
+            .map_err(|e| LoadError::Invalid(format!("checking the bundle: {e}")))??;
         Ok(Loaded { spec, dir, ran: LastRun { record, record_sha256, manifest } })
     }
 
@@ -626,8 +634,8 @@ impl Follower {
             }
             s.tried_cache = true;
         }
-        let prefix = self.prefix.clone();
-        match tokio::task::spawn_blocking(move || load_cached(&prefix)).await {
+        let (prefix, host) = (self.prefix.clone(), self.hostname.clone());
+        match tokio::task::spawn_blocking(move || load_cached(&prefix, &host)).await {
             Ok(Ok(Some(l))) => {
                 let id = l.ran.record.id;
                 info!(
@@ -663,19 +671,11 @@ fn ready(l: Loaded) -> DeployEvent {
 }
 
 /// Parse (with the frontend its manifest names) and check the bundle's entry as `mgmt
-/// deploy` did before publishing it, with its relative paths resolved in the unpacked
-/// bundle `dir`.
-fn parse_entry(dir: &Path, m: &Manifest) -> Result<GraphSpec, LoadError> {
-    let f = m
-        .files
-        .iter()
-        .find(|f| f.path == m.entry)
-        .ok_or_else(|| LoadError::Invalid(format!("the entry `{}` is not a file", m.entry)))?;
-    let path = Manifest::local_path(dir, f);
-    let text = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
-    // Paths in a graph are absolute and without `..`, whatever `--prefix` was given.
-    let root = dir.canonicalize().map_err(io(format!("resolving {}", dir.display())))?;
-    check_entry(&m.frontend, &text, &m.entry, &m.files, &root).map_err(|e| LoadError::Invalid(e.to_string()))
+/// deploy` did before publishing it, from the unpacked bundle `dir`: a YAML graph's
+/// relative paths resolved in it, an mcl program compiled there for `hostname` as deploy
+/// `id`.
+fn parse_entry(dir: &Path, m: &Manifest, hostname: &str, id: u64) -> Result<GraphSpec, LoadError> {
+    check_unpacked(m, dir, hostname, id).map_err(|e| LoadError::Invalid(e.to_string()))
 }
 
 /// Writes `last-run.json` in the background, the newest deploy first, so that the agent's
@@ -744,7 +744,7 @@ fn remembered_bundle(prefix: &Path) -> Option<String> {
 
 /// The last deploy this host ran, verified again: its record and manifest agree, and its
 /// unpacked bundle is exactly what the manifest says.
-fn load_cached(prefix: &Path) -> Result<Option<Loaded>, String> {
+fn load_cached(prefix: &Path, hostname: &str) -> Result<Option<Loaded>, String> {
     let Some(ran) = read_last_run(prefix)? else { return Ok(None) };
     let id = ran.record.id;
     store::check_record(id, &ran.record).map_err(|e| e.to_string())?;
@@ -752,7 +752,7 @@ fn load_cached(prefix: &Path) -> Result<Option<Loaded>, String> {
     ran.manifest.check().map_err(|e| e.to_string())?;
     let dir = prefix.join("deploys").join(&ran.record.bundle);
     verify_unpacked(&dir, &ran.manifest).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let spec = parse_entry(&dir, &ran.manifest).map_err(|e| e.to_string())?;
+    let spec = parse_entry(&dir, &ran.manifest, hostname, id).map_err(|e| e.to_string())?;
     Ok(Some(Loaded { spec, dir, ran }))
 }
 

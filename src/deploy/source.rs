@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::frontend::lang::module::{ENTRY_FILE, METADATA_FILE};
 use git2::{ObjectType, Repository, Status, StatusOptions, TreeWalkMode, TreeWalkResult};
 
 use super::bundle::{
@@ -44,6 +45,8 @@ pub enum SourceError {
     SymlinkOutside { path: String, target: String },
     #[error("`{0}` is a directory without a {DEFAULT_GRAPH}; name the graph file")]
     NoGraph(String),
+    #[error("`{0}` is a directory without a {ENTRY_FILE} or a {METADATA_FILE}; name the program's file")]
+    NoProgram(String),
     #[error(transparent)]
     Git(#[from] git2::Error),
     #[error(transparent)]
@@ -289,19 +292,45 @@ pub use crate::frontend::yaml_file::DEFAULT_GRAPH;
 /// A YAML entry that names a directory of the tree (`.` or `` for its root) stands for the
 /// [`DEFAULT_GRAPH`] in it; one without it is refused here rather than by every agent.
 fn yaml_entry(entry: &str, files: &[FileEntry]) -> Result<String> {
+    let Some((below, shown)) = entry_dir(entry, files) else { return Ok(entry.to_string()) };
+    let graph = format!("{below}{DEFAULT_GRAPH}");
+    if !files.iter().any(|f| f.path == graph) {
+        return Err(SourceError::NoGraph(shown));
+    }
+    Ok(graph)
+}
+
+/// The directory an entry names, if it names one of the tree (`.` or `` for its root):
+/// as a prefix of the paths below it (`` or `dir/`), and as it is shown (`.` or `dir`).
+fn entry_dir(entry: &str, files: &[FileEntry]) -> Option<(String, String)> {
     let dir = entry.trim_start_matches("./").trim_end_matches('/');
     let dir = if dir == "." { "" } else { dir };
     let below = if dir.is_empty() { String::new() } else { format!("{dir}/") };
     let is_dir = dir.is_empty()
         || (!files.iter().any(|f| f.path == dir) && files.iter().any(|f| f.path.starts_with(&below)));
-    if !is_dir {
-        return Ok(entry.to_string());
+    is_dir.then(|| (below, if dir.is_empty() { ".".to_string() } else { dir.to_string() }))
+}
+
+/// An mcl entry that names a module directory stands for its [`METADATA_FILE`] (which names
+/// the module's entry and files directory) or, without one, its [`ENTRY_FILE`]: a bundle's
+/// entry is a file. One with neither is refused here rather than by every agent.
+fn lang_entry(entry: &str, files: &[FileEntry]) -> Result<String> {
+    let Some((below, shown)) = entry_dir(entry, files) else { return Ok(entry.to_string()) };
+    [METADATA_FILE, ENTRY_FILE]
+        .iter()
+        .map(|name| format!("{below}{name}"))
+        .find(|path| files.iter().any(|f| &f.path == path))
+        .ok_or(SourceError::NoProgram(shown))
+}
+
+/// The entry of a bundle of `frontend`: a directory stands for the file that frontend runs
+/// in it.
+fn entry_of(frontend: &str, entry: &str, files: &[FileEntry]) -> Result<String> {
+    match frontend {
+        "yaml" => yaml_entry(entry, files),
+        "lang" => lang_entry(entry, files),
+        _ => Ok(entry.to_string()),
     }
-    let graph = format!("{below}{DEFAULT_GRAPH}");
-    if !files.iter().any(|f| f.path == graph) {
-        return Err(SourceError::NoGraph(if dir.is_empty() { "." } else { dir }.to_string()));
-    }
-    Ok(graph)
 }
 
 /// Sort files and contents together, then check the manifest.
@@ -311,7 +340,7 @@ fn build_manifest(
     files: Vec<FileEntry>,
     contents: &mut Vec<Vec<u8>>,
 ) -> Result<Manifest> {
-    let entry = if frontend == "yaml" { yaml_entry(entry, &files)? } else { entry.to_string() };
+    let entry = entry_of(frontend, entry, &files)?;
     let entry = entry.as_str();
     let mut pairs: Vec<(FileEntry, Vec<u8>)> = files.into_iter().zip(std::mem::take(contents)).collect();
     pairs.sort_by(|a, b| a.0.path.cmp(&b.0.path));
@@ -322,6 +351,30 @@ fn build_manifest(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn files(paths: &[&str]) -> Vec<FileEntry> {
+        let entry =
+            |p: &&str| FileEntry { path: p.to_string(), mode: MODE_FILE, size: 0, sha256: sha256_hex(b"") };
+        paths.iter().map(entry).collect()
+    }
+
+    #[test]
+    fn a_lang_directory_stands_for_its_metadata_or_its_main() {
+        let tree =
+            files(&["main.mcl", "app/metadata.yaml", "app/x.mcl", "lib/main.mcl", "lib/files/f", "docs/a"]);
+        assert_eq!(lang_entry(".", &tree).unwrap(), "main.mcl");
+        assert_eq!(lang_entry("", &tree).unwrap(), "main.mcl");
+        assert_eq!(lang_entry("app/", &tree).unwrap(), "app/metadata.yaml");
+        assert_eq!(lang_entry("./lib", &tree).unwrap(), "lib/main.mcl");
+        assert_eq!(lang_entry("app/x.mcl", &tree).unwrap(), "app/x.mcl");
+        assert_eq!(
+            lang_entry("docs", &tree).unwrap_err().to_string(),
+            "`docs` is a directory without a main.mcl or a metadata.yaml; name the program's file"
+        );
+        assert_eq!(entry_of("yaml", ".", &files(&["graph.yaml"])).unwrap(), "graph.yaml");
+    }
+
     #[test]
     fn names_keep_their_valid_text_and_escape_the_rest() {
         assert_eq!(super::escape_name(b"caf\xe9"), "caf\\xe9");

@@ -1,13 +1,14 @@
 //! Frontends turn user code into a [`GraphSpec`]: resources, edges and collect requests.
 //! Parsing is a pure function of the text; [`check::check`] then holds every rule that is not
 //! syntax, the same for every frontend. A frontend yields its graphs as a stream
-//! ([`source::SpecSource`]): reading and watching its files (`graph_file`, `yaml_file`) is its
-//! only I/O.
+//! ([`source::SpecSource`]): reading and watching its files (`graph_file`, `yaml_file`,
+//! `lang_file`) is its only I/O.
 
 pub mod base;
 pub mod check;
 pub mod graph_file;
 pub mod lang;
+pub mod lang_file;
 pub mod registry;
 pub mod source;
 pub mod yaml;

@@ -149,10 +149,3 @@ fn a_missing_file_and_a_bad_format_fail() {
     let yaml = t.write_yaml("g.yaml", &graph(&t));
     graph_cmd(&t, &["--format", "svg", "yaml", yaml.to_str().unwrap()]).assert_code(2);
 }
-
-#[test]
-fn the_lang_frontend_is_refused_as_run_refuses_it() {
-    let t = TestDir::new();
-    let out = graph_cmd(&t, &["lang", "main.mcl"]);
-    out.assert_code(2).assert_stderr_has("the `lang` frontend (mgmt's language) is not supported");
-}

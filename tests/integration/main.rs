@@ -19,6 +19,7 @@ mod etcd_command;
 mod etcd_roles;
 mod graph_cmd;
 mod hooks;
+mod lang_cmd;
 mod layers;
 mod package;
 mod run_errors;

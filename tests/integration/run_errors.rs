@@ -543,27 +543,3 @@ fn a_collect_pattern_must_be_an_absolute_directory_other_than_root() {
         "9:12: collect: field `pattern`: `` must be an absolute path",
     );
 }
-
-/// Upstream mgmt's `lang` frontend is a command-line error that names the supported one.
-#[test]
-fn the_lang_frontend_is_refused_with_a_hint() {
-    let t = TestDir::new();
-    for args in [
-        &["run", "--tmp-prefix", "lang", "code/"][..],
-        &["deploy", "--seeds=http://127.0.0.1:9", "lang", "code/"],
-    ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mgmt"))
-            .args(args)
-            .current_dir(t.root())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains(
-                "the `lang` frontend (mgmt's language) is not supported; graphs are YAML files: `yaml FILE`"
-            ),
-            "{args:?}: {stderr}"
-        );
-    }
-}

@@ -6,9 +6,10 @@ use etcd_client::Client;
 use serde_json::{Value, json};
 
 use super::list::octal;
-use super::{SourceArgs, build, client, clip};
+use super::{Kind, SourceArgs, build_as, client, clip};
 use crate::cli::DeployArgs;
 use crate::cli::status::shown;
+use crate::deploy::blobs;
 use crate::deploy::bundle::{FileEntry, Manifest};
 use crate::deploy::diff::{FileChange, GraphDiff, ParamChange, ResourceChange, graph_diff, manifest_diff};
 use crate::deploy::source::{self, Built};
@@ -24,8 +25,9 @@ const VALUE_MAX: usize = 120;
 #[derive(Args, Debug, Clone)]
 pub struct DiffArgs {
     /// A deploy ID (digits only), or the graph file to build as `deploy yaml FILE` would
-    /// (at HEAD, or --commit). Default: the live deploy's graph path, in the repository at
-    /// the current directory.
+    /// (at HEAD, or --commit), or the program to build as `deploy lang PATH` would (a .mcl
+    /// file, or a directory with a main.mcl or metadata.yaml). Default: the live deploy's
+    /// entry, in the repository at the current directory.
     pub target: Option<String>,
     #[command(flatten)]
     pub source: SourceArgs,
@@ -46,6 +48,8 @@ struct Side {
     manifest: Manifest,
     /// The graph file's bytes.
     entry: Vec<u8>,
+    /// Every file's bytes, in the manifest's order, for a program (compiled from them).
+    contents: Option<Vec<Vec<u8>>>,
 }
 
 pub async fn diff(args: &DeployArgs, keys: &DeployKeys, d: &DiffArgs) -> Result<u8> {
@@ -89,6 +93,13 @@ pub async fn diff(args: &DeployArgs, keys: &DeployKeys, d: &DiffArgs) -> Result<
 
 /// A published deploy: its manifest and graph file, checked against their hashes.
 async fn stored_side(c: &mut Client, keys: &DeployKeys, r: &DeployRecord) -> Result<Side> {
+    if r.frontend == "lang" {
+        let (manifest, contents) =
+            blobs::fetch_bundle(c, keys, &r.bundle).await.with_context(|| format!("deploy {}", r.id))?;
+        let side = Built { manifest, contents, commit: None };
+        let label = format!("deploy {}", r.id);
+        return Ok(Side { deploy: Some(r.id), commit: r.commit.clone(), ..side_of(side, label)? });
+    }
     let manifest =
         store::fetch_manifest(c, keys, &r.bundle).await.with_context(|| format!("deploy {}", r.id))?;
     let f = entry_of(&manifest)?.clone();
@@ -101,6 +112,7 @@ async fn stored_side(c: &mut Client, keys: &DeployKeys, r: &DeployRecord) -> Res
         commit: r.commit.clone(),
         manifest,
         entry,
+        contents: None,
     })
 }
 
@@ -121,7 +133,7 @@ fn built_side(d: &DiffArgs, live: Option<&DeployRecord>) -> Result<Side> {
             if !d.source.no_git && d.source.commit.is_none() {
                 warn_if_dirty(file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(".".as_ref()));
             }
-            build(file, d.source.no_git, (!d.source.no_git).then_some(rev))?
+            build_as(kind_of(file), file, d.source.no_git, (!d.source.no_git).then_some(rev))?
         }
         None if d.source.no_git => bail!("--no-git needs the graph file: `mgmt deploy diff --no-git FILE`"),
         None => {
@@ -140,21 +152,38 @@ fn built_side(d: &DiffArgs, live: Option<&DeployRecord>) -> Result<Side> {
     built_to_side(built, d.source.no_git)
 }
 
+/// The frontend a target path is for: a program (a `.mcl` file, or a directory with a
+/// program and no graph.yaml), or else a YAML graph.
+fn kind_of(path: &std::path::Path) -> Kind {
+    use crate::frontend::lang::module::{ENTRY_FILE, METADATA_FILE};
+    let program_dir = path.is_dir()
+        && !path.join(source::DEFAULT_GRAPH).exists()
+        && (path.join(ENTRY_FILE).exists() || path.join(METADATA_FILE).exists());
+    if path.extension().is_some_and(|e| e == "mcl") || program_dir { Kind::Lang } else { Kind::Yaml }
+}
+
 fn built_to_side(built: Built, no_git: bool) -> Result<Side> {
-    let i = built
-        .manifest
-        .files
-        .iter()
-        .position(|f| f.path == built.manifest.entry)
-        .with_context(|| format!("the entry `{}` is not in the bundle", built.manifest.entry))?;
     let commit = built.commit.as_ref().map(|c| c.id.clone());
     let label = match &commit {
         Some(id) => format!("commit {}", clip(id, 12)),
         None if no_git => "the directory".to_string(),
         None => "the build".to_string(),
     };
-    let entry = built.contents.into_iter().nth(i).unwrap_or_default();
-    Ok(Side { label, deploy: None, commit, manifest: built.manifest, entry })
+    Ok(Side { commit, ..side_of(built, label)? })
+}
+
+/// A built or fetched bundle as a side named `label`: its entry's bytes, and every file's
+/// for a program.
+fn side_of(built: Built, label: String) -> Result<Side> {
+    let i = built
+        .manifest
+        .files
+        .iter()
+        .position(|f| f.path == built.manifest.entry)
+        .with_context(|| format!("the entry `{}` is not in the bundle", built.manifest.entry))?;
+    let entry = built.contents[i].clone();
+    let contents = (built.manifest.frontend == "lang").then_some(built.contents);
+    Ok(Side { label, deploy: None, commit: None, manifest: built.manifest, entry, contents })
 }
 
 /// Say so when the work tree has changes that the comparison (of HEAD) leaves out.
@@ -264,6 +293,13 @@ fn parse(s: &Side) -> Result<crate::frontend::GraphSpec, String> {
     if crate::frontend::registry::BundleFrontend::named(&s.manifest.frontend).is_err() {
         return Err(format!("{}: frontend `{}` cannot be compared", s.label, s.manifest.frontend));
     }
+    if let Some(contents) = &s.contents {
+        // Compiled as `deploy lang` checks it: for this host, from a copy of the bundle.
+        let host = nix::unistd::gethostname().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
+        let root = std::path::Path::new(super::CHECKED_AT);
+        return crate::deploy::check::check_built(&s.manifest, contents, &host, root)
+            .map_err(|e| format!("{}: {e}", s.label));
+    }
     // Parsed and checked as agents do, so relative paths resolve in the bundle (shown
     // below the same stand-in root on both sides).
     let root = std::path::Path::new(super::CHECKED_AT);
@@ -368,6 +404,18 @@ fn graph_json(g: &GraphDiff) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_is_a_program_or_a_graph_by_its_name_and_what_its_directory_holds() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(kind_of(&t.path().join("main.mcl")), Kind::Lang);
+        assert_eq!(kind_of(&t.path().join("g.yaml")), Kind::Yaml);
+        assert_eq!(kind_of(t.path()), Kind::Yaml);
+        std::fs::write(t.path().join("main.mcl"), "").unwrap();
+        assert_eq!(kind_of(t.path()), Kind::Lang);
+        std::fs::write(t.path().join("graph.yaml"), "").unwrap();
+        assert_eq!(kind_of(t.path()), Kind::Yaml);
+    }
     use crate::contract::ResId;
     use crate::deploy::bundle::{MODE_EXECUTABLE, MODE_FILE};
 

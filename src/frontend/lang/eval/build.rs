@@ -12,14 +12,13 @@ use super::super::ast::{
     Block, Callee, Expr, ExprKind, Func, InterpPart, Param, ResEntryKind, Resource, Stmt, StmtKind,
 };
 use super::super::diagnostic::{Diagnostic, Stage};
-use super::super::funcs::{Builtin, HostInfo};
+use super::super::funcs::{self, Builtin, HostInfo, operators};
 use super::super::module::Module;
 use super::super::span::{FileId, Span};
 use super::super::types::Type;
-use super::super::value::{FuncVal, Val};
+use super::super::value::Val;
 use super::data::Data;
 use super::graph::{Graph, NodeId, Op, Template};
-use super::operators;
 use super::ops;
 use super::super::scope::{Def, Resolution};
 use super::stmts;
@@ -442,8 +441,8 @@ impl<'c, 'a> Builder<'c, 'a> {
 
     fn builtin_value(&mut self, builtin: &'static Builtin, use_span: Span) -> NodeId {
         let sig = self.cx.typing.expr_type(self.instance(), use_span).unwrap_or_else(|| builtin_sig(builtin));
-        let func = ops::BuiltinFunc { builtin, sig, host: self.cx.host.clone() };
-        self.constant(Val::Func(FuncVal(Arc::new(func))))
+        let func = funcs::func_value(builtin, sig, (*self.cx.host).clone());
+        self.constant(Val::Func(func))
     }
 
     /// A function value: its body as a template of its params and captures.
@@ -574,8 +573,5 @@ impl<'c, 'a> Builder<'c, 'a> {
 /// A core function's type, for the functions that look at it; a polymorphic one's is
 /// decided per call by the type checker.
 fn builtin_sig(builtin: &Builtin) -> Type {
-    match builtin.infer {
-        None => Type::parse(builtin.sig).unwrap_or(Type::Variant),
-        Some(_) => Type::Variant,
-    }
+    funcs::fixed_type(builtin).cloned().unwrap_or(Type::Variant)
 }

@@ -23,7 +23,6 @@
 mod build;
 mod data;
 mod graph;
-mod operators;
 mod ops;
 mod spec;
 mod stmts;

@@ -96,24 +96,6 @@ impl Op for Apply {
     }
 }
 
-/// A core library function as a value, to pass around and call later.
-pub struct BuiltinFunc {
-    pub builtin: &'static Builtin,
-    pub sig: Type,
-    pub host: Arc<HostInfo>,
-}
-
-impl Callable for BuiltinFunc {
-    fn call(&self, args: Vec<Val>) -> Result<Val, CallError> {
-        let ctx = CallCtx { sig: &self.sig, host: &self.host };
-        (self.builtin.call)(&ctx, args)
-    }
-
-    fn describe(&self) -> String {
-        self.builtin.name.to_string()
-    }
-}
-
 /// A lambda with the values it captured: calling it runs its body's template.
 pub struct Closure {
     pub body: Arc<Template>,

@@ -14,6 +14,39 @@ use std::sync::LazyLock;
 use super::types::Type;
 use super::value::{CallError, Val};
 
+mod args;
+mod convert;
+mod core;
+mod datetime;
+mod deploy;
+mod encoding;
+mod example;
+mod files;
+mod fmt;
+mod func_value;
+mod golang_math;
+mod golang_os;
+mod golang_path;
+mod golang_strconv;
+mod golang_strings;
+mod iter;
+mod list;
+mod map;
+mod math;
+mod net;
+pub mod operators;
+mod os;
+mod regexp;
+mod signature;
+mod strings;
+mod sys;
+mod template;
+#[cfg(test)]
+mod testing;
+
+pub use func_value::func_value;
+pub use signature::fixed_type;
+
 /// One function of the core library.
 pub struct Builtin {
     /// The module it is imported from (`fmt`, `golang/strings`); empty for the functions
@@ -75,7 +108,30 @@ pub struct HostInfo {
 }
 
 /// Every module's functions. Each module file adds its slice here.
-const MODULES: &[&[Builtin]] = &[];
+const MODULES: &[&[Builtin]] = &[
+    core::FUNCS,
+    fmt::FUNCS,
+    strings::FUNCS,
+    golang_strings::FUNCS,
+    math::FUNCS,
+    convert::FUNCS,
+    list::FUNCS,
+    map::FUNCS,
+    iter::FUNCS,
+    sys::FUNCS,
+    os::FUNCS,
+    datetime::FUNCS,
+    deploy::FUNCS,
+    template::FUNCS,
+    regexp::FUNCS,
+    encoding::FUNCS,
+    net::FUNCS,
+    example::FUNCS,
+    golang_strconv::FUNCS,
+    golang_math::FUNCS,
+    golang_path::FUNCS,
+    golang_os::FUNCS,
+];
 
 static INDEX: LazyLock<HashMap<(&'static str, &'static str), &'static Builtin>> =
     LazyLock::new(|| MODULES.iter().flat_map(|m| m.iter()).map(|b| ((b.module, b.name), b)).collect());
@@ -107,9 +163,97 @@ mod tests {
         }
     }
 
+    /// The reference in docs/lang.md lists every function, with the operators.
+    #[test]
+    fn the_docs_list_every_function() {
+        let docs = include_str!("../../../../docs/lang.md");
+        let library = &docs[docs.find("## Core library").expect("docs/lang.md has a Core library section")..];
+        let missing: Vec<String> = all()
+            .map(
+                |b| if b.module.is_empty() { b.name.to_string() } else { format!("{}.{}", b.module, b.name) },
+            )
+            .chain(operators::ALL.iter().map(|b| b.name.to_string()))
+            .filter(|name| !library.contains(&format!("| `{name}` | ")))
+            .collect();
+        assert!(missing.is_empty(), "not in docs/lang.md: {missing:?}");
+    }
+
+    /// The functions upstream's examples and tests call most are all here, by their names.
+    #[test]
+    fn the_functions_programs_use_most_are_registered() {
+        let used = "fmt.printf golang.template math.mod iter.map datetime.now deploy.readfile os.readfile \
+            iter.range deploy.readfileabs deploy.abspath sys.getenv iter.reduce sys.load sys.hostname \
+            os.is_family_debian list.lookup iter.flatten math.fortytwo iter.zip sys.env net.url_parser \
+            iter.filter encoding.decode_json strings.trim_space os.file_exists os.args map.lookup \
+            encoding.decode_json_flexible deploy.directory datetime.weekday convert.str_to_int \
+            golang/strings.trim_space golang/strings.join golang/html.unescape_string golang/os.getenv \
+            golang/os/exec.look_path sys.hasenv sys.uptime sys.cpu_count strings.substr regexp.match \
+            math.pow map.values map.keys list.concat encoding.base64_encode datetime.format \
+            convert.int_to_str datetime.print util.hostname_mapper example.answer .len .contains .concat .panic";
+        for name in used.split_whitespace() {
+            let (module, func) = name.rsplit_once('.').unwrap();
+            assert!(lookup(module, func).is_some(), "{name} is not registered");
+        }
+    }
+
     #[test]
     fn each_function_is_registered_once() {
         let count = all().count();
         assert_eq!(INDEX.len(), count);
+    }
+}
+
+/// Every function, called with arguments of every shape and count, answers a value or a
+/// `CallError`: none panics.
+#[cfg(test)]
+mod no_panics {
+    use super::super::value::{CallError, Val};
+    use super::testing::{call, func_val, s};
+
+    fn echo(args: Vec<Val>) -> Result<Val, CallError> {
+        args.into_iter().next().ok_or_else(|| CallError::new("no argument"))
+    }
+
+    fn values() -> Vec<Val> {
+        vec![
+            Val::Int(i64::MAX),
+            Val::Int(i64::MIN),
+            Val::Int(-1),
+            Val::Int(3),
+            Val::Float(f64::NAN),
+            Val::Float(-0.0),
+            Val::Float(1e300),
+            s(""),
+            s("é%x{{ .A }}%"),
+            s("/files/../x"),
+            Val::Bool(true),
+            Val::List(vec![]),
+            Val::List(vec![Val::Int(1), s("a")]),
+            Val::map_of([(s("k"), Val::Int(1))]),
+            Val::Struct(vec![("a".into(), Val::Int(1))]),
+            func_val(echo),
+        ]
+    }
+
+    #[test]
+    fn any_arguments_give_a_value_or_an_error() {
+        let pool = values();
+        let small = &pool[..8];
+        for b in super::all().chain(super::operators::ALL.iter().copied()) {
+            let _ = call(b, vec![]);
+            for a in &pool {
+                let _ = call(b, vec![a.clone()]);
+                for c in &pool {
+                    let _ = call(b, vec![a.clone(), c.clone()]);
+                }
+            }
+            for a in small {
+                for c in small {
+                    for d in small {
+                        let _ = call(b, vec![a.clone(), c.clone(), d.clone()]);
+                    }
+                }
+            }
+        }
     }
 }
