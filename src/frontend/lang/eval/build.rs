@@ -14,13 +14,13 @@ use super::super::ast::{
 use super::super::diagnostic::{Diagnostic, Stage};
 use super::super::funcs::{self, Builtin, HostInfo, operators};
 use super::super::module::Module;
+use super::super::scope::{Def, Resolution};
 use super::super::span::{FileId, Span};
 use super::super::types::Type;
 use super::super::value::Val;
 use super::data::Data;
 use super::graph::{Graph, NodeId, Op, Template};
 use super::ops;
-use super::super::scope::{Def, Resolution};
 use super::stmts;
 
 /// What every builder of one program shares.
@@ -559,7 +559,11 @@ impl<'c, 'a> Builder<'c, 'a> {
                 Some(Def::Builtin(b)) => return Ok(self.call_builtin(b, args, span, &[span, ident.span])),
                 Some(def) => self.def_node(def, ident.span)?,
                 None => {
-                    return Err(Box::new(Diagnostic::new(Stage::Scope, ident.span, "this function is not defined")));
+                    return Err(Box::new(Diagnostic::new(
+                        Stage::Scope,
+                        ident.span,
+                        "this function is not defined",
+                    )));
                 }
             },
             Callee::Lambda(lambda) => self.expr(lambda)?,
