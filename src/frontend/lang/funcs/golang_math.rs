@@ -103,6 +103,58 @@ native!(
     }
 );
 
+/// Go's `math.Ilogb`: the binary exponent of x, read from its bits.
+fn binary_exponent(x: f64) -> i64 {
+    if x == 0.0 {
+        return i64::from(i32::MIN);
+    }
+    if !x.is_finite() {
+        return i64::from(i32::MAX);
+    }
+    let bits = x.abs().to_bits();
+    let exp = (bits >> 52) as i64;
+    if exp == 0 {
+        // Subnormal: the value is mantissa * 2^-1074.
+        63 - i64::from(bits.leading_zeros()) - 1074
+    } else {
+        exp - 1023
+    }
+}
+
+native!(
+    fn ilogb(x: float) -> int {
+        binary_exponent(x)
+    }
+);
+native!(
+    fn logb(x: float) -> float {
+        if x == 0.0 {
+            f64::NEG_INFINITY
+        } else if x.is_infinite() {
+            f64::INFINITY
+        } else if x.is_nan() {
+            x
+        } else {
+            binary_exponent(x) as f64
+        }
+    }
+);
+native!(
+    fn nextafter(x: float, y: float) -> float {
+        if x.is_nan() || y.is_nan() {
+            f64::NAN
+        } else if x == y {
+            x
+        } else if x == 0.0 {
+            f64::from_bits(1).copysign(y)
+        } else if (y > x) == (x > 0.0) {
+            f64::from_bits(x.to_bits() + 1)
+        } else {
+            f64::from_bits(x.to_bits() - 1)
+        }
+    }
+);
+
 pub const FUNCS: &[Builtin] = &[
     fixed(M, "abs", "func(float) float", abs, "|x|"),
     fixed(M, "acos", "func(float) float", acos, "the arccosine"),
@@ -124,6 +176,7 @@ pub const FUNCS: &[Builtin] = &[
     fixed(M, "floor", "func(float) float", floor, "the greatest integer value not above x"),
     fixed(M, "fma", "func(float, float, float) float", fma, "x*y+z, rounded once"),
     fixed(M, "hypot", "func(float, float) float", hypot, "sqrt(p*p + q*q)"),
+    fixed(M, "ilogb", "func(float) int", ilogb, "the binary exponent of x"),
     fixed(M, "inf", "func(int) float", inf, "positive infinity when sign >= 0, else negative"),
     fixed(
         M,
@@ -138,10 +191,12 @@ pub const FUNCS: &[Builtin] = &[
     fixed(M, "log_10", "func(float) float", log10, "the decimal logarithm"),
     fixed(M, "log_1_p", "func(float) float", log1p, "the natural logarithm of 1+x"),
     fixed(M, "log_2", "func(float) float", log2, "the binary logarithm"),
+    fixed(M, "logb", "func(float) float", logb, "the binary exponent of x, as a float"),
     fixed(M, "max", "func(float, float) float", max, "the larger of x and y"),
     fixed(M, "min", "func(float, float) float", min, "the smaller of x and y"),
     fixed(M, "mod", "func(float, float) float", modulo, "the remainder of x/y, with x's sign"),
     fixed(M, "na_n", "func() float", nan, "not a number"),
+    fixed(M, "nextafter", "func(float, float) float", nextafter, "the next float after x toward y"),
     fixed(M, "pow", "func(float, float) float", pow, "x to the y"),
     fixed(M, "pow_10", "func(int) float", pow10, "10 to the n"),
     fixed(M, "round", "func(float) float", round, "the nearest integer, half away from zero"),
@@ -177,5 +232,10 @@ mod tests {
         assert_eq!(call(f(M, "pow_10"), vec![Val::Int(i64::MAX)]), Ok(Val::Float(f64::INFINITY)));
         assert_eq!(call(f(M, "is_inf"), vec![Val::Float(f64::INFINITY), Val::Int(0)]), Ok(Val::Bool(true)));
         assert!(call(f(M, "sqrt"), vec![Val::Int(4)]).is_err());
+        assert_eq!(call(f(M, "ilogb"), vec![Val::Float(9007199254740991.0)]), Ok(Val::Int(52)));
+        assert_eq!(call(f(M, "ilogb"), vec![Val::Float(f64::from_bits(1))]), Ok(Val::Int(-1074)));
+        assert_eq!(run("logb", vec![0.75]), Val::Float(-1.0));
+        assert_eq!(run("nextafter", vec![1.0, 2.0]), Val::Float(1.0000000000000002));
+        assert_eq!(run("nextafter", vec![0.0, -1.0]), Val::Float(-f64::from_bits(1)));
     }
 }

@@ -44,8 +44,41 @@ pub const FUNCS: &[Builtin] = &[
         quote_to_ascii,
         "the text quoted, with non-ASCII characters escaped",
     ),
+    fixed(M, "quote_to_graphic", "func(str) str", quote, "the text quoted, printable characters kept"),
+    fixed(
+        M,
+        "quoted_prefix",
+        "func(str) str",
+        quoted_prefix,
+        "the quoted Go string at the start of the text",
+    ),
     fixed(M, "unquote", "func(str) str", unquote, "the text of a quoted Go string"),
 ];
+
+native!(
+    fn quoted_prefix(s: str) -> str {
+        quoted_prefix_of(s)?.to_string()
+    }
+);
+
+/// The quoted string (`"..."` or `` `...` ``) the text starts with, as written.
+fn quoted_prefix_of(s: &str) -> Result<&str, CallError> {
+    let bad = || CallError(format!("{s:?} does not start with a quoted string"));
+    let quote = s.chars().next().filter(|c| *c == '"' || *c == '`').ok_or_else(bad)?;
+    let mut escaped = false;
+    for (i, c) in s.char_indices().skip(1) {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quote == '"' => escaped = true,
+            c if c == quote => {
+                let prefix = &s[..i + 1];
+                return go_unquote(prefix).map(|_| prefix);
+            }
+            _ => {}
+        }
+    }
+    Err(bad())
+}
 
 native!(
     fn atoi(s: str) -> int {
@@ -257,5 +290,8 @@ mod tests {
         assert!(run("unquote", vec![s("\"open")]).is_err());
         assert!(run("unquote", vec![s("\"\\x4\"")]).is_err());
         assert_eq!(run("can_backquote", vec![s("a`b")]), Ok(Val::Bool(false)));
+        assert_eq!(run("quoted_prefix", vec![s("\"a\\\"b\" rest")]), Ok(s("\"a\\\"b\"")));
+        assert!(run("quoted_prefix", vec![s("x\"a\"")]).is_err());
+        assert!(run("quoted_prefix", vec![s("\"open")]).is_err());
     }
 }

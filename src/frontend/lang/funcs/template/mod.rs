@@ -141,6 +141,55 @@ mod tests {
     }
 
     #[test]
+    fn odd_templates_do_not_panic() {
+        let odd = [
+            "{{",
+            "}}",
+            "{{}}",
+            "{{-}}",
+            "{{ - }}",
+            "{{(}}",
+            "{{)}}",
+            "{{ $ }}",
+            "{{ $x := }}",
+            "{{ $x = 1 }}",
+            "{{ range $a, $b, $c := . }}{{ end }}",
+            "{{ index }}",
+            "{{ slice . 5 1 }}",
+            "{{ printf }}",
+            "{{ len 1 2 }}",
+            "{{ 1 | 2 }}",
+            "{{ .A | .B }}",
+            "{{ \"\\xZZ\" }}",
+            "{{ 0x }}",
+            "{{ 1e999 }}",
+            "{{ else }}",
+            "{{ if 1 }}{{ else }}{{ else }}{{ end }}",
+            "{{ with }}{{ end }}",
+            "{{ break }}",
+            "{{ range . }}{{ break }}{{ continue }}{{ end }}",
+            "{{ call . 1 }}",
+            "{{ ((((1)))) }}",
+            "{{ .A.B.C.D }}",
+            "{{ printf \"%d %s %v\" 1 }}",
+            "{{ eq }}",
+            "{{ lt 1 }}",
+            "{{ not 1 2 }}",
+            "é{{ \"é\" }}é",
+            "{{ `",
+            "{{ /* x */ }}",
+            "{{- /* x */ -}}",
+            "{{ and }}",
+            "{{ or }}",
+        ];
+        let data = Val::Struct(vec![("a".into(), ints(&[1, 2]))]);
+        for text in odd {
+            let _ = fill(text, data.clone());
+            let _ = fill(text, ints(&[3]));
+        }
+    }
+
+    #[test]
     fn infer_follows_the_argument_count() {
         let v = Type::Var(5);
         assert_eq!(infer(f("golang", "template"), &[Type::Str], &v), Ok(Some(ty("func(str) str"))));
