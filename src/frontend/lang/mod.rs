@@ -10,6 +10,7 @@ pub mod compile;
 pub mod diagnostic;
 pub mod eval;
 pub mod funcs;
+pub mod infer;
 pub mod lexer;
 pub mod module;
 pub mod parser;

@@ -106,7 +106,9 @@ impl Parser {
     fn res_entry(&mut self) -> PResult<ResEntry> {
         let start = self.span();
         let (kind, cond) = match self.peek().clone() {
-            Token::Ident(_) => self.res_param()?,
+            Token::Ident(_) | Token::Map | Token::BoolType | Token::StrType | Token::IntType | Token::FloatType => {
+                self.res_param()?
+            }
             Token::CapIdent(name) => self.res_capitalized(&name)?,
             _ => return Err(self.unexpected("a parameter name or `}`")),
         };
@@ -119,7 +121,18 @@ impl Parser {
 
     /// `name => value,` or `name => cond ?: value,`.
     fn res_param(&mut self) -> PResult<(ResEntryKind, Option<Expr>)> {
-        let name = self.name("a parameter name")?;
+        // A param may be named as a type is (the `test` kind has `int`, `str` and `bool`).
+        let type_word = match self.peek() {
+            Token::BoolType => Some("bool"),
+            Token::StrType => Some("str"),
+            Token::IntType => Some("int"),
+            Token::FloatType => Some("float"),
+            _ => None,
+        };
+        let name = match type_word {
+            Some(word) => Ident { name: word.to_string(), span: self.bump() },
+            None => self.name("a parameter name")?,
+        };
         self.expect(&Token::Rocket, "`=>`")?;
         let (cond, value) = self.maybe_elvis()?;
         Ok((ResEntryKind::Param { name, value }, cond))
