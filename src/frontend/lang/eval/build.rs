@@ -474,6 +474,10 @@ impl<'c, 'a> Builder<'c, 'a> {
             ExprKind::Str(s) => self.constant(Val::Str(s.clone())),
             ExprKind::Int(n) => self.constant(Val::Int(*n)),
             ExprKind::Float(x) => self.constant(Val::Float(*x)),
+            // `"${x}"` alone is `$x` itself, of its own type, as upstream has it.
+            ExprKind::Interp(parts) if let [InterpPart::Var(ident)] = parts.as_slice() => {
+                self.var(ident.span)?
+            }
             ExprKind::Interp(parts) => {
                 let mut inputs = Vec::new();
                 let mut texts = Vec::new();
