@@ -106,12 +106,9 @@ impl Parser {
     fn res_entry(&mut self) -> PResult<ResEntry> {
         let start = self.span();
         let (kind, cond) = match self.peek().clone() {
-            Token::Ident(_)
-            | Token::Map
-            | Token::BoolType
-            | Token::StrType
-            | Token::IntType
-            | Token::FloatType => self.res_param()?,
+            Token::Ident(_) | Token::Map | Token::BoolType | Token::StrType | Token::IntType | Token::FloatType => {
+                self.res_param()?
+            }
             Token::CapIdent(name) => self.res_capitalized(&name)?,
             _ => return Err(self.unexpected("a parameter name or `}`")),
         };
