@@ -16,6 +16,7 @@ macro_rules! with_kinds {
             noop => noop::Noop,
             print => print::Print,
             svc => svc::Svc,
+            test => test::Test,
             timer => timer::Timer,
         }
     };

@@ -8,6 +8,7 @@
 pub mod ast;
 pub mod compile;
 pub mod diagnostic;
+pub mod eval;
 pub mod funcs;
 pub mod infer;
 pub mod lexer;

@@ -1,0 +1,585 @@
+//! From the syntax tree to the function graph. Each block instance (a file, a class
+//! included, an `if` branch) is a [`Layer`] holding its binds, functions and classes; a
+//! bind becomes a node when first used, once per instance, so a bind used by many is one
+//! node they share. A function's body and a loop's body are built into [`Template`]s of
+//! their own: what they use from outside becomes a capture, an input of the node that uses
+//! the template, so a change outside reaches them as a change of that input.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::super::ast::{
+    Block, Callee, Expr, ExprKind, Func, InterpPart, Param, ResEntryKind, Resource, Stmt, StmtKind,
+};
+use super::super::diagnostic::{Diagnostic, Stage};
+use super::super::funcs::{self, Builtin, HostInfo, operators};
+use super::super::module::Module;
+use super::super::scope::{Def, Resolution};
+use super::super::span::{FileId, Span};
+use super::super::types::Type;
+use super::super::value::Val;
+use super::data::Data;
+use super::graph::{Graph, NodeId, Op, Template};
+use super::ops;
+use super::stmts;
+
+/// What every builder of one program shares.
+pub struct Ctx<'a> {
+    pub module: &'a Module,
+    pub resolution: &'a Resolution<'a>,
+    pub typing: &'a dyn Typing,
+    pub host: Arc<HostInfo>,
+}
+
+/// What type inference solved, as far as evaluation asks: a polymorphic core function
+/// finds its type at each call in its [`CallCtx`](super::super::funcs::CallCtx). A class
+/// body is typed once per `include` (an instance; 0 is the program itself).
+pub trait Typing {
+    /// The function type of the call (or operator) at `span`.
+    fn call_type(&self, instance: u32, span: Span) -> Option<Type>;
+    /// The type of the expression at `span`.
+    fn expr_type(&self, instance: u32, span: Span) -> Option<Type>;
+    /// The instance of the class body that the include at `include` makes.
+    fn included(&self, instance: u32, include: Span) -> Option<u32>;
+}
+
+/// No types: each core function sees its declared signature.
+pub struct Untyped;
+
+impl Typing for Untyped {
+    fn call_type(&self, _: u32, _: Span) -> Option<Type> {
+        None
+    }
+    fn expr_type(&self, _: u32, _: Span) -> Option<Type> {
+        None
+    }
+    fn included(&self, _: u32, _: Span) -> Option<u32> {
+        None
+    }
+}
+
+/// A definition, by where it is declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Bind(Span),
+    Func(Span),
+    /// A param of a function, lambda or class, by the param's span.
+    Param(Span),
+    /// A `for`/`forkv` statement's first (0) or second (1) variable.
+    Loop(Span, usize),
+    /// `$inst.x`: the include statement and the bind's name.
+    IncludeBind(Span, Span),
+}
+
+enum Slot<'a> {
+    Node(NodeId),
+    Bind(&'a Expr),
+    Func(&'a Func, Span),
+    /// Being built: a use now is a cycle, which scope resolution refuses.
+    Busy,
+}
+
+#[derive(Default)]
+struct Layer<'a> {
+    parent: Option<usize>,
+    /// The typing instance of the class body this layer is part of.
+    instance: u32,
+    slots: HashMap<Key, Slot<'a>>,
+    /// Classes declared here, by the class statement's span.
+    classes: HashMap<Span, &'a Stmt>,
+    /// Class instances included here with `as`, by the include statement's span.
+    instances: HashMap<Span, usize>,
+}
+
+/// A build fails on what earlier stages should have refused; boxed, as it is the rare path.
+type Built<T = NodeId> = Result<T, Box<Diagnostic>>;
+
+pub struct Builder<'c, 'a> {
+    cx: &'c Ctx<'a>,
+    pub graph: Graph,
+    layers: Vec<Layer<'a>>,
+    cur: usize,
+    /// The top layer of each file (of the whole program's builder).
+    units: HashMap<FileId, usize>,
+    /// In a template's builder: what it uses from outside, with the source node standing
+    /// for it.
+    captures: Option<Vec<(&'a Def<'a>, NodeId)>>,
+}
+
+fn internal(span: Span, message: impl Into<String>) -> Box<Diagnostic> {
+    Box::new(Diagnostic::new(Stage::Runtime, span, message))
+}
+
+impl<'c, 'a> Builder<'c, 'a> {
+    /// The builder of the whole program: one layer per file, its definitions registered.
+    pub fn program(cx: &'c Ctx<'a>) -> Self {
+        let mut b = Builder {
+            cx,
+            graph: Graph::new(),
+            layers: Vec::new(),
+            cur: 0,
+            units: HashMap::new(),
+            captures: None,
+        };
+        for unit in &cx.module.units {
+            let layer = b.new_layer(None, 0);
+            b.units.insert(unit.file, layer);
+            b.cur = layer;
+            b.register(&unit.program.stmts);
+        }
+        b.cur = 0;
+        b
+    }
+
+    /// The builder of a template used where `self` is now.
+    fn template(&self) -> Self {
+        let cx = self.cx;
+        let mut b = Builder {
+            cx,
+            graph: Graph::new(),
+            layers: Vec::new(),
+            cur: 0,
+            units: HashMap::new(),
+            captures: Some(Vec::new()),
+        };
+        b.new_layer(None, self.instance());
+        b
+    }
+
+    fn new_layer(&mut self, parent: Option<usize>, instance: u32) -> usize {
+        self.layers.push(Layer { parent, instance, ..Layer::default() });
+        self.layers.len() - 1
+    }
+
+    fn instance(&self) -> u32 {
+        self.layers[self.cur].instance
+    }
+
+    /// The output of the entry file's statements.
+    pub fn entry(&mut self) -> Built {
+        let stmts = &self.cx.module.units[0].program.stmts;
+        self.outputs(stmts)
+    }
+
+    fn register(&mut self, stmts: &'a [Stmt]) {
+        let layer = &mut self.layers[self.cur];
+        for stmt in stmts {
+            match &stmt.kind {
+                StmtKind::Bind { name, value, .. } => {
+                    layer.slots.insert(Key::Bind(name.span), Slot::Bind(value));
+                }
+                StmtKind::Func { name, func } => {
+                    layer.slots.insert(Key::Func(name.span), Slot::Func(func, stmt.span));
+                }
+                StmtKind::Class { .. } => {
+                    layer.classes.insert(stmt.span, stmt);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A block's statements in a layer of their own under the current one.
+    fn block(&mut self, block: &'a Block) -> Built {
+        let saved = self.cur;
+        self.cur = self.new_layer(Some(saved), self.instance());
+        self.register(&block.stmts);
+        let out = self.outputs(&block.stmts);
+        self.cur = saved;
+        out
+    }
+
+    /// The output of statements whose definitions are registered in the current layer.
+    fn outputs(&mut self, stmts: &'a [Stmt]) -> Built {
+        let mut parts = Vec::new();
+        for stmt in stmts {
+            if let Some(node) = self.stmt(stmt)? {
+                parts.push(node);
+            }
+        }
+        Ok(self.graph.add(Arc::new(stmts::Collect), parts))
+    }
+
+    fn add(&mut self, op: impl Op + 'static, inputs: Vec<NodeId>) -> NodeId {
+        self.graph.add(Arc::new(op), inputs)
+    }
+
+    fn constant(&mut self, value: Val) -> NodeId {
+        self.graph.constant(Data::Val(value))
+    }
+
+    fn stmt(&mut self, stmt: &'a Stmt) -> Built<Option<NodeId>> {
+        Ok(Some(match &stmt.kind {
+            StmtKind::Bind { .. }
+            | StmtKind::Func { .. }
+            | StmtKind::Class { .. }
+            | StmtKind::Import { .. } => {
+                return Ok(None);
+            }
+            StmtKind::Resource(res) => self.resource(res, stmt.span)?,
+            StmtKind::Edge(halves) => {
+                let names = halves.iter().map(|h| self.expr(&h.name)).collect::<Built<Vec<_>>>()?;
+                let op = stmts::EdgeOp {
+                    halves: halves
+                        .iter()
+                        .map(|h| stmts::HalfSpec {
+                            kind: h.kind.name.clone(),
+                            field: h.field.as_ref().map(|f| f.name.clone()),
+                        })
+                        .collect(),
+                    spans: halves.iter().map(|h| h.name.span).collect(),
+                    span: stmt.span,
+                };
+                self.add(op, names)
+            }
+            StmtKind::If { cond, then, otherwise } => {
+                let mut inputs = vec![self.expr(cond)?, self.block(then)?];
+                if let Some(otherwise) = otherwise {
+                    inputs.push(self.block(otherwise)?);
+                }
+                self.add(stmts::IfStmt, inputs)
+            }
+            StmtKind::For { list, body, .. } => self.for_loop(stmt, list, body)?,
+            StmtKind::ForKv { map, body, .. } => self.for_loop(stmt, map, body)?,
+            StmtKind::Include { name, args, alias } => {
+                self.include(stmt, name.span, args.as_deref(), alias.is_some())?
+            }
+            StmtKind::Panic { args } => {
+                let args = args.iter().map(|a| self.expr(a)).collect::<Built<Vec<_>>>()?;
+                self.add(stmts::Panic { span: stmt.span }, args)
+            }
+        }))
+    }
+
+    fn resource(&mut self, res: &'a Resource, span: Span) -> Built {
+        if res.collect {
+            return Err(Box::new(Diagnostic::new(
+                Stage::Runtime,
+                span,
+                "collecting exported resources is not supported in mcl programs yet",
+            )));
+        }
+        let mut inputs = vec![self.expr(&res.name)?];
+        let mut entries = Vec::new();
+        for entry in &res.entries {
+            if let Some(cond) = &entry.cond {
+                inputs.push(self.expr(cond)?);
+            }
+            let (kind, value) = match &entry.kind {
+                ResEntryKind::Param { name, value } => (stmts::EntryKind::Param(name.name.clone()), value),
+                ResEntryKind::Meta { name, value } => (stmts::EntryKind::Meta(name.name.clone()), value),
+                ResEntryKind::MetaStruct { value } => (stmts::EntryKind::MetaStruct, value),
+                ResEntryKind::Edge { property, target } => (
+                    stmts::EntryKind::Edge { property: *property, kind: target.kind.name.clone() },
+                    &target.name,
+                ),
+            };
+            inputs.push(self.expr(value)?);
+            entries.push(stmts::EntrySpec { kind, conditional: entry.cond.is_some(), span: entry.span });
+        }
+        let op = stmts::ResourceOp { kind: res.kind.name.clone(), span, name_span: res.name.span, entries };
+        Ok(self.add(op, inputs))
+    }
+
+    /// `for`/`forkv`: the body is a template of the two loop variables and its captures.
+    fn for_loop(&mut self, stmt: &'a Stmt, over: &'a Expr, body: &'a Block) -> Built {
+        let over = self.expr(over)?;
+        let mut child = self.template();
+        let first = child.graph.source();
+        let second = child.graph.source();
+        child.layers[0].slots.insert(Key::Loop(stmt.span, 0), Slot::Node(first));
+        child.layers[0].slots.insert(Key::Loop(stmt.span, 1), Slot::Node(second));
+        let out = child.block(body)?;
+        let (template, captured) = self.finish_template(child, vec![first, second], out)?;
+        let mut inputs = vec![over];
+        inputs.extend(captured);
+        Ok(self.add(stmts::Loop { body: template }, inputs))
+    }
+
+    /// A template from a child builder, and the nodes here of what it captured.
+    fn finish_template(
+        &mut self,
+        child: Builder<'c, 'a>,
+        mut params: Vec<NodeId>,
+        out: NodeId,
+    ) -> Built<(Arc<Template>, Vec<NodeId>)> {
+        let captures = child.captures.unwrap_or_default();
+        let mut inputs = Vec::new();
+        for (def, node) in captures {
+            params.push(node);
+            inputs.push(self.def_node(def, Span::default())?);
+        }
+        Ok((Arc::new(Template::new(child.graph, params, out)), inputs))
+    }
+
+    /// `include name(args) [as alias]`: the class's body, inline, in a layer of its own
+    /// under the layer that declares the class, with its params bound to the arguments.
+    fn include(&mut self, stmt: &'a Stmt, name: Span, args: Option<&'a [Expr]>, named: bool) -> Built {
+        let Some(Def::Class { stmt: class }) = self.cx.resolution.get(name) else {
+            return Err(internal(name, "an include of something that is not a class"));
+        };
+        let StmtKind::Class { params, body, .. } = &class.kind else {
+            return Err(internal(name, "an include of something that is not a class"));
+        };
+        let args = args.unwrap_or_default().iter().map(|a| self.expr(a)).collect::<Built<Vec<_>>>()?;
+        let params: &[Param] = params.as_deref().unwrap_or_default();
+        if params.len() != args.len() {
+            return Err(internal(stmt.span, "an include with the wrong number of arguments"));
+        }
+        let home = self.class_home(class.span);
+        let typed = self.cx.typing.included(self.instance(), stmt.span).unwrap_or(self.instance());
+        let instance = self.new_layer(Some(home), typed);
+        for (param, arg) in params.iter().zip(args) {
+            self.layers[instance].slots.insert(Key::Param(param.span), Slot::Node(arg));
+        }
+        if named {
+            self.layers[self.cur].instances.insert(stmt.span, instance);
+        }
+        let saved = self.cur;
+        self.cur = instance;
+        self.register(&body.stmts);
+        let out = self.outputs(&body.stmts);
+        self.cur = saved;
+        out
+    }
+
+    /// The layer a class is declared in, where its body's names are looked up.
+    fn class_home(&self, class: Span) -> usize {
+        let mut at = Some(self.cur);
+        while let Some(layer) = at {
+            if self.layers[layer].classes.contains_key(&class) {
+                return layer;
+            }
+            at = self.layers[layer].parent;
+        }
+        // A class of another file, or of a scope outside this template, or nested in an
+        // instance (`include inst.inner`).
+        if let Some(&unit) = self.units.get(&class.file)
+            && self.layers[unit].classes.contains_key(&class)
+        {
+            return unit;
+        }
+        let anywhere = self.layers.iter().position(|l| l.classes.contains_key(&class));
+        anywhere.unwrap_or(0)
+    }
+
+    /// The layer holding `key`, from the current one outwards, then the file's top layer.
+    fn find(&self, key: Key, file: FileId) -> Option<usize> {
+        let mut at = Some(self.cur);
+        while let Some(layer) = at {
+            if self.layers[layer].slots.contains_key(&key) {
+                return Some(layer);
+            }
+            at = self.layers[layer].parent;
+        }
+        self.units.get(&file).copied().filter(|&u| self.layers[u].slots.contains_key(&key))
+    }
+
+    /// The node of a definition, built on first use in the layer that holds it; in a
+    /// template, a definition from outside becomes a capture.
+    fn def_node(&mut self, def: &'a Def<'a>, use_span: Span) -> Built {
+        let key = match def {
+            Def::Builtin(b) => return Ok(self.builtin_value(b, use_span)),
+            Def::Hostname => return Ok(self.constant(Val::Str(self.cx.host.hostname.clone()))),
+            Def::Const(v) => return Ok(self.constant(v.clone())),
+            Def::Class { .. } => return Err(internal(use_span, "a class is not a value")),
+            Def::Bind { name, .. } => Key::Bind(name.span),
+            Def::Func { name, .. } => Key::Func(name.span),
+            Def::Param { param, .. } => Key::Param(param.span),
+            Def::LoopVar { stmt, index } => Key::Loop(stmt.span, *index),
+            Def::IncludeBind { include, name, .. } => return self.include_bind(def, include.span, name.span),
+        };
+        let file = match key {
+            Key::Bind(s) | Key::Func(s) | Key::Param(s) | Key::Loop(s, _) | Key::IncludeBind(s, _) => s.file,
+        };
+        match self.find(key, file) {
+            Some(layer) => self.materialize(layer, key),
+            None => self.capture(def, key, use_span),
+        }
+    }
+
+    fn capture(&mut self, def: &'a Def<'a>, key: Key, use_span: Span) -> Built {
+        let Some(captures) = &mut self.captures else {
+            return Err(internal(use_span, "a name whose definition is not in scope here"));
+        };
+        let node = self.graph.source();
+        captures.push((def, node));
+        self.layers[0].slots.insert(key, Slot::Node(node));
+        Ok(node)
+    }
+
+    fn include_bind(&mut self, def: &'a Def<'a>, include: Span, name: Span) -> Built {
+        let mut at = Some(self.cur);
+        while let Some(layer) = at {
+            if let Some(&instance) = self.layers[layer].instances.get(&include) {
+                return self.materialize(instance, Key::Bind(name));
+            }
+            at = self.layers[layer].parent;
+        }
+        let key = Key::IncludeBind(include, name);
+        match self.layers[0].slots.get(&key) {
+            Some(Slot::Node(node)) => Ok(*node),
+            _ => self.capture(def, key, name),
+        }
+    }
+
+    fn materialize(&mut self, layer: usize, key: Key) -> Built {
+        let slot = self.layers[layer].slots.insert(key, Slot::Busy);
+        let saved = self.cur;
+        self.cur = layer;
+        let built = match slot {
+            Some(Slot::Node(node)) => Ok(node),
+            Some(Slot::Bind(expr)) => self.expr(expr),
+            Some(Slot::Func(func, span)) => self.lambda(&func.params, &func.body, span),
+            Some(Slot::Busy) | None => Err(internal(Span::default(), "a definition that depends on itself")),
+        };
+        self.cur = saved;
+        let node = built?;
+        self.layers[layer].slots.insert(key, Slot::Node(node));
+        Ok(node)
+    }
+
+    fn builtin_value(&mut self, builtin: &'static Builtin, use_span: Span) -> NodeId {
+        let sig = self.cx.typing.expr_type(self.instance(), use_span).unwrap_or_else(|| builtin_sig(builtin));
+        let func = funcs::func_value(builtin, sig, (*self.cx.host).clone());
+        self.constant(Val::Func(func))
+    }
+
+    /// A function value: its body as a template of its params and captures.
+    fn lambda(&mut self, params: &'a [Param], body: &'a Expr, span: Span) -> Built {
+        let mut child = self.template();
+        let mut nodes = Vec::new();
+        for param in params {
+            let node = child.graph.source();
+            child.layers[0].slots.insert(Key::Param(param.span), Slot::Node(node));
+            nodes.push(node);
+        }
+        let out = child.expr(body)?;
+        let (template, captured) = self.finish_template(child, nodes, out)?;
+        let describe = format!("func at {}", self.cx.module.map.locate(span));
+        Ok(self.add(ops::MakeLambda { body: template, describe }, captured))
+    }
+
+    fn var(&mut self, use_span: Span) -> Built {
+        match self.cx.resolution.get(use_span) {
+            Some(def) => self.def_node(def, use_span),
+            None => Err(Box::new(Diagnostic::new(Stage::Scope, use_span, "this name is not defined"))),
+        }
+    }
+
+    pub fn expr(&mut self, expr: &'a Expr) -> Built {
+        let span = expr.span;
+        Ok(match &expr.kind {
+            ExprKind::Bool(b) => self.constant(Val::Bool(*b)),
+            ExprKind::Str(s) => self.constant(Val::Str(s.clone())),
+            ExprKind::Int(n) => self.constant(Val::Int(*n)),
+            ExprKind::Float(x) => self.constant(Val::Float(*x)),
+            // `"${x}"` alone is `$x` itself, of its own type, as upstream has it.
+            ExprKind::Interp(parts) if let [InterpPart::Var(ident)] = parts.as_slice() => {
+                self.var(ident.span)?
+            }
+            ExprKind::Interp(parts) => {
+                let mut inputs = Vec::new();
+                let mut texts = Vec::new();
+                for part in parts {
+                    match part {
+                        InterpPart::Lit(text) => texts.push(Some(text.clone())),
+                        InterpPart::Var(ident) => {
+                            inputs.push(self.var(ident.span)?);
+                            texts.push(None);
+                        }
+                    }
+                }
+                self.add(ops::Interp { parts: texts }, inputs)
+            }
+            ExprKind::List(items) => {
+                let inputs = items.iter().map(|e| self.expr(e)).collect::<Built<Vec<_>>>()?;
+                self.add(ops::MakeList, inputs)
+            }
+            ExprKind::Map(entries) => {
+                let mut inputs = Vec::new();
+                for entry in entries {
+                    inputs.push(self.expr(&entry.key)?);
+                    inputs.push(self.expr(&entry.value)?);
+                }
+                self.add(ops::MakeMap, inputs)
+            }
+            ExprKind::Struct(fields) => {
+                let inputs = fields.iter().map(|f| self.expr(&f.value)).collect::<Built<Vec<_>>>()?;
+                self.add(
+                    ops::MakeStruct { fields: fields.iter().map(|f| f.name.name.clone()).collect() },
+                    inputs,
+                )
+            }
+            ExprKind::Var(ident) => self.var(ident.span)?,
+            ExprKind::Call { callee, args } => self.call(callee, args, span)?,
+            ExprKind::Binary { op, lhs, rhs, op_span } => {
+                let inputs = vec![self.expr(lhs)?, self.expr(rhs)?];
+                self.call_builtin(operators::binary(*op), inputs, span, &[*op_span, span])
+            }
+            ExprKind::Not(inner) => {
+                let inputs = vec![self.expr(inner)?];
+                self.call_builtin(operators::not(), inputs, span, &[span])
+            }
+            ExprKind::Index { base, index } => {
+                let inputs = vec![self.expr(base)?, self.expr(index)?];
+                self.add(ops::Index { span }, inputs)
+            }
+            ExprKind::Field { base, field } => {
+                let inputs = vec![self.expr(base)?];
+                self.add(ops::Field { name: field.name.clone(), span }, inputs)
+            }
+            ExprKind::Except { expr, fallback } => {
+                let inputs = vec![self.expr(expr)?, self.expr(fallback)?];
+                self.add(ops::Except, inputs)
+            }
+            ExprKind::If { cond, then, otherwise } => {
+                let inputs = vec![self.expr(cond)?, self.expr(then)?, self.expr(otherwise)?];
+                self.add(ops::IfExpr, inputs)
+            }
+            ExprKind::Func(func) => self.lambda(&func.params, &func.body, span)?,
+        })
+    }
+
+    /// A call of a core function; its type is the one solved at the first of `typed_at`.
+    fn call_builtin(
+        &mut self,
+        builtin: &'static Builtin,
+        inputs: Vec<NodeId>,
+        span: Span,
+        typed_at: &[Span],
+    ) -> NodeId {
+        let instance = self.instance();
+        let solved = typed_at.iter().find_map(|at| self.cx.typing.call_type(instance, *at));
+        let sig = solved.unwrap_or_else(|| builtin_sig(builtin));
+        let op = ops::CallBuiltin { builtin, sig, host: self.cx.host.clone(), span };
+        self.add(op, inputs)
+    }
+
+    fn call(&mut self, callee: &'a Callee, args: &'a [Expr], span: Span) -> Built {
+        let args = args.iter().map(|a| self.expr(a)).collect::<Built<Vec<_>>>()?;
+        let func = match callee {
+            Callee::Name(ident) | Callee::Var(ident) => match self.cx.resolution.get(ident.span) {
+                Some(Def::Builtin(b)) => return Ok(self.call_builtin(b, args, span, &[span, ident.span])),
+                Some(def) => self.def_node(def, ident.span)?,
+                None => {
+                    return Err(Box::new(Diagnostic::new(
+                        Stage::Scope,
+                        ident.span,
+                        "this function is not defined",
+                    )));
+                }
+            },
+            Callee::Lambda(lambda) => self.expr(lambda)?,
+        };
+        let mut inputs = vec![func];
+        inputs.extend(args);
+        Ok(self.add(ops::Apply { span }, inputs))
+    }
+}
+
+/// A core function's type, for the functions that look at it; a polymorphic one's is
+/// decided per call by the type checker.
+fn builtin_sig(builtin: &Builtin) -> Type {
+    funcs::fixed_type(builtin).cloned().unwrap_or(Type::Variant)
+}

@@ -1,0 +1,103 @@
+//! What flows along the function graph: values of expressions, the output of statements
+//! (resources and edges), and run-time errors, which flow as values so that `<|>` can catch
+//! them wherever they come from.
+
+use std::sync::Arc;
+
+use super::super::span::Span;
+use super::super::value::Val;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Data {
+    Val(Val),
+    Out(Arc<Output>),
+}
+
+/// A run-time error, at the expression that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fail {
+    pub span: Span,
+    pub message: String,
+    /// Only `<|>` catches errors of expressions; a `panic` is never caught.
+    pub catchable: bool,
+    /// The calls the error came through, innermost first, when it happened in a function.
+    pub calls: Vec<Span>,
+    /// Errors of other statements of the program, independent of this one, reported with it.
+    pub others: Vec<Fail>,
+}
+
+impl Fail {
+    pub fn at(span: Span, message: impl Into<String>) -> Self {
+        Fail { span, message: message.into(), catchable: true, calls: Vec::new(), others: Vec::new() }
+    }
+
+    /// A broken promise of an earlier stage (a type the checker let through).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Fail::at(Span::default(), message)
+    }
+}
+
+pub type Outcome = Result<Data, Fail>;
+
+/// What statements produce: resources and edges, each with the place that wrote it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Output {
+    pub resources: Vec<ResOut>,
+    pub edges: Vec<EdgeOut>,
+}
+
+impl Output {
+    pub fn extend(&mut self, other: &Output) {
+        self.resources.extend(other.resources.iter().cloned());
+        self.edges.extend(other.edges.iter().cloned());
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResOut {
+    pub kind: String,
+    pub name: String,
+    /// The resource statement, and its name expression.
+    pub span: Span,
+    pub name_span: Span,
+    /// In written order; a later entry for a name wins, as upstream has it.
+    pub params: Vec<Entry>,
+    pub meta: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub name: String,
+    pub value: Val,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeOut {
+    pub from: (String, String),
+    pub to: (String, String),
+    pub notify: bool,
+    pub send_recv: Option<(String, String)>,
+    pub span: Span,
+}
+
+impl Data {
+    pub fn val(&self) -> Result<&Val, Fail> {
+        match self {
+            Data::Val(v) => Ok(v),
+            Data::Out(_) => Err(Fail::internal("statement output where a value was expected")),
+        }
+    }
+
+    pub fn out(&self) -> Result<&Arc<Output>, Fail> {
+        match self {
+            Data::Out(o) => Ok(o),
+            Data::Val(_) => Err(Fail::internal("a value where statement output was expected")),
+        }
+    }
+}
+
+/// The values of strict inputs: the first error among them, in order, is the result.
+pub fn vals<'a>(inputs: &[&'a Outcome]) -> Result<Vec<&'a Val>, Fail> {
+    inputs.iter().map(|i| i.as_ref().map_err(Clone::clone).and_then(Data::val)).collect()
+}
