@@ -123,7 +123,6 @@ fn deploy_lang_publishes_nothing_when_the_program_is_broken() {
 }
 
 #[test]
-#[ignore = "needs the evaluator"]
 fn run_lang_applies_and_swaps_edits_live_and_keeps_the_graph_on_a_broken_edit() {
     let t = TestDir::new();
     let out = t.path("out/f");
@@ -147,7 +146,6 @@ fn run_lang_applies_and_swaps_edits_live_and_keeps_the_graph_on_a_broken_edit() 
 }
 
 #[test]
-#[ignore = "needs the evaluator"]
 fn run_lang_follows_an_import_of_a_file_created_after_the_edit() {
     let t = TestDir::new();
     let out = t.path("out/f");
@@ -197,7 +195,6 @@ file "{out}/motd" {{
 }
 
 #[test]
-#[ignore = "needs the evaluator"]
 fn run_lang_runs_a_module_directory_with_its_metadata_and_files() {
     let t = TestDir::new();
     let out = t.path("out");
@@ -209,7 +206,6 @@ fn run_lang_runs_a_module_directory_with_its_metadata_and_files() {
 }
 
 #[test]
-#[ignore = "needs the evaluator"]
 fn graph_lang_prints_text_json_and_dot_with_autoedges() {
     let t = TestDir::new();
     let out = t.p("out");
@@ -239,7 +235,6 @@ fn graph_lang_prints_text_json_and_dot_with_autoedges() {
 }
 
 #[test]
-#[ignore = "needs the evaluator"]
 fn deploy_lang_is_run_by_agents_with_the_modules_files() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
@@ -264,7 +259,6 @@ fn deploy_lang_is_run_by_agents_with_the_modules_files() {
 }
 
 #[test]
-#[ignore = "needs the evaluator"]
 fn deploy_diff_compares_a_programs_files_and_graph() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
@@ -281,7 +275,6 @@ fn deploy_diff_compares_a_programs_files_and_graph() {
 
 /// Every example runs, changing nothing (`--noop`): each is a valid program.
 #[test]
-#[ignore = "needs the evaluator"]
 fn every_example_runs() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/lang");
     let mut ran = 0;

@@ -191,7 +191,9 @@ impl TestDir {
     /// Replace a graph file the way editors do: write a temp file, rename it over the old.
     pub fn replace_yaml(&self, name: &str, text: &str) -> PathBuf {
         let path = self.path(name);
-        let tmp = self.path(&format!(".{name}.swp"));
+        // Beside the file, in its own directory, so the rename is atomic there.
+        let file_name = path.file_name().expect("a file name").to_string_lossy();
+        let tmp = path.with_file_name(format!(".{file_name}.swp"));
         fs::write(&tmp, text).expect("writing temp graph file");
         fs::rename(&tmp, &path).expect("renaming temp graph file");
         path

@@ -77,6 +77,8 @@ const META_PARAMS: &[(&str, &str)] = &[
     ("reverse", "bool"),
     ("autoedge", "bool"),
     ("autogroup", "bool"),
+    // This agent's own: never log the resource's content.
+    ("sensitive", "bool"),
 ];
 
 /// The type of `Meta:name` (in any case, as upstream), or the names there are.
