@@ -146,13 +146,20 @@ impl Etcd {
                 return false;
             }
             if self.healthy() {
-                return true;
+                // Another test's etcd may have bound the port first and answered for ours.
+                return self.answers_as_itself();
             }
             if std::time::Instant::now() >= deadline {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Whether the etcd answering at the URL is this one: its member name is unique.
+    fn answers_as_itself(&mut self) -> bool {
+        let out = self.ctl(&["--dial-timeout", "1s", "--command-timeout", "2s", "member", "list"]);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&self.name) && self.running()
     }
 
     /// Whether it answers a read (`etcdctl endpoint health` needs a leader).

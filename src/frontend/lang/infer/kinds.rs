@@ -77,18 +77,17 @@ const META_PARAMS: &[(&str, &str)] = &[
     ("reverse", "bool"),
     ("autoedge", "bool"),
     ("autogroup", "bool"),
-    // This agent's own: never log the resource's content.
-    ("sensitive", "bool"),
 ];
+
+/// This agent's own meta params: set one by one (`Meta:sensitive`), never part of the
+/// `Meta => struct{...}` form, which stays upstream's.
+const OWN_META_PARAMS: &[(&str, &str)] = &[("sensitive", "bool")];
 
 /// The type of `Meta:name` (in any case, as upstream), or the names there are.
 pub fn meta_type(name: &str) -> Result<Type, Vec<&'static str>> {
     let name = name.to_ascii_lowercase();
-    META_PARAMS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, sig)| parse(sig))
-        .ok_or_else(|| META_PARAMS.iter().map(|(n, _)| *n).collect())
+    let all = || META_PARAMS.iter().chain(OWN_META_PARAMS);
+    all().find(|(n, _)| *n == name).map(|(_, sig)| parse(sig)).ok_or_else(|| all().map(|(n, _)| *n).collect())
 }
 
 /// The type of `Meta => ...`: every meta param at once.
