@@ -171,16 +171,27 @@ fn phases(module: &Path, runs: usize) -> Result<Vec<(&'static str, String)>> {
     ])
 }
 
-/// A chain of `n` binds, each one more than the last, and a chain of `n` nested function
-/// applications over a list: inference must carry a type through all of them.
+/// Calls may nest at most this deep at run time (the evaluator's bound).
+const MAX_CALL_CHAIN: usize = 150;
+
+/// A chain of `n` binds, each one more than the last, and a chain of nested generic function
+/// applications over a list (as long as `n`, up to the evaluator's bound on nested calls):
+/// inference must carry a type through all of them.
 fn depth_program(n: usize) -> String {
-    let mut text = String::from("$x0 = 1\n$f0 = func($l) { $l }\n");
+    let calls = n.min(MAX_CALL_CHAIN);
+    let mut text = String::from("import \"fmt\"\n$x0 = 1\n$f0 = func($l) { $l }\n");
     for i in 1..n {
         let _ = writeln!(text, "$x{i} = $x{} + 1", i - 1);
+    }
+    for i in 1..calls {
         let _ = writeln!(text, "$f{i} = func($l) {{ $f{}($l) }}", i - 1);
     }
-    let last = n - 1;
-    let _ = writeln!(text, "print \"p\" {{\n\tmsg => \"${{x{last}}}\",\n}}\n$list = $f{last}([1, 2])");
+    let _ = writeln!(
+        text,
+        "print \"p\" {{\n\tmsg => fmt.printf(\"%d %d\", $x{}, len($list)),\n}}\n$list = $f{}([1, 2])",
+        n - 1,
+        calls - 1
+    );
     text
 }
 

@@ -424,6 +424,47 @@ impl<'c, 'a> Builder<'c, 'a> {
     }
 
     fn materialize(&mut self, layer: usize, key: Key) -> Built {
+        if matches!(self.layers[layer].slots.get(&key), Some(Slot::Bind(_))) {
+            self.build_bind_deps(layer, key)?;
+        }
+        self.materialize_one(layer, key)
+    }
+
+    /// Builds, leaves first and without recursion, the binds not built yet that the bind
+    /// `key` uses (through any chain of binds), so building it never recurses through a long
+    /// chain of binds: a program of 100,000 binds in a row must not overflow the stack.
+    fn build_bind_deps(&mut self, layer: usize, key: Key) -> Result<(), Box<Diagnostic>> {
+        let mut stack = vec![(layer, key, false)];
+        let mut seen = std::collections::HashSet::from([(layer, key)]);
+        while let Some((at, bind, expanded)) = stack.pop() {
+            let Some(&Slot::Bind(expr)) = self.layers[at].slots.get(&bind) else { continue };
+            if expanded {
+                if (at, bind) != (layer, key) {
+                    self.materialize_one(at, bind)?;
+                }
+                continue;
+            }
+            stack.push((at, bind, true));
+            let saved = self.cur;
+            self.cur = at;
+            let mut uses = Vec::new();
+            names_used(expr, &mut uses);
+            for span in uses {
+                if let Some(Def::Bind { name, .. }) = self.cx.resolution.get(span) {
+                    let dep = Key::Bind(name.span);
+                    if let Some(dep_layer) = self.find(dep, name.span.file)
+                        && seen.insert((dep_layer, dep))
+                    {
+                        stack.push((dep_layer, dep, false));
+                    }
+                }
+            }
+            self.cur = saved;
+        }
+        Ok(())
+    }
+
+    fn materialize_one(&mut self, layer: usize, key: Key) -> Built {
         let slot = self.layers[layer].slots.insert(key, Slot::Busy);
         let saved = self.cur;
         self.cur = layer;
@@ -582,4 +623,55 @@ impl<'c, 'a> Builder<'c, 'a> {
 /// decided per call by the type checker.
 fn builtin_sig(builtin: &Builtin) -> Type {
     funcs::fixed_type(builtin).cloned().unwrap_or(Type::Variant)
+}
+
+/// The spans of every name an expression uses, lambda bodies included (their uses of outer
+/// binds become captures, built in the outer layer).
+fn names_used(expr: &Expr, out: &mut Vec<Span>) {
+    let mut walk = |e: &Expr| names_used(e, out);
+    match &expr.kind {
+        ExprKind::Bool(_) | ExprKind::Str(_) | ExprKind::Int(_) | ExprKind::Float(_) => {}
+        ExprKind::Interp(parts) => {
+            for part in parts {
+                if let InterpPart::Var(ident) = part {
+                    out.push(ident.span);
+                }
+            }
+        }
+        ExprKind::Var(ident) => out.push(ident.span),
+        ExprKind::List(items) => items.iter().for_each(walk),
+        ExprKind::Map(entries) => entries.iter().for_each(|e| {
+            walk(&e.key);
+            walk(&e.value);
+        }),
+        ExprKind::Struct(fields) => fields.iter().for_each(|f| walk(&f.value)),
+        ExprKind::Call { callee, args } => {
+            match callee {
+                Callee::Var(ident) => out.push(ident.span),
+                Callee::Lambda(lambda) => names_used(lambda, out),
+                Callee::Name(_) => {}
+            }
+            args.iter().for_each(|a| names_used(a, out));
+        }
+        ExprKind::Binary { lhs, rhs, .. } => {
+            walk(lhs);
+            walk(rhs);
+        }
+        ExprKind::Not(inner) => walk(inner),
+        ExprKind::Index { base, index } => {
+            walk(base);
+            walk(index);
+        }
+        ExprKind::Field { base, .. } => walk(base),
+        ExprKind::Except { expr, fallback } => {
+            walk(expr);
+            walk(fallback);
+        }
+        ExprKind::If { cond, then, otherwise } => {
+            walk(cond);
+            walk(then);
+            walk(otherwise);
+        }
+        ExprKind::Func(func) => walk(&func.body),
+    }
 }

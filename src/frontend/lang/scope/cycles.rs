@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use petgraph::algo::tarjan_scc;
+use petgraph::algo::kosaraju_scc;
 use petgraph::graphmap::DiGraphMap;
 
 use crate::frontend::lang::diagnostic::{Diagnostic, Stage};
@@ -44,7 +44,8 @@ impl Deps {
         for &(from, to) in self.uses.keys() {
             graph.add_edge(from, to, ());
         }
-        tarjan_scc(&graph)
+        // Kosaraju walks iteratively; a recursive walk would overflow the stack on a long chain.
+        kosaraju_scc(&graph)
             .into_iter()
             .filter(|scc| scc.len() > 1 || self.uses.contains_key(&(scc[0], scc[0])))
             .map(|scc| self.report(&scc))
