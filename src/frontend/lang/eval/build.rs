@@ -190,14 +190,32 @@ impl<'c, 'a> Builder<'c, 'a> {
     }
 
     /// The output of statements whose definitions are registered in the current layer.
+    /// Includes with an alias come first, each after the one it goes through: `$inst.x`
+    /// and `include inst.inner` need the instance, wherever they are written.
     fn outputs(&mut self, stmts: &'a [Stmt]) -> Built {
-        let mut parts = Vec::new();
-        for stmt in stmts {
-            if let Some(node) = self.stmt(stmt)? {
-                parts.push(node);
-            }
+        let mut order: Vec<usize> = (0..stmts.len()).collect();
+        order.sort_by_key(|&i| match &stmts[i].kind {
+            StmtKind::Include { alias: Some(_), .. } => self.through_depth(&stmts[i]),
+            _ => usize::MAX,
+        });
+        let mut parts = vec![None; stmts.len()];
+        for i in order {
+            parts[i] = self.stmt(&stmts[i])?;
         }
-        Ok(self.graph.add(Arc::new(stmts::Collect), parts))
+        Ok(self.graph.add(Arc::new(stmts::Collect), parts.into_iter().flatten().collect()))
+    }
+
+    /// How many includes `include` goes through (`include a.b as c`: 1 more than `a`'s).
+    fn through_depth(&self, include: &Stmt) -> usize {
+        let mut depth = 0;
+        let mut at = include;
+        while let StmtKind::Include { name, .. } = &at.kind
+            && let Some(through) = self.cx.resolution.through(name.span)
+        {
+            depth += 1;
+            at = through;
+        }
+        depth
     }
 
     fn add(&mut self, op: impl Op + 'static, inputs: Vec<NodeId>) -> NodeId {
@@ -326,7 +344,10 @@ impl<'c, 'a> Builder<'c, 'a> {
         if params.len() != args.len() {
             return Err(internal(stmt.span, "an include with the wrong number of arguments"));
         }
-        let home = self.class_home(class.span);
+        let home = match self.cx.resolution.through(name) {
+            Some(through) => self.instance_layer(through.span, name)?,
+            None => self.class_home(class.span),
+        };
         let typed = self.cx.typing.included(self.instance(), stmt.span).unwrap_or(self.instance());
         let instance = self.new_layer(Some(home), typed);
         for (param, arg) in params.iter().zip(args) {
@@ -341,6 +362,19 @@ impl<'c, 'a> Builder<'c, 'a> {
         let out = self.outputs(&body.stmts);
         self.cur = saved;
         out
+    }
+
+    /// The layer of the class instance the include at `include` made, for a class nested in
+    /// it (`include inst.inner`).
+    fn instance_layer(&self, include: Span, use_span: Span) -> Built<usize> {
+        let mut at = Some(self.cur);
+        while let Some(layer) = at {
+            if let Some(&instance) = self.layers[layer].instances.get(&include) {
+                return Ok(instance);
+            }
+            at = self.layers[layer].parent;
+        }
+        Err(internal(use_span, "a nested class included through an instance not built here"))
     }
 
     /// The layer a class is declared in, where its body's names are looked up.

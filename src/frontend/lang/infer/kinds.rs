@@ -77,18 +77,23 @@ const META_PARAMS: &[(&str, &str)] = &[
     ("reverse", "bool"),
     ("autoedge", "bool"),
     ("autogroup", "bool"),
-    // This agent's own: never log the resource's content.
+];
+
+/// This agent's own `Meta:` params, set one by one only: the `Meta => struct{...}` form
+/// stays upstream's, so its programs keep their type.
+const OWN_META_PARAMS: &[(&str, &str)] = &[
+    // Never log the resource's content.
     ("sensitive", "bool"),
 ];
 
 /// The type of `Meta:name` (in any case, as upstream), or the names there are.
 pub fn meta_type(name: &str) -> Result<Type, Vec<&'static str>> {
     let name = name.to_ascii_lowercase();
-    META_PARAMS
-        .iter()
+    let all = META_PARAMS.iter().chain(OWN_META_PARAMS);
+    all.clone()
         .find(|(n, _)| *n == name)
         .map(|(_, sig)| parse(sig))
-        .ok_or_else(|| META_PARAMS.iter().map(|(n, _)| *n).collect())
+        .ok_or_else(|| all.map(|(n, _)| *n).collect())
 }
 
 /// The type of `Meta => ...`: every meta param at once.
@@ -120,5 +125,7 @@ mod tests {
         assert_eq!(meta_type("limit"), Ok(Type::Float));
         assert_eq!(meta_type("autoEdge"), Ok(Type::Bool));
         assert!(meta_type("colour").is_err());
+        assert_eq!(meta_type("Sensitive"), Ok(Type::Bool));
+        assert!(!meta_struct().to_string().contains("sensitive"));
     }
 }
