@@ -41,11 +41,13 @@ mod signature;
 mod strings;
 mod sys;
 mod template;
+mod unavailable;
 #[cfg(test)]
 mod testing;
 
 pub use func_value::func_value;
 pub use signature::fixed_type;
+pub use unavailable::unavailable;
 
 /// One function of the core library.
 pub struct Builtin {
