@@ -41,9 +41,9 @@ mod signature;
 mod strings;
 mod sys;
 mod template;
-mod unavailable;
 #[cfg(test)]
 mod testing;
+mod unavailable;
 
 pub use func_value::func_value;
 pub use signature::fixed_type;

@@ -74,7 +74,8 @@ impl<'m> Nesting<'m> {
             }
             None => {
                 let StmtKind::Class { name, .. } = &stmt.kind else { return };
-                let message = format!("the class `{full}` is inside a class `{outer}`, which is not defined here");
+                let message =
+                    format!("the class `{full}` is inside a class `{outer}`, which is not defined here");
                 errors.push(
                     Diagnostic::new(Stage::Scope, name.span, message)
                         .with_label("no enclosing class")

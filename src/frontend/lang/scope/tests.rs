@@ -239,10 +239,8 @@ fn a_nested_include_through_a_wrong_name_names_both() {
 
 #[test]
 fn the_binds_of_a_file_imported_as_star_are_plain_variables() {
-    let (_dir, module) = module_of(&[
-        ("main.mcl", "import \"lib.mcl\" as *\n$a = $shared\n"),
-        ("lib.mcl", "$shared = 1\n"),
-    ]);
+    let (_dir, module) =
+        module_of(&[("main.mcl", "import \"lib.mcl\" as *\n$a = $shared\n"), ("lib.mcl", "$shared = 1\n")]);
     let found = uses_by_place(&module);
     let lib = module.map.name(1);
     assert_eq!(found, vec![("2:6:$shared".to_string(), format!("bind shared at {lib}:1:11"))]);
