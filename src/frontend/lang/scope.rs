@@ -73,6 +73,9 @@ pub struct Resolution<'m> {
     /// `include inst.inner`: by the include's name span, the `include ... as inst` statement
     /// whose instance the nested class is included in.
     pub through: HashMap<Span, &'m Stmt>,
+    /// By a class statement's span: the `outer:inner` classes written beside it, which are
+    /// in its body's scope as if written there.
+    pub beside: HashMap<Span, Vec<&'m Stmt>>,
 }
 
 impl<'m> Resolution<'m> {
@@ -95,7 +98,7 @@ pub fn resolve(module: &Module) -> Result<Resolution<'_>, Vec<Diagnostic>> {
     }
     resolver.errors.extend(resolver.deps.cycles());
     if resolver.errors.is_empty() {
-        Ok(Resolution { uses: resolver.uses, through: resolver.through })
+        Ok(Resolution { uses: resolver.uses, through: resolver.through, beside: resolver.nesting.beside })
     } else {
         resolver.errors.sort_by_key(|e| (e.span.file, e.span.start));
         Err(resolver.errors)
@@ -378,7 +381,9 @@ impl<'m> Resolver<'m> {
         let ancestors = self.nesting.ancestors(stmt.span);
         for ancestor in &ancestors {
             let StmtKind::Class { params, body, .. } = &ancestor.kind else { continue };
-            self.frames.push(params_frame(ancestor.span, params.as_deref().unwrap_or(&[])));
+            let mut outer = params_frame(ancestor.span, params.as_deref().unwrap_or(&[]));
+            self.add_beside(ancestor.span, &mut outer);
+            self.frames.push(outer);
             // Its duplicates were reported where it is walked itself.
             let reported = self.errors.len();
             let frame = self.frame_of(&body.stmts);
@@ -386,8 +391,20 @@ impl<'m> Resolver<'m> {
             self.frames.push(frame);
             self.include_aliases(&body.stmts);
         }
+        let mut params = params;
+        self.add_beside(stmt.span, &mut params);
         self.block(body, params);
         self.frames.truncate(self.frames.len() - 2 * ancestors.len());
+    }
+
+    /// The `outer:inner` classes of `class`, by their short names, into its body's scope.
+    fn add_beside(&self, class: Span, frame: &mut Frame<'m>) {
+        for inner in self.nesting.beside.get(&class).into_iter().flatten() {
+            if let StmtKind::Class { name, .. } = &inner.kind {
+                let short = name.name.rsplit_once(':').map_or(name.name.as_str(), |(_, s)| s);
+                frame.classes.insert(short.to_string(), Def::Class { stmt: inner });
+            }
+        }
     }
 
     /// Walks the body of a definition, noting what it depends on.

@@ -387,6 +387,10 @@ impl<'c, 'a> Builder<'c, 'a> {
         for (param, arg) in params.iter().zip(args) {
             self.layers[instance].slots.insert(Key::Param(param.span), Slot::Node(arg));
         }
+        // The `outer:inner` classes are declared in each instance of `outer`.
+        for inner in self.cx.resolution.beside.get(&class.span).into_iter().flatten() {
+            self.layers[instance].classes.insert(inner.span, inner);
+        }
         if named {
             self.layers[self.cur].instances.insert(stmt.span, instance);
         }

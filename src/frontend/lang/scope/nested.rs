@@ -16,6 +16,9 @@ pub(super) struct Nesting<'m> {
     pub children: HashMap<Span, HashMap<String, &'m Stmt>>,
     /// By an `outer:inner` class statement's span: the `outer` class statement.
     pub parents: HashMap<Span, &'m Stmt>,
+    /// By a class statement's span: the `outer:inner` classes written beside it, which its
+    /// body sees as `inner` as if they were written there.
+    pub beside: HashMap<Span, Vec<&'m Stmt>>,
 }
 
 impl<'m> Nesting<'m> {
@@ -71,6 +74,7 @@ impl<'m> Nesting<'m> {
             Some(parent) => {
                 self.children.entry(parent.span).or_default().insert(inner.to_string(), stmt);
                 self.parents.insert(stmt.span, parent);
+                self.beside.entry(parent.span).or_default().push(stmt);
             }
             None => {
                 let StmtKind::Class { name, .. } = &stmt.kind else { return };

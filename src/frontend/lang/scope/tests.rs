@@ -245,3 +245,13 @@ fn the_binds_of_a_file_imported_as_star_are_plain_variables() {
     let lib = module.map.name(1);
     assert_eq!(found, vec![("2:6:$shared".to_string(), format!("bind shared at {lib}:1:11"))]);
 }
+
+#[test]
+fn an_outer_colon_inner_class_is_in_the_outer_body_by_its_short_name() {
+    let (_dir, module) =
+        module_of(&[("main.mcl", "class a {\n\tinclude b\n}\nclass a:b {}\nclass a:c {\n\tinclude b\n}\n")]);
+    let found: Vec<String> =
+        uses_by_place(&module).into_iter().map(|(at, def)| format!("{at} {def}")).collect();
+    assert_eq!(found, ["2:10:b class", "6:10:b class"]);
+    assert!(errors(&[("main.mcl", "include b\nclass a {}\nclass a:b {}\n")]).contains("unknown class `b`"));
+}
