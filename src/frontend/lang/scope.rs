@@ -7,7 +7,9 @@
 //! An inner block (a class, an `if` or `for` body, a function) may shadow an outer name; one
 //! block may not define a name twice. Nothing may depend on itself, directly or through
 //! others. An imported file sees only the predeclared names and its own imports, and may
-//! only define (bind, func, class, import): it has nothing to apply.
+//! only define (bind, func, class, import): it has nothing to apply. A class inside another
+//! (in its body, or `outer:inner` beside it) sees the outer class's names, and is included
+//! from outside through an instance of the outer class (`include inst.inner`).
 
 mod cycles;
 mod nested;
