@@ -35,7 +35,7 @@ impl<'m> Nesting<'m> {
             match &stmt.kind {
                 StmtKind::Class { name, body, .. } => {
                     self.add_colon_class(stmt, &name.name, &here, errors);
-                    self.add_body(stmt, body);
+                    self.add_body(stmt, body, errors);
                     self.add(&body.stmts, errors);
                 }
                 StmtKind::If { then, otherwise, .. } => {
@@ -51,14 +51,32 @@ impl<'m> Nesting<'m> {
     }
 
     /// The classes written in `class`'s body are its children, by their own names.
-    fn add_body(&mut self, class: &'m Stmt, body: &'m Block) {
+    fn add_body(&mut self, class: &'m Stmt, body: &'m Block, errors: &mut Vec<Diagnostic>) {
         for stmt in &body.stmts {
             if let StmtKind::Class { name, .. } = &stmt.kind
                 && !name.name.contains(':')
             {
-                self.children.entry(class.span).or_default().insert(name.name.clone(), stmt);
+                self.add_child(class.span, &name.name, stmt, errors);
             }
         }
+    }
+
+    /// One nested class; the same name twice (in the body and beside it) is an error.
+    fn add_child(&mut self, parent: Span, short: &str, stmt: &'m Stmt, errors: &mut Vec<Diagnostic>) {
+        let Some(first) = self.children.entry(parent).or_default().insert(short.to_string(), stmt) else {
+            return;
+        };
+        let (StmtKind::Class { name, .. }, StmtKind::Class { name: first_name, .. }) =
+            (&stmt.kind, &first.kind)
+        else {
+            return;
+        };
+        let message = format!("the class `{short}` is defined twice in the same class");
+        errors.push(
+            Diagnostic::new(Stage::Scope, name.span, message)
+                .with_label("defined again here")
+                .with_secondary(first_name.span, "first defined here"),
+        );
     }
 
     /// `class outer:inner` is a child of the class `outer` of the same block.
@@ -72,7 +90,7 @@ impl<'m> Nesting<'m> {
         let Some((outer, inner)) = full.rsplit_once(':') else { return };
         match here.get(outer) {
             Some(parent) => {
-                self.children.entry(parent.span).or_default().insert(inner.to_string(), stmt);
+                self.add_child(parent.span, inner, stmt, errors);
                 self.parents.insert(stmt.span, parent);
                 self.beside.entry(parent.span).or_default().push(stmt);
             }

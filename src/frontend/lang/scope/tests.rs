@@ -254,4 +254,8 @@ fn an_outer_colon_inner_class_is_in_the_outer_body_by_its_short_name() {
         uses_by_place(&module).into_iter().map(|(at, def)| format!("{at} {def}")).collect();
     assert_eq!(found, ["2:10:b class", "6:10:b class"]);
     assert!(errors(&[("main.mcl", "include b\nclass a {}\nclass a:b {}\n")]).contains("unknown class `b`"));
+    assert_eq!(
+        errors(&[("main.mcl", "class a:b {}\nclass a {\n\tclass b {}\n}\n")]),
+        "3 the class `b` is defined twice in the same class\n"
+    );
 }
