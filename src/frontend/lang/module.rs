@@ -128,6 +128,15 @@ impl Loader {
         self.errors.push(Diagnostic::new(Stage::Scope, span, message));
     }
 
+    /// An import of one of upstream's core modules that this agent does not have yet.
+    fn unavailable_module(&mut self, at: Span, written: &str, what: &str) {
+        let message = format!("the core module `{written}` is not available in this version");
+        let diagnostic = Diagnostic::new(Stage::Scope, at, message)
+            .with_label("not available here")
+            .with_note(format!("upstream's `{written}` {what}"));
+        self.errors.push(diagnostic);
+    }
+
     /// The module directory, entry file and files directory of a program or module path.
     fn entry_of(&mut self, path: &Path, at: Option<Span>) -> Option<(PathBuf, PathBuf, String)> {
         if !path.is_dir() {
@@ -244,6 +253,9 @@ impl Loader {
             ImportTarget::Unit(self.unit(&entry, Some(at))?)
         } else if funcs::is_module(written) {
             ImportTarget::Core(written.to_string())
+        } else if let Some(what) = funcs::unavailable(written) {
+            self.unavailable_module(at, written, what);
+            return None;
         } else {
             self.error(
                 Some(at),
@@ -320,6 +332,23 @@ mod tests {
         assert_eq!(default_import_name("lib/util.mcl"), "util");
         assert_eq!(default_import_name("mod1/"), "mod1");
         assert_eq!(default_import_name("fmt"), "fmt");
+    }
+
+    #[test]
+    fn upstream_modules_not_here_yet_are_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("main.mcl");
+        std::fs::write(&main, "import \"world\"\nimport \"nowhere\"\n").unwrap();
+        let errors = load(&main).map(|_| ()).unwrap_err().diagnostics;
+        let messages: Vec<&str> = errors.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "the core module `world` is not available in this version",
+                "`nowhere` is not a core module, and a local import ends in `.mcl` or `/`",
+            ]
+        );
+        assert!(errors[0].notes.iter().any(|n| n.contains("key store")), "{:?}", errors[0].notes);
     }
 
     #[test]

@@ -7,9 +7,12 @@
 //! An inner block (a class, an `if` or `for` body, a function) may shadow an outer name; one
 //! block may not define a name twice. Nothing may depend on itself, directly or through
 //! others. An imported file sees only the predeclared names and its own imports, and may
-//! only define (bind, func, class, import): it has nothing to apply.
+//! only define (bind, func, class, import): it has nothing to apply. A class inside another
+//! (in its body, or `outer:inner` beside it) sees the outer class's names, and is included
+//! from outside through an instance of the outer class (`include inst.inner`).
 
 mod cycles;
+mod nested;
 
 use std::collections::HashMap;
 
@@ -69,11 +72,23 @@ pub struct Resolution<'m> {
     /// By the span of the use: an `ExprKind::Var` or `InterpPart::Var` ident, a
     /// `Callee::Name` or `Callee::Var` ident, an `Include`'s name.
     pub uses: HashMap<Span, Def<'m>>,
+    /// `include inst.inner`: by the include's name span, the `include ... as inst` statement
+    /// whose instance the nested class is included in.
+    pub through: HashMap<Span, &'m Stmt>,
+    /// By a class statement's span: the `outer:inner` classes written beside it, which are
+    /// in its body's scope as if written there.
+    pub beside: HashMap<Span, Vec<&'m Stmt>>,
 }
 
 impl<'m> Resolution<'m> {
     pub fn get(&self, use_span: Span) -> Option<&Def<'m>> {
         self.uses.get(&use_span)
+    }
+
+    /// The `include ... as inst` statement an `include inst.inner` goes through, by the
+    /// include's name span.
+    pub fn through(&self, name_span: Span) -> Option<&'m Stmt> {
+        self.through.get(&name_span).copied()
     }
 }
 
@@ -85,7 +100,7 @@ pub fn resolve(module: &Module) -> Result<Resolution<'_>, Vec<Diagnostic>> {
     }
     resolver.errors.extend(resolver.deps.cycles());
     if resolver.errors.is_empty() {
-        Ok(Resolution { uses: resolver.uses })
+        Ok(Resolution { uses: resolver.uses, through: resolver.through, beside: resolver.nesting.beside })
     } else {
         resolver.errors.sort_by_key(|e| (e.span.file, e.span.start));
         Err(resolver.errors)
@@ -128,8 +143,13 @@ struct Resolver<'m> {
     /// The definitions being walked, innermost last: a use inside one depends on it.
     within: Vec<DefKey>,
     deps: cycles::Deps,
+    nesting: nested::Nesting<'m>,
+    through: HashMap<Span, &'m Stmt>,
     errors: Vec<Diagnostic>,
 }
+
+/// A class an `include` names, and the aliased include it goes through if it is nested.
+type FoundClass<'m> = (&'m Stmt, Option<&'m Stmt>);
 
 impl<'m> Resolver<'m> {
     fn new(module: &'m Module) -> Self {
@@ -141,9 +161,12 @@ impl<'m> Resolver<'m> {
             uses: HashMap::new(),
             within: Vec::new(),
             deps: cycles::Deps::default(),
+            nesting: nested::Nesting::default(),
+            through: HashMap::new(),
             errors: Vec::new(),
         };
         for (id, unit) in module.units.iter().enumerate() {
+            resolver.nesting.add(&unit.program.stmts, &mut resolver.errors);
             resolver.unit = id;
             let frame = resolver.frame_of(&unit.program.stmts);
             resolver.unit_frames.push(frame);
@@ -245,14 +268,23 @@ impl<'m> Resolver<'m> {
         }
     }
 
-    /// Registers `include c as inst` of a block, once its frame is pushed.
+    /// Registers `include c as inst` of a block, once its frame is pushed. An include may go
+    /// through an alias registered after it (`include a.inner as b` above `include c as a`),
+    /// so this repeats until nothing more is found.
     fn include_aliases(&mut self, stmts: &'m [Stmt]) {
-        for stmt in stmts {
-            if let StmtKind::Include { name, alias: Some(alias), .. } = &stmt.kind
-                && let Some(Def::Class { stmt: class }) = self.find_class(&name.name)
-            {
-                let frame = self.frames.last_mut().expect("a block's frame");
-                frame.includes.insert(alias.name.clone(), (stmt, class));
+        loop {
+            let mut found = false;
+            for stmt in stmts {
+                let StmtKind::Include { name, alias: Some(alias), .. } = &stmt.kind else { continue };
+                let known = self.frames.last().is_some_and(|f| f.includes.contains_key(&alias.name));
+                if let (false, Ok((class, _))) = (known, self.find_class(&name.name)) {
+                    let frame = self.frames.last_mut().expect("a block's frame");
+                    frame.includes.insert(alias.name.clone(), (stmt, class));
+                    found = true;
+                }
+            }
+            if !found {
+                return;
             }
         }
     }
@@ -319,12 +351,20 @@ impl<'m> Resolver<'m> {
             }
             StmtKind::Class { name, params, body } => {
                 let frame = params_frame(stmt.span, params.as_deref().unwrap_or(&[]));
-                self.within(name.span, &format!("class {}", name.name), |r| r.block(body, frame));
+                self.within(name.span, &format!("class {}", name.name), |r| r.class(stmt, body, frame));
             }
             StmtKind::Include { name, args, .. } => {
                 match self.find_class(&name.name) {
-                    Some(def) => self.record(name.span, def),
-                    None => self.unknown(name, "class", self.class_names()),
+                    Ok((class, through)) => {
+                        self.record(name.span, Def::Class { stmt: class });
+                        if let Some(through) = through {
+                            self.through.insert(name.span, through);
+                        }
+                    }
+                    Err(Some(message)) => self.report(
+                        Diagnostic::new(Stage::Scope, name.span, message).with_label("no class by this name"),
+                    ),
+                    Err(None) => self.unknown(name, "class", self.class_names()),
                 }
                 args.iter().flatten().for_each(|a| self.expr(a));
             }
@@ -335,6 +375,38 @@ impl<'m> Resolver<'m> {
 
     fn edge_half(&mut self, half: &'m EdgeHalf) {
         self.expr(&half.name);
+    }
+
+    /// A class body. An `outer:inner` class sees the names of the classes it is inside, as
+    /// if it were written in their bodies.
+    fn class(&mut self, stmt: &'m Stmt, body: &'m Block, params: Frame<'m>) {
+        let ancestors = self.nesting.ancestors(stmt.span);
+        for ancestor in &ancestors {
+            let StmtKind::Class { params, body, .. } = &ancestor.kind else { continue };
+            let mut outer = params_frame(ancestor.span, params.as_deref().unwrap_or(&[]));
+            self.add_beside(ancestor.span, &mut outer);
+            self.frames.push(outer);
+            // Its duplicates were reported where it is walked itself.
+            let reported = self.errors.len();
+            let frame = self.frame_of(&body.stmts);
+            self.errors.truncate(reported);
+            self.frames.push(frame);
+            self.include_aliases(&body.stmts);
+        }
+        let mut params = params;
+        self.add_beside(stmt.span, &mut params);
+        self.block(body, params);
+        self.frames.truncate(self.frames.len() - 2 * ancestors.len());
+    }
+
+    /// The `outer:inner` classes of `class`, by their short names, into its body's scope.
+    fn add_beside(&self, class: Span, frame: &mut Frame<'m>) {
+        for inner in self.nesting.beside.get(&class).into_iter().flatten() {
+            if let StmtKind::Class { name, .. } = &inner.kind {
+                let short = name.name.rsplit_once(':').map_or(name.name.as_str(), |(_, s)| s);
+                frame.classes.insert(short.to_string(), Def::Class { stmt: inner });
+            }
+        }
     }
 
     /// Walks the body of a definition, noting what it depends on.
@@ -449,7 +521,7 @@ impl<'m> Resolver<'m> {
                 .ok_or_else(|| Some(format!("there is no constant `$const.{rest}`")));
         }
         let Some((head, rest)) = name.split_once('.') else {
-            return self.frames.iter().rev().find_map(|f| f.vars.get(name).cloned()).ok_or(None);
+            return self.find_plain_var(name).ok_or(None);
         };
         for frame in self.frames.iter().rev() {
             if let Some((include, class)) = frame.includes.get(head) {
@@ -468,6 +540,18 @@ impl<'m> Resolver<'m> {
             }
         }
         Err(None)
+    }
+
+    /// A variable of the scope, or of a file imported `as *` into it.
+    fn find_plain_var(&self, name: &str) -> Option<Def<'m>> {
+        self.frames.iter().rev().find_map(|f| {
+            f.vars.get(name).cloned().or_else(|| {
+                f.stars.iter().find_map(|t| match t {
+                    ImportTarget::Unit(unit) => self.unit_var(*unit, name),
+                    ImportTarget::Core(_) => None,
+                })
+            })
+        })
     }
 
     fn unit_var(&self, unit: UnitId, name: &str) -> Option<Def<'m>> {
@@ -508,21 +592,52 @@ impl<'m> Resolver<'m> {
         }
     }
 
-    fn find_class(&self, name: &str) -> Option<Def<'m>> {
-        if let Some((head, rest)) = name.split_once('.') {
-            let target = self.frames.iter().rev().find_map(|f| f.imports.get(head))?;
-            let ImportTarget::Unit(unit) = target else { return None };
-            let frame = if *unit == self.unit { self.frames.get(1) } else { self.unit_frames.get(*unit) };
-            return frame?.classes.get(rest).cloned();
+    /// A class by name: `c`, `mod.c` in an imported module, or `inst.inner`, a class nested
+    /// in the class included as `inst`. `Err(Some(why))` when a dotted name's head was not
+    /// what it needs to be.
+    fn find_class(&self, name: &str) -> Result<FoundClass<'m>, Option<String>> {
+        let Some((head, rest)) = name.split_once('.') else {
+            return self.find_plain_class(name).map(|class| (class, None)).ok_or(None);
+        };
+        for frame in self.frames.iter().rev() {
+            if let Some(&(include, class)) = frame.includes.get(head) {
+                let nested = self.nesting.children.get(&class.span).and_then(|c| c.get(rest));
+                return nested.map(|inner| (*inner, Some(include))).ok_or_else(|| {
+                    Some(format!(
+                        "the class `{}` included as `{head}` has no class `{rest}`",
+                        class_name(class)
+                    ))
+                });
+            }
+            if let Some(target) = frame.imports.get(head) {
+                let ImportTarget::Unit(unit) = target else {
+                    return Err(Some(format!("the core module `{head}` has no classes")));
+                };
+                let frame = if *unit == self.unit { self.frames.get(1) } else { self.unit_frames.get(*unit) };
+                return match frame.and_then(|f| f.classes.get(rest)) {
+                    Some(Def::Class { stmt }) => Ok((*stmt, None)),
+                    _ => Err(None),
+                };
+            }
         }
-        self.frames.iter().rev().find_map(|f| {
+        Err(Some(format!(
+            "`{head}` is not the alias of an include (`include c as {head}`) nor an imported module, so it has no class `{rest}`"
+        )))
+    }
+
+    fn find_plain_class(&self, name: &str) -> Option<&'m Stmt> {
+        let def = self.frames.iter().rev().find_map(|f| {
             f.classes.get(name).cloned().or_else(|| {
                 f.stars.iter().find_map(|t| match t {
                     ImportTarget::Unit(unit) => self.unit_frames.get(*unit)?.classes.get(name).cloned(),
                     ImportTarget::Core(_) => None,
                 })
             })
-        })
+        });
+        match def {
+            Some(Def::Class { stmt }) => Some(stmt),
+            _ => None,
+        }
     }
 
     fn var_names(&self) -> Vec<String> {
@@ -556,6 +671,13 @@ fn params_frame<'m>(owner: Span, params: &'m [Param]) -> Frame<'m> {
         frame.vars.insert(param.name.name.clone(), Def::Param { owner, index, param });
     }
     frame
+}
+
+fn class_name(class: &Stmt) -> &str {
+    match &class.kind {
+        StmtKind::Class { name, .. } => &name.name,
+        _ => "",
+    }
 }
 
 fn include_bind<'m>(include: &'m Stmt, class: &'m Stmt, name: &str) -> Option<Def<'m>> {

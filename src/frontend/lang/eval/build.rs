@@ -71,6 +71,15 @@ enum Key {
     IncludeBind(Span, Span),
 }
 
+impl Key {
+    /// The file the definition is in.
+    fn file(self) -> FileId {
+        match self {
+            Key::Bind(s) | Key::Func(s) | Key::Param(s) | Key::Loop(s, _) | Key::IncludeBind(s, _) => s.file,
+        }
+    }
+}
+
 enum Slot<'a> {
     Node(NodeId),
     Bind(&'a Expr),
@@ -89,6 +98,27 @@ struct Layer<'a> {
     classes: HashMap<Span, &'a Stmt>,
     /// Class instances included here with `as`, by the include statement's span.
     instances: HashMap<Span, usize>,
+    /// In a template: this layer stands for the class instance the include at this span
+    /// made outside the template, so what is not found here is captured from there.
+    proxy: Option<Span>,
+}
+
+/// What a template uses from outside, given to it by the builder around it.
+#[derive(Clone, Copy)]
+enum Capture<'a> {
+    /// A definition, found where the template is used.
+    Def(&'a Def<'a>),
+    /// A definition seen from the class instance that the include at this span made: a
+    /// class nested in it is included inside the template.
+    Through(Span, &'a Def<'a>),
+}
+
+/// Where a definition's node is: a layer of this builder, or outside the template, seen
+/// from a proxy layer (its include's span and the layer).
+enum Found {
+    Layer(usize),
+    Proxy(Span, usize),
+    Nowhere,
 }
 
 /// A build fails on what earlier stages should have refused; boxed, as it is the rare path.
@@ -103,7 +133,7 @@ pub struct Builder<'c, 'a> {
     units: HashMap<FileId, usize>,
     /// In a template's builder: what it uses from outside, with the source node standing
     /// for it.
-    captures: Option<Vec<(&'a Def<'a>, NodeId)>>,
+    captures: Option<Vec<(Capture<'a>, NodeId)>>,
 }
 
 fn internal(span: Span, message: impl Into<String>) -> Box<Diagnostic> {
@@ -190,14 +220,32 @@ impl<'c, 'a> Builder<'c, 'a> {
     }
 
     /// The output of statements whose definitions are registered in the current layer.
+    /// Includes with an alias come first, each after the one it goes through: `$inst.x`
+    /// and `include inst.inner` need the instance, wherever they are written.
     fn outputs(&mut self, stmts: &'a [Stmt]) -> Built {
-        let mut parts = Vec::new();
-        for stmt in stmts {
-            if let Some(node) = self.stmt(stmt)? {
-                parts.push(node);
-            }
+        let mut order: Vec<usize> = (0..stmts.len()).collect();
+        order.sort_by_key(|&i| match &stmts[i].kind {
+            StmtKind::Include { alias: Some(_), .. } => self.through_depth(&stmts[i]),
+            _ => usize::MAX,
+        });
+        let mut parts = vec![None; stmts.len()];
+        for i in order {
+            parts[i] = self.stmt(&stmts[i])?;
         }
-        Ok(self.graph.add(Arc::new(stmts::Collect), parts))
+        Ok(self.graph.add(Arc::new(stmts::Collect), parts.into_iter().flatten().collect()))
+    }
+
+    /// How many includes `include` goes through (`include a.b as c`: 1 more than `a`'s).
+    fn through_depth(&self, include: &Stmt) -> usize {
+        let mut depth = 0;
+        let mut at = include;
+        while let StmtKind::Include { name, .. } = &at.kind
+            && let Some(through) = self.cx.resolution.through(name.span)
+        {
+            depth += 1;
+            at = through;
+        }
+        depth
     }
 
     fn add(&mut self, op: impl Op + 'static, inputs: Vec<NodeId>) -> NodeId {
@@ -305,9 +353,13 @@ impl<'c, 'a> Builder<'c, 'a> {
     ) -> Built<(Arc<Template>, Vec<NodeId>)> {
         let captures = child.captures.unwrap_or_default();
         let mut inputs = Vec::new();
-        for (def, node) in captures {
+        for (capture, node) in captures {
             params.push(node);
-            inputs.push(self.def_node(def, Span::default())?);
+            let input = match capture {
+                Capture::Def(def) => self.def_node(def, Span::default())?,
+                Capture::Through(include, def) => self.through_node(include, def)?,
+            };
+            inputs.push(input);
         }
         Ok((Arc::new(Template::new(child.graph, params, out)), inputs))
     }
@@ -326,11 +378,18 @@ impl<'c, 'a> Builder<'c, 'a> {
         if params.len() != args.len() {
             return Err(internal(stmt.span, "an include with the wrong number of arguments"));
         }
-        let home = self.class_home(class.span);
+        let home = match self.cx.resolution.through(name) {
+            Some(through) => self.instance_layer(through.span, name)?,
+            None => self.class_home(class.span),
+        };
         let typed = self.cx.typing.included(self.instance(), stmt.span).unwrap_or(self.instance());
         let instance = self.new_layer(Some(home), typed);
         for (param, arg) in params.iter().zip(args) {
             self.layers[instance].slots.insert(Key::Param(param.span), Slot::Node(arg));
+        }
+        // The `outer:inner` classes are declared in each instance of `outer`.
+        for inner in self.cx.resolution.beside.get(&class.span).into_iter().flatten() {
+            self.layers[instance].classes.insert(inner.span, inner);
         }
         if named {
             self.layers[self.cur].instances.insert(stmt.span, instance);
@@ -341,6 +400,28 @@ impl<'c, 'a> Builder<'c, 'a> {
         let out = self.outputs(&body.stmts);
         self.cur = saved;
         out
+    }
+
+    /// The layer of the class instance the include at `include` made, for a class nested in
+    /// it (`include inst.inner`).
+    /// In a template, an instance made outside it is a proxy layer, made once.
+    fn instance_layer(&mut self, include: Span, use_span: Span) -> Built<usize> {
+        let mut at = Some(self.cur);
+        while let Some(layer) = at {
+            if let Some(&instance) = self.layers[layer].instances.get(&include) {
+                return Ok(instance);
+            }
+            at = self.layers[layer].parent;
+        }
+        if self.captures.is_none() {
+            return Err(internal(use_span, "a nested class included through an instance not built here"));
+        }
+        if let Some(proxy) = self.layers.iter().position(|l| l.proxy == Some(include)) {
+            return Ok(proxy);
+        }
+        let proxy = self.new_layer(None, self.instance());
+        self.layers[proxy].proxy = Some(include);
+        Ok(proxy)
     }
 
     /// The layer a class is declared in, where its body's names are looked up.
@@ -363,16 +444,23 @@ impl<'c, 'a> Builder<'c, 'a> {
         anywhere.unwrap_or(0)
     }
 
-    /// The layer holding `key`, from the current one outwards, then the file's top layer.
-    fn find(&self, key: Key, file: FileId) -> Option<usize> {
-        let mut at = Some(self.cur);
+    /// The layer holding `key`, from `from` outwards, then the file's top layer; a proxy
+    /// layer on the way ends the search there.
+    fn find_from(&self, from: usize, key: Key, file: FileId) -> Found {
+        let mut at = Some(from);
         while let Some(layer) = at {
             if self.layers[layer].slots.contains_key(&key) {
-                return Some(layer);
+                return Found::Layer(layer);
+            }
+            if let Some(include) = self.layers[layer].proxy {
+                return Found::Proxy(include, layer);
             }
             at = self.layers[layer].parent;
         }
-        self.units.get(&file).copied().filter(|&u| self.layers[u].slots.contains_key(&key))
+        match self.units.get(&file) {
+            Some(&unit) if self.layers[unit].slots.contains_key(&key) => Found::Layer(unit),
+            _ => Found::Nowhere,
+        }
     }
 
     /// The node of a definition, built on first use in the layer that holds it; in a
@@ -383,19 +471,49 @@ impl<'c, 'a> Builder<'c, 'a> {
             Def::Hostname => return Ok(self.constant(Val::Str(self.cx.host.hostname.clone()))),
             Def::Const(v) => return Ok(self.constant(v.clone())),
             Def::Class { .. } => return Err(internal(use_span, "a class is not a value")),
-            Def::Bind { name, .. } => Key::Bind(name.span),
-            Def::Func { name, .. } => Key::Func(name.span),
-            Def::Param { param, .. } => Key::Param(param.span),
-            Def::LoopVar { stmt, index } => Key::Loop(stmt.span, *index),
             Def::IncludeBind { include, name, .. } => return self.include_bind(def, include.span, name.span),
+            Def::Bind { .. } | Def::Func { .. } | Def::Param { .. } | Def::LoopVar { .. } => {
+                Self::key_of(def).expect("a definition with a slot")
+            }
         };
-        let file = match key {
-            Key::Bind(s) | Key::Func(s) | Key::Param(s) | Key::Loop(s, _) | Key::IncludeBind(s, _) => s.file,
-        };
-        match self.find(key, file) {
-            Some(layer) => self.materialize(layer, key),
-            None => self.capture(def, key, use_span),
+        match self.find_from(self.cur, key, key.file()) {
+            Found::Layer(layer) => self.materialize(layer, key),
+            Found::Proxy(include, proxy) => Ok(self.capture_through(include, proxy, def, key)),
+            Found::Nowhere => self.capture(def, key, use_span),
         }
+    }
+
+    /// The key of a definition that has a slot in a layer.
+    fn key_of(def: &Def) -> Option<Key> {
+        match def {
+            Def::Bind { name, .. } => Some(Key::Bind(name.span)),
+            Def::Func { name, .. } => Some(Key::Func(name.span)),
+            Def::Param { param, .. } => Some(Key::Param(param.span)),
+            Def::LoopVar { stmt, index } => Some(Key::Loop(stmt.span, *index)),
+            _ => None,
+        }
+    }
+
+    /// A definition seen from the instance the include at `include` made: found from its
+    /// layer outwards (a name around the class is found as any other).
+    fn through_node(&mut self, include: Span, def: &'a Def<'a>) -> Built {
+        let instance = self.instance_layer(include, Span::default())?;
+        let Some(key) = Self::key_of(def) else { return self.def_node(def, Span::default()) };
+        match self.find_from(instance, key, key.file()) {
+            Found::Layer(layer) => self.materialize(layer, key),
+            Found::Proxy(include, proxy) => Ok(self.capture_through(include, proxy, def, key)),
+            Found::Nowhere => self.def_node(def, Span::default()),
+        }
+    }
+
+    /// A source node for `key` seen from a proxy layer, given by the builder around.
+    fn capture_through(&mut self, include: Span, proxy: usize, def: &'a Def<'a>, key: Key) -> NodeId {
+        let node = self.graph.source();
+        if let Some(captures) = &mut self.captures {
+            captures.push((Capture::Through(include, def), node));
+        }
+        self.layers[proxy].slots.insert(key, Slot::Node(node));
+        node
     }
 
     fn capture(&mut self, def: &'a Def<'a>, key: Key, use_span: Span) -> Built {
@@ -403,7 +521,7 @@ impl<'c, 'a> Builder<'c, 'a> {
             return Err(internal(use_span, "a name whose definition is not in scope here"));
         };
         let node = self.graph.source();
-        captures.push((def, node));
+        captures.push((Capture::Def(def), node));
         self.layers[0].slots.insert(key, Slot::Node(node));
         Ok(node)
     }

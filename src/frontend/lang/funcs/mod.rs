@@ -43,9 +43,11 @@ mod sys;
 mod template;
 #[cfg(test)]
 mod testing;
+mod unavailable;
 
 pub use func_value::func_value;
 pub use signature::fixed_type;
+pub use unavailable::unavailable;
 
 /// One function of the core library.
 pub struct Builtin {

@@ -79,15 +79,21 @@ const META_PARAMS: &[(&str, &str)] = &[
     ("autogroup", "bool"),
 ];
 
-/// This agent's own meta params: set one by one (`Meta:sensitive`), never part of the
-/// `Meta => struct{...}` form, which stays upstream's.
-const OWN_META_PARAMS: &[(&str, &str)] = &[("sensitive", "bool")];
+/// This agent's own `Meta:` params, set one by one only: the `Meta => struct{...}` form
+/// stays upstream's, so its programs keep their type.
+const OWN_META_PARAMS: &[(&str, &str)] = &[
+    // Never log the resource's content.
+    ("sensitive", "bool"),
+];
 
 /// The type of `Meta:name` (in any case, as upstream), or the names there are.
 pub fn meta_type(name: &str) -> Result<Type, Vec<&'static str>> {
     let name = name.to_ascii_lowercase();
-    let all = || META_PARAMS.iter().chain(OWN_META_PARAMS);
-    all().find(|(n, _)| *n == name).map(|(_, sig)| parse(sig)).ok_or_else(|| all().map(|(n, _)| *n).collect())
+    let all = META_PARAMS.iter().chain(OWN_META_PARAMS);
+    all.clone()
+        .find(|(n, _)| *n == name)
+        .map(|(_, sig)| parse(sig))
+        .ok_or_else(|| all.map(|(n, _)| *n).collect())
 }
 
 /// The type of `Meta => ...`: every meta param at once.
@@ -119,5 +125,7 @@ mod tests {
         assert_eq!(meta_type("limit"), Ok(Type::Float));
         assert_eq!(meta_type("autoEdge"), Ok(Type::Bool));
         assert!(meta_type("colour").is_err());
+        assert_eq!(meta_type("Sensitive"), Ok(Type::Bool));
+        assert!(!meta_struct().to_string().contains("sensitive"));
     }
 }

@@ -8,7 +8,15 @@ use super::super::span::Span;
 
 /// Records, for every statement (and bind and function name) inside a class, the class
 /// statement's span; `class` is the class `stmts` are in.
+/// An `outer:inner` class is inside the class `outer` of its block.
 pub fn enclosing_classes(stmts: &[Stmt], class: Option<Span>, out: &mut HashMap<Span, Span>) {
+    let named: HashMap<&str, Span> = stmts
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StmtKind::Class { name, .. } => Some((name.name.as_str(), s.span)),
+            _ => None,
+        })
+        .collect();
     for stmt in stmts {
         if let Some(class) = class {
             out.insert(stmt.span, class);
@@ -19,7 +27,12 @@ pub fn enclosing_classes(stmts: &[Stmt], class: Option<Span>, out: &mut HashMap<
                     out.insert(name.span, class);
                 }
             }
-            StmtKind::Class { body, .. } => enclosing_classes(&body.stmts, Some(stmt.span), out),
+            StmtKind::Class { name, body, .. } => {
+                if let Some(outer) = name.name.rsplit_once(':').and_then(|(o, _)| named.get(o)) {
+                    out.insert(stmt.span, *outer);
+                }
+                enclosing_classes(&body.stmts, Some(stmt.span), out)
+            }
             StmtKind::If { then, otherwise, .. } => {
                 enclosing_classes(&then.stmts, class, out);
                 if let Some(otherwise) = otherwise {

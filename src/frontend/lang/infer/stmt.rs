@@ -213,7 +213,10 @@ impl Checker<'_> {
             return None;
         }
         let saved = self.enter(here, 0);
-        let parent = self.instance_for(class.span);
+        let Some(parent) = self.include_parent(name, class) else {
+            self.leave(saved);
+            return None;
+        };
         let child = self.new_instance(class.span, parent);
         self.includes.insert((here, stmt.span), child);
         let params = params.as_deref().unwrap_or(&[]);
@@ -232,6 +235,16 @@ impl Checker<'_> {
         self.including.pop();
         self.leave(saved);
         Some(child)
+    }
+
+    /// The instance a class body included by `name` is typed inside: that of the include
+    /// an `include inst.inner` goes through, else the nearest typing of the class's own
+    /// enclosing class.
+    fn include_parent(&mut self, name: &Ident, class: &Stmt) -> Option<Instance> {
+        match self.res.through(name.span) {
+            Some(through) => self.include(through),
+            None => Some(self.instance_for(class.span)),
+        }
     }
 
     /// The include's arguments against the class's params, in the new instance `child`.

@@ -229,7 +229,7 @@ fn errors_of(text: &str) -> Vec<String> {
     let (map, program) = parse(text);
     let mut resolver = Resolver { uses: HashMap::new(), scopes: Vec::new() };
     resolver.block(&program.stmts, vec![]);
-    let res = Resolution { uses: resolver.uses };
+    let res = Resolution { uses: resolver.uses, ..Resolution::default() };
     match check_programs(&[&program], &res, &Core) {
         Ok(_) => Vec::new(),
         Err(errors) => errors.iter().map(|e| e.short(&map)).collect(),
@@ -241,7 +241,7 @@ fn type_of(text: &str, name: &str) -> String {
     let (_, program) = parse(text);
     let mut resolver = Resolver { uses: HashMap::new(), scopes: Vec::new() };
     resolver.block(&program.stmts, vec![]);
-    let res = Resolution { uses: resolver.uses };
+    let res = Resolution { uses: resolver.uses, ..Resolution::default() };
     let types = match check_programs(&[&program], &res, &Core) {
         Ok(types) => types,
         Err(errors) => panic!("{text}: {errors:?}"),
@@ -429,7 +429,7 @@ fn types_are_kept_per_include_and_calls_by_span() {
     let (_, program) = parse(text);
     let mut resolver = Resolver { uses: HashMap::new(), scopes: Vec::new() };
     resolver.block(&program.stmts, vec![]);
-    let res = Resolution { uses: resolver.uses };
+    let res = Resolution { uses: resolver.uses, ..Resolution::default() };
     let types = check_programs(&[&program], &res, &Core).unwrap();
     let includes: Vec<Span> =
         program.stmts.iter().filter(|s| matches!(s.kind, StmtKind::Include { .. })).map(|s| s.span).collect();
@@ -481,7 +481,7 @@ fn a_builtins_own_variables_are_not_the_checkers() {
             uses.insert(name.span, Def::Builtin(&OWN));
         }
     }
-    let res = Resolution { uses };
+    let res = Resolution { uses, ..Resolution::default() };
     let types = check_programs(&[&program], &res, &Core).unwrap_or_else(|e| panic!("{:?}", e[0].short(&map)));
     let StmtKind::Bind { value, .. } = &program.stmts[1].kind else { panic!() };
     assert_eq!(types.expr_type(value.span).unwrap().to_string(), "str");

@@ -167,3 +167,95 @@ fn wrong_members_of_imports_and_includes_say_what_is_missing() {
         "6 the module imported as `lib` has no variable `$nope`\n7 the class included as `i` has no bind `$nope`\n8 there is no constant `$const.nope`\n"
     );
 }
+
+/// What each use in the entry file refers to, by `line:col:text` of the use.
+fn uses_by_place(module: &Module) -> Vec<(String, String)> {
+    uses(module)
+        .into_iter()
+        .map(|(at, def)| {
+            let place = name_of(&at);
+            (place.split_once(':').map_or(place.clone(), |(_, rest)| rest.to_string()), def)
+        })
+        .collect()
+}
+
+#[test]
+fn a_nested_class_sees_the_scope_of_the_class_it_is_in() {
+    let (_dir, module) = module_of(&[(
+        "main.mcl",
+        "class a($p) {\n\t$m = 1\n}\nclass a:b($q) {\n\t$n = $m + $p + $q\n}\nclass a:b:c {\n\t$o = $n + $m\n}\n",
+    )]);
+    let found = uses_by_place(&module);
+    let main = module.map.name(0);
+    assert_eq!(
+        found,
+        vec![
+            ("5:12:$p".to_string(), "param 0 p".to_string()),
+            ("5:17:$q".to_string(), "param 0 q".to_string()),
+            ("5:7:$m".to_string(), format!("bind m at {main}:2:7")),
+            ("8:12:$m".to_string(), format!("bind m at {main}:2:7")),
+            ("8:7:$n".to_string(), format!("bind n at {main}:5:7")),
+        ]
+    );
+}
+
+#[test]
+fn a_nested_class_is_included_through_an_include_alias() {
+    let (_dir, module) = module_of(&[(
+        "main.mcl",
+        "include y.deeper as z\ninclude a as x\ninclude x.inner as y\nclass a {\n\tclass inner {\n\t\tclass deeper {}\n\t}\n}\n",
+    )]);
+    let resolution = resolve(&module).unwrap();
+    let through_line = |line: usize| {
+        let (name, _) = resolution
+            .through
+            .iter()
+            .find(|(span, _)| module.map.locate(**span).line == line)
+            .unwrap_or_else(|| panic!("no include through an alias on line {line}"));
+        let StmtKind::Include { alias: Some(alias), .. } = &resolution.through(*name).unwrap().kind else {
+            panic!("not an aliased include")
+        };
+        alias.name.clone()
+    };
+    assert_eq!(through_line(1), "y");
+    assert_eq!(through_line(3), "x");
+    assert_eq!(resolution.through.len(), 2);
+    assert_eq!(resolution.uses.values().filter(|d| matches!(d, Def::Class { .. })).count(), 3);
+}
+
+#[test]
+fn a_nested_include_through_a_wrong_name_names_both() {
+    let e = errors(&[(
+        "main.mcl",
+        "class a {\n\tclass inner {}\n}\ninclude a as x\ninclude x.outer\ninclude a.inner\nclass c:d {}\n",
+    )]);
+    assert_eq!(
+        e,
+        "5 the class `a` included as `x` has no class `outer`\n\
+         6 `a` is not the alias of an include (`include c as a`) nor an imported module, so it has no class `inner`\n\
+         7 the class `c:d` is inside a class `c`, which is not defined here\n"
+    );
+}
+
+#[test]
+fn the_binds_of_a_file_imported_as_star_are_plain_variables() {
+    let (_dir, module) =
+        module_of(&[("main.mcl", "import \"lib.mcl\" as *\n$a = $shared\n"), ("lib.mcl", "$shared = 1\n")]);
+    let found = uses_by_place(&module);
+    let lib = module.map.name(1);
+    assert_eq!(found, vec![("2:6:$shared".to_string(), format!("bind shared at {lib}:1:11"))]);
+}
+
+#[test]
+fn an_outer_colon_inner_class_is_in_the_outer_body_by_its_short_name() {
+    let (_dir, module) =
+        module_of(&[("main.mcl", "class a {\n\tinclude b\n}\nclass a:b {}\nclass a:c {\n\tinclude b\n}\n")]);
+    let found: Vec<String> =
+        uses_by_place(&module).into_iter().map(|(at, def)| format!("{at} {def}")).collect();
+    assert_eq!(found, ["2:10:b class", "6:10:b class"]);
+    assert!(errors(&[("main.mcl", "include b\nclass a {}\nclass a:b {}\n")]).contains("unknown class `b`"));
+    assert_eq!(
+        errors(&[("main.mcl", "class a:b {}\nclass a {\n\tclass b {}\n}\n")]),
+        "3 the class `b` is defined twice in the same class\n"
+    );
+}
