@@ -33,3 +33,52 @@ impl Typing for Types {
         Types::included(self, instance, include)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use super::*;
+
+    /// Compiles `text` on a thread with the stack the agent's blocking pool gives (2 MiB).
+    fn compile_on_a_small_stack(text: String) -> Result<GraphSpec, Vec<String>> {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let dir = tempfile::tempdir().unwrap();
+                std::fs::write(dir.path().join("main.mcl"), text).unwrap();
+                let module = super::super::load(dir.path()).unwrap_or_else(|e| panic!("{:?}", e.diagnostics));
+                let host = HostInfo { hostname: "h".into(), ..HostInfo::default() };
+                compile(&module, &host).map_err(|e| e.into_iter().map(|d| d.message).collect())
+            })
+            .unwrap()
+            .join()
+            .expect("compiling must not overflow the stack")
+    }
+
+    #[test]
+    fn long_chains_of_binds_and_functions_compile_on_a_small_stack() {
+        let n = 20_000;
+        let mut text = String::from("import \"fmt\"\n$x0 = 1\n");
+        for i in 1..n {
+            let _ = writeln!(text, "$x{i} = $x{} + 1", i - 1);
+        }
+        let _ = writeln!(text, "print \"p\" {{\n\tmsg => fmt.printf(\"%d\", $x{}),\n}}", n - 1);
+        let spec = compile_on_a_small_stack(text.clone()).unwrap();
+        let json = serde_json::to_string(&spec.resources[0].to_json()).unwrap();
+        assert!(json.contains(&format!("\"msg\":\"{n}\"")), "{json}");
+
+        // Calls nested deeper than the evaluator allows are an error, not a crash.
+        text.push_str("$f0 = func($l) { $l }\n");
+        for i in 1..n {
+            let _ = writeln!(text, "$f{i} = func($l) {{ $f{}($l) }}", i - 1);
+        }
+        let _ = writeln!(
+            text,
+            "$list = $f{}([1])\nprint \"q\" {{\n\tmsg => fmt.printf(\"%d\", len($list)),\n}}",
+            n - 1
+        );
+        let errors = compile_on_a_small_stack(text).unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("capture functions more than 200 deep")), "{errors:?}");
+    }
+}

@@ -95,11 +95,20 @@ impl Diagnostic {
     }
 }
 
-/// Every diagnostic rendered, in source order, separated as rustc separates them.
+/// At most this many errors are rendered: a program with thousands shows the first ones and
+/// how many more there are, not a wall of text.
+pub const MAX_RENDERED: usize = 50;
+
+/// The diagnostics rendered, in source order, separated as rustc separates them: the first
+/// [`MAX_RENDERED`], and a line saying how many more there are.
 pub fn render_all(diagnostics: &[Diagnostic], map: &SourceMap) -> String {
     let mut sorted: Vec<&Diagnostic> = diagnostics.iter().collect();
     sorted.sort_by_key(|d| (d.span.file, d.span.start));
-    sorted.iter().map(|d| d.render(map)).collect()
+    let mut text: String = sorted.iter().take(MAX_RENDERED).map(|d| d.render(map)).collect();
+    if sorted.len() > MAX_RENDERED {
+        text.push_str(&format!("... and {} more errors\n", sorted.len() - MAX_RENDERED));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -121,5 +130,17 @@ mod tests {
         assert!(text.contains("m.mcl:1:1") && text.contains("m.mcl:2:6"), "{text}");
         assert!(text.contains("^^") && text.contains("here") && text.contains("= a note"), "{text}");
         assert!(text.contains("- and there"), "{text}");
+    }
+
+    #[test]
+    fn many_errors_are_cut_short_with_a_count() {
+        let mut map = SourceMap::new();
+        let file = map.add("m.mcl", "x".repeat(200));
+        let all: Vec<Diagnostic> =
+            (0..120).map(|i| Diagnostic::parse(Span::new(file, i, i + 1), format!("e{i}"))).collect();
+        let text = render_all(&all, &map);
+        assert_eq!(text.matches("parse error").count(), MAX_RENDERED);
+        assert!(text.contains("parse error: e0\n") && !text.contains("e50\n"), "{text}");
+        assert!(text.ends_with("... and 70 more errors\n"), "{text}");
     }
 }

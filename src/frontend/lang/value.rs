@@ -39,6 +39,11 @@ pub trait Callable: Send + Sync {
     fn call(&self, args: Vec<Val>) -> Result<Val, CallError>;
     /// For messages: `func(int) str` or the function's name.
     fn describe(&self) -> String;
+    /// How many closures deep this one is (a closure that captured a closure is 2 deep):
+    /// values nested without bound would overflow the stack when dropped.
+    fn nesting(&self) -> usize {
+        0
+    }
 }
 
 #[derive(Clone)]
@@ -129,6 +134,19 @@ impl Val {
             Val::Map(_) => 5,
             Val::Struct(_) => 6,
             Val::Func(_) => 7,
+        }
+    }
+
+    /// The deepest closure nesting ([`Callable::nesting`]) of the functions in the value.
+    pub fn func_nesting(&self) -> usize {
+        match self {
+            Val::Func(f) => f.0.nesting(),
+            Val::List(items) => items.iter().map(Val::func_nesting).max().unwrap_or(0),
+            Val::Map(pairs) => {
+                pairs.iter().map(|(k, v)| k.func_nesting().max(v.func_nesting())).max().unwrap_or(0)
+            }
+            Val::Struct(fields) => fields.iter().map(|(_, v)| v.func_nesting()).max().unwrap_or(0),
+            _ => 0,
         }
     }
 

@@ -563,21 +563,19 @@ impl<'c, 'a> Builder<'c, 'a> {
                 continue;
             }
             stack.push((at, bind, true));
-            let saved = self.cur;
-            self.cur = at;
             let mut uses = Vec::new();
             names_used(expr, &mut uses);
             for span in uses {
                 if let Some(Def::Bind { name, .. }) = self.cx.resolution.get(span) {
                     let dep = Key::Bind(name.span);
-                    if let Some(dep_layer) = self.find(dep, name.span.file)
+                    // A bind behind a proxy or outside a template is built where it is.
+                    if let Found::Layer(dep_layer) = self.find_from(at, dep, name.span.file)
                         && seen.insert((dep_layer, dep))
                     {
                         stack.push((dep_layer, dep, false));
                     }
                 }
             }
-            self.cur = saved;
         }
         Ok(())
     }
@@ -616,7 +614,7 @@ impl<'c, 'a> Builder<'c, 'a> {
         let out = child.expr(body)?;
         let (template, captured) = self.finish_template(child, nodes, out)?;
         let describe = format!("func at {}", self.cx.module.map.locate(span));
-        Ok(self.add(ops::MakeLambda { body: template, describe }, captured))
+        Ok(self.add(ops::MakeLambda { body: template, describe, span }, captured))
     }
 
     fn var(&mut self, use_span: Span) -> Built {

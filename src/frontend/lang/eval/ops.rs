@@ -101,6 +101,7 @@ pub struct Closure {
     pub body: Arc<Template>,
     pub captured: Vec<Val>,
     pub describe: String,
+    nesting: usize,
 }
 
 impl Callable for Closure {
@@ -131,6 +132,10 @@ impl Callable for Closure {
         }
     }
 
+    fn nesting(&self) -> usize {
+        self.nesting
+    }
+
     fn describe(&self) -> String {
         self.describe.clone()
     }
@@ -140,12 +145,20 @@ impl Callable for Closure {
 pub struct MakeLambda {
     pub body: Arc<Template>,
     pub describe: String,
+    pub span: Span,
 }
 
 impl Op for MakeLambda {
     fn compute(&self, inputs: &[&Outcome]) -> Outcome {
-        let captured = vals(inputs)?.into_iter().cloned().collect();
-        let closure = Closure { body: self.body.clone(), captured, describe: self.describe.clone() };
+        let captured: Vec<Val> = vals(inputs)?.into_iter().cloned().collect();
+        let nesting = 1 + captured.iter().map(Val::func_nesting).max().unwrap_or(0);
+        if nesting > MAX_CALL_DEPTH {
+            return Err(Fail::at(
+                self.span,
+                format!("functions capture functions more than {MAX_CALL_DEPTH} deep"),
+            ));
+        }
+        let closure = Closure { body: self.body.clone(), captured, describe: self.describe.clone(), nesting };
         val(Val::Func(FuncVal(Arc::new(closure))))
     }
 }
@@ -300,7 +313,10 @@ mod tests {
         let template = Arc::new(Template::new(body, vec![x, captured], out));
         let mut g = Graph::new();
         let c = g.constant(v(Val::Str("c".into())));
-        let lambda = g.add(Arc::new(MakeLambda { body: template, describe: "func".into() }), vec![c]);
+        let lambda = g.add(
+            Arc::new(MakeLambda { body: template, describe: "func".into(), span: Span::default() }),
+            vec![c],
+        );
         let arg = g.constant(v(Val::Str("a".into())));
         let call = g.add(Arc::new(Apply { span: Span::default() }), vec![lambda, arg]);
         g.run();
