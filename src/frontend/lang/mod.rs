@@ -21,6 +21,8 @@ pub mod types;
 pub mod value;
 
 #[cfg(test)]
+mod corpus;
+#[cfg(test)]
 mod corpus_tests;
 
 pub use ast::Program;

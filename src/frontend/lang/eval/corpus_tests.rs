@@ -4,7 +4,6 @@
 //! `<case>.err` (its errors, rendered). With `MCL_BLESS=1` in the environment, missing or
 //! different expectations are written instead.
 
-use std::fs;
 use std::path::Path;
 
 use super::super::diagnostic::{Diagnostic, render_all};
@@ -60,35 +59,8 @@ fn outcome(path: &Path) -> (String, &'static str) {
 
 #[test]
 fn every_case_gives_its_graph() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lang/graph");
-    let mut cases: Vec<_> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "mcl"))
-        .collect();
-    cases.sort();
-    assert!(cases.len() >= 40, "only {} cases in {}", cases.len(), dir.display());
-    let mut failures = Vec::new();
-    for case in &cases {
-        let relative =
-            case.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap().strip_prefix("/").unwrap_or(case);
-        let (actual, ext) = outcome(relative);
-        let expected_path = case.with_extension(ext);
-        if std::env::var_os("MCL_BLESS").is_some() {
-            let _ = fs::remove_file(case.with_extension(if ext == "graph" { "err" } else { "graph" }));
-            fs::write(&expected_path, &actual).unwrap();
-            continue;
-        }
-        match fs::read_to_string(&expected_path) {
-            Ok(expected) if expected == actual => {}
-            Ok(expected) => failures
-                .push(format!("{}:\n--- expected\n{expected}--- actual\n{actual}", expected_path.display())),
-            Err(_) => {
-                failures.push(format!("{}: missing; evaluation gives:\n{actual}", expected_path.display()))
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    use super::super::corpus;
+    corpus::check_cases("graph", 40, &["graph", "err"], "evaluation", |case| outcome(corpus::relative(case)));
 }
 
 #[test]

@@ -158,8 +158,8 @@ pub fn infer_arity(args: &[Type], n: usize, name: &str) -> Result<(), String> {
 /// `float`, `bool` and `strs` (`[]str`); the result kinds `str` (a `String`), `int`, `float`,
 /// `bool` and `val` (a `Val`). The body may use `?` with `CallError`.
 macro_rules! native {
-    (fn $name:ident($($arg:ident: $kind:ident),*) -> $ret:ident $body:block) => {
-        fn $name(
+    ($vis:vis fn $name:ident($($arg:ident: $kind:ident),*) -> $ret:ident $body:block) => {
+        $vis fn $name(
             _: &$crate::frontend::lang::funcs::CallCtx,
             args: Vec<$crate::frontend::lang::value::Val>,
         ) -> Result<$crate::frontend::lang::value::Val, $crate::frontend::lang::value::CallError> {

@@ -5,7 +5,10 @@
 use super::super::value::CallError;
 use super::Builtin;
 use super::args::{check_text, fixed, int_of, native};
-use super::strings::replace;
+// The functions both modules have are written once, in `strings`.
+use super::strings::{
+    contains, has_prefix, has_suffix, replace, replace_all, to_lower, to_upper, trim_space,
+};
 
 const M: &str = "golang/strings";
 
@@ -84,11 +87,6 @@ native!(
     }
 );
 native!(
-    fn contains(s: str, substr: str) -> bool {
-        s.contains(substr)
-    }
-);
-native!(
     fn contains_any(s: str, chars: str) -> bool {
         s.contains(|c| chars.contains(c))
     }
@@ -101,16 +99,6 @@ native!(
 native!(
     fn equal_fold(s: str, t: str) -> bool {
         fold(s) == fold(t)
-    }
-);
-native!(
-    fn has_prefix(s: str, prefix: str) -> bool {
-        s.starts_with(prefix)
-    }
-);
-native!(
-    fn has_suffix(s: str, suffix: str) -> bool {
-        s.ends_with(suffix)
     }
 );
 native!(
@@ -154,27 +142,12 @@ native!(
     }
 );
 native!(
-    fn replace_all(s: str, old: str, new: str) -> str {
-        replace(s, old, new)?
-    }
-);
-native!(
     fn title(s: str) -> str {
         title_case(s)
     }
 );
 native!(
-    fn to_lower(s: str) -> str {
-        s.to_lowercase()
-    }
-);
-native!(
     fn to_title(s: str) -> str {
-        s.to_uppercase()
-    }
-);
-native!(
-    fn to_upper(s: str) -> str {
         s.to_uppercase()
     }
 );
@@ -201,11 +174,6 @@ native!(
 native!(
     fn trim_right(s: str, cutset: str) -> str {
         s.trim_end_matches(|c| cutset.contains(c)).to_string()
-    }
-);
-native!(
-    fn trim_space(s: str) -> str {
-        s.trim().to_string()
     }
 );
 native!(

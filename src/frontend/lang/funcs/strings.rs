@@ -52,17 +52,17 @@ pub const FUNCS: &[Builtin] = &[
 ];
 
 native!(
-    fn contains(s: str, substr: str) -> bool {
+    pub(super) fn contains(s: str, substr: str) -> bool {
         s.contains(substr)
     }
 );
 native!(
-    fn has_prefix(s: str, prefix: str) -> bool {
+    pub(super) fn has_prefix(s: str, prefix: str) -> bool {
         s.starts_with(prefix)
     }
 );
 native!(
-    fn has_suffix(s: str, suffix: str) -> bool {
+    pub(super) fn has_suffix(s: str, suffix: str) -> bool {
         s.ends_with(suffix)
     }
 );
@@ -82,7 +82,7 @@ native!(
     }
 );
 native!(
-    fn replace_all(s: str, old: str, new: str) -> str {
+    pub(super) fn replace_all(s: str, old: str, new: str) -> str {
         replace(s, old, new)?
     }
 );
@@ -97,17 +97,17 @@ native!(
     }
 );
 native!(
-    fn to_lower(s: str) -> str {
+    pub(super) fn to_lower(s: str) -> str {
         s.to_lowercase()
     }
 );
 native!(
-    fn to_upper(s: str) -> str {
+    pub(super) fn to_upper(s: str) -> str {
         s.to_uppercase()
     }
 );
 native!(
-    fn trim_space(s: str) -> str {
+    pub(super) fn trim_space(s: str) -> str {
         s.trim().to_string()
     }
 );

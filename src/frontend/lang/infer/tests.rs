@@ -358,32 +358,9 @@ fn interpolation_takes_strings() {
 /// diagnostics of checking it, or `ok`. `MCL_BLESS=1` writes what the checker gives.
 #[test]
 fn every_corpus_case_checks_as_expected() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lang/types");
-    let mut cases: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "mcl"))
-        .collect();
-    cases.sort();
-    assert!(cases.len() >= 40, "only {} cases in {}", cases.len(), dir.display());
-    let mut failures = Vec::new();
-    for case in &cases {
-        let actual = corpus_outcome(case);
-        let expected_path = case.with_extension("err");
-        if std::env::var_os("MCL_BLESS").is_some() {
-            std::fs::write(&expected_path, &actual).unwrap();
-            continue;
-        }
-        match std::fs::read_to_string(&expected_path) {
-            Ok(expected) if expected == actual => {}
-            Ok(expected) => failures
-                .push(format!("{}:\n--- expected\n{expected}--- actual\n{actual}", expected_path.display())),
-            Err(_) => {
-                failures.push(format!("{}: missing; the checker gives:\n{actual}", expected_path.display()))
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    crate::frontend::lang::corpus::check_cases("types", 40, &["err"], "the checker", |case| {
+        (corpus_outcome(case), "err")
+    });
 }
 
 fn corpus_outcome(case: &std::path::Path) -> String {
