@@ -166,11 +166,11 @@ impl FlagsBefore {
         let publishes =
             matches!(command, DeployCommand::Yaml(_) | DeployCommand::Lang(_) | DeployCommand::Rollback(_));
         let misplaced = [
-            ("no-git", self.no_git, builds, "`deploy yaml` or `deploy diff`"),
-            ("commit", self.commit.is_some(), builds, "`deploy yaml` or `deploy diff`"),
-            ("force", self.force, publishes, "`deploy yaml` or `deploy rollback`"),
-            ("keep", self.keep.is_some(), publishes, "`deploy yaml` or `deploy rollback`"),
-            ("check", self.check, publishes, "`deploy yaml` or `deploy rollback`"),
+            ("no-git", self.no_git, builds, "`deploy yaml`, `deploy lang` or `deploy diff`"),
+            ("commit", self.commit.is_some(), builds, "`deploy yaml`, `deploy lang` or `deploy diff`"),
+            ("force", self.force, publishes, "`deploy yaml`, `deploy lang` or `deploy rollback`"),
+            ("keep", self.keep.is_some(), publishes, "`deploy yaml`, `deploy lang` or `deploy rollback`"),
+            ("check", self.check, publishes, "`deploy yaml`, `deploy lang` or `deploy rollback`"),
         ];
         if let Some((name, _, _, takes)) = misplaced.iter().find(|(_, given, takes, _)| *given && !*takes) {
             bail!("`--{name}` goes with {takes}, after the subcommand");
@@ -704,11 +704,11 @@ mod tests {
         let e = |args: &[&str]| merged(args).unwrap_err().to_string();
         assert_eq!(
             e(&["mgmt", "deploy", "--force", "list"]),
-            "`--force` goes with `deploy yaml` or `deploy rollback`, after the subcommand"
+            "`--force` goes with `deploy yaml`, `deploy lang` or `deploy rollback`, after the subcommand"
         );
         assert_eq!(
             e(&["mgmt", "deploy", "--commit", "x", "rollback"]),
-            "`--commit` goes with `deploy yaml` or `deploy diff`, after the subcommand"
+            "`--commit` goes with `deploy yaml`, `deploy lang` or `deploy diff`, after the subcommand"
         );
         assert_eq!(
             e(&["mgmt", "deploy", "--no-git", "yaml", "--commit", "x", "g"]),

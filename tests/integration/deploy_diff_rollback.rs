@@ -366,7 +366,7 @@ fn each_deploy_subcommand_takes_and_shows_only_its_own_flags() {
     let o = mgmt(Path::new("/"), &["deploy", "--seeds", "http://127.0.0.1:9", "--force", "list"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(
-        text(&o.stderr).contains("`--force` goes with `deploy yaml` or `deploy rollback`"),
+        text(&o.stderr).contains("`--force` goes with `deploy yaml`, `deploy lang` or `deploy rollback`"),
         "{}",
         text(&o.stderr)
     );
