@@ -81,4 +81,31 @@ mod tests {
         let errors = compile_on_a_small_stack(text).unwrap_err();
         assert!(errors.iter().any(|e| e.contains("capture functions more than 200 deep")), "{errors:?}");
     }
+
+    /// The ```mcl blocks of a Markdown text.
+    fn mcl_blocks(markdown: &str) -> Vec<String> {
+        markdown
+            .split("```mcl\n")
+            .skip(1)
+            .map(|rest| rest.split("```").next().unwrap_or("").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn every_program_in_the_docs_compiles() {
+        let docs = [
+            ("README.md", include_str!("../../../README.md")),
+            ("docs/lang.md", include_str!("../../../docs/lang.md")),
+        ];
+        let mut checked = 0;
+        for (doc, text) in docs {
+            for (i, program) in mcl_blocks(text).into_iter().enumerate() {
+                if let Err(errors) = compile_on_a_small_stack(program.clone()) {
+                    panic!("{doc}, mcl block {}:\n{program}\n{errors:?}", i + 1);
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 7, "only {checked} programs found");
+    }
 }
