@@ -1,7 +1,8 @@
-//! mcl benchmarks: how long `mgmt graph lang` takes for programs of 1,000 and 10,000
-//! resources (beside `mgmt graph yaml` for the same graph, as the baseline), where the time
-//! goes (load and parse, scope, the rest of compiling), and how compile time grows with the
-//! depth of the values type inference must follow.
+//! mcl benchmarks: how long `mgmt graph lang` takes, and its peak memory, for programs of
+//! 1,000 and 10,000 resources made by a `for` loop and by class includes (beside
+//! `mgmt graph yaml` for the same graph, as the baseline); where the time goes (load and
+//! parse, scope, the rest of compiling); and how type inference time grows with the depth of
+//! generic function composition.
 //!
 //! `cargo bench --bench lang [graph-1k] [graph-10k] [depth]`
 
@@ -39,27 +40,24 @@ fn graph_10k(dir: &Path) -> Result<Vec<Row>> {
     graph_of("graph-10k", dir, 10_000, 5, "< 300 ms")
 }
 
-/// A program of `n` file resources, each with an interpolated path, content made by
-/// `fmt.printf` and a mode; every tenth depends on the one before it. Half are written one
-/// by one, half by a `for` loop over a list, as programs mix both.
-fn program(n: usize) -> String {
-    let mut text = String::from("import \"fmt\"\n\n$base = \"/tmp/mgmt-bench\"\n\n");
-    let single = n / 2;
-    for i in 0..single {
-        let _ = writeln!(
-            text,
-            "file \"${{base}}/f{i}\" {{\n\tcontent => fmt.printf(\"value %d of %s\\n\", {i}, $base),\n\tmode => \"0644\",\n}}"
-        );
-        if i % 10 == 9 {
-            let _ = writeln!(text, "File[\"/tmp/mgmt-bench/f{}\"] -> File[\"/tmp/mgmt-bench/f{i}\"]", i - 1);
-        }
-    }
-    let names: Vec<String> = (single..n).map(|i| format!("\"g{i}\"")).collect();
-    let _ = writeln!(
-        text,
-        "$names = [{}]\nfor $i, $name in $names {{\n\tfile \"${{base}}/${{name}}\" {{\n\t\tcontent => fmt.printf(\"value %d of %s\\n\", $i, $base),\n\t\tmode => \"0644\",\n\t}}\n}}",
+/// A program of `n` file resources made by a `for` over a list of names: each with an
+/// interpolated path, content made by `fmt.printf` and a mode.
+fn for_program(n: usize) -> String {
+    let names: Vec<String> = (0..n).map(|i| format!("\"f{i}\"")).collect();
+    format!(
+        "import \"fmt\"\n\n$base = \"/tmp/mgmt-bench\"\n$names = [{}]\nfor $i, $name in $names {{\n\tfile \"${{base}}/${{name}}\" {{\n\t\tcontent => fmt.printf(\"value %d of %s\\n\", $i, $base),\n\t\tmode => \"0644\",\n\t}}\n}}\n",
         names.join(", ")
+    )
+}
+
+/// The same `n` resources made by `n` includes of a class with two params.
+fn class_program(n: usize) -> String {
+    let mut text = String::from(
+        "import \"fmt\"\n\n$base = \"/tmp/mgmt-bench\"\nclass entry($name, $i) {\n\tfile \"${base}/${name}\" {\n\t\tcontent => fmt.printf(\"value %d of %s\\n\", $i, $base),\n\t\tmode => \"0644\",\n\t}\n}\n",
     );
+    for i in 0..n {
+        let _ = writeln!(text, "include entry(\"f{i}\", {i})");
+    }
     text
 }
 
@@ -67,33 +65,47 @@ fn program(n: usize) -> String {
 fn yaml_graph(n: usize) -> String {
     let mut text = String::from("graph: bench\nresources:\n  file:\n");
     for i in 0..n {
-        let name = if i < n / 2 { format!("f{i}") } else { format!("g{i}") };
-        let k = if i < n / 2 { i } else { i - n / 2 };
         let _ = writeln!(
             text,
-            "    - name: /tmp/mgmt-bench/{name}\n      content: \"value {k} of /tmp/mgmt-bench\\n\"\n      mode: \"0644\""
-        );
-    }
-    text.push_str("edges:\n");
-    for i in (9..n / 2).step_by(10) {
-        let _ = writeln!(
-            text,
-            "  - name: e{i}\n    from: {{kind: file, name: /tmp/mgmt-bench/f{}}}\n    to: {{kind: file, name: /tmp/mgmt-bench/f{i}}}",
-            i - 1
+            "    - name: /tmp/mgmt-bench/f{i}\n      content: \"value {i} of /tmp/mgmt-bench\\n\"\n      mode: \"0644\""
         );
     }
     text
 }
 
-/// The wall time of `mgmt graph --format text ...`, and its line count.
-fn time_graph(args: &[&str]) -> Result<(Duration, usize)> {
+/// One run of `mgmt graph --format text ...`: its wall time, its peak memory (max RSS, from
+/// `wait4`) and its output.
+struct GraphRun {
+    took: Duration,
+    peak_kb: i64,
+    output: String,
+}
+
+fn time_graph(dir: &Path, args: &[&str]) -> Result<GraphRun> {
+    let out_path = dir.join("graph-output.txt");
+    let out = std::fs::File::create(&out_path)?;
     let t0 = Instant::now();
-    let out = Command::new(bin()).args(["graph", "--format", "text"]).args(args).output()?;
+    let child = Command::new(bin())
+        .args(["graph", "--format", "text"])
+        .args(args)
+        .stdout(out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data, filled in by the kernel for this child only.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let took = t0.elapsed();
-    if !out.status.success() {
-        bail!("mgmt graph {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    if waited != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr {
+            use std::io::Read as _;
+            let _ = e.read_to_string(&mut stderr);
+        }
+        bail!("mgmt graph {args:?} failed: {stderr}");
     }
-    Ok((took, out.stdout.iter().filter(|&&b| b == b'\n').count()))
+    Ok(GraphRun { took, peak_kb: usage.ru_maxrss, output: std::fs::read_to_string(&out_path)? })
 }
 
 fn graph_of(
@@ -103,41 +115,48 @@ fn graph_of(
     runs: usize,
     target: &'static str,
 ) -> Result<Vec<Row>> {
-    let module = dir.join(format!("lang-{n}"));
-    std::fs::create_dir_all(&module)?;
-    std::fs::write(module.join("main.mcl"), program(n))?;
     let yaml = dir.join(format!("graph-{n}.yaml"));
     std::fs::write(&yaml, yaml_graph(n))?;
-    let module_arg = module.to_str().context("a UTF-8 path")?;
     let yaml_arg = yaml.to_str().context("a UTF-8 path")?;
-
-    let (mut lang_times, mut yaml_times) = (Vec::new(), Vec::new());
-    let mut lines = (0, 0);
-    for _ in 0..runs {
-        // Alternate, so both see the same machine.
-        let (t, l) = time_graph(&["lang", module_arg])?;
-        lang_times.push(t);
-        lines.0 = l;
-        let (t, l) = time_graph(&["yaml", yaml_arg])?;
-        yaml_times.push(t);
-        lines.1 = l;
-    }
-    if lines.0 != lines.1 {
-        bail!("the mcl graph has {} lines of text, the YAML graph {}", lines.0, lines.1);
-    }
-    let lang_stats = stats(&lang_times);
-    let phases = phases(&module, runs)?;
-    let mut rows = vec![
-        row(
+    let mut rows = Vec::new();
+    for (shape, text) in [("for", for_program(n)), ("class", class_program(n))] {
+        let module = dir.join(format!("lang-{shape}-{n}"));
+        std::fs::create_dir_all(&module)?;
+        std::fs::write(module.join("main.mcl"), text)?;
+        let module_arg = module.to_str().context("a UTF-8 path")?;
+        let (mut lang, mut base) = (Vec::new(), Vec::new());
+        let (mut lang_peak, mut base_peak) = (0, 0);
+        for _ in 0..runs {
+            // Alternate, so both see the same machine.
+            let l = time_graph(dir, &["lang", module_arg])?;
+            let y = time_graph(dir, &["yaml", yaml_arg])?;
+            if l.output != y.output {
+                bail!("the {shape} program's graph differs from the YAML graph");
+            }
+            lang.push(l.took);
+            base.push(y.took);
+            lang_peak = lang_peak.max(l.peak_kb);
+            base_peak = base_peak.max(y.peak_kb);
+        }
+        let p50 = stats(&lang).p50;
+        rows.push(row(
             bench,
-            "mgmt graph lang (p50, min..max)",
-            lang_stats.median_range(),
+            format!("mgmt graph lang, {shape} (p50, min..max; peak RSS)"),
+            format!("{}; {:.1} MB", stats(&lang).median_range(), lang_peak as f64 / 1024.0),
             target,
-            Some(lang_stats.p50 < limit(target)),
-        ),
-        info(bench, "mgmt graph yaml, same graph (baseline)", stats(&yaml_times).median_range()),
-    ];
-    rows.extend(phases.into_iter().map(|(name, value)| info(bench, name, value)));
+            Some(p50 < limit(target)),
+        ));
+        rows.push(info(
+            bench,
+            format!("mgmt graph yaml, same graph, beside {shape} (baseline)"),
+            format!("{}; {:.1} MB", stats(&base).median_range(), base_peak as f64 / 1024.0),
+        ));
+        rows.extend(
+            phases(&module, runs)?
+                .into_iter()
+                .map(|(name, value)| info(bench, format!("{shape}: {name}"), value)),
+        );
+    }
     Ok(rows)
 }
 
@@ -171,51 +190,48 @@ fn phases(module: &Path, runs: usize) -> Result<Vec<(&'static str, String)>> {
     ])
 }
 
-/// Calls may nest at most this deep at run time (the evaluator's bound).
-const MAX_CALL_CHAIN: usize = 150;
-
-/// A chain of `n` binds, each one more than the last, and a chain of nested generic function
-/// applications over a list (as long as `n`, up to the evaluator's bound on nested calls):
-/// inference must carry a type through all of them.
+/// Generic functions composed `n` deep (`f{i}` calls `f{i-1}`), used at two types: type
+/// inference must carry each use through the whole chain.
 fn depth_program(n: usize) -> String {
-    let calls = n.min(MAX_CALL_CHAIN);
-    let mut text = String::from("import \"fmt\"\n$x0 = 1\n$f0 = func($l) { $l }\n");
+    let mut text = String::from("func f0($x) {\n\t[$x]\n}\n");
     for i in 1..n {
-        let _ = writeln!(text, "$x{i} = $x{} + 1", i - 1);
+        let _ = writeln!(text, "func f{i}($x) {{\n\tf{}($x)\n}}", i - 1);
     }
-    for i in 1..calls {
-        let _ = writeln!(text, "$f{i} = func($l) {{ $f{}($l) }}", i - 1);
-    }
-    let _ = writeln!(
-        text,
-        "print \"p\" {{\n\tmsg => fmt.printf(\"%d %d\", $x{}, len($list)),\n}}\n$list = $f{}([1, 2])",
-        n - 1,
-        calls - 1
-    );
+    let last = n - 1;
+    let _ =
+        writeln!(text, "$ints = f{last}(1)\n$strs = f{last}(\"a\")\nprint \"p\" {{\n\tmsg => $strs[0],\n}}");
     text
 }
 
+/// The time of scope resolution and type inference (no evaluation: calls nest at most 200
+/// deep when run) by depth of composition.
 fn depth(dir: &Path) -> Result<Vec<Row>> {
-    let host = HostInfo { hostname: "bench".into(), deploy_root: dir.to_path_buf(), ..HostInfo::default() };
     let mut rows = Vec::new();
     let mut previous: Option<Duration> = None;
     for n in [10, 100, 1_000, 10_000] {
         let module = dir.join(format!("depth-{n}"));
         std::fs::create_dir_all(&module)?;
         std::fs::write(module.join("main.mcl"), depth_program(n))?;
+        let loaded =
+            lang::load(&module).map_err(|e| anyhow::anyhow!(lang::render_all(&e.diagnostics, &e.map)))?;
         let mut times = Vec::new();
         for _ in 0..5 {
-            let loaded =
-                lang::load(&module).map_err(|e| anyhow::anyhow!(lang::render_all(&e.diagnostics, &e.map)))?;
             let t0 = Instant::now();
-            lang::compile(&loaded, &host).map_err(|e| anyhow::anyhow!(lang::render_all(&e, &loaded.map)))?;
+            let resolved = lang::scope::resolve(&loaded)
+                .map_err(|e| anyhow::anyhow!(lang::render_all(&e, &loaded.map)))?;
+            lang::infer::check(&loaded, &resolved)
+                .map_err(|e| anyhow::anyhow!(lang::render_all(&e, &loaded.map)))?;
             times.push(t0.elapsed());
         }
         let p50 = stats(&times).p50;
         let growth = previous.map_or(String::new(), |p| {
             format!(" ({:.1}x the depth before)", p50.as_secs_f64() / p.as_secs_f64())
         });
-        rows.push(info("depth", format!("compile, depth {n} (p50)"), format!("{}{growth}", ms(p50))));
+        rows.push(info(
+            "depth",
+            format!("scope + types, composition depth {n} (p50)"),
+            format!("{}{growth}", ms(p50)),
+        ));
         previous = Some(p50);
     }
     Ok(rows)
