@@ -57,7 +57,7 @@ mod tests {
     }
 
     #[test]
-    fn long_chains_of_binds_and_functions_compile_on_a_small_stack() {
+    fn long_chains_of_binds_lambdas_and_funcs_compile_on_a_small_stack() {
         let n = 20_000;
         let mut text = String::from("import \"fmt\"\n$x0 = 1\n");
         for i in 1..n {
@@ -78,6 +78,16 @@ mod tests {
             "$list = $f{}([1])\nprint \"q\" {{\n\tmsg => fmt.printf(\"%d\", len($list)),\n}}",
             n - 1
         );
+        let errors = compile_on_a_small_stack(text).unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("capture functions more than 200 deep")), "{errors:?}");
+
+        // The same for generic `func` statements, composed, used at two types.
+        let mut text = String::from("func f0($x) {\n\t[$x]\n}\n");
+        for i in 1..n {
+            let _ = writeln!(text, "func f{i}($x) {{\n\tf{}($x)\n}}", i - 1);
+        }
+        let _ = writeln!(text, "$ints = f{}(1)\n$strs = f{}(\"a\")", n - 1, n - 1);
+        text.push_str("print \"p\" {\n\tmsg => $strs[0],\n}\n");
         let errors = compile_on_a_small_stack(text).unwrap_err();
         assert!(errors.iter().any(|e| e.contains("capture functions more than 200 deep")), "{errors:?}");
     }

@@ -542,20 +542,25 @@ impl<'c, 'a> Builder<'c, 'a> {
     }
 
     fn materialize(&mut self, layer: usize, key: Key) -> Built {
-        if matches!(self.layers[layer].slots.get(&key), Some(Slot::Bind(_))) {
+        if matches!(self.layers[layer].slots.get(&key), Some(Slot::Bind(_) | Slot::Func(..))) {
             self.build_bind_deps(layer, key)?;
         }
         self.materialize_one(layer, key)
     }
 
-    /// Builds, leaves first and without recursion, the binds not built yet that the bind
-    /// `key` uses (through any chain of binds), so building it never recurses through a long
-    /// chain of binds: a program of 100,000 binds in a row must not overflow the stack.
+    /// Builds, leaves first and without recursion, the binds and functions not built yet that
+    /// the bind or function `key` uses (through any chain of them), so building it never
+    /// recurses through a long chain: a program of 100,000 binds or functions in a row must
+    /// not overflow the stack.
     fn build_bind_deps(&mut self, layer: usize, key: Key) -> Result<(), Box<Diagnostic>> {
         let mut stack = vec![(layer, key, false)];
         let mut seen = std::collections::HashSet::from([(layer, key)]);
         while let Some((at, bind, expanded)) = stack.pop() {
-            let Some(&Slot::Bind(expr)) = self.layers[at].slots.get(&bind) else { continue };
+            let expr = match self.layers[at].slots.get(&bind) {
+                Some(&Slot::Bind(expr)) => expr,
+                Some(&Slot::Func(func, _)) => &*func.body,
+                _ => continue,
+            };
             if expanded {
                 if (at, bind) != (layer, key) {
                     self.materialize_one(at, bind)?;
@@ -566,10 +571,14 @@ impl<'c, 'a> Builder<'c, 'a> {
             let mut uses = Vec::new();
             names_used(expr, &mut uses);
             for span in uses {
-                if let Some(Def::Bind { name, .. }) = self.cx.resolution.get(span) {
-                    let dep = Key::Bind(name.span);
-                    // A bind behind a proxy or outside a template is built where it is.
-                    if let Found::Layer(dep_layer) = self.find_from(at, dep, name.span.file)
+                let dep = match self.cx.resolution.get(span) {
+                    Some(Def::Bind { name, .. }) => Some((Key::Bind(name.span), name.span.file)),
+                    Some(Def::Func { name, .. }) => Some((Key::Func(name.span), name.span.file)),
+                    _ => None,
+                };
+                if let Some((dep, file)) = dep {
+                    // A definition behind a proxy or outside a template is built where it is.
+                    if let Found::Layer(dep_layer) = self.find_from(at, dep, file)
                         && seen.insert((dep_layer, dep))
                     {
                         stack.push((dep_layer, dep, false));
@@ -741,7 +750,8 @@ fn builtin_sig(builtin: &Builtin) -> Type {
     funcs::fixed_type(builtin).cloned().unwrap_or(Type::Variant)
 }
 
-/// The spans of every name an expression uses, lambda bodies included (their uses of outer
+/// The spans of every name an expression uses (variables and functions called by name),
+/// lambda bodies included (their uses of outer
 /// binds become captures, built in the outer layer).
 fn names_used(expr: &Expr, out: &mut Vec<Span>) {
     let mut walk = |e: &Expr| names_used(e, out);
@@ -765,7 +775,7 @@ fn names_used(expr: &Expr, out: &mut Vec<Span>) {
             match callee {
                 Callee::Var(ident) => out.push(ident.span),
                 Callee::Lambda(lambda) => names_used(lambda, out),
-                Callee::Name(_) => {}
+                Callee::Name(ident) => out.push(ident.span),
             }
             args.iter().for_each(|a| names_used(a, out));
         }
