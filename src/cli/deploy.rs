@@ -38,16 +38,7 @@ pub struct YamlArgs {
     /// The graph file (its path in the repository), or a directory holding graph.yaml.
     pub file: PathBuf,
     #[command(flatten)]
-    pub source: SourceArgs,
-    /// Deploy even if the live deploy already runs this commit and bundle.
-    #[arg(long)]
-    pub force: bool,
-    #[command(flatten)]
-    pub keep: KeepArg,
-    /// Build the bundle and check its graph as agents would, print what would be published,
-    /// and stop: nothing is written and etcd is not contacted (no --seeds needed).
-    #[arg(long)]
-    pub check: bool,
+    pub flags: PublishFlags,
 }
 
 /// `deploy lang`'s arguments: those of `deploy yaml`, for a program.
@@ -57,14 +48,22 @@ pub struct LangArgs {
     /// main.mcl, or the entry its metadata.yaml names).
     pub path: PathBuf,
     #[command(flatten)]
+    pub flags: PublishFlags,
+}
+
+/// The flags of every subcommand that builds and publishes a bundle (`yaml`, `lang`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct PublishFlags {
+    #[command(flatten)]
     pub source: SourceArgs,
     /// Deploy even if the live deploy already runs this commit and bundle.
     #[arg(long)]
     pub force: bool,
     #[command(flatten)]
     pub keep: KeepArg,
-    /// Build the bundle and compile its program as agents would (for this host), print what
-    /// would be published, and stop: nothing is written and etcd is not contacted.
+    /// Build the bundle and check it as agents would (its graph, or its program compiled for
+    /// this host), print what would be published, and stop: nothing is written and etcd is
+    /// not contacted (no --seeds needed).
     #[arg(long)]
     pub check: bool,
 }
@@ -81,21 +80,16 @@ pub enum Kind {
 struct Publish {
     kind: Kind,
     path: PathBuf,
-    source: SourceArgs,
-    force: bool,
-    keep: KeepArg,
-    check: bool,
+    flags: PublishFlags,
 }
 
 impl Publish {
     fn yaml(y: &YamlArgs) -> Publish {
-        let YamlArgs { file, source, force, keep, check } = y.clone();
-        Publish { kind: Kind::Yaml, path: file, source, force, keep, check }
+        Publish { kind: Kind::Yaml, path: y.file.clone(), flags: y.flags.clone() }
     }
 
     fn lang(l: &LangArgs) -> Publish {
-        let LangArgs { path, source, force, keep, check } = l.clone();
-        Publish { kind: Kind::Lang, path, source, force, keep, check }
+        Publish { kind: Kind::Lang, path: l.path.clone(), flags: l.flags.clone() }
     }
 }
 
@@ -177,17 +171,11 @@ impl FlagsBefore {
         }
         Ok(match command {
             DeployCommand::Yaml(mut y) => {
-                self.merge_source(&mut y.source)?;
-                y.force |= self.force;
-                y.check |= self.check;
-                y.keep.keep = y.keep.keep.or(self.keep);
+                self.merge_publish(&mut y.flags)?;
                 DeployCommand::Yaml(y)
             }
             DeployCommand::Lang(mut l) => {
-                self.merge_source(&mut l.source)?;
-                l.force |= self.force;
-                l.check |= self.check;
-                l.keep.keep = l.keep.keep.or(self.keep);
+                self.merge_publish(&mut l.flags)?;
                 DeployCommand::Lang(l)
             }
             DeployCommand::Diff(mut d) => {
@@ -202,6 +190,14 @@ impl FlagsBefore {
             }
             other => other,
         })
+    }
+
+    fn merge_publish(&self, flags: &mut PublishFlags) -> Result<()> {
+        self.merge_source(&mut flags.source)?;
+        flags.force |= self.force;
+        flags.check |= self.check;
+        flags.keep.keep = flags.keep.keep.or(self.keep);
+        Ok(())
     }
 
     fn merge_source(&self, source: &mut SourceArgs) -> Result<()> {
@@ -268,8 +264,8 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
 }
 
 async fn publish(args: &DeployArgs, keys: &DeployKeys, y: &Publish) -> Result<u8> {
-    if y.check {
-        let built = build_as(y.kind, &y.path, y.source.no_git, y.source.commit.as_deref())?;
+    if y.flags.check {
+        let built = build_as(y.kind, &y.path, y.flags.source.no_git, y.flags.source.commit.as_deref())?;
         let spec = check(&built.manifest, &built.contents)?;
         print_checked(&built, &spec);
         return Ok(0);
@@ -312,7 +308,7 @@ async fn publish(args: &DeployArgs, keys: &DeployKeys, y: &Publish) -> Result<u8
         reason: None,
     };
     let records = head.as_ref().map_or(0, |h| h.intact);
-    let guard = store::AppendGuard { force: y.force, blobs_at: Some(up.read_at), head };
+    let guard = store::AppendGuard { force: y.flags.force, blobs_at: Some(up.read_at), head };
     let restore = async |c: &mut Client| {
         let (restored, read_at) = blobs::ensure_bundle(c, keys, &built).await?;
         if restored > 0 {
@@ -345,7 +341,7 @@ async fn publish(args: &DeployArgs, keys: &DeployKeys, y: &Publish) -> Result<u8
         up.present + up.repaired,
         r.id
     );
-    Ok(after_publish(&mut c, keys, y.keep.get(), records + 1, r.id).await)
+    Ok(after_publish(&mut c, keys, y.flags.keep.get(), records + 1, r.id).await)
 }
 
 /// Where a bundle is taken to be unpacked while it is checked: the check depends on which
@@ -393,7 +389,8 @@ async fn live_blobs(c: &mut Client, keys: &DeployKeys) -> (blobs::Trusted, Optio
 /// while connecting to etcd. A build or check error comes first, without waiting for etcd:
 /// nothing is published that agents would refuse.
 async fn build_and_connect(args: &DeployArgs, y: &Publish) -> Result<(Built, Client)> {
-    let (kind, file, no_git, commit) = (y.kind, y.path.clone(), y.source.no_git, y.source.commit.clone());
+    let (kind, file, no_git, commit) =
+        (y.kind, y.path.clone(), y.flags.source.no_git, y.flags.source.commit.clone());
     let mut building = tokio::task::spawn_blocking(move || -> Result<Built> {
         let built = build_as(kind, &file, no_git, commit.as_deref())?;
         check(&built.manifest, &built.contents)?;
@@ -683,9 +680,12 @@ mod tests {
         else {
             panic!("not yaml")
         };
-        assert_eq!((y.source.commit.as_deref(), y.keep.get(), y.force), (Some("v1"), 3, true));
+        assert_eq!(
+            (y.flags.source.commit.as_deref(), y.flags.keep.get(), y.flags.force),
+            (Some("v1"), 3, true)
+        );
         let Ok(DeployCommand::Yaml(y)) = merged(&["mgmt", "deploy", "yaml", "g"]) else { panic!("not yaml") };
-        assert_eq!((y.source.commit, y.keep.get(), y.force), (None, DEFAULT_KEEP, false));
+        assert_eq!((y.flags.source.commit, y.flags.keep.get(), y.flags.force), (None, DEFAULT_KEEP, false));
         let Ok(DeployCommand::Diff(d)) = merged(&["mgmt", "deploy", "--no-git", "diff", "g"]) else {
             panic!("not diff")
         };
@@ -695,7 +695,7 @@ mod tests {
         else {
             panic!("not lang")
         };
-        assert!(l.source.no_git && l.check && l.force && l.keep.get() == 4);
+        assert!(l.flags.source.no_git && l.flags.check && l.flags.force && l.flags.keep.get() == 4);
         assert_eq!(l.path, PathBuf::from("app/"));
         let Ok(DeployCommand::Rollback(r)) = merged(&["mgmt", "deploy", "--keep", "2", "rollback"]) else {
             panic!("not rollback")

@@ -143,14 +143,7 @@ fn internal(span: Span, message: impl Into<String>) -> Box<Diagnostic> {
 impl<'c, 'a> Builder<'c, 'a> {
     /// The builder of the whole program: one layer per file, its definitions registered.
     pub fn program(cx: &'c Ctx<'a>) -> Self {
-        let mut b = Builder {
-            cx,
-            graph: Graph::new(),
-            layers: Vec::new(),
-            cur: 0,
-            units: HashMap::new(),
-            captures: None,
-        };
+        let mut b = Self::empty(cx, None);
         for unit in &cx.module.units {
             let layer = b.new_layer(None, 0);
             b.units.insert(unit.file, layer);
@@ -161,17 +154,14 @@ impl<'c, 'a> Builder<'c, 'a> {
         b
     }
 
+    /// A builder with no layers yet; a template's collects its captures.
+    fn empty(cx: &'c Ctx<'a>, captures: Option<Vec<(Capture<'a>, NodeId)>>) -> Self {
+        Builder { cx, graph: Graph::new(), layers: Vec::new(), cur: 0, units: HashMap::new(), captures }
+    }
+
     /// The builder of a template used where `self` is now.
     fn template(&self) -> Self {
-        let cx = self.cx;
-        let mut b = Builder {
-            cx,
-            graph: Graph::new(),
-            layers: Vec::new(),
-            cur: 0,
-            units: HashMap::new(),
-            captures: Some(Vec::new()),
-        };
+        let mut b = Self::empty(self.cx, Some(Vec::new()));
         b.new_layer(None, self.instance());
         b
     }
