@@ -258,6 +258,38 @@ fn deploy_lang_is_run_by_agents_with_the_modules_files() {
     wait_content(&all, &out.join("b.conf"), "1\n");
 }
 
+/// One deployed program, a graph per host: each agent evaluates it with its own `$hostname`.
+#[test]
+fn a_deployed_program_gives_each_host_its_own_graph() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let out = t.path("out");
+    fs::create_dir_all(t.path("app")).unwrap();
+    let program = format!(
+        "if $hostname == \"web1\" {{\n\tfile \"{o}/web1-role\" {{\n\t\tcontent => \"web\\n\",\n\t}}\n}} else {{\n\tfile \"{o}/${{hostname}}-role\" {{\n\t\tcontent => \"other\\n\",\n\t}}\n}}\n",
+        o = out.display()
+    );
+    fs::write(t.path("app/main.mcl"), program).unwrap();
+    let agents: Vec<Agent> = ["web1", "db1"]
+        .iter()
+        .map(|h| Agent::spawn(&t, &["run", "--seeds", &e.url, "--hostname", h, "--tmp-prefix", "empty"]))
+        .collect();
+    for a in &agents {
+        a.wait_log("running graph `empty`");
+    }
+    assert_eq!(deployed(&run_deploy(&e, t.root(), &["--no-git", "lang", "app"])), 1);
+    let all: Vec<&Agent> = agents.iter().collect();
+    wait_content(&all, &out.join("web1-role"), "web\n");
+    wait_content(&all, &out.join("db1-role"), "other\n");
+    for a in &agents {
+        cluster::wait("both agents to run deploy 1", &all, || a.count("running deploy 1") > 0);
+    }
+    assert_eq!(read(out.join("web1-role")).as_deref(), Some("web\n"), "web1's file is web1's branch");
+    let names: Vec<String> =
+        fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 2, "each host applies only its own branch: {names:?}");
+}
+
 #[test]
 fn deploy_diff_compares_a_programs_files_and_graph() {
     let t = TestDir::new();
