@@ -9,7 +9,9 @@
 //! nothing decides is an error. A `func` statement is typed once and generalized: each use gets fresh
 //! copies of its generic variables (upstream copies the function per call site, to the same
 //! effect). A class body is typed once per `include`, as upstream copies it per include; each
-//! include is an [`Instance`], and types inside a class are found per instance.
+//! include is an [`Instance`], and types inside a class are found per instance. Includes of
+//! one class whose arguments have the same known types, in the same instance, share one
+//! instance: typing the body again would add the same constraints.
 
 mod deferred;
 mod errors;
@@ -118,6 +120,9 @@ struct Scheme {
     deferred: Vec<Deferred>,
 }
 
+/// A class, the instance it is included in, and its arguments' types, all known.
+type ClassShape = (Span, Instance, Vec<Type>);
+
 struct InstanceInfo {
     class: Option<Span>,
     parent: Option<Instance>,
@@ -142,6 +147,8 @@ struct Checker<'r> {
     funcs: HashMap<(Instance, Span), Scheme>,
     includes: HashMap<(Instance, Span), Instance>,
     class_instances: HashMap<Span, Vec<Instance>>,
+    /// The instance typed for each class, enclosing instance and argument types.
+    typed_classes: HashMap<ClassShape, Instance>,
     /// The classes being typed, innermost last: a class that includes itself never ends.
     including: Vec<Span>,
     /// The include statements being typed, innermost last, named in errors inside classes.
@@ -176,6 +183,7 @@ impl<'r> Checker<'r> {
             funcs: HashMap::new(),
             includes: HashMap::new(),
             class_instances: HashMap::new(),
+            typed_classes: HashMap::new(),
             including: Vec::new(),
             include_sites: Vec::new(),
             deferred: Vec::new(),
