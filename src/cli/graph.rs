@@ -108,8 +108,10 @@ pub fn render(name: &str, graph: &Graph, format: Format) -> Result<String> {
 
 /// A graph's vertices and edges in print order: vertices by kind then name; edges by their
 /// ends, one per pair of ends (notify if any edge between them notifies).
-struct View {
-    vertices: Vec<(ResId, serde_json::Value)>,
+struct View<'g> {
+    graph: &'g Graph,
+    /// Each vertex's id and its index in the graph: params are rendered only for `json`.
+    vertices: Vec<(ResId, usize)>,
     edges: Vec<(ResId, ResId, bool)>,
 }
 
@@ -133,29 +135,36 @@ struct JsonEdge {
     notify: bool,
 }
 
-impl View {
-    fn of(graph: &Graph) -> View {
-        let mut vertices: Vec<_> = graph.vertices.iter().map(|v| (v.id(), v.to_json())).collect();
+impl<'g> View<'g> {
+    fn of(graph: &'g Graph) -> View<'g> {
+        let mut vertices: Vec<_> = graph.vertices.iter().enumerate().map(|(i, v)| (v.id(), i)).collect();
         vertices.sort_by(|a, b| a.0.cmp(&b.0));
         let mut edges: std::collections::BTreeMap<(ResId, ResId), bool> = Default::default();
         for e in &graph.edges {
             let ends = (graph.vertices[e.from].id(), graph.vertices[e.to].id());
             *edges.entry(ends).or_default() |= e.notify;
         }
-        View { vertices, edges: edges.into_iter().map(|((from, to), notify)| (from, to, notify)).collect() }
+        let edges = edges.into_iter().map(|((from, to), notify)| (from, to, notify)).collect();
+        View { graph, vertices, edges }
     }
 
     fn text(&self) -> String {
-        let vertices = self.vertices.iter().map(|(id, _)| format!("{id}\n"));
-        let edges = self.edges.iter().map(|(from, to, _)| format!("{from} -> {to}\n"));
-        vertices.chain(edges).collect()
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for (id, _) in &self.vertices {
+            let _ = writeln!(out, "{id}");
+        }
+        for (from, to, _) in &self.edges {
+            let _ = writeln!(out, "{from} -> {to}");
+        }
+        out
     }
 
     fn json(&self) -> JsonGraph {
-        let vertices = self.vertices.iter().map(|(id, params)| JsonVertex {
+        let vertices = self.vertices.iter().map(|(id, index)| JsonVertex {
             kind: id.kind.clone(),
             name: id.name.clone(),
-            params: params.clone(),
+            params: self.graph.vertices[*index].to_json(),
         });
         let edges = self.edges.iter().map(|(from, to, notify)| JsonEdge {
             from: from.to_string(),

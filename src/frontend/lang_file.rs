@@ -70,13 +70,27 @@ fn parent_of(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"))
 }
 
-/// A program compiled: its graph, and what tells this version from another.
+/// A program compiled: its graph, its sources, and what to watch.
 pub struct Compiled {
     pub spec: GraphSpec,
-    /// The sources and the graph, as text: a version with the running one's is not swapped
-    /// in again.
-    pub text: String,
+    /// The program's sources as one text, the first part of [`Compiled::text`].
+    sources: String,
     pub watch: WatchSet,
+}
+
+impl Compiled {
+    /// The sources and the graph, as text: a version with the running one's is not swapped
+    /// in again. Made only when asked, as it renders the whole graph.
+    pub fn text(&self) -> String {
+        let spec = &self.spec;
+        let mut text = self.sources.clone();
+        text.push_str(&format!("--- graph {}\n", spec.name));
+        for r in &spec.resources {
+            text.push_str(&format!("{} {}\n", r.id(), r.to_json()));
+        }
+        text.push_str(&format!("{:?}\n{:?}\n{:?}\n", spec.edges, spec.exports, spec.collect));
+        text
+    }
 }
 
 /// A program that does not compile, and what to watch from now on when it was read at all.
@@ -99,31 +113,26 @@ pub fn compile_at(path: &Path, hostname: &str, deploy_id: u64) -> Result<Compile
     };
     let watch = WatchSet::of(&module);
     match lang::compile(&module, &host) {
-        Ok(spec) => Ok(Compiled { text: fingerprint(&module, &spec), spec, watch }),
+        Ok(spec) => Ok(Compiled { sources: sources_of(&module), spec, watch }),
         Err(diagnostics) => {
             Err(Failed { error: ProgramError::new(&diagnostics, &module.map), watch: Some(watch) })
         }
     }
 }
 
-/// The sources of a program and the graph they gave, as one text.
-fn fingerprint(module: &Module, spec: &GraphSpec) -> String {
+/// The sources of a program as one text.
+fn sources_of(module: &Module) -> String {
     let mut text = format!("files {}\n", module.files_dir);
     for unit in &module.units {
         text.push_str(&format!("--- {}\n{}\n", unit.path.display(), module.map.text(unit.file)));
     }
-    text.push_str(&format!("--- graph {}\n", spec.name));
-    for r in &spec.resources {
-        text.push_str(&format!("{} {}\n", r.id(), r.to_json()));
-    }
-    text.push_str(&format!("{:?}\n{:?}\n{:?}\n", spec.edges, spec.exports, spec.collect));
     text
 }
 
 /// What tells a load's outcome from another: the program and its graph, or its errors.
 fn text_of(compiled: &Result<Compiled, Failed>) -> String {
     match compiled {
-        Ok(c) => c.text.clone(),
+        Ok(c) => c.text(),
         Err(f) => format!("error\n{}", f.error.rendered),
     }
 }
@@ -209,14 +218,24 @@ impl LangFile {
 
     /// The version a load gives, or `None` when it is the one yielded last.
     fn version_of(&mut self, compiled: Result<Compiled, Failed>) -> Option<Result<SpecVersion, SpecError>> {
-        (self.last.as_ref() != Some(&text_of(&compiled))).then(|| self.yielded(compiled))
+        let text = text_of(&compiled);
+        (self.last.as_ref() != Some(&text)).then(|| self.remember(compiled, text))
     }
 
     /// The version a load gives, remembered as the last yielded.
     fn yielded(&mut self, compiled: Result<Compiled, Failed>) -> Result<SpecVersion, SpecError> {
-        self.last = Some(text_of(&compiled));
+        let text = text_of(&compiled);
+        self.remember(compiled, text)
+    }
+
+    fn remember(
+        &mut self,
+        compiled: Result<Compiled, Failed>,
+        text: String,
+    ) -> Result<SpecVersion, SpecError> {
+        self.last = Some(text.clone());
         match compiled {
-            Ok(c) => Ok(SpecVersion { spec: c.spec, text: c.text }),
+            Ok(c) => Ok(SpecVersion { spec: c.spec, text }),
             Err(f) => Err(SpecError::Program(f.error)),
         }
     }

@@ -121,6 +121,9 @@ enum Found {
     Nowhere,
 }
 
+/// A template and the nodes, in the builder that uses it, of what it captures.
+type Captured = (Arc<Template>, Vec<NodeId>);
+
 /// A build fails on what earlier stages should have refused; boxed, as it is the rare path.
 type Built<T = NodeId> = Result<T, Box<Diagnostic>>;
 
@@ -134,6 +137,9 @@ pub struct Builder<'c, 'a> {
     /// In a template's builder: what it uses from outside, with the source node standing
     /// for it.
     captures: Option<Vec<(Capture<'a>, NodeId)>>,
+    /// The templates of class bodies included here without `as`, by class, typing instance
+    /// and the layer of the include, with the nodes of what they capture.
+    class_templates: HashMap<(Span, u32, usize), Captured>,
 }
 
 fn internal(span: Span, message: impl Into<String>) -> Box<Diagnostic> {
@@ -156,7 +162,15 @@ impl<'c, 'a> Builder<'c, 'a> {
 
     /// A builder with no layers yet; a template's collects its captures.
     fn empty(cx: &'c Ctx<'a>, captures: Option<Vec<(Capture<'a>, NodeId)>>) -> Self {
-        Builder { cx, graph: Graph::new(), layers: Vec::new(), cur: 0, units: HashMap::new(), captures }
+        Builder {
+            cx,
+            graph: Graph::new(),
+            layers: Vec::new(),
+            cur: 0,
+            units: HashMap::new(),
+            captures,
+            class_templates: HashMap::new(),
+        }
     }
 
     /// The builder of a template used where `self` is now.
@@ -340,7 +354,7 @@ impl<'c, 'a> Builder<'c, 'a> {
         child: Builder<'c, 'a>,
         mut params: Vec<NodeId>,
         out: NodeId,
-    ) -> Built<(Arc<Template>, Vec<NodeId>)> {
+    ) -> Built<Captured> {
         let captures = child.captures.unwrap_or_default();
         let mut inputs = Vec::new();
         for (capture, node) in captures {
@@ -373,6 +387,9 @@ impl<'c, 'a> Builder<'c, 'a> {
             None => self.class_home(class.span),
         };
         let typed = self.cx.typing.included(self.instance(), stmt.span).unwrap_or(self.instance());
+        if !named && self.encloses(home) {
+            return self.include_template(class, typed, args);
+        }
         let instance = self.new_layer(Some(home), typed);
         for (param, arg) in params.iter().zip(args) {
             self.layers[instance].slots.insert(Key::Param(param.span), Slot::Node(arg));
@@ -390,6 +407,52 @@ impl<'c, 'a> Builder<'c, 'a> {
         let out = self.outputs(&body.stmts);
         self.cur = saved;
         out
+    }
+
+    /// Whether `layer` is the current one or around it.
+    fn encloses(&self, layer: usize) -> bool {
+        let mut at = Some(self.cur);
+        while let Some(here) = at {
+            if here == layer {
+                return true;
+            }
+            at = self.layers[here].parent;
+        }
+        false
+    }
+
+    /// An include without `as`, of a class declared around it: nothing outside reads the
+    /// instance, so its body is a template of its params and captures, as a function's body
+    /// is, built once for every include here of the class typed alike.
+    fn include_template(&mut self, class: &'a Stmt, typed: u32, args: Vec<NodeId>) -> Built {
+        let key = (class.span, typed, self.cur);
+        let (template, captured) = match self.class_templates.get(&key) {
+            Some(built) => built.clone(),
+            None => {
+                let StmtKind::Class { params, body, .. } = &class.kind else {
+                    return Err(internal(class.span, "an include of something that is not a class"));
+                };
+                let mut child = Self::empty(self.cx, Some(Vec::new()));
+                child.new_layer(None, typed);
+                let mut sources = Vec::new();
+                for param in params.as_deref().unwrap_or_default() {
+                    let node = child.graph.source();
+                    child.layers[0].slots.insert(Key::Param(param.span), Slot::Node(node));
+                    sources.push(node);
+                }
+                for inner in self.cx.resolution.beside.get(&class.span).into_iter().flatten() {
+                    child.layers[0].classes.insert(inner.span, inner);
+                }
+                child.register(&body.stmts);
+                let out = child.outputs(&body.stmts)?;
+                let built = self.finish_template(child, sources, out)?;
+                self.class_templates.insert(key, built.clone());
+                built
+            }
+        };
+        let mut inputs = args;
+        inputs.extend(captured);
+        Ok(self.add(stmts::Include { body: template }, inputs))
     }
 
     /// The layer of the class instance the include at `include` made, for a class nested in

@@ -42,7 +42,9 @@ pub type Outcome = Result<Data, Fail>;
 /// What statements produce: resources and edges, each with the place that wrote it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Output {
-    pub resources: Vec<ResOut>,
+    /// Shared: a block's output is gathered into its statement's, and that into the
+    /// program's, without copying each resource again.
+    pub resources: Vec<Arc<ResOut>>,
     pub edges: Vec<EdgeOut>,
 }
 

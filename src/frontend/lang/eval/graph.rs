@@ -6,7 +6,8 @@
 //! after all of its inputs, once per round. A node whose new value equals its old one stops
 //! the propagation there.
 
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use super::data::{Data, Fail, Outcome};
@@ -40,7 +41,9 @@ struct Node {
 #[derive(Clone, Default)]
 pub struct Graph {
     nodes: Vec<Node>,
-    dirty: BTreeSet<NodeId>,
+    /// The nodes to recompute, smallest id first, each once: `queued` says which are in.
+    dirty: BinaryHeap<Reverse<NodeId>>,
+    queued: Vec<bool>,
     /// How many computations [`Graph::run`] has done, in all.
     computed: usize,
 }
@@ -65,7 +68,7 @@ impl Graph {
     /// A node computing `op` over `inputs`, which must already be in the graph.
     pub fn add(&mut self, op: Arc<dyn Op>, inputs: Vec<NodeId>) -> NodeId {
         let id = self.push(Kind::Computed(op), inputs);
-        self.dirty.insert(id);
+        self.mark(id);
         id
     }
 
@@ -76,7 +79,21 @@ impl Graph {
             self.nodes[input].dependents.push(id);
         }
         self.nodes.push(Node { kind, inputs, dependents: Vec::new(), value: None });
+        self.queued.push(false);
         id
+    }
+
+    fn mark(&mut self, id: NodeId) {
+        if !self.queued[id] {
+            self.queued[id] = true;
+            self.dirty.push(Reverse(id));
+        }
+    }
+
+    fn mark_dependents(&mut self, id: NodeId) {
+        for k in 0..self.nodes[id].dependents.len() {
+            self.mark(self.nodes[id].dependents[k]);
+        }
     }
 
     /// Gives a source node a new value; its dependents recompute at the next [`Graph::run`].
@@ -85,13 +102,14 @@ impl Graph {
         assert!(matches!(node.kind, Kind::Source), "only a source node is set from outside");
         if node.value.as_ref() != Some(&value) {
             node.value = Some(value);
-            self.dirty.extend(node.dependents.iter().copied());
+            self.mark_dependents(id);
         }
     }
 
     /// Recomputes every dirty node, in topological order, and what their changes reach.
     pub fn run(&mut self) {
-        while let Some(id) = self.dirty.pop_first() {
+        while let Some(Reverse(id)) = self.dirty.pop() {
+            self.queued[id] = false;
             let Kind::Computed(op) = &self.nodes[id].kind else { continue };
             let inputs: Option<Vec<&Outcome>> =
                 self.nodes[id].inputs.iter().map(|&i| self.nodes[i].value.as_ref()).collect();
@@ -101,7 +119,7 @@ impl Graph {
             let node = &mut self.nodes[id];
             if node.value.as_ref() != Some(&value) {
                 node.value = Some(value);
-                self.dirty.extend(node.dependents.iter().copied());
+                self.mark_dependents(id);
             }
         }
     }

@@ -82,6 +82,19 @@ impl Op for Loop {
     }
 }
 
+/// An include of a class body built as a template: its inputs are the arguments, then the
+/// captures. Arguments pass as they are, errors included: the body uses them where it
+/// uses them, as an inline body would.
+pub struct Include {
+    pub body: Arc<Template>,
+}
+
+impl Op for Include {
+    fn compute(&self, inputs: &[&Outcome]) -> Outcome {
+        self.body.instantiate(inputs.iter().map(|input| (*input).clone()).collect())
+    }
+}
+
 /// What one input of a [`ResourceOp`] is.
 #[derive(Clone)]
 pub enum EntryKind {
@@ -158,7 +171,7 @@ impl Op for ResourceOp {
                     output.edges.push(internal_edge(*property, (&self.kind, &name), (kind, target), *span));
                 }
             }
-            output.resources.push(ResOut { name, ..template.clone() });
+            output.resources.push(Arc::new(ResOut { name, ..template.clone() }));
         }
         out(output)
     }

@@ -335,7 +335,12 @@ impl<'r> Checker<'r> {
         if !self.errors.is_empty() {
             return Err(dedup(self.errors));
         }
-        let mut types = Types { includes: std::mem::take(&mut self.includes), ..Types::default() };
+        let mut types = Types {
+            includes: std::mem::take(&mut self.includes),
+            exprs: HashMap::with_capacity(self.exprs.len()),
+            calls: HashMap::with_capacity(self.calls.len()),
+            ..Types::default()
+        };
         for (key, ty) in std::mem::take(&mut self.exprs) {
             let ty = self.unifier.resolve(&ty);
             types.any_expr.entry(key.1).or_insert_with(|| ty.clone());
