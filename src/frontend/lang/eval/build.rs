@@ -1,9 +1,10 @@
 //! From the syntax tree to the function graph. Each block instance (a file, a class
 //! included, an `if` branch) is a [`Layer`] holding its binds, functions and classes; a
 //! bind becomes a node when first used, once per instance, so a bind used by many is one
-//! node they share. A function's body and a loop's body are built into [`Template`]s of
-//! their own: what they use from outside becomes a capture, an input of the node that uses
-//! the template, so a change outside reaches them as a change of that input.
+//! node they share. A function's body, a loop's body and the body of a class included
+//! without `as` are built into [`Template`]s of their own: what they use from outside
+//! becomes a capture, an input of the node that uses the template, so a change outside
+//! reaches them as a change of that input.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -341,14 +341,19 @@ impl<'r> Checker<'r> {
             calls: HashMap::with_capacity(self.calls.len()),
             ..Types::default()
         };
+        // A span outside classes is typed in the root instance, found there first.
         for (key, ty) in std::mem::take(&mut self.exprs) {
             let ty = self.unifier.resolve(&ty);
-            types.any_expr.entry(key.1).or_insert_with(|| ty.clone());
+            if key.0 != ROOT {
+                types.any_expr.entry(key.1).or_insert_with(|| ty.clone());
+            }
             types.exprs.insert(key, ty);
         }
         for (key, ty) in std::mem::take(&mut self.calls) {
             let ty = self.unifier.resolve(&ty);
-            types.any_call.entry(key.1).or_insert_with(|| ty.clone());
+            if key.0 != ROOT {
+                types.any_call.entry(key.1).or_insert_with(|| ty.clone());
+            }
             types.calls.insert(key, ty);
         }
         Ok(types)
