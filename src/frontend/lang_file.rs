@@ -19,7 +19,10 @@ use tokio::sync::Notify;
 
 use super::GraphSpec;
 use super::graph_file::watched_paths;
+use super::lang::eval::Evaluation;
+use super::lang::eval::streams::Streams;
 use super::lang::{self, HostInfo, Module};
+use super::lang_streams::Watchers;
 use super::source::{ProgramError, SpecError, SpecSender, SpecSource, SpecVersion};
 use crate::os::fswatch::{FsWatcher, Scope, Subscription};
 
@@ -70,27 +73,10 @@ fn parent_of(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"))
 }
 
-/// A program compiled: its graph, its sources, and what to watch.
+/// A program compiled once: its graph, and what it read.
 pub struct Compiled {
     pub spec: GraphSpec,
-    /// The program's sources as one text, the first part of [`Compiled::text`].
-    sources: String,
     pub watch: WatchSet,
-}
-
-impl Compiled {
-    /// The sources and the graph, as text: a version with the running one's is not swapped
-    /// in again. Made only when asked, as it renders the whole graph.
-    pub fn text(&self) -> String {
-        let spec = &self.spec;
-        let mut text = self.sources.clone();
-        text.push_str(&format!("--- graph {}\n", spec.name));
-        for r in &spec.resources {
-            text.push_str(&format!("{} {}\n", r.id(), r.to_json()));
-        }
-        text.push_str(&format!("{:?}\n{:?}\n{:?}\n", spec.edges, spec.exports, spec.collect));
-        text
-    }
 }
 
 /// A program that does not compile, and what to watch from now on when it was read at all.
@@ -113,7 +99,7 @@ pub fn compile_at(path: &Path, hostname: &str, deploy_id: u64) -> Result<Compile
     };
     let watch = WatchSet::of(&module);
     match lang::compile(&module, &host) {
-        Ok(spec) => Ok(Compiled { sources: sources_of(&module), spec, watch }),
+        Ok(spec) => Ok(Compiled { spec, watch }),
         Err(diagnostics) => {
             Err(Failed { error: ProgramError::new(&diagnostics, &module.map), watch: Some(watch) })
         }
@@ -127,14 +113,6 @@ fn sources_of(module: &Module) -> String {
         text.push_str(&format!("--- {}\n{}\n", unit.path.display(), module.map.text(unit.file)));
     }
     text
-}
-
-/// What tells a load's outcome from another: the program and its graph, or its errors.
-fn text_of(compiled: &Result<Compiled, Failed>) -> String {
-    match compiled {
-        Ok(c) => c.text(),
-        Err(f) => format!("error\n{}", f.error.rendered),
-    }
 }
 
 /// The program watched, from before its first load (see [`LangFile::watch`]).
@@ -178,17 +156,27 @@ impl Watch {
     }
 }
 
-/// An mcl program: where it is, the host it is compiled for, and the version it last
-/// yielded.
+/// An mcl program: where it is, the host it is compiled for, the running program, and the
+/// version it last yielded.
 pub struct LangFile {
     path: PathBuf,
     name: String,
     hostname: String,
-    /// The text of the last version yielded: its [`Compiled::text`], or its errors.
+    /// The least time between two evaluations for changed values.
+    interval: Duration,
+    /// The program running: the last that compiled.
+    live: Option<Box<Live>>,
+    /// What tells the last version yielded from the next: its errors, or its sources and
+    /// the evaluation it was.
     last: Option<String>,
+    /// How many good versions were yielded: each evaluation's text is its own.
+    evaluations: u64,
     /// What the first load asked to watch, for [`LangFile::follow`].
     first_watch: Option<WatchSet>,
 }
+
+/// The default of [`LangFile::with_interval`]: at most 100 evaluations a second.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(10);
 
 impl LangFile {
     pub fn new(path: &Path, hostname: &str) -> LangFile {
@@ -196,9 +184,19 @@ impl LangFile {
             path: path.to_path_buf(),
             name: path.display().to_string(),
             hostname: hostname.to_string(),
+            interval: DEFAULT_INTERVAL,
+            live: None,
             last: None,
+            evaluations: 0,
             first_watch: None,
         }
+    }
+
+    /// Evaluates for changed values at most once per `interval`: a burst of changes is one
+    /// evaluation of the newest values, `interval` after the one before.
+    pub fn with_interval(mut self, interval: Duration) -> LangFile {
+        self.interval = interval;
+        self
     }
 
     /// The program as given, for messages and the host status.
@@ -206,37 +204,52 @@ impl LangFile {
         &self.name
     }
 
-    /// Load and compile the program now (blocking: for the start, before anything runs).
+    /// Load and compile the program now (blocking: for the start, before anything runs). A
+    /// program waiting for a changing value's first value starts with an empty graph.
     pub fn load(&mut self) -> Result<SpecVersion, SpecError> {
-        let compiled = compile_at(&self.path, &self.hostname, 0);
-        self.first_watch = match &compiled {
-            Ok(c) => Some(c.watch.clone()),
-            Err(f) => f.watch.clone(),
+        let loaded = Live::load(&self.path, &self.hostname).map(|mut live| {
+            let step = live.step();
+            (live, step)
+        });
+        let (live, step) = match loaded {
+            Ok(loaded) => loaded,
+            Err(f) => {
+                self.first_watch = f.watch;
+                self.last = Some(error_text(&f.error));
+                return Err(SpecError::Program(f.error));
+            }
         };
-        self.yielded(compiled)
+        self.first_watch = Some(live.watch.clone());
+        let name = live.spec_name();
+        self.live = Some(Box::new(live));
+        self.yielded(step.map(|spec| spec.unwrap_or_else(|| GraphSpec { name, ..GraphSpec::default() })))
     }
 
-    /// The version a load gives, or `None` when it is the one yielded last.
-    fn version_of(&mut self, compiled: Result<Compiled, Failed>) -> Option<Result<SpecVersion, SpecError>> {
-        let text = text_of(&compiled);
-        (self.last.as_ref() != Some(&text)).then(|| self.remember(compiled, text))
+    /// The version an evaluation gives: `None` when there is nothing new to yield (no new
+    /// graph, or the errors yielded last).
+    fn version_of(&mut self, step: Step) -> Option<Result<SpecVersion, SpecError>> {
+        match step {
+            Ok(None) => None,
+            Err(error) if self.last.as_ref() == Some(&error_text(&error)) => None,
+            Ok(Some(spec)) => Some(self.yielded(Ok(spec))),
+            Err(error) => Some(self.yielded(Err(error))),
+        }
     }
 
-    /// The version a load gives, remembered as the last yielded.
-    fn yielded(&mut self, compiled: Result<Compiled, Failed>) -> Result<SpecVersion, SpecError> {
-        let text = text_of(&compiled);
-        self.remember(compiled, text)
-    }
-
-    fn remember(
-        &mut self,
-        compiled: Result<Compiled, Failed>,
-        text: String,
-    ) -> Result<SpecVersion, SpecError> {
-        self.last = Some(text.clone());
-        match compiled {
-            Ok(c) => Ok(SpecVersion { spec: c.spec, text }),
-            Err(f) => Err(SpecError::Program(f.error)),
+    /// The version yielded for a graph or errors, remembered as the last.
+    fn yielded(&mut self, step: Result<GraphSpec, ProgramError>) -> Result<SpecVersion, SpecError> {
+        match step {
+            Ok(spec) => {
+                self.evaluations += 1;
+                let sources = self.live.as_ref().map(|l| l.sources.as_str()).unwrap_or_default();
+                let text = format!("{sources}--- evaluation {}\n", self.evaluations);
+                self.last = Some(text.clone());
+                Ok(SpecVersion { spec, text })
+            }
+            Err(error) => {
+                self.last = Some(error_text(&error));
+                Err(SpecError::Program(error))
+            }
         }
     }
 
@@ -251,36 +264,152 @@ impl LangFile {
         watch
     }
 
-    /// Yield each later version of the program, as `watch` sees its files change.
+    /// Yield each later version of the program, as `watch` sees its files change, and as
+    /// the values it reads change.
     pub fn follow(mut self, mut watch: Watch) -> SpecSource {
         SpecSource::spawn(self.name.clone(), |tx| async move {
             if let Some(set) = self.first_watch.take() {
                 watch.follow(set).await;
             }
-            self.yield_edits(watch, tx).await
+            self.yield_changes(watch, tx).await
         })
     }
 
-    async fn yield_edits(mut self, mut watch: Watch, tx: SpecSender) {
+    async fn yield_changes(mut self, mut watch: Watch, tx: SpecSender) {
+        let mut watchers: Option<Watchers> = None;
+        let mut last_evaluation = tokio::time::Instant::now();
         loop {
-            watch.next_change().await;
-            let (path, hostname) = (self.path.clone(), self.hostname.clone());
-            let Ok(compiled) = tokio::task::spawn_blocking(move || compile_at(&path, &hostname, 0)).await
-            else {
-                continue;
-            };
-            let set = match &compiled {
-                Ok(c) => Some(c.watch.clone()),
-                Err(f) => f.watch.clone(),
-            };
-            if let Some(set) = set {
-                watch.follow(set).await;
+            if let Some(live) = &self.live {
+                let w = watchers.get_or_insert_with(|| {
+                    Watchers::new(live.streams.clone(), watch.fs.clone(), live.host.clone())
+                });
+                w.reconcile();
             }
-            let Some(version) = self.version_of(compiled) else { continue };
+            let streams = self.live.as_ref().map(|l| l.streams.clone());
+            let version = tokio::select! {
+                _ = watch.next_change() => {
+                    let Some((version, set, replaced)) = self.recompile().await else { continue };
+                    if replaced {
+                        watchers = None;
+                    }
+                    if let Some(set) = set {
+                        watch.follow(set).await;
+                    }
+                    version
+                }
+                _ = value_changed(streams) => {
+                    tokio::time::sleep_until(last_evaluation + self.interval).await;
+                    last_evaluation = tokio::time::Instant::now();
+                    self.reevaluate().await
+                }
+            };
+            let Some(version) = version else { continue };
             if tx.send(version).await.is_err() {
                 return;
             }
         }
+    }
+
+    /// Loads and compiles the program again after an edit: its version, what to watch, and
+    /// whether the running program was replaced (a program that fails keeps the last).
+    async fn recompile(&mut self) -> Option<(Option<Result<SpecVersion, SpecError>>, Option<WatchSet>, bool)> {
+        let (path, hostname) = (self.path.clone(), self.hostname.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            Live::load(&path, &hostname).map(|mut live| {
+                let step = live.step();
+                (live, step)
+            })
+        })
+        .await
+        .ok()?;
+        Some(match loaded {
+            // The same sources: the running program, whose changing values are watched, goes on.
+            Ok((live, _)) if self.live.as_ref().is_some_and(|running| running.sources == live.sources) => {
+                (None, Some(live.watch.clone()), false)
+            }
+            Ok((live, step)) => {
+                let set = Some(live.watch.clone());
+                self.live = Some(Box::new(live));
+                (self.version_of(step), set, true)
+            }
+            Err(f) => (self.version_of(Err(f.error)), f.watch, false),
+        })
+    }
+
+    /// Runs the program again for the values that changed.
+    async fn reevaluate(&mut self) -> Option<Result<SpecVersion, SpecError>> {
+        let mut live = self.live.take()?;
+        let (live, step) = tokio::task::spawn_blocking(move || {
+            let step = live.step();
+            (live, step)
+        })
+        .await
+        .ok()?;
+        self.live = Some(live);
+        self.version_of(step)
+    }
+}
+
+/// Waits for a changing value of the running program to change (forever without one).
+async fn value_changed(streams: Option<Arc<Streams>>) {
+    match streams {
+        Some(streams) => streams.changed.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn error_text(error: &ProgramError) -> String {
+    format!("error\n{}", error.rendered)
+}
+
+/// What an evaluation gives: a new graph, nothing new, or the program's errors.
+type Step = Result<Option<GraphSpec>, ProgramError>;
+
+/// A program running: its module, its function graph, its changing values, and what to
+/// watch of its files.
+struct Live {
+    module: Module,
+    evaluation: Evaluation,
+    streams: Arc<Streams>,
+    host: Arc<HostInfo>,
+    sources: String,
+    watch: WatchSet,
+}
+
+impl Live {
+    /// Loads and compiles the program at `path` for `hostname`, to run (blocking).
+    fn load(path: &Path, hostname: &str) -> Result<Live, Failed> {
+        let module = lang::load(path)
+            .map_err(|e| Failed { error: ProgramError::new(&e.diagnostics, &e.map), watch: None })?;
+        let host = Arc::new(HostInfo {
+            hostname: hostname.to_string(),
+            deploy_root: module.root.clone(),
+            files_dir: module.files_dir.clone(),
+            deploy_id: 0,
+        });
+        let watch = WatchSet::of(&module);
+        let streams = Streams::new();
+        match lang::compile::compile_live(&module, &host, streams.clone()) {
+            Ok(evaluation) => {
+                let sources = sources_of(&module);
+                Ok(Live { module, evaluation, streams, host, sources, watch })
+            }
+            Err(diagnostics) => {
+                Err(Failed { error: ProgramError::new(&diagnostics, &module.map), watch: Some(watch) })
+            }
+        }
+    }
+
+    /// Runs what changed since the last step.
+    fn step(&mut self) -> Step {
+        if !self.evaluation.run() {
+            return Ok(None);
+        }
+        self.evaluation.spec(&self.module).map_err(|d| ProgramError::new(&d, &self.module.map))
+    }
+
+    fn spec_name(&self) -> String {
+        self.module.units[0].path.file_stem().map_or_else(|| "mcl".into(), |s| s.to_string_lossy().into_owned())
     }
 }
 
@@ -304,9 +433,10 @@ mod tests {
         std::fs::write(&path, "$x = \n").unwrap();
         let mut f = LangFile::new(&path, "h");
         assert!(matches!(f.load(), Err(SpecError::Program(_))));
-        assert!(f.version_of(compile_at(&path, "h", 0)).is_none());
+        let failed = |path: &Path| Err(Live::load(path, "h").err().expect("fails").error);
+        assert!(f.version_of(failed(&path)).is_none());
         std::fs::write(&path, "$x = )\n").unwrap();
-        let again = f.version_of(compile_at(&path, "h", 0));
+        let again = f.version_of(failed(&path));
         assert!(matches!(again, Some(Err(SpecError::Program(_)))));
     }
 

@@ -9,6 +9,7 @@ pub mod check;
 pub mod graph_file;
 pub mod lang;
 pub mod lang_file;
+pub mod lang_streams;
 pub mod registry;
 pub mod source;
 pub mod yaml;

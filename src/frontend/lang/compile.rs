@@ -3,7 +3,10 @@
 //! program with an error is applied.
 
 use super::diagnostic::Diagnostic;
-use super::eval::{self, Typing};
+use std::sync::Arc;
+
+use super::eval::streams::Streams;
+use super::eval::{self, Evaluation, Typing};
 use super::funcs::HostInfo;
 use super::infer::{self, Types};
 use super::module::Module;
@@ -17,6 +20,18 @@ pub fn compile(module: &Module, host: &HostInfo) -> Result<GraphSpec, Vec<Diagno
     let resolution = scope::resolve(module)?;
     let types = infer::check(module, &resolution)?;
     eval::evaluate(module, &resolution, &types, host)
+}
+
+/// Compiles a loaded program to run: its function graph, not run yet, whose changing
+/// functions read their values in `streams`.
+pub fn compile_live(
+    module: &Module,
+    host: &HostInfo,
+    streams: Arc<Streams>,
+) -> Result<Evaluation, Vec<Diagnostic>> {
+    let resolution = scope::resolve(module)?;
+    let types = infer::check(module, &resolution)?;
+    Evaluation::build(module, &resolution, &types, host, Some(streams))
 }
 
 /// Evaluation asks inference for the types of calls, per instance of a class body.

@@ -23,6 +23,7 @@ use super::data::Data;
 use super::graph::{Graph, NodeId, Op, Template};
 use super::ops;
 use super::stmts;
+use super::streams::Streams;
 
 /// What every builder of one program shares.
 pub struct Ctx<'a> {
@@ -30,6 +31,9 @@ pub struct Ctx<'a> {
     pub resolution: &'a Resolution<'a>,
     pub typing: &'a dyn Typing,
     pub host: Arc<HostInfo>,
+    /// A running program's changing values; `None` when it is evaluated once, and each
+    /// changing function is called once.
+    pub streams: Option<Arc<Streams>>,
 }
 
 /// What type inference solved, as far as evaluation asks: a polymorphic core function
@@ -772,6 +776,11 @@ impl<'c, 'a> Builder<'c, 'a> {
         let instance = self.instance();
         let solved = typed_at.iter().find_map(|at| self.cx.typing.call_type(instance, *at));
         let sig = solved.unwrap_or_else(|| builtin_sig(builtin));
+        if let (Some(changes), Some(streams)) = (builtin.changes, &self.cx.streams) {
+            let streams = streams.clone();
+            let op = ops::CallChanging { builtin, changes, sig, host: self.cx.host.clone(), span, streams };
+            return self.add(op, inputs);
+        }
         let op = ops::CallBuiltin { builtin, sig, host: self.cx.host.clone(), span };
         self.add(op, inputs)
     }

@@ -24,11 +24,26 @@ pub struct Fail {
     pub calls: Vec<Span>,
     /// Errors of other statements of the program, independent of this one, reported with it.
     pub others: Vec<Fail>,
+    /// Not an error: a changing value not known yet (a command that printed nothing), which
+    /// the program waits for. Never caught.
+    pub pending: bool,
 }
 
 impl Fail {
     pub fn at(span: Span, message: impl Into<String>) -> Self {
-        Fail { span, message: message.into(), catchable: true, calls: Vec::new(), others: Vec::new() }
+        Fail {
+            span,
+            message: message.into(),
+            catchable: true,
+            calls: Vec::new(),
+            others: Vec::new(),
+            pending: false,
+        }
+    }
+
+    /// A value the program waits for, read at `span`.
+    pub fn pending(span: Span, message: impl Into<String>) -> Self {
+        Fail { catchable: false, pending: true, ..Fail::at(span, message) }
     }
 
     /// A broken promise of an earlier stage (a type the checker let through).

@@ -19,6 +19,24 @@ pub type NodeId = usize;
 /// Ops own what they need: a graph (and a [`Template`] holding one) outlives the syntax tree.
 pub trait Op: Send + Sync {
     fn compute(&self, inputs: &[&Outcome]) -> Outcome;
+
+    /// Whether the value can change with nothing of the graph changing (the content of a
+    /// file, the time): such a node is never computed ahead in a [`Template`], and is
+    /// recomputed when [`Graph::touch`]ed.
+    fn volatile(&self) -> bool {
+        false
+    }
+}
+
+thread_local! {
+    /// The node of the live graph being computed, on this thread: what a volatile value
+    /// read anywhere below it (in a loop's body, a function called) is recorded against.
+    static COMPUTING: std::cell::Cell<Option<NodeId>> = const { std::cell::Cell::new(None) };
+}
+
+/// The node of the live (outermost) graph whose computation is under way on this thread.
+pub fn computing() -> Option<NodeId> {
+    COMPUTING.with(|c| c.get())
 }
 
 #[derive(Clone)]
@@ -41,6 +59,11 @@ struct Node {
 #[derive(Clone, Default)]
 pub struct Graph {
     nodes: Vec<Node>,
+    /// A template's own graph: its volatile nodes wait for an instance (`deferred`).
+    prototype: bool,
+    deferred: Vec<NodeId>,
+    /// The nodes the last [`Graph::run`] computed.
+    computed_last: Vec<NodeId>,
     /// The nodes to recompute, smallest id first, each once: `queued` says which are in.
     dirty: BinaryHeap<Reverse<NodeId>>,
     queued: Vec<bool>,
@@ -106,15 +129,41 @@ impl Graph {
         }
     }
 
+    /// Marks a node to be recomputed at the next [`Graph::run`], its inputs unchanged: a
+    /// volatile value it read changed.
+    pub fn touch(&mut self, id: NodeId) {
+        if id < self.nodes.len() {
+            self.mark(id);
+        }
+    }
+
+    /// The nodes the last [`Graph::run`] computed.
+    pub fn computed_last(&self) -> &[NodeId] {
+        &self.computed_last
+    }
+
     /// Recomputes every dirty node, in topological order, and what their changes reach.
     pub fn run(&mut self) {
+        self.computed_last.clear();
+        let outermost = computing().is_none() && !self.prototype;
         while let Some(Reverse(id)) = self.dirty.pop() {
             self.queued[id] = false;
             let Kind::Computed(op) = &self.nodes[id].kind else { continue };
+            if self.prototype && op.volatile() {
+                self.deferred.push(id);
+                continue;
+            }
             let inputs: Option<Vec<&Outcome>> =
                 self.nodes[id].inputs.iter().map(|&i| self.nodes[i].value.as_ref()).collect();
             let Some(inputs) = inputs else { continue };
+            if outermost {
+                COMPUTING.with(|c| c.set(Some(id)));
+            }
             let value = op.compute(&inputs);
+            if outermost {
+                COMPUTING.with(|c| c.set(None));
+                self.computed_last.push(id);
+            }
             self.computed += 1;
             let node = &mut self.nodes[id];
             if node.value.as_ref() != Some(&value) {
@@ -147,6 +196,7 @@ pub struct Template {
 
 impl Template {
     pub fn new(mut graph: Graph, params: Vec<NodeId>, output: NodeId) -> Self {
+        graph.prototype = true;
         graph.run();
         Template { graph, params, output }
     }
@@ -158,6 +208,10 @@ impl Template {
     /// The output for these arguments (one per param, in order).
     pub fn instantiate(&self, args: Vec<Outcome>) -> Outcome {
         let mut graph = self.graph.clone();
+        graph.prototype = false;
+        for id in std::mem::take(&mut graph.deferred) {
+            graph.mark(id);
+        }
         for (&param, arg) in self.params.iter().zip(args) {
             graph.set(param, arg);
         }

@@ -26,6 +26,7 @@ mod graph;
 mod ops;
 mod spec;
 mod stmts;
+pub mod streams;
 
 #[cfg(test)]
 mod corpus_tests;
@@ -38,31 +39,81 @@ use super::module::Module;
 use super::scope::Resolution;
 use crate::frontend::GraphSpec;
 pub use build::{Typing, Untyped};
+use graph::{Graph, NodeId};
+use streams::Streams;
 
-/// Builds and runs the program's function graph, and makes a spec of its output.
+/// Builds and runs the program's function graph once, and makes a spec of its output. Each
+/// function whose value changes over time is called once.
 pub fn evaluate(
     module: &Module,
     resolution: &Resolution<'_>,
     typing: &dyn Typing,
     host: &HostInfo,
 ) -> Result<GraphSpec, Vec<Diagnostic>> {
-    let cx = build::Ctx { module, resolution, typing, host: Arc::new(host.clone()) };
-    let mut builder = build::Builder::program(&cx);
-    let root = builder.entry().map_err(|d| vec![*d])?;
-    let mut graph = std::mem::take(&mut builder.graph);
-    graph.run();
-    let output = match graph.value(root) {
-        Some(Ok(data)) => data.out().map_err(|f| vec![runtime(module, f)])?.clone(),
-        Some(Err(fail)) => {
-            let mut fail = fail.clone();
-            let others = std::mem::take(&mut fail.others);
-            return Err(std::iter::once(fail).chain(others).map(|f| runtime(module, f)).collect());
+    let mut evaluation = Evaluation::build(module, resolution, typing, host, None)?;
+    evaluation.run();
+    match evaluation.spec(module)? {
+        Some(spec) => Ok(spec),
+        None => Err(vec![runtime(module, data::Fail::internal("the program was left without output"))]),
+    }
+}
+
+/// A program's function graph, kept to be run again as its changing values change.
+pub struct Evaluation {
+    graph: Graph,
+    root: NodeId,
+    streams: Option<Arc<Streams>>,
+}
+
+impl Evaluation {
+    /// The function graph of a resolved, typed program, not run yet. With `streams`, the
+    /// functions that change read their values there ([`streams`]).
+    pub fn build(
+        module: &Module,
+        resolution: &Resolution<'_>,
+        typing: &dyn Typing,
+        host: &HostInfo,
+        streams: Option<Arc<Streams>>,
+    ) -> Result<Evaluation, Vec<Diagnostic>> {
+        let cx = build::Ctx { module, resolution, typing, host: Arc::new(host.clone()), streams: streams.clone() };
+        let mut builder = build::Builder::program(&cx);
+        let root = builder.entry().map_err(|d| vec![*d])?;
+        Ok(Evaluation { graph: std::mem::take(&mut builder.graph), root, streams })
+    }
+
+    /// Computes what changed: every node the first time, then the nodes that read a
+    /// changing value that changed, and what their new values reach. Whether the program's
+    /// output changed.
+    pub fn run(&mut self) -> bool {
+        if let Some(streams) = &self.streams {
+            for node in streams.take_changed() {
+                self.graph.touch(node);
+            }
         }
-        None => {
-            return Err(vec![runtime(module, data::Fail::internal("the program was left without output"))]);
+        self.graph.run();
+        if let Some(streams) = &self.streams {
+            streams.settle(self.graph.computed_last());
         }
-    };
-    spec::to_spec(&output, &module.map, &graph_name(module))
+        self.graph.computed_last().contains(&self.root)
+    }
+
+    /// The spec of the output; `None` while a changing value is not known yet.
+    pub fn spec(&self, module: &Module) -> Result<Option<GraphSpec>, Vec<Diagnostic>> {
+        let output = match self.graph.value(self.root) {
+            Some(Ok(data)) => data.out().map_err(|f| vec![runtime(module, f)])?.clone(),
+            Some(Err(fail)) => {
+                let mut fail = fail.clone();
+                let others = std::mem::take(&mut fail.others);
+                let failed: Vec<_> = std::iter::once(fail).chain(others).filter(|f| !f.pending).collect();
+                if failed.is_empty() {
+                    return Ok(None);
+                }
+                return Err(failed.into_iter().map(|f| runtime(module, f)).collect());
+            }
+            None => return Ok(None),
+        };
+        spec::to_spec(&output, &module.map, &graph_name(module)).map(Some)
+    }
 }
 
 fn runtime(module: &Module, fail: data::Fail) -> Diagnostic {

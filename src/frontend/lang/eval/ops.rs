@@ -4,12 +4,13 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use super::super::funcs::{Builtin, CallCtx, HostInfo};
+use super::super::funcs::{Builtin, CallCtx, Changes, HostInfo};
 use super::super::span::Span;
 use super::super::types::Type;
 use super::super::value::{CallError, Callable, FuncVal, Val};
 use super::data::{Data, Fail, Outcome, vals};
 use super::graph::{Op, Template};
+use super::streams::Streams;
 
 fn val(v: Val) -> Outcome {
     Ok(Data::Val(v))
@@ -28,6 +29,33 @@ impl Op for CallBuiltin {
         let args = vals(inputs)?.into_iter().cloned().collect();
         let ctx = CallCtx { sig: &self.sig, host: &self.host };
         (self.builtin.call)(&ctx, args).map(Data::Val).map_err(|e| call_fail(self.span, self.builtin, e))
+    }
+}
+
+/// A call of a function whose value changes over time, in a running program: its value
+/// is the one its watcher last saw ([`Streams`]); while unknown, the program waits.
+pub struct CallChanging {
+    pub builtin: &'static Builtin,
+    pub changes: Changes,
+    pub sig: Type,
+    pub host: Arc<HostInfo>,
+    pub span: Span,
+    pub streams: Arc<Streams>,
+}
+
+impl Op for CallChanging {
+    fn compute(&self, inputs: &[&Outcome]) -> Outcome {
+        let args = vals(inputs)?.into_iter().cloned().collect();
+        let ctx = CallCtx { sig: &self.sig, host: &self.host };
+        match self.streams.read(self.builtin, self.changes, args, &ctx) {
+            Some(Ok(value)) => Ok(Data::Val(value)),
+            Some(Err(e)) => Err(call_fail(self.span, self.builtin, CallError(e))),
+            None => Err(Fail::pending(self.span, format!("waiting for the first value of `{:?}`", self.builtin))),
+        }
+    }
+
+    fn volatile(&self) -> bool {
+        true
     }
 }
 

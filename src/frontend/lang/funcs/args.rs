@@ -23,7 +23,7 @@ pub const fn fixed(
     call: CallFn,
     doc: &'static str,
 ) -> Builtin {
-    Builtin { module, name, sig, infer: None, call, doc }
+    Builtin { module, name, sig, infer: None, call, doc, changes: None }
 }
 
 /// A function whose type is decided at each call by `infer`.
@@ -35,7 +35,7 @@ pub const fn poly(
     call: CallFn,
     doc: &'static str,
 ) -> Builtin {
-    Builtin { module, name, sig, infer: Some(infer), call, doc }
+    Builtin { module, name, sig, infer: Some(infer), call, doc, changes: None }
 }
 
 /// Fails unless exactly `n` arguments were given.

@@ -5,7 +5,7 @@
 use super::super::value::{CallError, Val};
 use super::args::{arity, fixed, str_at};
 use super::files::{in_root, read_text};
-use super::{Builtin, CallCtx};
+use super::{Builtin, CallCtx, Changes, HostInfo};
 
 const M: &str = "deploy";
 
@@ -24,22 +24,30 @@ pub const FUNCS: &[Builtin] = &[
         directory,
         "the local path of a directory of the deploy (written `/files/`)",
     ),
-    fixed(M, "file_exists", "func(str) bool", file_exists, "whether the deploy has the file"),
+    fixed(M, "file_exists", "func(str) bool", file_exists, "whether the deploy has the file")
+        .changing(Changes::File(deploy_path)),
     fixed(
         M,
         "readfile",
         "func(str) str",
         readfile,
         "the text of a file of this module, by its path in the module (`/files/x`)",
-    ),
+    )
+    .changing(Changes::File(deploy_path)),
     fixed(
         M,
         "readfileabs",
         "func(str) str",
         readfile,
         "the text of a file of the deploy, by its path from the deploy's root",
-    ),
+    )
+    .changing(Changes::File(deploy_path)),
 ];
+
+/// The file a call with these arguments reads: below the deploy's root.
+fn deploy_path(host: &HostInfo, args: &[Val]) -> Option<std::path::PathBuf> {
+    in_root(&host.deploy_root, str_at(args, 0).ok()?).ok()
+}
 
 fn abspath(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
     arity(&args, 1)?;

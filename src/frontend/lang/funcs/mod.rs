@@ -42,7 +42,7 @@ mod strings;
 mod sys;
 mod template;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod unavailable;
 
 pub use func_value::func_value;
@@ -62,6 +62,29 @@ pub struct Builtin {
     pub call: fn(&CallCtx, Vec<Val>) -> Result<Val, CallError>,
     /// One line for `docs/lang.md`.
     pub doc: &'static str,
+    /// How its value changes over time in a running program; `None`: it never does.
+    pub changes: Option<Changes>,
+}
+
+/// How a function's value changes while the program runs: what its watcher follows. A
+/// program compiled once (`mgmt graph`, a deploy's check) calls it once.
+#[derive(Clone, Copy, Debug)]
+pub enum Changes {
+    /// The call again, when the file the function finds from its arguments changes
+    /// (written, created, removed).
+    File(fn(&HostInfo, &[Val]) -> Option<std::path::PathBuf>),
+    /// The call again, every this many seconds, on the second.
+    Tick(u64),
+    /// Each line the shell command (the first argument) prints; unknown until the first.
+    Lines,
+}
+
+impl Builtin {
+    /// The function, whose value changes as `changes` says.
+    pub const fn changing(mut self, changes: Changes) -> Builtin {
+        self.changes = Some(changes);
+        self
+    }
 }
 
 impl std::fmt::Debug for Builtin {

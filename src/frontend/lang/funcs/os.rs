@@ -6,7 +6,7 @@ use std::path::Path;
 use super::super::value::{CallError, Val};
 use super::args::{arity, fixed, native, str_list};
 use super::files::read_text;
-use super::{Builtin, CallCtx};
+use super::{Builtin, CallCtx, Changes, HostInfo};
 
 const M: &str = "os";
 
@@ -26,7 +26,8 @@ pub const FUNCS: &[Builtin] = &[
         family,
         "the distribution's family: redhat, debian, archlinux, or empty",
     ),
-    fixed(M, "file_exists", "func(str) bool", file_exists, "whether the path exists on this host"),
+    fixed(M, "file_exists", "func(str) bool", file_exists, "whether the path exists on this host")
+        .changing(Changes::File(path_arg)),
     fixed(M, "home", "func(str) str", home, "the user's home directory, with a trailing slash"),
     fixed(
         M,
@@ -38,10 +39,72 @@ pub const FUNCS: &[Builtin] = &[
     fixed(M, "is_family_debian", "func() bool", is_debian, "whether the host is of the debian family"),
     fixed(M, "is_family_redhat", "func() bool", is_redhat, "whether the host is of the redhat family"),
     fixed(M, "modinfo_loaded", "func(str) bool", modinfo_loaded, "whether the kernel module is loaded"),
-    fixed(M, "readfile", "func(str) str", readfile, "the text of the file (an error when it is missing)"),
+    fixed(M, "readfile", "func(str) str", readfile, "the text of the file (an error when it is missing)")
+        .changing(Changes::File(path_arg)),
+    fixed(
+        M,
+        "system",
+        "func(str) str",
+        system,
+        "each line the shell command prints, as it prints it (once: its last line)",
+    )
+    .changing(Changes::Lines),
     fixed(M, "uid", "func(str) str", uid, "the user's uid, as text"),
     fixed(M, "user_exists", "func(str) bool", user_exists, "whether the user exists"),
 ];
+
+/// The file a call reads: its first argument.
+fn path_arg(_: &HostInfo, args: &[Val]) -> Option<std::path::PathBuf> {
+    match args.first() {
+        Some(Val::Str(path)) if !path.is_empty() && !path.contains('\0') => Some(path.into()),
+        _ => None,
+    }
+}
+
+/// How long a program evaluated once waits for `os.system`'s command to end.
+const SYSTEM_ONCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Evaluated once, `os.system` runs the command to its end and is the last line it printed;
+/// a running program follows each line instead (its watcher).
+fn system(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
+    arity(&args, 1)?;
+    let command = super::args::str_at(&args, 0)?;
+    let output = run_with_timeout(command, SYSTEM_ONCE_TIMEOUT)?;
+    let text = String::from_utf8_lossy(&output);
+    Ok(Val::Str(text.lines().last().unwrap_or("").to_string()))
+}
+
+fn run_with_timeout(command: &str, timeout: std::time::Duration) -> Result<Vec<u8>, CallError> {
+    use std::io::Read;
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", command])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| CallError(format!("cannot run `sh -c {command:?}`: {e}")))?;
+    let stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        if let Some(stdout) = stdout {
+            let _ = stdout.take(super::args::MAX_FILE).read_to_end(&mut out);
+        }
+        out
+    });
+    let started = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() < timeout => std::thread::sleep(std::time::Duration::from_millis(5)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(CallError(format!("`{command}` did not end within {}s", timeout.as_secs())));
+            }
+        }
+    }
+    reader.join().map_err(|_| CallError::new("reading the command's output failed"))
+}
 
 fn args(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
     arity(&args, 0)?;
