@@ -262,11 +262,17 @@ pub enum Frontend {
     },
     /// Run the cluster's newest deploy and each later one (needs --seeds).
     Empty,
-    /// An mcl program (docs/lang.md); edits to any of its files are swapped in live.
+    /// An mcl program (docs/lang.md); edits to any of its files are swapped in live, and so
+    /// is each new graph its changing values (files it reads, the time, commands) give.
     Lang {
         /// The program: a .mcl file, or a module directory (its main.mcl, or the entry its
         /// metadata.yaml names).
         path: PathBuf,
+        /// The least time between two evaluations for changed values: a value that changes
+        /// without pause is evaluated at most 1000/MS times a second, always ending on its
+        /// newest value.
+        #[arg(long, value_name = "MS", default_value_t = 10)]
+        coalesce_ms: u64,
     },
 }
 
@@ -524,7 +530,10 @@ mod tests {
             let Command::Run(a) = parse(line).unwrap().command else { panic!("{line}") };
             assert!(a.noop && a.no_watch && a.tmp_prefix, "{line}");
             assert_eq!(a.hostname.as_deref(), Some("h1"), "{line}");
-            assert!(matches!(&a.frontend, Frontend::Lang { path } if path.as_os_str() == "app/"), "{line}");
+            assert!(
+                matches!(&a.frontend, Frontend::Lang { path, .. } if path.as_os_str() == "app/"),
+                "{line}"
+            );
         }
     }
 

@@ -36,7 +36,9 @@ impl Input {
     fn new(frontend: &Frontend, file: Option<&std::path::Path>, hostname: &str) -> Result<Option<Input>> {
         Ok(match (frontend, file) {
             (Frontend::Yaml { .. }, Some(file)) => Some(Input::Yaml(YamlFile::new(file)?)),
-            (Frontend::Lang { path }, _) => Some(Input::Lang(LangFile::new(path, hostname))),
+            (Frontend::Lang { path, coalesce_ms }, _) => Some(Input::Lang(
+                LangFile::new(path, hostname).with_interval(std::time::Duration::from_millis(*coalesce_ms)),
+            )),
             _ => None,
         })
     }

@@ -312,7 +312,9 @@ impl LangFile {
 
     /// Loads and compiles the program again after an edit: its version, what to watch, and
     /// whether the running program was replaced (a program that fails keeps the last).
-    async fn recompile(&mut self) -> Option<(Option<Result<SpecVersion, SpecError>>, Option<WatchSet>, bool)> {
+    async fn recompile(
+        &mut self,
+    ) -> Option<(Option<Result<SpecVersion, SpecError>>, Option<WatchSet>, bool)> {
         let (path, hostname) = (self.path.clone(), self.hostname.clone());
         let loaded = tokio::task::spawn_blocking(move || {
             Live::load(&path, &hostname).map(|mut live| {
@@ -409,7 +411,10 @@ impl Live {
     }
 
     fn spec_name(&self) -> String {
-        self.module.units[0].path.file_stem().map_or_else(|| "mcl".into(), |s| s.to_string_lossy().into_owned())
+        self.module.units[0]
+            .path
+            .file_stem()
+            .map_or_else(|| "mcl".into(), |s| s.to_string_lossy().into_owned())
     }
 }
 

@@ -81,7 +81,8 @@ impl Watchers {
                     let Some(path) = path else { return };
                     let changed = Arc::new(Notify::new());
                     let wake = changed.clone();
-                    let _sub: Subscription = fs.subscribe_settled(path, Arc::new(move || wake.notify_one())).await;
+                    let _sub: Subscription =
+                        fs.subscribe_settled(path, Arc::new(move || wake.notify_one())).await;
                     loop {
                         call_again(&streams, &watched, &host).await;
                         changed.notified().await;
@@ -102,7 +103,8 @@ impl Watchers {
 /// The function called again with its arguments, off the runtime's threads (it may read a
 /// file), and its value set.
 async fn call_again(streams: &Arc<Streams>, watched: &Watched, host: &Arc<HostInfo>) {
-    let (call, args, sig, host) = (watched.builtin.call, watched.args.clone(), watched.sig.clone(), host.clone());
+    let (call, args, sig, host) =
+        (watched.builtin.call, watched.args.clone(), watched.sig.clone(), host.clone());
     let value = tokio::task::spawn_blocking(move || call(&CallCtx { sig: &sig, host: &host }, args)).await;
     if let Ok(value) = value {
         streams.set(&watched.key, value.map_err(|e| e.0));
@@ -162,7 +164,10 @@ async fn follow_lines(streams: &Arc<Streams>, watched: &Watched) {
 }
 
 /// One line into `line`, at most [`MAX_LINE`] bytes of it kept; the bytes read.
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, line: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+) -> std::io::Result<usize> {
     let mut total = 0;
     loop {
         let buf = reader.fill_buf().await?;

@@ -20,6 +20,7 @@ mod etcd_roles;
 mod graph_cmd;
 mod hooks;
 mod lang_cmd;
+mod lang_reactive;
 mod layers;
 mod package;
 mod run_errors;

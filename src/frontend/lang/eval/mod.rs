@@ -75,7 +75,8 @@ impl Evaluation {
         host: &HostInfo,
         streams: Option<Arc<Streams>>,
     ) -> Result<Evaluation, Vec<Diagnostic>> {
-        let cx = build::Ctx { module, resolution, typing, host: Arc::new(host.clone()), streams: streams.clone() };
+        let cx =
+            build::Ctx { module, resolution, typing, host: Arc::new(host.clone()), streams: streams.clone() };
         let mut builder = build::Builder::program(&cx);
         let root = builder.entry().map_err(|d| vec![*d])?;
         Ok(Evaluation { graph: std::mem::take(&mut builder.graph), root, streams })

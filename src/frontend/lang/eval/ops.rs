@@ -50,7 +50,9 @@ impl Op for CallChanging {
         match self.streams.read(self.builtin, self.changes, args, &ctx) {
             Some(Ok(value)) => Ok(Data::Val(value)),
             Some(Err(e)) => Err(call_fail(self.span, self.builtin, CallError(e))),
-            None => Err(Fail::pending(self.span, format!("waiting for the first value of `{:?}`", self.builtin))),
+            None => {
+                Err(Fail::pending(self.span, format!("waiting for the first value of `{:?}`", self.builtin)))
+            }
         }
     }
 

@@ -79,7 +79,13 @@ impl Streams {
     /// The value of `builtin` at `args`, read by the node being computed. The first read
     /// computes it now (a file read, the time), or leaves it unknown until its watcher
     /// says (a command's first line).
-    pub fn read(&self, builtin: &'static Builtin, changes: Changes, args: Vec<Val>, ctx: &CallCtx) -> Current {
+    pub fn read(
+        &self,
+        builtin: &'static Builtin,
+        changes: Changes,
+        args: Vec<Val>,
+        ctx: &CallCtx,
+    ) -> Current {
         let key = StreamKey::of(builtin, &args);
         let node = graph::computing();
         let mut state = self.state();

@@ -19,9 +19,11 @@ pub const FUNCS: &[Builtin] = &[
         "the time written with a Go layout (`2006-01-02 15:04:05`)",
     ),
     fixed(M, "hour", "func(int) int", hour, "the hour of the day (0 to 23)"),
-    fixed(M, "now", "func() int", now, "the seconds since 1970-01-01 UTC, every second").changing(Changes::Tick(1)),
+    fixed(M, "now", "func() int", now, "the seconds since 1970-01-01 UTC, every second")
+        .changing(Changes::Tick(1)),
     fixed(M, "print", "func(int) str", print, "the time as `2006-01-02 15:04:05 +0000 UTC`"),
-    fixed(M, "str_now", "func() str", str_now, "now, as `print` writes it, every second").changing(Changes::Tick(1)),
+    fixed(M, "str_now", "func() str", str_now, "now, as `print` writes it, every second")
+        .changing(Changes::Tick(1)),
     fixed(M, "weekday", "func(int) str", weekday, "the day of the week in lower case (`monday`)"),
     fixed(M, "weekday_fast", "func() str", weekday_fast, "today's day of the week in lower case")
         .changing(Changes::Tick(60)),

@@ -95,7 +95,9 @@ fn run_with_timeout(command: &str, timeout: std::time::Duration) -> Result<Vec<u
     loop {
         match child.try_wait() {
             Ok(Some(_)) => break,
-            Ok(None) if started.elapsed() < timeout => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Ok(None) if started.elapsed() < timeout => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();

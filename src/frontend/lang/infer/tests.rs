@@ -38,7 +38,15 @@ fn printf(site: &CallSite) -> Result<Option<Type>, String> {
 }
 
 static BUILTINS: &[Builtin] = &[
-    Builtin { module: "", name: "len", sig: "func([]?1) int", infer: None, call: never, doc: "", changes: None },
+    Builtin {
+        module: "",
+        name: "len",
+        sig: "func([]?1) int",
+        infer: None,
+        call: never,
+        doc: "",
+        changes: None,
+    },
     Builtin {
         module: "",
         name: "printf",
@@ -48,8 +56,24 @@ static BUILTINS: &[Builtin] = &[
         doc: "",
         changes: None,
     },
-    Builtin { module: "", name: "first", sig: "func([]?1) ?1", infer: None, call: never, doc: "", changes: None },
-    Builtin { module: "", name: "keys", sig: "func(map{?1: ?2}) []?1", infer: None, call: never, doc: "", changes: None },
+    Builtin {
+        module: "",
+        name: "first",
+        sig: "func([]?1) ?1",
+        infer: None,
+        call: never,
+        doc: "",
+        changes: None,
+    },
+    Builtin {
+        module: "",
+        name: "keys",
+        sig: "func(map{?1: ?2}) []?1",
+        infer: None,
+        call: never,
+        doc: "",
+        changes: None,
+    },
 ];
 
 /// Names to definitions, as scope resolution gives them, for the shapes the tests use.
@@ -445,8 +469,15 @@ fn own_numbering(_: &CallSite) -> Result<Option<Type>, String> {
     Ok(Some(Type::parse("func([]?1) ?1").unwrap()))
 }
 
-static OWN: Builtin =
-    Builtin { module: "", name: "pick", sig: "", infer: Some(own_numbering), call: never, doc: "", changes: None };
+static OWN: Builtin = Builtin {
+    module: "",
+    name: "pick",
+    sig: "",
+    infer: Some(own_numbering),
+    call: never,
+    doc: "",
+    changes: None,
+};
 
 #[test]
 fn a_builtins_own_variables_are_not_the_checkers() {

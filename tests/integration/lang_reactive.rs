@@ -1,0 +1,109 @@
+//! A running mcl program follows the values it reads as they change, through the binary:
+//! a file read with `os.readfile` (from before it exists, through edits and its removal),
+//! a command's lines with `os.system`, the time with `datetime.now`, a run-time error that
+//! keeps the last graph and recovers, and a burst of writes that ends on the newest value.
+//! Real files, real commands.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common::{Agent, TestDir, read, wait_until};
+
+/// A program managing `out` with `content` (an mcl expression), after `imports`.
+fn program(imports: &[&str], out: &Path, content: &str) -> String {
+    let mut text: String = imports.iter().map(|m| format!("import \"{m}\"\n")).collect();
+    text.push_str(&format!("file \"{}\" {{\n\tcontent => {content},\n}}\n", out.display()));
+    text
+}
+
+fn start(t: &TestDir, text: &str, extra: &[&str]) -> Agent {
+    fs::write(t.path("main.mcl"), text).unwrap();
+    let mut args = vec!["run", "--tmp-prefix", "lang", "main.mcl"];
+    args.extend(extra);
+    Agent::spawn(t, &args)
+}
+
+#[test]
+fn os_readfile_follows_a_file_from_before_it_exists_through_edits_and_its_removal() {
+    let t = TestDir::new();
+    let (input, out) = (t.path("in/value"), t.path("out"));
+    let content = format!("os.readfile(\"{}\") <|> \"none\\n\"", input.display());
+    let a = start(&t, &program(&["os"], &out, &content), &[]);
+    a.wait_content(&out, "none\n");
+    // Its directory does not exist yet either.
+    fs::create_dir(t.path("in")).unwrap();
+    fs::write(&input, "one\n").unwrap();
+    a.wait_content(&out, "one\n");
+    t.replace_yaml("in/value", "two\n");
+    a.wait_content(&out, "two\n");
+    fs::remove_file(&input).unwrap();
+    a.wait_content(&out, "none\n");
+    // The running graph keeps repairing what it manages between changes.
+    fs::write(&out, "drift\n").unwrap();
+    a.wait_content(&out, "none\n");
+    assert!(a.try_exit().is_none());
+}
+
+#[test]
+fn os_system_gives_each_line_the_command_prints() {
+    let t = TestDir::new();
+    let (go, out) = (t.path("go"), t.path("out"));
+    let command = format!("echo one; while [ ! -e {} ]; do sleep 0.02; done; echo two", go.display());
+    let a = start(&t, &program(&["os"], &out, &format!("os.system(\"{command}\") + \"\\n\"")), &[]);
+    a.wait_content(&out, "one\n");
+    fs::write(&go, "").unwrap();
+    a.wait_content(&out, "two\n");
+    // The command has ended: its last line stays.
+    fs::write(&out, "drift\n").unwrap();
+    a.wait_content(&out, "two\n");
+}
+
+#[test]
+fn datetime_now_ticks_and_the_graph_follows() {
+    let t = TestDir::new();
+    let out = t.path("out");
+    let a = start(&t, &program(&["datetime", "fmt"], &out, "fmt.printf(\"%d\", datetime.now())"), &[]);
+    let seconds = || read(&out).and_then(|s| s.parse::<i64>().ok());
+    wait_until(|| seconds().is_some(), Duration::from_secs(20));
+    let first = seconds().unwrap();
+    wait_until(|| seconds().is_some_and(|s| s > first), Duration::from_secs(20));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((now - seconds().unwrap()).abs() <= 5, "the time written is the time");
+    assert!(a.try_exit().is_none());
+}
+
+#[test]
+fn a_runtime_error_keeps_the_last_graph_and_the_program_recovers() {
+    let t = TestDir::new();
+    let (input, out) = (t.path("key"), t.path("out"));
+    fs::write(&input, "a").unwrap();
+    let content = format!("{{\"a\" => \"A\\n\", \"b\" => \"B\\n\"}}[os.readfile(\"{}\")]", input.display());
+    let a = start(&t, &program(&["os"], &out, &content), &[]);
+    a.wait_content(&out, "A\n");
+    fs::write(&input, "zzz").unwrap();
+    a.wait_log("keeping the running graph");
+    assert!(a.stderr().contains("runtime error"), "{}", a.stderr());
+    fs::write(&out, "drift\n").unwrap();
+    a.wait_content(&out, "A\n");
+    fs::write(&input, "b").unwrap();
+    a.wait_content(&out, "B\n");
+}
+
+#[test]
+fn a_burst_of_writes_is_coalesced_and_ends_on_the_newest_value() {
+    let t = TestDir::new();
+    let (input, out) = (t.path("in"), t.path("out"));
+    fs::write(&input, "start\n").unwrap();
+    let content = format!("os.readfile(\"{}\")", input.display());
+    let a = start(&t, &program(&["os"], &out, &content), &["--coalesce-ms", "50"]);
+    a.wait_content(&out, "start\n");
+    let writes = 500;
+    for i in 0..writes {
+        fs::write(&input, format!("{i}\n")).unwrap();
+    }
+    fs::write(&input, "final\n").unwrap();
+    a.wait_content(&out, "final\n");
+    let swaps = a.stderr().matches("graph swapped").count();
+    assert!(swaps < writes / 2, "{swaps} swaps for {writes} writes: they were not coalesced");
+}
