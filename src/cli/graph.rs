@@ -22,6 +22,10 @@ pub struct GraphArgs {
     /// `kind[name] -> kind[name]` line per edge), `json`, or `dot` (Graphviz).
     #[arg(long, global = true, value_enum, default_value_t = Format::Text, value_name = "FORMAT")]
     pub format: Format,
+    /// Keep following the program (`lang` only): print its graph, then, as its files or the
+    /// values it reads change, each new graph (`text`: what changed, `+`/`-`/`~` per line).
+    #[arg(long, global = true)]
+    pub watch: bool,
     #[command(subcommand)]
     pub frontend: GraphFrontend,
 }
@@ -54,7 +58,10 @@ pub enum Format {
     Dot,
 }
 
-pub fn run(args: GraphArgs) -> Result<u8> {
+pub async fn run(args: GraphArgs) -> Result<u8> {
+    if args.watch {
+        return watch(&args).await;
+    }
     let (name, graph) = match &args.frontend {
         GraphFrontend::Yaml { file } => yaml_graph(file)?,
         GraphFrontend::Lang { path } => lang_graph(path)?,
@@ -63,6 +70,107 @@ pub fn run(args: GraphArgs) -> Result<u8> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).context("writing the graph")?;
     Ok(0)
+}
+
+/// `graph --watch lang PATH`: each version of the program's graph as it changes, until
+/// interrupted. Errors go to stderr, and the next good version is printed whole.
+async fn watch(args: &GraphArgs) -> Result<u8> {
+    let GraphFrontend::Lang { path } = &args.frontend else {
+        anyhow::bail!("--watch follows an mcl program: `mgmt graph --watch lang PATH`");
+    };
+    let host = nix::unistd::gethostname()?.to_string_lossy().into_owned();
+    let fs = crate::os::fswatch::FsWatcher::new().context("starting the file watcher")?;
+    let mut program = lang_file::LangFile::new(path, &host);
+    let watch = program.watch(fs).await;
+    let mut shown: Option<Shown> = None;
+    let first = program.load();
+    show_version(first, &host, args.format, &mut shown)?;
+    let mut source = program.follow(watch);
+    while let Some(version) = source.next().await {
+        show_version(version, &host, args.format, &mut shown)?;
+    }
+    Ok(0)
+}
+
+/// What was printed last: each vertex's id with its params, and each edge.
+struct Shown {
+    vertices: std::collections::BTreeMap<String, String>,
+    edges: std::collections::BTreeSet<String>,
+}
+
+impl Shown {
+    fn of(view: &View) -> Shown {
+        let vertices = view
+            .vertices
+            .iter()
+            .map(|(id, i)| (id.to_string(), view.graph.vertices[*i].to_json().to_string()));
+        let edges = view.edges.iter().map(|(from, to, _)| format!("{from} -> {to}"));
+        Shown { vertices: vertices.collect(), edges: edges.collect() }
+    }
+
+    /// What changed from `self` to `new`: `+ line`, `- line`, and `~ kind[name]` for a
+    /// vertex whose params changed.
+    fn diff(&self, new: &Shown) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for (id, params) in &new.vertices {
+            match self.vertices.get(id) {
+                None => writeln!(out, "+ {id}"),
+                Some(old) if old != params => writeln!(out, "~ {id}"),
+                Some(_) => Ok(()),
+            }
+            .ok();
+        }
+        for id in self.vertices.keys().filter(|id| !new.vertices.contains_key(*id)) {
+            writeln!(out, "- {id}").ok();
+        }
+        for edge in new.edges.difference(&self.edges) {
+            writeln!(out, "+ {edge}").ok();
+        }
+        for edge in self.edges.difference(&new.edges) {
+            writeln!(out, "- {edge}").ok();
+        }
+        out
+    }
+}
+
+fn show_version(
+    version: Result<crate::frontend::source::SpecVersion, crate::frontend::source::SpecError>,
+    host: &str,
+    format: Format,
+    shown: &mut Option<Shown>,
+) -> Result<()> {
+    let spec = match version {
+        Ok(v) => v.spec,
+        Err(crate::frontend::source::SpecError::Program(e)) => {
+            eprint!("{}", e.rendered);
+            eprintln!("mgmt: {e}");
+            return Ok(());
+        }
+        Err(e) => {
+            eprintln!("mgmt: {e}");
+            return Ok(());
+        }
+    };
+    let graph = match assemble(&spec, host, &[]) {
+        Ok(assembled) => assembled.graph,
+        Err(e) => {
+            eprintln!("mgmt: {e}");
+            return Ok(());
+        }
+    };
+    let view = View::of(&graph);
+    let now = Shown::of(&view);
+    let out = match (format, shown.as_ref()) {
+        (Format::Text, Some(before)) if !before.vertices.is_empty() => {
+            format!("--- changed\n{}", before.diff(&now))
+        }
+        _ => render(&spec.name, &graph, format)?,
+    };
+    *shown = Some(now);
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).context("writing the graph")?;
+    Ok(())
 }
 
 /// The graph file's name and its graph, assembled as `run` assembles it, with the same

@@ -421,7 +421,7 @@ pub fn main() -> std::process::ExitCode {
     let code = rt.block_on(async {
         match cli.command {
             Command::Run(args) => run::run(args).await,
-            Command::Graph(args) => graph::run(args),
+            Command::Graph(args) => graph::run(args).await,
             Command::Etcd(args) => etcd::run(args),
             Command::Certs(args) => certs::run(args),
             Command::Status(args) => status::run(args).await,

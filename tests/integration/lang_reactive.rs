@@ -107,3 +107,27 @@ fn a_burst_of_writes_is_coalesced_and_ends_on_the_newest_value() {
     let swaps = a.stderr().matches("graph swapped").count();
     assert!(swaps < writes / 2, "{swaps} swaps for {writes} writes: they were not coalesced");
 }
+
+#[test]
+fn graph_watch_prints_the_graph_then_what_each_change_changes() {
+    let t = TestDir::new();
+    let input = t.path("name");
+    fs::write(&input, "a").unwrap();
+    let text = format!(
+        "import \"os\"\n$n = os.readfile(\"{}\")\nprint \"p-${{n}}\" {{\n\tmsg => \"m\",\n}}\nprint \"q\" {{\n\tmsg => $n,\n}}\n",
+        input.display()
+    );
+    fs::write(t.path("main.mcl"), text).unwrap();
+    let a = Agent::spawn(&t, &["graph", "--watch", "lang", "main.mcl"]);
+    wait_until(|| a.stdout() == "print[p-a]\nprint[q]\n", Duration::from_secs(20));
+    fs::write(&input, "b").unwrap();
+    wait_until(|| a.stdout().contains("--- changed\n"), Duration::from_secs(20));
+    wait_until(|| a.stdout().contains("+ print[p-b]\n"), Duration::from_secs(20));
+    let out = a.stdout();
+    let change = &out[out.find("--- changed").unwrap()..];
+    assert_eq!(change, "--- changed\n+ print[p-b]\n~ print[q]\n- print[p-a]\n", "{out}");
+    // A broken edit is reported on stderr; the watch goes on.
+    fs::write(t.path("main.mcl"), "$x = \n").unwrap();
+    wait_until(|| a.stderr().contains("parse error"), Duration::from_secs(20));
+    assert!(a.try_exit().is_none());
+}

@@ -10,15 +10,19 @@
 //! and filled in for each call or element; what they capture is an input of the node that
 //! uses them.
 //!
-//! How a value that changes would flow: a changing function (the time, a file's content)
-//! is a source node, and a task of its own calls [`graph::Graph::set`] with each new value;
-//! [`graph::Graph::run`] then recomputes the nodes that the change reaches, smallest id
-//! (a topological order) first, and stops wherever a node's value comes out unchanged.
-//! A resource statement recomputes its resources, a `for` re-expands its body for the new
-//! list, an `if` statement switches branch, a lambda whose captures changed is a new
-//! function value for the calls that use it. The root's output then becomes a new
-//! [`GraphSpec`], which the engine swaps in as it swaps a new version of a YAML file.
-//! Today every source is a constant, so one run computes each node once.
+//! How a value that changes flows: a call of a function whose value changes over time (the
+//! time, a file's content) is a volatile node ([`ops::CallChanging`]) that reads its value
+//! in the program's [`streams::Streams`], recorded against the node of the live graph
+//! computing it (itself, or the loop, call or include whose template it runs in). A
+//! watcher outside the core sets each new value there; [`Evaluation::run`] touches the
+//! nodes that read a changed value, and [`graph::Graph::run`] recomputes them and what
+//! their changes reach, smallest id (a topological order) first, stopping wherever a
+//! node's value comes out unchanged. A resource statement recomputes its resources, a
+//! `for` re-expands its body for the new list, an `if` statement switches branch, a lambda
+//! whose captures changed is a new function value for the calls that use it. The root's
+//! output then becomes a new [`GraphSpec`], which the engine swaps in as it swaps a new
+//! version of a YAML file. Evaluated once ([`evaluate`]), each changing function is called
+//! once, as any other.
 
 mod build;
 mod data;
