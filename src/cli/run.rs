@@ -71,10 +71,11 @@ impl Input {
         }
     }
 
-    fn follow(self, watch: Watching) -> Option<SpecSource> {
+    /// Follow the input's changes; a program's `world` functions read `world`.
+    fn follow(self, watch: Watching, world: Arc<dyn World>) -> Option<SpecSource> {
         match (self, watch) {
             (Input::Yaml(y), Watching::Yaml(w)) => Some(y.follow(w)),
-            (Input::Lang(l), Watching::Lang(w)) => Some(l.follow(w)),
+            (Input::Lang(l), Watching::Lang(w)) => Some(l.with_world(world).follow(w)),
             _ => None,
         }
     }
@@ -133,14 +134,14 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         follow: access.filter(|_| !has_input).map(|a| (a, args.cluster.etcd_namespace.clone())),
         started,
     };
-    let planned = Agent::plan(cfg, world, first)?;
+    let planned = Agent::plan(cfg, world.clone(), first)?;
     // From here on: a signal during the first apply is a clean stop too, not
     // the default disposition's instant death (which would leave temp files behind).
     let signals = Signals::install()?;
     let agent = planned.start(fs).await?;
     // Follow edits to the graph's files.
     let specs = match (watch, input) {
-        (Some(w), Some(i)) => i.follow(w),
+        (Some(w), Some(i)) => i.follow(w, world),
         _ => None,
     };
     let code = agent.run(Sources { signals: Some(signals), specs }).await?;

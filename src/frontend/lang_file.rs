@@ -25,6 +25,7 @@ use super::lang::{self, HostInfo, Module};
 use super::lang_streams::Watchers;
 use super::source::{ProgramError, SpecError, SpecSender, SpecSource, SpecVersion};
 use crate::os::fswatch::{FsWatcher, Scope, Subscription};
+use crate::world::World;
 
 /// How long the program's files must be quiet before they are read again: a directory's
 /// watch also sees files being written, and an editor's save is several events.
@@ -173,6 +174,8 @@ pub struct LangFile {
     evaluations: u64,
     /// What the first load asked to watch, for [`LangFile::follow`].
     first_watch: Option<WatchSet>,
+    /// The cluster `world` functions read (this host's alone without seeds).
+    world: Option<Arc<dyn World>>,
 }
 
 /// The default of [`LangFile::with_interval`]: at most 100 evaluations a second.
@@ -189,7 +192,15 @@ impl LangFile {
             last: None,
             evaluations: 0,
             first_watch: None,
+            world: None,
         }
+    }
+
+    /// The world the program's `world` functions read once it follows (at its first load,
+    /// before the world is there, their values are not known yet).
+    pub fn with_world(mut self, world: Arc<dyn World>) -> LangFile {
+        self.world = Some(world);
+        self
     }
 
     /// Evaluates for changed values at most once per `interval`: a burst of changes is one
@@ -281,7 +292,12 @@ impl LangFile {
         loop {
             if let Some(live) = &self.live {
                 let w = watchers.get_or_insert_with(|| {
-                    Watchers::new(live.streams.clone(), watch.fs.clone(), live.host.clone())
+                    Watchers::new(
+                        live.streams.clone(),
+                        watch.fs.clone(),
+                        live.host.clone(),
+                        self.world.clone(),
+                    )
                 });
                 w.reconcile();
             }

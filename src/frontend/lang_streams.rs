@@ -5,7 +5,9 @@
 //!   its directory, so a file that does not exist yet is seen when it appears; each
 //!   finished write is read again;
 //! - the time (`datetime.now`): a timer that fires on each second (or minute);
-//! - a command (`os.system`): its output, line by line, while it runs.
+//! - a command (`os.system`): its output, line by line, while it runs;
+//! - a key of the cluster's key store (`world.getval`, `world.kvlookup`): the world's
+//!   change feed of `kv/` keys, read again when that key changes (or may have).
 //!
 //! Each watcher looks once right after it is in place, so a change between the program's
 //! first read and the watch is not missed.
@@ -23,6 +25,7 @@ use super::lang::eval::streams::{StreamKey, Streams, Watched};
 use super::lang::funcs::{CallCtx, Changes};
 use super::lang::value::Val;
 use crate::os::fswatch::{FsWatcher, Subscription};
+use crate::world::World;
 
 /// The longest line of a command's output kept as a value; the rest of the line is cut.
 const MAX_LINE: usize = 1 << 20;
@@ -41,12 +44,19 @@ pub struct Watchers {
     streams: Arc<Streams>,
     fs: Arc<FsWatcher>,
     host: Arc<HostInfo>,
+    /// The cluster (or this host alone); `None`: a key is read as unset.
+    world: Option<Arc<dyn World>>,
     running: HashMap<StreamKey, Task>,
 }
 
 impl Watchers {
-    pub fn new(streams: Arc<Streams>, fs: Arc<FsWatcher>, host: Arc<HostInfo>) -> Watchers {
-        Watchers { streams, fs, host, running: HashMap::new() }
+    pub fn new(
+        streams: Arc<Streams>,
+        fs: Arc<FsWatcher>,
+        host: Arc<HostInfo>,
+        world: Option<Arc<dyn World>>,
+    ) -> Watchers {
+        Watchers { streams, fs, host, world, running: HashMap::new() }
     }
 
     /// Watches each value the program reads now, and stops watching those it no longer reads.
@@ -96,6 +106,10 @@ impl Watchers {
                 }
             }),
             Changes::Lines => tokio::spawn(async move { follow_lines(&streams, &watched).await }),
+            Changes::Kv(value_of) => {
+                let world = self.world.clone();
+                tokio::spawn(async move { follow_key(&streams, &watched, world, value_of).await })
+            }
         }
     }
 }
@@ -118,6 +132,38 @@ fn until_next(seconds: u64) -> Duration {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let into = Duration::from_nanos((since.as_nanos() % period.as_nanos()) as u64);
     period - into
+}
+
+/// Follows the key `kv/<first argument>`: read once the change feed is subscribed, then
+/// again each time the feed names it (or may have missed it). A read that fails sets an
+/// error, so the program keeps its last graph until the cluster answers again.
+async fn follow_key(
+    streams: &Arc<Streams>,
+    watched: &Watched,
+    world: Option<Arc<dyn World>>,
+    value_of: fn(Option<(&str, &str)>) -> Val,
+) {
+    let Some(Val::Str(key)) = watched.args.first() else { return };
+    let Some(world) = world else {
+        streams.set(&watched.key, Ok(value_of(None)));
+        return;
+    };
+    let mut changes = world.kv_changes();
+    loop {
+        let value = match world.kv_get(key).await {
+            Ok(v) => Ok(value_of(v.as_ref().map(|v| (v.value.as_str(), v.host.as_str())))),
+            Err(e) => Err(format!("cannot read the key {key:?}: {e}")),
+        };
+        streams.set(&watched.key, value);
+        loop {
+            match changes.recv().await {
+                Ok(changed) if changed == *key => break,
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
 }
 
 /// Runs `sh -c COMMAND` and sets each line it prints as the value; what it writes on stderr

@@ -1,13 +1,15 @@
 //! A running mcl program follows the values it reads as they change, through the binary:
 //! a file read with `os.readfile` (from before it exists, through edits and its removal),
 //! a command's lines with `os.system`, the time with `datetime.now`, a run-time error that
-//! keeps the last graph and recovers, and a burst of writes that ends on the newest value.
-//! Real files, real commands.
+//! keeps the last graph and recovers, a burst of writes that ends on the newest value, and
+//! the cluster's key store read with `world.getval`/`world.kvlookup` as another host's `kv`
+//! resource writes it. Real files, real commands, a real etcd.
 
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::etcd::Etcd;
 use crate::common::{Agent, TestDir, read, wait_until};
 
 /// A program managing `out` with `content` (an mcl expression), after `imports`.
@@ -130,4 +132,28 @@ fn graph_watch_prints_the_graph_then_what_each_change_changes() {
     fs::write(t.path("main.mcl"), "$x = \n").unwrap();
     wait_until(|| a.stderr().contains("parse error"), Duration::from_secs(20));
     assert!(a.try_exit().is_none());
+}
+
+#[test]
+fn world_getval_and_kvlookup_follow_a_key_another_host_writes() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let out = t.path("out");
+    let kv = |value: &str| format!("graph: kv\nresources:\n  kv:\n  - name: greeting\n    value: {value}\n");
+    let text = format!(
+        "import \"world\"\nimport \"fmt\"\n$v = world.getval(\"greeting\")\nfile \"{}\" {{\n\tcontent => fmt.printf(\"%s %t %v\\n\", $v->value, $v->exists, world.kvlookup(\"greeting\")),\n}}\n",
+        out.display()
+    );
+    fs::write(t.path("main.mcl"), text).unwrap();
+    let reader = Agent::spawn(
+        &t,
+        &["run", "--tmp-prefix", "--seeds", e.url(), "--hostname", "reader", "lang", "main.mcl"],
+    );
+    reader.wait_content(&out, " false {}\n");
+    let yaml = t.write_yaml("kv.yaml", &kv("hello"));
+    let writer = t.agent(&["--seeds", e.url(), "--hostname", "writer"], &yaml);
+    reader.wait_content(&out, "hello true {\"writer\": \"hello\"}\n");
+    t.replace_yaml("kv.yaml", &kv("bonjour"));
+    reader.wait_content(&out, "bonjour true {\"writer\": \"bonjour\"}\n");
+    assert!(writer.try_exit().is_none() && reader.try_exit().is_none());
 }

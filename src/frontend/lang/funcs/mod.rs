@@ -44,6 +44,7 @@ mod template;
 #[cfg(test)]
 pub(crate) mod testing;
 mod unavailable;
+mod world;
 
 pub use func_value::func_value;
 pub use signature::fixed_type;
@@ -77,6 +78,9 @@ pub enum Changes {
     Tick(u64),
     /// Each line the shell command (the first argument) prints; unknown until the first.
     Lines,
+    /// The value under `kv/<first argument>` in the cluster's key store (its value and the
+    /// host that wrote it; `None`: unset), as this function gives it; unknown until read.
+    Kv(fn(Option<(&str, &str)>) -> Val),
 }
 
 impl Builtin {
@@ -156,6 +160,7 @@ const MODULES: &[&[Builtin]] = &[
     golang_math::FUNCS,
     golang_path::FUNCS,
     golang_os::FUNCS,
+    world::FUNCS,
 ];
 
 static INDEX: LazyLock<HashMap<(&'static str, &'static str), &'static Builtin>> =
