@@ -67,6 +67,7 @@ pub struct Evaluation {
     graph: Graph,
     root: NodeId,
     streams: Option<Arc<Streams>>,
+    decoded: spec::Decoded,
 }
 
 impl Evaluation {
@@ -83,7 +84,8 @@ impl Evaluation {
             build::Ctx { module, resolution, typing, host: Arc::new(host.clone()), streams: streams.clone() };
         let mut builder = build::Builder::program(&cx);
         let root = builder.entry().map_err(|d| vec![*d])?;
-        Ok(Evaluation { graph: std::mem::take(&mut builder.graph), root, streams })
+        let graph = std::mem::take(&mut builder.graph);
+        Ok(Evaluation { graph, root, streams, decoded: spec::Decoded::default() })
     }
 
     /// Computes what changed: every node the first time, then the nodes that read a
@@ -103,7 +105,7 @@ impl Evaluation {
     }
 
     /// The spec of the output; `None` while a changing value is not known yet.
-    pub fn spec(&self, module: &Module) -> Result<Option<GraphSpec>, Vec<Diagnostic>> {
+    pub fn spec(&mut self, module: &Module) -> Result<Option<GraphSpec>, Vec<Diagnostic>> {
         let output = match self.graph.value(self.root) {
             Some(Ok(data)) => data.out().map_err(|f| vec![runtime(module, f)])?.clone(),
             Some(Err(fail)) => {
@@ -117,7 +119,7 @@ impl Evaluation {
             }
             None => return Ok(None),
         };
-        spec::to_spec(&output, &module.map, &graph_name(module)).map(Some)
+        spec::to_spec_with(&output, &module.map, &graph_name(module), &mut self.decoded).map(Some)
     }
 }
 

@@ -5,6 +5,7 @@
 #![allow(clippy::result_large_err)] // errors are the cold path; flat ones keep the code plain
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
@@ -33,14 +34,41 @@ const IGNORED_META: &[(&str, Option<bool>)] = &[
     ("autogroup", Some(true)),
 ];
 
-/// The spec of a program's output, or every resource that could not be made.
-pub fn to_spec(output: &Output, map: &SourceMap, name: &str) -> Result<GraphSpec, Vec<Diagnostic>> {
+/// The resources decoded for the last spec, by their output: a running program whose
+/// evaluation changed one resource decodes that one again, and copies the others.
+#[derive(Default)]
+pub struct Decoded(HashMap<usize, (Arc<ResOut>, Box<dyn Resource>)>);
+
+impl Decoded {
+    /// The resource of `res`, decoded now or copied from the last spec. The entry holds
+    /// `res`, so its address is not reused while it is there.
+    fn get(&self, res: &Arc<ResOut>) -> Result<Box<dyn Resource>, Diagnostic> {
+        match self.0.get(&(Arc::as_ptr(res) as usize)) {
+            Some((_, decoded)) => Ok(decoded.boxed_clone()),
+            None => decode(res),
+        }
+    }
+}
+
+/// The spec of a program's output, or every resource that could not be made; reusing what
+/// `decoded` holds, and leaving there this spec's resources.
+pub fn to_spec_with(
+    output: &Output,
+    map: &SourceMap,
+    name: &str,
+    decoded: &mut Decoded,
+) -> Result<GraphSpec, Vec<Diagnostic>> {
     let mut spec = GraphSpec { name: name.to_string(), ..GraphSpec::default() };
     let mut places: Vec<&ResOut> = Vec::new();
     let mut index: HashMap<ResId, usize> = HashMap::new();
     let mut errors = Vec::new();
+    let mut now = Decoded::default();
     for res in &output.resources {
-        let decoded = match decode(res) {
+        let made = decoded.get(res);
+        if let Ok(made) = &made {
+            now.0.insert(Arc::as_ptr(res) as usize, (res.clone(), made.boxed_clone()));
+        }
+        let decoded = match made {
             Ok(decoded) => decoded,
             Err(e) => {
                 errors.push(e);
@@ -60,6 +88,7 @@ pub fn to_spec(output: &Output, map: &SourceMap, name: &str) -> Result<GraphSpec
             }
         }
     }
+    *decoded = now;
     if !errors.is_empty() {
         return Err(errors);
     }
