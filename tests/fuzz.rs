@@ -768,7 +768,11 @@ fn collect(exports: &[Exported]) {
             name: "g".into(),
             collect: resources::KINDS
                 .iter()
-                .map(|k| CollectSpec { kind: k.to_string(), pattern: Some(pattern.to_string()) })
+                .map(|k| CollectSpec {
+                    kind: k.to_string(),
+                    pattern: Some(pattern.to_string()),
+                    ..Default::default()
+                })
                 .collect(),
             ..GraphSpec::default()
         };
@@ -800,7 +804,11 @@ proptest! {
 fn collected_files(exports: &[Exported]) -> Vec<resources::file::File> {
     let spec = GraphSpec {
         name: "g".into(),
-        collect: vec![CollectSpec { kind: "file".into(), pattern: Some("/tmp/collect/".into()) }],
+        collect: vec![CollectSpec {
+            kind: "file".into(),
+            pattern: Some("/tmp/collect/".into()),
+            ..Default::default()
+        }],
         ..GraphSpec::default()
     };
     let Ok(a) = assemble(&spec, "h", exports) else { return vec![] };

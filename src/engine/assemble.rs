@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::graph::{Graph, GraphError};
 use crate::contract::ResId;
 use crate::contract::limits::MAX_EXPORT_BYTES;
-use crate::frontend::GraphSpec;
+use crate::frontend::{CollectSpec, GraphSpec};
 use crate::resources::{self, Resource, managed_key};
 use crate::world::Exported;
 
@@ -52,7 +52,7 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
     for c in &spec.collect {
         // This host's own exports are in its graph already (and newer than the world's copy
         // while a change is on its way).
-        for e in sorted.iter().filter(|e| e.kind == c.kind && e.host != host) {
+        for e in sorted.iter().filter(|e| e.kind == c.kind && e.host != host && named(c, e)) {
             let mut r = match resources::from_json(&e.kind, e.params.clone()) {
                 Ok(r) => r,
                 Err(err) => {
@@ -66,6 +66,15 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
             if let Err(err) = r.collected(c.pattern.as_deref()) {
                 warnings.push(format!("collected {}[{}] from {}: refused: {err}", e.kind, e.name, e.host));
                 continue;
+            }
+            if !c.overrides.is_empty() {
+                r = match overridden(r.as_ref(), &c.overrides) {
+                    Ok(r) => r,
+                    Err(err) => {
+                        warnings.push(format!("collected {}[{}] from {}: {err}", e.kind, e.name, e.host));
+                        continue;
+                    }
+                };
             }
             if let Err(err) = r.meta().validate().and_then(|_| r.validate()) {
                 warnings.push(format!("collected {}[{}] from {}: {err}", e.kind, e.name, e.host));
@@ -101,6 +110,37 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
     let vertices: Vec<Arc<dyn Resource>> = list.into_iter().map(Arc::from).collect();
     let graph = Graph::build(vertices, &spec.edges)?;
     Ok(Assembled { graph, exports, warnings })
+}
+
+/// Whether the collect entry takes this export: every one of its kind, or those it names
+/// (from any host, or from the host named with it).
+fn named(c: &CollectSpec, e: &Exported) -> bool {
+    c.names.as_ref().is_none_or(|names| {
+        names.iter().any(|(name, from)| *name == e.name && from.as_ref().is_none_or(|h| *h == e.host))
+    })
+}
+
+/// The collected resource with the collector's own params set over it (`meta` merged field
+/// by field).
+fn overridden(
+    r: &dyn Resource,
+    overrides: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Box<dyn Resource>, String> {
+    let mut json = r.to_json();
+    let Some(object) = json.as_object_mut() else { return Err("its params are not an object".into()) };
+    for (key, value) in overrides {
+        match (object.get_mut(key), value) {
+            (Some(serde_json::Value::Object(have)), serde_json::Value::Object(set)) if key == "meta" => {
+                have.extend(set.clone());
+            }
+            _ => {
+                object.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    let mut made = resources::from_json(r.kind(), json).map_err(|e| e.to_string())?;
+    made.set_name(r.name().to_string());
+    Ok(made)
 }
 
 /// A purging directory must keep what other file resources manage inside it.

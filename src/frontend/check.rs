@@ -185,7 +185,11 @@ mod tests {
     fn a_valid_graph_passes() {
         let mut s = spec(vec![exec("e"), file("f", "/tmp/f")]);
         s.edges.push(edge(ResId::new("exec", "e"), ResId::new("file", "f"), Some(("stdout", "content"))));
-        s.collect.push(CollectSpec { kind: "file".into(), pattern: Some("/tmp/in/".into()) });
+        s.collect.push(CollectSpec {
+            kind: "file".into(),
+            pattern: Some("/tmp/in/".into()),
+            ..Default::default()
+        });
         s.exports.insert(ResId::new("file", "f"));
         assert_eq!(check(&s), Ok(()));
     }
@@ -243,7 +247,11 @@ mod tests {
     #[test]
     fn collect_entries_need_a_known_kind_and_a_directory_of_their_own() {
         let with = |kind: &str, pattern: Option<&str>| GraphSpec {
-            collect: vec![CollectSpec { kind: kind.into(), pattern: pattern.map(str::to_string) }],
+            collect: vec![CollectSpec {
+                kind: kind.into(),
+                pattern: pattern.map(str::to_string),
+                ..Default::default()
+            }],
             ..spec(vec![])
         };
         assert_eq!(place(check(&with("nope", None))), Place::Collect { index: 0, pattern: false });

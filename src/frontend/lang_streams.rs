@@ -7,7 +7,8 @@
 //! - the time (`datetime.now`): a timer that fires on each second (or minute);
 //! - a command (`os.system`): its output, line by line, while it runs;
 //! - a key of the cluster's key store (`world.getval`, `world.kvlookup`): the world's
-//!   change feed of `kv/` keys, read again when that key changes (or may have).
+//!   change feed of `kv/` keys, read again when that key changes (or may have);
+//! - the other hosts' exports (`collect.res`): the world's live list of them.
 //!
 //! Each watcher looks once right after it is in place, so a change between the program's
 //! first read and the watch is not missed.
@@ -106,6 +107,10 @@ impl Watchers {
                 }
             }),
             Changes::Lines => tokio::spawn(async move { follow_lines(&streams, &watched).await }),
+            Changes::Exports(value_of) => {
+                let (world, own) = (self.world.clone(), host.hostname.clone());
+                tokio::spawn(async move { follow_exports(&streams, &watched, world, &own, value_of).await })
+            }
             Changes::Kv(value_of) => {
                 let world = self.world.clone();
                 tokio::spawn(async move { follow_key(&streams, &watched, world, value_of).await })
@@ -162,6 +167,38 @@ async fn follow_key(
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
+        }
+    }
+}
+
+/// Follows the resources of a kind the other hosts export, as the world's live list of
+/// collected exports changes.
+async fn follow_exports(
+    streams: &Arc<Streams>,
+    watched: &Watched,
+    world: Option<Arc<dyn World>>,
+    own: &str,
+    value_of: fn(&[(&str, &str)]) -> Val,
+) {
+    let Some(Val::Str(kind)) = watched.args.first() else { return };
+    let Some(world) = world else {
+        streams.set(&watched.key, Ok(value_of(&[])));
+        return;
+    };
+    let mut collected = world.collected();
+    loop {
+        let value = {
+            let list = collected.borrow_and_update();
+            let of_kind: Vec<(&str, &str)> = list
+                .iter()
+                .filter(|e| e.kind == *kind && e.host != own)
+                .map(|e| (e.name.as_str(), e.host.as_str()))
+                .collect();
+            value_of(&of_kind)
+        };
+        streams.set(&watched.key, Ok(value));
+        if collected.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -44,11 +44,17 @@ pub struct EdgeSpec {
     pub send_recv: Option<(String, String)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CollectSpec {
     pub kind: String,
     /// Kind-specific filter/target (file: the directory collected files are written into).
     pub pattern: Option<String>,
+    /// Only these exports, by name and (when given) exporting host; `None`: every one of
+    /// the kind.
+    pub names: Option<Vec<(String, Option<String>)>>,
+    /// Params the collector sets on each collected resource, over what the peer exported
+    /// and the collector's policy kept.
+    pub overrides: serde_json::Map<String, serde_json::Value>,
 }
 
 /// An error in user code, located as precisely as the frontend can.

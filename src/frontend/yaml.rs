@@ -282,7 +282,11 @@ fn build_spec(
         let loc = (c.referenced.line(), c.referenced.column());
         let pattern_loc = c.value.pattern.as_ref().map(|p| (p.referenced.line(), p.referenced.column()));
         places.collect.push((loc, pattern_loc));
-        spec.collect.push(CollectSpec { kind: c.value.kind, pattern: c.value.pattern.map(|p| p.value) });
+        spec.collect.push(CollectSpec {
+            kind: c.value.kind,
+            pattern: c.value.pattern.map(|p| p.value),
+            ..Default::default()
+        });
     }
     (spec, places)
 }

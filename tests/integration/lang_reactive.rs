@@ -3,7 +3,8 @@
 //! a command's lines with `os.system`, the time with `datetime.now`, a run-time error that
 //! keeps the last graph and recovers, a burst of writes that ends on the newest value, and
 //! the cluster's key store read with `world.getval`/`world.kvlookup` as another host's `kv`
-//! resource writes it. Real files, real commands, a real etcd.
+//! resource writes it, and the three-host demo written in mcl (exports, `collect.res` and
+//! `collect file`). Real files, real commands, a real etcd.
 
 use std::fs;
 use std::path::Path;
@@ -156,4 +157,65 @@ fn world_getval_and_kvlookup_follow_a_key_another_host_writes() {
     t.replace_yaml("kv.yaml", &kv("bonjour"));
     reader.wait_content(&out, "bonjour true {\"writer\": \"bonjour\"}\n");
     assert!(writer.try_exit().is_none() && reader.try_exit().is_none());
+}
+
+/// The three-host demo in mcl (`examples/lang/cluster-{a,b,c}.mcl`) with /tmp moved into
+/// the test directory.
+fn cluster_program(t: &TestDir, h: char) -> String {
+    let l = h.to_ascii_lowercase();
+    let path = format!("{}/examples/lang/cluster-{l}.mcl", env!("CARGO_MANIFEST_DIR"));
+    let text = fs::read_to_string(path).expect("reading the example");
+    assert!(text.contains("/tmp/mgmt"), "the example no longer uses /tmp/mgmt");
+    text.replace("/tmp/mgmt", &t.p("mgmt"))
+}
+
+#[test]
+fn the_three_host_demo_in_mcl_exports_and_collects_live() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let hosts = ['A', 'B', 'C'];
+    let agents: Vec<Agent> = hosts
+        .iter()
+        .map(|&h| {
+            let file = format!("{h}.mcl");
+            fs::write(t.path(&file), cluster_program(&t, h)).unwrap();
+            let host = h.to_ascii_lowercase().to_string();
+            Agent::spawn(&t, &["run", "--tmp-prefix", "--seeds", e.url(), "--hostname", &host, "lang", &file])
+        })
+        .collect();
+    let all: Vec<&Agent> = agents.iter().collect();
+    let content = |x: char| format!("i am f{x}, exported from host {x}\n");
+    for h in hosts {
+        for x in hosts {
+            crate::common::cluster::wait_content(&all, &t.path(&format!("mgmt{h}/f{x}")), &content(x));
+        }
+    }
+    // A live change of B's export reaches A and C.
+    let changed = cluster_program(&t, 'B').replace("i am fB", "i am a new fB");
+    fs::write(t.path("B.mcl"), changed).unwrap();
+    for h in ['A', 'C'] {
+        crate::common::cluster::wait_content(
+            &all,
+            &t.path(&format!("mgmt{h}/fB")),
+            "i am a new fB, exported from host B\n",
+        );
+    }
+    // C stops exporting: A and C stop managing its file there (what they made stays).
+    let unexported = cluster_program(&t, 'C').replace("Meta:export => [\"*\"],", "");
+    fs::write(t.path("C.mcl"), unexported).unwrap();
+    crate::common::cluster::wait("C's export gone from etcd", &all, || {
+        e.keys("/_mgmt/exported/c/").is_empty()
+    });
+    // A still manages B's file, and no longer C's: once B's drift is repaired, C's stays.
+    let a = &agents[0];
+    a.wait_log("collected resources changed: 2 kept, 0 started, 1 stopped");
+    fs::write(t.path("mgmtA/fC"), "drift\n").unwrap();
+    fs::write(t.path("mgmtA/fB"), "drift\n").unwrap();
+    crate::common::cluster::wait_content(&all, &t.path("mgmtA/fB"), "i am a new fB, exported from host B\n");
+    assert_eq!(
+        read(t.path("mgmtA/fC")).as_deref(),
+        Some("drift\n"),
+        "A no longer manages C's file:\n{}",
+        a.stderr()
+    );
 }

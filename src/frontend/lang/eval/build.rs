@@ -309,13 +309,6 @@ impl<'c, 'a> Builder<'c, 'a> {
     }
 
     fn resource(&mut self, res: &'a Resource, span: Span) -> Built {
-        if res.collect {
-            return Err(Box::new(Diagnostic::new(
-                Stage::Runtime,
-                span,
-                "collecting exported resources is not supported in mcl programs yet",
-            )));
-        }
         let mut inputs = vec![self.expr(&res.name)?];
         let mut entries = Vec::new();
         for entry in &res.entries {
@@ -334,7 +327,13 @@ impl<'c, 'a> Builder<'c, 'a> {
             inputs.push(self.expr(value)?);
             entries.push(stmts::EntrySpec { kind, conditional: entry.cond.is_some(), span: entry.span });
         }
-        let op = stmts::ResourceOp { kind: res.kind.name.clone(), span, name_span: res.name.span, entries };
+        let op = stmts::ResourceOp {
+            kind: res.kind.name.clone(),
+            span,
+            name_span: res.name.span,
+            entries,
+            collect: res.collect,
+        };
         Ok(self.add(op, inputs))
     }
 

@@ -61,13 +61,27 @@ pub struct Output {
     /// program's, without copying each resource again.
     pub resources: Vec<Arc<ResOut>>,
     pub edges: Vec<EdgeOut>,
+    /// `collect` statements: what to collect from the other hosts' exports.
+    pub collects: Vec<Arc<CollectOut>>,
 }
 
 impl Output {
     pub fn extend(&mut self, other: &Output) {
         self.resources.extend(other.resources.iter().cloned());
         self.edges.extend(other.edges.iter().cloned());
+        self.collects.extend(other.collects.iter().cloned());
     }
+}
+
+/// A `collect` statement's output: the exports of `kind` it names (by name, and by the
+/// exporting host when given), and the params its body sets on each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectOut {
+    pub kind: String,
+    pub names: Vec<(String, Option<String>)>,
+    pub span: Span,
+    pub params: Vec<Entry>,
+    pub meta: Vec<Entry>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

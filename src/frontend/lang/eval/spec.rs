@@ -12,10 +12,10 @@ use serde_json::{Map, Value as Json};
 use super::super::diagnostic::{Diagnostic, Stage};
 use super::super::span::{SourceMap, Span};
 use super::super::value::Val;
-use super::data::{EdgeOut, Entry, Output, ResOut};
+use super::data::{CollectOut, EdgeOut, Entry, Output, ResOut};
 use crate::contract::ResId;
 use crate::frontend::check::{self, Place, SpecError};
-use crate::frontend::{EdgeSpec, GraphSpec};
+use crate::frontend::{CollectSpec, EdgeSpec, GraphSpec};
 use crate::resources::{self, Resource};
 
 /// Upstream's meta params this agent has no use for, with the value that means "as usual":
@@ -92,9 +92,62 @@ pub fn to_spec_with(
     if !errors.is_empty() {
         return Err(errors);
     }
+    for collect in &output.collects {
+        spec.collect.extend(collect_specs(collect)?);
+    }
     let edge_places = merge_edges(&output.edges, &mut spec.edges);
     check::check(&spec).map_err(|e| vec![locate(e, &spec, &places, &edge_places)])?;
     Ok(spec)
+}
+
+/// The collect entries of a `collect` statement. A collected file lands in the directory
+/// its body's `path` names (as YAML's `pattern`), else at the path it was exported with,
+/// which the statement named; either way only what the collector's policy takes from a
+/// peer is kept, and the body's other params are set over it.
+fn collect_specs(c: &CollectOut) -> Result<Vec<CollectSpec>, Vec<Diagnostic>> {
+    let mut overrides = Map::new();
+    let mut dir = None;
+    for entry in &c.params {
+        match (&*c.kind, &*entry.name, &entry.value) {
+            ("file", "path", Val::Str(path)) => dir = Some(path.clone()),
+            _ => {
+                overrides.insert(entry.name.clone(), json_of(entry).map_err(|e| vec![e])?);
+            }
+        }
+    }
+    let mut meta = Map::new();
+    for entry in &c.meta {
+        meta.insert(entry.name.clone(), json_of(entry).map_err(|e| vec![e])?);
+    }
+    if !meta.is_empty() {
+        overrides.insert("meta".into(), Json::Object(meta));
+    }
+    let spec = |pattern: Option<String>, names: Vec<(String, Option<String>)>| CollectSpec {
+        kind: c.kind.clone(),
+        pattern,
+        names: Some(names),
+        overrides: overrides.clone(),
+    };
+    if c.kind != "file" || dir.is_some() {
+        return Ok(vec![spec(dir, c.names.clone())]);
+    }
+    c.names
+        .iter()
+        .map(|(name, host)| match std::path::Path::new(name).parent() {
+            Some(parent) if name.starts_with('/') => {
+                let mut pattern = parent.display().to_string();
+                if !pattern.ends_with('/') {
+                    pattern.push('/');
+                }
+                Ok(spec(Some(pattern), vec![(name.clone(), host.clone())]))
+            }
+            _ => Err(vec![Diagnostic::new(
+                Stage::Runtime,
+                c.span,
+                format!("collect file: `{name}` is not an absolute path; give the directory to collect into with `path`"),
+            )]),
+        })
+        .collect()
 }
 
 fn duplicate(res: &ResOut, first: &ResOut, map: &SourceMap) -> Diagnostic {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::super::ast::EdgeProperty;
 use super::super::span::Span;
 use super::super::value::Val;
-use super::data::{Data, EdgeOut, Entry, Fail, Outcome, Output, ResOut, vals};
+use super::data::{CollectOut, Data, EdgeOut, Entry, Fail, Outcome, Output, ResOut, vals};
 use super::graph::{Op, Template};
 
 fn out(output: Output) -> Outcome {
@@ -119,11 +119,17 @@ pub struct ResourceOp {
     pub span: Span,
     pub name_span: Span,
     pub entries: Vec<EntrySpec>,
+    /// `collect KIND NAMES { ... }`: the names are exports to collect, the body's params
+    /// are set on each.
+    pub collect: bool,
 }
 
 impl Op for ResourceOp {
     fn compute(&self, inputs: &[&Outcome]) -> Outcome {
         let values = vals(inputs)?;
+        if self.collect {
+            return self.collect_out(&values);
+        }
         let names = names_of(values[0], self.name_span)?;
         let mut template = ResOut {
             kind: self.kind.clone(),
@@ -174,6 +180,67 @@ impl Op for ResourceOp {
             output.resources.push(Arc::new(ResOut { name, ..template.clone() }));
         }
         out(output)
+    }
+}
+
+impl ResourceOp {
+    /// A `collect` statement's output: its names, and its body's params and meta params.
+    fn collect_out(&self, values: &[&Val]) -> Outcome {
+        let names = collect_names_of(values[0], self.name_span)?;
+        let (mut params, mut meta) = (Vec::new(), Vec::new());
+        let mut next = 1;
+        for entry in &self.entries {
+            let wanted = !entry.conditional || matches!(values[next], Val::Bool(true));
+            next += usize::from(entry.conditional);
+            let value = values[next];
+            next += 1;
+            let at = |name: &str, value: &Val| Entry {
+                name: name.to_string(),
+                value: value.clone(),
+                span: entry.span,
+            };
+            match (&entry.kind, wanted) {
+                (_, false) => {}
+                (EntryKind::Param(name), true) => params.push(at(name, value)),
+                (EntryKind::Meta(name), true) => meta.push(at(name, value)),
+                (EntryKind::MetaStruct, true) => match value {
+                    Val::Struct(fields) => meta.extend(fields.iter().map(|(n, v)| at(n, v))),
+                    other => return Err(Fail::internal(format!("Meta => {other}"))),
+                },
+                (EntryKind::Edge { .. }, true) => {
+                    return Err(Fail::at(
+                        entry.span,
+                        "a collect statement has no edges: collected resources may not exist",
+                    ));
+                }
+            }
+        }
+        let collect = CollectOut { kind: self.kind.clone(), names, span: self.span, params, meta };
+        out(Output { collects: vec![Arc::new(collect)], ..Output::default() })
+    }
+}
+
+/// What a `collect` statement names: a name, a list of names (from any host), or a list of
+/// `struct{name str; host str}` (from that host), as `collect.res` gives them.
+fn collect_names_of(value: &Val, span: Span) -> Result<Vec<(String, Option<String>)>, Fail> {
+    let one = |item: &Val| match item {
+        Val::Str(name) => Ok((name.clone(), None)),
+        Val::Struct(_) => match (item.field("name"), item.field("host")) {
+            (Some(Val::Str(name)), Some(Val::Str(host))) if !name.is_empty() && !host.is_empty() => {
+                Ok((name.clone(), Some(host.clone())))
+            }
+            _ => Err(Fail::at(
+                span,
+                format!("a collected resource is `struct{{name str; host str}}` with both set, not {item}"),
+            )),
+        },
+        other => {
+            Err(Fail::at(span, format!("a collected resource is named by a str or a struct, not {other}")))
+        }
+    };
+    match value {
+        Val::List(items) => items.iter().map(one).collect(),
+        other => Ok(vec![one(other)?]),
     }
 }
 
@@ -289,6 +356,7 @@ mod tests {
             span: Span::default(),
             name_span: Span::default(),
             entries: vec![],
+            collect: false,
         };
         let res = body.add(Arc::new(op), vec![value]);
         Arc::new(Template::new(body, vec![index, value], res))
@@ -317,6 +385,7 @@ mod tests {
             span: Span::default(),
             name_span: Span::default(),
             entries: vec![],
+            collect: false,
         };
         let yes_name = g.constant(Data::Val(Val::Str("yes".into())));
         let no_name = g.constant(Data::Val(Val::Str("no".into())));
@@ -346,8 +415,13 @@ mod tests {
                 span: Span::default(),
             },
         ];
-        let op =
-            ResourceOp { kind: "file".into(), span: Span::default(), name_span: Span::default(), entries };
+        let op = ResourceOp {
+            kind: "file".into(),
+            span: Span::default(),
+            name_span: Span::default(),
+            entries,
+            collect: false,
+        };
         let res = g.add(Arc::new(op), vec![name, cond, value, target]);
         g.set(cond, v(Val::Bool(false)));
         g.run();

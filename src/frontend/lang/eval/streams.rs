@@ -100,7 +100,7 @@ impl Streams {
         }
         drop(state);
         let value = match changes {
-            Changes::Lines | Changes::Kv(_) => None,
+            Changes::Lines | Changes::Kv(_) | Changes::Exports(_) => None,
             Changes::File(_) | Changes::Tick(_) => Some((builtin.call)(ctx, args.clone()).map_err(|e| e.0)),
         };
         let watched = Watched { key: key.clone(), builtin, changes, args, sig: ctx.sig.clone() };

@@ -81,6 +81,9 @@ pub enum Changes {
     /// The value under `kv/<first argument>` in the cluster's key store (its value and the
     /// host that wrote it; `None`: unset), as this function gives it; unknown until read.
     Kv(fn(Option<(&str, &str)>) -> Val),
+    /// The resources of the kind (the first argument) the other hosts export, as (name,
+    /// host), as this function gives them; unknown until read.
+    Exports(fn(&[(&str, &str)]) -> Val),
 }
 
 impl Builtin {

@@ -3,7 +3,6 @@
 
 /// By the name written in `import "..."`: what the module is for.
 const UNAVAILABLE: &[(&str, &str)] = &[
-    ("world/collect", "collects the resources other hosts export"),
     ("value", "reads the values resources send (`get`, `get_str`...), as they change"),
     ("local", "keeps state on this host (`pool`, `vardir`)"),
     ("test", "holds the functions upstream's own tests use"),
@@ -27,7 +26,7 @@ mod tests {
         for (name, _) in UNAVAILABLE {
             assert!(!super::super::is_module(name), "`{name}` is implemented");
         }
-        assert!(unavailable("world/collect").is_some());
+        assert!(unavailable("value").is_some());
         assert!(unavailable("fmt").is_none());
     }
 }

@@ -4,12 +4,16 @@
 //!
 //! Upstream keeps one value per host under a key (`kvlookup` gives them all); here a key
 //! has one value and the host that wrote it last, so `kvlookup` gives at most one pair.
+//!
+//! And `world/collect`: `collect.res(kind)`, the resources of a kind the other hosts export
+//! (this host's own are never collected back), for a `collect` statement to choose from.
 
 use super::super::value::{CallError, Val};
 use super::args::{arity, fixed, str_at};
 use super::{Builtin, CallCtx, Changes};
 
 const M: &str = "world";
+const COLLECT: &str = "world/collect";
 
 pub const FUNCS: &[Builtin] = &[
     fixed(
@@ -28,7 +32,37 @@ pub const FUNCS: &[Builtin] = &[
         "the value of a key of the cluster's key store by the host that wrote it; followed",
     )
     .changing(Changes::Kv(kvlookup_of)),
+    fixed(
+        COLLECT,
+        "res",
+        "func(str) []struct{name str; host str}",
+        res,
+        "the resources of a kind the other hosts export, by name and host; followed",
+    )
+    .changing(Changes::Exports(exports_of)),
 ];
+
+/// `collect.res`'s value for the exports of its kind, as (name, host), sorted.
+fn exports_of(exports: &[(&str, &str)]) -> Val {
+    let mut list: Vec<(&str, &str)> = exports.to_vec();
+    list.sort();
+    Val::List(
+        list.into_iter()
+            .map(|(name, host)| {
+                Val::Struct(vec![
+                    ("name".into(), Val::Str(name.into())),
+                    ("host".into(), Val::Str(host.into())),
+                ])
+            })
+            .collect(),
+    )
+}
+
+fn res(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
+    arity(&args, 1)?;
+    str_at(&args, 0)?;
+    Ok(exports_of(&[]))
+}
 
 /// `getval`'s value for a key's value and writer, `None` when it is unset.
 fn getval_of(value: Option<(&str, &str)>) -> Val {
