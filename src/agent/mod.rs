@@ -34,7 +34,9 @@ use crate::deploy::follow::{self, DeployEvent, Rememberer};
 use crate::engine::assemble::{Assembled, assemble};
 use crate::engine::{Engine, EngineOptions, GraphError, Summary};
 use crate::frontend::GraphSpec;
-use crate::frontend::source::{SpecError, SpecVersion};
+use crate::frontend::lang_file::LangFile;
+use crate::frontend::registry::lang_program;
+use crate::frontend::source::{SpecError, SpecSource, SpecVersion};
 use crate::os::FsWatcher;
 use crate::text::count;
 use crate::world::access::EtcdAccess;
@@ -143,6 +145,9 @@ pub struct Agent {
     last_reported: (bool, usize),
     idle_since: Option<Instant>,
     deploys: Option<mpsc::Receiver<DeployEvent>>,
+    /// The running deploy's mcl program, followed live: its later graphs as its values change.
+    program: Option<SpecSource>,
+    fs: Arc<FsWatcher>,
     follow_cancel: CancellationToken,
     rememberer: Rememberer,
 }
@@ -167,7 +172,7 @@ impl Planned {
     pub async fn start(self, fs: Arc<FsWatcher>) -> Result<Agent, AgentError> {
         let Planned { cfg, world, collected, first, assembled } = self;
         let opts = EngineOptions { noop: cfg.noop, no_watch: cfg.no_watch };
-        let engine = Engine::new(opts, world.clone(), fs);
+        let engine = Engine::new(opts, world.clone(), fs.clone());
         info!(
             "running graph `{}` from {} on host {} ({}, prefix {}){}",
             first.spec.name,
@@ -182,6 +187,8 @@ impl Planned {
             rememberer: Rememberer::spawn(cfg.prefix.clone()),
             follow_cancel: CancellationToken::new(),
             deploys: None,
+            program: None,
+            fs,
             convergence: convergence.subscribe(),
             idle_since: None,
             last_reported: (false, usize::MAX),
@@ -244,6 +251,7 @@ impl Agent {
         let signals = sources.signals.as_mut();
         let specs = sources.specs.as_mut();
         let deploys = self.deploys.as_mut();
+        let program = self.program.as_mut();
         tokio::select! {
             stop = async {
                 match signals {
@@ -253,6 +261,7 @@ impl Agent {
             } => Event::Signal(stop),
             Some(v) = async { specs?.next().await } => Event::Spec(v),
             Some(ev) = async { deploys?.recv().await } => Event::Deploy(ev),
+            Some(v) = async { program?.next().await } => Event::Spec(v),
             Ok(()) = self.collected.changed() => Event::Collected,
             Ok(()) = self.convergence.changed() => Event::Convergence(*self.convergence.borrow_and_update()),
             _ = async { tokio::time::sleep_until(deadline.unwrap().into()).await }, if deadline.is_some() => {
@@ -307,7 +316,16 @@ impl Agent {
     async fn deploy_event(&mut self, ev: DeployEvent) -> Result<(), AgentError> {
         match ev {
             DeployEvent::Ready { record, spec, dir, ran } => {
-                self.apply(Change::Deploy { record, spec, dir, ran }).await?
+                let id = record.id;
+                let program =
+                    (ran.manifest.frontend == "lang").then(|| lang_program(&dir, &ran.manifest.entry));
+                self.apply(Change::Deploy { record, spec, dir, ran }).await?;
+                if self.deploy == Some(id) {
+                    self.program = match program {
+                        Some(path) => Some(self.follow_program(&path, id).await),
+                        None => None,
+                    };
+                }
             }
             DeployEvent::Refused { id, error } => self.refuse_deploy(id, &error),
             DeployEvent::Unreadable { error } => {
@@ -317,6 +335,20 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// Follow the deploy's mcl program at `path` live, from its graph as the deploy gave it:
+    /// what its changing values (files, the time, the cluster's keys and exports) change
+    /// arrives as new versions.
+    async fn follow_program(&mut self, path: &std::path::Path, deploy: u64) -> SpecSource {
+        let program =
+            LangFile::new(path, &self.cfg.hostname).with_deploy_id(deploy).with_world(self.world.clone());
+        let watch = program.watch(self.fs.clone()).await;
+        let mut program = program;
+        // Its first version is the graph the deploy applied, evaluated again to start
+        // following its values: what changes from here on is yielded.
+        let _ = program.load();
+        program.follow(watch)
     }
 
     /// The one path from a new graph to a running one: assemble it with the collected

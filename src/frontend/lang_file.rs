@@ -176,6 +176,8 @@ pub struct LangFile {
     first_watch: Option<WatchSet>,
     /// The cluster `world` functions read (this host's alone without seeds).
     world: Option<Arc<dyn World>>,
+    /// The deploy the program runs from (0: none).
+    deploy_id: u64,
 }
 
 /// The default of [`LangFile::with_interval`]: at most 100 evaluations a second.
@@ -193,7 +195,14 @@ impl LangFile {
             evaluations: 0,
             first_watch: None,
             world: None,
+            deploy_id: 0,
         }
+    }
+
+    /// The program runs from deploy `id` (`deploy.*` functions read its bundle).
+    pub fn with_deploy_id(mut self, id: u64) -> LangFile {
+        self.deploy_id = id;
+        self
     }
 
     /// The world the program's `world` functions read once it follows (at its first load,
@@ -218,7 +227,7 @@ impl LangFile {
     /// Load and compile the program now (blocking: for the start, before anything runs). A
     /// program waiting for a changing value's first value starts with an empty graph.
     pub fn load(&mut self) -> Result<SpecVersion, SpecError> {
-        let loaded = Live::load(&self.path, &self.hostname).map(|mut live| {
+        let loaded = Live::load(&self.path, &self.hostname, self.deploy_id).map(|mut live| {
             let step = live.step();
             (live, step)
         });
@@ -331,9 +340,9 @@ impl LangFile {
     async fn recompile(
         &mut self,
     ) -> Option<(Option<Result<SpecVersion, SpecError>>, Option<WatchSet>, bool)> {
-        let (path, hostname) = (self.path.clone(), self.hostname.clone());
+        let (path, hostname, deploy_id) = (self.path.clone(), self.hostname.clone(), self.deploy_id);
         let loaded = tokio::task::spawn_blocking(move || {
-            Live::load(&path, &hostname).map(|mut live| {
+            Live::load(&path, &hostname, deploy_id).map(|mut live| {
                 let step = live.step();
                 (live, step)
             })
@@ -396,14 +405,14 @@ struct Live {
 
 impl Live {
     /// Loads and compiles the program at `path` for `hostname`, to run (blocking).
-    fn load(path: &Path, hostname: &str) -> Result<Live, Failed> {
+    fn load(path: &Path, hostname: &str, deploy_id: u64) -> Result<Live, Failed> {
         let module = lang::load(path)
             .map_err(|e| Failed { error: ProgramError::new(&e.diagnostics, &e.map), watch: None })?;
         let host = Arc::new(HostInfo {
             hostname: hostname.to_string(),
             deploy_root: module.root.clone(),
             files_dir: module.files_dir.clone(),
-            deploy_id: 0,
+            deploy_id,
         });
         let watch = WatchSet::of(&module);
         let streams = Streams::new();
@@ -454,7 +463,7 @@ mod tests {
         std::fs::write(&path, "$x = \n").unwrap();
         let mut f = LangFile::new(&path, "h");
         assert!(matches!(f.load(), Err(SpecError::Program(_))));
-        let failed = |path: &Path| Err(Live::load(path, "h").err().expect("fails").error);
+        let failed = |path: &Path| Err(Live::load(path, "h", 0).err().expect("fails").error);
         assert!(f.version_of(failed(&path)).is_none());
         std::fs::write(&path, "$x = )\n").unwrap();
         let again = f.version_of(failed(&path));

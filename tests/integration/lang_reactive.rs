@@ -219,3 +219,44 @@ fn the_three_host_demo_in_mcl_exports_and_collects_live() {
         a.stderr()
     );
 }
+
+/// The README's cluster quick start: `empty` agents, `deploy --no-git lang DIR`, a program
+/// that exports each host's file and collects the others', and follows a file it reads.
+#[test]
+fn a_deployed_program_runs_live_on_each_host_with_exports_and_collects() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let (dir, motd) = (t.path("mgmt"), t.path("motd"));
+    fs::create_dir_all(t.path("app")).unwrap();
+    let program = format!(
+        "import \"os\"\nimport \"world/collect\"\nfile \"{d}/${{hostname}}/${{hostname}}\" {{\n\tcontent => \"hello from ${{hostname}}: \" + (os.readfile(\"{m}\") <|> \"none\\n\"),\n\tMeta:export => [\"*\"],\n}}\ncollect file collect.res(\"file\") {{\n\tpath => \"{d}/${{hostname}}/\",\n}}\n",
+        d = dir.display(),
+        m = motd.display()
+    );
+    fs::write(t.path("app/main.mcl"), program).unwrap();
+    let agents: Vec<Agent> = ["h1", "h2"]
+        .iter()
+        .map(|h| Agent::spawn(&t, &["run", "--seeds", &e.url, "--hostname", h, "--tmp-prefix", "empty"]))
+        .collect();
+    for a in &agents {
+        a.wait_log("running graph `empty`");
+    }
+    let deploy = crate::common::repo::run_deploy(&e, t.root(), &["--no-git", "lang", "app"]);
+    assert_eq!(crate::common::repo::deployed(&deploy), 1);
+    let all: Vec<&Agent> = agents.iter().collect();
+    // Each host's directory has its own file and the other's, collected.
+    for (host, from) in [("h1", "h1"), ("h1", "h2"), ("h2", "h2"), ("h2", "h1")] {
+        let path = dir.join(host).join(from);
+        crate::common::cluster::wait_content(&all, &path, &format!("hello from {from}: none\n"));
+    }
+    // A value the program reads changes: each host's file follows, and so does the copy
+    // the other host collected.
+    fs::write(&motd, "new\n").unwrap();
+    for (host, from) in [("h1", "h1"), ("h1", "h2"), ("h2", "h2"), ("h2", "h1")] {
+        let path = dir.join(host).join(from);
+        crate::common::cluster::wait_content(&all, &path, &format!("hello from {from}: new\n"));
+    }
+    for a in &agents {
+        assert!(a.try_exit().is_none(), "{}", a.stderr());
+    }
+}
