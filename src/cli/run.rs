@@ -32,13 +32,21 @@ enum Watching {
 }
 
 impl Input {
-    /// The input `frontend` names, `file` being a YAML argument's graph file.
-    fn new(frontend: &Frontend, file: Option<&std::path::Path>, hostname: &str) -> Result<Option<Input>> {
+    /// The input `frontend` names, `file` being a YAML argument's graph file; a program run
+    /// with `--no-watch` (`once`) is evaluated once.
+    fn new(
+        frontend: &Frontend,
+        file: Option<&std::path::Path>,
+        hostname: &str,
+        once: bool,
+    ) -> Result<Option<Input>> {
         Ok(match (frontend, file) {
             (Frontend::Yaml { .. }, Some(file)) => Some(Input::Yaml(YamlFile::new(file)?)),
-            (Frontend::Lang { path, coalesce_ms }, _) => Some(Input::Lang(
-                LangFile::new(path, hostname).with_interval(std::time::Duration::from_millis(*coalesce_ms)),
-            )),
+            (Frontend::Lang { path, coalesce_ms }, _) => {
+                let program = LangFile::new(path, hostname)
+                    .with_interval(std::time::Duration::from_millis(*coalesce_ms));
+                Some(Input::Lang(if once { program.once() } else { program }))
+            }
             _ => None,
         })
     }
@@ -96,7 +104,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
             "--detailed-exitcodes needs --no-watch or --converged-timeout: an agent that watches exits only on a signal"
         );
     }
-    let mut input = Input::new(&args.frontend, file.as_deref(), &hostname)?;
+    let mut input = Input::new(&args.frontend, file.as_deref(), &hostname, args.no_watch)?;
     // One file watcher for the graph's files and the engine's resources.
     let fs = FsWatcher::new().context("starting the file watcher")?;
     let watch = match (&input, args.no_watch) {

@@ -178,6 +178,8 @@ pub struct LangFile {
     world: Option<Arc<dyn World>>,
     /// The deploy the program runs from (0: none).
     deploy_id: u64,
+    /// Evaluated once, not followed (`run --no-watch`): each changing function is called once.
+    once: bool,
 }
 
 /// The default of [`LangFile::with_interval`]: at most 100 evaluations a second.
@@ -196,7 +198,15 @@ impl LangFile {
             first_watch: None,
             world: None,
             deploy_id: 0,
+            once: false,
         }
+    }
+
+    /// The program is evaluated once and not followed: a function whose value changes is
+    /// called once, as `mgmt graph` calls it, instead of waiting for a watcher.
+    pub fn once(mut self) -> LangFile {
+        self.once = true;
+        self
     }
 
     /// The program runs from deploy `id` (`deploy.*` functions read its bundle).
@@ -227,6 +237,13 @@ impl LangFile {
     /// Load and compile the program now (blocking: for the start, before anything runs). A
     /// program waiting for a changing value's first value starts with an empty graph.
     pub fn load(&mut self) -> Result<SpecVersion, SpecError> {
+        if self.once {
+            let compiled = compile_at(&self.path, &self.hostname, self.deploy_id);
+            let text = format!("{} once\n", self.name);
+            return compiled
+                .map(|c| SpecVersion { spec: c.spec, text })
+                .map_err(|f| SpecError::Program(f.error));
+        }
         let loaded = Live::load(&self.path, &self.hostname, self.deploy_id).map(|mut live| {
             let step = live.step();
             (live, step)

@@ -1,9 +1,10 @@
-//! mcl's `sys` module: what the program may know of the host it runs on. Each value is read
-//! once, when the call is evaluated.
+//! mcl's `sys` module: what the program may know of the host it runs on. The load and the
+//! uptime change with time: a running program reads them again every second; the others
+//! are read when the call is evaluated.
 
 use super::super::value::{CallError, Val};
 use super::args::{arity, fixed, native};
-use super::{Builtin, CallCtx};
+use super::{Builtin, CallCtx, Changes};
 
 const M: &str = "sys";
 
@@ -18,9 +19,11 @@ pub const FUNCS: &[Builtin] = &[
         "load",
         "func() struct{x1 float; x5 float; x15 float}",
         load,
-        "the load averages over 1, 5 and 15 minutes",
-    ),
-    fixed(M, "uptime", "func() int", uptime, "the seconds since the host booted"),
+        "the load averages over 1, 5 and 15 minutes; every second",
+    )
+    .changing(Changes::Tick(1)),
+    fixed(M, "uptime", "func() int", uptime, "the seconds since the host booted; every second")
+        .changing(Changes::Tick(1)),
 ];
 
 fn cpu_count(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
