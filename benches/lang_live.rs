@@ -264,6 +264,7 @@ fn reactive(dir: &Path) -> Result<Vec<Row>> {
     // Both agents run all along; the changes alternate: one to IN, one to the graph file.
     let (mut l, mut y) = (Vec::with_capacity(CHANGES), Vec::with_capacity(CHANGES));
     let limit = Duration::from_secs(10);
+    let (lang_cpu0, yaml_cpu0) = (cpu_ns(lang.pid()), cpu_ns(yaml.pid()));
     for i in 0..CHANGES {
         let want = format!("lang {i} {n}\n");
         wl.drain();
@@ -277,6 +278,8 @@ fn reactive(dir: &Path) -> Result<Vec<Row>> {
         y.push(until_content(&mut wy, &yaml_out, want.as_bytes(), t, limit)?);
         std::thread::sleep(GAP);
     }
+    let per_change = |cpu0: u64, pid: i32| ms(Duration::from_nanos((cpu_ns(pid) - cpu0) / CHANGES as u64));
+    let (lang_cpu, yaml_cpu) = (per_change(lang_cpu0, lang.pid()), per_change(yaml_cpu0, yaml.pid()));
     println!("lang: {}", stats(&l).line());
     println!("yaml: {}", stats(&y).line());
 
@@ -317,6 +320,7 @@ fn reactive(dir: &Path) -> Result<Vec<Row>> {
             format!("mcl: back to back, {} changes, each as the last arrived (p50 / p99 / max)", CHANGES / 5),
             stats(&b).p50_p99_max(),
         ),
+        info(bench, "CPU per change: mcl agent; YAML agent", format!("{lang_cpu}; {yaml_cpu}")),
         info(bench, "peak RSS (VmHWM): mcl agent; YAML agent", format!("{}; {}", mb(lang_hwm), mb(yaml_hwm))),
     ])
 }
@@ -379,6 +383,7 @@ fn incremental_10k(dir: &Path) -> Result<Vec<Row>> {
         println!("first graph of {} resources applied in {}", N + 1, ms(first));
         std::thread::sleep(Duration::from_secs(1));
         let mut l = Vec::with_capacity(ONE_CHANGES);
+        let cpu0 = cpu_ns(agent.pid());
         for i in 0..ONE_CHANGES {
             let want = format!("one {i} {n}\n");
             w.drain();
@@ -386,6 +391,7 @@ fn incremental_10k(dir: &Path) -> Result<Vec<Row>> {
             l.push(until_content(&mut w, &output, want.as_bytes(), t, Duration::from_secs(30))?);
             std::thread::sleep(Duration::from_millis(100));
         }
+        let cpu = Duration::from_nanos((cpu_ns(agent.pid()) - cpu0) / ONE_CHANGES as u64);
         println!("one of {}: {}", N + 1, stats(&l).line());
         let hwm = status_kb(agent.pid(), "VmHWM:")?;
         stop_agent(agent)?;
@@ -402,6 +408,7 @@ fn incremental_10k(dir: &Path) -> Result<Vec<Row>> {
             "p99 < 20 ms",
             Some(s.p99 < Duration::from_millis(20)),
         ));
+        rows.push(info(bench, "CPU of the agent per change", ms(cpu)));
         rows.push(info(bench, "peak RSS (VmHWM), the agent of that program", mb(hwm)));
     }
 
@@ -428,9 +435,11 @@ fn incremental_10k(dir: &Path) -> Result<Vec<Row>> {
         println!("first graph (every file reads IN) applied in {}", ms(first));
         std::thread::sleep(Duration::from_secs(1));
         let mut l = Vec::with_capacity(ALL_CHANGES);
+        let mut cpu = Vec::with_capacity(ALL_CHANGES);
         for i in 0..ALL_CHANGES {
             let v = format!("all {i} {n}");
             wd.drain();
+            let cpu0 = cpu_ns(agent.pid());
             let t = write_renamed(&input, v.as_bytes())?;
             let took = until_all_right(
                 &mut wd,
@@ -442,6 +451,7 @@ fn incremental_10k(dir: &Path) -> Result<Vec<Row>> {
             )?;
             println!("change {i}: all {N} files right after {}", ms(took));
             l.push(took);
+            cpu.push(Duration::from_nanos(cpu_ns(agent.pid()) - cpu0));
             std::thread::sleep(Duration::from_secs(1));
         }
         let hwm = status_kb(agent.pid(), "VmHWM:")?;
@@ -459,6 +469,7 @@ fn incremental_10k(dir: &Path) -> Result<Vec<Row>> {
             ),
             format!("{} / {}", ms(s.p50), ms(s.max)),
         ));
+        rows.push(info(bench, "CPU of the agent per change (p50)", ms(stats(&cpu).p50)));
         rows.push(info(bench, "peak RSS (VmHWM), the agent of that program", mb(hwm)));
     }
     Ok(rows)
