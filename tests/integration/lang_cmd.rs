@@ -270,13 +270,7 @@ fn a_deployed_program_gives_each_host_its_own_graph() {
         o = out.display()
     );
     fs::write(t.path("app/main.mcl"), program).unwrap();
-    let agents: Vec<Agent> = ["web1", "db1"]
-        .iter()
-        .map(|h| Agent::spawn(&t, &["run", "--seeds", &e.url, "--hostname", h, "--tmp-prefix", "empty"]))
-        .collect();
-    for a in &agents {
-        a.wait_log("running graph `empty`");
-    }
+    let agents = crate::common::cluster::empty_agents(&t, &e, &["web1", "db1"]);
     assert_eq!(deployed(&run_deploy(&e, t.root(), &["--no-git", "lang", "app"])), 1);
     let all: Vec<&Agent> = agents.iter().collect();
     wait_content(&all, &out.join("web1-role"), "web\n");

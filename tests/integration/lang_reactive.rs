@@ -234,13 +234,7 @@ fn a_deployed_program_runs_live_on_each_host_with_exports_and_collects() {
         m = motd.display()
     );
     fs::write(t.path("app/main.mcl"), program).unwrap();
-    let agents: Vec<Agent> = ["h1", "h2"]
-        .iter()
-        .map(|h| Agent::spawn(&t, &["run", "--seeds", &e.url, "--hostname", h, "--tmp-prefix", "empty"]))
-        .collect();
-    for a in &agents {
-        a.wait_log("running graph `empty`");
-    }
+    let agents = crate::common::cluster::empty_agents(&t, &e, &["h1", "h2"]);
     let deploy = crate::common::repo::run_deploy(&e, t.root(), &["--no-git", "lang", "app"]);
     assert_eq!(crate::common::repo::deployed(&deploy), 1);
     let all: Vec<&Agent> = agents.iter().collect();

@@ -116,3 +116,16 @@ pub fn all_files_everywhere(t: &TestDir, agents: &[&Agent], hosts: &[char]) {
         }
     }
 }
+
+/// Agents that follow the cluster's deploys (`run ... empty`), one per host name, each
+/// running its empty first graph.
+pub fn empty_agents(t: &TestDir, e: &Etcd, hosts: &[&str]) -> Vec<Agent> {
+    let agents: Vec<Agent> = hosts
+        .iter()
+        .map(|h| Agent::spawn(t, &["run", "--seeds", &e.url, "--hostname", h, "--tmp-prefix", "empty"]))
+        .collect();
+    for a in &agents {
+        a.wait_log("running graph `empty`");
+    }
+    agents
+}

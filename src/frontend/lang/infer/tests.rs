@@ -37,43 +37,20 @@ fn printf(site: &CallSite) -> Result<Option<Type>, String> {
     Ok(Some(Type::func(args, Type::Str)))
 }
 
+/// A core function of these tests: what a signature needs, nothing to call.
+const fn test_fn(
+    name: &'static str,
+    sig: &'static str,
+    infer: Option<super::super::funcs::Infer>,
+) -> Builtin {
+    Builtin { module: "", name, sig, infer, call: never, doc: "", changes: None }
+}
+
 static BUILTINS: &[Builtin] = &[
-    Builtin {
-        module: "",
-        name: "len",
-        sig: "func([]?1) int",
-        infer: None,
-        call: never,
-        doc: "",
-        changes: None,
-    },
-    Builtin {
-        module: "",
-        name: "printf",
-        sig: "func(str, variant) str",
-        infer: Some(printf),
-        call: never,
-        doc: "",
-        changes: None,
-    },
-    Builtin {
-        module: "",
-        name: "first",
-        sig: "func([]?1) ?1",
-        infer: None,
-        call: never,
-        doc: "",
-        changes: None,
-    },
-    Builtin {
-        module: "",
-        name: "keys",
-        sig: "func(map{?1: ?2}) []?1",
-        infer: None,
-        call: never,
-        doc: "",
-        changes: None,
-    },
+    test_fn("len", "func([]?1) int", None),
+    test_fn("printf", "func(str, variant) str", Some(printf)),
+    test_fn("first", "func([]?1) ?1", None),
+    test_fn("keys", "func(map{?1: ?2}) []?1", None),
 ];
 
 /// Names to definitions, as scope resolution gives them, for the shapes the tests use.
