@@ -757,6 +757,7 @@ fn exported() -> BoxedStrategy<Exported> {
             kind: kind.to_string(),
             name,
             params: serde_json::from_str(&params).unwrap_or(serde_json::Value::Null),
+            to: None,
         })
         .boxed()
 }
@@ -834,6 +835,7 @@ proptest! {
                     kind: "file".into(),
                     name,
                     params: serde_json::from_str(&params).unwrap_or(serde_json::Value::Null),
+                    to: None,
                 }),
             1..4,
         ),

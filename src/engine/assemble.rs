@@ -32,6 +32,7 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
                 kind: r.kind().to_string(),
                 name: r.name().to_string(),
                 params: r.to_json(),
+                to: spec.export_to.get(&r.id()).cloned(),
             };
             let bytes = serde_json::to_vec(&e).map(|v| v.len()).unwrap_or(usize::MAX);
             if bytes > MAX_EXPORT_BYTES {
@@ -52,7 +53,9 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
     for c in &spec.collect {
         // This host's own exports are in its graph already (and newer than the world's copy
         // while a change is on its way).
-        for e in sorted.iter().filter(|e| e.kind == c.kind && e.host != host && named(c, e)) {
+        for e in
+            sorted.iter().filter(|e| e.kind == c.kind && e.host != host && e.for_host(host) && named(c, e))
+        {
             let mut r = match resources::from_json(&e.kind, e.params.clone()) {
                 Ok(r) => r,
                 Err(err) => {
@@ -237,6 +240,7 @@ collect:
             kind: "file".into(),
             name: name.into(),
             params,
+            to: None,
         };
         let collected = vec![
             export("pwn", serde_json::json!({"name": "pwn", "path": "/a/..", "purge": true, "force": true})),
@@ -255,5 +259,39 @@ collect:
             (f.path.as_deref(), f.source.as_deref(), f.mode.as_deref()),
             (Some("/in/ok"), None, Some("0755"))
         );
+    }
+
+    #[test]
+    fn an_export_to_named_hosts_is_collected_by_them_only_and_names_and_overrides_apply() {
+        let c = CollectSpec {
+            kind: "file".into(),
+            pattern: Some("/in/".into()),
+            names: Some(vec![("/x/a".into(), None), ("/x/b".into(), Some("P".into()))]),
+            overrides: serde_json::json!({"mode": "0600"}).as_object().unwrap().clone(),
+        };
+        let spec = GraphSpec { collect: vec![c], ..GraphSpec::default() };
+        let file = |name: &str, host: &str, to: Option<Vec<String>>| Exported {
+            host: host.into(),
+            kind: "file".into(),
+            name: name.into(),
+            params: serde_json::json!({"name": name, "content": "x\n"}),
+            to,
+        };
+        let collected = vec![
+            file("/x/a", "P", Some(vec!["B".into()])),
+            file("/x/b", "Q", None),
+            file("/x/b", "P", Some(vec!["C".into()])),
+            file("/x/c", "P", None),
+        ];
+        // B: `/x/a` is addressed to it; `/x/b` is named from P, which exports it to C only;
+        // `/x/c` is not named.
+        let b = assemble(&spec, "B", &collected).unwrap();
+        let names: Vec<String> = b.graph.vertices.iter().map(|v| v.name().to_string()).collect();
+        assert_eq!(names, ["/x/a"]);
+        let f = b.graph.vertices[0].as_any().downcast_ref::<crate::resources::file::File>().unwrap();
+        assert_eq!((f.path.as_deref(), f.mode.as_deref()), (Some("/in/a"), Some("0600")));
+        let c = assemble(&spec, "C", &collected).unwrap();
+        let names: Vec<String> = c.graph.vertices.iter().map(|v| v.name().to_string()).collect();
+        assert_eq!(names, ["/x/b"], "C takes P's `/x/b`, addressed to it, and not `/x/a`");
     }
 }

@@ -29,6 +29,8 @@ pub struct GraphSpec {
     /// The resources this host also offers to the others (`@@name` in YAML): exported to the
     /// world, and applied here like the rest.
     pub exports: BTreeSet<ResId>,
+    /// The hosts an export is for, when not every host (mcl's `Meta:export => ["h1"]`).
+    pub export_to: std::collections::BTreeMap<ResId, Vec<String>>,
     pub edges: Vec<EdgeSpec>,
     pub collect: Vec<CollectSpec>,
 }

@@ -1352,6 +1352,7 @@ mod tests {
             kind: "file".into(),
             name: name.into(),
             params: serde_json::json!({"name": name, "content": content}),
+            to: None,
         }
     }
 
@@ -1385,6 +1386,7 @@ mod tests {
             kind: "file".into(),
             name: "/a/b".into(),
             params: Default::default(),
+            to: None,
         };
         assert_eq!(k.export(&e), "/_mgmt/exported/h1/file//a/b");
         assert_eq!(k.exported_by("h1"), "/_mgmt/exported/h1/");

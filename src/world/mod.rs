@@ -26,6 +26,17 @@ pub struct Exported {
     pub name: String,
     /// The resource's params (its serde form).
     pub params: serde_json::Value,
+    /// The hosts it is exported to (mcl's `Meta:export => ["h1", "h2"]`); `None`: every
+    /// host that collects its kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Vec<String>>,
+}
+
+impl Exported {
+    /// Whether `host` may collect it.
+    pub fn for_host(&self, host: &str) -> bool {
+        self.to.as_ref().is_none_or(|to| to.iter().any(|h| h == host || h == "*"))
+    }
 }
 
 /// What an agent says about itself (`hosts/<hostname>` in etcd, `mgmt status`).

@@ -79,7 +79,10 @@ pub fn to_spec_with(
             Some(&first) if spec.resources[first].cmp(decoded.as_ref()) => {}
             Some(&first) => errors.push(duplicate(res, places[first], map)),
             None => {
-                if exported(res) {
+                if let Some(to) = exported(res) {
+                    if let Some(hosts) = to {
+                        spec.export_to.insert(decoded.id(), hosts);
+                    }
                     spec.exports.insert(decoded.id());
                 }
                 index.insert(decoded.id(), spec.resources.len());
@@ -250,11 +253,18 @@ fn to_json(res: &ResOut, skip: Option<usize>) -> Result<Json, Diagnostic> {
     Ok(Json::Object(object))
 }
 
-/// `Meta:export => [hosts...]`: this agent exports a resource to every host that collects
-/// its kind, whichever hosts are named.
-fn exported(res: &ResOut) -> bool {
-    let last = res.meta.iter().rev().find(|e| e.name == "export");
-    last.is_some_and(|e| matches!(&e.value, Val::List(hosts) if !hosts.is_empty()))
+/// `Meta:export => [hosts...]`: whether the resource is exported, and to which hosts
+/// (`None`: every one, as `"*"` says).
+fn exported(res: &ResOut) -> Option<Option<Vec<String>>> {
+    let last = res.meta.iter().rev().find(|e| e.name == "export")?;
+    let Val::List(hosts) = &last.value else { return None };
+    let hosts: Vec<String> =
+        hosts.iter().filter_map(|h| if let Val::Str(h) = h { Some(h.clone()) } else { None }).collect();
+    match hosts.is_empty() {
+        true => None,
+        false if hosts.iter().any(|h| h == "*") => Some(None),
+        false => Some(Some(hosts)),
+    }
 }
 
 fn json_of(entry: &Entry) -> Result<Json, Diagnostic> {
