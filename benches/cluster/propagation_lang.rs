@@ -191,7 +191,7 @@ impl Trio {
     }
 
     fn round(&mut self, i: usize, record: bool) -> Result<()> {
-        if i % 20 == 0 {
+        if i.is_multiple_of(20) {
             for a in &mut self.agents {
                 a.ensure_alive()?;
             }
