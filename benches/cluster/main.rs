@@ -3,10 +3,11 @@
 //!
 //! ```text
 //! cargo bench --bench cluster                 # all of them
-//! cargo bench --bench cluster -- propagation  # one (or several) of: propagation deploy deploy50 bigtree bigtree10k transport
+//! cargo bench --bench cluster -- propagation  # one (or several) of: propagation propagation_lang deploy deploy50 bigtree bigtree10k transport
 //! ```
 //!
-//! One module a topic: `propagation` (export -> collect), `deploy` (`deploy`, `deploy50`),
+//! One module a topic: `propagation` (export -> collect), `propagation_lang` (the same demo in
+//! YAML and in mcl, side by side), `deploy` (`deploy`, `deploy50`),
 //! `bigtree` (`bigtree`, `bigtree10k`) and `transport`; what they share is in `etcd` (an etcd
 //! member on free loopback ports), `logs` (the agents' logs by timestamp), `deploy_round` (one
 //! timed `mgmt deploy`) and `../support` (shared with the other benches). This file only
@@ -33,6 +34,7 @@ mod deploy_round;
 mod etcd;
 mod logs;
 mod propagation;
+mod propagation_lang;
 mod transport;
 
 use std::fs;
@@ -43,6 +45,7 @@ use support::{Bench, exit_if_failed, machine::print_machine, report::print_table
 /// Every benchmark, in the order `cargo bench --bench cluster` runs them.
 const BENCHES: &[(&str, Bench<Path>)] = &[
     ("propagation", propagation::propagation),
+    ("propagation_lang", propagation_lang::propagation_lang),
     ("deploy", deploy::deploy3),
     ("deploy50", deploy::deploy50),
     ("bigtree", bigtree::bigtree),
