@@ -266,6 +266,33 @@ impl Baseline {
 // ---------------------------------------------------------------------------------------------
 // The benchmark
 
+/// Wait (at most 30 s after `t0`) until each host's directory under `t` holds every host's
+/// first file, the agents staying alive; `what` names the run in the error.
+pub fn wait_first_files(t: &Path, agents: &mut [Proc], t0: Instant, what: &str) -> Result<()> {
+    loop {
+        let missing: Vec<String> = HOSTS
+            .iter()
+            .flat_map(|d| HOSTS.iter().map(move |f| (*d, *f)))
+            .filter(|(d, f)| {
+                fs::read(t.join(format!("mgmt{d}/f{f}"))).ok().as_deref() != Some(&content(*f, 0)[..])
+            })
+            .map(|(d, f)| format!("mgmt{d}/f{f}"))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for a in agents.iter_mut() {
+            a.ensure_alive()?;
+        }
+        ensure!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{what}: not propagated within 30 s: {}",
+            missing.join(", ")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn propagation(t: &Path) -> Result<Vec<Row>> {
     let prefix = t.join("prefix");
     fs::create_dir(&prefix)?;
@@ -293,24 +320,7 @@ pub fn propagation(t: &Path) -> Result<Vec<Row>> {
         agents.push(Proc::spawn(cmd, t.join(format!("agent{h}.log")), format!("mgmt --hostname {h}"))?);
     }
     // Every host has every host's file.
-    loop {
-        let missing: Vec<String> = HOSTS
-            .iter()
-            .flat_map(|d| HOSTS.iter().map(move |f| (*d, *f)))
-            .filter(|(d, f)| {
-                fs::read(t.join(format!("mgmt{d}/f{f}"))).ok().as_deref() != Some(&content(*f, 0)[..])
-            })
-            .map(|(d, f)| format!("mgmt{d}/f{f}"))
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        for a in &mut agents {
-            a.ensure_alive()?;
-        }
-        ensure!(t0.elapsed() < Duration::from_secs(30), "not propagated within 30 s: {}", missing.join(", "));
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_first_files(t, &mut agents, t0, "yaml")?;
     println!("3 agents started, every host has all 3 files after {}", ms(t0.elapsed()));
     // Let the start-up settle (status writes, blocking threads).
     std::thread::sleep(Duration::from_secs(1));

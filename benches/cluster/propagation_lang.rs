@@ -23,7 +23,7 @@ use anyhow::{Context, Result, ensure};
 
 use crate::etcd::Etcd;
 use crate::logs::{Log, unix_us};
-use crate::propagation::{AtomicSave, HOSTS, PAUSE, ROUND_LIMIT, content, host_yaml};
+use crate::propagation::{AtomicSave, HOSTS, PAUSE, ROUND_LIMIT, content, host_yaml, wait_first_files};
 use crate::support::bin;
 use crate::support::process::Proc;
 use crate::support::report::{Row, Stats, ms, stats};
@@ -151,29 +151,7 @@ impl Trio {
             let name = format!("{}-agent{h}.log", kind.name());
             agents.push(Proc::spawn(cmd, t.join(name), format!("mgmt --hostname {h} ({})", kind.name()))?);
         }
-        loop {
-            let missing: Vec<String> = HOSTS
-                .iter()
-                .flat_map(|d| HOSTS.iter().map(move |f| (*d, *f)))
-                .filter(|(d, f)| {
-                    fs::read(t.join(format!("mgmt{d}/f{f}"))).ok().as_deref() != Some(&content(*f, 0)[..])
-                })
-                .map(|(d, f)| format!("mgmt{d}/f{f}"))
-                .collect();
-            if missing.is_empty() {
-                break;
-            }
-            for a in &mut agents {
-                a.ensure_alive()?;
-            }
-            ensure!(
-                t0.elapsed() < Duration::from_secs(30),
-                "{}: not propagated within 30 s: {}",
-                kind.name(),
-                missing.join(", ")
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_first_files(&t, &mut agents, t0, kind.name())?;
         println!("{}: 3 agents started, every host has all 3 files after {}", kind.name(), ms(t0.elapsed()));
         let dirs: Vec<PathBuf> = HOSTS.iter().map(|h| t.join(format!("mgmt{h}"))).collect();
         let paths = dirs.iter().map(|d| d.join("fA")).collect();

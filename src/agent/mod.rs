@@ -322,7 +322,7 @@ impl Agent {
                 self.apply(Change::Deploy { record, spec, dir, ran }).await?;
                 if self.deploy == Some(id) {
                     self.program = match program {
-                        Some(path) => Some(self.follow_program(&path, id).await),
+                        Some(path) => self.follow_program(&path, id).await,
                         None => None,
                     };
                 }
@@ -340,15 +340,25 @@ impl Agent {
     /// Follow the deploy's mcl program at `path` live, from its graph as the deploy gave it:
     /// what its changing values (files, the time, the cluster's keys and exports) change
     /// arrives as new versions.
-    async fn follow_program(&mut self, path: &std::path::Path, deploy: u64) -> SpecSource {
+    async fn follow_program(&mut self, path: &std::path::Path, deploy: u64) -> Option<SpecSource> {
         let program =
             LangFile::new(path, &self.cfg.hostname).with_deploy_id(deploy).with_world(self.world.clone());
         let watch = program.watch(self.fs.clone()).await;
-        let mut program = program;
-        // Its first version is the graph the deploy applied, evaluated again to start
-        // following its values: what changes from here on is yielded.
-        let _ = program.load();
-        program.follow(watch)
+        // Its first version is the graph the deploy applied, compiled again (on the blocking
+        // pool) to follow its values: what changes from here on is yielded.
+        let loaded = tokio::task::spawn_blocking(move || {
+            let mut program = program;
+            let _ = program.load();
+            program
+        })
+        .await;
+        match loaded {
+            Ok(program) => Some(program.follow(watch)),
+            Err(e) => {
+                error!("deploy {deploy}: following its program failed: {e}");
+                None
+            }
+        }
     }
 
     /// The one path from a new graph to a running one: assemble it with the collected

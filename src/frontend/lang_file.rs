@@ -257,7 +257,7 @@ impl LangFile {
             }
         };
         self.first_watch = Some(live.watch.clone());
-        let name = live.spec_name();
+        let name = lang::eval::graph_name(&live.module);
         self.live = Some(Box::new(live));
         self.yielded(step.map(|spec| spec.unwrap_or_else(|| GraphSpec { name, ..GraphSpec::default() })))
     }
@@ -450,13 +450,6 @@ impl Live {
             return Ok(None);
         }
         self.evaluation.spec(&self.module).map_err(|d| ProgramError::new(&d, &self.module.map))
-    }
-
-    fn spec_name(&self) -> String {
-        self.module.units[0]
-            .path
-            .file_stem()
-            .map_or_else(|| "mcl".into(), |s| s.to_string_lossy().into_owned())
     }
 }
 

@@ -73,15 +73,6 @@ impl Watchers {
         }
     }
 
-    /// How many values are watched.
-    pub fn len(&self) -> usize {
-        self.running.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
-    }
-
     fn spawn(&self, watched: Watched) -> JoinHandle<()> {
         let (streams, host) = (self.streams.clone(), self.host.clone());
         match watched.changes {

@@ -133,6 +133,6 @@ fn runtime(module: &Module, fail: data::Fail) -> Diagnostic {
 }
 
 /// The graph is named after the program's entry file.
-fn graph_name(module: &Module) -> String {
+pub fn graph_name(module: &Module) -> String {
     module.units[0].path.file_stem().map_or_else(|| "mcl".into(), |s| s.to_string_lossy().into_owned())
 }

@@ -40,11 +40,11 @@ const IGNORED_META: &[(&str, Option<bool>)] = &[
 pub struct Decoded(HashMap<usize, (Arc<ResOut>, Box<dyn Resource>)>);
 
 impl Decoded {
-    /// The resource of `res`, decoded now or copied from the last spec. The entry holds
-    /// `res`, so its address is not reused while it is there.
-    fn get(&self, res: &Arc<ResOut>) -> Result<Box<dyn Resource>, Diagnostic> {
-        match self.0.get(&(Arc::as_ptr(res) as usize)) {
-            Some((_, decoded)) => Ok(decoded.boxed_clone()),
+    /// The resource of `res`, taken from the last spec's or decoded now. An entry holds its
+    /// `res`, so the address is not reused while it is there.
+    fn take(&mut self, res: &Arc<ResOut>) -> Result<Box<dyn Resource>, Diagnostic> {
+        match self.0.remove(&(Arc::as_ptr(res) as usize)) {
+            Some((_, decoded)) => Ok(decoded),
             None => decode(res),
         }
     }
@@ -64,7 +64,7 @@ pub fn to_spec_with(
     let mut errors = Vec::new();
     let mut now = Decoded::default();
     for res in &output.resources {
-        let made = decoded.get(res);
+        let made = decoded.take(res);
         if let Ok(made) = &made {
             now.0.insert(Arc::as_ptr(res) as usize, (res.clone(), made.boxed_clone()));
         }

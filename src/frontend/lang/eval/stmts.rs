@@ -124,55 +124,34 @@ pub struct ResourceOp {
     pub collect: bool,
 }
 
+/// A resource statement's body, its entries' values read: params and meta params in
+/// written order, and its edges (property, target kind, target names, place).
+#[derive(Default)]
+struct Body {
+    params: Vec<Entry>,
+    meta: Vec<Entry>,
+    edges: Vec<(EdgeProperty, String, Vec<String>, Span)>,
+}
+
 impl Op for ResourceOp {
     fn compute(&self, inputs: &[&Outcome]) -> Outcome {
         let values = vals(inputs)?;
+        let body = self.body(&values[1..])?;
         if self.collect {
-            return self.collect_out(&values);
+            return self.collect_out(values[0], body);
         }
         let names = names_of(values[0], self.name_span)?;
-        let mut template = ResOut {
+        let template = ResOut {
             kind: self.kind.clone(),
             name: String::new(),
             span: self.span,
             name_span: self.name_span,
-            params: vec![],
-            meta: vec![],
+            params: body.params,
+            meta: body.meta,
         };
-        let mut edges: Vec<(EdgeProperty, String, Vec<String>, Span)> = Vec::new();
-        let mut next = 1;
-        for entry in &self.entries {
-            let wanted = if entry.conditional {
-                next += 1;
-                matches!(values[next - 1], Val::Bool(true))
-            } else {
-                true
-            };
-            let value = values[next];
-            next += 1;
-            if !wanted {
-                continue;
-            }
-            let at = |name: &str, value: &Val| Entry {
-                name: name.to_string(),
-                value: value.clone(),
-                span: entry.span,
-            };
-            match &entry.kind {
-                EntryKind::Param(name) => template.params.push(at(name, value)),
-                EntryKind::Meta(name) => template.meta.push(at(name, value)),
-                EntryKind::MetaStruct => match value {
-                    Val::Struct(fields) => template.meta.extend(fields.iter().map(|(n, v)| at(n, v))),
-                    other => return Err(Fail::internal(format!("Meta => {other}"))),
-                },
-                EntryKind::Edge { property, kind } => {
-                    edges.push((*property, kind.clone(), names_of(value, entry.span)?, entry.span));
-                }
-            }
-        }
         let mut output = Output::default();
         for name in names {
-            for (property, kind, targets, span) in &edges {
+            for (property, kind, targets, span) in &body.edges {
                 for target in targets {
                     output.edges.push(internal_edge(*property, (&self.kind, &name), (kind, target), *span));
                 }
@@ -184,38 +163,55 @@ impl Op for ResourceOp {
 }
 
 impl ResourceOp {
-    /// A `collect` statement's output: its names, and its body's params and meta params.
-    fn collect_out(&self, values: &[&Val]) -> Outcome {
-        let names = collect_names_of(values[0], self.name_span)?;
-        let (mut params, mut meta) = (Vec::new(), Vec::new());
-        let mut next = 1;
+    /// The body from the entries' inputs: for each entry its condition (if it has one) and
+    /// its value; an entry whose condition is false is left out.
+    fn body(&self, values: &[&Val]) -> Result<Body, Fail> {
+        let mut body = Body::default();
+        let mut next = 0;
         for entry in &self.entries {
             let wanted = !entry.conditional || matches!(values[next], Val::Bool(true));
             next += usize::from(entry.conditional);
             let value = values[next];
             next += 1;
+            if !wanted {
+                continue;
+            }
             let at = |name: &str, value: &Val| Entry {
                 name: name.to_string(),
                 value: value.clone(),
                 span: entry.span,
             };
-            match (&entry.kind, wanted) {
-                (_, false) => {}
-                (EntryKind::Param(name), true) => params.push(at(name, value)),
-                (EntryKind::Meta(name), true) => meta.push(at(name, value)),
-                (EntryKind::MetaStruct, true) => match value {
-                    Val::Struct(fields) => meta.extend(fields.iter().map(|(n, v)| at(n, v))),
+            match &entry.kind {
+                EntryKind::Param(name) => body.params.push(at(name, value)),
+                EntryKind::Meta(name) => body.meta.push(at(name, value)),
+                EntryKind::MetaStruct => match value {
+                    Val::Struct(fields) => body.meta.extend(fields.iter().map(|(n, v)| at(n, v))),
                     other => return Err(Fail::internal(format!("Meta => {other}"))),
                 },
-                (EntryKind::Edge { .. }, true) => {
-                    return Err(Fail::at(
-                        entry.span,
-                        "a collect statement has no edges: collected resources may not exist",
-                    ));
+                EntryKind::Edge { property, kind } => {
+                    body.edges.push((*property, kind.clone(), names_of(value, entry.span)?, entry.span));
                 }
             }
         }
-        let collect = CollectOut { kind: self.kind.clone(), names, span: self.span, params, meta };
+        Ok(body)
+    }
+
+    /// A `collect` statement's output: its names, and its body's params and meta params.
+    fn collect_out(&self, names: &Val, body: Body) -> Outcome {
+        if let Some((.., span)) = body.edges.first() {
+            return Err(Fail::at(
+                *span,
+                "a collect statement has no edges: collected resources may not exist",
+            ));
+        }
+        let names = collect_names_of(names, self.name_span)?;
+        let collect = CollectOut {
+            kind: self.kind.clone(),
+            names,
+            span: self.span,
+            params: body.params,
+            meta: body.meta,
+        };
         out(Output { collects: vec![Arc::new(collect)], ..Output::default() })
     }
 }

@@ -74,6 +74,12 @@ fn system(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
     Ok(Val::Str(text.lines().last().unwrap_or("").to_string()))
 }
 
+/// The command's output, once it has closed its output (it ended), or an error after
+/// `timeout`, the command killed. Its output is read on a thread of its own, whose end is
+/// the event waited for.
+/// The command's output, once it has closed its output (it ended), or an error after
+/// `timeout`, the command killed. Its output is read on a thread of its own, whose end is
+/// the event waited for.
 fn run_with_timeout(command: &str, timeout: std::time::Duration) -> Result<Vec<u8>, CallError> {
     use std::io::Read;
     let mut child = std::process::Command::new("sh")
@@ -84,28 +90,25 @@ fn run_with_timeout(command: &str, timeout: std::time::Duration) -> Result<Vec<u
         .spawn()
         .map_err(|e| CallError(format!("cannot run `sh -c {command:?}`: {e}")))?;
     let stdout = child.stdout.take();
-    let reader = std::thread::spawn(move || {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut out = Vec::new();
         if let Some(stdout) = stdout {
             let _ = stdout.take(super::args::MAX_FILE).read_to_end(&mut out);
         }
-        out
+        let _ = tx.send(out);
     });
-    let started = std::time::Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if started.elapsed() < timeout => {
-                std::thread::sleep(std::time::Duration::from_millis(5))
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(CallError(format!("`{command}` did not end within {}s", timeout.as_secs())));
-            }
+    match rx.recv_timeout(timeout) {
+        Ok(out) => {
+            let _ = child.wait();
+            Ok(out)
+        }
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(CallError(format!("`{command}` did not end within {}s", timeout.as_secs())))
         }
     }
-    reader.join().map_err(|_| CallError::new("reading the command's output failed"))
 }
 
 fn args(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
@@ -210,6 +213,14 @@ fn is_redhat(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
 mod tests {
     use super::super::testing::{call, f, s};
     use super::*;
+
+    #[test]
+    fn a_command_evaluated_once_is_its_last_line_and_one_that_does_not_end_is_an_error() {
+        assert_eq!(call(f(M, "system"), vec![s("printf 'one\\ntwo\\n'")]), Ok(s("two")));
+        assert_eq!(call(f(M, "system"), vec![s("true")]), Ok(s("")));
+        let e = run_with_timeout("sleep 5", std::time::Duration::from_millis(50)).unwrap_err();
+        assert!(e.0.contains("did not end"), "{}", e.0);
+    }
 
     #[test]
     fn files_and_users() {
