@@ -96,18 +96,18 @@ pub fn to_spec_with(
         return Err(errors);
     }
     for collect in &output.collects {
-        spec.collect.extend(collect_specs(collect)?);
+        spec.collect.push(collect_spec(collect)?);
     }
     let edge_places = merge_edges(&output.edges, &mut spec.edges);
     check::check(&spec).map_err(|e| vec![locate(e, &spec, &places, &edge_places)])?;
     Ok(spec)
 }
 
-/// The collect entries of a `collect` statement. A collected file lands in the directory
-/// its body's `path` names (as YAML's `pattern`), else at the path it was exported with,
-/// which the statement named; either way only what the collector's policy takes from a
+/// The collect entry of a `collect` statement. A collected file lands in the directory its
+/// body's `path` names (YAML's `pattern`), which a file collect must give: another host
+/// never chooses where a collector writes. Only what the collector's policy takes from a
 /// peer is kept, and the body's other params are set over it.
-fn collect_specs(c: &CollectOut) -> Result<Vec<CollectSpec>, Vec<Diagnostic>> {
+fn collect_spec(c: &CollectOut) -> Result<CollectSpec, Vec<Diagnostic>> {
     let mut overrides = Map::new();
     let mut dir = None;
     for entry in &c.params {
@@ -125,32 +125,12 @@ fn collect_specs(c: &CollectOut) -> Result<Vec<CollectSpec>, Vec<Diagnostic>> {
     if !meta.is_empty() {
         overrides.insert("meta".into(), Json::Object(meta));
     }
-    let spec = |pattern: Option<String>, names: Vec<(String, Option<String>)>| CollectSpec {
-        kind: c.kind.clone(),
-        pattern,
-        names: Some(names),
-        overrides: overrides.clone(),
-    };
-    if c.kind != "file" || dir.is_some() {
-        return Ok(vec![spec(dir, c.names.clone())]);
+    if c.kind == "file" && dir.is_none() {
+        let message = "collect file: give `path`, the directory the collected files are written into";
+        return Err(vec![Diagnostic::new(Stage::Runtime, c.span, message)
+            .with_note("another host does not choose where this host writes: its file lands in `path` under the last part of its name")]);
     }
-    c.names
-        .iter()
-        .map(|(name, host)| match std::path::Path::new(name).parent() {
-            Some(parent) if name.starts_with('/') => {
-                let mut pattern = parent.display().to_string();
-                if !pattern.ends_with('/') {
-                    pattern.push('/');
-                }
-                Ok(spec(Some(pattern), vec![(name.clone(), host.clone())]))
-            }
-            _ => Err(vec![Diagnostic::new(
-                Stage::Runtime,
-                c.span,
-                format!("collect file: `{name}` is not an absolute path; give the directory to collect into with `path`"),
-            )]),
-        })
-        .collect()
+    Ok(CollectSpec { kind: c.kind.clone(), pattern: dir, names: Some(c.names.clone()), overrides })
 }
 
 fn duplicate(res: &ResOut, first: &ResOut, map: &SourceMap) -> Diagnostic {
