@@ -249,9 +249,8 @@ impl Exec {
         if let Some(cwd) = &self.cwd {
             c.current_dir(cwd);
         }
-        // A group of its own: the agent can kill everything the command started, and a
-        // signal to the agent's group (Ctrl-C in a terminal) does not reach it.
-        c.envs(&self.env).stdin(Stdio::null()).kill_on_drop(true).process_group(0);
+        c.envs(&self.env).stdin(Stdio::null()).kill_on_drop(true);
+        crate::os::spawn::own_process_group(c.as_std_mut());
     }
 
     /// Why `program` could not be started: the cwd, the shell or the program.

@@ -762,6 +762,49 @@ fn ctrl_c_to_the_agents_group_reaches_only_the_agent_and_logs_no_errors() {
     common::wait_until(|| sleeping(&a1).is_empty() && sleeping(&a2).is_empty(), common::TIMEOUT);
 }
 
+/// Ctrl-C can reach the agent in the instant a command is being started, while the new
+/// process is still in the agent's group. The command must survive that too: the agent stops
+/// and logs no error for it. Commands start hundreds of times a second here, and the agent is
+/// interrupted many times, so that some interrupts land in that instant.
+#[test]
+fn ctrl_c_while_commands_are_starting_kills_none_of_them() {
+    use std::os::unix::process::CommandExt;
+
+    let t = TestDir::new();
+    let yaml = graph(
+        &t,
+        r#"resources:
+  exec:
+  - name: busy
+    shell: /bin/sh
+    cmd: "true"
+    watchcmd: "while :; do echo x; sleep 0.001; done"
+"#,
+    );
+    for round in 0..40 {
+        let log = t.path(&format!("tmp/agent-{round}.log"));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mgmt"))
+            .args(["run", "--tmp-prefix", "yaml", yaml.to_str().unwrap()])
+            .current_dir(t.root())
+            .env("TMPDIR", t.path("tmp"))
+            .env_remove("MGMT_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let stderr = || read(&log).unwrap_or_default();
+        let busy = common::poll_until(|| stderr().matches("ran `true`").count() >= 20, common::TIMEOUT);
+        let agent = nix::unistd::Pid::from_raw(-(child.id() as i32));
+        nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGINT).unwrap();
+        let status = child.wait().unwrap();
+        assert!(busy, "the command did not run repeatedly\n{}", stderr());
+        assert_eq!(status.code(), Some(0), "{}", stderr());
+        assert!(!stderr().contains("ERROR"), "an error logged in round {round}:\n{}", stderr());
+    }
+}
+
 #[test]
 fn command_output_and_kv_values_are_logged_only_at_debug_level() {
     let t = TestDir::new();

@@ -121,7 +121,7 @@ pub fn spawn_server(flags: &[String]) {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    crate::os::spawn::own_process_group(&mut cmd);
     if let Err(e) = cmd.spawn() {
         debug!("starting the SSH control server: {e}");
     }

@@ -77,9 +77,6 @@ fn system(_: &CallCtx, args: Vec<Val>) -> Result<Val, CallError> {
 /// The command's output, once it has closed its output (it ended), or an error after
 /// `timeout`, the command killed. Its output is read on a thread of its own, whose end is
 /// the event waited for.
-/// The command's output, once it has closed its output (it ended), or an error after
-/// `timeout`, the command killed. Its output is read on a thread of its own, whose end is
-/// the event waited for.
 fn run_with_timeout(command: &str, timeout: std::time::Duration) -> Result<Vec<u8>, CallError> {
     use std::io::Read;
     let mut child = std::process::Command::new("sh")
