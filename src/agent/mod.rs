@@ -31,7 +31,7 @@ pub use event::{Event, Signals, Sources, Stop};
 pub use status::unix_now;
 
 use crate::deploy::follow::{self, DeployEvent, Rememberer};
-use crate::engine::assemble::{Assembled, assemble};
+use crate::engine::assemble::{self, Assembled, assemble};
 use crate::engine::{Engine, EngineOptions, GraphError, Summary};
 use crate::frontend::GraphSpec;
 use crate::frontend::lang_file::LangFile;
@@ -365,6 +365,18 @@ impl Agent {
     /// resources, export (not in noop mode), swap, report. If it does not assemble, the
     /// running graph stays. Only a failed export is an error: it ends the agent.
     async fn apply(&mut self, change: Change) -> Result<(), AgentError> {
+        // Only some resources' params changed: those vertices are replaced, and the rest of
+        // the graph (its shape, the collected resources, the exports) stays as it is.
+        if let Some(spec) = change.spec()
+            && let Some(changes) = assemble::changed_in_place(&self.spec, spec, self.engine.graph())
+        {
+            let plan = self.engine.replace(changes);
+            if let Some(line) = swapped_line(&change, &plan) {
+                info!("{line}");
+            }
+            self.swapped(change);
+            return Ok(());
+        }
         let collected = match change {
             Change::Collected => self.collected.borrow_and_update().clone(),
             _ => self.collected.borrow().clone(),

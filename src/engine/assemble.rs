@@ -21,11 +21,10 @@ pub struct Assembled {
 }
 
 pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<Assembled, GraphError> {
-    let mut list: Vec<Box<dyn Resource>> = Vec::with_capacity(spec.resources.len());
+    let mut list: Vec<Arc<dyn Resource>> = spec.resources.clone();
     let mut exports = Vec::new();
     let mut warnings = Vec::new();
-    for r in &spec.resources {
-        let r = r.boxed_clone();
+    for r in list.iter().filter(|_| !spec.exports.is_empty()) {
         if spec.exports.contains(&r.id()) {
             let e = Exported {
                 host: host.to_string(),
@@ -40,9 +39,69 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
             }
             exports.push(e);
         }
-        list.push(r);
     }
+    if !spec.collect.is_empty() {
+        collect_into(&mut list, &mut warnings, spec, host, collected);
+    }
+    fill_purge_keep(&mut list);
+    let graph = Graph::build(list, &spec.edges)?;
+    Ok(Assembled { graph, exports, warnings })
+}
 
+/// The vertices of `running` (assembled from `old`) to replace to run `new`, when `new`
+/// differs from `old` only in the params of some resources: the same resources in the same
+/// order, the same edges, exports and collect entries, and each changed resource keeping its
+/// place in the graph (kind, name, the paths it manages and needs) and not exported or a
+/// purging directory. Then the graph's shape and what this host exports stay as they are,
+/// and only those vertices change. `None`: `new` is assembled in full.
+pub fn changed_in_place(
+    old: &GraphSpec,
+    new: &GraphSpec,
+    running: &Graph,
+) -> Option<Vec<(usize, Arc<dyn Resource>)>> {
+    if new.resources.len() != old.resources.len()
+        || running.vertices.len() < old.resources.len()
+        || new.edges != old.edges
+        || new.exports != old.exports
+        || new.export_to != old.export_to
+        || new.collect != old.collect
+    {
+        return None;
+    }
+    let mut changed = Vec::new();
+    for (i, (now, was)) in new.resources.iter().zip(&old.resources).enumerate() {
+        if Arc::ptr_eq(now, was) || now.cmp(was.as_ref()) {
+            continue;
+        }
+        let (id, edges) = (now.id(), now.autoedges());
+        let (was_edges, vertex) = (was.autoedges(), &running.vertices[i]);
+        if id != was.id()
+            || vertex.id() != id
+            || edges.provides != was_edges.provides
+            || edges.requires != was_edges.requires
+            || new.exports.contains(&id)
+            || purging(now.as_ref())
+            || purging(vertex.as_ref())
+        {
+            return None;
+        }
+        changed.push((i, now.clone()));
+    }
+    Some(changed)
+}
+
+fn purging(r: &dyn Resource) -> bool {
+    r.as_any().downcast_ref::<crate::resources::file::File>().is_some_and(|f| f.purge)
+}
+
+/// Merge into `list` the exports of the other hosts that `spec`'s collect entries take.
+fn collect_into(
+    list: &mut Vec<Arc<dyn Resource>>,
+    warnings: &mut Vec<String>,
+    spec: &GraphSpec,
+    host: &str,
+    collected: &[Exported],
+) {
     let mut by_id: HashMap<ResId, usize> = list.iter().enumerate().map(|(i, r)| (r.id(), i)).collect();
     let mut managed: HashMap<PathBuf, ResId> = list
         .iter()
@@ -103,16 +162,11 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
                     }
                     managed.extend(paths.into_iter().map(|p| (p, r.id())));
                     by_id.insert(r.id(), list.len());
-                    list.push(r);
+                    list.push(r.into());
                 }
             }
         }
     }
-
-    fill_purge_keep(&mut list);
-    let vertices: Vec<Arc<dyn Resource>> = list.into_iter().map(Arc::from).collect();
-    let graph = Graph::build(vertices, &spec.edges)?;
-    Ok(Assembled { graph, exports, warnings })
 }
 
 /// Whether the collect entry takes this export: every one of its kind, or those it names
@@ -147,14 +201,10 @@ fn overridden(
 }
 
 /// A purging directory must keep what other file resources manage inside it.
-fn fill_purge_keep(list: &mut [Box<dyn Resource>]) {
+fn fill_purge_keep(list: &mut [Arc<dyn Resource>]) {
     use crate::resources::file::File;
-    let purging: Vec<usize> = list
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.as_any().downcast_ref::<File>().is_some_and(|f| f.purge))
-        .map(|(i, _)| i)
-        .collect();
+    let purging: Vec<usize> =
+        list.iter().enumerate().filter(|(_, r)| purging(r.as_ref())).map(|(i, _)| i).collect();
     if purging.is_empty() {
         return;
     }
@@ -165,7 +215,7 @@ fn fill_purge_keep(list: &mut [Box<dyn Resource>]) {
         let dir = f.target();
         let mut f = f;
         f.keep = targets.iter().filter(|t| **t != dir && t.starts_with(&dir)).cloned().collect();
-        list[i] = Box::new(f);
+        list[i] = Arc::new(f);
     }
 }
 
@@ -293,5 +343,70 @@ collect:
         let c = assemble(&spec, "C", &collected).unwrap();
         let names: Vec<String> = c.graph.vertices.iter().map(|v| v.name().to_string()).collect();
         assert_eq!(names, ["/x/b"], "C takes P's `/x/b`, addressed to it, and not `/x/a`");
+    }
+
+    /// The YAML of a graph of files under /srv/d and an exec, with `extra` files.
+    fn text(extra: &str) -> String {
+        format!(
+            r#"
+graph: g
+resources:
+  file:
+  - name: dir
+    path: /srv/d/
+  - name: a
+    path: /srv/d/a
+    content: "a\n"
+  - name: b
+    path: /srv/d/b
+    content: "b\n"
+{extra}  exec:
+  - name: run
+    cmd: "true"
+edges:
+- name: a-run
+  from: {{kind: file, name: a}}
+  to: {{kind: exec, name: run}}
+  notify: true
+"#
+        )
+    }
+
+    fn parse(text: &str) -> GraphSpec {
+        yaml::parse(text, "g.yaml").unwrap()
+    }
+
+    #[test]
+    fn a_change_of_params_alone_replaces_only_the_changed_vertices() {
+        let old = parse(&text(""));
+        let running = assemble(&old, "h", &[]).unwrap().graph;
+        // Parsed again: every resource is a new value, equal to the old but for `a`'s content.
+        let new = parse(&text("").replace("\"a\\n\"", "\"A\\n\""));
+        let changes = changed_in_place(&old, &new, &running).expect("in place");
+        let ids: Vec<String> =
+            changes.iter().map(|(i, r)| format!("{} by {}", running.vertices[*i].id(), r.id())).collect();
+        assert_eq!(ids, ["file[a] by file[a]"]);
+        assert_eq!(changes[0].1.to_json()["content"], "A\n");
+        assert!(changed_in_place(&old, &parse(&text("")), &running).unwrap().is_empty(), "nothing changed");
+    }
+
+    #[test]
+    fn a_change_of_shape_exports_or_paths_is_assembled_in_full() {
+        let in_full = |old: &str, new: &str| {
+            let old = parse(old);
+            let running = assemble(&old, "h", &[]).unwrap().graph;
+            changed_in_place(&old, &parse(new), &running).is_none()
+        };
+        let base = text("");
+        assert!(in_full(&base, &text("  - name: c\n    path: /srv/d/c\n")), "a resource added");
+        assert!(in_full(&base, &base.replace("/srv/d/b", "/srv/e/b")), "a path moved");
+        assert!(in_full(&base, &base.replace("notify: true", "notify: false")), "an edge changed");
+        let exported = base.replace("name: b\n", "name: \"@@b\"\n");
+        assert!(in_full(&exported, &exported.replace("\"b\\n\"", "\"B\\n\"")), "an export changed");
+        let purging = base.replace("path: /srv/d/\n", "path: /srv/d/\n    purge: true\n");
+        let mode = purging.replace("purge: true\n", "purge: true\n    mode: \"0700\"\n");
+        assert!(in_full(&purging, &mode), "a purging directory changed");
+        let old = parse(&base);
+        assert!(changed_in_place(&old, &parse(&base), &Graph::default()).is_none(), "nothing running yet");
     }
 }

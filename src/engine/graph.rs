@@ -204,7 +204,7 @@ pub fn plan_swap(old: &Graph, new: &Graph) -> SwapPlan {
     let mut matched = vec![false; old.vertices.len()];
     for (ni, v) in new.vertices.iter().enumerate() {
         match old.index.get(&v.id()) {
-            Some(&oi) if old.vertices[oi].cmp(v.as_ref()) => {
+            Some(&oi) if Arc::ptr_eq(&old.vertices[oi], v) || old.vertices[oi].cmp(v.as_ref()) => {
                 matched[oi] = true;
                 plan.keep.push((oi, ni));
             }

@@ -10,7 +10,7 @@ pub mod outcome;
 pub mod rate;
 pub mod vertex;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -133,64 +133,111 @@ impl Engine {
         for &(oi, ni) in &plan.keep {
             next[ni] = old[oi].take();
         }
-        let now = Instant::now();
-        self.stopped.retain(|_, s| now.duration_since(s.at) < RESUME_WINDOW);
+        self.forget_stopped();
         for &oi in &plan.stop {
             if let Some(r) = old[oi].take() {
-                r.cancel.cancel();
-                if r.shared.status() == Status::Ok {
-                    let res = self.graph.vertices[oi].clone();
-                    self.stopped
-                        .insert(r.shared.id.clone(), Stopped { at: now, res, shared: r.shared.clone() });
-                }
+                stop(&mut self.stopped, &self.graph.vertices[oi], &r);
             }
         }
         let shared: Vec<Arc<VertexShared>> = next
             .iter()
             .zip(&new.vertices)
-            .map(|(r, v)| {
-                r.as_ref()
-                    .map(|r| r.shared.clone())
-                    .unwrap_or_else(|| VertexShared::new(v.id(), !(self.env.noop || v.meta().noop)))
-            })
+            .map(|(r, v)| r.as_ref().map(|r| r.shared.clone()).unwrap_or_else(|| self.new_shared(v.as_ref())))
             .collect();
-        let mut links: Vec<Links> = (0..new.vertices.len()).map(|_| Links::default()).collect();
-        for e in &new.edges {
-            links[e.to].upstream.push(shared[e.from].clone());
-            links[e.from].downstream.push((shared[e.to].clone(), e.notify));
-            if let Some((send, recv)) = &e.send_recv {
-                links[e.to].recv.push((shared[e.from].clone(), send.clone(), recv.clone()));
-            }
-        }
-        for (s, l) in shared.iter().zip(links) {
-            // A kept vertex may have been waiting on (or blocked by) an upstream vertex that
-            // is gone now: let it look again.
-            if s.set_links(l) {
-                s.poke();
-            }
-        }
+        link(&new.edges, &shared);
         for &ni in &plan.start {
-            let v = &new.vertices[ni];
-            if let Some(was) = self.stopped.remove(&v.id())
-                && was.res.cmp(v.as_ref())
-            {
-                shared[ni].resume(&was.shared);
-            }
-            let cancel = CancellationToken::new();
-            let cond = self.env.convergence.register();
-            let fut = vertex::run(shared[ni].clone(), new.vertices[ni].clone(), self.env.clone(), cond);
-            let token = cancel.clone();
-            let task = tokio::spawn(async move {
-                tokio::select! {
-                    _ = token.cancelled() => {}
-                    _ = fut => {}
-                }
-            });
-            next[ni] = Some(Running { shared: shared[ni].clone(), cancel, task });
+            next[ni] = Some(self.start(shared[ni].clone(), new.vertices[ni].clone()));
         }
         self.running = next.into_iter().map(|r| r.expect("every vertex is kept or started")).collect();
         self.graph = new;
         plan
+    }
+
+    /// Replace some vertices of the running graph by resources of the same kind and name
+    /// that manage and need the same paths (see `assemble::changed_in_place`): the graph's
+    /// edges stay, those vertices restart, and only they and their neighbours are linked
+    /// again. The cost is that of the changed vertices, not of the graph.
+    pub fn replace(&mut self, changes: Vec<(usize, Arc<dyn Resource>)>) -> SwapPlan {
+        let changed: HashSet<usize> = changes.iter().map(|(i, _)| *i).collect();
+        let mut plan = SwapPlan {
+            keep: (0..self.running.len()).filter(|i| !changed.contains(i)).map(|i| (i, i)).collect(),
+            stop: changes.iter().map(|(i, _)| *i).collect(),
+            start: changes.iter().map(|(i, _)| *i).collect(),
+        };
+        if changes.is_empty() {
+            return plan;
+        }
+        self.forget_stopped();
+        let fresh: HashMap<usize, Arc<VertexShared>> =
+            changes.iter().map(|(i, res)| (*i, self.new_shared(res.as_ref()))).collect();
+        self.relink_around(&changed, &fresh);
+        for (i, res) in changes {
+            let was = std::mem::replace(&mut self.graph.vertices[i], res.clone());
+            stop(&mut self.stopped, &was, &self.running[i]);
+            self.running[i] = self.start(fresh[&i].clone(), res);
+        }
+        plan.stop.sort_unstable();
+        plan.start.sort_unstable();
+        plan
+    }
+
+    /// Link again the changed vertices (whose new state is in `fresh`) and their
+    /// neighbours, the only vertices whose links change when the graph's shape does not.
+    fn relink_around(&self, changed: &HashSet<usize>, fresh: &HashMap<usize, Arc<VertexShared>>) {
+        let shared = |i: usize| fresh.get(&i).unwrap_or(&self.running[i].shared).clone();
+        let mut links: HashMap<usize, Links> = changed.iter().map(|i| (*i, Links::default())).collect();
+        for e in self.graph.edges.iter().filter(|e| changed.contains(&e.from) || changed.contains(&e.to)) {
+            links.entry(e.to).or_default();
+            links.entry(e.from).or_default();
+        }
+        for e in &self.graph.edges {
+            if let Some(l) = links.get_mut(&e.to) {
+                l.upstream.push(shared(e.from));
+                if let Some((send, recv)) = &e.send_recv {
+                    l.recv.push((shared(e.from), send.clone(), recv.clone()));
+                }
+            }
+            if let Some(l) = links.get_mut(&e.from) {
+                l.downstream.push((shared(e.to), e.notify));
+            }
+        }
+        for (i, l) in links {
+            let s = shared(i);
+            if s.set_links(l) {
+                s.poke();
+            }
+        }
+    }
+
+    fn new_shared(&self, v: &dyn Resource) -> Arc<VertexShared> {
+        VertexShared::new(v.id(), !(self.env.noop || v.meta().noop))
+    }
+
+    /// Vertices stopped longer ago than the resume window are not resumed any more.
+    fn forget_stopped(&mut self) {
+        let now = Instant::now();
+        self.stopped.retain(|_, s| now.duration_since(s.at) < RESUME_WINDOW);
+    }
+
+    /// Start a vertex running `v`, resumed if a swap stopped it with the same params
+    /// within the window.
+    fn start(&mut self, shared: Arc<VertexShared>, v: Arc<dyn Resource>) -> Running {
+        if let Some(was) = self.stopped.remove(&v.id())
+            && was.res.cmp(v.as_ref())
+        {
+            shared.resume(&was.shared);
+        }
+        let cancel = CancellationToken::new();
+        let cond = self.env.convergence.register();
+        let fut = vertex::run(shared.clone(), v, self.env.clone(), cond);
+        let token = cancel.clone();
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                _ = token.cancelled() => {}
+                _ = fut => {}
+            }
+        });
+        Running { shared, cancel, task }
     }
 
     /// The changes made (or, in noop mode, found) and the checks failed since the engine
@@ -224,6 +271,33 @@ impl Engine {
         // File writes cut short by the stop leave no temp file behind.
         crate::os::atomic::stop_writes(Duration::from_secs(1)).await;
         self.graph = Graph::default();
+    }
+}
+
+/// Stop a vertex running `res`; one that was `Ok` may be resumed within the window.
+fn stop(stopped: &mut HashMap<ResId, Stopped>, res: &Arc<dyn Resource>, r: &Running) {
+    r.cancel.cancel();
+    if r.shared.status() == Status::Ok {
+        let was = Stopped { at: Instant::now(), res: res.clone(), shared: r.shared.clone() };
+        stopped.insert(r.shared.id.clone(), was);
+    }
+}
+
+/// Give each vertex its links along `edges`. One whose upstream vertices changed looks
+/// again: it may have been waiting on, or blocked by, one that is gone.
+fn link(edges: &[graph::Edge], shared: &[Arc<VertexShared>]) {
+    let mut links: Vec<Links> = (0..shared.len()).map(|_| Links::default()).collect();
+    for e in edges {
+        links[e.to].upstream.push(shared[e.from].clone());
+        if let Some((send, recv)) = &e.send_recv {
+            links[e.to].recv.push((shared[e.from].clone(), send.clone(), recv.clone()));
+        }
+        links[e.from].downstream.push((shared[e.to].clone(), e.notify));
+    }
+    for (s, l) in shared.iter().zip(links) {
+        if s.set_links(l) {
+            s.poke();
+        }
     }
 }
 

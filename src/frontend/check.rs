@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::{EdgeSpec, GraphSpec};
 use crate::contract::ResId;
@@ -34,12 +35,13 @@ pub struct SpecError {
 /// The first rule `spec` breaks, in the order resources, edges, collect entries.
 pub fn check(spec: &GraphSpec) -> Result<(), SpecError> {
     check_resources(&spec.resources)?;
-    check_exports(spec)?;
-    check_edges(spec)?;
+    let by_id: HashMap<ResId, &dyn Resource> = spec.resources.iter().map(|r| (r.id(), r.as_ref())).collect();
+    check_exports(spec, &by_id)?;
+    check_edges(spec, &by_id)?;
     check_collect(spec)
 }
 
-fn check_resources(list: &[Box<dyn Resource>]) -> Result<(), SpecError> {
+fn check_resources(list: &[Arc<dyn Resource>]) -> Result<(), SpecError> {
     let mut seen = HashSet::new();
     let mut managed: HashMap<PathBuf, ResId> = HashMap::new();
     for (index, res) in list.iter().enumerate() {
@@ -66,8 +68,8 @@ fn check_resources(list: &[Box<dyn Resource>]) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn check_exports(spec: &GraphSpec) -> Result<(), SpecError> {
-    match spec.exports.iter().find(|id| find(spec, id).is_none()) {
+fn check_exports(spec: &GraphSpec, by_id: &HashMap<ResId, &dyn Resource>) -> Result<(), SpecError> {
+    match spec.exports.iter().find(|id| !by_id.contains_key(id)) {
         Some(id) => Err(SpecError {
             place: Place::Graph,
             message: format!("exports {id}, which is not in the graph"),
@@ -76,23 +78,21 @@ fn check_exports(spec: &GraphSpec) -> Result<(), SpecError> {
     }
 }
 
-fn find<'a>(spec: &'a GraphSpec, id: &ResId) -> Option<&'a dyn Resource> {
-    spec.resources.iter().find(|r| r.kind() == id.kind && r.name() == id.name).map(|r| r.as_ref())
-}
-
 /// How an edge is named in messages: by its name, or by its position.
 pub fn edge_label(index: usize, edge: &EdgeSpec) -> String {
     if edge.name.is_empty() { format!("edge #{}", index + 1) } else { format!("edge `{}`", edge.name) }
 }
 
-fn check_edges(spec: &GraphSpec) -> Result<(), SpecError> {
+fn check_edges(spec: &GraphSpec, by_id: &HashMap<ResId, &dyn Resource>) -> Result<(), SpecError> {
     // (receiver, field) -> the edge that fills it: a field takes one value.
     let mut filled: HashMap<(&ResId, &str), String> = HashMap::new();
     for (index, edge) in spec.edges.iter().enumerate() {
         let label = edge_label(index, edge);
         let at = |message: String| SpecError { place: Place::Edge(index), message };
         let end = |id: &ResId, end: &str| {
-            find(spec, id)
+            by_id
+                .get(id)
+                .copied()
                 .ok_or_else(|| at(format!("{label}: `{end}` names {id}, which is not in the graph")))
         };
         let src = end(&edge.from, "from")?;
@@ -175,7 +175,11 @@ mod tests {
         EdgeSpec { name: String::new(), from, to, notify: false, send_recv }
     }
     fn spec(resources: Vec<Box<dyn Resource>>) -> GraphSpec {
-        GraphSpec { name: "g".into(), resources, ..GraphSpec::default() }
+        GraphSpec {
+            name: "g".into(),
+            resources: resources.into_iter().map(Arc::from).collect(),
+            ..GraphSpec::default()
+        }
     }
     fn place(e: Result<(), SpecError>) -> Place {
         e.expect_err("refused").place

@@ -17,15 +17,16 @@ pub mod yaml_file;
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::contract::ResId;
 use crate::resources::Resource;
 
 /// A graph as written by the user, before exports and collected resources are merged in.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct GraphSpec {
     pub name: String,
-    pub resources: Vec<Box<dyn Resource>>,
+    pub resources: Vec<Arc<dyn Resource>>,
     /// The resources this host also offers to the others (`@@name` in YAML): exported to the
     /// world, and applied here like the rest.
     pub exports: BTreeSet<ResId>,

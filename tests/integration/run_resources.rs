@@ -395,6 +395,49 @@ edges:
     assert_eq!(read(t.path("out/code")).as_deref(), Some("0"));
 }
 
+/// A live edit that changes only params replaces those vertices in the running graph: a
+/// new sender's values reach the kept receiver, and a new receiver gets the kept sender's.
+#[test]
+fn a_live_edit_of_a_sender_or_a_receiver_keeps_send_recv_working() {
+    let t = TestDir::new();
+    let text = |word: &str, mode: &str| {
+        format!(
+            r#"resources:
+  exec:
+  - name: make
+    shell: /bin/sh
+    cmd: "echo {word}"
+  file:
+  - name: out
+    path: {out}
+    mode: "{mode}"
+edges:
+- name: make-out
+  from: {{kind: exec, name: make}}
+  to: {{kind: file, name: out}}
+  send: stdout
+  recv: content
+"#,
+            out = t.p("out/made"),
+        )
+    };
+    let yaml = graph(&t, &text("one", "0644"));
+    let a = t.agent(&[], &yaml);
+    let made = t.path("out/made");
+    a.wait_content(&made, "one\n");
+    graph(&t, &text("two", "0644"));
+    a.wait_content(&made, "two\n");
+    a.wait_log_count("graph swapped: 1 kept, 1 started, 1 stopped", 1);
+    graph(&t, &text("two", "0600"));
+    a.wait_for("the new receiver's mode", || {
+        fs::metadata(&made)
+            .is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777 == 0o600)
+    });
+    assert_eq!(read(&made).as_deref(), Some("two\n"), "the new receiver has the kept sender's value");
+    a.wait_log_count("graph swapped: 1 kept, 1 started, 1 stopped", 2);
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
 /// Ctrl-C while a command runs: the agent exits 0 at once and the command is killed.
 #[test]
 fn sigint_stops_a_running_command() {

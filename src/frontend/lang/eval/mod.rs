@@ -107,7 +107,7 @@ impl Evaluation {
     /// The spec of the output; `None` while a changing value is not known yet.
     pub fn spec(&mut self, module: &Module) -> Result<Option<GraphSpec>, Vec<Diagnostic>> {
         let output = match self.graph.value(self.root) {
-            Some(Ok(data)) => data.out().map_err(|f| vec![runtime(module, f)])?.clone(),
+            Some(Ok(data)) => data.out().map_err(|f| vec![runtime(module, f)])?,
             Some(Err(fail)) => {
                 let mut fail = fail.clone();
                 let others = std::mem::take(&mut fail.others);
@@ -119,7 +119,7 @@ impl Evaluation {
             }
             None => return Ok(None),
         };
-        spec::to_spec_with(&output, &module.map, &graph_name(module), &mut self.decoded).map(Some)
+        spec::to_spec_with(output, &module.map, &graph_name(module), &mut self.decoded).map(Some)
     }
 }
 

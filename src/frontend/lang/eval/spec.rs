@@ -34,20 +34,78 @@ const IGNORED_META: &[(&str, Option<bool>)] = &[
     ("autogroup", Some(true)),
 ];
 
-/// The resources decoded for the last spec, by their output: a running program whose
-/// evaluation changed one resource decodes that one again, and copies the others.
+/// What the last spec was made from, kept to make the next one: a running program whose
+/// evaluation changed one resource decodes that one again, and reuses the others.
 #[derive(Default)]
-pub struct Decoded(HashMap<usize, (Arc<ResOut>, Box<dyn Resource>)>);
+pub struct Decoded {
+    /// Every resource of the last spec, by the address of the output it was decoded from.
+    /// An entry holds its output, so the address is not reused while it is there.
+    by_out: HashMap<usize, (Arc<ResOut>, Arc<dyn Resource>)>,
+    /// The last spec and what it was made from, when it has one resource per output (no
+    /// duplicate merged): a program whose next output differs only in some resources' params
+    /// gets that spec with those resources replaced, without checking the whole spec again.
+    last: Option<Last>,
+}
+
+struct Last {
+    outs: Vec<Arc<ResOut>>,
+    edges: Vec<EdgeOut>,
+    collects: Vec<Arc<CollectOut>>,
+    spec: GraphSpec,
+}
 
 impl Decoded {
-    /// The resource of `res`, taken from the last spec's or decoded now. An entry holds its
-    /// `res`, so the address is not reused while it is there.
-    fn take(&mut self, res: &Arc<ResOut>) -> Result<Box<dyn Resource>, Diagnostic> {
-        match self.0.remove(&(Arc::as_ptr(res) as usize)) {
-            Some((_, decoded)) => Ok(decoded),
-            None => decode(res),
+    /// The resource of `res`, taken from the last spec's or decoded now.
+    fn get(&self, res: &Arc<ResOut>) -> Result<Arc<dyn Resource>, Diagnostic> {
+        match self.by_out.get(&key(res)) {
+            Some((_, decoded)) => Ok(decoded.clone()),
+            None => decode(res).map(Arc::from),
         }
     }
+
+    /// The last spec with the resources whose output changed replaced, when nothing else
+    /// changed: the same outputs in the same order but for those, each changed one of the
+    /// same kind and name, managing the same paths, exported as before and valid. Then the
+    /// spec is as valid as the last one was. `None`: the whole spec is made again.
+    fn patched(&mut self, output: &Output) -> Option<GraphSpec> {
+        let last = self.last.as_ref()?;
+        if output.resources.len() != last.outs.len()
+            || output.edges != last.edges
+            || output.collects.len() != last.collects.len()
+            || output.collects.iter().zip(&last.collects).any(|(a, b)| !Arc::ptr_eq(a, b) && a != b)
+        {
+            return None;
+        }
+        let mut replaced = Vec::new();
+        for (i, (new, old)) in output.resources.iter().zip(&last.outs).enumerate() {
+            if Arc::ptr_eq(new, old) {
+                continue;
+            }
+            let was = &last.spec.resources[i];
+            let made: Arc<dyn Resource> = decode(new).ok()?.into();
+            let same_place = made.kind() == was.kind()
+                && made.name() == was.name()
+                && made.autoedges().provides == was.autoedges().provides
+                && exported(new) == exported(old);
+            if !same_place || made.meta().validate().and_then(|_| made.validate()).is_err() {
+                return None;
+            }
+            replaced.push((i, made));
+        }
+        let last = self.last.as_mut().expect("checked above");
+        for (i, made) in replaced {
+            self.by_out.remove(&key(&last.outs[i]));
+            let out = output.resources[i].clone();
+            self.by_out.insert(key(&out), (out.clone(), made.clone()));
+            last.outs[i] = out;
+            last.spec.resources[i] = made;
+        }
+        Some(last.spec.clone())
+    }
+}
+
+fn key(res: &Arc<ResOut>) -> usize {
+    Arc::as_ptr(res) as usize
 }
 
 /// The spec of a program's output, or every resource that could not be made; reusing what
@@ -58,40 +116,43 @@ pub fn to_spec_with(
     name: &str,
     decoded: &mut Decoded,
 ) -> Result<GraphSpec, Vec<Diagnostic>> {
+    if let Some(mut spec) = decoded.patched(output) {
+        spec.name = name.to_string();
+        return Ok(spec);
+    }
+    decoded.last = None;
     let mut spec = GraphSpec { name: name.to_string(), ..GraphSpec::default() };
     let mut places: Vec<&ResOut> = Vec::new();
     let mut index: HashMap<ResId, usize> = HashMap::new();
     let mut errors = Vec::new();
-    let mut now = Decoded::default();
+    let mut now = HashMap::new();
     for res in &output.resources {
-        let made = decoded.take(res);
-        if let Ok(made) = &made {
-            now.0.insert(Arc::as_ptr(res) as usize, (res.clone(), made.boxed_clone()));
-        }
-        let decoded = match made {
-            Ok(decoded) => decoded,
+        let made = match decoded.get(res) {
+            Ok(made) => made,
             Err(e) => {
                 errors.push(e);
                 continue;
             }
         };
-        match index.get(&decoded.id()) {
-            Some(&first) if spec.resources[first].cmp(decoded.as_ref()) => {}
+        now.insert(key(res), (res.clone(), made.clone()));
+        let id = made.id();
+        match index.get(&id) {
+            Some(&first) if spec.resources[first].cmp(made.as_ref()) => {}
             Some(&first) => errors.push(duplicate(res, places[first], map)),
             None => {
                 if let Some(to) = exported(res) {
                     if let Some(hosts) = to {
-                        spec.export_to.insert(decoded.id(), hosts);
+                        spec.export_to.insert(id.clone(), hosts);
                     }
-                    spec.exports.insert(decoded.id());
+                    spec.exports.insert(id.clone());
                 }
-                index.insert(decoded.id(), spec.resources.len());
-                spec.resources.push(decoded);
+                index.insert(id, spec.resources.len());
+                spec.resources.push(made);
                 places.push(res);
             }
         }
     }
-    *decoded = now;
+    decoded.by_out = now;
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -100,6 +161,14 @@ pub fn to_spec_with(
     }
     let edge_places = merge_edges(&output.edges, &mut spec.edges);
     check::check(&spec).map_err(|e| vec![locate(e, &spec, &places, &edge_places)])?;
+    if spec.resources.len() == output.resources.len() {
+        decoded.last = Some(Last {
+            outs: output.resources.clone(),
+            edges: output.edges.clone(),
+            collects: output.collects.clone(),
+            spec: spec.clone(),
+        });
+    }
     Ok(spec)
 }
 
@@ -295,4 +364,70 @@ fn decode_error(res: &ResOut, why: String) -> Diagnostic {
         None => format!("{id}: {why}"),
     };
     Diagnostic::new(Stage::Runtime, span, message).with_label(why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, content: &str) -> Arc<ResOut> {
+        let entry = |name: &str, value: &str| Entry {
+            name: name.into(),
+            value: Val::Str(value.into()),
+            span: Span::default(),
+        };
+        Arc::new(ResOut {
+            kind: "file".into(),
+            name: path.into(),
+            span: Span::default(),
+            name_span: Span::default(),
+            params: vec![entry("path", path), entry("content", content)],
+            meta: vec![],
+        })
+    }
+
+    fn spec(output: &Output, decoded: &mut Decoded) -> Result<GraphSpec, Vec<Diagnostic>> {
+        to_spec_with(output, &SourceMap::new(), "g", decoded)
+    }
+
+    fn content(spec: &GraphSpec, i: usize) -> serde_json::Value {
+        spec.resources[i].to_json()["content"].clone()
+    }
+
+    #[test]
+    fn a_changed_resource_is_decoded_again_and_the_others_are_reused() {
+        let mut output = Output { resources: vec![file("/a", "1"), file("/b", "1")], ..Output::default() };
+        let mut decoded = Decoded::default();
+        let first = spec(&output, &mut decoded).unwrap();
+        output.resources[1] = file("/b", "2");
+        let second = spec(&output, &mut decoded).unwrap();
+        assert!(Arc::ptr_eq(&first.resources[0], &second.resources[0]), "the unchanged one is reused");
+        assert_eq!((content(&second, 0), content(&second, 1)), ("1".into(), "2".into()));
+        // And again from that spec: the one changed last time is reused now.
+        output.resources[0] = file("/a", "3");
+        let third = spec(&output, &mut decoded).unwrap();
+        assert!(Arc::ptr_eq(&second.resources[1], &third.resources[1]));
+        assert_eq!((content(&third, 0), content(&third, 1)), ("3".into(), "2".into()));
+    }
+
+    #[test]
+    fn a_changed_resource_is_checked_against_the_whole_spec() {
+        let mut output = Output { resources: vec![file("/a", "1"), file("/b", "1")], ..Output::default() };
+        let mut decoded = Decoded::default();
+        spec(&output, &mut decoded).unwrap();
+        // `/b`'s resource now manages `/a` too: two resources for one path.
+        let mut moved = (*file("/b", "1")).clone();
+        moved.params[0].value = Val::Str("/a".into());
+        output.resources[1] = Arc::new(moved);
+        let errors = spec(&output, &mut decoded).unwrap_err();
+        assert!(errors[0].message.contains("/a is already managed by file[/a]"), "{:?}", errors[0].message);
+        // An invalid param is refused too, and a valid spec after it is made in full.
+        output.resources[1] = file("/b", "1");
+        let mut bad = (*file("/a", "1")).clone();
+        bad.params.push(Entry { name: "mode".into(), value: Val::Str("rwx".into()), span: Span::default() });
+        output.resources[0] = Arc::new(bad);
+        assert!(spec(&output, &mut decoded).is_err(), "an invalid mode is refused");
+        output.resources[0] = file("/a", "4");
+        assert_eq!(content(&spec(&output, &mut decoded).unwrap(), 0), "4");
+    }
 }
