@@ -21,7 +21,7 @@ pub struct Assembled {
 }
 
 pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<Assembled, GraphError> {
-    let mut list: Vec<Arc<dyn Resource>> = spec.resources.clone();
+    let mut list: Vec<Arc<dyn Resource>> = spec.resources.iter().cloned().collect();
     let mut exports = Vec::new();
     let mut warnings = Vec::new();
     for r in list.iter().filter(|_| !spec.exports.is_empty()) {

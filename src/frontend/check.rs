@@ -41,7 +41,7 @@ pub fn check(spec: &GraphSpec) -> Result<(), SpecError> {
     check_collect(spec)
 }
 
-fn check_resources(list: &[Arc<dyn Resource>]) -> Result<(), SpecError> {
+fn check_resources(list: &imbl::Vector<Arc<dyn Resource>>) -> Result<(), SpecError> {
     let mut seen = HashSet::new();
     let mut managed: HashMap<PathBuf, ResId> = HashMap::new();
     for (index, res) in list.iter().enumerate() {

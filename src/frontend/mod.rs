@@ -26,7 +26,9 @@ use crate::resources::Resource;
 #[derive(Debug, Default, Clone)]
 pub struct GraphSpec {
     pub name: String,
-    pub resources: Vec<Arc<dyn Resource>>,
+    /// A persistent vector: a spec made from the last one by replacing some resources shares
+    /// the rest with it, and copying it costs nothing.
+    pub resources: imbl::Vector<Arc<dyn Resource>>,
     /// The resources this host also offers to the others (`@@name` in YAML): exported to the
     /// world, and applied here like the rest.
     pub exports: BTreeSet<ResId>,

@@ -252,7 +252,7 @@ fn build_spec(
             spec.exports.insert(res.id());
         }
         places.resources.push((kind, index, loc, written));
-        spec.resources.push(res.into());
+        spec.resources.push_back(res.into());
     }
     let end = |r: YamlRef| ResId::new(r.kind, split_export(&r.name).0);
     for (index, e) in edges.unwrap_or_default().into_iter().enumerate() {

@@ -55,19 +55,33 @@ impl Fail {
 pub type Outcome = Result<Data, Fail>;
 
 /// What statements produce: resources and edges, each with the place that wrote it.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Output {
     /// Shared: a block's output is gathered into its statement's, and that into the
-    /// program's, without copying each resource again.
-    pub resources: Vec<Arc<ResOut>>,
+    /// program's, by joining persistent vectors, without touching each resource again; a
+    /// change of one statement's output costs the program's output a logarithmic update.
+    pub resources: imbl::Vector<Arc<ResOut>>,
     pub edges: Vec<EdgeOut>,
     /// `collect` statements: what to collect from the other hosts' exports.
     pub collects: Vec<Arc<CollectOut>>,
 }
 
+/// Resources compare by address first: the unchanged ones of a program's output are the very
+/// same values as before, and a deep comparison of each would cost more than the change.
+impl PartialEq for Output {
+    fn eq(&self, other: &Output) -> bool {
+        let same = |a: &Arc<ResOut>, b: &Arc<ResOut>| Arc::ptr_eq(a, b) || a == b;
+        self.resources.len() == other.resources.len()
+            && (self.resources.ptr_eq(&other.resources)
+                || self.resources.iter().zip(&other.resources).all(|(a, b)| same(a, b)))
+            && self.edges == other.edges
+            && self.collects == other.collects
+    }
+}
+
 impl Output {
     pub fn extend(&mut self, other: &Output) {
-        self.resources.extend(other.resources.iter().cloned());
+        self.resources.append(other.resources.clone());
         self.edges.extend(other.edges.iter().cloned());
         self.collects.extend(other.collects.iter().cloned());
     }

@@ -48,7 +48,7 @@ pub struct Decoded {
 }
 
 struct Last {
-    outs: Vec<Arc<ResOut>>,
+    outs: imbl::Vector<Arc<ResOut>>,
     edges: Vec<EdgeOut>,
     collects: Vec<Arc<CollectOut>>,
     spec: GraphSpec,
@@ -77,7 +77,9 @@ impl Decoded {
             return None;
         }
         let mut replaced = Vec::new();
-        for (i, (new, old)) in output.resources.iter().zip(&last.outs).enumerate() {
+        // The same vector: no resource changed (an edge or a collect entry did).
+        let to_look_at = if output.resources.ptr_eq(&last.outs) { 0 } else { last.outs.len() };
+        for (i, (new, old)) in output.resources.iter().zip(&last.outs).enumerate().take(to_look_at) {
             if Arc::ptr_eq(new, old) {
                 continue;
             }
@@ -147,7 +149,7 @@ pub fn to_spec_with(
                     spec.exports.insert(id.clone());
                 }
                 index.insert(id, spec.resources.len());
-                spec.resources.push(made);
+                spec.resources.push_back(made);
                 places.push(res);
             }
         }
@@ -396,7 +398,8 @@ mod tests {
 
     #[test]
     fn a_changed_resource_is_decoded_again_and_the_others_are_reused() {
-        let mut output = Output { resources: vec![file("/a", "1"), file("/b", "1")], ..Output::default() };
+        let mut output =
+            Output { resources: imbl::vector![file("/a", "1"), file("/b", "1")], ..Output::default() };
         let mut decoded = Decoded::default();
         let first = spec(&output, &mut decoded).unwrap();
         output.resources[1] = file("/b", "2");
@@ -412,7 +415,8 @@ mod tests {
 
     #[test]
     fn a_changed_resource_is_checked_against_the_whole_spec() {
-        let mut output = Output { resources: vec![file("/a", "1"), file("/b", "1")], ..Output::default() };
+        let mut output =
+            Output { resources: imbl::vector![file("/a", "1"), file("/b", "1")], ..Output::default() };
         let mut decoded = Decoded::default();
         spec(&output, &mut decoded).unwrap();
         // `/b`'s resource now manages `/a` too: two resources for one path.

@@ -156,7 +156,7 @@ impl Op for ResourceOp {
                     output.edges.push(internal_edge(*property, (&self.kind, &name), (kind, target), *span));
                 }
             }
-            output.resources.push(Arc::new(ResOut { name, ..template.clone() }));
+            output.resources.push_back(Arc::new(ResOut { name, ..template.clone() }));
         }
         out(output)
     }
