@@ -364,7 +364,7 @@ fn many_program(n: usize, base: &Path, input: &Path, output: &Path, all: bool) -
 
 fn incremental_10k(dir: &Path) -> Result<Vec<Row>> {
     const N: usize = 10_000;
-    const ONE_CHANGES: usize = 50;
+    const ONE_CHANGES: usize = 200;
     const ALL_CHANGES: usize = 5;
     let bench = "incremental-10k";
     let mut rows = Vec::new();

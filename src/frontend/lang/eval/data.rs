@@ -81,7 +81,13 @@ impl PartialEq for Output {
 
 impl Output {
     pub fn extend(&mut self, other: &Output) {
-        self.resources.append(other.resources.clone());
+        // Joining costs a few node copies: worth it for a big part, not for a loop's one
+        // resource per element, which a push adds to the tail in place.
+        if self.resources.is_empty() || other.resources.len() > 64 {
+            self.resources.append(other.resources.clone());
+        } else {
+            other.resources.iter().for_each(|r| self.resources.push_back(r.clone()));
+        }
         self.edges.extend(other.edges.iter().cloned());
         self.collects.extend(other.collects.iter().cloned());
     }
