@@ -732,12 +732,26 @@ fn a_nul_byte_in_an_exec_param_is_a_validation_error_naming_the_field() {
     }
 }
 
+/// `mgmt run yaml` leading a process group of its own, as in a terminal, logging to `log`.
+fn agent_in_own_group(t: &TestDir, yaml: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(env!("CARGO_BIN_EXE_mgmt"))
+        .args(["run", "--tmp-prefix", "yaml", yaml.to_str().unwrap()])
+        .current_dir(t.root())
+        .env("TMPDIR", t.path("tmp"))
+        .env_remove("MGMT_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(log).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
 /// The agent runs in a process group of its own, as in a terminal; Ctrl-C signals the whole
 /// group. The commands are not in it: the agent stops them, and logs no errors for them.
 #[test]
 fn ctrl_c_to_the_agents_group_reaches_only_the_agent_and_logs_no_errors() {
-    use std::os::unix::process::CommandExt;
-
     let t = TestDir::new();
     let (a1, a2) = (sleep_arg(1005), sleep_arg(1015));
     let _cleanup = Sleeps(vec![a1.clone(), a2.clone()]);
@@ -759,17 +773,7 @@ fn ctrl_c_to_the_agents_group_reaches_only_the_agent_and_logs_no_errors() {
         ),
     );
     let log = t.path("tmp/agent.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mgmt"))
-        .args(["run", "--tmp-prefix", "yaml", yaml.to_str().unwrap()])
-        .current_dir(t.root())
-        .env("TMPDIR", t.path("tmp"))
-        .env_remove("MGMT_LOG")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let mut child = agent_in_own_group(&t, &yaml, &log);
     let agent = child.id() as i32;
     let started = common::poll_until(
         || {
@@ -811,8 +815,6 @@ fn ctrl_c_to_the_agents_group_reaches_only_the_agent_and_logs_no_errors() {
 /// interrupted many times, so that some interrupts land in that instant.
 #[test]
 fn ctrl_c_while_commands_are_starting_kills_none_of_them() {
-    use std::os::unix::process::CommandExt;
-
     let t = TestDir::new();
     let yaml = graph(
         &t,
@@ -826,17 +828,7 @@ fn ctrl_c_while_commands_are_starting_kills_none_of_them() {
     );
     for round in 0..40 {
         let log = t.path(&format!("tmp/agent-{round}.log"));
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mgmt"))
-            .args(["run", "--tmp-prefix", "yaml", yaml.to_str().unwrap()])
-            .current_dir(t.root())
-            .env("TMPDIR", t.path("tmp"))
-            .env_remove("MGMT_LOG")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .process_group(0)
-            .spawn()
-            .unwrap();
+        let mut child = agent_in_own_group(&t, &yaml, &log);
         let stderr = || read(&log).unwrap_or_default();
         let busy = common::poll_until(|| stderr().matches("ran `true`").count() >= 20, common::TIMEOUT);
         let agent = nix::unistd::Pid::from_raw(-(child.id() as i32));
