@@ -225,7 +225,20 @@ async fn probe(seed: &str, access: &EtcdAccess) -> Result<Client, EtcdError> {
     };
     match tokio::time::timeout(PROBE_TIMEOUT, ask).await {
         Err(_) => Err(EtcdError::unreachable(seed, format!("no answer within {PROBE_TIMEOUT:?}"))),
-        Ok(Err(e)) => Err(EtcdError::new(seed, &e).with_access(access, true)),
+        Ok(Err(e)) => {
+            let error = EtcdError::new(seed, &e);
+            // A closed connection right after connecting is etcd refusing this client's
+            // certificate, or a plain etcd hanging up on TLS, depending on timing: ask.
+            let closed = tls_fault(&error.detail).is_none() && closed_after_connecting(&error.detail);
+            if closed
+                && access.ssh.is_none()
+                && seed.starts_with("https://")
+                && answers_plain_etcd(seed).await
+            {
+                return Err(error.not_tls());
+            }
+            Err(error.with_access(access, true))
+        }
         Ok(Ok((_, 0))) => Err(EtcdError::unreachable(seed, "this member has no leader")),
         Ok(Ok((c, _))) => Ok(c),
     }
@@ -375,6 +388,24 @@ fn closed_after_connecting(detail: &str) -> bool {
         .any(|m| d.contains(m))
 }
 
+/// Whether the endpoint of `url` (`https://host:port`) answers a plain HTTP request for
+/// etcd's version, as a plain etcd does (a TLS one answers it with an error). Asked only on
+/// the way to an error message, where a closed connection says too little.
+async fn answers_plain_etcd(url: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(addr) = url.strip_prefix("https://").map(|a| a.trim_end_matches('/')) else { return false };
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request = "GET /version HTTP/1.1\r\nHost: etcd\r\nConnection: close\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut reply = Vec::new();
+        stream.take(4096).read_to_end(&mut reply).await.ok()?;
+        let reply = String::from_utf8_lossy(&reply);
+        Some(reply.starts_with("HTTP/1.1 200") && reply.contains("etcdserver"))
+    };
+    tokio::time::timeout(Duration::from_secs(1), ask).await.ok().flatten().unwrap_or(false)
+}
+
 /// An etcd error as a user reads it: one line that says what happened, at which URL, and
 /// what to do. Built by [`EtcdError::new`] from the client's error, for every command and
 /// for the agent's log alike; never the client's debug text.
@@ -458,11 +489,16 @@ impl EtcdError {
         self.detail = match fault {
             TlsFault::ServerCert(reason) => server_cert_words(&reason, access, raw),
             TlsFault::ClientCert => client_cert_words(access, raw),
-            TlsFault::NotTls => {
-                format!("etcd does not answer TLS there ({raw}); is it an http:// endpoint?")
-            }
+            TlsFault::NotTls => return self.not_tls(),
             TlsFault::Other => format!("the handshake failed ({raw})"),
         };
+        self.trouble = Trouble::Tls;
+        self
+    }
+
+    /// This error at an endpoint that does not answer TLS.
+    fn not_tls(mut self) -> EtcdError {
+        self.detail = format!("etcd does not answer TLS there ({}); is it an http:// endpoint?", self.detail);
         self.trouble = Trouble::Tls;
         self
     }
