@@ -32,27 +32,123 @@ pub struct Meta {
     /// Never log what the resource's content is or becomes (no content diff, no command
     /// output), only that it changed.
     pub sensitive: bool,
+    /// Add the edges this resource's kind implies (a file after its directory); `false`:
+    /// only the edges written.
+    #[serde(skip_serializing_if = "is_true")]
+    pub autoedge: bool,
+    /// Let resources of a kind that can be applied together be grouped. No kind groups yet,
+    /// so `false` changes nothing today.
+    #[serde(skip_serializing_if = "is_true")]
+    pub autogroup: bool,
+    /// Semaphores, `id` or `id:count` (count 1 when not given), each shared by every
+    /// resource naming the same text: at most `count` of them are checked at once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sema: Vec<String>,
+    /// Allow a name that starts with `$`, which is otherwise refused as a likely variable
+    /// that was not interpolated.
+    #[serde(skip_serializing_if = "is_false")]
+    pub dollar: bool,
+    /// Upstream's meta params this agent does not implement: each is accepted with its
+    /// usual value only, and refused with the reason otherwise (never silently ignored).
+    #[serde(skip_serializing_if = "is_false")]
+    pub hidden: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub rewatch: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub realize: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub reverse: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub retryreset: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub reset: bool,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub timeout: u64,
 }
 
 impl Default for Meta {
     fn default() -> Self {
-        Meta { retry: 0, delay: 0, poll: 0, limit: None, burst: 1, noop: false, sensitive: false }
+        Meta {
+            retry: 0,
+            delay: 0,
+            poll: 0,
+            limit: None,
+            burst: 1,
+            noop: false,
+            sensitive: false,
+            autoedge: true,
+            autogroup: true,
+            sema: Vec::new(),
+            dollar: false,
+            hidden: false,
+            rewatch: false,
+            realize: false,
+            reverse: false,
+            retryreset: false,
+            reset: false,
+            timeout: 0,
+        }
+    }
+}
+
+// The params added for upstream's graphs are left out of the JSON when they have their
+// usual value, so that a graph's JSON (and an export) shows only what was set.
+fn is_true(b: &bool) -> bool {
+    *b
+}
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The meta params accepted only with their usual value, and why.
+const NOT_SUPPORTED: [(&str, &str); 7] = [
+    ("meta.hidden", "a resource that is in the graph but never applied is not supported yet"),
+    ("meta.rewatch", "a failed watch is restarted per `retry`, never by a graph swap"),
+    ("meta.realize", "it is not implemented (upstream does not implement it either)"),
+    ("meta.reverse", "undoing a resource removed from the graph is not supported yet"),
+    ("meta.retryreset", "each new reason to check already starts with the full `retry` count"),
+    ("meta.reset", "retries are counted per check, so there is no state to reset"),
+    ("meta.timeout", "a check has no time limit here; `exec` has its own `timeout`"),
+];
+
+/// The longest semaphore count: more would be no limit.
+pub const MAX_SEMA_COUNT: usize = 1 << 20;
+
+/// The count of a semaphore id: the number after its last `:`, or 1.
+pub fn sema_count(id: &str) -> Result<usize, String> {
+    let Some((name, count)) = id.rsplit_once(':') else {
+        return if id.is_empty() { Err("an id must not be empty".into()) } else { Ok(1) };
+    };
+    if name.is_empty() {
+        return Err(format!("`{id}` has no id before its count"));
+    }
+    match count.parse::<usize>() {
+        Ok(n @ 1..=MAX_SEMA_COUNT) => Ok(n),
+        _ => Err(format!("`{id}`: the count after `:` must be a whole number from 1 to {MAX_SEMA_COUNT}")),
     }
 }
 
 impl Meta {
     pub fn validate(&self) -> Result<(), ValidationError> {
+        self.validate_unsupported()?;
+        for id in &self.sema {
+            sema_count(id).map_err(|why| ValidationError::new("meta.sema", why))?;
+        }
         if self.retry < -1 {
             return Err(ValidationError::new("meta.retry", "must be -1 (forever) or at least 0"));
         }
         // One check per `1/limit` seconds must be a wait the clock can hold.
         if let Some(limit) = self.limit
+            && limit != f64::INFINITY
             && !(limit.is_finite() && limit * MAX_INTERVAL_SECS as f64 >= 1.0)
         {
             return Err(ValidationError::new(
                 "meta.limit",
                 format!(
-                    "must be a positive number of events per second, at least one per ten years (1/{MAX_INTERVAL_SECS})"
+                    "must be a positive number of events per second, at least one per ten years (1/{MAX_INTERVAL_SECS}), or .inf (no limit)"
                 ),
             ));
         }
@@ -71,6 +167,30 @@ impl Meta {
         Ok(())
     }
 
+    fn validate_unsupported(&self) -> Result<(), ValidationError> {
+        let set = [
+            self.hidden,
+            self.rewatch,
+            self.realize,
+            self.reverse,
+            self.retryreset,
+            self.reset,
+            self.timeout != 0,
+        ];
+        match NOT_SUPPORTED.iter().zip(set).find(|(_, set)| *set) {
+            Some(((field, why), _)) => Err(ValidationError::new(
+                field,
+                format!("is not supported by this agent: {why}; leave it unset"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The rate limit on checks, if there is one (`limit: .inf` is none).
+    pub fn rate_limit(&self) -> Option<f64> {
+        self.limit.filter(|l| l.is_finite())
+    }
+
     /// What a numeric meta param (`meta.burst`) accepts, in words: a value of the wrong type
     /// or out of the type's range is reported with the range [`Meta::validate`] allows, not
     /// the range of the Rust type that holds it.
@@ -80,7 +200,7 @@ impl Meta {
             "meta.delay" => format!("a whole number of milliseconds from 0 to {MAX_DELAY_MS} (one day)"),
             "meta.poll" => format!("a whole number of seconds from 0 to {MAX_INTERVAL_SECS} (ten years)"),
             "meta.burst" => format!("a whole number from 1 to {}", u32::MAX),
-            "meta.limit" => "a positive number of events per second".into(),
+            "meta.limit" => "a positive number of events per second, or .inf".into(),
             _ => return None,
         })
     }
@@ -108,14 +228,19 @@ mod tests {
 
     #[test]
     fn limit_must_allow_one_check_within_ten_years() {
-        for bad in [1e-300, 1e-9, 0.0, -0.0, f64::INFINITY, f64::NAN, f64::MIN_POSITIVE] {
+        for bad in [1e-300, 1e-9, 0.0, -0.0, f64::NEG_INFINITY, f64::NAN, f64::MIN_POSITIVE] {
             let m = Meta { limit: Some(bad), ..Meta::default() };
             assert_eq!(m.validate().unwrap_err().field, "meta.limit", "{bad}");
         }
-        for good in [1.0 / MAX_INTERVAL_SECS as f64, 0.001, 5.0, 1e300, f64::MAX] {
+        for good in [1.0 / MAX_INTERVAL_SECS as f64, 0.001, 5.0, 1e300, f64::MAX, f64::INFINITY] {
             let m = Meta { limit: Some(good), ..Meta::default() };
             assert!(m.validate().is_ok(), "{good}");
         }
+        assert_eq!(
+            Meta { limit: Some(f64::INFINITY), ..Meta::default() }.rate_limit(),
+            None,
+            ".inf: no limit"
+        );
     }
 
     #[test]
@@ -149,5 +274,27 @@ mod tests {
         assert_eq!(m.retry_delay(), Duration::from_millis(5000));
         let m = Meta { retry: 3, delay: 0, ..Meta::default() };
         assert_eq!(m.retry_delay(), Duration::ZERO);
+    }
+
+    #[test]
+    fn sema_ids_take_a_count_after_their_last_colon() {
+        assert_eq!(sema_count("db"), Ok(1));
+        assert_eq!(sema_count("db:3"), Ok(3));
+        assert_eq!(sema_count("a:b:2"), Ok(2));
+        for bad in ["", ":2", "db:0", "db:x", "db:", "db:99999999999"] {
+            assert!(sema_count(bad).is_err(), "{bad}");
+            let m = Meta { sema: vec![bad.into()], ..Meta::default() };
+            assert_eq!(m.validate().unwrap_err().field, "meta.sema", "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_unsupported_meta_param_is_refused_with_its_reason_unless_usual() {
+        assert!(Meta { hidden: false, timeout: 0, ..Meta::default() }.validate().is_ok());
+        let e = Meta { realize: true, ..Meta::default() }.validate().unwrap_err();
+        assert_eq!(e.field, "meta.realize");
+        assert!(e.message.contains("upstream does not implement it either"), "{}", e.message);
+        let e = Meta { timeout: 5, ..Meta::default() }.validate().unwrap_err();
+        assert_eq!(e.field, "meta.timeout");
     }
 }

@@ -98,7 +98,8 @@ impl Graph {
         }
         let mut existing: std::collections::HashSet<(usize, usize)> =
             self.edges.iter().map(|e| (e.from, e.to)).collect();
-        for (i, v) in self.vertices.iter().enumerate() {
+        // `meta.autoedge: false`: this vertex gets only the edges written for it.
+        for (i, v) in self.vertices.iter().enumerate().filter(|(_, v)| v.meta().autoedge) {
             for req in v.autoedges().requires {
                 let Some(from) = nearest_provider(&providers, &req) else { continue };
                 if from != i && existing.insert((from, i)) {
@@ -312,6 +313,16 @@ mod tests {
             Graph::build(vec![noop("a")], &[edge("a", "zz")]).unwrap_err(),
             GraphError::MissingVertex { .. }
         ));
+    }
+
+    #[test]
+    fn meta_autoedge_off_leaves_a_vertex_only_its_written_edges() {
+        let mut off = File::clone(file("f", "/tmp/x/f", "hi").as_any().downcast_ref::<File>().unwrap());
+        off.meta.autoedge = false;
+        let inside = file("g", "/tmp/x/g", "hi");
+        let g = Graph::build(vec![Arc::new(off), file("d", "/tmp/x/", ""), inside], &[]).unwrap();
+        let edges: Vec<(usize, usize)> = g.edges.iter().map(|e| (e.from, e.to)).collect();
+        assert_eq!(edges, [(1, 2)], "only `g` follows its directory");
     }
 
     #[test]

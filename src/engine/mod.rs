@@ -8,6 +8,7 @@ pub mod converged;
 pub mod graph;
 pub mod outcome;
 pub mod rate;
+pub mod sema;
 pub mod vertex;
 
 use std::collections::{HashMap, HashSet};
@@ -44,6 +45,8 @@ pub struct EngineEnv {
     pub world: Arc<dyn World>,
     /// Changes and failures since the engine started, across swaps.
     pub tally: Tally,
+    /// The semaphores of `meta.sema`, across swaps.
+    pub semaphores: sema::Semaphores,
 }
 
 struct Running {
@@ -108,6 +111,7 @@ impl Engine {
             convergence: Convergence::new(),
             world,
             tally: Tally::default(),
+            semaphores: sema::Semaphores::default(),
         };
         Engine { env: Arc::new(env), graph: Graph::default(), running: Vec::new(), stopped: HashMap::new() }
     }

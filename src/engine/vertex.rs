@@ -378,7 +378,7 @@ async fn check_loop(shared: &Arc<VertexShared>, res: &dyn Resource, env: &Engine
     let mut resumed = shared.resumed.load(Ordering::SeqCst);
     let mut first = !resumed;
     let mut ready = false;
-    let mut limiter = meta.limit.map(|l| RateLimiter::new(l, meta.burst));
+    let mut limiter = meta.rate_limit().map(|l| RateLimiter::new(l, meta.burst));
     let mut retry_log = RetryLog::new();
     loop {
         shared.wake.notified().await;
@@ -457,7 +457,9 @@ impl Check<'_> {
         loop {
             let mut ctx = ApplyCtx::new(trigger, recv.clone(), self.env.world.clone());
             ctx.detail = self.detail;
+            let permits = self.env.semaphores.acquire(&meta.sema).await;
             let r = self.res.check_apply(&ctx, self.apply).await;
+            drop(permits);
             if let Some(s) = ctx.take_sends() {
                 *self.shared.sends.lock().unwrap() = Some(s);
             }

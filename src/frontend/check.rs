@@ -52,6 +52,12 @@ fn check_resources(list: &imbl::Vector<Arc<dyn Resource>>) -> Result<(), SpecErr
         if res.name().is_empty() {
             return Err(at("name", "must not be empty".into()));
         }
+        if res.name().starts_with('$') && !res.meta().dollar {
+            return Err(at(
+                "name",
+                "starts with `$`, as a variable that was not interpolated would; set meta `dollar: true` if the name is meant".into(),
+            ));
+        }
         if !seen.insert(res.id()) {
             return Err(at("name", format!("duplicate resource {}", res.id())));
         }
@@ -183,6 +189,17 @@ mod tests {
     }
     fn place(e: Result<(), SpecError>) -> Place {
         e.expect_err("refused").place
+    }
+
+    #[test]
+    fn a_name_that_starts_with_a_dollar_needs_meta_dollar() {
+        let named = |meta: serde_json::Value| {
+            resources::from_json("exec", json!({"name": "$x", "cmd": "true", "meta": meta})).unwrap()
+        };
+        let e = check(&spec(vec![named(json!({}))])).unwrap_err();
+        assert_eq!(e.place, Place::Resource { index: 0, field: Some("name") });
+        assert!(e.message.contains("meta `dollar: true`"), "{}", e.message);
+        assert!(check(&spec(vec![named(json!({"dollar": true}))])).is_ok());
     }
 
     #[test]

@@ -988,7 +988,7 @@ mod tests {
         let m = with_accepted_values("expected a text value", "exec", "cmd");
         assert_eq!(m, "expected a text value");
         let m = with_accepted_values("invalid type: string \"x\", expected a number", "noop", "meta.limit");
-        assert_eq!(m, "invalid type: string \"x\", expected a positive number of events per second");
+        assert_eq!(m, "invalid type: string \"x\", expected a positive number of events per second, or .inf");
     }
 
     #[test]

@@ -245,3 +245,45 @@ fn a_converged_timeout_beyond_ten_years_is_refused() {
     out.assert_code(2).assert_stderr_has("--converged-timeout");
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
+
+/// Three commands share the semaphore `one` (count 1): however the engine schedules them,
+/// no two run at once, which each one's start and end lines in a shared log show. A fourth,
+/// on `two:2`, with `limit: .inf` (no limit), runs beside them.
+#[test]
+fn commands_on_one_semaphore_never_overlap() {
+    let t = TestDir::new();
+    let log = t.p("log");
+    let step = |name: &str| {
+        format!(
+            "  - name: {name}\n    shell: /bin/sh\n    cmd: \"echo start >> {log}; sleep 0.2; echo end >> {log}\"\n    meta: {{sema: [one], limit: .inf}}\n"
+        )
+    };
+    let yaml = format!(
+        "graph: sema\nresources:\n  exec:\n{}{}{}  - name: apart\n    cmd: touch {apart}\n    meta: {{sema: [\"two:2\"]}}\n",
+        step("a"),
+        step("b"),
+        step("c"),
+        apart = t.p("apart"),
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    t.run_to_end(&["--converged-timeout", "1"], &yaml).assert_code(0);
+    let lines: Vec<String> = read(t.path("log")).unwrap_or_default().lines().map(String::from).collect();
+    assert_eq!(lines, ["start", "end", "start", "end", "start", "end"], "one at a time");
+    assert!(t.path("apart").exists());
+}
+
+/// Upstream's meta params this agent does not implement are refused with the reason, not
+/// ignored; their usual values are accepted.
+#[test]
+fn an_unsupported_meta_param_is_refused_with_why() {
+    let t = TestDir::new();
+    let graph = |meta: &str| format!("graph: m\nresources:\n  noop:\n  - name: n\n    meta: {meta}\n");
+    let usual =
+        t.write_yaml("usual.yaml", &graph("{hidden: false, realize: false, timeout: 0, autogroup: false}"));
+    t.run_to_end(&["--no-watch"], &usual).assert_code(0);
+    let set = t.write_yaml("set.yaml", &graph("{reverse: true}"));
+    t.run_to_end(&["--no-watch"], &set)
+        .assert_code(1)
+        .assert_stderr_has("meta.reverse")
+        .assert_stderr_has("undoing a resource removed from the graph is not supported yet");
+}

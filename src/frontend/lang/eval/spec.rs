@@ -18,22 +18,6 @@ use crate::frontend::check::{self, Place, SpecError};
 use crate::frontend::{CollectSpec, EdgeSpec, GraphSpec};
 use crate::resources::{self, Resource};
 
-/// Upstream's meta params this agent has no use for, with the value that means "as usual":
-/// a program may give them that value, as a full `Meta => struct{...}` must.
-const IGNORED_META: &[(&str, Option<bool>)] = &[
-    ("retryreset", Some(false)),
-    ("timeout", None),
-    ("reset", Some(false)),
-    ("sema", None),
-    ("rewatch", Some(false)),
-    ("realize", Some(false)),
-    ("dollar", Some(false)),
-    ("hidden", Some(false)),
-    ("reverse", Some(false)),
-    ("autoedge", Some(true)),
-    ("autogroup", Some(true)),
-];
-
 /// What the last spec was made from, kept to make the next one: a running program whose
 /// evaluation changed one resource decodes that one again, and reuses the others.
 #[derive(Default)]
@@ -293,7 +277,7 @@ fn to_json(res: &ResOut, skip: Option<usize>) -> Result<Json, Diagnostic> {
     }
     let mut meta = Map::new();
     for entry in &res.meta {
-        if entry.name == "export" || ignored_meta(entry)? {
+        if entry.name == "export" {
             continue;
         }
         meta.insert(entry.name.clone(), json_of(entry)?);
@@ -325,28 +309,6 @@ fn json_of(entry: &Entry) -> Result<Json, Diagnostic> {
         .map_err(|e| Diagnostic::new(Stage::Runtime, entry.span, format!("param `{}`: {e}", entry.name)))?;
     serde_json::to_value(param)
         .map_err(|e| Diagnostic::new(Stage::Runtime, entry.span, format!("param `{}`: {e}", entry.name)))
-}
-
-/// Whether a meta param is one of upstream's this agent ignores, given its usual value;
-/// any other value of it is refused, since it would not do what the program asks.
-fn ignored_meta(entry: &Entry) -> Result<bool, Diagnostic> {
-    let Some((_, usual)) = IGNORED_META.iter().find(|(n, _)| *n == entry.name) else {
-        return Ok(false);
-    };
-    let as_usual = match (&entry.value, usual) {
-        (Val::Bool(b), Some(u)) => b == u,
-        (Val::Int(0), None) => true,
-        (Val::List(items), None) => items.is_empty(),
-        _ => false,
-    };
-    if as_usual {
-        return Ok(true);
-    }
-    Err(Diagnostic::new(
-        Stage::Runtime,
-        entry.span,
-        format!("Meta:{} is not supported by this agent; it may only have its usual value", entry.name),
-    ))
 }
 
 /// Locates a decoding error at the param that causes it: the one without which the
