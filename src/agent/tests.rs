@@ -64,6 +64,9 @@ impl World for Recorder {
     async fn kv_put(&self, key: &str, value: &str) -> Result<(), WorldError> {
         self.local.kv_put(key, value).await
     }
+    async fn kv_delete(&self, key: &str) -> Result<(), WorldError> {
+        self.local.kv_delete(key).await
+    }
     fn kv_changes(&self) -> broadcast::Receiver<String> {
         self.local.kv_changes()
     }

@@ -31,12 +31,43 @@ pub struct Kv {
     /// Defaults to the name.
     #[serde(default)]
     pub key: Option<String>,
-    pub value: String,
+    /// The value; unset, the key is removed.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Upstream's one value per host under the key. Not supported: a key holds one value
+    /// and the host that wrote it, so only `false` is accepted.
+    #[serde(default)]
+    pub mapped: bool,
+    /// Leave a stored value that is greater than ours (by `skipcmpstyle`) as it is, except
+    /// on a refresh: a counter that only goes up.
+    #[serde(default)]
+    pub skiplessthan: bool,
+    /// How `skiplessthan` compares: 0 as integers, 1 as text.
+    #[serde(default)]
+    pub skipcmpstyle: u8,
 }
+
+/// `skipcmpstyle`: compare as integers.
+const CMP_INT: u8 = 0;
+/// `skipcmpstyle`: compare as text.
+const CMP_TEXT: u8 = 1;
 
 impl Kv {
     pub fn key(&self) -> &str {
         self.key.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// Whether `stored` is greater than `ours` as `style` compares them, so that `skiplessthan`
+/// leaves it. A stored value that is not an integer (an old or foreign one) is never
+/// greater: it is written over. Pure.
+fn stored_is_greater(ours: &str, stored: &str, style: u8) -> bool {
+    match style {
+        CMP_INT => match (ours.trim().parse::<i64>(), stored.trim().parse::<i64>()) {
+            (Ok(ours), Ok(stored)) => stored > ours,
+            _ => false,
+        },
+        _ => stored > ours,
     }
 }
 
@@ -56,8 +87,24 @@ impl Resource for Kv {
                 format!("`{}` contains control characters", k.escape_debug()),
             ));
         }
-        if let Some(why) = value_too_large(&self.value) {
+        if let Some(why) = self.value.as_deref().and_then(value_too_large) {
             return Err(ValidationError::new("value", why));
+        }
+        if self.mapped {
+            return Err(ValidationError::new(
+                "mapped",
+                "is not supported: a key holds one value, with the host that wrote it (`world.kvlookup` gives that pair); leave it false",
+            ));
+        }
+        if self.skipcmpstyle > CMP_TEXT {
+            return Err(ValidationError::new("skipcmpstyle", "must be 0 (compare as integers) or 1 (as text)"));
+        }
+        if self.skiplessthan
+            && self.skipcmpstyle == CMP_INT
+            && let Some(v) = &self.value
+            && v.trim().parse::<i64>().is_err()
+        {
+            return Err(ValidationError::new("value", format!("`{v}` is not an integer, as `skipcmpstyle: 0` compares")));
         }
         Ok(())
     }
@@ -78,7 +125,9 @@ impl Resource for Kv {
 
     async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {
         let received = ctx.recv.get("value").map(|v| v.as_text());
-        let want: &str = received.as_deref().unwrap_or(&self.value);
+        let Some(want) = received.as_deref().or(self.value.as_deref()) else {
+            return self.remove(ctx, apply).await;
+        };
         // A received value is not validated with the graph.
         if let Some(why) = value_too_large(want) {
             return Err(ResourceError::msg(format!("the received value {why}")));
@@ -87,6 +136,13 @@ impl Resource for Kv {
         // Values may be secrets: the change logged names the key only, values go to debug.
         let change = match have {
             Some(v) if v.value == *want => return Ok(vec![]),
+            Some(v)
+                if self.skiplessthan
+                    && !ctx.trigger.refresh
+                    && stored_is_greater(want, &v.value, self.skipcmpstyle) =>
+            {
+                return Ok(vec![]);
+            }
             Some(v) => {
                 debug!("kv[{}]: {}: {want:?} (was {:?})", self.name, self.key(), v.value);
                 format!("set {} (it had another value)", self.key())
@@ -107,6 +163,20 @@ impl Resource for Kv {
     }
 }
 
+impl Kv {
+    /// No value: the key must not exist.
+    async fn remove(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {
+        let world = |e: crate::world::WorldError| ResourceError::msg(e.to_string());
+        if ctx.world.kv_get(self.key()).await.map_err(world)?.is_none() {
+            return Ok(vec![]);
+        }
+        if apply {
+            ctx.world.kv_delete(self.key()).await.map_err(world)?;
+        }
+        Ok(vec![format!("remove {}", self.key()).into()])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +187,30 @@ mod tests {
         assert!(value_too_large(&"a".repeat(MAX_VALUE_BYTES - 1)).is_some());
         // Sixfold once escaped.
         assert!(value_too_large(&"\u{1}".repeat(MAX_VALUE_BYTES / 5)).is_some());
+    }
+
+    #[test]
+    fn skiplessthan_leaves_a_greater_stored_value() {
+        assert!(stored_is_greater("5", "12", CMP_INT), "12 > 5 as integers");
+        assert!(!stored_is_greater("12", "5", CMP_INT));
+        assert!(!stored_is_greater("5", "junk", CMP_INT), "a stored non-integer is written over");
+        assert!(stored_is_greater("12", "5", CMP_TEXT), "\"5\" > \"12\" as text");
+        assert!(!stored_is_greater("b", "a", CMP_TEXT));
+    }
+
+    #[test]
+    fn mapped_and_bad_compare_styles_are_refused() {
+        let kv = |extra: serde_json::Value| {
+            let mut j = serde_json::json!({"name": "k", "value": "1"});
+            j.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value::<Kv>(j).unwrap().validate()
+        };
+        assert_eq!(kv(serde_json::json!({"mapped": true})).unwrap_err().field, "mapped");
+        assert_eq!(kv(serde_json::json!({"skipcmpstyle": 2})).unwrap_err().field, "skipcmpstyle");
+        let e = kv(serde_json::json!({"skiplessthan": true, "value": "x"})).unwrap_err();
+        assert_eq!(e.field, "value");
+        assert!(kv(serde_json::json!({"skiplessthan": true, "skipcmpstyle": 1, "value": "x"})).is_ok());
+        let unset: Kv = serde_json::from_value(serde_json::json!({"name": "k"})).unwrap();
+        assert!(unset.validate().is_ok() && unset.value.is_none(), "no value: the key is removed");
     }
 }

@@ -1373,6 +1373,13 @@ impl World for EtcdWorld {
         Ok(())
     }
 
+    async fn kv_delete(&self, key: &str) -> Result<(), WorldError> {
+        let mut c = self.current_client()?;
+        let k = self.keys.kv(key);
+        c.delete(k.clone(), None).await.map_err(|e| self.request_failed(e, format!("delete {k}")))?;
+        Ok(())
+    }
+
     fn kv_changes(&self) -> broadcast::Receiver<String> {
         self.kv_changes.subscribe()
     }

@@ -55,6 +55,13 @@ impl World for LocalWorld {
         Ok(())
     }
 
+    async fn kv_delete(&self, key: &str) -> Result<(), WorldError> {
+        if self.kv.lock().unwrap().remove(key).is_some() {
+            let _ = self.kv_changes.send(key.to_string());
+        }
+        Ok(())
+    }
+
     fn kv_changes(&self) -> broadcast::Receiver<String> {
         self.kv_changes.subscribe()
     }

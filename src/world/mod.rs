@@ -182,6 +182,8 @@ pub trait World: Send + Sync {
     fn report(&self, status: HostStatus);
     async fn kv_get(&self, key: &str) -> Result<Option<KvValue>, WorldError>;
     async fn kv_put(&self, key: &str, value: &str) -> Result<(), WorldError>;
+    /// Remove the key (nothing to do if it is not there).
+    async fn kv_delete(&self, key: &str) -> Result<(), WorldError>;
     /// Keys under `kv/` that changed (or may have: after a reconnect every key is sent).
     fn kv_changes(&self) -> broadcast::Receiver<String>;
 }

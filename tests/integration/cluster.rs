@@ -363,6 +363,31 @@ fn kv_values_are_written_and_restored() {
     assert!(a.try_exit().is_none(), "{}", a.stderr());
 }
 
+/// A `kv` without a value keeps its key removed; with `skiplessthan` a greater value
+/// stored by someone else is left, a smaller one is written over.
+#[test]
+fn kv_without_a_value_removes_the_key_and_skiplessthan_leaves_a_greater_one() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    e.etcdctl(&["put", "/_mgmt/kv/stale", r#"{"value":"old","host":"elsewhere"}"#]);
+    e.etcdctl(&["put", "/_mgmt/kv/counter", r#"{"value":"12","host":"elsewhere"}"#]);
+    let yaml = t.write_yaml(
+        "kv.yaml",
+        "graph: kv\nresources:\n  kv:\n  - name: stale\n  - name: counter\n    value: \"5\"\n    skiplessthan: true\n  - name: marker\n    value: done\n",
+    );
+    let a = t.agent(&["--seeds", e.url(), "--hostname", "kvhost"], &yaml);
+    let value = |key: &str| e.get_json(&format!("/_mgmt/kv/{key}")).map(|v| v["value"].clone());
+    wait("the stale key removed", &[&a], || value("stale").is_none() && value("marker").is_some());
+    assert_eq!(value("counter"), Some(json!("12")), "a greater stored value is left");
+    // Put back from outside: removed again.
+    e.etcdctl(&["put", "/_mgmt/kv/stale", r#"{"value":"again","host":"elsewhere"}"#]);
+    wait("removed again", &[&a], || value("stale").is_none());
+    // A smaller value is not left: ours is written over it.
+    e.etcdctl(&["put", "/_mgmt/kv/counter", r#"{"value":"3","host":"elsewhere"}"#]);
+    wait("the smaller value written over", &[&a], || value("counter") == Some(json!("5")));
+    assert!(a.try_exit().is_none(), "{}", a.stderr());
+}
+
 #[test]
 fn a_namespace_keeps_a_cluster_apart() {
     let t = TestDir::new();
