@@ -224,7 +224,7 @@ mod tests {
     use crate::resources::noop::Noop;
 
     fn noop(name: &str) -> Arc<dyn Resource> {
-        Arc::new(Noop { name: name.into(), meta: Meta::default() })
+        Arc::new(Noop { name: name.into(), meta: Meta::default(), comment: None })
     }
     fn file(name: &str, path: &str, content: &str) -> Arc<dyn Resource> {
         Arc::new(File {
@@ -241,6 +241,7 @@ mod tests {
             purge: false,
             force: false,
             keep: vec![],
+            ..File::default()
         })
     }
     fn edge(from: &str, to: &str) -> EdgeSpec {

@@ -67,7 +67,28 @@ pub struct File {
     /// the graph builder, not by users.
     #[serde(skip)]
     pub keep: Vec<PathBuf>,
+    /// Upstream's params this kind does not implement yet, refused with the reason when
+    /// set (see [`NOT_YET`]).
+    #[serde(default, skip_serializing)]
+    pub dirname: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub basename: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub fragments: Option<Vec<String>>,
+    #[serde(default, skip_serializing)]
+    pub symlink: Option<bool>,
+    #[serde(default, skip_serializing)]
+    pub selinux: Option<String>,
 }
+
+/// Upstream's file params not implemented here, and what to write instead.
+const NOT_YET: [(&str, &str); 5] = [
+    ("dirname", "give the whole `path` instead"),
+    ("basename", "give the whole `path` instead"),
+    ("fragments", "build the content in the graph (in mcl, read the fragments and join them)"),
+    ("symlink", "symbolic links are not managed yet"),
+    ("selinux", "SELinux contexts are not managed"),
+];
 
 /// Permission bits, from an octal mode like "0644".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -748,6 +769,16 @@ impl Resource for File {
     crate::resource_common!("file");
 
     fn validate(&self) -> Result<(), ValidationError> {
+        let set = [
+            self.dirname.is_some(),
+            self.basename.is_some(),
+            self.fragments.is_some(),
+            self.symlink == Some(true),
+            self.selinux.is_some(),
+        ];
+        if let Some(((field, instead), _)) = NOT_YET.iter().zip(set).find(|(_, set)| *set) {
+            return Err(ValidationError::new(field, format!("is not supported by this agent yet; {instead}")));
+        }
         let field = if self.path.is_some() { "path" } else { "name" };
         let p = self.path_str();
         let path = self.abs_path().map_err(|e| ValidationError::new(field, format!("`{}` {e}", shown(p))))?;
@@ -934,7 +965,19 @@ mod tests {
             purge: false,
             force: false,
             keep: vec![],
+            ..File::default()
         }
+    }
+
+    #[test]
+    fn upstream_params_not_implemented_are_refused_with_what_to_do() {
+        let f = File { symlink: Some(true), ..file("/tmp/x") };
+        let e = f.validate().unwrap_err();
+        assert_eq!(e.field, "symlink");
+        assert!(e.message.contains("not supported by this agent yet"), "{}", e.message);
+        let f = File { fragments: Some(vec!["/etc/a".into()]), ..file("/tmp/x") };
+        assert_eq!(f.validate().unwrap_err().field, "fragments");
+        assert!(File { symlink: Some(false), ..file("/tmp/x") }.validate().is_ok(), "the usual value");
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub struct Noop {
     pub name: String,
     #[serde(default)]
     pub meta: Meta,
+    /// Words for whoever reads the graph; changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 #[async_trait]

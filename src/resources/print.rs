@@ -17,6 +17,9 @@ pub struct Print {
     /// Defaults to the name.
     #[serde(default)]
     pub msg: Option<String>,
+    /// Print only when refreshed by a `notify` edge, not when the graph starts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_only: bool,
 }
 
 #[async_trait]
@@ -35,7 +38,8 @@ impl Resource for Print {
 
     async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {
         let t = ctx.trigger;
-        if !(t.first || t.event || t.refresh) {
+        let asked = if self.refresh_only { t.refresh } else { t.first || t.event || t.refresh };
+        if !asked {
             return Ok(vec![]);
         }
         let received = ctx.recv.get("msg").map(|v| v.as_text());

@@ -918,3 +918,40 @@ fn a_huge_failure_output_is_published_as_a_bounded_tail() {
     assert!(!a.stderr().contains("yyyy"), "the output was logged");
     assert_eq!(a.interrupt().code(), Some(0));
 }
+
+/// `print` with `refresh_only` prints when a `notify` edge refreshes it, not when the graph
+/// starts; `noop` takes a `comment`.
+#[test]
+fn print_refresh_only_prints_only_when_notified() {
+    let t = TestDir::new();
+    let yaml = graph(
+        &t,
+        &format!(
+            r#"resources:
+  print:
+  - name: quiet
+    msg: "never printed"
+    refresh_only: true
+  - name: told
+    msg: "refreshed"
+    refresh_only: true
+  exec:
+  - name: make
+    cmd: touch {made}
+  noop:
+  - name: join
+    comment: "a join point"
+edges:
+- name: make-told
+  from: {{kind: exec, name: make}}
+  to: {{kind: print, name: told}}
+  notify: true
+"#,
+            made = t.p("made"),
+        ),
+    );
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_code(0);
+    assert!(!out.stdout.contains("never printed"), "{}", out.stdout);
+    assert_eq!(out.stdout.matches("refreshed").count(), 1, "{}", out.stdout);
+}
