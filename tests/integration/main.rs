@@ -9,6 +9,7 @@ mod common;
 mod certs;
 mod cluster;
 mod cluster_outage;
+mod compat;
 mod crash_safety;
 mod deploy;
 mod deploy_blobs;
