@@ -1,5 +1,7 @@
-//! `exec`: run a command when first checked, on refresh, and on each line its `watchcmd`
-//! prints; guarded by `ifcmd` and `creates`. Sends `stdout`, `stderr` and `exitcode`.
+//! `exec`: run a command when first checked, on refresh, and on each event (a line its
+//! `watchcmd` prints, a change of `watchfiles`, `mtimes` or `creates`); guarded by `ifcmd`
+//! (and `ifequals`), `nifcmd` and `creates`, forced by `mtimes`. Sends `stdout`, `stderr`
+//! and `exitcode`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
-//! `exec` (args, shell, cwd, env, ifcmd, creates, watchcmd, timeout, send/recv, process
-//! groups, bounded output), `timer`, `print` and `kv`, run for real.
+//! `exec` (args, shell, cwd, env, ifcmd, ifequals, nifcmd, per-command cwd and shell,
+//! creates, mtimes, watchcmd, watchfiles, timeout and sig, user and group, send/recv,
+//! process groups, bounded output), `timer`, `print` and `kv`, run for real.
 
 use std::fs;
 
