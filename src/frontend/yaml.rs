@@ -128,7 +128,7 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
 }
 
 /// [`parse`], with the relative paths that name files of the graph's own tree (a file's
-/// `source`, an exec's `cwd`) resolved against `base`.
+/// `source`, an exec's `cwd` and per-command cwds) resolved against `base`.
 pub fn parse_at(text: &str, file: &str, base: Option<&Base>) -> Result<GraphSpec, FrontendError> {
     let err_at = |line: u64, column: u64, message: String| FrontendError {
         file: file.to_string(),

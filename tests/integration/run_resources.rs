@@ -988,14 +988,13 @@ fn exec_commands_have_their_own_cwd_and_shell_or_the_resources() {
     ifcwd: {ifd}
     ifshell: /bin/bash
     nifcmd: "pwd > {out}/nif.txt; echo \"${{BASH_VERSION:+bash}}\" > {out}/nifshell.txt; false"
-    nifcwd: {nifd}
+    nifcwd: nif
     watchcmd: "pwd > {out}/watch.txt; exec tail -f --pid=$PPID /dev/null"
     watchcwd: {watchd}
     donecmd: "pwd > {out}/done.txt"
 "#,
             main = t.p("main"),
             ifd = t.p("if"),
-            nifd = t.p("nif"),
             watchd = t.p("watch"),
             out = t.p(""),
         ),
@@ -1006,6 +1005,7 @@ fn exec_commands_have_their_own_cwd_and_shell_or_the_resources() {
     let pwd = |f: &str| read(t.path(f)).map(|s| s.trim().to_string());
     assert_eq!(pwd("cmd.txt"), Some(t.p("main")));
     assert_eq!(pwd("if.txt"), Some(t.p("if")));
+    // A relative one is relative to the graph file's directory, like `cwd`.
     assert_eq!(pwd("nif.txt"), Some(t.p("nif")));
     assert_eq!(pwd("watch.txt"), Some(t.p("watch")));
     // Without a `donecwd`, `donecmd` runs in `cwd`.
