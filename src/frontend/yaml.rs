@@ -128,7 +128,7 @@ pub fn parse(text: &str, file: &str) -> Result<GraphSpec, FrontendError> {
 }
 
 /// [`parse`], with the relative paths that name files of the graph's own tree (a file's
-/// `source`, an exec's `cwd`) resolved against `base`.
+/// `source`, an exec's `cwd` and per-command cwds) resolved against `base`.
 pub fn parse_at(text: &str, file: &str, base: Option<&Base>) -> Result<GraphSpec, FrontendError> {
     let err_at = |line: u64, column: u64, message: String| FrontendError {
         file: file.to_string(),
@@ -316,9 +316,18 @@ fn resolve_relative(r: &mut YamlResources, base: &Base, text: &str, file: &str) 
     }
     for (i, x) in r.exec.iter_mut().flatten().enumerate() {
         let x = &mut x.value;
-        if let Some(rel) = relative(x.cwd.as_deref()) {
-            let abs = base.resolve(&rel, Want::Dir).map_err(|m| err("exec", i, &x.name, "cwd", m))?;
-            x.cwd = Some(abs);
+        let name = x.name.clone();
+        for (field, cwd) in [
+            ("cwd", &mut x.cwd),
+            ("watchcwd", &mut x.watchcwd),
+            ("ifcwd", &mut x.ifcwd),
+            ("nifcwd", &mut x.nifcwd),
+            ("donecwd", &mut x.donecwd),
+        ] {
+            if let Some(rel) = relative(cwd.as_deref()) {
+                let abs = base.resolve(&rel, Want::Dir).map_err(|m| err("exec", i, &name, field, m))?;
+                *cwd = Some(abs);
+            }
         }
     }
     Ok(())

@@ -1,5 +1,6 @@
-//! `exec` (args, shell, cwd, env, ifcmd, creates, watchcmd, timeout, send/recv, process
-//! groups, bounded output), `timer`, `print` and `kv`, run for real.
+//! `exec` (args, shell, cwd, env, ifcmd, ifequals, nifcmd, per-command cwd and shell,
+//! creates, mtimes, watchcmd, watchfiles, timeout and sig, user and group, send/recv,
+//! process groups, bounded output), `timer`, `print` and `kv`, run for real.
 
 use std::fs;
 
@@ -917,6 +918,295 @@ fn a_huge_failure_output_is_published_as_a_bounded_tail() {
     assert!(err.len() <= 2 * 4096, "{}", err.len());
     assert!(!a.stderr().contains("yyyy"), "the output was logged");
     assert_eq!(a.interrupt().code(), Some(0));
+}
+
+#[test]
+fn exec_nifcmd_and_ifequals_guard_the_command() {
+    let t = TestDir::new();
+    let yaml = graph(
+        &t,
+        &format!(
+            r#"resources:
+  exec:
+  - name: nif-true
+    cmd: touch {a}
+    nifcmd: "true"
+  - name: nif-false
+    cmd: touch {b}
+    nifcmd: "false"
+  - name: equal
+    cmd: touch {c}
+    ifcmd: "echo yes"
+    ifequals: "yes\n"
+  - name: different
+    cmd: touch {d}
+    ifcmd: "echo no"
+    ifequals: "yes\n"
+  - name: stdout-equal
+    cmd: touch {e}
+    ifcmd: "echo yes; echo warning >&2"
+    ifequals_stdout: "yes\n"
+  - name: both-differ
+    cmd: touch {f}
+    ifcmd: "echo yes; echo warning >&2"
+    ifequals: "yes\n"
+"#,
+            a = t.p("a"),
+            b = t.p("b"),
+            c = t.p("c"),
+            d = t.p("d"),
+            e = t.p("e"),
+            f = t.p("f"),
+        ),
+    );
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_code(0).assert_stderr_has("converged: all 6 resources are in their desired state");
+    assert!(!t.path("a").exists(), "nifcmd succeeded, yet cmd ran");
+    assert!(t.path("b").exists(), "nifcmd failed, yet cmd did not run");
+    assert!(!t.path("c").exists(), "ifcmd printed what ifequals says, yet cmd ran");
+    assert!(t.path("d").exists(), "ifcmd printed something else, yet cmd did not run");
+    assert!(!t.path("e").exists(), "ifcmd's stdout equals ifequals_stdout, yet cmd ran");
+    assert!(t.path("f").exists(), "ifequals compares stdout and stderr together, yet cmd did not run");
+}
+
+#[test]
+fn exec_commands_have_their_own_cwd_and_shell_or_the_resources() {
+    let t = TestDir::new();
+    for d in ["main", "if", "nif", "watch"] {
+        fs::create_dir_all(t.path(d)).unwrap();
+    }
+    let yaml = graph(
+        &t,
+        &format!(
+            r#"resources:
+  exec:
+  - name: where
+    shell: /bin/sh
+    cwd: {main}
+    cmd: "pwd > {out}/cmd.txt"
+    ifcmd: "pwd > {out}/if.txt; echo \"${{BASH_VERSION:+bash}}\" > {out}/ifshell.txt"
+    ifcwd: {ifd}
+    ifshell: /bin/bash
+    nifcmd: "pwd > {out}/nif.txt; echo \"${{BASH_VERSION:+bash}}\" > {out}/nifshell.txt; false"
+    nifcwd: nif
+    watchcmd: "pwd > {out}/watch.txt; exec tail -f --pid=$PPID /dev/null"
+    watchcwd: {watchd}
+    donecmd: "pwd > {out}/done.txt"
+"#,
+            main = t.p("main"),
+            ifd = t.p("if"),
+            watchd = t.p("watch"),
+            out = t.p(""),
+        ),
+    );
+    let a = t.agent(&[], &yaml);
+    a.wait_for("donecmd ran", || t.path("done.txt").exists() && t.path("watch.txt").exists());
+    assert_eq!(a.interrupt().code(), Some(0));
+    let pwd = |f: &str| read(t.path(f)).map(|s| s.trim().to_string());
+    assert_eq!(pwd("cmd.txt"), Some(t.p("main")));
+    assert_eq!(pwd("if.txt"), Some(t.p("if")));
+    // A relative one is relative to the graph file's directory, like `cwd`.
+    assert_eq!(pwd("nif.txt"), Some(t.p("nif")));
+    assert_eq!(pwd("watch.txt"), Some(t.p("watch")));
+    // Without a `donecwd`, `donecmd` runs in `cwd`.
+    assert_eq!(pwd("done.txt"), Some(t.p("main")));
+    assert_eq!(pwd("ifshell.txt").as_deref(), Some("bash"), "ifshell is bash");
+    // Without a `nifshell`, `nifcmd` runs with `shell` (/bin/sh, not bash).
+    assert_eq!(pwd("nifshell.txt").as_deref(), Some(""));
+}
+
+#[test]
+fn exec_watchfiles_changes_rerun_the_command() {
+    let t = TestDir::new();
+    let (trigger, log) = (t.path("trigger"), t.path("runs.log"));
+    let (dir, dirlog) = (t.path("tree"), t.path("tree.log"));
+    fs::write(&trigger, "").unwrap();
+    fs::create_dir_all(dir.join("sub")).unwrap();
+    let yaml = graph(
+        &t,
+        &format!(
+            r#"resources:
+  exec:
+  - name: file
+    shell: /bin/sh
+    cmd: "echo run >> {log}"
+    watchfiles: ["{trigger}"]
+  - name: tree
+    shell: /bin/sh
+    cmd: "echo run >> {dirlog}"
+    watchfiles: ["{dir}/"]
+"#,
+            log = log.display(),
+            trigger = trigger.display(),
+            dirlog = dirlog.display(),
+            dir = dir.display(),
+        ),
+    );
+    let a = t.agent(&[], &yaml);
+    a.wait_for("first runs", || line_count(&log) == 1 && line_count(&dirlog) == 1);
+    for n in 2..=3 {
+        fs::write(&trigger, format!("{n}\n")).unwrap();
+        a.wait_for(&format!("run {n} of file"), || line_count(&log) >= n);
+        fs::write(dir.join("sub").join(format!("f{n}")), "x").unwrap();
+        a.wait_for(&format!("run {n} of tree"), || line_count(&dirlog) >= n);
+    }
+    a.wait_log("exec[file]: ran `echo run >> ");
+    assert!(a.stderr().contains("(event, exit 0)"), "{}", a.stderr());
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+#[test]
+fn exec_mtimes_force_a_run_past_the_guards_only_when_newer() {
+    let t = TestDir::new();
+    let (src, other) = (t.path("src"), t.path("other"));
+    let (log, iflog) = (t.path("runs.log"), t.path("if.log"));
+    fs::write(&src, "v1\n").unwrap();
+    fs::write(&other, "").unwrap();
+    let yaml = graph(
+        &t,
+        &format!(
+            r#"resources:
+  exec:
+  - name: build
+    shell: /bin/sh
+    cmd: "echo run >> {log}"
+    ifcmd: "echo checked >> {iflog}; false"
+    mtimes: ["{src}"]
+    watchfiles: ["{other}"]
+"#,
+            log = log.display(),
+            iflog = iflog.display(),
+            src = src.display(),
+            other = other.display(),
+        ),
+    );
+    let a = t.agent(&[], &yaml);
+    // Never ran: `src` counts as newer and the run is forced.
+    a.wait_for("first run", || line_count(&log) == 1);
+    assert!(a.stderr().contains("(mtimes, exit 0)"), "{}", a.stderr());
+    // An event while `src` is older than the last run: the guard decides (and blocks).
+    let checks = line_count(&iflog);
+    fs::write(&other, "x\n").unwrap();
+    a.wait_for("ifcmd asked", || line_count(&iflog) > checks);
+    assert_eq!(line_count(&log), 1, "cmd ran though no mtime was newer and ifcmd failed");
+    // `src` is replaced (one event, its mtime set before): newer than the last run, so the
+    // run is forced again, without asking ifcmd.
+    let checks = line_count(&iflog);
+    fs::write(t.path("src.new"), "v2\n").unwrap();
+    fs::rename(t.path("src.new"), &src).unwrap();
+    a.wait_for("second run", || line_count(&log) == 2);
+    assert_eq!(line_count(&iflog), checks, "a forced run asked ifcmd");
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+#[test]
+fn exec_a_missing_mtimes_file_is_an_error() {
+    let t = TestDir::new();
+    let yaml = graph(
+        &t,
+        &format!(
+            "resources:\n  exec:\n  - name: m\n    cmd: \"true\"\n    mtimes: [\"{}\"]\n",
+            t.p("missing")
+        ),
+    );
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_stderr_has(&format!("exec[m]: mtimes: `{}`", t.p("missing")));
+}
+
+#[test]
+fn exec_sig_is_sent_at_timeout() {
+    let t = TestDir::new();
+    let got = t.path("got");
+    let yaml = graph(
+        &t,
+        &format!(
+            r#"resources:
+  exec:
+  - name: trapped
+    shell: /bin/sh
+    sig: USR1
+    timeout: 1
+    cmd: "trap 'echo usr1 > {got}; exit 0' USR1; sleep 20 & wait"
+"#,
+            got = got.display(),
+        ),
+    );
+    let a = t.agent(&["--converged-timeout", "1"], &yaml);
+    a.wait_log("exec[trapped]: cmd timed out after 1s and was killed");
+    a.wait_content(&got, "usr1\n");
+    a.wait_exit();
+}
+
+#[test]
+fn exec_runs_as_user_and_group_and_names_an_unknown_user() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("user nobody");
+    let t = TestDir::new();
+    let yaml = graph(
+        &t,
+        &format!(
+            r#"resources:
+  exec:
+  - name: as-nobody
+    shell: /bin/sh
+    cwd: /
+    user: nobody
+    group: "4321"
+    cmd: "id -u; id -g"
+  - name: unknown
+    cmd: "true"
+    user: no-such-user-xyz
+  file:
+  - name: out
+    path: {out}
+edges:
+- name: ids
+  from: {{kind: exec, name: as-nobody}}
+  to: {{kind: file, name: out}}
+  send: stdout
+  recv: content
+"#,
+            out = t.p("ids"),
+        ),
+    );
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_stderr_has("exec[unknown]: user `no-such-user-xyz` does not exist");
+    assert_eq!(read(t.path("ids")), Some(format!("{}\n4321\n", nobody.uid)), "{}", out.stderr);
+}
+
+#[test]
+fn exec_send_stdout_is_sent_while_cmd_has_not_run() {
+    let t = TestDir::new();
+    fs::write(t.path("exists"), "").unwrap();
+    let yaml = graph(
+        &t,
+        &format!(
+            r#"resources:
+  exec:
+  - name: skipped
+    cmd: "echo real"
+    creates: {exists}
+    send_stdout: "fallback\n"
+  file:
+  - name: out
+    path: {out}
+edges:
+- name: e
+  from: {{kind: exec, name: skipped}}
+  to: {{kind: file, name: out}}
+  send: stdout
+  recv: content
+"#,
+            exists = t.p("exists"),
+            out = t.p("out"),
+        ),
+    );
+    let out = t.run_to_end(&["--converged-timeout", "1"], &yaml);
+    out.assert_code(0);
+    assert_eq!(read(t.path("out")).as_deref(), Some("fallback\n"), "{}", out.stderr);
 }
 
 /// `print` with `refresh_only` prints when a `notify` edge refreshes it, not when the graph
