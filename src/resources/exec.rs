@@ -151,6 +151,15 @@ impl RunState {
 /// User and group ids to run commands as, when they differ from the agent's.
 type Creds = Option<(u32, u32)>;
 
+/// The commands beside `cmd` that may have a shell and a cwd of their own.
+#[derive(Clone, Copy)]
+enum Side {
+    If,
+    Nif,
+    Watch,
+    Done,
+}
+
 /// Where and how one of the shell commands (`ifcmd`, `nifcmd`, `watchcmd`, `donecmd`)
 /// runs: its own shell and cwd, else the resource's.
 struct Step<'a> {
@@ -373,12 +382,13 @@ impl Exec {
         Prog { cmd, program: shell.to_string(), shell: true, cwd: cwd.map(str::to_string) }
     }
 
-    fn step<'a>(&'a self, what: &'static str, script: &'a str) -> Step<'a> {
-        let (shell, cwd) = match what {
-            "ifcmd" => (&self.ifshell, &self.ifcwd),
-            "nifcmd" => (&self.nifshell, &self.nifcwd),
-            "watchcmd" => (&self.watchshell, &self.watchcwd),
-            _ => (&self.doneshell, &self.donecwd),
+    /// The script of `side`, with the shell and cwd set for it.
+    fn step<'a>(&'a self, side: Side, script: &'a str) -> Step<'a> {
+        let (shell, cwd) = match side {
+            Side::If => (&self.ifshell, &self.ifcwd),
+            Side::Nif => (&self.nifshell, &self.nifcwd),
+            Side::Watch => (&self.watchshell, &self.watchcwd),
+            Side::Done => (&self.doneshell, &self.donecwd),
         };
         Step { script, shell: shell.as_deref(), cwd: cwd.as_deref() }
     }
@@ -486,13 +496,13 @@ impl Exec {
     /// Whether `ifcmd`, `nifcmd` or `creates` say that `cmd` must not run.
     async fn blocked(&self, creds: Creds) -> ResResult<bool> {
         if let Some(ifcmd) = &self.ifcmd {
-            let out = self.run(self.shell_command(&self.step("ifcmd", ifcmd), creds), "ifcmd").await?;
+            let out = self.run(self.shell_command(&self.step(Side::If, ifcmd), creds), "ifcmd").await?;
             if if_blocks(&out, self.ifequals.as_deref(), self.ifequals_stdout.as_deref()) {
                 return Ok(true);
             }
         }
         if let Some(nifcmd) = &self.nifcmd {
-            let out = self.run(self.shell_command(&self.step("nifcmd", nifcmd), creds), "nifcmd").await?;
+            let out = self.run(self.shell_command(&self.step(Side::Nif, nifcmd), creds), "nifcmd").await?;
             if out.code == 0 {
                 return Ok(true);
             }
@@ -534,7 +544,7 @@ impl Exec {
     /// Run `watchcmd`: each line it prints is an event. Returns when it exits.
     async fn follow_watchcmd(&self, ctx: &WatchCtx, watchcmd: &str) -> ResResult<()> {
         let creds = self.credentials()?;
-        let Prog { cmd: mut c, program, shell, cwd } = self.shell_command(&self.step("watchcmd", watchcmd), creds);
+        let Prog { cmd: mut c, program, shell, cwd } = self.shell_command(&self.step(Side::Watch, watchcmd), creds);
         c.stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = c.spawn().map_err(|e| self.start_error("watchcmd", (&program, shell, cwd.as_deref()), e))?;
         // However the watch ends (the watchcmd exits, the resource is removed, the agent
@@ -838,7 +848,7 @@ impl Resource for Exec {
             return Err(failed(format!("`{}` exited with code {code}", self.cmd), output));
         }
         if let Some(done) = &self.donecmd {
-            let d = self.run(self.shell_command(&self.step("donecmd", done), creds), "donecmd").await?;
+            let d = self.run(self.shell_command(&self.step(Side::Done, done), creds), "donecmd").await?;
             if d.code != 0 {
                 return Err(failed(format!("donecmd exited with code {}", d.code), last_lines(&d.stderr)));
             }
