@@ -282,6 +282,27 @@ impl Sandbox {
     pub fn spawn(&self, argv: &[&str]) -> Spawned {
         Spawned::new(self.command(argv), &self.logs, &format!("{argv:?}"))
     }
+
+    /// Write `yaml` to `graph` inside and run `mgmt run --tmp-prefix --no-watch <flags> yaml
+    /// graph` inside to its end: one pass over the graph.
+    #[track_caller]
+    pub fn mgmt_once(&self, graph: &str, yaml: &str, flags: &[&str]) -> Output {
+        self.write(graph, yaml);
+        let mut argv = vec![env!("CARGO_BIN_EXE_mgmt"), "run", "--tmp-prefix", "--no-watch"];
+        argv.extend_from_slice(flags);
+        argv.extend_from_slice(&["yaml", graph]);
+        self.exec(&argv)
+    }
+
+    /// Write `yaml` to `graph` inside and start a watching `mgmt run --tmp-prefix <flags> yaml
+    /// graph` there; rewrite `graph` (with [`Sandbox::write`]) to swap its graph live.
+    pub fn mgmt_agent(&self, graph: &str, yaml: &str, flags: &[&str]) -> Spawned {
+        self.write(graph, yaml);
+        let mut argv = vec![env!("CARGO_BIN_EXE_mgmt"), "run", "--tmp-prefix"];
+        argv.extend_from_slice(flags);
+        argv.extend_from_slice(&["yaml", graph]);
+        self.spawn(&argv)
+    }
 }
 
 impl Drop for Sandbox {
