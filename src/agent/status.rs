@@ -5,10 +5,7 @@ use crate::engine::{Engine, Status, VertexReport};
 use crate::frontend::GraphSpec;
 use crate::world::{Failure, HostStatus};
 
-/// Seconds since the epoch (0 if the clock is before it).
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+pub use crate::os::unix_now;
 
 /// What this agent tells the cluster about itself: the running graph `spec`, from `source`.
 pub fn host_status(
@@ -18,7 +15,9 @@ pub fn host_status(
     hostname: &str,
     started: u64,
 ) -> HostStatus {
-    status_of(&engine.report(), engine.convergence().summary(), spec, source, hostname, started)
+    let mut s = status_of(&engine.report(), engine.convergence().summary(), spec, source, hostname, started);
+    s.changes = engine.recent_changes();
+    s
 }
 
 fn status_of(
@@ -61,6 +60,7 @@ fn status_of(
         idle: summary.idle(),
         failures,
         failures_more: 0,
+        changes: Vec::new(),
     }
 }
 

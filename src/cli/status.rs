@@ -16,6 +16,7 @@ use etcd_client::{Client, GetOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, W
 
 use super::StatusArgs;
 use crate::deploy::store::{DeployKeys, parse_deploy_id};
+use crate::os::unix_now;
 use crate::text::head;
 use crate::world::HostStatus;
 use crate::world::access::EtcdAccess;
@@ -531,6 +532,14 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
 /// `mgmt status HOST`: the host's state, then each failing resource with its last error.
 /// Pure, for tests; everything the host published is escaped and bounded.
 pub fn host_report(h: &HostStatus, latest: Option<u64>, now: u64) -> String {
+    let mut out = host_fields(h, latest, now);
+    out.push_str(&failures_table(h));
+    out.push_str(&changes_table(h, now));
+    out
+}
+
+/// One `key value` line per fact about the host.
+fn host_fields(h: &HostStatus, latest: Option<u64>, now: u64) -> String {
     let j = judge(h, latest);
     let mut out = String::new();
     let mut field = |k: &str, v: String| out.push_str(&format!("{k:<10} {v}\n"));
@@ -553,17 +562,21 @@ pub fn host_report(h: &HostStatus, latest: Option<u64>, now: u64) -> String {
     field("converged", if h.converged { "yes".into() } else { "no".into() });
     field("version", format!("{}, pid {}, up {}", shown(&h.version, SHORT_CELL), h.pid, age(now, h.started)));
     field("updated", format!("{} ago", age(now, h.updated)));
-    if h.failures.is_empty() {
-        if h.failed_total() > 0 {
-            // An agent that does not publish its failures yet: its ids and last error.
-            field("failed", shown(&h.failed.join(", "), LONG_CELL));
-            if let Some(e) = &h.last_error {
-                field("error", shown(&e.replace(['\n', '\r'], " "), LONG_CELL));
-            }
+    if h.failures.is_empty() && h.failed_total() > 0 {
+        // An agent that does not publish its failures yet: its ids and last error.
+        field("failed", shown(&h.failed.join(", "), LONG_CELL));
+        if let Some(e) = &h.last_error {
+            field("error", shown(&e.replace(['\n', '\r'], " "), LONG_CELL));
         }
-        return out;
     }
-    out.push('\n');
+    out
+}
+
+/// The failing resources with their last errors, as a table after a blank line.
+fn failures_table(h: &HostStatus) -> String {
+    if h.failures.is_empty() {
+        return String::new();
+    }
     let rows: Vec<[String; 3]> = h
         .failures
         .iter()
@@ -575,20 +588,43 @@ pub fn host_report(h: &HostStatus, latest: Option<u64>, now: u64) -> String {
             ]
         })
         .collect();
-    let w0 = rows.iter().map(|r| r[0].chars().count()).max().unwrap_or(0).max("RESOURCE".len());
-    let w1 = rows.iter().map(|r| r[1].chars().count()).max().unwrap_or(0).max("STATE".len());
-    out.push_str(&format!("{:<w0$}  {:<w1$}  LAST ERROR\n", "RESOURCE", "STATE"));
-    for [id, state, error] in rows {
-        out.push_str(&format!("{id:<w0$}  {state:<w1$}  {error}\n"));
-    }
+    let mut out = format!("\n{}", columns(["RESOURCE", "STATE", "LAST ERROR"], &rows));
     if h.failures_more > 0 {
         out.push_str(&format!("... and {} more\n", h.failures_more));
     }
     out
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+/// The last changes the host made, newest first, with why each resource was checked.
+fn changes_table(h: &HostStatus, now: u64) -> String {
+    if h.changes.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<[String; 3]> = h
+        .changes
+        .iter()
+        .rev()
+        .map(|c| {
+            let noop = if c.noop { " (noop: not made)" } else { "" };
+            [
+                format!("{} ago", age(now, c.at)),
+                shown(&c.resource, LONG_CELL),
+                format!("{}{noop}; {}", shown(&c.change, LONG_CELL), shown(&c.why, SHORT_CELL)),
+            ]
+        })
+        .collect();
+    format!("\nrecent changes:\n{}", columns(["WHEN", "RESOURCE", "CHANGE; WHY"], &rows))
+}
+
+/// Rows of three cells under a header, the first two columns padded to their widest cell.
+fn columns(header: [&str; 3], rows: &[[String; 3]]) -> String {
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(header[i].len());
+    let (w0, w1) = (width(0), width(1));
+    let mut out = format!("{:<w0$}  {:<w1$}  {}\n", header[0], header[1], header[2]);
+    for [a, b, c] in rows {
+        out.push_str(&format!("{a:<w0$}  {b:<w1$}  {c}\n"));
+    }
+    out
 }
 
 fn age(now: u64, then: u64) -> String {
@@ -679,7 +715,7 @@ pub fn table(hosts: &[HostStatus], now: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::world::Failure;
+    use crate::world::{Failure, RecentChange};
 
     fn host(name: &str, deploy: Option<u64>) -> HostStatus {
         HostStatus {
@@ -827,6 +863,37 @@ mod tests {
             "{r}"
         );
         assert_eq!(lines[header + 3], "... and 3 more");
+    }
+
+    #[test]
+    fn one_host_shows_its_recent_changes_newest_first_with_why() {
+        let mut h = host("web1", Some(7));
+        let change = |resource: &str, change: &str, why: &str, at, noop| RecentChange {
+            resource: resource.into(),
+            change: change.into(),
+            why: why.into(),
+            at,
+            noop,
+        };
+        h.changes.push(change(
+            "file[/etc/motd]",
+            "replace content (3 -> 9 bytes)",
+            "first check of this resource",
+            40,
+            false,
+        ));
+        h.changes.push(change("svc[nginx]", "start", "drift: its watch saw a change", 95, true));
+        let r = host_report(&h, Some(7), 100);
+        let lines: Vec<&str> = r.lines().collect();
+        let header = lines.iter().position(|l| l.starts_with("WHEN")).expect(&r);
+        assert_eq!(lines[header - 1], "recent changes:", "{r}");
+        let newest = lines[header + 1];
+        assert!(newest.starts_with("5s ago") && newest.contains("svc[nginx]"), "{r}");
+        assert!(newest.ends_with("start (noop: not made); drift: its watch saw a change"), "{r}");
+        let oldest = lines[header + 2];
+        assert!(oldest.starts_with("1m") && oldest.contains("file[/etc/motd]"), "{r}");
+        assert!(oldest.ends_with("replace content (3 -> 9 bytes); first check of this resource"), "{r}");
+        assert!(!host_report(&host("idle", Some(7)), Some(7), 100).contains("recent changes"));
     }
 
     #[test]

@@ -250,6 +250,11 @@ impl Engine {
         self.env.tally.outcome()
     }
 
+    /// The last changes the vertices made (or found, in noop mode), oldest first.
+    pub fn recent_changes(&self) -> Vec<crate::world::RecentChange> {
+        self.env.tally.recent()
+    }
+
     pub fn report(&self) -> Vec<VertexReport> {
         self.running
             .iter()

@@ -1,7 +1,11 @@
 //! What a run did: the changes the vertices made (or, in noop mode, would make) and the checks
 //! that failed, counted as they happen, for `--detailed-exitcodes`.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::world::{RecentChange, STATUS_CHANGES_MAX};
 
 /// Changes and failures counted since the engine started.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -27,12 +31,29 @@ impl Outcome {
 pub struct Tally {
     changes: AtomicU64,
     failures: AtomicU64,
+    /// The last [`STATUS_CHANGES_MAX`] changes, oldest first, for `mgmt status`.
+    recent: Mutex<VecDeque<RecentChange>>,
 }
 
 impl Tally {
     /// A check found (and, unless in noop mode, made) `n` changes.
     pub fn changed(&self, n: usize) {
         self.changes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Remember a change for `mgmt status`; the oldest is forgotten past
+    /// [`STATUS_CHANGES_MAX`].
+    pub fn remember(&self, change: RecentChange) {
+        let mut recent = self.recent.lock().unwrap();
+        if recent.len() == STATUS_CHANGES_MAX {
+            recent.pop_front();
+        }
+        recent.push_back(change);
+    }
+
+    /// The last changes, oldest first.
+    pub fn recent(&self) -> Vec<RecentChange> {
+        self.recent.lock().unwrap().iter().cloned().collect()
     }
 
     /// A check failed, its retries used up.
@@ -72,5 +93,16 @@ mod tests {
         t.failed();
         assert_eq!(t.outcome(), Outcome { changes: 3, failures: 1 });
         assert_eq!(t.outcome().detailed_exit_code(), 6);
+    }
+
+    #[test]
+    fn the_tally_keeps_only_the_most_recent_changes_oldest_first() {
+        let t = Tally::default();
+        for i in 0..STATUS_CHANGES_MAX + 3 {
+            t.remember(RecentChange { change: i.to_string(), ..Default::default() });
+        }
+        let kept: Vec<String> = t.recent().into_iter().map(|c| c.change).collect();
+        let want: Vec<String> = (3..STATUS_CHANGES_MAX + 3).map(|i| i.to_string()).collect();
+        assert_eq!(kept, want);
     }
 }

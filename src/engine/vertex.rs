@@ -14,10 +14,12 @@ use super::rate::RateLimiter;
 use crate::contract::ResId;
 use crate::contract::limits::ERROR_TEXT_MAX;
 use crate::contract::meta::MIN_FOREVER_DELAY_MS;
+use crate::os::unix_now;
 use crate::resources::{
     ApplyCtx, Change, Changes, Detail, ResResult, Resource, ResourceError, Sends, Trigger, WatchCtx,
 };
 use crate::text::head;
+use crate::world::RecentChange;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -430,7 +432,7 @@ async fn check_loop(shared: &Arc<VertexShared>, res: &dyn Resource, env: &Engine
         if result.is_ok() {
             first = false;
         }
-        cond.set(check.record(result));
+        cond.set(check.record(result, trigger));
     }
 }
 
@@ -481,12 +483,19 @@ impl Check<'_> {
     }
 
     /// Log, count and publish what a check found; the vertex's convergence condition after it.
-    fn record(&self, result: ResResult<Changes>) -> Cond {
+    fn record(&self, result: ResResult<Changes>, trigger: Trigger) -> Cond {
         let shared = self.shared;
         match result {
             Ok(changes) => {
                 for c in &changes {
                     log_change(&shared.id, c, self.apply);
+                    self.env.tally.remember(RecentChange {
+                        resource: shared.id.to_string(),
+                        change: c.line.clone(),
+                        why: trigger.why().to_string(),
+                        at: unix_now(),
+                        noop: !self.apply,
+                    });
                 }
                 self.env.tally.changed(changes.len());
                 *shared.last_error.lock().unwrap() = None;

@@ -119,6 +119,24 @@ pub struct Trigger {
     pub failed: bool,
 }
 
+impl Trigger {
+    /// Why the check ran, in a few words, for the record of recent changes.
+    pub fn why(&self) -> &'static str {
+        // A first check also carries the event its watch reports when it starts.
+        if self.failed {
+            "retry after a failure"
+        } else if self.first {
+            "first check of this resource"
+        } else if self.refresh {
+            "refresh: a dependency changed"
+        } else if self.event {
+            "drift: its watch saw a change"
+        } else {
+            "checked again"
+        }
+    }
+}
+
 /// Context handed to `check_apply`.
 pub struct ApplyCtx {
     pub trigger: Trigger,

@@ -79,6 +79,26 @@ pub struct HostStatus {
     pub failures: Vec<Failure>,
     #[serde(default)]
     pub failures_more: usize,
+    /// The last changes this agent made (or, in noop mode, found), oldest first: at most
+    /// [`STATUS_CHANGES_MAX`].
+    #[serde(default)]
+    pub changes: Vec<RecentChange>,
+}
+
+/// One change a resource made, with why it was checked, as a host publishes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RecentChange {
+    /// `kind[name]`.
+    pub resource: String,
+    /// The change, as logged: `replace content (3 -> 12 bytes)`.
+    pub change: String,
+    /// What made the agent check it: its watch, a refresh, a retry, the first check.
+    pub why: String,
+    /// Unix seconds.
+    pub at: u64,
+    /// Found in noop mode, not made.
+    #[serde(default)]
+    pub noop: bool,
 }
 
 /// A resource that is not in its desired state, as a host publishes it.
@@ -104,6 +124,9 @@ pub const STATUS_ID_MAX: usize = 256;
 /// one's error.
 pub const STATUS_FAILURES_MAX: usize = 50;
 pub const STATUS_FAILURE_ERROR_MAX: usize = 1024;
+/// The most recent changes a published status carries, and the most bytes of each one's text.
+pub const STATUS_CHANGES_MAX: usize = 20;
+pub const STATUS_CHANGE_TEXT_MAX: usize = 512;
 
 const FAILED_MORE: (&str, &str) = ("… and ", " more");
 
@@ -137,6 +160,14 @@ impl HostStatus {
             }
             if let Some(e) = f.error.as_mut() {
                 *e = crate::text::head(e, STATUS_FAILURE_ERROR_MAX).into_owned();
+            }
+        }
+        let old = self.changes.len().saturating_sub(STATUS_CHANGES_MAX);
+        self.changes.drain(..old);
+        for c in &mut self.changes {
+            c.resource = crate::text::head(&c.resource, STATUS_ID_MAX).into_owned();
+            for text in [&mut c.change, &mut c.why] {
+                *text = crate::text::head(text, STATUS_CHANGE_TEXT_MAX).into_owned();
             }
         }
         self
@@ -208,6 +239,15 @@ mod tests {
                     error: Some("e".repeat(1_000_000)),
                 })
                 .collect(),
+            changes: (0..1000)
+                .map(|i| RecentChange {
+                    resource: format!("file[{i}{}]", "r".repeat(100_000)),
+                    change: "c".repeat(1_000_000),
+                    why: "w".repeat(1_000_000),
+                    at: i,
+                    noop: false,
+                })
+                .collect(),
             ..HostStatus::default()
         }
     }
@@ -232,6 +272,11 @@ mod tests {
         assert!(f.kind.len() <= STATUS_ID_MAX);
         assert!(f.error.as_ref().unwrap().len() <= STATUS_FAILURE_ERROR_MAX);
         assert!(f.error.as_ref().unwrap().ends_with(" more bytes]"));
+        assert_eq!(b.changes.len(), STATUS_CHANGES_MAX);
+        let newest = b.changes.last().unwrap();
+        assert_eq!(newest.at, 999, "the newest changes are kept");
+        assert!(newest.resource.starts_with("file[999rr") && newest.resource.len() <= STATUS_ID_MAX);
+        assert!(newest.change.len() <= STATUS_CHANGE_TEXT_MAX && newest.why.len() <= STATUS_CHANGE_TEXT_MAX);
     }
 
     #[test]
@@ -241,6 +286,7 @@ mod tests {
         let s: HostStatus = serde_json::from_str(old).unwrap();
         assert_eq!(s.deploy, Some(3));
         assert!(s.failures.is_empty() && !s.follows_deploys && !s.idle && s.refused_deploy.is_none());
+        assert!(s.changes.is_empty());
     }
 
     #[test]

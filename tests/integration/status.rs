@@ -128,6 +128,45 @@ fn a_failing_exec_makes_status_exit_1_and_status_host_shows_its_error() {
 }
 
 #[test]
+fn status_host_shows_recent_changes_and_why_each_was_made() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let target = t.path("motd");
+    let yaml = t.write_yaml(
+        "g.yaml",
+        &format!(
+            "graph: why\nresources:\n  file:\n  - name: motd\n    path: {}\n    content: \"hello\\n\"\n",
+            target.display()
+        ),
+    );
+    let a = t.agent(&["--seeds", e.url(), "--hostname", "web1"], &yaml);
+    a.wait_content(&target, "hello\n");
+    fs::write(&target, "tampered\n").unwrap();
+    a.wait_content(&target, "hello\n");
+
+    // The repair reaches the published status after the first change.
+    let v = wait_some("two changes in status web1 --json", &[&a], || {
+        let o = status(&e, &["web1", "--json"]);
+        let v: Value = serde_json::from_slice(&o.stdout).ok()?;
+        (v["changes"].as_array()?.len() >= 2).then_some(v)
+    });
+    let changes = v["changes"].as_array().unwrap();
+    let whys: Vec<&str> = changes.iter().map(|c| c["why"].as_str().unwrap()).collect();
+    assert_eq!(whys.first(), Some(&"first check of this resource"), "{v}");
+    assert_eq!(whys.last(), Some(&"drift: its watch saw a change"), "{v}");
+    let last = changes.last().unwrap();
+    assert_eq!(last["resource"], "file[motd]", "{v}");
+    assert!(last["change"].as_str().unwrap().contains("content"), "{v}");
+    assert_eq!(last["noop"], false, "{v}");
+
+    let out = status(&e, &["web1"]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("recent changes:"), "{stdout}");
+    let newest = stdout.lines().find(|l| l.contains("file[motd]")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(newest.ends_with("; drift: its watch saw a change"), "{stdout}");
+}
+
+#[test]
 fn status_exits_1_when_a_host_refused_the_latest_deploy() {
     let t = TestDir::new();
     let e = Etcd::start(&t);
