@@ -158,8 +158,9 @@ impl Meta {
                 format!("is in seconds and must be at most ten years ({MAX_INTERVAL_SECS})"),
             ));
         }
-        if self.burst == 0 {
-            return Err(ValidationError::new("meta.burst", "must be at least 1"));
+        // Upstream writes `burst: 0` beside `limit: .inf`: no burst is needed without a limit.
+        if self.burst == 0 && self.rate_limit().is_some() {
+            return Err(ValidationError::new("meta.burst", "must be at least 1 when `limit` is set"));
         }
         if self.delay > MAX_DELAY_MS {
             return Err(ValidationError::new("meta.delay", "is in milliseconds and must be at most one day"));
@@ -199,7 +200,7 @@ impl Meta {
             "meta.retry" => format!("-1 (forever) or a whole number from 0 to {}", i32::MAX),
             "meta.delay" => format!("a whole number of milliseconds from 0 to {MAX_DELAY_MS} (one day)"),
             "meta.poll" => format!("a whole number of seconds from 0 to {MAX_INTERVAL_SECS} (ten years)"),
-            "meta.burst" => format!("a whole number from 1 to {}", u32::MAX),
+            "meta.burst" => format!("a whole number from 0 to {} (at least 1 with a `limit`)", u32::MAX),
             "meta.limit" => "a positive number of events per second, or .inf".into(),
             _ => return None,
         })
@@ -246,8 +247,10 @@ mod tests {
     #[test]
     fn accepted_values_match_validation() {
         let burst = Meta::accepted_values("meta.burst").unwrap();
-        assert_eq!(burst, "a whole number from 1 to 4294967295");
-        assert!(Meta { burst: 0, ..Meta::default() }.validate().is_err());
+        assert_eq!(burst, "a whole number from 0 to 4294967295 (at least 1 with a `limit`)");
+        assert!(Meta { burst: 0, limit: Some(2.0), ..Meta::default() }.validate().is_err());
+        assert!(Meta { burst: 0, limit: Some(f64::INFINITY), ..Meta::default() }.validate().is_ok());
+        assert!(Meta { burst: 0, ..Meta::default() }.validate().is_ok());
         assert!(Meta { burst: u32::MAX, ..Meta::default() }.validate().is_ok());
         let delay = Meta::accepted_values("meta.delay").unwrap();
         assert!(delay.contains(&format!("to {MAX_DELAY_MS} ")), "{delay}");

@@ -6,6 +6,7 @@ pub mod id;
 pub mod limits;
 pub mod meta;
 pub mod path;
+pub mod upstream;
 pub mod validation;
 pub mod value;
 pub mod written;

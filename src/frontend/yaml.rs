@@ -33,6 +33,9 @@ struct YamlGraph {
     edges: Option<Vec<Spanned<YamlEdge>>>,
     #[serde(default)]
     collect: Option<Vec<Spanned<YamlCollect>>>,
+    /// Upstream's remote execution over SSH: refused with the reason.
+    #[serde(default)]
+    remote: Option<Spanned<serde_json::Value>>,
 }
 
 /// One list per kind, from the kind registry ([`crate::with_kinds`]).
@@ -175,6 +178,10 @@ pub fn parse_at(text: &str, file: &str, base: Option<&Base>) -> Result<GraphSpec
     if doc.graph.trim().is_empty() {
         return Err(err_at(1, 1, "`graph` must name the graph".into()));
     }
+    if let Some(remote) = &doc.remote {
+        let message = "`remote` (upstream's agent copied to other hosts over SSH) is not supported: run an agent on each host, in one cluster";
+        return Err(err_at(remote.referenced.line(), remote.referenced.column(), message.into()));
+    }
 
     let mut resources = doc.resources.unwrap_or_default();
     if let Some(base) = base {
@@ -284,7 +291,8 @@ fn build_spec(
         places.collect.push((loc, pattern_loc));
         spec.collect.push(CollectSpec {
             kind: c.value.kind,
-            pattern: c.value.pattern.map(|p| p.value),
+            // Upstream writes `pattern: ''` for no pattern.
+            pattern: c.value.pattern.map(|p| p.value).filter(|p| !p.is_empty()),
             ..Default::default()
         });
     }
@@ -891,6 +899,21 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_collect_pattern_is_no_pattern_as_upstream_writes_it() {
+        let text = "graph: g\nresources:\n  noop:\n  - name: n\ncollect:\n- kind: file\n  pattern: ''\n";
+        let spec = parse(text, "g.yaml").unwrap();
+        assert_eq!(spec.collect[0].pattern, None);
+    }
+
+    #[test]
+    fn upstreams_remote_is_refused_with_the_reason_at_its_place() {
+        let text = "graph: g\nresources:\n  noop:\n  - name: n\nremote: \"ssh://root@h:22\"\n";
+        let e = parse(text, "g.yaml").unwrap_err();
+        assert_eq!((e.line, e.column), (5, 9));
+        assert!(e.message.contains("run an agent on each host"), "{}", e.message);
+    }
+
+    #[test]
     fn check_errors_are_located_in_the_text_with_the_name_as_written() {
         let text = "graph: g\nresources:\n  noop:\n  - name: ok\n  - name: \"@@ok\"\n";
         let e = parse(text, "g.yaml").unwrap_err();
@@ -991,7 +1014,7 @@ mod tests {
     #[test]
     fn numeric_fields_say_what_they_accept() {
         let m = with_accepted_values("expected a whole number from 0 to 4294967295", "noop", "meta.burst");
-        assert_eq!(m, "expected a whole number from 1 to 4294967295");
+        assert_eq!(m, "expected a whole number from 0 to 4294967295 (at least 1 with a `limit`)");
         let m = with_accepted_values("expected a text value", "timer", "interval");
         assert_eq!(m, "expected a whole number of seconds from 1 to 315360000 (ten years)");
         let m = with_accepted_values("expected a text value", "exec", "cmd");

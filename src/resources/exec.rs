@@ -21,6 +21,7 @@ use super::{
     ApplyCtx, AutoEdgeInfo, Change, Changes, Detail, ResResult, Resource, ResourceError, Sends, Value,
     ValidationError, WatchCtx,
 };
+use crate::contract::upstream::{unset_if_empty, unset_if_zero};
 use crate::contract::Meta;
 use crate::os::fswatch::{Scope, Subscription};
 use crate::contract::limits::{CAPTURE_MAX, MAX_INTERVAL_SECS, OUTPUT_TAIL_MAX};
@@ -42,23 +43,23 @@ pub struct Exec {
     pub args: Vec<String>,
     /// Run `cmd` as `<shell> -c <cmd>`; also the shell of the other commands that have no
     /// shell of their own.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub shell: Option<String>,
     /// Working directory of `cmd`, and of the other commands that have none of their own.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub cwd: Option<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Signal sent to a command's process group to stop it (at `timeout`); SIGTERM by
     /// default, so a command can clean up before the SIGKILL that follows.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub sig: Option<String>,
     /// Run `cmd` only if this exits 0.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub ifcmd: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub ifcwd: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub ifshell: Option<String>,
     /// Skip `cmd` when `ifcmd` exits 0 and its stdout and stderr together equal this.
     #[serde(default)]
@@ -68,41 +69,41 @@ pub struct Exec {
     #[serde(default)]
     pub ifequals_stdout: Option<String>,
     /// Run `cmd` only if this exits non-zero (the opposite of `ifcmd`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub nifcmd: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub nifcwd: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub nifshell: Option<String>,
     /// Skip `cmd` when this path exists; a change of it is an event.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub creates: Option<String>,
     /// Files whose modification time, when newer than the last successful run, forces a
     /// run whatever the guards say; a change of one is an event.
     #[serde(default)]
     pub mtimes: Vec<String>,
     /// Long-running command; each line it prints is an event that re-runs `cmd`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub watchcmd: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub watchcwd: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub watchshell: Option<String>,
     /// Paths (a directory ends with `/` and is watched recursively) whose change is an event.
     #[serde(default)]
     pub watchfiles: Vec<String>,
     /// Run after `cmd` succeeded.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub donecmd: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub donecwd: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub doneshell: Option<String>,
     /// User (name or id) every command runs as; needs the agent to run as root.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub user: Option<String>,
     /// Group (name or id) every command runs as; needs the agent to run as root.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_empty")]
     pub group: Option<String>,
     /// Refused: there is no combined `output` send field (stdout and stderr are sent apart).
     #[serde(default)]
@@ -115,11 +116,18 @@ pub struct Exec {
     #[serde(default)]
     pub send_stderr: Option<String>,
     /// Seconds before `cmd` is killed and counted as failed.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_if_zero")]
     pub timeout: Option<u64>,
+    /// Upstream's old polling interval, still in its example graphs: only `0` (watch, do not
+    /// poll) is accepted; `meta.poll` polls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pollint: Option<u64>,
+    /// Upstream's old exec state, still in its example graphs: only `present` is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
     /// Remembered between checks; not a param.
     #[serde(skip)]
-    pub state: RunState,
+    pub run: RunState,
 }
 
 /// What an exec remembers while the agent runs. It takes no part in equality (two
@@ -490,7 +498,7 @@ impl Exec {
                 .map_err(|e| ResourceError::io(format!("mtimes: `{p}`"), e))?;
             times.push(m);
         }
-        Ok(newer_than(&times, self.state.memory().last_run))
+        Ok(newer_than(&times, self.run.memory().last_run))
     }
 
     /// Whether `ifcmd`, `nifcmd` or `creates` say that `cmd` must not run.
@@ -512,7 +520,7 @@ impl Exec {
 
     /// `cmd` was skipped: before its first run, send `send_stdout` and `send_stderr`.
     fn send_fallback(&self, ctx: &ApplyCtx) {
-        if self.state.memory().sent {
+        if self.run.memory().sent {
             return;
         }
         let mut sends = Sends::new();
@@ -749,6 +757,18 @@ impl Exec {
                 "exec sends no combined `output` (stdout and stderr are sent apart): use `send_stdout` or `send_stderr`",
             ));
         }
+        if self.pollint.is_some_and(|p| p != 0) {
+            return Err(ValidationError::new(
+                "pollint",
+                "upstream's old polling interval: only `0` (no polling) is accepted; poll with `meta.poll`",
+            ));
+        }
+        if self.state.as_deref().is_some_and(|s| s != "present") {
+            return Err(ValidationError::new(
+                "state",
+                "upstream's old exec state: only `present` is accepted; an exec has no state to remove",
+            ));
+        }
         if let Some(sig) = &self.sig {
             parse_signal(sig).map_err(|m| ValidationError::new("sig", m))?;
         }
@@ -778,9 +798,6 @@ impl Resource for Exec {
         }
         self.validate_paths()?;
         self.validate_combinations()?;
-        if self.timeout == Some(0) {
-            return Err(ValidationError::new("timeout", "must be at least 1 second"));
-        }
         if self.timeout.is_some_and(|t| t > MAX_INTERVAL_SECS) {
             return Err(ValidationError::new(
                 "timeout",
@@ -843,7 +860,7 @@ impl Resource for Exec {
         sends.insert("stderr".into(), Value::Str(out.stderr));
         sends.insert("exitcode".into(), Value::Int(i64::from(code)));
         ctx.send(sends);
-        self.state.memory().sent = true;
+        self.run.memory().sent = true;
         if let Some(output) = failure {
             return Err(failed(format!("`{}` exited with code {code}", self.cmd), output));
         }
@@ -853,7 +870,7 @@ impl Resource for Exec {
                 return Err(failed(format!("donecmd exited with code {}", d.code), last_lines(&d.stderr)));
             }
         }
-        self.state.memory().last_run = Some(started);
+        self.run.memory().last_run = Some(started);
         Ok(vec![Change::new(format!("ran `{}` ({why}, exit 0)", self.display())).with(detail)])
     }
 
@@ -993,7 +1010,8 @@ mod tests {
         assert_eq!(refused(json!({"ifcmd": "true", "ifshell": "sh"})), "ifshell");
         assert_eq!(refused(json!({"donecmd": "true", "donecwd": "tmp"})), "donecwd");
         assert_eq!(refused(json!({"nifcmd": "  "})), "nifcmd");
-        assert_eq!(refused(json!({"user": ""})), "user");
+        assert_eq!(refused(json!({"user": " "})), "user");
+        assert_eq!(with(json!({"user": "", "shell": ""})).user, None, "empty is unset, as upstream writes it");
         assert_eq!(refused(json!({"group": "a:b"})), "group");
         assert!(with(json!({"watchfiles": ["/etc/", "/etc/hosts"], "mtimes": ["/etc/hosts"]})).validate().is_ok());
     }
@@ -1003,6 +1021,15 @@ mod tests {
         use serde_json::json;
         assert_eq!(refused(json!({"send_output": "x"})), "send_output");
         assert!(with(json!({"send_stdout": "x", "send_stderr": ""})).validate().is_ok());
+    }
+
+    #[test]
+    fn the_old_pollint_and_state_are_accepted_only_at_their_harmless_values() {
+        use serde_json::json;
+        assert!(with(json!({"pollint": 0})).validate().is_ok());
+        assert_eq!(refused(json!({"pollint": 10})), "pollint");
+        assert!(with(json!({"state": "present"})).validate().is_ok());
+        assert_eq!(refused(json!({"state": "absent"})), "state");
     }
 
     #[test]
@@ -1047,7 +1074,7 @@ mod tests {
     fn equality_ignores_what_is_remembered_but_not_new_params() {
         let a = with(serde_json::json!({"nifcmd": "true"}));
         let b = a.clone();
-        b.state.memory().sent = true;
+        b.run.memory().sent = true;
         let fresh = with(serde_json::json!({"nifcmd": "true"}));
         assert!(a.cmp(&fresh));
         assert!(!a.cmp(&with(serde_json::json!({"nifcmd": "false"}))));
