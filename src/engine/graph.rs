@@ -285,7 +285,10 @@ mod tests {
         };
         let g = Graph::build(
             vec![
-                res("user", serde_json::json!({"name": "alice", "group": "staff", "groups": ["ops", "absent"]})),
+                res(
+                    "user",
+                    serde_json::json!({"name": "alice", "group": "staff", "groups": ["ops", "absent"]}),
+                ),
                 res("user", serde_json::json!({"name": "old", "state": "absent", "gid": 700})),
                 res("group", serde_json::json!({"name": "staff"})),
                 res("group", serde_json::json!({"name": "ops"})),
@@ -300,11 +303,8 @@ mod tests {
             .map(|e| (g.vertices[e.from].id().to_string(), g.vertices[e.to].id().to_string()))
             .collect();
         edges.sort();
-        let want = [
-            ("group[ops]", "user[alice]"),
-            ("group[staff]", "user[alice]"),
-            ("user[old]", "group[legacy]"),
-        ];
+        let want =
+            [("group[ops]", "user[alice]"), ("group[staff]", "user[alice]"), ("user[old]", "group[legacy]")];
         assert_eq!(edges, want.map(|(a, b)| (a.to_string(), b.to_string())));
     }
 

@@ -111,7 +111,7 @@ impl Accounts {
         let mut names: Vec<String> = self
             .groups
             .iter()
-            .filter(|g| g.gid != user.gid && g.members.iter().any(|m| *m == user.name))
+            .filter(|g| g.gid != user.gid && g.members.contains(&user.name))
             .map(|g| g.name.clone())
             .collect();
         names.sort();

@@ -169,7 +169,8 @@ impl KernelHostnameWatch {
     fn start(wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> Option<Self> {
         use std::os::fd::AsRawFd;
         let file = std::fs::File::open("/proc/sys/kernel/hostname").ok()?;
-        let (stop_rx, stop) = nix::unistd::pipe().ok()?;
+        // Close-on-exec: a command started meanwhile must not hold the write end open.
+        let (stop_rx, stop) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
         std::thread::Builder::new()
             .name("hostname-watch".into())
             .spawn(move || {

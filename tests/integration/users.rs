@@ -147,14 +147,18 @@ resources:
     state: absent
     gid: 15200
 ";
-    let changed = "graph: changed\nresources:\n  user:\n  - name: mgmtbob\n    shell: /bin/sh\n    uid: 15299\n";
+    let changed =
+        "graph: changed\nresources:\n  user:\n  - name: mgmtbob\n    shell: /bin/sh\n    uid: 15299\n";
     let (passwd, group) = (sb.read("/etc/passwd"), sb.read("/etc/group"));
 
     // Noop: every change reported, none made.
     let log = once(&sb, changed, &["--noop"], 2);
     assert_logged(
         &log,
-        &["user[mgmtbob]: noop: would shell /bin/bash -> /bin/sh", "user[mgmtbob]: noop: would uid 15201 -> 15299"],
+        &[
+            "user[mgmtbob]: noop: would shell /bin/bash -> /bin/sh",
+            "user[mgmtbob]: noop: would uid 15201 -> 15299",
+        ],
     );
     let log = once(&sb, gone, &["--noop"], 2);
     assert_logged(
@@ -182,7 +186,10 @@ fn a_taken_uid_or_a_failing_tool_fails_the_resource_with_the_reason() {
     let log = once(&sb, yaml, &[], 4);
     assert_logged(
         &log,
-        &["uid 0 belongs to user root; set allowduplicateuid to share it", "group 'mgmtnosuchgroup' does not exist"],
+        &[
+            "uid 0 belongs to user root; set allowduplicateuid to share it",
+            "group 'mgmtnosuchgroup' does not exist",
+        ],
     );
     assert_eq!(getent(&sb, "passwd", "mgmtcarol"), "");
     assert_eq!(getent(&sb, "passwd", "mgmtdave"), "");
@@ -284,7 +291,8 @@ fn bad_params_are_refused_before_anything_runs() {
 #[test]
 fn without_hostnamed_the_hostname_resource_fails_clearly() {
     let t = TestDir::new();
-    let g = t.write_yaml("h.yaml", "graph: h\nresources:\n  hostname:\n  - name: h\n    hostname: mgmt-nowhere\n");
+    let g = t
+        .write_yaml("h.yaml", "graph: h\nresources:\n  hostname:\n  - name: h\n    hostname: mgmt-nowhere\n");
     let out = Command::new(MGMT)
         .args(["run", "--tmp-prefix", "--noop", "--no-watch", "yaml"])
         .arg(&g)
