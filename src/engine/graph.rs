@@ -309,6 +309,30 @@ mod tests {
     }
 
     #[test]
+    fn a_written_edge_between_a_user_and_its_group_takes_the_autoedges_place() {
+        let res = |kind: &str, j: serde_json::Value| -> Arc<dyn Resource> {
+            crate::resources::from_json(kind, j).unwrap().into()
+        };
+        let written = EdgeSpec {
+            name: "user first".into(),
+            from: ResId::new("user", "alice"),
+            to: ResId::new("group", "staff"),
+            notify: false,
+            send_recv: None,
+        };
+        let g = Graph::build(
+            vec![
+                res("user", serde_json::json!({"name": "alice", "group": "staff"})),
+                res("group", serde_json::json!({"name": "staff"})),
+            ],
+            &[written],
+        )
+        .expect("no cycle: the autoedge yields");
+        assert_eq!(g.edges.len(), 1);
+        assert!(!g.edges[0].auto);
+    }
+
+    #[test]
     fn cycle_is_named_in_order() {
         let err = Graph::build(
             vec![noop("a"), noop("b"), noop("c")],
