@@ -188,6 +188,10 @@ impl User {
             (AccountState::Exists, None) => {
                 self.check_uid_free(acc)?;
                 let (mut args, what) = self.differences(acc, None);
+                // `usermod --home` is `useradd --home-dir`.
+                for a in args.iter_mut().filter(|a| *a == "--home") {
+                    *a = "--home-dir".into();
+                }
                 let detail = if what.is_empty() { String::new() } else { format!(" ({})", what.join(", ")) };
                 args.push(self.name.clone());
                 Ok(Plan { tool: Some("useradd"), args, changes: vec![format!("add user {}{detail}", self.name)] })
@@ -387,11 +391,14 @@ mod tests {
 
     #[test]
     fn a_new_user_gets_everything_asked_and_a_gone_one_is_removed() {
-        let u = User { name: "carol".into(), ..user(serde_json::json!({"uid": 1600, "shell": "/bin/sh"})) };
+        let u = User {
+            name: "carol".into(),
+            ..user(serde_json::json!({"uid": 1600, "shell": "/bin/sh", "homedir": "/srv/carol/"}))
+        };
         let p = u.plan(&acc()).unwrap();
         assert_eq!(p.tool, Some("useradd"));
-        assert_eq!(p.args, ["--uid", "1600", "--shell", "/bin/sh", "carol"]);
-        assert_eq!(p.changes, ["add user carol (uid 1600, shell /bin/sh)"]);
+        assert_eq!(p.args, ["--uid", "1600", "--home-dir", "/srv/carol", "--shell", "/bin/sh", "carol"]);
+        assert_eq!(p.changes, ["add user carol (uid 1600, home /srv/carol, shell /bin/sh)"]);
         let gone = user(serde_json::json!({"state": "absent"}));
         let p = gone.plan(&acc()).unwrap();
         assert_eq!((p.tool, p.args.as_slice()), (Some("userdel"), ["alice".to_string()].as_slice()));

@@ -67,7 +67,7 @@ resources:
     uid: 15001
     group: mgmtops
     groups: [mgmtdev, mgmtweb]
-    homedir: /home/mgmtalice/
+    homedir: /srv/mgmtalice/
     shell: /bin/sh
   group:
   - name: mgmtops
@@ -78,7 +78,7 @@ resources:
     gid: 15102
 ";
 
-const ALICE: &str = "mgmtalice:x:15001:15100::/home/mgmtalice:/bin/sh";
+const ALICE: &str = "mgmtalice:x:15001:15100::/srv/mgmtalice:/bin/sh";
 
 #[test]
 fn users_and_groups_are_created_with_their_params_then_converged() {
@@ -89,7 +89,7 @@ fn users_and_groups_are_created_with_their_params_then_converged() {
         &[
             "group[mgmtops]: add group mgmtops (gid 15100)",
             "group[mgmtdev]: add group mgmtdev",
-            "user[mgmtalice]: add user mgmtalice (uid 15001, gid mgmtops, groups mgmtdev,mgmtweb, home /home/mgmtalice, shell /bin/sh)",
+            "user[mgmtalice]: add user mgmtalice (uid 15001, gid mgmtops, groups mgmtdev,mgmtweb, home /srv/mgmtalice, shell /bin/sh)",
         ],
     );
     // The groups were there before the user needed them (autoedges), or useradd had failed.
@@ -123,7 +123,7 @@ fn a_watching_agent_repairs_an_outside_usermod_gpasswd_and_userdel() {
 
     sb.sh("usermod -u 15009 -d /srv/x mgmtalice");
     a.wait_log("user[mgmtalice]: uid 15009 -> 15001");
-    a.wait_log("user[mgmtalice]: home /srv/x -> /home/mgmtalice");
+    a.wait_log("user[mgmtalice]: home /srv/x -> /srv/mgmtalice");
     wait(&mut a, "uid and home repaired", || getent(&sb, "passwd", "mgmtalice") == ALICE);
 
     sb.sh("userdel mgmtalice && groupmod -g 15111 mgmtops");
