@@ -79,6 +79,7 @@ pub fn changed_in_place(
             || vertex.id() != id
             || edges.provides != was_edges.provides
             || edges.requires != was_edges.requires
+            || now.named_edges() != was.named_edges()
             || now.meta().autoedge != was.meta().autoedge
             || new.exports.contains(&id)
             || purging(now.as_ref())

@@ -85,26 +85,41 @@ impl Graph {
         Ok(g)
     }
 
-    /// A file needs its nearest managed ancestor directory; an exec its `cwd`.
+    /// A file needs its nearest managed ancestor directory; an exec its `cwd`; a user the
+    /// groups it names.
     fn add_autoedges(&mut self) {
         let mut providers: HashMap<PathBuf, usize> = HashMap::new();
+        let mut named: HashMap<String, usize> = HashMap::new();
         for (i, v) in self.vertices.iter().enumerate() {
             for p in v.autoedges().provides {
                 providers.entry(p).or_insert(i);
             }
+            for n in v.named_edges().provides {
+                named.entry(n).or_insert(i);
+            }
         }
-        if providers.is_empty() {
+        if providers.is_empty() && named.is_empty() {
             return;
         }
         let mut existing: std::collections::HashSet<(usize, usize)> =
             self.edges.iter().map(|e| (e.from, e.to)).collect();
+        // (from, to, whether an edge the other way already decides the order).
+        let mut wanted = Vec::new();
         // `meta.autoedge: false`: this vertex gets only the edges written for it.
         for (i, v) in self.vertices.iter().enumerate().filter(|(_, v)| v.meta().autoedge) {
             for req in v.autoedges().requires {
-                let Some(from) = nearest_provider(&providers, &req) else { continue };
-                if from != i && existing.insert((from, i)) {
-                    self.edges.push(Edge { from, to: i, notify: false, send_recv: None, auto: true });
-                }
+                wanted.extend(nearest_provider(&providers, &req).map(|from| (from, i, false)));
+            }
+            let names = v.named_edges();
+            wanted.extend(names.after.iter().filter_map(|n| named.get(n)).map(|&from| (from, i, true)));
+            wanted.extend(names.before.iter().filter_map(|n| named.get(n)).map(|&to| (i, to, true)));
+        }
+        for (from, to, yield_to_reverse) in wanted {
+            if from == to || (yield_to_reverse && existing.contains(&(to, from))) {
+                continue;
+            }
+            if existing.insert((from, to)) {
+                self.edges.push(Edge { from, to, notify: false, send_recv: None, auto: true });
             }
         }
     }
@@ -261,6 +276,60 @@ mod tests {
         let order = g.topological_order();
         let pos = |name: &str| order.iter().position(|i| g.vertices[*i].name() == name).unwrap();
         assert!(pos("a") < pos("b") && pos("b") < pos("c"));
+    }
+
+    #[test]
+    fn a_user_comes_after_its_groups_and_before_them_when_removed() {
+        let res = |kind: &str, j: serde_json::Value| -> Arc<dyn Resource> {
+            crate::resources::from_json(kind, j).unwrap().into()
+        };
+        let g = Graph::build(
+            vec![
+                res(
+                    "user",
+                    serde_json::json!({"name": "alice", "group": "staff", "groups": ["ops", "absent"]}),
+                ),
+                res("user", serde_json::json!({"name": "old", "state": "absent", "gid": 700})),
+                res("group", serde_json::json!({"name": "staff"})),
+                res("group", serde_json::json!({"name": "ops"})),
+                res("group", serde_json::json!({"name": "legacy", "gid": 700})),
+            ],
+            &[],
+        )
+        .unwrap();
+        let mut edges: Vec<(String, String)> = g
+            .edges
+            .iter()
+            .map(|e| (g.vertices[e.from].id().to_string(), g.vertices[e.to].id().to_string()))
+            .collect();
+        edges.sort();
+        let want =
+            [("group[ops]", "user[alice]"), ("group[staff]", "user[alice]"), ("user[old]", "group[legacy]")];
+        assert_eq!(edges, want.map(|(a, b)| (a.to_string(), b.to_string())));
+    }
+
+    #[test]
+    fn a_written_edge_between_a_user_and_its_group_takes_the_autoedges_place() {
+        let res = |kind: &str, j: serde_json::Value| -> Arc<dyn Resource> {
+            crate::resources::from_json(kind, j).unwrap().into()
+        };
+        let written = EdgeSpec {
+            name: "user first".into(),
+            from: ResId::new("user", "alice"),
+            to: ResId::new("group", "staff"),
+            notify: false,
+            send_recv: None,
+        };
+        let g = Graph::build(
+            vec![
+                res("user", serde_json::json!({"name": "alice", "group": "staff"})),
+                res("group", serde_json::json!({"name": "staff"})),
+            ],
+            &[written],
+        )
+        .expect("no cycle: the autoedge yields");
+        assert_eq!(g.edges.len(), 1);
+        assert!(!g.edges[0].auto);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod atomic;
 pub mod fswatch;
+pub mod passwd;
 pub mod spawn;
 
 pub use atomic::{write_atomic, write_atomic_from};

@@ -12,12 +12,15 @@ macro_rules! with_kinds {
         $callback! {
             exec => exec::Exec,
             file => file::File,
+            group => group::Group,
+            hostname => hostname::Hostname,
             kv => kv::Kv,
             noop => noop::Noop,
             print => print::Print,
             svc => svc::Svc,
             test => test::Test,
             timer => timer::Timer,
+            user => user::User,
         }
     };
 }
@@ -191,6 +194,20 @@ pub struct AutoEdgeInfo {
     pub requires: Vec<PathBuf>,
 }
 
+/// Things other than paths that resources manage, by name (`group:wheel`, `gid:10`); the
+/// graph builder orders a resource after, or before, the resource that provides a name it
+/// names. Absent names add no edge.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NamedEdges {
+    /// Names this resource manages.
+    pub provides: Vec<String>,
+    /// Names whose managing resource must be applied before this one.
+    pub after: Vec<String>,
+    /// Names whose managing resource must be applied after this one (a user removed before
+    /// its group).
+    pub before: Vec<String>,
+}
+
 /// A managed path without its trailing `/`, so that a file and a directory at one path are
 /// seen to conflict.
 pub fn managed_key(p: &Path) -> PathBuf {
@@ -266,6 +283,10 @@ pub trait Resource: Send + Sync + fmt::Debug + 'static {
     fn cmp(&self, other: &dyn Resource) -> bool;
     fn autoedges(&self) -> AutoEdgeInfo {
         AutoEdgeInfo::default()
+    }
+    /// Names (not paths) this resource manages or needs, for autoedges.
+    fn named_edges(&self) -> NamedEdges {
+        NamedEdges::default()
     }
     /// Fields this kind accepts over send/recv edges.
     fn recv_fields(&self) -> &'static [&'static str] {

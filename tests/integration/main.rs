@@ -37,3 +37,4 @@ mod ssh_tunnel;
 mod status;
 mod svc;
 mod talk_example;
+mod users;
