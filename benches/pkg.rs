@@ -142,10 +142,14 @@ fn main() {
     };
     let bin = support::bin();
     let mgmt = sample(cmd_rounds, || {
-        run(Command::new(&bin).args(["--log-level", "warn", "run", "--tmp-prefix", "--noop", "--no-watch", "yaml"]).arg(&graph))
+        run(Command::new(&bin)
+            .args(["--log-level", "warn", "run", "--tmp-prefix", "--noop", "--no-watch", "yaml"])
+            .arg(&graph))
     });
     summary(&mut rows, "mgmt run --noop --no-watch (whole process)", &mgmt, None);
-    println!("baseline: apt-get install --simulate --no-upgrade of the same packages (the host is not changed)");
+    println!(
+        "baseline: apt-get install --simulate --no-upgrade of the same packages (the host is not changed)"
+    );
     let apt = sample(cmd_rounds, || {
         run(Command::new("apt-get")
             .args(["install", "--simulate", "--no-upgrade", "-q"])

@@ -73,7 +73,12 @@ fn once(sb: &Sandbox, yaml: &str, flags: &[&str], code: i32) -> String {
 /// The `Install:` lines apt's history log gained since it held `before` bytes.
 fn installs_since(sb: &Sandbox, before: usize) -> Vec<String> {
     let log = sb.read(HISTORY).unwrap_or_default();
-    log.get(before..).unwrap_or("").lines().filter(|l| l.starts_with("Install:")).map(str::to_string).collect()
+    log.get(before..)
+        .unwrap_or("")
+        .lines()
+        .filter(|l| l.starts_with("Install:"))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -194,6 +199,11 @@ fn a_watching_agent_reinstalls_a_package_removed_behind_its_back() {
         "not reinstalled:\n{}",
         a.stderr()
     );
+    // A live edit that adds a pkg regroups the graph: the new one is installed with it.
+    sb.write(GRAPH, &graph(&[("mgmt-tb", ""), ("mgmt-tc", "")]));
+    a.wait_log("pkg[mgmt-tb]: grouped with pkg[mgmt-tc]");
+    a.wait_log("pkg[mgmt-tb]: install mgmt-tc (version 1.0)");
+    assert_eq!(version(&sb, "mgmt-tc").as_deref(), Some("1.0"));
     assert_eq!(a.try_exit(), None, "the agent exited:\n{}", a.stderr());
     assert_eq!(a.count("ERROR"), 0, "errors logged:\n{}", a.stderr());
 }
