@@ -221,7 +221,9 @@ impl Stanza {
 /// The installed version of `name` (`name:arch` for one architecture), if it is installed.
 fn installed_version<'a>(status: &'a HashMap<String, Vec<DpkgEntry>>, name: &str) -> Option<&'a str> {
     let (pkg, arch) = name.split_once(':').map_or((name, None), |(p, a)| (p, Some(a)));
-    status.get(pkg)?.iter().find(|e| e.installed && arch.is_none_or(|a| a == e.arch)).map(|e| e.version.as_str())
+    // An `all` package is installed for every architecture.
+    let fits = |e: &DpkgEntry| arch.is_none_or(|a| a == e.arch || e.arch == "all");
+    status.get(pkg)?.iter().find(|e| e.installed && fits(e)).map(|e| e.version.as_str())
 }
 
 /// `name` without its architecture.
@@ -645,6 +647,11 @@ Version: 2.36-9+deb12u1
         assert_eq!(installed_version(&s, "libc6:amd64"), Some("2.36-9+deb12u1"));
         assert_eq!(installed_version(&s, "libc6:i386"), Some("2.36-9"));
         assert_eq!(installed_version(&s, "libc6:arm64"), None);
+        let all = HashMap::from([(
+            "tzdata".to_string(),
+            vec![DpkgEntry { arch: "all".into(), version: "2024a".into(), installed: true }],
+        )]);
+        assert_eq!(installed_version(&all, "tzdata:amd64"), Some("2024a"));
         assert!(installed_version(&s, "libc6").is_some());
     }
 
