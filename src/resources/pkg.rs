@@ -319,6 +319,18 @@ enum Step {
 }
 
 impl Step {
+    fn install_target(&self) -> Option<&str> {
+        match self {
+            Step::Install { target, .. } => Some(target),
+            Step::Remove { .. } => None,
+        }
+    }
+    fn removed(&self) -> Option<&str> {
+        match self {
+            Step::Remove { name, .. } => Some(name),
+            Step::Install { .. } => None,
+        }
+    }
     fn line(&self) -> &str {
         match self {
             Step::Install { line, .. } | Step::Remove { line, .. } => line,
@@ -555,20 +567,8 @@ impl Resource for Pkg {
         };
         let steps = decide(&wants, &status, &policy, self.allow()).map_err(ResourceError::msg)?;
         if apply {
-            let installs: Vec<&str> = steps
-                .iter()
-                .filter_map(|s| match s {
-                    Step::Install { target, .. } => Some(target.as_str()),
-                    Step::Remove { .. } => None,
-                })
-                .collect();
-            let removes: Vec<&str> = steps
-                .iter()
-                .filter_map(|s| match s {
-                    Step::Remove { name, .. } => Some(name.as_str()),
-                    Step::Install { .. } => None,
-                })
-                .collect();
+            let installs: Vec<&str> = steps.iter().filter_map(Step::install_target).collect();
+            let removes: Vec<&str> = steps.iter().filter_map(Step::removed).collect();
             if !installs.is_empty() {
                 apt_get(self, "install", &installs).await?;
             }
