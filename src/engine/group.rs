@@ -23,26 +23,35 @@ pub fn autogroup(graph: Graph) -> Graph {
     rebuild(graph, &leader)
 }
 
+/// How many groups a search for the groups around a vertex (those it reaches, or those
+/// reaching it) visits before it gives up: such a vertex then stays alone. Only groupable
+/// vertices search, so grouping costs at most their number times this, on any graph.
+const SEARCH_BUDGET: usize = 16 * 1024;
+
 /// Each vertex's group leader (itself when it is not grouped): vertices are taken in order,
-/// each joining the first group of its bucket it can join without a path between them.
+/// each joining the first group of its bucket that no path joins to it, either way.
 fn leaders(graph: &Graph) -> Vec<usize> {
     let n = graph.vertices.len();
     let mut leader: Vec<usize> = (0..n).collect();
     let mut members: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
-    let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let (mut out, mut inn) = (vec![Vec::new(); n], vec![Vec::new(); n]);
     for e in &graph.edges {
         out[e.from].push(e.to);
+        inn[e.to].push(e.from);
     }
     // Groups so far, by bucket: (kind, key, meta) -> their leaders.
     let mut buckets: HashMap<(String, String, String), Vec<usize>> = HashMap::new();
     for (i, v) in graph.vertices.iter().enumerate() {
         let Some(bucket) = bucket(v.as_ref()) else { continue };
         let groups = buckets.entry(bucket).or_default();
-        let joined = groups.iter().copied().find(|&l| {
-            let reach = Reach { out: &out, leader: &leader, members: &members };
-            !reach.path(l, i) && !reach.path(i, l)
-        });
-        match joined {
+        // `i` is still alone: the groups joined to it are those it reaches and those
+        // reaching it, in the graph as grouped so far.
+        let reach = Reach { leader: &leader, members: &members };
+        let (Some(after), Some(before)) = (reach.from(i, &out), reach.from(i, &inn)) else {
+            groups.push(i);
+            continue;
+        };
+        match groups.iter().copied().find(|l| !after.contains(l) && !before.contains(l)) {
             Some(l) => {
                 leader[i] = l;
                 let moved = std::mem::take(&mut members[i]);
@@ -66,30 +75,30 @@ fn bucket(r: &dyn Resource) -> Option<(String, String, String)> {
 
 /// Reachability in the graph with each group taken as one vertex.
 struct Reach<'a> {
-    out: &'a [Vec<usize>],
     leader: &'a [usize],
     members: &'a [Vec<usize>],
 }
 
 impl Reach<'_> {
-    /// Whether a path leads from group `from` to group `to` (leaders both).
-    fn path(&self, from: usize, to: usize) -> bool {
-        let mut seen: HashSet<usize> = HashSet::from([from]);
+    /// The groups a path along `next` (edges out, or edges in) leads to from group `from`
+    /// (a leader), `from` left out; `None` past [`SEARCH_BUDGET`] of them.
+    fn from(&self, from: usize, next: &[Vec<usize>]) -> Option<HashSet<usize>> {
+        let mut seen: HashSet<usize> = HashSet::new();
         let mut stack = vec![from];
         while let Some(group) = stack.pop() {
             for &m in &self.members[group] {
-                for &next in &self.out[m] {
-                    let g = self.leader[next];
-                    if g == to {
-                        return true;
-                    }
-                    if seen.insert(g) {
+                for &n in &next[m] {
+                    let g = self.leader[n];
+                    if g != from && seen.insert(g) {
                         stack.push(g);
                     }
                 }
             }
+            if seen.len() > SEARCH_BUDGET {
+                return None;
+            }
         }
-        false
+        Some(seen)
     }
 }
 
@@ -244,6 +253,17 @@ mod tests {
         };
         let g = grouped(vec![n("a"), n("b")], &[]);
         assert_eq!(shape(&g), ["noop[a]", "noop[b]"]);
+    }
+
+    #[test]
+    fn a_long_chain_of_pkgs_stays_apart_and_is_grouped_quickly() {
+        let n = 1000;
+        let vs = (0..n).map(|i| pkg(&format!("p{i}"), "installed")).collect();
+        let es: Vec<EdgeSpec> = (1..n)
+            .map(|i| edge(&id("pkg", &format!("p{}", i - 1)), &id("pkg", &format!("p{i}")), false))
+            .collect();
+        let g = grouped(vs, &es);
+        assert_eq!(g.vertices.len(), n, "every pkg is on one path with every other");
     }
 
     #[test]
