@@ -234,6 +234,9 @@ struct JsonVertex {
     kind: String,
     name: String,
     params: serde_json::Value,
+    /// The resources autogrouped into this one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    grouped: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -256,11 +259,20 @@ impl<'g> View<'g> {
         View { graph, vertices, edges }
     }
 
+    /// The ids of the resources autogrouped into vertex `index`.
+    fn grouped(&self, index: usize) -> Vec<String> {
+        self.graph.vertices[index].grouped().iter().map(ToString::to_string).collect()
+    }
+
     fn text(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
-        for (id, _) in &self.vertices {
-            let _ = writeln!(out, "{id}");
+        for (id, index) in &self.vertices {
+            match self.grouped(*index) {
+                members if members.is_empty() => writeln!(out, "{id}"),
+                members => writeln!(out, "{id} (grouped: {})", members.join(", ")),
+            }
+            .ok();
         }
         for (from, to, _) in &self.edges {
             let _ = writeln!(out, "{from} -> {to}");
@@ -273,6 +285,7 @@ impl<'g> View<'g> {
             kind: id.kind.clone(),
             name: id.name.clone(),
             params: self.graph.vertices[*index].to_json(),
+            grouped: self.grouped(*index),
         });
         let edges = self.edges.iter().map(|(from, to, notify)| JsonEdge {
             from: from.to_string(),
@@ -285,8 +298,13 @@ impl<'g> View<'g> {
     /// A Graphviz digraph; edges that notify are bold.
     fn dot(&self, name: &str) -> String {
         let mut out = format!("digraph {} {{\n", dot_quoted(name));
-        for (id, _) in &self.vertices {
-            out.push_str(&format!("  {};\n", dot_quoted(&id.to_string())));
+        for (id, index) in &self.vertices {
+            let members = self.grouped(*index);
+            let label = match members.is_empty() {
+                true => String::new(),
+                false => format!(" [label={}]", dot_quoted(&format!("{id}\n+ {}", members.join("\n+ ")))),
+            };
+            out.push_str(&format!("  {}{label};\n", dot_quoted(&id.to_string())));
         }
         for (from, to, notify) in &self.edges {
             let style = if *notify { " [style=bold]" } else { "" };
@@ -419,5 +437,14 @@ edges:
         let v: serde_json::Value = serde_json::from_str(&shown(text, Format::Json)).unwrap();
         assert_eq!(v, serde_json::json!({"vertices": [], "edges": []}));
         assert_eq!(shown(text, Format::Dot), "digraph \"g\" {\n}\n");
+    }
+    #[test]
+    fn grouped_pkgs_print_as_one_vertex_naming_its_members() {
+        let text = "graph: g\nresources:\n  pkg:\n  - name: aa\n  - name: bb\n  - name: cc\n    meta:\n      autogroup: false\n";
+        assert_eq!(shown(text, Format::Text), "pkg[aa] (grouped: pkg[bb])\npkg[cc]\n");
+        let v: serde_json::Value = serde_json::from_str(&shown(text, Format::Json)).unwrap();
+        assert_eq!(v["vertices"][0]["grouped"], serde_json::json!(["pkg[bb]"]));
+        assert!(v["vertices"][1].get("grouped").is_none());
+        assert!(shown(text, Format::Dot).contains("  \"pkg[aa]\" [label=\"pkg[aa]\\n+ pkg[bb]\"];\n"));
     }
 }

@@ -36,8 +36,8 @@ pub struct Meta {
     /// only the edges written.
     #[serde(skip_serializing_if = "is_true")]
     pub autoedge: bool,
-    /// Let resources of a kind that can be applied together be grouped. No kind groups yet,
-    /// so `false` changes nothing today.
+    /// Let resources of a kind that can be applied together be grouped into one vertex
+    /// (`pkg`s: one apt transaction); `false`: never grouped.
     #[serde(skip_serializing_if = "is_true")]
     pub autogroup: bool,
     /// Semaphores, `id` or `id:count` (count 1 when not given), each shared by every

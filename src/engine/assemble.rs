@@ -44,7 +44,7 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
         collect_into(&mut list, &mut warnings, spec, host, collected);
     }
     fill_purge_keep(&mut list);
-    let graph = Graph::build(list, &spec.edges)?;
+    let graph = super::group::autogroup(Graph::build(list, &spec.edges)?);
     Ok(Assembled { graph, exports, warnings })
 }
 
@@ -52,31 +52,36 @@ pub fn assemble(spec: &GraphSpec, host: &str, collected: &[Exported]) -> Result<
 /// differs from `old` only in the params of some resources: the same resources in the same
 /// order, the same edges, exports and collect entries, and each changed resource keeping its
 /// place in the graph (kind, name, the paths it manages and needs) and not exported or a
-/// purging directory. Then the graph's shape and what this host exports stay as they are,
-/// and only those vertices change. `None`: `new` is assembled in full.
+/// purging directory, nor grouped or groupable (autogrouping could change with it). Then the
+/// graph's shape and what this host exports stay as they are, and only those vertices
+/// change, found in `running` by id. `None`: `new` is assembled in full.
 pub fn changed_in_place(
     old: &GraphSpec,
     new: &GraphSpec,
     running: &Graph,
 ) -> Option<Vec<(usize, Arc<dyn Resource>)>> {
     if new.resources.len() != old.resources.len()
-        || running.vertices.len() < old.resources.len()
         || new.edges != old.edges
         || new.exports != old.exports
         || new.export_to != old.export_to
         || new.collect != old.collect
+        || !old.resources.iter().all(|r| running.index.contains_key(&r.id()))
     {
         return None;
     }
     let mut changed = Vec::new();
-    for (i, (now, was)) in new.resources.iter().zip(&old.resources).enumerate() {
+    for (now, was) in new.resources.iter().zip(&old.resources) {
         if Arc::ptr_eq(now, was) || now.cmp(was.as_ref()) {
             continue;
         }
         let (id, edges) = (now.id(), now.autoedges());
-        let (was_edges, vertex) = (was.autoedges(), &running.vertices[i]);
+        let at = running.index.get(&id).copied().filter(|&v| v < running.vertices.len())?;
+        let (was_edges, vertex) = (was.autoedges(), &running.vertices[at]);
         if id != was.id()
             || vertex.id() != id
+            || groups(now.as_ref())
+            || groups(was.as_ref())
+            || !vertex.grouped().is_empty()
             || edges.provides != was_edges.provides
             || edges.requires != was_edges.requires
             || now.named_edges() != was.named_edges()
@@ -87,9 +92,14 @@ pub fn changed_in_place(
         {
             return None;
         }
-        changed.push((i, now.clone()));
+        changed.push((at, now.clone()));
     }
     Some(changed)
+}
+
+/// Whether autogrouping may put `r` in a group.
+fn groups(r: &dyn Resource) -> bool {
+    r.meta().autogroup && r.group_key().is_some()
 }
 
 fn purging(r: &dyn Resource) -> bool {
@@ -410,5 +420,20 @@ edges:
         assert!(in_full(&purging, &mode), "a purging directory changed");
         let old = parse(&base);
         assert!(changed_in_place(&old, &parse(&base), &Graph::default()).is_none(), "nothing running yet");
+    }
+    #[test]
+    fn a_change_beside_grouped_pkgs_is_found_by_id_and_a_change_of_a_pkg_is_assembled_in_full() {
+        let text = |content: &str, state: &str| {
+            format!(
+                "graph: g\nresources:\n  pkg:\n  - name: aa\n  - name: bb\n    state: {state}\n  - name: cc\n  file:\n  - name: f\n    path: /srv/f\n    content: \"{content}\"\n"
+            )
+        };
+        let old = parse(&text("1", "installed"));
+        let running = assemble(&old, "h", &[]).unwrap().graph;
+        assert_eq!(running.vertices.len(), 2, "the pkgs are one vertex");
+        let changes = changed_in_place(&old, &parse(&text("2", "installed")), &running).expect("in place");
+        assert_eq!(changes.len(), 1);
+        assert_eq!(running.vertices[changes[0].0].id().to_string(), "file[f]");
+        assert!(changed_in_place(&old, &parse(&text("1", "uninstalled")), &running).is_none());
     }
 }

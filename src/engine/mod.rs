@@ -6,6 +6,7 @@
 pub mod assemble;
 pub mod converged;
 pub mod graph;
+pub mod group;
 pub mod outcome;
 pub mod rate;
 pub mod sema;
@@ -226,6 +227,11 @@ impl Engine {
     /// Start a vertex running `v`, resumed if a swap stopped it with the same params
     /// within the window.
     fn start(&mut self, shared: Arc<VertexShared>, v: Arc<dyn Resource>) -> Running {
+        let members = v.grouped();
+        if !members.is_empty() {
+            let names: Vec<String> = members.iter().map(ToString::to_string).collect();
+            tracing::info!("{}: grouped with {}", v.id(), names.join(", "));
+        }
         if let Some(was) = self.stopped.remove(&v.id())
             && was.res.cmp(v.as_ref())
         {

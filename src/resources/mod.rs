@@ -16,6 +16,7 @@ macro_rules! with_kinds {
             hostname => hostname::Hostname,
             kv => kv::Kv,
             noop => noop::Noop,
+            pkg => pkg::Pkg,
             print => print::Print,
             svc => svc::Svc,
             test => test::Test,
@@ -303,6 +304,22 @@ pub trait Resource: Send + Sync + fmt::Debug + 'static {
     /// `pattern` (file: the directory to put it in). An error skips this resource.
     fn collected(&mut self, _pattern: Option<&str>) -> Result<(), ValidationError> {
         Ok(())
+    }
+    /// Autogrouping (`meta.autogroup`): resources of one kind whose keys are equal, and not
+    /// `None`, can be applied together as one vertex (pkgs in one apt transaction). The key
+    /// holds every param that must match; `None` (the default) never groups.
+    fn group_key(&self) -> Option<String> {
+        None
+    }
+    /// Take `member` (same kind, same `group_key`) into this resource, which then checks and
+    /// applies both. `false`: not taken (the default).
+    fn absorb(&mut self, _member: &dyn Resource) -> bool {
+        false
+    }
+    /// The ids of the resources grouped into this one, itself left out; empty when it is
+    /// not a group.
+    fn grouped(&self) -> Vec<ResId> {
+        Vec::new()
     }
     fn set_name(&mut self, name: String);
     fn boxed_clone(&self) -> Box<dyn Resource>;

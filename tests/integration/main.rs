@@ -24,6 +24,7 @@ mod lang_cmd;
 mod lang_reactive;
 mod layers;
 mod package;
+mod pkg;
 mod run_errors;
 mod run_files;
 mod run_graph;
