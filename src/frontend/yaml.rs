@@ -427,11 +427,22 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
     {
         return format!("unknown YAML tag {tag} on a key; tags are not used in graph files");
     }
+    if let Some(kind) = unknown_kind(first) {
+        return resources::upstream::explain_unknown_kind(plain_types(first), kind);
+    }
     if first == "cannot deserialize tagged scalar into string" {
         return "a tagged value (`!!int`, `!name`, ...) where text is expected; tags are not used in graph files"
             .into();
     }
     plain_types(first)
+}
+
+/// The key of an ``unknown field `KEY`, expected one of`` error about `resources`' keys,
+/// whose expected names are the kinds.
+fn unknown_kind(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (key, expected) = rest.split_once("`, expected one of ")?;
+    (expected == resources::KINDS.join(", ")).then_some(key)
 }
 
 /// Rust's number types in words; a narrower range goes before a wider one it starts with.
@@ -903,6 +914,15 @@ mod tests {
         let text = "graph: g\nresources:\n  noop:\n  - name: n\ncollect:\n- kind: file\n  pattern: ''\n";
         let spec = parse(text, "g.yaml").unwrap();
         assert_eq!(spec.collect[0].pattern, None);
+    }
+
+    #[test]
+    fn an_upstream_kind_that_is_not_here_is_explained() {
+        let e = parse("graph: g\nresources:\n  virt:\n  - name: v\n", "g.yaml").unwrap_err();
+        assert!(e.message.starts_with("unknown field `virt`, expected one of exec, file"), "{}", e.message);
+        assert!(e.message.contains("upstream's `virt` kind is left out: virtualisation"), "{}", e.message);
+        let e = parse("graph: g\nresources:\n  noop:\n  - name: v\n    virt: 1\n", "g.yaml").unwrap_err();
+        assert!(!e.message.contains("upstream's"), "a param is not a kind: {}", e.message);
     }
 
     #[test]

@@ -46,6 +46,8 @@ macro_rules! declare_kinds {
 
 with_kinds!(declare_kinds);
 
+pub mod upstream;
+
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
