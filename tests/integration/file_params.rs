@@ -1,0 +1,244 @@
+//! The `file` params for upstream's graphs: `symlink`, `fragments`, `dirname` and
+//! `basename`; each applied, converged, repaired by a watching agent, and untouched in noop.
+
+use std::fs;
+use std::path::Path;
+
+use crate::common::{TestDir, read};
+
+/// The text of the symlink at `path`, if it is one.
+fn link_text(path: &Path) -> Option<String> {
+    let md = fs::symlink_metadata(path).ok()?;
+    md.file_type().is_symlink().then(|| fs::read_link(path).unwrap().to_string_lossy().into_owned())
+}
+
+/// No change line of a `file` in a run's log: everything was as the graph says.
+#[track_caller]
+fn assert_nothing_changed(stderr: &str) {
+    let changed: Vec<&str> = stderr.lines().filter(|l| l.contains("file[")).collect();
+    assert!(changed.is_empty(), "converged, yet:\n{}", changed.join("\n"));
+}
+
+fn symlink_graph(t: &TestDir) -> String {
+    format!(
+        r#"graph: links
+resources:
+  file:
+  - name: abs
+    path: {abs}
+    symlink: true
+    source: {target}
+  - name: rel
+    path: {rel}
+    symlink: true
+    source: ../target
+    state: exists
+  - name: replaced
+    path: {replaced}
+    symlink: true
+    source: {target}
+    force: true
+  - name: gone
+    path: {gone}
+    symlink: true
+    state: absent
+"#,
+        abs = t.p("links/abs"),
+        rel = t.p("links/rel"),
+        replaced = t.p("links/replaced"),
+        gone = t.p("links/gone"),
+        target = t.p("target"),
+    )
+}
+
+#[test]
+fn symlinks_are_made_kept_and_pointed_back() {
+    let t = TestDir::new();
+    fs::write(t.path("target"), "the target\n").unwrap();
+    fs::create_dir_all(t.path("links")).unwrap();
+    fs::write(t.path("links/replaced"), "a plain file\n").unwrap();
+    std::os::unix::fs::symlink("/elsewhere", t.path("links/gone")).unwrap();
+    let yaml = t.write_yaml("g.yaml", &symlink_graph(&t));
+
+    // Noop: nothing changes, and what would is said.
+    let out = t.run_to_end(&["--noop", "--no-watch"], &yaml);
+    out.assert_code(0).assert_stderr_has("file[abs]: noop: would create symlink to");
+    assert_eq!(link_text(&t.path("links/abs")), None);
+    assert_eq!(read(t.path("links/replaced")).as_deref(), Some("a plain file\n"));
+    assert_eq!(link_text(&t.path("links/gone")).as_deref(), Some("/elsewhere"));
+
+    // First apply.
+    let out = t.run_to_end(&["--no-watch"], &yaml);
+    out.assert_code(0)
+        .assert_stderr_has(&format!("file[abs]: create symlink to {}", t.p("target")))
+        .assert_stderr_has("file[rel]: create symlink to ../target")
+        .assert_stderr_has(&format!("file[replaced]: replace file with a symlink to {}", t.p("target")))
+        .assert_stderr_has("file[gone]: remove symlink");
+    assert_eq!(link_text(&t.path("links/abs")), Some(t.p("target")));
+    assert_eq!(link_text(&t.path("links/rel")).as_deref(), Some("../target"));
+    assert_eq!(read(t.path("links/rel")).as_deref(), Some("the target\n"), "resolves beside its dir");
+    assert_eq!(link_text(&t.path("links/replaced")), Some(t.p("target")));
+    assert!(fs::symlink_metadata(t.path("links/gone")).is_err());
+    assert_eq!(read(t.path("target")).as_deref(), Some("the target\n"), "the target is never written");
+
+    // Converged.
+    let out = t.run_to_end(&["--no-watch"], &yaml);
+    out.assert_code(0);
+    assert_nothing_changed(&out.stderr);
+
+    // A watching agent points a retargeted link back, and puts back a removed one.
+    let a = t.agent(&[], &yaml);
+    a.wait_log("running graph");
+    let tmp = t.path("links/.abs.new");
+    std::os::unix::fs::symlink("/somewhere/else", &tmp).unwrap();
+    fs::rename(&tmp, t.path("links/abs")).unwrap();
+    a.wait_log("file[abs]: point symlink to");
+    a.wait_for("the link pointed back", || link_text(&t.path("links/abs")) == Some(t.p("target")));
+    fs::remove_file(t.path("links/rel")).unwrap();
+    a.wait_for("the link made again", || link_text(&t.path("links/rel")).as_deref() == Some("../target"));
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+#[test]
+fn a_symlink_never_replaces_a_file_without_force() {
+    let t = TestDir::new();
+    fs::write(t.path("keep"), "mine\n").unwrap();
+    let yaml = format!(
+        "graph: g\nresources:\n  file:\n  - name: l\n    path: {}\n    symlink: true\n    source: /etc/hostname\n",
+        t.p("keep")
+    );
+    let graph = t.write_yaml("g.yaml", &yaml);
+    t.run_to_end(&["--no-watch"], &graph)
+        .assert_code(1)
+        .assert_stderr_has(&format!("{} is a file; set `force: true` to replace it with a symlink", t.p("keep")));
+    assert_eq!(read(t.path("keep")).as_deref(), Some("mine\n"));
+
+    let yaml = t.write_yaml("bad.yaml", &yaml.replace("    source: /etc/hostname\n", "    mode: \"0644\"\n"));
+    t.run_to_end(&["--no-watch"], &yaml).assert_code(1).assert_stderr_has("field `mode`: a symlink has no mode");
+}
+
+fn fragments_graph(t: &TestDir) -> String {
+    format!(
+        r#"graph: fragments
+resources:
+  file:
+  - name: whole
+    path: {whole}
+    fragments:
+    - {head}
+    - {parts}/
+    - {tail}
+  - name: tail
+    path: {tail}
+    content: "made here\n"
+"#,
+        whole = t.p("out/whole"),
+        head = t.p("head"),
+        parts = t.p("parts"),
+        tail = t.p("tail"),
+    )
+}
+
+#[test]
+fn fragments_make_the_content_in_order_and_are_watched() {
+    let t = TestDir::new();
+    fs::create_dir_all(t.path("parts/sub")).unwrap();
+    fs::write(t.path("head"), "head\n").unwrap();
+    fs::write(t.path("parts/b"), "b\n").unwrap();
+    fs::write(t.path("parts/a"), "a\n").unwrap();
+    fs::write(t.path("parts/sub/skipped"), "not read\n").unwrap();
+    fs::write(t.path("tail"), "old tail\n").unwrap();
+    let yaml = t.write_yaml("g.yaml", &fragments_graph(&t));
+
+    let out = t.run_to_end(&["--noop", "--no-watch"], &yaml);
+    out.assert_code(0).assert_stderr_has("file[whole]: noop: would create file");
+    assert!(!t.path("out").exists());
+    assert_eq!(read(t.path("tail")).as_deref(), Some("old tail\n"));
+
+    // The fragment the graph makes comes first (an autoedge).
+    let out = t.run_to_end(&["--no-watch"], &yaml);
+    out.assert_code(0).assert_stderr_has("file[whole]: create file (19 bytes)");
+    assert_eq!(read(t.path("out/whole")).as_deref(), Some("head\na\nb\nmade here\n"));
+
+    let out = t.run_to_end(&["--no-watch"], &yaml);
+    out.assert_code(0);
+    assert_nothing_changed(&out.stderr);
+
+    let a = t.agent(&[], &yaml);
+    a.wait_log("running graph");
+    // A fragment edited, one added to the directory, the file itself edited: rebuilt.
+    fs::write(t.path("head"), "new head\n").unwrap();
+    a.wait_content(&t.path("out/whole"), "new head\na\nb\nmade here\n");
+    fs::write(t.path("parts/0"), "zero\n").unwrap();
+    a.wait_content(&t.path("out/whole"), "new head\nzero\na\nb\nmade here\n");
+    fs::write(t.path("out/whole"), "edited\n").unwrap();
+    a.wait_content(&t.path("out/whole"), "new head\nzero\na\nb\nmade here\n");
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+#[test]
+fn a_missing_fragment_fails_the_check_and_a_file_inside_its_fragments_is_refused() {
+    let t = TestDir::new();
+    let yaml = format!(
+        "graph: g\nresources:\n  file:\n  - name: f\n    path: {}\n    fragments: [{}]\n",
+        t.p("out"),
+        t.p("missing")
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    t.run_to_end(&["--no-watch"], &yaml)
+        .assert_code(1)
+        .assert_stderr_has(&format!("reading fragment {}", t.p("missing")));
+    assert!(!t.path("out").exists());
+
+    let yaml = format!(
+        "graph: g\nresources:\n  file:\n  - name: f\n    path: {}\n    fragments: [{}/]\n",
+        t.p("d/out"),
+        t.p("d")
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    t.run_to_end(&["--no-watch"], &yaml).assert_code(1).assert_stderr_has("field `fragments`: ");
+}
+
+#[test]
+fn dirname_and_basename_override_the_path() {
+    let t = TestDir::new();
+    let yaml = format!(
+        r#"graph: overrides
+resources:
+  file:
+  - name: {name}
+    dirname: {dir}/
+    content: "moved\n"
+  - name: renamed
+    path: {dir}/ignored-name
+    basename: chosen
+    content: "renamed\n"
+  - name: both
+    path: /nowhere/at/all
+    dirname: {dir}/sub/
+    basename: both
+    content: "both\n"
+"#,
+        name = "/elsewhere/moved",
+        dir = t.p("out"),
+    );
+    let yaml = t.write_yaml("g.yaml", &yaml);
+    t.run_to_end(&["--noop", "--no-watch"], &yaml).assert_code(0);
+    assert!(!t.path("out").exists());
+
+    t.run_to_end(&["--no-watch"], &yaml).assert_code(0);
+    assert_eq!(read(t.path("out/moved")).as_deref(), Some("moved\n"));
+    assert_eq!(read(t.path("out/chosen")).as_deref(), Some("renamed\n"));
+    assert_eq!(read(t.path("out/sub/both")).as_deref(), Some("both\n"));
+    assert!(!t.path("out/ignored-name").exists());
+
+    let out = t.run_to_end(&["--no-watch"], &yaml);
+    out.assert_code(0);
+    assert_nothing_changed(&out.stderr);
+
+    let a = t.agent(&[], &yaml);
+    a.wait_log("running graph");
+    fs::write(t.path("out/chosen"), "drift\n").unwrap();
+    a.wait_content(&t.path("out/chosen"), "renamed\n");
+    assert_eq!(a.interrupt().code(), Some(0));
+}
