@@ -8,6 +8,7 @@ pub mod converged;
 pub mod graph;
 pub mod outcome;
 pub mod rate;
+pub mod reverse;
 pub mod sema;
 pub mod vertex;
 
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use crate::contract::ResId;
 use crate::os::FsWatcher;
@@ -47,6 +49,9 @@ pub struct EngineEnv {
     pub tally: Tally,
     /// The semaphores of `meta.sema`, across swaps.
     pub semaphores: sema::Semaphores,
+    /// Where what undoes `meta.reverse` resources is recorded; `None`: nowhere (an engine
+    /// without a prefix does not undo).
+    pub reversals: Option<reverse::Reversals>,
 }
 
 struct Running {
@@ -112,8 +117,17 @@ impl Engine {
             world,
             tally: Tally::default(),
             semaphores: sema::Semaphores::default(),
+            reversals: None,
         };
         Engine { env: Arc::new(env), graph: Graph::default(), running: Vec::new(), stopped: HashMap::new() }
+    }
+
+    /// Record and apply reversals (`meta.reverse`) in `reversals`. Before the first swap.
+    pub fn with_reversals(mut self, reversals: reverse::Reversals) -> Engine {
+        if let Some(env) = Arc::get_mut(&mut self.env) {
+            env.reversals = Some(reversals);
+        }
+        self
     }
 
     pub fn fs(&self) -> Arc<FsWatcher> {
@@ -130,8 +144,14 @@ impl Engine {
 
     /// Replace the running graph: unchanged vertices keep running untouched, removed and
     /// changed ones stop, new ones start. Returns what was done.
-    pub fn swap(&mut self, new: Graph) -> SwapPlan {
-        let plan = plan_swap(&self.graph, &new);
+    pub fn swap(&mut self, mut new: Graph) -> SwapPlan {
+        let reversals = self.env.reversals.as_ref().map(|r| r.add_pending(&mut new)).unwrap_or_default();
+        if !reversals.is_empty() {
+            let ids: Vec<String> = reversals.iter().map(ToString::to_string).collect();
+            info!("undoing what left the graph: {}", ids.join(", "));
+        }
+        let mut plan = plan_swap(&self.graph, &new);
+        self.rewatch(&mut plan, &new);
         let mut old: Vec<Option<Running>> = std::mem::take(&mut self.running).into_iter().map(Some).collect();
         let mut next: Vec<Option<Running>> = (0..new.vertices.len()).map(|_| None).collect();
         for &(oi, ni) in &plan.keep {
@@ -149,12 +169,31 @@ impl Engine {
             .map(|(r, v)| r.as_ref().map(|r| r.shared.clone()).unwrap_or_else(|| self.new_shared(v.as_ref())))
             .collect();
         link(&new.edges, &shared);
+        for id in &reversals {
+            shared[new.index[id]].reversal.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         for &ni in &plan.start {
             next[ni] = Some(self.start(shared[ni].clone(), new.vertices[ni].clone()));
         }
         self.running = next.into_iter().map(|r| r.expect("every vertex is kept or started")).collect();
         self.graph = new;
         plan
+    }
+
+    /// `meta.rewatch`: a kept vertex whose watch failed for good is started again.
+    fn rewatch(&self, plan: &mut SwapPlan, new: &Graph) {
+        let again: Vec<(usize, usize)> = plan
+            .keep
+            .iter()
+            .copied()
+            .filter(|&(oi, ni)| new.vertices[ni].meta().rewatch && self.running[oi].shared.watch_gave_up())
+            .collect();
+        plan.keep.retain(|k| !again.contains(k));
+        for (oi, ni) in again {
+            info!("{}: watching again (rewatch)", new.vertices[ni].id());
+            plan.stop.push(oi);
+            plan.start.push(ni);
+        }
     }
 
     /// Replace some vertices of the running graph by resources of the same kind and name

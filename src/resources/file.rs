@@ -102,6 +102,9 @@ pub const FRAGMENTS_MAX: u64 = 16 * 1024 * 1024;
 /// The most entries read from one fragment directory.
 pub const FRAGMENT_DIR_ENTRIES_MAX: usize = 10_000;
 
+/// The most bytes of a file's content recorded to undo it later (`meta.reverse`).
+pub const REVERSAL_CONTENT_MAX: u64 = 1024 * 1024;
+
 /// The most paths in `fragments`.
 pub const FRAGMENTS_COUNT_MAX: usize = 1000;
 
@@ -419,6 +422,65 @@ impl File {
             changes.push(format!("set group {} -> {g}", md.gid()).into());
         }
         Ok(())
+    }
+
+    /// What undoes this file (`meta.reverse`), from what is at its path now: nothing there
+    /// is undone by removing what this resource makes; a file, a link or a directory is
+    /// put back as it is now (a file's content only where this resource may change it).
+    fn reversal_of_now(&self) -> ResResult<Option<File>> {
+        let path = self.target();
+        let io = |what: &str, e: io::Error| ResourceError::io(format!("{what} {} to undo later", path.display()), e);
+        let full = self.abs_path().map_or_else(|_| self.full_path().into_owned(), |p| p.as_str().to_string());
+        let meta = Meta { sensitive: self.meta.sensitive, ..Meta::default() };
+        let base = File { name: self.name.clone(), meta, path: Some(full.into()), ..File::default() };
+        let md = match fs::symlink_metadata(&path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let absent = File { state: FileState::Absent, symlink: self.symlink, ..base };
+                return Ok((self.state == FileState::Exists).then_some(absent));
+            }
+            Err(e) => return Err(io("reading", e)),
+        };
+        let now = File {
+            mode: (!md.file_type().is_symlink()).then(|| Mode::from(format!("{:04o}", md.mode() & 0o7777))),
+            owner: Some(md.uid().to_string()),
+            group: Some(md.gid().to_string()),
+            ..base
+        };
+        let t = md.file_type();
+        if t.is_symlink() {
+            let text = fs::read_link(&path).map_err(|e| io("reading link", e))?;
+            let text = text.to_str().ok_or_else(|| {
+                ResourceError::msg(format!("{}: the link's text is not UTF-8 and cannot be recorded", path.display()))
+            })?;
+            let force = !self.symlink;
+            return Ok(Some(File { symlink: true, source: Some(text.into()), force, ..now }));
+        }
+        if t.is_dir() {
+            if self.is_dir() && !self.recurse && !self.purge && self.state == FileState::Exists {
+                let mut dir = now;
+                dir.path = dir.path.map(|p| format!("{}/", p.written().trim_end_matches('/')).into());
+                return Ok(Some(dir));
+            }
+            return Err(ResourceError::msg(format!(
+                "{} is a directory: what it holds cannot be recorded to undo this resource",
+                path.display()
+            )));
+        }
+        if !t.is_file() {
+            return Err(ResourceError::msg(format!("{} is not a regular file: it cannot be recorded", path.display())));
+        }
+        let mut content = String::new();
+        let file = open_source(&path).map_err(|e| io("reading", e))?;
+        file.take(REVERSAL_CONTENT_MAX + 1).read_to_string(&mut content).map_err(|e| io("reading", e))?;
+        if content.len() as u64 > REVERSAL_CONTENT_MAX {
+            return Err(ResourceError::msg(format!(
+                "{} is over {REVERSAL_CONTENT_MAX} bytes: too large to record to undo this resource",
+                path.display()
+            )));
+        }
+        let force = self.symlink || self.is_dir();
+        Ok(Some(File { content: Some(content), force, ..now }))
     }
 
     /// Check and, with `apply`, repair; with `detail`, content changes carry a diff.
@@ -1229,6 +1291,14 @@ impl Resource for File {
 
     fn recv_fields(&self) -> &'static [&'static str] {
         &["content"]
+    }
+
+    fn reversible(&self) -> bool {
+        true
+    }
+
+    fn reversal(&self) -> ResResult<Option<Box<dyn Resource>>> {
+        Ok(self.reversal_of_now()?.map(|f| Box::new(f) as Box<dyn Resource>))
     }
 
     /// A peer's file lands in the collector's `pattern` directory, under the last component
