@@ -1,10 +1,13 @@
 //! The `file` params for upstream's graphs: `symlink`, `fragments`, `dirname` and
 //! `basename`; each applied, converged, repaired by a watching agent, and untouched in noop.
+//! Then the meta params `hidden` (with export, against a real etcd) and `reverse`.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::common::{TestDir, read};
+use crate::common::etcd::Etcd;
+use crate::common::{self, Agent, TestDir, read};
 
 /// The text of the symlink at `path`, if it is one.
 fn link_text(path: &Path) -> Option<String> {
@@ -241,4 +244,147 @@ resources:
     fs::write(t.path("out/chosen"), "drift\n").unwrap();
     a.wait_content(&t.path("out/chosen"), "renamed\n");
     assert_eq!(a.interrupt().code(), Some(0));
+}
+
+// Meta params: `hidden` (with export) and `reverse`.
+
+/// A hidden resource is not applied on its host, but is exported: another host collects
+/// and applies it. What the cluster holds is read with etcdctl.
+#[test]
+fn a_hidden_resource_is_exported_but_not_applied() {
+    let t = TestDir::new();
+    let e = Etcd::start(&t);
+    let a_yaml = format!(
+        r#"graph: a
+resources:
+  file:
+  - name: "@@shared"
+    path: {shared}
+    content: "from a\n"
+    meta:
+      hidden: true
+  - name: local
+    path: {local}
+    content: "applied\n"
+"#,
+        shared = t.p("a/shared"),
+        local = t.p("a/local"),
+    );
+    let b_yaml = format!(
+        "graph: b\nresources:\n  noop:\n  - name: n\ncollect:\n- kind: file\n  pattern: {}/\n",
+        t.p("b")
+    );
+    let a_yaml = t.write_yaml("a.yaml", &a_yaml);
+    let b_yaml = t.write_yaml("b.yaml", &b_yaml);
+    let a = t.agent(&["--seeds", e.url(), "--hostname", "A"], &a_yaml);
+    let b = t.agent(&["--seeds", e.url(), "--hostname", "B"], &b_yaml);
+    a.wait_content(&t.path("a/local"), "applied\n");
+    b.wait_content(&t.path("b/shared"), "from a\n");
+    let exported = e.get_prefix_json("/_mgmt/exported/");
+    let keys: Vec<&str> = exported.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["/_mgmt/exported/A/file/shared"]);
+    assert_eq!(exported[0].1["params"]["content"], "from a\n", "{}", exported[0].1);
+    assert!(!t.path("a/shared").exists(), "a hidden resource was applied on its host");
+    assert!(!a.stderr().contains("file[shared]:"), "{}", a.stderr());
+    assert_eq!(a.interrupt().code(), Some(0));
+    assert_eq!(b.interrupt().code(), Some(0));
+}
+
+fn reverse_graph(t: &TestDir, with: bool) -> String {
+    let mut yaml = format!(
+        "graph: reverse\nresources:\n  file:\n  - name: stays\n    path: {}\n    content: \"stays\\n\"\n",
+        t.p("stays")
+    );
+    if with {
+        yaml.push_str(&format!(
+            r#"  - name: made
+    path: {made}
+    content: "made\n"
+    meta: {{reverse: true}}
+  - name: changed
+    path: {changed}
+    content: "changed\n"
+    mode: "0600"
+    meta: {{reverse: true}}
+  - name: link
+    path: {link}
+    symlink: true
+    source: {stays}
+    force: true
+    meta: {{reverse: true}}
+"#,
+            made = t.p("made"),
+            changed = t.p("changed"),
+            link = t.p("link"),
+            stays = t.p("stays"),
+        ));
+    }
+    yaml
+}
+
+/// Files with `reverse` are put back as they were once their resources leave the graph:
+/// one the graph made is removed, one it changed gets its content and mode back, a file
+/// it replaced by a link is a file again.
+#[test]
+fn reversed_files_are_put_back_when_their_resources_leave_the_graph() {
+    let t = TestDir::new();
+    fs::write(t.path("changed"), "original\n").unwrap();
+    fs::set_permissions(t.path("changed"), fs::Permissions::from_mode(0o640)).unwrap();
+    fs::write(t.path("link"), "was a file\n").unwrap();
+    let yaml = t.write_yaml("g.yaml", &reverse_graph(&t, true));
+    let a = t.agent(&[], &yaml);
+    a.wait_content(&t.path("made"), "made\n");
+    a.wait_content(&t.path("changed"), "changed\n");
+    a.wait_for("the link", || link_text(&t.path("link")) == Some(t.p("stays")));
+
+    t.replace_yaml("g.yaml", &reverse_graph(&t, false));
+    a.wait_absent(&t.path("made"));
+    a.wait_content(&t.path("changed"), "original\n");
+    a.wait_content(&t.path("link"), "was a file\n");
+    assert_eq!(fs::metadata(t.path("changed")).unwrap().permissions().mode() & 0o7777, 0o640);
+    assert!(!fs::symlink_metadata(t.path("link")).unwrap().file_type().is_symlink());
+    a.wait_log("file[made]: undone, as it left the graph");
+    assert_eq!(read(t.path("stays")).as_deref(), Some("stays\n"));
+    assert_eq!(a.interrupt().code(), Some(0));
+}
+
+/// What undoes a resource is kept on disk under the prefix: a resource that left the graph
+/// while the agent was stopped is undone when it starts again, once; noop changes nothing.
+#[test]
+fn a_reversal_survives_a_restart_and_runs_once() {
+    let t = TestDir::new();
+    let prefix = t.p("prefix");
+    let run = |yaml: &Path, extra: &[&str]| {
+        let mut argv = vec!["run", "--prefix", prefix.as_str(), "--no-watch"];
+        argv.extend_from_slice(extra);
+        argv.extend_from_slice(&["yaml", yaml.to_str().unwrap()]);
+        let a = Agent::spawn(&t, &argv);
+        let status = a.wait_exit();
+        assert_eq!(status.code(), Some(0), "{}", a.stderr());
+        a.stderr()
+    };
+    fs::write(t.path("changed"), "original\n").unwrap();
+    let with = t.write_yaml("with.yaml", &reverse_graph(&t, true));
+    let without = t.write_yaml("without.yaml", &reverse_graph(&t, false));
+    // Noop records nothing: nothing was changed to undo.
+    run(&with, &["--noop"]);
+    assert!(common::entries_containing(t.path("prefix/reverse"), "").is_empty());
+    run(&with, &[]);
+    assert_eq!(read(t.path("made")).as_deref(), Some("made\n"));
+    assert_eq!(common::entries_containing(t.path("prefix/reverse"), ".json").len(), 3);
+    // Applied again: the record of the state before the first apply stays.
+    run(&with, &[]);
+
+    // Stopped; started again without them, first in noop: nothing changes.
+    let out = run(&without, &["--noop"]);
+    assert!(out.contains("file[made]: noop: would remove file"), "{out}");
+    assert_eq!(read(t.path("made")).as_deref(), Some("made\n"));
+    let out = run(&without, &[]);
+    assert!(out.contains("file[made]: remove file"), "{out}");
+    assert!(!t.path("made").exists());
+    assert_eq!(read(t.path("changed")).as_deref(), Some("original\n"));
+    assert!(common::entries_containing(t.path("prefix/reverse"), ".json").is_empty());
+    // Done once: the next start changes nothing.
+    let out = run(&without, &[]);
+    assert!(!out.contains("file["), "{out}");
 }
