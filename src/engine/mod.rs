@@ -200,7 +200,14 @@ impl Engine {
     /// that manage and need the same paths (see `assemble::changed_in_place`): the graph's
     /// edges stay, those vertices restart, and only they and their neighbours are linked
     /// again. The cost is that of the changed vertices, not of the graph.
-    pub fn replace(&mut self, changes: Vec<(usize, Arc<dyn Resource>)>) -> SwapPlan {
+    pub fn replace(&mut self, mut changes: Vec<(usize, Arc<dyn Resource>)>) -> SwapPlan {
+        // `meta.rewatch`: a vertex whose watch gave up starts again with any new graph.
+        for (i, v) in self.graph.vertices.iter().enumerate() {
+            if v.meta().rewatch && self.running[i].shared.watch_gave_up() && changes.iter().all(|(c, _)| *c != i) {
+                info!("{}: watching again (rewatch)", v.id());
+                changes.push((i, v.clone()));
+            }
+        }
         let changed: HashSet<usize> = changes.iter().map(|(i, _)| *i).collect();
         let mut plan = SwapPlan {
             keep: (0..self.running.len()).filter(|i| !changed.contains(i)).map(|i| (i, i)).collect(),

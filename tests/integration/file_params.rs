@@ -388,3 +388,42 @@ fn a_reversal_survives_a_restart_and_runs_once() {
     let out = run(&without, &[]);
     assert!(!out.contains("file["), "{out}");
 }
+
+/// A watch that failed for good starts again with the next graph under `rewatch`; without
+/// it, it stays stopped.
+#[test]
+fn rewatch_starts_a_failed_watch_again_on_the_next_graph() {
+    let t = TestDir::new();
+    let graph = |content: &str| {
+        format!(
+            r#"graph: rewatch
+resources:
+  exec:
+  - name: again
+    cmd: "true"
+    shell: /bin/sh
+    watchcmd: "exit 3"
+    meta: {{rewatch: true}}
+  - name: once
+    cmd: "true"
+    shell: /bin/sh
+    watchcmd: "exit 4"
+  file:
+  - name: f
+    path: {f}
+    content: "{content}\n"
+"#,
+            f = t.p("f"),
+        )
+    };
+    let yaml = t.write_yaml("g.yaml", &graph("1"));
+    let a = t.agent(&[], &yaml);
+    a.wait_log("exec[again]: watch failed");
+    a.wait_log("exec[once]: watch failed");
+    t.replace_yaml("g.yaml", &graph("2"));
+    a.wait_content(&t.path("f"), "2\n");
+    a.wait_log("exec[again]: watching again (rewatch)");
+    a.wait_log_count("exec[again]: watch failed", 2);
+    assert_eq!(a.count("exec[once]: watch failed"), 1, "{}", a.stderr());
+    assert_eq!(a.interrupt().code(), Some(0));
+}
