@@ -289,7 +289,14 @@ mod tests {
     #[test]
     fn an_unsupported_meta_param_is_refused_with_its_reason_unless_usual() {
         assert!(Meta { realize: false, timeout: 0, ..Meta::default() }.validate().is_ok());
-        let implemented = Meta { hidden: true, rewatch: true, reverse: true, retryreset: true, reset: true, ..Meta::default() };
+        let implemented = Meta {
+            hidden: true,
+            rewatch: true,
+            reverse: true,
+            retryreset: true,
+            reset: true,
+            ..Meta::default()
+        };
         assert!(implemented.validate().is_ok());
         let e = Meta { realize: true, ..Meta::default() }.validate().unwrap_err();
         assert_eq!(e.field, "meta.realize");

@@ -203,7 +203,10 @@ impl Engine {
     pub fn replace(&mut self, mut changes: Vec<(usize, Arc<dyn Resource>)>) -> SwapPlan {
         // `meta.rewatch`: a vertex whose watch gave up starts again with any new graph.
         for (i, v) in self.graph.vertices.iter().enumerate() {
-            if v.meta().rewatch && self.running[i].shared.watch_gave_up() && changes.iter().all(|(c, _)| *c != i) {
+            if v.meta().rewatch
+                && self.running[i].shared.watch_gave_up()
+                && changes.iter().all(|(c, _)| *c != i)
+            {
                 info!("{}: watching again (rewatch)", v.id());
                 changes.push((i, v.clone()));
             }

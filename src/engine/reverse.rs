@@ -92,7 +92,10 @@ impl Reversals {
             .take(RECORDS_MAX)
             .collect();
         paths.sort();
-        paths.iter().filter_map(|p| decode(p).map_err(|e| warn!("reversal {}: {e}", p.display())).ok()).collect()
+        paths
+            .iter()
+            .filter_map(|p| decode(p).map_err(|e| warn!("reversal {}: {e}", p.display())).ok())
+            .collect()
     }
 
     /// Add to `graph`, as vertices without edges, the reversals of the resources it does
@@ -145,7 +148,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("made");
         let r = Reversals::new(dir.path());
-        let mut made = File { name: "made".into(), path: Some(target.display().to_string().into()), ..File::default() };
+        let mut made =
+            File { name: "made".into(), path: Some(target.display().to_string().into()), ..File::default() };
         made.meta.reverse = true;
         r.record(&made).unwrap();
         // The file appears; a second record would see it, but the first stays.

@@ -317,7 +317,12 @@ fn retry_taken(retries: i32) -> (i32, String) {
 
 /// The vertex task: its watch and its checks, side by side. Returns when cancelled (the
 /// future is dropped) or never.
-pub async fn run(shared: Arc<VertexShared>, res: Arc<dyn Resource>, env: Arc<EngineEnv>, mut cond: CondHandle) {
+pub async fn run(
+    shared: Arc<VertexShared>,
+    res: Arc<dyn Resource>,
+    env: Arc<EngineEnv>,
+    mut cond: CondHandle,
+) {
     // `meta.hidden`: in the graph (for edges, and exported), never checked on this host.
     if res.meta().hidden {
         debug!("{}: hidden: not applied on this host", shared.id);

@@ -111,13 +111,16 @@ fn a_symlink_never_replaces_a_file_without_force() {
         t.p("keep")
     );
     let graph = t.write_yaml("g.yaml", &yaml);
-    t.run_to_end(&["--no-watch"], &graph)
-        .assert_code(1)
-        .assert_stderr_has(&format!("{} is a file; set `force: true` to replace it with a symlink", t.p("keep")));
+    t.run_to_end(&["--no-watch"], &graph).assert_code(1).assert_stderr_has(&format!(
+        "{} is a file; set `force: true` to replace it with a symlink",
+        t.p("keep")
+    ));
     assert_eq!(read(t.path("keep")).as_deref(), Some("mine\n"));
 
     let yaml = t.write_yaml("bad.yaml", &yaml.replace("    source: /etc/hostname\n", "    mode: \"0644\"\n"));
-    t.run_to_end(&["--no-watch"], &yaml).assert_code(1).assert_stderr_has("field `mode`: a symlink has no mode");
+    t.run_to_end(&["--no-watch"], &yaml)
+        .assert_code(1)
+        .assert_stderr_has("field `mode`: a symlink has no mode");
 }
 
 fn fragments_graph(t: &TestDir) -> String {
