@@ -172,7 +172,8 @@ impl Planned {
     pub async fn start(self, fs: Arc<FsWatcher>) -> Result<Agent, AgentError> {
         let Planned { cfg, world, collected, first, assembled } = self;
         let opts = EngineOptions { noop: cfg.noop, no_watch: cfg.no_watch };
-        let engine = Engine::new(opts, world.clone(), fs.clone());
+        let reversals = crate::engine::reverse::Reversals::new(&cfg.prefix);
+        let engine = Engine::new(opts, world.clone(), fs.clone()).with_reversals(reversals);
         info!(
             "running graph `{}` from {} on host {} ({}, prefix {}){}",
             first.spec.name,

@@ -48,20 +48,31 @@ pub struct Meta {
     /// that was not interpolated.
     #[serde(skip_serializing_if = "is_false")]
     pub dollar: bool,
-    /// Upstream's meta params this agent does not implement: each is accepted with its
-    /// usual value only, and refused with the reason otherwise (never silently ignored).
+    /// Not applied on this host, and managing nothing here; still exported (`@@name`), so
+    /// that another host collects it.
     #[serde(skip_serializing_if = "is_false")]
     pub hidden: bool,
+    /// A watch that failed for good (its retries used up) starts again when a new graph
+    /// keeps this resource.
     #[serde(skip_serializing_if = "is_false")]
     pub rewatch: bool,
+    /// Upstream's "converge once before a swap removes it", which upstream does not
+    /// implement either: accepted with its usual value only (see [`NOT_SUPPORTED`]).
     #[serde(skip_serializing_if = "is_false")]
     pub realize: bool,
+    /// Once this resource leaves the graph, undo it: the state it found before it first
+    /// applied is recorded under the agent's prefix and put back (kinds that can: `file`).
     #[serde(skip_serializing_if = "is_false")]
     pub reverse: bool,
+    /// Start the retries afresh after a check that succeeds. This agent always does: each
+    /// new reason to check starts with the full `retry` count.
     #[serde(skip_serializing_if = "is_false")]
     pub retryreset: bool,
+    /// Forget the retry state when the resource's params change. This agent always does: a
+    /// changed resource is a new vertex with the full `retry` count.
     #[serde(skip_serializing_if = "is_false")]
     pub reset: bool,
+    /// Upstream's limit on a check's time: accepted as 0 only (see [`NOT_SUPPORTED`]).
     #[serde(skip_serializing_if = "is_zero")]
     pub timeout: u64,
 }
@@ -104,13 +115,8 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// The meta params accepted only with their usual value, and why.
-const NOT_SUPPORTED: [(&str, &str); 7] = [
-    ("meta.hidden", "a resource that is in the graph but never applied is not supported yet"),
-    ("meta.rewatch", "a failed watch is restarted per `retry`, never by a graph swap"),
+const NOT_SUPPORTED: [(&str, &str); 2] = [
     ("meta.realize", "it is not implemented (upstream does not implement it either)"),
-    ("meta.reverse", "undoing a resource removed from the graph is not supported yet"),
-    ("meta.retryreset", "each new reason to check already starts with the full `retry` count"),
-    ("meta.reset", "retries are counted per check, so there is no state to reset"),
     ("meta.timeout", "a check has no time limit here; `exec` has its own `timeout`"),
 ];
 
@@ -169,15 +175,7 @@ impl Meta {
     }
 
     fn validate_unsupported(&self) -> Result<(), ValidationError> {
-        let set = [
-            self.hidden,
-            self.rewatch,
-            self.realize,
-            self.reverse,
-            self.retryreset,
-            self.reset,
-            self.timeout != 0,
-        ];
+        let set = [self.realize, self.timeout != 0];
         match NOT_SUPPORTED.iter().zip(set).find(|(_, set)| *set) {
             Some(((field, why), _)) => Err(ValidationError::new(
                 field,
@@ -293,7 +291,16 @@ mod tests {
 
     #[test]
     fn an_unsupported_meta_param_is_refused_with_its_reason_unless_usual() {
-        assert!(Meta { hidden: false, timeout: 0, ..Meta::default() }.validate().is_ok());
+        assert!(Meta { realize: false, timeout: 0, ..Meta::default() }.validate().is_ok());
+        let implemented = Meta {
+            hidden: true,
+            rewatch: true,
+            reverse: true,
+            retryreset: true,
+            reset: true,
+            ..Meta::default()
+        };
+        assert!(implemented.validate().is_ok());
         let e = Meta { realize: true, ..Meta::default() }.validate().unwrap_err();
         assert_eq!(e.field, "meta.realize");
         assert!(e.message.contains("upstream does not implement it either"), "{}", e.message);

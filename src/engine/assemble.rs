@@ -135,6 +135,8 @@ fn collect_into(
                 }
             };
             r.set_name(e.name.clone());
+            // Hidden is the exporter's: the collector applies what it takes.
+            r.meta_mut().hidden = false;
             // Restricted before anything else looks at it: what a peer exported is checked
             // as exported, then only what a collector takes from a peer is kept.
             if let Err(err) = r.collected(c.pattern.as_deref()) {

@@ -9,6 +9,7 @@ pub mod graph;
 pub mod group;
 pub mod outcome;
 pub mod rate;
+pub mod reverse;
 pub mod sema;
 pub mod vertex;
 
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use crate::contract::ResId;
 use crate::os::FsWatcher;
@@ -48,6 +50,9 @@ pub struct EngineEnv {
     pub tally: Tally,
     /// The semaphores of `meta.sema`, across swaps.
     pub semaphores: sema::Semaphores,
+    /// Where what undoes `meta.reverse` resources is recorded; `None`: nowhere (an engine
+    /// without a prefix does not undo).
+    pub reversals: Option<reverse::Reversals>,
 }
 
 struct Running {
@@ -113,8 +118,17 @@ impl Engine {
             world,
             tally: Tally::default(),
             semaphores: sema::Semaphores::default(),
+            reversals: None,
         };
         Engine { env: Arc::new(env), graph: Graph::default(), running: Vec::new(), stopped: HashMap::new() }
+    }
+
+    /// Record and apply reversals (`meta.reverse`) in `reversals`. Before the first swap.
+    pub fn with_reversals(mut self, reversals: reverse::Reversals) -> Engine {
+        if let Some(env) = Arc::get_mut(&mut self.env) {
+            env.reversals = Some(reversals);
+        }
+        self
     }
 
     pub fn fs(&self) -> Arc<FsWatcher> {
@@ -131,8 +145,14 @@ impl Engine {
 
     /// Replace the running graph: unchanged vertices keep running untouched, removed and
     /// changed ones stop, new ones start. Returns what was done.
-    pub fn swap(&mut self, new: Graph) -> SwapPlan {
-        let plan = plan_swap(&self.graph, &new);
+    pub fn swap(&mut self, mut new: Graph) -> SwapPlan {
+        let reversals = self.env.reversals.as_ref().map(|r| r.add_pending(&mut new)).unwrap_or_default();
+        if !reversals.is_empty() {
+            let ids: Vec<String> = reversals.iter().map(ToString::to_string).collect();
+            info!("undoing what left the graph: {}", ids.join(", "));
+        }
+        let mut plan = plan_swap(&self.graph, &new);
+        self.rewatch(&mut plan, &new);
         let mut old: Vec<Option<Running>> = std::mem::take(&mut self.running).into_iter().map(Some).collect();
         let mut next: Vec<Option<Running>> = (0..new.vertices.len()).map(|_| None).collect();
         for &(oi, ni) in &plan.keep {
@@ -150,6 +170,9 @@ impl Engine {
             .map(|(r, v)| r.as_ref().map(|r| r.shared.clone()).unwrap_or_else(|| self.new_shared(v.as_ref())))
             .collect();
         link(&new.edges, &shared);
+        for id in &reversals {
+            shared[new.index[id]].reversal.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         for &ni in &plan.start {
             next[ni] = Some(self.start(shared[ni].clone(), new.vertices[ni].clone()));
         }
@@ -158,11 +181,37 @@ impl Engine {
         plan
     }
 
+    /// `meta.rewatch`: a kept vertex whose watch failed for good is started again.
+    fn rewatch(&self, plan: &mut SwapPlan, new: &Graph) {
+        let again: Vec<(usize, usize)> = plan
+            .keep
+            .iter()
+            .copied()
+            .filter(|&(oi, ni)| new.vertices[ni].meta().rewatch && self.running[oi].shared.watch_gave_up())
+            .collect();
+        plan.keep.retain(|k| !again.contains(k));
+        for (oi, ni) in again {
+            info!("{}: watching again (rewatch)", new.vertices[ni].id());
+            plan.stop.push(oi);
+            plan.start.push(ni);
+        }
+    }
+
     /// Replace some vertices of the running graph by resources of the same kind and name
     /// that manage and need the same paths (see `assemble::changed_in_place`): the graph's
     /// edges stay, those vertices restart, and only they and their neighbours are linked
     /// again. The cost is that of the changed vertices, not of the graph.
-    pub fn replace(&mut self, changes: Vec<(usize, Arc<dyn Resource>)>) -> SwapPlan {
+    pub fn replace(&mut self, mut changes: Vec<(usize, Arc<dyn Resource>)>) -> SwapPlan {
+        // `meta.rewatch`: a vertex whose watch gave up starts again with any new graph.
+        for (i, v) in self.graph.vertices.iter().enumerate() {
+            if v.meta().rewatch
+                && self.running[i].shared.watch_gave_up()
+                && changes.iter().all(|(c, _)| *c != i)
+            {
+                info!("{}: watching again (rewatch)", v.id());
+                changes.push((i, v.clone()));
+            }
+        }
         let changed: HashSet<usize> = changes.iter().map(|(i, _)| *i).collect();
         let mut plan = SwapPlan {
             keep: (0..self.running.len()).filter(|i| !changed.contains(i)).map(|i| (i, i)).collect(),

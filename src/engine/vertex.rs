@@ -77,6 +77,12 @@ pub struct VertexShared {
     /// Started again with the params it was stopped with moments ago (see `Engine::swap`):
     /// its first check looks at the state but is not a first run.
     resumed: AtomicBool,
+    /// Its watch failed and its retries are used up: it watches no more (`meta.rewatch`
+    /// starts it again on the next swap).
+    watch_gave_up: AtomicBool,
+    /// It undoes a resource that left the graph (`meta.reverse`): once it applies, the
+    /// record of what undoes that resource is forgotten.
+    pub reversal: AtomicBool,
 }
 
 impl VertexShared {
@@ -95,7 +101,14 @@ impl VertexShared {
             would_change: AtomicBool::new(false),
             resumed: AtomicBool::new(false),
             applies: AtomicBool::new(applies),
+            watch_gave_up: AtomicBool::new(false),
+            reversal: AtomicBool::new(false),
         })
+    }
+
+    /// Whether its watch failed for good.
+    pub fn watch_gave_up(&self) -> bool {
+        self.watch_gave_up.load(Ordering::SeqCst)
     }
 
     pub fn status(&self) -> Status {
@@ -306,7 +319,19 @@ fn retry_taken(retries: i32) -> (i32, String) {
 
 /// The vertex task: its watch and its checks, side by side. Returns when cancelled (the
 /// future is dropped) or never.
-pub async fn run(shared: Arc<VertexShared>, res: Arc<dyn Resource>, env: Arc<EngineEnv>, cond: CondHandle) {
+pub async fn run(
+    shared: Arc<VertexShared>,
+    res: Arc<dyn Resource>,
+    env: Arc<EngineEnv>,
+    mut cond: CondHandle,
+) {
+    // `meta.hidden`: in the graph (for edges, and exported), never checked on this host.
+    if res.meta().hidden {
+        debug!("{}: hidden: not applied on this host", shared.id);
+        shared.transition(Status::Ok);
+        cond.set(Cond::Ok);
+        std::future::pending::<()>().await;
+    }
     tokio::select! {
         _ = watch_loop(&shared, res.as_ref(), &env) => {}
         _ = check_loop(&shared, res.as_ref(), &env, cond) => {}
@@ -359,6 +384,7 @@ async fn watch_loop(shared: &Arc<VertexShared>, res: &dyn Resource, env: &Engine
         if retries == 0 {
             error!("{id}: watch failed: {text}; no longer watching");
             *shared.last_error.lock().unwrap() = Some(format!("watch: {text}"));
+            shared.watch_gave_up.store(true, Ordering::SeqCst);
             std::future::pending::<()>().await;
         }
         retries = retries.saturating_sub(1).max(-1);
@@ -428,9 +454,13 @@ async fn check_loop(shared: &Arc<VertexShared>, res: &dyn Resource, env: &Engine
         let failed = shared.status() == Status::Failed;
         let trigger = Trigger { first, event, refresh, failed };
         let check = Check { shared, res, env, apply, detail };
-        let result = check.with_retries(trigger, &recv, &mut retry_log).await;
+        let result = match check.record_reversal(first).await {
+            Ok(()) => check.with_retries(trigger, &recv, &mut retry_log).await,
+            Err(e) => Err(e),
+        };
         if result.is_ok() {
             first = false;
+            check.forget_reversal();
         }
         cond.set(check.record(result, trigger));
     }
@@ -446,6 +476,31 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
+    /// Before a resource with `meta.reverse` first applies: record what undoes it (kept
+    /// from an earlier run if there is one). Noop changes nothing, so it records nothing.
+    async fn record_reversal(&self, first: bool) -> ResResult<()> {
+        let Some(reversals) = self.env.reversals.clone() else { return Ok(()) };
+        if !first || !self.apply || !self.res.meta().reverse {
+            return Ok(());
+        }
+        let res = self.res.boxed_clone();
+        tokio::task::spawn_blocking(move || reversals.record(res.as_ref()))
+            .await
+            .map_err(|e| ResourceError::msg(format!("recording what undoes it panicked: {e}")))?
+            .map_err(|e| ResourceError::msg(format!("not applied: {}", e.summary())))
+    }
+
+    /// A reversal that applied is done: its record is forgotten.
+    fn forget_reversal(&self) {
+        if self.apply
+            && self.shared.reversal.swap(false, Ordering::SeqCst)
+            && let Some(reversals) = &self.env.reversals
+        {
+            reversals.forget(&self.shared.id);
+            info!("{}: undone, as it left the graph", self.shared.id);
+        }
+    }
+
     /// `check_apply`, retried as `meta.retry` and `meta.delay` say; what it sends is kept for
     /// the receivers downstream.
     async fn with_retries(

@@ -61,11 +61,12 @@ fn check_resources(list: &imbl::Vector<Arc<dyn Resource>>) -> Result<(), SpecErr
         if !seen.insert(res.id()) {
             return Err(at("name", format!("duplicate resource {}", res.id())));
         }
-        if let Err(e) = res.meta().validate().and_then(|_| res.validate()) {
+        if let Err(e) = crate::resources::validate_resource(res.as_ref()) {
             return Err(at(e.field, e.message));
         }
         // Two resources managing one path could never both be satisfied.
-        for p in res.autoedges().provides {
+        // A hidden resource manages nothing on this host.
+        for p in res.autoedges().provides.into_iter().filter(|_| !res.meta().hidden) {
             if let Some(other) = managed.insert(managed_key(&p), res.id()) {
                 return Err(at("path", format!("{} is already managed by {other}", p.display())));
             }

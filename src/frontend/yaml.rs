@@ -316,7 +316,8 @@ fn resolve_relative(r: &mut YamlResources, base: &Base, text: &str, file: &str) 
     let relative = |p: Option<&str>| p.filter(|p| !p.starts_with('/')).map(str::to_string);
     for (i, f) in r.file.iter_mut().flatten().enumerate() {
         let f = &mut f.value;
-        if let Some(rel) = relative(f.source.as_deref()) {
+        // A symlink's `source` is the link's text, kept as written.
+        if let Some(rel) = relative(f.source.as_deref()).filter(|_| !f.symlink) {
             let want = if f.is_dir() { Want::Dir } else { Want::File };
             let abs = base.resolve(&rel, want).map_err(|m| err("file", i, &f.name, "source", m))?;
             f.source = Some(abs.into());

@@ -2,9 +2,11 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -17,7 +19,7 @@ use super::{
 };
 use crate::contract::Meta;
 use crate::contract::limits::DIFF_INPUT_MAX;
-use crate::contract::path::{AbsPath, PathError, PathParam, normalize_path};
+use crate::contract::path::{AbsPath, NAME_MAX, PATH_MAX, PathError, PathParam, normalize_path};
 use crate::contract::written::{ParseParam, Written};
 use crate::os::atomic::{clean_stale_temps_once, stopping, sync_dir, write_atomic_from};
 use crate::os::fswatch::Scope;
@@ -67,28 +69,44 @@ pub struct File {
     /// the graph builder, not by users.
     #[serde(skip)]
     pub keep: Vec<PathBuf>,
-    /// Upstream's params this kind does not implement yet, refused with the reason when
-    /// set (see [`NOT_YET`]).
-    #[serde(default, skip_serializing)]
+    /// Replaces the directory part of the path (absolute, ending in `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dirname: Option<String>,
-    #[serde(default, skip_serializing)]
+    /// Replaces the last component of the path (a `/` at its end makes a directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basename: Option<String>,
-    #[serde(default, skip_serializing)]
-    pub fragments: Option<Vec<String>>,
-    #[serde(default, skip_serializing)]
-    pub symlink: Option<bool>,
+    /// The content is these files, and the files directly in these directories (a path
+    /// ending in `/`, its entries in name order), one after the other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fragments: Vec<String>,
+    /// The path is a symbolic link to `source` (absolute or relative, need not exist).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub symlink: bool,
+    /// Upstream's SELinux context, refused with the reason when set (see [`SELINUX_REFUSED`]).
     #[serde(default, skip_serializing)]
     pub selinux: Option<String>,
 }
 
-/// Upstream's file params not implemented here, and what to write instead.
-const NOT_YET: [(&str, &str); 5] = [
-    ("dirname", "give the whole `path` instead"),
-    ("basename", "give the whole `path` instead"),
-    ("fragments", "build the content in the graph (in mcl, read the fragments and join them)"),
-    ("symlink", "symbolic links are not managed yet"),
-    ("selinux", "SELinux contexts are not managed"),
-];
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Why `selinux` is refused.
+const SELINUX_REFUSED: &str = "is not supported by this agent: writing the `security.selinux` label means \
+    something only where the kernel enforces SELinux, which this agent does not check for; \
+    label the file with `restorecon` or `chcon` in an `exec` instead";
+
+/// The most bytes a content built from `fragments` may have: it is built in memory.
+pub const FRAGMENTS_MAX: u64 = 16 * 1024 * 1024;
+
+/// The most entries read from one fragment directory.
+pub const FRAGMENT_DIR_ENTRIES_MAX: usize = 10_000;
+
+/// The most bytes of a file's content recorded to undo it later (`meta.reverse`).
+pub const REVERSAL_CONTENT_MAX: u64 = 1024 * 1024;
+
+/// The most paths in `fragments`.
+pub const FRAGMENTS_COUNT_MAX: usize = 1000;
 
 /// Permission bits, from an octal mode like "0644".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +136,16 @@ pub fn parse_mode(s: &str) -> Result<u32, String> {
     u32::from_str_radix(digits, 8).map_err(|e| e.to_string())
 }
 
+/// A path's directory part (up to and with its last `/` before the final component) and
+/// its final component (with the `/` of a directory): `/a/b/` is `/a/` and `b/`.
+fn split_dir_base(p: &str) -> (&str, &str) {
+    let body = if p.len() > 1 { p.strip_suffix('/').unwrap_or(p) } else { p };
+    match body.rfind('/') {
+        Some(i) => p.split_at(i + 1),
+        None => ("", p),
+    }
+}
+
 /// A path as quoted in error messages: bounded, NUL shown as `\0`.
 fn shown(p: &str) -> String {
     let mut s: String = p.chars().take(120).collect::<String>().replace('\0', "\\0");
@@ -132,12 +160,33 @@ impl File {
     pub fn path_str(&self) -> &str {
         self.path.as_ref().map_or(&self.name, PathParam::written)
     }
+    /// `dirname` and `basename` when set and not empty (an empty one is unset, as upstream
+    /// reads it).
+    fn overrides(&self) -> (Option<&str>, Option<&str>) {
+        fn set(o: &Option<String>) -> Option<&str> {
+            o.as_deref().filter(|s| !s.is_empty())
+        }
+        (set(&self.dirname), set(&self.basename))
+    }
+    /// The path managed, as written: `path` or the name, with `dirname` and `basename`
+    /// replacing its parts.
+    pub fn full_path(&self) -> Cow<'_, str> {
+        let p = self.path_str();
+        match self.overrides() {
+            (None, None) => Cow::Borrowed(p),
+            (dir, base) => {
+                let (d, b) = split_dir_base(p);
+                Cow::Owned(format!("{}{}", dir.unwrap_or(d), base.unwrap_or(b)))
+            }
+        }
+    }
     /// `path` as parsed when it was read, or else the name (a resource's identity, not a
-    /// param) parsed now.
+    /// param) parsed now; with `dirname` or `basename`, the whole path parsed now.
     fn abs_path(&self) -> Result<Cow<'_, AbsPath>, PathError> {
-        match &self.path {
-            Some(p) => p.parsed().map(Cow::Borrowed).map_err(Clone::clone),
-            None => AbsPath::parse(&self.name).map(Cow::Owned),
+        match (&self.path, self.overrides()) {
+            (_, (Some(_), _) | (_, Some(_))) => AbsPath::parse(&self.full_path()).map(Cow::Owned),
+            (Some(p), _) => p.parsed().map(Cow::Borrowed).map_err(Clone::clone),
+            (None, _) => AbsPath::parse(&self.name).map(Cow::Owned),
         }
     }
     pub fn is_dir(&self) -> bool {
@@ -191,10 +240,256 @@ impl File {
             || existing.is_some_and(|md| md.is_file() && private(md.mode()))
     }
 
+    /// `dirname`: absolute, a directory; `basename`: one path component.
+    fn validate_overrides(&self) -> Result<(), ValidationError> {
+        let (dir, base) = self.overrides();
+        if let Some(d) = dir
+            && (!d.starts_with('/') || !d.ends_with('/') || d.contains('\0'))
+        {
+            return Err(ValidationError::new(
+                "dirname",
+                format!("`{}` must be an absolute directory: start and end with `/`", shown(d)),
+            ));
+        }
+        if let Some(b) = base {
+            let name = b.strip_suffix('/').unwrap_or(b);
+            if name.is_empty() || name.contains('/') || name.contains('\0') || matches!(name, "." | "..") {
+                return Err(ValidationError::new(
+                    "basename",
+                    format!("`{}` must be one file name (a `/` at its end for a directory)", shown(b)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A symlink: a file path, a `source` to point to, nothing a link cannot have.
+    fn validate_symlink(&self) -> Result<(), ValidationError> {
+        if self.is_dir() {
+            return Err(ValidationError::new("symlink", "the path of a symlink must not end in `/`"));
+        }
+        if self.content.is_some() || !self.fragments.is_empty() || self.recurse || self.purge {
+            return Err(ValidationError::new(
+                "symlink",
+                "cannot be set with `content`, `fragments`, `recurse` or `purge`",
+            ));
+        }
+        if self.mode.is_some() {
+            return Err(ValidationError::new(
+                "mode",
+                "a symlink has no mode of its own (Linux shows 0777 for every link); leave it unset",
+            ));
+        }
+        match self.source.as_ref().map(|s| s.written()) {
+            None if self.state == FileState::Exists => Err(ValidationError::new(
+                "source",
+                "a symlink (`symlink: true`) needs `source`, the path it points to",
+            )),
+            Some(t) if t.is_empty() || t.contains('\0') || t.len() > PATH_MAX => Err(ValidationError::new(
+                "source",
+                format!("the target of a symlink must be a path of 1 to {PATH_MAX} bytes without NUL"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Each fragment absolute, none holding the file itself, and a file to hold them.
+    fn validate_fragments(&self, path: &AbsPath) -> Result<(), ValidationError> {
+        if self.fragments.is_empty() {
+            return Ok(());
+        }
+        if self.fragments.len() > FRAGMENTS_COUNT_MAX {
+            return Err(ValidationError::new("fragments", format!("at most {FRAGMENTS_COUNT_MAX} are allowed")));
+        }
+        if path.is_dir() || self.state == FileState::Absent {
+            return Err(ValidationError::new(
+                "fragments",
+                "make a file's content: the path must not end in `/`, and `state` must not be absent",
+            ));
+        }
+        for f in &self.fragments {
+            let frag = AbsPath::parse(f)
+                .map_err(|e| ValidationError::new("fragments", format!("`{}` {e}", shown(f))))?;
+            let inside = if frag.is_dir() {
+                path.as_str().starts_with(frag.as_str())
+            } else {
+                frag.as_str() == path.as_str()
+            };
+            if inside {
+                return Err(ValidationError::new(
+                    "fragments",
+                    format!("`{}` holds the file itself, which would be built from its own content", shown(f)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Check and, with `apply`, repair a symlink (`symlink: true`): the path is a link whose
+    /// text is exactly `source`; with `state: absent`, no link is there. Anything else at the
+    /// path is replaced (or removed) only with `force`.
+    fn sync_symlink(&self, apply: bool) -> ResResult<Changes> {
+        let path = self.target();
+        let io = |what: &str, e: io::Error| ResourceError::io(format!("{what} {}", path.display()), e);
+        let existing = match fs::symlink_metadata(&path) {
+            Ok(md) => Some(md),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io("reading", e)),
+        };
+        let kind = existing.as_ref().map_or("nothing", describe);
+        let is_link = existing.as_ref().is_some_and(|md| md.file_type().is_symlink());
+        let mut changes: Changes = Vec::new();
+        let target = self.source.as_ref().map(|s| s.written()).filter(|_| self.state == FileState::Exists);
+        let Some(target) = target else {
+            if let Some(md) = &existing {
+                if !is_link && !self.force {
+                    return Err(ResourceError::msg(format!(
+                        "{} is a {kind}, not a symlink; set `force: true` to remove it",
+                        path.display()
+                    )));
+                }
+                if apply {
+                    remove_node(&path, md).map_err(|e| io("removing", e))?;
+                }
+                changes.push(format!("remove {kind}").into());
+            }
+            return Ok(changes);
+        };
+        let now = if is_link { Some(fs::read_link(&path).map_err(|e| io("reading link", e))?) } else { None };
+        let shown_target = shown(target);
+        match (&existing, now) {
+            (Some(_), Some(now)) if now.as_os_str().as_bytes() == target.as_bytes() => {}
+            (Some(_), Some(now)) => {
+                if apply {
+                    link_atomic(target, &path).map_err(|e| io("linking", e))?;
+                }
+                let was = shown(&now.to_string_lossy());
+                changes.push(format!("point symlink to {shown_target} (was {was})").into());
+            }
+            (Some(md), None) => {
+                if !self.force {
+                    return Err(ResourceError::msg(format!(
+                        "{} is a {kind}; set `force: true` to replace it with a symlink",
+                        path.display()
+                    )));
+                }
+                if apply {
+                    if md.is_dir() {
+                        fs::remove_dir_all(&path).map_err(|e| io("removing", e))?;
+                    }
+                    link_atomic(target, &path).map_err(|e| io("linking", e))?;
+                }
+                changes.push(format!("replace {kind} with a symlink to {shown_target}").into());
+            }
+            (None, _) => {
+                if let Some(parent) = path.parent().filter(|p| !p.exists()) {
+                    if apply {
+                        fs::create_dir_all(parent).map_err(|e| io("creating parent of", e))?;
+                    }
+                    changes.push(format!("create parent directory {}", parent.display()).into());
+                }
+                if apply {
+                    link_atomic(target, &path).map_err(|e| io("linking", e))?;
+                }
+                changes.push(format!("create symlink to {shown_target}").into());
+            }
+        }
+        self.sync_link_owner(&path, apply, &mut changes)?;
+        Ok(changes)
+    }
+
+    /// The owner and group of the link itself (`lchown`), never of what it points to.
+    fn sync_link_owner(&self, path: &Path, apply: bool, changes: &mut Changes) -> ResResult<()> {
+        let (uid, gid) = self.ids()?;
+        if uid.is_none() && gid.is_none() {
+            return Ok(());
+        }
+        let md = match fs::symlink_metadata(path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !apply => return Ok(()),
+            Err(e) => return Err(ResourceError::io(format!("reading {}", path.display()), e)),
+        };
+        let uid_change = uid.filter(|u| *u != md.uid());
+        let gid_change = gid.filter(|g| *g != md.gid());
+        if (uid_change.is_some() || gid_change.is_some()) && apply {
+            std::os::unix::fs::lchown(path, uid_change, gid_change)
+                .map_err(|e| ResourceError::io(format!("chown {}", path.display()), e))?;
+        }
+        if let Some(u) = uid_change {
+            changes.push(format!("set owner {} -> {u}", md.uid()).into());
+        }
+        if let Some(g) = gid_change {
+            changes.push(format!("set group {} -> {g}", md.gid()).into());
+        }
+        Ok(())
+    }
+
+    /// What undoes this file (`meta.reverse`), from what is at its path now: nothing there
+    /// is undone by removing what this resource makes; a file, a link or a directory is
+    /// put back as it is now (a file's content only where this resource may change it).
+    fn reversal_of_now(&self) -> ResResult<Option<File>> {
+        let path = self.target();
+        let io = |what: &str, e: io::Error| ResourceError::io(format!("{what} {} to undo later", path.display()), e);
+        let full = self.abs_path().map_or_else(|_| self.full_path().into_owned(), |p| p.as_str().to_string());
+        let meta = Meta { sensitive: self.meta.sensitive, ..Meta::default() };
+        let base = File { name: self.name.clone(), meta, path: Some(full.into()), ..File::default() };
+        let md = match fs::symlink_metadata(&path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let absent = File { state: FileState::Absent, symlink: self.symlink, ..base };
+                return Ok((self.state == FileState::Exists).then_some(absent));
+            }
+            Err(e) => return Err(io("reading", e)),
+        };
+        let now = File {
+            mode: (!md.file_type().is_symlink()).then(|| Mode::from(format!("{:04o}", md.mode() & 0o7777))),
+            owner: Some(md.uid().to_string()),
+            group: Some(md.gid().to_string()),
+            ..base
+        };
+        let t = md.file_type();
+        if t.is_symlink() {
+            let text = fs::read_link(&path).map_err(|e| io("reading link", e))?;
+            let text = text.to_str().ok_or_else(|| {
+                ResourceError::msg(format!("{}: the link's text is not UTF-8 and cannot be recorded", path.display()))
+            })?;
+            let force = !self.symlink;
+            return Ok(Some(File { symlink: true, source: Some(text.into()), force, ..now }));
+        }
+        if t.is_dir() {
+            if self.is_dir() && !self.recurse && !self.purge && self.state == FileState::Exists {
+                let mut dir = now;
+                dir.path = dir.path.map(|p| format!("{}/", p.written().trim_end_matches('/')).into());
+                return Ok(Some(dir));
+            }
+            return Err(ResourceError::msg(format!(
+                "{} is a directory: what it holds cannot be recorded to undo this resource",
+                path.display()
+            )));
+        }
+        if !t.is_file() {
+            return Err(ResourceError::msg(format!("{} is not a regular file: it cannot be recorded", path.display())));
+        }
+        let mut content = String::new();
+        let file = open_source(&path).map_err(|e| io("reading", e))?;
+        file.take(REVERSAL_CONTENT_MAX + 1).read_to_string(&mut content).map_err(|e| io("reading", e))?;
+        if content.len() as u64 > REVERSAL_CONTENT_MAX {
+            return Err(ResourceError::msg(format!(
+                "{} is over {REVERSAL_CONTENT_MAX} bytes: too large to record to undo this resource",
+                path.display()
+            )));
+        }
+        let force = self.symlink || self.is_dir();
+        Ok(Some(File { content: Some(content), force, ..now }))
+    }
+
     /// Check and, with `apply`, repair; with `detail`, content changes carry a diff.
     fn sync_check_apply(&self, recv_content: Option<&str>, apply: bool, detail: bool) -> ResResult<Changes> {
         if stopping() {
             return Err(ResourceError::msg("the agent is stopping"));
+        }
+        if self.symlink {
+            return self.sync_symlink(apply);
         }
         let path = self.target();
         let mut changes = Vec::new();
@@ -282,9 +577,14 @@ impl File {
                 return Ok(changes);
             }
         } else {
+            let built = match recv_content.is_none() && !self.fragments.is_empty() {
+                true => Some(fragments_content(&self.fragments)?),
+                false => None,
+            };
             let mut desired = match (recv_content, &self.content, self.source_path()) {
                 (Some(c), _, _) => Some(Content::Bytes(c.as_bytes())),
                 (None, Some(c), _) => Some(Content::Bytes(c.as_bytes())),
+                (None, None, _) if built.is_some() => built.as_deref().map(Content::Bytes),
                 (None, None, Some(src)) => Some(Content::Source(
                     open_source(&src)
                         .map_err(|e| ResourceError::io(format!("reading source {}", src.display()), e))?,
@@ -418,6 +718,98 @@ impl File {
         }
         Ok(changes)
     }
+}
+
+/// The content `fragments` make: each file, and each regular file directly in each
+/// directory (a fragment ending in `/`) in name order, subdirectories skipped; at most
+/// [`FRAGMENTS_MAX`] bytes in all.
+fn fragments_content(fragments: &[String]) -> ResResult<Vec<u8>> {
+    let mut out = Vec::new();
+    for frag in fragments {
+        let path = PathBuf::from(frag);
+        if !frag.ends_with('/') {
+            append_fragment(&path, &mut out)?;
+            continue;
+        }
+        let list = |e| ResourceError::io(format!("listing fragment directory {}", path.display()), e);
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&path).map_err(list)? {
+            names.push(entry.map_err(list)?.file_name());
+            if names.len() > FRAGMENT_DIR_ENTRIES_MAX {
+                return Err(ResourceError::msg(format!(
+                    "fragment directory {} has more than {FRAGMENT_DIR_ENTRIES_MAX} entries",
+                    path.display()
+                )));
+            }
+        }
+        names.sort();
+        for name in names {
+            let entry = path.join(name);
+            if fs::metadata(&entry).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            append_fragment(&entry, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Append the regular file at `path` to `out`, failing past [`FRAGMENTS_MAX`] bytes.
+fn append_fragment(path: &Path, out: &mut Vec<u8>) -> ResResult<()> {
+    let err = |e| ResourceError::io(format!("reading fragment {}", path.display()), e);
+    let file = open_source(path).map_err(err)?;
+    let room = FRAGMENTS_MAX + 1 - out.len() as u64;
+    file.take(room).read_to_end(out).map_err(err)?;
+    if out.len() as u64 > FRAGMENTS_MAX {
+        return Err(ResourceError::msg(format!("the fragments make more than {FRAGMENTS_MAX} bytes")));
+    }
+    Ok(())
+}
+
+/// What a node is, in words: `symlink`, `directory` or `file`.
+fn describe(md: &fs::Metadata) -> &'static str {
+    let t = md.file_type();
+    if t.is_symlink() {
+        "symlink"
+    } else if t.is_dir() {
+        "directory"
+    } else {
+        "file"
+    }
+}
+
+/// Remove a node: a directory with all it holds, anything else (a link itself) unlinked.
+fn remove_node(path: &Path, md: &fs::Metadata) -> io::Result<()> {
+    if md.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) }?;
+    sync_dir(path.parent());
+    Ok(())
+}
+
+/// Make `path` a symlink to `target`, replacing what is there (not a directory) in one
+/// rename, so that there is never a moment without a link. The link is made beside it first,
+/// under a name of its own; a name too long for that is replaced in two steps.
+fn link_atomic(target: &str, path: &Path) -> io::Result<()> {
+    let base = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
+    let mut temp = b".".to_vec();
+    temp.extend_from_slice(base);
+    temp.extend_from_slice(b".mgmt-link");
+    if temp.len() > NAME_MAX {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::os::unix::fs::symlink(target, path)?;
+    } else {
+        let temp = path.with_file_name(OsStr::from_bytes(&temp));
+        let _ = fs::remove_file(&temp);
+        std::os::unix::fs::symlink(target, &temp)?;
+        if let Err(e) = fs::rename(&temp, path) {
+            let _ = fs::remove_file(&temp);
+            return Err(e);
+        }
+    }
+    sync_dir(path.parent());
+    Ok(())
 }
 
 /// What a file's content should be.
@@ -769,32 +1161,32 @@ impl Resource for File {
     crate::resource_common!("file");
 
     fn validate(&self) -> Result<(), ValidationError> {
-        let set = [
-            self.dirname.is_some(),
-            self.basename.is_some(),
-            self.fragments.is_some(),
-            self.symlink == Some(true),
-            self.selinux.is_some(),
-        ];
-        if let Some(((field, instead), _)) = NOT_YET.iter().zip(set).find(|(_, set)| *set) {
-            return Err(ValidationError::new(field, format!("is not supported by this agent yet; {instead}")));
+        if self.selinux.is_some() {
+            return Err(ValidationError::new("selinux", SELINUX_REFUSED));
         }
+        self.validate_overrides()?;
         let field = if self.path.is_some() { "path" } else { "name" };
-        let p = self.path_str();
-        let path = self.abs_path().map_err(|e| ValidationError::new(field, format!("`{}` {e}", shown(p))))?;
+        let p = self.full_path();
+        let path = self.abs_path().map_err(|e| ValidationError::new(field, format!("`{}` {e}", shown(&p))))?;
         if path.is_root() {
-            return Err(ValidationError::new(field, format!("refusing to manage `/` (`{}`)", shown(p))));
+            return Err(ValidationError::new(field, format!("refusing to manage `/` (`{}`)", shown(&p))));
         }
         if self.content.is_some() && self.source.is_some() {
             return Err(ValidationError::new("source", "`content` and `source` cannot both be set"));
         }
-        if let Some(s) = &self.source {
+        if !self.fragments.is_empty() && (self.content.is_some() || self.source.is_some()) {
+            return Err(ValidationError::new("fragments", "cannot be set with `content` or `source`"));
+        }
+        if self.symlink {
+            self.validate_symlink()?;
+        } else if let Some(s) = &self.source {
             let shown_s = shown(s.written());
             let source = s.parsed().map_err(|e| ValidationError::new("source", format!("`{shown_s}` {e}")))?;
             if source.is_root() {
                 return Err(ValidationError::new("source", format!("refusing to copy `/` (`{shown_s}`)")));
             }
         }
+        self.validate_fragments(&path)?;
         if let Some(m) = &self.mode {
             m.bits().map_err(|e| ValidationError::new("mode", e))?;
         }
@@ -848,10 +1240,20 @@ impl Resource for File {
         let waker = ctx.waker.clone();
         let _sub = ctx.fs.subscribe(scope, waker.clone()).await;
         let _src = match self.source_path() {
-            Some(s) if self.recurse => Some(ctx.fs.subscribe(Scope::Tree(s), waker).await),
-            Some(s) => Some(ctx.fs.subscribe(Scope::File(s), waker).await),
+            // A link's text is all that is managed: what it points to is not watched.
+            Some(_) if self.symlink => None,
+            Some(s) if self.recurse => Some(ctx.fs.subscribe(Scope::Tree(s), waker.clone()).await),
+            Some(s) => Some(ctx.fs.subscribe(Scope::File(s), waker.clone()).await),
             None => None,
         };
+        let mut _fragments = Vec::with_capacity(self.fragments.len());
+        for f in &self.fragments {
+            let scope = match AbsPath::parse(f) {
+                Ok(p) if p.is_dir() => Scope::Dir(p.target()),
+                _ => Scope::File(PathBuf::from(f)),
+            };
+            _fragments.push(ctx.fs.subscribe(scope, waker.clone()).await);
+        }
         ctx.event();
         std::future::pending::<()>().await;
         Ok(())
@@ -878,14 +1280,25 @@ impl Resource for File {
             p.push("");
             requires.push(p);
         }
-        if let Some(s) = &self.source {
+        if let Some(s) = self.source.as_ref().filter(|_| !self.symlink) {
             requires.push(PathBuf::from(s.parsed().map_or(s.written(), AbsPath::as_str)));
+        }
+        for f in &self.fragments {
+            requires.push(PathBuf::from(AbsPath::parse(f).as_ref().map_or(f.as_str(), AbsPath::as_str)));
         }
         AutoEdgeInfo { provides: vec![provides], requires }
     }
 
     fn recv_fields(&self) -> &'static [&'static str] {
         &["content"]
+    }
+
+    fn reversible(&self) -> bool {
+        true
+    }
+
+    fn reversal(&self) -> ResResult<Option<Box<dyn Resource>>> {
+        Ok(self.reversal_of_now()?.map(|f| Box::new(f) as Box<dyn Resource>))
     }
 
     /// A peer's file lands in the collector's `pattern` directory, under the last component
@@ -902,7 +1315,8 @@ impl Resource for File {
         };
         let dir = normalize_path(pattern)
             .map_err(|e| ValidationError::new("pattern", format!("`{}` {e}", shown(pattern))))?;
-        let (name, is_dir) = exported_name(self.path_str())?;
+        let full = self.full_path().into_owned();
+        let (name, is_dir) = exported_name(&full)?;
         let mut path = dir.trim_end_matches('/').to_string();
         path.push('/');
         path.push_str(name);
@@ -970,14 +1384,84 @@ mod tests {
     }
 
     #[test]
-    fn upstream_params_not_implemented_are_refused_with_what_to_do() {
-        let f = File { symlink: Some(true), ..file("/tmp/x") };
+    fn selinux_is_refused_with_the_reason() {
+        let f = File { selinux: Some("system_u:object_r:etc_t:s0".into()), ..file("/tmp/x") };
         let e = f.validate().unwrap_err();
-        assert_eq!(e.field, "symlink");
-        assert!(e.message.contains("not supported by this agent yet"), "{}", e.message);
-        let f = File { fragments: Some(vec!["/etc/a".into()]), ..file("/tmp/x") };
-        assert_eq!(f.validate().unwrap_err().field, "fragments");
-        assert!(File { symlink: Some(false), ..file("/tmp/x") }.validate().is_ok(), "the usual value");
+        assert_eq!(e.field, "selinux");
+        assert!(e.message.contains("restorecon"), "{}", e.message);
+    }
+
+    #[test]
+    fn dirname_and_basename_replace_the_parts_of_the_path() {
+        assert_eq!(split_dir_base("/a/b"), ("/a/", "b"));
+        assert_eq!(split_dir_base("/a/b/"), ("/a/", "b/"));
+        assert_eq!(split_dir_base("/b"), ("/", "b"));
+        let with = |d: Option<&str>, b: Option<&str>| File {
+            dirname: d.map(Into::into),
+            basename: b.map(Into::into),
+            ..file("/etc/app/conf")
+        };
+        assert_eq!(with(Some("/srv/"), None).target(), PathBuf::from("/srv/conf"));
+        assert_eq!(with(None, Some("other")).target(), PathBuf::from("/etc/app/other"));
+        assert_eq!(with(Some("/srv/"), Some("d/")).full_path(), "/srv/d/");
+        assert!(with(Some("/srv/"), Some("d/")).is_dir());
+        assert_eq!(with(Some(""), Some("")).full_path(), "/etc/app/conf", "empty is unset");
+        for bad in ["srv/", "/srv", "/s\0/"] {
+            assert_eq!(with(Some(bad), None).validate().unwrap_err().field, "dirname", "{bad}");
+        }
+        for bad in ["/x", "a/b", "..", "./", "a\0"] {
+            assert_eq!(with(None, Some(bad)).validate().unwrap_err().field, "basename", "{bad}");
+        }
+        assert!(with(Some("/srv/"), Some("x")).validate().is_ok());
+        let edges = with(Some("/srv/"), None).autoedges();
+        assert_eq!(edges.provides, vec![PathBuf::from("/srv/conf")]);
+        assert_eq!(edges.requires, vec![PathBuf::from("/srv/")]);
+    }
+
+    #[test]
+    fn a_symlink_needs_a_target_and_nothing_a_link_cannot_have() {
+        let link = |src: Option<&str>| File { symlink: true, source: src.map(Into::into), ..file("/tmp/l") };
+        assert!(link(Some("../relative/target")).validate().is_ok(), "a relative target");
+        assert!(link(Some("/abs/target/")).validate().is_ok(), "a directory target");
+        assert_eq!(link(None).validate().unwrap_err().field, "source");
+        assert!(File { state: FileState::Absent, ..link(None) }.validate().is_ok());
+        assert_eq!(link(Some("")).validate().unwrap_err().field, "source");
+        assert_eq!(File { mode: Some("0644".into()), ..link(Some("/t")) }.validate().unwrap_err().field, "mode");
+        assert_eq!(File { content: Some("x".into()), ..link(None) }.validate().unwrap_err().field, "symlink");
+        let dir = File { symlink: true, source: Some("/t".into()), ..file("/tmp/d/") };
+        assert_eq!(dir.validate().unwrap_err().field, "symlink");
+        assert!(link(Some("/t")).autoedges().requires.iter().all(|r| r != Path::new("/t")), "no edge to the target");
+    }
+
+    #[test]
+    fn fragments_are_absolute_and_never_hold_the_file() {
+        let frags = |p: &str, f: &[&str]| File { fragments: f.iter().map(|s| s.to_string()).collect(), ..file(p) };
+        assert!(frags("/etc/out", &["/etc/a", "/etc/parts/"]).validate().is_ok());
+        assert_eq!(frags("/etc/out", &["rel"]).validate().unwrap_err().field, "fragments");
+        assert_eq!(frags("/etc/parts/out", &["/etc/parts/"]).validate().unwrap_err().field, "fragments");
+        assert_eq!(frags("/etc/out", &["/etc/out"]).validate().unwrap_err().field, "fragments");
+        assert_eq!(frags("/etc/d/", &["/etc/a"]).validate().unwrap_err().field, "fragments");
+        let with_content = File { content: Some("x".into()), ..frags("/etc/out", &["/etc/a"]) };
+        assert_eq!(with_content.validate().unwrap_err().field, "fragments");
+        let edges = frags("/etc/out", &["/etc/a", "/etc/parts/"]).autoedges();
+        assert!(edges.requires.contains(&PathBuf::from("/etc/a")));
+        assert!(edges.requires.contains(&PathBuf::from("/etc/parts/")));
+    }
+
+    #[test]
+    fn fragments_are_joined_in_order_with_directory_entries_by_name() {
+        let dir = std::env::temp_dir().join(format!("mgmt-frag-{}", std::process::id()));
+        let parts = dir.join("parts");
+        fs::create_dir_all(parts.join("sub")).unwrap();
+        fs::write(dir.join("head"), "head\n").unwrap();
+        fs::write(parts.join("b"), "b\n").unwrap();
+        fs::write(parts.join("a"), "a\n").unwrap();
+        fs::write(parts.join("sub/skipped"), "no\n").unwrap();
+        let list = vec![dir.join("head").display().to_string(), format!("{}/", parts.display())];
+        let got = fragments_content(&list);
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(String::from_utf8(got.unwrap()).unwrap(), "head\na\nb\n");
+        assert!(fragments_content(&["/nonexistent/mgmt-frag".into()]).is_err());
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub struct Kv {
     #[serde(default)]
     pub value: Option<String>,
     /// Upstream's one value per host under the key. Not supported: a key holds one value
-    /// and the host that wrote it, so only `false` is accepted.
+    /// and the host that wrote it last, so only `false` is accepted (see `validate`).
     #[serde(default)]
     pub mapped: bool,
     /// Leave a stored value that is greater than ours (by `skipcmpstyle`) as it is, except
@@ -93,7 +93,9 @@ impl Resource for Kv {
         if self.mapped {
             return Err(ValidationError::new(
                 "mapped",
-                "is not supported: a key holds one value, with the host that wrote it (`world.kvlookup` gives that pair); leave it false",
+                "is not supported: upstream keeps one value per host under a mapped key, and `world.kvlookup` reads them all, \
+                 but here a key holds one value and the host that wrote it last, so hosts writing one mapped key would \
+                 overwrite each other; give each host a key of its own (`key` with the host name in it) and leave `mapped` false",
             ));
         }
         if self.skipcmpstyle > CMP_TEXT {

@@ -299,6 +299,16 @@ pub trait Resource: Send + Sync + fmt::Debug + 'static {
     fn send_fields(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Whether this kind can be undone once it leaves the graph (`meta.reverse`).
+    fn reversible(&self) -> bool {
+        false
+    }
+    /// What undoes this resource, from the state it finds now (before it first applies):
+    /// a resource of its own, applied once this one has left the graph. `None`: nothing to
+    /// undo. I/O; only called for a kind that is [`reversible`](Resource::reversible).
+    fn reversal(&self) -> ResResult<Option<Box<dyn Resource>>> {
+        Ok(None)
+    }
     /// Params as JSON, for export to the world.
     fn to_json(&self) -> serde_json::Value;
     /// Called on every resource collected from a peer, before it is validated: keep only
@@ -360,6 +370,19 @@ macro_rules! resource_common {
             self
         }
     };
+}
+
+/// Every check of a resource's params: its meta params, the meta params its kind must
+/// support (`reverse`), then its own params.
+pub fn validate_resource(r: &dyn Resource) -> Result<(), ValidationError> {
+    r.meta().validate()?;
+    if r.meta().reverse && !r.reversible() {
+        return Err(ValidationError::new(
+            "meta.reverse",
+            format!("`{}` cannot be undone by this agent (only `file` can); leave it unset", r.kind()),
+        ));
+    }
+    r.validate()
 }
 
 fn decode_json<T: Resource + for<'a> Deserialize<'a>>(

@@ -18,6 +18,7 @@ mod deploy_history;
 mod deploy_source;
 mod etcd_command;
 mod etcd_roles;
+mod file_params;
 mod graph_cmd;
 mod hooks;
 mod lang_cmd;

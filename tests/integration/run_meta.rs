@@ -281,9 +281,15 @@ fn an_unsupported_meta_param_is_refused_with_why() {
     let usual =
         t.write_yaml("usual.yaml", &graph("{hidden: false, realize: false, timeout: 0, autogroup: false}"));
     t.run_to_end(&["--no-watch"], &usual).assert_code(0);
+    let set = t.write_yaml("set.yaml", &graph("{realize: true}"));
+    t.run_to_end(&["--no-watch"], &set)
+        .assert_code(1)
+        .assert_stderr_has("meta.realize")
+        .assert_stderr_has("upstream does not implement it either");
+    // `reverse` on a kind that cannot be undone.
     let set = t.write_yaml("set.yaml", &graph("{reverse: true}"));
     t.run_to_end(&["--no-watch"], &set)
         .assert_code(1)
         .assert_stderr_has("meta.reverse")
-        .assert_stderr_has("undoing a resource removed from the graph is not supported yet");
+        .assert_stderr_has("`noop` cannot be undone by this agent (only `file` can)");
 }

@@ -73,7 +73,7 @@ impl Decoded {
                 && made.name() == was.name()
                 && made.autoedges().provides == was.autoedges().provides
                 && exported(new) == exported(old);
-            if !same_place || made.meta().validate().and_then(|_| made.validate()).is_err() {
+            if !same_place || crate::resources::validate_resource(made.as_ref()).is_err() {
                 return None;
             }
             replaced.push((i, made));
