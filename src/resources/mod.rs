@@ -10,12 +10,16 @@
 macro_rules! with_kinds {
     ($callback:ident) => {
         $callback! {
+            cron => cron::Cron,
             exec => exec::Exec,
             file => file::File,
             kv => kv::Kv,
+            mount => mount::Mount,
+            msg => msg::Msg,
             noop => noop::Noop,
             print => print::Print,
             svc => svc::Svc,
+            sysctl => sysctl::Sysctl,
             test => test::Test,
             timer => timer::Timer,
         }
