@@ -230,7 +230,7 @@ pub fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
 
 /// The mount visible at `point`: the last one listed there (the top of a stack). Pure.
 pub fn mounted_at(table: &str, point: &str) -> Option<MountInfo> {
-    table.lines().filter_map(parse_mountinfo_line).filter(|m| same_point(&m.point, point)).last()
+    table.lines().filter_map(parse_mountinfo_line).rfind(|m| same_point(&m.point, point))
 }
 
 /// The generic (VFS) flags an option list asks for, by the flag each option sets, as the

@@ -97,13 +97,33 @@ fn msg_in_noop_mode_sends_nothing_and_bad_params_are_refused() {
     let out = once_ok(&sb, &msg_graph("quiet please", "a"), &["--noop"]);
     assert!(out.contains("msg[hello]: noop: would log \"quiet please\""), "{out}");
     // A message sent afterwards marks the journal as flushed up to here.
-    once_ok(&sb, "graph: m\nresources:\n  msg:\n  - name: marker\n    body: marker\n    journal: true\n", &[]);
+    once_ok(
+        &sb,
+        "graph: m\nresources:\n  msg:\n  - name: marker\n    body: marker\n    journal: true\n",
+        &[],
+    );
     assert!(eventually(|| entries_with(&sb, "marker").len() == 1, DEADLINE), "no marker in the journal");
     assert!(entries_with(&sb, "quiet please").is_empty(), "noop mode sent a message");
     assert!(entries_with(&sb, "quiet please via syslog").is_empty(), "noop mode sent a message");
 
-    refused(&sb, "graph: m\nresources:\n  msg:\n  - name: m\n    body: x\n    priority: Loud\n", "`Loud` is not one of");
-    refused(&sb, "graph: m\nresources:\n  msg:\n  - name: m\n    body: x\n    fields:\n      _PID: \"1\"\n", "must not begin with `_`");
+    refused(
+        &sb,
+        "graph: m\nresources:\n  msg:\n  - name: m\n    body: x\n    priority: Loud\n",
+        "`Loud` is not one of",
+    );
+    refused(
+        &sb,
+        "graph: m\nresources:\n  msg:\n  - name: m\n    body: x\n    fields:\n      _PID: \"1\"\n",
+        "must not begin with `_`",
+    );
+}
+
+#[test]
+fn msg_is_sent_again_on_each_refresh() {
+    let sb = sandbox_or_skip!();
+    let yaml = "graph: m\nresources:\n  timer:\n  - name: tick\n    interval: 1\n  msg:\n  - name: ticked\n    body: tick seen\n    journal: true\nedges:\n- name: e\n  from: {kind: timer, name: tick}\n  to: {kind: msg, name: ticked}\n  notify: true\n";
+    let a = sb.mgmt_agent(GRAPH, yaml, &[]);
+    wait(&a, "a message per tick", || entries_with(&sb, "tick seen").len() >= 3);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -137,7 +157,10 @@ fn sysctl_sets_persists_converges_and_refuses_bad_names() {
 
     // Noop first: nothing changes.
     let out = once_ok(&sb, &sysctl_graph("1", 0), &["--noop"]);
-    assert!(out.contains("sysctl[net.ipv4.ip_forward]: noop: would set net.ipv4.ip_forward to 1 (was 0)"), "{out}");
+    assert!(
+        out.contains("sysctl[net.ipv4.ip_forward]: noop: would set net.ipv4.ip_forward to 1 (was 0)"),
+        "{out}"
+    );
     assert_eq!(param(&sb, FORWARD), "0");
     assert_eq!(sb.read(FORWARD_CONF), None);
 
@@ -146,14 +169,26 @@ fn sysctl_sets_persists_converges_and_refuses_bad_names() {
     assert_eq!(param(&sb, FORWARD), "1");
     assert_eq!(param(&sb, ACCEPT_LOCAL), "1");
     assert_eq!(sb.read(FORWARD_CONF).as_deref(), Some("net.ipv4.ip_forward = 1\n"));
-    assert_eq!(sb.read("/etc/sysctl.d/99-net.ipv4.conf.lo.accept_local.conf"), None, "persist: false wrote a file");
+    assert_eq!(
+        sb.read("/etc/sysctl.d/99-net.ipv4.conf.lo.accept_local.conf"),
+        None,
+        "persist: false wrote a file"
+    );
 
     // Converged: a second pass changes nothing.
     let out = once_ok(&sb, &sysctl_graph("1", 0), &[]);
     assert!(!out.contains("sysctl["), "a converged pass changed something:\n{out}");
 
-    refused(&sb, "graph: s\nresources:\n  sysctl:\n  - name: net/ipv4/ip_forward\n    value: \"1\"\n", "use the dotted form");
-    refused(&sb, "graph: s\nresources:\n  sysctl:\n  - name: net..ipv4\n    value: \"1\"\n", "empty component");
+    refused(
+        &sb,
+        "graph: s\nresources:\n  sysctl:\n  - name: net/ipv4/ip_forward\n    value: \"1\"\n",
+        "use the dotted form",
+    );
+    refused(
+        &sb,
+        "graph: s\nresources:\n  sysctl:\n  - name: net..ipv4\n    value: \"1\"\n",
+        "empty component",
+    );
 }
 
 #[test]
@@ -166,7 +201,9 @@ fn sysctl_drift_is_repaired_from_inotify_and_from_meta_poll() {
 
     // The persisted file edited from outside: inotify wakes the resource.
     sb.sh(&format!("echo 'net.ipv4.ip_forward = 0' > {FORWARD_CONF}"));
-    wait(&a, "the persisted file repaired", || sb.read(FORWARD_CONF).as_deref() == Some("net.ipv4.ip_forward = 1\n"));
+    wait(&a, "the persisted file repaired", || {
+        sb.read(FORWARD_CONF).as_deref() == Some("net.ipv4.ip_forward = 1\n")
+    });
 
     // A run-time value sends no event; `meta.poll` repairs it.
     wait(&a, "accept_local set", || param(&sb, ACCEPT_LOCAL) == "1");
@@ -192,7 +229,12 @@ fn findmnt(sb: &Sandbox) -> String {
 }
 
 fn fstab_lines(sb: &Sandbox) -> Vec<String> {
-    sb.read("/etc/fstab").unwrap_or_default().lines().filter(|l| l.contains(POINT)).map(str::to_string).collect()
+    sb.read("/etc/fstab")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(POINT))
+        .map(str::to_string)
+        .collect()
 }
 
 const LINE: &str = "tmpfs /mnt/mgmt-test tmpfs noexec,nosuid,size=1m 0 0";
@@ -224,8 +266,16 @@ fn mount_mounts_writes_fstab_converges_and_unmounts() {
     assert!(fstab_lines(&sb).is_empty());
     assert_eq!(sb.read("/etc/fstab").unwrap_or_default(), fstab_before);
 
-    refused(&sb, "graph: m\nresources:\n  mount:\n  - name: mnt/x\n    state: exists\n", "must be an absolute path");
-    refused(&sb, "graph: m\nresources:\n  mount:\n  - name: /mnt/x\n    device: tmpfs\n    type: tmpfs\n", "must be `exists` or `absent`");
+    refused(
+        &sb,
+        "graph: m\nresources:\n  mount:\n  - name: mnt/x\n    state: exists\n",
+        "must be an absolute path",
+    );
+    refused(
+        &sb,
+        "graph: m\nresources:\n  mount:\n  - name: /mnt/x\n    device: tmpfs\n    type: tmpfs\n",
+        "must be `exists` or `absent`",
+    );
 }
 
 #[test]
@@ -274,12 +324,20 @@ fn cron_makes_an_active_timer_that_fires_its_service() {
     assert!(out.contains("cron[mgmt-tick]: start mgmt-tick.timer"), "{out}");
     assert_eq!(sb.prop(TIMER, "ActiveState"), "active", "{out}");
     assert_eq!(sb.prop(TIMER, "UnitFileState"), "enabled");
-    assert!(sb.prop(TIMER, "TimersCalendar").contains("OnCalendar=*-*-* *:*:00/2"), "{}", sb.prop(TIMER, "TimersCalendar"));
+    assert!(
+        sb.prop(TIMER, "TimersCalendar").contains("OnCalendar=*-*-* *:*:00/2"),
+        "{}",
+        sb.prop(TIMER, "TimersCalendar")
+    );
     assert_eq!(sb.prop(TIMER, "AccuracyUSec"), "1ms");
     assert_eq!(sb.prop(TIMER, "Persistent"), "yes");
     assert_eq!(sb.prop(TIMER, "Description"), "ticks for the tests");
     assert_eq!(sb.prop(TIMER, "Unit"), "mgmt-tick.service");
-    assert!(eventually(|| sb.read(STAMP).is_some(), DEADLINE), "the timer never fired its service:\n{}", sb.journal("mgmt-tick.service"));
+    assert!(
+        eventually(|| sb.read(STAMP).is_some(), DEADLINE),
+        "the timer never fired its service:\n{}",
+        sb.journal("mgmt-tick.service")
+    );
 
     let out = once_ok(&sb, &cron_graph("exists"), &[]);
     assert!(!out.contains("cron["), "a converged pass changed something:\n{out}");
@@ -289,8 +347,14 @@ fn cron_makes_an_active_timer_that_fires_its_service() {
     assert_eq!(sb.read(TIMER_FILE), None);
     assert_ne!(sb.prop(TIMER, "ActiveState"), "active");
     assert_eq!(sb.prop(TIMER, "UnitFileState"), "");
+    let out = once_ok(&sb, &cron_graph("absent"), &[]);
+    assert!(!out.contains("cron["), "a converged absent pass changed something:\n{out}");
 
-    refused(&sb, "graph: c\nresources:\n  cron:\n  - name: c\n    trigger: Hourly\n    time: \"1\"\n", "`Hourly` is not one of");
+    refused(
+        &sb,
+        "graph: c\nresources:\n  cron:\n  - name: c\n    trigger: Hourly\n    time: \"1\"\n",
+        "`Hourly` is not one of",
+    );
 }
 
 #[test]
@@ -310,5 +374,7 @@ fn cron_drift_is_repaired_by_a_watching_agent() {
 
     sb.sh(&format!("sed -i s/Persistent=true/Persistent=false/ {TIMER_FILE}"));
     wait(&a, "the unit file repaired", || sb.read(TIMER_FILE).is_some_and(|t| t.contains("Persistent=true")));
-    wait(&a, "the timer reloaded", || sb.prop(TIMER, "Persistent") == "yes" && sb.prop(TIMER, "NeedDaemonReload") == "no");
+    wait(&a, "the timer reloaded", || {
+        sb.prop(TIMER, "Persistent") == "yes" && sb.prop(TIMER, "NeedDaemonReload") == "no"
+    });
 }
