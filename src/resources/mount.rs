@@ -270,6 +270,17 @@ fn flags_differing(options: &BTreeMap<String, String>, mounted: &MountInfo) -> V
         .collect()
 }
 
+/// Why an option cannot be managed here, if it cannot. Pure.
+fn unsupported_option(option: &str) -> Option<String> {
+    match option {
+        "bind" | "rbind" => Some(format!(
+            "`{option}` is not supported: the mount table names a bind mount by the device beneath it, so it could never be seen to match"
+        )),
+        "move" | "remount" => Some(format!("`{option}` is an action, not a state a mount can be kept in")),
+        _ => None,
+    }
+}
+
 /// Options only fstab and `mount(8)` understand (not the kernel): left out of a remount.
 fn userspace_only(option: &str) -> bool {
     matches!(option, "defaults" | "auto" | "noauto" | "nofail" | "user" | "nouser" | "users" | "owner" | "group" | "_netdev")
@@ -491,6 +502,9 @@ impl Resource for Mount {
         if self.fstype.is_empty() || !self.fstype.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c)) {
             return Err(ValidationError::new("type", format!("`{}` is not a file system type (see /proc/filesystems)", self.fstype.escape_debug())));
         }
+        if let Some(why) = self.options.keys().find_map(|k| unsupported_option(k)) {
+            return Err(ValidationError::new("options", why));
+        }
         for (k, v) in &self.options {
             let bad = |s: &str| s.contains(',') || s.chars().any(|c| c.is_whitespace() || c.is_control());
             if k.is_empty() || k.contains('=') || bad(k) || bad(v) {
@@ -625,6 +639,8 @@ mod tests {
         m.fstype = "tmpfs".into();
         m.options.insert("a,b".into(), String::new());
         assert_eq!(m.validate().unwrap_err().field, "options");
+        m.options = parse_options("bind");
+        assert!(m.validate().unwrap_err().message.contains("not supported"));
         m.state = None;
         assert_eq!(m.validate().unwrap_err().field, "state");
         let absent = Mount { state: Some(MountState::Absent), device: String::new(), fstype: String::new(), ..m };
