@@ -378,3 +378,36 @@ fn cron_drift_is_repaired_by_a_watching_agent() {
         sb.prop(TIMER, "Persistent") == "yes" && sb.prop(TIMER, "NeedDaemonReload") == "no"
     });
 }
+
+/// The root user's systemd and session bus in the sandbox, as `systemctl --user` finds them.
+const USER_ENV: [&str; 2] =
+    ["XDG_RUNTIME_DIR=/run/user/0", "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/0/bus"];
+
+#[test]
+fn cron_with_session_makes_a_user_timer() {
+    let sb = sandbox_or_skip!();
+    sb.sh("mkdir -p /root/mgmt-sys-test && systemctl start user@0.service");
+    let yaml = format!(
+        "graph: cron\nresources:\n  file:\n  - name: service\n    path: /root/.config/systemd/user/mgmt-user-tick.service\n    content: |\n      [Service]\n      Type=oneshot\n      ExecStart=/bin/sh -c 'date >> {STAMP}'\n    state: exists\n  cron:\n  - name: mgmt-user-tick\n    session: true\n    trigger: OnCalendar\n    time: \"*:*:0/2\"\n    accuracysec: 1ms\nedges:\n- name: service-first\n  from: {{kind: file, name: service}}\n  to: {{kind: cron, name: mgmt-user-tick}}\n"
+    );
+    sb.write(GRAPH, &yaml);
+    let mut argv = vec!["env"];
+    argv.extend_from_slice(&USER_ENV);
+    argv.extend_from_slice(&[env!("CARGO_BIN_EXE_mgmt"), "run", "--tmp-prefix", "--no-watch", "yaml", GRAPH]);
+    let out = sb.exec(&argv);
+    assert!(out.status.success(), "{}", log(&out));
+    assert!(sb.read("/root/.config/systemd/user/mgmt-user-tick.timer").is_some(), "{}", log(&out));
+    assert_eq!(sb.read("/etc/systemd/system/mgmt-user-tick.timer"), None);
+    let user_prop = |prop: &str| {
+        let script = format!(
+            "{} {} systemctl --user show -p {prop} --value mgmt-user-tick.timer",
+            USER_ENV[0], USER_ENV[1]
+        );
+        sb.sh(&script).trim().to_string()
+    };
+    assert_eq!(user_prop("ActiveState"), "active", "{}", log(&out));
+    assert_eq!(user_prop("UnitFileState"), "enabled");
+    assert!(eventually(|| sb.read(STAMP).is_some(), DEADLINE), "the user timer never fired its service");
+    let again = sb.exec(&argv);
+    assert!(again.status.success() && !log(&again).contains("cron["), "not converged:\n{}", log(&again));
+}
