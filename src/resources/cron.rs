@@ -234,22 +234,7 @@ impl Resource for Cron {
         let mut changes: Changes = Vec::new();
         // Absent: stop and disable while systemd still knows the unit, then remove it.
         if self.state == CronState::Absent {
-            let path = m.load_unit(timer.clone()).await.map_err(dbus("loading the timer"))?;
-            let u = unit_proxy(&m, path).await?;
-            let active = u.active_state().await.map_err(dbus("reading ActiveState"))?;
-            if matches!(active.as_str(), "active" | "activating") {
-                if apply {
-                    unit_job(&m, &timer, self.session, "stop").await?;
-                }
-                changes.push(format!("stop {timer}").into());
-            }
-            let file_state = m.get_unit_file_state(timer.clone()).await.unwrap_or_default();
-            if is_enabled(&file_state) && file_state != "static" {
-                if apply {
-                    m.disable_unit_files(vec![timer.clone()], false).await.map_err(dbus("disabling"))?;
-                }
-                changes.push(format!("disable {timer}").into());
-            }
+            self.stop_and_disable(&m, apply, &mut changes).await?;
         }
         let file_changed = self.file_check_apply(apply)?;
         if let Some(c) = &file_changed {
@@ -280,6 +265,32 @@ impl Resource for Cron {
 }
 
 impl Cron {
+    /// For `absent`: the timer stopped and disabled, if it is not.
+    async fn stop_and_disable(
+        &self,
+        m: &zbus_systemd::systemd1::ManagerProxy<'static>,
+        apply: bool,
+        changes: &mut Changes,
+    ) -> ResResult<()> {
+        let timer = self.timer_unit();
+        let path = m.load_unit(timer.clone()).await.map_err(dbus("loading the timer"))?;
+        let active = unit_proxy(m, path).await?.active_state().await.map_err(dbus("reading ActiveState"))?;
+        if matches!(active.as_str(), "active" | "activating") {
+            if apply {
+                unit_job(m, &timer, self.session, "stop").await?;
+            }
+            changes.push(format!("stop {timer}").into());
+        }
+        let file_state = m.get_unit_file_state(timer.clone()).await.unwrap_or_default();
+        if is_enabled(&file_state) && file_state != "static" {
+            if apply {
+                m.disable_unit_files(vec![timer.clone()], false).await.map_err(dbus("disabling"))?;
+            }
+            changes.push(format!("disable {timer}").into());
+        }
+        Ok(())
+    }
+
     /// Enabled or disabled as `startup` says, and active (restarted when its file changed).
     async fn timer_check_apply(
         &self,
