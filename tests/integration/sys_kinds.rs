@@ -126,6 +126,19 @@ fn msg_is_sent_again_on_each_refresh() {
     wait(&a, "a message per tick", || entries_with(&sb, "tick seen").len() >= 3);
 }
 
+#[test]
+fn msg_with_several_lines_reaches_the_journal_whole() {
+    let sb = sandbox_or_skip!();
+    let yaml = "graph: m\nresources:\n  msg:\n  - name: lines\n    body: \"line one\\nline two\"\n    journal: true\n    fields:\n      detail: \"a\\nb\"\n";
+    once_ok(&sb, yaml, &[]);
+    assert!(
+        eventually(|| entries_with(&sb, "line one\nline two").len() == 1, DEADLINE),
+        "not in the journal: {:?}",
+        journal_entries(&sb)
+    );
+    assert_eq!(entries_with(&sb, "line one\nline two")[0]["DETAIL"], "a\nb");
+}
+
 // ---------------------------------------------------------------------------------------------
 // sysctl (only per-network-namespace keys: the sandbox has its own network namespace)
 
