@@ -10,15 +10,19 @@
 macro_rules! with_kinds {
     ($callback:ident) => {
         $callback! {
+            cron => cron::Cron,
             exec => exec::Exec,
             file => file::File,
             group => group::Group,
             hostname => hostname::Hostname,
             kv => kv::Kv,
+            mount => mount::Mount,
+            msg => msg::Msg,
             noop => noop::Noop,
             pkg => pkg::Pkg,
             print => print::Print,
             svc => svc::Svc,
+            sysctl => sysctl::Sysctl,
             test => test::Test,
             timer => timer::Timer,
             user => user::User,

@@ -48,7 +48,7 @@ pub struct Svc {
 }
 
 /// One connection per bus per process, shared by every svc resource.
-async fn bus(session: bool) -> ResResult<zbus::Connection> {
+pub(crate) async fn bus(session: bool) -> ResResult<zbus::Connection> {
     static SYSTEM: OnceCell<zbus::Connection> = OnceCell::const_new();
     static SESSION: OnceCell<zbus::Connection> = OnceCell::const_new();
     let (cell, which) = if session { (&SESSION, "session") } else { (&SYSTEM, "system") };
@@ -60,7 +60,16 @@ async fn bus(session: bool) -> ResResult<zbus::Connection> {
     .map_err(|e| ResourceError::msg(format!("no systemd: cannot connect to the {which} bus: {e}")))
 }
 
-fn dbus(what: &str) -> impl Fn(zbus::Error) -> ResourceError + '_ {
+/// systemd's manager on the system (or session) bus; an error where no systemd is there.
+pub(crate) async fn manager(session: bool) -> ResResult<ManagerProxy<'static>> {
+    let conn = bus(session).await?;
+    let m = ManagerProxy::new(&conn).await.map_err(dbus("systemd manager"))?;
+    // Fails where the bus has no systemd on it.
+    m.version().await.map_err(|e| ResourceError::msg(format!("no systemd on the bus: {e}")))?;
+    Ok(m)
+}
+
+pub(crate) fn dbus(what: &str) -> impl Fn(zbus::Error) -> ResourceError + '_ {
     move |e| ResourceError::msg(format!("{what}: {e}"))
 }
 
@@ -81,11 +90,7 @@ impl Svc {
     }
 
     async fn manager(&self) -> ResResult<ManagerProxy<'static>> {
-        let conn = bus(self.session).await?;
-        let m = ManagerProxy::new(&conn).await.map_err(dbus("systemd manager"))?;
-        // Fails where the bus has no systemd on it.
-        m.version().await.map_err(|e| ResourceError::msg(format!("no systemd on the bus: {e}")))?;
-        Ok(m)
+        manager(self.session).await
     }
 
     async fn unit_proxy(&self, m: &ManagerProxy<'static>) -> ResResult<UnitProxy<'static>> {
@@ -98,61 +103,145 @@ impl Svc {
             .map_err(dbus("unit proxy"))
     }
 
-    /// Run a job (start, stop, restart) and wait for its end; a failed job is an error with
-    /// systemd's result and the unit's last journal lines.
+    /// Run a job (start, stop, restart) and wait for its end (see [`unit_job`]).
     async fn job(&self, m: &ManagerProxy<'static>, verb: &str) -> ResResult<()> {
-        let mut removed = m.receive_job_removed().await.map_err(dbus("watching jobs"))?;
-        let unit = self.unit();
-        let job = match verb {
-            "start" => m.start_unit(unit.clone(), "replace".into()).await,
-            "stop" => m.stop_unit(unit.clone(), "replace".into()).await,
-            _ => m.restart_unit(unit.clone(), "replace".into()).await,
-        }
-        .map_err(dbus(verb))?;
-        let result = tokio::time::timeout(Duration::from_secs(90), async {
-            while let Some(sig) = removed.next().await {
-                if let Ok(args) = sig.args()
-                    && args.job.as_str() == job.as_str()
-                {
-                    return Some(args.result.to_string());
-                }
-            }
-            None
-        })
-        .await
-        .map_err(|_| ResourceError::msg(format!("{verb} {unit}: no answer from systemd within 90 s")))?;
-        let u = self.unit_proxy(m).await?;
-        let state = u.active_state().await.unwrap_or_default();
-        // A simple service's start job is done once its process is forked; one that dies at
-        // once is already `failed` here.
-        let failed_now = verb != "stop" && state == "failed";
-        match result.as_deref() {
-            Some("done") if !failed_now => Ok(()),
-            Some(r) => {
-                let why = self.result(m).await.unwrap_or_else(|| state.clone());
-                let journal = journal_tail(&unit, self.session).await;
-                Err(ResourceError::msg(format!(
-                    "{verb} {unit} failed: job {r}, unit {state} ({why}){}",
-                    journal.map(|j| format!("; journal: {j}")).unwrap_or_default()
-                )))
-            }
-            None => Err(ResourceError::msg(format!("{verb} {unit}: lost the connection to systemd"))),
-        }
+        unit_job(m, &self.unit(), self.session, verb).await
     }
 }
 
 impl Svc {
     /// systemd's `Result` of the service (`exit-code`, `timeout`, `start-limit-hit`, ...).
     async fn result(&self, m: &ManagerProxy<'static>) -> Option<String> {
-        let path = m.load_unit(self.unit()).await.ok()?;
-        let s = ServiceProxy::builder(m.inner().connection())
-            .destination("org.freedesktop.systemd1")
-            .path(path)
-            .build()
-            .await
-            .ok()?;
-        s.result().await.ok()
+        service_result(m, &self.unit()).await
     }
+}
+
+/// Run a job (start, stop, restart) on `unit` and wait for its end; a failed job is an error
+/// with systemd's result and the unit's last journal lines.
+pub(crate) async fn unit_job(
+    m: &ManagerProxy<'static>,
+    unit: &str,
+    session: bool,
+    verb: &str,
+) -> ResResult<()> {
+    let mut removed = m.receive_job_removed().await.map_err(dbus("watching jobs"))?;
+    let unit = unit.to_string();
+    let job = match verb {
+        "start" => m.start_unit(unit.clone(), "replace".into()).await,
+        "stop" => m.stop_unit(unit.clone(), "replace".into()).await,
+        _ => m.restart_unit(unit.clone(), "replace".into()).await,
+    }
+    .map_err(dbus(verb))?;
+    let result = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Some(sig) = removed.next().await {
+            if let Ok(args) = sig.args()
+                && args.job.as_str() == job.as_str()
+            {
+                return Some(args.result.to_string());
+            }
+        }
+        None
+    })
+    .await
+    .map_err(|_| ResourceError::msg(format!("{verb} {unit}: no answer from systemd within 90 s")))?;
+    let path = m.load_unit(unit.clone()).await.map_err(dbus("loading the unit"))?;
+    let u = UnitProxy::builder(m.inner().connection())
+        .path(path.clone())
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .map_err(dbus("unit proxy"))?;
+    let state = u.active_state().await.unwrap_or_default();
+    // A simple service's start job is done once its process is forked; one that dies at
+    // once is already `failed` here.
+    let failed_now = verb != "stop" && state == "failed";
+    match result.as_deref() {
+        Some("done") if !failed_now => Ok(()),
+        Some(r) => {
+            let why = service_result(m, &unit).await.unwrap_or_else(|| state.clone());
+            let journal = journal_tail(&unit, session).await;
+            Err(ResourceError::msg(format!(
+                "{verb} {unit} failed: job {r}, unit {state} ({why}){}",
+                journal.map(|j| format!("; journal: {j}")).unwrap_or_default()
+            )))
+        }
+        None => Err(ResourceError::msg(format!("{verb} {unit}: lost the connection to systemd"))),
+    }
+}
+
+/// systemd's `Result` of a service (`exit-code`, `timeout`, `start-limit-hit`, ...).
+async fn service_result(m: &ManagerProxy<'static>, unit: &str) -> Option<String> {
+    let path = m.load_unit(unit.to_string()).await.ok()?;
+    let s = ServiceProxy::builder(m.inner().connection())
+        .destination("org.freedesktop.systemd1")
+        .path(path)
+        .build()
+        .await
+        .ok()?;
+    s.result().await.ok()
+}
+
+/// Watch `unit` through systemd's signals (its state, unit files, reloads) and its unit
+/// `files` through inotify, calling `ctx.event()` on each change; ends only with the
+/// connection.
+pub(crate) async fn watch_unit(
+    ctx: &WatchCtx,
+    m: &ManagerProxy<'static>,
+    unit: &str,
+    unit_files: Vec<PathBuf>,
+) -> ResResult<()> {
+    // One subscription per connection, and the connection is shared by every svc.
+    match m.subscribe().await {
+        Ok(()) => {}
+        Err(zbus::Error::MethodError(name, _, _))
+            if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
+        Err(e) => return Err(dbus("subscribing to systemd")(e)),
+    }
+    let mut files = m.receive_unit_files_changed().await.map_err(dbus("watching unit files"))?;
+    let mut reloading = m.receive_reloading().await.map_err(dbus("watching reloads"))?;
+    // Every property change of the unit (ActiveState, SubState, NeedDaemonReload, ...).
+    let path = m.load_unit(unit.to_string()).await.map_err(dbus("loading the unit"))?;
+    let props = zbus::fdo::PropertiesProxy::builder(m.inner().connection())
+        .destination("org.freedesktop.systemd1")
+        .path(path)
+        .build()
+        .await
+        .map_err(dbus("properties proxy"))?;
+    let mut changes = props.receive_properties_changed().await.map_err(dbus("watching the unit"))?;
+    // Unit files appearing, changing or going away (systemd itself only notices on a
+    // reload).
+    let mut _file_subs = Vec::new();
+    for p in unit_files {
+        _file_subs.push(ctx.fs.subscribe(crate::os::fswatch::Scope::File(p), ctx.waker.clone()).await);
+    }
+    ctx.event();
+    // Only the state this resource manages; a job coming and going (its own failed
+    // start attempts, say) must not wake it again. (Nor does `UnitNew`: every check loads
+    // the unit, and systemd unloads inactive units, so it would fire after each check.)
+    const WATCHED: &[&str] = &["ActiveState", "LoadState", "UnitFileState", "NeedDaemonReload"];
+    let mut seen: std::collections::HashMap<String, String> = Default::default();
+    loop {
+        tokio::select! {
+            s = changes.next() => {
+                let Some(s) = s else { break };
+                let Ok(args) = s.args() else { continue };
+                let mut moved = false;
+                for (k, v) in args.changed_properties() {
+                    if WATCHED.contains(k) {
+                        let v = format!("{v:?}");
+                        if seen.insert(k.to_string(), v.clone()).as_ref() != Some(&v) {
+                            moved = true;
+                        }
+                    }
+                }
+                if !moved { continue }
+            }
+            s = files.next() => { if s.is_none() { break } }
+            s = reloading.next() => { if s.is_none() { break } }
+        }
+        ctx.event();
+    }
+    Err(ResourceError::msg("the connection to systemd ended"))
 }
 
 /// The unit's last journal lines, when journalctl is there (best effort, for messages).
@@ -190,58 +279,7 @@ impl Resource for Svc {
 
     async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
         let m = self.manager().await?;
-        // One subscription per connection, and the connection is shared by every svc.
-        match m.subscribe().await {
-            Ok(()) => {}
-            Err(zbus::Error::MethodError(name, _, _))
-                if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
-            Err(e) => return Err(dbus("subscribing to systemd")(e)),
-        }
-        let mut files = m.receive_unit_files_changed().await.map_err(dbus("watching unit files"))?;
-        let mut reloading = m.receive_reloading().await.map_err(dbus("watching reloads"))?;
-        // Every property change of the unit (ActiveState, SubState, NeedDaemonReload, ...).
-        let path = m.load_unit(self.unit()).await.map_err(dbus("loading the unit"))?;
-        let props = zbus::fdo::PropertiesProxy::builder(m.inner().connection())
-            .destination("org.freedesktop.systemd1")
-            .path(path)
-            .build()
-            .await
-            .map_err(dbus("properties proxy"))?;
-        let mut changes = props.receive_properties_changed().await.map_err(dbus("watching the unit"))?;
-        // Unit files appearing, changing or going away (systemd itself only notices on a
-        // reload).
-        let mut _unit_files = Vec::new();
-        for p in self.unit_file_paths() {
-            _unit_files.push(ctx.fs.subscribe(crate::os::fswatch::Scope::File(p), ctx.waker.clone()).await);
-        }
-        ctx.event();
-        // Only the state this resource manages; a job coming and going (its own failed
-        // start attempts, say) must not wake it again. (Nor does `UnitNew`: every check loads
-        // the unit, and systemd unloads inactive units, so it would fire after each check.)
-        const WATCHED: &[&str] = &["ActiveState", "LoadState", "UnitFileState", "NeedDaemonReload"];
-        let mut seen: std::collections::HashMap<String, String> = Default::default();
-        loop {
-            tokio::select! {
-                s = changes.next() => {
-                    let Some(s) = s else { break };
-                    let Ok(args) = s.args() else { continue };
-                    let mut moved = false;
-                    for (k, v) in args.changed_properties() {
-                        if WATCHED.contains(k) {
-                            let v = format!("{v:?}");
-                            if seen.insert(k.to_string(), v.clone()).as_ref() != Some(&v) {
-                                moved = true;
-                            }
-                        }
-                    }
-                    if !moved { continue }
-                }
-                s = files.next() => { if s.is_none() { break } }
-                s = reloading.next() => { if s.is_none() { break } }
-            }
-            ctx.event();
-        }
-        Err(ResourceError::msg("the connection to systemd ended"))
+        watch_unit(&ctx, &m, &self.unit(), self.unit_file_paths()).await
     }
 
     async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {

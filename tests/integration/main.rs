@@ -38,5 +38,6 @@ mod secure_etcd;
 mod ssh_tunnel;
 mod status;
 mod svc;
+mod sys_kinds;
 mod talk_example;
 mod users;
