@@ -226,6 +226,11 @@ pub fn edit(text: &[u8], block: &[&str], state: State) -> Option<Edit> {
     }
 }
 
+/// Held while a file is read and rewritten for a line or a key: two resources editing one
+/// file (two lines in one config) must not each write over what the other just wrote.
+/// Edits are short (files are bounded), so one lock for all of them is enough.
+pub(crate) static EDITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// How a file is rewritten: its mode and owner kept, or, for a new one, these.
 #[derive(Clone, Copy, Debug)]
 pub struct NewFile {
@@ -308,6 +313,7 @@ impl Line {
             return Ok(vec![]);
         }
         let block: Vec<&str> = content.split('\n').collect();
+        let _editing = EDITING.lock().unwrap_or_else(|e| e.into_inner());
         let current = Current::read(&expand_file(&self.file)?)?;
         let Some(edit) = edit(&current.text, &block, state) else { return Ok(vec![]) };
         let mut change = Change::new(edit_line(&current.path, &edit, block.len(), current.meta.is_none()));

@@ -325,6 +325,7 @@ impl SshAuthorizedKey {
         if state == State::Exists && self.mkdir {
             self.make_ssh_dir(&file, owner, apply, &mut changes)?;
         }
+        let _editing = line::EDITING.lock().unwrap_or_else(|e| e.into_inner());
         let current = Current::read(&file)?;
         let Some(edit) = edit_keys(&current.text, &want, state) else { return Ok(changes) };
         let what = format!("{} key {}", want.key_type, want.fingerprint());
