@@ -49,7 +49,7 @@ fn unknown_key_in_meta() {
 fn unknown_kind() {
     rejects(
         "  fiel:\n  - name: f1\n",
-        "7:3: unknown field `fiel`, expected one of exec, file, kv, noop, print, svc, test, timer",
+        "7:3: unknown field `fiel`, expected one of exec, exit, file, gzip, kv, line, noop, print, ssh:authorized_key, svc, tar, test, timer, value",
     );
 }
 
