@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -245,8 +245,9 @@ impl Default for NewFile {
     }
 }
 
-/// A file read for editing: its content, and its metadata when it exists. A symlink is
-/// followed: the file it points to is the one edited.
+/// A file read for editing: its content, and its metadata when it exists. The path's last
+/// component is never followed: a symlink there is refused, so a link planted in a user's
+/// directory cannot point an agent running as root at another file.
 pub struct Current {
     pub path: PathBuf,
     pub text: Vec<u8>,
@@ -256,14 +257,21 @@ pub struct Current {
 impl Current {
     pub fn read(path: &Path) -> ResResult<Current> {
         let io_err = |e| ResourceError::io(format!("reading {}", path.display()), e);
-        let path = match fs::canonicalize(path) {
-            Ok(p) => p,
+        // O_NONBLOCK: a FIFO put there must not wedge the check (it is refused below).
+        let opened = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path);
+        let file = match opened {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(Current { path: path.to_path_buf(), text: Vec::new(), meta: None });
             }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(ResourceError::msg(format!("{} is a symlink: refusing to follow it", path.display())));
+            }
             Err(e) => return Err(io_err(e)),
         };
-        let file = fs::File::open(&path).map_err(io_err)?;
         let meta = file.metadata().map_err(io_err)?;
         if !meta.is_file() {
             return Err(ResourceError::msg(format!("{} is not a regular file", path.display())));
@@ -273,7 +281,7 @@ impl Current {
         if text.len() as u64 > MAX_FILE_BYTES {
             return Err(ResourceError::msg(format!("{} is larger than {MAX_FILE_BYTES} bytes", path.display())));
         }
-        Ok(Current { path, text, meta: Some(meta) })
+        Ok(Current { path: path.to_path_buf(), text, meta: Some(meta) })
     }
 
     /// Replace the content atomically, keeping mode and owner (or giving a new file `new`'s).
@@ -402,6 +410,18 @@ mod tests {
         let text = b"\xff\xfe\nkeep me\n";
         let e = edit(text, &["keep me"], State::Absent).unwrap();
         assert_eq!(e.text, b"\xff\xfe\n");
+    }
+
+    #[test]
+    fn a_symlink_is_refused_and_a_missing_file_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, link) = (dir.path().join("t"), dir.path().join("l"));
+        fs::write(&target, "x\n").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(Current::read(&link).err().unwrap().to_string().contains("symlink"));
+        assert_eq!(Current::read(&target).unwrap().text, b"x\n");
+        let missing = Current::read(&dir.path().join("m")).unwrap();
+        assert!(missing.meta.is_none() && missing.text.is_empty());
     }
 
     #[test]

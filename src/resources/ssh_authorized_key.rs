@@ -238,6 +238,11 @@ fn split_lines(text: &[u8]) -> (Vec<&[u8]>, bool) {
     (body.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).collect(), ends)
 }
 
+/// The file's directory, if it is a `.ssh`.
+fn ssh_dir(file: &Path) -> Option<&Path> {
+    file.parent().filter(|d| d.file_name().is_some_and(|n| n == ".ssh"))
+}
+
 fn default_mkdir() -> bool {
     true
 }
@@ -322,6 +327,11 @@ impl SshAuthorizedKey {
         let (file, account) = self.target()?;
         let owner = NewFile { mode: 0o600, uid: account.as_ref().map(|a| a.uid), gid: account.as_ref().map(|a| a.gid) };
         let mut changes = Vec::new();
+        if let Some(dir) = ssh_dir(&file)
+            && fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Err(ResourceError::msg(format!("{} is a symlink: refusing to follow it", dir.display())));
+        }
         if state == State::Exists && self.mkdir {
             self.make_ssh_dir(&file, owner, apply, &mut changes)?;
         }
@@ -348,7 +358,7 @@ impl SshAuthorizedKey {
     /// `.ssh` (the file's directory, if it is named so) made 0700 for the user when missing
     /// and its parent, the home, exists.
     fn make_ssh_dir(&self, file: &Path, owner: NewFile, apply: bool, changes: &mut Changes) -> ResResult<()> {
-        let Some(dir) = file.parent().filter(|d| d.file_name().is_some_and(|n| n == ".ssh")) else { return Ok(()) };
+        let Some(dir) = ssh_dir(file) else { return Ok(()) };
         match fs::symlink_metadata(dir) {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() != io::ErrorKind::NotFound => {

@@ -328,6 +328,13 @@ fn ssh_authorized_key_is_kept_in_a_users_file() {
     assert_eq!(sb.read(KEYS).unwrap(), format!("# mine\n{entry}"));
     once(&sb, &key_graph("absent"), &[]);
     assert_eq!(sb.read(KEYS).unwrap(), "# mine\n");
+    // A link the user plants there is not followed by the (root) agent.
+    sb.write("/root/not-keys", "root's own\n");
+    sb.sh(&format!("rm {KEYS} && ln -s /root/not-keys {KEYS}"));
+    let out = sb.mgmt_once(GRAPH, &key_graph("exists"), &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a symlink: refusing to follow it"));
+    assert_eq!(sb.read("/root/not-keys").unwrap(), "root's own\n");
 }
 
 #[test]
