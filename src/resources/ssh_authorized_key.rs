@@ -403,7 +403,7 @@ impl Resource for SshAuthorizedKey {
                 ("comment", !self.comment.is_empty()),
             ];
             if let Some((field, _)) = also.iter().find(|(_, set)| *set) {
-                return Err(ValidationError::new(*field, "cannot be set with `content`, which holds the whole entry"));
+                return Err(ValidationError::new(field, "cannot be set with `content`, which holds the whole entry"));
             }
         }
         match (self.key_type.is_empty(), self.key.is_empty()) {

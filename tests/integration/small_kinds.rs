@@ -55,7 +55,9 @@ fn line_noop_changes_nothing_and_says_what_it_would_do() {
     fs::write(t.path("conf"), "old\n").unwrap();
     let g = t.write_yaml("g.yaml", &line_graph(&t, "exists", "port = 80"));
     let run = t.run_to_end(&["--noop", "--no-watch"], &g);
-    run.assert_code(0).assert_stderr_has("noop: would add 1 line to").assert_stderr_has("noop: would remove 1 line");
+    run.assert_code(0)
+        .assert_stderr_has("noop: would add 1 line to")
+        .assert_stderr_has("noop: would remove 1 line");
     assert_eq!(read(t.path("conf")).unwrap(), "old\n");
 }
 
@@ -161,16 +163,22 @@ fn tar_and_gzip_write_once_and_then_are_converged() {
     let want = [("in/", ""), ("in/b", "B"), ("in/sub/", ""), ("in/sub/a", "A"), ("f", "F")];
     let want: Vec<(String, String)> = want.iter().map(|(n, c)| (n.to_string(), c.to_string())).collect();
     assert_eq!(entries(&tar_bytes), want);
-    assert_eq!(gunzip(&fs::read(t.path("out/a.tar.gz")).unwrap()), tar_bytes, "the gzip of the tar, after it");
+    assert_eq!(
+        gunzip(&fs::read(t.path("out/a.tar.gz")).unwrap()),
+        tar_bytes,
+        "the gzip of the tar, after it"
+    );
     assert_eq!(gunzip(&fs::read(t.path("out/hello.gz")).unwrap()), b"hello\n");
-    let ids: Vec<_> = ["out/a.tar", "out/a.tar.gz", "out/hello.gz"].iter().map(|p| identity(t.path(p))).collect();
+    let ids: Vec<_> =
+        ["out/a.tar", "out/a.tar.gz", "out/hello.gz"].iter().map(|p| identity(t.path(p))).collect();
     // Touching an input changes no byte of the archive: no mtime is archived.
     fs::write(t.path("in/b"), "B").unwrap();
     let second = t.run_to_end(&["--no-watch"], &g);
     second.assert_code(0);
     assert_eq!(changes(&second.stderr, "tar"), Vec::<String>::new(), "converged");
     assert_eq!(changes(&second.stderr, "gzip"), Vec::<String>::new(), "converged");
-    let again: Vec<_> = ["out/a.tar", "out/a.tar.gz", "out/hello.gz"].iter().map(|p| identity(t.path(p))).collect();
+    let again: Vec<_> =
+        ["out/a.tar", "out/a.tar.gz", "out/hello.gz"].iter().map(|p| identity(t.path(p))).collect();
     assert_eq!(again, ids, "nothing rewritten");
 }
 
@@ -258,13 +266,18 @@ edges:
     );
     let g = t.write_yaml("g.yaml", &graph);
     let prefix_arg = prefix.to_str().unwrap();
-    let run = crate::common::Agent::spawn(&t, &["run", "--prefix", prefix_arg, "--no-watch", "yaml", g.to_str().unwrap()]);
+    let run = crate::common::Agent::spawn(
+        &t,
+        &["run", "--prefix", prefix_arg, "--no-watch", "yaml", g.to_str().unwrap()],
+    );
     let status = run.wait_exit();
     assert_eq!(status.code(), Some(0), "{}", run.stderr());
     assert_eq!(read(t.path("a")).unwrap(), "from-exec");
     assert_eq!(read(t.path("b")).unwrap(), "42");
-    let stored: Vec<String> =
-        fs::read_dir(prefix.join("value")).unwrap().map(|e| fs::read_to_string(e.unwrap().path()).unwrap()).collect();
+    let stored: Vec<String> = fs::read_dir(prefix.join("value"))
+        .unwrap()
+        .map(|e| fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
     assert!(stored.iter().any(|s| s.contains("\"relay\"") && s.contains("from-exec")), "{stored:?}");
     assert!(stored.iter().any(|s| s.contains("\"fixed\"") && s.contains("42")), "{stored:?}");
 }
