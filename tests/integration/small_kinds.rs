@@ -280,6 +280,13 @@ edges:
         .collect();
     assert!(stored.iter().any(|s| s.contains("\"relay\"") && s.contains("from-exec")), "{stored:?}");
     assert!(stored.iter().any(|s| s.contains("\"fixed\"") && s.contains("42")), "{stored:?}");
+    // The next run finds the values stored: nothing to store again.
+    let again = crate::common::Agent::spawn(
+        &t,
+        &["run", "--prefix", prefix_arg, "--no-watch", "yaml", g.to_str().unwrap()],
+    );
+    assert_eq!(again.wait_exit().code(), Some(0), "{}", again.stderr());
+    assert_eq!(changes(&again.stderr(), "value"), Vec::<String>::new(), "converged across runs");
 }
 
 #[test]
