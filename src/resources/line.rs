@@ -7,6 +7,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -151,6 +152,28 @@ pub fn expand_file(file: &str) -> ResResult<PathBuf> {
     let (user, below) = rest.split_once('/').unwrap_or((rest, ""));
     let home = account((!user.is_empty()).then_some(user))?.home;
     Ok(home.join(below))
+}
+
+/// Watch a file below a home directory: `/etc/passwd` too, since the user may not exist yet
+/// (a `user` of the same graph makes it) or its home may move; on each change of it the file
+/// is looked up again.
+pub async fn watch_in_home(ctx: &WatchCtx, resolve: impl Fn() -> ResResult<PathBuf>) -> ResResult<()> {
+    let passwd_changed = Arc::new(tokio::sync::Notify::new());
+    let (notify, wake) = (passwd_changed.clone(), ctx.waker.clone());
+    let on_passwd: crate::os::fswatch::Waker = Arc::new(move || {
+        notify.notify_one();
+        wake();
+    });
+    let _passwd = ctx.fs.subscribe(Scope::File(PathBuf::from("/etc/passwd")), on_passwd).await;
+    loop {
+        // A bounded read of a small file: not worth a blocking thread.
+        let _file = match resolve() {
+            Ok(file) => Some(ctx.fs.subscribe(Scope::File(file), ctx.waker.clone()).await),
+            Err(_) => None, // the check says why; looked up again when /etc/passwd changes
+        };
+        ctx.event();
+        passwd_changed.notified().await;
+    }
 }
 
 /// A file's lines without their `\n` (the last line may lack one), and whether it ended
@@ -351,8 +374,10 @@ impl Resource for Line {
     }
 
     async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
-        let file = expand_file(&self.file)?;
-        let _sub = ctx.fs.subscribe(Scope::File(file), ctx.waker.clone()).await;
+        if self.file.starts_with('~') {
+            return watch_in_home(&ctx, || expand_file(&self.file)).await;
+        }
+        let _sub = ctx.fs.subscribe(Scope::File(PathBuf::from(&self.file)), ctx.waker.clone()).await;
         ctx.event();
         std::future::pending::<()>().await;
         Ok(())

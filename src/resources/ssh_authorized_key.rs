@@ -415,11 +415,12 @@ impl Resource for SshAuthorizedKey {
     }
 
     async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
-        let (file, _) = self.target()?;
-        let _sub = ctx.fs.subscribe(Scope::File(file), ctx.waker.clone()).await;
-        ctx.event();
-        std::future::pending::<()>().await;
-        Ok(())
+        if self.file.starts_with('/') {
+            let _sub = ctx.fs.subscribe(Scope::File(PathBuf::from(&self.file)), ctx.waker.clone()).await;
+            ctx.event();
+            std::future::pending::<()>().await;
+        }
+        line::watch_in_home(&ctx, || self.target().map(|(file, _)| file)).await
     }
 
     async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {

@@ -372,3 +372,14 @@ fn ssh_authorized_key_drift_is_repaired_by_a_watching_agent() {
     assert_eq!(sb.sh(&format!("stat -c '%a %U' {KEYS}")), "600 keyuser\n");
     agent.kill();
 }
+
+#[test]
+fn ssh_authorized_key_for_a_user_made_later_is_written_once_the_user_exists() {
+    let Some(sb) = Sandbox::start() else { return };
+    let mut agent = sb.mgmt_agent(GRAPH, &key_graph("exists"), &[]);
+    agent.wait_log("no user `keyuser` in /etc/passwd");
+    sb.sh("useradd -m -s /bin/sh keyuser");
+    let entry = format!("no-pty ssh-ed25519 {KEY} me@laptop\n");
+    assert!(eventually(|| sb.read(KEYS).as_deref() == Some(entry.as_str()), DEADLINE), "{}", agent.stderr());
+    agent.kill();
+}
