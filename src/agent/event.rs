@@ -27,6 +27,8 @@ pub enum Event {
     Convergence(Summary),
     /// Nothing was busy for `--converged-timeout` seconds.
     ConvergedTimeout,
+    /// A resource asked the run to end with this exit code (the `exit` kind).
+    Exit(u8),
 }
 
 /// SIGINT and SIGTERM, installed: from then on they stop the agent cleanly instead of

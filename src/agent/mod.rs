@@ -131,6 +131,8 @@ pub struct Agent {
     world: Arc<dyn World>,
     collected: watch::Receiver<Vec<Exported>>,
     convergence: watch::Receiver<Summary>,
+    /// The exit code a resource asked the run to end with (the `exit` kind).
+    exit: watch::Receiver<Option<u8>>,
     /// The running graph, its text, and where it came from.
     spec: GraphSpec,
     text: String,
@@ -171,7 +173,8 @@ impl Planned {
     /// Start the first graph, its files watched through `fs` (the frontend's watcher too).
     pub async fn start(self, fs: Arc<FsWatcher>) -> Result<Agent, AgentError> {
         let Planned { cfg, world, collected, first, assembled } = self;
-        let opts = EngineOptions { noop: cfg.noop, no_watch: cfg.no_watch };
+        let opts =
+            EngineOptions { noop: cfg.noop, no_watch: cfg.no_watch, state_dir: Some(cfg.prefix.clone()) };
         let reversals = crate::engine::reverse::Reversals::new(&cfg.prefix);
         let engine = Engine::new(opts, world.clone(), fs.clone()).with_reversals(reversals);
         info!(
@@ -185,6 +188,7 @@ impl Planned {
         );
         let convergence = engine.convergence();
         let mut agent = Agent {
+            exit: engine.exit_requests(),
             rememberer: Rememberer::spawn(cfg.prefix.clone()),
             follow_cancel: CancellationToken::new(),
             deploys: None,
@@ -265,6 +269,7 @@ impl Agent {
             Some(v) = async { program?.next().await } => Event::Spec(v),
             Ok(()) = self.collected.changed() => Event::Collected,
             Ok(()) = self.convergence.changed() => Event::Convergence(*self.convergence.borrow_and_update()),
+            Ok(()) = self.exit.changed() => Event::Exit(self.exit.borrow_and_update().unwrap_or(0)),
             _ = async { tokio::time::sleep_until(deadline.unwrap().into()).await }, if deadline.is_some() => {
                 Event::ConvergedTimeout
             }
@@ -287,6 +292,10 @@ impl Agent {
             Event::Collected => self.apply(Change::Collected).await?,
             Event::Convergence(s) => return Ok(self.converging(s)),
             Event::ConvergedTimeout => return Ok(Some(self.finish("converged"))),
+            Event::Exit(code) => {
+                info!("a resource asked the run to end with exit code {code}; stopping");
+                return Ok(Some(code));
+            }
         }
         Ok(None)
     }
@@ -479,7 +488,13 @@ impl Agent {
         self.cfg.no_watch.then(|| self.finish("applied once"))
     }
 
+    /// The exit code of a run that ends on its own; a resource's request to end with a code
+    /// (seen here first when the graph settled in the same moment) wins.
     fn finish(&self, how: &str) -> u8 {
+        if let Some(code) = *self.exit.borrow() {
+            info!("a resource asked the run to end with exit code {code}; stopping");
+            return code;
+        }
         ending::finish(&self.engine, how, self.cfg.ending)
     }
 

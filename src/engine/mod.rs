@@ -23,7 +23,7 @@ use tracing::info;
 
 use crate::contract::ResId;
 use crate::os::FsWatcher;
-use crate::resources::Resource;
+use crate::resources::{Local, Resource};
 use crate::world::World;
 pub use converged::{Convergence, Summary};
 pub use graph::{Graph, GraphError, SwapPlan, plan_swap};
@@ -31,12 +31,14 @@ pub use outcome::{Outcome, Tally};
 pub use vertex::Status;
 use vertex::{Links, VertexShared};
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
     /// Check and report only.
     pub noop: bool,
     /// Check each vertex once; watch nothing.
     pub no_watch: bool,
+    /// Where resources keep state between runs (the agent's prefix).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// What every vertex task shares.
@@ -53,6 +55,8 @@ pub struct EngineEnv {
     /// Where what undoes `meta.reverse` resources is recorded; `None`: nowhere (an engine
     /// without a prefix does not undo).
     pub reversals: Option<reverse::Reversals>,
+    /// The state directory and the exit request every check gets.
+    pub local: Local,
 }
 
 struct Running {
@@ -119,6 +123,7 @@ impl Engine {
             tally: Tally::default(),
             semaphores: sema::Semaphores::default(),
             reversals: None,
+            local: Local::new(opts.state_dir),
         };
         Engine { env: Arc::new(env), graph: Graph::default(), running: Vec::new(), stopped: HashMap::new() }
     }
@@ -133,6 +138,11 @@ impl Engine {
 
     pub fn fs(&self) -> Arc<FsWatcher> {
         self.env.fs.clone()
+    }
+
+    /// The exit code a resource asked the run to end with (the `exit` kind), once one asks.
+    pub fn exit_requests(&self) -> tokio::sync::watch::Receiver<Option<u8>> {
+        self.env.local.exit_requests()
     }
 
     pub fn convergence(&self) -> Arc<Convergence> {

@@ -514,6 +514,7 @@ impl Check<'_> {
         loop {
             let mut ctx = ApplyCtx::new(trigger, recv.clone(), self.env.world.clone());
             ctx.detail = self.detail;
+            ctx.local = self.env.local.clone();
             let permits = self.env.semaphores.acquire(&meta.sema).await;
             let r = self.res.check_apply(&ctx, self.apply).await;
             drop(permits);

@@ -40,11 +40,11 @@ struct YamlGraph {
 
 /// One list per kind, from the kind registry ([`crate::with_kinds`]).
 macro_rules! yaml_kinds {
-    ($($kind:ident => $module:ident :: $ty:ident),* $(,)?) => {
+    ($($kind:ident $(= $name:literal)? => $module:ident :: $ty:ident),* $(,)?) => {
         #[derive(Deserialize, Default)]
         #[serde(deny_unknown_fields)]
         struct YamlResources {
-            $(#[serde(default)] $kind: Option<Vec<Spanned<resources::$module::$ty>>>,)*
+            $(#[serde(default $(, rename = $name)?)] $kind: Option<Vec<Spanned<resources::$module::$ty>>>,)*
         }
 
         impl YamlResources {
@@ -54,7 +54,7 @@ macro_rules! yaml_kinds {
                 $(
                     for (i, r) in self.$kind.unwrap_or_default().into_iter().enumerate() {
                         let loc = (r.referenced.line(), r.referenced.column());
-                        out.push((stringify!($kind), i, loc, Box::new(r.value) as Box<dyn Resource>));
+                        out.push((crate::kind_name!($kind $(= $name)?), i, loc, Box::new(r.value) as Box<dyn Resource>));
                     }
                 )*
                 out

@@ -3,45 +3,66 @@
 //! those params, and all I/O happens in `watch` and `check_apply`.
 
 /// The registry: every kind this build knows, once, as `kind => module::Type`. Adding a kind
-/// is its file (`module.rs`) plus one line here. The list reaches other layers through
+/// is its file (`module.rs`) plus one line here. A kind whose name is not an identifier (it
+/// has a `:`, as upstream's `ssh:authorized_key`) is written `ident = "name" => ...`: the
+/// identifier names it in Rust, the text in graphs. The list reaches other layers through
 /// [`with_kinds!`](crate::with_kinds), which hands it to a macro of theirs (the YAML frontend
-/// builds its typed per-kind lists from it).
+/// builds its typed per-kind lists from it); [`kind_name!`](crate::kind_name) gives a line's
+/// name.
 #[macro_export]
 macro_rules! with_kinds {
     ($callback:ident) => {
         $callback! {
             cron => cron::Cron,
             exec => exec::Exec,
+            exit => exit::Exit,
             file => file::File,
             group => group::Group,
+            gzip => gzip::Gzip,
             hostname => hostname::Hostname,
             kv => kv::Kv,
+            line => line::Line,
             mount => mount::Mount,
             msg => msg::Msg,
             noop => noop::Noop,
             pkg => pkg::Pkg,
             print => print::Print,
+            ssh_authorized_key = "ssh:authorized_key" => ssh_authorized_key::SshAuthorizedKey,
             svc => svc::Svc,
             sysctl => sysctl::Sysctl,
+            tar => tar::Tar,
             test => test::Test,
             timer => timer::Timer,
             user => user::User,
+            value => value::ValueRes,
         }
+    };
+}
+
+/// A registry line's kind name, as graphs write it: its text when it has one, else its
+/// identifier.
+#[macro_export]
+macro_rules! kind_name {
+    ($kind:ident) => {
+        stringify!($kind)
+    };
+    ($kind:ident = $name:literal) => {
+        $name
     };
 }
 
 /// Declares each kind's module and the tables generated from the registry.
 macro_rules! declare_kinds {
-    ($($kind:ident => $module:ident :: $ty:ident),* $(,)?) => {
+    ($($kind:ident $(= $name:literal)? => $module:ident :: $ty:ident),* $(,)?) => {
         $(pub mod $module;)*
 
         /// Every kind this build knows, for error messages and docs.
-        pub const KINDS: &[&str] = &[$(stringify!($kind)),*];
+        pub const KINDS: &[&str] = &[$($crate::kind_name!($kind $(= $name)?)),*];
 
         /// Decode a kind's params from JSON (world exports). Frontends decode their own syntax.
         pub fn from_json(kind: &str, value: serde_json::Value) -> Result<Box<dyn Resource>, String> {
             match kind {
-                $(stringify!($kind) => decode_json::<$module::$ty>(value),)*
+                $($crate::kind_name!($kind $(= $name)?) => decode_json::<$module::$ty>(value),)*
                 other => Err(format!("unknown resource kind `{other}` (known: {})", KINDS.join(", "))),
             }
         }
@@ -159,11 +180,13 @@ pub struct ApplyCtx {
     pub(crate) sends: std::sync::Mutex<Option<Sends>>,
     /// What agents share (for kinds that live in the cluster, like `kv`).
     pub world: Arc<dyn World>,
+    /// What this agent offers its resources: its state directory, ending the run.
+    pub local: Local,
 }
 
 impl ApplyCtx {
     pub fn new(trigger: Trigger, recv: Sends, world: Arc<dyn World>) -> Self {
-        ApplyCtx { trigger, detail: false, recv, sends: Default::default(), world }
+        ApplyCtx { trigger, detail: false, recv, sends: Default::default(), world, local: Local::default() }
     }
     /// Publish values for downstream send/recv edges.
     pub fn send(&self, values: Sends) {
@@ -171,6 +194,37 @@ impl ApplyCtx {
     }
     pub fn take_sends(&self) -> Option<Sends> {
         self.sends.lock().unwrap().take()
+    }
+}
+
+/// What the agent running a resource offers it, beside the world: where to keep state
+/// between runs, and a way to end the run (the `exit` kind). Cheap to clone: every check
+/// gets one.
+#[derive(Clone, Default)]
+pub struct Local {
+    /// Where resources keep state between runs (the agent's prefix), if anywhere.
+    pub state_dir: Option<Arc<Path>>,
+    exit: Arc<tokio::sync::watch::Sender<Option<u8>>>,
+}
+
+impl Local {
+    /// Resources' state kept below `state_dir`.
+    pub fn new(state_dir: Option<PathBuf>) -> Local {
+        Local { state_dir: state_dir.map(Arc::from), exit: Default::default() }
+    }
+    /// Ask the agent to end the run with `code`. The first request is the one kept.
+    pub fn request_exit(&self, code: u8) {
+        self.exit.send_if_modified(|asked| {
+            let first = asked.is_none();
+            if first {
+                *asked = Some(code);
+            }
+            first
+        });
+    }
+    /// The exit code asked for, once a resource asks: the agent ends with it.
+    pub fn exit_requests(&self) -> tokio::sync::watch::Receiver<Option<u8>> {
+        self.exit.subscribe()
     }
 }
 

@@ -35,6 +35,7 @@ mod run_noop;
 mod run_resources;
 mod secure_cluster;
 mod secure_etcd;
+mod small_kinds;
 mod ssh_tunnel;
 mod status;
 mod svc;

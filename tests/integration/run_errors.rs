@@ -49,7 +49,7 @@ fn unknown_key_in_meta() {
 fn unknown_kind() {
     rejects(
         "  fiel:\n  - name: f1\n",
-        "7:3: unknown field `fiel`, expected one of exec, file, group, hostname, kv, noop, pkg, print, svc, test, timer, user",
+        "7:3: unknown field `fiel`, expected one of cron, exec, exit, file, group, gzip, hostname, kv, line, mount, msg, noop, pkg, print, ssh:authorized_key, svc, sysctl, tar, test, timer, user, value",
     );
 }
 

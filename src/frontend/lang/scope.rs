@@ -112,9 +112,25 @@ fn constant(name: &str) -> Option<Val> {
     let value = match name {
         "res.file.state.exists" => "exists",
         "res.file.state.absent" => "absent",
-        _ => return None,
+        _ => return int_constant(name).map(Val::Int),
     };
     Some(Val::Str(value.to_string()))
+}
+
+/// Upstream's numbered params: `tar`'s formats and `gzip`'s levels (Go's numbers).
+fn int_constant(name: &str) -> Option<i64> {
+    Some(match name {
+        "res.tar.format.unknown" => 0,
+        "res.tar.format.ustar" => 2,
+        "res.tar.format.pax" => 4,
+        "res.tar.format.gnu" => 8,
+        "res.gzip.level.no_compression" => 0,
+        "res.gzip.level.best_speed" => 1,
+        "res.gzip.level.best_compression" => 9,
+        "res.gzip.level.default_compression" => -1,
+        "res.gzip.level.huffman_only" => -2,
+        _ => return None,
+    })
 }
 
 /// The names one block defines.
