@@ -16,7 +16,7 @@ use super::{ApplyCtx, AutoEdgeInfo, Change, Changes, Detail, ResResult, Resource
 use crate::contract::path::AbsPath;
 use crate::contract::{Meta, ValidationError};
 use crate::os::fswatch::Scope;
-use crate::os::write_atomic;
+use crate::os::{passwd, write_atomic};
 use crate::text::diff::{Side, content_diff};
 
 /// The largest file edited: a line belongs in a configuration file, not in a log.
@@ -104,30 +104,16 @@ pub struct Account {
     pub home: PathBuf,
 }
 
-/// The largest `/etc/passwd` read.
-const MAX_PASSWD_BYTES: u64 = 16 * 1024 * 1024;
-
-/// One `/etc/passwd` line (`name:x:uid:gid:gecos:home:shell`), or `None` for anything
-/// else (comments, NIS `+` lines, short or malformed lines). Pure.
-pub fn parse_passwd_line(line: &str) -> Option<Account> {
-    let f: Vec<&str> = line.splitn(8, ':').collect();
-    if f.len() != 7 || f[0].is_empty() || f[0].starts_with(['#', '+', '-']) || !f[5].starts_with('/') {
-        return None;
-    }
-    Some(Account { name: f[0].into(), uid: f[2].parse().ok()?, gid: f[3].parse().ok()?, home: f[5].into() })
-}
-
 /// The first account of `/etc/passwd`'s text that `want` picks. Pure.
 pub fn find_account(passwd: &str, want: impl Fn(&Account) -> bool) -> Option<Account> {
-    passwd.lines().filter_map(parse_passwd_line).find(|a| want(a))
+    let accounts = passwd::parse_passwd(passwd).into_iter().filter(|e| e.home.starts_with('/'));
+    accounts.map(|e| Account { name: e.name, uid: e.uid, gid: e.gid, home: e.home.into() }).find(|a| want(a))
 }
 
 /// Read `/etc/passwd` (bounded) and pick an account from it.
 pub fn lookup_account(want: impl Fn(&Account) -> bool) -> ResResult<Option<Account>> {
-    let mut text = String::new();
-    fs::File::open("/etc/passwd")
-        .and_then(|f| f.take(MAX_PASSWD_BYTES).read_to_string(&mut text))
-        .map_err(|e| ResourceError::io("reading /etc/passwd", e))?;
+    let text = passwd::read_bounded(Path::new(passwd::PASSWD))
+        .map_err(|e| ResourceError::io(format!("reading {}", passwd::PASSWD), e))?;
     Ok(find_account(&text, want))
 }
 

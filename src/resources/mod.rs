@@ -63,7 +63,10 @@ macro_rules! declare_kinds {
         pub fn from_json(kind: &str, value: serde_json::Value) -> Result<Box<dyn Resource>, String> {
             match kind {
                 $($crate::kind_name!($kind $(= $name)?) => decode_json::<$module::$ty>(value),)*
-                other => Err(format!("unknown resource kind `{other}` (known: {})", KINDS.join(", "))),
+                other => Err(upstream::explain_unknown_kind(
+                    format!("unknown resource kind `{other}` (known: {})", KINDS.join(", ")),
+                    other,
+                )),
             }
         }
     };

@@ -18,7 +18,9 @@ pub fn missing_upstream_kind(kind: &str) -> Option<&'static str> {
         _ if family("virt") || family("docker") => {
             "left out: virtualisation and containers are not managed by this agent"
         }
-        _ if family("bmc") || family("fwupd") => "left out: hardware and firmware are not managed by this agent",
+        _ if family("bmc") || family("fwupd") => {
+            "left out: hardware and firmware are not managed by this agent"
+        }
         _ => return None,
     })
 }
@@ -26,7 +28,9 @@ pub fn missing_upstream_kind(kind: &str) -> Option<&'static str> {
 /// `unknown ... `kind`...`, with why upstream's kind is missing when it is one.
 pub fn explain_unknown_kind(message: String, kind: &str) -> String {
     match missing_upstream_kind(kind) {
-        Some(why) => format!("{message}; upstream's `{kind}` kind is {why} (docs/resources.md, \"Upstream's kinds\")"),
+        Some(why) => {
+            format!("{message}; upstream's `{kind}` kind is {why} (docs/resources.md, \"Upstream's kinds\")")
+        }
         None => message,
     }
 }
@@ -44,6 +48,9 @@ mod tests {
         assert_eq!(missing_upstream_kind("httpd"), None, "only the `http` family, not a prefix of a word");
         assert_eq!(explain_unknown_kind("unknown kind `fiel`".into(), "fiel"), "unknown kind `fiel`");
         let m = explain_unknown_kind("unknown kind `virt`".into(), "virt");
-        assert!(m.starts_with("unknown kind `virt`; upstream's `virt` kind is left out: virtualisation"), "{m}");
+        assert!(
+            m.starts_with("unknown kind `virt`; upstream's `virt` kind is left out: virtualisation"),
+            "{m}"
+        );
     }
 }
