@@ -813,9 +813,7 @@ impl Resource for Exec {
     async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
         let _subs = self.subscribe_paths(&ctx).await;
         let Some(watchcmd) = &self.watchcmd else {
-            ctx.event();
-            std::future::pending::<()>().await;
-            return Ok(());
+            return ctx.first_event_then_wait().await;
         };
         self.follow_watchcmd(&ctx, watchcmd).await
     }

@@ -38,9 +38,7 @@ impl Resource for Exit {
 
     /// Nothing outside changes an exit: it is checked once, when it starts.
     async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
-        ctx.event();
-        std::future::pending::<()>().await;
-        Ok(())
+        ctx.first_event_then_wait().await
     }
 
     async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {

@@ -1254,9 +1254,7 @@ impl Resource for File {
             };
             _fragments.push(ctx.fs.subscribe(scope, waker.clone()).await);
         }
-        ctx.event();
-        std::future::pending::<()>().await;
-        Ok(())
+        ctx.first_event_then_wait().await
     }
 
     async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {

@@ -81,8 +81,7 @@ impl Resource for Group {
     }
 
     async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
-        watch_files(&ctx, &[passwd::GROUP]).await;
-        Ok(())
+        watch_files(&ctx, &[passwd::GROUP]).await
     }
 
     async fn check_apply(&self, _ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {

@@ -122,9 +122,7 @@ impl Resource for Gzip {
             Some(i) => Some(ctx.fs.subscribe(Scope::File(i.into()), ctx.waker.clone()).await),
             None => None,
         };
-        ctx.event();
-        std::future::pending::<()>().await;
-        Ok(())
+        ctx.first_event_then_wait().await
     }
 
     async fn check_apply(&self, _ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {

@@ -247,6 +247,15 @@ impl WatchCtx {
     pub fn event(&self) {
         (self.waker)()
     }
+
+    /// Report the first event (check now), then wait until the engine cancels the watch:
+    /// the end of every watch once its subscriptions are in place, and the whole watch of a
+    /// kind with nothing to watch.
+    pub async fn first_event_then_wait(&self) -> ResResult<()> {
+        self.event();
+        std::future::pending::<()>().await;
+        Ok(())
+    }
 }
 
 /// Paths a resource manages or needs; the graph builder derives autoedges from them.

@@ -168,9 +168,7 @@ impl Resource for Msg {
 
     /// Nothing to watch: the message is sent when the resource starts and on refresh.
     async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
-        ctx.event();
-        std::future::pending::<()>().await;
-        Ok(())
+        ctx.first_event_then_wait().await
     }
 
     async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {

@@ -26,9 +26,7 @@ impl Resource for Noop {
     }
 
     async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
-        ctx.event();
-        std::future::pending::<()>().await;
-        Ok(())
+        ctx.first_event_then_wait().await
     }
 
     async fn check_apply(&self, _ctx: &ApplyCtx, _apply: bool) -> ResResult<Changes> {

@@ -552,9 +552,7 @@ impl Resource for Pkg {
             true => Some(ctx.fs.subscribe(Scope::Dir(PathBuf::from(APT_LISTS)), ctx.waker.clone()).await),
             false => None,
         };
-        ctx.event();
-        std::future::pending::<()>().await;
-        Ok(())
+        ctx.first_event_then_wait().await
     }
 
     async fn check_apply(&self, _ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {

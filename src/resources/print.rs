@@ -31,9 +31,7 @@ impl Resource for Print {
     }
 
     async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
-        ctx.event();
-        std::future::pending::<()>().await;
-        Ok(())
+        ctx.first_event_then_wait().await
     }
 
     async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {

@@ -417,8 +417,7 @@ impl Resource for SshAuthorizedKey {
     async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
         if self.file.starts_with('/') {
             let _sub = ctx.fs.subscribe(Scope::File(PathBuf::from(&self.file)), ctx.waker.clone()).await;
-            ctx.event();
-            std::future::pending::<()>().await;
+            return ctx.first_event_then_wait().await;
         }
         line::watch_in_home(&ctx, || self.target().map(|(file, _)| file)).await
     }

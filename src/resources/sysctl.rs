@@ -166,9 +166,7 @@ impl Resource for Sysctl {
     async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
         let _conf =
             if self.persist { Some(ctx.fs.subscribe_settled(self.conf_path(), ctx.waker.clone()).await) } else { None };
-        ctx.event();
-        std::future::pending::<()>().await;
-        Ok(())
+        ctx.first_event_then_wait().await
     }
 
     async fn check_apply(&self, _ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {

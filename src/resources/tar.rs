@@ -393,10 +393,9 @@ impl Resource for Tar {
             let scope = if input.ends_with('/') || p.is_dir() { Scope::Tree(p) } else { Scope::File(p) };
             subs.push(ctx.fs.subscribe(scope, ctx.waker.clone()).await);
         }
-        ctx.event();
-        std::future::pending::<()>().await;
+        let waited = ctx.first_event_then_wait().await;
         drop(subs);
-        Ok(())
+        waited
     }
 
     async fn check_apply(&self, _ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {

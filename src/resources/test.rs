@@ -139,9 +139,7 @@ impl Resource for Test {
     }
 
     async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
-        ctx.event();
-        std::future::pending::<()>().await;
-        Ok(())
+        ctx.first_event_then_wait().await
     }
 
     async fn check_apply(&self, ctx: &ApplyCtx, _apply: bool) -> ResResult<Changes> {

@@ -251,13 +251,14 @@ pub(crate) async fn run_shadow_tool(tool: &str, args: &[String]) -> ResResult<()
 
 /// Wake on every finished change to these account files (the shadow tools rename a new copy
 /// into place); never returns.
-pub(crate) async fn watch_files(ctx: &WatchCtx, files: &[&str]) {
+pub(crate) async fn watch_files(ctx: &WatchCtx, files: &[&str]) -> ResResult<()> {
     let mut subs = Vec::new();
     for f in files {
         subs.push(ctx.fs.subscribe_settled(PathBuf::from(f), ctx.waker.clone()).await);
     }
-    ctx.event();
-    std::future::pending::<()>().await;
+    let waited = ctx.first_event_then_wait().await;
+    drop(subs);
+    waited
 }
 
 /// Apply a plan (with `apply`) and return its changes.
@@ -328,8 +329,7 @@ impl Resource for User {
 
     async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
         // Supplementary groups live in /etc/group (`gpasswd -a` touches only that).
-        watch_files(&ctx, &[passwd::PASSWD, passwd::GROUP]).await;
-        Ok(())
+        watch_files(&ctx, &[passwd::PASSWD, passwd::GROUP]).await
     }
 
     async fn check_apply(&self, _ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {

@@ -121,9 +121,7 @@ impl Resource for ValueRes {
 
     /// Nothing outside changes a value but its store, which is the agent's own.
     async fn watch(&self, ctx: WatchCtx) -> ResResult<()> {
-        ctx.event();
-        std::future::pending::<()>().await;
-        Ok(())
+        ctx.first_event_then_wait().await
     }
 
     async fn check_apply(&self, ctx: &ApplyCtx, apply: bool) -> ResResult<Changes> {
