@@ -56,8 +56,8 @@ pub struct Meta {
     /// keeps this resource.
     #[serde(skip_serializing_if = "is_false")]
     pub rewatch: bool,
-    /// Upstream's "converge once before a swap removes it", which upstream does not
-    /// implement either: accepted with its usual value only (see [`NOT_SUPPORTED`]).
+    /// Converge at least once before a graph swap removes or changes it: the old vertex
+    /// runs on until it has (or cannot), and what replaces it waits for it.
     #[serde(skip_serializing_if = "is_false")]
     pub realize: bool,
     /// Once this resource leaves the graph, undo it: the state it found before it first
@@ -115,10 +115,8 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// The meta params accepted only with their usual value, and why.
-const NOT_SUPPORTED: [(&str, &str); 2] = [
-    ("meta.realize", "it is not implemented (upstream does not implement it either)"),
-    ("meta.timeout", "a check has no time limit here; `exec` has its own `timeout`"),
-];
+const NOT_SUPPORTED: [(&str, &str); 1] =
+    [("meta.timeout", "a check has no time limit here; `exec` has its own `timeout`")];
 
 /// The longest semaphore count: more would be no limit.
 pub const MAX_SEMA_COUNT: usize = 1 << 20;
@@ -175,7 +173,7 @@ impl Meta {
     }
 
     fn validate_unsupported(&self) -> Result<(), ValidationError> {
-        let set = [self.realize, self.timeout != 0];
+        let set = [self.timeout != 0];
         match NOT_SUPPORTED.iter().zip(set).find(|(_, set)| *set) {
             Some(((field, why), _)) => Err(ValidationError::new(
                 field,
@@ -291,19 +289,17 @@ mod tests {
 
     #[test]
     fn an_unsupported_meta_param_is_refused_with_its_reason_unless_usual() {
-        assert!(Meta { realize: false, timeout: 0, ..Meta::default() }.validate().is_ok());
+        assert!(Meta { timeout: 0, ..Meta::default() }.validate().is_ok());
         let implemented = Meta {
             hidden: true,
             rewatch: true,
             reverse: true,
             retryreset: true,
             reset: true,
+            realize: true,
             ..Meta::default()
         };
         assert!(implemented.validate().is_ok());
-        let e = Meta { realize: true, ..Meta::default() }.validate().unwrap_err();
-        assert_eq!(e.field, "meta.realize");
-        assert!(e.message.contains("upstream does not implement it either"), "{}", e.message);
         let e = Meta { timeout: 5, ..Meta::default() }.validate().unwrap_err();
         assert_eq!(e.field, "meta.timeout");
     }

@@ -71,6 +71,9 @@ pub struct Engine {
     running: Vec<Running>,
     /// Vertices a swap stopped while they were `Ok`, for `RESUME_WINDOW`.
     stopped: HashMap<ResId, Stopped>,
+    /// Vertices a swap removed or changed that run on until they have converged once
+    /// (`meta.realize`): cancelled at shutdown with the others.
+    lingering: Vec<CancellationToken>,
 }
 
 /// A vertex a swap stopped while it was `Ok`.
@@ -125,7 +128,13 @@ impl Engine {
             reversals: None,
             local: Local::new(opts.state_dir),
         };
-        Engine { env: Arc::new(env), graph: Graph::default(), running: Vec::new(), stopped: HashMap::new() }
+        Engine {
+            env: Arc::new(env),
+            graph: Graph::default(),
+            running: Vec::new(),
+            stopped: HashMap::new(),
+            lingering: Vec::new(),
+        }
     }
 
     /// Record and apply reversals (`meta.reverse`) in `reversals`. Before the first swap.
@@ -169,9 +178,13 @@ impl Engine {
             next[ni] = old[oi].take();
         }
         self.forget_stopped();
+        let mut realizing = HashMap::new();
         for &oi in &plan.stop {
-            if let Some(r) = old[oi].take() {
-                stop(&mut self.stopped, &self.graph.vertices[oi], &r);
+            let res = self.graph.vertices[oi].clone();
+            if let Some(r) = old[oi].take()
+                && let Some(was) = self.stop(&res, &r.shared, &r.cancel)
+            {
+                realizing.insert(was.id.clone(), was);
             }
         }
         let shared: Vec<Arc<VertexShared>> = next
@@ -179,6 +192,11 @@ impl Engine {
             .zip(&new.vertices)
             .map(|(r, v)| r.as_ref().map(|r| r.shared.clone()).unwrap_or_else(|| self.new_shared(v.as_ref())))
             .collect();
+        for &ni in &plan.start {
+            if let Some(was) = realizing.remove(&shared[ni].id) {
+                shared[ni].set_predecessor(was);
+            }
+        }
         link(&new.edges, &shared);
         for id in &reversals {
             shared[new.index[id]].reversal.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -237,7 +255,10 @@ impl Engine {
         self.relink_around(&changed, &fresh);
         for (i, res) in changes {
             let was = std::mem::replace(&mut self.graph.vertices[i], res.clone());
-            stop(&mut self.stopped, &was, &self.running[i]);
+            let (shared, cancel) = (self.running[i].shared.clone(), self.running[i].cancel.clone());
+            if let Some(realizing) = self.stop(&was, &shared, &cancel) {
+                fresh[&i].set_predecessor(realizing);
+            }
             self.running[i] = self.start(fresh[&i].clone(), res);
         }
         plan.stop.sort_unstable();
@@ -338,6 +359,9 @@ impl Engine {
         for r in &self.running {
             r.cancel.cancel();
         }
+        for c in self.lingering.drain(..) {
+            c.cancel();
+        }
         // File checks still queued start no write from now on.
         crate::os::atomic::refuse_writes();
         let tasks: Vec<_> = self.running.drain(..).map(|r| r.task).collect();
@@ -348,12 +372,44 @@ impl Engine {
     }
 }
 
-/// Stop a vertex running `res`; one that was `Ok` may be resumed within the window.
-fn stop(stopped: &mut HashMap<ResId, Stopped>, res: &Arc<dyn Resource>, r: &Running) {
-    r.cancel.cancel();
-    if r.shared.status() == Status::Ok {
-        let was = Stopped { at: Instant::now(), res: res.clone(), shared: r.shared.clone() };
-        stopped.insert(r.shared.id.clone(), was);
+/// How long a vertex that a swap removed or changed runs on to converge once
+/// (`meta.realize`) before it is stopped anyway.
+pub const REALIZE_WAIT_MAX: Duration = Duration::from_secs(600);
+
+impl Engine {
+    /// Stop a vertex running `res`; one that was `Ok` may be resumed within the window. One
+    /// with `meta.realize` that never converged runs on until it has (or cannot), bounded
+    /// by [`REALIZE_WAIT_MAX`]: it is returned, for what replaces it to wait for.
+    fn stop(
+        &mut self,
+        res: &Arc<dyn Resource>,
+        shared: &Arc<VertexShared>,
+        cancel: &CancellationToken,
+    ) -> Option<Arc<VertexShared>> {
+        if res.meta().realize && !shared.realized() {
+            info!("{}: realize: runs on until it has converged once", shared.id);
+            self.lingering.retain(|c| !c.is_cancelled());
+            self.lingering.push(cancel.clone());
+            let (was, shared, cancel) = (shared.clone(), shared.clone(), cancel.clone());
+            tokio::spawn(async move {
+                let done = tokio::time::timeout(REALIZE_WAIT_MAX, shared.realized_or_stuck()).await;
+                if done.is_err() {
+                    tracing::warn!(
+                        "{}: realize: not converged within {REALIZE_WAIT_MAX:?}; stopped",
+                        shared.id
+                    );
+                }
+                cancel.cancel();
+                shared.finish();
+            });
+            return Some(was);
+        }
+        cancel.cancel();
+        if shared.status() == Status::Ok {
+            let was = Stopped { at: Instant::now(), res: res.clone(), shared: shared.clone() };
+            self.stopped.insert(shared.id.clone(), was);
+        }
+        None
     }
 }
 

@@ -83,6 +83,15 @@ pub struct VertexShared {
     /// It undoes a resource that left the graph (`meta.reverse`): once it applies, the
     /// record of what undoes that resource is forgotten.
     pub reversal: AtomicBool,
+    /// It has been in its desired state at least once (`meta.realize`).
+    realized: AtomicBool,
+    /// It has stopped checking for good (`meta.realize`: a vertex a swap let run on until it
+    /// converged once); what replaces it starts checking then.
+    finished: AtomicBool,
+    /// Told of every status change and of `finished`.
+    settled: Notify,
+    /// The vertex this one replaces, which must finish first (`meta.realize`).
+    predecessor: Mutex<Option<Arc<VertexShared>>>,
 }
 
 impl VertexShared {
@@ -103,7 +112,52 @@ impl VertexShared {
             applies: AtomicBool::new(applies),
             watch_gave_up: AtomicBool::new(false),
             reversal: AtomicBool::new(false),
+            realized: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            settled: Notify::new(),
+            predecessor: Mutex::new(None),
         })
+    }
+
+    /// Whether it has been in its desired state at least once.
+    pub fn realized(&self) -> bool {
+        self.realized.load(Ordering::SeqCst)
+    }
+
+    /// Until `done` holds for this vertex, woken by each status change.
+    async fn until(&self, done: impl Fn(&Self) -> bool) {
+        loop {
+            let changed = self.settled.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if done(self) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Until it has converged once, or cannot (it failed, or a failed dependency blocks it).
+    pub async fn realized_or_stuck(&self) {
+        self.until(|v| v.realized() || matches!(v.status(), Status::Failed | Status::Blocked)).await
+    }
+
+    /// It checks no more: whatever waits for it (`set_predecessor`) may go on.
+    pub fn finish(&self) {
+        self.finished.store(true, Ordering::SeqCst);
+        self.settled.notify_waiters();
+    }
+
+    /// This vertex checks only once `was`, which it replaces, has finished.
+    pub fn set_predecessor(&self, was: Arc<VertexShared>) {
+        *self.predecessor.lock().unwrap() = Some(was);
+    }
+
+    async fn after_predecessor(&self) {
+        let was = self.predecessor.lock().unwrap().take();
+        if let Some(was) = was {
+            was.until(|v| v.finished.load(Ordering::SeqCst)).await;
+        }
     }
 
     /// Whether its watch failed for good.
@@ -116,7 +170,12 @@ impl VertexShared {
     }
 
     fn set_status(&self, s: Status) -> Status {
-        Status::from_u8(self.status.swap(s as u8, Ordering::SeqCst))
+        if s == Status::Ok {
+            self.realized.store(true, Ordering::SeqCst);
+        }
+        let was = Status::from_u8(self.status.swap(s as u8, Ordering::SeqCst));
+        self.settled.notify_waiters();
+        was
     }
 
     /// Replace the links; returns whether the set of upstream vertices changed.
@@ -408,6 +467,7 @@ async fn check_loop(shared: &Arc<VertexShared>, res: &dyn Resource, env: &Engine
     let mut ready = false;
     let mut limiter = meta.rate_limit().map(|l| RateLimiter::new(l, meta.burst));
     let mut retry_log = RetryLog::new();
+    shared.after_predecessor().await;
     loop {
         shared.wake.notified().await;
         if !ready {
@@ -578,6 +638,39 @@ impl Check<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_realizing_vertex_is_awaited_until_it_converged_or_is_stuck_then_its_successor_goes_on() {
+        let old = VertexShared::new(ResId::new("exec", "a"), true);
+        let waiting = tokio::spawn({
+            let old = old.clone();
+            async move { old.realized_or_stuck().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        old.transition(Status::Pending);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "pending is not converged");
+        old.transition(Status::Ok);
+        waiting.await.unwrap();
+        assert!(old.realized());
+
+        let stuck = VertexShared::new(ResId::new("exec", "b"), true);
+        stuck.transition(Status::Blocked);
+        stuck.realized_or_stuck().await;
+        assert!(!stuck.realized());
+
+        let new = VertexShared::new(ResId::new("exec", "a"), true);
+        new.set_predecessor(old.clone());
+        let after = tokio::spawn({
+            let new = new.clone();
+            async move { new.after_predecessor().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!after.is_finished(), "waits for the old one to finish");
+        old.finish();
+        after.await.unwrap();
+    }
 
     #[test]
     fn a_watch_failing_quickly_waits_twice_as_long_each_time_up_to_the_cap() {

@@ -281,15 +281,69 @@ fn an_unsupported_meta_param_is_refused_with_why() {
     let usual =
         t.write_yaml("usual.yaml", &graph("{hidden: false, realize: false, timeout: 0, autogroup: false}"));
     t.run_to_end(&["--no-watch"], &usual).assert_code(0);
-    let set = t.write_yaml("set.yaml", &graph("{realize: true}"));
+    let set = t.write_yaml("set.yaml", &graph("{timeout: 5}"));
     t.run_to_end(&["--no-watch"], &set)
         .assert_code(1)
-        .assert_stderr_has("meta.realize")
-        .assert_stderr_has("upstream does not implement it either");
+        .assert_stderr_has("meta.timeout")
+        .assert_stderr_has("a check has no time limit here");
     // `reverse` on a kind that cannot be undone.
     let set = t.write_yaml("set.yaml", &graph("{reverse: true}"));
     t.run_to_end(&["--no-watch"], &set)
         .assert_code(1)
         .assert_stderr_has("meta.reverse")
         .assert_stderr_has("`noop` cannot be undone by this agent (only `file` can)");
+}
+
+/// `meta.realize`: a resource a new graph removes or changes before it ever converged runs
+/// on until it has, and what replaces it waits for it. Without it, the swap stops it.
+#[test]
+fn realize_lets_a_removed_or_changed_resource_converge_once_first() {
+    let t = TestDir::new();
+    let (go, log) = (t.path("go"), t.path("log"));
+    // An exec that converges only once `go` exists, then appends `word` to the log.
+    let graph = |name: &str, word: &str, realize: bool| {
+        format!(
+            "graph: r\nresources:\n  exec:\n  - name: {name}\n    shell: /bin/sh\n    cmd: \"while [ ! -e {go} ]; do sleep 0.05; done; echo {word} >> {log}\"\n    meta: {{realize: {realize}}}\n",
+            go = go.display(),
+            log = log.display(),
+        )
+    };
+    let nothing = "graph: r\nresources:\n  noop:\n  - name: n\n";
+    let yaml = t.write_yaml("g.yaml", &graph("slow", "first", true));
+    let a = t.agent(&[], &yaml);
+    a.wait_log("running graph");
+
+    // Changed before it converged: the old one runs on, and the new one runs after it.
+    t.replace_yaml("g.yaml", &graph("slow", "second", true));
+    a.wait_log("exec[slow]: realize: runs on until it has converged once");
+    std::fs::write(&go, "").unwrap();
+    a.wait_content(&log, "first\nsecond\n");
+
+    // Removed before it converged: it runs on and converges.
+    std::fs::remove_file(&go).unwrap();
+    t.replace_yaml("g.yaml", &graph("gone", "third", true));
+    a.wait_log_count("graph swapped", 2);
+    t.replace_yaml("g.yaml", nothing);
+    a.wait_log("exec[gone]: realize: runs on until it has converged once");
+    std::fs::write(&go, "").unwrap();
+    a.wait_content(&log, "first\nsecond\nthird\n");
+
+    // Without realize, removed the same way: stopped at once, it never writes.
+    std::fs::remove_file(&go).unwrap();
+    t.replace_yaml("g.yaml", &graph("dropped", "never", false));
+    a.wait_log_count("graph swapped", 4);
+    t.replace_yaml("g.yaml", nothing);
+    a.wait_log_count("graph swapped", 5);
+    // The swap has stopped it; its command is killed a moment later.
+    let never = format!("echo never >> {}", log.display());
+    let running = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(never.as_str()))
+        })
+    };
+    crate::common::wait_until(|| !running(), std::time::Duration::from_secs(15));
+    std::fs::write(&go, "").unwrap();
+    t.replace_yaml("g.yaml", &graph("last", "fourth", false));
+    a.wait_content(&log, "first\nsecond\nthird\nfourth\n");
 }
