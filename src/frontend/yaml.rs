@@ -920,7 +920,7 @@ mod tests {
     #[test]
     fn an_upstream_kind_that_is_not_here_is_explained() {
         let e = parse("graph: g\nresources:\n  virt:\n  - name: v\n", "g.yaml").unwrap_err();
-        assert!(e.message.starts_with("unknown field `virt`, expected one of exec, file"), "{}", e.message);
+        assert!(e.message.starts_with("unknown field `virt`, expected one of cron, exec"), "{}", e.message);
         assert!(e.message.contains("upstream's `virt` kind is left out: virtualisation"), "{}", e.message);
         let e = parse("graph: g\nresources:\n  noop:\n  - name: v\n    virt: 1\n", "g.yaml").unwrap_err();
         assert!(!e.message.contains("upstream's"), "a param is not a kind: {}", e.message);
