@@ -351,8 +351,10 @@ impl Agent {
     /// what its changing values (files, the time, the cluster's keys and exports) change
     /// arrives as new versions.
     async fn follow_program(&mut self, path: &std::path::Path, deploy: u64) -> Option<SpecSource> {
-        let program =
-            LangFile::new(path, &self.cfg.hostname).with_deploy_id(deploy).with_world(self.world.clone());
+        let program = LangFile::new(path, &self.cfg.hostname)
+            .with_deploy_id(deploy)
+            .with_world(self.world.clone())
+            .with_state_dir(self.cfg.prefix.clone());
         let watch = program.watch(self.fs.clone()).await;
         // Its first version is the graph the deploy applied, compiled again (on the blocking
         // pool) to follow its values: what changes from here on is yielded.

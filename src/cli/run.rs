@@ -39,12 +39,14 @@ impl Input {
         file: Option<&std::path::Path>,
         hostname: &str,
         once: bool,
+        prefix: &std::path::Path,
     ) -> Result<Option<Input>> {
         Ok(match (frontend, file) {
             (Frontend::Yaml { .. }, Some(file)) => Some(Input::Yaml(YamlFile::new(file)?)),
             (Frontend::Lang { path, coalesce_ms }, _) => {
                 let program = LangFile::new(path, hostname)
-                    .with_interval(std::time::Duration::from_millis(*coalesce_ms));
+                    .with_interval(std::time::Duration::from_millis(*coalesce_ms))
+                    .with_state_dir(prefix.to_path_buf());
                 Some(Input::Lang(if once { program.once() } else { program }))
             }
             _ => None,
@@ -104,7 +106,10 @@ pub async fn run(args: RunArgs) -> Result<u8> {
             "--detailed-exitcodes needs --no-watch or --converged-timeout: an agent that watches exits only on a signal"
         );
     }
-    let mut input = Input::new(&args.frontend, file.as_deref(), &hostname, args.no_watch)?;
+    // Where the agent's state will be (made once the first graph is valid): `value.get_*`
+    // read the values stored there.
+    let (prefix, _tmp_prefix) = prefix(&args)?;
+    let mut input = Input::new(&args.frontend, file.as_deref(), &hostname, args.no_watch, &prefix)?;
     // One file watcher for the graph's files and the engine's resources.
     let fs = FsWatcher::new().context("starting the file watcher")?;
     let watch = match (&input, args.no_watch) {
@@ -120,7 +125,6 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     };
 
     // The prefix holds agent state; a temporary one is removed on exit.
-    let (prefix, _tmp_prefix) = prefix(&args)?;
     super::prefix::create(&prefix)?;
     // Held until the agent ends: a second agent on this prefix refuses to start.
     let _prefix_lock = super::prefix::lock(&prefix)?;

@@ -97,6 +97,7 @@ pub fn compile_at(path: &Path, hostname: &str, deploy_id: u64) -> Result<Compile
         deploy_root: module.root.clone(),
         files_dir: module.files_dir.clone(),
         deploy_id,
+        state_dir: None,
     };
     let watch = WatchSet::of(&module);
     match lang::compile(&module, &host) {
@@ -178,6 +179,8 @@ pub struct LangFile {
     world: Option<Arc<dyn World>>,
     /// The deploy the program runs from (0: none).
     deploy_id: u64,
+    /// The agent's prefix, where `value` resources store what `value.get_*` read.
+    state_dir: Option<PathBuf>,
     /// Evaluated once, not followed (`run --no-watch`): each changing function is called once.
     once: bool,
 }
@@ -198,6 +201,7 @@ impl LangFile {
             first_watch: None,
             world: None,
             deploy_id: 0,
+            state_dir: None,
             once: false,
         }
     }
@@ -212,6 +216,12 @@ impl LangFile {
     /// The program runs from deploy `id` (`deploy.*` functions read its bundle).
     pub fn with_deploy_id(mut self, id: u64) -> LangFile {
         self.deploy_id = id;
+        self
+    }
+
+    /// The agent's prefix: `value.get_*` read the values stored there.
+    pub fn with_state_dir(mut self, dir: PathBuf) -> LangFile {
+        self.state_dir = Some(dir);
         self
     }
 
@@ -244,10 +254,11 @@ impl LangFile {
                 .map(|c| SpecVersion { spec: c.spec, text })
                 .map_err(|f| SpecError::Program(f.error));
         }
-        let loaded = Live::load(&self.path, &self.hostname, self.deploy_id).map(|mut live| {
-            let step = live.step();
-            (live, step)
-        });
+        let loaded =
+            Live::load(&self.path, &self.hostname, self.deploy_id, self.state_dir.clone()).map(|mut live| {
+                let step = live.step();
+                (live, step)
+            });
         let (live, step) = match loaded {
             Ok(loaded) => loaded,
             Err(f) => {
@@ -358,8 +369,9 @@ impl LangFile {
         &mut self,
     ) -> Option<(Option<Result<SpecVersion, SpecError>>, Option<WatchSet>, bool)> {
         let (path, hostname, deploy_id) = (self.path.clone(), self.hostname.clone(), self.deploy_id);
+        let state_dir = self.state_dir.clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            Live::load(&path, &hostname, deploy_id).map(|mut live| {
+            Live::load(&path, &hostname, deploy_id, state_dir).map(|mut live| {
                 let step = live.step();
                 (live, step)
             })
@@ -422,7 +434,7 @@ struct Live {
 
 impl Live {
     /// Loads and compiles the program at `path` for `hostname`, to run (blocking).
-    fn load(path: &Path, hostname: &str, deploy_id: u64) -> Result<Live, Failed> {
+    fn load(path: &Path, hostname: &str, deploy_id: u64, state_dir: Option<PathBuf>) -> Result<Live, Failed> {
         let module = lang::load(path)
             .map_err(|e| Failed { error: ProgramError::new(&e.diagnostics, &e.map), watch: None })?;
         let host = Arc::new(HostInfo {
@@ -430,6 +442,7 @@ impl Live {
             deploy_root: module.root.clone(),
             files_dir: module.files_dir.clone(),
             deploy_id,
+            state_dir,
         });
         let watch = WatchSet::of(&module);
         let streams = Streams::new();
@@ -473,7 +486,7 @@ mod tests {
         std::fs::write(&path, "$x = \n").unwrap();
         let mut f = LangFile::new(&path, "h");
         assert!(matches!(f.load(), Err(SpecError::Program(_))));
-        let failed = |path: &Path| Err(Live::load(path, "h", 0).err().expect("fails").error);
+        let failed = |path: &Path| Err(Live::load(path, "h", 0, None).err().expect("fails").error);
         assert!(f.version_of(failed(&path)).is_none());
         std::fs::write(&path, "$x = )\n").unwrap();
         let again = f.version_of(failed(&path));

@@ -38,7 +38,7 @@ struct Stored {
 
 /// The file a value named `name` is stored in, below the agent's prefix: named by the hash
 /// of the name, since a name may hold any character.
-fn stored_path(state_dir: &Path, name: &str) -> PathBuf {
+pub fn stored_path(state_dir: &Path, name: &str) -> PathBuf {
     state_dir.join("value").join(hex::encode(Sha256::digest(name.as_bytes())))
 }
 
@@ -69,6 +69,15 @@ fn read_stored(path: &Path, name: &str) -> ResResult<Found> {
         Ok(s) if s.name == name => Found::Value(s.value),
         Ok(_) => Found::Damaged("another resource's".into()),
         Err(e) => Found::Damaged(format!("not a stored value: {e}")),
+    })
+}
+
+/// The value the `value` resource `name` holds on this host (stored below `state_dir`, the
+/// agent's prefix), if it holds one: what mcl's `value.get_*` read. A damaged store holds none.
+pub fn stored(state_dir: &Path, name: &str) -> ResResult<Option<Value>> {
+    Ok(match read_stored(&stored_path(state_dir, name), name)? {
+        Found::Value(v) => Some(v),
+        Found::Nothing | Found::Damaged(_) => None,
     })
 }
 

@@ -3,8 +3,9 @@
 //! a command's lines with `os.system`, the time with `datetime.now`, a run-time error that
 //! keeps the last graph and recovers, a burst of writes that ends on the newest value, and
 //! the cluster's key store read with `world.getval`/`world.kvlookup` as another host's `kv`
-//! resource writes it, and the three-host demo written in mcl (exports, `collect.res` and
-//! `collect file`). Real files, real commands, a real etcd.
+//! resource writes it, the value a `value` resource stores read with `value.get_str`, and
+//! the three-host demo written in mcl (exports, `collect.res` and `collect file`). Real
+//! files, real commands, a real etcd.
 
 use std::fs;
 use std::path::Path;
@@ -45,6 +46,30 @@ fn os_readfile_follows_a_file_from_before_it_exists_through_edits_and_its_remova
     // The running graph keeps repairing what it manages between changes.
     fs::write(&out, "drift\n").unwrap();
     a.wait_content(&out, "none\n");
+    assert!(a.try_exit().is_none());
+}
+
+/// A value received over send/recv and stored by a `value` resource reaches the program
+/// through `value.get_str`, and changes with the sender.
+#[test]
+fn value_get_str_follows_what_a_value_resource_stores() {
+    let t = TestDir::new();
+    let (input, out) = (t.path("in"), t.path("out"));
+    fs::write(&input, "first").unwrap();
+    let text = format!(
+        "import \"os\"\nimport \"value\"\n\
+         value \"source\" {{\n\tany => os.readfile(\"{}\"),\n}}\n\
+         value \"sink\" {{}}\n\
+         Value[\"source\"].any -> Value[\"sink\"].any\n\
+         $got = value.get_str(\"sink\")\n\
+         file \"{}\" {{\n\tcontent => $got->ready ?: $got->value,\n}}\n",
+        input.display(),
+        out.display()
+    );
+    let a = start(&t, &text, &[]);
+    a.wait_content(&out, "first");
+    fs::write(&input, "second").unwrap();
+    a.wait_content(&out, "second");
     assert!(a.try_exit().is_none());
 }
 

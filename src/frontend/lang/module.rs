@@ -338,17 +338,21 @@ mod tests {
     fn upstream_modules_not_here_yet_are_named_as_such() {
         let dir = tempfile::tempdir().unwrap();
         let main = dir.path().join("main.mcl");
-        std::fs::write(&main, "import \"value\"\nimport \"nowhere\"\n").unwrap();
+        std::fs::write(&main, "import \"local\"\nimport \"nowhere\"\n").unwrap();
         let errors = load(&main).map(|_| ()).unwrap_err().diagnostics;
         let messages: Vec<&str> = errors.iter().map(|d| d.message.as_str()).collect();
         assert_eq!(
             messages,
             [
-                "the core module `value` is not available in this version",
+                "the core module `local` is not available in this version",
                 "`nowhere` is not a core module, and a local import ends in `.mcl` or `/`",
             ]
         );
-        assert!(errors[0].notes.iter().any(|n| n.contains("values resources send")), "{:?}", errors[0].notes);
+        assert!(
+            errors[0].notes.iter().any(|n| n.contains("keeps state on this host")),
+            "{:?}",
+            errors[0].notes
+        );
     }
 
     #[test]

@@ -44,6 +44,7 @@ mod template;
 #[cfg(test)]
 pub(crate) mod testing;
 mod unavailable;
+mod value;
 mod world;
 
 pub use func_value::func_value;
@@ -137,6 +138,9 @@ pub struct HostInfo {
     pub files_dir: String,
     /// The deploy's id, 0 when the program is not running from a deploy.
     pub deploy_id: u64,
+    /// The agent's prefix, where `value` resources store their values (`value.get_*` read
+    /// them); `None` when no agent runs the program (`mgmt graph`, a deploy's check).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Every module's functions. Each module file adds its slice here.
@@ -164,6 +168,7 @@ const MODULES: &[&[Builtin]] = &[
     golang_path::FUNCS,
     golang_os::FUNCS,
     world::FUNCS,
+    value::FUNCS,
 ];
 
 static INDEX: LazyLock<HashMap<(&'static str, &'static str), &'static Builtin>> =

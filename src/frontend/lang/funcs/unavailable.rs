@@ -3,7 +3,6 @@
 
 /// By the name written in `import "..."`: what the module is for.
 const UNAVAILABLE: &[(&str, &str)] = &[
-    ("value", "reads the values resources send (`get`, `get_str`...), as they change"),
     ("local", "keeps state on this host (`pool`, `vardir`)"),
     ("test", "holds the functions upstream's own tests use"),
     ("sys/fwupd", "asks fwupd about firmware updates"),
@@ -26,7 +25,7 @@ mod tests {
         for (name, _) in UNAVAILABLE {
             assert!(!super::super::is_module(name), "`{name}` is implemented");
         }
-        assert!(unavailable("value").is_some());
+        assert!(unavailable("local").is_some());
         assert!(unavailable("fmt").is_none());
     }
 }
