@@ -115,8 +115,10 @@ fn collect_into(
     collected: &[Exported],
 ) {
     let mut by_id: HashMap<ResId, usize> = list.iter().enumerate().map(|(i, r)| (r.id(), i)).collect();
+    // A hidden resource is not applied here: it manages nothing on this host.
     let mut managed: HashMap<PathBuf, ResId> = list
         .iter()
+        .filter(|r| !r.meta().hidden)
         .flat_map(|r| r.autoedges().provides.into_iter().map(move |p| (managed_key(&p), r.id())))
         .collect();
     let mut sorted: Vec<&Exported> = collected.iter().collect();
@@ -276,6 +278,32 @@ collect:
         let a3 = assemble(&spec, "A", &collected).unwrap();
         assert!(a3.warnings.is_empty(), "{:?}", a3.warnings);
         assert_eq!(a3.graph.vertices.len(), 2);
+    }
+
+    #[test]
+    fn a_hidden_resource_does_not_keep_a_collected_one_off_its_path() {
+        let text = r#"
+graph: g
+resources:
+  file:
+  - name: "@@mine"
+    path: /tmp/mgmtH/f
+    content: "for the others\n"
+    meta: {hidden: true}
+collect:
+- kind: file
+  pattern: /tmp/mgmtH/
+"#;
+        let spec = yaml::parse(text, "g.yaml").unwrap();
+        let mut theirs = assemble(&spec, "A", &[]).unwrap().exports[0].clone();
+        theirs.host = "B".into();
+        theirs.name = "f".into();
+        theirs.params["name"] = "f".into();
+        theirs.params["content"] = "from B\n".into();
+        let a = assemble(&spec, "A", &[theirs]).unwrap();
+        assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+        let collected: Vec<String> = a.graph.vertices.iter().map(|v| v.id().to_string()).collect();
+        assert_eq!(collected, ["file[mine]", "file[f]"]);
     }
 
     #[test]

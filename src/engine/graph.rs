@@ -90,7 +90,8 @@ impl Graph {
     fn add_autoedges(&mut self) {
         let mut providers: HashMap<PathBuf, usize> = HashMap::new();
         let mut named: HashMap<String, usize> = HashMap::new();
-        for (i, v) in self.vertices.iter().enumerate() {
+        // A hidden resource is never applied here: waiting for it would wait for nothing.
+        for (i, v) in self.vertices.iter().enumerate().filter(|(_, v)| !v.meta().hidden) {
             for p in v.autoedges().provides {
                 providers.entry(p).or_insert(i);
             }
@@ -306,6 +307,28 @@ mod tests {
         let want =
             [("group[ops]", "user[alice]"), ("group[staff]", "user[alice]"), ("user[old]", "group[legacy]")];
         assert_eq!(edges, want.map(|(a, b)| (a.to_string(), b.to_string())));
+    }
+
+    #[test]
+    fn a_hidden_resource_provides_no_path_so_the_real_one_is_waited_for() {
+        let res = |j: serde_json::Value| -> Arc<dyn Resource> {
+            crate::resources::from_json("file", j).unwrap().into()
+        };
+        let g = Graph::build(
+            vec![
+                res(serde_json::json!({"name": "hidden", "path": "/d/", "meta": {"hidden": true}})),
+                res(serde_json::json!({"name": "real", "path": "/d/"})),
+                res(serde_json::json!({"name": "inside", "path": "/d/f", "content": "x"})),
+            ],
+            &[],
+        )
+        .unwrap();
+        let edges: Vec<(String, String)> = g
+            .edges
+            .iter()
+            .map(|e| (g.vertices[e.from].id().to_string(), g.vertices[e.to].id().to_string()))
+            .collect();
+        assert_eq!(edges, [("file[real]".to_string(), "file[inside]".to_string())]);
     }
 
     #[test]
