@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use flate2::{Compression, GzBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::tar::{output_autoedges, output_matches, validate_output, write_output};
+use super::tar::{output_autoedges, sync_output, validate_output};
 use super::{ApplyCtx, AutoEdgeInfo, Changes, ResResult, Resource, ResourceError, WatchCtx};
 use crate::contract::{Meta, ValidationError};
 use crate::os::fswatch::Scope;
@@ -74,19 +74,11 @@ impl Gzip {
 
     fn sync_check_apply(&self, apply: bool) -> ResResult<Changes> {
         let path = PathBuf::from(self.path());
-        if output_matches(&path, |w| self.build(w))? {
-            return Ok(vec![]);
-        }
         let from = self.input.as_deref().map_or_else(|| "content".to_string(), |i| i.to_string());
-        let line = if path.exists() {
-            format!("rewrite {} (it differs from {from}, compressed)", path.display())
-        } else {
-            format!("create {} from {from}", path.display())
-        };
-        if apply {
-            write_output(&path, |w| self.build(w))?;
-        }
-        Ok(vec![line.into()])
+        sync_output(&path, apply, |w| self.build(w), |exists| match exists {
+            true => format!("rewrite {} (it differs from {from}, compressed)", path.display()),
+            false => format!("create {} from {from}", path.display()),
+        })
     }
 }
 
@@ -142,6 +134,7 @@ impl Resource for Gzip {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::tar::{output_matches, write_output};
 
     fn gzip(j: serde_json::Value) -> Gzip {
         serde_json::from_value(j).unwrap()

@@ -118,6 +118,24 @@ pub fn output_matches(path: &Path, build: impl FnOnce(&mut dyn Write) -> ResResu
     Ok(longer == 0)
 }
 
+/// Compare the file at `path` with what `build` writes and, with `apply`, write it: no change
+/// when they match, else the one change `describe` words (given whether the file exists).
+pub fn sync_output(
+    path: &Path,
+    apply: bool,
+    build: impl Fn(&mut dyn Write) -> ResResult<()> + Sync,
+    describe: impl FnOnce(bool) -> String,
+) -> ResResult<Changes> {
+    if output_matches(path, &build)? {
+        return Ok(vec![]);
+    }
+    let line = describe(path.exists());
+    if apply {
+        write_output(path, &build)?;
+    }
+    Ok(vec![line.into()])
+}
+
 /// The reader end of a build running on another thread: its end of data is the end of the
 /// build, which fails the read if the build failed (so a broken archive is never renamed
 /// into place).
@@ -342,18 +360,10 @@ impl Tar {
 
     fn sync_check_apply(&self, apply: bool) -> ResResult<Changes> {
         let path = PathBuf::from(self.path());
-        if output_matches(&path, |w| self.build(w))? {
-            return Ok(vec![]);
-        }
-        let line = if path.exists() {
-            format!("rewrite {} (it differs from the inputs' archive)", path.display())
-        } else {
-            format!("create {} from {}", path.display(), crate::text::count(self.inputs.len(), "input"))
-        };
-        if apply {
-            write_output(&path, |w| self.build(w))?;
-        }
-        Ok(vec![line.into()])
+        sync_output(&path, apply, |w| self.build(w), |exists| match exists {
+            true => format!("rewrite {} (it differs from the inputs' archive)", path.display()),
+            false => format!("create {} from {}", path.display(), crate::text::count(self.inputs.len(), "input")),
+        })
     }
 }
 
