@@ -54,10 +54,16 @@ fn paths_in(code: &str, module: &[String]) -> Vec<(Vec<String>, usize)> {
             while let Some(i) = rest.find(start) {
                 let before = &rest[..i];
                 rest = &rest[i + start.len()..];
-                if start == "super::" && (before.ends_with("::") || before.ends_with("super")) {
+                if start == "super::" && before.ends_with("::") {
                     continue;
                 }
-                let mut segs = base.clone();
+                let mut base = base.clone();
+                // `super::super::x` is the grandparent's `x`.
+                while start == "super::" && rest.starts_with("super::") {
+                    rest = &rest["super::".len()..];
+                    base.pop();
+                }
+                let mut segs = base;
                 for seg in rest.split("::") {
                     let ident: String =
                         seg.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
@@ -204,6 +210,13 @@ fn the_reader_sees_imports_and_their_layers() {
     }
     assert!(!paths.iter().any(|p| p.starts_with("with_kinds")), "{paths:?}");
     assert_eq!(layer(&["cli".to_string()]), Some(LAYERS.len() - 1));
+    // `super::super::x` is the grandparent's `x`, never the parent's.
+    let deep: Vec<String> = ["frontend", "lang", "funcs", "args"].map(String::from).to_vec();
+    let paths: Vec<String> = paths_in("use super::super::value::{Val};\n", &deep)
+        .into_iter()
+        .map(|(p, _)| p.join("::"))
+        .collect();
+    assert_eq!(paths, ["frontend::lang::value::Val", "frontend::lang::value"]);
 }
 
 #[test]
