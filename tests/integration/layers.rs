@@ -212,10 +212,8 @@ fn the_reader_sees_imports_and_their_layers() {
     assert_eq!(layer(&["cli".to_string()]), Some(LAYERS.len() - 1));
     // `super::super::x` is the grandparent's `x`, never the parent's.
     let deep: Vec<String> = ["frontend", "lang", "funcs", "args"].map(String::from).to_vec();
-    let paths: Vec<String> = paths_in("use super::super::value::{Val};\n", &deep)
-        .into_iter()
-        .map(|(p, _)| p.join("::"))
-        .collect();
+    let paths: Vec<String> =
+        paths_in("use super::super::value::{Val};\n", &deep).into_iter().map(|(p, _)| p.join("::")).collect();
     assert_eq!(paths, ["frontend::lang::value::Val", "frontend::lang::value"]);
 }
 
