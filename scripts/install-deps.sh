@@ -4,8 +4,9 @@
 # a sandbox; the host's own init is never touched), dpkg-dev + binutils (scripts/build-deb and
 # its test: dpkg-shlibdeps, strip, readelf), openssh-server + openssh-client + openssl (the
 # --ssh-url tests run their own sshd on a loopback port; keys by ssh-keygen, certificates by
-# openssl; the tests use neither the host's sshd service nor /etc/ssh). Does nothing when
-# everything is there.
+# openssl; the tests use neither the host's sshd service nor /etc/ssh), passwd (the shadow
+# tools the user and group kinds apply with, inside the sandbox), apt (the pkg kind and its
+# local test repository). Does nothing when everything is there.
 set -euo pipefail
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
@@ -22,6 +23,8 @@ command -v readelf >/dev/null 2>&1 || need+=(binutils)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+[ -x /usr/sbin/useradd ] || need+=(passwd)
+command -v apt-cache >/dev/null 2>&1 || need+=(apt)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
